@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Installs what Rivet needs to build and test, then writes .cargo/config.toml so that a
+# plain `cargo build` / `cargo test` in this checkout finds libtorch and ONNX Runtime.
+# Idempotent: every step checks first and does nothing when its work is already done.
+#
+# Honoured environment variables:
+#   LIBTORCH        an existing libtorch (the directory holding lib/ and include/);
+#                   default: the torch package of the project venv
+#   ORT_DYLIB_PATH  an existing libonnxruntime.so; default: the onnxruntime wheel in the venv
+#   RIVET_VENV      where the Python venv lives; default: .venv in this checkout
+#   PYTHON          the interpreter that creates the venv; default: python3
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$root"
+venv="${RIVET_VENV:-$root/.venv}"
+python="${PYTHON:-python3}"
+requirements="$root/models/requirements.txt"
+
+say() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+# 1. Debian packages: protoc (candle-onnx) and cmake (the C/C++ examples).
+missing=()
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo -n"; else
+        say "missing ${missing[*]} and not root: install them with apt-get and run again"; exit 1
+    fi
+    say "installing ${missing[*]}"
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# 2. The project venv with pinned PyTorch / ONNX Runtime (models, references, libtorch).
+stamp="$venv/.rivet-requirements"
+if [ ! -x "$venv/bin/python" ]; then
+    say "creating venv $venv"
+    "$python" -m venv "$venv"
+fi
+if ! cmp -s "$requirements" "$stamp"; then
+    say "installing $(tr '\n' ' ' < "$requirements")into $venv (about 5 GB, a few minutes)"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+    cp "$requirements" "$stamp"
+fi
+site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+
+# 3. libtorch: the user's LIBTORCH, else the venv's torch package (it ships lib/ and include/).
+libtorch="${LIBTORCH:-$site/torch}"
+if [ ! -e "$libtorch/lib/libtorch_cpu.so" ]; then
+    say "no libtorch_cpu.so under $libtorch/lib: set LIBTORCH to a libtorch 2.13 directory"; exit 1
+fi
+
+# 4. ONNX Runtime: the user's ORT_DYLIB_PATH, else the wheel's library.
+ort_lib="${ORT_DYLIB_PATH:-}"
+if [ -z "$ort_lib" ]; then
+    ort_lib="$(ls "$site"/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -n 1 || true)"
+fi
+if [ ! -e "$ort_lib" ]; then
+    say "no libonnxruntime found (looked in $site/onnxruntime/capi): set ORT_DYLIB_PATH"; exit 1
+fi
+
+# 5. Cargo's environment for this checkout (not committed: it holds absolute paths).
+mkdir -p .cargo
+config="$(cat <<TOML
+# Written by bootstrap.sh; do not edit (run ./bootstrap.sh again instead).
+[env]
+LIBTORCH = "$libtorch"
+LIBTORCH_CXX11_ABI = "1"
+RIVET_ORT_DYLIB_PATH = "$ort_lib"
+RIVET_PYTHON = "$venv/bin/python"
+
+# Binaries and test executables find libtorch without LD_LIBRARY_PATH.
+[target.x86_64-unknown-linux-gnu]
+rustflags = ["-C", "link-arg=-Wl,-rpath,$libtorch/lib"]
+TOML
+)"
+if [ "$config" != "$(cat .cargo/config.toml 2>/dev/null || true)" ]; then
+    printf '%s\n' "$config" > .cargo/config.toml
+    say "wrote .cargo/config.toml (libtorch: $libtorch, onnxruntime: $ort_lib)"
+fi

@@ -1,0 +1,220 @@
+"""Exports Rivet's bundled models from PyTorch, with reference inputs and outputs.
+
+Each network is built with a fixed seed, put in eval mode, and exported from the same weights as
+TorchScript (`<name>.pt`, via torch.jit.script) and ONNX (`<name>.onnx`, opset 17). A sidecar
+`<name>.spec.json` gives the dtypes, shapes and output names a TorchScript archive does not hold.
+For each test case, inputs and the outputs of PyTorch eager are saved as `.npy` under
+`<name>/cases/<case>/`: `input.<input name>.npy` and `output.<output name>.npy`.
+
+Run: .venv/bin/python models/export.py [--out models]
+"""
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class TabularMLP(nn.Module):
+    """Float features -> class logits."""
+
+    def __init__(self, features: int = 16, classes: int = 3):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(features, 64),
+            nn.ReLU(),
+            nn.Linear(64, 32),
+            nn.ReLU(),
+            nn.Linear(32, classes),
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features)
+
+
+class SmallCNN(nn.Module):
+    """NCHW 3x32x32 image -> 10 class logits."""
+
+    def __init__(self, classes: int = 10):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 16, 3, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 32, 3, padding=1),
+            nn.ReLU(),
+        )
+        self.head = nn.Linear(32, classes)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = self.body(image)
+        x = x.mean(dim=(2, 3))
+        return self.head(x)
+
+
+class EncoderLayer(nn.Module):
+    """Post-norm transformer encoder layer with a padding mask."""
+
+    def __init__(self, dim: int, heads: int, hidden: int):
+        super().__init__()
+        self.heads = heads
+        self.head_dim = dim // heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm1 = nn.LayerNorm(dim)
+        self.ff = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+        self.norm2 = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        b, s, d = x.shape
+        qkv = self.qkv(x).reshape(b, s, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(self.head_dim) + bias
+        attn = torch.softmax(scores, dim=-1)
+        ctx = torch.matmul(attn, v).transpose(1, 2).reshape(b, s, d)
+        x = self.norm1(x + self.proj(ctx))
+        return self.norm2(x + self.ff(x))
+
+
+class TinyEncoder(nn.Module):
+    """int64 token ids + attention mask -> hidden states."""
+
+    def __init__(self, vocab: int = 100, dim: int = 32, heads: int = 4, layers: int = 2,
+                 max_len: int = 64):
+        super().__init__()
+        self.tokens = nn.Embedding(vocab, dim)
+        self.positions = nn.Embedding(max_len, dim)
+        self.layers = nn.ModuleList([EncoderLayer(dim, heads, 2 * dim) for _ in range(layers)])
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        seq = input_ids.shape[1]
+        pos = torch.arange(seq, device=input_ids.device).unsqueeze(0)
+        x = self.tokens(input_ids) + self.positions(pos)
+        # Padding positions get a large negative bias so no query attends to them.
+        bias = (1.0 - attention_mask.to(x.dtype)).unsqueeze(1).unsqueeze(2) * -1e4
+        for layer in self.layers:
+            x = layer(x, bias)
+        return x
+
+
+def mlp_case(batch: int, gen: torch.Generator):
+    return {"features": torch.randn(batch, 16, generator=gen)}
+
+
+def cnn_case(batch: int, gen: torch.Generator):
+    return {"image": torch.randn(batch, 3, 32, 32, generator=gen)}
+
+
+def encoder_case(batch: int, seq: int, gen: torch.Generator):
+    ids = torch.randint(0, 100, (batch, seq), generator=gen, dtype=torch.int64)
+    mask = torch.ones(batch, seq, dtype=torch.int64)
+    # Pad the tail of every other row so the mask matters.
+    for row in range(1, batch, 2):
+        mask[row, seq - seq // 3:] = 0
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+MODELS = {
+    "mlp": {
+        "build": TabularMLP,
+        "inputs": [("features", "f32", ["batch", 16])],
+        "outputs": [("logits", "f32", ["batch", 3])],
+        "cases": {"b1": lambda g: mlp_case(1, g), "b8": lambda g: mlp_case(8, g)},
+    },
+    "cnn": {
+        "build": SmallCNN,
+        "inputs": [("image", "f32", ["batch", 3, 32, 32])],
+        "outputs": [("logits", "f32", ["batch", 10])],
+        "cases": {"b1": lambda g: cnn_case(1, g), "b4": lambda g: cnn_case(4, g)},
+    },
+    "encoder": {
+        "build": TinyEncoder,
+        "inputs": [
+            ("input_ids", "i64", ["batch", "sequence"]),
+            ("attention_mask", "i64", ["batch", "sequence"]),
+        ],
+        "outputs": [("hidden_states", "f32", ["batch", "sequence", 32])],
+        "cases": {
+            "b1_s8": lambda g: encoder_case(1, 8, g),
+            "b1_s24": lambda g: encoder_case(1, 24, g),
+            "b4_s8": lambda g: encoder_case(4, 8, g),
+            "b4_s24": lambda g: encoder_case(4, 24, g),
+        },
+    },
+}
+
+
+def spec_entry(name, dtype, shape):
+    return {"name": name, "dtype": dtype, "shape": shape}
+
+
+def export(name: str, cfg: dict, out: Path) -> None:
+    torch.manual_seed(0)
+    model = cfg["build"]().eval()
+    # Give BatchNorm non-trivial running statistics so folding it is actually exercised.
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 1.5)
+    folder = out / name
+    folder.mkdir(parents=True, exist_ok=True)
+    input_names = [i[0] for i in cfg["inputs"]]
+    output_names = [o[0] for o in cfg["outputs"]]
+
+    gen = torch.Generator().manual_seed(1234)
+    cases = {case: make(gen) for case, make in cfg["cases"].items()}
+    example = next(iter(cases.values()))
+    args = tuple(example[n] for n in input_names)
+
+    scripted = torch.jit.script(model)
+    scripted.save(str(folder / f"{name}.pt"))
+
+    dynamic_axes = {}
+    for n, _, shape in cfg["inputs"] + cfg["outputs"]:
+        dynamic_axes[n] = {i: d for i, d in enumerate(shape) if isinstance(d, str)}
+    torch.onnx.export(
+        model, args, str(folder / f"{name}.onnx"), dynamo=False, opset_version=17,
+        input_names=input_names, output_names=output_names, dynamic_axes=dynamic_axes,
+    )
+
+    spec = {
+        "inputs": [spec_entry(*i) for i in cfg["inputs"]],
+        "outputs": [spec_entry(*o) for o in cfg["outputs"]],
+    }
+    (folder / f"{name}.spec.json").write_text(json.dumps(spec, indent=2) + "\n")
+
+    with torch.inference_mode():
+        for case, inputs in cases.items():
+            cdir = folder / "cases" / case
+            cdir.mkdir(parents=True, exist_ok=True)
+            outputs = model(*(inputs[n] for n in input_names))
+            if isinstance(outputs, torch.Tensor):
+                outputs = (outputs,)
+            for n in input_names:
+                np.save(cdir / f"input.{n}.npy", inputs[n].numpy())
+            for n, value in zip(output_names, outputs):
+                np.save(cdir / f"output.{n}.npy", value.numpy())
+    print(f"exported {name}: {', '.join(sorted(p.name for p in folder.iterdir()))}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
+    parser.add_argument("models", nargs="*", default=list(MODELS), help="which models to export")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    for name in args.models:
+        export(name, MODELS[name], args.out)
+
+
+if __name__ == "__main__":
+    main()
