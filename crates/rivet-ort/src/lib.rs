@@ -1,1 +1,282 @@
+//! Rivet's ONNX Runtime backend, through `ort` with the library loaded at run time.
+//!
+//! Finding libonnxruntime: `ORT_DYLIB_PATH` at run time wins; otherwise the path baked in at
+//! build time from `RIVET_ORT_DYLIB_PATH` (set by the project's bootstrap) is used.
+//!
+//! Concurrency: `ort::Session::run` needs exclusive access, so a model keeps a pool of
+//! `instances` sessions (like Triton's instance_group). `run` from several threads takes a free
+//! session, or waits for one; with one instance, runs are serialised. Thread settings are per
+//! session.
 
+#![warn(missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, OnceLock};
+
+use ort::environment::Environment;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::{Session, SessionInputValue};
+use ort::value::{DynValue, TensorElementType, TensorRef, ValueType};
+use rivet_core::format::detect_format;
+use rivet_core::{
+    with_element_type, Backend, DType, Device, Dim, Error, GraphOptimization, InferenceBackend,
+    LoadOptions, Model, ModelFormat, Result, Signature, Tensor, TensorSpec, TensorView,
+};
+
+const NAME: &str = "ort";
+
+/// Where libonnxruntime is: `ORT_DYLIB_PATH`, else the path baked in at build time.
+pub fn dylib_path() -> Option<PathBuf> {
+    std::env::var_os("ORT_DYLIB_PATH")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| option_env!("RIVET_ORT_DYLIB_PATH").map(PathBuf::from))
+}
+
+/// The process-wide ONNX Runtime environment, loading the library on first use.
+pub fn environment() -> Result<&'static Environment> {
+    static ENV: OnceLock<std::result::Result<Environment, String>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let path = dylib_path().ok_or_else(|| {
+            "cannot find libonnxruntime: set ORT_DYLIB_PATH to libonnxruntime.so".to_owned()
+        })?;
+        if !path.is_file() {
+            return Err(format!(
+                "libonnxruntime not found at {} (set ORT_DYLIB_PATH to the library)",
+                path.display()
+            ));
+        }
+        let builder = ort::init_from(&path)
+            .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", path.display()))?;
+        builder.with_name("rivet").build().map_err(|e| format!("cannot start ONNX Runtime: {e}"))
+    })
+    .as_ref()
+    .map_err(|e| Error::unsupported(NAME, e))
+}
+
+/// The ONNX Runtime backend.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OrtBackend;
+
+impl OrtBackend {
+    /// The backend.
+    pub fn new() -> Self {
+        OrtBackend
+    }
+}
+
+/// Maps an ONNX element type to a Rivet dtype, or `None` when Rivet has none.
+pub fn dtype_of(ty: TensorElementType) -> Option<DType> {
+    Some(match ty {
+        TensorElementType::Float16 => DType::F16,
+        TensorElementType::Bfloat16 => DType::BF16,
+        TensorElementType::Float32 => DType::F32,
+        TensorElementType::Float64 => DType::F64,
+        TensorElementType::Int8 => DType::I8,
+        TensorElementType::Int16 => DType::I16,
+        TensorElementType::Int32 => DType::I32,
+        TensorElementType::Int64 => DType::I64,
+        TensorElementType::Uint8 => DType::U8,
+        TensorElementType::Bool => DType::Bool,
+        _ => return None,
+    })
+}
+
+fn spec_of(name: &str, ty: &ValueType, path: &Path) -> Result<TensorSpec> {
+    let ValueType::Tensor { ty, shape, dimension_symbols } = ty else {
+        return Err(Error::unsupported(
+            NAME,
+            format!("{}: \"{name}\" is a {ty:?}; Rivet handles tensors only", path.display()),
+        ));
+    };
+    let dtype = dtype_of(*ty).ok_or_else(|| {
+        Error::unsupported(NAME, format!("{}: \"{name}\" has element type {ty:?}", path.display()))
+    })?;
+    let dims = shape
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| {
+            if d >= 0 {
+                Dim::Fixed(d as usize)
+            } else {
+                let symbol = dimension_symbols.get(i).filter(|s| !s.is_empty()).cloned();
+                Dim::Dynamic(symbol)
+            }
+        })
+        .collect();
+    Ok(TensorSpec::new(name, dtype, dims))
+}
+
+fn optimization_level(level: GraphOptimization) -> GraphOptimizationLevel {
+    match level {
+        GraphOptimization::Disable => GraphOptimizationLevel::Disable,
+        GraphOptimization::Basic => GraphOptimizationLevel::Level1,
+        GraphOptimization::Extended => GraphOptimizationLevel::Level2,
+        GraphOptimization::All => GraphOptimizationLevel::All,
+    }
+}
+
+fn new_session(path: &Path, options: &LoadOptions) -> Result<Session> {
+    let fail = |e: ort::Error| Error::load(NAME, path, e);
+    let mut builder = Session::builder(environment()?)
+        .map_err(fail)?
+        .with_optimization_level(optimization_level(options.optimization))
+        .map_err(|e| fail(e.into()))?;
+    if let Some(n) = options.intra_op_threads {
+        builder = builder.with_intra_threads(n).map_err(|e| fail(e.into()))?;
+    }
+    if let Some(n) = options.inter_op_threads {
+        builder = builder
+            .with_parallel_execution(true)
+            .and_then(|b| b.with_inter_threads(n))
+            .map_err(|e| fail(e.into()))?;
+    }
+    builder.commit_from_file(path).map_err(fail)
+}
+
+impl InferenceBackend for OrtBackend {
+    fn kind(&self) -> Backend {
+        Backend::Ort
+    }
+
+    fn formats(&self) -> &'static [ModelFormat] {
+        &[ModelFormat::Onnx]
+    }
+
+    fn load(&self, path: &Path, options: &LoadOptions) -> Result<Box<dyn Model>> {
+        let format = detect_format(path, NAME)?;
+        if format != ModelFormat::Onnx {
+            return Err(Error::load(NAME, path, format!("{format} files are not ONNX; use tch")));
+        }
+        if options.device != Device::Cpu {
+            return Err(Error::unsupported(
+                NAME,
+                format!("device {}: this build of Rivet runs ONNX Runtime on the CPU only", options.device),
+            ));
+        }
+        if options.instances == 0 {
+            return Err(Error::unsupported(NAME, "instances = 0: at least one session is needed"));
+        }
+        let first = new_session(path, options)?;
+        let signature = Signature {
+            inputs: first.inputs().iter().map(|o| spec_of(o.name(), o.dtype(), path)).collect::<Result<_>>()?,
+            outputs: first.outputs().iter().map(|o| spec_of(o.name(), o.dtype(), path)).collect::<Result<_>>()?,
+        };
+        let mut sessions = vec![first];
+        for _ in 1..options.instances {
+            sessions.push(new_session(path, options)?);
+        }
+        Ok(Box::new(OrtModel { pool: SessionPool::new(sessions), signature }))
+    }
+}
+
+/// A fixed set of sessions handed out one caller at a time.
+struct SessionPool {
+    free: Mutex<Vec<Session>>,
+    returned: Condvar,
+}
+
+impl SessionPool {
+    fn new(sessions: Vec<Session>) -> Self {
+        SessionPool { free: Mutex::new(sessions), returned: Condvar::new() }
+    }
+
+    /// Runs `f` with a session of its own, waiting until one is free.
+    fn with_session<R>(&self, f: impl FnOnce(&mut Session) -> R) -> R {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        let session = loop {
+            if let Some(s) = free.pop() {
+                break s;
+            }
+            free = self.returned.wait(free).unwrap_or_else(|p| p.into_inner());
+        };
+        drop(free);
+        // The guard hands the session back even if `f` panics.
+        let mut guard = Lease { pool: self, session: Some(session) };
+        f(guard.session.as_mut().expect("a leased session is present until drop"))
+    }
+}
+
+struct Lease<'a> {
+    pool: &'a SessionPool,
+    session: Option<Session>,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = self.session.take() {
+            self.pool.free.lock().unwrap_or_else(|p| p.into_inner()).push(s);
+            self.pool.returned.notify_one();
+        }
+    }
+}
+
+/// An ONNX model loaded by ONNX Runtime.
+pub struct OrtModel {
+    pool: SessionPool,
+    signature: Signature,
+}
+
+impl OrtModel {
+    /// Runs `f` with one of the model's sessions, for direct calls (benchmarks compare against
+    /// it).
+    pub fn with_session<R>(&self, f: impl FnOnce(&mut Session) -> R) -> R {
+        self.pool.with_session(f)
+    }
+}
+
+/// Wraps a Rivet view as an ONNX Runtime tensor without copying.
+pub fn to_ort<'a>(view: &TensorView<'a>) -> Result<SessionInputValue<'a>> {
+    let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+    with_element_type!(view.dtype(), T => {
+        let data: &'a [T] = view.as_slice::<T>()?;
+        TensorRef::<T>::from_array_view((shape, data))
+            .map(SessionInputValue::from)
+            .map_err(|e| Error::backend(NAME, e))
+    })
+}
+
+/// Copies an ONNX Runtime output into a Rivet tensor.
+pub fn from_ort(name: &str, value: &DynValue) -> Result<Tensor> {
+    let ValueType::Tensor { ty, .. } = value.dtype() else {
+        return Err(Error::unsupported(NAME, format!("output \"{name}\" is not a tensor")));
+    };
+    let dtype = dtype_of(*ty)
+        .ok_or_else(|| Error::unsupported(NAME, format!("output \"{name}\" has element type {ty:?}")))?;
+    with_element_type!(dtype, T => {
+        let (shape, data) = value.try_extract_tensor::<T>().map_err(|e| Error::backend(NAME, e))?;
+        let shape: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+        Tensor::from_slice(&shape, data)
+    })
+}
+
+impl Model for OrtModel {
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::Ort
+    }
+
+    fn execute(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>> {
+        let values = inputs
+            .iter()
+            .zip(&self.signature.inputs)
+            .map(|(view, spec)| Ok((spec.name.as_str(), to_ort(view)?)))
+            .collect::<Result<Vec<_>>>()?;
+        self.pool.with_session(|session| {
+            let outputs = session.run(values).map_err(|e| Error::backend(NAME, e))?;
+            self.signature
+                .outputs
+                .iter()
+                .map(|spec| {
+                    let value = outputs.get(&spec.name).ok_or_else(|| {
+                        Error::backend(NAME, format!("output \"{}\" missing from the run", spec.name))
+                    })?;
+                    from_ort(&spec.name, value)
+                })
+                .collect()
+        })
+    }
+}

@@ -1,1 +1,223 @@
+//! Rivet's libtorch backend: TorchScript models through `tch`.
+//!
+//! Concurrency: one loaded [`TchModel`] may run from many threads at once (libtorch's
+//! `Module::forward` is re-entrant for inference). Thread settings are process-wide in libtorch:
+//! `intra_op_threads` calls `at::set_num_threads` for the whole process, and `inter_op_threads`
+//! can be set only once, before any parallel work.
 
+#![warn(missing_docs)]
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+
+use rivet_core::format::{detect_format, torchscript_signature};
+use rivet_core::{
+    Backend, DType, Device, Error, InferenceBackend, LoadOptions, Model, ModelFormat, Result,
+    Signature, Tensor, TensorView,
+};
+use tch::{CModule, IValue, Kind};
+
+const NAME: &str = "tch";
+
+/// The libtorch backend.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TchBackend;
+
+impl TchBackend {
+    /// The backend.
+    pub fn new() -> Self {
+        TchBackend
+    }
+}
+
+/// Maps a Rivet dtype to a libtorch kind.
+pub fn kind_of(dtype: DType) -> Kind {
+    match dtype {
+        DType::F16 => Kind::Half,
+        DType::BF16 => Kind::BFloat16,
+        DType::F32 => Kind::Float,
+        DType::F64 => Kind::Double,
+        DType::I8 => Kind::Int8,
+        DType::I16 => Kind::Int16,
+        DType::I32 => Kind::Int,
+        DType::I64 => Kind::Int64,
+        DType::U8 => Kind::Uint8,
+        DType::Bool => Kind::Bool,
+    }
+}
+
+/// Maps a libtorch kind to a Rivet dtype, or an `Unsupported` error naming the kind.
+pub fn dtype_of(kind: Kind) -> Result<DType> {
+    Ok(match kind {
+        Kind::Half => DType::F16,
+        Kind::BFloat16 => DType::BF16,
+        Kind::Float => DType::F32,
+        Kind::Double => DType::F64,
+        Kind::Int8 => DType::I8,
+        Kind::Int16 => DType::I16,
+        Kind::Int => DType::I32,
+        Kind::Int64 => DType::I64,
+        Kind::Uint8 => DType::U8,
+        Kind::Bool => DType::Bool,
+        other => return Err(Error::unsupported(NAME, format!("output dtype {other:?}"))),
+    })
+}
+
+fn tch_device(device: Device) -> Result<tch::Device> {
+    match device {
+        Device::Cpu => Ok(tch::Device::Cpu),
+        Device::Cuda(i) => {
+            let count = tch::Cuda::device_count();
+            if (i as i64) < count {
+                Ok(tch::Device::Cuda(i))
+            } else {
+                Err(Error::unsupported(
+                    NAME,
+                    format!("device cuda:{i}: libtorch sees {count} CUDA device(s)"),
+                ))
+            }
+        }
+    }
+}
+
+/// Applies libtorch's process-wide thread settings.
+fn apply_threads(options: &LoadOptions) -> Result<()> {
+    if let Some(n) = options.intra_op_threads {
+        let n = i32::try_from(n.max(1)).unwrap_or(i32::MAX);
+        if tch::get_num_threads() != n {
+            catch_unwind(|| tch::set_num_threads(n)).map_err(|_| {
+                Error::unsupported(NAME, format!("intra_op_threads = {n}: libtorch refused it"))
+            })?;
+        }
+    }
+    if let Some(n) = options.inter_op_threads {
+        let n = i32::try_from(n.max(1)).unwrap_or(i32::MAX);
+        if tch::get_num_interop_threads() != n {
+            catch_unwind(|| tch::set_num_interop_threads(n)).map_err(|_| {
+                Error::unsupported(
+                    NAME,
+                    format!(
+                        "inter_op_threads = {n}: libtorch fixes it process-wide at {} once parallel \
+                         work has started",
+                        tch::get_num_interop_threads()
+                    ),
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
+impl InferenceBackend for TchBackend {
+    fn kind(&self) -> Backend {
+        Backend::Tch
+    }
+
+    fn formats(&self) -> &'static [ModelFormat] {
+        &[ModelFormat::TorchScript]
+    }
+
+    fn load(&self, path: &Path, options: &LoadOptions) -> Result<Box<dyn Model>> {
+        let format = detect_format(path, NAME)?;
+        if format != ModelFormat::TorchScript {
+            return Err(Error::load(NAME, path, format!("{format} files are not TorchScript; use ort or candle")));
+        }
+        let signature = torchscript_signature(path, options.spec_path.as_deref())?;
+        let device = tch_device(options.device)?;
+        apply_threads(options)?;
+        let mut module = CModule::load_on_device(path, device).map_err(|e| Error::load(NAME, path, e))?;
+        module.f_set_eval().map_err(|e| Error::load(NAME, path, e))?;
+        Ok(Box::new(TchModel { module, signature, device }))
+    }
+}
+
+/// A TorchScript module loaded by libtorch.
+pub struct TchModel {
+    module: CModule,
+    signature: Signature,
+    device: tch::Device,
+}
+
+impl TchModel {
+    /// The underlying `tch` module, for direct calls (benchmarks compare against it).
+    pub fn module(&self) -> &CModule {
+        &self.module
+    }
+}
+
+/// Copies a Rivet view into a libtorch tensor on `device`.
+pub fn to_tch(view: &TensorView<'_>, device: tch::Device) -> Result<tch::Tensor> {
+    let size: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+    let tensor = tch::Tensor::f_from_data_size(view.as_bytes(), &size, kind_of(view.dtype()))
+        .map_err(|e| Error::backend(NAME, e))?;
+    if device == tch::Device::Cpu {
+        Ok(tensor)
+    } else {
+        tensor.f_to_device(device).map_err(|e| Error::backend(NAME, e))
+    }
+}
+
+/// Copies a libtorch tensor (any device, any layout) into a Rivet tensor.
+pub fn from_tch(tensor: &tch::Tensor) -> Result<Tensor> {
+    let err = |e: tch::TchError| Error::backend(NAME, e);
+    let dtype = dtype_of(tensor.f_kind().map_err(err)?)?;
+    let tensor = tensor.f_to_device(tch::Device::Cpu).map_err(err)?.f_contiguous().map_err(err)?;
+    let shape: Vec<usize> = tensor.size().iter().map(|&d| d as usize).collect();
+    let numel = rivet_core::element_count(&shape)?;
+    Tensor::from_fn_bytes(dtype, &shape, |bytes| {
+        if numel > 0 {
+            tensor.f_copy_data_u8(bytes, numel).map_err(err)?;
+        }
+        Ok(())
+    })
+}
+
+fn collect_outputs(value: IValue, out: &mut Vec<Tensor>) -> Result<()> {
+    match value {
+        IValue::Tensor(t) => out.push(from_tch(&t)?),
+        IValue::Tuple(items) | IValue::GenericList(items) => {
+            for item in items {
+                collect_outputs(item, out)?;
+            }
+        }
+        IValue::TensorList(items) => {
+            for t in items {
+                out.push(from_tch(&t)?);
+            }
+        }
+        other => {
+            let name = format!("{other:?}");
+            let name = name.split('(').next().unwrap_or("a non-tensor value");
+            return Err(Error::backend(
+                NAME,
+                format!("forward returned {name}; Rivet expects a tensor or a tuple/list of tensors"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Model for TchModel {
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::Tch
+    }
+
+    fn execute(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>> {
+        let _no_grad = tch::no_grad_guard();
+        let args = inputs
+            .iter()
+            .map(|v| to_tch(v, self.device).map(IValue::Tensor))
+            .collect::<Result<Vec<_>>>()?;
+        // tch reports libtorch exceptions as errors; the catch is for panics in its conversions.
+        let result = catch_unwind(AssertUnwindSafe(|| self.module.forward_is(&args)))
+            .map_err(|_| Error::backend(NAME, "tch panicked while running forward"))?
+            .map_err(|e| Error::backend(NAME, e))?;
+        let mut outputs = Vec::new();
+        collect_outputs(result, &mut outputs)?;
+        Ok(outputs)
+    }
+}

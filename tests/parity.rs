@@ -1,0 +1,114 @@
+//! Every backend against PyTorch's own outputs on every bundled model, and against each other.
+
+mod common;
+
+use common::*;
+use rivet::{Backend, ErrorKind, Model};
+
+const ATOL: f32 = 1e-4;
+const RTOL: f32 = 1e-4;
+
+fn check_against_reference(network: &str, model: &dyn Model) {
+    let cases = cases(network);
+    assert!(cases.len() >= 2, "{network} needs two batch sizes");
+    for case in &cases {
+        let outputs = run_case(model, case);
+        assert_eq!(outputs.len(), case.outputs.len());
+        for (name, expected) in &case.outputs {
+            let actual = outputs.by_name(name).unwrap_or_else(|| panic!("no output {name}"));
+            let what = format!("{network}/{} {} output {name}", case.name, model.backend());
+            assert_close(actual, expected, ATOL, RTOL, &what);
+        }
+    }
+}
+
+#[test]
+fn mlp_matches_pytorch_on_every_backend() {
+    let (pt, onnx) = model_files("mlp");
+    check_against_reference("mlp", &*load(&pt, Backend::Tch));
+    check_against_reference("mlp", &*load(&onnx, Backend::Ort));
+    check_against_reference("mlp", &*load(&onnx, Backend::Candle));
+}
+
+#[test]
+fn cnn_matches_pytorch_on_every_backend() {
+    let (pt, onnx) = model_files("cnn");
+    check_against_reference("cnn", &*load(&pt, Backend::Tch));
+    check_against_reference("cnn", &*load(&onnx, Backend::Ort));
+    check_against_reference("cnn", &*load(&onnx, Backend::Candle));
+}
+
+#[test]
+fn encoder_matches_pytorch_on_tch_and_ort() {
+    let (pt, onnx) = model_files("encoder");
+    let names: Vec<String> = cases("encoder").into_iter().map(|c| c.name).collect();
+    // Two batch sizes and two sequence lengths.
+    assert_eq!(names, ["b1_s24", "b1_s8", "b4_s24", "b4_s8"]);
+    check_against_reference("encoder", &*load(&pt, Backend::Tch));
+    check_against_reference("encoder", &*load(&onnx, Backend::Ort));
+}
+
+#[test]
+fn candle_refuses_the_encoder_naming_the_missing_operator() {
+    let (_, onnx) = model_files("encoder");
+    let options = rivet::LoadOptions { backend: Backend::Candle, ..Default::default() };
+    let err = rivet::load(&onnx, &options).err().expect("candle-onnx has no LayerNormalization");
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "candle: unsupported operator(s) LayerNormalization used by {}: candle-onnx does not implement them",
+            onnx.display()
+        )
+    );
+}
+
+#[test]
+fn twins_agree_across_backends() {
+    for network in ["mlp", "cnn", "encoder"] {
+        let (pt, onnx) = model_files(network);
+        let mut models = vec![load(&pt, Backend::Tch), load(&onnx, Backend::Ort)];
+        if network != "encoder" {
+            models.push(load(&onnx, Backend::Candle));
+        }
+        for case in cases(network) {
+            let outputs: Vec<_> = models.iter().map(|m| run_case(&**m, &case)).collect();
+            for (model, out) in models.iter().zip(&outputs).skip(1) {
+                for (name, _) in &case.outputs {
+                    let what = format!("{network}/{}: {} vs tch, {name}", case.name, model.backend());
+                    let first = outputs[0].by_name(name).unwrap();
+                    assert_close(out.by_name(name).unwrap(), first, 2e-5, 1e-4, &what);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn signatures_report_names_dtypes_and_dynamic_dims() {
+    let (pt, onnx) = model_files("encoder");
+    let expected_inputs = ["input_ids: i64[batch, sequence]", "attention_mask: i64[batch, sequence]"];
+    for model in [load(&pt, Backend::Tch), load(&onnx, Backend::Ort)] {
+        let sig = model.signature();
+        let inputs: Vec<String> = sig.inputs.iter().map(|s| s.to_string()).collect();
+        assert_eq!(inputs, expected_inputs, "{}", model.backend());
+        assert_eq!(sig.outputs[0].to_string(), "hidden_states: f32[batch, sequence, 32]");
+    }
+    let (_, onnx) = model_files("cnn");
+    let sig = load(&onnx, Backend::Candle).signature().clone();
+    assert_eq!(sig.inputs[0].to_string(), "image: f32[batch, 3, 32, 32]");
+    assert_eq!(sig.outputs[0].to_string(), "logits: f32[batch, 10]");
+}
+
+#[test]
+fn auto_picks_by_format() {
+    let (pt, onnx) = model_files("mlp");
+    let auto = rivet::LoadOptions::default();
+    assert_eq!(rivet::load(&pt, &auto).unwrap().backend(), Backend::Tch);
+    assert_eq!(rivet::load(&onnx, &auto).unwrap().backend(), Backend::Ort);
+    let candle_first = rivet::LoadOptions { onnx_order: vec![Backend::Candle, Backend::Ort], ..auto.clone() };
+    assert_eq!(rivet::load(&onnx, &candle_first).unwrap().backend(), Backend::Candle);
+    // The encoder falls through to ORT when Candle is tried first.
+    let (_, enc) = model_files("encoder");
+    assert_eq!(rivet::load(&enc, &candle_first).unwrap().backend(), Backend::Ort);
+}
