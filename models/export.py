@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 from torch import nn
 
@@ -206,14 +207,50 @@ def export(name: str, cfg: dict, out: Path) -> None:
     print(f"exported {name}: {', '.join(sorted(p.name for p in folder.iterdir()))}")
 
 
+class Identity(nn.Module):
+    """Returns a copy of its input, whatever the dtype: tests tensor conversion."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+
+IDENTITY_DTYPES = {
+    "f16": onnx.TensorProto.FLOAT16, "bf16": onnx.TensorProto.BFLOAT16,
+    "f32": onnx.TensorProto.FLOAT, "f64": onnx.TensorProto.DOUBLE,
+    "i8": onnx.TensorProto.INT8, "i16": onnx.TensorProto.INT16,
+    "i32": onnx.TensorProto.INT32, "i64": onnx.TensorProto.INT64,
+    "u8": onnx.TensorProto.UINT8, "bool": onnx.TensorProto.BOOL,
+}
+
+
+def export_identity(out: Path) -> None:
+    """`identity.pt` (any dtype) and one `identity_<dtype>.onnx` per dtype, shape [n, 3]."""
+    folder = out / "identity"
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.jit.script(Identity()).save(str(folder / "identity.pt"))
+    for name, elem in IDENTITY_DTYPES.items():
+        x = onnx.helper.make_tensor_value_info("x", elem, ["n", 3])
+        y = onnx.helper.make_tensor_value_info("y", elem, ["n", 3])
+        graph = onnx.helper.make_graph(
+            [onnx.helper.make_node("Identity", ["x"], ["y"])], f"identity_{name}", [x], [y])
+        model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        onnx.checker.check_model(model)
+        onnx.save(model, str(folder / f"identity_{name}.onnx"))
+    print(f"exported identity: {', '.join(sorted(p.name for p in folder.iterdir()))}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
-    parser.add_argument("models", nargs="*", default=list(MODELS), help="which models to export")
+    parser.add_argument("models", nargs="*", default=[*MODELS, "identity"], help="which models to export")
     args = parser.parse_args()
     torch.set_num_threads(1)
     for name in args.models:
-        export(name, MODELS[name], args.out)
+        if name == "identity":
+            export_identity(args.out)
+        else:
+            export(name, MODELS[name], args.out)
 
 
 if __name__ == "__main__":

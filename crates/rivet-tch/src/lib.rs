@@ -80,6 +80,15 @@ fn tch_device(device: Device) -> Result<tch::Device> {
     }
 }
 
+/// libtorch's own message for a `tch` error: the first line of the C++ exception's text, without
+/// tch's "Internal torch error:" prefix or the C++ backtrace that follows.
+pub fn torch_message(err: &tch::TchError) -> String {
+    match err {
+        tch::TchError::Torch(message) => rivet_core::one_line(message),
+        other => rivet_core::one_line(other),
+    }
+}
+
 /// Applies libtorch's process-wide thread settings.
 fn apply_threads(options: &LoadOptions) -> Result<()> {
     if let Some(n) = options.intra_op_threads {
@@ -125,8 +134,8 @@ impl InferenceBackend for TchBackend {
         let signature = torchscript_signature(path, options.spec_path.as_deref())?;
         let device = tch_device(options.device)?;
         apply_threads(options)?;
-        let mut module = CModule::load_on_device(path, device).map_err(|e| Error::load(NAME, path, e))?;
-        module.f_set_eval().map_err(|e| Error::load(NAME, path, e))?;
+        let mut module = CModule::load_on_device(path, device).map_err(|e| Error::load(NAME, path, torch_message(&e)))?;
+        module.f_set_eval().map_err(|e| Error::load(NAME, path, torch_message(&e)))?;
         Ok(Box::new(TchModel { module, signature, device }))
     }
 }
@@ -149,17 +158,17 @@ impl TchModel {
 pub fn to_tch(view: &TensorView<'_>, device: tch::Device) -> Result<tch::Tensor> {
     let size: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
     let tensor = tch::Tensor::f_from_data_size(view.as_bytes(), &size, kind_of(view.dtype()))
-        .map_err(|e| Error::backend(NAME, e))?;
+        .map_err(|e| Error::backend(NAME, torch_message(&e)))?;
     if device == tch::Device::Cpu {
         Ok(tensor)
     } else {
-        tensor.f_to_device(device).map_err(|e| Error::backend(NAME, e))
+        tensor.f_to_device(device).map_err(|e| Error::backend(NAME, torch_message(&e)))
     }
 }
 
 /// Copies a libtorch tensor (any device, any layout) into a Rivet tensor.
 pub fn from_tch(tensor: &tch::Tensor) -> Result<Tensor> {
-    let err = |e: tch::TchError| Error::backend(NAME, e);
+    let err = |e: tch::TchError| Error::backend(NAME, torch_message(&e));
     let dtype = dtype_of(tensor.f_kind().map_err(err)?)?;
     let tensor = tensor.f_to_device(tch::Device::Cpu).map_err(err)?.f_contiguous().map_err(err)?;
     let shape: Vec<usize> = tensor.size().iter().map(|&d| d as usize).collect();
@@ -215,7 +224,7 @@ impl Model for TchModel {
         // tch reports libtorch exceptions as errors; the catch is for panics in its conversions.
         let result = catch_unwind(AssertUnwindSafe(|| self.module.forward_is(&args)))
             .map_err(|_| Error::backend(NAME, "tch panicked while running forward"))?
-            .map_err(|e| Error::backend(NAME, e))?;
+            .map_err(|e| Error::backend(NAME, torch_message(&e)))?;
         let mut outputs = Vec::new();
         collect_outputs(result, &mut outputs)?;
         Ok(outputs)
