@@ -27,7 +27,8 @@ fn hammer(model: Arc<dyn Model>, inputs: Vec<Vec<(String, Tensor)>>) {
                 for run in 0..RUNS {
                     // Threads interleave different cases so a mix-up would show.
                     let i = (thread + run) % inputs.len();
-                    let named: Vec<(&str, &Tensor)> = inputs[i].iter().map(|(n, t)| (n.as_str(), t)).collect();
+                    let named: Vec<(&str, &Tensor)> =
+                        inputs[i].iter().map(|(n, t)| (n.as_str(), t)).collect();
                     let out = model.run_named(&named).unwrap().into_tensors();
                     assert_eq!(out, serial[i], "{} thread {thread} run {run}", model.backend());
                 }

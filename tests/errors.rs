@@ -32,7 +32,8 @@ fn mlps() -> Vec<Box<dyn Model>> {
 }
 
 fn run_err(model: &dyn Model, inputs: &[(&str, &Tensor)]) -> String {
-    let err = model.run_named(inputs).err().unwrap_or_else(|| panic!("{} accepted bad input", model.backend()));
+    let err =
+        model.run_named(inputs).err().unwrap_or_else(|| panic!("{} accepted bad input", model.backend()));
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{}: {err}", model.backend());
     err.to_string()
 }
@@ -64,7 +65,10 @@ fn invalid_inputs_name_the_input_and_expected_vs_found() {
             run_err(&*model, &[("features", &wrong_dim)]),
             "invalid input: input \"features\": expected dimension 1 to be 16 (shape [batch, 16]), got 15 (shape [2, 15])"
         );
-        assert_eq!(run_err(&*model, &[]), "invalid input: input \"features\": missing: no tensor given for it");
+        assert_eq!(
+            run_err(&*model, &[]),
+            "invalid input: input \"features\": missing: no tensor given for it"
+        );
         // The model still works after all that.
         assert_eq!(model.run(&[&good]).unwrap().get(0).unwrap().shape(), [2, 3]);
     }
@@ -87,7 +91,9 @@ fn mismatched_dynamic_dims_between_inputs_are_caught() {
 fn missing_empty_truncated_and_corrupt_files_name_path_and_backend() {
     let dir = scratch("files");
     let (pt, onnx) = model_files("mlp");
-    for (backend, real, ext) in [(Backend::Tch, &pt, "pt"), (Backend::Ort, &onnx, "onnx"), (Backend::Candle, &onnx, "onnx")] {
+    for (backend, real, ext) in
+        [(Backend::Tch, &pt, "pt"), (Backend::Ort, &onnx, "onnx"), (Backend::Candle, &onnx, "onnx")]
+    {
         let b = backend.name();
         let missing = dir.join(format!("missing.{ext}"));
         let err = load_err(&missing, backend);
@@ -98,7 +104,10 @@ fn missing_empty_truncated_and_corrupt_files_name_path_and_backend() {
 
         let empty = dir.join(format!("empty.{ext}"));
         std::fs::write(&empty, b"").unwrap();
-        assert_eq!(load_err(&empty, backend).to_string(), format!("{b}: cannot load {}: file is empty", empty.display()));
+        assert_eq!(
+            load_err(&empty, backend).to_string(),
+            format!("{b}: cannot load {}: file is empty", empty.display())
+        );
 
         let bytes = std::fs::read(real).unwrap();
         let truncated = dir.join(format!("truncated-{b}.{ext}"));
@@ -124,7 +133,10 @@ fn missing_empty_truncated_and_corrupt_files_name_path_and_backend() {
 fn a_backend_refuses_formats_it_does_not_read() {
     let (pt, onnx) = model_files("mlp");
     let err = load_err(&onnx, Backend::Tch);
-    assert_eq!(err.to_string(), format!("tch: cannot load {}: ONNX files are not TorchScript; use ort or candle", onnx.display()));
+    assert_eq!(
+        err.to_string(),
+        format!("tch: cannot load {}: ONNX files are not TorchScript; use ort or candle", onnx.display())
+    );
     for backend in [Backend::Ort, Backend::Candle] {
         let err = load_err(&pt, backend);
         assert_eq!(
@@ -150,7 +162,10 @@ fn libtorch_exceptions_become_errors() {
         let mut data = Vec::new();
         std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
         if name.ends_with("code/__torch__/torch/nn/modules/linear.py") {
-            data = String::from_utf8(data).unwrap().replace("torch.linear(", "torch.linear_nonexistent(").into_bytes();
+            data = String::from_utf8(data)
+                .unwrap()
+                .replace("torch.linear(", "torch.linear_nonexistent(")
+                .into_bytes();
         }
         writer.start_file(name, stored).unwrap();
         std::io::Write::write_all(&mut writer, &data).unwrap();
@@ -182,7 +197,8 @@ fn a_spec_file_that_disagrees_with_the_archive_is_refused() {
     let spec = dir.join("wrong.spec.json");
     std::fs::write(&spec, r#"{"inputs":[{"name":"x","dtype":"f32","shape":[1,16]}],"outputs":[]}"#).unwrap();
     let (pt, _) = model_files("mlp");
-    let options = LoadOptions { backend: Backend::Tch, spec_path: Some(spec.clone()), ..LoadOptions::default() };
+    let options =
+        LoadOptions { backend: Backend::Tch, spec_path: Some(spec.clone()), ..LoadOptions::default() };
     let err = rivet::load(&pt, &options).err().unwrap();
     assert_eq!(err.kind(), ErrorKind::Io);
     assert_eq!(
@@ -206,7 +222,10 @@ fn auto_lists_every_backends_reason_when_all_fail() {
     let tried: Vec<&str> = attempts.iter().map(|(b, _)| b.as_str()).collect();
     assert_eq!(tried, ["ort", "candle"]);
     let text = err.to_string();
-    assert!(text.starts_with(&format!("no backend could load {}: [ort] ort: cannot load", bad.display())), "{text}");
+    assert!(
+        text.starts_with(&format!("no backend could load {}: [ort] ort: cannot load", bad.display())),
+        "{text}"
+    );
     assert!(text.contains("; [candle] candle: cannot load"), "{text}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -217,7 +236,9 @@ fn unsupported_dtypes_devices_and_options_are_errors_not_casts() {
     let err = load_err(&dir.join("identity_i32.onnx"), Backend::Candle);
     assert_eq!(err.kind(), ErrorKind::Unsupported);
     assert!(
-        err.to_string().contains("input \"x\" has element type Int32; candle-onnx handles f16, f32, f64, i64, u8 and bool"),
+        err.to_string().contains(
+            "input \"x\" has element type Int32; candle-onnx handles f16, f32, f64, i64, u8 and bool"
+        ),
         "{err}"
     );
     let (pt, onnx) = model_files("mlp");
@@ -230,7 +251,8 @@ fn unsupported_dtypes_devices_and_options_are_errors_not_casts() {
     let zero = LoadOptions { backend: Backend::Ort, instances: 0, ..LoadOptions::default() };
     let err = rivet::load(&onnx, &zero).err().unwrap();
     assert_eq!(err.to_string(), "ort: unsupported instances = 0: at least one session is needed");
-    let threads = LoadOptions { backend: Backend::Candle, intra_op_threads: Some(2), ..LoadOptions::default() };
+    let threads =
+        LoadOptions { backend: Backend::Candle, intra_op_threads: Some(2), ..LoadOptions::default() };
     let err = rivet::load(&onnx, &threads).err().unwrap();
     assert!(err.to_string().contains("RAYON_NUM_THREADS"), "{err}");
 }

@@ -38,8 +38,7 @@ pub fn cases(name: &str) -> Vec<Case> {
                 inputs: vec![],
                 outputs: vec![],
             };
-            let mut files: Vec<PathBuf> =
-                std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().path()).collect();
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().path()).collect();
             files.sort();
             for f in files {
                 let stem = f.file_stem().unwrap().to_string_lossy().into_owned();

@@ -18,23 +18,93 @@ use candle_core::{DType as CDType, Device as CDevice, Tensor as CTensor};
 use candle_onnx::onnx::{self, tensor_proto::DataType, tensor_shape_proto::dimension::Value as DimValue};
 use rivet_core::format::detect_format;
 use rivet_core::{
-    one_line, Backend, DType, Device, Dim, Error, InferenceBackend, LoadOptions,
-    Model, ModelFormat, Result, Signature, Tensor, TensorSpec, TensorView,
+    one_line, Backend, DType, Device, Dim, Error, InferenceBackend, LoadOptions, Model, ModelFormat, Result,
+    Signature, Tensor, TensorSpec, TensorView,
 };
 
 const NAME: &str = "candle";
 
 /// The ONNX operators candle-onnx 0.11 evaluates (the arms of its `simple_eval`).
 pub const SUPPORTED_OPS: &[&str] = &[
-    "Abs", "Add", "And", "ArgMax", "ArgMin", "AveragePool", "BatchNormalization", "Cast", "Ceil",
-    "Clip", "Concat", "Constant", "ConstantOfShape", "Conv", "Cos", "CumSum", "Div", "Dropout",
-    "Equal", "Erf", "Exp", "Expand", "Flatten", "Floor", "Gather", "GatherElements", "Gelu", "Gemm",
-    "Greater", "GreaterOrEqual", "HardSwish", "Identity", "If", "LSTM", "LeakyRelu", "Less",
-    "LessOrEqual", "Log", "LogSoftmax", "MatMul", "MaxPool", "Min", "Mul", "Neg", "Not", "OneHot",
-    "Or", "PRelu", "Pad", "Pow", "RNN", "Range", "ReduceMax", "ReduceMean", "ReduceMin",
-    "ReduceSum", "Relu", "Reshape", "Resize", "ScatterND", "Selu", "Shape", "Sigmoid", "Sign", "Sin",
-    "Size", "Slice", "Softmax", "Split", "Sqrt", "Squeeze", "Sub", "Tanh", "Tile", "Transpose",
-    "Trilu", "Unsqueeze", "Where", "Xor",
+    "Abs",
+    "Add",
+    "And",
+    "ArgMax",
+    "ArgMin",
+    "AveragePool",
+    "BatchNormalization",
+    "Cast",
+    "Ceil",
+    "Clip",
+    "Concat",
+    "Constant",
+    "ConstantOfShape",
+    "Conv",
+    "Cos",
+    "CumSum",
+    "Div",
+    "Dropout",
+    "Equal",
+    "Erf",
+    "Exp",
+    "Expand",
+    "Flatten",
+    "Floor",
+    "Gather",
+    "GatherElements",
+    "Gelu",
+    "Gemm",
+    "Greater",
+    "GreaterOrEqual",
+    "HardSwish",
+    "Identity",
+    "If",
+    "LSTM",
+    "LeakyRelu",
+    "Less",
+    "LessOrEqual",
+    "Log",
+    "LogSoftmax",
+    "MatMul",
+    "MaxPool",
+    "Min",
+    "Mul",
+    "Neg",
+    "Not",
+    "OneHot",
+    "Or",
+    "PRelu",
+    "Pad",
+    "Pow",
+    "RNN",
+    "Range",
+    "ReduceMax",
+    "ReduceMean",
+    "ReduceMin",
+    "ReduceSum",
+    "Relu",
+    "Reshape",
+    "Resize",
+    "ScatterND",
+    "Selu",
+    "Shape",
+    "Sigmoid",
+    "Sign",
+    "Sin",
+    "Size",
+    "Slice",
+    "Softmax",
+    "Split",
+    "Sqrt",
+    "Squeeze",
+    "Sub",
+    "Tanh",
+    "Tile",
+    "Transpose",
+    "Trilu",
+    "Unsqueeze",
+    "Where",
+    "Xor",
 ];
 
 /// The Candle backend.
@@ -67,7 +137,8 @@ fn onnx_type_name(elem_type: i32) -> String {
 
 fn spec_of(value: &onnx::ValueInfoProto, path: &Path, role: &str) -> Result<TensorSpec> {
     let name = value.name.clone();
-    let Some(onnx::type_proto::Value::TensorType(tt)) = value.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+    let Some(onnx::type_proto::Value::TensorType(tt)) = value.r#type.as_ref().and_then(|t| t.value.as_ref())
+    else {
         return Err(Error::unsupported(
             NAME,
             format!("{}: {role} \"{name}\" is not a tensor", path.display()),
@@ -134,10 +205,8 @@ impl InferenceBackend for CandleBackend {
             ));
         }
         let model = candle_onnx::read_file(path).map_err(|e| Error::load(NAME, path, one_line(e)))?;
-        let graph = model
-            .graph
-            .as_ref()
-            .ok_or_else(|| Error::load(NAME, path, "not an ONNX model: no graph"))?;
+        let graph =
+            model.graph.as_ref().ok_or_else(|| Error::load(NAME, path, "not an ONNX model: no graph"))?;
         if graph.node.is_empty() && graph.output.is_empty() {
             return Err(Error::load(NAME, path, "not an ONNX model: empty graph"));
         }

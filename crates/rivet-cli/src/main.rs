@@ -1,1 +1,211 @@
-fn main() {}
+//! `rivet`: inspect, run and compare TorchScript and ONNX models on libtorch, ONNX Runtime and
+//! Candle.
+
+mod compare;
+mod inputs;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use rivet::{Backend, Device, LoadOptions, Model, Result, Tensor};
+
+use inputs::TensorArg;
+
+#[derive(Parser)]
+#[command(
+    name = "rivet",
+    version,
+    about = "Run TorchScript and ONNX models on libtorch, ONNX Runtime or Candle"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show a model's format, which backends load it, and its signature.
+    Inspect {
+        /// The model file (.pt or .onnx).
+        model: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Run a model once and write each output as OUT/NAME.npy.
+    Run {
+        /// The model file (.pt or .onnx).
+        model: PathBuf,
+        /// An input: NAME=FILE.npy, or FILE.npy for the next input in signature order.
+        #[arg(long = "input", short = 'i', value_name = "NAME=FILE.npy", required = true)]
+        inputs: Vec<TensorArg>,
+        /// Folder for the outputs (created if missing).
+        #[arg(long, short = 'o', default_value = "out")]
+        out: PathBuf,
+        /// Which backend: auto, tch, ort or candle.
+        #[arg(long, short = 'b', default_value = "auto")]
+        backend: Backend,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Run the same inputs through every backend that loads a model and compare outputs and
+    /// latency. The .pt and .onnx twins of a network (same folder and name) count as one model;
+    /// a folder stands for the models in it.
+    Compare(compare::CompareArgs),
+}
+
+/// Options shared by the commands that load models.
+#[derive(Args, Clone)]
+struct LoadArgs {
+    /// Where to run: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: Device,
+    /// Threads per operator (tch: process-wide; candle: sets RAYON_NUM_THREADS).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// A spec file for a TorchScript model (default: NAME.spec.json beside it).
+    #[arg(long)]
+    spec: Option<PathBuf>,
+    /// ONNX Runtime sessions to keep for concurrent runs.
+    #[arg(long, default_value_t = 1)]
+    instances: usize,
+}
+
+impl LoadArgs {
+    /// Load options for `backend`. Candle takes its thread count from RAYON_NUM_THREADS,
+    /// which `main` sets before any thread pool starts.
+    fn options(&self, backend: Backend) -> LoadOptions {
+        let threads = if backend == Backend::Candle { None } else { self.threads };
+        LoadOptions {
+            backend,
+            device: self.device,
+            intra_op_threads: threads,
+            spec_path: self.spec.clone(),
+            instances: self.instances,
+            ..LoadOptions::default()
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let threads = match &cli.command {
+        Command::Inspect { load, .. } | Command::Run { load, .. } => load.threads,
+        Command::Compare(args) => args.load.threads,
+    };
+    if let Some(n) = threads {
+        // Before any thread pool exists; the process is still single-threaded.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+    let result = match cli.command {
+        Command::Inspect { model, json, load } => inspect(&model, json, &load),
+        Command::Run { model, inputs, out, backend, load } => run(&model, &inputs, &out, backend, &load),
+        Command::Compare(args) => compare::compare(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn inspect(path: &Path, json: bool, load: &LoadArgs) -> Result<ExitCode> {
+    let format = rivet::format::detect_format(path, "auto")?;
+    let auto = load.options(Backend::Auto);
+    let mut backends = Vec::new();
+    let mut signature = None;
+    for kind in rivet::backends_for(format, &auto) {
+        match rivet::load(path, &load.options(kind)) {
+            Ok(model) => {
+                signature.get_or_insert_with(|| model.signature().clone());
+                backends.push((kind, None));
+            }
+            Err(err) => backends.push((kind, Some(err.to_string()))),
+        }
+    }
+    if json {
+        let value = serde_json::json!({
+            "path": path,
+            "format": format.to_string(),
+            "backends": backends.iter().map(|(b, e)| serde_json::json!({
+                "backend": b.name(), "loads": e.is_none(), "error": e,
+            })).collect::<Vec<_>>(),
+            "signature": signature,
+        });
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("model:   {}", path.display());
+    println!("format:  {format}");
+    for (kind, error) in &backends {
+        match error {
+            None => println!("backend: {kind}: loads"),
+            Some(e) => println!("backend: {kind}: cannot load ({e})"),
+        }
+    }
+    match signature {
+        Some(sig) => {
+            for spec in &sig.inputs {
+                println!("input:   {spec}");
+            }
+            for spec in &sig.outputs {
+                println!("output:  {spec}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        None => Err(rivet::Error::NoBackend {
+            path: path.to_path_buf(),
+            attempts: backends
+                .into_iter()
+                .filter_map(|(b, e)| e.map(|e| (b.name().to_owned(), rivet::Error::unsupported(b.name(), e))))
+                .collect(),
+        }),
+    }
+}
+
+/// Runs `model` on tensors given by name or position (all one way, as the arguments give them).
+pub(crate) fn run_model(model: &dyn Model, inputs: &[(Option<String>, Tensor)]) -> Result<rivet::Outputs> {
+    if inputs.iter().all(|(n, _)| n.is_some()) {
+        let named: Vec<(&str, &Tensor)> =
+            inputs.iter().map(|(n, t)| (n.as_deref().unwrap_or_default(), t)).collect();
+        model.run_named(&named)
+    } else if inputs.iter().all(|(n, _)| n.is_none()) {
+        let positional: Vec<&Tensor> = inputs.iter().map(|(_, t)| t).collect();
+        model.run(&positional)
+    } else {
+        Err(rivet::Error::InvalidInput {
+            input: None,
+            message: "give every input as NAME=FILE.npy, or every input as FILE.npy in signature order"
+                .into(),
+        })
+    }
+}
+
+/// A file name for an output: its name with path separators and odd characters replaced.
+pub(crate) fn output_file_name(name: &str) -> String {
+    let cleaned: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
+    if cleaned.is_empty() || cleaned.starts_with('.') {
+        format!("output_{cleaned}")
+    } else {
+        cleaned
+    }
+}
+
+fn run(path: &Path, args: &[TensorArg], out: &Path, backend: Backend, load: &LoadArgs) -> Result<ExitCode> {
+    let inputs = inputs::read_args(args)?;
+    let model = rivet::load(path, &load.options(backend))?;
+    let outputs = run_model(&*model, &inputs)?;
+    std::fs::create_dir_all(out).map_err(|e| rivet::Error::file(out, e))?;
+    for (name, tensor) in outputs.iter() {
+        let file = out.join(format!("{}.npy", output_file_name(name)));
+        rivet::npy::write_npy(&file, tensor)?;
+        println!("{name}: {}{:?} -> {}", tensor.dtype(), tensor.shape(), file.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

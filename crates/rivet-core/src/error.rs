@@ -111,10 +111,7 @@ impl Error {
 
     /// An [`Error::InvalidInput`] about the input `name`.
     pub fn invalid_input(name: &str, message: impl std::fmt::Display) -> Error {
-        Error::InvalidInput {
-            input: Some(name.to_owned()),
-            message: format!("input \"{name}\": {message}"),
-        }
+        Error::InvalidInput { input: Some(name.to_owned()), message: format!("input \"{name}\": {message}") }
     }
 
     /// An [`Error::Load`].

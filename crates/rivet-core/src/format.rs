@@ -85,7 +85,8 @@ pub struct ScriptForward {
 pub fn read_torchscript_forward(path: &Path) -> Result<ScriptForward> {
     let fail = |reason: String| Error::load("tch", path, reason);
     let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
-    let mut zip = zip::ZipArchive::new(file).map_err(|e| fail(format!("not a valid TorchScript archive: {e}")))?;
+    let mut zip =
+        zip::ZipArchive::new(file).map_err(|e| fail(format!("not a valid TorchScript archive: {e}")))?;
     let data_pkl = (0..zip.len())
         .filter_map(|i| zip.name_for_index(i).map(str::to_owned))
         .find(|n| n.ends_with("/data.pkl") && n.matches('/').count() == 1)
@@ -97,8 +98,8 @@ pub fn read_torchscript_forward(path: &Path) -> Result<ScriptForward> {
         .take(512)
         .read_to_end(&mut head)
         .map_err(|e| fail(format!("cannot read {data_pkl}: {e}")))?;
-    let (module, class) = root_class(&head)
-        .ok_or_else(|| fail("cannot find the root module's class in data.pkl".into()))?;
+    let (module, class) =
+        root_class(&head).ok_or_else(|| fail("cannot find the root module's class in data.pkl".into()))?;
     let code_path = format!("{prefix}code/{}.py", module.replace('.', "/"));
     let mut code = String::new();
     zip.by_name(&code_path)
@@ -271,7 +272,10 @@ mod tests {
         assert_eq!(f.returns, "Tuple[Tensor, Tensor]");
         assert_eq!(tensor_count(&f.returns), Some(2));
         assert_eq!(tensor_count("List[Tensor]"), None);
-        assert_eq!(root_class(b"\x80\x02c__torch__.a\nNet\nq\x00"), Some(("__torch__.a".into(), "Net".into())));
+        assert_eq!(
+            root_class(b"\x80\x02c__torch__.a\nNet\nq\x00"),
+            Some(("__torch__.a".into(), "Net".into()))
+        );
     }
 
     #[test]

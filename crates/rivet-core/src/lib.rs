@@ -16,9 +16,7 @@ mod tensor;
 pub use dtype::{DType, Element};
 pub use error::{one_line, Error, ErrorKind, Result};
 pub use format::ModelFormat;
-pub use model::{
-    Backend, Device, GraphOptimization, InferenceBackend, LoadOptions, Model, Outputs,
-};
+pub use model::{Backend, Device, GraphOptimization, InferenceBackend, LoadOptions, Model, Outputs};
 pub use signature::{Dim, Inputs, Signature, TensorSpec};
 pub use tensor::{element_count, Tensor, TensorView, TENSOR_ALIGNMENT};
 

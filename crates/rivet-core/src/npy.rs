@@ -39,14 +39,14 @@ pub fn read_npy(path: &Path) -> Result<Tensor> {
         .map_err(|e| Error::file(path, format!("not a valid .npy file: {e}")))?;
     let descr = match header.dtype() {
         npyz::DType::Plain(ts) => ts.to_string(),
-        other => {
-            return Err(Error::file(path, format!("structured arrays are not supported ({other:?})")))
-        }
+        other => return Err(Error::file(path, format!("structured arrays are not supported ({other:?})"))),
     };
     let dtype = dtype_of(&descr).ok_or_else(|| {
         Error::file(
             path,
-            format!("unsupported .npy dtype \"{descr}\" (supported: f2 f4 f8 i1 i2 i4 i8 u1 b1, little endian)"),
+            format!(
+                "unsupported .npy dtype \"{descr}\" (supported: f2 f4 f8 i1 i2 i4 i8 u1 b1, little endian)"
+            ),
         )
     })?;
     if header.order() == npyz::Order::Fortran {
@@ -58,12 +58,10 @@ pub fn read_npy(path: &Path) -> Result<Tensor> {
         .map(|&d| usize::try_from(d))
         .collect::<std::result::Result<Vec<usize>, _>>()
         .map_err(|_| Error::file(path, "shape does not fit in memory"))?;
-    let len = element_count(&shape)?.checked_mul(dtype.size()).ok_or_else(|| Error::file(path, "too large"))?;
+    let len =
+        element_count(&shape)?.checked_mul(dtype.size()).ok_or_else(|| Error::file(path, "too large"))?;
     let mut bytes = Vec::with_capacity(len);
-    reader
-        .take(len as u64)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::file(path, e))?;
+    reader.take(len as u64).read_to_end(&mut bytes).map_err(|e| Error::file(path, e))?;
     if bytes.len() != len {
         return Err(Error::file(
             path,

@@ -232,10 +232,7 @@ fn check_one<'s>(
     let name = spec.name.as_str();
     if let Some(dtype) = spec.dtype {
         if dtype != view.dtype() {
-            return Err(Error::invalid_input(
-                name,
-                format!("expected dtype {dtype}, got {}", view.dtype()),
-            ));
+            return Err(Error::invalid_input(name, format!("expected dtype {dtype}, got {}", view.dtype())));
         }
     }
     let Some(dims) = &spec.shape else { return Ok(()) };
@@ -363,8 +360,8 @@ mod tests {
         .unwrap();
         assert_eq!(s.inputs[0].to_string(), "a: f32[n, 3, ?]");
         assert_eq!(s.outputs[0].to_string(), "b: ?dtype[?shape]");
-        let err = serde_json::from_str::<Signature>(r#"{"inputs":[{"name":"a","dtype":"f33"}]}"#)
-            .unwrap_err();
+        let err =
+            serde_json::from_str::<Signature>(r#"{"inputs":[{"name":"a","dtype":"f33"}]}"#).unwrap_err();
         assert!(err.to_string().contains("unknown dtype \"f33\""), "{err}");
         assert_eq!(s.output_names(1), vec!["b"]);
         assert_eq!(s.output_names(2), vec!["output_0", "output_1"]);

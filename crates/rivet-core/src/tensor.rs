@@ -38,9 +38,10 @@ impl AlignedBuffer {
 
 /// Number of elements of `shape`, or an error when the product overflows.
 pub fn element_count(shape: &[usize]) -> Result<usize> {
-    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| {
-        Error::InvalidTensor(format!("shape {shape:?} has more elements than fit in memory"))
-    })
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| Error::InvalidTensor(format!("shape {shape:?} has more elements than fit in memory")))
 }
 
 fn byte_len(dtype: DType, shape: &[usize]) -> Result<usize> {
@@ -80,9 +81,8 @@ impl Tensor {
             )));
         }
         // SAFETY: every Element is plain data whose bytes are its dtype's representation.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data))
-        };
+        let bytes =
+            unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data)) };
         Tensor::from_bytes(T::DTYPE, shape, bytes)
     }
 
@@ -196,7 +196,7 @@ impl<'a> TensorView<'a> {
                 data.len()
             )));
         }
-        if (data.as_ptr() as usize) % dtype.size() != 0 {
+        if !(data.as_ptr() as usize).is_multiple_of(dtype.size()) {
             return Err(Error::InvalidTensor(format!(
                 "{dtype} data must be aligned to {} bytes, address {:p} is not",
                 dtype.size(),
@@ -212,9 +212,8 @@ impl<'a> TensorView<'a> {
     /// A view over typed elements.
     pub fn from_slice<T: Element>(shape: &'a [usize], data: &'a [T]) -> Result<TensorView<'a>> {
         // SAFETY: Elements are plain data; the slice's bytes live as long as the slice.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data))
-        };
+        let bytes =
+            unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data)) };
         TensorView::new(T::DTYPE, shape, bytes)
     }
 
@@ -246,11 +245,7 @@ impl<'a> TensorView<'a> {
     /// The elements as a typed slice; fails when `T` is not this view's dtype.
     pub fn as_slice<T: Element>(&self) -> Result<&'a [T]> {
         if T::DTYPE != self.dtype {
-            return Err(Error::InvalidTensor(format!(
-                "tensor holds {}, not {}",
-                self.dtype,
-                T::DTYPE
-            )));
+            return Err(Error::InvalidTensor(format!("tensor holds {}, not {}", self.dtype, T::DTYPE)));
         }
         // SAFETY: constructors checked the length, the alignment (owned buffers are 64-byte
         // aligned) and, for bool, that every byte is 0 or 1.

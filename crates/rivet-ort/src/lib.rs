@@ -19,8 +19,8 @@ use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, TensorElementType, TensorRef, ValueType};
 use rivet_core::format::detect_format;
 use rivet_core::{
-    with_element_type, Backend, DType, Device, Dim, Error, GraphOptimization, InferenceBackend,
-    LoadOptions, Model, ModelFormat, Result, Signature, Tensor, TensorSpec, TensorView,
+    with_element_type, Backend, DType, Device, Dim, Error, GraphOptimization, InferenceBackend, LoadOptions,
+    Model, ModelFormat, Result, Signature, Tensor, TensorSpec, TensorView,
 };
 
 const NAME: &str = "ort";
@@ -126,10 +126,8 @@ fn new_session(path: &Path, options: &LoadOptions) -> Result<Session> {
         builder = builder.with_intra_threads(n).map_err(|e| fail(e.into()))?;
     }
     if let Some(n) = options.inter_op_threads {
-        builder = builder
-            .with_parallel_execution(true)
-            .and_then(|b| b.with_inter_threads(n))
-            .map_err(|e| fail(e.into()))?;
+        builder = builder.with_parallel_execution(true).map_err(|e| fail(e.into()))?;
+        builder = builder.with_inter_threads(n).map_err(|e| fail(e.into()))?;
     }
     builder.commit_from_file(path).map_err(fail)
 }
@@ -159,8 +157,16 @@ impl InferenceBackend for OrtBackend {
         }
         let first = new_session(path, options)?;
         let signature = Signature {
-            inputs: first.inputs().iter().map(|o| spec_of(o.name(), o.dtype(), path)).collect::<Result<_>>()?,
-            outputs: first.outputs().iter().map(|o| spec_of(o.name(), o.dtype(), path)).collect::<Result<_>>()?,
+            inputs: first
+                .inputs()
+                .iter()
+                .map(|o| spec_of(o.name(), o.dtype(), path))
+                .collect::<Result<_>>()?,
+            outputs: first
+                .outputs()
+                .iter()
+                .map(|o| spec_of(o.name(), o.dtype(), path))
+                .collect::<Result<_>>()?,
         };
         let mut sessions = vec![first];
         for _ in 1..options.instances {

@@ -12,8 +12,8 @@ use std::path::Path;
 
 use rivet_core::format::{detect_format, torchscript_signature};
 use rivet_core::{
-    Backend, DType, Device, Error, InferenceBackend, LoadOptions, Model, ModelFormat, Result,
-    Signature, Tensor, TensorView,
+    Backend, DType, Device, Error, InferenceBackend, LoadOptions, Model, ModelFormat, Result, Signature,
+    Tensor, TensorView,
 };
 use tch::{CModule, IValue, Kind};
 
@@ -129,12 +129,17 @@ impl InferenceBackend for TchBackend {
     fn load(&self, path: &Path, options: &LoadOptions) -> Result<Box<dyn Model>> {
         let format = detect_format(path, NAME)?;
         if format != ModelFormat::TorchScript {
-            return Err(Error::load(NAME, path, format!("{format} files are not TorchScript; use ort or candle")));
+            return Err(Error::load(
+                NAME,
+                path,
+                format!("{format} files are not TorchScript; use ort or candle"),
+            ));
         }
         let signature = torchscript_signature(path, options.spec_path.as_deref())?;
         let device = tch_device(options.device)?;
         apply_threads(options)?;
-        let mut module = CModule::load_on_device(path, device).map_err(|e| Error::load(NAME, path, torch_message(&e)))?;
+        let mut module =
+            CModule::load_on_device(path, device).map_err(|e| Error::load(NAME, path, torch_message(&e)))?;
         module.f_set_eval().map_err(|e| Error::load(NAME, path, torch_message(&e)))?;
         Ok(Box::new(TchModel { module, signature, device }))
     }
@@ -217,10 +222,8 @@ impl Model for TchModel {
 
     fn execute(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>> {
         let _no_grad = tch::no_grad_guard();
-        let args = inputs
-            .iter()
-            .map(|v| to_tch(v, self.device).map(IValue::Tensor))
-            .collect::<Result<Vec<_>>>()?;
+        let args =
+            inputs.iter().map(|v| to_tch(v, self.device).map(IValue::Tensor)).collect::<Result<Vec<_>>>()?;
         // tch reports libtorch exceptions as errors; the catch is for panics in its conversions.
         let result = catch_unwind(AssertUnwindSafe(|| self.module.forward_is(&args)))
             .map_err(|_| Error::backend(NAME, "tch panicked while running forward"))?

@@ -55,10 +55,7 @@ pub fn backends_for(format: ModelFormat, options: &LoadOptions) -> Vec<Backend> 
         ModelFormat::TorchScript => vec![Backend::Tch],
         ModelFormat::Onnx => options.onnx_order.clone(),
     };
-    order
-        .into_iter()
-        .filter(|b| backend(*b).is_ok_and(|imp| imp.formats().contains(&format)))
-        .collect()
+    order.into_iter().filter(|b| backend(*b).is_ok_and(|imp| imp.formats().contains(&format))).collect()
 }
 
 /// Loads the model at `path` with the backend `options.backend` names, or, for

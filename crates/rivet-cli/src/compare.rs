@@ -1,0 +1,359 @@
+//! `rivet compare`: the same inputs through every backend that loads a model.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Args;
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use rivet::{Backend, Error, ErrorKind, Outputs, Result, Tensor};
+use serde::Serialize;
+
+use crate::inputs::{self, TensorArg};
+use crate::{run_model, LoadArgs};
+
+/// Arguments of `rivet compare`.
+#[derive(Args)]
+pub struct CompareArgs {
+    /// Model files (.pt, .onnx) or folders holding them.
+    #[arg(required = true)]
+    models: Vec<PathBuf>,
+    /// An input: NAME=FILE.npy, or FILE.npy for the next input in signature order. Default: the
+    /// model folder's first case (cases/*/input.NAME.npy), else random inputs (seed 0).
+    #[arg(long = "input", short = 'i', value_name = "NAME=FILE.npy")]
+    inputs: Vec<TensorArg>,
+    /// A reference output: NAME=FILE.npy or FILE.npy. Default: the case's output.NAME.npy, else
+    /// the first backend's outputs.
+    #[arg(long = "reference", short = 'r', value_name = "NAME=FILE.npy")]
+    references: Vec<TensorArg>,
+    /// Which case folder under MODEL_DIR/cases to use (default: the first by name).
+    #[arg(long)]
+    case: Option<String>,
+    /// Backends to try, comma-separated (default: every backend that reads the format).
+    #[arg(long = "backend", short = 'b', value_delimiter = ',')]
+    backends: Vec<Backend>,
+    /// Timed runs per backend.
+    #[arg(long, default_value_t = 20)]
+    iterations: usize,
+    /// Untimed runs before timing.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Absolute tolerance: outputs match when |a - ref| <= atol + rtol * |ref|.
+    #[arg(long, default_value_t = 1e-4)]
+    atol: f64,
+    /// Relative tolerance.
+    #[arg(long, default_value_t = 1e-4)]
+    rtol: f64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    pub(crate) load: LoadArgs,
+}
+
+/// One backend's result on one model file.
+#[derive(Serialize)]
+struct Row {
+    file: PathBuf,
+    backend: &'static str,
+    /// "ok", "mismatch", "unsupported", "load_error" or "run_error".
+    status: &'static str,
+    error: Option<String>,
+    load_ms: Option<f64>,
+    latency_ms: Option<Latency>,
+    max_abs_diff: Option<f64>,
+    max_rel_diff: Option<f64>,
+}
+
+#[derive(Serialize, Clone, Copy)]
+struct Latency {
+    p50: f64,
+    min: f64,
+    mean: f64,
+}
+
+/// All rows of one model (a group of twin files).
+#[derive(Serialize)]
+struct Report {
+    model: String,
+    inputs: String,
+    reference: String,
+    results: Vec<Row>,
+}
+
+/// Model files named by the arguments, grouped by twin (same folder, same stem), in order.
+fn model_groups(paths: &[PathBuf]) -> Result<Vec<(String, Vec<PathBuf>)>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| Error::file(path, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "pt" || e == "onnx"))
+                .collect();
+            if found.is_empty() {
+                return Err(Error::file(path, "no .pt or .onnx model files in this folder"));
+            }
+            found
+                .sort_by_key(|p| (p.file_stem().map(|s| s.to_owned()), p.extension() != Some("pt".as_ref())));
+            files.extend(found);
+        } else if path.is_file() {
+            files.push(path.clone());
+        } else {
+            return Err(Error::file(path, "no such model file or folder"));
+        }
+    }
+    let mut groups: Vec<(String, Vec<PathBuf>)> = Vec::new();
+    for file in files {
+        let key = file.with_extension("").display().to_string();
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) if !members.contains(&file) => members.push(file),
+            Some(_) => {}
+            None => groups.push((key, vec![file])),
+        }
+    }
+    Ok(groups)
+}
+
+fn latency(samples: &mut [f64]) -> Option<Latency> {
+    if samples.is_empty() {
+        return None;
+    }
+    samples.sort_by(f64::total_cmp);
+    let mean = samples.iter().sum::<f64>() / samples.len() as f64;
+    Some(Latency { p50: samples[samples.len() / 2], min: samples[0], mean })
+}
+
+/// Compares outputs with the reference by name (or position when the reference is unnamed).
+/// Returns (max abs, max rel, all within tolerance), or why they cannot be compared.
+fn diff(
+    outputs: &Outputs,
+    reference: &[(Option<String>, Tensor)],
+    atol: f64,
+    rtol: f64,
+) -> std::result::Result<(f64, f64, bool), String> {
+    let (mut abs, mut rel, mut close) = (0f64, 0f64, true);
+    for (i, (name, expected)) in reference.iter().enumerate() {
+        let actual = match name {
+            Some(n) => outputs.by_name(n).ok_or_else(|| format!("no output named \"{n}\""))?,
+            None => outputs.get(i).ok_or_else(|| format!("no output {i}"))?,
+        };
+        let (a, r) = inputs::max_diff(actual, expected)
+            .map_err(|e| format!("output {}: {e}", name.as_deref().unwrap_or("?")))?;
+        abs = abs.max(a);
+        rel = rel.max(r);
+        let (av, ev) = (inputs::as_f64(actual), inputs::as_f64(expected));
+        close &= av.iter().zip(&ev).all(|(x, y)| (x - y).abs() <= atol + rtol * y.abs());
+    }
+    Ok((abs, rel, close))
+}
+
+fn compare_group(args: &CompareArgs, key: &str, files: &[PathBuf]) -> Result<Report> {
+    let dir = files[0].parent().unwrap_or(Path::new(".")).to_path_buf();
+    let mut inputs: Option<Vec<(Option<String>, Tensor)>> = None;
+    let mut reference: Option<Vec<(Option<String>, Tensor)>> = None;
+    let (mut input_note, mut reference_note) = (String::new(), String::new());
+    if !args.inputs.is_empty() {
+        inputs = Some(inputs::read_args(&args.inputs)?);
+        input_note = "given .npy files".into();
+    } else {
+        let case_dir = match &args.case {
+            Some(name) => {
+                let d = dir.join("cases").join(name);
+                if !d.is_dir() {
+                    return Err(Error::file(d, "no such case folder"));
+                }
+                Some(d)
+            }
+            None => inputs::first_case(&dir),
+        };
+        if let Some(case_dir) = case_dir {
+            let case = inputs::read_case(&case_dir)?;
+            input_note = format!("case {}", case_dir.display());
+            inputs = Some(case.inputs.into_iter().map(|(n, t)| (Some(n), t)).collect());
+            if !case.outputs.is_empty() && args.references.is_empty() {
+                reference_note = format!("PyTorch eager outputs in {}", case_dir.display());
+                reference = Some(case.outputs.into_iter().map(|(n, t)| (Some(n), t)).collect());
+            }
+        }
+    }
+    if !args.references.is_empty() {
+        reference = Some(inputs::read_args(&args.references)?);
+        reference_note = "given .npy files".into();
+    }
+
+    let mut rows = Vec::new();
+    for file in files {
+        let format = rivet::format::detect_format(file, "auto")?;
+        let candidates: Vec<Backend> = rivet::backends_for(format, &args.load.options(Backend::Auto))
+            .into_iter()
+            .filter(|b| args.backends.is_empty() || args.backends.contains(b))
+            .collect();
+        for backend in candidates {
+            let mut row = Row {
+                file: file.clone(),
+                backend: backend.name(),
+                status: "ok",
+                error: None,
+                load_ms: None,
+                latency_ms: None,
+                max_abs_diff: None,
+                max_rel_diff: None,
+            };
+            let started = Instant::now();
+            let model = match rivet::load(file, &args.load.options(backend)) {
+                Ok(m) => m,
+                Err(e) => {
+                    row.status =
+                        if e.kind() == ErrorKind::Unsupported { "unsupported" } else { "load_error" };
+                    row.error = Some(e.to_string());
+                    rows.push(row);
+                    continue;
+                }
+            };
+            row.load_ms = Some(started.elapsed().as_secs_f64() * 1e3);
+            let feed = match &inputs {
+                Some(i) => i.clone(),
+                None => {
+                    let generated = inputs::generate(model.signature(), 0)?;
+                    input_note = "generated from the signature (seed 0, dynamic dims = 1)".into();
+                    let generated: Vec<_> = generated.into_iter().map(|(n, t)| (Some(n), t)).collect();
+                    inputs = Some(generated.clone());
+                    generated
+                }
+            };
+            let outcome = (|| -> Result<(Outputs, Vec<f64>)> {
+                let first = run_model(&*model, &feed)?;
+                for _ in 0..args.warmup {
+                    run_model(&*model, &feed)?;
+                }
+                let mut samples = Vec::with_capacity(args.iterations);
+                for _ in 0..args.iterations {
+                    let t = Instant::now();
+                    run_model(&*model, &feed)?;
+                    samples.push(t.elapsed().as_secs_f64() * 1e3);
+                }
+                Ok((first, samples))
+            })();
+            let (outputs, mut samples) = match outcome {
+                Ok(o) => o,
+                Err(e) => {
+                    row.status = "run_error";
+                    row.error = Some(e.to_string());
+                    rows.push(row);
+                    continue;
+                }
+            };
+            row.latency_ms = latency(&mut samples);
+            if reference.is_none() {
+                reference_note = format!("{backend} on {} (no PyTorch reference given)", file.display());
+                reference = Some(outputs.iter().map(|(n, t)| (Some(n.to_owned()), t.clone())).collect());
+            }
+            match diff(&outputs, reference.as_deref().unwrap_or_default(), args.atol, args.rtol) {
+                Ok((abs, rel, close)) => {
+                    row.max_abs_diff = Some(abs);
+                    row.max_rel_diff = Some(rel);
+                    if !close {
+                        row.status = "mismatch";
+                    }
+                }
+                Err(e) => {
+                    row.status = "mismatch";
+                    row.error = Some(e);
+                }
+            }
+            rows.push(row);
+        }
+    }
+    let model = Path::new(key).file_name().map_or(key.to_owned(), |n| n.to_string_lossy().into_owned());
+    Ok(Report { model, inputs: input_note, reference: reference_note, results: rows })
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.3}"))
+}
+
+fn sci(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.2e}"))
+}
+
+fn print_table(reports: &[Report]) {
+    for report in reports {
+        println!("model {}: inputs from {}; reference: {}", report.model, report.inputs, report.reference);
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header([
+        "model",
+        "file",
+        "backend",
+        "load ms",
+        "p50 ms",
+        "min ms",
+        "max abs diff",
+        "max rel diff",
+        "result",
+    ]);
+    let mut notes = Vec::new();
+    for report in reports {
+        for row in &report.results {
+            let file = row.file.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+            let result = match &row.error {
+                Some(e) => {
+                    notes.push(e.clone());
+                    format!("{} [{}]", row.status, notes.len())
+                }
+                None => row.status.to_owned(),
+            };
+            table.add_row([
+                report.model.clone(),
+                file,
+                row.backend.to_owned(),
+                ms(row.load_ms),
+                ms(row.latency_ms.map(|l| l.p50)),
+                ms(row.latency_ms.map(|l| l.min)),
+                sci(row.max_abs_diff),
+                sci(row.max_rel_diff),
+                result,
+            ]);
+        }
+    }
+    println!("{table}");
+    for (i, note) in notes.iter().enumerate() {
+        println!("[{}] {note}", i + 1);
+    }
+}
+
+/// Runs `rivet compare`. Fails when an output differs beyond tolerance, a run fails, or no
+/// backend loads a model.
+pub fn compare(args: &CompareArgs) -> Result<ExitCode> {
+    let mut reports = Vec::new();
+    for (key, files) in model_groups(&args.models)? {
+        reports.push(compare_group(args, &key, &files)?);
+    }
+    if args.json {
+        let value = serde_json::json!({
+            "atol": args.atol, "rtol": args.rtol, "iterations": args.iterations, "models": reports,
+        });
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+    } else {
+        print_table(&reports);
+    }
+    let mut problems = Vec::new();
+    for report in &reports {
+        for row in
+            report.results.iter().filter(|r| matches!(r.status, "mismatch" | "run_error" | "load_error"))
+        {
+            problems.push(format!("{} on {}: {}", row.backend, row.file.display(), row.status));
+        }
+        if !report.results.iter().any(|r| r.latency_ms.is_some()) {
+            problems.push(format!("{}: no backend ran it", report.model));
+        }
+    }
+    if problems.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("error: {}", problems.join("; "));
+        Ok(ExitCode::FAILURE)
+    }
+}

@@ -1,0 +1,175 @@
+//! Where a run's inputs come from: `NAME=FILE.npy` arguments, a bundled case folder, or
+//! tensors generated from the signature with a fixed seed.
+
+use std::path::{Path, PathBuf};
+
+use rand::{Rng, SeedableRng};
+use rivet::{npy, DType, Dim, Error, Result, Signature, Tensor};
+
+/// One `--input` / `--reference` argument: `NAME=FILE.npy`, or `FILE.npy` for the next position.
+#[derive(Debug, Clone)]
+pub struct TensorArg {
+    /// The input or output name, when given.
+    pub name: Option<String>,
+    /// The `.npy` file.
+    pub path: PathBuf,
+}
+
+impl std::str::FromStr for TensorArg {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s.split_once('=') {
+            Some(("", _)) => Err(format!("\"{s}\": the name before '=' is empty")),
+            Some((_, "")) => Err(format!("\"{s}\": the file after '=' is empty")),
+            Some((name, path)) => Ok(TensorArg { name: Some(name.to_owned()), path: path.into() }),
+            None => Ok(TensorArg { name: None, path: s.into() }),
+        }
+    }
+}
+
+/// Tensors read from `.npy` files, each with the name it was given (if any).
+pub fn read_args(args: &[TensorArg]) -> Result<Vec<(Option<String>, Tensor)>> {
+    args.iter().map(|a| Ok((a.name.clone(), npy::read_npy(&a.path)?))).collect()
+}
+
+/// A bundled case: `input.NAME.npy` and `output.NAME.npy` files in one folder.
+#[derive(Debug)]
+pub struct Case {
+    /// Named inputs.
+    pub inputs: Vec<(String, Tensor)>,
+    /// Named reference outputs (PyTorch eager).
+    pub outputs: Vec<(String, Tensor)>,
+}
+
+/// Reads the case in `dir`.
+pub fn read_case(dir: &Path) -> Result<Case> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::file(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "npy"))
+        .collect();
+    entries.sort();
+    let mut case = Case { inputs: vec![], outputs: vec![] };
+    for path in entries {
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
+        if let Some(name) = stem.strip_prefix("input.") {
+            case.inputs.push((name.to_owned(), npy::read_npy(&path)?));
+        } else if let Some(name) = stem.strip_prefix("output.") {
+            case.outputs.push((name.to_owned(), npy::read_npy(&path)?));
+        }
+    }
+    if case.inputs.is_empty() {
+        return Err(Error::file(dir, "no input.NAME.npy files in this case folder"));
+    }
+    Ok(case)
+}
+
+/// The first case folder (by name) under `model_dir/cases`, if any.
+pub fn first_case(model_dir: &Path) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(model_dir.join("cases"))
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs.into_iter().next()
+}
+
+/// Random inputs for `signature` with a fixed seed: dynamic dims become 1, floats are standard
+/// normal-ish, integers lie in [0, 10), bools are random.
+pub fn generate(signature: &Signature, seed: u64) -> Result<Vec<(String, Tensor)>> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    signature
+        .inputs
+        .iter()
+        .map(|spec| {
+            let dtype = spec.dtype.ok_or_else(|| {
+                Error::invalid_input(
+                    &spec.name,
+                    "dtype unknown: give the input with --input or write a spec file",
+                )
+            })?;
+            let shape: Vec<usize> = spec
+                .shape
+                .as_ref()
+                .ok_or_else(|| {
+                    Error::invalid_input(
+                        &spec.name,
+                        "shape unknown: give the input with --input or write a spec file",
+                    )
+                })?
+                .iter()
+                .map(|d| match d {
+                    Dim::Fixed(n) => *n,
+                    Dim::Dynamic(_) => 1,
+                })
+                .collect();
+            let n = rivet::element_count(&shape)?;
+            let tensor = match dtype {
+                DType::F32 => Tensor::from_slice(
+                    &shape,
+                    &(0..n).map(|_| rng.random_range(-2.0f32..2.0)).collect::<Vec<_>>(),
+                ),
+                DType::F64 => Tensor::from_slice(
+                    &shape,
+                    &(0..n).map(|_| rng.random_range(-2.0f64..2.0)).collect::<Vec<_>>(),
+                ),
+                DType::F16 => Tensor::from_slice(
+                    &shape,
+                    &(0..n).map(|_| half::f16::from_f32(rng.random_range(-2.0f32..2.0))).collect::<Vec<_>>(),
+                ),
+                DType::BF16 => Tensor::from_slice(
+                    &shape,
+                    &(0..n).map(|_| half::bf16::from_f32(rng.random_range(-2.0f32..2.0))).collect::<Vec<_>>(),
+                ),
+                DType::Bool => {
+                    Tensor::from_slice(&shape, &(0..n).map(|_| rng.random_bool(0.5)).collect::<Vec<_>>())
+                }
+                other => {
+                    let bytes: Vec<u8> = (0..n)
+                        .flat_map(|_| {
+                            let v: i64 = rng.random_range(0..10);
+                            v.to_le_bytes()[..other.size()].to_vec()
+                        })
+                        .collect();
+                    Tensor::from_bytes(other, &shape, &bytes)
+                }
+            }?;
+            Ok((spec.name.clone(), tensor))
+        })
+        .collect()
+}
+
+/// The elements of any tensor as f64, for comparisons.
+pub fn as_f64(tensor: &Tensor) -> Vec<f64> {
+    fn conv<T: rivet::Element>(t: &Tensor, f: impl Fn(T) -> f64) -> Vec<f64> {
+        t.as_slice::<T>().map(|s| s.iter().map(|&v| f(v)).collect()).unwrap_or_default()
+    }
+    match tensor.dtype() {
+        DType::F16 => conv(tensor, |v: half::f16| v.to_f64()),
+        DType::BF16 => conv(tensor, |v: half::bf16| v.to_f64()),
+        DType::F32 => conv(tensor, |v: f32| v as f64),
+        DType::F64 => conv(tensor, |v: f64| v),
+        DType::I8 => conv(tensor, |v: i8| v as f64),
+        DType::I16 => conv(tensor, |v: i16| v as f64),
+        DType::I32 => conv(tensor, |v: i32| v as f64),
+        DType::I64 => conv(tensor, |v: i64| v as f64),
+        DType::U8 => conv(tensor, |v: u8| v as f64),
+        DType::Bool => conv(tensor, |v: bool| f64::from(u8::from(v))),
+    }
+}
+
+/// Largest absolute and relative difference of `actual` from `expected`, or why they cannot be
+/// compared. The relative difference skips elements whose reference is below 1e-6 in magnitude,
+/// where it would only measure noise around zero.
+pub fn max_diff(actual: &Tensor, expected: &Tensor) -> std::result::Result<(f64, f64), String> {
+    if actual.shape() != expected.shape() {
+        return Err(format!("shape {:?} differs from reference {:?}", actual.shape(), expected.shape()));
+    }
+    let (a, e) = (as_f64(actual), as_f64(expected));
+    Ok(a.iter().zip(&e).fold((0.0, 0.0), |(abs, rel), (x, y)| {
+        let d = (x - y).abs();
+        let r = if y.abs() > 1e-6 { d / y.abs() } else { 0.0 };
+        (f64::max(abs, d), f64::max(rel, r))
+    }))
+}
