@@ -2,6 +2,7 @@
 # (Debian protoc/cmake, the Python venv with PyTorch and ONNX Runtime) and writes
 # .cargo/config.toml; both are idempotent.
 
+SHELL := bash
 CARGO ?= cargo
 DEMO_MODELS := models/mlp models/cnn models/encoder
 
@@ -17,9 +18,12 @@ build: setup
 demo: build
 	./target/debug/rivet compare $(DEMO_MODELS)
 
-## Every test of the workspace.
+## Every test of the workspace; ends with one "total: N passed, N failed" line over all test binaries.
 test: setup
-	$(CARGO) test --workspace
+	@mkdir -p target
+	set -o pipefail; $(CARGO) test --workspace 2>&1 | tee target/test.log; status=$$?; \
+	awk '/^test result:/ { p += $$4; f += $$6 } END { printf "total: %d passed, %d failed\n", p, f }' target/test.log; \
+	exit $$status
 
 ## criterion benchmarks (release build): Rivet's overhead against direct library calls.
 bench: setup

@@ -120,6 +120,15 @@ fn bad_input_exits_non_zero_with_one_clear_line() {
     assert_eq!(result.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(stderr.starts_with("error: x.npy: ") && stderr.lines().count() == 1, "{stderr}");
+    let mut no_ort = Command::new(env!("CARGO_BIN_EXE_rivet"));
+    no_ort.args(["run", "models/mlp/mlp.onnx", "-b", "ort", "-i", x.to_str().unwrap()]);
+    let result = no_ort.env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so").current_dir(root()).output().unwrap();
+    assert_eq!(result.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&result.stderr),
+        "error: ort: cannot load models/mlp/mlp.onnx: libonnxruntime not found at \
+         /nonexistent/libonnxruntime.so (set ORT_DYLIB_PATH to the library)\n"
+    );
     let result = rivet(&["run", "models/mlp/mlp.onnx", "--input", "=x.npy"]);
     assert_eq!(result.status.code(), Some(2), "usage errors exit 2");
     assert!(String::from_utf8_lossy(&result.stderr).contains("the name before '=' is empty"));

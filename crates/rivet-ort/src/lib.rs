@@ -33,13 +33,13 @@ pub fn dylib_path() -> Option<PathBuf> {
         .or_else(|| option_env!("RIVET_ORT_DYLIB_PATH").map(PathBuf::from))
 }
 
-/// The process-wide ONNX Runtime environment, loading the library on first use.
-pub fn environment() -> Result<&'static Environment> {
+/// The process-wide ONNX Runtime environment, loading the library on first use; the error says
+/// why ONNX Runtime is unavailable.
+fn shared_environment() -> std::result::Result<&'static Environment, &'static str> {
     static ENV: OnceLock<std::result::Result<Environment, String>> = OnceLock::new();
     ENV.get_or_init(|| {
-        let path = dylib_path().ok_or_else(|| {
-            "cannot find libonnxruntime: set ORT_DYLIB_PATH to libonnxruntime.so".to_owned()
-        })?;
+        let path = dylib_path()
+            .ok_or_else(|| "cannot find libonnxruntime: set ORT_DYLIB_PATH to libonnxruntime.so".to_owned())?;
         if !path.is_file() {
             return Err(format!(
                 "libonnxruntime not found at {} (set ORT_DYLIB_PATH to the library)",
@@ -51,7 +51,12 @@ pub fn environment() -> Result<&'static Environment> {
         builder.with_name("rivet").build().map_err(|e| format!("cannot start ONNX Runtime: {e}"))
     })
     .as_ref()
-    .map_err(|e| Error::unsupported(NAME, e))
+    .map_err(String::as_str)
+}
+
+/// The process-wide ONNX Runtime environment (for direct `ort` calls next to Rivet's).
+pub fn environment() -> Result<&'static Environment> {
+    shared_environment().map_err(|e| Error::unsupported(NAME, format!("ONNX Runtime: {e}")))
 }
 
 /// The ONNX Runtime backend.
@@ -118,7 +123,8 @@ fn optimization_level(level: GraphOptimization) -> GraphOptimizationLevel {
 
 fn new_session(path: &Path, options: &LoadOptions) -> Result<Session> {
     let fail = |e: ort::Error| Error::load(NAME, path, e);
-    let mut builder = Session::builder(environment()?)
+    let environment = shared_environment().map_err(|e| Error::load(NAME, path, e))?;
+    let mut builder = Session::builder(environment)
         .map_err(fail)?
         .with_optimization_level(optimization_level(options.optimization))
         .map_err(|e| fail(e.into()))?;
