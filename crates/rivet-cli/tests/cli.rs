@@ -122,7 +122,8 @@ fn bad_input_exits_non_zero_with_one_clear_line() {
     assert!(stderr.starts_with("error: x.npy: ") && stderr.lines().count() == 1, "{stderr}");
     let mut no_ort = Command::new(env!("CARGO_BIN_EXE_rivet"));
     no_ort.args(["run", "models/mlp/mlp.onnx", "-b", "ort", "-i", x.to_str().unwrap()]);
-    let result = no_ort.env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so").current_dir(root()).output().unwrap();
+    let result =
+        no_ort.env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so").current_dir(root()).output().unwrap();
     assert_eq!(result.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&result.stderr),

@@ -147,6 +147,11 @@ pub trait InferenceBackend: Send + Sync {
     /// Which backend this is.
     fn kind(&self) -> Backend;
 
+    /// Its name: `tch`, `ort` or `candle`.
+    fn name(&self) -> &'static str {
+        self.kind().name()
+    }
+
     /// The model formats it loads.
     fn formats(&self) -> &'static [ModelFormat];
 

@@ -1,6 +1,5 @@
 //! Model signatures: input and output names, dtypes and shapes, and input validation.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
@@ -193,9 +192,9 @@ impl Signature {
             }
             Inputs::Named(named) => self.order_named(named)?,
         };
-        let mut symbols: HashMap<&str, (usize, &str)> = HashMap::new();
-        for (spec, view) in self.inputs.iter().zip(&ordered) {
-            check_one(spec, view, &mut symbols)?;
+        for (index, (spec, view)) in self.inputs.iter().zip(&ordered).enumerate() {
+            check_one(spec, view)?;
+            check_symbols(&self.inputs[..index], &ordered[..index], spec, view)?;
         }
         Ok(ordered)
     }
@@ -224,11 +223,7 @@ impl Signature {
     }
 }
 
-fn check_one<'s>(
-    spec: &'s TensorSpec,
-    view: &TensorView<'_>,
-    symbols: &mut HashMap<&'s str, (usize, &'s str)>,
-) -> Result<()> {
+fn check_one(spec: &TensorSpec, view: &TensorView<'_>) -> Result<()> {
     let name = spec.name.as_str();
     if let Some(dtype) = spec.dtype {
         if dtype != view.dtype() {
@@ -254,22 +249,43 @@ fn check_one<'s>(
                     ),
                 ));
             }
-            Dim::Dynamic(Some(symbol)) => match symbols.get(symbol.as_str()) {
-                Some(&(seen, other)) if seen != size => {
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks that each named dynamic dim of `view` equals the same name's size in the inputs bound
+/// before it. Scans instead of keeping a map: signatures have a handful of inputs, and `run`
+/// should not allocate for this.
+fn check_symbols(
+    earlier_specs: &[TensorSpec],
+    earlier_views: &[TensorView<'_>],
+    spec: &TensorSpec,
+    view: &TensorView<'_>,
+) -> Result<()> {
+    let Some(dims) = &spec.shape else { return Ok(()) };
+    for (axis, (dim, &size)) in dims.iter().zip(view.shape()).enumerate() {
+        let Dim::Dynamic(Some(symbol)) = dim else { continue };
+        for (other, other_view) in earlier_specs.iter().zip(earlier_views) {
+            let Some(other_dims) = &other.shape else { continue };
+            let seen = other_dims
+                .iter()
+                .zip(other_view.shape())
+                .find(|(d, _)| matches!(d, Dim::Dynamic(Some(s)) if s == symbol))
+                .map(|(_, &n)| n);
+            if let Some(seen) = seen {
+                if seen != size {
                     return Err(Error::invalid_input(
-                        name,
+                        &spec.name,
                         format!(
-                            "dimension {axis} (\"{symbol}\") is {size}, but input \"{other}\" has \
-                             {symbol} = {seen}"
+                            "dimension {axis} (\"{symbol}\") is {size}, but input \"{}\" has {symbol} = {seen}",
+                            other.name
                         ),
                     ));
                 }
-                Some(_) => {}
-                None => {
-                    symbols.insert(symbol, (size, name));
-                }
-            },
-            _ => {}
+                break;
+            }
         }
     }
     Ok(())

@@ -86,6 +86,25 @@ impl Tensor {
         Tensor::from_bytes(T::DTYPE, shape, bytes)
     }
 
+    /// Like [`Tensor::from_slice`], taking ownership of `shape` (saves an allocation when the
+    /// caller built the shape anyway, as backends copying their outputs do).
+    pub fn from_shape_and_slice<T: Element>(shape: Vec<usize>, data: &[T]) -> Result<Tensor> {
+        let count = element_count(&shape)?;
+        if count != data.len() {
+            return Err(Error::InvalidTensor(format!(
+                "shape {shape:?} holds {count} elements, got {} values",
+                data.len()
+            )));
+        }
+        let mut buffer = AlignedBuffer::zeroed(std::mem::size_of_val(data));
+        // SAFETY: every Element is plain data whose bytes are its dtype's representation; bools
+        // in a `&[bool]` are 0 or 1.
+        let bytes =
+            unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data)) };
+        buffer.as_bytes_mut().copy_from_slice(bytes);
+        Ok(Tensor { dtype: T::DTYPE, shape, data: buffer })
+    }
+
     /// Builds a tensor by copying raw little-endian bytes of `dtype`.
     ///
     /// Fails when the byte length does not match `shape`, or a bool byte is not 0 or 1.

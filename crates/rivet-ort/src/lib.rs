@@ -38,8 +38,9 @@ pub fn dylib_path() -> Option<PathBuf> {
 fn shared_environment() -> std::result::Result<&'static Environment, &'static str> {
     static ENV: OnceLock<std::result::Result<Environment, String>> = OnceLock::new();
     ENV.get_or_init(|| {
-        let path = dylib_path()
-            .ok_or_else(|| "cannot find libonnxruntime: set ORT_DYLIB_PATH to libonnxruntime.so".to_owned())?;
+        let path = dylib_path().ok_or_else(|| {
+            "cannot find libonnxruntime: set ORT_DYLIB_PATH to libonnxruntime.so".to_owned()
+        })?;
         if !path.is_file() {
             return Err(format!(
                 "libonnxruntime not found at {} (set ORT_DYLIB_PATH to the library)",
@@ -184,25 +185,34 @@ impl InferenceBackend for OrtBackend {
 
 /// A fixed set of sessions handed out one caller at a time.
 struct SessionPool {
-    free: Mutex<Vec<Session>>,
+    state: Mutex<PoolState>,
     returned: Condvar,
+}
+
+struct PoolState {
+    free: Vec<Session>,
+    /// Callers blocked in `with_session`; a return wakes one only when there are some (std's
+    /// `notify_one` is a system call even with no waiter).
+    waiting: usize,
 }
 
 impl SessionPool {
     fn new(sessions: Vec<Session>) -> Self {
-        SessionPool { free: Mutex::new(sessions), returned: Condvar::new() }
+        SessionPool { state: Mutex::new(PoolState { free: sessions, waiting: 0 }), returned: Condvar::new() }
     }
 
     /// Runs `f` with a session of its own, waiting until one is free.
     fn with_session<R>(&self, f: impl FnOnce(&mut Session) -> R) -> R {
-        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let session = loop {
-            if let Some(s) = free.pop() {
+            if let Some(s) = state.free.pop() {
                 break s;
             }
-            free = self.returned.wait(free).unwrap_or_else(|p| p.into_inner());
+            state.waiting += 1;
+            state = self.returned.wait(state).unwrap_or_else(|p| p.into_inner());
+            state.waiting -= 1;
         };
-        drop(free);
+        drop(state);
         // The guard hands the session back even if `f` panics.
         let mut guard = Lease { pool: self, session: Some(session) };
         f(guard.session.as_mut().expect("a leased session is present until drop"))
@@ -217,8 +227,11 @@ struct Lease<'a> {
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
         if let Some(s) = self.session.take() {
-            self.pool.free.lock().unwrap_or_else(|p| p.into_inner()).push(s);
-            self.pool.returned.notify_one();
+            let mut state = self.pool.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.free.push(s);
+            if state.waiting > 0 {
+                self.pool.returned.notify_one();
+            }
         }
     }
 }
@@ -239,7 +252,7 @@ impl OrtModel {
 
 /// Wraps a Rivet view as an ONNX Runtime tensor without copying.
 pub fn to_ort<'a>(view: &TensorView<'a>) -> Result<SessionInputValue<'a>> {
-    let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+    let shape: &[usize] = view.shape();
     with_element_type!(view.dtype(), T => {
         let data: &'a [T] = view.as_slice::<T>()?;
         TensorRef::<T>::from_array_view((shape, data))
@@ -258,7 +271,7 @@ pub fn from_ort(name: &str, value: &DynValue) -> Result<Tensor> {
     with_element_type!(dtype, T => {
         let (shape, data) = value.try_extract_tensor::<T>().map_err(|e| Error::backend(NAME, e))?;
         let shape: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
-        Tensor::from_slice(&shape, data)
+        Tensor::from_shape_and_slice(shape, data)
     })
 }
 
@@ -272,22 +285,14 @@ impl Model for OrtModel {
     }
 
     fn execute(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>> {
-        let values = inputs
-            .iter()
-            .zip(&self.signature.inputs)
-            .map(|(view, spec)| Ok((spec.name.as_str(), to_ort(view)?)))
-            .collect::<Result<Vec<_>>>()?;
+        // In signature order, which is the session's input order: no lookups by name.
+        let values = inputs.iter().map(to_ort).collect::<Result<Vec<_>>>()?;
         self.pool.with_session(|session| {
-            let outputs = session.run(values).map_err(|e| Error::backend(NAME, e))?;
-            self.signature
-                .outputs
-                .iter()
-                .map(|spec| {
-                    let value = outputs.get(&spec.name).ok_or_else(|| {
-                        Error::backend(NAME, format!("output \"{}\" missing from the run", spec.name))
-                    })?;
-                    from_ort(&spec.name, value)
-                })
+            let outputs = session.run(&values[..]).map_err(|e| Error::backend(NAME, e))?;
+            outputs
+                .values()
+                .zip(&self.signature.outputs)
+                .map(|(value, spec)| from_ort(&spec.name, &value))
                 .collect()
         })
     }

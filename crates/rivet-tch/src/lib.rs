@@ -175,7 +175,18 @@ pub fn to_tch(view: &TensorView<'_>, device: tch::Device) -> Result<tch::Tensor>
 pub fn from_tch(tensor: &tch::Tensor) -> Result<Tensor> {
     let err = |e: tch::TchError| Error::backend(NAME, torch_message(&e));
     let dtype = dtype_of(tensor.f_kind().map_err(err)?)?;
-    let tensor = tensor.f_to_device(tch::Device::Cpu).map_err(err)?.f_contiguous().map_err(err)?;
+    // Copy to the CPU and make contiguous only when needed: each is a new libtorch handle.
+    let moved;
+    let mut tensor = tensor;
+    if tensor.device() != tch::Device::Cpu {
+        moved = tensor.f_to_device(tch::Device::Cpu).map_err(err)?;
+        tensor = &moved;
+    }
+    let contiguous;
+    if !tensor.is_contiguous() {
+        contiguous = tensor.f_contiguous().map_err(err)?;
+        tensor = &contiguous;
+    }
     let shape: Vec<usize> = tensor.size().iter().map(|&d| d as usize).collect();
     let numel = rivet_core::element_count(&shape)?;
     Tensor::from_fn_bytes(dtype, &shape, |bytes| {
