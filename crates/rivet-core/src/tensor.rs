@@ -215,7 +215,7 @@ impl<'a> TensorView<'a> {
                 data.len()
             )));
         }
-        if !(data.as_ptr() as usize).is_multiple_of(dtype.size()) {
+        if !data.is_empty() && !(data.as_ptr() as usize).is_multiple_of(dtype.size()) {
             return Err(Error::InvalidTensor(format!(
                 "{dtype} data must be aligned to {} bytes, address {:p} is not",
                 dtype.size(),
@@ -265,6 +265,9 @@ impl<'a> TensorView<'a> {
     pub fn as_slice<T: Element>(&self) -> Result<&'a [T]> {
         if T::DTYPE != self.dtype {
             return Err(Error::InvalidTensor(format!("tensor holds {}, not {}", self.dtype, T::DTYPE)));
+        }
+        if self.data.is_empty() {
+            return Ok(&[]);
         }
         // SAFETY: constructors checked the length, the alignment (owned buffers are 64-byte
         // aligned) and, for bool, that every byte is 0 or 1.
