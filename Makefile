@@ -6,7 +6,12 @@ SHELL := bash
 CARGO ?= cargo
 DEMO_MODELS := models/mlp models/cnn models/encoder
 
-.PHONY: setup build demo test bench lint models
+PREFIX ?= /usr/local
+PROFILE ?= release
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+PKG := crates/rivet-capi/pkg
+
+.PHONY: setup build demo test bench lint models install test-c
 
 setup:
 	./bootstrap.sh
@@ -18,11 +23,36 @@ build: setup
 demo: build
 	./target/debug/rivet compare $(DEMO_MODELS)
 
-## Every test of the workspace; ends with one "total: N passed, N failed" line over all test binaries.
+## librivet (C ABI) with its headers, CMake package and pkg-config file under PREFIX.
+## PROFILE=debug installs the debug build (what `make test` uses, so CI compiles once).
+install: setup
+	$(CARGO) build -p rivet-capi-artifact $(if $(filter release,$(PROFILE)),--release,)
+	install -d $(PREFIX)/lib/cmake/Rivet $(PREFIX)/lib/pkgconfig $(PREFIX)/include
+	install -m 755 target/$(PROFILE)/librivet.so $(PREFIX)/lib/librivet.so.$(VERSION)
+	ln -sf librivet.so.$(VERSION) $(PREFIX)/lib/librivet.so.0
+	ln -sf librivet.so.0 $(PREFIX)/lib/librivet.so
+	install -m 644 target/$(PROFILE)/librivet.a $(PREFIX)/lib/librivet.a
+	install -m 644 include/rivet.h include/rivet.hpp $(PREFIX)/include/
+	install -m 644 $(PKG)/RivetConfig.cmake $(PREFIX)/lib/cmake/Rivet/
+	sed 's|@VERSION@|$(VERSION)|' $(PKG)/RivetConfigVersion.cmake.in > $(PREFIX)/lib/cmake/Rivet/RivetConfigVersion.cmake
+	sed -e 's|@PREFIX@|$(abspath $(PREFIX))|' -e 's|@VERSION@|$(VERSION)|' $(PKG)/rivet.pc.in > $(PREFIX)/lib/pkgconfig/rivet.pc
+
+## The C/C++ examples and tests, built from the installed package with CMake and run by ctest.
+C_PREFIX := $(CURDIR)/target/rivet-install
+test-c: setup
+	$(MAKE) install PREFIX=$(C_PREFIX) PROFILE=debug
+	cmake -S cpp-examples -B target/cpp-build -DCMAKE_PREFIX_PATH=$(C_PREFIX) -DCMAKE_BUILD_TYPE=Debug
+	cmake --build target/cpp-build -j 2
+	cd target/cpp-build && ctest --output-on-failure --verbose
+
+## Every test: the workspace's cargo tests, then the C/C++ suite (test-c). Ends with one
+## "total: N passed, N failed" line over all cargo test binaries and the C ABI tests.
 test: setup
 	@mkdir -p target
 	set -o pipefail; $(CARGO) test --workspace 2>&1 | tee target/test.log; status=$$?; \
-	awk '/^test result:/ { p += $$4; f += $$6 } END { printf "total: %d passed, %d failed\n", p, f }' target/test.log; \
+	if [ $$status -eq 0 ]; then $(MAKE) --no-print-directory test-c 2>&1 | tee -a target/test.log; status=$$?; fi; \
+	awk '/^test result:/ { p += $$4; f += $$6 } /^capi_tests: [0-9]+ passed/ { p += $$2; f += $$4 } \
+	     END { printf "total: %d passed, %d failed\n", p, f }' target/test.log; \
 	exit $$status
 
 ## criterion benchmarks (release build): Rivet's overhead against direct library calls.

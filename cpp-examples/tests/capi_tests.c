@@ -1,0 +1,376 @@
+/* The C ABI's test suite: dtypes, zero-copy views, DLPack, every bad-input case by code and
+ * message, PyTorch parity, and 16 threads sharing one model. Ends with "N passed, N failed". */
+#include <rivet.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "npy.h"
+
+static int passed, failed;
+
+#define CHECK(cond, ...)                                      \
+  do {                                                        \
+    if (cond) {                                               \
+      passed++;                                               \
+    } else {                                                  \
+      failed++;                                               \
+      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);    \
+      fprintf(stderr, __VA_ARGS__);                           \
+      fprintf(stderr, "\n");                                  \
+    }                                                         \
+  } while (0)
+
+/* Checks that `error` has `code` and a message containing `needle`, then frees it. */
+static void expect_error(rivet_error_t *error, rivet_error_code_t code, const char *needle, const char *what) {
+  if (!error) {
+    CHECK(0, "%s: expected error %u, got success", what, code);
+    return;
+  }
+  const char *message = rivet_error_message(error);
+  CHECK(rivet_error_code(error) == code, "%s: code %u, expected %u (%s)", what, rivet_error_code(error), code,
+        message);
+  CHECK(strstr(message, needle) != NULL, "%s: message \"%s\" lacks \"%s\"", what, message, needle);
+  rivet_error_free(error);
+}
+
+static void expect_ok(rivet_error_t *error, const char *what) {
+  CHECK(error == NULL, "%s: %s", what, error ? rivet_error_message(error) : "");
+  rivet_error_free(error);
+}
+
+static rivet_model_t *load(const char *path, rivet_backend_t backend) {
+  rivet_load_options_t *options = NULL;
+  expect_ok(rivet_load_options_new(&options), "options");
+  expect_ok(rivet_load_options_set_backend(options, backend), "set backend");
+  rivet_model_t *model = NULL;
+  rivet_error_t *error = rivet_model_load(path, options, &model);
+  rivet_load_options_free(options);
+  expect_ok(error, path);
+  return model;
+}
+
+static const char *dtype_names[] = {"?", "f16", "bf16", "f32", "f64", "i8", "i16", "i32", "i64", "u8", "bool"};
+
+static void test_version(void) {
+  CHECK(rivet_abi_version() == RIVET_ABI_VERSION, "abi %u", rivet_abi_version());
+  CHECK(strlen(rivet_version()) > 0, "version");
+}
+
+static void test_dtype_round_trips(void) {
+  rivet_model_t *torch = load(RIVET_MODELS "/identity/identity.pt", RIVET_BACKEND_TCH);
+  for (rivet_dtype_t d = RIVET_DTYPE_F16; d <= RIVET_DTYPE_BOOL; d++) {
+    size_t size = rivet_dtype_size(d);
+    unsigned char bytes[6 * 8];
+    for (size_t i = 0; i < 6 * size; i++) bytes[i] = d == RIVET_DTYPE_BOOL ? (unsigned char)(i % 2) : (unsigned char)(i * 37 % 61);
+    const int64_t shape[2] = {2, 3};
+    char path[512];
+    snprintf(path, sizeof path, RIVET_MODELS "/identity/identity_%s.onnx", dtype_names[d]);
+    rivet_model_t *onnx = load(path, RIVET_BACKEND_ORT);
+    rivet_model_t *models[2] = {torch, onnx};
+    for (int m = 0; m < 2; m++) {
+      rivet_tensor_t *x = NULL;
+      /* Copy into the tch run, view into the ort run. */
+      rivet_error_t *error = m == 0 ? rivet_tensor_new(d, shape, 2, bytes, 6 * size, &x)
+                                    : rivet_tensor_new_view(d, shape, 2, bytes, 6 * size, &x);
+      expect_ok(error, "tensor");
+      const rivet_tensor_t *in[1] = {x};
+      rivet_tensor_t *out[1] = {NULL};
+      expect_ok(rivet_model_run(models[m], NULL, in, 1, out, 1, NULL), "identity run");
+      CHECK(rivet_tensor_dtype(out[0]) == d, "%s: dtype %u", dtype_names[d], rivet_tensor_dtype(out[0]));
+      CHECK(rivet_tensor_byte_len(out[0]) == 6 * size && memcmp(rivet_tensor_data(out[0]), bytes, 6 * size) == 0,
+            "%s on %s: bytes differ", dtype_names[d], m == 0 ? "tch" : "ort");
+      CHECK(rivet_tensor_rank(out[0]) == 2 && rivet_tensor_shape(out[0])[1] == 3, "%s: shape", dtype_names[d]);
+      rivet_tensor_free(out[0]);
+      rivet_tensor_free(x);
+    }
+    rivet_model_free(onnx);
+  }
+  rivet_model_free(torch);
+}
+
+static void test_views_do_not_copy(void) {
+  float data[16] = {1.0f};
+  const int64_t shape[2] = {1, 16};
+  rivet_tensor_t *view = NULL, *copy = NULL;
+  expect_ok(rivet_tensor_new_view(RIVET_DTYPE_F32, shape, 2, data, sizeof data, &view), "view");
+  expect_ok(rivet_tensor_new(RIVET_DTYPE_F32, shape, 2, data, sizeof data, &copy), "copy");
+  CHECK(rivet_tensor_data(view) == (const void *)data, "a view must point at the caller's buffer");
+  CHECK(rivet_tensor_data(copy) != (const void *)data, "a copy must not");
+  data[3] = 42.0f;
+  CHECK(((const float *)rivet_tensor_data(view))[3] == 42.0f, "a view sees the caller's writes");
+  CHECK(((const float *)rivet_tensor_data(copy))[3] == 0.0f, "a copy does not");
+  /* Misaligned views are refused rather than read unaligned. */
+  rivet_tensor_t *bad = (rivet_tensor_t *)0x1;
+  const int64_t four[1] = {4};
+  expect_error(rivet_tensor_new_view(RIVET_DTYPE_F32, four, 1, (const char *)data + 1, 16, &bad),
+               RIVET_ERROR_INVALID_TENSOR, "aligned to 4 bytes", "misaligned view");
+  CHECK(bad == (rivet_tensor_t *)0x1, "out untouched on failure");
+  rivet_tensor_free(view);
+  rivet_tensor_free(copy);
+}
+
+static int dl_deleted;
+static void count_delete(DLManagedTensorVersioned *self) {
+  (void)self;
+  dl_deleted++;
+}
+
+static void test_dlpack(void) {
+  float data[2 * 16];
+  for (int i = 0; i < 32; i++) data[i] = (float)i / 32.0f;
+  int64_t shape[2] = {2, 16};
+  DLManagedTensorVersioned managed;
+  memset(&managed, 0, sizeof managed);
+  managed.version.major = 1;
+  managed.deleter = count_delete;
+  managed.dl_tensor.data = data;
+  managed.dl_tensor.device.device_type = kDLCPU;
+  managed.dl_tensor.ndim = 2;
+  managed.dl_tensor.dtype.code = kDLFloat;
+  managed.dl_tensor.dtype.bits = 32;
+  managed.dl_tensor.dtype.lanes = 1;
+  managed.dl_tensor.shape = shape;
+
+  /* Refused imports leave ownership with the caller: no deleter call. */
+  managed.dl_tensor.device.device_type = kDLCUDA;
+  rivet_tensor_t *t = NULL;
+  expect_error(rivet_tensor_from_dlpack(&managed, &t), RIVET_ERROR_INVALID_TENSOR, "is not CPU", "cuda dlpack");
+  managed.dl_tensor.device.device_type = kDLCPU;
+  int64_t strides[2] = {1, 2};
+  managed.dl_tensor.strides = strides;
+  expect_error(rivet_tensor_from_dlpack(&managed, &t), RIVET_ERROR_INVALID_TENSOR, "not compact row-major",
+               "strided dlpack");
+  managed.dl_tensor.strides = NULL;
+  CHECK(dl_deleted == 0 && t == NULL, "failed imports must not call the deleter");
+
+  expect_ok(rivet_tensor_from_dlpack(&managed, &t), "dlpack import");
+  CHECK(rivet_tensor_data(t) == (const void *)data, "DLPack import must not copy");
+  rivet_model_t *model = load(RIVET_MODELS "/mlp/mlp.onnx", RIVET_BACKEND_ORT);
+  const rivet_tensor_t *in[1] = {t};
+  rivet_tensor_t *out[1] = {NULL};
+  expect_ok(rivet_model_run(model, NULL, in, 1, out, 1, NULL), "run on dlpack");
+  rivet_tensor_free(t);
+  CHECK(dl_deleted == 1, "the deleter runs once, at rivet_tensor_free (%d)", dl_deleted);
+
+  const void *out_data = rivet_tensor_data(out[0]);
+  DLManagedTensorVersioned *exported = NULL;
+  expect_ok(rivet_tensor_to_dlpack(out[0], &exported), "dlpack export");
+  CHECK(exported && exported->dl_tensor.data == out_data, "DLPack export must not copy");
+  CHECK(exported && exported->dl_tensor.ndim == 2 && exported->dl_tensor.shape[0] == 2 &&
+            exported->dl_tensor.shape[1] == 3 && exported->dl_tensor.dtype.code == kDLFloat &&
+            exported->dl_tensor.dtype.bits == 32 && exported->version.major == 1,
+        "exported metadata");
+  if (exported) exported->deleter(exported);
+  expect_error(rivet_tensor_to_dlpack(NULL, &exported), RIVET_ERROR_INVALID_ARGUMENT, "tensor is NULL",
+               "export NULL");
+  rivet_model_free(model);
+}
+
+static int close_to(const float *a, const float *b, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    float d = a[i] - b[i];
+    if (d < 0) d = -d;
+    float m = b[i] < 0 ? -b[i] : b[i];
+    if (d > 1e-4f + 1e-4f * m) return 0;
+  }
+  return 1;
+}
+
+static void test_parity(void) {
+  npy_array x, y;
+  CHECK(npy_read(RIVET_MODELS "/mlp/cases/b8/input.features.npy", &x) == 0, "read input");
+  CHECK(npy_read(RIVET_MODELS "/mlp/cases/b8/output.logits.npy", &y) == 0, "read reference");
+  const char *paths[3] = {RIVET_MODELS "/mlp/mlp.pt", RIVET_MODELS "/mlp/mlp.onnx", RIVET_MODELS "/mlp/mlp.onnx"};
+  rivet_backend_t backends[3] = {RIVET_BACKEND_TCH, RIVET_BACKEND_ORT, RIVET_BACKEND_CANDLE};
+  for (int b = 0; b < 3; b++) {
+    rivet_model_t *model = load(paths[b], backends[b]);
+    CHECK(rivet_model_backend(model) == backends[b], "backend %u", rivet_model_backend(model));
+    rivet_tensor_info_t info;
+    expect_ok(rivet_model_input_info(model, 0, &info), "input info");
+    CHECK(strcmp(info.name, "features") == 0 && info.dtype == RIVET_DTYPE_F32 && info.rank == 2 &&
+              info.shape[0] == -1 && info.shape[1] == 16,
+          "input info of backend %u", backends[b]);
+    rivet_tensor_t *t = NULL;
+    expect_ok(rivet_tensor_new_view(RIVET_DTYPE_F32, x.shape, x.rank, x.data, x.byte_len, &t), "input");
+    const rivet_tensor_t *in[1] = {t};
+    const char *names[1] = {"features"};
+    rivet_tensor_t *out[2] = {NULL, NULL};
+    size_t n = 0;
+    expect_ok(rivet_model_run(model, names, in, 1, out, 2, &n), "run");
+    CHECK(n == 1 && rivet_tensor_byte_len(out[0]) == y.byte_len &&
+              close_to(rivet_tensor_data(out[0]), y.data, y.byte_len / 4),
+          "backend %u differs from PyTorch", backends[b]);
+    rivet_tensor_free(out[0]);
+    rivet_tensor_free(t);
+    rivet_model_free(model);
+  }
+  npy_free(&x);
+  npy_free(&y);
+}
+
+static void test_bad_inputs(void) {
+  rivet_model_t *model = load(RIVET_MODELS "/mlp/mlp.onnx", RIVET_BACKEND_ORT);
+  float f[16] = {0};
+  int64_t ids[16] = {0};
+  const int64_t shape[2] = {1, 16}, narrow[2] = {1, 15};
+  rivet_tensor_t *good = NULL, *ints = NULL, *short_row = NULL;
+  expect_ok(rivet_tensor_new(RIVET_DTYPE_F32, shape, 2, f, sizeof f, &good), "good");
+  expect_ok(rivet_tensor_new(RIVET_DTYPE_I64, shape, 2, ids, sizeof ids, &ints), "ints");
+  expect_ok(rivet_tensor_new(RIVET_DTYPE_F32, narrow, 2, f, 15 * sizeof(float), &short_row), "short");
+  rivet_tensor_t *sentinel = (rivet_tensor_t *)0x1;
+  rivet_tensor_t *out[1] = {sentinel};
+  const rivet_tensor_t *in_good[1] = {good}, *in_ints[1] = {ints}, *in_short[1] = {short_row}, *in_null[1] = {NULL};
+  const char *name[1] = {"features"}, *wrong_name[1] = {"feature"}, *null_name[1] = {NULL};
+
+  expect_error(rivet_model_run(NULL, NULL, in_good, 1, out, 1, NULL), RIVET_ERROR_INVALID_ARGUMENT,
+               "model is NULL", "NULL model");
+  expect_error(rivet_model_run(model, null_name, in_good, 1, out, 1, NULL), RIVET_ERROR_INVALID_ARGUMENT,
+               "input_names[0] is NULL", "NULL name");
+  expect_error(rivet_model_run(model, NULL, in_null, 1, out, 1, NULL), RIVET_ERROR_INVALID_ARGUMENT,
+               "inputs[0] is NULL", "NULL tensor");
+  expect_error(rivet_model_run(model, wrong_name, in_good, 1, out, 1, NULL), RIVET_ERROR_INVALID_INPUT,
+               "input \"feature\": unknown input name; the model's inputs are: features", "unknown name");
+  expect_error(rivet_model_run(model, name, in_ints, 1, out, 1, NULL), RIVET_ERROR_INVALID_INPUT,
+               "input \"features\": expected dtype f32, got i64", "wrong dtype");
+  expect_error(rivet_model_run(model, name, in_short, 1, out, 1, NULL), RIVET_ERROR_INVALID_INPUT,
+               "input \"features\": expected dimension 1 to be 16 (shape [batch, 16]), got 15", "wrong shape");
+  expect_error(rivet_model_run(model, NULL, in_good, 0, out, 1, NULL), RIVET_ERROR_INVALID_INPUT,
+               "expected 1 input(s) (features), got 0", "wrong count");
+  expect_error(rivet_model_run(model, NULL, in_good, 1, out, 0, NULL), RIVET_ERROR_INVALID_ARGUMENT,
+               "outputs has room for 0 tensor(s), the model returned 1", "no room");
+  CHECK(out[0] == sentinel, "outputs untouched on failure");
+
+  rivet_tensor_t *t = sentinel;
+  expect_error(rivet_tensor_new(RIVET_DTYPE_F32, shape, 2, f, 60, &t), RIVET_ERROR_INVALID_TENSOR,
+               "data is 60 bytes but f32[1, 16] needs 64 bytes", "wrong byte size");
+  expect_error(rivet_tensor_new(99, shape, 2, f, 64, &t), RIVET_ERROR_INVALID_ARGUMENT,
+               "dtype 99 is not a RIVET_DTYPE_* value", "bad dtype");
+  const int64_t negative[2] = {1, -16};
+  expect_error(rivet_tensor_new(RIVET_DTYPE_F32, negative, 2, f, 64, &t), RIVET_ERROR_INVALID_TENSOR,
+               "shape[1] is -16", "negative dim");
+  expect_error(rivet_tensor_new(RIVET_DTYPE_F32, shape, 2, NULL, 64, &t), RIVET_ERROR_INVALID_ARGUMENT,
+               "data is NULL", "NULL data");
+  expect_error(rivet_tensor_new(RIVET_DTYPE_F32, shape, 2, f, 64, NULL), RIVET_ERROR_INVALID_ARGUMENT,
+               "out is NULL", "NULL out");
+  unsigned char not_bool[2] = {1, 2};
+  const int64_t two[1] = {2};
+  expect_error(rivet_tensor_new(RIVET_DTYPE_BOOL, two, 1, not_bool, 2, &t), RIVET_ERROR_INVALID_TENSOR,
+               "bools must be 0 or 1", "bad bool");
+  CHECK(t == sentinel, "tensor out untouched on failure");
+
+  rivet_model_t *m = (rivet_model_t *)0x1;
+  expect_error(rivet_model_load(RIVET_MODELS "/mlp/missing.onnx", NULL, &m), RIVET_ERROR_MODEL_LOAD,
+               "missing.onnx: No such file", "missing file");
+  FILE *corrupt = fopen("rivet_capi_corrupt.onnx", "wb");
+  if (corrupt) {
+    fputs("\x08\x07this is not an ONNX model", corrupt);
+    fclose(corrupt);
+  }
+  expect_error(rivet_model_load("rivet_capi_corrupt.onnx", NULL, &m), RIVET_ERROR_MODEL_LOAD,
+               "no backend could load rivet_capi_corrupt.onnx", "corrupt file");
+  remove("rivet_capi_corrupt.onnx");
+  expect_error(rivet_model_load(NULL, NULL, &m), RIVET_ERROR_INVALID_ARGUMENT, "path is NULL", "NULL path");
+  rivet_load_options_t *options = NULL;
+  expect_ok(rivet_load_options_new(&options), "options");
+  expect_error(rivet_load_options_set_backend(options, 7), RIVET_ERROR_INVALID_ARGUMENT,
+               "backend 7 is not a RIVET_BACKEND_* value", "bad backend");
+  expect_ok(rivet_load_options_set_backend(options, RIVET_BACKEND_CANDLE), "candle");
+  expect_error(rivet_model_load(RIVET_MODELS "/encoder/encoder.onnx", options, &m), RIVET_ERROR_UNSUPPORTED,
+               "candle: unsupported operator(s) LayerNormalization", "candle lacks an operator");
+  expect_ok(rivet_load_options_set_backend(options, RIVET_BACKEND_TCH), "tch");
+  expect_error(rivet_model_load(RIVET_MODELS "/mlp/mlp.onnx", options, &m), RIVET_ERROR_MODEL_LOAD,
+               "ONNX files are not TorchScript", "tch on onnx");
+  expect_error(rivet_load_options_set_instances(options, 0), RIVET_ERROR_INVALID_ARGUMENT, "instances is 0",
+               "zero instances");
+  expect_error(rivet_load_options_set_backend(NULL, 0), RIVET_ERROR_INVALID_ARGUMENT, "options is NULL",
+               "NULL options");
+  rivet_load_options_free(options);
+  CHECK(m == (rivet_model_t *)0x1, "model out untouched on failure");
+  rivet_tensor_info_t info;
+  expect_error(rivet_model_output_info(model, 5, &info), RIVET_ERROR_INVALID_ARGUMENT,
+               "output index 5 is out of range (the model has 1)", "bad index");
+
+  /* Every free accepts NULL; getters on NULL return zero values. */
+  rivet_tensor_free(NULL);
+  rivet_model_free(NULL);
+  rivet_error_free(NULL);
+  rivet_load_options_free(NULL);
+  CHECK(rivet_tensor_data(NULL) == NULL && rivet_tensor_rank(NULL) == 0 && rivet_model_input_count(NULL) == 0 &&
+            rivet_error_code(NULL) == 0 && strcmp(rivet_error_message(NULL), "") == 0,
+        "NULL getters");
+
+  rivet_tensor_free(good);
+  rivet_tensor_free(ints);
+  rivet_tensor_free(short_row);
+  rivet_model_free(model);
+}
+
+#define THREADS 16
+#define RUNS 200
+
+typedef struct {
+  const rivet_model_t *model;
+  const rivet_tensor_t *input;
+  const float *expected;
+  int mismatches;
+} worker_args;
+
+static void *worker(void *p) {
+  worker_args *a = p;
+  for (int r = 0; r < RUNS; r++) {
+    const rivet_tensor_t *in[1] = {a->input};
+    rivet_tensor_t *out[1] = {NULL};
+    rivet_error_t *error = rivet_model_run(a->model, NULL, in, 1, out, 1, NULL);
+    if (error || memcmp(rivet_tensor_data(out[0]), a->expected, 8 * 3 * sizeof(float)) != 0) a->mismatches++;
+    rivet_error_free(error);
+    rivet_tensor_free(out[0]);
+  }
+  return NULL;
+}
+
+static void test_threads(void) {
+  npy_array x;
+  CHECK(npy_read(RIVET_MODELS "/mlp/cases/b8/input.features.npy", &x) == 0, "read input");
+  const char *paths[2] = {RIVET_MODELS "/mlp/mlp.pt", RIVET_MODELS "/mlp/mlp.onnx"};
+  rivet_backend_t backends[2] = {RIVET_BACKEND_TCH, RIVET_BACKEND_ORT};
+  for (int b = 0; b < 2; b++) {
+    rivet_model_t *model = load(paths[b], backends[b]);
+    rivet_tensor_t *t = NULL;
+    expect_ok(rivet_tensor_new(RIVET_DTYPE_F32, x.shape, x.rank, x.data, x.byte_len, &t), "input");
+    const rivet_tensor_t *in[1] = {t};
+    rivet_tensor_t *serial[1] = {NULL};
+    expect_ok(rivet_model_run(model, NULL, in, 1, serial, 1, NULL), "serial run");
+    pthread_t threads[THREADS];
+    worker_args args[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+      args[i] = (worker_args){model, t, rivet_tensor_data(serial[0]), 0};
+      pthread_create(&threads[i], NULL, worker, &args[i]);
+    }
+    int mismatches = 0;
+    for (int i = 0; i < THREADS; i++) {
+      pthread_join(threads[i], NULL);
+      mismatches += args[i].mismatches;
+    }
+    CHECK(mismatches == 0, "backend %u: %d of %d concurrent runs differ from the serial run", backends[b],
+          mismatches, THREADS * RUNS);
+    rivet_tensor_free(serial[0]);
+    rivet_tensor_free(t);
+    rivet_model_free(model);
+  }
+  npy_free(&x);
+}
+
+int main(void) {
+  test_version();
+  test_dtype_round_trips();
+  test_views_do_not_copy();
+  test_dlpack();
+  test_parity();
+  test_bad_inputs();
+  test_threads();
+  printf("capi_tests: %d passed, %d failed\n", passed, failed);
+  return failed == 0 ? 0 : 1;
+}
