@@ -44,6 +44,11 @@ test-c: setup
 	cmake -S cpp-examples -B target/cpp-build -DCMAKE_PREFIX_PATH=$(C_PREFIX) -DCMAKE_BUILD_TYPE=Debug
 	cmake --build target/cpp-build -j 2
 	cd target/cpp-build && ctest --output-on-failure --verbose
+	@echo "== pkg-config consumer: c_quickstart built with \`pkg-config --cflags --libs rivet\`"
+	PKG_CONFIG_PATH=$(C_PREFIX)/lib/pkgconfig; export PKG_CONFIG_PATH; \
+	cc -std=c11 -Wall -Wextra -Werror -DRIVET_MODELS='"$(CURDIR)/models"' cpp-examples/c_quickstart.c \
+	   $$(pkg-config --cflags --libs rivet) -Wl,-rpath,$(C_PREFIX)/lib -o target/cpp-build/c_quickstart_pkgconfig
+	target/cpp-build/c_quickstart_pkgconfig
 
 ## Every test: the workspace's cargo tests, then the C/C++ suite (test-c). Ends with one
 ## "total: N passed, N failed" line over all cargo test binaries and the C ABI tests.

@@ -20,12 +20,13 @@ requirements="$root/models/requirements.txt"
 say() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 # 1. Debian packages: protoc (candle-onnx), cmake and a C/C++ compiler (the C/C++ examples and
-#    tests), valgrind (their memcheck run).
+#    tests), valgrind (their memcheck run), pkg-config (the pkg-config consumer check).
 missing=()
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo -n"; else
         say "missing ${missing[*]} and not root: install them with apt-get and run again"; exit 1

@@ -500,7 +500,7 @@ pub unsafe extern "C" fn rivet_model_run(
             }
             Inputs::Named(named)
         };
-        let results = model.model.run_inputs(bound)?.into_tensors();
+        let results = model.model.run_tensors(bound)?;
         if results.len() > output_capacity {
             return Err(rivet_error_t::invalid_argument(format!(
                 "outputs has room for {output_capacity} tensor(s), the model returned {}",

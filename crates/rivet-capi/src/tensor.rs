@@ -49,6 +49,10 @@ pub(crate) fn dtype_from_code(code: rivet_dtype_t) -> Result<DType, Box<rivet_er
     })
 }
 
+// `rivet_tensor_shape` hands out the `usize` shape as `int64_t`: same size and layout here.
+#[cfg(not(target_pointer_width = "64"))]
+compile_error!("rivet-capi assumes 64-bit pointers (usize shapes are exposed as int64_t)");
+
 /// Where a tensor's bytes live.
 enum Storage {
     /// Rivet owns them.
@@ -63,8 +67,8 @@ enum Storage {
 /// `rivet_tensor_from_dlpack` or `rivet_model_run`; freed with `rivet_tensor_free`.
 pub struct rivet_tensor_t {
     dtype: DType,
+    /// The shape of borrowed data (owned tensors keep their own).
     shape: Vec<usize>,
-    shape_i64: Vec<i64>,
     storage: Storage,
 }
 
@@ -84,9 +88,14 @@ impl Drop for rivet_tensor_t {
 impl rivet_tensor_t {
     /// A handle owning `tensor`.
     pub(crate) fn owned(tensor: Tensor) -> rivet_tensor_t {
-        let shape = tensor.shape().to_vec();
-        let shape_i64 = shape.iter().map(|&d| d as i64).collect();
-        rivet_tensor_t { dtype: tensor.dtype(), shape, shape_i64, storage: Storage::Owned(tensor) }
+        rivet_tensor_t { dtype: tensor.dtype(), shape: Vec::new(), storage: Storage::Owned(tensor) }
+    }
+
+    fn shape(&self) -> &[usize] {
+        match &self.storage {
+            Storage::Owned(t) => t.shape(),
+            _ => &self.shape,
+        }
     }
 
     fn bytes(&self) -> &[u8] {
@@ -103,7 +112,10 @@ impl rivet_tensor_t {
 
     /// A view of the data, checked against dtype and shape.
     pub(crate) fn view(&self) -> Result<TensorView<'_>, Box<rivet_error_t>> {
-        TensorView::new(self.dtype, &self.shape, self.bytes()).map_err(Into::into)
+        match &self.storage {
+            Storage::Owned(t) => Ok(t.view()),
+            _ => TensorView::new(self.dtype, &self.shape, self.bytes()).map_err(Into::into),
+        }
     }
 }
 
@@ -223,12 +235,8 @@ pub unsafe extern "C" fn rivet_tensor_new_view(
         // SAFETY: the caller's contract.
         let shape = unsafe { read_shape(shape, rank) }?;
         check_data(dtype, &shape, data, byte_len)?;
-        let tensor = rivet_tensor_t {
-            dtype,
-            shape_i64: shape.iter().map(|&d| d as i64).collect(),
-            shape,
-            storage: Storage::Borrowed { data: data.cast(), len: byte_len },
-        };
+        let tensor =
+            rivet_tensor_t { dtype, shape, storage: Storage::Borrowed { data: data.cast(), len: byte_len } };
         tensor.view()?;
         // SAFETY: as in rivet_tensor_new.
         unsafe { *out = Box::into_raw(Box::new(tensor)) };
@@ -268,7 +276,7 @@ pub unsafe extern "C" fn rivet_tensor_dtype(tensor: *const rivet_tensor_t) -> ri
 #[no_mangle]
 pub unsafe extern "C" fn rivet_tensor_rank(tensor: *const rivet_tensor_t) -> usize {
     // SAFETY: a non-NULL tensor comes from Rivet and lives until rivet_tensor_free.
-    ffi_infallible(0, || unsafe { tensor.as_ref() }.map_or(0, |t| t.shape.len()))
+    ffi_infallible(0, || unsafe { tensor.as_ref() }.map_or(0, |t| t.shape().len()))
 }
 
 /// The tensor's `rank` sizes; NULL for NULL or a scalar. Borrowed from `tensor`: valid until
@@ -281,7 +289,7 @@ pub unsafe extern "C" fn rivet_tensor_shape(tensor: *const rivet_tensor_t) -> *c
     ffi_infallible(ptr::null(), || {
         // SAFETY: a non-NULL tensor comes from Rivet and lives until rivet_tensor_free.
         match unsafe { tensor.as_ref() } {
-            Some(t) if !t.shape_i64.is_empty() => t.shape_i64.as_ptr(),
+            Some(t) if !t.shape().is_empty() => t.shape().as_ptr().cast::<i64>(),
             _ => ptr::null(),
         }
     })
@@ -406,12 +414,7 @@ pub unsafe extern "C" fn rivet_tensor_from_dlpack(
             return Err(rivet_error_t::invalid_argument("DLPack data is NULL"));
         }
         let data = t.data.cast::<u8>().wrapping_add(offset).cast_const();
-        let tensor = rivet_tensor_t {
-            dtype,
-            shape_i64: shape.iter().map(|&d| d as i64).collect(),
-            shape,
-            storage: Storage::Borrowed { data, len },
-        };
+        let tensor = rivet_tensor_t { dtype, shape, storage: Storage::Borrowed { data, len } };
         tensor.view()?;
         // Only now take ownership: a failure above leaves `managed` with the caller.
         let mut tensor = tensor;
@@ -462,7 +465,7 @@ pub unsafe extern "C" fn rivet_tensor_to_dlpack(
         not_null(tensor, "tensor")?;
         // SAFETY: non-NULL and ours (the caller's contract); ownership moves into the export.
         let tensor = unsafe { Box::from_raw(tensor) };
-        let mut shape = tensor.shape_i64.clone();
+        let mut shape: Vec<i64> = tensor.shape().iter().map(|&d| d as i64).collect();
         let read_only = !matches!(tensor.storage, Storage::Owned(_));
         let data = tensor.bytes().as_ptr().cast_mut().cast::<c_void>();
         let export = Box::new(Export {

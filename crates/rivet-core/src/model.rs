@@ -184,6 +184,13 @@ pub trait Model: Send + Sync {
     /// Runs the model on borrowed views, by position or by name. Nothing is copied before the
     /// backend sees the data.
     fn run_inputs(&self, inputs: Inputs<'_>) -> Result<Outputs> {
+        let tensors = self.run_tensors(inputs)?;
+        Ok(Outputs { names: self.signature().output_names(tensors.len()), tensors })
+    }
+
+    /// Like [`Model::run_inputs`], returning the output tensors without their names (saves the
+    /// names' allocation where the caller knows them, as the C ABI does).
+    fn run_tensors(&self, inputs: Inputs<'_>) -> Result<Vec<Tensor>> {
         let signature = self.signature();
         let bound = signature.bind(inputs)?;
         let tensors = self.execute(&bound)?;
@@ -194,7 +201,7 @@ pub trait Model: Send + Sync {
                 format!("model declares {declared} output(s) but returned {}", tensors.len()),
             ));
         }
-        Ok(Outputs { names: signature.output_names(tensors.len()), tensors })
+        Ok(tensors)
     }
 }
 
