@@ -56,7 +56,9 @@ test: setup
 	@mkdir -p target
 	set -o pipefail; $(CARGO) test --workspace 2>&1 | tee target/test.log; status=$$?; \
 	if [ $$status -eq 0 ]; then $(MAKE) --no-print-directory test-c 2>&1 | tee -a target/test.log; status=$$?; fi; \
-	awk '/^test result:/ { p += $$4; f += $$6 } /^capi_tests: [0-9]+ passed/ { p += $$2; f += $$4 } \
+	awk '/^test result:/ { p += $$4; f += $$6 } \
+	     match($$0, /capi_tests: [0-9]+ passed, [0-9]+ failed/) { \
+	       split(substr($$0, RSTART, RLENGTH), c, /[ ,]+/); p += c[2]; f += c[4] } \
 	     END { printf "total: %d passed, %d failed\n", p, f }' target/test.log; \
 	exit $$status
 

@@ -16,9 +16,9 @@ use std::path::Path;
 
 use candle_core::{DType as CDType, Device as CDevice, Tensor as CTensor};
 use candle_onnx::onnx::{self, tensor_proto::DataType, tensor_shape_proto::dimension::Value as DimValue};
-use rivet_core::format::detect_format;
+use rivet_core::format::{expect_cpu, expect_format};
 use rivet_core::{
-    one_line, Backend, DType, Device, Dim, Error, InferenceBackend, LoadOptions, Model, ModelFormat, Result,
+    one_line, Backend, DType, Dim, Error, InferenceBackend, LoadOptions, Model, ModelFormat, Result,
     Signature, Tensor, TensorSpec, TensorView,
 };
 
@@ -188,16 +188,8 @@ impl InferenceBackend for CandleBackend {
     }
 
     fn load(&self, path: &Path, options: &LoadOptions) -> Result<Box<dyn Model>> {
-        let format = detect_format(path, NAME)?;
-        if format != ModelFormat::Onnx {
-            return Err(Error::load(NAME, path, format!("{format} files are not ONNX; use tch")));
-        }
-        if options.device != Device::Cpu {
-            return Err(Error::unsupported(
-                NAME,
-                format!("device {}: this build of Rivet runs Candle on the CPU only", options.device),
-            ));
-        }
+        expect_format(path, NAME, ModelFormat::Onnx)?;
+        expect_cpu(options.device, NAME, "Candle")?;
         if options.intra_op_threads.is_some() || options.inter_op_threads.is_some() {
             return Err(Error::unsupported(
                 NAME,

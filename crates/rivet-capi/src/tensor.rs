@@ -169,6 +169,26 @@ fn check_data(
     Ok(())
 }
 
+/// Checks the arguments shared by `rivet_tensor_new` and `rivet_tensor_new_view`.
+///
+/// # Safety
+/// As those functions.
+unsafe fn tensor_args(
+    dtype: rivet_dtype_t,
+    shape: *const i64,
+    rank: usize,
+    data: *const c_void,
+    byte_len: usize,
+    out: *mut *mut rivet_tensor_t,
+) -> Result<(DType, Vec<usize>), Box<rivet_error_t>> {
+    not_null(out, "out")?;
+    let dtype = dtype_from_code(dtype)?;
+    // SAFETY: the caller's contract.
+    let shape = unsafe { read_shape(shape, rank) }?;
+    check_data(dtype, &shape, data, byte_len)?;
+    Ok((dtype, shape))
+}
+
 /// Creates a tensor holding a copy of `byte_len` bytes at `data`, row-major.
 ///
 /// - `shape` points to `rank` sizes (may be NULL when `rank` is 0, a scalar); borrowed for the
@@ -192,11 +212,8 @@ pub unsafe extern "C" fn rivet_tensor_new(
     out: *mut *mut rivet_tensor_t,
 ) -> *mut rivet_error_t {
     ffi_boundary(|| {
-        not_null(out, "out")?;
-        let dtype = dtype_from_code(dtype)?;
         // SAFETY: the caller's contract.
-        let shape = unsafe { read_shape(shape, rank) }?;
-        check_data(dtype, &shape, data, byte_len)?;
+        let (dtype, shape) = unsafe { tensor_args(dtype, shape, rank, data, byte_len, out) }?;
         let bytes: &[u8] = if byte_len == 0 {
             &[]
         } else {
@@ -230,11 +247,8 @@ pub unsafe extern "C" fn rivet_tensor_new_view(
     out: *mut *mut rivet_tensor_t,
 ) -> *mut rivet_error_t {
     ffi_boundary(|| {
-        not_null(out, "out")?;
-        let dtype = dtype_from_code(dtype)?;
         // SAFETY: the caller's contract.
-        let shape = unsafe { read_shape(shape, rank) }?;
-        check_data(dtype, &shape, data, byte_len)?;
+        let (dtype, shape) = unsafe { tensor_args(dtype, shape, rank, data, byte_len, out) }?;
         let tensor =
             rivet_tensor_t { dtype, shape, storage: Storage::Borrowed { data: data.cast(), len: byte_len } };
         tensor.view()?;

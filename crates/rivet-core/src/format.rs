@@ -58,6 +58,33 @@ pub fn detect_format(path: &Path, backend: &str) -> Result<ModelFormat> {
     }
 }
 
+/// Like [`detect_format`], failing with a load error that points to the right backend when
+/// the file is not `expected`.
+pub fn expect_format(path: &Path, backend: &str, expected: ModelFormat) -> Result<()> {
+    let found = detect_format(path, backend)?;
+    if found == expected {
+        return Ok(());
+    }
+    let use_instead = match found {
+        ModelFormat::TorchScript => "tch",
+        ModelFormat::Onnx => "ort or candle",
+    };
+    Err(Error::load(backend, path, format!("{found} files are not {expected}; use {use_instead}")))
+}
+
+/// An `Unsupported` error unless `device` is the CPU, for backends this build runs on the CPU
+/// only. `library` names the library in the message.
+pub fn expect_cpu(device: crate::Device, backend: &str, library: &str) -> Result<()> {
+    if device == crate::Device::Cpu {
+        Ok(())
+    } else {
+        Err(Error::unsupported(
+            backend,
+            format!("device {device}: this build of Rivet runs {library} on the CPU only"),
+        ))
+    }
+}
+
 /// The sidecar spec file Rivet looks for next to a model: `dir/name.pt` → `dir/name.spec.json`.
 pub fn sidecar_path(model: &Path) -> PathBuf {
     model.with_extension("spec.json")

@@ -17,10 +17,10 @@ use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, TensorElementType, TensorRef, ValueType};
-use rivet_core::format::detect_format;
+use rivet_core::format::{expect_cpu, expect_format};
 use rivet_core::{
-    with_element_type, Backend, DType, Device, Dim, Error, GraphOptimization, InferenceBackend, LoadOptions,
-    Model, ModelFormat, Result, Signature, Tensor, TensorSpec, TensorView,
+    with_element_type, Backend, DType, Dim, Error, GraphOptimization, InferenceBackend, LoadOptions, Model,
+    ModelFormat, Result, Signature, Tensor, TensorSpec, TensorView,
 };
 
 const NAME: &str = "ort";
@@ -149,16 +149,8 @@ impl InferenceBackend for OrtBackend {
     }
 
     fn load(&self, path: &Path, options: &LoadOptions) -> Result<Box<dyn Model>> {
-        let format = detect_format(path, NAME)?;
-        if format != ModelFormat::Onnx {
-            return Err(Error::load(NAME, path, format!("{format} files are not ONNX; use tch")));
-        }
-        if options.device != Device::Cpu {
-            return Err(Error::unsupported(
-                NAME,
-                format!("device {}: this build of Rivet runs ONNX Runtime on the CPU only", options.device),
-            ));
-        }
+        expect_format(path, NAME, ModelFormat::Onnx)?;
+        expect_cpu(options.device, NAME, "ONNX Runtime")?;
         if options.instances == 0 {
             return Err(Error::unsupported(NAME, "instances = 0: at least one session is needed"));
         }

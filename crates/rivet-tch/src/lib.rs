@@ -10,7 +10,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
-use rivet_core::format::{detect_format, torchscript_signature};
+use rivet_core::format::{expect_format, torchscript_signature};
 use rivet_core::{
     Backend, DType, Device, Error, InferenceBackend, LoadOptions, Model, ModelFormat, Result, Signature,
     Tensor, TensorView,
@@ -127,14 +127,7 @@ impl InferenceBackend for TchBackend {
     }
 
     fn load(&self, path: &Path, options: &LoadOptions) -> Result<Box<dyn Model>> {
-        let format = detect_format(path, NAME)?;
-        if format != ModelFormat::TorchScript {
-            return Err(Error::load(
-                NAME,
-                path,
-                format!("{format} files are not TorchScript; use ort or candle"),
-            ));
-        }
+        expect_format(path, NAME, ModelFormat::TorchScript)?;
         let signature = torchscript_signature(path, options.spec_path.as_deref())?;
         let device = tch_device(options.device)?;
         apply_threads(options)?;
