@@ -82,7 +82,7 @@ struct Report {
 }
 
 /// Model files named by the arguments, grouped by twin (same folder, same stem), in order.
-fn model_groups(paths: &[PathBuf]) -> Result<Vec<(String, Vec<PathBuf>)>> {
+pub(crate) fn model_groups(paths: &[PathBuf]) -> Result<Vec<(String, Vec<PathBuf>)>> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
@@ -122,30 +122,6 @@ fn latency(samples: &mut [f64]) -> Option<Latency> {
     samples.sort_by(f64::total_cmp);
     let mean = samples.iter().sum::<f64>() / samples.len() as f64;
     Some(Latency { p50: samples[samples.len() / 2], min: samples[0], mean })
-}
-
-/// Compares outputs with the reference by name (or position when the reference is unnamed).
-/// Returns (max abs, max rel, all within tolerance), or why they cannot be compared.
-fn diff(
-    outputs: &Outputs,
-    reference: &[(Option<String>, Tensor)],
-    atol: f64,
-    rtol: f64,
-) -> std::result::Result<(f64, f64, bool), String> {
-    let (mut abs, mut rel, mut close) = (0f64, 0f64, true);
-    for (i, (name, expected)) in reference.iter().enumerate() {
-        let actual = match name {
-            Some(n) => outputs.by_name(n).ok_or_else(|| format!("no output named \"{n}\""))?,
-            None => outputs.get(i).ok_or_else(|| format!("no output {i}"))?,
-        };
-        let (a, r) = inputs::max_diff(actual, expected)
-            .map_err(|e| format!("output {}: {e}", name.as_deref().unwrap_or("?")))?;
-        abs = abs.max(a);
-        rel = rel.max(r);
-        let (av, ev) = (inputs::as_f64(actual), inputs::as_f64(expected));
-        close &= av.iter().zip(&ev).all(|(x, y)| (x - y).abs() <= atol + rtol * y.abs());
-    }
-    Ok((abs, rel, close))
 }
 
 fn compare_group(args: &CompareArgs, key: &str, files: &[PathBuf]) -> Result<Report> {
@@ -215,7 +191,7 @@ fn compare_group(args: &CompareArgs, key: &str, files: &[PathBuf]) -> Result<Rep
             let feed = match &inputs {
                 Some(i) => i.clone(),
                 None => {
-                    let generated = inputs::generate(model.signature(), 0)?;
+                    let generated = inputs::generate(model.signature(), 0, None)?;
                     input_note = "generated from the signature (seed 0, dynamic dims = 1)".into();
                     let generated: Vec<_> = generated.into_iter().map(|(n, t)| (Some(n), t)).collect();
                     inputs = Some(generated.clone());
@@ -249,7 +225,8 @@ fn compare_group(args: &CompareArgs, key: &str, files: &[PathBuf]) -> Result<Rep
                 reference_note = format!("{backend} on {} (no PyTorch reference given)", file.display());
                 reference = Some(outputs.iter().map(|(n, t)| (Some(n.to_owned()), t.clone())).collect());
             }
-            match diff(&outputs, reference.as_deref().unwrap_or_default(), args.atol, args.rtol) {
+            let named: Vec<(String, Tensor)> = outputs.iter().map(|(n, t)| (n.to_owned(), t.clone())).collect();
+            match inputs::diff(&named, reference.as_deref().unwrap_or_default(), args.atol, args.rtol) {
                 Ok((abs, rel, close)) => {
                     row.max_abs_diff = Some(abs);
                     row.max_rel_diff = Some(rel);

@@ -75,9 +75,9 @@ pub fn first_case(model_dir: &Path) -> Option<PathBuf> {
     dirs.into_iter().next()
 }
 
-/// Random inputs for `signature` with a fixed seed: dynamic dims become 1, floats are standard
-/// normal-ish, integers lie in [0, 10), bools are random.
-pub fn generate(signature: &Signature, seed: u64) -> Result<Vec<(String, Tensor)>> {
+/// Random inputs for `signature` with a fixed seed: a dynamic leading dim becomes `batch` (1 when
+/// `None`), other dynamic dims 1; floats lie in [-2, 2), integers in [0, 10), bools are random.
+pub fn generate(signature: &Signature, seed: u64, batch: Option<usize>) -> Result<Vec<(String, Tensor)>> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     signature
         .inputs
@@ -99,8 +99,10 @@ pub fn generate(signature: &Signature, seed: u64) -> Result<Vec<(String, Tensor)
                     )
                 })?
                 .iter()
-                .map(|d| match d {
+                .enumerate()
+                .map(|(i, d)| match d {
                     Dim::Fixed(n) => *n,
+                    Dim::Dynamic(_) if i == 0 => batch.unwrap_or(1),
                     Dim::Dynamic(_) => 1,
                 })
                 .collect();
@@ -172,4 +174,84 @@ pub fn max_diff(actual: &Tensor, expected: &Tensor) -> std::result::Result<(f64,
         let r = if y.abs() > 1e-6 { d / y.abs() } else { 0.0 };
         (f64::max(abs, d), f64::max(rel, r))
     }))
+}
+
+/// `tensor` with `batch` rows along its leading dimension, taken from its rows in turn (the first
+/// `batch` rows, or all rows repeated), for running a case at another batch size.
+pub fn with_batch(tensor: &Tensor, batch: usize) -> Result<Tensor> {
+    let Some(&rows) = tensor.shape().first() else {
+        return Err(Error::InvalidTensor("a scalar has no batch dimension to resize".into()));
+    };
+    if rows == batch {
+        return Ok(tensor.clone());
+    }
+    if rows == 0 {
+        return Err(Error::InvalidTensor(format!("cannot make {batch} rows from a tensor with 0 rows")));
+    }
+    let row_bytes = tensor.as_bytes().len() / rows;
+    let mut shape = tensor.shape().to_vec();
+    shape[0] = batch;
+    let bytes: Vec<u8> = (0..batch)
+        .flat_map(|i| {
+            let r = i % rows;
+            tensor.as_bytes()[r * row_bytes..(r + 1) * row_bytes].iter().copied()
+        })
+        .collect();
+    Tensor::from_bytes(tensor.dtype(), &shape, &bytes)
+}
+
+/// Compares outputs with the reference by name (or position when the reference is unnamed).
+/// Returns (max abs, max rel, all within |a - ref| <= atol + rtol * |ref|), or why they cannot
+/// be compared.
+pub fn diff(
+    outputs: &[(String, Tensor)],
+    reference: &[(Option<String>, Tensor)],
+    atol: f64,
+    rtol: f64,
+) -> std::result::Result<(f64, f64, bool), String> {
+    let (mut abs, mut rel, mut close) = (0f64, 0f64, true);
+    for (i, (name, expected)) in reference.iter().enumerate() {
+        let actual = match name {
+            Some(n) => outputs.iter().find(|(o, _)| o == n).map(|(_, t)| t).ok_or_else(|| format!("no output named \"{n}\""))?,
+            None => outputs.get(i).map(|(_, t)| t).ok_or_else(|| format!("no output {i}"))?,
+        };
+        let (a, r) =
+            max_diff(actual, expected).map_err(|e| format!("output {}: {e}", name.as_deref().unwrap_or("?")))?;
+        abs = abs.max(a);
+        rel = rel.max(r);
+        let (av, ev) = (as_f64(actual), as_f64(expected));
+        close &= av.iter().zip(&ev).all(|(x, y)| (x - y).abs() <= atol + rtol * y.abs());
+    }
+    Ok((abs, rel, close))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_batch_takes_rows_in_turn() {
+        let t = Tensor::from_slice(&[2, 3], &[1f32, 2., 3., 4., 5., 6.]).unwrap();
+        let four = with_batch(&t, 4).unwrap();
+        assert_eq!(four.shape(), &[4, 3]);
+        assert_eq!(four.as_slice::<f32>().unwrap(), &[1., 2., 3., 4., 5., 6., 1., 2., 3., 4., 5., 6.]);
+        let one = with_batch(&t, 1).unwrap();
+        assert_eq!((one.shape(), one.as_slice::<f32>().unwrap()), (&[1usize, 3][..], &[1f32, 2., 3.][..]));
+        let scalar = Tensor::from_slice(&[], &[1f32]).unwrap();
+        assert!(with_batch(&scalar, 2).unwrap_err().to_string().contains("scalar"));
+    }
+
+    #[test]
+    fn generated_inputs_take_the_batch_on_a_dynamic_leading_dim() {
+        let sig: Signature = serde_json::from_str(
+            r#"{"inputs": [{"name": "x", "dtype": "f32", "shape": ["batch", "seq", 4]}], "outputs": []}"#,
+        )
+        .unwrap();
+        let a = generate(&sig, 7, Some(5)).unwrap();
+        assert_eq!(a[0].1.shape(), &[5, 1, 4]);
+        // Same seed, same values; another seed, other values.
+        assert_eq!(a[0].1.as_bytes(), generate(&sig, 7, Some(5)).unwrap()[0].1.as_bytes());
+        assert_ne!(a[0].1.as_bytes(), generate(&sig, 8, Some(5)).unwrap()[0].1.as_bytes());
+        assert_eq!(generate(&sig, 7, None).unwrap()[0].1.shape(), &[1, 1, 4]);
+    }
 }

@@ -1,6 +1,7 @@
 //! `rivet`: inspect, run and compare TorchScript and ONNX models on libtorch, ONNX Runtime and
 //! Candle.
 
+mod bench;
 mod compare;
 mod inputs;
 
@@ -55,6 +56,13 @@ enum Command {
     /// latency. The .pt and .onnx twins of a network (same folder and name) count as one model;
     /// a folder stands for the models in it.
     Compare(compare::CompareArgs),
+    /// Measure load time, first-inference time, latency percentiles, throughput, peak memory
+    /// and output parity of every backend that loads a model, at each batch size and
+    /// concurrency. Each measurement runs in its own child process.
+    Bench(bench::BenchArgs),
+    /// Internal: one measurement of `rivet bench`, a job as JSON on stdin, its result on stdout.
+    #[command(hide = true)]
+    BenchWorker,
 }
 
 /// Options shared by the commands that load models.
@@ -95,6 +103,8 @@ fn main() -> ExitCode {
     let threads = match &cli.command {
         Command::Inspect { load, .. } | Command::Run { load, .. } => load.threads,
         Command::Compare(args) => args.load.threads,
+        // The workers get RAYON_NUM_THREADS from `rivet bench`.
+        Command::Bench(_) | Command::BenchWorker => None,
     };
     if let Some(n) = threads {
         // Before any thread pool exists; the process is still single-threaded.
@@ -104,6 +114,8 @@ fn main() -> ExitCode {
         Command::Inspect { model, json, load } => inspect(&model, json, &load),
         Command::Run { model, inputs, out, backend, load } => run(&model, &inputs, &out, backend, &load),
         Command::Compare(args) => compare::compare(&args),
+        Command::Bench(args) => bench::bench(&args),
+        Command::BenchWorker => return bench::worker::main(),
     };
     match result {
         Ok(code) => code,
