@@ -186,8 +186,13 @@ pub struct Report {
     pub results: Vec<Row>,
 }
 
+/// An error about a command-line option, naming it.
+fn arg_error(option: &str, message: impl std::fmt::Display) -> Error {
+    Error::InvalidInput { input: Some(option.into()), message: format!("{option}: {message}") }
+}
+
 fn check_args(args: &BenchArgs) -> Result<()> {
-    let bad = |what: &str, message: String| Err(Error::InvalidInput { input: Some(what.into()), message });
+    let bad = |what: &str, message: String| Err(arg_error(what, message));
     if let Some(b) = args.batch.iter().find(|&&b| b == 0) {
         return bad("--batch", format!("expected sizes of 1 or more, got {b}"));
     }
@@ -216,7 +221,7 @@ fn check_args(args: &BenchArgs) -> Result<()> {
     }
     for name in &args.backends {
         if name != "all" {
-            name.parse::<Backend>().map_err(|e| Error::invalid_input("--backend", e))?;
+            name.parse::<Backend>().map_err(|e| arg_error("--backend", e))?;
         }
     }
     Ok(())
@@ -308,7 +313,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
     } else {
         args.backends
             .iter()
-            .map(|b| b.parse().map_err(|e: String| Error::invalid_input("--backend", e)))
+            .map(|b| b.parse().map_err(|e: String| arg_error("--backend", e)))
             .collect::<Result<_>>()?
     };
     let work = tempfile::tempdir().map_err(|e| Error::file(std::env::temp_dir(), e))?;

@@ -15,10 +15,10 @@ use super::{Report, Row};
 pub fn check_path(path: &Path) -> Result<()> {
     match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("svg" | "png") => Ok(()),
-        _ => Err(Error::InvalidInput {
-            input: Some("--plot".into()),
-            message: format!("expected a file name ending in .svg or .png, got \"{}\"", path.display()),
-        }),
+        _ => Err(super::arg_error(
+            "--plot",
+            format!("expected a file name ending in .svg or .png, got \"{}\"", path.display()),
+        )),
     }
 }
 

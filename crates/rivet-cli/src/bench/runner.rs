@@ -49,8 +49,8 @@ pub struct Plan {
 pub struct Measurement {
     /// The requests that count, in completion order per client.
     pub samples: Vec<Sample>,
-    /// Seconds covered by those samples (from the first counted window's start, or the start,
-    /// to the last completion).
+    /// Seconds covered by those samples: the counted windows with the stability rule, else from
+    /// the first request's scheduled time to the last completion.
     pub elapsed_s: f64,
     /// With `Stop::Stable`: whether the rule was met. `None` otherwise.
     pub stable: Option<bool>,
@@ -111,7 +111,8 @@ pub fn measure<E: Send>(plan: &Plan, request: &(dyn Fn() -> Result<(), E> + Sync
     let last = samples.iter().map(|s| s.done).fold(0.0, f64::max);
     let elapsed_s = match plan.stop {
         Stop::Stable { window_s, windows: needed, .. } => window_s * needed.min(windows.len()) as f64,
-        _ => last - counted_from,
+        // From the first request (thread start-up is not part of the run) to the last answer.
+        _ => last - samples.iter().map(|s| s.scheduled).fold(f64::INFINITY, f64::min).min(last),
     };
     Ok(Measurement { samples, elapsed_s, stable, windows })
 }
@@ -189,7 +190,10 @@ mod tests {
         let m = measure(&plan, &sleeper(1)).unwrap();
         assert_eq!(m.samples.len(), 30);
         assert!(m.samples.iter().all(|s| s.latency() >= 0.001), "each request slept 1 ms");
-        assert!(m.elapsed_s >= m.samples.iter().map(|s| s.done).fold(0.0, f64::max) - 1e-12);
+        let first = m.samples.iter().map(|s| s.scheduled).fold(f64::INFINITY, f64::min);
+        let last = m.samples.iter().map(|s| s.done).fold(0.0, f64::max);
+        assert!((m.elapsed_s - (last - first)).abs() < 1e-12, "first request to last answer");
+        assert!(m.elapsed_s >= 0.010, "30 requests of 1 ms on 3 clients take 10 ms at least");
         assert_eq!(m.stable, None);
     }
 
