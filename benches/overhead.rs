@@ -2,29 +2,19 @@
 //! call made directly on the backend library (input conversion and output copy included on
 //! both sides).
 //!
-//! Also the C ABI against the Rust API on the same model (`capi/*` groups).
-//!
 //! `cargo bench --bench overhead` (all), or `cargo bench --bench overhead -- overhead/ort`.
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
 use criterion::{criterion_group, Criterion};
-use rivet::{Backend, LoadOptions, Tensor};
+use rivet::{Backend, Tensor};
 
-fn models_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
-}
-
-/// One intra-op thread everywhere (Candle reads RAYON_NUM_THREADS, set in `main`).
-fn load(path: &Path, backend: Backend) -> Box<dyn rivet::Model> {
-    let threads = (backend != Backend::Candle).then_some(1);
-    let options = LoadOptions { backend, intra_op_threads: threads, ..LoadOptions::default() };
-    rivet::load(path, &options).expect("bundled model loads")
-}
+use common::{load, models_dir};
 
 fn input() -> Tensor {
-    rivet::npy::read_npy(&models_dir().join("mlp/cases/b1/input.features.npy")).expect("bundled input")
+    common::mlp_input()
 }
 
 fn bench_tch(c: &mut Criterion) {
@@ -92,67 +82,7 @@ fn bench_candle(c: &mut Criterion) {
     group.finish();
 }
 
-/// The C ABI (`rivet_model_run` on a view tensor, output freed) against the Rust API on the
-/// same loaded model, batch 1 MLP, for each backend.
-fn bench_capi(c: &mut Criterion) {
-    use rivet_capi::*;
-    for (file, backend, code) in [
-        ("mlp.pt", "tch", RIVET_BACKEND_TCH),
-        ("mlp.onnx", "ort", RIVET_BACKEND_ORT),
-        ("mlp.onnx", "candle", RIVET_BACKEND_CANDLE),
-    ] {
-        let path = std::ffi::CString::new(models_dir().join("mlp").join(file).to_str().unwrap()).unwrap();
-        let x = input();
-        let shape = [1i64, 16];
-        // SAFETY: every pointer below is live for the calls that use it.
-        unsafe {
-            let mut options = std::ptr::null_mut();
-            assert!(rivet_load_options_new(&mut options).is_null());
-            assert!(rivet_load_options_set_backend(options, code).is_null());
-            if code != RIVET_BACKEND_CANDLE {
-                assert!(rivet_load_options_set_intra_op_threads(options, 1).is_null());
-            }
-            let mut model = std::ptr::null_mut();
-            assert!(rivet_model_load(path.as_ptr(), options, &mut model).is_null());
-            rivet_load_options_free(options);
-            let mut tensor = std::ptr::null_mut();
-            let data = x.as_bytes();
-            assert!(rivet_tensor_new_view(
-                RIVET_DTYPE_F32,
-                shape.as_ptr(),
-                2,
-                data.as_ptr().cast(),
-                data.len(),
-                &mut tensor
-            )
-            .is_null());
-            let inputs = [tensor.cast_const()];
-            let mut group = c.benchmark_group(format!("capi/{backend}"));
-            group.bench_function("rust_api", |b| b.iter(|| (*model).model().run(&[&x]).unwrap()));
-            group.bench_function("c_abi", |b| {
-                b.iter(|| {
-                    let mut out = [std::ptr::null_mut(); 1];
-                    let err = rivet_model_run(
-                        model,
-                        std::ptr::null(),
-                        inputs.as_ptr(),
-                        1,
-                        out.as_mut_ptr(),
-                        1,
-                        std::ptr::null_mut(),
-                    );
-                    assert!(err.is_null());
-                    rivet_tensor_free(out[0]);
-                })
-            });
-            group.finish();
-            rivet_tensor_free(tensor);
-            rivet_model_free(model);
-        }
-    }
-}
-
-criterion_group!(benches, bench_tch, bench_ort, bench_candle, bench_capi);
+criterion_group!(benches, bench_tch, bench_ort, bench_candle);
 
 fn main() {
     // Before any rayon pool exists: Candle then runs on one thread, like the other backends.

@@ -158,6 +158,9 @@ pub struct Row {
     pub parity: Option<Parity>,
 }
 
+/// Reference outputs for parity: where they came from and the tensors (named when known).
+type Reference = (String, Vec<(Option<String>, Tensor)>);
+
 /// Where one model's inputs and reference came from.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelInfo {
@@ -349,7 +352,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut rows = Vec::new();
-    let mut first_outputs: HashMap<(usize, usize), (String, Vec<(Option<String>, Tensor)>)> = HashMap::new();
+    let mut first_outputs: HashMap<(usize, usize), Reference> = HashMap::new();
     let mut unsupported: Vec<(PathBuf, Backend)> = Vec::new();
     for (index, (model, batch, file, backend, concurrency)) in planned.into_iter().enumerate() {
         let (info, src) = &models[model];
@@ -456,7 +459,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
 fn parity(
     args: &BenchArgs,
     src: &Source,
-    first_outputs: &mut HashMap<(usize, usize), (String, Vec<(Option<String>, Tensor)>)>,
+    first_outputs: &mut HashMap<(usize, usize), Reference>,
     key: (usize, usize),
     row: &Row,
     job: &Job,

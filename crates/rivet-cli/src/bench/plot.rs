@@ -46,7 +46,9 @@ pub fn draw(report: &Report, path: &Path) -> Result<()> {
     outcome.map_err(|e| Error::file(path, format!("cannot draw the chart: {e}")))
 }
 
-const PERCENTILES: [(&str, fn(&super::stats::Summary) -> f64); 4] =
+type Pick = fn(&super::stats::Summary) -> f64;
+
+const PERCENTILES: [(&str, Pick); 4] =
     [("p50", |s| s.p50), ("p90", |s| s.p90), ("p95", |s| s.p95), ("p99", |s| s.p99)];
 
 /// The rows with latencies at the smallest batch and concurrency measured: one per model and

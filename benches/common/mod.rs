@@ -1,0 +1,107 @@
+//! Set-up shared by the benchmarks: the bundled models, one-thread loading, and a model loaded
+//! through the C ABI with its input tensor.
+#![allow(dead_code)] // each bench target uses part of it
+
+use std::path::{Path, PathBuf};
+
+use rivet::{Backend, LoadOptions, Tensor};
+use rivet_capi::*;
+
+/// The bundled models folder.
+pub fn models_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
+}
+
+/// Loads `path` on `backend` with one intra-op thread (Candle reads RAYON_NUM_THREADS, which
+/// each bench's `main` sets to 1 before any pool starts).
+pub fn load(path: &Path, backend: Backend) -> Box<dyn rivet::Model> {
+    let threads = (backend != Backend::Candle).then_some(1);
+    let options = LoadOptions { backend, intra_op_threads: threads, ..LoadOptions::default() };
+    rivet::load(path, &options).expect("bundled model loads")
+}
+
+/// The bundled MLP's batch-1 input, `features` f32[1, 16].
+pub fn mlp_input() -> Tensor {
+    rivet::npy::read_npy(&models_dir().join("mlp/cases/b1/input.features.npy")).expect("bundled input")
+}
+
+/// The bundled MLP loaded through the C ABI, with a view tensor of its batch-1 input.
+pub struct CapiMlp {
+    /// The model handle.
+    pub model: *mut rivet_model_t,
+    /// A view of `input`.
+    pub tensor: *mut rivet_tensor_t,
+    /// The data `tensor` views (kept alive here).
+    pub input: Tensor,
+    shape: [i64; 2],
+}
+
+impl CapiMlp {
+    /// Loads `mlp.pt` (tch) or `mlp.onnx` (ort, candle) with one intra-op thread.
+    pub fn load(backend: &str) -> CapiMlp {
+        let (file, code) = match backend {
+            "tch" => ("mlp.pt", RIVET_BACKEND_TCH),
+            "ort" => ("mlp.onnx", RIVET_BACKEND_ORT),
+            _ => ("mlp.onnx", RIVET_BACKEND_CANDLE),
+        };
+        let path = std::ffi::CString::new(models_dir().join("mlp").join(file).to_string_lossy().into_owned())
+            .expect("path without NUL");
+        let mut mlp = CapiMlp {
+            model: std::ptr::null_mut(),
+            tensor: std::ptr::null_mut(),
+            input: mlp_input(),
+            shape: [1, 16],
+        };
+        // SAFETY: every pointer passed is live for the call; `input` outlives `tensor` (Drop).
+        unsafe {
+            let mut options = std::ptr::null_mut();
+            assert!(rivet_load_options_new(&mut options).is_null());
+            assert!(rivet_load_options_set_backend(options, code).is_null());
+            if code != RIVET_BACKEND_CANDLE {
+                assert!(rivet_load_options_set_intra_op_threads(options, 1).is_null());
+            }
+            assert!(rivet_model_load(path.as_ptr(), options, &mut mlp.model).is_null());
+            rivet_load_options_free(options);
+            let data = mlp.input.as_bytes();
+            let err = rivet_tensor_new_view(
+                RIVET_DTYPE_F32,
+                mlp.shape.as_ptr(),
+                2,
+                data.as_ptr().cast(),
+                data.len(),
+                &mut mlp.tensor,
+            );
+            assert!(err.is_null());
+        }
+        mlp
+    }
+
+    /// One run through the C ABI, its output freed.
+    pub fn run_c(&self) {
+        let inputs = [self.tensor.cast_const()];
+        let mut out = [std::ptr::null_mut(); 1];
+        // SAFETY: the handles are live; `out` has room for the model's one output.
+        unsafe {
+            let err =
+                rivet_model_run(self.model, std::ptr::null(), inputs.as_ptr(), 1, out.as_mut_ptr(), 1, std::ptr::null_mut());
+            assert!(err.is_null());
+            rivet_tensor_free(std::hint::black_box(out[0]));
+        }
+    }
+
+    /// The same run through the Rust API of the same loaded model.
+    pub fn run_rust(&self) -> rivet::Outputs {
+        // SAFETY: `model` is a live handle.
+        unsafe { (*self.model).model().run(&[&self.input]).expect("run") }
+    }
+}
+
+impl Drop for CapiMlp {
+    fn drop(&mut self) {
+        // SAFETY: both handles came from the C ABI and are freed once.
+        unsafe {
+            rivet_tensor_free(self.tensor);
+            rivet_model_free(self.model);
+        }
+    }
+}
