@@ -11,7 +11,7 @@ PROFILE ?= release
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 PKG := crates/rivet-capi/pkg
 
-.PHONY: setup build demo test bench lint models install test-c
+.PHONY: setup build demo test bench bench-compare lint models install test-c
 
 setup:
 	./bootstrap.sh
@@ -19,9 +19,11 @@ setup:
 build: setup
 	$(CARGO) build --workspace
 
-## Runs `rivet compare` over every bundled model on every backend that can load it.
+## Runs `rivet bench` over every bundled model on every backend that can load it: the table,
+## then where the JSON, Markdown and chart are.
 demo: build
-	./target/debug/rivet compare $(DEMO_MODELS)
+	./target/debug/rivet bench $(DEMO_MODELS) --concurrency 1,2 \
+	  --json target/demo/bench.json --markdown target/demo/bench.md --plot target/demo/bench.svg
 
 ## librivet (C ABI) with its headers, CMake package and pkg-config file under PREFIX.
 ## PROFILE=debug installs the debug build (what `make test` uses, so CI compiles once).
@@ -62,9 +64,34 @@ test: setup
 	     END { printf "total: %d passed, %d failed\n", p, f }' target/test.log; \
 	exit $$status
 
-## criterion benchmarks (release build): Rivet's overhead against direct library calls.
+## criterion benchmarks (release build). BENCH picks suites: overhead (Rivet vs the direct
+## library call), capi (C ABI vs Rust API), conversion (tensors in/out of each backend),
+## validation (signature checks). One group: make bench BENCH=overhead FILTER=overhead/ort
+BENCH ?= overhead capi conversion validation
+FILTER ?=
 bench: setup
-	$(CARGO) bench --bench overhead
+	for b in $(BENCH); do $(CARGO) bench --bench $$b -- $(FILTER) || exit 1; done
+
+## Rivet (release) against Python onnxruntime and torch.jit on the same models, inputs, threads
+## and batch sizes; prints the speedup per model x backend x batch. Exports the compute-bound
+## ResNet-18 first if it is missing. Results under target/bench/.
+COMPARE_MODELS ?= models/mlp models/cnn models/encoder models/resnet18
+COMPARE_BATCH ?= 1,8,64
+COMPARE_THREADS ?= 1
+COMPARE_DURATION ?= 3
+COMPARE_WARMUP ?= 5
+bench-compare: setup
+	test -f models/resnet18/resnet18.onnx || .venv/bin/python models/export.py resnet18
+	$(CARGO) build --release -p rivet-cli
+	./target/release/rivet bench $(COMPARE_MODELS) --backend tch,ort --batch $(COMPARE_BATCH) \
+	  --threads $(COMPARE_THREADS) --duration $(COMPARE_DURATION) --warmup $(COMPARE_WARMUP) \
+	  --save-inputs target/bench/inputs --json target/bench/rivet.json \
+	  --markdown target/bench/rivet.md --plot target/bench/rivet.svg
+	.venv/bin/python benches/python/bench.py $(COMPARE_MODELS) --inputs target/bench/inputs \
+	  --backend tch,ort --batch $(COMPARE_BATCH) --threads $(COMPARE_THREADS) \
+	  --duration $(COMPARE_DURATION) --warmup $(COMPARE_WARMUP) --json target/bench/python.json
+	.venv/bin/python benches/python/compare.py target/bench/rivet.json target/bench/python.json \
+	  --markdown target/bench/compare.md
 
 lint: setup
 	$(CARGO) fmt --all -- --check

@@ -6,7 +6,9 @@ TorchScript (`<name>.pt`, via torch.jit.script) and ONNX (`<name>.onnx`, opset 1
 For each test case, inputs and the outputs of PyTorch eager are saved as `.npy` under
 `<name>/cases/<case>/`: `input.<input name>.npy` and `output.<output name>.npy`.
 
-Run: .venv/bin/python models/export.py [--out models]
+Run: .venv/bin/python models/export.py [--out models] [MODEL...]
+`resnet18` (ResNet-18 with random weights, 45 MB per file) is exported only when named; it is
+the compute-bound model of `make bench-compare` and is not committed.
 """
 
 import argparse
@@ -107,12 +109,59 @@ class TinyEncoder(nn.Module):
         return x
 
 
+class BasicBlock(nn.Module):
+    """ResNet's two 3x3 convolutions with a shortcut."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU()
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return self.relu(y + self.shortcut(x))
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 (11.7 M parameters, torchvision's layout), random weights: the compute-bound
+    model of `make bench-compare`. NCHW 3x112x112 (a quarter of ImageNet's pixels, so batch 64
+    stays affordable on two cores) -> 1000 logits."""
+
+    def __init__(self, classes: int = 1000):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(3, 2, 1))
+        blocks = []
+        cin = 64
+        for cout, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
+            blocks += [BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)]
+            cin = cout
+        self.blocks = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(512, classes)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(self.stem(image))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
 def mlp_case(batch: int, gen: torch.Generator):
     return {"features": torch.randn(batch, 16, generator=gen)}
 
 
 def cnn_case(batch: int, gen: torch.Generator):
     return {"image": torch.randn(batch, 3, 32, 32, generator=gen)}
+
+
+def resnet_case(batch: int, gen: torch.Generator):
+    return {"image": torch.randn(batch, 3, 112, 112, generator=gen)}
 
 
 def encoder_case(batch: int, seq: int, gen: torch.Generator):
@@ -151,7 +200,16 @@ MODELS = {
             "b4_s24": lambda g: encoder_case(4, 24, g),
         },
     },
+    # Exported on demand (`export.py resnet18`, done by `make bench-compare`): 45 MB per file,
+    # not committed.
+    "resnet18": {
+        "build": ResNet18,
+        "inputs": [("image", "f32", ["batch", 3, 112, 112])],
+        "outputs": [("logits", "f32", ["batch", 1000])],
+        "cases": {"b2": lambda g: resnet_case(2, g)},
+    },
 }
+ON_DEMAND = {"resnet18"}
 
 
 def spec_entry(name, dtype, shape):
@@ -243,7 +301,9 @@ def export_identity(out: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
-    parser.add_argument("models", nargs="*", default=[*MODELS, "identity"], help="which models to export")
+    parser.add_argument(
+        "models", nargs="*", default=[*(m for m in MODELS if m not in ON_DEMAND), "identity"],
+        help=f"which models to export (default: all but {', '.join(sorted(ON_DEMAND))})")
     args = parser.parse_args()
     torch.set_num_threads(1)
     for name in args.models:
