@@ -29,7 +29,9 @@ fn bench_validation(c: &mut Criterion) {
         let signature = spec(model);
         let inputs = case(model, case_name, names);
         group.bench_function(format!("positional/{model}"), |b| {
-            b.iter(|| signature.bind(Inputs::Positional(inputs.iter().map(|(_, t)| t.view()).collect())).unwrap())
+            b.iter(|| {
+                signature.bind(Inputs::Positional(inputs.iter().map(|(_, t)| t.view()).collect())).unwrap()
+            })
         });
         group.bench_function(format!("named/{model}"), |b| {
             b.iter(|| {

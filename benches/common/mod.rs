@@ -82,8 +82,15 @@ impl CapiMlp {
         let mut out = [std::ptr::null_mut(); 1];
         // SAFETY: the handles are live; `out` has room for the model's one output.
         unsafe {
-            let err =
-                rivet_model_run(self.model, std::ptr::null(), inputs.as_ptr(), 1, out.as_mut_ptr(), 1, std::ptr::null_mut());
+            let err = rivet_model_run(
+                self.model,
+                std::ptr::null(),
+                inputs.as_ptr(),
+                1,
+                out.as_mut_ptr(),
+                1,
+                std::ptr::null_mut(),
+            );
             assert!(err.is_null());
             rivet_tensor_free(std::hint::black_box(out[0]));
         }

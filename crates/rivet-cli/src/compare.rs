@@ -225,7 +225,8 @@ fn compare_group(args: &CompareArgs, key: &str, files: &[PathBuf]) -> Result<Rep
                 reference_note = format!("{backend} on {} (no PyTorch reference given)", file.display());
                 reference = Some(outputs.iter().map(|(n, t)| (Some(n.to_owned()), t.clone())).collect());
             }
-            let named: Vec<(String, Tensor)> = outputs.iter().map(|(n, t)| (n.to_owned(), t.clone())).collect();
+            let named: Vec<(String, Tensor)> =
+                outputs.iter().map(|(n, t)| (n.to_owned(), t.clone())).collect();
             match inputs::diff(&named, reference.as_deref().unwrap_or_default(), args.atol, args.rtol) {
                 Ok((abs, rel, close)) => {
                     row.max_abs_diff = Some(abs);

@@ -212,11 +212,15 @@ pub fn diff(
     let (mut abs, mut rel, mut close) = (0f64, 0f64, true);
     for (i, (name, expected)) in reference.iter().enumerate() {
         let actual = match name {
-            Some(n) => outputs.iter().find(|(o, _)| o == n).map(|(_, t)| t).ok_or_else(|| format!("no output named \"{n}\""))?,
+            Some(n) => outputs
+                .iter()
+                .find(|(o, _)| o == n)
+                .map(|(_, t)| t)
+                .ok_or_else(|| format!("no output named \"{n}\""))?,
             None => outputs.get(i).map(|(_, t)| t).ok_or_else(|| format!("no output {i}"))?,
         };
-        let (a, r) =
-            max_diff(actual, expected).map_err(|e| format!("output {}: {e}", name.as_deref().unwrap_or("?")))?;
+        let (a, r) = max_diff(actual, expected)
+            .map_err(|e| format!("output {}: {e}", name.as_deref().unwrap_or("?")))?;
         abs = abs.max(a);
         rel = rel.max(r);
         let (av, ev) = (as_f64(actual), as_f64(expected));

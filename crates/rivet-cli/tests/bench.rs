@@ -113,7 +113,13 @@ fn bench_reports_every_backend_batch_and_concurrency_with_consistent_figures() {
     let rows = report["results"].as_array().unwrap();
     let mut seen: Vec<(String, u64, u64)> = rows
         .iter()
-        .map(|r| (r["backend"].as_str().unwrap().to_owned(), r["batch"].as_u64().unwrap(), r["concurrency"].as_u64().unwrap()))
+        .map(|r| {
+            (
+                r["backend"].as_str().unwrap().to_owned(),
+                r["batch"].as_u64().unwrap(),
+                r["concurrency"].as_u64().unwrap(),
+            )
+        })
         .collect();
     seen.sort();
     let mut expected = Vec::new();
@@ -253,12 +259,22 @@ fn bad_arguments_exit_non_zero_with_a_clear_line() {
             "outputs": [{"name": "logits", "dtype": "f32", "shape": [1, 3]}]}"#,
     )
     .unwrap();
-    let out = rivet(&["bench", "models/mlp/mlp.pt", "--batch", "2", "--iterations", "3", "--spec", spec.to_str().unwrap()]);
+    let out = rivet(&[
+        "bench",
+        "models/mlp/mlp.pt",
+        "--batch",
+        "2",
+        "--iterations",
+        "3",
+        "--spec",
+        spec.to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(stderr.contains("tch on mlp batch 2: input_error"), "{stderr}");
     assert!(
-        stdout.contains("features") && stdout.contains("leading dimension is fixed at 1; batch 2 needs a dynamic batch dimension"),
+        stdout.contains("features")
+            && stdout.contains("leading dimension is fixed at 1; batch 2 needs a dynamic batch dimension"),
         "{stdout}"
     );
     std::fs::remove_dir_all(&dir).unwrap();

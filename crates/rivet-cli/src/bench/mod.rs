@@ -203,14 +203,18 @@ fn check_args(args: &BenchArgs) -> Result<()> {
         return bad("--concurrency", format!("expected 1 or more client threads, got {c}"));
     }
     match args.duration {
-        Some(d) if !(d > 0.0 && d.is_finite()) => return bad("--duration", format!("expected seconds > 0, got {d}")),
+        Some(d) if !(d > 0.0 && d.is_finite()) => {
+            return bad("--duration", format!("expected seconds > 0, got {d}"))
+        }
         _ => {}
     }
     if args.iterations == Some(0) {
         return bad("--iterations", "expected 1 or more, got 0".into());
     }
     match args.rate {
-        Some(r) if !(r > 0.0 && r.is_finite()) => return bad("--rate", format!("expected requests/s > 0, got {r}")),
+        Some(r) if !(r > 0.0 && r.is_finite()) => {
+            return bad("--rate", format!("expected requests/s > 0, got {r}"))
+        }
         _ => {}
     }
     if args.window_ms == 0 || args.stable_windows == 0 || args.max_windows == 0 {
@@ -255,7 +259,11 @@ struct Source {
 fn source(args: &BenchArgs, dir: &Path) -> Result<Source> {
     if !args.inputs.is_empty() {
         let files = args.inputs.iter().map(|a| (a.name.clone(), a.path.clone())).collect();
-        return Ok(Source { inputs: InputSource::Files(files), note: "given .npy files".into(), case_reference: None });
+        return Ok(Source {
+            inputs: InputSource::Files(files),
+            note: "given .npy files".into(),
+            case_reference: None,
+        });
     }
     let case_dir = match &args.case {
         Some(name) => {
@@ -276,10 +284,15 @@ fn source(args: &BenchArgs, dir: &Path) -> Result<Source> {
     };
     let case = inputs::read_case(&case_dir)?;
     let rows = case.inputs.first().and_then(|(_, t)| t.shape().first().copied()).unwrap_or(1);
-    let same_rows = !case.outputs.is_empty() && case.outputs.iter().all(|(_, t)| t.shape().first() == Some(&rows));
-    let reference = same_rows
-        .then(|| (case.outputs, format!("PyTorch eager outputs of case {}", case_dir.display())));
-    Ok(Source { inputs: InputSource::Case(case_dir.clone()), note: format!("case {}", case_dir.display()), case_reference: reference })
+    let same_rows =
+        !case.outputs.is_empty() && case.outputs.iter().all(|(_, t)| t.shape().first() == Some(&rows));
+    let reference =
+        same_rows.then(|| (case.outputs, format!("PyTorch eager outputs of case {}", case_dir.display())));
+    Ok(Source {
+        inputs: InputSource::Case(case_dir.clone()),
+        note: format!("case {}", case_dir.display()),
+        case_reference: reference,
+    })
 }
 
 /// Runs one job in a child process.
@@ -342,7 +355,8 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
                 }
             }
         }
-        let reference = src.case_reference.as_ref().map_or("the first backend that runs it".into(), |r| r.1.clone());
+        let reference =
+            src.case_reference.as_ref().map_or("the first backend that runs it".into(), |r| r.1.clone());
         models.push((ModelInfo { model: name, files, inputs: src.note.clone(), reference }, src));
     }
 
@@ -492,9 +506,13 @@ fn parity(
             within_tolerance: close,
             error: None,
         },
-        Err(e) => {
-            Parity { against, max_abs_diff: None, max_rel_diff: None, within_tolerance: false, error: Some(e) }
-        }
+        Err(e) => Parity {
+            against,
+            max_abs_diff: None,
+            max_rel_diff: None,
+            within_tolerance: false,
+            error: Some(e),
+        },
     };
     Some(parity)
 }

@@ -79,7 +79,10 @@ fn log_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
     lo / 1.5..hi * 1.5
 }
 
-fn paint<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, report: &Report) -> std::result::Result<(), String> {
+fn paint<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    report: &Report,
+) -> std::result::Result<(), String> {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     root.fill(&WHITE).map_err(err)?;
     let (left, right) = root.split_horizontally(720);
@@ -88,7 +91,8 @@ fn paint<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, report: &Report) -> 
     let rows = latency_rows(report);
     let groups = rows.len().max(1);
     let (batch, clients) = rows.first().map_or((1, 1), |r| (r.batch, r.concurrency));
-    let y = log_range(rows.iter().flat_map(|r| r.latency_ms.iter().flat_map(|s| PERCENTILES.map(|p| (p.1)(s)))));
+    let y =
+        log_range(rows.iter().flat_map(|r| r.latency_ms.iter().flat_map(|s| PERCENTILES.map(|p| (p.1)(s)))));
     let floor = y.start;
     let mut chart = ChartBuilder::on(&left)
         .caption(format!("Latency percentiles (batch {batch}, {clients} client(s))"), ("sans-serif", 20))

@@ -88,7 +88,10 @@ fn notes(report: &Report) -> Vec<String> {
         if let Some(e) = &row.error {
             notes.push(format!("{} on {} (batch {}): {e}", row.backend, row.model, row.batch));
         } else if let Some(e) = row.parity.as_ref().and_then(|p| p.error.as_ref()) {
-            notes.push(format!("{} on {} (batch {}): outputs not comparable: {e}", row.backend, row.model, row.batch));
+            notes.push(format!(
+                "{} on {} (batch {}): outputs not comparable: {e}",
+                row.backend, row.model, row.batch
+            ));
         }
     }
     notes
@@ -121,7 +124,14 @@ pub fn markdown(report: &Report) -> String {
         threads.map_or("default".into(), |t| t.to_string())
     );
     let _ = writeln!(out, "| {} |", HEADER.join(" | "));
-    let _ = writeln!(out, "|{}", HEADER.iter().map(|h| if *h == "model" || *h == "backend" || *h == "result" { "---|" } else { "---:|" }).collect::<String>());
+    let _ = writeln!(
+        out,
+        "|{}",
+        HEADER
+            .iter()
+            .map(|h| if *h == "model" || *h == "backend" || *h == "result" { "---|" } else { "---:|" })
+            .collect::<String>()
+    );
     for row in &report.results {
         let _ = writeln!(out, "| {} |", cells(row).map(|c| c.replace('|', "\\|")).join(" | "));
     }
@@ -141,10 +151,8 @@ fn write_file(path: &Path, text: &str) -> Result<()> {
 
 /// Prints the table (unless JSON goes to stdout) and writes the files asked for.
 pub fn write(args: &BenchArgs, report: &Report) -> Result<()> {
-    let json = serde_json::to_string_pretty(report).map_err(|e| Error::InvalidInput {
-        input: Some("--json".into()),
-        message: e.to_string(),
-    })?;
+    let json = serde_json::to_string_pretty(report)
+        .map_err(|e| Error::InvalidInput { input: Some("--json".into()), message: e.to_string() })?;
     match &args.json {
         Some(p) if p.as_os_str() == "-" => println!("{json}"),
         other => {

@@ -107,7 +107,8 @@ pub fn measure<E: Send>(plan: &Plan, request: &(dyn Fn() -> Result<(), E> + Sync
     seen.extend(buffers.into_iter().flat_map(|b| b.into_inner().unwrap_or_else(|p| p.into_inner())));
     // With the stability rule only the agreeing windows count: not the windows before them, nor
     // requests that finished after the last window closed.
-    let samples: Vec<Sample> = seen.into_iter().filter(|s| s.done >= counted_from && s.done < counted_to).collect();
+    let samples: Vec<Sample> =
+        seen.into_iter().filter(|s| s.done >= counted_from && s.done < counted_to).collect();
     let last = samples.iter().map(|s| s.done).fold(0.0, f64::max);
     let elapsed_s = match plan.stop {
         Stop::Stable { window_s, windows: needed, .. } => window_s * needed.min(windows.len()) as f64,

@@ -88,15 +88,16 @@ pub struct JobResult {
 /// Entry point of `rivet bench-worker`: one job from stdin, one result on stdout.
 pub fn main() -> ExitCode {
     let mut text = String::new();
-    let job: Job = match std::io::stdin().read_to_string(&mut text).map_err(|e| e.to_string()).and_then(|_| {
-        serde_json::from_str(&text).map_err(|e| format!("bench-worker: not a job description: {e}"))
-    }) {
-        Ok(job) => job,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let job: Job =
+        match std::io::stdin().read_to_string(&mut text).map_err(|e| e.to_string()).and_then(|_| {
+            serde_json::from_str(&text).map_err(|e| format!("bench-worker: not a job description: {e}"))
+        }) {
+            Ok(job) => job,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
     let result = run_job(&job);
     match serde_json::to_string(&result) {
         Ok(json) => {
@@ -162,7 +163,12 @@ fn run_job(job: &Job) -> JobResult {
     result
 }
 
-fn measure(job: &Job, model: &dyn Model, feed: &[(Option<String>, Tensor)], result: &mut JobResult) -> Result<()> {
+fn measure(
+    job: &Job,
+    model: &dyn Model,
+    feed: &[(Option<String>, Tensor)],
+    result: &mut JobResult,
+) -> Result<()> {
     let request = || crate::run_model(model, feed).map(drop);
     let m = runner::measure(&job.plan, &request)?;
     let latencies: Vec<f64> = m.samples.iter().map(stats::Sample::latency).collect();
@@ -194,11 +200,12 @@ fn job_inputs(job: &Job, signature: &Signature) -> Result<Vec<(Option<String>, T
                 .map(|(n, t)| (Some(n), t))
                 .collect())
         }
-        InputSource::Case(dir) => inputs::read_case(dir)?.inputs.into_iter().map(|(n, t)| (Some(n), t)).collect(),
-        InputSource::Files(files) => files
-            .iter()
-            .map(|(n, p)| Ok((n.clone(), rivet::npy::read_npy(p)?)))
-            .collect::<Result<_>>()?,
+        InputSource::Case(dir) => {
+            inputs::read_case(dir)?.inputs.into_iter().map(|(n, t)| (Some(n), t)).collect()
+        }
+        InputSource::Files(files) => {
+            files.iter().map(|(n, p)| Ok((n.clone(), rivet::npy::read_npy(p)?))).collect::<Result<_>>()?
+        }
     };
     base.into_iter()
         .enumerate()
@@ -207,8 +214,10 @@ fn job_inputs(job: &Job, signature: &Signature) -> Result<Vec<(Option<String>, T
                 Some(n) => signature.inputs.iter().find(|s| &s.name == n),
                 None => signature.inputs.get(i),
             };
-            let label = name.clone().or_else(|| spec.map(|s| s.name.clone())).unwrap_or_else(|| format!("#{i}"));
-            if let Some(fixed) = spec.and_then(|s| s.shape.as_ref()).and_then(|d| d.first()).and_then(|d| d.fixed())
+            let label =
+                name.clone().or_else(|| spec.map(|s| s.name.clone())).unwrap_or_else(|| format!("#{i}"));
+            if let Some(fixed) =
+                spec.and_then(|s| s.shape.as_ref()).and_then(|d| d.first()).and_then(|d| d.fixed())
             {
                 if fixed != job.batch {
                     return Err(Error::invalid_input(
@@ -220,7 +229,8 @@ fn job_inputs(job: &Job, signature: &Signature) -> Result<Vec<(Option<String>, T
                     ));
                 }
             }
-            let tensor = inputs::with_batch(&tensor, job.batch).map_err(|e| Error::invalid_input(&label, e))?;
+            let tensor =
+                inputs::with_batch(&tensor, job.batch).map_err(|e| Error::invalid_input(&label, e))?;
             Ok((name, tensor))
         })
         .collect()
