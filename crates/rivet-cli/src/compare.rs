@@ -133,16 +133,7 @@ fn compare_group(args: &CompareArgs, key: &str, files: &[PathBuf]) -> Result<Rep
         inputs = Some(inputs::read_args(&args.inputs)?);
         input_note = "given .npy files".into();
     } else {
-        let case_dir = match &args.case {
-            Some(name) => {
-                let d = dir.join("cases").join(name);
-                if !d.is_dir() {
-                    return Err(Error::file(d, "no such case folder"));
-                }
-                Some(d)
-            }
-            None => inputs::first_case(&dir),
-        };
+        let case_dir = inputs::case_dir(&dir, args.case.as_deref())?;
         if let Some(case_dir) = case_dir {
             let case = inputs::read_case(&case_dir)?;
             input_note = format!("case {}", case_dir.display());

@@ -64,8 +64,23 @@ pub fn read_case(dir: &Path) -> Result<Case> {
     Ok(case)
 }
 
+/// The case folder `name` under `model_dir/cases` (an error if missing), or without a name the
+/// first one by name, if any.
+pub fn case_dir(model_dir: &Path, name: Option<&str>) -> Result<Option<PathBuf>> {
+    match name {
+        Some(name) => {
+            let dir = model_dir.join("cases").join(name);
+            if !dir.is_dir() {
+                return Err(Error::file(dir, "no such case folder"));
+            }
+            Ok(Some(dir))
+        }
+        None => Ok(first_case(model_dir)),
+    }
+}
+
 /// The first case folder (by name) under `model_dir/cases`, if any.
-pub fn first_case(model_dir: &Path) -> Option<PathBuf> {
+fn first_case(model_dir: &Path) -> Option<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(model_dir.join("cases"))
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))

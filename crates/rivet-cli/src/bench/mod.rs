@@ -265,16 +265,7 @@ fn source(args: &BenchArgs, dir: &Path) -> Result<Source> {
             case_reference: None,
         });
     }
-    let case_dir = match &args.case {
-        Some(name) => {
-            let d = dir.join("cases").join(name);
-            if !d.is_dir() {
-                return Err(Error::file(d, "no such case folder"));
-            }
-            Some(d)
-        }
-        None => inputs::first_case(dir),
-    };
+    let case_dir = inputs::case_dir(dir, args.case.as_deref())?;
     let Some(case_dir) = case_dir else {
         return Ok(Source {
             inputs: InputSource::Generate(args.seed),
