@@ -13,6 +13,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
+use std::sync::Arc;
 
 use candle_core::{DType as CDType, Device as CDevice, Tensor as CTensor};
 use candle_onnx::onnx::{self, tensor_proto::DataType, tensor_shape_proto::dimension::Value as DimValue};
@@ -179,15 +180,16 @@ fn collect_ops(graph: &onnx::GraphProto, ops: &mut BTreeSet<String>) {
 }
 
 impl InferenceBackend for CandleBackend {
-    fn kind(&self) -> Backend {
-        Backend::Candle
+    fn name(&self) -> Backend {
+        Backend::CANDLE
     }
 
-    fn formats(&self) -> &'static [ModelFormat] {
+    fn formats(&self) -> &[ModelFormat] {
         &[ModelFormat::Onnx]
     }
 
-    fn load(&self, path: &Path, options: &LoadOptions) -> Result<Box<dyn Model>> {
+    fn load(&self, path: &Path, options: &LoadOptions) -> Result<Arc<dyn Model>> {
+        options.options_for(NAME).check_known(&[])?;
         expect_format(path, NAME, ModelFormat::Onnx)?;
         expect_cpu(options.device, NAME, "Candle")?;
         if options.intra_op_threads.is_some() || options.inter_op_threads.is_some() {
@@ -224,7 +226,7 @@ impl InferenceBackend for CandleBackend {
             .map(|i| spec_of(i, path, "input"))
             .collect::<Result<Vec<_>>>()?;
         let outputs = graph.output.iter().map(|o| spec_of(o, path, "output")).collect::<Result<Vec<_>>>()?;
-        Ok(Box::new(CandleModel { model, signature: Signature { inputs, outputs } }))
+        Ok(Arc::new(CandleModel { model, signature: Signature { inputs, outputs } }))
     }
 }
 
@@ -305,7 +307,7 @@ impl Model for CandleModel {
     }
 
     fn backend(&self) -> Backend {
-        Backend::Candle
+        Backend::CANDLE
     }
 
     fn execute(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>> {

@@ -25,6 +25,9 @@ pub const RIVET_ERROR_BACKEND: rivet_error_code_t = 6;
 pub const RIVET_ERROR_IO: rivet_error_code_t = 7;
 /// Rivet panicked; the panic was caught at the ABI boundary. Please report it.
 pub const RIVET_ERROR_PANIC: rivet_error_code_t = 8;
+/// A load option is malformed or unknown to its backend (the message lists the known keys), or
+/// a backend name is not registered (the message lists the registered ones).
+pub const RIVET_ERROR_INVALID_OPTION: rivet_error_code_t = 9;
 
 /// An error: a code and a message. Returned by every fallible call (NULL means success); the
 /// caller owns it and frees it with `rivet_error_free`. Not shared between threads.
@@ -57,8 +60,22 @@ impl From<rivet::Error> for Box<rivet_error_t> {
             ErrorKind::Unsupported => RIVET_ERROR_UNSUPPORTED,
             ErrorKind::Backend => RIVET_ERROR_BACKEND,
             ErrorKind::Io => RIVET_ERROR_IO,
+            ErrorKind::InvalidOption => RIVET_ERROR_INVALID_OPTION,
+            // A kind added to rivet-core before this ABI gives it a code of its own.
+            _ => RIVET_ERROR_BACKEND,
         };
-        rivet_error_t::new(code, err.to_string())
+        // The message carries the causes too: C has no error chain to walk.
+        let mut message = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(cause) = source {
+            let text = rivet::one_line(cause);
+            if !message.contains(&text) {
+                message.push_str(": caused by: ");
+                message.push_str(&text);
+            }
+            source = cause.source();
+        }
+        rivet_error_t::new(code, message)
     }
 }
 

@@ -14,17 +14,21 @@
 pub mod dlpack;
 mod error;
 mod model;
+mod options;
+mod run;
 mod tensor;
 
 use std::ffi::c_char;
 
 pub use error::*;
 pub use model::*;
+pub use options::*;
+pub use run::*;
 pub use tensor::*;
 
 /// The ABI version this header describes. Compare with `rivet_abi_version()` at run time: a
 /// library with another value is incompatible.
-pub const RIVET_ABI_VERSION: u32 = 1;
+pub const RIVET_ABI_VERSION: u32 = 2;
 
 /// The library's version, e.g. "0.1.0": static, never freed.
 #[no_mangle]

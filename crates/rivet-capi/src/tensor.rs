@@ -5,7 +5,6 @@ use std::ptr;
 
 use rivet::{DType, Tensor, TensorView};
 
-use crate::dlpack::{self, DLDataType, DLManagedTensorVersioned, DLPackVersion, DLTensor};
 use crate::error::{arg, ffi_boundary, ffi_infallible, not_null, rivet_error_t, RIVET_ERROR_INVALID_TENSOR};
 
 /// An element type (`RIVET_DTYPE_*`). Values are never reused.
@@ -53,69 +52,24 @@ pub(crate) fn dtype_from_code(code: rivet_dtype_t) -> Result<DType, Box<rivet_er
 #[cfg(not(target_pointer_width = "64"))]
 compile_error!("rivet-capi assumes 64-bit pointers (usize shapes are exposed as int64_t)");
 
-/// Where a tensor's bytes live.
-enum Storage {
-    /// Rivet owns them.
-    Owned(Tensor),
-    /// The caller owns them (`rivet_tensor_new_view`).
-    Borrowed { data: *const u8, len: usize },
-    /// A DLPack producer owns them; its deleter runs when the tensor is freed.
-    DLPack { managed: *mut DLManagedTensorVersioned, data: *const u8, len: usize },
-}
-
-/// A tensor handle. Created by `rivet_tensor_new`, `rivet_tensor_new_view`,
-/// `rivet_tensor_from_dlpack` or `rivet_model_run`; freed with `rivet_tensor_free`.
+/// A tensor handle: a Rivet [`Tensor`], whose bytes are Rivet's own, shared with other handles
+/// (outputs, clones), or foreign (a caller's view, a DLPack import) with one release path.
+/// Created by `rivet_tensor_new`, `rivet_tensor_new_view`, `rivet_tensor_from_dlpack` or
+/// `rivet_tensor_clone`; freed with `rivet_tensor_free`. Outputs of a run are borrowed from
+/// their `rivet_outputs_t` instead.
 pub struct rivet_tensor_t {
-    dtype: DType,
-    /// The shape of borrowed data (owned tensors keep their own).
-    shape: Vec<usize>,
-    storage: Storage,
-}
-
-impl Drop for rivet_tensor_t {
-    fn drop(&mut self) {
-        if let Storage::DLPack { managed, .. } = self.storage {
-            // SAFETY: `managed` was valid when imported, and the deleter runs exactly once, here.
-            unsafe {
-                if let Some(deleter) = (*managed).deleter {
-                    deleter(managed);
-                }
-            }
-        }
-    }
+    pub(crate) tensor: Tensor,
 }
 
 impl rivet_tensor_t {
-    /// A handle owning `tensor`.
-    pub(crate) fn owned(tensor: Tensor) -> rivet_tensor_t {
-        rivet_tensor_t { dtype: tensor.dtype(), shape: Vec::new(), storage: Storage::Owned(tensor) }
+    /// A handle for `tensor`.
+    pub(crate) fn new(tensor: Tensor) -> rivet_tensor_t {
+        rivet_tensor_t { tensor }
     }
 
-    fn shape(&self) -> &[usize] {
-        match &self.storage {
-            Storage::Owned(t) => t.shape(),
-            _ => &self.shape,
-        }
-    }
-
-    fn bytes(&self) -> &[u8] {
-        match &self.storage {
-            Storage::Owned(t) => t.as_bytes(),
-            Storage::Borrowed { len: 0, .. } | Storage::DLPack { len: 0, .. } => &[],
-            // SAFETY: checked non-NULL with `len` readable bytes at creation; the caller keeps
-            // them alive and unchanged while the handle lives (the documented contract).
-            Storage::Borrowed { data, len } | Storage::DLPack { data, len, .. } => unsafe {
-                std::slice::from_raw_parts(*data, *len)
-            },
-        }
-    }
-
-    /// A view of the data, checked against dtype and shape.
-    pub(crate) fn view(&self) -> Result<TensorView<'_>, Box<rivet_error_t>> {
-        match &self.storage {
-            Storage::Owned(t) => Ok(t.view()),
-            _ => TensorView::new(self.dtype, &self.shape, self.bytes()).map_err(Into::into),
-        }
+    /// A view of the data.
+    pub(crate) fn view(&self) -> TensorView<'_> {
+        self.tensor.view()
     }
 }
 
@@ -123,7 +77,7 @@ impl rivet_tensor_t {
 ///
 /// # Safety
 /// A non-NULL `shape` must point to `rank` readable `int64_t`.
-unsafe fn read_shape(shape: *const i64, rank: usize) -> Result<Vec<usize>, Box<rivet_error_t>> {
+pub(crate) unsafe fn read_shape(shape: *const i64, rank: usize) -> Result<Vec<usize>, Box<rivet_error_t>> {
     if rank == 0 {
         return Ok(Vec::new());
     }
@@ -222,7 +176,7 @@ pub unsafe extern "C" fn rivet_tensor_new(
         };
         let tensor = Tensor::from_bytes(dtype, &shape, bytes)?;
         // SAFETY: `out` is non-NULL (checked) and writable (the caller's contract).
-        unsafe { *out = Box::into_raw(Box::new(rivet_tensor_t::owned(tensor))) };
+        unsafe { *out = Box::into_raw(Box::new(rivet_tensor_t::new(tensor))) };
         Ok(())
     })
 }
@@ -249,17 +203,18 @@ pub unsafe extern "C" fn rivet_tensor_new_view(
     ffi_boundary(|| {
         // SAFETY: the caller's contract.
         let (dtype, shape) = unsafe { tensor_args(dtype, shape, rank, data, byte_len, out) }?;
-        let tensor =
-            rivet_tensor_t { dtype, shape, storage: Storage::Borrowed { data: data.cast(), len: byte_len } };
-        tensor.view()?;
+        // SAFETY: the caller keeps `byte_len` bytes at `data` alive and unchanged until the tensor
+        // is freed (the documented contract); nothing is released, the caller owns them.
+        let tensor = unsafe { Tensor::from_foreign(dtype, &shape, data.cast(), byte_len, Box::new(|| {})) }?;
         // SAFETY: as in rivet_tensor_new.
-        unsafe { *out = Box::into_raw(Box::new(tensor)) };
+        unsafe { *out = Box::into_raw(Box::new(rivet_tensor_t::new(tensor))) };
         Ok(())
     })
 }
 
-/// Frees a tensor (and, for a DLPack import, calls the producer's deleter). NULL is ignored.
-/// Each tensor is freed exactly once, when no call is using it.
+/// Frees a tensor (and, for a DLPack import, calls the producer's deleter once no other handle
+/// shares the data). NULL is ignored. Each tensor is freed exactly once, when no call is using
+/// it. Never pass a tensor borrowed from `rivet_outputs_t`.
 ///
 /// # Safety
 /// Handle arguments must be NULL or live handles created by Rivet.
@@ -279,7 +234,7 @@ pub unsafe extern "C" fn rivet_tensor_free(tensor: *mut rivet_tensor_t) {
 pub unsafe extern "C" fn rivet_tensor_dtype(tensor: *const rivet_tensor_t) -> rivet_dtype_t {
     // SAFETY: a non-NULL tensor comes from Rivet and lives until rivet_tensor_free.
     ffi_infallible(RIVET_DTYPE_UNKNOWN, || {
-        unsafe { tensor.as_ref() }.map_or(RIVET_DTYPE_UNKNOWN, |t| dtype_code(t.dtype))
+        unsafe { tensor.as_ref() }.map_or(RIVET_DTYPE_UNKNOWN, |t| dtype_code(t.tensor.dtype()))
     })
 }
 
@@ -290,7 +245,7 @@ pub unsafe extern "C" fn rivet_tensor_dtype(tensor: *const rivet_tensor_t) -> ri
 #[no_mangle]
 pub unsafe extern "C" fn rivet_tensor_rank(tensor: *const rivet_tensor_t) -> usize {
     // SAFETY: a non-NULL tensor comes from Rivet and lives until rivet_tensor_free.
-    ffi_infallible(0, || unsafe { tensor.as_ref() }.map_or(0, |t| t.shape().len()))
+    ffi_infallible(0, || unsafe { tensor.as_ref() }.map_or(0, |t| t.tensor.shape().len()))
 }
 
 /// The tensor's `rank` sizes; NULL for NULL or a scalar. Borrowed from `tensor`: valid until
@@ -303,7 +258,7 @@ pub unsafe extern "C" fn rivet_tensor_shape(tensor: *const rivet_tensor_t) -> *c
     ffi_infallible(ptr::null(), || {
         // SAFETY: a non-NULL tensor comes from Rivet and lives until rivet_tensor_free.
         match unsafe { tensor.as_ref() } {
-            Some(t) if !t.shape().is_empty() => t.shape().as_ptr().cast::<i64>(),
+            Some(t) if !t.tensor.shape().is_empty() => t.tensor.shape().as_ptr().cast::<i64>(),
             _ => ptr::null(),
         }
     })
@@ -319,14 +274,8 @@ pub unsafe extern "C" fn rivet_tensor_data(tensor: *const rivet_tensor_t) -> *co
     ffi_infallible(ptr::null(), || {
         // SAFETY: a non-NULL tensor comes from Rivet and lives until rivet_tensor_free.
         match unsafe { tensor.as_ref() } {
-            Some(t) => match &t.storage {
-                Storage::Owned(o) if !o.is_empty() => o.as_bytes().as_ptr().cast(),
-                Storage::Borrowed { data, len } | Storage::DLPack { data, len, .. } if *len > 0 => {
-                    data.cast()
-                }
-                _ => ptr::null(),
-            },
-            None => ptr::null(),
+            Some(t) if !t.tensor.is_empty() => t.tensor.as_bytes().as_ptr().cast(),
+            _ => ptr::null(),
         }
     })
 }
@@ -338,175 +287,36 @@ pub unsafe extern "C" fn rivet_tensor_data(tensor: *const rivet_tensor_t) -> *co
 #[no_mangle]
 pub unsafe extern "C" fn rivet_tensor_byte_len(tensor: *const rivet_tensor_t) -> usize {
     // SAFETY: a non-NULL tensor comes from Rivet and lives until rivet_tensor_free.
-    ffi_infallible(0, || unsafe { tensor.as_ref() }.map_or(0, |t| t.bytes().len()))
+    ffi_infallible(0, || unsafe { tensor.as_ref() }.map_or(0, |t| t.tensor.as_bytes().len()))
+}
+
+/// A new handle to the same tensor, sharing its data (nothing is copied): how to keep an
+/// output after its `rivet_outputs_t` is freed. `*out` receives a tensor the caller frees with
+/// `rivet_tensor_free`; untouched on failure. The data is released when the last handle
+/// sharing it is freed.
+///
+/// Thread-safe: may be called from any thread, also on a tensor other threads read.
+///
+/// # Safety
+/// `tensor` must be NULL or live; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn rivet_tensor_clone(
+    tensor: *const rivet_tensor_t,
+    out: *mut *mut rivet_tensor_t,
+) -> *mut rivet_error_t {
+    ffi_boundary(|| {
+        not_null(out, "out")?;
+        // SAFETY: the caller's contract.
+        let tensor = unsafe { arg(tensor, "tensor") }?;
+        let copy = Box::new(rivet_tensor_t::new(tensor.tensor.clone()));
+        // SAFETY: checked non-NULL; writable by the caller's contract.
+        unsafe { *out = Box::into_raw(copy) };
+        Ok(())
+    })
 }
 
 /// Size in bytes of one element of `dtype`; 0 for an unknown dtype.
 #[no_mangle]
 pub extern "C" fn rivet_dtype_size(dtype: rivet_dtype_t) -> usize {
     dtype_from_code(dtype).map_or(0, |d| d.size())
-}
-
-fn dlpack_dtype(dtype: DType) -> DLDataType {
-    let (code, bits) = match dtype {
-        DType::F16 => (dlpack::KDL_FLOAT, 16),
-        DType::BF16 => (dlpack::KDL_BFLOAT, 16),
-        DType::F32 => (dlpack::KDL_FLOAT, 32),
-        DType::F64 => (dlpack::KDL_FLOAT, 64),
-        DType::I8 => (dlpack::KDL_INT, 8),
-        DType::I16 => (dlpack::KDL_INT, 16),
-        DType::I32 => (dlpack::KDL_INT, 32),
-        DType::I64 => (dlpack::KDL_INT, 64),
-        DType::U8 => (dlpack::KDL_UINT, 8),
-        DType::Bool => (dlpack::KDL_BOOL, 8),
-    };
-    DLDataType { code, bits, lanes: 1 }
-}
-
-fn invalid(message: String) -> Box<rivet_error_t> {
-    rivet_error_t::new(RIVET_ERROR_INVALID_TENSOR, message)
-}
-
-/// Imports a DLPack tensor without copying its data.
-///
-/// Accepts DLPack 1.x, CPU memory, one lane, compact row-major strides (or NULL strides) and
-/// the dtypes Rivet has. On success the tensor takes ownership of `managed`: its deleter is
-/// called exactly once, by `rivet_tensor_free`, and the caller must not use `managed` again. On
-/// failure nothing is taken: `managed` still belongs to the caller and `*out` is untouched.
-///
-/// Thread-safe: may be called from any thread.
-///
-/// # Safety
-/// `managed` must be NULL or a valid DLPack tensor whose data stays alive until its deleter runs.
-#[no_mangle]
-pub unsafe extern "C" fn rivet_tensor_from_dlpack(
-    managed: *mut DLManagedTensorVersioned,
-    out: *mut *mut rivet_tensor_t,
-) -> *mut rivet_error_t {
-    ffi_boundary(|| {
-        not_null(out, "out")?;
-        // SAFETY: the caller's contract.
-        let m = unsafe { arg(managed, "managed")? };
-        if m.version.major != 1 {
-            return Err(invalid(format!(
-                "DLPack version {}.{}; Rivet reads 1.x",
-                m.version.major, m.version.minor
-            )));
-        }
-        let t = &m.dl_tensor;
-        if t.device.device_type != dlpack::KDL_CPU {
-            return Err(invalid(format!("DLPack device type {} is not CPU (1)", t.device.device_type)));
-        }
-        let dtype = DType::ALL.into_iter().find(|d| dlpack_dtype(*d) == t.dtype).ok_or_else(|| {
-            invalid(format!(
-                "DLPack dtype code {} bits {} lanes {} has no Rivet dtype",
-                t.dtype.code, t.dtype.bits, t.dtype.lanes
-            ))
-        })?;
-        let rank = usize::try_from(t.ndim).map_err(|_| invalid(format!("DLPack ndim is {}", t.ndim)))?;
-        // SAFETY: DLPack guarantees `ndim` sizes at `shape`.
-        let shape = unsafe { read_shape(t.shape, rank) }?;
-        if !t.strides.is_null() && rank > 0 {
-            // SAFETY: DLPack guarantees `ndim` strides when `strides` is non-NULL.
-            let strides = unsafe { std::slice::from_raw_parts(t.strides, rank) };
-            let mut expected = 1i64;
-            for axis in (0..rank).rev() {
-                if shape[axis] > 1 && strides[axis] != expected {
-                    return Err(invalid(format!(
-                        "DLPack strides {strides:?} are not compact row-major for shape {shape:?}"
-                    )));
-                }
-                expected = expected.saturating_mul(shape[axis] as i64);
-            }
-        }
-        let len = rivet::element_count(&shape)?
-            .checked_mul(dtype.size())
-            .ok_or_else(|| invalid(format!("DLPack shape {shape:?} is too large")))?;
-        let offset =
-            usize::try_from(t.byte_offset).map_err(|_| invalid("DLPack byte_offset is too large".into()))?;
-        if t.data.is_null() && len > 0 {
-            return Err(rivet_error_t::invalid_argument("DLPack data is NULL"));
-        }
-        let data = t.data.cast::<u8>().wrapping_add(offset).cast_const();
-        let tensor = rivet_tensor_t { dtype, shape, storage: Storage::Borrowed { data, len } };
-        tensor.view()?;
-        // Only now take ownership: a failure above leaves `managed` with the caller.
-        let mut tensor = tensor;
-        tensor.storage = Storage::DLPack { managed, data, len };
-        // SAFETY: as in rivet_tensor_new.
-        unsafe { *out = Box::into_raw(Box::new(tensor)) };
-        Ok(())
-    })
-}
-
-/// What a DLPack export owns: the tensor and the shape array DLPack points to.
-struct Export {
-    managed: DLManagedTensorVersioned,
-    _tensor: Box<rivet_tensor_t>,
-    _shape: Vec<i64>,
-}
-
-unsafe extern "C" fn delete_export(managed: *mut DLManagedTensorVersioned) {
-    if managed.is_null() {
-        return;
-    }
-    // SAFETY: `manager_ctx` is the Box<Export> made by rivet_tensor_to_dlpack; the deleter runs
-    // once per the DLPack contract.
-    let _ = std::panic::catch_unwind(|| unsafe {
-        drop(Box::from_raw((*managed).manager_ctx.cast::<Export>()));
-    });
-}
-
-/// Exports a tensor as DLPack without copying its data.
-///
-/// On success the tensor handle is consumed (do not free or use it again) and `*out` receives a
-/// `DLManagedTensorVersioned` whose deleter the consumer calls exactly once; the data stays
-/// valid until then (for a view or DLPack import, as long as the original owner keeps it). The
-/// read-only flag is set for data Rivet does not own. On failure the tensor is untouched and
-/// still the caller's.
-///
-/// Thread-safe for distinct tensors.
-///
-/// # Safety
-/// `tensor` must be NULL or a live tensor not used by another call.
-#[no_mangle]
-pub unsafe extern "C" fn rivet_tensor_to_dlpack(
-    tensor: *mut rivet_tensor_t,
-    out: *mut *mut DLManagedTensorVersioned,
-) -> *mut rivet_error_t {
-    ffi_boundary(|| {
-        not_null(out, "out")?;
-        not_null(tensor, "tensor")?;
-        // SAFETY: non-NULL and ours (the caller's contract); ownership moves into the export.
-        let tensor = unsafe { Box::from_raw(tensor) };
-        let mut shape: Vec<i64> = tensor.shape().iter().map(|&d| d as i64).collect();
-        let read_only = !matches!(tensor.storage, Storage::Owned(_));
-        let data = tensor.bytes().as_ptr().cast_mut().cast::<c_void>();
-        let export = Box::new(Export {
-            managed: DLManagedTensorVersioned {
-                version: DLPackVersion { major: 1, minor: 1 },
-                manager_ctx: ptr::null_mut(),
-                deleter: Some(delete_export),
-                flags: if read_only { dlpack::FLAG_READ_ONLY } else { 0 },
-                dl_tensor: DLTensor {
-                    data,
-                    device: dlpack::DLDevice { device_type: dlpack::KDL_CPU, device_id: 0 },
-                    ndim: shape.len() as i32,
-                    dtype: dlpack_dtype(tensor.dtype),
-                    shape: if shape.is_empty() { ptr::null_mut() } else { shape.as_mut_ptr() },
-                    strides: ptr::null_mut(),
-                    byte_offset: 0,
-                },
-            },
-            _tensor: tensor,
-            _shape: shape,
-        });
-        let raw = Box::into_raw(export);
-        // SAFETY: `raw` is a fresh, valid allocation; `managed` is its first field.
-        unsafe {
-            (*raw).managed.manager_ctx = raw.cast();
-            *out = ptr::addr_of_mut!((*raw).managed);
-        }
-        Ok(())
-    })
 }

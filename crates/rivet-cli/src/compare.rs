@@ -9,6 +9,7 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use rivet::{Backend, Error, ErrorKind, Outputs, Result, Tensor};
 use serde::Serialize;
 
+use crate::bench::stats::percentile;
 use crate::inputs::{self, TensorArg};
 use crate::{run_model, LoadArgs};
 
@@ -51,13 +52,52 @@ pub struct CompareArgs {
     pub(crate) load: LoadArgs,
 }
 
+/// What happened to one backend on one model file (JSON: `snake_case`).
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Status {
+    /// Ran, and its outputs are within tolerance of the reference.
+    Ok,
+    /// Ran, and its outputs are the reference the other rows are compared with.
+    Reference,
+    /// Ran, but nothing independent was there to compare its outputs with.
+    NoReference,
+    /// Ran, and its outputs differ from the reference beyond tolerance.
+    Mismatch,
+    /// The backend does not support the model (an operator, dtype or device).
+    Unsupported,
+    /// Loading failed.
+    LoadError,
+    /// Running failed.
+    RunError,
+}
+
+impl Status {
+    /// The word shown in tables.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Reference => "reference",
+            Status::NoReference => "no reference",
+            Status::Mismatch => "mismatch",
+            Status::Unsupported => "unsupported",
+            Status::LoadError => "load_error",
+            Status::RunError => "run_error",
+        }
+    }
+
+    /// Whether the row makes the command fail.
+    pub(crate) fn is_failure(self) -> bool {
+        matches!(self, Status::Mismatch | Status::LoadError | Status::RunError)
+    }
+}
+
 /// One backend's result on one model file.
 #[derive(Serialize)]
 struct Row {
     file: PathBuf,
-    backend: &'static str,
-    /// "ok", "mismatch", "unsupported", "load_error" or "run_error".
-    status: &'static str,
+    backend: String,
+    status: Status,
     error: Option<String>,
     load_ms: Option<f64>,
     latency_ms: Option<Latency>,
@@ -81,9 +121,12 @@ struct Report {
     results: Vec<Row>,
 }
 
-/// Model files named by the arguments, grouped by twin (same folder, same stem), in order.
+/// Model files named by the arguments, grouped in order: a folder gives one group per twin
+/// (same stem, `.pt` and `.onnx`), and the files named one by one on the command line form one
+/// group together (so `a/model.pt b/model.onnx` are compared with each other).
 pub(crate) fn model_groups(paths: &[PathBuf]) -> Result<Vec<(String, Vec<PathBuf>)>> {
     let mut files = Vec::new();
+    let mut named: Vec<PathBuf> = Vec::new();
     for path in paths {
         if path.is_dir() {
             let mut found: Vec<PathBuf> = std::fs::read_dir(path)
@@ -98,12 +141,22 @@ pub(crate) fn model_groups(paths: &[PathBuf]) -> Result<Vec<(String, Vec<PathBuf
                 .sort_by_key(|p| (p.file_stem().map(|s| s.to_owned()), p.extension() != Some("pt".as_ref())));
             files.extend(found);
         } else if path.is_file() {
-            files.push(path.clone());
+            if !named.contains(path) {
+                named.push(path.clone());
+            }
         } else {
             return Err(Error::file(path, "no such model file or folder"));
         }
     }
     let mut groups: Vec<(String, Vec<PathBuf>)> = Vec::new();
+    if let Some(first) = named.first() {
+        let mut stems: Vec<String> =
+            named.iter().filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned())).collect();
+        stems.dedup();
+        let key =
+            if stems.len() == 1 { first.with_extension("").display().to_string() } else { stems.join("+") };
+        groups.push((key, named));
+    }
     for file in files {
         let key = file.with_extension("").display().to_string();
         match groups.iter_mut().find(|(k, _)| *k == key) {
@@ -116,12 +169,9 @@ pub(crate) fn model_groups(paths: &[PathBuf]) -> Result<Vec<(String, Vec<PathBuf
 }
 
 fn latency(samples: &mut [f64]) -> Option<Latency> {
-    if samples.is_empty() {
-        return None;
-    }
     samples.sort_by(f64::total_cmp);
-    let mean = samples.iter().sum::<f64>() / samples.len() as f64;
-    Some(Latency { p50: samples[samples.len() / 2], min: samples[0], mean })
+    let mean = samples.iter().sum::<f64>() / samples.len().max(1) as f64;
+    Some(Latency { p50: percentile(samples, 50.0)?, min: *samples.first()?, mean })
 }
 
 fn compare_group(args: &CompareArgs, key: &str, files: &[PathBuf]) -> Result<Report> {
@@ -152,15 +202,15 @@ fn compare_group(args: &CompareArgs, key: &str, files: &[PathBuf]) -> Result<Rep
     let mut rows = Vec::new();
     for file in files {
         let format = rivet::format::detect_format(file, "auto")?;
-        let candidates: Vec<Backend> = rivet::backends_for(format, &args.load.options(Backend::Auto))
+        let candidates: Vec<Backend> = rivet::backends_for(format, &args.load.options(&Backend::AUTO)?)
             .into_iter()
             .filter(|b| args.backends.is_empty() || args.backends.contains(b))
             .collect();
         for backend in candidates {
             let mut row = Row {
                 file: file.clone(),
-                backend: backend.name(),
-                status: "ok",
+                backend: backend.to_string(),
+                status: Status::Ok,
                 error: None,
                 load_ms: None,
                 latency_ms: None,
@@ -168,11 +218,15 @@ fn compare_group(args: &CompareArgs, key: &str, files: &[PathBuf]) -> Result<Rep
                 max_rel_diff: None,
             };
             let started = Instant::now();
-            let model = match rivet::load(file, &args.load.options(backend)) {
+            let loaded = args.load.options(&backend).and_then(|o| rivet::load(file, &o));
+            let model = match loaded {
                 Ok(m) => m,
                 Err(e) => {
-                    row.status =
-                        if e.kind() == ErrorKind::Unsupported { "unsupported" } else { "load_error" };
+                    row.status = if e.kind() == ErrorKind::Unsupported {
+                        Status::Unsupported
+                    } else {
+                        Status::LoadError
+                    };
                     row.error = Some(e.to_string());
                     rows.push(row);
                     continue;
@@ -205,7 +259,7 @@ fn compare_group(args: &CompareArgs, key: &str, files: &[PathBuf]) -> Result<Rep
             let (outputs, mut samples) = match outcome {
                 Ok(o) => o,
                 Err(e) => {
-                    row.status = "run_error";
+                    row.status = Status::RunError;
                     row.error = Some(e.to_string());
                     rows.push(row);
                     continue;
@@ -213,8 +267,13 @@ fn compare_group(args: &CompareArgs, key: &str, files: &[PathBuf]) -> Result<Rep
             };
             row.latency_ms = latency(&mut samples);
             if reference.is_none() {
+                // The first backend that runs becomes the reference: its own row says so rather
+                // than showing a zero difference with itself.
                 reference_note = format!("{backend} on {} (no PyTorch reference given)", file.display());
                 reference = Some(outputs.iter().map(|(n, t)| (Some(n.to_owned()), t.clone())).collect());
+                row.status = Status::Reference;
+                rows.push(row);
+                continue;
             }
             let named: Vec<(String, Tensor)> =
                 outputs.iter().map(|(n, t)| (n.to_owned(), t.clone())).collect();
@@ -223,16 +282,23 @@ fn compare_group(args: &CompareArgs, key: &str, files: &[PathBuf]) -> Result<Rep
                     row.max_abs_diff = Some(abs);
                     row.max_rel_diff = Some(rel);
                     if !close {
-                        row.status = "mismatch";
+                        row.status = Status::Mismatch;
                     }
                 }
                 Err(e) => {
-                    row.status = "mismatch";
+                    row.status = Status::Mismatch;
                     row.error = Some(e);
                 }
             }
             rows.push(row);
         }
+    }
+    // A backend that is its own reference, with no other row to compare, checked nothing.
+    if rows.iter().filter(|r| r.latency_ms.is_some()).count() == 1 {
+        for row in rows.iter_mut().filter(|r| r.status == Status::Reference) {
+            row.status = Status::NoReference;
+        }
+        reference_note = "none (one backend ran and no PyTorch reference was given)".into();
     }
     let model = Path::new(key).file_name().map_or(key.to_owned(), |n| n.to_string_lossy().into_owned());
     Ok(Report { model, inputs: input_note, reference: reference_note, results: rows })
@@ -270,9 +336,9 @@ fn print_table(reports: &[Report]) {
             let result = match &row.error {
                 Some(e) => {
                     notes.push(e.clone());
-                    format!("{} [{}]", row.status, notes.len())
+                    format!("{} [{}]", row.status.as_str(), notes.len())
                 }
-                None => row.status.to_owned(),
+                None => row.status.as_str().to_owned(),
             };
             table.add_row([
                 report.model.clone(),
@@ -310,10 +376,8 @@ pub fn compare(args: &CompareArgs) -> Result<ExitCode> {
     }
     let mut problems = Vec::new();
     for report in &reports {
-        for row in
-            report.results.iter().filter(|r| matches!(r.status, "mismatch" | "run_error" | "load_error"))
-        {
-            problems.push(format!("{} on {}: {}", row.backend, row.file.display(), row.status));
+        for row in report.results.iter().filter(|r| r.status.is_failure()) {
+            problems.push(format!("{} on {}: {}", row.backend, row.file.display(), row.status.as_str()));
         }
         if !report.results.iter().any(|r| r.latency_ms.is_some()) {
             problems.push(format!("{}: no backend ran it", report.model));

@@ -46,7 +46,7 @@ enum Command {
         /// Folder for the outputs (created if missing).
         #[arg(long, short = 'o', default_value = "out")]
         out: PathBuf,
-        /// Which backend: auto, tch, ort or candle.
+        /// Which backend: auto, tch, ort, candle, or a registered backend's name.
         #[arg(long, short = 'b', default_value = "auto")]
         backend: Backend,
         #[command(flatten)]
@@ -74,27 +74,42 @@ struct LoadArgs {
     /// Threads per operator (tch: process-wide; candle: sets RAYON_NUM_THREADS).
     #[arg(long)]
     threads: Option<usize>,
-    /// A spec file for a TorchScript model (default: NAME.spec.json beside it).
+    /// A spec file for a TorchScript model (default: NAME.spec.json beside it); the same as
+    /// `--option tch.spec=FILE`.
     #[arg(long)]
     spec: Option<PathBuf>,
-    /// ONNX Runtime sessions to keep for concurrent runs.
-    #[arg(long, default_value_t = 1)]
-    instances: usize,
+    /// ONNX Runtime sessions to keep for concurrent runs; the same as `--option
+    /// ort.instances=N`.
+    #[arg(long)]
+    pub(crate) instances: Option<usize>,
+    /// A backend's own option, BACKEND.KEY=VALUE (KEY=VALUE when one --backend is chosen):
+    /// ort.optimization=disable|basic|extended|all, ort.instances=N, tch.spec=FILE. The backend
+    /// checks it when loading; an unknown key is an error listing the known ones.
+    #[arg(long = "option", short = 'O', value_name = "[BACKEND.]KEY=VALUE")]
+    options: Vec<String>,
 }
 
 impl LoadArgs {
     /// Load options for `backend`. Candle takes its thread count from RAYON_NUM_THREADS,
     /// which `main` sets before any thread pool starts.
-    fn options(&self, backend: Backend) -> LoadOptions {
-        let threads = if backend == Backend::Candle { None } else { self.threads };
-        LoadOptions {
-            backend,
+    pub(crate) fn options(&self, backend: &Backend) -> Result<LoadOptions> {
+        let threads = if *backend == Backend::CANDLE { None } else { self.threads };
+        let mut options = LoadOptions {
+            backend: backend.clone(),
             device: self.device,
             intra_op_threads: threads,
-            spec_path: self.spec.clone(),
-            instances: self.instances,
             ..LoadOptions::default()
+        };
+        if let Some(spec) = &self.spec {
+            options.set_option(&Backend::TCH, "spec", spec.display().to_string());
         }
+        if let Some(n) = self.instances {
+            options.set_option(&Backend::ORT, "instances", n.to_string());
+        }
+        for text in &self.options {
+            options.set_option_str(text, backend)?;
+        }
+        Ok(options)
     }
 }
 
@@ -128,11 +143,11 @@ fn main() -> ExitCode {
 
 fn inspect(path: &Path, json: bool, load: &LoadArgs) -> Result<ExitCode> {
     let format = rivet::format::detect_format(path, "auto")?;
-    let auto = load.options(Backend::Auto);
+    let auto = load.options(&Backend::AUTO)?;
     let mut backends = Vec::new();
     let mut signature = None;
     for kind in rivet::backends_for(format, &auto) {
-        match rivet::load(path, &load.options(kind)) {
+        match rivet::load(path, &load.options(&kind)?) {
             Ok(model) => {
                 signature.get_or_insert_with(|| model.signature().clone());
                 backends.push((kind, None));
@@ -211,7 +226,7 @@ pub(crate) fn output_file_name(name: &str) -> String {
 
 fn run(path: &Path, args: &[TensorArg], out: &Path, backend: Backend, load: &LoadArgs) -> Result<ExitCode> {
     let inputs = inputs::read_args(args)?;
-    let model = rivet::load(path, &load.options(backend))?;
+    let model = rivet::load(path, &load.options(&backend)?)?;
     let outputs = run_model(&*model, &inputs)?;
     std::fs::create_dir_all(out).map_err(|e| rivet::Error::file(out, e))?;
     for (name, tensor) in outputs.iter() {

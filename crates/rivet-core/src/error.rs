@@ -6,8 +6,10 @@ use std::path::PathBuf;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A stable classification of [`Error`]s, for callers that branch on the kind of failure
-/// (the C ABI maps these to its error codes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// (the C ABI maps these to its error codes; JSON reports carry them as `snake_case` strings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// The inputs given to `run` do not match the model's signature.
     InvalidInput,
@@ -21,7 +23,12 @@ pub enum ErrorKind {
     Backend,
     /// A file other than the model (an `.npy` or spec file) is missing or malformed.
     Io,
+    /// A load option is malformed, unknown to its backend, or names an unknown backend.
+    InvalidOption,
 }
+
+/// The library error behind a Rivet error, kept as its `source()`.
+pub type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can go wrong in Rivet. Messages name what failed and say expected vs found.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +57,9 @@ pub enum Error {
         path: PathBuf,
         /// Why, in one line.
         reason: String,
+        /// The library's error, when one caused it.
+        #[source]
+        source: Option<Source>,
     },
 
     /// `Backend::Auto` tried every candidate backend and none loaded the model.
@@ -77,6 +87,9 @@ pub enum Error {
         backend: String,
         /// The library's message.
         message: String,
+        /// The library's error, when one caused it.
+        #[source]
+        source: Option<Source>,
     },
 
     /// A file other than the model could not be read or written.
@@ -85,6 +98,21 @@ pub enum Error {
         /// The file.
         path: PathBuf,
         /// What went wrong.
+        message: String,
+        /// The I/O or parse error, when one caused it.
+        #[source]
+        source: Option<Source>,
+    },
+
+    /// A load option is malformed, unknown to its backend (the message lists the known ones),
+    /// or names a backend that is not registered.
+    #[error("invalid option {key}: {message}")]
+    InvalidOption {
+        /// The backend the option was given to, when known.
+        backend: Option<String>,
+        /// The option's key (or the whole text when it could not be split).
+        key: String,
+        /// What was wrong and what is accepted.
         message: String,
     },
 }
@@ -106,6 +134,7 @@ impl Error {
             Error::Unsupported { .. } => ErrorKind::Unsupported,
             Error::Backend { .. } => ErrorKind::Backend,
             Error::File { .. } => ErrorKind::Io,
+            Error::InvalidOption { .. } => ErrorKind::InvalidOption,
         }
     }
 
@@ -116,7 +145,7 @@ impl Error {
 
     /// An [`Error::Load`].
     pub fn load(backend: &str, path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Error {
-        Error::Load { backend: backend.to_owned(), path: path.into(), reason: one_line(reason) }
+        Error::Load { backend: backend.to_owned(), path: path.into(), reason: one_line(reason), source: None }
     }
 
     /// An [`Error::Unsupported`].
@@ -126,12 +155,24 @@ impl Error {
 
     /// An [`Error::Backend`].
     pub fn backend(backend: &str, message: impl std::fmt::Display) -> Error {
-        Error::Backend { backend: backend.to_owned(), message: one_line(message) }
+        Error::Backend { backend: backend.to_owned(), message: one_line(message), source: None }
     }
 
     /// An [`Error::File`].
     pub fn file(path: impl Into<PathBuf>, message: impl std::fmt::Display) -> Error {
-        Error::File { path: path.into(), message: message.to_string() }
+        Error::File { path: path.into(), message: message.to_string(), source: None }
+    }
+
+    /// Keeps `cause` as this error's `source()` (for [`Error::Load`], [`Error::Backend`] and
+    /// [`Error::File`]; other variants are returned unchanged).
+    pub fn with_source(mut self, cause: impl Into<Source>) -> Error {
+        match &mut self {
+            Error::Load { source, .. } | Error::Backend { source, .. } | Error::File { source, .. } => {
+                *source = Some(cause.into())
+            }
+            _ => {}
+        }
+        self
     }
 }
 
@@ -173,5 +214,10 @@ mod tests {
              [candle] candle: unsupported operator Foo"
         );
         assert!(one_line("x".repeat(1000)).ends_with('…'));
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let e = Error::load("ort", "m.onnx", &io).with_source(io);
+        let source = std::error::Error::source(&e).expect("the cause is kept");
+        assert_eq!(source.to_string(), "gone");
+        assert_eq!(serde_json::to_string(&ErrorKind::InvalidOption).unwrap(), "\"invalid_option\"");
     }
 }

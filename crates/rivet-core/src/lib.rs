@@ -10,15 +10,16 @@ mod error;
 pub mod format;
 mod model;
 pub mod npy;
+pub mod plugin;
 mod signature;
 mod tensor;
 
 pub use dtype::{DType, Element};
-pub use error::{one_line, Error, ErrorKind, Result};
+pub use error::{one_line, Error, ErrorKind, Result, Source};
 pub use format::ModelFormat;
-pub use model::{Backend, Device, GraphOptimization, InferenceBackend, LoadOptions, Model, Outputs};
+pub use model::{Backend, BackendOptions, Device, InferenceBackend, LoadOptions, Model, OptionInfo, Outputs};
 pub use signature::{Dim, Inputs, Signature, TensorSpec};
-pub use tensor::{element_count, Tensor, TensorView, TENSOR_ALIGNMENT};
+pub use tensor::{element_count, Release, StorageKind, Tensor, TensorView, TENSOR_ALIGNMENT};
 
 #[doc(hidden)]
 pub use half;

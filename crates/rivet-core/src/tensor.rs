@@ -1,6 +1,8 @@
-//! Owned tensors and borrowed views over contiguous, row-major data.
+//! Tensors (owned, shared or over foreign memory) and borrowed views over contiguous, row-major
+//! data.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
@@ -13,7 +15,6 @@ pub const TENSOR_ALIGNMENT: usize = 64;
 struct Block([u8; TENSOR_ALIGNMENT]);
 
 /// A heap buffer whose start is aligned to [`TENSOR_ALIGNMENT`].
-#[derive(Clone)]
 struct AlignedBuffer {
     blocks: Vec<Block>,
     len: usize,
@@ -60,30 +61,89 @@ fn check_bools(bytes: &[u8]) -> Result<()> {
     }
 }
 
-/// An owned tensor: dtype, shape and contiguous row-major data aligned to 64 bytes.
+/// A release callback for foreign memory: runs exactly once, when the last tensor sharing the
+/// memory is dropped (a DLPack deleter, an Arrow `release`, a C++ owner's destructor).
+pub type Release = Box<dyn FnOnce() + Send + Sync>;
+
+/// Bytes someone else allocated, kept alive until [`Release`] runs.
+struct ForeignBuffer {
+    data: *const u8,
+    len: usize,
+    release: Option<Release>,
+}
+
+// SAFETY: the creator of a foreign tensor promises (in `Tensor::from_foreign`'s contract) that the
+// bytes stay valid and unchanged until release and may be read from any thread; Rivet only reads
+// them.
+unsafe impl Send for ForeignBuffer {}
+// SAFETY: as above; shared access is read-only.
+unsafe impl Sync for ForeignBuffer {}
+
+impl Drop for ForeignBuffer {
+    fn drop(&mut self) {
+        if let Some(release) = self.release.take() {
+            release();
+        }
+    }
+}
+
+/// Where a tensor's bytes live. Shared by every tensor cloned or split from the first one.
+enum Storage {
+    /// Rivet allocated them, aligned to [`TENSOR_ALIGNMENT`].
+    Owned(AlignedBuffer),
+    /// Someone else did; released once, when the last tensor using them is dropped.
+    Foreign(ForeignBuffer),
+}
+
+impl Storage {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Storage::Owned(buffer) => buffer.as_bytes(),
+            Storage::Foreign(ForeignBuffer { len: 0, .. }) => &[],
+            // SAFETY: checked non-NULL with `len` readable bytes when the tensor was made; the
+            // creator keeps them alive and unchanged until release (from_foreign's contract).
+            Storage::Foreign(f) => unsafe { std::slice::from_raw_parts(f.data, f.len) },
+        }
+    }
+}
+
+/// How a tensor holds its bytes (see [`Tensor::storage_kind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageKind {
+    /// Rivet's own buffer, used by this tensor alone.
+    Owned,
+    /// Rivet's own buffer, shared with other tensors (clones or splits of one tensor).
+    Shared,
+    /// Memory owned by someone else, released through a callback when the last user drops it.
+    Foreign,
+}
+
+/// A tensor: dtype, shape and contiguous row-major data.
+///
+/// The data is immutable once built and reference-counted: `clone` and [`Tensor::split`] share
+/// it without copying. It lives in Rivet's own 64-byte-aligned buffer or in foreign memory
+/// ([`Tensor::from_foreign`]) whose release callback runs exactly once.
 #[derive(Clone)]
 pub struct Tensor {
     dtype: DType,
     shape: Vec<usize>,
-    data: AlignedBuffer,
+    storage: Arc<Storage>,
+    /// This tensor's bytes within the storage.
+    offset: usize,
+    len: usize,
 }
 
 impl Tensor {
+    fn from_buffer(dtype: DType, shape: Vec<usize>, buffer: AlignedBuffer) -> Tensor {
+        let len = buffer.len;
+        Tensor { dtype, shape, storage: Arc::new(Storage::Owned(buffer)), offset: 0, len }
+    }
+
     /// Builds a tensor from elements in row-major order.
     ///
     /// Fails when `data.len()` is not the number of elements of `shape`.
     pub fn from_slice<T: Element>(shape: &[usize], data: &[T]) -> Result<Tensor> {
-        let count = element_count(shape)?;
-        if count != data.len() {
-            return Err(Error::InvalidTensor(format!(
-                "shape {shape:?} holds {count} elements, got {} values",
-                data.len()
-            )));
-        }
-        // SAFETY: every Element is plain data whose bytes are its dtype's representation.
-        let bytes =
-            unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data)) };
-        Tensor::from_bytes(T::DTYPE, shape, bytes)
+        Tensor::from_shape_and_slice(shape.to_vec(), data)
     }
 
     /// Like [`Tensor::from_slice`], taking ownership of `shape` (saves an allocation when the
@@ -102,32 +162,50 @@ impl Tensor {
         let bytes =
             unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data)) };
         buffer.as_bytes_mut().copy_from_slice(bytes);
-        Ok(Tensor { dtype: T::DTYPE, shape, data: buffer })
+        Ok(Tensor::from_buffer(T::DTYPE, shape, buffer))
     }
 
     /// Builds a tensor by copying raw little-endian bytes of `dtype`.
     ///
     /// Fails when the byte length does not match `shape`, or a bool byte is not 0 or 1.
     pub fn from_bytes(dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor> {
-        let expected = byte_len(dtype, shape)?;
-        if bytes.len() != expected {
-            return Err(Error::InvalidTensor(format!(
-                "{dtype}{shape:?} needs {expected} bytes, got {}",
-                bytes.len()
-            )));
-        }
-        if dtype == DType::Bool {
-            check_bools(bytes)?;
-        }
-        let mut data = AlignedBuffer::zeroed(expected);
+        check_bytes(dtype, shape, bytes)?;
+        let mut data = AlignedBuffer::zeroed(bytes.len());
         data.as_bytes_mut().copy_from_slice(bytes);
-        Ok(Tensor { dtype, shape: shape.to_vec(), data })
+        Ok(Tensor::from_buffer(dtype, shape.to_vec(), data))
+    }
+
+    /// A tensor over memory Rivet does not own, without copying it.
+    ///
+    /// `release` runs exactly once: when the last tensor sharing the memory (clones, splits) is
+    /// dropped, or before this function returns an error (bad length, alignment or bool bytes),
+    /// so ownership of the memory always passes to Rivet.
+    ///
+    /// # Safety
+    /// `data` must point to `len` bytes that stay valid, unchanged and readable from any thread
+    /// until `release` runs. It may be NULL only when `len` is 0.
+    pub unsafe fn from_foreign(
+        dtype: DType,
+        shape: &[usize],
+        data: *const u8,
+        len: usize,
+        release: Release,
+    ) -> Result<Tensor> {
+        let buffer = ForeignBuffer { data, len, release: Some(release) };
+        if data.is_null() && len > 0 {
+            return Err(Error::InvalidTensor(format!("data is NULL but {len} bytes were promised")));
+        }
+        let storage = Storage::Foreign(buffer);
+        let bytes = storage.bytes();
+        check_bytes(dtype, shape, bytes)?;
+        check_alignment(dtype, bytes)?;
+        Ok(Tensor { dtype, shape: shape.to_vec(), storage: Arc::new(storage), offset: 0, len })
     }
 
     /// A tensor of zeros (false for bool).
     pub fn zeros(dtype: DType, shape: &[usize]) -> Result<Tensor> {
         let len = byte_len(dtype, shape)?;
-        Ok(Tensor { dtype, shape: shape.to_vec(), data: AlignedBuffer::zeroed(len) })
+        Ok(Tensor::from_buffer(dtype, shape.to_vec(), AlignedBuffer::zeroed(len)))
     }
 
     /// Builds a tensor of `dtype` and `shape`, letting `fill` write its bytes.
@@ -138,12 +216,110 @@ impl Tensor {
         shape: &[usize],
         fill: impl FnOnce(&mut [u8]) -> Result<()>,
     ) -> Result<Tensor> {
-        let mut tensor = Tensor::zeros(dtype, shape)?;
-        fill(tensor.data.as_bytes_mut())?;
+        let mut buffer = AlignedBuffer::zeroed(byte_len(dtype, shape)?);
+        fill(buffer.as_bytes_mut())?;
         if dtype == DType::Bool {
-            check_bools(tensor.data.as_bytes())?;
+            check_bools(buffer.as_bytes())?;
         }
-        Ok(tensor)
+        Ok(Tensor::from_buffer(dtype, shape.to_vec(), buffer))
+    }
+
+    /// Joins tensors along the leading dimension (a batch from per-request parts). Every part
+    /// must have the same dtype, rank (at least 1) and trailing dimensions. Copies once.
+    pub fn concat(parts: &[TensorView<'_>]) -> Result<Tensor> {
+        let first = parts.first().ok_or_else(|| Error::InvalidTensor("concat of no tensors".into()))?;
+        let Some((_, trailing)) = first.shape().split_first() else {
+            return Err(Error::InvalidTensor("concat needs tensors of rank 1 or more, got a scalar".into()));
+        };
+        let mut rows = 0usize;
+        for (i, part) in parts.iter().enumerate() {
+            if part.dtype() != first.dtype() {
+                return Err(Error::InvalidTensor(format!(
+                    "concat: part {i} is {}, part 0 is {}",
+                    part.dtype(),
+                    first.dtype()
+                )));
+            }
+            match part.shape().split_first() {
+                Some((&n, rest)) if rest == trailing => {
+                    rows = rows.checked_add(n).ok_or_else(|| {
+                        Error::InvalidTensor("concat: the leading dimensions overflow".into())
+                    })?
+                }
+                _ => {
+                    return Err(Error::InvalidTensor(format!(
+                        "concat: part {i} has shape {:?}, which does not match part 0's trailing \
+                         dimensions {trailing:?}",
+                        part.shape()
+                    )))
+                }
+            }
+        }
+        let mut shape = Vec::with_capacity(first.shape().len());
+        shape.push(rows);
+        shape.extend_from_slice(trailing);
+        Tensor::from_fn_bytes(first.dtype(), &shape, |bytes| {
+            let mut at = 0;
+            for part in parts {
+                let src = part.as_bytes();
+                bytes[at..at + src.len()].copy_from_slice(src);
+                at += src.len();
+            }
+            Ok(())
+        })
+    }
+
+    /// Rows `start..end` of the leading dimension, sharing this tensor's memory (no copy).
+    pub fn slice_rows(&self, start: usize, end: usize) -> Result<Tensor> {
+        let Some((&rows, trailing)) = self.shape.split_first() else {
+            return Err(Error::InvalidTensor("cannot take rows of a scalar".into()));
+        };
+        if start > end || end > rows {
+            return Err(Error::InvalidTensor(format!(
+                "rows {start}..{end} are out of range for a leading dimension of {rows}"
+            )));
+        }
+        let row_bytes = element_count(trailing)? * self.dtype.size();
+        let mut shape = self.shape.clone();
+        shape[0] = end - start;
+        Ok(Tensor {
+            dtype: self.dtype,
+            shape,
+            storage: Arc::clone(&self.storage),
+            offset: self.offset + start * row_bytes,
+            len: (end - start) * row_bytes,
+        })
+    }
+
+    /// Splits the leading dimension into parts of `rows[i]` rows each (per-request outputs from
+    /// a batch). The sizes must add up to the leading dimension. The parts share this tensor's
+    /// memory; nothing is copied.
+    pub fn split(&self, rows: &[usize]) -> Result<Vec<Tensor>> {
+        let leading = self.shape.first().copied().unwrap_or(0);
+        let total = rows.iter().try_fold(0usize, |acc, &n| acc.checked_add(n));
+        if self.shape.is_empty() || total != Some(leading) {
+            return Err(Error::InvalidTensor(format!(
+                "split: parts of {rows:?} rows do not add up to the leading dimension of {:?}",
+                self.shape
+            )));
+        }
+        let mut start = 0;
+        rows.iter()
+            .map(|&n| {
+                let part = self.slice_rows(start, start + n);
+                start += n;
+                part
+            })
+            .collect()
+    }
+
+    /// Whether this tensor's memory is Rivet's own, shared with other tensors, or foreign.
+    pub fn storage_kind(&self) -> StorageKind {
+        match &*self.storage {
+            Storage::Foreign(_) => StorageKind::Foreign,
+            Storage::Owned(_) if Arc::strong_count(&self.storage) > 1 => StorageKind::Shared,
+            Storage::Owned(_) => StorageKind::Owned,
+        }
     }
 
     /// The element type.
@@ -158,17 +334,17 @@ impl Tensor {
 
     /// Number of elements.
     pub fn len(&self) -> usize {
-        self.data.len / self.dtype.size()
+        self.len / self.dtype.size()
     }
 
     /// Whether the tensor has no elements.
     pub fn is_empty(&self) -> bool {
-        self.data.len == 0
+        self.len == 0
     }
 
     /// The raw bytes, row-major.
     pub fn as_bytes(&self) -> &[u8] {
-        self.data.as_bytes()
+        &self.storage.bytes()[self.offset..self.offset + self.len]
     }
 
     /// The elements as a typed slice; fails when `T` is not this tensor's dtype.
@@ -178,8 +354,35 @@ impl Tensor {
 
     /// A borrowed view of this tensor.
     pub fn view(&self) -> TensorView<'_> {
-        TensorView { dtype: self.dtype, shape: &self.shape, data: self.data.as_bytes() }
+        TensorView { dtype: self.dtype, shape: &self.shape, data: self.as_bytes() }
     }
+}
+
+/// Checks that `bytes` is exactly what `dtype` and `shape` need, and that bools are 0 or 1.
+fn check_bytes(dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<()> {
+    let expected = byte_len(dtype, shape)?;
+    if bytes.len() != expected {
+        return Err(Error::InvalidTensor(format!(
+            "{dtype}{shape:?} needs {expected} bytes, got {}",
+            bytes.len()
+        )));
+    }
+    if dtype == DType::Bool {
+        check_bools(bytes)?;
+    }
+    Ok(())
+}
+
+/// Checks that `bytes` starts at an address aligned to the element size.
+fn check_alignment(dtype: DType, bytes: &[u8]) -> Result<()> {
+    if !bytes.is_empty() && !(bytes.as_ptr() as usize).is_multiple_of(dtype.size()) {
+        return Err(Error::InvalidTensor(format!(
+            "{dtype} data must be aligned to {} bytes, address {:p} is not",
+            dtype.size(),
+            bytes.as_ptr()
+        )));
+    }
+    Ok(())
 }
 
 impl PartialEq for Tensor {
@@ -208,23 +411,8 @@ impl<'a> TensorView<'a> {
     /// A view over `data`, which must hold exactly the bytes of `dtype` and `shape`, start at an
     /// address aligned to the element size, and (for bool) hold only 0 or 1.
     pub fn new(dtype: DType, shape: &'a [usize], data: &'a [u8]) -> Result<TensorView<'a>> {
-        let expected = byte_len(dtype, shape)?;
-        if data.len() != expected {
-            return Err(Error::InvalidTensor(format!(
-                "{dtype}{shape:?} needs {expected} bytes, got {}",
-                data.len()
-            )));
-        }
-        if !data.is_empty() && !(data.as_ptr() as usize).is_multiple_of(dtype.size()) {
-            return Err(Error::InvalidTensor(format!(
-                "{dtype} data must be aligned to {} bytes, address {:p} is not",
-                dtype.size(),
-                data.as_ptr()
-            )));
-        }
-        if dtype == DType::Bool {
-            check_bools(data)?;
-        }
+        check_bytes(dtype, shape, data)?;
+        check_alignment(dtype, data)?;
         Ok(TensorView { dtype, shape, data })
     }
 
@@ -278,7 +466,7 @@ impl<'a> TensorView<'a> {
     pub fn to_tensor(&self) -> Tensor {
         let mut data = AlignedBuffer::zeroed(self.data.len());
         data.as_bytes_mut().copy_from_slice(self.data);
-        Tensor { dtype: self.dtype, shape: self.shape.to_vec(), data }
+        Tensor::from_buffer(self.dtype, self.shape.to_vec(), data)
     }
 }
 
@@ -326,5 +514,68 @@ mod tests {
         let err = TensorView::new(DType::I32, &shape, &bytes[1..9]).unwrap_err();
         assert!(err.to_string().contains("aligned to 4 bytes"), "{err}");
         assert_eq!(view.to_tensor().as_slice::<i32>().unwrap(), &[1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn clones_and_splits_share_memory_and_concat_joins_rows() {
+        let t = Tensor::from_slice(&[3, 2], &[1i32, 2, 3, 4, 5, 6]).unwrap();
+        assert_eq!(t.storage_kind(), StorageKind::Owned);
+        let c = t.clone();
+        assert_eq!(c.as_bytes().as_ptr(), t.as_bytes().as_ptr());
+        assert_eq!(t.storage_kind(), StorageKind::Shared);
+        let parts = t.split(&[1, 0, 2]).unwrap();
+        assert_eq!(parts[0].shape(), &[1, 2]);
+        assert_eq!(parts[1].shape(), &[0, 2]);
+        assert!(parts[1].is_empty());
+        assert_eq!(parts[2].as_slice::<i32>().unwrap(), &[3, 4, 5, 6]);
+        assert_eq!(parts[2].as_bytes().as_ptr(), t.as_bytes()[8..].as_ptr());
+        let err = t.split(&[1, 1]).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "invalid tensor: split: parts of [1, 1] rows do not add up to the leading dimension of [3, 2]"
+        );
+        let joined = Tensor::concat(&[parts[2].view(), parts[0].view()]).unwrap();
+        assert_eq!(joined.shape(), &[3, 2]);
+        assert_eq!(joined.as_slice::<i32>().unwrap(), &[3, 4, 5, 6, 1, 2]);
+        let other = Tensor::from_slice(&[1, 3], &[0i32; 3]).unwrap();
+        let err = Tensor::concat(&[t.view(), other.view()]).unwrap_err().to_string();
+        assert!(err.contains("part 1 has shape [1, 3]") && err.contains("trailing dimensions [2]"), "{err}");
+        let f = Tensor::from_slice(&[1, 2], &[0f32; 2]).unwrap();
+        let err = Tensor::concat(&[t.view(), f.view()]).unwrap_err().to_string();
+        assert_eq!(err, "invalid tensor: concat: part 1 is f32, part 0 is i32");
+        assert!(t.slice_rows(2, 4).unwrap_err().to_string().contains("rows 2..4 are out of range"));
+    }
+
+    #[test]
+    fn foreign_memory_is_released_exactly_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static RELEASED: AtomicUsize = AtomicUsize::new(0);
+        let data: &'static [f32] = Box::leak(vec![1.0f32, 2.0, 3.0, 4.0].into_boxed_slice());
+        let release: Release = Box::new(|| {
+            RELEASED.fetch_add(1, Ordering::SeqCst);
+        });
+        // SAFETY: the leaked slice lives forever.
+        let t =
+            unsafe { Tensor::from_foreign(DType::F32, &[2, 2], data.as_ptr().cast(), 16, release) }.unwrap();
+        assert_eq!(t.storage_kind(), StorageKind::Foreign);
+        assert_eq!(t.as_bytes().as_ptr(), data.as_ptr().cast());
+        let rows = t.split(&[1, 1]).unwrap();
+        let copy = t.clone();
+        drop(t);
+        drop(copy);
+        assert_eq!(RELEASED.load(Ordering::SeqCst), 0, "parts still use the memory");
+        assert_eq!(rows[1].as_slice::<f32>().unwrap(), &[3.0, 4.0]);
+        drop(rows);
+        assert_eq!(RELEASED.load(Ordering::SeqCst), 1);
+        // A bad length is an error, and the memory is released at once.
+        static RELEASED_BAD: AtomicUsize = AtomicUsize::new(0);
+        let release: Release = Box::new(|| {
+            RELEASED_BAD.fetch_add(1, Ordering::SeqCst);
+        });
+        // SAFETY: as above.
+        let err =
+            unsafe { Tensor::from_foreign(DType::F32, &[3], data.as_ptr().cast(), 16, release) }.unwrap_err();
+        assert_eq!(err.to_string(), "invalid tensor: f32[3] needs 12 bytes, got 16");
+        assert_eq!(RELEASED_BAD.load(Ordering::SeqCst), 1);
     }
 }

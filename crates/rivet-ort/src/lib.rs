@@ -11,7 +11,8 @@
 #![warn(missing_docs)]
 
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::str::FromStr;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
@@ -19,11 +20,81 @@ use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, TensorElementType, TensorRef, ValueType};
 use rivet_core::format::{expect_cpu, expect_format};
 use rivet_core::{
-    with_element_type, Backend, DType, Dim, Error, GraphOptimization, InferenceBackend, LoadOptions, Model,
-    ModelFormat, Result, Signature, Tensor, TensorSpec, TensorView,
+    with_element_type, Backend, DType, Dim, Error, InferenceBackend, LoadOptions, Model, ModelFormat,
+    OptionInfo, Result, Signature, Tensor, TensorSpec, TensorView,
 };
 
 const NAME: &str = "ort";
+
+/// The options the ORT backend accepts (`LoadOptions::set_option(&Backend::ORT, ...)`).
+pub const OPTIONS: &[OptionInfo] = &[
+    OptionInfo {
+        key: "optimization",
+        help: "graph optimization level: disable, basic, extended or all (default all)",
+    },
+    OptionInfo {
+        key: "instances",
+        help: "sessions kept for concurrent runs, like Triton's instance count (default 1)",
+    },
+];
+
+/// ONNX Runtime's graph optimization levels (the `optimization` option).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GraphOptimization {
+    /// No graph rewrites.
+    Disable,
+    /// Constant folding and redundant node removal.
+    Basic,
+    /// Basic plus node fusions.
+    Extended,
+    /// Everything, layout optimizations included (ONNX Runtime's default).
+    #[default]
+    All,
+}
+
+impl FromStr for GraphOptimization {
+    type Err = ();
+    fn from_str(s: &str) -> std::result::Result<Self, ()> {
+        match s.to_ascii_lowercase().as_str() {
+            "disable" | "none" | "0" => Ok(GraphOptimization::Disable),
+            "basic" | "1" => Ok(GraphOptimization::Basic),
+            "extended" | "2" => Ok(GraphOptimization::Extended),
+            "all" | "3" | "99" => Ok(GraphOptimization::All),
+            _ => Err(()),
+        }
+    }
+}
+
+/// The ORT options of one load, parsed and checked.
+#[derive(Debug, Clone, Copy)]
+struct OrtOptions {
+    optimization: GraphOptimization,
+    instances: usize,
+    intra_op_threads: Option<usize>,
+    inter_op_threads: Option<usize>,
+}
+
+impl OrtOptions {
+    fn parse(options: &LoadOptions) -> Result<OrtOptions> {
+        let own = options.options_for(NAME);
+        own.check_known(OPTIONS)?;
+        let optimization = own.parse("optimization", "disable, basic, extended or all")?.unwrap_or_default();
+        let instances = own.parse::<usize>("instances", "a whole number of at least 1")?.unwrap_or(1);
+        if instances == 0 {
+            return Err(Error::InvalidOption {
+                backend: Some(NAME.into()),
+                key: "instances".into(),
+                message: "ort: option instances = \"0\": expected a whole number of at least 1".into(),
+            });
+        }
+        Ok(OrtOptions {
+            optimization,
+            instances,
+            intra_op_threads: options.intra_op_threads,
+            inter_op_threads: options.inter_op_threads,
+        })
+    }
+}
 
 /// Where libonnxruntime is: `ORT_DYLIB_PATH`, else the path baked in at build time.
 pub fn dylib_path() -> Option<PathBuf> {
@@ -122,8 +193,8 @@ fn optimization_level(level: GraphOptimization) -> GraphOptimizationLevel {
     }
 }
 
-fn new_session(path: &Path, options: &LoadOptions) -> Result<Session> {
-    let fail = |e: ort::Error| Error::load(NAME, path, e);
+fn new_session(path: &Path, options: &OrtOptions) -> Result<Session> {
+    let fail = |e: ort::Error| Error::load(NAME, path, &e).with_source(e);
     let environment = shared_environment().map_err(|e| Error::load(NAME, path, e))?;
     let mut builder = Session::builder(environment)
         .map_err(fail)?
@@ -140,20 +211,22 @@ fn new_session(path: &Path, options: &LoadOptions) -> Result<Session> {
 }
 
 impl InferenceBackend for OrtBackend {
-    fn kind(&self) -> Backend {
-        Backend::Ort
+    fn name(&self) -> Backend {
+        Backend::ORT
     }
 
-    fn formats(&self) -> &'static [ModelFormat] {
+    fn formats(&self) -> &[ModelFormat] {
         &[ModelFormat::Onnx]
     }
 
-    fn load(&self, path: &Path, options: &LoadOptions) -> Result<Box<dyn Model>> {
+    fn options(&self) -> &[OptionInfo] {
+        OPTIONS
+    }
+
+    fn load(&self, path: &Path, load_options: &LoadOptions) -> Result<Arc<dyn Model>> {
+        let options = &OrtOptions::parse(load_options)?;
         expect_format(path, NAME, ModelFormat::Onnx)?;
-        expect_cpu(options.device, NAME, "ONNX Runtime")?;
-        if options.instances == 0 {
-            return Err(Error::unsupported(NAME, "instances = 0: at least one session is needed"));
-        }
+        expect_cpu(load_options.device, NAME, "ONNX Runtime")?;
         let first = new_session(path, options)?;
         let signature = Signature {
             inputs: first
@@ -171,7 +244,7 @@ impl InferenceBackend for OrtBackend {
         for _ in 1..options.instances {
             sessions.push(new_session(path, options)?);
         }
-        Ok(Box::new(OrtModel { pool: SessionPool::new(sessions), signature }))
+        Ok(Arc::new(OrtModel { pool: SessionPool::new(sessions), signature }))
     }
 }
 
@@ -273,7 +346,7 @@ impl Model for OrtModel {
     }
 
     fn backend(&self) -> Backend {
-        Backend::Ort
+        Backend::ORT
     }
 
     fn execute(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>> {

@@ -7,17 +7,28 @@
 
 #![warn(missing_docs)]
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
+pub mod archive;
 
-use rivet_core::format::{expect_format, torchscript_signature};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rivet_core::format::expect_format;
 use rivet_core::{
-    Backend, DType, Device, Error, InferenceBackend, LoadOptions, Model, ModelFormat, Result, Signature,
-    Tensor, TensorView,
+    Backend, DType, Device, Error, InferenceBackend, LoadOptions, Model, ModelFormat, OptionInfo, Result,
+    Signature, Tensor, TensorView,
 };
 use tch::{CModule, IValue, Kind};
 
+use crate::archive::torchscript_signature;
+
 const NAME: &str = "tch";
+
+/// The options the tch backend accepts (`LoadOptions::set_option(&Backend::TCH, ...)`).
+pub const OPTIONS: &[OptionInfo] = &[OptionInfo {
+    key: "spec",
+    help: "a spec file giving dtypes, shapes and output names (default: NAME.spec.json beside the model)",
+}];
 
 /// The libtorch backend.
 #[derive(Debug, Default, Clone, Copy)]
@@ -118,23 +129,30 @@ fn apply_threads(options: &LoadOptions) -> Result<()> {
 }
 
 impl InferenceBackend for TchBackend {
-    fn kind(&self) -> Backend {
-        Backend::Tch
+    fn name(&self) -> Backend {
+        Backend::TCH
     }
 
-    fn formats(&self) -> &'static [ModelFormat] {
+    fn formats(&self) -> &[ModelFormat] {
         &[ModelFormat::TorchScript]
     }
 
-    fn load(&self, path: &Path, options: &LoadOptions) -> Result<Box<dyn Model>> {
+    fn options(&self) -> &[OptionInfo] {
+        OPTIONS
+    }
+
+    fn load(&self, path: &Path, options: &LoadOptions) -> Result<Arc<dyn Model>> {
+        let own = options.options_for(NAME);
+        own.check_known(OPTIONS)?;
+        let spec = own.get("spec").map(PathBuf::from);
         expect_format(path, NAME, ModelFormat::TorchScript)?;
-        let signature = torchscript_signature(path, options.spec_path.as_deref())?;
+        let signature = torchscript_signature(path, spec.as_deref())?;
         let device = tch_device(options.device)?;
         apply_threads(options)?;
         let mut module =
             CModule::load_on_device(path, device).map_err(|e| Error::load(NAME, path, torch_message(&e)))?;
         module.f_set_eval().map_err(|e| Error::load(NAME, path, torch_message(&e)))?;
-        Ok(Box::new(TchModel { module, signature, device }))
+        Ok(Arc::new(TchModel { module, signature, device }))
     }
 }
 
@@ -221,7 +239,7 @@ impl Model for TchModel {
     }
 
     fn backend(&self) -> Backend {
-        Backend::Tch
+        Backend::TCH
     }
 
     fn execute(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>> {

@@ -228,7 +228,8 @@ fn check_args(args: &BenchArgs) -> Result<()> {
     }
     for name in &args.backends {
         if name != "all" {
-            name.parse::<Backend>().map_err(|e| arg_error("--backend", e))?;
+            let backend = name.parse::<Backend>().map_err(|e| arg_error("--backend", e))?;
+            rivet::backend(&backend).map_err(|e| arg_error("--backend", e))?;
         }
     }
     Ok(())
@@ -320,7 +321,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
     } else {
         args.backends
             .iter()
-            .map(|b| b.parse().map_err(|e: String| arg_error("--backend", e)))
+            .map(|b| b.parse().map_err(|e: Error| arg_error("--backend", e)))
             .collect::<Result<_>>()?
     };
     let work = tempfile::tempdir().map_err(|e| Error::file(std::env::temp_dir(), e))?;
@@ -333,7 +334,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
         let mut pairs = Vec::new();
         for file in &files {
             let format = rivet::format::detect_format(file, "auto")?;
-            for backend in rivet::backends_for(format, &args.load.options(Backend::Auto)) {
+            for backend in rivet::backends_for(format, &args.load.options(&Backend::AUTO)?) {
                 if wanted.is_empty() || wanted.contains(&backend) {
                     pairs.push((file.clone(), backend));
                 }
@@ -342,7 +343,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
         for &batch in &args.batch {
             for (file, backend) in &pairs {
                 for &concurrency in &args.concurrency {
-                    planned.push((models.len(), batch, file.clone(), *backend, concurrency));
+                    planned.push((models.len(), batch, file.clone(), backend.clone(), concurrency));
                 }
             }
         }
@@ -361,7 +362,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
     let mut unsupported: Vec<(PathBuf, Backend)> = Vec::new();
     for (index, (model, batch, file, backend, concurrency)) in planned.into_iter().enumerate() {
         let (info, src) = &models[model];
-        if unsupported.contains(&(file.clone(), backend)) {
+        if unsupported.contains(&(file.clone(), backend.clone())) {
             // Said once per model and backend: other batches and concurrencies cannot change it.
             progress.inc(1);
             continue;
@@ -375,8 +376,14 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
             plan: plan(args, concurrency),
             device: args.load.device.to_string(),
             threads: args.load.threads,
-            instances: args.load.instances.max(concurrency),
-            spec: args.load.spec.clone(),
+            options: {
+                let mut options = args.load.options(&backend)?;
+                if backend == Backend::ORT {
+                    let instances = args.load.instances.unwrap_or(1).max(concurrency);
+                    options.set_option(&Backend::ORT, "instances", instances.to_string());
+                }
+                options.backend_options
+            },
             source: src.inputs.clone(),
             outputs_dir: work.path().join(format!("job{index}")),
             save_inputs: args.save_inputs.as_ref().map(|d| d.join(&info.model).join(format!("b{batch}"))),
@@ -430,7 +437,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
                     }
                     .into();
                     if row.status == "unsupported" {
-                        unsupported.push((row.file.clone(), backend));
+                        unsupported.push((row.file.clone(), backend.clone()));
                     }
                     row.error = Some(message);
                 } else if row.parity.as_ref().is_some_and(|p| !p.within_tolerance) {

@@ -4,6 +4,7 @@
 //! The parent runs `rivet bench-worker`, writes a [`Job`] as JSON to its stdin and reads one
 //! [`JobResult`] as JSON from its stdout.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -46,10 +47,8 @@ pub struct Job {
     pub device: String,
     /// Intra-op threads (tch, ort); Candle reads RAYON_NUM_THREADS, set by the parent.
     pub threads: Option<usize>,
-    /// ONNX Runtime sessions in the model's pool.
-    pub instances: usize,
-    /// A spec file for a TorchScript model.
-    pub spec: Option<PathBuf>,
+    /// Backend options by backend (`ort.instances`, `tch.spec`...).
+    pub options: BTreeMap<Backend, BTreeMap<String, String>>,
     /// The inputs.
     pub source: InputSource,
     /// Where to write the first run's outputs (`NAME.npy`) for the parity check.
@@ -115,14 +114,13 @@ fn run_job(job: &Job) -> JobResult {
     let mut result = JobResult::default();
     let mut stage = "load";
     let outcome = (|| -> Result<()> {
-        let backend: Backend = job.backend.parse().map_err(|e: String| Error::invalid_input("backend", e))?;
+        let backend: Backend = job.backend.parse()?;
         let device: Device = job.device.parse().map_err(|e: String| Error::invalid_input("device", e))?;
         let options = LoadOptions {
+            intra_op_threads: if backend == Backend::CANDLE { None } else { job.threads },
             backend,
             device,
-            intra_op_threads: if backend == Backend::Candle { None } else { job.threads },
-            spec_path: job.spec.clone(),
-            instances: job.instances.max(1),
+            backend_options: job.options.clone(),
             ..LoadOptions::default()
         };
         let started = Instant::now();

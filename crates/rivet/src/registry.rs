@@ -1,0 +1,141 @@
+//! The registry of backends by name, and loading a model through it.
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use rivet_core::{format, Backend, Error, InferenceBackend, LoadOptions, Model, ModelFormat, Result};
+
+/// The built-in backends of this build, in the order `Backend::AUTO` tries them.
+fn builtins() -> Vec<Arc<dyn InferenceBackend>> {
+    #[allow(unused_mut)]
+    let mut list: Vec<Arc<dyn InferenceBackend>> = Vec::new();
+    #[cfg(feature = "tch")]
+    list.push(Arc::new(crate::plugin::TchPlugin::new()));
+    #[cfg(feature = "ort")]
+    list.push(Arc::new(rivet_ort::OrtBackend::new()));
+    #[cfg(feature = "candle")]
+    list.push(Arc::new(rivet_candle::CandleBackend::new()));
+    list
+}
+
+fn registry() -> &'static RwLock<Vec<Arc<dyn InferenceBackend>>> {
+    static REGISTRY: std::sync::OnceLock<RwLock<Vec<Arc<dyn InferenceBackend>>>> = std::sync::OnceLock::new();
+    REGISTRY.get_or_init(|| RwLock::new(builtins()))
+}
+
+fn read() -> std::sync::RwLockReadGuard<'static, Vec<Arc<dyn InferenceBackend>>> {
+    registry().read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Registers `backend` under its name, after the backends already registered (so
+/// `Backend::AUTO` tries it after them unless [`LoadOptions::auto_order`] says otherwise).
+/// From then on it is used like a built-in: [`load`], `Backend::AUTO`, `rivet compare`/`bench`
+/// (in-process), the C ABI. Fails when the name is `auto` or already taken.
+pub fn register_backend(backend: Arc<dyn InferenceBackend>) -> Result<()> {
+    let name = backend.name();
+    let taken = |message: String| Error::InvalidOption {
+        backend: Some(name.to_string()),
+        key: "backend".into(),
+        message,
+    };
+    if name.is_auto() {
+        return Err(taken("\"auto\" is reserved; register the backend under its own name".into()));
+    }
+    let mut list = registry().write().unwrap_or_else(|p| p.into_inner());
+    if list.iter().any(|b| b.name() == name) {
+        return Err(taken(format!("a backend named \"{name}\" is already registered")));
+    }
+    list.push(backend);
+    Ok(())
+}
+
+/// The backend registered as `name`, or an error listing the registered ones.
+pub fn backend(name: &Backend) -> Result<Arc<dyn InferenceBackend>> {
+    if let Some(found) = read().iter().find(|b| b.name() == *name) {
+        return Ok(Arc::clone(found));
+    }
+    let message = if name.is_auto() {
+        "\"auto\" chooses among backends; it is not one".to_owned()
+    } else {
+        let builtin = ["tch", "ort", "candle"].contains(&name.name());
+        let why = if builtin {
+            format!("this build of Rivet was compiled without the \"{name}\" feature")
+        } else {
+            format!("no backend is registered as \"{name}\"")
+        };
+        format!("{why} (registered: {})", names(&backends()))
+    };
+    Err(Error::InvalidOption { backend: Some(name.to_string()), key: "backend".into(), message })
+}
+
+fn names(list: &[Backend]) -> String {
+    if list.is_empty() {
+        return "none".into();
+    }
+    list.iter().map(Backend::name).collect::<Vec<_>>().join(", ")
+}
+
+/// The names of the registered backends, in registration order (built-ins first).
+pub fn backends() -> Vec<Backend> {
+    read().iter().map(|b| b.name()).collect()
+}
+
+/// The registered backends that read `format`, in the order `Backend::AUTO` tries them:
+/// [`LoadOptions::auto_order`] when it is set, else registration order.
+pub fn backends_for(format: ModelFormat, options: &LoadOptions) -> Vec<Backend> {
+    let list = read();
+    let reads = |name: &Backend| list.iter().any(|b| b.name() == *name && b.formats().contains(&format));
+    let order: Vec<Backend> = if options.auto_order.is_empty() {
+        list.iter().map(|b| b.name()).collect()
+    } else {
+        options.auto_order.clone()
+    };
+    order.into_iter().filter(reads).collect()
+}
+
+/// Fails when options are given for a backend that is not registered (a typo would otherwise
+/// be ignored silently).
+fn check_option_backends(options: &LoadOptions) -> Result<()> {
+    let registered = backends();
+    for name in options.backend_options.keys() {
+        if !registered.contains(name) {
+            let keys: Vec<&str> = options.backend_options[name].keys().map(String::as_str).collect();
+            return Err(Error::InvalidOption {
+                backend: Some(name.to_string()),
+                key: format!("{name}.{}", keys.join(",")),
+                message: format!(
+                    "options given for backend \"{name}\", which is not registered (registered: {})",
+                    names(&registered)
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Loads the model at `path` with the backend `options.backend` names, or, for
+/// [`Backend::AUTO`], the first registered backend that reads the file's format and loads it.
+///
+/// Under `AUTO`, when every candidate fails, the error lists each backend's reason.
+pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Arc<dyn Model>> {
+    let path = path.as_ref();
+    check_option_backends(options)?;
+    if !options.backend.is_auto() {
+        return backend(&options.backend)?.load(path, options);
+    }
+    let format = format::detect_format(path, "auto")?;
+    let mut attempts = Vec::new();
+    for name in backends_for(format, options) {
+        match backend(&name)?.load(path, options) {
+            Ok(model) => return Ok(model),
+            Err(err) => attempts.push((name.to_string(), err)),
+        }
+    }
+    if attempts.is_empty() {
+        return Err(Error::unsupported(
+            "auto",
+            format!("{format} model {}: no registered backend reads it", path.display()),
+        ));
+    }
+    Err(Error::NoBackend { path: path.to_path_buf(), attempts })
+}
