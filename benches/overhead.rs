@@ -19,7 +19,7 @@ fn input() -> Tensor {
 
 fn bench_tch(c: &mut Criterion) {
     let path = models_dir().join("mlp/mlp.pt");
-    let model = load(&path, Backend::Tch);
+    let model = load(&path, Backend::TCH);
     let x = input();
     let data = x.as_slice::<f32>().unwrap().to_vec();
     let module = tch::CModule::load(&path).unwrap();
@@ -40,7 +40,7 @@ fn bench_tch(c: &mut Criterion) {
 
 fn bench_ort(c: &mut Criterion) {
     let path = models_dir().join("mlp/mlp.onnx");
-    let model = load(&path, Backend::Ort);
+    let model = load(&path, Backend::ORT);
     let x = input();
     let data = x.as_slice::<f32>().unwrap().to_vec();
     let env = rivet::ort::environment().unwrap();
@@ -65,7 +65,7 @@ fn bench_ort(c: &mut Criterion) {
 
 fn bench_candle(c: &mut Criterion) {
     let path = models_dir().join("mlp/mlp.onnx");
-    let model = load(&path, Backend::Candle);
+    let model = load(&path, Backend::CANDLE);
     let x = input();
     let data = x.as_slice::<f32>().unwrap().to_vec();
     let proto = candle_onnx::read_file(&path).unwrap();

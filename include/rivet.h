@@ -50,7 +50,7 @@ typedef struct DLManagedTensorVersioned {
 
 // The ABI version this header describes. Compare with `rivet_abi_version()` at run time: a
 // library with another value is incompatible.
-#define RIVET_ABI_VERSION 1
+#define RIVET_ABI_VERSION 2
 
 // An error: a code and a message. Returned by every fallible call (NULL means success); the
 // caller owns it and frees it with `rivet_error_free`. Not shared between threads.
@@ -65,21 +65,21 @@ typedef struct rivet_load_options_t rivet_load_options_t;
 // from many threads at once on one model. Freed with `rivet_model_free`, once no call uses it.
 typedef struct rivet_model_t rivet_model_t;
 
-// A tensor handle. Created by `rivet_tensor_new`, `rivet_tensor_new_view`,
-// `rivet_tensor_from_dlpack` or `rivet_model_run`; freed with `rivet_tensor_free`.
+// The outputs of one run: a count, each tensor by index or by name, each borrowed from this
+// handle. Created by `rivet_model_run`, freed once with `rivet_outputs_free`, which frees the
+// tensors too (keep one longer with `rivet_tensor_clone`, which shares its data). Independent
+// of the model: it may outlive it. Read-only, so several threads may read one at once.
+typedef struct rivet_outputs_t rivet_outputs_t;
+
+// A tensor handle: a Rivet [`Tensor`], whose bytes are Rivet's own, shared with other handles
+// (outputs, clones), or foreign (a caller's view, a DLPack import) with one release path.
+// Created by `rivet_tensor_new`, `rivet_tensor_new_view`, `rivet_tensor_from_dlpack` or
+// `rivet_tensor_clone`; freed with `rivet_tensor_free`. Outputs of a run are borrowed from
+// their `rivet_outputs_t` instead.
 typedef struct rivet_tensor_t rivet_tensor_t;
 
 // A stable error code (`RIVET_ERROR_*`). Values are never reused.
 typedef uint32_t rivet_error_code_t;
-
-// Which backend loads a model (`RIVET_BACKEND_*`).
-typedef uint32_t rivet_backend_t;
-
-// Where a model runs (`RIVET_DEVICE_*`).
-typedef uint32_t rivet_device_t;
-
-// ONNX Runtime graph optimization level (`RIVET_OPTIMIZATION_*`).
-typedef uint32_t rivet_optimization_t;
 
 // An element type (`RIVET_DTYPE_*`). Values are never reused.
 typedef uint32_t rivet_dtype_t;
@@ -96,6 +96,9 @@ typedef struct rivet_tensor_info_t {
   // `rank` sizes, -1 for a dynamic dimension; NULL when `rank` is 0 or -1.
   const int64_t *shape;
 } rivet_tensor_info_t;
+
+// Where a model runs (`RIVET_DEVICE_*`).
+typedef uint32_t rivet_device_t;
 
 // A NULL pointer, an out-of-range enum value, a bad UTF-8 string or a too-small buffer.
 #define RIVET_ERROR_INVALID_ARGUMENT 1
@@ -121,35 +124,15 @@ typedef struct rivet_tensor_info_t {
 // Rivet panicked; the panic was caught at the ABI boundary. Please report it.
 #define RIVET_ERROR_PANIC 8
 
-// Chosen by the file's format (TorchScript: tch; ONNX: ort, then candle).
-#define RIVET_BACKEND_AUTO 0
-
-// libtorch (TorchScript).
-#define RIVET_BACKEND_TCH 1
-
-// ONNX Runtime (ONNX).
-#define RIVET_BACKEND_ORT 2
-
-// Candle (ONNX, pure Rust).
-#define RIVET_BACKEND_CANDLE 3
+// A load option is malformed or unknown to its backend (the message lists the known keys), or
+// a backend name is not registered (the message lists the registered ones).
+#define RIVET_ERROR_INVALID_OPTION 9
 
 // The CPU.
 #define RIVET_DEVICE_CPU 0
 
 // A CUDA GPU (with an ordinal).
 #define RIVET_DEVICE_CUDA 1
-
-// No graph rewrites.
-#define RIVET_OPTIMIZATION_DISABLE 0
-
-// Constant folding and redundant node removal.
-#define RIVET_OPTIMIZATION_BASIC 1
-
-// Basic plus node fusions.
-#define RIVET_OPTIMIZATION_EXTENDED 2
-
-// Everything (the default).
-#define RIVET_OPTIMIZATION_ALL 3
 
 // Not known (a model input whose dtype the model does not declare).
 #define RIVET_DTYPE_UNKNOWN 0
@@ -195,6 +178,33 @@ const char *rivet_version(void);
 // library match.
 uint32_t rivet_abi_version(void);
 
+// Imports a DLPack tensor without copying its data.
+//
+// Accepts DLPack 1.x, CPU memory, one lane, compact row-major strides (or NULL strides) and
+// the dtypes Rivet has. On success the tensor takes ownership of `managed`: its deleter is
+// called exactly once, by `rivet_tensor_free`, and the caller must not use `managed` again. On
+// failure nothing is taken: `managed` still belongs to the caller and `*out` is untouched.
+//
+// Thread-safe: may be called from any thread.
+//
+// # Safety
+// `managed` must be NULL or a valid DLPack tensor whose data stays alive until its deleter runs.
+struct rivet_error_t *rivet_tensor_from_dlpack(DLManagedTensorVersioned *managed, struct rivet_tensor_t **out);
+
+// Exports a tensor as DLPack without copying its data.
+//
+// On success the tensor handle is consumed (do not free or use it again) and `*out` receives a
+// `DLManagedTensorVersioned` whose deleter the consumer calls exactly once; the data stays
+// valid until then (for a view or DLPack import, as long as the original owner keeps it). The
+// read-only flag is set for data Rivet does not own. On failure the tensor is untouched and
+// still the caller's.
+//
+// Thread-safe for distinct tensors.
+//
+// # Safety
+// `tensor` must be NULL or a live tensor not used by another call.
+struct rivet_error_t *rivet_tensor_to_dlpack(struct rivet_tensor_t *tensor, DLManagedTensorVersioned **out);
+
 // The error's code (`RIVET_ERROR_*`); 0 for NULL.
 //
 // `error` is borrowed. Safe to call from any thread that may use `error`.
@@ -217,64 +227,6 @@ const char *rivet_error_message(const struct rivet_error_t *error);
 // Handle arguments must be NULL or live handles created by Rivet.
 void rivet_error_free(struct rivet_error_t *error);
 
-// Creates load options with the defaults: auto backend, CPU, library default threads, all
-// graph optimizations, one ORT session. `*out` receives options the caller frees with
-// `rivet_load_options_free`; untouched on failure.
-//
-// # Safety
-// `out` must be NULL or writable.
-struct rivet_error_t *rivet_load_options_new(struct rivet_load_options_t **out);
-
-// Frees load options. NULL is ignored.
-//
-// # Safety
-// Handle arguments must be NULL or live handles created by Rivet.
-void rivet_load_options_free(struct rivet_load_options_t *options);
-
-// Sets the backend (`RIVET_BACKEND_*`).
-//
-// # Safety
-// `options` must be NULL or live options not used by another call.
-struct rivet_error_t *rivet_load_options_set_backend(struct rivet_load_options_t *options, rivet_backend_t backend);
-
-// Sets the device: `RIVET_DEVICE_CPU` (ordinal ignored) or `RIVET_DEVICE_CUDA` with an ordinal.
-//
-// # Safety
-// As `rivet_load_options_set_backend`.
-struct rivet_error_t *rivet_load_options_set_device(struct rivet_load_options_t *options, rivet_device_t device, uint32_t ordinal);
-
-// Sets the threads used inside one operator; 0 means the library's default. For tch this is
-// process-wide; candle refuses it (it reads `RAYON_NUM_THREADS`).
-//
-// # Safety
-// As `rivet_load_options_set_backend`.
-struct rivet_error_t *rivet_load_options_set_intra_op_threads(struct rivet_load_options_t *options, size_t threads);
-
-// Sets the threads used to run independent operators; 0 means the library's default.
-//
-// # Safety
-// As `rivet_load_options_set_backend`.
-struct rivet_error_t *rivet_load_options_set_inter_op_threads(struct rivet_load_options_t *options, size_t threads);
-
-// Sets how many ONNX Runtime sessions serve concurrent runs (at least 1).
-//
-// # Safety
-// As `rivet_load_options_set_backend`.
-struct rivet_error_t *rivet_load_options_set_instances(struct rivet_load_options_t *options, size_t instances);
-
-// Sets the ONNX Runtime graph optimization level (`RIVET_OPTIMIZATION_*`).
-//
-// # Safety
-// As `rivet_load_options_set_backend`.
-struct rivet_error_t *rivet_load_options_set_optimization(struct rivet_load_options_t *options, rivet_optimization_t level);
-
-// Sets the spec file for a TorchScript model (NULL: the sidecar `NAME.spec.json`). `path` is
-// copied.
-//
-// # Safety
-// As `rivet_load_options_set_backend`; `path` must be NULL or NUL-terminated.
-struct rivet_error_t *rivet_load_options_set_spec_path(struct rivet_load_options_t *options, const char *path);
-
 // Loads the model at `path` (NUL-terminated UTF-8). `options` may be NULL for the defaults;
 // it is borrowed for the call only. `*out` receives a model the caller frees with
 // `rivet_model_free`; untouched on failure (`RIVET_ERROR_MODEL_LOAD` names the path and the
@@ -292,11 +244,12 @@ struct rivet_error_t *rivet_model_load(const char *path, const struct rivet_load
 // Handle arguments must be NULL or live handles created by Rivet.
 void rivet_model_free(struct rivet_model_t *model);
 
-// The backend that loaded the model (`RIVET_BACKEND_*`); `RIVET_BACKEND_AUTO` for NULL.
+// The name of the backend that loaded the model ("tch", "ort", "candle" or a registered
+// backend's); "" for NULL. Borrowed from the model: valid until `rivet_model_free`.
 //
 // # Safety
 // Handle arguments must be NULL or live handles created by Rivet.
-rivet_backend_t rivet_model_backend(const struct rivet_model_t *model);
+const char *rivet_model_backend(const struct rivet_model_t *model);
 
 // Number of inputs; 0 for NULL.
 //
@@ -322,14 +275,66 @@ struct rivet_error_t *rivet_model_input_info(const struct rivet_model_t *model, 
 // As `rivet_model_input_info`.
 struct rivet_error_t *rivet_model_output_info(const struct rivet_model_t *model, size_t index, struct rivet_tensor_info_t *out);
 
+// Creates load options with the defaults: backend "auto", CPU, library default threads, no
+// backend options. `*out` receives options the caller frees with `rivet_load_options_free`;
+// untouched on failure.
+//
+// # Safety
+// `out` must be NULL or writable.
+struct rivet_error_t *rivet_load_options_new(struct rivet_load_options_t **out);
+
+// Frees load options. NULL is ignored.
+//
+// # Safety
+// Handle arguments must be NULL or live handles created by Rivet.
+void rivet_load_options_free(struct rivet_load_options_t *options);
+
+// Sets the backend by name: "auto" (the default: chosen by the file's format), "tch", "ort",
+// "candle", or the name of a backend registered at run time. `name` is copied. A name that is
+// not registered fails here with `RIVET_ERROR_INVALID_OPTION`, listing the registered ones.
+//
+// # Safety
+// `options` must be NULL or live options not used by another call; `name` NULL or
+// NUL-terminated.
+struct rivet_error_t *rivet_load_options_set_backend(struct rivet_load_options_t *options, const char *name);
+
+// Sets an option that belongs to one backend, as strings (all copied): ORT's `optimization`
+// (disable, basic, extended, all) and `instances` (sessions for concurrent runs), tch's `spec`
+// (a spec file path). `backend` NULL means the backend set with `rivet_load_options_set_backend`
+// (an error while that is "auto"). The backend checks its options when it loads: an unknown
+// key or a bad value fails `rivet_model_load` with `RIVET_ERROR_INVALID_OPTION`, naming the key
+// and listing the known ones.
+//
+// # Safety
+// As `rivet_load_options_set_backend`; `backend` NULL or NUL-terminated, `key` and `value`
+// NUL-terminated.
+struct rivet_error_t *rivet_load_options_set_option(struct rivet_load_options_t *options, const char *backend, const char *key, const char *value);
+
+// Sets the device: `RIVET_DEVICE_CPU` (ordinal ignored) or `RIVET_DEVICE_CUDA` with an ordinal.
+//
+// # Safety
+// As `rivet_load_options_set_backend`.
+struct rivet_error_t *rivet_load_options_set_device(struct rivet_load_options_t *options, rivet_device_t device, uint32_t ordinal);
+
+// Sets the threads used inside one operator; 0 means the library's default. For tch this is
+// process-wide; candle refuses it (it reads `RAYON_NUM_THREADS`).
+//
+// # Safety
+// As `rivet_load_options_set_backend`.
+struct rivet_error_t *rivet_load_options_set_intra_op_threads(struct rivet_load_options_t *options, size_t threads);
+
+// Sets the threads used to run independent operators; 0 means the library's default.
+//
+// # Safety
+// As `rivet_load_options_set_backend`.
+struct rivet_error_t *rivet_load_options_set_inter_op_threads(struct rivet_load_options_t *options, size_t threads);
+
 // Runs the model.
 //
 // - `inputs` holds `input_count` tensors, borrowed for the call. `input_names` is NULL (inputs
 //   are in signature order) or holds `input_count` NUL-terminated names (any order).
-// - `outputs` has room for `output_capacity` tensors. On success the first `n` entries receive
-//   new tensors the caller owns (free each with `rivet_tensor_free`) and `*output_count`
-//   (if not NULL) receives `n`. If the model returns more than `output_capacity` tensors the
-//   call fails with `RIVET_ERROR_INVALID_ARGUMENT`. On failure nothing is written.
+// - On success `*out` receives the outputs, which the caller frees with `rivet_outputs_free`.
+//   On failure `*out` is untouched.
 // - Inputs are checked against the signature first: `RIVET_ERROR_INVALID_INPUT` names the
 //   input and says expected vs found.
 //
@@ -337,8 +342,46 @@ struct rivet_error_t *rivet_model_output_info(const struct rivet_model_t *model,
 // backend does); input tensors may be shared between concurrent runs.
 //
 // # Safety
-// Arrays must be NULL or hold the counts given; every pointer in them live.
-struct rivet_error_t *rivet_model_run(const struct rivet_model_t *model, const char *const *input_names, const struct rivet_tensor_t *const *inputs, size_t input_count, struct rivet_tensor_t **outputs, size_t output_capacity, size_t *output_count);
+// Arrays must be NULL or hold the counts given; every pointer in them live; `out` NULL or
+// writable.
+struct rivet_error_t *rivet_model_run(const struct rivet_model_t *model, const char *const *input_names, const struct rivet_tensor_t *const *inputs, size_t input_count, struct rivet_outputs_t **out);
+
+// Frees the outputs of a run and the tensors borrowed from them. NULL is ignored. Tensors
+// cloned from them with `rivet_tensor_clone` stay valid.
+//
+// # Safety
+// Handle arguments must be NULL or live handles created by Rivet.
+void rivet_outputs_free(struct rivet_outputs_t *outputs);
+
+// Number of output tensors; 0 for NULL.
+//
+// # Safety
+// Handle arguments must be NULL or live handles created by Rivet.
+size_t rivet_outputs_count(const struct rivet_outputs_t *outputs);
+
+// Output `index` (0-based), or NULL when `outputs` is NULL or `index` is out of range.
+// Borrowed from `outputs`: valid until `rivet_outputs_free`; never pass it to
+// `rivet_tensor_free`.
+//
+// # Safety
+// Handle arguments must be NULL or live handles created by Rivet.
+const struct rivet_tensor_t *rivet_outputs_get(const struct rivet_outputs_t *outputs, size_t index);
+
+// The name of output `index` (`output_N` where the model names none), or NULL when `outputs`
+// is NULL or `index` is out of range. Borrowed from `outputs`: valid until
+// `rivet_outputs_free`.
+//
+// # Safety
+// Handle arguments must be NULL or live handles created by Rivet.
+const char *rivet_outputs_name(const struct rivet_outputs_t *outputs, size_t index);
+
+// The output called `name` into `*out` (borrowed from `outputs`, valid until
+// `rivet_outputs_free`); untouched on failure. An unknown name fails with
+// `RIVET_ERROR_INVALID_ARGUMENT` listing the output names.
+//
+// # Safety
+// `outputs` NULL or live; `name` NULL or NUL-terminated; `out` NULL or writable.
+struct rivet_error_t *rivet_outputs_by_name(const struct rivet_outputs_t *outputs, const char *name, const struct rivet_tensor_t **out);
 
 // Creates a tensor holding a copy of `byte_len` bytes at `data`, row-major.
 //
@@ -367,8 +410,9 @@ struct rivet_error_t *rivet_tensor_new(rivet_dtype_t dtype, const int64_t *shape
 // Pointers must be NULL or valid for the sizes given, and `data` must outlive the tensor.
 struct rivet_error_t *rivet_tensor_new_view(rivet_dtype_t dtype, const int64_t *shape, size_t rank, const void *data, size_t byte_len, struct rivet_tensor_t **out);
 
-// Frees a tensor (and, for a DLPack import, calls the producer's deleter). NULL is ignored.
-// Each tensor is freed exactly once, when no call is using it.
+// Frees a tensor (and, for a DLPack import, calls the producer's deleter once no other handle
+// shares the data). NULL is ignored. Each tensor is freed exactly once, when no call is using
+// it. Never pass a tensor borrowed from `rivet_outputs_t`.
 //
 // # Safety
 // Handle arguments must be NULL or live handles created by Rivet.
@@ -406,35 +450,19 @@ const void *rivet_tensor_data(const struct rivet_tensor_t *tensor);
 // Handle arguments must be NULL or live handles created by Rivet.
 size_t rivet_tensor_byte_len(const struct rivet_tensor_t *tensor);
 
+// A new handle to the same tensor, sharing its data (nothing is copied): how to keep an
+// output after its `rivet_outputs_t` is freed. `*out` receives a tensor the caller frees with
+// `rivet_tensor_free`; untouched on failure. The data is released when the last handle
+// sharing it is freed.
+//
+// Thread-safe: may be called from any thread, also on a tensor other threads read.
+//
+// # Safety
+// `tensor` must be NULL or live; `out` NULL or writable.
+struct rivet_error_t *rivet_tensor_clone(const struct rivet_tensor_t *tensor, struct rivet_tensor_t **out);
+
 // Size in bytes of one element of `dtype`; 0 for an unknown dtype.
 size_t rivet_dtype_size(rivet_dtype_t dtype);
-
-// Imports a DLPack tensor without copying its data.
-//
-// Accepts DLPack 1.x, CPU memory, one lane, compact row-major strides (or NULL strides) and
-// the dtypes Rivet has. On success the tensor takes ownership of `managed`: its deleter is
-// called exactly once, by `rivet_tensor_free`, and the caller must not use `managed` again. On
-// failure nothing is taken: `managed` still belongs to the caller and `*out` is untouched.
-//
-// Thread-safe: may be called from any thread.
-//
-// # Safety
-// `managed` must be NULL or a valid DLPack tensor whose data stays alive until its deleter runs.
-struct rivet_error_t *rivet_tensor_from_dlpack(DLManagedTensorVersioned *managed, struct rivet_tensor_t **out);
-
-// Exports a tensor as DLPack without copying its data.
-//
-// On success the tensor handle is consumed (do not free or use it again) and `*out` receives a
-// `DLManagedTensorVersioned` whose deleter the consumer calls exactly once; the data stays
-// valid until then (for a view or DLPack import, as long as the original owner keeps it). The
-// read-only flag is set for data Rivet does not own. On failure the tensor is untouched and
-// still the caller's.
-//
-// Thread-safe for distinct tensors.
-//
-// # Safety
-// `tensor` must be NULL or a live tensor not used by another call.
-struct rivet_error_t *rivet_tensor_to_dlpack(struct rivet_tensor_t *tensor, DLManagedTensorVersioned **out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -45,32 +45,35 @@ fn case_inputs(network: &str) -> Vec<Vec<(String, Tensor)>> {
 }
 
 fn shared(path: &std::path::Path, backend: Backend, instances: usize) -> Arc<dyn Model> {
-    let options = LoadOptions { backend, instances, ..LoadOptions::default() };
-    Arc::from(rivet::load(path, &options).unwrap())
+    let mut options = LoadOptions::with_backend(backend);
+    if options.backend == Backend::ORT {
+        options.set_option(&Backend::ORT, "instances", instances.to_string());
+    }
+    rivet::load(path, &options).unwrap()
 }
 
 #[test]
 fn tch_model_shared_by_threads_matches_serial() {
     let (pt, _) = model_files("mlp");
-    hammer(shared(&pt, Backend::Tch, 1), case_inputs("mlp"));
+    hammer(shared(&pt, Backend::TCH, 1), case_inputs("mlp"));
 }
 
 #[test]
 fn ort_model_shared_by_threads_matches_serial() {
     let (_, onnx) = model_files("mlp");
-    hammer(shared(&onnx, Backend::Ort, 1), case_inputs("mlp"));
-    hammer(shared(&onnx, Backend::Ort, 4), case_inputs("mlp"));
+    hammer(shared(&onnx, Backend::ORT, 1), case_inputs("mlp"));
+    hammer(shared(&onnx, Backend::ORT, 4), case_inputs("mlp"));
 }
 
 #[test]
 fn candle_model_shared_by_threads_matches_serial() {
     let (_, onnx) = model_files("mlp");
-    hammer(shared(&onnx, Backend::Candle, 1), case_inputs("mlp"));
+    hammer(shared(&onnx, Backend::CANDLE, 1), case_inputs("mlp"));
 }
 
 #[test]
 fn encoder_shared_by_threads_matches_serial() {
     let (pt, onnx) = model_files("encoder");
-    hammer(shared(&pt, Backend::Tch, 1), case_inputs("encoder"));
-    hammer(shared(&onnx, Backend::Ort, 2), case_inputs("encoder"));
+    hammer(shared(&pt, Backend::TCH, 1), case_inputs("encoder"));
+    hammer(shared(&onnx, Backend::ORT, 2), case_inputs("encoder"));
 }

@@ -16,7 +16,7 @@ fn sample(dtype: DType) -> Tensor {
 
 #[test]
 fn tch_round_trips_every_dtype() {
-    let model = load(&models_dir().join("identity/identity.pt"), Backend::Tch);
+    let model = load(&models_dir().join("identity/identity.pt"), Backend::TCH);
     for dtype in DType::ALL {
         let x = sample(dtype);
         let out = model.run(&[&x]).unwrap();
@@ -28,7 +28,7 @@ fn tch_round_trips_every_dtype() {
 fn ort_round_trips_every_dtype() {
     for dtype in DType::ALL {
         let path = models_dir().join(format!("identity/identity_{dtype}.onnx"));
-        let model = load(&path, Backend::Ort);
+        let model = load(&path, Backend::ORT);
         let x = sample(dtype);
         assert_eq!(model.run(&[&x]).unwrap().get(0).unwrap(), &x, "{dtype}");
     }
@@ -38,7 +38,7 @@ fn ort_round_trips_every_dtype() {
 fn candle_round_trips_its_dtypes_and_refuses_the_rest() {
     for dtype in DType::ALL {
         let path = models_dir().join(format!("identity/identity_{dtype}.onnx"));
-        let options = LoadOptions { backend: Backend::Candle, ..LoadOptions::default() };
+        let options = LoadOptions { backend: Backend::CANDLE, ..LoadOptions::default() };
         match dtype {
             DType::F16 | DType::F32 | DType::F64 | DType::I64 | DType::U8 | DType::Bool => {
                 let model = rivet::load(&path, &options).unwrap();

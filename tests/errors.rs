@@ -4,15 +4,16 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use common::*;
 use rivet::{Backend, Error, ErrorKind, LoadOptions, Model, Tensor};
 
-fn with(backend: Backend) -> LoadOptions {
-    LoadOptions { backend, ..LoadOptions::default() }
+fn with(backend: &Backend) -> LoadOptions {
+    LoadOptions::with_backend(backend.clone())
 }
 
-fn load_err(path: &Path, backend: Backend) -> Error {
+fn load_err(path: &Path, backend: &Backend) -> Error {
     match rivet::load(path, &with(backend)) {
         Ok(_) => panic!("{backend} loaded {}", path.display()),
         Err(e) => e,
@@ -26,9 +27,9 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 /// The three MLP twins, each loaded by its backend.
-fn mlps() -> Vec<Box<dyn Model>> {
+fn mlps() -> Vec<Arc<dyn Model>> {
     let (pt, onnx) = model_files("mlp");
-    vec![load(&pt, Backend::Tch), load(&onnx, Backend::Ort), load(&onnx, Backend::Candle)]
+    vec![load(&pt, Backend::TCH), load(&onnx, Backend::ORT), load(&onnx, Backend::CANDLE)]
 }
 
 fn run_err(model: &dyn Model, inputs: &[(&str, &Tensor)]) -> String {
@@ -79,7 +80,7 @@ fn mismatched_dynamic_dims_between_inputs_are_caught() {
     let (pt, onnx) = model_files("encoder");
     let ids = Tensor::from_slice(&[2, 5], &[1i64; 10]).unwrap();
     let mask = Tensor::from_slice(&[2, 4], &[1i64; 8]).unwrap();
-    for model in [load(&pt, Backend::Tch), load(&onnx, Backend::Ort)] {
+    for model in [load(&pt, Backend::TCH), load(&onnx, Backend::ORT)] {
         assert_eq!(
             run_err(&*model, &[("input_ids", &ids), ("attention_mask", &mask)]),
             "invalid input: input \"attention_mask\": dimension 1 (\"sequence\") is 4, but input \"input_ids\" has sequence = 5"
@@ -92,11 +93,11 @@ fn missing_empty_truncated_and_corrupt_files_name_path_and_backend() {
     let dir = scratch("files");
     let (pt, onnx) = model_files("mlp");
     for (backend, real, ext) in
-        [(Backend::Tch, &pt, "pt"), (Backend::Ort, &onnx, "onnx"), (Backend::Candle, &onnx, "onnx")]
+        [(Backend::TCH, &pt, "pt"), (Backend::ORT, &onnx, "onnx"), (Backend::CANDLE, &onnx, "onnx")]
     {
         let b = backend.name();
         let missing = dir.join(format!("missing.{ext}"));
-        let err = load_err(&missing, backend);
+        let err = load_err(&missing, &backend);
         assert_eq!(err.kind(), ErrorKind::ModelLoad);
         let text = err.to_string();
         assert!(text.starts_with(&format!("{b}: cannot load {}: ", missing.display())), "{text}");
@@ -105,14 +106,14 @@ fn missing_empty_truncated_and_corrupt_files_name_path_and_backend() {
         let empty = dir.join(format!("empty.{ext}"));
         std::fs::write(&empty, b"").unwrap();
         assert_eq!(
-            load_err(&empty, backend).to_string(),
+            load_err(&empty, &backend).to_string(),
             format!("{b}: cannot load {}: file is empty", empty.display())
         );
 
         let bytes = std::fs::read(real).unwrap();
         let truncated = dir.join(format!("truncated-{b}.{ext}"));
         std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
-        let err = load_err(&truncated, backend);
+        let err = load_err(&truncated, &backend);
         assert_eq!(err.kind(), ErrorKind::ModelLoad, "{err}");
         assert!(err.to_string().starts_with(&format!("{b}: cannot load {}: ", truncated.display())), "{err}");
 
@@ -122,7 +123,7 @@ fn missing_empty_truncated_and_corrupt_files_name_path_and_backend() {
             *byte = (i * 7919 % 251) as u8;
         }
         std::fs::write(&corrupt, &junk).unwrap();
-        let err = load_err(&corrupt, backend);
+        let err = load_err(&corrupt, &backend);
         assert_eq!(err.kind(), ErrorKind::ModelLoad, "{err}");
         assert!(err.to_string().starts_with(&format!("{b}: cannot load {}: ", corrupt.display())), "{err}");
     }
@@ -132,13 +133,13 @@ fn missing_empty_truncated_and_corrupt_files_name_path_and_backend() {
 #[test]
 fn a_backend_refuses_formats_it_does_not_read() {
     let (pt, onnx) = model_files("mlp");
-    let err = load_err(&onnx, Backend::Tch);
+    let err = load_err(&onnx, &Backend::TCH);
     assert_eq!(
         err.to_string(),
         format!("tch: cannot load {}: ONNX files are not TorchScript; use ort or candle", onnx.display())
     );
-    for backend in [Backend::Ort, Backend::Candle] {
-        let err = load_err(&pt, backend);
+    for backend in [Backend::ORT, Backend::CANDLE] {
+        let err = load_err(&pt, &backend);
         assert_eq!(
             err.to_string(),
             format!("{backend}: cannot load {}: TorchScript files are not ONNX; use tch", pt.display())
@@ -171,7 +172,7 @@ fn libtorch_exceptions_become_errors() {
         std::io::Write::write_all(&mut writer, &data).unwrap();
     }
     writer.finish().unwrap();
-    let err = load_err(&broken, Backend::Tch);
+    let err = load_err(&broken, &Backend::TCH);
     assert_eq!(err.kind(), ErrorKind::ModelLoad);
     let text = err.to_string();
     assert!(text.starts_with(&format!("tch: cannot load {}: ", broken.display())), "{text}");
@@ -181,7 +182,7 @@ fn libtorch_exceptions_become_errors() {
     // while running: that is a backend error, not a crash.
     let bare = dir.join("bare.pt");
     std::fs::copy(&pt, &bare).unwrap();
-    let model = load(&bare, Backend::Tch);
+    let model = load(&bare, Backend::TCH);
     assert_eq!(model.signature().inputs[0].to_string(), "features: ?dtype[?shape]");
     assert_eq!(model.signature().outputs[0].name, "output_0");
     let ints = Tensor::from_slice(&[1, 16], &[1i64; 16]).unwrap();
@@ -197,8 +198,7 @@ fn a_spec_file_that_disagrees_with_the_archive_is_refused() {
     let spec = dir.join("wrong.spec.json");
     std::fs::write(&spec, r#"{"inputs":[{"name":"x","dtype":"f32","shape":[1,16]}],"outputs":[]}"#).unwrap();
     let (pt, _) = model_files("mlp");
-    let options =
-        LoadOptions { backend: Backend::Tch, spec_path: Some(spec.clone()), ..LoadOptions::default() };
+    let options = LoadOptions::with_backend(Backend::TCH).option(&Backend::TCH, "spec", spec.display().to_string());
     let err = rivet::load(&pt, &options).err().unwrap();
     assert_eq!(err.kind(), ErrorKind::Io);
     assert_eq!(
@@ -233,7 +233,7 @@ fn auto_lists_every_backends_reason_when_all_fail() {
 #[test]
 fn unsupported_dtypes_devices_and_options_are_errors_not_casts() {
     let dir = models_dir().join("identity");
-    let err = load_err(&dir.join("identity_i32.onnx"), Backend::Candle);
+    let err = load_err(&dir.join("identity_i32.onnx"), &Backend::CANDLE);
     assert_eq!(err.kind(), ErrorKind::Unsupported);
     assert!(
         err.to_string().contains(
@@ -242,17 +242,25 @@ fn unsupported_dtypes_devices_and_options_are_errors_not_casts() {
         "{err}"
     );
     let (pt, onnx) = model_files("mlp");
-    let cuda = |backend| LoadOptions { backend, device: rivet::Device::Cuda(0), ..LoadOptions::default() };
-    for (path, backend) in [(&pt, Backend::Tch), (&onnx, Backend::Ort), (&onnx, Backend::Candle)] {
-        let err = rivet::load(path, &cuda(backend)).err().unwrap();
+    let cuda = |backend: &Backend| LoadOptions {
+        backend: backend.clone(),
+        device: rivet::Device::Cuda(0),
+        ..LoadOptions::default()
+    };
+    for (path, backend) in [(&pt, Backend::TCH), (&onnx, Backend::ORT), (&onnx, Backend::CANDLE)] {
+        let err = rivet::load(path, &cuda(&backend)).err().unwrap();
         assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
         assert!(err.to_string().starts_with(&format!("{backend}: unsupported device cuda:0")), "{err}");
     }
-    let zero = LoadOptions { backend: Backend::Ort, instances: 0, ..LoadOptions::default() };
+    let zero = LoadOptions::with_backend(Backend::ORT).option(&Backend::ORT, "instances", "0");
     let err = rivet::load(&onnx, &zero).err().unwrap();
-    assert_eq!(err.to_string(), "ort: unsupported instances = 0: at least one session is needed");
+    assert_eq!(err.kind(), ErrorKind::InvalidOption);
+    assert_eq!(
+        err.to_string(),
+        "invalid option instances: ort: option instances = \"0\": expected a whole number of at least 1"
+    );
     let threads =
-        LoadOptions { backend: Backend::Candle, intra_op_threads: Some(2), ..LoadOptions::default() };
+        LoadOptions { backend: Backend::CANDLE, intra_op_threads: Some(2), ..LoadOptions::default() };
     let err = rivet::load(&onnx, &threads).err().unwrap();
     assert!(err.to_string().contains("RAYON_NUM_THREADS"), "{err}");
 }

@@ -25,17 +25,17 @@ fn check_against_reference(network: &str, model: &dyn Model) {
 #[test]
 fn mlp_matches_pytorch_on_every_backend() {
     let (pt, onnx) = model_files("mlp");
-    check_against_reference("mlp", &*load(&pt, Backend::Tch));
-    check_against_reference("mlp", &*load(&onnx, Backend::Ort));
-    check_against_reference("mlp", &*load(&onnx, Backend::Candle));
+    check_against_reference("mlp", &*load(&pt, Backend::TCH));
+    check_against_reference("mlp", &*load(&onnx, Backend::ORT));
+    check_against_reference("mlp", &*load(&onnx, Backend::CANDLE));
 }
 
 #[test]
 fn cnn_matches_pytorch_on_every_backend() {
     let (pt, onnx) = model_files("cnn");
-    check_against_reference("cnn", &*load(&pt, Backend::Tch));
-    check_against_reference("cnn", &*load(&onnx, Backend::Ort));
-    check_against_reference("cnn", &*load(&onnx, Backend::Candle));
+    check_against_reference("cnn", &*load(&pt, Backend::TCH));
+    check_against_reference("cnn", &*load(&onnx, Backend::ORT));
+    check_against_reference("cnn", &*load(&onnx, Backend::CANDLE));
 }
 
 #[test]
@@ -44,14 +44,14 @@ fn encoder_matches_pytorch_on_tch_and_ort() {
     let names: Vec<String> = cases("encoder").into_iter().map(|c| c.name).collect();
     // Two batch sizes and two sequence lengths.
     assert_eq!(names, ["b1_s24", "b1_s8", "b4_s24", "b4_s8"]);
-    check_against_reference("encoder", &*load(&pt, Backend::Tch));
-    check_against_reference("encoder", &*load(&onnx, Backend::Ort));
+    check_against_reference("encoder", &*load(&pt, Backend::TCH));
+    check_against_reference("encoder", &*load(&onnx, Backend::ORT));
 }
 
 #[test]
 fn candle_refuses_the_encoder_naming_the_missing_operator() {
     let (_, onnx) = model_files("encoder");
-    let options = rivet::LoadOptions { backend: Backend::Candle, ..Default::default() };
+    let options = rivet::LoadOptions { backend: Backend::CANDLE, ..Default::default() };
     let err = rivet::load(&onnx, &options).err().expect("candle-onnx has no LayerNormalization");
     assert_eq!(err.kind(), ErrorKind::Unsupported);
     assert_eq!(
@@ -67,9 +67,9 @@ fn candle_refuses_the_encoder_naming_the_missing_operator() {
 fn twins_agree_across_backends() {
     for network in ["mlp", "cnn", "encoder"] {
         let (pt, onnx) = model_files(network);
-        let mut models = vec![load(&pt, Backend::Tch), load(&onnx, Backend::Ort)];
+        let mut models = vec![load(&pt, Backend::TCH), load(&onnx, Backend::ORT)];
         if network != "encoder" {
-            models.push(load(&onnx, Backend::Candle));
+            models.push(load(&onnx, Backend::CANDLE));
         }
         for case in cases(network) {
             let outputs: Vec<_> = models.iter().map(|m| run_case(&**m, &case)).collect();
@@ -88,14 +88,14 @@ fn twins_agree_across_backends() {
 fn signatures_report_names_dtypes_and_dynamic_dims() {
     let (pt, onnx) = model_files("encoder");
     let expected_inputs = ["input_ids: i64[batch, sequence]", "attention_mask: i64[batch, sequence]"];
-    for model in [load(&pt, Backend::Tch), load(&onnx, Backend::Ort)] {
+    for model in [load(&pt, Backend::TCH), load(&onnx, Backend::ORT)] {
         let sig = model.signature();
         let inputs: Vec<String> = sig.inputs.iter().map(|s| s.to_string()).collect();
         assert_eq!(inputs, expected_inputs, "{}", model.backend());
         assert_eq!(sig.outputs[0].to_string(), "hidden_states: f32[batch, sequence, 32]");
     }
     let (_, onnx) = model_files("cnn");
-    let sig = load(&onnx, Backend::Candle).signature().clone();
+    let sig = load(&onnx, Backend::CANDLE).signature().clone();
     assert_eq!(sig.inputs[0].to_string(), "image: f32[batch, 3, 32, 32]");
     assert_eq!(sig.outputs[0].to_string(), "logits: f32[batch, 10]");
 }
@@ -104,11 +104,11 @@ fn signatures_report_names_dtypes_and_dynamic_dims() {
 fn auto_picks_by_format() {
     let (pt, onnx) = model_files("mlp");
     let auto = rivet::LoadOptions::default();
-    assert_eq!(rivet::load(&pt, &auto).unwrap().backend(), Backend::Tch);
-    assert_eq!(rivet::load(&onnx, &auto).unwrap().backend(), Backend::Ort);
-    let candle_first = rivet::LoadOptions { onnx_order: vec![Backend::Candle, Backend::Ort], ..auto.clone() };
-    assert_eq!(rivet::load(&onnx, &candle_first).unwrap().backend(), Backend::Candle);
+    assert_eq!(rivet::load(&pt, &auto).unwrap().backend(), Backend::TCH);
+    assert_eq!(rivet::load(&onnx, &auto).unwrap().backend(), Backend::ORT);
+    let candle_first = rivet::LoadOptions { auto_order: vec![Backend::CANDLE, Backend::ORT], ..auto.clone() };
+    assert_eq!(rivet::load(&onnx, &candle_first).unwrap().backend(), Backend::CANDLE);
     // The encoder falls through to ORT when Candle is tried first.
     let (_, enc) = model_files("encoder");
-    assert_eq!(rivet::load(&enc, &candle_first).unwrap().backend(), Backend::Ort);
+    assert_eq!(rivet::load(&enc, &candle_first).unwrap().backend(), Backend::ORT);
 }

@@ -15,7 +15,7 @@ pub fn models_dir() -> PathBuf {
 /// Loads `path` on `backend` with one intra-op thread (Candle reads RAYON_NUM_THREADS, which
 /// each bench's `main` sets to 1 before any pool starts).
 pub fn load(path: &Path, backend: Backend) -> Box<dyn rivet::Model> {
-    let threads = (backend != Backend::Candle).then_some(1);
+    let threads = (backend != Backend::CANDLE).then_some(1);
     let options = LoadOptions { backend, intra_op_threads: threads, ..LoadOptions::default() };
     rivet::load(path, &options).expect("bundled model loads")
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rivet::{npy, Backend, LoadOptions, Model, Tensor};
 
@@ -56,8 +57,8 @@ pub fn cases(name: &str) -> Vec<Case> {
 }
 
 /// Loads `path` with `backend`.
-pub fn load(path: &Path, backend: Backend) -> Box<dyn Model> {
-    let options = LoadOptions { backend, ..LoadOptions::default() };
+pub fn load(path: &Path, backend: Backend) -> Arc<dyn Model> {
+    let options = LoadOptions::with_backend(backend.clone());
     rivet::load(path, &options).unwrap_or_else(|e| panic!("{backend} cannot load {}: {e}", path.display()))
 }
 
