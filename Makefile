@@ -16,6 +16,8 @@ PKG := crates/rivet-capi/pkg
 setup:
 	./bootstrap.sh
 
+## One `cargo build --workspace` builds the binaries, librivet and the tch backend library
+## (librivet_tch.so); `make test` starts with the same command, so it reuses this build.
 build: setup
 	$(CARGO) build --workspace
 
@@ -25,12 +27,14 @@ demo: build
 	./target/debug/rivet bench $(DEMO_MODELS) --concurrency 1,2 \
 	  --json target/demo/bench.json --markdown target/demo/bench.md --plot target/demo/bench.svg
 
-## librivet (C ABI) with its headers, CMake package and pkg-config file under PREFIX.
-## PROFILE=debug installs the debug build (what `make test` uses, so CI compiles once).
+## librivet (C ABI) and the tch backend library it loads on demand (librivet_tch.so, beside it),
+## with headers, CMake package and pkg-config file under PREFIX. PROFILE=debug installs the debug
+## build (what `make test` uses, so CI compiles once).
 install: setup
-	$(CARGO) build -p rivet-capi-artifact $(if $(filter release,$(PROFILE)),--release,)
+	$(CARGO) build --workspace $(if $(filter release,$(PROFILE)),--release,)
 	install -d $(PREFIX)/lib/cmake/Rivet $(PREFIX)/lib/pkgconfig $(PREFIX)/include
 	install -m 755 target/$(PROFILE)/librivet.so $(PREFIX)/lib/librivet.so.$(VERSION)
+	install -m 755 target/$(PROFILE)/librivet_tch.so $(PREFIX)/lib/librivet_tch.so
 	ln -sf librivet.so.$(VERSION) $(PREFIX)/lib/librivet.so.0
 	ln -sf librivet.so.0 $(PREFIX)/lib/librivet.so
 	install -m 644 target/$(PROFILE)/librivet.a $(PREFIX)/lib/librivet.a
@@ -52,16 +56,28 @@ test-c: setup
 	   $$(pkg-config --cflags --libs rivet) -Wl,-rpath,$(C_PREFIX)/lib -o target/cpp-build/c_quickstart_pkgconfig
 	target/cpp-build/c_quickstart_pkgconfig
 
-## Every test: the workspace's cargo tests, then the C/C++ suite (test-c). Ends with one
-## "total: N passed, N failed" line over all cargo test binaries and the C ABI tests.
+## Every test: the workspace's cargo tests (after the same `cargo build --workspace` as `make
+## build`, which also builds librivet_tch.so for them), then the C/C++ suite (test-c). Ends with
+## one line per suite ("cargo tests", each C suite, the memcheck re-run shown apart and not
+## added) and a "total: N passed, N failed" line.
 test: setup
 	@mkdir -p target
-	set -o pipefail; $(CARGO) test --workspace 2>&1 | tee target/test.log; status=$$?; \
+	set -o pipefail; { $(CARGO) build --workspace && $(CARGO) test --workspace; } 2>&1 | tee target/test.log; \
+	status=$$?; \
 	if [ $$status -eq 0 ]; then $(MAKE) --no-print-directory test-c 2>&1 | tee -a target/test.log; status=$$?; fi; \
 	awk '/^test result:/ { p += $$4; f += $$6 } \
-	     match($$0, /capi_tests: [0-9]+ passed, [0-9]+ failed/) { \
-	       split(substr($$0, RSTART, RLENGTH), c, /[ ,]+/); p += c[2]; f += c[4] } \
-	     END { printf "total: %d passed, %d failed\n", p, f }' target/test.log; \
+	     match($$0, /[a-z_]+: [0-9]+ passed, [0-9]+ failed/) { \
+	       split(substr($$0, RSTART, RLENGTH), c, /[ :,]+/); \
+	       if (!(c[1] in cp)) order[++n] = c[1]; cp[c[1]] = c[2]; cf[c[1]] = c[4] } \
+	     match($$0, /tests passed, [0-9]+ tests failed out of [0-9]+/) { \
+	       split(substr($$0, RSTART, RLENGTH), t, / +/); cprog = t[8] - t[4]; cfail = t[4] } \
+	     END { printf "cargo tests: %d passed, %d failed\n", p, f; tp = p; tf = f; \
+	           for (i = 1; i <= n; i++) { s = order[i]; again = s ~ /_memcheck$$/; \
+	             printf "%s: %d passed, %d failed%s\n", s, cp[s], cf[s], \
+	                    again ? " (the same checks under valgrind, not added to the total)" : ""; \
+	             if (!again) { tp += cp[s]; tf += cf[s] } } \
+	           if (cprog != "") printf "ctest programs: %d passed, %d failed (each runs a suite or example above)\n", cprog, cfail; \
+	           printf "total: %d passed, %d failed\n", tp, tf }' target/test.log; \
 	exit $$status
 
 ## criterion benchmarks (release build). BENCH picks suites: overhead (Rivet vs the direct

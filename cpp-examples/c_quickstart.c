@@ -31,25 +31,24 @@ int main(void) {
 
   const char *names[1] = {"features"};
   const rivet_tensor_t *inputs[1] = {input};
-  rivet_tensor_t *outputs[4] = {NULL};
-  size_t count = 0;
-  error = rivet_model_run(model, names, inputs, 1, outputs, 4, &count);
+  /* The outputs belong to Rivet: one handle, freed once, whatever their number. */
+  rivet_outputs_t *outputs = NULL;
+  error = rivet_model_run(model, names, inputs, 1, &outputs);
   rivet_tensor_free(input);
   if (error) {
     rivet_model_free(model);
     return fail(error);
   }
-  for (size_t i = 0; i < count; i++) {
-    rivet_tensor_info_t info;
-    error = rivet_model_output_info(model, i, &info);
-    if (error) return fail(error);
-    const int64_t *dims = rivet_tensor_shape(outputs[i]);
-    const float *values = (const float *)rivet_tensor_data(outputs[i]);
-    printf("%s f32[%lld, %lld]:", info.name, (long long)dims[0], (long long)dims[1]);
-    for (size_t j = 0; j < rivet_tensor_byte_len(outputs[i]) / sizeof(float); j++) printf(" %.6f", values[j]);
+  printf("backend: %s\n", rivet_model_backend(model));
+  for (size_t i = 0; i < rivet_outputs_count(outputs); i++) {
+    const rivet_tensor_t *output = rivet_outputs_get(outputs, i);
+    const int64_t *dims = rivet_tensor_shape(output);
+    const float *values = (const float *)rivet_tensor_data(output);
+    printf("%s f32[%lld, %lld]:", rivet_outputs_name(outputs, i), (long long)dims[0], (long long)dims[1]);
+    for (size_t j = 0; j < rivet_tensor_byte_len(output) / sizeof(float); j++) printf(" %.6f", values[j]);
     printf("\n");
-    rivet_tensor_free(outputs[i]);
   }
+  rivet_outputs_free(outputs);
   rivet_model_free(model);
   return 0;
 }

@@ -45,10 +45,10 @@ int main(int argc, char** argv) {
   try {
     rivet::check_abi();
     rivet::LoadOptions ort_options;
-    ort_options.backend(RIVET_BACKEND_ORT).instances(static_cast<std::size_t>(threads)).intra_op_threads(1);
+    ort_options.backend("ort").option("instances", std::to_string(threads)).intra_op_threads(1);
     const rivet::Model onnx = rivet::Model::load(RIVET_MODELS "/mlp/mlp.onnx", ort_options);
     rivet::LoadOptions tch_options;
-    tch_options.backend(RIVET_BACKEND_TCH).intra_op_threads(1);  // process-wide in libtorch
+    tch_options.backend("tch").intra_op_threads(1);  // process-wide in libtorch
     const rivet::Model torch = rivet::Model::load(RIVET_MODELS "/mlp/mlp.pt", tch_options);
 
     Stats total;

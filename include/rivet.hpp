@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -141,6 +142,13 @@ class Tensor {
     return {static_cast<const T*>(data()), byte_len() / sizeof(T)};
   }
 
+  /// A new handle sharing this tensor's data (nothing is copied).
+  static Tensor share(const rivet_tensor_t* raw) {
+    rivet_tensor_t* copy = nullptr;
+    detail::check(rivet_tensor_clone(raw, &copy));
+    return Tensor(copy);
+  }
+
   /// The C handle, still owned by this Tensor.
   rivet_tensor_t* get() const noexcept { return raw_; }
 
@@ -164,19 +172,21 @@ class LoadOptions {
   LoadOptions(const LoadOptions&) = delete;
   LoadOptions& operator=(const LoadOptions&) = delete;
 
-  LoadOptions& backend(rivet_backend_t b) { return set(rivet_load_options_set_backend(raw_, b)); }
+  /// "auto", "tch", "ort", "candle" or a registered backend's name.
+  LoadOptions& backend(const std::string& name) { return set(rivet_load_options_set_backend(raw_, name.c_str())); }
+  /// A backend's own option, e.g. option("ort", "instances", "4"); checked when the model loads.
+  LoadOptions& option(const std::string& backend, const std::string& key, const std::string& value) {
+    return set(rivet_load_options_set_option(raw_, backend.c_str(), key.c_str(), value.c_str()));
+  }
+  /// An option for the backend chosen with backend() (an error while that is "auto").
+  LoadOptions& option(const std::string& key, const std::string& value) {
+    return set(rivet_load_options_set_option(raw_, nullptr, key.c_str(), value.c_str()));
+  }
   LoadOptions& device(rivet_device_t d, std::uint32_t ordinal = 0) {
     return set(rivet_load_options_set_device(raw_, d, ordinal));
   }
   LoadOptions& intra_op_threads(std::size_t n) { return set(rivet_load_options_set_intra_op_threads(raw_, n)); }
   LoadOptions& inter_op_threads(std::size_t n) { return set(rivet_load_options_set_inter_op_threads(raw_, n)); }
-  LoadOptions& instances(std::size_t n) { return set(rivet_load_options_set_instances(raw_, n)); }
-  LoadOptions& optimization(rivet_optimization_t level) {
-    return set(rivet_load_options_set_optimization(raw_, level));
-  }
-  LoadOptions& spec_path(const std::string& path) {
-    return set(rivet_load_options_set_spec_path(raw_, path.c_str()));
-  }
   const rivet_load_options_t* get() const noexcept { return raw_; }
 
  private:
@@ -218,7 +228,8 @@ class Model {
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
 
-  rivet_backend_t backend() const noexcept { return rivet_model_backend(raw_); }
+  /// The name of the backend that loaded it ("tch", "ort", "candle"...).
+  std::string backend() const { return rivet_model_backend(raw_); }
   std::size_t input_count() const noexcept { return rivet_model_input_count(raw_); }
   std::size_t output_count() const noexcept { return rivet_model_output_count(raw_); }
   TensorInfo input(std::size_t index) const { return info(index, false); }
@@ -256,14 +267,15 @@ class Model {
   std::vector<Tensor> run_raw(const char* const* names, const std::vector<const Tensor*>& inputs) const {
     std::vector<const rivet_tensor_t*> raw_inputs;
     for (const Tensor* t : inputs) raw_inputs.push_back(t ? t->get() : nullptr);
-    // Models that do not declare their outputs get room for a generous number.
-    std::vector<rivet_tensor_t*> raw_outputs(output_count() > 0 ? output_count() : 64, nullptr);
-    std::size_t produced = 0;
-    detail::check(rivet_model_run(raw_, names, raw_inputs.data(), raw_inputs.size(), raw_outputs.data(),
-                                  raw_outputs.size(), &produced));
+    rivet_outputs_t* raw_outputs = nullptr;
+    detail::check(rivet_model_run(raw_, names, raw_inputs.data(), raw_inputs.size(), &raw_outputs));
+    // Each output becomes a Tensor sharing its data (no copy), then the outputs handle goes.
+    std::unique_ptr<rivet_outputs_t, void (*)(rivet_outputs_t*)> guard(raw_outputs, rivet_outputs_free);
     std::vector<Tensor> outputs;
-    outputs.reserve(produced);
-    for (std::size_t i = 0; i < produced; ++i) outputs.emplace_back(raw_outputs[i]);
+    outputs.reserve(rivet_outputs_count(raw_outputs));
+    for (std::size_t i = 0; i < rivet_outputs_count(raw_outputs); ++i) {
+      outputs.push_back(Tensor::share(rivet_outputs_get(raw_outputs, i)));
+    }
     return outputs;
   }
 

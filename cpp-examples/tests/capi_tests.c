@@ -1,5 +1,6 @@
-/* The C ABI's test suite: dtypes, zero-copy views, DLPack, every bad-input case by code and
- * message, PyTorch parity, and 16 threads sharing one model. Ends with "N passed, N failed". */
+/* The C ABI's test suite: dtypes, zero-copy views, DLPack, outputs owned by Rivet, backends and
+ * their options by name, every bad-input case by code and message, PyTorch parity, and 16 threads
+ * sharing one model. Ends with "N passed, N failed". */
 #include <rivet.h>
 
 #include <pthread.h>
@@ -41,7 +42,7 @@ static void expect_ok(rivet_error_t *error, const char *what) {
   rivet_error_free(error);
 }
 
-static rivet_model_t *load(const char *path, rivet_backend_t backend) {
+static rivet_model_t *load(const char *path, const char *backend) {
   rivet_load_options_t *options = NULL;
   expect_ok(rivet_load_options_new(&options), "options");
   expect_ok(rivet_load_options_set_backend(options, backend), "set backend");
@@ -60,7 +61,7 @@ static void test_version(void) {
 }
 
 static void test_dtype_round_trips(void) {
-  rivet_model_t *torch = load(RIVET_MODELS "/identity/identity.pt", RIVET_BACKEND_TCH);
+  rivet_model_t *torch = load(RIVET_MODELS "/identity/identity.pt", "tch");
   for (rivet_dtype_t d = RIVET_DTYPE_F16; d <= RIVET_DTYPE_BOOL; d++) {
     size_t size = rivet_dtype_size(d);
     unsigned char bytes[6 * 8];
@@ -68,7 +69,7 @@ static void test_dtype_round_trips(void) {
     const int64_t shape[2] = {2, 3};
     char path[512];
     snprintf(path, sizeof path, RIVET_MODELS "/identity/identity_%s.onnx", dtype_names[d]);
-    rivet_model_t *onnx = load(path, RIVET_BACKEND_ORT);
+    rivet_model_t *onnx = load(path, "ort");
     rivet_model_t *models[2] = {torch, onnx};
     for (int m = 0; m < 2; m++) {
       rivet_tensor_t *x = NULL;
@@ -77,13 +78,14 @@ static void test_dtype_round_trips(void) {
                                     : rivet_tensor_new_view(d, shape, 2, bytes, 6 * size, &x);
       expect_ok(error, "tensor");
       const rivet_tensor_t *in[1] = {x};
-      rivet_tensor_t *out[1] = {NULL};
-      expect_ok(rivet_model_run(models[m], NULL, in, 1, out, 1, NULL), "identity run");
-      CHECK(rivet_tensor_dtype(out[0]) == d, "%s: dtype %u", dtype_names[d], rivet_tensor_dtype(out[0]));
-      CHECK(rivet_tensor_byte_len(out[0]) == 6 * size && memcmp(rivet_tensor_data(out[0]), bytes, 6 * size) == 0,
+      rivet_outputs_t *outputs = NULL;
+      expect_ok(rivet_model_run(models[m], NULL, in, 1, &outputs), "identity run");
+      const rivet_tensor_t *y = rivet_outputs_get(outputs, 0);
+      CHECK(rivet_tensor_dtype(y) == d, "%s: dtype %u", dtype_names[d], rivet_tensor_dtype(y));
+      CHECK(rivet_tensor_byte_len(y) == 6 * size && memcmp(rivet_tensor_data(y), bytes, 6 * size) == 0,
             "%s on %s: bytes differ", dtype_names[d], m == 0 ? "tch" : "ort");
-      CHECK(rivet_tensor_rank(out[0]) == 2 && rivet_tensor_shape(out[0])[1] == 3, "%s: shape", dtype_names[d]);
-      rivet_tensor_free(out[0]);
+      CHECK(rivet_tensor_rank(y) == 2 && rivet_tensor_shape(y)[1] == 3, "%s: shape", dtype_names[d]);
+      rivet_outputs_free(outputs);
       rivet_tensor_free(x);
     }
     rivet_model_free(onnx);
@@ -148,21 +150,34 @@ static void test_dlpack(void) {
 
   expect_ok(rivet_tensor_from_dlpack(&managed, &t), "dlpack import");
   CHECK(rivet_tensor_data(t) == (const void *)data, "DLPack import must not copy");
-  rivet_model_t *model = load(RIVET_MODELS "/mlp/mlp.onnx", RIVET_BACKEND_ORT);
+  rivet_model_t *model = load(RIVET_MODELS "/mlp/mlp.onnx", "ort");
   const rivet_tensor_t *in[1] = {t};
-  rivet_tensor_t *out[1] = {NULL};
-  expect_ok(rivet_model_run(model, NULL, in, 1, out, 1, NULL), "run on dlpack");
+  rivet_outputs_t *outputs = NULL;
+  expect_ok(rivet_model_run(model, NULL, in, 1, &outputs), "run on dlpack");
+  /* A clone shares the imported memory: the deleter waits for the last handle. */
+  rivet_tensor_t *shared = NULL;
+  expect_ok(rivet_tensor_clone(t, &shared), "clone of an import");
+  CHECK(rivet_tensor_data(shared) == (const void *)data, "a clone shares the data");
   rivet_tensor_free(t);
-  CHECK(dl_deleted == 1, "the deleter runs once, at rivet_tensor_free (%d)", dl_deleted);
+  CHECK(dl_deleted == 0, "the deleter waits while a clone uses the data (%d)", dl_deleted);
+  rivet_tensor_free(shared);
+  CHECK(dl_deleted == 1, "the deleter runs once, when the last handle is freed (%d)", dl_deleted);
 
-  const void *out_data = rivet_tensor_data(out[0]);
+  /* An output outlives its outputs handle through a clone, and exports without a copy. */
+  rivet_tensor_t *kept = NULL;
+  expect_ok(rivet_tensor_clone(rivet_outputs_get(outputs, 0), &kept), "clone an output");
+  const void *out_data = rivet_tensor_data(kept);
+  CHECK(out_data == rivet_tensor_data(rivet_outputs_get(outputs, 0)), "the clone shares the output's data");
   DLManagedTensorVersioned *exported = NULL;
-  expect_ok(rivet_tensor_to_dlpack(out[0], &exported), "dlpack export");
+  expect_ok(rivet_tensor_to_dlpack(kept, &exported), "dlpack export");
+  rivet_outputs_free(outputs);
   CHECK(exported && exported->dl_tensor.data == out_data, "DLPack export must not copy");
   CHECK(exported && exported->dl_tensor.ndim == 2 && exported->dl_tensor.shape[0] == 2 &&
             exported->dl_tensor.shape[1] == 3 && exported->dl_tensor.dtype.code == kDLFloat &&
             exported->dl_tensor.dtype.bits == 32 && exported->version.major == 1,
         "exported metadata");
+  CHECK(exported && (exported->flags & DLPACK_FLAG_BITMASK_READ_ONLY) != 0,
+        "memory shared with other handles is exported read-only");
   if (exported) exported->deleter(exported);
   expect_error(rivet_tensor_to_dlpack(NULL, &exported), RIVET_ERROR_INVALID_ARGUMENT, "tensor is NULL",
                "export NULL");
@@ -184,26 +199,35 @@ static void test_parity(void) {
   CHECK(npy_read(RIVET_MODELS "/mlp/cases/b8/input.features.npy", &x) == 0, "read input");
   CHECK(npy_read(RIVET_MODELS "/mlp/cases/b8/output.logits.npy", &y) == 0, "read reference");
   const char *paths[3] = {RIVET_MODELS "/mlp/mlp.pt", RIVET_MODELS "/mlp/mlp.onnx", RIVET_MODELS "/mlp/mlp.onnx"};
-  rivet_backend_t backends[3] = {RIVET_BACKEND_TCH, RIVET_BACKEND_ORT, RIVET_BACKEND_CANDLE};
+  const char *backends[3] = {"tch", "ort", "candle"};
   for (int b = 0; b < 3; b++) {
     rivet_model_t *model = load(paths[b], backends[b]);
-    CHECK(rivet_model_backend(model) == backends[b], "backend %u", rivet_model_backend(model));
+    CHECK(strcmp(rivet_model_backend(model), backends[b]) == 0, "backend %s", rivet_model_backend(model));
     rivet_tensor_info_t info;
     expect_ok(rivet_model_input_info(model, 0, &info), "input info");
     CHECK(strcmp(info.name, "features") == 0 && info.dtype == RIVET_DTYPE_F32 && info.rank == 2 &&
               info.shape[0] == -1 && info.shape[1] == 16,
-          "input info of backend %u", backends[b]);
+          "input info of backend %s", backends[b]);
     rivet_tensor_t *t = NULL;
     expect_ok(rivet_tensor_new_view(RIVET_DTYPE_F32, x.shape, x.rank, x.data, x.byte_len, &t), "input");
     const rivet_tensor_t *in[1] = {t};
     const char *names[1] = {"features"};
-    rivet_tensor_t *out[2] = {NULL, NULL};
-    size_t n = 0;
-    expect_ok(rivet_model_run(model, names, in, 1, out, 2, &n), "run");
-    CHECK(n == 1 && rivet_tensor_byte_len(out[0]) == y.byte_len &&
-              close_to(rivet_tensor_data(out[0]), y.data, y.byte_len / 4),
-          "backend %u differs from PyTorch", backends[b]);
-    rivet_tensor_free(out[0]);
+    rivet_outputs_t *outputs = NULL;
+    expect_ok(rivet_model_run(model, names, in, 1, &outputs), "run");
+    const rivet_tensor_t *logits = NULL;
+    expect_ok(rivet_outputs_by_name(outputs, "logits", &logits), "output by name");
+    CHECK(rivet_outputs_count(outputs) == 1 && logits == rivet_outputs_get(outputs, 0) &&
+              strcmp(rivet_outputs_name(outputs, 0), "logits") == 0,
+          "backend %s: one output called logits", backends[b]);
+    CHECK(rivet_outputs_get(outputs, 1) == NULL && rivet_outputs_name(outputs, 1) == NULL,
+          "out-of-range outputs are NULL");
+    CHECK(rivet_tensor_byte_len(logits) == y.byte_len && close_to(rivet_tensor_data(logits), y.data, y.byte_len / 4),
+          "backend %s differs from PyTorch", backends[b]);
+    const rivet_tensor_t *none = (const rivet_tensor_t *)0x1;
+    expect_error(rivet_outputs_by_name(outputs, "probs", &none), RIVET_ERROR_INVALID_ARGUMENT,
+                 "no output is called \"probs\" (outputs: logits)", "unknown output name");
+    CHECK(none == (const rivet_tensor_t *)0x1, "by_name out untouched on failure");
+    rivet_outputs_free(outputs);
     rivet_tensor_free(t);
     rivet_model_free(model);
   }
@@ -212,7 +236,7 @@ static void test_parity(void) {
 }
 
 static void test_bad_inputs(void) {
-  rivet_model_t *model = load(RIVET_MODELS "/mlp/mlp.onnx", RIVET_BACKEND_ORT);
+  rivet_model_t *model = load(RIVET_MODELS "/mlp/mlp.onnx", "ort");
   float f[16] = {0};
   int64_t ids[16] = {0};
   const int64_t shape[2] = {1, 16}, narrow[2] = {1, 15};
@@ -221,27 +245,28 @@ static void test_bad_inputs(void) {
   expect_ok(rivet_tensor_new(RIVET_DTYPE_I64, shape, 2, ids, sizeof ids, &ints), "ints");
   expect_ok(rivet_tensor_new(RIVET_DTYPE_F32, narrow, 2, f, 15 * sizeof(float), &short_row), "short");
   rivet_tensor_t *sentinel = (rivet_tensor_t *)0x1;
-  rivet_tensor_t *out[1] = {sentinel};
+  rivet_outputs_t *out_sentinel = (rivet_outputs_t *)0x1;
+  rivet_outputs_t *out = out_sentinel;
   const rivet_tensor_t *in_good[1] = {good}, *in_ints[1] = {ints}, *in_short[1] = {short_row}, *in_null[1] = {NULL};
   const char *name[1] = {"features"}, *wrong_name[1] = {"feature"}, *null_name[1] = {NULL};
 
-  expect_error(rivet_model_run(NULL, NULL, in_good, 1, out, 1, NULL), RIVET_ERROR_INVALID_ARGUMENT,
+  expect_error(rivet_model_run(NULL, NULL, in_good, 1, &out), RIVET_ERROR_INVALID_ARGUMENT,
                "model is NULL", "NULL model");
-  expect_error(rivet_model_run(model, null_name, in_good, 1, out, 1, NULL), RIVET_ERROR_INVALID_ARGUMENT,
+  expect_error(rivet_model_run(model, null_name, in_good, 1, &out), RIVET_ERROR_INVALID_ARGUMENT,
                "input_names[0] is NULL", "NULL name");
-  expect_error(rivet_model_run(model, NULL, in_null, 1, out, 1, NULL), RIVET_ERROR_INVALID_ARGUMENT,
+  expect_error(rivet_model_run(model, NULL, in_null, 1, &out), RIVET_ERROR_INVALID_ARGUMENT,
                "inputs[0] is NULL", "NULL tensor");
-  expect_error(rivet_model_run(model, wrong_name, in_good, 1, out, 1, NULL), RIVET_ERROR_INVALID_INPUT,
+  expect_error(rivet_model_run(model, wrong_name, in_good, 1, &out), RIVET_ERROR_INVALID_INPUT,
                "input \"feature\": unknown input name; the model's inputs are: features", "unknown name");
-  expect_error(rivet_model_run(model, name, in_ints, 1, out, 1, NULL), RIVET_ERROR_INVALID_INPUT,
+  expect_error(rivet_model_run(model, name, in_ints, 1, &out), RIVET_ERROR_INVALID_INPUT,
                "input \"features\": expected dtype f32, got i64", "wrong dtype");
-  expect_error(rivet_model_run(model, name, in_short, 1, out, 1, NULL), RIVET_ERROR_INVALID_INPUT,
+  expect_error(rivet_model_run(model, name, in_short, 1, &out), RIVET_ERROR_INVALID_INPUT,
                "input \"features\": expected dimension 1 to be 16 (shape [batch, 16]), got 15", "wrong shape");
-  expect_error(rivet_model_run(model, NULL, in_good, 0, out, 1, NULL), RIVET_ERROR_INVALID_INPUT,
+  expect_error(rivet_model_run(model, NULL, in_good, 0, &out), RIVET_ERROR_INVALID_INPUT,
                "expected 1 input(s) (features), got 0", "wrong count");
-  expect_error(rivet_model_run(model, NULL, in_good, 1, out, 0, NULL), RIVET_ERROR_INVALID_ARGUMENT,
-               "outputs has room for 0 tensor(s), the model returned 1", "no room");
-  CHECK(out[0] == sentinel, "outputs untouched on failure");
+  expect_error(rivet_model_run(model, NULL, in_good, 1, NULL), RIVET_ERROR_INVALID_ARGUMENT, "out is NULL",
+               "NULL out");
+  CHECK(out == out_sentinel, "outputs untouched on failure");
 
   rivet_tensor_t *t = sentinel;
   expect_error(rivet_tensor_new(RIVET_DTYPE_F32, shape, 2, f, 60, &t), RIVET_ERROR_INVALID_TENSOR,
@@ -275,17 +300,39 @@ static void test_bad_inputs(void) {
   expect_error(rivet_model_load(NULL, NULL, &m), RIVET_ERROR_INVALID_ARGUMENT, "path is NULL", "NULL path");
   rivet_load_options_t *options = NULL;
   expect_ok(rivet_load_options_new(&options), "options");
-  expect_error(rivet_load_options_set_backend(options, 7), RIVET_ERROR_INVALID_ARGUMENT,
-               "backend 7 is not a RIVET_BACKEND_* value", "bad backend");
-  expect_ok(rivet_load_options_set_backend(options, RIVET_BACKEND_CANDLE), "candle");
+  expect_error(rivet_load_options_set_backend(options, "tvm"), RIVET_ERROR_INVALID_OPTION,
+               "no backend is registered as \"tvm\" (registered: tch, ort, candle)", "unknown backend");
+  expect_error(rivet_load_options_set_backend(options, "two words"), RIVET_ERROR_INVALID_OPTION,
+               "backend name \"two words\" is not valid", "bad backend name");
+  expect_error(rivet_load_options_set_option(options, NULL, "instances", "2"), RIVET_ERROR_INVALID_OPTION,
+               "backend is NULL and the options choose no backend", "option without a backend");
+  expect_ok(rivet_load_options_set_backend(options, "candle"), "candle");
   expect_error(rivet_model_load(RIVET_MODELS "/encoder/encoder.onnx", options, &m), RIVET_ERROR_UNSUPPORTED,
                "candle: unsupported operator(s) LayerNormalization", "candle lacks an operator");
-  expect_ok(rivet_load_options_set_backend(options, RIVET_BACKEND_TCH), "tch");
+  expect_ok(rivet_load_options_set_backend(options, "tch"), "tch");
   expect_error(rivet_model_load(RIVET_MODELS "/mlp/mlp.onnx", options, &m), RIVET_ERROR_MODEL_LOAD,
                "ONNX files are not TorchScript", "tch on onnx");
-  expect_error(rivet_load_options_set_instances(options, 0), RIVET_ERROR_INVALID_ARGUMENT, "instances is 0",
-               "zero instances");
-  expect_error(rivet_load_options_set_backend(NULL, 0), RIVET_ERROR_INVALID_ARGUMENT, "options is NULL",
+  expect_ok(rivet_load_options_set_backend(options, "ort"), "ort");
+  expect_ok(rivet_load_options_set_option(options, NULL, "instances", "0"), "instances=0 is checked at load");
+  expect_error(rivet_model_load(RIVET_MODELS "/mlp/mlp.onnx", options, &m), RIVET_ERROR_INVALID_OPTION,
+               "ort: option instances = \"0\": expected a whole number of at least 1", "zero instances");
+  expect_ok(rivet_load_options_set_option(options, "ort", "instances", "2"), "instances=2");
+  expect_ok(rivet_load_options_set_option(options, "ort", "optimisation", "basic"), "a misspelt key");
+  expect_error(rivet_model_load(RIVET_MODELS "/mlp/mlp.onnx", options, &m), RIVET_ERROR_INVALID_OPTION,
+               "ort: unknown option \"optimisation\"; known options: optimization, instances", "unknown key");
+  rivet_load_options_free(options);
+  options = NULL;
+  expect_ok(rivet_load_options_new(&options), "options");
+  expect_ok(rivet_load_options_set_option(options, "ort", "optimization", "disable"), "optimization");
+  expect_ok(rivet_load_options_set_option(options, "ort", "instances", "2"), "instances");
+  rivet_model_t *tuned = NULL;
+  expect_ok(rivet_model_load(RIVET_MODELS "/mlp/mlp.onnx", options, &tuned), "auto with ort options");
+  CHECK(tuned && strcmp(rivet_model_backend(tuned), "ort") == 0, "auto picks ort for ONNX");
+  rivet_model_free(tuned);
+  expect_ok(rivet_load_options_set_option(options, "tvm", "threads", "2"), "an option for an unknown backend");
+  expect_error(rivet_model_load(RIVET_MODELS "/mlp/mlp.onnx", options, &m), RIVET_ERROR_INVALID_OPTION,
+               "options given for backend \"tvm\", which is not registered", "option for an unknown backend");
+  expect_error(rivet_load_options_set_backend(NULL, "ort"), RIVET_ERROR_INVALID_ARGUMENT, "options is NULL",
                "NULL options");
   rivet_load_options_free(options);
   CHECK(m == (rivet_model_t *)0x1, "model out untouched on failure");
@@ -295,11 +342,14 @@ static void test_bad_inputs(void) {
 
   /* Every free accepts NULL; getters on NULL return zero values. */
   rivet_tensor_free(NULL);
+  rivet_outputs_free(NULL);
   rivet_model_free(NULL);
   rivet_error_free(NULL);
   rivet_load_options_free(NULL);
   CHECK(rivet_tensor_data(NULL) == NULL && rivet_tensor_rank(NULL) == 0 && rivet_model_input_count(NULL) == 0 &&
-            rivet_error_code(NULL) == 0 && strcmp(rivet_error_message(NULL), "") == 0,
+            rivet_error_code(NULL) == 0 && strcmp(rivet_error_message(NULL), "") == 0 &&
+            rivet_outputs_count(NULL) == 0 && rivet_outputs_get(NULL, 0) == NULL &&
+            strcmp(rivet_model_backend(NULL), "") == 0,
         "NULL getters");
 
   rivet_tensor_free(good);
@@ -322,11 +372,12 @@ static void *worker(void *p) {
   worker_args *a = p;
   for (int r = 0; r < RUNS; r++) {
     const rivet_tensor_t *in[1] = {a->input};
-    rivet_tensor_t *out[1] = {NULL};
-    rivet_error_t *error = rivet_model_run(a->model, NULL, in, 1, out, 1, NULL);
-    if (error || memcmp(rivet_tensor_data(out[0]), a->expected, 8 * 3 * sizeof(float)) != 0) a->mismatches++;
+    rivet_outputs_t *out = NULL;
+    rivet_error_t *error = rivet_model_run(a->model, NULL, in, 1, &out);
+    if (error || memcmp(rivet_tensor_data(rivet_outputs_get(out, 0)), a->expected, 8 * 3 * sizeof(float)) != 0)
+      a->mismatches++;
     rivet_error_free(error);
-    rivet_tensor_free(out[0]);
+    rivet_outputs_free(out);
   }
   return NULL;
 }
@@ -335,18 +386,18 @@ static void test_threads(void) {
   npy_array x;
   CHECK(npy_read(RIVET_MODELS "/mlp/cases/b8/input.features.npy", &x) == 0, "read input");
   const char *paths[2] = {RIVET_MODELS "/mlp/mlp.pt", RIVET_MODELS "/mlp/mlp.onnx"};
-  rivet_backend_t backends[2] = {RIVET_BACKEND_TCH, RIVET_BACKEND_ORT};
+  const char *backends[2] = {"tch", "ort"};
   for (int b = 0; b < 2; b++) {
     rivet_model_t *model = load(paths[b], backends[b]);
     rivet_tensor_t *t = NULL;
     expect_ok(rivet_tensor_new(RIVET_DTYPE_F32, x.shape, x.rank, x.data, x.byte_len, &t), "input");
     const rivet_tensor_t *in[1] = {t};
-    rivet_tensor_t *serial[1] = {NULL};
-    expect_ok(rivet_model_run(model, NULL, in, 1, serial, 1, NULL), "serial run");
+    rivet_outputs_t *serial = NULL;
+    expect_ok(rivet_model_run(model, NULL, in, 1, &serial), "serial run");
     pthread_t threads[THREADS];
     worker_args args[THREADS];
     for (int i = 0; i < THREADS; i++) {
-      args[i] = (worker_args){model, t, rivet_tensor_data(serial[0]), 0};
+      args[i] = (worker_args){model, t, rivet_tensor_data(rivet_outputs_get(serial, 0)), 0};
       pthread_create(&threads[i], NULL, worker, &args[i]);
     }
     int mismatches = 0;
@@ -354,16 +405,17 @@ static void test_threads(void) {
       pthread_join(threads[i], NULL);
       mismatches += args[i].mismatches;
     }
-    CHECK(mismatches == 0, "backend %u: %d of %d concurrent runs differ from the serial run", backends[b],
+    CHECK(mismatches == 0, "backend %s: %d of %d concurrent runs differ from the serial run", backends[b],
           mismatches, THREADS * RUNS);
-    rivet_tensor_free(serial[0]);
+    rivet_outputs_free(serial);
     rivet_tensor_free(t);
     rivet_model_free(model);
   }
   npy_free(&x);
 }
 
-int main(void) {
+/* argv[1], when given, names the suite in the summary line (the memcheck run's is its own). */
+int main(int argc, char **argv) {
   test_version();
   test_dtype_round_trips();
   test_views_do_not_copy();
@@ -371,6 +423,6 @@ int main(void) {
   test_parity();
   test_bad_inputs();
   test_threads();
-  printf("capi_tests: %d passed, %d failed\n", passed, failed);
+  printf("%s: %d passed, %d failed\n", argc > 1 ? argv[1] : "capi_tests", passed, failed);
   return failed == 0 ? 0 : 1;
 }

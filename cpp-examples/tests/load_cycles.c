@@ -29,16 +29,16 @@ static int cycle(const char *path) {
   const int64_t shape[2] = {1, 16};
   rivet_tensor_t *input = NULL;
   error = rivet_tensor_new(RIVET_DTYPE_F32, shape, 2, x, sizeof x, &input);
-  rivet_tensor_t *outputs[1] = {NULL};
+  rivet_outputs_t *outputs = NULL;
   const rivet_tensor_t *inputs[1] = {input};
-  if (!error) error = rivet_model_run(model, NULL, inputs, 1, outputs, 1, NULL);
+  if (!error) error = rivet_model_run(model, NULL, inputs, 1, &outputs);
   int rc = 0;
   if (error) {
     fprintf(stderr, "run %s: %s\n", path, rivet_error_message(error));
     rivet_error_free(error);
     rc = 1;
   }
-  rivet_tensor_free(outputs[0]);
+  rivet_outputs_free(outputs);
   rivet_tensor_free(input);
   rivet_model_free(model);
   return rc;
