@@ -47,7 +47,8 @@ install: setup
 C_PREFIX := $(CURDIR)/target/rivet-install
 test-c: setup
 	$(MAKE) install PREFIX=$(C_PREFIX) PROFILE=debug
-	cmake -S cpp-examples -B target/cpp-build -DCMAKE_PREFIX_PATH=$(C_PREFIX) -DCMAKE_BUILD_TYPE=Debug
+	cmake -S cpp-examples -B target/cpp-build -DCMAKE_PREFIX_PATH=$(C_PREFIX) -DCMAKE_BUILD_TYPE=Debug \
+	  -DRIVET_TEST_BACKEND_PATH=$(CURDIR)/target/debug
 	cmake --build target/cpp-build -j 2
 	cd target/cpp-build && ctest --output-on-failure --verbose
 	@echo "== pkg-config consumer: c_quickstart built with \`pkg-config --cflags --libs rivet\`"

@@ -22,11 +22,11 @@ fn bench_tch(c: &mut Criterion) {
     for (name, t) in tensors() {
         group.throughput(Throughput::Bytes(t.as_bytes().len() as u64));
         group.bench_with_input(BenchmarkId::new("in", name), &t, |b, t| {
-            b.iter(|| rivet::tch::to_tch(&t.view(), tch::Device::Cpu).unwrap())
+            b.iter(|| rivet_tch::to_tch(&t.view(), tch::Device::Cpu).unwrap())
         });
-        let theirs = rivet::tch::to_tch(&t.view(), tch::Device::Cpu).unwrap();
+        let theirs = rivet_tch::to_tch(&t.view(), tch::Device::Cpu).unwrap();
         group.bench_with_input(BenchmarkId::new("out", name), &theirs, |b, x| {
-            b.iter(|| rivet::tch::from_tch(x).unwrap())
+            b.iter(|| rivet_tch::from_tch(x).unwrap())
         });
     }
     group.finish();

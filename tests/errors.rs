@@ -198,7 +198,8 @@ fn a_spec_file_that_disagrees_with_the_archive_is_refused() {
     let spec = dir.join("wrong.spec.json");
     std::fs::write(&spec, r#"{"inputs":[{"name":"x","dtype":"f32","shape":[1,16]}],"outputs":[]}"#).unwrap();
     let (pt, _) = model_files("mlp");
-    let options = LoadOptions::with_backend(Backend::TCH).option(&Backend::TCH, "spec", spec.display().to_string());
+    let options =
+        LoadOptions::with_backend(Backend::TCH).option(&Backend::TCH, "spec", spec.display().to_string());
     let err = rivet::load(&pt, &options).err().unwrap();
     assert_eq!(err.kind(), ErrorKind::Io);
     assert_eq!(

@@ -14,7 +14,7 @@ pub fn models_dir() -> PathBuf {
 
 /// Loads `path` on `backend` with one intra-op thread (Candle reads RAYON_NUM_THREADS, which
 /// each bench's `main` sets to 1 before any pool starts).
-pub fn load(path: &Path, backend: Backend) -> Box<dyn rivet::Model> {
+pub fn load(path: &Path, backend: Backend) -> std::sync::Arc<dyn rivet::Model> {
     let threads = (backend != Backend::CANDLE).then_some(1);
     let options = LoadOptions { backend, intra_op_threads: threads, ..LoadOptions::default() };
     rivet::load(path, &options).expect("bundled model loads")
@@ -39,11 +39,8 @@ pub struct CapiMlp {
 impl CapiMlp {
     /// Loads `mlp.pt` (tch) or `mlp.onnx` (ort, candle) with one intra-op thread.
     pub fn load(backend: &str) -> CapiMlp {
-        let (file, code) = match backend {
-            "tch" => ("mlp.pt", RIVET_BACKEND_TCH),
-            "ort" => ("mlp.onnx", RIVET_BACKEND_ORT),
-            _ => ("mlp.onnx", RIVET_BACKEND_CANDLE),
-        };
+        let file = if backend == "tch" { "mlp.pt" } else { "mlp.onnx" };
+        let name = std::ffi::CString::new(backend).expect("name without NUL");
         let path = std::ffi::CString::new(models_dir().join("mlp").join(file).to_string_lossy().into_owned())
             .expect("path without NUL");
         let mut mlp = CapiMlp {
@@ -56,8 +53,8 @@ impl CapiMlp {
         unsafe {
             let mut options = std::ptr::null_mut();
             assert!(rivet_load_options_new(&mut options).is_null());
-            assert!(rivet_load_options_set_backend(options, code).is_null());
-            if code != RIVET_BACKEND_CANDLE {
+            assert!(rivet_load_options_set_backend(options, name.as_ptr()).is_null());
+            if backend != "candle" {
                 assert!(rivet_load_options_set_intra_op_threads(options, 1).is_null());
             }
             assert!(rivet_model_load(path.as_ptr(), options, &mut mlp.model).is_null());
@@ -76,23 +73,15 @@ impl CapiMlp {
         mlp
     }
 
-    /// One run through the C ABI, its output freed.
+    /// One run through the C ABI, its outputs freed.
     pub fn run_c(&self) {
         let inputs = [self.tensor.cast_const()];
-        let mut out = [std::ptr::null_mut(); 1];
-        // SAFETY: the handles are live; `out` has room for the model's one output.
+        let mut out = std::ptr::null_mut();
+        // SAFETY: the handles are live; `out` receives the outputs handle.
         unsafe {
-            let err = rivet_model_run(
-                self.model,
-                std::ptr::null(),
-                inputs.as_ptr(),
-                1,
-                out.as_mut_ptr(),
-                1,
-                std::ptr::null_mut(),
-            );
+            let err = rivet_model_run(self.model, std::ptr::null(), inputs.as_ptr(), 1, &mut out);
             assert!(err.is_null());
-            rivet_tensor_free(std::hint::black_box(out[0]));
+            rivet_outputs_free(std::hint::black_box(out));
         }
     }
 

@@ -358,6 +358,48 @@ static void test_bad_inputs(void) {
   rivet_model_free(model);
 }
 
+/* A backend library found by name (the example backend librivet_affine.so, in the folders of
+ * RIVET_BACKEND_PATH, which the CMake test sets to cargo's output folder). */
+static void test_backend_library_by_name(void) {
+  if (!getenv("RIVET_BACKEND_PATH")) {
+    printf("skipped: backend library by name (RIVET_BACKEND_PATH is not set)\n");
+    return;
+  }
+  FILE *spec = fopen("rivet_capi_affine.json", "wb");
+  if (spec) {
+    fputs("{\"input\": \"x\", \"output\": \"y\", \"features\": 2, \"scale\": 3.0, \"bias\": 1.0}", spec);
+    fclose(spec);
+  }
+  rivet_load_options_t *options = NULL;
+  expect_ok(rivet_load_options_new(&options), "options");
+  expect_ok(rivet_load_options_set_backend(options, "affine"), "affine is found by name");
+  expect_ok(rivet_load_options_set_option(options, NULL, "clip", "5"), "its option");
+  rivet_model_t *model = NULL;
+  expect_ok(rivet_model_load("rivet_capi_affine.json", options, &model), "load with affine");
+  CHECK(model && strcmp(rivet_model_backend(model), "affine") == 0, "the model says its backend");
+  float x[4] = {0.0f, 1.0f, 2.0f, -3.0f};
+  const int64_t shape[2] = {2, 2};
+  rivet_tensor_t *t = NULL;
+  expect_ok(rivet_tensor_new_view(RIVET_DTYPE_F32, shape, 2, x, sizeof x, &t), "input");
+  const rivet_tensor_t *in[1] = {t};
+  rivet_outputs_t *out = NULL;
+  expect_ok(rivet_model_run(model, NULL, in, 1, &out), "run affine");
+  const rivet_tensor_t *y = NULL;
+  expect_ok(rivet_outputs_by_name(out, "y", &y), "output y");
+  const float expected[4] = {1.0f, 4.0f, 5.0f, -5.0f};
+  CHECK(y && memcmp(rivet_tensor_data(y), expected, sizeof expected) == 0, "y = clip(3x + 1, 5)");
+  rivet_outputs_free(out);
+  rivet_tensor_free(t);
+  rivet_model_free(model);
+  expect_ok(rivet_load_options_set_option(options, NULL, "clamp", "5"), "a misspelt option");
+  model = (rivet_model_t *)0x1;
+  expect_error(rivet_model_load("rivet_capi_affine.json", options, &model), RIVET_ERROR_INVALID_OPTION,
+               "affine: unknown option \"clamp\"; known options: clip", "the backend checks its options");
+  CHECK(model == (rivet_model_t *)0x1, "model out untouched on failure");
+  rivet_load_options_free(options);
+  remove("rivet_capi_affine.json");
+}
+
 #define THREADS 16
 #define RUNS 200
 
@@ -422,6 +464,7 @@ int main(int argc, char **argv) {
   test_dlpack();
   test_parity();
   test_bad_inputs();
+  test_backend_library_by_name();
   test_threads();
   printf("%s: %d passed, %d failed\n", argc > 1 ? argv[1] : "capi_tests", passed, failed);
   return failed == 0 ? 0 : 1;

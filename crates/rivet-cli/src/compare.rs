@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use clap::Args;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
-use rivet::{Backend, Error, ErrorKind, Outputs, Result, Tensor};
+use rivet::{Backend, ErrorKind, Outputs, Result, Tensor};
 use serde::Serialize;
 
 use crate::bench::stats::percentile;
@@ -121,53 +121,6 @@ struct Report {
     results: Vec<Row>,
 }
 
-/// Model files named by the arguments, grouped in order: a folder gives one group per twin
-/// (same stem, `.pt` and `.onnx`), and the files named one by one on the command line form one
-/// group together (so `a/model.pt b/model.onnx` are compared with each other).
-pub(crate) fn model_groups(paths: &[PathBuf]) -> Result<Vec<(String, Vec<PathBuf>)>> {
-    let mut files = Vec::new();
-    let mut named: Vec<PathBuf> = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
-                .map_err(|e| Error::file(path, e))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "pt" || e == "onnx"))
-                .collect();
-            if found.is_empty() {
-                return Err(Error::file(path, "no .pt or .onnx model files in this folder"));
-            }
-            found
-                .sort_by_key(|p| (p.file_stem().map(|s| s.to_owned()), p.extension() != Some("pt".as_ref())));
-            files.extend(found);
-        } else if path.is_file() {
-            if !named.contains(path) {
-                named.push(path.clone());
-            }
-        } else {
-            return Err(Error::file(path, "no such model file or folder"));
-        }
-    }
-    let mut groups: Vec<(String, Vec<PathBuf>)> = Vec::new();
-    if let Some(first) = named.first() {
-        let mut stems: Vec<String> =
-            named.iter().filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned())).collect();
-        stems.dedup();
-        let key =
-            if stems.len() == 1 { first.with_extension("").display().to_string() } else { stems.join("+") };
-        groups.push((key, named));
-    }
-    for file in files {
-        let key = file.with_extension("").display().to_string();
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, members)) if !members.contains(&file) => members.push(file),
-            Some(_) => {}
-            None => groups.push((key, vec![file])),
-        }
-    }
-    Ok(groups)
-}
-
 fn latency(samples: &mut [f64]) -> Option<Latency> {
     samples.sort_by(f64::total_cmp);
     let mean = samples.iter().sum::<f64>() / samples.len().max(1) as f64;
@@ -201,11 +154,8 @@ fn compare_group(args: &CompareArgs, key: &str, files: &[PathBuf]) -> Result<Rep
 
     let mut rows = Vec::new();
     for file in files {
-        let format = rivet::format::detect_format(file, "auto")?;
-        let candidates: Vec<Backend> = rivet::backends_for(format, &args.load.options(&Backend::AUTO)?)
-            .into_iter()
-            .filter(|b| args.backends.is_empty() || args.backends.contains(b))
-            .collect();
+        let candidates =
+            crate::models::candidates(file, &args.backends, &args.load.options(&Backend::AUTO)?)?;
         for backend in candidates {
             let mut row = Row {
                 file: file.clone(),
@@ -363,7 +313,7 @@ fn print_table(reports: &[Report]) {
 /// backend loads a model.
 pub fn compare(args: &CompareArgs) -> Result<ExitCode> {
     let mut reports = Vec::new();
-    for (key, files) in model_groups(&args.models)? {
+    for (key, files) in crate::models::model_groups(&args.models)? {
         reports.push(compare_group(args, &key, &files)?);
     }
     if args.json {

@@ -203,16 +203,15 @@ pub fn with_batch(tensor: &Tensor, batch: usize) -> Result<Tensor> {
     if rows == 0 {
         return Err(Error::InvalidTensor(format!("cannot make {batch} rows from a tensor with 0 rows")));
     }
-    let row_bytes = tensor.as_bytes().len() / rows;
-    let mut shape = tensor.shape().to_vec();
-    shape[0] = batch;
-    let bytes: Vec<u8> = (0..batch)
-        .flat_map(|i| {
-            let r = i % rows;
-            tensor.as_bytes()[r * row_bytes..(r + 1) * row_bytes].iter().copied()
-        })
-        .collect();
-    Tensor::from_bytes(tensor.dtype(), &shape, &bytes)
+    if batch < rows {
+        // The first rows, sharing the tensor's memory.
+        return tensor.slice_rows(0, batch);
+    }
+    // Whole copies of the tensor, then the first rows of one more: one concatenation.
+    let tail = tensor.slice_rows(0, batch % rows)?;
+    let mut parts = vec![tensor.view(); batch / rows];
+    parts.push(tail.view());
+    Tensor::concat(&parts)
 }
 
 /// Compares outputs with the reference by name (or position when the reference is unnamed).

@@ -4,6 +4,7 @@
 mod bench;
 mod compare;
 mod inputs;
+mod models;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

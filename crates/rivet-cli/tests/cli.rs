@@ -134,3 +134,141 @@ fn bad_input_exits_non_zero_with_one_clear_line() {
     assert_eq!(result.status.code(), Some(2), "usage errors exit 2");
     assert!(String::from_utf8_lossy(&result.stderr).contains("the name before '=' is empty"));
 }
+
+#[test]
+fn twins_in_two_folders_are_compared_with_each_other() {
+    // No case beside either file, so the first backend's outputs are the reference; the others
+    // are compared with it, and the reference row says so instead of a zero difference.
+    let (a, b) = (scratch("twin-a"), scratch("twin-b"));
+    for file in ["mlp.pt", "mlp.spec.json"] {
+        std::fs::copy(root().join("models/mlp").join(file), a.join(file)).unwrap();
+    }
+    std::fs::copy(root().join("models/mlp/mlp.onnx"), b.join("mlp.onnx")).unwrap();
+    let (pt, onnx) = (a.join("mlp.pt"), b.join("mlp.onnx"));
+    let out = rivet(&["compare", pt.to_str().unwrap(), onnx.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let models = report["models"].as_array().unwrap();
+    assert_eq!(models.len(), 1, "one model, two files: {report}");
+    let rows = models[0]["results"].as_array().unwrap();
+    let statuses: Vec<(&str, &str)> =
+        rows.iter().map(|r| (r["backend"].as_str().unwrap(), r["status"].as_str().unwrap())).collect();
+    assert_eq!(statuses, [("tch", "reference"), ("ort", "ok"), ("candle", "ok")]);
+    assert!(rows[0]["max_abs_diff"].is_null());
+    let diff = rows[1]["max_abs_diff"].as_f64().unwrap();
+    assert!(diff > 0.0 && diff < 1e-5, "ort against tch: {diff}");
+
+    // One backend alone has nothing to be compared with.
+    let out = rivet(&["compare", onnx.to_str().unwrap(), "--backend", "ort"]);
+    assert!(out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("no reference") && !table.contains("0.00e0"), "{table}");
+    assert!(
+        table.contains("reference: none (one backend ran and no PyTorch reference was given)"),
+        "{table}"
+    );
+    for dir in [a, b] {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+/// A model of the `affine` example backend (librivet_affine.so, built by `cargo build`):
+/// y = 2x + 0.5 on f32[batch, 4].
+fn affine_model(dir: &Path) -> PathBuf {
+    let path = dir.join("double.json");
+    std::fs::write(&path, r#"{"input": "x", "output": "y", "features": 4, "scale": 2.0, "bias": 0.5}"#)
+        .unwrap();
+    path
+}
+
+#[test]
+fn a_backend_library_is_used_by_name_like_a_built_in() {
+    let dir = scratch("affine");
+    let model = affine_model(&dir);
+    let x = rivet::Tensor::from_slice(&[2, 4], &[0f32, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]).unwrap();
+    let input = dir.join("x.npy");
+    rivet::npy::write_npy(&input, &x).unwrap();
+    let model_arg = model.to_str().unwrap();
+    let input_arg = format!("x={}", input.display());
+    let out_dir = dir.join("out");
+    let out = rivet(&[
+        "run",
+        model_arg,
+        "--backend",
+        "affine",
+        "-i",
+        &input_arg,
+        "-o",
+        out_dir.to_str().unwrap(),
+        "-O",
+        "clip=9",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let y = read_npy(&out_dir.join("y.npy")).unwrap();
+    assert_eq!(y.as_slice::<f32>().unwrap(), &[0.5, 2.5, 4.5, 6.5, 8.5, 9.0, 9.0, 9.0]);
+
+    // Its options are checked by it: an unknown key lists the known ones.
+    let out = rivet(&["run", model_arg, "--backend", "affine", "-i", &input_arg, "-O", "clamp=9"]);
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "error: invalid option clamp: affine: unknown option \"clamp\"; known options: clip"
+    );
+    // Validation is Rivet's, before the backend sees the inputs.
+    let wide = dir.join("wide.npy");
+    rivet::npy::write_npy(&wide, &rivet::Tensor::from_slice(&[1, 5], &[0f32; 5]).unwrap()).unwrap();
+    let out = rivet(&["run", model_arg, "--backend", "affine", "-i", wide.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("input \"x\": expected dimension 1 to be 4"));
+
+    // compare and bench take it by name too, with the given reference.
+    let reference = dir.join("y.npy");
+    std::fs::copy(out_dir.join("y.npy"), &reference).unwrap();
+    let out = rivet(&[
+        "compare",
+        model_arg,
+        "--backend",
+        "affine",
+        "-O",
+        "affine.clip=9",
+        "-i",
+        &input_arg,
+        "-r",
+        &format!("y={}", reference.display()),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = &report["models"][0]["results"][0];
+    assert_eq!((row["backend"].as_str(), row["status"].as_str()), (Some("affine"), Some("ok")), "{row}");
+    assert_eq!(row["max_abs_diff"], 0.0);
+    let out = rivet(&[
+        "bench",
+        model_arg,
+        "--backend",
+        "affine",
+        "-i",
+        &input_arg,
+        "--iterations",
+        "20",
+        "--json",
+        "-",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = &report["results"][0];
+    assert_eq!(row["backend"], "affine");
+    assert_eq!(row["iterations"], 20, "{row}");
+
+    // A name with no library says where it looked.
+    let out = rivet(&["run", model_arg, "--backend", "tvm", "-i", &input_arg]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no backend is registered as \"tvm\" (registered: tch, ort, candle)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("librivet_tvm.so (not found)") && stderr.contains("RIVET_TVM_LIBRARY"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

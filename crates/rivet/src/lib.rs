@@ -15,10 +15,11 @@
 //! `tch`, `ort` and `candle` (each a cargo feature, all on by default) and any a user registers.
 //! The tch backend lives in its own library, `librivet_tch.so`, loaded when the first
 //! TorchScript model is (see [`plugin`]), so a process that runs only ONNX never loads libtorch.
+//! Any other backend can be packaged the same way: a name that is not registered is looked up
+//! as `librivet_NAME.so` and registered when found.
 
 #![warn(missing_docs)]
 
-#[cfg(feature = "tch")]
 pub mod plugin;
 mod registry;
 

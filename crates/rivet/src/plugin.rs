@@ -1,9 +1,13 @@
 //! Backends in their own shared library, loaded when the first model needs one (as Triton loads
 //! a backend's library). The tch backend is one: `librivet_tch.so` links libtorch, and nothing
-//! else in Rivet does, so libtorch enters a process only when it loads a TorchScript model.
+//! else in Rivet does, so libtorch enters a process only when it loads a TorchScript model. A
+//! user's backend is another: built as a `cdylib` with `rivet_core::export_backend_plugin!` and
+//! named `librivet_NAME.so`, it is found the first time `NAME` is asked for (`--backend NAME`,
+//! `rivet_load_options_set_backend(options, "NAME")`).
 //!
-//! Where the library is looked for, in order:
-//! 1. `RIVET_TCH_LIBRARY`: the library file itself;
+//! Where `librivet_NAME.so` is looked for, in order:
+//! 1. `RIVET_<NAME>_LIBRARY` (upper case, `-` as `_`): the library file itself, and then no
+//!    other place;
 //! 2. each folder of `RIVET_BACKEND_PATH` (`:`-separated);
 //! 3. the folder of the program or library that holds Rivet (the `rivet` binary, `librivet.so`,
 //!    a test executable), then its `rivet/` subfolder, then, when that folder is cargo's `deps/`
@@ -16,7 +20,7 @@ use std::ffi::{c_void, CStr, OsStr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rivet_core::plugin::{
+pub use rivet_core::plugin::{
     layout_fingerprint, PluginEntry, PLUGIN_ABI_KEY, PLUGIN_ABI_VERSION, PLUGIN_ENTRY_SYMBOL,
 };
 use rivet_core::{Backend, Error, InferenceBackend, LoadOptions, Model, ModelFormat, Result};
@@ -44,7 +48,8 @@ fn own_object_dir() -> Option<PathBuf> {
 pub fn search_paths(file: &str, override_var: &str) -> Vec<PathBuf> {
     let mut paths = Vec::new();
     if let Some(exact) = std::env::var_os(override_var).filter(|v| !v.is_empty()) {
-        paths.push(PathBuf::from(exact));
+        // An explicit path is the only candidate: no silent fallback to another copy.
+        return vec![PathBuf::from(exact)];
     }
     if let Some(dirs) = std::env::var_os("RIVET_BACKEND_PATH") {
         paths
@@ -124,10 +129,34 @@ pub fn load_backend_library(
         }
     }
     Err(format!(
-        "cannot find a usable backend library {file}; looked in: {}. Build it with `cargo build`, \
-         install it with `make install`, or set {override_var} to its path",
+        "cannot find a usable backend library {file}; looked in: {}. Put it in one of those folders, \
+         add its folder to RIVET_BACKEND_PATH or set {override_var} to its path (Rivet's own backend \
+         libraries are built by `cargo build` and installed by `make install`)",
         looked.join("; ")
     ))
+}
+
+/// The library file a backend called `name` is looked for as: `librivet_NAME.so` (`-` as `_`).
+pub fn library_file(name: &Backend) -> String {
+    format!("librivet_{}.so", name.name().replace('-', "_"))
+}
+
+/// The variable naming a backend library's exact path: `RIVET_NAME_LIBRARY`.
+pub fn override_variable(name: &Backend) -> String {
+    format!("RIVET_{}_LIBRARY", name.name().replace('-', "_").to_ascii_uppercase())
+}
+
+/// Finds and opens the library of the backend called `name`; it must register under that name.
+pub fn load_named(name: &Backend) -> std::result::Result<Arc<dyn InferenceBackend>, String> {
+    let backend = load_backend_library(&library_file(name), &override_variable(name))?;
+    if backend.name() != *name {
+        return Err(format!(
+            "{} holds the backend \"{}\", not \"{name}\"",
+            library_file(name),
+            backend.name()
+        ));
+    }
+    Ok(backend)
 }
 
 /// The tch backend, standing in for `librivet_tch.so` until the first TorchScript model is
@@ -153,8 +182,7 @@ impl TchPlugin {
         if let Some(backend) = &*loaded {
             return Ok(Arc::clone(backend));
         }
-        let backend = load_backend_library(TCH_LIBRARY, "RIVET_TCH_LIBRARY")
-            .map_err(|why| Error::load("tch", path, why))?;
+        let backend = load_named(&Backend::TCH).map_err(|why| Error::load("tch", path, why))?;
         *loaded = Some(Arc::clone(&backend));
         Ok(backend)
     }

@@ -6,7 +6,9 @@ use std::sync::{Arc, RwLock};
 use rivet_core::{format, Backend, Error, InferenceBackend, LoadOptions, Model, ModelFormat, Result};
 
 /// The built-in backends of this build, in the order `Backend::AUTO` tries them.
+#[allow(clippy::vec_init_then_push)]
 fn builtins() -> Vec<Arc<dyn InferenceBackend>> {
+    // Pushed one by one: each line is there only with its cargo feature.
     #[allow(unused_mut)]
     let mut list: Vec<Arc<dyn InferenceBackend>> = Vec::new();
     #[cfg(feature = "tch")]
@@ -49,21 +51,33 @@ pub fn register_backend(backend: Arc<dyn InferenceBackend>) -> Result<()> {
     Ok(())
 }
 
-/// The backend registered as `name`, or an error listing the registered ones.
+/// The backend registered as `name`. A name not registered yet is looked up as a backend
+/// library, `librivet_NAME.so` (see [`crate::plugin`]), and registered when found; otherwise
+/// the error lists the registered backends and where the library was looked for.
 pub fn backend(name: &Backend) -> Result<Arc<dyn InferenceBackend>> {
     if let Some(found) = read().iter().find(|b| b.name() == *name) {
         return Ok(Arc::clone(found));
     }
+    let builtin = ["tch", "ort", "candle"].contains(&name.name());
     let message = if name.is_auto() {
         "\"auto\" chooses among backends; it is not one".to_owned()
+    } else if builtin {
+        format!(
+            "this build of Rivet was compiled without the \"{name}\" feature (registered: {})",
+            names(&backends())
+        )
     } else {
-        let builtin = ["tch", "ort", "candle"].contains(&name.name());
-        let why = if builtin {
-            format!("this build of Rivet was compiled without the \"{name}\" feature")
-        } else {
-            format!("no backend is registered as \"{name}\"")
-        };
-        format!("{why} (registered: {})", names(&backends()))
+        match crate::plugin::load_named(name) {
+            Ok(loaded) => {
+                // Another thread may have registered it meanwhile: either copy serves.
+                let _ = register_backend(Arc::clone(&loaded));
+                return Ok(read().iter().find(|b| b.name() == *name).cloned().unwrap_or(loaded));
+            }
+            Err(why) => format!(
+                "no backend is registered as \"{name}\" (registered: {}), and {why}",
+                names(&backends())
+            ),
+        }
     };
     Err(Error::InvalidOption { backend: Some(name.to_string()), key: "backend".into(), message })
 }
@@ -93,12 +107,12 @@ pub fn backends_for(format: ModelFormat, options: &LoadOptions) -> Vec<Backend> 
     order.into_iter().filter(reads).collect()
 }
 
-/// Fails when options are given for a backend that is not registered (a typo would otherwise
-/// be ignored silently).
+/// Fails when options are given for a backend that is not registered and has no library (a
+/// typo would otherwise be ignored silently).
 fn check_option_backends(options: &LoadOptions) -> Result<()> {
-    let registered = backends();
     for name in options.backend_options.keys() {
-        if !registered.contains(name) {
+        if backend(name).is_err() {
+            let registered = backends();
             let keys: Vec<&str> = options.backend_options[name].keys().map(String::as_str).collect();
             return Err(Error::InvalidOption {
                 backend: Some(name.to_string()),

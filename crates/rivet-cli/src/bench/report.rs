@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use rivet::{Error, Result};
 
-use super::{plot, BenchArgs, Report, Row};
+use super::rows::{Report, Row};
+use super::{plot, BenchArgs};
 
 fn num(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.digits$}"))
@@ -29,7 +30,7 @@ fn latency(v: Option<f64>) -> String {
 }
 
 fn status(row: &Row) -> String {
-    let mut s = row.status.clone();
+    let mut s = row.status.as_str().to_owned();
     if row.stable == Some(false) {
         s.push_str(" (unstable)");
     }
@@ -82,7 +83,7 @@ fn notes(report: &Report) -> Vec<String> {
     let mut notes: Vec<String> = report
         .models
         .iter()
-        .map(|m| format!("{}: inputs from {}; parity against {}", m.model, m.inputs, m.reference))
+        .map(|m| format!("{}: inputs: {}; parity against: {}", m.model, m.inputs, m.reference))
         .collect();
     for row in &report.results {
         if let Some(e) = &row.error {
@@ -189,8 +190,14 @@ pub fn write(args: &BenchArgs, report: &Report) -> Result<()> {
 pub fn verdict(report: &Report) -> ExitCode {
     let mut problems = Vec::new();
     for row in &report.results {
-        if !matches!(row.status.as_str(), "ok" | "unsupported") {
-            problems.push(format!("{} on {} batch {}: {}", row.backend, row.model, row.batch, row.status));
+        if row.status.is_failure() {
+            problems.push(format!(
+                "{} on {} batch {}: {}",
+                row.backend,
+                row.model,
+                row.batch,
+                row.status.as_str()
+            ));
         }
     }
     for model in &report.models {
