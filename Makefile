@@ -11,7 +11,7 @@ PROFILE ?= release
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 PKG := crates/rivet-capi/pkg
 
-.PHONY: setup build demo test bench bench-compare lint models install test-c
+.PHONY: setup build demo test bench bench-compare bench-startup lint models install test-c
 
 setup:
 	./bootstrap.sh
@@ -109,6 +109,13 @@ bench-compare: setup
 	  --duration $(COMPARE_DURATION) --warmup $(COMPARE_WARMUP) --json target/bench/python.json
 	.venv/bin/python benches/python/compare.py target/bench/rivet.json target/bench/python.json \
 	  --markdown target/bench/compare.md
+
+## Start-up cost (release build): `rivet --version`, and one-shot `rivet run` of the bundled MLP
+## (ONNX on ort, TorchScript on tch) against the same job in Python; prints the medians and the
+## Rivet/Python ratios next to their goals.
+bench-startup: setup
+	$(CARGO) build --release --workspace
+	.venv/bin/python benches/python/oneshot.py --rivet target/release/rivet --json target/bench/oneshot.json
 
 lint: setup
 	$(CARGO) fmt --all -- --check

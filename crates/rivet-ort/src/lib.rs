@@ -36,6 +36,10 @@ pub const OPTIONS: &[OptionInfo] = &[
         key: "instances",
         help: "sessions kept for concurrent runs, like Triton's instance count (default 1)",
     },
+    OptionInfo {
+        key: "arena",
+        help: "true (ONNX Runtime's default) or false: the CPU memory arena, which keeps freed buffers for reuse",
+    },
 ];
 
 /// ONNX Runtime's graph optimization levels (the `optimization` option).
@@ -72,6 +76,7 @@ struct OrtOptions {
     instances: usize,
     intra_op_threads: Option<usize>,
     inter_op_threads: Option<usize>,
+    arena: bool,
 }
 
 impl OrtOptions {
@@ -87,7 +92,9 @@ impl OrtOptions {
                 message: "ort: option instances = \"0\": expected a whole number of at least 1".into(),
             });
         }
+        let arena = own.parse::<bool>("arena", "true or false")?.unwrap_or(true);
         Ok(OrtOptions {
+            arena,
             optimization,
             instances,
             intra_op_threads: options.intra_op_threads,
@@ -200,6 +207,10 @@ fn new_session(path: &Path, options: &OrtOptions) -> Result<Session> {
         .map_err(fail)?
         .with_optimization_level(optimization_level(options.optimization))
         .map_err(|e| fail(e.into()))?;
+    if !options.arena {
+        let cpu = ort::ep::CPU::default().with_arena_allocator(false).build();
+        builder = builder.with_execution_providers([cpu]).map_err(|e| fail(e.into()))?;
+    }
     if let Some(n) = options.intra_op_threads {
         builder = builder.with_intra_threads(n).map_err(|e| fail(e.into()))?;
     }

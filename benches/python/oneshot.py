@@ -1,0 +1,87 @@
+"""Start-up cost, measured as whole processes: `rivet --version`, and a one-shot run of the
+bundled MLP through `rivet run` against the same job in Python (oneshot_ort.py,
+oneshot_torch.py). Each command runs --repeat times (after one untimed run that warms the page
+cache); the median wall time and the median peak RSS (the child's ru_maxrss, from wait4) are
+reported, with Rivet/Python ratios and the goals of issue 8 beside them. Peak RSS comes from GNU
+time (`/usr/bin/time -f %M`), which runs each command as its own small child: the kernel keeps
+a process's peak across exec, so a child forked from this Python process would report Python's
+memory as its own.
+
+  python benches/python/oneshot.py --rivet target/release/rivet [--repeat 7] [--json FILE]
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+
+
+def measure(command, repeat):
+    """Median wall seconds and median peak RSS (MiB) of `command` over `repeat` runs."""
+    walls, peaks = [], []
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+        for i in range(repeat + 1):
+            timed = ["/usr/bin/time", "-f", "%M", "-o", rss.name, *command]
+            started = time.perf_counter()
+            done = subprocess.run(timed, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            wall = time.perf_counter() - started
+            if done.returncode != 0:
+                sys.exit(f"{' '.join(command)} failed: {done.stderr.decode(errors='replace').strip()}")
+            if i > 0:  # the first run only warms the page cache
+                walls.append(wall)
+                rss.seek(0)
+                peaks.append(int(rss.read().split()[-1]) / 1024.0)
+    return statistics.median(walls), statistics.median(peaks)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rivet", default=str(ROOT / "target/release/rivet"))
+    parser.add_argument("--python", default=sys.executable)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+
+    x = ROOT / "models/mlp/cases/b1/input.features.npy"
+    out = Path(tempfile.mkdtemp(prefix="rivet-oneshot-"))
+    jobs = {
+        "version": [args.rivet, "--version"],
+        "rivet_ort": [args.rivet, "run", ROOT / "models/mlp/mlp.onnx", "--backend", "ort", "-i", x, "-o", out / "r"],
+        "python_ort": [args.python, HERE / "oneshot_ort.py", ROOT / "models/mlp/mlp.onnx", out / "p", x],
+        "rivet_tch": [args.rivet, "run", ROOT / "models/mlp/mlp.pt", "--backend", "tch", "-i", x, "-o", out / "r"],
+        "python_torch": [args.python, HERE / "oneshot_torch.py", ROOT / "models/mlp/mlp.pt", out / "p", x],
+    }
+    results = {name: measure([str(c) for c in command], args.repeat) for name, command in jobs.items()}
+    (v_wall, v_rss) = results["version"]
+    ort_wall = results["rivet_ort"][0] / results["python_ort"][0]
+    ort_rss = results["rivet_ort"][1] / results["python_ort"][1]
+    tch_wall = results["rivet_tch"][0] / results["python_torch"][0]
+    print(f"median of {args.repeat} runs each (wall time, peak RSS):")
+    for name, (wall, rss) in results.items():
+        print(f"  {name:13} {wall * 1e3:8.1f} ms {rss:8.1f} MiB")
+    rows = [
+        ("rivet --version wall time", f"{v_wall * 1e3:.1f} ms", "<= 20 ms", v_wall <= 0.020),
+        ("one-shot ONNX (ort) wall time, Rivet / Python", f"{ort_wall:.2f}x", "<= 0.3x", ort_wall <= 0.3),
+        ("one-shot ONNX (ort) peak RSS, Rivet / Python", f"{ort_rss:.2f}x", "<= 0.5x", ort_rss <= 0.5),
+        ("one-shot TorchScript wall time, Rivet / Python", f"{tch_wall:.2f}x", "<= 0.3x", tch_wall <= 0.3),
+    ]
+    for what, value, goal, met in rows:
+        print(f"{what:48} {value:>9}  goal {goal:8} {'met' if met else 'MISSED'}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({
+            "repeat": args.repeat,
+            "runs": {k: {"wall_ms": w * 1e3, "peak_rss_mib": r} for k, (w, r) in results.items()},
+            "ratios": {"ort_wall": ort_wall, "ort_rss": ort_rss, "tch_wall": tch_wall},
+        }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
