@@ -8,9 +8,11 @@
 #![warn(missing_docs)]
 
 pub mod archive;
+mod executor;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rivet_core::format::expect_format;
@@ -25,10 +27,40 @@ use crate::archive::torchscript_signature;
 const NAME: &str = "tch";
 
 /// The options the tch backend accepts (`LoadOptions::set_option(&Backend::TCH, ...)`).
-pub const OPTIONS: &[OptionInfo] = &[OptionInfo {
-    key: "spec",
-    help: "a spec file giving dtypes, shapes and output names (default: NAME.spec.json beside the model)",
-}];
+pub const OPTIONS: &[OptionInfo] = &[
+    OptionInfo {
+        key: "spec",
+        help: "a spec file giving dtypes, shapes and output names (default: NAME.spec.json beside the model)",
+    },
+    OptionInfo {
+        key: "executor",
+        help: "thread (default): libtorch calls run on Rivet's executor thread(s), so OpenMP keeps one \
+               team each and any calling thread gets the same speed; caller: on the calling thread",
+    },
+    OptionInfo {
+        key: "executors",
+        help: "executor threads serving concurrent runs (default 1; the process keeps the most any \
+               load asked for); with N, give each intra_op_threads = cores / N",
+    },
+];
+
+/// Where a model's libtorch calls run (the `executor` option).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    /// On the process's libtorch executor threads.
+    Executor,
+    /// On whichever thread calls.
+    Caller,
+}
+
+impl Placement {
+    fn run<R: Send>(self, expected: std::time::Duration, f: impl FnOnce() -> R + Send) -> R {
+        match self {
+            Placement::Executor => executor::run(expected, f),
+            Placement::Caller => f(),
+        }
+    }
+}
 
 /// The libtorch backend.
 #[derive(Debug, Default, Clone, Copy)]
@@ -145,14 +177,42 @@ impl InferenceBackend for TchBackend {
         let own = options.options_for(NAME);
         own.check_known(OPTIONS)?;
         let spec = own.get("spec").map(PathBuf::from);
+        let placement = match own.get("executor") {
+            None | Some("thread") => Placement::Executor,
+            Some("caller") => Placement::Caller,
+            Some(other) => {
+                return Err(Error::InvalidOption {
+                    backend: Some(NAME.into()),
+                    key: "executor".into(),
+                    message: format!("{NAME}: option executor = \"{other}\": expected thread or caller"),
+                })
+            }
+        };
+        let executors = own.parse::<usize>("executors", "a whole number of at least 1")?.unwrap_or(1);
+        if executors == 0 {
+            return Err(Error::InvalidOption {
+                backend: Some(NAME.into()),
+                key: "executors".into(),
+                message: format!("{NAME}: option executors = \"0\": expected a whole number of at least 1"),
+            });
+        }
         expect_format(path, NAME, ModelFormat::TorchScript)?;
         let signature = torchscript_signature(path, spec.as_deref())?;
-        let device = tch_device(options.device)?;
-        apply_threads(options)?;
-        let mut module =
-            CModule::load_on_device(path, device).map_err(|e| Error::load(NAME, path, torch_message(&e)))?;
-        module.f_set_eval().map_err(|e| Error::load(NAME, path, torch_message(&e)))?;
-        Ok(Arc::new(TchModel { module, signature, device }))
+        if placement == Placement::Executor {
+            executor::ensure_threads(executors)
+                .map_err(|e| Error::load(NAME, path, format!("cannot start an executor thread: {e}")))?;
+        }
+        let module = placement.run(executor::SHORT_RUN, || -> Result<(CModule, tch::Device)> {
+            let device = tch_device(options.device)?;
+            apply_threads(options)?;
+            let mut module = CModule::load_on_device(path, device)
+                .map_err(|e| Error::load(NAME, path, torch_message(&e)))?;
+            module.f_set_eval().map_err(|e| Error::load(NAME, path, torch_message(&e)))?;
+            Ok((module, device))
+        });
+        let (module, device) = module?;
+        let last_run_ns = AtomicU64::new(0);
+        Ok(Arc::new(TchModel { module, signature, device, placement, last_run_ns }))
     }
 }
 
@@ -161,6 +221,9 @@ pub struct TchModel {
     module: CModule,
     signature: Signature,
     device: tch::Device,
+    placement: Placement,
+    /// How long the last run took, which tells a caller how to wait for the next.
+    last_run_ns: AtomicU64,
 }
 
 impl TchModel {
@@ -243,6 +306,20 @@ impl Model for TchModel {
     }
 
     fn execute(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>> {
+        let expected = std::time::Duration::from_nanos(self.last_run_ns.load(Ordering::Relaxed));
+        self.placement.run(expected, || {
+            let started = std::time::Instant::now();
+            let result = self.execute_here(inputs);
+            let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.last_run_ns.store(took, Ordering::Relaxed);
+            result
+        })
+    }
+}
+
+impl TchModel {
+    /// Runs on the calling thread: conversions in, forward, conversions out.
+    fn execute_here(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>> {
         let _no_grad = tch::no_grad_guard();
         let args =
             inputs.iter().map(|v| to_tch(v, self.device).map(IValue::Tensor)).collect::<Result<Vec<_>>>()?;
