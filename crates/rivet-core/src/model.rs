@@ -325,7 +325,13 @@ pub trait Model: Send + Sync {
     /// backend sees the data.
     fn run_inputs(&self, inputs: Inputs<'_>) -> Result<Outputs> {
         let tensors = self.run_tensors(inputs)?;
-        Ok(Outputs { names: self.signature().output_names(tensors.len()), tensors })
+        Ok(Outputs { names: self.output_names(tensors.len()), tensors })
+    }
+
+    /// The names of `count` outputs: the declared ones, or `output_0`... where the model names
+    /// none. Backends may return a list they keep, so a run allocates no names.
+    fn output_names(&self, count: usize) -> Arc<[String]> {
+        self.signature().output_names(count).into()
     }
 
     /// Like [`Model::run_inputs`], returning the output tensors without their names (saves the
@@ -348,7 +354,7 @@ pub trait Model: Send + Sync {
 /// The tensors a run returns, with their names.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outputs {
-    names: Vec<String>,
+    names: Arc<[String]>,
     tensors: Vec<Tensor>,
 }
 

@@ -163,6 +163,10 @@ impl Model for FencedModel {
         self.0.backend()
     }
 
+    fn output_names(&self, count: usize) -> Arc<[String]> {
+        self.0.output_names(count)
+    }
+
     fn execute(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>> {
         catch_unwind(AssertUnwindSafe(|| self.0.execute(inputs)))
             .map_err(|p| panic_error(self.0.backend().name(), "running", &*p))?

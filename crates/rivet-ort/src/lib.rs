@@ -255,7 +255,8 @@ impl InferenceBackend for OrtBackend {
         for _ in 1..options.instances {
             sessions.push(new_session(path, options)?);
         }
-        Ok(Arc::new(OrtModel { pool: SessionPool::new(sessions), signature }))
+        let names = signature.output_names(signature.outputs.len()).into();
+        Ok(Arc::new(OrtModel { pool: SessionPool::new(sessions), signature, names }))
     }
 }
 
@@ -316,6 +317,8 @@ impl Drop for Lease<'_> {
 pub struct OrtModel {
     pool: SessionPool,
     signature: Signature,
+    /// The output names, shared by every run's `Outputs`.
+    names: Arc<[String]>,
 }
 
 impl OrtModel {
@@ -358,6 +361,14 @@ impl Model for OrtModel {
 
     fn backend(&self) -> Backend {
         Backend::ORT
+    }
+
+    fn output_names(&self, count: usize) -> Arc<[String]> {
+        if count == self.names.len() {
+            Arc::clone(&self.names)
+        } else {
+            self.signature.output_names(count).into()
+        }
     }
 
     fn execute(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>> {
