@@ -8,14 +8,16 @@
 //! ```
 //!
 //! Arguments: BACKEND (tch|ort|candle) API (rust|c|direct) RUNS. Runs the bundled MLP at batch
-//! 1. `direct` (ort only) is the same call made on `ort` itself, as `overhead/ort/direct` makes
-//! it: Rivet's ORT overhead in instructions is rust minus direct.
+//! one. `direct` (ort only) is the same call made on `ort` itself, as `overhead/ort/direct`
+//! makes it: Rivet's ORT overhead in instructions is rust minus direct.
 
 mod common;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() != 4 || args[3].parse::<usize>().is_err() || !["rust", "c", "direct"].contains(&args[2].as_str())
+    if args.len() != 4
+        || args[3].parse::<usize>().is_err()
+        || !["rust", "c", "direct"].contains(&args[2].as_str())
     {
         eprintln!("usage: abi_probe tch|ort|candle rust|c|direct RUNS");
         std::process::exit(2);
@@ -26,8 +28,12 @@ fn main() {
         let path = common::models_dir().join("mlp/mlp.onnx");
         let data = common::mlp_input().as_slice::<f32>().unwrap().to_vec();
         let env = rivet::ort::environment().unwrap();
-        let mut session =
-            ort::session::Session::builder(env).unwrap().with_intra_threads(1).unwrap().commit_from_file(&path).unwrap();
+        let mut session = ort::session::Session::builder(env)
+            .unwrap()
+            .with_intra_threads(1)
+            .unwrap()
+            .commit_from_file(&path)
+            .unwrap();
         for _ in 0..runs {
             let t = ort::value::TensorRef::from_array_view(([1usize, 16], &data[..])).unwrap();
             let out = session.run(ort::inputs!["features" => t]).unwrap();

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use rivet::{Backend, ErrorKind, Model};
+use rivet::{Backend, ErrorKind, LoadOptions, Model};
 
 const ATOL: f32 = 1e-4;
 const RTOL: f32 = 1e-4;
@@ -111,4 +111,35 @@ fn auto_picks_by_format() {
     // The encoder falls through to ORT when Candle is tried first.
     let (_, enc) = model_files("encoder");
     assert_eq!(rivet::load(&enc, &candle_first).unwrap().backend(), Backend::ORT);
+}
+
+#[test]
+fn tch_placements_agree_and_its_options_are_checked() {
+    let (pt, _) = model_files("mlp");
+    // On the executor thread (default), on the calling thread, and with two executor threads
+    // called from several threads at once: the same outputs as PyTorch.
+    for (key, value) in [("executor", "thread"), ("executor", "caller"), ("executors", "2")] {
+        let options = LoadOptions::with_backend(Backend::TCH).option(&Backend::TCH, key, value);
+        let model = rivet::load(&pt, &options).unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..3 {
+                s.spawn(|| check_against_reference("mlp", &*model));
+            }
+        });
+    }
+    for (key, value, expected) in [
+        ("executor", "gpu", "tch: option executor = \"gpu\": expected thread or caller"),
+        ("executors", "0", "tch: option executors = \"0\": expected a whole number of at least 1"),
+        ("retain_memory", "maybe", "tch: option retain_memory = \"maybe\": expected true or false"),
+        (
+            "threads",
+            "2",
+            "tch: unknown option \"threads\"; known options: spec, executor, retain_memory, executors",
+        ),
+    ] {
+        let options = LoadOptions::with_backend(Backend::TCH).option(&Backend::TCH, key, value);
+        let err = rivet::load(&pt, &options).err().unwrap();
+        assert_eq!(err.kind(), ErrorKind::InvalidOption);
+        assert_eq!(err.to_string(), format!("invalid option {key}: {expected}"));
+    }
 }

@@ -70,9 +70,7 @@ pub(crate) fn ensure_threads(count: usize) -> std::io::Result<()> {
     let executor = executor();
     let mut started = executor.threads.lock().unwrap_or_else(|p| p.into_inner());
     while *started < count.max(1) {
-        std::thread::Builder::new()
-            .name("rivet-libtorch".into())
-            .spawn(move || executor.serve())?;
+        std::thread::Builder::new().name("rivet-libtorch".into()).spawn(move || executor.serve())?;
         *started += 1;
     }
     Ok(())
@@ -120,7 +118,11 @@ impl Executor {
 /// Runs `f` on an executor thread and returns its result; called from an executor thread itself
 /// (a nested call), runs it inline. `expected` is how long the caller thinks it takes (the
 /// model's last run), which decides whether to wait spinning or parked.
-pub(crate) fn run<R: Send>(expected: Duration, f: impl FnOnce() -> R + Send) -> R {
+///
+/// `spare_core` says libtorch's threads leave a core free: then a caller waits for a long run
+/// yielding (it gives the core to any thread that wants it, and sees the answer at once)
+/// rather than parked (a wake-up costs tens of microseconds on a busy machine).
+pub(crate) fn run<R: Send>(expected: Duration, spare_core: bool, f: impl FnOnce() -> R + Send) -> R {
     thread_local! {
         static ON_EXECUTOR: bool = std::thread::current().name() == Some("rivet-libtorch");
     }
@@ -149,14 +151,17 @@ pub(crate) fn run<R: Send>(expected: Duration, f: impl FnOnce() -> R + Send) -> 
         }
     }
     let spin = if expected < SHORT_RUN { MAX_SPIN } else { Duration::from_micros(2) };
+    let yield_for = if spare_core { expected * 2 + MAX_SPIN } else { Duration::ZERO };
     let started = Instant::now();
     while !done.flag.load(Ordering::Acquire) {
-        if started.elapsed() < spin {
+        let waited = started.elapsed();
+        if waited < spin {
             std::hint::spin_loop();
+        } else if waited < yield_for {
+            std::thread::yield_now();
         } else {
             std::thread::park();
         }
     }
-    drop(call);
     result.expect("the executor ran the call")
 }

@@ -60,9 +60,14 @@ enum Placement {
 }
 
 impl Placement {
-    fn run<R: Send>(self, expected: std::time::Duration, f: impl FnOnce() -> R + Send) -> R {
+    fn run<R: Send>(
+        self,
+        expected: std::time::Duration,
+        spare_core: bool,
+        f: impl FnOnce() -> R + Send,
+    ) -> R {
         match self {
-            Placement::Executor => executor::run(expected, f),
+            Placement::Executor => executor::run(expected, spare_core, f),
             Placement::Caller => f(),
         }
     }
@@ -229,17 +234,19 @@ impl InferenceBackend for TchBackend {
             executor::ensure_threads(executors)
                 .map_err(|e| Error::load(NAME, path, format!("cannot start an executor thread: {e}")))?;
         }
-        let module = placement.run(executor::SHORT_RUN, || -> Result<(CModule, tch::Device)> {
+        let module = placement.run(executor::SHORT_RUN, false, || -> Result<(CModule, tch::Device, bool)> {
             let device = tch_device(options.device)?;
             apply_threads(options)?;
             let mut module = CModule::load_on_device(path, device)
                 .map_err(|e| Error::load(NAME, path, torch_message(&e)))?;
             module.f_set_eval().map_err(|e| Error::load(NAME, path, torch_message(&e)))?;
-            Ok((module, device))
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let spare_core = usize::try_from(tch::get_num_threads()).unwrap_or(usize::MAX) < cores;
+            Ok((module, device, spare_core))
         });
-        let (module, device) = module?;
+        let (module, device, spare_core) = module?;
         let last_run_ns = AtomicU64::new(0);
-        Ok(Arc::new(TchModel { module, signature, device, placement, last_run_ns }))
+        Ok(Arc::new(TchModel { module, signature, device, placement, last_run_ns, spare_core }))
     }
 }
 
@@ -251,6 +258,8 @@ pub struct TchModel {
     placement: Placement,
     /// How long the last run took, which tells a caller how to wait for the next.
     last_run_ns: AtomicU64,
+    /// Whether libtorch's intra-op threads leave a core free (measured at load).
+    spare_core: bool,
 }
 
 impl TchModel {
@@ -334,7 +343,7 @@ impl Model for TchModel {
 
     fn execute(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>> {
         let expected = std::time::Duration::from_nanos(self.last_run_ns.load(Ordering::Relaxed));
-        self.placement.run(expected, || {
+        self.placement.run(expected, self.spare_core, || {
             let started = std::time::Instant::now();
             let result = self.execute_here(inputs);
             let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
