@@ -10,19 +10,7 @@
 
 #include "npy.h"
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                      \
-  do {                                                        \
-    if (cond) {                                               \
-      passed++;                                               \
-    } else {                                                  \
-      failed++;                                               \
-      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);    \
-      fprintf(stderr, __VA_ARGS__);                           \
-      fprintf(stderr, "\n");                                  \
-    }                                                         \
-  } while (0)
+#include "check.h"
 
 /* Checks that `error` has `code` and a message containing `needle`, then frees it. */
 static void expect_error(rivet_error_t *error, rivet_error_code_t code, const char *needle, const char *what) {

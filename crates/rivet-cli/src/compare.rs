@@ -10,6 +10,7 @@ use rivet::{Backend, ErrorKind, Outputs, Result, Tensor};
 use serde::Serialize;
 
 use crate::bench::stats::percentile;
+use crate::bench::RowStatus as Status;
 use crate::inputs::{self, TensorArg};
 use crate::{run_model, LoadArgs};
 
@@ -50,46 +51,6 @@ pub struct CompareArgs {
     json: bool,
     #[command(flatten)]
     pub(crate) load: LoadArgs,
-}
-
-/// What happened to one backend on one model file (JSON: `snake_case`).
-#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum Status {
-    /// Ran, and its outputs are within tolerance of the reference.
-    Ok,
-    /// Ran, and its outputs are the reference the other rows are compared with.
-    Reference,
-    /// Ran, but nothing independent was there to compare its outputs with.
-    NoReference,
-    /// Ran, and its outputs differ from the reference beyond tolerance.
-    Mismatch,
-    /// The backend does not support the model (an operator, dtype or device).
-    Unsupported,
-    /// Loading failed.
-    LoadError,
-    /// Running failed.
-    RunError,
-}
-
-impl Status {
-    /// The word shown in tables.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::Reference => "reference",
-            Status::NoReference => "no reference",
-            Status::Mismatch => "mismatch",
-            Status::Unsupported => "unsupported",
-            Status::LoadError => "load_error",
-            Status::RunError => "run_error",
-        }
-    }
-
-    /// Whether the row makes the command fail.
-    pub(crate) fn is_failure(self) -> bool {
-        matches!(self, Status::Mismatch | Status::LoadError | Status::RunError)
-    }
 }
 
 /// One backend's result on one model file.

@@ -26,7 +26,8 @@ pub use args::BenchArgs;
 use args::{arg_error, check_args, plan};
 use child::run_child;
 use parity::parity;
-use rows::{ModelInfo, Reference, Report, Row, RowStatus};
+pub use rows::RowStatus;
+use rows::{ModelInfo, Reference, Report, Row};
 use worker::{InputSource, Job};
 
 /// A model's input source and the PyTorch reference outputs of its case, if any.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::stats;
 
-/// What happened to one row (JSON: `snake_case`).
+/// What happened to one row of `rivet bench` or `rivet compare` (JSON: `snake_case`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RowStatus {
