@@ -62,7 +62,7 @@ pub enum Error {
         source: Option<Source>,
     },
 
-    /// `Backend::Auto` tried every candidate backend and none loaded the model.
+    /// `Backend::AUTO` tried every candidate backend and none loaded the model.
     #[error("no backend could load {}: {}", path.display(), list_attempts(attempts))]
     NoBackend {
         /// The model file.
