@@ -6,6 +6,11 @@ TorchScript (`<name>.pt`, via torch.jit.script) and ONNX (`<name>.onnx`, opset 1
 For each test case, inputs and the outputs of PyTorch eager are saved as `.npy` under
 `<name>/cases/<case>/`: `input.<input name>.npy` and `output.<output name>.npy`.
 
+For the MLP, `mlp.weights` also holds its Linear layers in a plain binary layout for the legacy
+C++ scorer (cpp-examples/legacy_scorer): "RVTW0001", u32 layer count, then per layer u32 out,
+u32 in, out*in f32 weights (row-major, PyTorch's [out, in]) and out f32 biases, little-endian.
+`--weights-from models/mlp/mlp.pt` rewrites it from a saved TorchScript MLP without re-exporting.
+
 Run: .venv/bin/python models/export.py [--out models] [MODEL...]
 `resnet18` (ResNet-18 with random weights, 45 MB per file) is exported only when named; it is
 the compute-bound model of `make bench-compare` and is not committed.
@@ -14,6 +19,7 @@ the compute-bound model of `make bench-compare` and is not committed.
 import argparse
 import json
 import math
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -212,6 +218,23 @@ MODELS = {
 ON_DEMAND = {"resnet18"}
 
 
+def write_dense_weights(state: dict, path: Path) -> None:
+    """Writes the Linear layers of `state` (a state dict, in layer order) as `mlp.weights`."""
+    layers = []
+    for key, weight in state.items():
+        if key.endswith(".weight") and weight.dim() == 2:
+            bias = state[key[: -len("weight")] + "bias"]
+            layers.append((weight.detach().float().contiguous(), bias.detach().float().contiguous()))
+    with open(path, "wb") as f:
+        f.write(b"RVTW0001")
+        f.write(struct.pack("<I", len(layers)))
+        for weight, bias in layers:
+            out_features, in_features = weight.shape
+            f.write(struct.pack("<II", out_features, in_features))
+            f.write(weight.numpy().astype("<f4").tobytes())
+            f.write(bias.numpy().astype("<f4").tobytes())
+
+
 def spec_entry(name, dtype, shape):
     return {"name": name, "dtype": dtype, "shape": shape}
 
@@ -250,6 +273,8 @@ def export(name: str, cfg: dict, out: Path) -> None:
         "outputs": [spec_entry(*o) for o in cfg["outputs"]],
     }
     (folder / f"{name}.spec.json").write_text(json.dumps(spec, indent=2) + "\n")
+    if name == "mlp":
+        write_dense_weights(model.state_dict(), folder / f"{name}.weights")
 
     with torch.inference_mode():
         for case, inputs in cases.items():
@@ -304,8 +329,16 @@ def main() -> None:
     parser.add_argument(
         "models", nargs="*", default=[*(m for m in MODELS if m not in ON_DEMAND), "identity"],
         help=f"which models to export (default: all but {', '.join(sorted(ON_DEMAND))})")
+    parser.add_argument(
+        "--weights-from", type=Path, metavar="MLP.pt",
+        help="only write <MLP>.weights from a saved TorchScript MLP, beside it")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.weights_from:
+        state = torch.jit.load(str(args.weights_from)).state_dict()
+        write_dense_weights(state, args.weights_from.with_suffix(".weights"))
+        print(f"wrote {args.weights_from.with_suffix('.weights')}")
+        return
     for name in args.models:
         if name == "identity":
             export_identity(args.out)

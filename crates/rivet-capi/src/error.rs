@@ -4,8 +4,6 @@ use std::ffi::{c_char, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
-use rivet::ErrorKind;
-
 /// A stable error code (`RIVET_ERROR_*`). Values are never reused.
 pub type rivet_error_code_t = u32;
 
@@ -53,29 +51,8 @@ impl rivet_error_t {
 
 impl From<rivet::Error> for Box<rivet_error_t> {
     fn from(err: rivet::Error) -> Self {
-        let code = match err.kind() {
-            ErrorKind::InvalidInput => RIVET_ERROR_INVALID_INPUT,
-            ErrorKind::InvalidTensor => RIVET_ERROR_INVALID_TENSOR,
-            ErrorKind::ModelLoad => RIVET_ERROR_MODEL_LOAD,
-            ErrorKind::Unsupported => RIVET_ERROR_UNSUPPORTED,
-            ErrorKind::Backend => RIVET_ERROR_BACKEND,
-            ErrorKind::Io => RIVET_ERROR_IO,
-            ErrorKind::InvalidOption => RIVET_ERROR_INVALID_OPTION,
-            // A kind added to rivet-core before this ABI gives it a code of its own.
-            _ => RIVET_ERROR_BACKEND,
-        };
         // The message carries the causes too: C has no error chain to walk.
-        let mut message = err.to_string();
-        let mut source = std::error::Error::source(&err);
-        while let Some(cause) = source {
-            let text = rivet::one_line(cause);
-            if !message.contains(&text) {
-                message.push_str(": caused by: ");
-                message.push_str(&text);
-            }
-            source = cause.source();
-        }
-        rivet_error_t::new(code, message)
+        rivet_error_t::new(err.kind().code(), err.message_with_causes())
     }
 }
 

@@ -116,7 +116,7 @@ fn compare_group(args: &CompareArgs, key: &str, files: &[PathBuf]) -> Result<Rep
     let mut rows = Vec::new();
     for file in files {
         let candidates =
-            crate::models::candidates(file, &args.backends, &args.load.options(&Backend::AUTO)?)?;
+            crate::models::candidates(file, files, &args.backends, &args.load.options(&Backend::AUTO)?)?;
         for backend in candidates {
             let mut row = Row {
                 file: file.clone(),

@@ -51,11 +51,14 @@ pub(crate) fn model_groups(paths: &[PathBuf]) -> Result<Vec<(String, Vec<PathBuf
     Ok(groups)
 }
 
-/// The backends to run `file` on: those that read its format, in `Backend::AUTO`'s order,
-/// narrowed to `wanted` when that is not empty; plus any backend in `wanted` that claims no
-/// format (a user's backend reading its own files), which is tried on any file.
+/// The backends to run `file` (one of `group`) on: those that read its format, in
+/// `Backend::AUTO`'s order, narrowed to `wanted` when that is not empty; plus each backend in
+/// `wanted` that claims no format (a user's backend reading its own files, such as a legacy C++
+/// scorer's weights). Those go to the files of the group that no format detection claims, or,
+/// when every file has a known format, to every file.
 pub(crate) fn candidates(
     file: &std::path::Path,
+    group: &[PathBuf],
     wanted: &[Backend],
     options: &LoadOptions,
 ) -> Result<Vec<Backend>> {
@@ -68,9 +71,12 @@ pub(crate) fn candidates(
                 .filter(|b| wanted.is_empty() || wanted.contains(b)),
         );
     }
-    for name in wanted {
-        if !list.contains(name) && rivet::backend(name)?.formats().is_empty() {
-            list.push(name.clone());
+    let unclaimed = |p: &PathBuf| rivet::format::detect_format(p, "auto").is_err();
+    if format.is_err() || !group.iter().any(unclaimed) {
+        for name in wanted {
+            if !list.contains(name) && rivet::backend(name)?.formats().is_empty() {
+                list.push(name.clone());
+            }
         }
     }
     match format {

@@ -27,6 +27,22 @@ pub enum ErrorKind {
     InvalidOption,
 }
 
+impl ErrorKind {
+    /// The stable number the C ABI (`RIVET_ERROR_*`) and the C++ API (`rivet::ErrorCode`) give
+    /// this kind. 1 (invalid argument) and 8 (panic) belong to those boundaries, not to a kind.
+    pub const fn code(self) -> u32 {
+        match self {
+            ErrorKind::InvalidInput => 2,
+            ErrorKind::InvalidTensor => 3,
+            ErrorKind::ModelLoad => 4,
+            ErrorKind::Unsupported => 5,
+            ErrorKind::Backend => 6,
+            ErrorKind::Io => 7,
+            ErrorKind::InvalidOption => 9,
+        }
+    }
+}
+
 /// The library error behind a Rivet error, kept as its `source()`.
 pub type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -125,6 +141,22 @@ fn list_attempts(attempts: &[(String, Error)]) -> String {
 }
 
 impl Error {
+    /// The message followed by each cause in the source chain that it does not already
+    /// contain (`...: caused by: ...`), for callers with no chain to walk (C, C++).
+    pub fn message_with_causes(&self) -> String {
+        let mut message = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            let text = one_line(cause);
+            if !message.contains(&text) {
+                message.push_str(": caused by: ");
+                message.push_str(&text);
+            }
+            source = cause.source();
+        }
+        message
+    }
+
     /// The stable kind of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {

@@ -265,6 +265,11 @@ impl<'a> BackendOptions<'a> {
         Ok(())
     }
 
+    /// Every `key = value` given, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a str)> {
+        self.values.into_iter().flat_map(|v| v.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+
     /// The raw value of `key`, if set.
     pub fn get(&self, key: &str) -> Option<&'a str> {
         self.values.and_then(|v| v.get(key)).map(String::as_str)
