@@ -27,8 +27,9 @@ demo: build
 	./target/debug/rivet bench $(DEMO_MODELS) --concurrency 1,2 \
 	  --json target/demo/bench.json --markdown target/demo/bench.md --plot target/demo/bench.svg
 
-## librivet (C ABI) and the tch backend library it loads on demand (librivet_tch.so, beside it),
-## with headers, CMake package and pkg-config file under PREFIX. PROFILE=debug installs the debug
+## librivet (the C ABI and the C++ API) and the tch backend library it loads on demand
+## (librivet_tch.so, beside it), with headers (rivet.h, rivet.hpp, rivet/cxx.hpp and what it
+## includes, cxx's rust/cxx.h), CMake package and pkg-config file under PREFIX. PROFILE=debug installs the debug
 ## build (what `make test` uses, so CI compiles once).
 install: setup
 	$(CARGO) build --workspace $(if $(filter release,$(PROFILE)),--release,)
@@ -39,6 +40,11 @@ install: setup
 	ln -sf librivet.so.0 $(PREFIX)/lib/librivet.so
 	install -m 644 target/$(PROFILE)/librivet.a $(PREFIX)/lib/librivet.a
 	install -m 644 include/rivet.h include/rivet.hpp $(PREFIX)/include/
+	install -d $(PREFIX)/include/rivet $(PREFIX)/include/rust
+	install -m 644 include/rivet/cxx.hpp include/rivet/bridge.h include/rivet/scorer.h $(PREFIX)/include/rivet/
+	install -m 644 "$$($(CARGO) metadata --format-version 1 --locked | python3 -c \
+	  'import json, sys; print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"] == "cxx").replace("Cargo.toml", "include/cxx.h"))')" \
+	  $(PREFIX)/include/rust/cxx.h
 	install -m 644 $(PKG)/RivetConfig.cmake $(PREFIX)/lib/cmake/Rivet/
 	sed 's|@VERSION@|$(VERSION)|' $(PKG)/RivetConfigVersion.cmake.in > $(PREFIX)/lib/cmake/Rivet/RivetConfigVersion.cmake
 	sed -e 's|@PREFIX@|$(abspath $(PREFIX))|' -e 's|@VERSION@|$(VERSION)|' $(PKG)/rivet.pc.in > $(PREFIX)/lib/pkgconfig/rivet.pc

@@ -32,7 +32,7 @@ namespace rivet {
 // (empty: by position). Both must outlive the run.
 template <typename T>
 TensorRef tensor(rust::Str name, const T* data, std::size_t count, const std::vector<std::int64_t>& shape) {
-  return TensorRef{name, dtype_of<T>::value, rust::Slice<const std::int64_t>(shape.data(), shape.size()),
+  return TensorRef{name, element_dtype<T>::value, rust::Slice<const std::int64_t>(shape.data(), shape.size()),
                    rust::Slice<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(data), count * sizeof(T))};
 }
 
@@ -51,7 +51,7 @@ inline rust::Slice<const TensorRef> inputs(const std::vector<TensorRef>& list) {
 // The element values of a scorer's input (checks the dtype; throws std::invalid_argument).
 template <typename T>
 rust::Slice<const T> values(const TensorRef& input) {
-  if (input.dtype != dtype_of<T>::value) {
+  if (input.dtype != element_dtype<T>::value) {
     throw std::invalid_argument("input \"" + std::string(input.name) + "\" has another dtype");
   }
   return rust::Slice<const T>(reinterpret_cast<const T*>(input.data.data()), input.data.size() / sizeof(T));

@@ -38,19 +38,20 @@ enum class DType : std::uint32_t {
   Bool = 10,
 };
 
-// The DType of a C++ element type: dtype_of<float>::value == DType::F32. bool is one byte, 0
+// The DType of a C++ element type: element_dtype<float>::value == DType::F32 (rivet.hpp has
+// its own dtype_of, for the C ABI's codes). bool is one byte, 0
 // or 1. f16 and bf16 have no C++ type here; pass their bits as std::uint16_t with
 // ScorerOutput::from_bits.
 template <typename T>
-struct dtype_of;
-template <> struct dtype_of<float> : std::integral_constant<DType, DType::F32> {};
-template <> struct dtype_of<double> : std::integral_constant<DType, DType::F64> {};
-template <> struct dtype_of<std::int8_t> : std::integral_constant<DType, DType::I8> {};
-template <> struct dtype_of<std::int16_t> : std::integral_constant<DType, DType::I16> {};
-template <> struct dtype_of<std::int32_t> : std::integral_constant<DType, DType::I32> {};
-template <> struct dtype_of<std::int64_t> : std::integral_constant<DType, DType::I64> {};
-template <> struct dtype_of<std::uint8_t> : std::integral_constant<DType, DType::U8> {};
-template <> struct dtype_of<bool> : std::integral_constant<DType, DType::Bool> {};
+struct element_dtype;
+template <> struct element_dtype<float> : std::integral_constant<DType, DType::F32> {};
+template <> struct element_dtype<double> : std::integral_constant<DType, DType::F64> {};
+template <> struct element_dtype<std::int8_t> : std::integral_constant<DType, DType::I8> {};
+template <> struct element_dtype<std::int16_t> : std::integral_constant<DType, DType::I16> {};
+template <> struct element_dtype<std::int32_t> : std::integral_constant<DType, DType::I32> {};
+template <> struct element_dtype<std::int64_t> : std::integral_constant<DType, DType::I64> {};
+template <> struct element_dtype<std::uint8_t> : std::integral_constant<DType, DType::U8> {};
+template <> struct element_dtype<bool> : std::integral_constant<DType, DType::Bool> {};
 
 // Defined by the generated <rivet/bridge.h>.
 struct TensorSpec;
@@ -64,7 +65,7 @@ class ScorerOutput {
   // shape: one entry per dimension, each >= 0; values: the elements in row-major order.
   template <typename T>
   ScorerOutput(std::vector<std::int64_t> shape, std::vector<T> values)
-      : ScorerOutput(dtype_of<T>::value, std::move(shape), std::move(values)) {}
+      : ScorerOutput(element_dtype<T>::value, std::move(shape), std::move(values)) {}
 
   // An f16 or bf16 output (dtype F16 or BF16) given as its raw 16-bit patterns.
   static ScorerOutput from_bits(DType dtype, std::vector<std::int64_t> shape,

@@ -1,5 +1,6 @@
 # CMake package for Rivet, installed by `make install PREFIX=...`.
-# Gives the imported target Rivet::rivet (librivet.so with include/rivet.h and rivet.hpp).
+# Gives the imported targets Rivet::rivet (librivet.so with include/rivet.h and rivet.hpp, the C
+# ABI) and Rivet::cxx (the same library through the C++ API: include <rivet/cxx.hpp>, C++17).
 get_filename_component(_rivet_prefix "${CMAKE_CURRENT_LIST_DIR}/../../.." ABSOLUTE)
 if(NOT TARGET Rivet::rivet)
   add_library(Rivet::rivet SHARED IMPORTED)
@@ -7,6 +8,12 @@ if(NOT TARGET Rivet::rivet)
     IMPORTED_LOCATION "${_rivet_prefix}/lib/librivet.so.0"
     IMPORTED_SONAME "librivet.so.0"
     INTERFACE_INCLUDE_DIRECTORIES "${_rivet_prefix}/include")
+endif()
+if(NOT TARGET Rivet::cxx)
+  add_library(Rivet::cxx INTERFACE IMPORTED)
+  set_target_properties(Rivet::cxx PROPERTIES
+    INTERFACE_LINK_LIBRARIES Rivet::rivet
+    INTERFACE_COMPILE_FEATURES cxx_std_17)
 endif()
 set(Rivet_INCLUDE_DIRS "${_rivet_prefix}/include")
 set(Rivet_LIBRARIES Rivet::rivet)

@@ -1,3 +1,5 @@
-//! Links every `rivet_*` export of `rivet-capi` into librivet.so and librivet.a.
+//! Links every `rivet_*` export of `rivet-capi` (the C ABI) and the cxx bridge of `rivet-cxx`
+//! (the C++ API) into librivet.so and librivet.a.
 
 pub use rivet_capi::*;
+pub use rivet_cxx;

@@ -1,0 +1,2 @@
+// <rivet/cxx.hpp> compiles on its own.
+#include <rivet/cxx.hpp>
