@@ -87,12 +87,13 @@ test: setup
 	           printf "total: %d passed, %d failed\n", tp, tf }' target/test.log; \
 	exit $$status
 
-## criterion benchmarks (release build). BENCH picks suites: overhead (Rivet vs the direct
-## library call), capi (C ABI vs Rust API), conversion (tensors in/out of each backend),
+## criterion benchmarks (release build; first the tch backend library they load). BENCH picks
+## suites: overhead (Rivet vs the direct library call), capi (C ABI and C++ API vs Rust API), conversion (tensors in/out of each backend),
 ## validation (signature checks). One group: make bench BENCH=overhead FILTER=overhead/ort
 BENCH ?= overhead capi conversion validation
 FILTER ?=
 bench: setup
+	$(CARGO) build --release -p rivet-tch-plugin
 	for b in $(BENCH); do $(CARGO) bench --bench $$b -- $(FILTER) || exit 1; done
 
 ## Rivet (release) against Python onnxruntime and torch.jit on the same models, inputs, threads

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 fn main() {
-    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest =
+        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     // The public headers (rivet/scorer.h, rivet/cxx.hpp and the committed copy of the generated
     // rivet/bridge.h) live in the workspace's include/, where `make install` takes them from.
@@ -15,7 +16,8 @@ fn main() {
         .flag_if_supported("-Wall")
         .flag_if_supported("-Wextra")
         .compile("rivet-cxx");
-    for path in ["src/lib.rs", "src/scorer.cc", "../../include/rivet/scorer.h", "../../include/rivet/cxx.hpp"] {
+    for path in ["src/lib.rs", "src/scorer.cc", "../../include/rivet/scorer.h", "../../include/rivet/cxx.hpp"]
+    {
         println!("cargo:rerun-if-changed={path}");
     }
     let generated = out.join("cxxbridge/include");

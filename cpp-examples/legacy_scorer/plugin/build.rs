@@ -3,7 +3,13 @@
 fn main() {
     let include = std::env::var_os("DEP_RIVET_CXX_INCLUDE").expect("rivet-cxx exports its include folders");
     let mut build = cc::Build::new();
-    build.cpp(true).std("c++17").file("../mlp_scorer.cpp").warnings_into_errors(true).flag("-Wall").flag("-Wextra");
+    build
+        .cpp(true)
+        .std("c++17")
+        .file("../mlp_scorer.cpp")
+        .warnings_into_errors(true)
+        .flag("-Wall")
+        .flag("-Wextra");
     for dir in std::env::split_paths(&include) {
         build.include(dir);
     }

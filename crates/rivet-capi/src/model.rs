@@ -75,6 +75,11 @@ impl rivet_model_t {
     pub fn model(&self) -> &dyn Model {
         &*self.model
     }
+
+    /// The shared Rust model behind the handle (to run the same model through another API).
+    pub fn shared_model(&self) -> Arc<dyn Model> {
+        Arc::clone(&self.model)
+    }
 }
 
 /// Loads the model at `path` (NUL-terminated UTF-8). `options` may be NULL for the defaults;

@@ -272,3 +272,47 @@ fn a_backend_library_is_used_by_name_like_a_built_in() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The legacy C++ scorer packaged as a backend library (librivet_legacy_mlp.so, built by
+/// `cargo build`) next to tch, ort and candle: each backend gets the file it reads, and each
+/// agrees with PyTorch's reference.
+#[test]
+fn a_cxx_scorer_library_is_compared_and_benchmarked_with_the_built_ins() {
+    let mlp = root().join("models/mlp");
+    let files: Vec<String> =
+        ["mlp.pt", "mlp.onnx", "mlp.weights"].iter().map(|f| mlp.join(f).display().to_string()).collect();
+    let mut args = vec!["compare"];
+    args.extend(files.iter().map(String::as_str));
+    args.extend(["--backend", "tch,ort,candle,legacy_mlp", "--json"]);
+    let out = rivet(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows: Vec<(String, String, String)> = report["models"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let file =
+                Path::new(r["file"].as_str().unwrap()).file_name().unwrap().to_string_lossy().into_owned();
+            (file, r["backend"].as_str().unwrap().to_owned(), r["status"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    let expected: Vec<(String, String, String)> =
+        [("mlp.pt", "tch"), ("mlp.onnx", "ort"), ("mlp.onnx", "candle"), ("mlp.weights", "legacy_mlp")]
+            .iter()
+            .map(|(f, b)| (f.to_string(), b.to_string(), "ok".to_string()))
+            .collect();
+    assert_eq!(rows, expected);
+    let legacy = &report["models"][0]["results"][3];
+    assert!(legacy["max_abs_diff"].as_f64().unwrap() < 1e-5, "{legacy}");
+
+    let mut args = vec!["bench"];
+    args.extend(files.iter().map(String::as_str));
+    args.extend(["--backend", "ort,legacy_mlp", "--iterations", "20", "--json", "-"]);
+    let out = rivet(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let backends: Vec<&str> =
+        report["results"].as_array().unwrap().iter().map(|r| r["backend"].as_str().unwrap()).collect();
+    assert_eq!(backends, ["ort", "legacy_mlp"]);
+}

@@ -96,23 +96,23 @@ pub(crate) fn shapes_of(refs: &[TensorRef<'_>]) -> BridgeResult<Vec<Vec<usize>>>
     refs.iter()
         .enumerate()
         .map(|(i, r)| {
-            r.shape
-                .iter()
-                .map(|&d| usize::try_from(d))
-                .collect::<Result<Vec<usize>, _>>()
-                .map_err(|_| {
-                    let who = if r.name.is_empty() { format!("input {i}") } else { format!("input \"{}\"", r.name) };
-                    BridgeError::new(
-                        ErrorCode::InvalidTensor,
-                        format!("invalid tensor: {who}: negative dimension in shape {:?}", r.shape),
-                    )
-                })
+            r.shape.iter().map(|&d| usize::try_from(d)).collect::<Result<Vec<usize>, _>>().map_err(|_| {
+                let who =
+                    if r.name.is_empty() { format!("input {i}") } else { format!("input \"{}\"", r.name) };
+                BridgeError::new(
+                    ErrorCode::InvalidTensor,
+                    format!("invalid tensor: {who}: negative dimension in shape {:?}", r.shape),
+                )
+            })
         })
         .collect()
 }
 
 /// Borrowed views over `refs` (no copy); `shapes` from [`shapes_of`].
-pub(crate) fn views_of<'a>(refs: &[TensorRef<'a>], shapes: &'a [Vec<usize>]) -> BridgeResult<Vec<TensorView<'a>>> {
+pub(crate) fn views_of<'a>(
+    refs: &[TensorRef<'a>],
+    shapes: &'a [Vec<usize>],
+) -> BridgeResult<Vec<TensorView<'a>>> {
     refs.iter()
         .zip(shapes)
         .map(|(r, shape)| {
@@ -384,7 +384,10 @@ mod tests {
     fn what_carries_the_code_and_round_trips() {
         let err: BridgeError = Error::invalid_input("x", "expected dtype f32, got i64").into();
         let what = err.to_string();
-        assert_eq!(what, "RIVET_ERROR_INVALID_INPUT: invalid input: input \"x\": expected dtype f32, got i64");
+        assert_eq!(
+            what,
+            "RIVET_ERROR_INVALID_INPUT: invalid input: input \"x\": expected dtype f32, got i64"
+        );
         assert_eq!(error_code(&what), ErrorCode::InvalidInput);
         assert_eq!(error_message(&what), "invalid input: input \"x\": expected dtype f32, got i64");
         assert_eq!(error_code("std::bad_alloc"), ErrorCode::None);

@@ -238,7 +238,11 @@ pub mod ffi {
         fn output_data(outputs: &ScorerOutputs, index: usize) -> &[u8];
         /// Calls `backend.load(path, options)`.
         #[namespace = "rivet::bridge"]
-        fn load_scorer(backend: &ScorerBackend, path: &str, options: &[BackendOption]) -> Result<UniquePtr<Scorer>>;
+        fn load_scorer(
+            backend: &ScorerBackend,
+            path: &str,
+            options: &[BackendOption],
+        ) -> Result<UniquePtr<Scorer>>;
         /// Calls `backend.option_keys()`.
         #[namespace = "rivet::bridge"]
         fn backend_option_keys(backend: &ScorerBackend) -> Result<Vec<String>>;

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use cxx::UniquePtr;
 use rivet::{
-    Backend, DType, Dim, Error, InferenceBackend, LoadOptions, Model, ModelFormat, OptionInfo, Result, Signature,
-    Tensor, TensorSpec, TensorView,
+    Backend, DType, Dim, Error, InferenceBackend, LoadOptions, Model, ModelFormat, OptionInfo, Result,
+    Signature, Tensor, TensorSpec, TensorView,
 };
 
 use crate::api::{from_dtype, to_dtype};
@@ -88,10 +88,11 @@ impl ScorerModel {
         if signature.outputs.is_empty() {
             return Err(Error::backend(backend.name(), "the scorer declares no outputs"));
         }
-        let thread_safe =
-            ffi::scorer_thread_safe(object).map_err(|e| cxx_error(&backend, "answering thread_safe()", &e))?;
+        let thread_safe = ffi::scorer_thread_safe(object)
+            .map_err(|e| cxx_error(&backend, "answering thread_safe()", &e))?;
         let owned = Owned(scorer);
-        let access = if thread_safe { Access::Concurrent(owned) } else { Access::Serialized(Mutex::new(owned)) };
+        let access =
+            if thread_safe { Access::Concurrent(owned) } else { Access::Serialized(Mutex::new(owned)) };
         Ok(ScorerModel { backend, signature, access })
     }
 
@@ -120,10 +121,13 @@ impl ScorerModel {
     /// declared output.
     fn output(&self, outputs: &Arc<Owned<ffi::ScorerOutputs>>, index: usize) -> Result<Tensor> {
         let spec = &self.signature.outputs[index];
-        let what = |message: String| Error::backend(self.backend.name(), format!("output \"{}\": {message}", spec.name));
+        let what = |message: String| {
+            Error::backend(self.backend.name(), format!("output \"{}\": {message}", spec.name))
+        };
         let raw = outputs.get();
         let dtype = ffi::output_dtype(raw, index);
-        let dtype: DType = to_dtype(dtype).ok_or_else(|| what(format!("unknown dtype value {}", dtype.repr)))?;
+        let dtype: DType =
+            to_dtype(dtype).ok_or_else(|| what(format!("unknown dtype value {}", dtype.repr)))?;
         if Some(dtype) != spec.dtype {
             return Err(what(format!(
                 "the scorer returned {dtype}, declared {}",
@@ -136,17 +140,23 @@ impl ScorerModel {
             .collect::<std::result::Result<Vec<usize>, _>>()
             .map_err(|_| what("the scorer returned a negative dimension".into()))?;
         let dims = spec.shape.as_deref().unwrap_or_default();
-        let fits = shape.len() == dims.len() && dims.iter().zip(&shape).all(|(d, &n)| d.fixed().is_none_or(|f| f == n));
+        let fits = shape.len() == dims.len()
+            && dims.iter().zip(&shape).all(|(d, &n)| d.fixed().is_none_or(|f| f == n));
         if !fits {
             let declared: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
-            return Err(what(format!("the scorer returned shape {shape:?}, declared [{}]", declared.join(", "))));
+            return Err(what(format!(
+                "the scorer returned shape {shape:?}, declared [{}]",
+                declared.join(", ")
+            )));
         }
         let data = ffi::output_data(raw, index);
         let keep = Arc::clone(outputs);
         // SAFETY: the bytes belong to the ScorerOutputs that `keep` holds; they stay valid and
         // unchanged until the release drops it (nobody mutates a ScorerOutput once returned).
-        unsafe { Tensor::from_foreign(dtype, &shape, data.as_ptr(), data.len(), Box::new(move || drop(keep))) }
-            .map_err(|e| what(e.to_string()))
+        unsafe {
+            Tensor::from_foreign(dtype, &shape, data.as_ptr(), data.len(), Box::new(move || drop(keep)))
+        }
+        .map_err(|e| what(e.to_string()))
     }
 }
 
@@ -161,7 +171,8 @@ impl Model for ScorerModel {
 
     fn execute(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>> {
         // Inputs arrive bound to the signature: one per declared input, in order.
-        let shapes: Vec<Vec<i64>> = inputs.iter().map(|v| v.shape().iter().map(|&d| d as i64).collect()).collect();
+        let shapes: Vec<Vec<i64>> =
+            inputs.iter().map(|v| v.shape().iter().map(|&d| d as i64).collect()).collect();
         let refs: Vec<ffi::TensorRef<'_>> = inputs
             .iter()
             .zip(&shapes)
@@ -207,12 +218,16 @@ impl ScorerBackendAdapter {
         let Some(object) = backend.as_ref() else {
             return Err(Error::backend(name.name(), "no backend (a null std::unique_ptr)"));
         };
-        let keys = ffi::backend_option_keys(object).map_err(|e| cxx_error(&name, "listing its option keys", &e))?;
+        let keys =
+            ffi::backend_option_keys(object).map_err(|e| cxx_error(&name, "listing its option keys", &e))?;
         // The registry keeps a backend for the life of the process, so its option keys can live
         // as long (a handful of short strings per registered backend).
         let options = keys
             .into_iter()
-            .map(|key| OptionInfo { key: Box::leak(key.into_boxed_str()), help: "an option of the C++ backend" })
+            .map(|key| OptionInfo {
+                key: Box::leak(key.into_boxed_str()),
+                help: "an option of the C++ backend",
+            })
             .collect();
         Ok(ScorerBackendAdapter { name, backend: Mutex::new(Owned(backend)), options })
     }
@@ -237,7 +252,8 @@ impl InferenceBackend for ScorerBackendAdapter {
         own.check_known(&self.options)?;
         let settings: Vec<ffi::BackendOption> =
             own.iter().map(|(k, v)| ffi::BackendOption { key: k.into(), value: v.into() }).collect();
-        let text = path.to_str().ok_or_else(|| Error::load(self.name.name(), path, "the path is not UTF-8"))?;
+        let text =
+            path.to_str().ok_or_else(|| Error::load(self.name.name(), path, "the path is not UTF-8"))?;
         let scorer = {
             let backend = self.backend.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             ffi::load_scorer(backend.get(), text, &settings)

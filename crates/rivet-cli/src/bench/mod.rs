@@ -89,7 +89,9 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
         let src = source(args, &dir)?;
         let mut pairs = Vec::new();
         for file in &files {
-            for backend in crate::models::candidates(file, &files, &wanted, &args.load.options(&Backend::AUTO)?)? {
+            for backend in
+                crate::models::candidates(file, &files, &wanted, &args.load.options(&Backend::AUTO)?)?
+            {
                 pairs.push((file.clone(), backend));
             }
         }
