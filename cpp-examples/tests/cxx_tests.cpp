@@ -298,7 +298,10 @@ void test_scorer_exceptions_become_errors() {
   what = thrown([&] { rivet::wrap_scorer("empty", std::unique_ptr<rivet::Scorer>()); }, &code);
   CHECK(contains(what, "no scorer (a null std::unique_ptr)"), "null scorer: %s", what.c_str());
   what = thrown([&] { rivet::register_scorer_backend("auto", std::make_unique<legacy::MlpBackend>()); }, &code);
-  CHECK(code == rivet::ErrorCode::InvalidOption, "auto as a name: %s", what.c_str());
+  CHECK(code == rivet::ErrorCode::InvalidOption && contains(what, "\"auto\" is not a name a backend can take"),
+        "auto as a name: %s", what.c_str());
+  what = thrown([&] { rivet::wrap_scorer("auto", std::make_unique<FailingScorer>()); }, &code);
+  CHECK(code == rivet::ErrorCode::InvalidOption, "auto as a model's backend: %s", what.c_str());
 }
 
 void test_threads() {

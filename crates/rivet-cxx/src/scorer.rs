@@ -45,6 +45,15 @@ pub struct ScorerModel {
     access: Access,
 }
 
+/// `auto` chooses among backends; no backend is called that.
+fn auto_is_not_a_name() -> Error {
+    Error::InvalidOption {
+        backend: None,
+        key: "backend".into(),
+        message: "\"auto\" is not a name a backend can take".into(),
+    }
+}
+
 /// A message for a C++ exception thrown by a scorer or its backend.
 fn cxx_error(backend: &Backend, during: &str, err: &cxx::Exception) -> Error {
     Error::backend(backend.name(), format!("the C++ scorer threw while {during}: {}", err.what()))
@@ -74,6 +83,9 @@ fn from_spec(backend: &Backend, spec: &ffi::TensorSpec) -> Result<TensorSpec> {
 impl ScorerModel {
     /// Wraps `scorer` as a model of the backend `backend`, reading its signature once.
     pub fn new(backend: Backend, scorer: UniquePtr<ffi::Scorer>) -> Result<ScorerModel> {
+        if backend.is_auto() {
+            return Err(auto_is_not_a_name());
+        }
         let Some(object) = scorer.as_ref() else {
             return Err(Error::backend(backend.name(), "no scorer (a null std::unique_ptr)"));
         };
@@ -209,11 +221,7 @@ impl ScorerBackendAdapter {
     pub fn new(name: &str, backend: UniquePtr<ffi::ScorerBackend>) -> Result<ScorerBackendAdapter> {
         let name = Backend::new(name)?;
         if name.is_auto() {
-            return Err(Error::InvalidOption {
-                backend: None,
-                key: "backend".into(),
-                message: "\"auto\" is not a name a backend can take".into(),
-            });
+            return Err(auto_is_not_a_name());
         }
         let Some(object) = backend.as_ref() else {
             return Err(Error::backend(name.name(), "no backend (a null std::unique_ptr)"));
