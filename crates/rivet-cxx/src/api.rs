@@ -201,9 +201,11 @@ impl LoadConfig {
 
     /// Threads for one operator and across operators; 0 keeps the default.
     pub fn set_threads(&mut self, intra_op: u32, inter_op: u32) {
-        let as_option = |n: u32| (n > 0).then_some(n as usize);
-        self.options.intra_op_threads = as_option(intra_op);
-        self.options.inter_op_threads = as_option(inter_op);
+        fenced_or((), || {
+            let as_option = |n: u32| (n > 0).then_some(n as usize);
+            self.options.intra_op_threads = as_option(intra_op);
+            self.options.inter_op_threads = as_option(inter_op);
+        })
     }
 }
 
@@ -215,7 +217,7 @@ pub struct ModelOutputs {
 impl ModelOutputs {
     /// How many outputs there are.
     pub fn size(&self) -> usize {
-        self.outputs.len()
+        fenced_or(0, || self.outputs.len())
     }
 
     fn tensor(&self, index: usize) -> BridgeResult<&rivet::Tensor> {
@@ -329,7 +331,7 @@ pub fn load_with(path: &str, config: &LoadConfig) -> Result<Box<LoadedModel>, Br
 
 /// A configuration with Rivet's defaults.
 pub fn new_load_config() -> Box<LoadConfig> {
-    Box::default()
+    fenced_or(Box::default(), Box::default)
 }
 
 /// Registers a C++ backend under `name`.
