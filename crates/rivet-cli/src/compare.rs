@@ -225,7 +225,7 @@ fn sci(v: Option<f64>) -> String {
 
 fn print_table(reports: &[Report]) {
     for report in reports {
-        println!("model {}: inputs from {}; reference: {}", report.model, report.inputs, report.reference);
+        println!("model {}: inputs: {}; reference: {}", report.model, report.inputs, report.reference);
     }
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);

@@ -50,6 +50,9 @@ enum Command {
         /// Which backend: auto, tch, ort, candle, or a registered backend's name.
         #[arg(long, short = 'b', default_value = "auto")]
         backend: Backend,
+        /// Print what ran as JSON on stdout (backend, backends skipped and why, outputs).
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         load: LoadArgs,
     },
@@ -128,7 +131,9 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Inspect { model, json, load } => inspect(&model, json, &load),
-        Command::Run { model, inputs, out, backend, load } => run(&model, &inputs, &out, backend, &load),
+        Command::Run { model, inputs, out, backend, json, load } => {
+            run(&model, &inputs, &out, backend, json, &load)
+        }
         Command::Compare(args) => compare::compare(&args),
         Command::Bench(args) => bench::bench(&args),
         Command::BenchWorker => return bench::worker::main(),
@@ -225,15 +230,47 @@ pub(crate) fn output_file_name(name: &str) -> String {
     }
 }
 
-fn run(path: &Path, args: &[TensorArg], out: &Path, backend: Backend, load: &LoadArgs) -> Result<ExitCode> {
+fn run(
+    path: &Path,
+    args: &[TensorArg],
+    out: &Path,
+    backend: Backend,
+    json: bool,
+    load: &LoadArgs,
+) -> Result<ExitCode> {
     let inputs = inputs::read_args(args)?;
-    let model = rivet::load(path, &load.options(&backend)?)?;
-    let outputs = run_model(&*model, &inputs)?;
+    let loaded = rivet::load_explained(path, &load.options(&backend)?)?;
+    let outputs = run_model(&*loaded.model, &inputs)?;
+    // Which backend ran, and why any tried before it did not, on stderr (after a run that failed, the error line says it all).
+    eprintln!("backend: {}", loaded.model.backend());
+    for (name, err) in &loaded.skipped {
+        eprintln!(
+            "  skipped {name}: {}",
+            err.to_string().strip_prefix(&format!("{name}: ")).unwrap_or(&err.to_string())
+        );
+    }
     std::fs::create_dir_all(out).map_err(|e| rivet::Error::file(out, e))?;
+    let mut written = Vec::new();
     for (name, tensor) in outputs.iter() {
         let file = out.join(format!("{}.npy", output_file_name(name)));
         rivet::npy::write_npy(&file, tensor)?;
-        println!("{name}: {}{:?} -> {}", tensor.dtype(), tensor.shape(), file.display());
+        if !json {
+            println!("{name}: {}{:?} -> {}", tensor.dtype(), tensor.shape(), file.display());
+        }
+        written.push(serde_json::json!({
+            "name": name, "dtype": tensor.dtype().name(), "shape": tensor.shape(), "file": file,
+        }));
+    }
+    if json {
+        let skipped: Vec<serde_json::Value> = loaded
+            .skipped
+            .iter()
+            .map(|(name, err)| serde_json::json!({"backend": name, "kind": err.kind(), "error": err.to_string()}))
+            .collect();
+        let report = serde_json::json!({
+            "model": path, "backend": loaded.model.backend(), "skipped": skipped, "outputs": written,
+        });
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| rivet::Error::file(out, e))?);
     }
     Ok(ExitCode::SUCCESS)
 }

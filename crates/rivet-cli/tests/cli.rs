@@ -316,3 +316,48 @@ fn a_cxx_scorer_library_is_compared_and_benchmarked_with_the_built_ins() {
         report["results"].as_array().unwrap().iter().map(|r| r["backend"].as_str().unwrap()).collect();
     assert_eq!(backends, ["ort", "legacy_mlp"]);
 }
+
+/// `rivet run` says which backend ran, and when `auto` fell back, why the earlier ones were
+/// skipped: on stderr, and in `--json`.
+#[test]
+fn run_says_which_backend_ran_and_why_others_were_skipped() {
+    let dir = scratch("which-backend");
+    let input = root().join("models/mlp/cases/b1/input.features.npy").display().to_string();
+    let out_dir = dir.join("out").display().to_string();
+    let out = rivet(&["run", "models/mlp/mlp.onnx", "-i", &input, "-o", &out_dir]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "backend: ort\n");
+
+    // ONNX Runtime's library missing: auto falls back to Candle, and says so.
+    let out = Command::new(env!("CARGO_BIN_EXE_rivet"))
+        .args(["run", "models/mlp/mlp.onnx", "-i", &input, "-o", &out_dir, "--json"])
+        .env("ORT_DYLIB_PATH", dir.join("missing/libonnxruntime.so"))
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(
+            "backend: candle\n  skipped ort: cannot load models/mlp/mlp.onnx: libonnxruntime not found at "
+        ),
+        "{stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["backend"], "candle");
+    assert_eq!(report["skipped"][0]["backend"], "ort");
+    assert_eq!(report["skipped"][0]["kind"], "model_load");
+    assert_eq!(report["outputs"][0]["name"], "logits");
+    assert_eq!(report["outputs"][0]["shape"], serde_json::json!([1, 3]));
+    let logits = read_npy(Path::new(report["outputs"][0]["file"].as_str().unwrap())).unwrap();
+    let reference = read_npy(&root().join("models/mlp/cases/b1/output.logits.npy")).unwrap();
+    let diff = logits
+        .as_slice::<f32>()
+        .unwrap()
+        .iter()
+        .zip(reference.as_slice::<f32>().unwrap())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(diff < 1e-5, "candle's logits differ from PyTorch's by {diff}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

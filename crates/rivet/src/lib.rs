@@ -23,7 +23,7 @@
 pub mod plugin;
 mod registry;
 
-pub use registry::{backend, backends, backends_for, load, register_backend};
+pub use registry::{backend, backends, backends_for, load, load_explained, register_backend, Loaded};
 pub use rivet_core::*;
 
 #[cfg(feature = "candle")]

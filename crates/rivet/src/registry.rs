@@ -132,17 +132,33 @@ fn check_option_backends(options: &LoadOptions) -> Result<()> {
 ///
 /// Under `AUTO`, when every candidate fails, the error lists each backend's reason.
 pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Arc<dyn Model>> {
+    load_explained(path, options).map(|loaded| loaded.model)
+}
+
+/// A model [`load_explained`] loaded, with the backends `Backend::AUTO` tried before it.
+pub struct Loaded {
+    /// The model.
+    pub model: Arc<dyn Model>,
+    /// Each backend tried first that could not load the file, with why, in the order tried
+    /// (empty when the first candidate, or the named backend, loaded it).
+    pub skipped: Vec<(Backend, Error)>,
+}
+
+/// Like [`load`], also saying which backends `Backend::AUTO` skipped before the one that loaded
+/// the model, and why (so a caller can report a fallback rather than hide it).
+pub fn load_explained(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Loaded> {
     let path = path.as_ref();
     check_option_backends(options)?;
     if !options.backend.is_auto() {
-        return backend(&options.backend)?.load(path, options);
+        let model = backend(&options.backend)?.load(path, options)?;
+        return Ok(Loaded { model, skipped: Vec::new() });
     }
     let format = format::detect_format(path, "auto")?;
-    let mut attempts = Vec::new();
+    let mut attempts: Vec<(Backend, Error)> = Vec::new();
     for name in backends_for(format, options) {
         match backend(&name)?.load(path, options) {
-            Ok(model) => return Ok(model),
-            Err(err) => attempts.push((name.to_string(), err)),
+            Ok(model) => return Ok(Loaded { model, skipped: attempts }),
+            Err(err) => attempts.push((name, err)),
         }
     }
     if attempts.is_empty() {
@@ -151,5 +167,6 @@ pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Arc<dyn Mod
             format!("{format} model {}: no registered backend reads it", path.display()),
         ));
     }
+    let attempts = attempts.into_iter().map(|(name, err)| (name.to_string(), err)).collect();
     Err(Error::NoBackend { path: path.to_path_buf(), attempts })
 }
