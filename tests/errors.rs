@@ -201,11 +201,24 @@ fn a_spec_file_that_disagrees_with_the_archive_is_refused() {
     let options =
         LoadOptions::with_backend(Backend::TCH).option(&Backend::TCH, "spec", spec.display().to_string());
     let err = rivet::load(&pt, &options).err().unwrap();
-    assert_eq!(err.kind(), ErrorKind::Io);
+    // The spec was read: the model is what cannot be loaded.
+    assert_eq!(err.kind(), ErrorKind::ModelLoad);
     assert_eq!(
         err.to_string(),
-        format!("{}: spec lists inputs [x] but forward in {} takes [features]", spec.display(), pt.display())
+        format!(
+            "tch: cannot load {}: spec {} lists inputs [x] but forward takes [features]",
+            pt.display(),
+            spec.display()
+        )
     );
+    // A spec may leave out the outputs (as the README says): they are then output_0...
+    std::fs::write(&spec, r#"{"inputs":[{"name":"features","dtype":"f32","shape":["batch",16]}]}"#).unwrap();
+    let model = rivet::load(&pt, &options).unwrap();
+    let x = rivet::npy::read_npy(&pt.parent().unwrap().join("cases/b1/input.features.npy")).unwrap();
+    let reference = rivet::npy::read_npy(&pt.parent().unwrap().join("cases/b1/output.logits.npy")).unwrap();
+    let outputs = model.run(&[&x]).unwrap();
+    assert_eq!(outputs.names(), ["output_0"]);
+    assert_eq!(outputs.get(0).unwrap().as_slice::<f32>().unwrap(), reference.as_slice::<f32>().unwrap());
     std::fs::write(&spec, r#"{"inputs":[{"name":"features","dtype":"float33"}]}"#).unwrap();
     let err = rivet::load(&pt, &options).err().unwrap();
     assert!(err.to_string().contains("unknown dtype \"float33\""), "{err}");

@@ -139,7 +139,8 @@ mod dtype_name {
 pub struct Signature {
     /// Inputs, in the order positional inputs are given.
     pub inputs: Vec<TensorSpec>,
-    /// Outputs, in the order the model returns them.
+    /// Outputs, in the order the model returns them (may be left out of a spec file).
+    #[serde(default)]
     pub outputs: Vec<TensorSpec>,
 }
 

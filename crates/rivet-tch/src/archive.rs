@@ -170,22 +170,26 @@ pub fn torchscript_signature(path: &Path, spec: Option<&Path>) -> Result<Signatu
     let signature = Signature::from_spec_file(&spec_path)?;
     let spec_names: Vec<&str> = signature.inputs.iter().map(|s| s.name.as_str()).collect();
     if spec_names != arg_names {
-        return Err(Error::file(
-            &spec_path,
+        // The spec was read; the model cannot be loaded with it: a load error, naming both.
+        return Err(Error::load(
+            "tch",
+            path,
             format!(
-                "spec lists inputs [{}] but forward in {} takes [{}]",
+                "spec {} lists inputs [{}] but forward takes [{}]",
+                spec_path.display(),
                 spec_names.join(", "),
-                path.display(),
                 arg_names.join(", ")
             ),
         ));
     }
     if let Some(n) = tensor_count(&forward.returns) {
         if !signature.outputs.is_empty() && signature.outputs.len() != n {
-            return Err(Error::file(
-                &spec_path,
+            return Err(Error::load(
+                "tch",
+                path,
                 format!(
-                    "spec lists {} output(s) but forward returns {} ({})",
+                    "spec {} lists {} output(s) but forward returns {} ({})",
+                    spec_path.display(),
                     signature.outputs.len(),
                     n,
                     forward.returns
