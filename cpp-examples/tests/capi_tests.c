@@ -1,12 +1,16 @@
 /* The C ABI's test suite: dtypes, zero-copy views, DLPack, outputs owned by Rivet, backends and
  * their options by name, every bad-input case by code and message, PyTorch parity, and 16 threads
  * sharing one model. Ends with "N passed, N failed". */
+#define _POSIX_C_SOURCE 200809L /* mkstemp, dup, fileno */
 #include <rivet.h>
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "npy.h"
 
@@ -412,6 +416,43 @@ static void *worker(void *p) {
   return NULL;
 }
 
+/* Panics Rivet catches inside a library (tch's thread setters unwrap libtorch's refusal) become
+ * errors and print nothing: 100 loads alternating two inter-op thread counts (libtorch accepts
+ * one, then refuses the other every time, through a panic in tch) leave the host's stderr empty. */
+static void test_caught_panics_are_silent(void) {
+  char path[] = "/tmp/rivet-capi-stderr-XXXXXX";
+  int capture = mkstemp(path);
+  CHECK(capture >= 0, "temporary file for stderr");
+  if (capture < 0) return;
+  fflush(stderr);
+  int saved = dup(2);
+  dup2(capture, 2);
+  int refused = 0, loaded = 0;
+  for (int i = 0; i < 100; i++) {
+    rivet_load_options_t *options = NULL;
+    rivet_load_options_new(&options);
+    rivet_load_options_set_backend(options, "tch");
+    rivet_load_options_set_inter_op_threads(options, (size_t)(5 + i % 2));
+    rivet_model_t *model = NULL;
+    rivet_error_t *error = rivet_model_load(RIVET_MODELS "/mlp/mlp.pt", options, &model);
+    if (error != NULL && rivet_error_code(error) == RIVET_ERROR_UNSUPPORTED) refused++;
+    if (error == NULL) loaded++;
+    rivet_error_free(error);
+    rivet_model_free(model);
+    rivet_load_options_free(options);
+  }
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  struct stat written;
+  fstat(capture, &written);
+  close(capture);
+  unlink(path);
+  CHECK(refused >= 49 && refused + loaded == 100, "100 loads alternating inter-op threads 5 and 6: %d refused, %d loaded",
+        refused, loaded);
+  CHECK(written.st_size == 0, "caught panics wrote %lld bytes to stderr", (long long)written.st_size);
+}
+
 static void test_threads(void) {
   npy_array x;
   CHECK(npy_read(RIVET_MODELS "/mlp/cases/b8/input.features.npy", &x) == 0, "read input");
@@ -454,6 +495,7 @@ int main(int argc, char **argv) {
   test_bad_inputs();
   test_backend_library_by_name();
   test_threads();
+  test_caught_panics_are_silent();
   printf("%s: %d passed, %d failed\n", argc > 1 ? argv[1] : "capi_tests", passed, failed);
   return failed == 0 ? 0 : 1;
 }

@@ -11,7 +11,6 @@
 #![warn(missing_docs)]
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -315,7 +314,7 @@ impl Model for CandleModel {
         for (view, spec) in inputs.iter().zip(&self.signature.inputs) {
             feeds.insert(spec.name.clone(), to_candle(view)?);
         }
-        let mut results = catch_unwind(AssertUnwindSafe(|| candle_onnx::simple_eval(&self.model, feeds)))
+        let mut results = rivet_core::panics::catch_quietly(|| candle_onnx::simple_eval(&self.model, feeds))
             .map_err(|_| Error::backend(NAME, "candle-onnx panicked while evaluating the graph"))?
             .map_err(|e| Error::backend(NAME, one_line(e)))?;
         self.signature

@@ -1,7 +1,6 @@
 //! `rivet_error_t`: what every fallible call returns, and the panic boundary.
 
 use std::ffi::{c_char, CString};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
 /// A stable error code (`RIVET_ERROR_*`). Values are never reused.
@@ -60,18 +59,14 @@ impl From<rivet::Error> for Box<rivet_error_t> {
 pub(crate) type FfiResult = Result<(), Box<rivet_error_t>>;
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    let what = payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_owned());
+    let what = rivet::panics::panic_text(payload);
     format!("internal error (panic caught at the C ABI boundary): {what}")
 }
 
 /// Runs the body of a fallible export: an error becomes a `rivet_error_t*`, and a panic becomes
 /// `RIVET_ERROR_PANIC` instead of unwinding into C.
 pub(crate) fn ffi_boundary(body: impl FnOnce() -> FfiResult) -> *mut rivet_error_t {
-    match catch_unwind(AssertUnwindSafe(body)) {
+    match rivet::panics::catch_quietly(body) {
         Ok(Ok(())) => ptr::null_mut(),
         Ok(Err(err)) => Box::into_raw(err),
         Err(payload) => Box::into_raw(rivet_error_t::new(RIVET_ERROR_PANIC, panic_message(&*payload))),
@@ -80,7 +75,7 @@ pub(crate) fn ffi_boundary(body: impl FnOnce() -> FfiResult) -> *mut rivet_error
 
 /// Runs the body of an infallible export, returning `fallback` if it panics.
 pub(crate) fn ffi_infallible<T>(fallback: T, body: impl FnOnce() -> T) -> T {
-    catch_unwind(AssertUnwindSafe(body)).unwrap_or(fallback)
+    rivet::panics::catch_quietly(body).unwrap_or(fallback)
 }
 
 /// Fails naming `name` when `ptr` is NULL (for out-parameters and handles passed on).

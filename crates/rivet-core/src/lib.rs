@@ -10,6 +10,7 @@ mod error;
 pub mod format;
 mod model;
 pub mod npy;
+pub mod panics;
 pub mod plugin;
 mod signature;
 mod tensor;

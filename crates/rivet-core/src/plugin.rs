@@ -14,7 +14,6 @@
 //! error on the plugin's side.
 
 use std::ffi::c_void;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -122,11 +121,7 @@ pub fn fence(backend: Arc<dyn InferenceBackend>) -> Arc<dyn InferenceBackend> {
 }
 
 fn panic_error(backend: &str, during: &str, payload: &(dyn std::any::Any + Send)) -> Error {
-    let what = payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_owned());
+    let what = crate::panics::panic_text(payload);
     Error::backend(backend, format!("panicked while {during}: {what}"))
 }
 
@@ -146,7 +141,7 @@ impl InferenceBackend for Fenced {
     }
 
     fn load(&self, path: &Path, options: &LoadOptions) -> Result<Arc<dyn Model>> {
-        let model = catch_unwind(AssertUnwindSafe(|| self.0.load(path, options)))
+        let model = crate::panics::catch_quietly(|| self.0.load(path, options))
             .map_err(|p| panic_error(self.0.name().name(), "loading", &*p))??;
         Ok(Arc::new(FencedModel(model)))
     }
@@ -168,7 +163,7 @@ impl Model for FencedModel {
     }
 
     fn execute(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>> {
-        catch_unwind(AssertUnwindSafe(|| self.0.execute(inputs)))
+        crate::panics::catch_quietly(|| self.0.execute(inputs))
             .map_err(|p| panic_error(self.0.backend().name(), "running", &*p))?
     }
 }

@@ -1,7 +1,6 @@
 //! The Rust side of what C++ calls: loading, running, reading outputs, registering scorers.
 
 use std::fmt;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use rivet::{Backend, Element, Error, Inputs, LoadOptions, Model, Outputs, TensorView};
@@ -57,19 +56,15 @@ type BridgeResult<T> = Result<T, BridgeError>;
 
 /// Runs `body`, turning a panic into a `RIVET_ERROR_PANIC` error: no panic reaches C++.
 fn fenced<T>(what: &str, body: impl FnOnce() -> BridgeResult<T>) -> BridgeResult<T> {
-    catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|payload| {
-        let detail = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
+    rivet::panics::catch_quietly(body).unwrap_or_else(|payload| {
+        let detail = rivet::panics::panic_text(&*payload);
         Err(BridgeError::new(ErrorCode::Panic, format!("Rivet panicked in {what}: {detail}")))
     })
 }
 
 /// For functions C++ declares infallible: `fallback` if `body` panics.
 fn fenced_or<T>(fallback: T, body: impl FnOnce() -> T) -> T {
-    catch_unwind(AssertUnwindSafe(body)).unwrap_or(fallback)
+    rivet::panics::catch_quietly(body).unwrap_or(fallback)
 }
 
 /// Rivet's dtype for a bridge dtype.

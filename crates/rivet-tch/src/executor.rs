@@ -13,7 +13,6 @@
 //! leaving the cores to libtorch.
 
 use std::collections::VecDeque;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::Thread;
@@ -83,7 +82,7 @@ impl Executor {
             // SAFETY: the caller keeps the closure alive until `done` is set, below.
             let run = unsafe { &mut *task.run };
             // A panic is the closure's to report (it catches its own); this keeps the thread.
-            let _ = catch_unwind(AssertUnwindSafe(run));
+            let _ = rivet_core::panics::catch_quietly(run);
             task.done.flag.store(true, Ordering::Release);
             task.done.waiter.unpark();
         }

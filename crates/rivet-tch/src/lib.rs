@@ -10,7 +10,6 @@
 pub mod archive;
 mod executor;
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -165,7 +164,7 @@ fn apply_threads(options: &LoadOptions) -> Result<()> {
     if let Some(n) = options.intra_op_threads {
         let n = i32::try_from(n.max(1)).unwrap_or(i32::MAX);
         if tch::get_num_threads() != n {
-            catch_unwind(|| tch::set_num_threads(n)).map_err(|_| {
+            rivet_core::panics::catch_quietly(|| tch::set_num_threads(n)).map_err(|_| {
                 Error::unsupported(NAME, format!("intra_op_threads = {n}: libtorch refused it"))
             })?;
         }
@@ -173,7 +172,7 @@ fn apply_threads(options: &LoadOptions) -> Result<()> {
     if let Some(n) = options.inter_op_threads {
         let n = i32::try_from(n.max(1)).unwrap_or(i32::MAX);
         if tch::get_num_interop_threads() != n {
-            catch_unwind(|| tch::set_num_interop_threads(n)).map_err(|_| {
+            rivet_core::panics::catch_quietly(|| tch::set_num_interop_threads(n)).map_err(|_| {
                 Error::unsupported(
                     NAME,
                     format!(
@@ -360,7 +359,7 @@ impl TchModel {
         let args =
             inputs.iter().map(|v| to_tch(v, self.device).map(IValue::Tensor)).collect::<Result<Vec<_>>>()?;
         // tch reports libtorch exceptions as errors; the catch is for panics in its conversions.
-        let result = catch_unwind(AssertUnwindSafe(|| self.module.forward_is(&args)))
+        let result = rivet_core::panics::catch_quietly(|| self.module.forward_is(&args))
             .map_err(|_| Error::backend(NAME, "tch panicked while running forward"))?
             .map_err(|e| Error::backend(NAME, torch_message(&e)))?;
         let mut outputs = Vec::new();
