@@ -227,7 +227,8 @@ const char *rivet_error_message(const struct rivet_error_t *error);
 // Handle arguments must be NULL or live handles created by Rivet.
 void rivet_error_free(struct rivet_error_t *error);
 
-// Loads the model at `path` (NUL-terminated UTF-8). `options` may be NULL for the defaults;
+// Loads the model at `path` (NUL-terminated bytes, as Linux paths are: UTF-8 or not).
+// `options` may be NULL for the defaults;
 // it is borrowed for the call only. `*out` receives a model the caller frees with
 // `rivet_model_free`; untouched on failure (`RIVET_ERROR_MODEL_LOAD` names the path and the
 // backend; `RIVET_ERROR_UNSUPPORTED` for formats, operators, dtypes or devices a backend lacks).

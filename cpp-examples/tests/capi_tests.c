@@ -453,6 +453,63 @@ static void test_caught_panics_are_silent(void) {
   CHECK(written.st_size == 0, "caught panics wrote %lld bytes to stderr", (long long)written.st_size);
 }
 
+/* Copies `from` to `to`; 0 on success. */
+static int copy_file(const char *from, const char *to) {
+  FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+  int status = (in && out) ? 0 : -1;
+  char buffer[65536];
+  size_t n;
+  while (status == 0 && (n = fread(buffer, 1, sizeof buffer, in)) > 0) {
+    if (fwrite(buffer, 1, n, out) != n) status = -1;
+  }
+  if (in) fclose(in);
+  if (out && fclose(out) != 0) status = -1;
+  return status;
+}
+
+/* Linux paths are bytes: a model in a folder whose name is not UTF-8 loads and runs on every
+ * backend. */
+static void test_paths_are_bytes(void) {
+  const char *dir = "/tmp/rivet-capi-\xff\xfe-not-utf8";
+  mkdir(dir, 0700);
+  char onnx[256], pt[256], spec[256];
+  snprintf(onnx, sizeof onnx, "%s/mlp.onnx", dir);
+  snprintf(pt, sizeof pt, "%s/mlp.pt", dir);
+  snprintf(spec, sizeof spec, "%s/mlp.spec.json", dir);
+  CHECK(copy_file(RIVET_MODELS "/mlp/mlp.onnx", onnx) == 0 && copy_file(RIVET_MODELS "/mlp/mlp.pt", pt) == 0 &&
+            copy_file(RIVET_MODELS "/mlp/mlp.spec.json", spec) == 0,
+        "copy the MLP into a non-UTF-8 folder");
+  const char *files[] = {onnx, onnx, pt};
+  const char *backends[] = {"ort", "candle", "tch"};
+  for (int i = 0; i < 3; i++) {
+    rivet_load_options_t *options = NULL;
+    rivet_load_options_new(&options);
+    rivet_load_options_set_backend(options, backends[i]);
+    rivet_model_t *model = NULL;
+    rivet_error_t *error = rivet_model_load(files[i], options, &model);
+    CHECK(error == NULL, "%s from a non-UTF-8 path: %s", backends[i], error ? rivet_error_message(error) : "");
+    if (model != NULL) {
+      float x[16] = {0};
+      int64_t shape[2] = {1, 16};
+      rivet_tensor_t *input = NULL;
+      expect_ok(rivet_tensor_new_view(RIVET_DTYPE_F32, shape, 2, x, sizeof x, &input), "view");
+      rivet_outputs_t *outputs = NULL;
+      const rivet_tensor_t *inputs[] = {input};
+      expect_ok(rivet_model_run(model, NULL, inputs, 1, &outputs), backends[i]);
+      CHECK(outputs != NULL && rivet_outputs_count(outputs) == 1, "%s ran", backends[i]);
+      rivet_outputs_free(outputs);
+      rivet_tensor_free(input);
+    }
+    rivet_error_free(error);
+    rivet_model_free(model);
+    rivet_load_options_free(options);
+  }
+  unlink(onnx);
+  unlink(pt);
+  unlink(spec);
+  rmdir(dir);
+}
+
 static void test_threads(void) {
   npy_array x;
   CHECK(npy_read(RIVET_MODELS "/mlp/cases/b8/input.features.npy", &x) == 0, "read input");
@@ -496,6 +553,7 @@ int main(int argc, char **argv) {
   test_backend_library_by_name();
   test_threads();
   test_caught_panics_are_silent();
+  test_paths_are_bytes();
   printf("%s: %d passed, %d failed\n", argc > 1 ? argv[1] : "capi_tests", passed, failed);
   return failed == 0 ? 0 : 1;
 }

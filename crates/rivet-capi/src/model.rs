@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rivet::{LoadOptions, Model, TensorSpec};
 
 use crate::error::{arg, ffi_boundary, ffi_infallible, not_null, rivet_error_t};
-use crate::options::{rivet_load_options_t, utf8};
+use crate::options::{path_arg, rivet_load_options_t};
 use crate::tensor::{dtype_code, rivet_dtype_t, RIVET_DTYPE_UNKNOWN};
 
 /// What `rivet_model_input_info` / `rivet_model_output_info` report. Pointers are borrowed
@@ -82,7 +82,8 @@ impl rivet_model_t {
     }
 }
 
-/// Loads the model at `path` (NUL-terminated UTF-8). `options` may be NULL for the defaults;
+/// Loads the model at `path` (NUL-terminated bytes, as Linux paths are: UTF-8 or not).
+/// `options` may be NULL for the defaults;
 /// it is borrowed for the call only. `*out` receives a model the caller frees with
 /// `rivet_model_free`; untouched on failure (`RIVET_ERROR_MODEL_LOAD` names the path and the
 /// backend; `RIVET_ERROR_UNSUPPORTED` for formats, operators, dtypes or devices a backend lacks).
@@ -100,7 +101,7 @@ pub unsafe extern "C" fn rivet_model_load(
     ffi_boundary(|| {
         not_null(out, "out")?;
         // SAFETY: the caller's contract.
-        let path = unsafe { utf8(path, "path") }?;
+        let path = unsafe { path_arg(path, "path") }?;
         // SAFETY: the caller's contract.
         let defaults = LoadOptions::default();
         let options = unsafe { options.as_ref() }.map_or(&defaults, |o| &o.inner);

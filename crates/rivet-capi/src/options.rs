@@ -21,6 +21,24 @@ pub(crate) unsafe fn utf8<'a>(s: *const c_char, name: &str) -> Result<&'a str, B
         .map_err(|_| rivet_error_t::invalid_argument(format!("{name} is not valid UTF-8")))
 }
 
+/// Reads a NUL-terminated path argument as the bytes it is (Linux paths need not be UTF-8), or
+/// an error naming it.
+///
+/// # Safety
+/// A non-NULL `s` must point to a NUL-terminated string.
+pub(crate) unsafe fn path_arg(
+    s: *const c_char,
+    name: &str,
+) -> Result<std::path::PathBuf, Box<rivet_error_t>> {
+    use std::os::unix::ffi::OsStrExt;
+    if s.is_null() {
+        return Err(rivet_error_t::invalid_argument(format!("{name} is NULL")));
+    }
+    // SAFETY: the caller's contract.
+    let bytes = unsafe { CStr::from_ptr(s) }.to_bytes();
+    Ok(std::path::PathBuf::from(std::ffi::OsStr::from_bytes(bytes)))
+}
+
 /// Where a model runs (`RIVET_DEVICE_*`).
 pub type rivet_device_t = u32;
 /// The CPU.

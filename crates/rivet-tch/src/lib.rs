@@ -236,8 +236,15 @@ impl InferenceBackend for TchBackend {
         let module = placement.run(executor::SHORT_RUN, false, || -> Result<(CModule, tch::Device, bool)> {
             let device = tch_device(options.device)?;
             apply_threads(options)?;
-            let mut module = CModule::load_on_device(path, device)
-                .map_err(|e| Error::load(NAME, path, torch_message(&e)))?;
+            // tch hands libtorch the path as UTF-8; a Linux path need not be, so such a file is
+            // read here and handed over as a stream.
+            let loaded = if path.to_str().is_some() {
+                CModule::load_on_device(path, device)
+            } else {
+                let mut file = std::fs::File::open(path).map_err(|e| Error::load(NAME, path, &e))?;
+                CModule::load_data_on_device(&mut file, device)
+            };
+            let mut module = loaded.map_err(|e| Error::load(NAME, path, torch_message(&e)))?;
             module.f_set_eval().map_err(|e| Error::load(NAME, path, torch_message(&e)))?;
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             let spare_core = usize::try_from(tch::get_num_threads()).unwrap_or(usize::MAX) < cores;
