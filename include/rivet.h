@@ -193,11 +193,11 @@ struct rivet_error_t *rivet_tensor_from_dlpack(DLManagedTensorVersioned *managed
 
 // Exports a tensor as DLPack without copying its data.
 //
-// On success the tensor handle is consumed (do not free or use it again) and `*out` receives a
+// The tensor handle is always consumed, on success and on failure alike (do not free or use it
+// again), so one cleanup path fits both. On success `*out` receives a
 // `DLManagedTensorVersioned` whose deleter the consumer calls exactly once; the data stays
 // valid until then (for a view or DLPack import, as long as the original owner keeps it). The
-// read-only flag is set for data Rivet does not own. On failure the tensor is untouched and
-// still the caller's.
+// read-only flag is set for data Rivet does not own or shares with other handles.
 //
 // Thread-safe for distinct tensors.
 //

@@ -122,8 +122,9 @@ class Tensor {
   /// the returned tensor's deleter once.
   DLManagedTensorVersioned* to_dlpack() && {
     DLManagedTensorVersioned* managed = nullptr;
-    detail::check(rivet_tensor_to_dlpack(raw_, &managed));
+    rivet_tensor_t* consumed = raw_;  // rivet_tensor_to_dlpack takes it, success or not
     raw_ = nullptr;
+    detail::check(rivet_tensor_to_dlpack(consumed, &managed));
     return managed;
   }
 

@@ -227,11 +227,11 @@ unsafe extern "C" fn delete_export(managed: *mut DLManagedTensorVersioned) {
 
 /// Exports a tensor as DLPack without copying its data.
 ///
-/// On success the tensor handle is consumed (do not free or use it again) and `*out` receives a
+/// The tensor handle is always consumed, on success and on failure alike (do not free or use it
+/// again), so one cleanup path fits both. On success `*out` receives a
 /// `DLManagedTensorVersioned` whose deleter the consumer calls exactly once; the data stays
 /// valid until then (for a view or DLPack import, as long as the original owner keeps it). The
-/// read-only flag is set for data Rivet does not own. On failure the tensor is untouched and
-/// still the caller's.
+/// read-only flag is set for data Rivet does not own or shares with other handles.
 ///
 /// Thread-safe for distinct tensors.
 ///
@@ -243,10 +243,11 @@ pub unsafe extern "C" fn rivet_tensor_to_dlpack(
     out: *mut *mut DLManagedTensorVersioned,
 ) -> *mut rivet_error_t {
     ffi_boundary(|| {
-        not_null(out, "out")?;
         not_null(tensor, "tensor")?;
-        // SAFETY: non-NULL and ours (the caller's contract); ownership moves into the export.
+        // SAFETY: non-NULL and ours (the caller's contract); ownership moves here whatever
+        // happens next, and into the export on success.
         let tensor = unsafe { Box::from_raw(tensor) };
+        not_null(out, "out")?;
         let mut shape: Vec<i64> = tensor.tensor.shape().iter().map(|&d| d as i64).collect();
         // Only memory this handle alone owns may be written by the consumer.
         let read_only = tensor.tensor.storage_kind() != StorageKind::Owned;
