@@ -461,6 +461,22 @@ static void test_caught_panics_are_silent(void) {
   CHECK(written.st_size == 0, "caught panics wrote %lld bytes to stderr", (long long)written.st_size);
 }
 
+/* An empty tensor with huge dimensions gets one verdict whatever their order: refused. */
+static void test_huge_empty_shapes(void) {
+  const int64_t huge = (int64_t)1 << 40;
+  const int64_t shapes[3][3] = {{0, huge, huge}, {huge, 0, huge}, {huge, huge, 0}};
+  for (int i = 0; i < 3; i++) {
+    rivet_tensor_t *t = NULL;
+    expect_error(rivet_tensor_new_view(RIVET_DTYPE_F32, shapes[i], 3, NULL, 0, &t), RIVET_ERROR_INVALID_TENSOR,
+                 "has more elements than fit in memory", "huge empty shape");
+    CHECK(t == NULL, "no tensor for a refused shape");
+  }
+  const int64_t fine[2] = {0, huge};
+  rivet_tensor_t *empty = NULL;
+  expect_ok(rivet_tensor_new_view(RIVET_DTYPE_F32, fine, 2, NULL, 0, &empty), "[0, 2^40] is an empty tensor");
+  rivet_tensor_free(empty);
+}
+
 /* Copies `from` to `to`; 0 on success. */
 static int copy_file(const char *from, const char *to) {
   FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
@@ -562,6 +578,7 @@ int main(int argc, char **argv) {
   test_threads();
   test_caught_panics_are_silent();
   test_paths_are_bytes();
+  test_huge_empty_shapes();
   printf("%s: %d passed, %d failed\n", argc > 1 ? argv[1] : "capi_tests", passed, failed);
   return failed == 0 ? 0 : 1;
 }

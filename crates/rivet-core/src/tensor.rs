@@ -37,12 +37,19 @@ impl AlignedBuffer {
     }
 }
 
-/// Number of elements of `shape`, or an error when the product overflows.
+/// Number of elements of `shape`, or an error when the product of its non-zero dimensions
+/// exceeds `isize::MAX` (the same verdict whatever the order of the dimensions, and an empty
+/// tensor whose strides would overflow is refused too).
 pub fn element_count(shape: &[usize]) -> Result<usize> {
-    shape
+    let extent = shape
         .iter()
+        .filter(|&&d| d != 0)
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| Error::InvalidTensor(format!("shape {shape:?} has more elements than fit in memory")))
+        .filter(|&n| n <= isize::MAX as usize)
+        .ok_or_else(|| {
+            Error::InvalidTensor(format!("shape {shape:?} has more elements than fit in memory"))
+        })?;
+    Ok(if shape.contains(&0) { 0 } else { extent })
 }
 
 fn byte_len(dtype: DType, shape: &[usize]) -> Result<usize> {
@@ -479,6 +486,20 @@ impl fmt::Debug for TensorView<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_dimensions_get_one_verdict_whatever_their_order() {
+        let huge = 1usize << 40;
+        for shape in [[0, huge, huge], [huge, 0, huge], [huge, huge, 0]] {
+            let err = element_count(&shape).unwrap_err().to_string();
+            assert!(err.contains("has more elements than fit in memory"), "{shape:?}: {err}");
+        }
+        assert_eq!(element_count(&[0, huge]).unwrap(), 0);
+        assert_eq!(element_count(&[huge, 0]).unwrap(), 0);
+        assert_eq!(element_count(&[3, 0, 5]).unwrap(), 0);
+        assert_eq!(element_count(&[]).unwrap(), 1);
+        assert_eq!(element_count(&[2, 3]).unwrap(), 6);
+    }
     use half::bf16;
 
     #[test]
