@@ -181,9 +181,11 @@ void test_zero_copy_both_ways() {
   CHECK(raw->seen == static_cast<const void*>(x.data()), "the scorer received the C++ buffer itself");
   auto y = out->f32s(0);
   CHECK(y.size() == 8 && y[0] == 2 && y[7] == 16, "probe doubled its input");
-  // By position (no names) works too.
-  auto again = model->run(rivet::inputs({rivet::tensor("", x, shape)}));
+  // By position (no names) works too, and from a rust::Slice<const float>.
+  rust::Slice<const float> slice(x.data(), x.size());
+  auto again = model->run(rivet::inputs({rivet::tensor("", slice, shape)}));
   CHECK(again->f32s(0)[3] == 8, "positional run");
+  CHECK(raw->seen == static_cast<const void*>(x.data()), "a rust::Slice input is not copied either");
   // Empty slices: a batch of zero rows.
   std::vector<float> none;
   std::vector<std::int64_t> empty_shape{0, 4};

@@ -36,6 +36,12 @@ TensorRef tensor(rust::Str name, const T* data, std::size_t count, const std::ve
                    rust::Slice<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(data), count * sizeof(T))};
 }
 
+// A borrowed input over a rust::Slice<const T>.
+template <typename T>
+TensorRef tensor(rust::Str name, rust::Slice<const T> data, const std::vector<std::int64_t>& shape) {
+  return tensor(name, data.data(), data.size(), shape);
+}
+
 // A borrowed input over a std::vector.
 template <typename T>
 TensorRef tensor(rust::Str name, const std::vector<T>& data, const std::vector<std::int64_t>& shape) {
