@@ -88,8 +88,9 @@ test: setup
 	exit $$status
 
 ## criterion benchmarks (release build; first the tch backend library they load). BENCH picks
-## suites: overhead (Rivet vs the direct library call), capi (C ABI and C++ API vs Rust API), conversion (tensors in/out of each backend),
-## validation (signature checks). One group: make bench BENCH=overhead FILTER=overhead/ort
+## suites: overhead (Rivet vs the direct library call), capi (C ABI and C++ API vs Rust API),
+## conversion (tensors in/out of each backend), validation (signature checks).
+## One group: make bench BENCH=overhead FILTER=overhead/ort
 BENCH ?= overhead capi conversion validation
 FILTER ?=
 bench: setup
