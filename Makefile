@@ -41,7 +41,8 @@ install: setup
 	install -m 644 target/$(PROFILE)/librivet.a $(PREFIX)/lib/librivet.a
 	install -m 644 include/rivet.h include/rivet.hpp $(PREFIX)/include/
 	install -d $(PREFIX)/include/rivet $(PREFIX)/include/rust
-	install -m 644 include/rivet/cxx.hpp include/rivet/bridge.h include/rivet/scorer.h $(PREFIX)/include/rivet/
+	install -m 644 include/rivet/cxx.hpp include/rivet/bridge.h include/rivet/scorer.h include/rivet/dlpack.h \
+	  $(PREFIX)/include/rivet/
 	install -m 644 "$$($(CARGO) metadata --format-version 1 --locked | python3 -c \
 	  'import json, sys; print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"] == "cxx").replace("Cargo.toml", "include/cxx.h"))')" \
 	  $(PREFIX)/include/rust/cxx.h
@@ -51,10 +52,14 @@ install: setup
 
 ## The C/C++ examples and tests, built from the installed package with CMake and run by ctest.
 C_PREFIX := $(CURDIR)/target/rivet-install
+# libtorch as bootstrap.sh chose it (read when used, after setup wrote the file); its
+# ATen/dlpack.h is the real dlpack.h the include-order checks compile against.
+LIBTORCH_DIR = $(shell sed -n 's/^LIBTORCH = "\(.*\)"/\1/p' .cargo/config.toml)
 test-c: setup
 	$(MAKE) install PREFIX=$(C_PREFIX) PROFILE=debug
 	cmake -S cpp-examples -B target/cpp-build -DCMAKE_PREFIX_PATH=$(C_PREFIX) -DCMAKE_BUILD_TYPE=Debug \
-	  -DRIVET_TEST_BACKEND_PATH=$(CURDIR)/target/debug
+	  -DRIVET_TEST_BACKEND_PATH=$(CURDIR)/target/debug \
+	  -DRIVET_DLPACK_INCLUDE=$(LIBTORCH_DIR)/include/ATen
 	cmake --build target/cpp-build -j 2
 	cd target/cpp-build && ctest --output-on-failure --verbose
 	@echo "== pkg-config consumer: c_quickstart built with \`pkg-config --cflags --libs rivet\`"

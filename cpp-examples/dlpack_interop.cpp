@@ -1,6 +1,7 @@
 // Tensors in and out of Rivet as DLPack, without copying: a producer's buffer goes in through
 // DLManagedTensorVersioned, the model's output comes out as one.
 #include <rivet.hpp>
+#include <rivet/dlpack.h>  // DLPack's types (or include a real dlpack.h)
 
 #include <cstdio>
 #include <vector>

@@ -19,33 +19,10 @@
 #include <stddef.h>
 #include <stdint.h>
 /* DLPack 1.x (https://github.com/dmlc/dlpack), used by rivet_tensor_from_dlpack and
- * rivet_tensor_to_dlpack. Include dlpack.h (>= 1.0) before this header to use its definitions. */
-#ifndef DLPACK_MAJOR_VERSION
-typedef struct { uint32_t major; uint32_t minor; } DLPackVersion;
-typedef enum { kDLCPU = 1, kDLCUDA = 2, kDLCUDAHost = 3 } DLDeviceType;
-typedef struct { DLDeviceType device_type; int32_t device_id; } DLDevice;
-typedef enum { kDLInt = 0U, kDLUInt = 1U, kDLFloat = 2U, kDLOpaqueHandle = 3U, kDLBfloat = 4U,
-               kDLComplex = 5U, kDLBool = 6U } DLDataTypeCode;
-typedef struct { uint8_t code; uint8_t bits; uint16_t lanes; } DLDataType;
-typedef struct {
-  void *data;
-  DLDevice device;
-  int32_t ndim;
-  DLDataType dtype;
-  int64_t *shape;
-  int64_t *strides;
-  uint64_t byte_offset;
-} DLTensor;
-typedef struct DLManagedTensorVersioned {
-  DLPackVersion version;
-  void *manager_ctx;
-  void (*deleter)(struct DLManagedTensorVersioned *self);
-  uint64_t flags;
-  DLTensor dl_tensor;
-} DLManagedTensorVersioned;
-#define DLPACK_FLAG_BITMASK_READ_ONLY (1UL << 0UL)
-#define DLPACK_FLAG_BITMASK_IS_COPIED (1UL << 1UL)
-#endif
+ * rivet_tensor_to_dlpack, is only named here, so this header goes with a real dlpack.h in
+ * either include order. To fill in DLPack's fields, include dlpack.h (>= 1.0) or, without
+ * one, <rivet/dlpack.h>: Rivet's copy of the same definitions. */
+struct DLManagedTensorVersioned;
 
 
 // The ABI version this header describes. Compare with `rivet_abi_version()` at run time: a
@@ -189,7 +166,7 @@ uint32_t rivet_abi_version(void);
 //
 // # Safety
 // `managed` must be NULL or a valid DLPack tensor whose data stays alive until its deleter runs.
-struct rivet_error_t *rivet_tensor_from_dlpack(DLManagedTensorVersioned *managed, struct rivet_tensor_t **out);
+struct rivet_error_t *rivet_tensor_from_dlpack(struct DLManagedTensorVersioned *managed, struct rivet_tensor_t **out);
 
 // Exports a tensor as DLPack without copying its data.
 //
@@ -203,7 +180,7 @@ struct rivet_error_t *rivet_tensor_from_dlpack(DLManagedTensorVersioned *managed
 //
 // # Safety
 // `tensor` must be NULL or a live tensor not used by another call.
-struct rivet_error_t *rivet_tensor_to_dlpack(struct rivet_tensor_t *tensor, DLManagedTensorVersioned **out);
+struct rivet_error_t *rivet_tensor_to_dlpack(struct rivet_tensor_t *tensor, struct DLManagedTensorVersioned **out);
 
 // The error's code (`RIVET_ERROR_*`); 0 for NULL.
 //

@@ -3,6 +3,7 @@
  * sharing one model. Ends with "N passed, N failed". */
 #define _POSIX_C_SOURCE 200809L /* mkstemp, dup, fileno */
 #include <rivet.h>
+#include <rivet/dlpack.h>
 
 #include <pthread.h>
 #include <stdio.h>

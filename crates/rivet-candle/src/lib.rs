@@ -198,6 +198,24 @@ impl InferenceBackend for CandleBackend {
             ));
         }
         let model = candle_onnx::read_file(path).map_err(|e| Error::load(NAME, path, one_line(e)))?;
+        Ok(Arc::new(CandleModel::from_proto(model, path)?))
+    }
+}
+
+impl CandleModel {
+    /// Loads an ONNX model held in memory, with the same checks as a file load (the thread
+    /// and device options of a file load do not apply: it runs on the CPU). `origin` names the
+    /// model in errors.
+    pub fn from_bytes(bytes: &[u8], origin: &Path) -> Result<CandleModel> {
+        use prost::Message;
+        let model = onnx::ModelProto::decode(bytes)
+            .map_err(|e| Error::load(NAME, origin, format!("not an ONNX model: {e}")))?;
+        CandleModel::from_proto(model, origin)
+    }
+
+    /// Checks a parsed model (a graph, operators candle-onnx implements, tensor inputs and
+    /// outputs of dtypes it handles) and reads its signature.
+    fn from_proto(model: onnx::ModelProto, path: &Path) -> Result<CandleModel> {
         let graph =
             model.graph.as_ref().ok_or_else(|| Error::load(NAME, path, "not an ONNX model: no graph"))?;
         if graph.node.is_empty() && graph.output.is_empty() {
@@ -225,7 +243,7 @@ impl InferenceBackend for CandleBackend {
             .map(|i| spec_of(i, path, "input"))
             .collect::<Result<Vec<_>>>()?;
         let outputs = graph.output.iter().map(|o| spec_of(o, path, "output")).collect::<Result<Vec<_>>>()?;
-        Ok(Arc::new(CandleModel { model, signature: Signature { inputs, outputs } }))
+        Ok(CandleModel { model, signature: Signature { inputs, outputs } })
     }
 }
 

@@ -35,25 +35,26 @@ pub fn detect_format(path: &Path, backend: &str) -> Result<ModelFormat> {
     if meta.len() == 0 {
         return Err(Error::load(backend, path, "file is empty"));
     }
-    let mut magic = [0u8; 4];
+    let mut head = [0u8; 4];
     let mut file = std::fs::File::open(path).map_err(|e| Error::load(backend, path, e))?;
-    let n = file.read(&mut magic).map_err(|e| Error::load(backend, path, e))?;
-    if n == 4 && &magic == b"PK\x03\x04" {
+    let n = file.read(&mut head).map_err(|e| Error::load(backend, path, e))?;
+    let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    classify(&head[..n], &ext).map_err(|reason| Error::load(backend, path, reason))
+}
+
+/// The format of a file whose first bytes are `head` (up to 4 are looked at) and whose extension
+/// is `ext` (lower case, without the dot): what [`detect_format`] decides after reading them,
+/// or why it cannot.
+pub fn classify(head: &[u8], ext: &str) -> std::result::Result<ModelFormat, &'static str> {
+    if head.starts_with(b"PK\x03\x04") {
         return Ok(ModelFormat::TorchScript);
     }
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    match ext.as_str() {
+    match ext {
         "onnx" => Ok(ModelFormat::Onnx),
-        "pt" | "pth" | "torchscript" => {
-            Err(Error::load(backend, path, "not a TorchScript archive (no zip header)"))
-        }
+        "pt" | "pth" | "torchscript" => Err("not a TorchScript archive (no zip header)"),
         // ONNX ModelProto starts with field 1 (ir_version, varint): tag byte 0x08.
-        _ if magic[0] == 0x08 => Ok(ModelFormat::Onnx),
-        _ => Err(Error::load(
-            backend,
-            path,
-            "unknown model format (expected a TorchScript .pt archive or an .onnx file)",
-        )),
+        _ if head.first() == Some(&0x08) => Ok(ModelFormat::Onnx),
+        _ => Err("unknown model format (expected a TorchScript .pt archive or an .onnx file)"),
     }
 }
 

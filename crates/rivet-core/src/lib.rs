@@ -14,6 +14,9 @@ pub mod panics;
 pub mod plugin;
 mod signature;
 mod tensor;
+/// TorchScript archives read without libtorch (feature `torchscript`).
+#[cfg(feature = "torchscript")]
+pub mod torchscript;
 
 pub use dtype::{DType, Element};
 pub use error::{one_line, Error, ErrorKind, Result, Source};

@@ -156,8 +156,14 @@ pub enum Inputs<'a> {
 impl Signature {
     /// Reads a sidecar spec file (JSON; see the README for its format).
     pub fn from_spec_file(path: &Path) -> Result<Signature> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
-        serde_json::from_str(&text).map_err(|e| Error::file(path, format!("invalid spec file: {e}")))
+        let text = std::fs::read(path).map_err(|e| Error::file(path, e))?;
+        Signature::from_spec_json(&text, path)
+    }
+
+    /// Parses spec JSON held in memory, with the same checks as [`Signature::from_spec_file`];
+    /// `origin` names it in errors, which are [`Error::File`].
+    pub fn from_spec_json(json: &[u8], origin: &Path) -> Result<Signature> {
+        serde_json::from_slice(json).map_err(|e| Error::file(origin, format!("invalid spec file: {e}")))
     }
 
     /// Names of the outputs, or `output_0`, `output_1`... for `count` unnamed outputs.

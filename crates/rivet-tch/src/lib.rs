@@ -7,7 +7,9 @@
 
 #![warn(missing_docs)]
 
-pub mod archive;
+/// The archive reader, now in `rivet_core::torchscript` (pure Rust, so it can be fuzzed and
+/// used without libtorch).
+pub use rivet_core::torchscript as archive;
 mod executor;
 
 use std::path::{Path, PathBuf};
@@ -21,7 +23,7 @@ use rivet_core::{
 };
 use tch::{CModule, IValue, Kind};
 
-use crate::archive::torchscript_signature;
+use rivet_core::torchscript::torchscript_signature;
 
 const NAME: &str = "tch";
 

@@ -1,12 +1,20 @@
 //! What a TorchScript archive declares about `forward`: argument names and annotated types,
 //! read from the archive's Python code (libtorch does not report them), and the signature that
-//! results together with the spec file.
+//! results together with the spec file. Pure Rust (the zip reader only): the tch backend uses
+//! it, and so can anything that wants to inspect an archive without loading libtorch.
+//!
+//! Archives are untrusted input: only `data.pkl`'s first 512 bytes and one code file of at most
+//! [`MAX_CODE_BYTES`] are decompressed, whatever sizes the archive claims.
 
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::path::Path;
 
-use rivet_core::format::sidecar_path;
-use rivet_core::{Error, Result, Signature, TensorSpec};
+use crate::format::sidecar_path;
+use crate::{Error, Result, Signature, TensorSpec};
+
+/// The largest `code/*.py` file Rivet reads from an archive (a module's code is kilobytes; a
+/// larger one is refused rather than decompressed without bound).
+pub const MAX_CODE_BYTES: u64 = 16 << 20;
 
 /// A `forward` argument or return type as written in the archive's code.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,10 +36,16 @@ pub struct ScriptForward {
 
 /// Reads `forward`'s argument names and annotated types from a TorchScript archive's code.
 pub fn read_torchscript_forward(path: &Path) -> Result<ScriptForward> {
-    let fail = |reason: String| Error::load("tch", path, reason);
-    let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+    let file = std::fs::File::open(path).map_err(|e| Error::load("tch", path, e))?;
+    read_forward_from(std::io::BufReader::new(file), path)
+}
+
+/// [`read_torchscript_forward`] over an archive held by `reader` (a file, or a
+/// `std::io::Cursor` over bytes); `origin` names it in errors, which are [`Error::Load`].
+pub fn read_forward_from(reader: impl Read + Seek, origin: &Path) -> Result<ScriptForward> {
+    let fail = |reason: String| Error::load("tch", origin, reason);
     let mut zip =
-        zip::ZipArchive::new(file).map_err(|e| fail(format!("not a valid TorchScript archive: {e}")))?;
+        zip::ZipArchive::new(reader).map_err(|e| fail(format!("not a valid TorchScript archive: {e}")))?;
     let data_pkl = (0..zip.len())
         .filter_map(|i| zip.name_for_index(i).map(str::to_owned))
         .find(|n| n.ends_with("/data.pkl") && n.matches('/').count() == 1)
@@ -46,11 +60,16 @@ pub fn read_torchscript_forward(path: &Path) -> Result<ScriptForward> {
     let (module, class) =
         root_class(&head).ok_or_else(|| fail("cannot find the root module's class in data.pkl".into()))?;
     let code_path = format!("{prefix}code/{}.py", module.replace('.', "/"));
-    let mut code = String::new();
+    let mut code = Vec::new();
     zip.by_name(&code_path)
         .map_err(|e| fail(format!("cannot read {code_path}: {e}")))?
-        .read_to_string(&mut code)
+        .take(MAX_CODE_BYTES + 1)
+        .read_to_end(&mut code)
         .map_err(|e| fail(format!("cannot read {code_path}: {e}")))?;
+    if code.len() as u64 > MAX_CODE_BYTES {
+        return Err(fail(format!("{code_path} is over Rivet's limit of {MAX_CODE_BYTES} bytes")));
+    }
+    let code = String::from_utf8(code).map_err(|_| fail(format!("cannot read {code_path}: not UTF-8")))?;
     parse_forward(&code, &class)
         .ok_or_else(|| fail(format!("cannot find `def forward` of class {class} in {code_path}")))
 }
@@ -68,7 +87,9 @@ fn root_class(pickle: &[u8]) -> Option<(String, String)> {
     Some((module, class))
 }
 
-fn parse_forward(code: &str, class: &str) -> Option<ScriptForward> {
+/// `forward` of class `class` in TorchScript code (a `code/*.py` file of an archive), or `None`
+/// when the code holds no such class or method.
+pub fn parse_forward(code: &str, class: &str) -> Option<ScriptForward> {
     let class_start = code.find(&format!("class {class}("))?;
     let body = &code[class_start..];
     let body = &body[..body[1..].find("\nclass ").map_or(body.len(), |i| i + 1)];
@@ -126,7 +147,7 @@ fn split_top_level(text: &str) -> Vec<String> {
 
 /// Number of tensors a TorchScript return type holds: `Tensor` → 1, `Tuple[Tensor, Tensor]`
 /// → 2; `None` for anything else.
-fn tensor_count(returns: &str) -> Option<usize> {
+pub fn tensor_count(returns: &str) -> Option<usize> {
     if returns == "Tensor" {
         return Some(1);
     }
