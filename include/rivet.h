@@ -27,7 +27,7 @@ struct DLManagedTensorVersioned;
 
 // The ABI version this header describes. Compare with `rivet_abi_version()` at run time: a
 // library with another value is incompatible.
-#define RIVET_ABI_VERSION 2
+#define RIVET_ABI_VERSION 3
 
 // An error: a code and a message. Returned by every fallible call (NULL means success); the
 // caller owns it and frees it with `rivet_error_free`. Not shared between threads.
@@ -402,21 +402,26 @@ void rivet_tensor_free(struct rivet_tensor_t *tensor);
 // Handle arguments must be NULL or live handles created by Rivet.
 rivet_dtype_t rivet_tensor_dtype(const struct rivet_tensor_t *tensor);
 
-// The tensor's rank; 0 for NULL. Borrows `tensor`.
+// The tensor's rank (0 for a scalar), or -1 for NULL: the type and the -1 of
+// `rivet_tensor_info_t.rank`, so a scalar and a missing tensor are told apart. Borrows
+// `tensor`.
 //
 // # Safety
 // Handle arguments must be NULL or live handles created by Rivet.
-size_t rivet_tensor_rank(const struct rivet_tensor_t *tensor);
+int64_t rivet_tensor_rank(const struct rivet_tensor_t *tensor);
 
-// The tensor's `rank` sizes; NULL for NULL or a scalar. Borrowed from `tensor`: valid until
+// The tensor's `rank` sizes; NULL for NULL or a scalar (tell them apart by
+// `rivet_tensor_rank`). Borrowed from `tensor`: valid until
 // it is freed.
 //
 // # Safety
 // Handle arguments must be NULL or live handles created by Rivet.
 const int64_t *rivet_tensor_shape(const struct rivet_tensor_t *tensor);
 
-// The tensor's bytes, row-major; NULL for NULL or an empty tensor. Borrowed from `tensor`:
-// valid until it is freed. For a view this is the caller's own pointer.
+// The tensor's bytes, row-major; NULL only for NULL. For an empty tensor (a zero dimension)
+// the pointer is non-NULL but addresses no bytes: read `rivet_tensor_byte_len` of them, none.
+// Borrowed from `tensor`: valid until it is freed. For a non-empty view this is the caller's
+// own pointer.
 //
 // # Safety
 // Handle arguments must be NULL or live handles created by Rivet.

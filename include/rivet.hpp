@@ -129,7 +129,10 @@ class Tensor {
   }
 
   rivet_dtype_t dtype() const noexcept { return rivet_tensor_dtype(raw_); }
-  Span<const std::int64_t> shape() const noexcept { return {rivet_tensor_shape(raw_), rivet_tensor_rank(raw_)}; }
+  Span<const std::int64_t> shape() const noexcept {
+    const std::int64_t rank = rivet_tensor_rank(raw_);  // -1 for a moved-from Tensor
+    return {rivet_tensor_shape(raw_), rank < 0 ? 0 : static_cast<std::size_t>(rank)};
+  }
   const void* data() const noexcept { return rivet_tensor_data(raw_); }
   std::size_t byte_len() const noexcept { return rivet_tensor_byte_len(raw_); }
 

@@ -347,7 +347,7 @@ static void test_bad_inputs(void) {
   rivet_model_free(NULL);
   rivet_error_free(NULL);
   rivet_load_options_free(NULL);
-  CHECK(rivet_tensor_data(NULL) == NULL && rivet_tensor_rank(NULL) == 0 && rivet_model_input_count(NULL) == 0 &&
+  CHECK(rivet_tensor_data(NULL) == NULL && rivet_tensor_rank(NULL) == -1 && rivet_model_input_count(NULL) == 0 &&
             rivet_error_code(NULL) == 0 && strcmp(rivet_error_message(NULL), "") == 0 &&
             rivet_outputs_count(NULL) == 0 && rivet_outputs_get(NULL, 0) == NULL &&
             strcmp(rivet_model_backend(NULL), "") == 0,
@@ -478,6 +478,31 @@ static void test_huge_empty_shapes(void) {
   rivet_tensor_free(empty);
 }
 
+/* No getter answers the same for a missing tensor as for a real one (ABI 3): rank is -1 only
+ * for NULL, data is NULL only for NULL. */
+static void test_getters_tell_null_apart(void) {
+  const float one = 1.0f;
+  rivet_tensor_t *scalar = NULL, *copied_empty = NULL, *viewed_empty = NULL;
+  expect_ok(rivet_tensor_new(RIVET_DTYPE_F32, NULL, 0, &one, sizeof one, &scalar), "scalar");
+  CHECK(rivet_tensor_rank(scalar) == 0 && rivet_tensor_rank(NULL) == -1, "rank: scalar %lld, NULL %lld",
+        (long long)rivet_tensor_rank(scalar), (long long)rivet_tensor_rank(NULL));
+  CHECK(rivet_tensor_shape(scalar) == NULL && rivet_tensor_data(scalar) != NULL &&
+            *(const float *)rivet_tensor_data(scalar) == 1.0f,
+        "a scalar has no shape array and one element");
+  const int64_t shape[2] = {0, 3};
+  expect_ok(rivet_tensor_new(RIVET_DTYPE_I64, shape, 2, NULL, 0, &copied_empty), "empty copy");
+  expect_ok(rivet_tensor_new_view(RIVET_DTYPE_I64, shape, 2, NULL, 0, &viewed_empty), "empty view");
+  CHECK(rivet_tensor_data(copied_empty) != NULL && rivet_tensor_data(viewed_empty) != NULL &&
+            rivet_tensor_data(NULL) == NULL,
+        "an empty tensor's data is not NULL; only a missing tensor's is");
+  CHECK(rivet_tensor_rank(copied_empty) == 2 && rivet_tensor_shape(copied_empty)[1] == 3 &&
+            rivet_tensor_byte_len(viewed_empty) == 0,
+        "an empty tensor keeps its shape");
+  rivet_tensor_free(scalar);
+  rivet_tensor_free(copied_empty);
+  rivet_tensor_free(viewed_empty);
+}
+
 /* Copies `from` to `to`; 0 on success. */
 static int copy_file(const char *from, const char *to) {
   FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
@@ -580,6 +605,7 @@ int main(int argc, char **argv) {
   test_caught_panics_are_silent();
   test_paths_are_bytes();
   test_huge_empty_shapes();
+  test_getters_tell_null_apart();
   printf("%s: %d passed, %d failed\n", argc > 1 ? argv[1] : "capi_tests", passed, failed);
   return failed == 0 ? 0 : 1;
 }

@@ -28,7 +28,7 @@ pub use tensor::*;
 
 /// The ABI version this header describes. Compare with `rivet_abi_version()` at run time: a
 /// library with another value is incompatible.
-pub const RIVET_ABI_VERSION: u32 = 2;
+pub const RIVET_ABI_VERSION: u32 = 3;
 
 /// The library's version, e.g. "0.1.0": static, never freed.
 #[no_mangle]

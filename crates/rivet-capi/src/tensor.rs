@@ -238,17 +238,20 @@ pub unsafe extern "C" fn rivet_tensor_dtype(tensor: *const rivet_tensor_t) -> ri
     })
 }
 
-/// The tensor's rank; 0 for NULL. Borrows `tensor`.
+/// The tensor's rank (0 for a scalar), or -1 for NULL: the type and the -1 of
+/// `rivet_tensor_info_t.rank`, so a scalar and a missing tensor are told apart. Borrows
+/// `tensor`.
 ///
 /// # Safety
 /// Handle arguments must be NULL or live handles created by Rivet.
 #[no_mangle]
-pub unsafe extern "C" fn rivet_tensor_rank(tensor: *const rivet_tensor_t) -> usize {
+pub unsafe extern "C" fn rivet_tensor_rank(tensor: *const rivet_tensor_t) -> i64 {
     // SAFETY: a non-NULL tensor comes from Rivet and lives until rivet_tensor_free.
-    ffi_infallible(0, || unsafe { tensor.as_ref() }.map_or(0, |t| t.tensor.shape().len()))
+    ffi_infallible(-1, || unsafe { tensor.as_ref() }.map_or(-1, |t| t.tensor.shape().len() as i64))
 }
 
-/// The tensor's `rank` sizes; NULL for NULL or a scalar. Borrowed from `tensor`: valid until
+/// The tensor's `rank` sizes; NULL for NULL or a scalar (tell them apart by
+/// `rivet_tensor_rank`). Borrowed from `tensor`: valid until
 /// it is freed.
 ///
 /// # Safety
@@ -264,8 +267,10 @@ pub unsafe extern "C" fn rivet_tensor_shape(tensor: *const rivet_tensor_t) -> *c
     })
 }
 
-/// The tensor's bytes, row-major; NULL for NULL or an empty tensor. Borrowed from `tensor`:
-/// valid until it is freed. For a view this is the caller's own pointer.
+/// The tensor's bytes, row-major; NULL only for NULL. For an empty tensor (a zero dimension)
+/// the pointer is non-NULL but addresses no bytes: read `rivet_tensor_byte_len` of them, none.
+/// Borrowed from `tensor`: valid until it is freed. For a non-empty view this is the caller's
+/// own pointer.
 ///
 /// # Safety
 /// Handle arguments must be NULL or live handles created by Rivet.
@@ -273,10 +278,8 @@ pub unsafe extern "C" fn rivet_tensor_shape(tensor: *const rivet_tensor_t) -> *c
 pub unsafe extern "C" fn rivet_tensor_data(tensor: *const rivet_tensor_t) -> *const c_void {
     ffi_infallible(ptr::null(), || {
         // SAFETY: a non-NULL tensor comes from Rivet and lives until rivet_tensor_free.
-        match unsafe { tensor.as_ref() } {
-            Some(t) if !t.tensor.is_empty() => t.tensor.as_bytes().as_ptr().cast(),
-            _ => ptr::null(),
-        }
+        // A slice's pointer is never NULL, also for no bytes.
+        unsafe { tensor.as_ref() }.map_or(ptr::null(), |t| t.tensor.as_bytes().as_ptr().cast())
     })
 }
 

@@ -172,7 +172,7 @@ fn from_bytes(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
 unsafe fn check_handle(handle: *mut rivet_tensor_t, expected: &Tensor, view_of: Option<*const c_void>) {
     unsafe {
         assert_eq!(rivet_tensor_dtype(handle), expected.dtype() as u32);
-        assert_eq!(rivet_tensor_rank(handle), expected.shape().len());
+        assert_eq!(rivet_tensor_rank(handle), expected.shape().len() as i64);
         let shape = rivet_tensor_shape(handle);
         if expected.shape().is_empty() {
             assert!(shape.is_null());
@@ -182,6 +182,7 @@ unsafe fn check_handle(handle: *mut rivet_tensor_t, expected: &Tensor, view_of: 
         }
         assert_eq!(rivet_tensor_byte_len(handle), expected.as_bytes().len());
         let data = rivet_tensor_data(handle);
+        assert!(!data.is_null(), "data is NULL only for a NULL handle");
         if !expected.as_bytes().is_empty() {
             assert_eq!(
                 std::slice::from_raw_parts(data.cast::<u8>(), expected.as_bytes().len()),
@@ -300,7 +301,7 @@ fn from_dlpack(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
             // SAFETY: a live handle.
             unsafe {
                 let len = rivet_tensor_byte_len(out);
-                assert_eq!(rivet_tensor_rank(out), rank);
+                assert_eq!(rivet_tensor_rank(out), rank as i64);
                 assert_eq!(rivet_dtype_size(rivet_tensor_dtype(out)), usize::from(dtype.bits / 8));
                 if len > 0 {
                     let data = rivet_tensor_data(out).cast::<u8>();
