@@ -11,7 +11,7 @@ PROFILE ?= release
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 PKG := crates/rivet-capi/pkg
 
-.PHONY: setup build demo test bench bench-compare bench-startup lint models install test-c
+.PHONY: setup build demo test bench bench-compare bench-startup lint models install test-c fuzz fuzz-cmin
 
 setup:
 	./bootstrap.sh
@@ -137,3 +137,14 @@ lint: setup
 ## Re-exports the bundled models and their PyTorch references.
 models: setup
 	.venv/bin/python models/export.py
+
+## Fuzzing (nightly toolchain, cargo-fuzz installed on first use): every target in fuzz/ for
+## FUZZ_SECONDS each (FUZZ_RUNS=N stops a target after N executions), one line per target.
+## New inputs go to target/fuzz/corpus/; crashes to fuzz/artifacts/ (see fuzz/run.sh).
+FUZZ_SECONDS ?= 60
+fuzz: setup
+	fuzz/run.sh run $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+## Merges what fuzzing found into the committed corpora, minimized (libFuzzer's -merge=1).
+fuzz-cmin: setup
+	fuzz/run.sh cmin $(FUZZ_TARGETS)

@@ -315,7 +315,7 @@ mod tests {
     /// A `.npy` image: version 1 or 2 preamble, `header` padded to 16 bytes, then `data`.
     fn image(version: u8, header: &str, data: &[u8]) -> Vec<u8> {
         let mut header = header.to_owned();
-        while (header.len() + 1) % 16 != 0 {
+        while !(header.len() + 1).is_multiple_of(16) {
             header.push(' ');
         }
         header.push('\n');

@@ -284,7 +284,7 @@ fn from_dlpack(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
             byte_offset,
         },
     };
-    if usize::try_from(ndim).map_or(false, |n| n > shape.len()) {
+    if usize::try_from(ndim).is_ok_and(|n| n > shape.len()) {
         // DLPack promises `ndim` sizes at `shape`; a larger ndim than the array would be the
         // producer's bug, not an input Rivet can check.
         return Ok(());

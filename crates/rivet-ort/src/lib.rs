@@ -3,10 +3,12 @@
 //! Finding libonnxruntime: `ORT_DYLIB_PATH` at run time wins; otherwise the path baked in at
 //! build time from `RIVET_ORT_DYLIB_PATH` (set by the project's bootstrap) is used.
 //!
-//! Concurrency: `ort::Session::run` needs exclusive access, so a model keeps a pool of
-//! `instances` sessions (like Triton's instance_group). `run` from several threads takes a free
-//! session, or waits for one; with one instance, runs are serialised. Thread settings are per
-//! session.
+//! Concurrency: `ort::Session::run` needs exclusive access, so a model keeps a pool of sessions
+//! (like Triton's instance_group) and `run` takes a free one. By default (`instances=auto`) the
+//! pool starts with one session and adds another only when a run finds every session busy, up
+//! to the number of CPU cores: a one-shot or single-threaded user pays for one session, a
+//! threaded service is not serialised by a default it never chose. `instances=N` creates N
+//! sessions at load and never more (runs beyond N wait). Thread settings are per session.
 
 #![warn(missing_docs)]
 
@@ -34,7 +36,8 @@ pub const OPTIONS: &[OptionInfo] = &[
     },
     OptionInfo {
         key: "instances",
-        help: "sessions kept for concurrent runs, like Triton's instance count (default 1)",
+        help: "sessions for concurrent runs, like Triton's instance count: N made at load, or auto \
+               (default): one at load, another whenever every session is busy, up to the CPU count",
     },
     OptionInfo {
         key: "arena",
@@ -69,11 +72,20 @@ impl FromStr for GraphOptimization {
     }
 }
 
+/// How many sessions a model keeps (the `instances` option).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Instances {
+    /// One at load, more on demand up to this many.
+    Auto(usize),
+    /// Exactly this many, made at load.
+    Fixed(usize),
+}
+
 /// The ORT options of one load, parsed and checked.
 #[derive(Debug, Clone, Copy)]
 struct OrtOptions {
     optimization: GraphOptimization,
-    instances: usize,
+    instances: Instances,
     intra_op_threads: Option<usize>,
     inter_op_threads: Option<usize>,
     arena: bool,
@@ -84,14 +96,23 @@ impl OrtOptions {
         let own = options.options_for(NAME);
         own.check_known(OPTIONS)?;
         let optimization = own.parse("optimization", "disable, basic, extended or all")?.unwrap_or_default();
-        let instances = own.parse::<usize>("instances", "a whole number of at least 1")?.unwrap_or(1);
-        if instances == 0 {
-            return Err(Error::InvalidOption {
-                backend: Some(NAME.into()),
-                key: "instances".into(),
-                message: "ort: option instances = \"0\": expected a whole number of at least 1".into(),
-            });
-        }
+        let instances = match own.get("instances") {
+            None | Some("auto") => {
+                Instances::Auto(std::thread::available_parallelism().map_or(1, |n| n.get()))
+            }
+            Some(_) => match own.parse::<usize>("instances", "auto or a whole number of at least 1")? {
+                Some(n) if n > 0 => Instances::Fixed(n),
+                _ => {
+                    return Err(Error::InvalidOption {
+                        backend: Some(NAME.into()),
+                        key: "instances".into(),
+                        message:
+                            "ort: option instances = \"0\": expected auto or a whole number of at least 1"
+                                .into(),
+                    })
+                }
+            },
+        };
         let arena = own.parse::<bool>("arena", "true or false")?.unwrap_or(true);
         Ok(OrtOptions {
             arena,
@@ -235,35 +256,78 @@ impl InferenceBackend for OrtBackend {
     }
 
     fn load(&self, path: &Path, load_options: &LoadOptions) -> Result<Arc<dyn Model>> {
+        Ok(Arc::new(self.load_model(path, load_options)?))
+    }
+}
+
+impl OrtBackend {
+    /// [`InferenceBackend::load`], returning the concrete model (for [`OrtModel::sessions`]
+    /// and direct session access).
+    pub fn load_model(&self, path: &Path, load_options: &LoadOptions) -> Result<OrtModel> {
         let options = &OrtOptions::parse(load_options)?;
         expect_format(path, NAME, ModelFormat::Onnx)?;
         expect_cpu(load_options.device, NAME, "ONNX Runtime")?;
         let first = new_session(path, options)?;
-        let signature = Signature {
-            inputs: first
-                .inputs()
-                .iter()
-                .map(|o| spec_of(o.name(), o.dtype(), path))
-                .collect::<Result<_>>()?,
-            outputs: first
-                .outputs()
-                .iter()
-                .map(|o| spec_of(o.name(), o.dtype(), path))
-                .collect::<Result<_>>()?,
-        };
+        let signature = signature_of(&first, path)?;
         let mut sessions = vec![first];
-        for _ in 1..options.instances {
-            sessions.push(new_session(path, options)?);
-        }
+        let growth = match options.instances {
+            Instances::Fixed(n) => {
+                for _ in 1..n {
+                    sessions.push(new_session(path, options)?);
+                }
+                None
+            }
+            Instances::Auto(max) => Some(Growth {
+                path: path.to_path_buf(),
+                options: *options,
+                max,
+                signature: signature.clone(),
+            }),
+        };
         let names = signature.output_names(signature.outputs.len()).into();
-        Ok(Arc::new(OrtModel { pool: SessionPool::new(sessions), signature, names }))
+        Ok(OrtModel { pool: SessionPool::new(sessions, growth), signature, names })
     }
 }
 
-/// A fixed set of sessions handed out one caller at a time.
+/// The signature a session reports.
+fn signature_of(session: &Session, path: &Path) -> Result<Signature> {
+    Ok(Signature {
+        inputs: session.inputs().iter().map(|o| spec_of(o.name(), o.dtype(), path)).collect::<Result<_>>()?,
+        outputs: session
+            .outputs()
+            .iter()
+            .map(|o| spec_of(o.name(), o.dtype(), path))
+            .collect::<Result<_>>()?,
+    })
+}
+
+/// How an `instances=auto` pool makes another session.
+struct Growth {
+    path: PathBuf,
+    options: OrtOptions,
+    /// The most sessions the pool holds.
+    max: usize,
+    /// The first session's signature, which every later one must have.
+    signature: Signature,
+}
+
+impl Growth {
+    /// Another session for the model, refused when the file no longer gives the same model.
+    fn session(&self) -> Result<Session> {
+        let session = new_session(&self.path, &self.options)?;
+        if signature_of(&session, &self.path)? != self.signature {
+            return Err(Error::load(NAME, &self.path, "the file changed since the model was loaded"));
+        }
+        Ok(session)
+    }
+}
+
+/// Sessions handed out one caller at a time; an `instances=auto` pool grows while every
+/// session is busy.
 struct SessionPool {
     state: Mutex<PoolState>,
     returned: Condvar,
+    growth: Option<Growth>,
 }
 
 struct PoolState {
@@ -271,28 +335,62 @@ struct PoolState {
     /// Callers blocked in `with_session`; a return wakes one only when there are some (std's
     /// `notify_one` is a system call even with no waiter).
     waiting: usize,
+    /// Sessions in the pool, free or leased, counting one being made.
+    total: usize,
+    /// Set when making a session failed: the pool stops growing and callers wait instead.
+    grow_failed: bool,
 }
 
 impl SessionPool {
-    fn new(sessions: Vec<Session>) -> Self {
-        SessionPool { state: Mutex::new(PoolState { free: sessions, waiting: 0 }), returned: Condvar::new() }
+    fn new(sessions: Vec<Session>, growth: Option<Growth>) -> Self {
+        let total = sessions.len();
+        SessionPool {
+            state: Mutex::new(PoolState { free: sessions, waiting: 0, total, grow_failed: false }),
+            returned: Condvar::new(),
+            growth,
+        }
     }
 
-    /// Runs `f` with a session of its own, waiting until one is free.
-    fn with_session<R>(&self, f: impl FnOnce(&mut Session) -> R) -> R {
+    /// A free session, a new one when every session is busy and the pool may grow, or the
+    /// next one returned.
+    fn take(&self) -> Session {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let session = loop {
+        loop {
             if let Some(s) = state.free.pop() {
-                break s;
+                return s;
+            }
+            if let Some(growth) = self.growth.as_ref().filter(|g| !state.grow_failed && state.total < g.max) {
+                state.total += 1;
+                drop(state);
+                // Made outside the lock: other callers keep taking and returning sessions.
+                match growth.session() {
+                    Ok(session) => return session,
+                    Err(_) => {
+                        // Not fatal: the sessions the pool has keep serving this caller too.
+                        state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                        state.total -= 1;
+                        state.grow_failed = true;
+                        continue;
+                    }
+                }
             }
             state.waiting += 1;
             state = self.returned.wait(state).unwrap_or_else(|p| p.into_inner());
             state.waiting -= 1;
-        };
-        drop(state);
+        }
+    }
+
+    /// Runs `f` with a session of its own, waiting until one is free.
+    fn with_session<R>(&self, f: impl FnOnce(&mut Session) -> R) -> R {
+        let session = self.take();
         // The guard hands the session back even if `f` panics.
         let mut guard = Lease { pool: self, session: Some(session) };
         f(guard.session.as_mut().expect("a leased session is present until drop"))
+    }
+
+    /// Sessions the pool holds now.
+    fn len(&self) -> usize {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).total
     }
 }
 
@@ -326,6 +424,11 @@ impl OrtModel {
     /// it).
     pub fn with_session<R>(&self, f: impl FnOnce(&mut Session) -> R) -> R {
         self.pool.with_session(f)
+    }
+
+    /// How many sessions the model holds now (`instances=auto` adds them under concurrency).
+    pub fn sessions(&self) -> usize {
+        self.pool.len()
     }
 }
 
