@@ -94,7 +94,8 @@ test: setup
 
 ## criterion benchmarks (release build; first the tch backend library they load). BENCH picks
 ## suites: overhead (Rivet vs the direct library call), capi (C ABI and C++ API vs Rust API),
-## conversion (tensors in/out of each backend), validation (signature checks).
+## conversion (tensors in/out of each backend), validation (signature checks); also threads (tch
+## on the loading vs another thread), sessions (ORT sessions under 16 clients).
 ## One group: make bench BENCH=overhead FILTER=overhead/ort
 BENCH ?= overhead capi conversion validation
 FILTER ?=
