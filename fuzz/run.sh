@@ -4,6 +4,8 @@
 #   fuzz/run.sh run  SECONDS [TARGET...]   fuzz each target for SECONDS (with FUZZ_RUNS=N
 #                                          set: until N executions, SECONDS at most)
 #   fuzz/run.sh cmin [TARGET...]           minimize fuzz/corpus/TARGET with what runs found
+#                                          (keeping inputs of at most FUZZ_KEEP_BYTES, default
+#                                          16384, so the committed corpora stay small)
 #
 # `run` starts from the committed corpus (fuzz/corpus/TARGET) and writes what it finds to a
 # work corpus (target/fuzz/corpus/TARGET), so the committed one changes only through `cmin`.
@@ -51,6 +53,7 @@ cmin)
     rm -rf "$work/merged/$t" && mkdir -p "$work/merged/$t"
     cargo +nightly fuzz run "$t" "$work/merged/$t" "corpus/$t" "$work/corpus/$t" -- "${LIMITS[@]}" \
       -merge=1 >"$work/logs/$t.cmin.log" 2>&1
+    find "$work/merged/$t" -type f -size +"${FUZZ_KEEP_BYTES:-16384}"c -delete
     rm -rf "corpus/$t" && mv "$work/merged/$t" "corpus/$t"
     echo "$t: $(find "corpus/$t" -type f | wc -l) files, $(du -sh "corpus/$t" | cut -f1)"
   done

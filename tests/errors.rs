@@ -271,7 +271,7 @@ fn unsupported_dtypes_devices_and_options_are_errors_not_casts() {
     assert_eq!(err.kind(), ErrorKind::InvalidOption);
     assert_eq!(
         err.to_string(),
-        "invalid option instances: ort: option instances = \"0\": expected a whole number of at least 1"
+        "invalid option instances: ort: option instances = \"0\": expected auto or a whole number of at least 1"
     );
     let threads =
         LoadOptions { backend: Backend::CANDLE, intra_op_threads: Some(2), ..LoadOptions::default() };

@@ -316,7 +316,7 @@ static void test_bad_inputs(void) {
   expect_ok(rivet_load_options_set_backend(options, "ort"), "ort");
   expect_ok(rivet_load_options_set_option(options, NULL, "instances", "0"), "instances=0 is checked at load");
   expect_error(rivet_model_load(RIVET_MODELS "/mlp/mlp.onnx", options, &m), RIVET_ERROR_INVALID_OPTION,
-               "ort: option instances = \"0\": expected a whole number of at least 1", "zero instances");
+               "ort: option instances = \"0\": expected auto or a whole number of at least 1", "zero instances");
   expect_ok(rivet_load_options_set_option(options, "ort", "instances", "2"), "instances=2");
   expect_ok(rivet_load_options_set_option(options, "ort", "optimisation", "basic"), "a misspelt key");
   expect_error(rivet_model_load(RIVET_MODELS "/mlp/mlp.onnx", options, &m), RIVET_ERROR_INVALID_OPTION,

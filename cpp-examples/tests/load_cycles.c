@@ -1,6 +1,9 @@
-/* Loads, runs and frees the bundled MLP N times (ORT, then tch, alternating) and reports RSS
- * growth: a leak in the load/run/free path shows as growth proportional to N.
- * usage: load_cycles [N=10000] */
+/* Loads, runs and frees the bundled MLP N times per backend (ONNX on ORT, then TorchScript on
+ * tch) and reports, per backend, RSS and glibc's heap in use (mallinfo2: every arena, mmapped
+ * chunks included): a leak in the load/run/free path shows as growth proportional to N.
+ * usage: load_cycles [N=5000] */
+#define _GNU_SOURCE /* mallinfo2 */
+#include <malloc.h>
 #include <rivet.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,23 +47,33 @@ static int cycle(const char *path) {
   return rc;
 }
 
-int main(int argc, char **argv) {
-  long n = argc > 1 ? atol(argv[1]) : 10000;
-  const char *paths[2] = {RIVET_MODELS "/mlp/mlp.onnx", RIVET_MODELS "/mlp/mlp.pt"};
+static long heap_kib(void) {
+  struct mallinfo2 m = mallinfo2();
+  return (long)((m.uordblks + m.hblkhd) / 1024);
+}
+
+/* n cycles of one model; prints the growth over each half. */
+static int phase(const char *name, const char *path, long n) {
   /* Warm up: first loads initialise the libraries' own process-wide state. */
   for (int i = 0; i < 20; i++)
-    if (cycle(paths[i % 2])) return 1;
-  long before = rss_kib();
+    if (cycle(path)) return 1;
+  long rss0 = rss_kib(), heap0 = heap_kib(), rss1 = rss0, heap1 = heap0;
   clock_t start = clock();
-  long mid = before;
   for (long i = 0; i < n; i++) {
-    if (cycle(paths[i % 2])) return 1;
-    if (i == n / 2) mid = rss_kib();
+    if (cycle(path)) return 1;
+    if (i == n / 2) rss1 = rss_kib(), heap1 = heap_kib();
   }
-  long after = rss_kib();
-  printf("%ld load/run/free cycles: RSS %ld KiB -> %ld KiB at half -> %ld KiB (%+ld KiB, %.2f KiB per 1000 cycles "
-         "over the second half), %.1f s CPU\n",
-         n, before, mid, after, after - before, (double)(after - mid) * 2000.0 / (double)n,
-         (double)(clock() - start) / CLOCKS_PER_SEC);
+  long rss2 = rss_kib(), heap2 = heap_kib();
+  printf("%s: %ld load/run/free cycles: RSS %ld -> %ld -> %ld KiB, heap in use %ld -> %ld -> %ld KiB; "
+         "per 1000 cycles over the second half: RSS %+.1f KiB, heap %+.1f KiB; %.1f s CPU\n",
+         name, n, rss0, rss1, rss2, heap0, heap1, heap2, (double)(rss2 - rss1) * 2000.0 / (double)n,
+         (double)(heap2 - heap1) * 2000.0 / (double)n, (double)(clock() - start) / CLOCKS_PER_SEC);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  long n = argc > 1 ? atol(argv[1]) : 5000;
+  if (phase("ort", RIVET_MODELS "/mlp/mlp.onnx", n)) return 1;
+  if (phase("tch", RIVET_MODELS "/mlp/mlp.pt", n)) return 1;
   return 0;
 }
