@@ -14,7 +14,6 @@ pub mod panics;
 pub mod plugin;
 mod signature;
 mod tensor;
-/// TorchScript archives read without libtorch (feature `torchscript`).
 #[cfg(feature = "torchscript")]
 pub mod torchscript;
 

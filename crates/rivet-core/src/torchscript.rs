@@ -1,7 +1,8 @@
 //! What a TorchScript archive declares about `forward`: argument names and annotated types,
 //! read from the archive's Python code (libtorch does not report them), and the signature that
-//! results together with the spec file. Pure Rust (the zip reader only): the tch backend uses
-//! it, and so can anything that wants to inspect an archive without loading libtorch.
+//! results together with the spec file (feature `torchscript`). Pure Rust (the zip reader
+//! only): the tch backend uses it, and so can anything that inspects an archive without
+//! loading libtorch.
 //!
 //! Archives are untrusted input: only `data.pkl`'s first 512 bytes and one code file of at most
 //! [`MAX_CODE_BYTES`] are decompressed, whatever sizes the archive claims.
