@@ -85,6 +85,20 @@ def seed_torchscript(out: pathlib.Path) -> None:
             prefix, module, cls = root_class(pt)
             code = pt.read(f"{prefix}code/{module.replace('.', '/')}.py")
         write(out, "torchscript_code", f"{path.stem}.py", cls.encode() + b"\n" + code)
+    # Small archives of the same layout (the fuzzer runs inputs up to 16 KiB): the root
+    # module's pickle head and its code, stored and deflated.
+    code = (
+        b"class Net(Module):\n  __parameters__ = []\n"
+        b"  def forward(self: __torch__.Net,\n    x: Tensor,\n    mask: Tensor) -> Tuple[Tensor, Tensor]:\n"
+        b"    return (x, mask)\n"
+    )
+    for method, name in ((zipfile.ZIP_STORED, "stored"), (zipfile.ZIP_DEFLATED, "deflated")):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", method) as z:
+            z.writestr("net/data.pkl", b"\x80\x02c__torch__\nNet\nq\x00)\x81}q\x01b.")
+            z.writestr("net/code/__torch__.py", code)
+            z.writestr("net/version", b"3\n")
+        write(out, "torchscript_archive", f"small_{name}.pt", bytes([0]) + buf.getvalue())
     for path in sorted(MODELS.glob("identity/identity_f32.onnx")):
         write(out, "torchscript_archive", path.name, bytes([1]) + path.read_bytes())
 

@@ -226,6 +226,43 @@ pub fn torchscript_signature(path: &Path, spec: Option<&Path>) -> Result<Signatu
 mod tests {
     use super::*;
 
+    /// An archive of `files`, deflated, as `torch.jit.save` lays them out.
+    fn archive(files: &[(&str, &[u8])]) -> Vec<u8> {
+        use std::io::Write;
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (name, bytes) in files {
+            zip.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
+            zip.write_all(bytes).unwrap();
+        }
+        zip.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn archives_in_memory_are_read_and_bad_ones_refused_by_message() {
+        let code: &[u8] = b"class Net(Module):\n  def forward(self: __torch__.Net,\n    x: Tensor) -> Tensor:\n    return x\n";
+        let pickle: &[u8] = b"\x80\x02c__torch__\nNet\nq\x00.";
+        let origin = Path::new("net.pt");
+        let good = archive(&[("net/data.pkl", pickle), ("net/code/__torch__.py", code)]);
+        let forward = read_forward_from(std::io::Cursor::new(&good), origin).unwrap();
+        assert_eq!(forward.args, vec![ScriptArg { name: "x".into(), ty: "Tensor".into() }]);
+        assert_eq!(forward.returns, "Tensor");
+
+        let err =
+            |bytes: Vec<u8>| read_forward_from(std::io::Cursor::new(bytes), origin).unwrap_err().to_string();
+        assert!(err(b"PK\x03\x04 not really".to_vec()).contains("not a valid TorchScript archive"));
+        let no_code = archive(&[("net/data.pkl", pickle)]);
+        assert!(
+            err(no_code).ends_with("cannot read net/code/__torch__.py: specified file not found in archive")
+        );
+        let not_utf8 = archive(&[("net/data.pkl", pickle), ("net/code/__torch__.py", b"\xff\xfe")]);
+        assert!(err(not_utf8).ends_with("cannot read net/code/__torch__.py: not UTF-8"));
+        // A code file over the limit is refused after MAX_CODE_BYTES + 1 bytes, however large.
+        let huge = vec![b' '; MAX_CODE_BYTES as usize + 10];
+        let bomb = archive(&[("net/data.pkl", pickle), ("net/code/__torch__.py", &huge)]);
+        assert!(bomb.len() < 100_000, "deflate makes {} bytes of spaces small", huge.len());
+        assert!(err(bomb).ends_with("net/code/__torch__.py is over Rivet's limit of 16777216 bytes"));
+    }
+
     #[test]
     fn forward_is_parsed_from_script_code() {
         let code = "class Other(Module):\n  def forward(self, a: int) -> int:\n    return a\n\
