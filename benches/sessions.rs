@@ -41,7 +41,9 @@ fn bench_sessions(c: &mut Criterion) {
         let model = rivet::load(&path, &options).unwrap();
         // Warm up with every client, so `auto` has grown before the measurement.
         runs(&*model, &x, CLIENTS * 50);
-        group.bench_function(format!("instances={instances}"), |b| b.iter_custom(|iters| runs(&*model, &x, iters)));
+        group.bench_function(format!("instances={instances}"), |b| {
+            b.iter_custom(|iters| runs(&*model, &x, iters))
+        });
     }
     group.finish();
 }
