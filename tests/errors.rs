@@ -218,7 +218,8 @@ fn a_spec_file_that_disagrees_with_the_archive_is_refused() {
     let reference = rivet::npy::read_npy(&pt.parent().unwrap().join("cases/b1/output.logits.npy")).unwrap();
     let outputs = model.run(&[&x]).unwrap();
     assert_eq!(outputs.names(), ["output_0"]);
-    assert_eq!(outputs.get(0).unwrap().as_slice::<f32>().unwrap(), reference.as_slice::<f32>().unwrap());
+    // libtorch's float sums may differ from PyTorch's in the last bit: the parity tolerance.
+    assert_close(outputs.get(0).unwrap(), &reference, 1e-4, 1e-4, "mlp with a spec without outputs");
     std::fs::write(&spec, r#"{"inputs":[{"name":"features","dtype":"float33"}]}"#).unwrap();
     let err = rivet::load(&pt, &options).err().unwrap();
     assert!(err.to_string().contains("unknown dtype \"float33\""), "{err}");
