@@ -16,7 +16,7 @@ use rivet_capi::{
     rivet_tensor_new, rivet_tensor_new_view, rivet_tensor_rank, rivet_tensor_shape, rivet_tensor_t,
     RIVET_ERROR_PANIC,
 };
-use rivet_core::{DType, Tensor};
+use rivet_core::{element_count, DType, Tensor};
 
 /// Tensor construction through the C ABI (`rivet_tensor_new`, `rivet_tensor_new_view`,
 /// `rivet_tensor_from_dlpack`) from arbitrary arguments: an error with a code and a message
@@ -76,25 +76,10 @@ fn arbitrary_shape(u: &mut Unstructured<'_>) -> arbitrary::Result<Vec<i64>> {
     (0..rank).map(|_| if u.ratio(1, 8)? { u.arbitrary::<i64>() } else { u.int_in_range(0..=7i64) }).collect()
 }
 
-/// The byte length dtype and shape need, when it is representable.
+/// The byte length dtype and shape need, by Rivet's own counting rule, when there is one.
 fn needed_len(dtype_size: usize, shape: &[i64]) -> Option<usize> {
-    let mut n = 1usize;
-    let mut overflow = false;
-    for &d in shape {
-        let d = usize::try_from(d).ok()?;
-        match n.checked_mul(d) {
-            Some(m) => n = m,
-            None => overflow = true,
-        }
-    }
-    // An empty tensor has no bytes however large its other dimensions.
-    if shape.contains(&0) {
-        return Some(0);
-    }
-    if overflow {
-        return None;
-    }
-    n.checked_mul(dtype_size)
+    let dims: Vec<usize> = shape.iter().map(|&d| usize::try_from(d).ok()).collect::<Option<_>>()?;
+    element_count(&dims).ok()?.checked_mul(dtype_size)
 }
 
 fn from_bytes(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
@@ -252,7 +237,7 @@ fn from_dlpack(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
     let len = match needed {
         Some(n) if n <= 1 << 20 => n,
         _ => {
-            // Too large to back: only shapes Rivet must refuse (they overflow) are tried.
+            // Too large to back: only shapes Rivet's count refuses are tried.
             if needed.is_some() {
                 return Ok(());
             }
