@@ -1,111 +1,42 @@
-//! Rivet's Candle backend: ONNX models evaluated by `candle-onnx`, in pure Rust.
+//! Rivet's Candle backend: ONNX models run by Rivet's own executor on `candle-core`, in pure
+//! Rust (no libtorch, no ONNX Runtime).
 //!
-//! Concurrency: `candle_onnx::simple_eval` takes the model by shared reference, so any number
-//! of threads may run one loaded model at once. Candle's CPU kernels size their thread pool
-//! from `RAYON_NUM_THREADS`; the thread options of [`LoadOptions`] are refused with an error
-//! rather than ignored.
+//! The model is planned once at load ([`plan`]): every node's operator, attributes, input types
+//! and opset are checked against what the executor implements, and anything else is refused
+//! with an error naming each operator, its opset and a node that uses it; initializers become
+//! Candle tensors once; nodes whose inputs are all constant are evaluated at load; the nodes are
+//! ordered and each value gets a numbered slot that is freed after its last reader. A run is a
+//! walk over that vector of steps, with no name lookups.
 //!
-//! candle-onnx implements a subset of ONNX: [`SUPPORTED_OPS`]. A model using anything else is
-//! refused at load time with an error naming the missing operators.
+//! Concurrency: a loaded model is immutable, so any number of threads may run it at once, with
+//! no lock. Threads: `intra_op_threads` runs the model's kernels on a pool of that many threads
+//! (Candle's matrix products and convolutions split their work over it); without it, Candle's
+//! global pool is used (sized by `RAYON_NUM_THREADS`, else the CPU count). `inter_op_threads`
+//! must be 1 or unset: nodes run one after another.
 
 #![warn(missing_docs)]
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+pub mod ops;
+pub mod plan;
+pub mod proto;
+pub mod ty;
+
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
 use candle_core::{DType as CDType, Device as CDevice, Tensor as CTensor};
-use candle_onnx::onnx::{self, tensor_proto::DataType, tensor_shape_proto::dimension::Value as DimValue};
+use candle_onnx::onnx::{self, tensor_shape_proto::dimension::Value as DimValue};
 use rivet_core::format::{expect_cpu, expect_format};
 use rivet_core::{
-    one_line, Backend, DType, Dim, Error, InferenceBackend, LoadOptions, Model, ModelFormat, Result,
-    Signature, Tensor, TensorSpec, TensorView,
+    one_line, Backend, DType, Dim, Error, InferenceBackend, LoadOptions, Model, ModelFormat, Result, Signature, Tensor,
+    TensorSpec, TensorView,
 };
 
-const NAME: &str = "candle";
+use crate::plan::{Plan, PlanError};
+use crate::ty::Ty;
 
-/// The ONNX operators candle-onnx 0.11 evaluates (the arms of its `simple_eval`).
-pub const SUPPORTED_OPS: &[&str] = &[
-    "Abs",
-    "Add",
-    "And",
-    "ArgMax",
-    "ArgMin",
-    "AveragePool",
-    "BatchNormalization",
-    "Cast",
-    "Ceil",
-    "Clip",
-    "Concat",
-    "Constant",
-    "ConstantOfShape",
-    "Conv",
-    "Cos",
-    "CumSum",
-    "Div",
-    "Dropout",
-    "Equal",
-    "Erf",
-    "Exp",
-    "Expand",
-    "Flatten",
-    "Floor",
-    "Gather",
-    "GatherElements",
-    "Gelu",
-    "Gemm",
-    "Greater",
-    "GreaterOrEqual",
-    "HardSwish",
-    "Identity",
-    "If",
-    "LSTM",
-    "LeakyRelu",
-    "Less",
-    "LessOrEqual",
-    "Log",
-    "LogSoftmax",
-    "MatMul",
-    "MaxPool",
-    "Min",
-    "Mul",
-    "Neg",
-    "Not",
-    "OneHot",
-    "Or",
-    "PRelu",
-    "Pad",
-    "Pow",
-    "RNN",
-    "Range",
-    "ReduceMax",
-    "ReduceMean",
-    "ReduceMin",
-    "ReduceSum",
-    "Relu",
-    "Reshape",
-    "Resize",
-    "ScatterND",
-    "Selu",
-    "Shape",
-    "Sigmoid",
-    "Sign",
-    "Sin",
-    "Size",
-    "Slice",
-    "Softmax",
-    "Split",
-    "Sqrt",
-    "Squeeze",
-    "Sub",
-    "Tanh",
-    "Tile",
-    "Transpose",
-    "Trilu",
-    "Unsqueeze",
-    "Where",
-    "Xor",
-];
+const NAME: &str = "candle";
 
 /// The Candle backend.
 #[derive(Debug, Default, Clone, Copy)]
@@ -118,64 +49,25 @@ impl CandleBackend {
     }
 }
 
-/// The Rivet dtype of an ONNX element type, as candle-onnx accepts it for graph inputs.
-fn onnx_dtype(elem_type: i32) -> Option<DType> {
-    Some(match DataType::try_from(elem_type).ok()? {
-        DataType::Float16 => DType::F16,
-        DataType::Float => DType::F32,
-        DataType::Double => DType::F64,
-        DataType::Int64 => DType::I64,
-        DataType::Uint8 => DType::U8,
-        DataType::Bool => DType::Bool,
-        _ => return None,
-    })
-}
-
-fn onnx_type_name(elem_type: i32) -> String {
-    DataType::try_from(elem_type).map_or_else(|_| format!("type {elem_type}"), |d| format!("{d:?}"))
-}
-
-fn spec_of(value: &onnx::ValueInfoProto, path: &Path, role: &str) -> Result<TensorSpec> {
+fn spec_of(value: &onnx::ValueInfoProto, ty: Ty, path: &Path, role: &str) -> Result<TensorSpec> {
     let name = value.name.clone();
-    let Some(onnx::type_proto::Value::TensorType(tt)) = value.r#type.as_ref().and_then(|t| t.value.as_ref())
-    else {
-        return Err(Error::unsupported(
-            NAME,
-            format!("{}: {role} \"{name}\" is not a tensor", path.display()),
-        ));
-    };
-    let dtype = onnx_dtype(tt.elem_type).ok_or_else(|| {
-        Error::unsupported(
-            NAME,
-            format!(
-                "{}: {role} \"{name}\" has element type {}; candle-onnx handles f16, f32, f64, i64, u8 and bool",
-                path.display(),
-                onnx_type_name(tt.elem_type)
-            ),
-        )
+    let dtype = ty.rivet().ok_or_else(|| {
+        Error::unsupported(NAME, format!("{}: {role} \"{name}\" is {ty}, which Rivet tensors do not carry", path.display()))
     })?;
-    let shape = tt.shape.as_ref().map(|s| {
-        s.dim
-            .iter()
-            .map(|d| match &d.value {
-                Some(DimValue::DimValue(v)) if *v >= 0 => Dim::Fixed(*v as usize),
-                Some(DimValue::DimParam(p)) if !p.is_empty() => Dim::Dynamic(Some(p.clone())),
-                _ => Dim::Dynamic(None),
-            })
-            .collect()
-    });
+    let shape = match value.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(onnx::type_proto::Value::TensorType(tt)) => tt.shape.as_ref().map(|s| {
+            s.dim
+                .iter()
+                .map(|d| match &d.value {
+                    Some(DimValue::DimValue(v)) if *v >= 0 => Dim::Fixed(*v as usize),
+                    Some(DimValue::DimParam(p)) if !p.is_empty() => Dim::Dynamic(Some(p.clone())),
+                    _ => Dim::Dynamic(None),
+                })
+                .collect()
+        }),
+        _ => None,
+    };
     Ok(TensorSpec { name, dtype: Some(dtype), shape })
-}
-
-fn collect_ops(graph: &onnx::GraphProto, ops: &mut BTreeSet<String>) {
-    for node in &graph.node {
-        ops.insert(node.op_type.clone());
-        for attr in &node.attribute {
-            if let Some(g) = &attr.g {
-                collect_ops(g, ops);
-            }
-        }
-    }
 }
 
 impl InferenceBackend for CandleBackend {
@@ -191,14 +83,27 @@ impl InferenceBackend for CandleBackend {
         options.options_for(NAME).check_known(&[])?;
         expect_format(path, NAME, ModelFormat::Onnx)?;
         expect_cpu(options.device, NAME, "Candle")?;
-        if options.intra_op_threads.is_some() || options.inter_op_threads.is_some() {
+        if options.inter_op_threads.is_some_and(|n| n != 1) {
             return Err(Error::unsupported(
                 NAME,
-                "thread options: Candle sizes its pool from RAYON_NUM_THREADS; set that instead",
+                "inter_op_threads other than 1: the Candle executor runs nodes one after another",
             ));
         }
+        let pool = match options.intra_op_threads {
+            Some(0) => return Err(Error::unsupported(NAME, "intra_op_threads=0: give at least 1")),
+            Some(n) => Some(Arc::new(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .thread_name(|i| format!("rivet-candle-{i}"))
+                    .build()
+                    .map_err(|e| Error::backend(NAME, format!("cannot start {n} threads: {e}")))?,
+            )),
+            None => None,
+        };
         let model = candle_onnx::read_file(path).map_err(|e| Error::load(NAME, path, one_line(e)))?;
-        Ok(Arc::new(CandleModel::from_proto(model, path)?))
+        let mut model = CandleModel::from_proto(model, path)?;
+        model.pool = pool;
+        Ok(Arc::new(model))
     }
 }
 
@@ -213,51 +118,46 @@ impl CandleModel {
         CandleModel::from_proto(model, origin)
     }
 
-    /// Checks a parsed model (a graph, operators candle-onnx implements, tensor inputs and
-    /// outputs of dtypes it handles) and reads its signature.
+    /// Plans a parsed model and reads its signature.
     fn from_proto(model: onnx::ModelProto, path: &Path) -> Result<CandleModel> {
         let graph =
             model.graph.as_ref().ok_or_else(|| Error::load(NAME, path, "not an ONNX model: no graph"))?;
         if graph.node.is_empty() && graph.output.is_empty() {
             return Err(Error::load(NAME, path, "not an ONNX model: empty graph"));
         }
-        let mut ops = BTreeSet::new();
-        collect_ops(graph, &mut ops);
-        let missing: Vec<&str> =
-            ops.iter().map(String::as_str).filter(|op| !SUPPORTED_OPS.contains(op)).collect();
-        if !missing.is_empty() {
-            return Err(Error::unsupported(
-                NAME,
-                format!(
-                    "operator(s) {} used by {}: candle-onnx does not implement them",
-                    missing.join(", "),
-                    path.display()
+        let plan = rivet_core::panics::catch_quietly(|| Plan::new(&model))
+            .map_err(|_| Error::backend(NAME, format!("{}: planning the graph panicked", path.display())))?
+            .map_err(|e| match e {
+                PlanError::Unsupported(lines) => Error::unsupported(
+                    NAME,
+                    format!("{}: the Candle executor does not implement {}", path.display(), lines.join("; ")),
                 ),
-            ));
-        }
+                PlanError::Invalid(why) => Error::load(NAME, path, why),
+            })?;
         let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
         let inputs = graph
             .input
             .iter()
             .filter(|i| !initializers.contains(i.name.as_str()))
-            .map(|i| spec_of(i, path, "input"))
+            .zip(&plan.inputs)
+            .map(|(i, (_, _, ty))| spec_of(i, *ty, path, "input"))
             .collect::<Result<Vec<_>>>()?;
-        let outputs = graph.output.iter().map(|o| spec_of(o, path, "output")).collect::<Result<Vec<_>>>()?;
-        Ok(CandleModel { model, signature: Signature { inputs, outputs } })
+        let outputs =
+            graph.output.iter().zip(&plan.outputs).map(|(o, (_, _, ty))| spec_of(o, *ty, path, "output")).collect::<Result<Vec<_>>>()?;
+        Ok(CandleModel { plan, signature: Signature { inputs, outputs }, pool: None })
+    }
+
+    /// Number of steps a run walks, after constant folding.
+    pub fn steps(&self) -> usize {
+        self.plan.len()
     }
 }
 
-/// An ONNX model evaluated by candle-onnx.
+/// An ONNX model planned for Rivet's Candle executor.
 pub struct CandleModel {
-    model: onnx::ModelProto,
+    plan: Plan,
     signature: Signature,
-}
-
-impl CandleModel {
-    /// The parsed ONNX model, for direct `candle_onnx::simple_eval` calls (benchmarks).
-    pub fn proto(&self) -> &onnx::ModelProto {
-        &self.model
-    }
+    pool: Option<Arc<rayon::ThreadPool>>,
 }
 
 /// Copies a Rivet view into a Candle CPU tensor (bool becomes u8, as candle-onnx expects).
@@ -328,22 +228,12 @@ impl Model for CandleModel {
     }
 
     fn execute(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>> {
-        let mut feeds = HashMap::with_capacity(inputs.len());
-        for (view, spec) in inputs.iter().zip(&self.signature.inputs) {
-            feeds.insert(spec.name.clone(), to_candle(view)?);
-        }
-        let mut results = rivet_core::panics::catch_quietly(|| candle_onnx::simple_eval(&self.model, feeds))
-            .map_err(|_| Error::backend(NAME, "candle-onnx panicked while evaluating the graph"))?
-            .map_err(|e| Error::backend(NAME, one_line(e)))?;
-        self.signature
-            .outputs
-            .iter()
-            .map(|spec| {
-                let value = results.remove(&spec.name).ok_or_else(|| {
-                    Error::backend(NAME, format!("output \"{}\" missing from the run", spec.name))
-                })?;
-                from_candle(&value, spec.dtype)
-            })
-            .collect()
+        let feeds = inputs.iter().map(to_candle).collect::<Result<Vec<_>>>()?;
+        let run = || self.plan.run(feeds).map_err(|e| Error::backend(NAME, e));
+        let results = match &self.pool {
+            Some(pool) => pool.install(run)?,
+            None => run()?,
+        };
+        self.signature.outputs.iter().zip(&results).map(|(spec, value)| from_candle(value, spec.dtype)).collect()
     }
 }

@@ -1,0 +1,591 @@
+//! Element-wise operators: arithmetic with numpy broadcasting, comparisons, logic, bit
+//! operations, casts and activations.
+
+use candle_core::{bail, DType as CDType, Result as CResult, Tensor as CTensor};
+
+use super::{broadcast_shape, make, req, scalar_f64, values, Built, Kernel, NodeCtx, Refusal};
+use crate::ty::Ty;
+
+/// Broadcasts every tensor to the common shape.
+pub fn broadcast_all(ts: &[&CTensor]) -> CResult<Vec<CTensor>> {
+    let shapes: Vec<&[usize]> = ts.iter().map(|t| t.dims()).collect();
+    let shape = broadcast_shape(&shapes)?;
+    ts.iter().map(|t| t.broadcast_as(shape.as_slice())).collect()
+}
+
+/// Applies `f` to every element, computed in `f64`, keeping the dtype.
+pub fn map_f64(x: &CTensor, f: impl Fn(f64) -> f64) -> CResult<CTensor> {
+    let dt = x.dtype();
+    let v: Vec<f64> = values(&x.to_dtype(CDType::F64)?)?;
+    make(v.into_iter().map(f).collect(), x.dims())?.to_dtype(dt)
+}
+
+/// Applies `f` to every element of an integer tensor, computed in `i64`, keeping the dtype.
+pub fn map_i64(x: &CTensor, f: impl Fn(i64) -> i64) -> CResult<CTensor> {
+    let dt = x.dtype();
+    let v: Vec<i64> = super::ints(x)?;
+    make(v.into_iter().map(f).collect(), x.dims())?.to_dtype(dt)
+}
+
+/// Broadcasts `a` and `b` and combines them in `f64`; the result has `a`'s dtype.
+pub fn zip_f64(a: &CTensor, b: &CTensor, f: impl Fn(f64, f64) -> f64) -> CResult<CTensor> {
+    let dt = a.dtype();
+    let t = broadcast_all(&[a, b])?;
+    let av: Vec<f64> = values(&t[0].to_dtype(CDType::F64)?)?;
+    let bv: Vec<f64> = values(&t[1].to_dtype(CDType::F64)?)?;
+    make(av.into_iter().zip(bv).map(|(x, y)| f(x, y)).collect(), t[0].dims())?.to_dtype(dt)
+}
+
+/// Broadcasts `a` and `b` and combines them in `i64`; the result has `a`'s dtype.
+pub fn zip_i64(a: &CTensor, b: &CTensor, f: impl Fn(i64, i64) -> CResult<i64>) -> CResult<CTensor> {
+    let dt = a.dtype();
+    let t = broadcast_all(&[a, b])?;
+    let av = super::ints(&t[0])?;
+    let bv = super::ints(&t[1])?;
+    let out = av.into_iter().zip(bv).map(|(x, y)| f(x, y)).collect::<CResult<Vec<i64>>>()?;
+    make(out, t[0].dims())?.to_dtype(dt)
+}
+
+fn kernel1(f: impl Fn(&CTensor) -> CResult<CTensor> + Send + Sync + 'static) -> Kernel {
+    Box::new(move |x| Ok(vec![f(req(x, 0)?)?]))
+}
+
+fn kernel2(f: impl Fn(&CTensor, &CTensor) -> CResult<CTensor> + Send + Sync + 'static) -> Kernel {
+    Box::new(move |x| Ok(vec![f(req(x, 0)?, req(x, 1)?)?]))
+}
+
+/// Wraps a value into an integer of `ty`'s width (two's complement), as ONNX integer arithmetic
+/// does.
+fn wrap(v: i64, ty: Ty) -> i64 {
+    match ty {
+        Ty::U8 | Ty::Bool => v as u8 as i64,
+        Ty::I16 => v as i16 as i64,
+        Ty::I32 => v as i32 as i64,
+        Ty::U32 => v as u32 as i64,
+        _ => v,
+    }
+}
+
+/// Cast of `x` (of type `from`) to `to`, with ONNX's rules for booleans.
+pub fn cast(x: &CTensor, from: Ty, to: Ty) -> CResult<CTensor> {
+    if from == to {
+        return Ok(x.clone());
+    }
+    if to == Ty::Bool {
+        return x.ne(&x.zeros_like()?);
+    }
+    if from.is_float() && to.is_int() {
+        // Truncation toward zero; values out of the target's range are undefined in ONNX and
+        // saturate here (Rust's `as`). Going through f64 and i64 keeps integers exact.
+        let v: Vec<f64> = values(&x.to_dtype(CDType::F64)?)?;
+        let i: Vec<i64> = v.into_iter().map(|f| f as i64).collect();
+        return make(i.into_iter().map(|v| wrap(v, to)).collect::<Vec<i64>>(), x.dims())?.to_dtype(to.candle());
+    }
+    if from.is_int() && to.is_int() || from == Ty::Bool {
+        let v = super::ints(x)?;
+        return make(v.into_iter().map(|v| wrap(v, to)).collect::<Vec<i64>>(), x.dims())?.to_dtype(to.candle());
+    }
+    if from.is_int() && to.is_float() {
+        let v = super::ints(x)?;
+        return make(v.into_iter().map(|v| v as f64).collect::<Vec<f64>>(), x.dims())?.to_dtype(to.candle());
+    }
+    x.to_dtype(to.candle())
+}
+
+fn float_or_signed(t: Ty) -> bool {
+    t.is_float() || matches!(t, Ty::I16 | Ty::I32 | Ty::I64)
+}
+
+/// Float unary operators computed in f64.
+fn float_fn(op: &str) -> Option<fn(f64) -> f64> {
+    Some(match op {
+        "Sin" => f64::sin,
+        "Cos" => f64::cos,
+        "Tan" => f64::tan,
+        "Asin" => f64::asin,
+        "Acos" => f64::acos,
+        "Atan" => f64::atan,
+        "Sinh" => f64::sinh,
+        "Cosh" => f64::cosh,
+        "Asinh" => f64::asinh,
+        "Acosh" => f64::acosh,
+        "Atanh" => f64::atanh,
+        "Round" => f64::round_ties_even,
+        "Softsign" => |x| x / (1.0 + x.abs()),
+        "Softplus" => |x| if x > 30.0 { x } else { x.exp().ln_1p() },
+        "Mish" => |x| x * (if x > 30.0 { x } else { x.exp().ln_1p() }).tanh(),
+        "Log" => f64::ln,
+        "Sqrt" => f64::sqrt,
+        "Ceil" => f64::ceil,
+        "Floor" => f64::floor,
+        "Erf" => libm_erf,
+        _ => return None,
+    })
+}
+
+/// The error function, in double precision (Candle's implementation).
+fn libm_erf(x: f64) -> f64 {
+    candle_core::cpu::erf::erf_f64(x)
+}
+
+/// Builds an element-wise operator, or `Ok(None)` when `op` is not one.
+pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
+    let floats = |t: Ty| t.is_float();
+    let built: Built = match op {
+        "Add" | "Sub" | "Mul" | "Div" => {
+            ctx.known(&[])?;
+            let t = ctx.ty_where(0, Ty::is_numeric, "numbers")?;
+            ctx.same(&[0, 1], t)?;
+            let k: Kernel = match (op, t.is_float()) {
+                ("Add", true) => kernel2(|a, b| a.broadcast_add(b)),
+                ("Sub", true) => kernel2(|a, b| a.broadcast_sub(b)),
+                ("Mul", true) => kernel2(|a, b| a.broadcast_mul(b)),
+                ("Div", true) => kernel2(|a, b| a.broadcast_div(b)),
+                ("Add", false) => kernel2(move |a, b| zip_i64(a, b, |x, y| Ok(wrap(x.wrapping_add(y), t)))),
+                ("Sub", false) => kernel2(move |a, b| zip_i64(a, b, |x, y| Ok(wrap(x.wrapping_sub(y), t)))),
+                ("Mul", false) => kernel2(move |a, b| zip_i64(a, b, |x, y| Ok(wrap(x.wrapping_mul(y), t)))),
+                _ => kernel2(move |a, b| {
+                    zip_i64(a, b, |x, y| match x.checked_div(y) {
+                        Some(q) => Ok(wrap(q, t)),
+                        None => bail!("integer division by zero"),
+                    })
+                }),
+            };
+            (k, vec![t])
+        }
+        "Pow" => {
+            ctx.known(&[])?;
+            let t = ctx.ty_where(0, |t| t.is_float() || matches!(t, Ty::I32 | Ty::I64), "float, int32, int64")?;
+            let e = ctx.ty_where(1, Ty::is_numeric, "numbers")?;
+            if ctx.opset < 12 && e != t {
+                return Err(format!("exponent is {e}; before opset 12 it must match the base ({t})"));
+            }
+            let k = if t.is_float() {
+                kernel2(|a, b| {
+                    let b = b.to_dtype(CDType::F64)?;
+                    zip_f64(a, &b, f64::powf)
+                })
+            } else {
+                kernel2(move |a, b| {
+                    if e.is_float() {
+                        let af = a.to_dtype(CDType::F64)?;
+                        let bf = b.to_dtype(CDType::F64)?;
+                        let r = zip_f64(&af, &bf, f64::powf)?;
+                        cast(&r, Ty::F64, t)
+                    } else {
+                        zip_i64(a, b, |x, y| {
+                            Ok(if y >= 0 {
+                                wrap(x.wrapping_pow(y.min(u32::MAX as i64) as u32), t)
+                            } else {
+                                (x as f64).powf(y as f64) as i64
+                            })
+                        })
+                    }
+                })
+            };
+            (k, vec![t])
+        }
+        "Mod" => {
+            ctx.known(&["fmod"])?;
+            let t = ctx.ty_where(0, Ty::is_numeric, "numbers")?;
+            ctx.same(&[0, 1], t)?;
+            let fmod = ctx.int("fmod", 0)? != 0;
+            if t.is_float() && !fmod {
+                return Err("fmod=0 on floats is not allowed by ONNX".into());
+            }
+            let k = if t.is_float() {
+                kernel2(|a, b| zip_f64(a, b, |x, y| x % y))
+            } else if fmod {
+                kernel2(move |a, b| {
+                    zip_i64(a, b, |x, y| match x.checked_rem(y) {
+                        Some(r) => Ok(r),
+                        None => bail!("integer modulo by zero"),
+                    })
+                })
+            } else {
+                kernel2(move |a, b| {
+                    zip_i64(a, b, |x, y| match x.checked_rem(y) {
+                        Some(r) if r != 0 && (r < 0) != (y < 0) => Ok(r + y),
+                        Some(r) => Ok(r),
+                        None => bail!("integer modulo by zero"),
+                    })
+                })
+            };
+            (k, vec![t])
+        }
+        "Max" | "Min" | "Sum" | "Mean" => {
+            ctx.known(&[])?;
+            if ctx.node.input.is_empty() {
+                return Err("no inputs".into());
+            }
+            let t = ctx.ty_where(0, if op == "Sum" || op == "Mean" { floats } else { Ty::is_numeric }, "numbers")?;
+            let n = ctx.node.input.len();
+            let idx: Vec<usize> = (0..n).collect();
+            ctx.same(&idx, t)?;
+            if op == "Max" || op == "Min" {
+                if ctx.opset < 12 && !t.is_float() {
+                    return Err(format!("{op} on {t} needs opset 12"));
+                }
+                let max = op == "Max";
+                let k: Kernel = Box::new(move |x| {
+                    let mut acc = req(x, 0)?.clone();
+                    for i in 1..x.len() {
+                        let b = req(x, i)?;
+                        acc = if t.is_float() {
+                            zip_f64(&acc, b, |p, q| {
+                                if p.is_nan() || q.is_nan() {
+                                    f64::NAN
+                                } else if max {
+                                    p.max(q)
+                                } else {
+                                    p.min(q)
+                                }
+                            })?
+                        } else {
+                            zip_i64(&acc, b, |p, q| Ok(if max { p.max(q) } else { p.min(q) }))?
+                        };
+                    }
+                    Ok(vec![acc])
+                });
+                (k, vec![t])
+            } else {
+                let mean = op == "Mean";
+                let k: Kernel = Box::new(move |x| {
+                    let mut acc = req(x, 0)?.to_dtype(CDType::F64)?;
+                    for i in 1..x.len() {
+                        acc = acc.broadcast_add(&req(x, i)?.to_dtype(CDType::F64)?)?;
+                    }
+                    if mean {
+                        acc = (acc / x.len() as f64)?;
+                    }
+                    Ok(vec![acc.to_dtype(t.candle())?])
+                });
+                (k, vec![t])
+            }
+        }
+        "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual" => {
+            ctx.known(&[])?;
+            let t = ctx.ty(0)?;
+            if op != "Equal" && t == Ty::Bool {
+                return Err(format!("{op} on booleans is not allowed"));
+            }
+            ctx.same(&[0, 1], t)?;
+            let k = match op {
+                "Equal" => kernel2(|a, b| a.broadcast_eq(b)),
+                "Less" => kernel2(|a, b| a.broadcast_lt(b)),
+                "LessOrEqual" => kernel2(|a, b| a.broadcast_le(b)),
+                "Greater" => kernel2(|a, b| a.broadcast_gt(b)),
+                _ => kernel2(|a, b| a.broadcast_ge(b)),
+            };
+            (k, vec![Ty::Bool])
+        }
+        "And" | "Or" | "Xor" => {
+            ctx.known(&[])?;
+            ctx.ty_where(0, |t| t == Ty::Bool, "bool")?;
+            ctx.same(&[0, 1], Ty::Bool)?;
+            let k = match op {
+                "And" => kernel2(|a, b| a.broadcast_mul(b)),
+                "Or" => kernel2(|a, b| a.broadcast_maximum(b)),
+                _ => kernel2(|a, b| a.broadcast_ne(b)),
+            };
+            (k, vec![Ty::Bool])
+        }
+        "Not" => {
+            ctx.known(&[])?;
+            ctx.ty_where(0, |t| t == Ty::Bool, "bool")?;
+            (kernel1(|a| a.eq(&a.zeros_like()?)), vec![Ty::Bool])
+        }
+        "BitwiseAnd" | "BitwiseOr" | "BitwiseXor" => {
+            ctx.known(&[])?;
+            let t = ctx.ty_where(0, Ty::is_int, "integers")?;
+            ctx.same(&[0, 1], t)?;
+            let k = match op {
+                "BitwiseAnd" => kernel2(|a, b| zip_i64(a, b, |x, y| Ok(x & y))),
+                "BitwiseOr" => kernel2(|a, b| zip_i64(a, b, |x, y| Ok(x | y))),
+                _ => kernel2(|a, b| zip_i64(a, b, |x, y| Ok(x ^ y))),
+            };
+            (k, vec![t])
+        }
+        "BitwiseNot" => {
+            ctx.known(&[])?;
+            let t = ctx.ty_where(0, Ty::is_int, "integers")?;
+            (kernel1(move |a| map_i64(a, |x| wrap(!x, t))), vec![t])
+        }
+        "BitShift" => {
+            ctx.known(&["direction"])?;
+            let t = ctx.ty_where(0, |t| matches!(t, Ty::U8 | Ty::U32), "uint8, uint32")?;
+            ctx.same(&[0, 1], t)?;
+            let left = match ctx.string("direction")?.as_deref() {
+                Some("LEFT") => true,
+                Some("RIGHT") => false,
+                other => return Err(format!("direction {other:?} is not LEFT or RIGHT")),
+            };
+            let bits = if t == Ty::U8 { 8 } else { 32 };
+            let k = kernel2(move |a, b| {
+                zip_i64(a, b, |x, y| {
+                    Ok(if y >= bits {
+                        0
+                    } else if left {
+                        wrap(x << y, t)
+                    } else {
+                        x >> y
+                    })
+                })
+            });
+            (k, vec![t])
+        }
+        "Where" => {
+            ctx.known(&[])?;
+            ctx.ty_where(0, |t| t == Ty::Bool, "a bool condition")?;
+            let t = ctx.ty(1)?;
+            ctx.same(&[1, 2], t)?;
+            let k: Kernel = Box::new(|x| {
+                let b = broadcast_all(&[req(x, 0)?, req(x, 1)?, req(x, 2)?])?;
+                Ok(vec![b[0].where_cond(&b[1].contiguous()?, &b[2].contiguous()?)?])
+            });
+            (k, vec![t])
+        }
+        "IsNaN" => {
+            ctx.known(&[])?;
+            ctx.ty_where(0, floats, "floats")?;
+            (kernel1(|a| a.ne(a)), vec![Ty::Bool])
+        }
+        "IsInf" => {
+            ctx.known(&["detect_negative", "detect_positive"])?;
+            ctx.ty_where(0, floats, "floats")?;
+            let neg = ctx.int("detect_negative", 1)? != 0;
+            let pos = ctx.int("detect_positive", 1)? != 0;
+            let k = kernel1(move |a| {
+                let v: Vec<f64> = values(&a.to_dtype(CDType::F64)?)?;
+                let o: Vec<u8> = v
+                    .into_iter()
+                    .map(|f| u8::from(f.is_infinite() && (f > 0.0 && pos || f < 0.0 && neg)))
+                    .collect();
+                make(o, a.dims())
+            });
+            (k, vec![Ty::Bool])
+        }
+        "Identity" => {
+            ctx.known(&[])?;
+            let t = ctx.ty(0)?;
+            (kernel1(|a| Ok(a.clone())), vec![t])
+        }
+        "Dropout" => {
+            // Inference: the input unchanged, and a mask of ones.
+            ctx.known(&["seed", "ratio", "is_test"])?;
+            let t = ctx.ty_where(0, floats, "floats")?;
+            if ctx.has(2) {
+                match &ctx.consts[2] {
+                    Some(c) if scalar_f64(c).map_err(|e| e.to_string())? == 0.0 => {}
+                    _ => return Err("training_mode must be a constant false".into()),
+                }
+            }
+            if ctx.opset < 7 && ctx.int("is_test", 0)? == 0 {
+                return Err("is_test=0 (training) is not supported".into());
+            }
+            let k: Kernel = Box::new(|x| {
+                let a = req(x, 0)?;
+                Ok(vec![a.clone(), a.ones_like()?.to_dtype(CDType::U8)?])
+            });
+            (k, vec![t, Ty::Bool])
+        }
+        "Cast" | "CastLike" => {
+            ctx.known(&["to", "saturate"])?;
+            let from = ctx.ty(0)?;
+            let to = if op == "Cast" {
+                let code = ctx.int("to", 0)? as i32;
+                Ty::from_onnx(code).ok_or_else(|| format!("cast to {} is not supported", Ty::onnx_name(code)))?
+            } else {
+                ctx.ty(1)?
+            };
+            (kernel1(move |a| cast(a, from, to)), vec![to])
+        }
+        "Abs" | "Neg" | "Sign" => {
+            ctx.known(&[])?;
+            let t = ctx.ty_where(0, if op == "Neg" { float_or_signed } else { Ty::is_numeric }, "numbers")?;
+            let k = match (op, t.is_float()) {
+                ("Abs", true) => kernel1(|a| a.abs()),
+                ("Neg", true) => kernel1(|a| a.neg()),
+                ("Sign", true) => kernel1(|a| {
+                    map_f64(a, |v| {
+                        if v > 0.0 {
+                            1.0
+                        } else if v < 0.0 {
+                            -1.0
+                        } else {
+                            v
+                        }
+                    })
+                }),
+                ("Abs", false) => kernel1(move |a| map_i64(a, |v| wrap(v.wrapping_abs(), t))),
+                ("Neg", false) => kernel1(move |a| map_i64(a, |v| wrap(v.wrapping_neg(), t))),
+                _ => kernel1(|a| map_i64(a, i64::signum)),
+            };
+            (k, vec![t])
+        }
+        "Relu" => {
+            ctx.known(&[])?;
+            let t = ctx.ty_where(0, float_or_signed, "floats and signed integers")?;
+            let k = if t.is_float() { kernel1(|a| a.relu()) } else { kernel1(|a| map_i64(a, |v| v.max(0))) };
+            (k, vec![t])
+        }
+        "Exp" | "Tanh" | "Reciprocal" | "Sigmoid" => {
+            ctx.known(&[])?;
+            let t = ctx.ty_where(0, floats, "floats")?;
+            let k = match op {
+                "Exp" => kernel1(|a| a.exp()),
+                "Tanh" => kernel1(|a| a.tanh()),
+                "Reciprocal" => kernel1(|a| a.recip()),
+                _ => kernel1(|a| {
+                    if a.dtype() == CDType::F32 {
+                        a.neg()?.exp()?.affine(1.0, 1.0)?.recip()
+                    } else {
+                        map_f64(a, |v| 1.0 / (1.0 + (-v).exp()))
+                    }
+                }),
+            };
+            (k, vec![t])
+        }
+        "Gelu" => {
+            ctx.known(&["approximate"])?;
+            let t = ctx.ty_where(0, floats, "floats")?;
+            let k = match ctx.string("approximate")?.as_deref() {
+                None | Some("none") => kernel1(|a| a.gelu_erf()),
+                Some("tanh") => kernel1(|a| {
+                    map_f64(a, |x| {
+                        0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh())
+                    })
+                }),
+                Some(other) => return Err(format!("approximate=\"{other}\" is not none or tanh")),
+            };
+            (k, vec![t])
+        }
+        "LeakyRelu" | "Elu" | "Selu" | "Celu" | "HardSigmoid" | "HardSwish" | "ThresholdedRelu" | "Shrink" => {
+            let t = ctx.ty_where(0, floats, "floats")?;
+            let f: Box<dyn Fn(f64) -> f64 + Send + Sync> = match op {
+                "LeakyRelu" => {
+                    ctx.known(&["alpha"])?;
+                    let a = ctx.float("alpha", 0.01)? as f64;
+                    Box::new(move |x| if x < 0.0 { a * x } else { x })
+                }
+                "Elu" => {
+                    ctx.known(&["alpha"])?;
+                    let a = ctx.float("alpha", 1.0)? as f64;
+                    Box::new(move |x| if x < 0.0 { a * x.exp_m1() } else { x })
+                }
+                "Selu" => {
+                    ctx.known(&["alpha", "gamma"])?;
+                    let a = ctx.float("alpha", 1.673_263_2)? as f64;
+                    let g = ctx.float("gamma", 1.050_701)? as f64;
+                    Box::new(move |x| if x <= 0.0 { g * (a * x.exp() - a) } else { g * x })
+                }
+                "Celu" => {
+                    ctx.known(&["alpha"])?;
+                    let a = ctx.float("alpha", 1.0)? as f64;
+                    Box::new(move |x| x.max(0.0) + (a * ((x / a).exp() - 1.0)).min(0.0))
+                }
+                "HardSigmoid" => {
+                    ctx.known(&["alpha", "beta"])?;
+                    let a = ctx.float("alpha", 0.2)? as f64;
+                    let b = ctx.float("beta", 0.5)? as f64;
+                    Box::new(move |x| (a * x + b).clamp(0.0, 1.0))
+                }
+                "HardSwish" => {
+                    ctx.known(&[])?;
+                    Box::new(|x| x * (x / 6.0 + 0.5).clamp(0.0, 1.0))
+                }
+                "ThresholdedRelu" => {
+                    ctx.known(&["alpha"])?;
+                    let a = ctx.float("alpha", 1.0)? as f64;
+                    Box::new(move |x| if x > a { x } else { 0.0 })
+                }
+                _ => {
+                    ctx.known(&["bias", "lambd"])?;
+                    let b = ctx.float("bias", 0.0)? as f64;
+                    let l = ctx.float("lambd", 0.5)? as f64;
+                    Box::new(move |x| {
+                        if x < -l {
+                            x + b
+                        } else if x > l {
+                            x - b
+                        } else {
+                            0.0
+                        }
+                    })
+                }
+            };
+            (kernel1(move |a| map_f64(a, &f)), vec![t])
+        }
+        "Clip" => {
+            let t = ctx.ty_where(0, Ty::is_numeric, "numbers")?;
+            if ctx.opset < 11 {
+                ctx.known(&["min", "max"])?;
+                let lo = ctx.float("min", f32::NEG_INFINITY)? as f64;
+                let hi = ctx.float("max", f32::INFINITY)? as f64;
+                (kernel1(move |a| map_f64(a, |v| clip(v, lo, hi))), vec![t])
+            } else {
+                ctx.known(&[])?;
+                ctx.same(&[0, 1, 2], t)?;
+                let k: Kernel = Box::new(move |x| {
+                    let a = req(x, 0)?;
+                    let bound = |i: usize, d: f64| -> CResult<f64> {
+                        match x.get(i).copied().flatten() {
+                            Some(b) => scalar_f64(b),
+                            None => Ok(d),
+                        }
+                    };
+                    let (lo, hi) = (bound(1, f64::NEG_INFINITY)?, bound(2, f64::INFINITY)?);
+                    if t.is_float() {
+                        Ok(vec![map_f64(a, |v| clip(v, lo, hi))?])
+                    } else {
+                        let (lo, hi) = (
+                            x.get(1).copied().flatten().map(|b| super::ints(b).map(|v| v[0])).transpose()?,
+                            x.get(2).copied().flatten().map(|b| super::ints(b).map(|v| v[0])).transpose()?,
+                        );
+                        Ok(vec![map_i64(a, |v| {
+                            let v = lo.map_or(v, |l| v.max(l));
+                            hi.map_or(v, |h| v.min(h))
+                        })?])
+                    }
+                });
+                (k, vec![t])
+            }
+        }
+        "PRelu" => {
+            ctx.known(&[])?;
+            let t = ctx.ty_where(0, floats, "floats")?;
+            ctx.same(&[0, 1], t)?;
+            let k = kernel2(|a, s| {
+                let shape = broadcast_shape(&[a.dims(), s.dims()])?;
+                if shape != a.dims() {
+                    bail!("slope of shape {:?} does not broadcast to X of shape {:?}", s.dims(), a.dims());
+                }
+                zip_f64(a, s, |x, s| if x < 0.0 { s * x } else { x })
+            });
+            (k, vec![t])
+        }
+        _ => {
+            let Some(f) = float_fn(op) else { return Ok(None) };
+            ctx.known(&[])?;
+            let t = ctx.ty_where(0, floats, "floats")?;
+            let k = match op {
+                "Sqrt" => kernel1(|a| if a.dtype() == CDType::F32 { a.sqrt() } else { map_f64(a, f64::sqrt) }),
+                "Log" => kernel1(|a| if a.dtype() == CDType::F32 { a.log() } else { map_f64(a, f64::ln) }),
+                "Erf" => kernel1(|a| if a.dtype() == CDType::F32 { a.erf() } else { map_f64(a, libm_erf) }),
+                _ => kernel1(move |a| map_f64(a, f)),
+            };
+            (k, vec![t])
+        }
+    };
+    Ok(Some(built))
+}
+
+/// `min(max(v, lo), hi)`, NaN kept.
+fn clip(v: f64, lo: f64, hi: f64) -> f64 {
+    let v = if v < lo { lo } else { v };
+    if v > hi {
+        hi
+    } else {
+        v
+    }
+}

@@ -1,0 +1,244 @@
+//! The operators: each builder checks a node (attributes, input types, opset) at load and
+//! returns the kernel that runs it plus the types of its outputs. A builder refuses, with the
+//! reason, anything it has not been written and checked for; an attribute it does not read is
+//! refused too, so nothing is silently ignored.
+
+use candle_core::{bail, DType as CDType, Device, Result as CResult, Tensor as CTensor, WithDType};
+use candle_onnx::onnx::{attribute_proto::AttributeType, AttributeProto, NodeProto};
+
+use crate::ty::Ty;
+
+mod elementwise;
+mod nn;
+mod reduce;
+mod shape;
+
+/// Runs one node: its inputs (`None` for an omitted optional input) to its outputs, in order.
+pub type Kernel = Box<dyn Fn(&[Option<&CTensor>]) -> CResult<Vec<CTensor>> + Send + Sync>;
+
+/// A kernel and the types of the outputs it produces.
+pub type Built = (Kernel, Vec<Ty>);
+
+/// What a builder sees of a node at load time.
+pub struct NodeCtx<'a> {
+    /// The node.
+    pub node: &'a NodeProto,
+    /// The opset version of the default domain the model imports.
+    pub opset: i64,
+    /// Each input's type, `None` for an omitted optional input.
+    pub tys: Vec<Option<Ty>>,
+    /// Each input's value where it is a constant (initializer or folded), else `None`.
+    pub consts: Vec<Option<CTensor>>,
+}
+
+/// A refusal reason.
+pub type Refusal = String;
+
+impl NodeCtx<'_> {
+    /// The attribute called `name`, if the node sets it.
+    pub fn attr(&self, name: &str) -> Option<&AttributeProto> {
+        self.node.attribute.iter().find(|a| a.name == name)
+    }
+
+    /// Refuses any attribute outside `known`.
+    pub fn known(&self, known: &[&str]) -> Result<(), Refusal> {
+        for a in &self.node.attribute {
+            if !known.contains(&a.name.as_str()) {
+                return Err(format!("attribute \"{}\" is not supported", a.name));
+            }
+            if !a.ref_attr_name.is_empty() {
+                return Err(format!("attribute \"{}\" refers to a function attribute", a.name));
+            }
+        }
+        Ok(())
+    }
+
+    fn typed(&self, name: &str, want: AttributeType) -> Result<Option<&AttributeProto>, Refusal> {
+        match self.attr(name) {
+            Some(a) if a.r#type != want as i32 && a.r#type != AttributeType::Undefined as i32 => {
+                Err(format!("attribute \"{name}\" has the wrong type"))
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// An integer attribute, or `default`.
+    pub fn int(&self, name: &str, default: i64) -> Result<i64, Refusal> {
+        Ok(self.typed(name, AttributeType::Int)?.map_or(default, |a| a.i))
+    }
+
+    /// A float attribute, or `default`.
+    pub fn float(&self, name: &str, default: f32) -> Result<f32, Refusal> {
+        Ok(self.typed(name, AttributeType::Float)?.map_or(default, |a| a.f))
+    }
+
+    /// An integer-list attribute, if set.
+    pub fn ints(&self, name: &str) -> Result<Option<Vec<i64>>, Refusal> {
+        Ok(self.typed(name, AttributeType::Ints)?.map(|a| a.ints.clone()))
+    }
+
+    /// A float-list attribute, if set.
+    pub fn floats(&self, name: &str) -> Result<Option<Vec<f32>>, Refusal> {
+        Ok(self.typed(name, AttributeType::Floats)?.map(|a| a.floats.clone()))
+    }
+
+    /// A string attribute, if set.
+    pub fn string(&self, name: &str) -> Result<Option<String>, Refusal> {
+        self.typed(name, AttributeType::String)?
+            .map(|a| String::from_utf8(a.s.clone()).map_err(|_| format!("attribute \"{name}\" is not UTF-8")))
+            .transpose()
+    }
+
+    /// Whether input `i` is given.
+    pub fn has(&self, i: usize) -> bool {
+        self.tys.get(i).is_some_and(Option::is_some)
+    }
+
+    /// The type of required input `i`.
+    pub fn ty(&self, i: usize) -> Result<Ty, Refusal> {
+        self.tys.get(i).copied().flatten().ok_or_else(|| format!("input {i} is required"))
+    }
+
+    /// The type of input `i`, refused unless `ok` accepts it.
+    pub fn ty_where(&self, i: usize, ok: impl Fn(Ty) -> bool, what: &str) -> Result<Ty, Refusal> {
+        let t = self.ty(i)?;
+        if ok(t) {
+            Ok(t)
+        } else {
+            Err(format!("input {i} is {t}; this executor implements {what}"))
+        }
+    }
+
+    /// Checks that inputs `idx` all have type `t`.
+    pub fn same(&self, idx: &[usize], t: Ty) -> Result<(), Refusal> {
+        for &i in idx {
+            if self.has(i) && self.ty(i)? != t {
+                return Err(format!("input {i} is {} where input {} is {t}", self.ty(i)?, idx[0]));
+            }
+        }
+        Ok(())
+    }
+
+    /// Input `i`'s constant value as integers, if it is a constant.
+    pub fn const_ints(&self, i: usize) -> Option<Vec<i64>> {
+        self.consts.get(i)?.as_ref().and_then(|t| ints(t).ok())
+    }
+
+    /// Number of outputs the node asks for (trailing omitted ones not counted).
+    pub fn n_outputs(&self) -> usize {
+        self.node.output.iter().rposition(|o| !o.is_empty()).map_or(0, |p| p + 1)
+    }
+
+    /// Refuses when the node asks for more than `n` outputs.
+    pub fn max_outputs(&self, n: usize) -> Result<(), Refusal> {
+        if self.n_outputs() > n {
+            return Err(format!("output {} is not supported", n));
+        }
+        Ok(())
+    }
+}
+
+/// Input `i` of a kernel call, which the builder made sure is given.
+pub fn req<'a>(x: &[Option<&'a CTensor>], i: usize) -> CResult<&'a CTensor> {
+    match x.get(i).copied().flatten() {
+        Some(t) => Ok(t),
+        None => bail!("input {i} is missing"),
+    }
+}
+
+/// All values of a tensor, in row-major order.
+pub fn values<T: WithDType>(t: &CTensor) -> CResult<Vec<T>> {
+    t.flatten_all()?.to_vec1::<T>()
+}
+
+/// An integer tensor's values as `i64`.
+pub fn ints(t: &CTensor) -> CResult<Vec<i64>> {
+    match t.dtype() {
+        CDType::I64 => values(t),
+        CDType::U8 | CDType::U32 | CDType::I16 | CDType::I32 => values(&t.to_dtype(CDType::I64)?),
+        other => bail!("expected integers, got {other:?}"),
+    }
+}
+
+/// A tensor of `shape` from row-major values.
+pub fn make<T: WithDType>(v: Vec<T>, shape: &[usize]) -> CResult<CTensor> {
+    CTensor::from_vec(v, shape, &Device::Cpu)
+}
+
+/// A one-element tensor's value as `f64`.
+pub fn scalar_f64(t: &CTensor) -> CResult<f64> {
+    if t.elem_count() != 1 {
+        bail!("expected one value, got shape {:?}", t.dims());
+    }
+    let t = t.flatten_all()?.to_dtype(CDType::F64)?;
+    Ok(t.to_vec1::<f64>()?[0])
+}
+
+/// Normalizes a possibly negative axis against `rank`.
+pub fn axis(a: i64, rank: usize) -> CResult<usize> {
+    let r = rank as i64;
+    if a < -r || a >= r.max(1) && a >= r {
+        bail!("axis {a} is out of range for rank {rank}");
+    }
+    Ok(if a < 0 { (a + r) as usize } else { a as usize })
+}
+
+/// Checks a static axis at load time.
+pub fn check_axis(a: i64, rank: Option<usize>) -> Result<(), Refusal> {
+    if let Some(r) = rank {
+        let r = r as i64;
+        if a < -r || a >= r {
+            return Err(format!("axis {a} is out of range for rank {r}"));
+        }
+    }
+    Ok(())
+}
+
+/// The numpy-broadcast shape of several shapes.
+pub fn broadcast_shape(shapes: &[&[usize]]) -> CResult<Vec<usize>> {
+    let rank = shapes.iter().map(|s| s.len()).max().unwrap_or(0);
+    let mut out = vec![1usize; rank];
+    for s in shapes {
+        for (i, &d) in s.iter().enumerate() {
+            let o = &mut out[rank - s.len() + i];
+            if *o == 1 {
+                *o = d;
+            } else if d != 1 && d != *o {
+                bail!("shapes {:?} do not broadcast", shapes);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A kernel that returns one constant.
+pub fn constant(t: CTensor) -> Kernel {
+    Box::new(move |_| Ok(vec![t.clone()]))
+}
+
+/// Builds the kernel for `ctx`'s node, or says why not.
+pub fn build(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    let op = ctx.node.op_type.as_str();
+    if let Some(b) = elementwise::build(op, ctx)? {
+        return Ok(b);
+    }
+    if let Some(b) = shape::build(op, ctx)? {
+        return Ok(b);
+    }
+    if let Some(b) = reduce::build(op, ctx)? {
+        return Ok(b);
+    }
+    if let Some(b) = nn::build(op, ctx)? {
+        return Ok(b);
+    }
+    Err("this operator is not implemented".into())
+}
+
+/// Whether an operator's result depends only on its inputs (so constant inputs may be folded
+/// at load).
+pub fn foldable(op: &str) -> bool {
+    !matches!(
+        op,
+        "RandomNormal" | "RandomNormalLike" | "RandomUniform" | "RandomUniformLike" | "Multinomial" | "Bernoulli"
+    )
+}

@@ -1,0 +1,613 @@
+//! Neural-network operators: matrix products, convolution, pooling, normalization, softmax.
+
+use candle_core::{bail, DType as CDType, Device, Result as CResult, Tensor as CTensor};
+
+use super::shape::{gather_flat, strides};
+use super::{axis, req, Built, Kernel, NodeCtx, Refusal};
+use crate::ty::Ty;
+
+fn floats(t: Ty) -> bool {
+    t.is_float()
+}
+
+/// Matrix products (MatMul, Gemm, Conv) in float and double only: in float16 and bfloat16 the
+/// rounding of Candle's kernels has not been checked against ONNX's references.
+fn wide_floats(t: Ty) -> bool {
+    matches!(t, Ty::F32 | Ty::F64)
+}
+
+/// `a @ b` with ONNX MatMul's rules (numpy matmul: 1-D promotion, batch broadcasting).
+pub fn matmul(a: &CTensor, b: &CTensor) -> CResult<CTensor> {
+    let (a1, b1) = (a.rank() == 1, b.rank() == 1);
+    if a.rank() == 0 || b.rank() == 0 {
+        bail!("MatMul of a scalar");
+    }
+    let a2 = if a1 { a.unsqueeze(0)? } else { a.clone() };
+    let b2 = if b1 { b.unsqueeze(1)? } else { b.clone() };
+    let (ka, kb) = (a2.dims()[a2.rank() - 1], b2.dims()[b2.rank() - 2]);
+    if ka != kb {
+        bail!("MatMul of {:?} and {:?}: inner dims differ", a.dims(), b.dims());
+    }
+    let mut y = if a2.rank() == 2 && b2.rank() == 2 {
+        a2.contiguous()?.matmul(&b2.contiguous()?)?
+    } else {
+        a2.contiguous()?.broadcast_matmul(&b2.contiguous()?)?
+    };
+    if a1 {
+        y = y.squeeze(y.rank() - 2)?;
+    }
+    if b1 {
+        y = y.squeeze(y.rank() - 1)?;
+    }
+    Ok(y)
+}
+
+/// Per-spatial-dim padding, resolved from `auto_pad` or `pads`.
+#[derive(Clone)]
+struct Window {
+    kernel: Vec<usize>,
+    strides: Vec<usize>,
+    dilations: Vec<usize>,
+    pads: Option<Vec<usize>>,
+    auto_pad: String,
+    ceil: bool,
+}
+
+impl Window {
+    fn read(ctx: &NodeCtx<'_>, kernel: Option<Vec<i64>>, ceil: bool) -> Result<Window, Refusal> {
+        let pos = |v: Vec<i64>, what: &str| -> Result<Vec<usize>, Refusal> {
+            v.into_iter().map(|x| usize::try_from(x).map_err(|_| format!("{what} must not be negative"))).collect()
+        };
+        let kernel = pos(kernel.unwrap_or_default(), "kernel_shape")?;
+        let n = kernel.len();
+        let strides = pos(ctx.ints("strides")?.unwrap_or(vec![1; n]), "strides")?;
+        let dilations = pos(ctx.ints("dilations")?.unwrap_or(vec![1; n]), "dilations")?;
+        let pads = ctx.ints("pads")?.map(|p| pos(p, "pads")).transpose()?;
+        let auto_pad = ctx.string("auto_pad")?.unwrap_or_else(|| "NOTSET".into());
+        if !["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"].contains(&auto_pad.as_str()) {
+            return Err(format!("auto_pad \"{auto_pad}\" is not supported"));
+        }
+        if strides.len() != n || dilations.len() != n || pads.as_ref().is_some_and(|p| p.len() != 2 * n) {
+            return Err("kernel_shape, strides, dilations and pads disagree in length".into());
+        }
+        if strides.contains(&0) || dilations.contains(&0) || kernel.contains(&0) {
+            return Err("kernel_shape, strides and dilations must be positive".into());
+        }
+        Ok(Window { kernel, strides, dilations, pads, auto_pad, ceil })
+    }
+
+    /// Output sizes and begin/end pads for spatial input sizes `input`.
+    fn resolve(&self, input: &[usize]) -> CResult<(Vec<usize>, Vec<usize>, Vec<usize>)> {
+        let n = self.kernel.len();
+        if input.len() != n {
+            bail!("input has {} spatial dims, kernel {}", input.len(), n);
+        }
+        let (mut out, mut begin, mut end) = (vec![0; n], vec![0; n], vec![0; n]);
+        for i in 0..n {
+            let eff = (self.kernel[i] - 1) * self.dilations[i] + 1;
+            let s = self.strides[i];
+            match self.auto_pad.as_str() {
+                "SAME_UPPER" | "SAME_LOWER" => {
+                    out[i] = input[i].div_ceil(s);
+                    let total = ((out[i].max(1) - 1) * s + eff).saturating_sub(input[i]);
+                    let small = total / 2;
+                    (begin[i], end[i]) =
+                        if self.auto_pad == "SAME_UPPER" { (small, total - small) } else { (total - small, small) };
+                }
+                _ => {
+                    if self.auto_pad == "NOTSET" {
+                        if let Some(p) = &self.pads {
+                            (begin[i], end[i]) = (p[i], p[i + n]);
+                        }
+                    }
+                    let span = input[i] + begin[i] + end[i];
+                    if span < eff {
+                        bail!("window of {eff} is larger than the padded input {span}");
+                    }
+                    out[i] = if self.ceil { (span - eff).div_ceil(s) + 1 } else { (span - eff) / s + 1 };
+                    if self.ceil && (out[i] - 1) * s >= input[i] + begin[i] {
+                        out[i] -= 1;
+                    }
+                }
+            }
+        }
+        Ok((out, begin, end))
+    }
+}
+
+/// For each output position and kernel offset, the input position on a spatial axis (`None`
+/// in the padding), flattened over all spatial axes: `[P, K]` entries.
+fn window_coords(
+    w: &Window,
+    input: &[usize],
+    out: &[usize],
+    begin: &[usize],
+) -> (Vec<Option<usize>>, usize, usize, Vec<usize>) {
+    let n = input.len();
+    let p: usize = out.iter().product();
+    let k: usize = w.kernel.iter().product();
+    let ist = strides(input);
+    let ost = strides(out);
+    let kst = strides(&w.kernel);
+    let mut idx = Vec::with_capacity(p * k);
+    // Positions inside the padded bounds (for count_include_pad).
+    let mut padded = Vec::with_capacity(p);
+    for pp in 0..p {
+        let mut inside = 0;
+        for kk in 0..k {
+            let mut off = Some(0usize);
+            for a in 0..n {
+                let o = pp / ost[a] % out[a];
+                let q = kk / kst[a] % w.kernel[a];
+                let c = (o * w.strides[a] + q * w.dilations[a]) as i64 - begin[a] as i64;
+                if c < 0 || c >= input[a] as i64 {
+                    off = None;
+                } else if let Some(f) = off {
+                    off = Some(f + c as usize * ist[a]);
+                }
+            }
+            if off.is_some() {
+                inside += 1;
+            }
+            idx.push(off);
+        }
+        padded.push(inside);
+    }
+    (idx, p, k, padded)
+}
+
+/// Number of window positions that fall inside the input plus its explicit padding.
+fn padded_counts(w: &Window, input: &[usize], out: &[usize], begin: &[usize], end: &[usize]) -> Vec<usize> {
+    let n = input.len();
+    let p: usize = out.iter().product();
+    let ost = strides(out);
+    (0..p)
+        .map(|pp| {
+            (0..n)
+                .map(|a| {
+                    let o = pp / ost[a] % out[a];
+                    (0..w.kernel[a])
+                        .filter(|&q| {
+                            let c = (o * w.strides[a] + q * w.dilations[a]) as i64 - begin[a] as i64;
+                            c >= -(begin[a] as i64) && c < (input[a] + end[a]) as i64
+                        })
+                        .count()
+                })
+                .product()
+        })
+        .collect()
+}
+
+/// General N-D convolution by im2col and a batched matrix product.
+fn conv_general(x: &CTensor, wt: &CTensor, w: &Window, group: usize) -> CResult<CTensor> {
+    let (n, c) = (x.dims()[0], x.dims()[1]);
+    let m = wt.dims()[0];
+    let spatial = &x.dims()[2..];
+    let (out, begin, _) = w.resolve(spatial)?;
+    if c % group != 0 || m % group != 0 || wt.dims()[1] * group != c {
+        bail!("channels {c} and weights {:?} disagree with group {group}", wt.dims());
+    }
+    let cg = c / group;
+    let (coords, p, k, _) = window_coords(w, spatial, &out, &begin);
+    let plane: usize = spatial.iter().product();
+    // col[n, g, (cg, k), p]
+    let mut idx = Vec::with_capacity(n * c * k * p);
+    for b in 0..n {
+        for ch in 0..c {
+            let base = (b * c + ch) * plane;
+            for kk in 0..k {
+                for pp in 0..p {
+                    idx.push(coords[pp * k + kk].map(|o| base + o));
+                }
+            }
+        }
+    }
+    let zero = CTensor::zeros(1, x.dtype(), &Device::Cpu)?;
+    let col = gather_flat(x, &idx, &[n, group, cg * k, p], Some(&zero))?;
+    let wm = wt.reshape((group, m / group, cg * k))?.unsqueeze(0)?.broadcast_as((n, group, m / group, cg * k))?;
+    let y = wm.contiguous()?.matmul(&col)?;
+    let mut dims = vec![n, m];
+    dims.extend_from_slice(&out);
+    y.reshape(dims)
+}
+
+fn conv(x: &CTensor, wt: &CTensor, bias: Option<&CTensor>, w: &Window, group: usize) -> CResult<CTensor> {
+    if x.rank() < 3 || wt.rank() != x.rank() {
+        bail!("Conv of {:?} with weights {:?}", x.dims(), wt.dims());
+    }
+    let mut w = w.clone();
+    if w.kernel.is_empty() {
+        w.kernel = wt.dims()[2..].to_vec();
+        let n = w.kernel.len();
+        if w.strides.is_empty() {
+            w.strides = vec![1; n];
+        }
+        if w.dilations.is_empty() {
+            w.dilations = vec![1; n];
+        }
+    }
+    if w.kernel != wt.dims()[2..] {
+        bail!("kernel_shape {:?} disagrees with weights {:?}", w.kernel, wt.dims());
+    }
+    let (_, begin, end) = w.resolve(&x.dims()[2..])?;
+    let uniform = |v: &[usize]| v.windows(2).all(|p| p[0] == p[1]);
+    let symmetric = begin == end && uniform(&begin);
+    let y = if x.rank() == 4 && symmetric && uniform(&w.strides) && uniform(&w.dilations) {
+        x.contiguous()?.conv2d(&wt.contiguous()?, begin[0], w.strides[0], w.dilations[0], group)?
+    } else if x.rank() == 3 && symmetric {
+        x.contiguous()?.conv1d(&wt.contiguous()?, begin[0], w.strides[0], w.dilations[0], group)?
+    } else {
+        conv_general(x, wt, &w, group)?
+    };
+    match bias {
+        Some(b) => {
+            let mut shape = vec![1; y.rank()];
+            shape[1] = b.elem_count();
+            y.broadcast_add(&b.reshape(shape)?)
+        }
+        None => Ok(y),
+    }
+}
+
+fn pool(x: &CTensor, w: &Window, max: bool, include_pad: bool) -> CResult<CTensor> {
+    if x.rank() < 3 {
+        bail!("pooling needs N, C and spatial dims, got {:?}", x.dims());
+    }
+    let (n, c) = (x.dims()[0], x.dims()[1]);
+    let spatial = &x.dims()[2..];
+    let (out, begin, end) = w.resolve(spatial)?;
+    let (coords, p, k, inside) = window_coords(w, spatial, &out, &begin);
+    let plane: usize = spatial.iter().product();
+    let mut idx = Vec::with_capacity(n * c * p * k);
+    for nc in 0..n * c {
+        let base = nc * plane;
+        idx.extend(coords.iter().map(|o| o.map(|o| base + o)));
+    }
+    let fill = if max {
+        CTensor::new(&[f64::NEG_INFINITY], &Device::Cpu)?.to_dtype(x.dtype())?
+    } else {
+        CTensor::zeros(1, x.dtype(), &Device::Cpu)?
+    };
+    let windows = gather_flat(x, &idx, &[n * c, p, k], Some(&fill))?;
+    let mut dims = vec![n, c];
+    dims.extend_from_slice(&out);
+    if max {
+        return windows.max_keepdim(2)?.reshape(dims);
+    }
+    let counts: Vec<f64> = if include_pad {
+        padded_counts(w, spatial, &out, &begin, &end).into_iter().map(|v| v as f64).collect()
+    } else {
+        inside.into_iter().map(|v| v as f64).collect()
+    };
+    let div = CTensor::from_vec(counts, (1, p, 1), &Device::Cpu)?.to_dtype(CDType::F64)?;
+    let sums = windows.to_dtype(CDType::F64)?.sum_keepdim(2)?;
+    sums.broadcast_div(&div)?.to_dtype(x.dtype())?.reshape(dims)
+}
+
+/// Softmax, log-softmax or hardmax of `x` along `dim`.
+fn softmax(x: &CTensor, dim: usize, kind: &str) -> CResult<CTensor> {
+    if kind == "Hardmax" {
+        let v: Vec<f64> = super::values(&x.to_dtype(CDType::F64)?)?;
+        let d = x.dims()[dim];
+        let st = strides(x.dims())[dim];
+        let mut o = vec![0f64; v.len()];
+        for base in 0..v.len() {
+            if (base / st) % d != 0 {
+                continue;
+            }
+            let mut best = 0;
+            for i in 1..d {
+                if v[base + i * st] > v[base + best * st] {
+                    best = i;
+                }
+            }
+            o[base + best * st] = 1.0;
+        }
+        return super::make(o, x.dims())?.to_dtype(x.dtype());
+    }
+    let compute = if x.dtype() == CDType::F64 { x.clone() } else { x.to_dtype(CDType::F32)? };
+    let y = if dim + 1 == x.rank() && kind == "Softmax" {
+        candle_nn::ops::softmax_last_dim(&compute.contiguous()?)?
+    } else {
+        let m = compute.max_keepdim(dim)?;
+        let shifted = compute.broadcast_sub(&m)?;
+        let e = shifted.exp()?;
+        let s = e.sum_keepdim(dim)?;
+        if kind == "LogSoftmax" {
+            shifted.broadcast_sub(&s.log()?)?
+        } else {
+            e.broadcast_div(&s)?
+        }
+    };
+    y.to_dtype(x.dtype())
+}
+
+/// Mean and variance normalization over the trailing axes from `from`, in f32 (or f64).
+fn normalize(x: &CTensor, from: usize, eps: f64) -> CResult<(CTensor, CTensor, CTensor)> {
+    let dt = if x.dtype() == CDType::F64 { CDType::F64 } else { CDType::F32 };
+    let outer: usize = x.dims()[..from].iter().product();
+    let inner: usize = x.dims()[from..].iter().product();
+    let v = x.to_dtype(dt)?.reshape((outer, inner))?;
+    let mean = v.mean_keepdim(1)?;
+    let centered = v.broadcast_sub(&mean)?;
+    let var = centered.sqr()?.mean_keepdim(1)?;
+    let inv = (var + eps)?.sqrt()?.recip()?;
+    let y = centered.broadcast_mul(&inv)?.reshape(x.dims())?;
+    Ok((y, mean, inv))
+}
+
+/// Builds a neural-network operator, or `Ok(None)` when `op` is not one.
+pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
+    let built: Built = match op {
+        "MatMul" => {
+            ctx.known(&[])?;
+            let t = ctx.ty_where(0, wide_floats, "float and double")?;
+            ctx.same(&[0, 1], t)?;
+            (Box::new(|x| Ok(vec![matmul(req(x, 0)?, req(x, 1)?)?])), vec![t])
+        }
+        "Gemm" => {
+            ctx.known(&["alpha", "beta", "transA", "transB"])?;
+            let t = ctx.ty_where(0, wide_floats, "float and double")?;
+            ctx.same(&[0, 1, 2], t)?;
+            let alpha = ctx.float("alpha", 1.0)? as f64;
+            let beta = ctx.float("beta", 1.0)? as f64;
+            let ta = ctx.int("transA", 0)? != 0;
+            let tb = ctx.int("transB", 0)? != 0;
+            // A constant B is transposed and laid out once, at load.
+            let b_fixed = match &ctx.consts[1] {
+                Some(b) if b.rank() == 2 => {
+                    let b = if tb { b.t() } else { Ok(b.clone()) };
+                    Some(b.and_then(|b| b.contiguous()).map_err(|e| e.to_string())?)
+                }
+                _ => None,
+            };
+            let k: Kernel = Box::new(move |x| {
+                let a = req(x, 0)?;
+                if a.rank() != 2 {
+                    bail!("Gemm's A must be 2-D, got {:?}", a.dims());
+                }
+                let a = if ta { a.t()? } else { a.clone() };
+                let b = match &b_fixed {
+                    Some(b) => b.clone(),
+                    None => {
+                        let b = req(x, 1)?;
+                        if b.rank() != 2 {
+                            bail!("Gemm's B must be 2-D, got {:?}", b.dims());
+                        }
+                        if tb {
+                            b.t()?
+                        } else {
+                            b.clone()
+                        }
+                    }
+                };
+                if a.dims()[1] != b.dims()[0] {
+                    bail!("Gemm of {:?} and {:?}: inner dims differ", a.dims(), b.dims());
+                }
+                let mut y = a.contiguous()?.matmul(&b.contiguous()?)?;
+                if alpha != 1.0 {
+                    y = (y * alpha)?;
+                }
+                if let Some(c) = x.get(2).copied().flatten() {
+                    let shape = super::broadcast_shape(&[y.dims(), c.dims()])?;
+                    if shape != y.dims() {
+                        bail!("C of shape {:?} does not broadcast to {:?}", c.dims(), y.dims());
+                    }
+                    let c = if beta != 1.0 { (c * beta)? } else { c.clone() };
+                    y = y.broadcast_add(&c)?;
+                }
+                Ok(vec![y])
+            });
+            (k, vec![t])
+        }
+        "Conv" => {
+            ctx.known(&["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"])?;
+            let t = ctx.ty_where(0, wide_floats, "float and double")?;
+            ctx.same(&[0, 1, 2], t)?;
+            let group = ctx.int("group", 1)?;
+            if group < 1 {
+                return Err("group must be at least 1".into());
+            }
+            let kernel = ctx.ints("kernel_shape")?;
+            let n_spatial = kernel.as_ref().map(Vec::len).or_else(|| ctx.consts[1].as_ref().map(|w| w.rank() - 2));
+            let mut win = Window::read(ctx, kernel.clone(), false)?;
+            if kernel.is_none() {
+                let n = n_spatial.ok_or("kernel_shape is needed when the weights are not constant")?;
+                win = Window {
+                    kernel: match &ctx.consts[1] {
+                        Some(w) => w.dims()[2..].to_vec(),
+                        None => vec![],
+                    },
+                    strides: ctx
+                        .ints("strides")?
+                        .map_or(vec![1; n], |v| v.into_iter().map(|s| s.max(1) as usize).collect()),
+                    dilations: ctx
+                        .ints("dilations")?
+                        .map_or(vec![1; n], |v| v.into_iter().map(|s| s.max(1) as usize).collect()),
+                    ..win
+                };
+            }
+            let group = group as usize;
+            let k: Kernel = Box::new(move |x| Ok(vec![conv(req(x, 0)?, req(x, 1)?, x.get(2).copied().flatten(), &win, group)?]));
+            (k, vec![t])
+        }
+        "MaxPool" | "AveragePool" => {
+            let max = op == "MaxPool";
+            if max {
+                ctx.known(&["auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "storage_order", "strides"])?;
+                ctx.max_outputs(1)?;
+            } else {
+                ctx.known(&["auto_pad", "ceil_mode", "count_include_pad", "dilations", "kernel_shape", "pads", "strides"])?;
+            }
+            let t = ctx.ty_where(0, floats, "floats")?;
+            let kernel = ctx.ints("kernel_shape")?.ok_or("kernel_shape is required")?;
+            let win = Window::read(ctx, Some(kernel), ctx.int("ceil_mode", 0)? != 0)?;
+            let include = ctx.int("count_include_pad", 0)? != 0;
+            let k: Kernel = Box::new(move |x| Ok(vec![pool(req(x, 0)?, &win, max, include)?]));
+            (k, vec![t])
+        }
+        "GlobalAveragePool" | "GlobalMaxPool" => {
+            ctx.known(&[])?;
+            let t = ctx.ty_where(0, floats, "floats")?;
+            let max = op == "GlobalMaxPool";
+            let k: Kernel = Box::new(move |x| {
+                let a = req(x, 0)?;
+                if a.rank() < 3 {
+                    bail!("global pooling needs N, C and spatial dims, got {:?}", a.dims());
+                }
+                let mut dims = a.dims().to_vec();
+                for d in dims.iter_mut().skip(2) {
+                    *d = 1;
+                }
+                let flat = a.flatten_from(2)?;
+                let y = if max {
+                    flat.max_keepdim(2)?
+                } else {
+                    flat.to_dtype(CDType::F64)?.mean_keepdim(2)?.to_dtype(a.dtype())?
+                };
+                Ok(vec![y.reshape(dims)?])
+            });
+            (k, vec![t])
+        }
+        "BatchNormalization" => {
+            ctx.known(&["epsilon", "momentum", "training_mode", "spatial"])?;
+            if ctx.opset < 9 && ctx.int("spatial", 1)? != 1 {
+                return Err("spatial=0 is not supported".into());
+            }
+            if ctx.opset < 7 {
+                return Err("BatchNormalization before opset 7 is not supported".into());
+            }
+            if ctx.int("training_mode", 0)? != 0 {
+                return Err("training_mode=1 is not supported".into());
+            }
+            ctx.max_outputs(1)?;
+            let t = ctx.ty_where(0, floats, "floats")?;
+            let eps = ctx.float("epsilon", 1e-5)? as f64;
+            let k: Kernel = Box::new(move |x| {
+                let a = req(x, 0)?;
+                let c = if a.rank() > 1 { a.dims()[1] } else { 1 };
+                let mut shape = vec![1; a.rank()];
+                if a.rank() > 1 {
+                    shape[1] = c;
+                }
+                let p = |i: usize| -> CResult<CTensor> { req(x, i)?.to_dtype(CDType::F64)?.reshape(shape.as_slice()) };
+                let (scale, bias, mean, var) = (p(1)?, p(2)?, p(3)?, p(4)?);
+                let mul = scale.broadcast_div(&(var + eps)?.sqrt()?)?;
+                let add = bias.broadcast_sub(&mean.broadcast_mul(&mul)?)?;
+                let y = a.broadcast_mul(&mul.to_dtype(a.dtype())?)?.broadcast_add(&add.to_dtype(a.dtype())?)?;
+                Ok(vec![y])
+            });
+            (k, vec![t])
+        }
+        "InstanceNormalization" => {
+            ctx.known(&["epsilon"])?;
+            let t = ctx.ty_where(0, floats, "floats")?;
+            let eps = ctx.float("epsilon", 1e-5)? as f64;
+            let k: Kernel = Box::new(move |x| {
+                let a = req(x, 0)?;
+                if a.rank() < 3 {
+                    bail!("InstanceNormalization needs N, C and spatial dims");
+                }
+                let (y, _, _) = normalize(a, 2, eps)?;
+                let mut shape = vec![1; a.rank()];
+                shape[1] = a.dims()[1];
+                let s = req(x, 1)?.to_dtype(y.dtype())?.reshape(shape.as_slice())?;
+                let b = req(x, 2)?.to_dtype(y.dtype())?.reshape(shape.as_slice())?;
+                Ok(vec![y.broadcast_mul(&s)?.broadcast_add(&b)?.to_dtype(a.dtype())?])
+            });
+            (k, vec![t])
+        }
+        "LayerNormalization" => {
+            ctx.known(&["axis", "epsilon", "stash_type"])?;
+            let t = ctx.ty_where(0, floats, "floats")?;
+            if ctx.int("stash_type", 1)? != 1 {
+                return Err("stash_type other than 1 (float) is not supported".into());
+            }
+            let ax = ctx.int("axis", -1)?;
+            let eps = ctx.float("epsilon", 1e-5)? as f64;
+            let n_out = ctx.n_outputs().max(1);
+            let k: Kernel = Box::new(move |x| {
+                let a = req(x, 0)?;
+                let from = axis(ax, a.rank())?;
+                let (y, mean, inv) = normalize(a, from, eps)?;
+                let mut y = y.broadcast_mul(&req(x, 1)?.to_dtype(y.dtype())?)?;
+                if let Some(b) = x.get(2).copied().flatten() {
+                    y = y.broadcast_add(&b.to_dtype(y.dtype())?)?;
+                }
+                let mut stat = a.dims()[..from].to_vec();
+                stat.extend(std::iter::repeat_n(1, a.rank() - from));
+                let mut out = vec![y.to_dtype(a.dtype())?];
+                if n_out > 1 {
+                    out.push(mean.reshape(stat.as_slice())?.to_dtype(CDType::F32)?);
+                }
+                if n_out > 2 {
+                    out.push(inv.reshape(stat.as_slice())?.to_dtype(CDType::F32)?);
+                }
+                Ok(out)
+            });
+            let mut tys = vec![t];
+            tys.extend(std::iter::repeat_n(Ty::F32, n_out - 1));
+            (k, tys)
+        }
+        "GroupNormalization" => {
+            ctx.known(&["epsilon", "num_groups", "stash_type"])?;
+            let t = ctx.ty_where(0, floats, "floats")?;
+            if ctx.int("stash_type", 1)? != 1 {
+                return Err("stash_type other than 1 (float) is not supported".into());
+            }
+            let eps = ctx.float("epsilon", 1e-5)? as f64;
+            let groups = ctx.int("num_groups", 0)?;
+            if groups < 1 {
+                return Err("num_groups must be at least 1".into());
+            }
+            let groups = groups as usize;
+            let per_channel = ctx.opset >= 21;
+            let k: Kernel = Box::new(move |x| {
+                let a = req(x, 0)?;
+                if a.rank() < 2 || a.dims()[1] % groups != 0 {
+                    bail!("{:?} does not split into {groups} groups", a.dims());
+                }
+                let (n, c) = (a.dims()[0], a.dims()[1]);
+                let (y, _, _) = normalize(&a.reshape((n, groups, ()))?, 2, eps)?;
+                let y = y.reshape(a.dims())?;
+                let mut shape = vec![1; a.rank()];
+                shape[1] = c;
+                let expand = |p: &CTensor| -> CResult<CTensor> {
+                    let p = p.to_dtype(y.dtype())?;
+                    if per_channel {
+                        p.reshape(shape.as_slice())
+                    } else {
+                        let g = p.reshape((groups, 1))?.broadcast_as((groups, c / groups))?.reshape(c)?;
+                        g.reshape(shape.as_slice())
+                    }
+                };
+                let y = y.broadcast_mul(&expand(req(x, 1)?)?)?.broadcast_add(&expand(req(x, 2)?)?)?;
+                Ok(vec![y.to_dtype(a.dtype())?])
+            });
+            (k, vec![t])
+        }
+        "Softmax" | "LogSoftmax" | "Hardmax" => {
+            ctx.known(&["axis"])?;
+            let t = ctx.ty_where(0, floats, "floats")?;
+            let legacy = ctx.opset < 13;
+            let ax = ctx.int("axis", if legacy { 1 } else { -1 })?;
+            let kind = op.to_string();
+            let k: Kernel = Box::new(move |x| {
+                let a = req(x, 0)?;
+                if legacy {
+                    let from = if ax < 0 { ax + a.rank() as i64 } else { ax };
+                    if from < 0 || from > a.rank() as i64 {
+                        bail!("axis {ax} is out of range for rank {}", a.rank());
+                    }
+                    let outer: usize = a.dims()[..from as usize].iter().product();
+                    let y = softmax(&a.reshape((outer, ()))?, 1, &kind)?;
+                    return Ok(vec![y.reshape(a.dims())?]);
+                }
+                Ok(vec![softmax(a, axis(ax, a.rank())?, &kind)?])
+            });
+            (k, vec![t])
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(built))
+}

@@ -1,0 +1,196 @@
+//! Reductions (`Reduce*`, `ArgMax`, `ArgMin`), computed in f64 for floats and i64 for integers.
+
+use candle_core::{bail, DType as CDType, Result as CResult, Tensor as CTensor};
+
+use super::{axis, ints, make, req, values, Built, Kernel, NodeCtx, Refusal};
+use crate::ty::Ty;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Red {
+    Sum,
+    Mean,
+    Max,
+    Min,
+    Prod,
+    L1,
+    L2,
+    LogSum,
+    LogSumExp,
+    SumSquare,
+}
+
+/// `x` with `axes` moved last, as `[outer, inner]` rows, plus the output dims.
+fn rows(x: &CTensor, axes: &[usize], keepdims: bool) -> CResult<(CTensor, usize, usize, Vec<usize>)> {
+    let r = x.rank();
+    let kept: Vec<usize> = (0..r).filter(|a| !axes.contains(a)).collect();
+    let mut perm = kept.clone();
+    perm.extend_from_slice(axes);
+    let outer: usize = kept.iter().map(|&a| x.dims()[a]).product();
+    let inner: usize = axes.iter().map(|&a| x.dims()[a]).product();
+    let out: Vec<usize> = if keepdims {
+        (0..r).map(|a| if axes.contains(&a) { 1 } else { x.dims()[a] }).collect()
+    } else {
+        kept.iter().map(|&a| x.dims()[a]).collect()
+    };
+    let moved = if r == 0 { x.reshape(1)? } else { x.permute(perm)?.contiguous()? };
+    Ok((moved, outer, inner, out))
+}
+
+fn fold_f64(op: Red, row: &[f64]) -> f64 {
+    match op {
+        Red::Sum => row.iter().sum(),
+        Red::Mean => row.iter().sum::<f64>() / row.len() as f64,
+        Red::Max => row.iter().fold(f64::NEG_INFINITY, |m, &v| if v.is_nan() || m.is_nan() { f64::NAN } else { m.max(v) }),
+        Red::Min => row.iter().fold(f64::INFINITY, |m, &v| if v.is_nan() || m.is_nan() { f64::NAN } else { m.min(v) }),
+        Red::Prod => row.iter().product(),
+        Red::L1 => row.iter().map(|v| v.abs()).sum(),
+        Red::L2 => row.iter().map(|v| v * v).sum::<f64>().sqrt(),
+        Red::LogSum => row.iter().sum::<f64>().ln(),
+        Red::LogSumExp => {
+            let m = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+            if m.is_infinite() {
+                row.iter().map(|v| v.exp()).sum::<f64>().ln()
+            } else {
+                m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
+            }
+        }
+        Red::SumSquare => row.iter().map(|v| v * v).sum(),
+    }
+}
+
+fn fold_i64(op: Red, row: &[i64], ty: Ty) -> i64 {
+    match op {
+        Red::Max => row.iter().copied().max().unwrap_or(match ty {
+            Ty::U8 | Ty::U32 | Ty::Bool => 0,
+            Ty::I16 => i16::MIN as i64,
+            Ty::I32 => i32::MIN as i64,
+            _ => i64::MIN,
+        }),
+        Red::Min => row.iter().copied().min().unwrap_or(match ty {
+            Ty::U8 => u8::MAX as i64,
+            Ty::Bool => 1,
+            Ty::U32 => u32::MAX as i64,
+            Ty::I16 => i16::MAX as i64,
+            Ty::I32 => i32::MAX as i64,
+            _ => i64::MAX,
+        }),
+        Red::Prod => row.iter().fold(1i64, |a, &v| a.wrapping_mul(v)),
+        Red::L1 => row.iter().fold(0i64, |a, &v| a.wrapping_add(v.wrapping_abs())),
+        Red::SumSquare => row.iter().fold(0i64, |a, &v| a.wrapping_add(v.wrapping_mul(v))),
+        _ => row.iter().fold(0i64, |a, &v| a.wrapping_add(v)),
+    }
+}
+
+/// Reduces `x` over `axes` (already normalized).
+fn reduce(x: &CTensor, op: Red, ty: Ty, axes: &[usize], keepdims: bool) -> CResult<CTensor> {
+    let (moved, outer, inner, out) = rows(x, axes, keepdims)?;
+    if ty.is_float() {
+        let v: Vec<f64> = values(&moved.to_dtype(CDType::F64)?)?;
+        let o: Vec<f64> = (0..outer).map(|i| fold_f64(op, &v[i * inner..(i + 1) * inner])).collect();
+        make(o, &out)?.to_dtype(x.dtype())
+    } else {
+        let v = ints(&moved)?;
+        let o: Vec<i64> = (0..outer).map(|i| fold_i64(op, &v[i * inner..(i + 1) * inner], ty)).collect();
+        make(o, &out)?.to_dtype(x.dtype())
+    }
+}
+
+/// Builds a reduction, or `Ok(None)` when `op` is not one.
+pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
+    let red = match op {
+        "ReduceSum" => Red::Sum,
+        "ReduceMean" => Red::Mean,
+        "ReduceMax" => Red::Max,
+        "ReduceMin" => Red::Min,
+        "ReduceProd" => Red::Prod,
+        "ReduceL1" => Red::L1,
+        "ReduceL2" => Red::L2,
+        "ReduceLogSum" => Red::LogSum,
+        "ReduceLogSumExp" => Red::LogSumExp,
+        "ReduceSumSquare" => Red::SumSquare,
+        "ArgMax" | "ArgMin" => return arg(op, ctx).map(Some),
+        _ => return Ok(None),
+    };
+    let float_only = matches!(red, Red::Mean | Red::L2 | Red::LogSum | Red::LogSumExp);
+    let t = ctx.ty(0)?;
+    let ok = if float_only {
+        t.is_float()
+    } else if matches!(red, Red::Max | Red::Min) {
+        t.is_numeric() || (t == Ty::Bool && ctx.opset >= 20)
+    } else {
+        t.is_numeric()
+    };
+    if !ok {
+        return Err(format!("input 0 is {t}, which {op} does not take here"));
+    }
+    let since = if red == Red::Sum { 13 } else { 18 };
+    let keepdims = ctx.int("keepdims", 1)? != 0;
+    let (axes_attr, from_input) = if ctx.opset >= since {
+        ctx.known(&["keepdims", "noop_with_empty_axes"])?;
+        if ctx.has(1) {
+            ctx.ty_where(1, |t| t == Ty::I64, "int64 axes")?;
+        }
+        (None, true)
+    } else {
+        ctx.known(&["keepdims", "axes"])?;
+        (ctx.ints("axes")?, false)
+    };
+    let noop = ctx.int("noop_with_empty_axes", 0)? != 0;
+    let k: Kernel = Box::new(move |x| {
+        let a = req(x, 0)?;
+        let given: Option<Vec<i64>> = if from_input {
+            x.get(1).copied().flatten().map(ints).transpose()?
+        } else {
+            axes_attr.clone()
+        };
+        let axes: Vec<usize> = match given {
+            Some(v) if !v.is_empty() => {
+                let mut n = v.iter().map(|&i| axis(i, a.rank())).collect::<CResult<Vec<_>>>()?;
+                n.sort_unstable();
+                n.dedup();
+                n
+            }
+            _ if noop => return Ok(vec![a.clone()]),
+            _ => (0..a.rank()).collect(),
+        };
+        Ok(vec![reduce(a, red, t, &axes, keepdims)?])
+    });
+    Ok(Some((k, vec![t])))
+}
+
+fn arg(op: &str, ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    ctx.known(&["axis", "keepdims", "select_last_index"])?;
+    let t = ctx.ty_where(0, Ty::is_numeric, "numbers")?;
+    let ax = ctx.int("axis", 0)?;
+    let keepdims = ctx.int("keepdims", 1)? != 0;
+    let last = ctx.int("select_last_index", 0)? != 0;
+    let max = op == "ArgMax";
+    let k: Kernel = Box::new(move |x| {
+        let a = req(x, 0)?;
+        let dim = axis(ax, a.rank())?;
+        if a.dims()[dim] == 0 {
+            bail!("{} over an empty axis", if max { "ArgMax" } else { "ArgMin" });
+        }
+        let (moved, outer, inner, out) = rows(a, &[dim], keepdims)?;
+        let v: Vec<f64> = if t.is_float() {
+            values(&moved.to_dtype(CDType::F64)?)?
+        } else {
+            ints(&moved)?.into_iter().map(|v| v as f64).collect()
+        };
+        let o: Vec<i64> = (0..outer)
+            .map(|i| {
+                let row = &v[i * inner..(i + 1) * inner];
+                let mut best = 0;
+                for (j, &val) in row.iter().enumerate().skip(1) {
+                    let better = if max { val > row[best] } else { val < row[best] };
+                    if better || (last && val == row[best]) {
+                        best = j;
+                    }
+                }
+                best as i64
+            })
+            .collect();
+        Ok(vec![make(o, &out)?])
+    });
+    Ok((k, vec![Ty::I64]))
+}

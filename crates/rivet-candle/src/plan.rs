@@ -1,0 +1,278 @@
+//! The execution plan: an ONNX graph checked, typed, constant-folded and ordered once at load,
+//! so that a run is a walk over a vector of steps reading and writing numbered slots.
+
+use std::collections::{BTreeMap, HashMap};
+
+use candle_core::Tensor as CTensor;
+use candle_onnx::onnx::{GraphProto, ModelProto};
+
+use crate::ops::{self, Kernel, NodeCtx};
+use crate::proto::tensor_from_proto;
+use crate::ty::Ty;
+
+/// One node, ready to run.
+struct Step {
+    /// `"op_type \"node name\""`, for errors.
+    label: String,
+    kernel: Kernel,
+    inputs: Vec<Option<usize>>,
+    /// Output slots and their types (`None` for an output the graph does not use).
+    outputs: Vec<Option<(usize, Ty)>>,
+    /// Slots no later step reads: freed once this step has run.
+    free: Vec<usize>,
+}
+
+/// A checked, ordered graph.
+pub struct Plan {
+    slots: usize,
+    constants: Vec<(usize, CTensor)>,
+    /// Slot and type of each graph input, in signature order.
+    pub inputs: Vec<(String, usize, Ty)>,
+    /// Slot and type of each graph output.
+    pub outputs: Vec<(String, usize, Ty)>,
+    steps: Vec<Step>,
+}
+
+/// Why a model cannot be planned.
+pub enum PlanError {
+    /// The model uses something the executor does not implement: one line per operator.
+    Unsupported(Vec<String>),
+    /// The model is malformed.
+    Invalid(String),
+}
+
+fn value_ty(v: &candle_onnx::onnx::ValueInfoProto) -> Result<Ty, String> {
+    use candle_onnx::onnx::type_proto::Value;
+    match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(Value::TensorType(tt)) => Ty::from_onnx(tt.elem_type)
+            .ok_or_else(|| format!("\"{}\" has element type {}, which Candle cannot hold", v.name, Ty::onnx_name(tt.elem_type))),
+        Some(_) => Err(format!("\"{}\" is not a tensor (sequences, maps and optionals are not supported)", v.name)),
+        None => Err(format!("\"{}\" has no type", v.name)),
+    }
+}
+
+/// The opset version of the default ONNX domain the model imports.
+pub fn default_opset(model: &ModelProto) -> Option<i64> {
+    model.opset_import.iter().find(|o| o.domain.is_empty() || o.domain == "ai.onnx").map(|o| o.version)
+}
+
+impl Plan {
+    /// Plans `model`'s graph.
+    pub fn new(model: &ModelProto) -> Result<Plan, PlanError> {
+        let invalid = PlanError::Invalid;
+        let graph: &GraphProto = model.graph.as_ref().ok_or_else(|| invalid("no graph".into()))?;
+        let opset = default_opset(model).ok_or_else(|| invalid("the model imports no default-domain opset".into()))?;
+        let mut slot_of: HashMap<&str, usize> = HashMap::new();
+        let mut tys: Vec<Option<Ty>> = Vec::new();
+        let mut consts: Vec<Option<CTensor>> = Vec::new();
+        fn push(tys: &mut Vec<Option<Ty>>, consts: &mut Vec<Option<CTensor>>, ty: Ty, c: Option<CTensor>) -> usize {
+            tys.push(Some(ty));
+            consts.push(c);
+            tys.len() - 1
+        }
+        let mut unsupported: BTreeMap<String, String> = BTreeMap::new();
+
+        for init in &graph.initializer {
+            let (t, ty) = tensor_from_proto(init).map_err(|e| {
+                if e.contains("Candle cannot hold") || e.contains("external") {
+                    PlanError::Unsupported(vec![format!("initializer: {e}")])
+                } else {
+                    invalid(e)
+                }
+            })?;
+            let s = push(&mut tys, &mut consts, ty, Some(t));
+            slot_of.insert(init.name.as_str(), s);
+        }
+        let mut inputs = Vec::new();
+        for input in &graph.input {
+            if slot_of.contains_key(input.name.as_str()) {
+                continue;
+            }
+            let ty = value_ty(input).map_err(|e| PlanError::Unsupported(vec![format!("input {e}")]))?;
+            let s = push(&mut tys, &mut consts, ty, None);
+            slot_of.insert(input.name.as_str(), s);
+            inputs.push((input.name.clone(), s, ty));
+        }
+
+        // Topological order (ONNX requires it already; a graph that is not is ordered here).
+        let mut pending: Vec<usize> = (0..graph.node.len()).collect();
+        let mut steps = Vec::new();
+        let mut defined: std::collections::HashSet<String> = slot_of.keys().map(|k| k.to_string()).collect();
+        let mut refused: std::collections::HashSet<String> = std::collections::HashSet::new();
+        while !pending.is_empty() {
+            let mut progressed = false;
+            let mut rest = Vec::new();
+            for &i in &pending {
+                let node = &graph.node[i];
+                let ready = node.input.iter().all(|n| n.is_empty() || defined.contains(n) || refused.contains(n));
+                if !ready {
+                    rest.push(i);
+                    continue;
+                }
+                progressed = true;
+                let label = format!("{} \"{}\"", node.op_type, node.name);
+                let depends_on_refused = node.input.iter().any(|n| refused.contains(n));
+                let domain_ok = node.domain.is_empty() || node.domain == "ai.onnx";
+                let outcome = if !domain_ok {
+                    Err(format!("domain \"{}\" is not supported", node.domain))
+                } else if depends_on_refused {
+                    Err(String::new())
+                } else {
+                    let ctx = NodeCtx {
+                        node,
+                        opset,
+                        tys: node.input.iter().map(|n| if n.is_empty() { None } else { tys[slot_of[n.as_str()]] }).collect(),
+                        consts: node
+                            .input
+                            .iter()
+                            .map(|n| if n.is_empty() { None } else { consts[slot_of[n.as_str()]].clone() })
+                            .collect(),
+                    };
+                    ops::build(&ctx).and_then(|(k, out_tys)| {
+                        let wanted = ctx.n_outputs();
+                        if wanted > out_tys.len() {
+                            Err(format!("output {} is not supported", out_tys.len()))
+                        } else {
+                            Ok((k, out_tys, ctx))
+                        }
+                    })
+                };
+                match outcome {
+                    Err(reason) => {
+                        if !reason.is_empty() {
+                            unsupported
+                                .entry(format!("{} (opset {opset})", node.op_type))
+                                .or_insert_with(|| format!("node \"{}\": {reason}", node.name));
+                        }
+                        for o in &node.output {
+                            refused.insert(o.clone());
+                        }
+                    }
+                    Ok((kernel, out_tys, ctx)) => {
+                        let all_const = ops::foldable(&node.op_type)
+                            && node.input.iter().enumerate().all(|(j, n)| n.is_empty() || ctx.consts[j].is_some());
+                        let folded = if all_const {
+                            let args: Vec<Option<&CTensor>> = ctx.consts.iter().map(Option::as_ref).collect();
+                            let r = rivet_core::panics::catch_quietly(|| kernel(&args))
+                                .map_err(|_| invalid(format!("{label} panicked on its constant inputs")))?
+                                .map_err(|e| invalid(format!("{label} fails on its constant inputs: {e}")))?;
+                            Some(r)
+                        } else {
+                            None
+                        };
+                        let mut outs = Vec::new();
+                        for (j, o) in node.output.iter().enumerate() {
+                            if o.is_empty() {
+                                outs.push(None);
+                                continue;
+                            }
+                            let ty = out_tys[j];
+                            let c = match &folded {
+                                Some(r) => {
+                                    let t = r.get(j).cloned().ok_or_else(|| invalid(format!("{label} gave too few outputs")))?;
+                                    if t.dtype() != ty.candle() {
+                                        return Err(invalid(format!("{label}: output {j} is {:?}, planned {ty}", t.dtype())));
+                                    }
+                                    Some(t)
+                                }
+                                None => None,
+                            };
+                            let s = push(&mut tys, &mut consts, ty, c);
+                            slot_of.insert(o.as_str(), s);
+                            defined.insert(o.clone());
+                            outs.push(Some((s, ty)));
+                        }
+                        if folded.is_none() {
+                            let ins = node.input.iter().map(|n| if n.is_empty() { None } else { Some(slot_of[n.as_str()]) }).collect();
+                            steps.push(Step { label, kernel, inputs: ins, outputs: outs, free: Vec::new() });
+                        }
+                    }
+                }
+            }
+            if !progressed {
+                let i = rest[0];
+                let missing = graph.node[i].input.iter().find(|n| !n.is_empty() && !defined.contains(*n)).cloned();
+                return Err(invalid(format!(
+                    "node \"{}\" reads \"{}\", which nothing produces",
+                    graph.node[i].name,
+                    missing.unwrap_or_default()
+                )));
+            }
+            pending = rest;
+        }
+        if !unsupported.is_empty() {
+            return Err(PlanError::Unsupported(unsupported.into_iter().map(|(op, why)| format!("{op}: {why}")).collect()));
+        }
+
+        let mut outputs = Vec::new();
+        for o in &graph.output {
+            let declared = value_ty(o).map_err(|e| PlanError::Unsupported(vec![format!("output {e}")]))?;
+            let &s = slot_of.get(o.name.as_str()).ok_or_else(|| invalid(format!("output \"{}\" is never produced", o.name)))?;
+            let ty = tys[s].expect("every defined slot has a type");
+            if ty != declared {
+                return Err(invalid(format!("output \"{}\" is declared {declared} but computes {ty}", o.name)));
+            }
+            outputs.push((o.name.clone(), s, ty));
+        }
+
+        // Free each intermediate after its last reader.
+        let mut last: HashMap<usize, usize> = HashMap::new();
+        for (i, st) in steps.iter().enumerate() {
+            for s in st.inputs.iter().flatten() {
+                last.insert(*s, i);
+            }
+        }
+        let keep: std::collections::HashSet<usize> = outputs.iter().map(|o| o.1).collect();
+        for (s, i) in last {
+            if !keep.contains(&s) {
+                steps[i].free.push(s);
+            }
+        }
+        let constants = consts.iter().enumerate().filter_map(|(s, c)| c.clone().map(|c| (s, c))).collect();
+        Ok(Plan { slots: tys.len(), constants, inputs, outputs, steps })
+    }
+
+    /// Runs the plan on `feeds` (one per graph input, in order), returning the graph outputs.
+    pub fn run(&self, feeds: Vec<CTensor>) -> Result<Vec<CTensor>, String> {
+        let mut vals: Vec<Option<CTensor>> = vec![None; self.slots];
+        for (s, c) in &self.constants {
+            vals[*s] = Some(c.clone());
+        }
+        for ((_, s, _), t) in self.inputs.iter().zip(feeds) {
+            vals[*s] = Some(t);
+        }
+        for step in &self.steps {
+            let out = {
+                let args: Vec<Option<&CTensor>> = step.inputs.iter().map(|s| s.and_then(|s| vals[s].as_ref())).collect();
+                rivet_core::panics::catch_quietly(|| (step.kernel)(&args))
+                    .map_err(|_| format!("{} panicked", step.label))?
+                    .map_err(|e| format!("{}: {}", step.label, rivet_core::one_line(e)))?
+            };
+            for (j, o) in step.outputs.iter().enumerate() {
+                let Some((s, ty)) = *o else { continue };
+                let t = out.get(j).ok_or_else(|| format!("{} gave {} outputs", step.label, out.len()))?;
+                if t.dtype() != ty.candle() {
+                    return Err(format!("{}: output {j} is {:?} where {ty} was planned", step.label, t.dtype()));
+                }
+                vals[s] = Some(t.clone());
+            }
+            for &s in &step.free {
+                vals[s] = None;
+            }
+        }
+        self.outputs
+            .iter()
+            .map(|(name, s, _)| vals[*s].clone().ok_or_else(|| format!("output \"{name}\" was not computed")))
+            .collect()
+    }
+
+    /// Number of steps a run walks (after folding).
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Whether the plan has no steps (outputs are inputs or constants).
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+}

@@ -1,0 +1,211 @@
+//! The ONNX project's per-operator conformance suite (the node tests the `onnx` wheel
+//! generates), run through Rivet's Candle executor and, for comparison, ONNX Runtime.
+//!
+//! Every case either matches its expected outputs within the suite's tolerances or is refused
+//! at load with an error naming the operator; for Candle, a wrong answer, a run that errors
+//! after a successful load, or a crash fails the test. The counts are printed and written to
+//! `target/onnx-conformance.json` (the README quotes them).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use prost::Message;
+use rivet::{Backend, DType, ErrorKind, LoadOptions, Tensor};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The generated suite, (re)written by `models/onnx_node_tests.py` when missing.
+fn suite() -> PathBuf {
+    let dir = root().join("target/onnx-node-tests");
+    if !dir.join("manifest.json").exists() {
+        let python = root().join(".venv/bin/python");
+        assert!(python.exists(), "{} is missing: run ./bootstrap.sh first", python.display());
+        let status = Command::new(python).arg(root().join("models/onnx_node_tests.py")).arg(&dir).status().unwrap();
+        assert!(status.success(), "models/onnx_node_tests.py failed");
+    }
+    dir
+}
+
+/// A serialized TensorProto (as numpy_helper writes it: raw little-endian data) as a Rivet
+/// tensor, or `None` for an element type Rivet tensors do not carry.
+fn read_tensor(path: &Path) -> Option<Tensor> {
+    let bytes = std::fs::read(path).unwrap();
+    let proto = candle_onnx::onnx::TensorProto::decode(bytes.as_slice()).unwrap();
+    let dtype = match proto.data_type {
+        1 => DType::F32,
+        2 => DType::U8,
+        3 => DType::I8,
+        5 => DType::I16,
+        6 => DType::I32,
+        7 => DType::I64,
+        9 => DType::Bool,
+        10 => DType::F16,
+        11 => DType::F64,
+        16 => DType::BF16,
+        _ => return None,
+    };
+    let shape: Vec<usize> = proto.dims.iter().map(|&d| d as usize).collect();
+    let count: usize = shape.iter().product();
+    if count == 0 || !proto.raw_data.is_empty() {
+        return Some(Tensor::from_bytes(dtype, &shape, &proto.raw_data).unwrap());
+    }
+    // Typed fields (make_tensor without raw data): re-encode little-endian.
+    let mut bytes = Vec::new();
+    match dtype {
+        DType::F32 => proto.float_data.iter().for_each(|v| bytes.extend(v.to_le_bytes())),
+        DType::F64 => proto.double_data.iter().for_each(|v| bytes.extend(v.to_le_bytes())),
+        DType::I64 => proto.int64_data.iter().for_each(|v| bytes.extend(v.to_le_bytes())),
+        DType::I32 => proto.int32_data.iter().for_each(|v| bytes.extend(v.to_le_bytes())),
+        DType::I16 | DType::F16 | DType::BF16 => {
+            proto.int32_data.iter().for_each(|&v| bytes.extend((v as u16).to_le_bytes()))
+        }
+        DType::U8 | DType::I8 | DType::Bool => proto.int32_data.iter().for_each(|&v| bytes.push(v as u8)),
+    }
+    Tensor::from_bytes(dtype, &shape, &bytes).ok()
+}
+
+fn as_f64(t: &Tensor) -> Vec<f64> {
+    let bytes = t.as_bytes();
+    match t.dtype() {
+        DType::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+        DType::F64 => bytes.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(),
+        DType::F16 => {
+            bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes(c.try_into().unwrap()).to_f64()).collect()
+        }
+        DType::BF16 => {
+            bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes(c.try_into().unwrap()).to_f64()).collect()
+        }
+        DType::U8 | DType::Bool => bytes.iter().map(|&b| b as f64).collect(),
+        DType::I8 => bytes.iter().map(|&b| b as i8 as f64).collect(),
+        DType::I16 => bytes.chunks_exact(2).map(|c| i16::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+        DType::I32 => bytes.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+        DType::I64 => bytes.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+    }
+}
+
+/// numpy's `assert_allclose` (NaN equals NaN), plus equal dtype and shape.
+fn compare(actual: &Tensor, expected: &Tensor, rtol: f64, atol: f64) -> Result<(), String> {
+    if actual.dtype() != expected.dtype() {
+        return Err(format!("dtype {} where {} was expected", actual.dtype(), expected.dtype()));
+    }
+    if actual.shape() != expected.shape() {
+        return Err(format!("shape {:?} where {:?} was expected", actual.shape(), expected.shape()));
+    }
+    if !matches!(actual.dtype(), DType::F16 | DType::BF16 | DType::F32 | DType::F64) {
+        return if actual.as_bytes() == expected.as_bytes() { Ok(()) } else { Err("integers differ".into()) };
+    }
+    for (i, (a, e)) in as_f64(actual).into_iter().zip(as_f64(expected)).enumerate() {
+        let ok = (a.is_nan() && e.is_nan()) || a == e || (a - e).abs() <= atol + rtol * e.abs();
+        if !ok {
+            return Err(format!("element {i}: {a} where {e} was expected"));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Outcome {
+    Passed,
+    Refused(String),
+    Wrong(String),
+    RunError(String),
+    Crashed,
+}
+
+fn run_case(dir: &Path, sets: usize, rtol: f64, atol: f64, backend: &Backend) -> Outcome {
+    let model = match rivet::load(&dir.join("model.onnx"), &LoadOptions::with_backend(backend.clone())) {
+        Ok(m) => m,
+        Err(e) => {
+            return match e.kind() {
+                ErrorKind::Unsupported | ErrorKind::ModelLoad => Outcome::Refused(e.to_string()),
+                _ => Outcome::RunError(format!("load: {e}")),
+            }
+        }
+    };
+    for k in 0..sets {
+        let data = dir.join(format!("test_data_set_{k}"));
+        let read = |role: &str| -> Option<Vec<Tensor>> {
+            let mut v = Vec::new();
+            for i in 0.. {
+                let p = data.join(format!("{role}_{i}.pb"));
+                if !p.exists() {
+                    break;
+                }
+                v.push(read_tensor(&p)?);
+            }
+            Some(v)
+        };
+        let (Some(inputs), Some(expected)) = (read("input"), read("output")) else {
+            return Outcome::Wrong("loaded a model whose data Rivet tensors cannot carry".into());
+        };
+        let refs: Vec<&Tensor> = inputs.iter().collect();
+        let outputs = match model.run(&refs) {
+            Ok(o) => o,
+            Err(e) => return Outcome::RunError(e.to_string()),
+        };
+        if outputs.len() != expected.len() {
+            return Outcome::Wrong(format!("{} outputs where {} were expected", outputs.len(), expected.len()));
+        }
+        for (i, e) in expected.iter().enumerate() {
+            if let Err(why) = compare(outputs.get(i).unwrap(), e, rtol, atol) {
+                return Outcome::Wrong(format!("data set {k}, output {i}: {why}"));
+            }
+        }
+    }
+    Outcome::Passed
+}
+
+#[test]
+fn onnx_node_suite() {
+    let dir = suite();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let cases = manifest["cases"].as_array().unwrap();
+    let backends = [Backend::CANDLE, Backend::ORT];
+    let mut counts: BTreeMap<String, BTreeMap<&str, usize>> = BTreeMap::new();
+    let mut report = Vec::new();
+    let mut failures = Vec::new();
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let sets = case["data_sets"].as_u64().unwrap() as usize;
+        let (rtol, atol) = (case["rtol"].as_f64().unwrap(), case["atol"].as_f64().unwrap());
+        let mut row = serde_json::Map::new();
+        row.insert("name".into(), name.into());
+        for b in &backends {
+            let outcome = std::panic::catch_unwind(|| run_case(&dir.join(name), sets, rtol, atol, b))
+                .unwrap_or(Outcome::Crashed);
+            let (class, detail) = match &outcome {
+                Outcome::Passed => ("passed", String::new()),
+                Outcome::Refused(w) => ("refused", w.clone()),
+                Outcome::Wrong(w) => ("wrong", w.clone()),
+                Outcome::RunError(w) => ("run error", w.clone()),
+                Outcome::Crashed => ("crashed", String::new()),
+            };
+            *counts.entry(b.to_string()).or_default().entry(class).or_default() += 1;
+            row.insert(b.to_string(), serde_json::json!({"outcome": class, "detail": detail}));
+            if *b == Backend::CANDLE && !matches!(outcome, Outcome::Passed | Outcome::Refused(_)) {
+                failures.push(format!("{name}: {class}: {detail}"));
+            }
+        }
+        report.push(serde_json::Value::Object(row));
+    }
+    let summary = serde_json::json!({"onnx": manifest["onnx"], "cases": cases.len(), "counts": counts, "results": report});
+    std::fs::write(root().join("target/onnx-conformance.json"), serde_json::to_vec_pretty(&summary).unwrap())
+        .unwrap();
+    for (b, c) in &counts {
+        let get = |k: &str| c.get(k).copied().unwrap_or(0);
+        println!(
+            "onnx node suite ({} cases), {b}: {} passed, {} refused at load, {} wrong, {} run errors, {} crashed",
+            cases.len(),
+            get("passed"),
+            get("refused"),
+            get("wrong"),
+            get("run error"),
+            get("crashed")
+        );
+    }
+    assert!(failures.is_empty(), "{} Candle case(s) neither passed nor were refused:\n{}", failures.len(), failures.join("\n"));
+}
