@@ -9,9 +9,12 @@ const ATOL: f32 = 1e-4;
 const RTOL: f32 = 1e-4;
 
 fn check_against_reference(network: &str, model: &dyn Model) {
-    let cases = cases(network);
-    assert!(cases.len() >= 2, "{network} needs two batch sizes");
-    for case in &cases {
+    assert!(cases(network).len() >= 2, "{network} needs two batch sizes");
+    check_cases(network, model);
+}
+
+fn check_cases(network: &str, model: &dyn Model) {
+    for case in &cases(network) {
         let outputs = run_case(model, case);
         assert_eq!(outputs.len(), case.outputs.len());
         for (name, expected) in &case.outputs {
@@ -39,38 +42,104 @@ fn cnn_matches_pytorch_on_every_backend() {
 }
 
 #[test]
-fn encoder_matches_pytorch_on_tch_and_ort() {
+fn encoder_matches_pytorch_on_every_backend() {
     let (pt, onnx) = model_files("encoder");
     let names: Vec<String> = cases("encoder").into_iter().map(|c| c.name).collect();
     // Two batch sizes and two sequence lengths.
     assert_eq!(names, ["b1_s24", "b1_s8", "b4_s24", "b4_s8"]);
     check_against_reference("encoder", &*load(&pt, Backend::TCH));
     check_against_reference("encoder", &*load(&onnx, Backend::ORT));
+    check_against_reference("encoder", &*load(&onnx, Backend::CANDLE));
+}
+
+/// ResNet-18 (random weights), exported on demand as `make bench-compare` does.
+#[test]
+fn resnet18_matches_pytorch_on_ort_and_candle() {
+    let dir = models_dir().join("resnet18");
+    if !dir.join("resnet18.onnx").exists() {
+        let root = models_dir().parent().unwrap().to_path_buf();
+        let status = std::process::Command::new(root.join(".venv/bin/python"))
+            .arg(root.join("models/export.py"))
+            .arg("resnet18")
+            .status()
+            .expect("the venv's python (run ./bootstrap.sh)");
+        assert!(status.success(), "models/export.py resnet18 failed");
+    }
+    let onnx = dir.join("resnet18.onnx");
+    check_cases("resnet18", &*load(&onnx, Backend::ORT));
+    check_cases("resnet18", &*load(&onnx, Backend::CANDLE));
+}
+
+/// A one-node ONNX model of `op` (opset 17, node "n0") with one f32 input and output.
+fn one_node_model(op: &str) -> std::path::PathBuf {
+    use candle_onnx::onnx;
+    use prost::Message;
+    let value = |name: &str| onnx::ValueInfoProto {
+        name: name.into(),
+        r#type: Some(onnx::TypeProto {
+            value: Some(onnx::type_proto::Value::TensorType(onnx::type_proto::Tensor {
+                elem_type: 1,
+                shape: Some(onnx::TensorShapeProto {
+                    dim: [2, 2]
+                        .iter()
+                        .map(|&d| onnx::tensor_shape_proto::Dimension {
+                            value: Some(onnx::tensor_shape_proto::dimension::Value::DimValue(d)),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let model = onnx::ModelProto {
+        ir_version: 8,
+        opset_import: vec![onnx::OperatorSetIdProto { domain: String::new(), version: 17 }],
+        graph: Some(onnx::GraphProto {
+            name: "g".into(),
+            node: vec![onnx::NodeProto {
+                op_type: op.into(),
+                name: "n0".into(),
+                input: vec!["x".into()],
+                output: vec!["y".into()],
+                ..Default::default()
+            }],
+            input: vec![value("x")],
+            output: vec![value("y")],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let path = std::env::temp_dir().join(format!("rivet-parity-{}-{op}.onnx", std::process::id()));
+    std::fs::write(&path, model.encode_to_vec()).unwrap();
+    path
 }
 
 #[test]
-fn candle_refuses_the_encoder_naming_the_missing_operator() {
-    let (_, onnx) = model_files("encoder");
+fn candle_refuses_an_unimplemented_operator_naming_it_its_opset_and_node() {
+    let path = one_node_model("Det");
     let options = rivet::LoadOptions { backend: Backend::CANDLE, ..Default::default() };
-    let err = rivet::load(&onnx, &options).err().expect("candle-onnx has no LayerNormalization");
+    let err = rivet::load(&path, &options).err().expect("the Candle executor has no Det");
     assert_eq!(err.kind(), ErrorKind::Unsupported);
     assert_eq!(
         err.to_string(),
         format!(
-            "candle: unsupported operator(s) LayerNormalization used by {}: candle-onnx does not implement them",
-            onnx.display()
+            "candle: unsupported {}: the Candle executor does not implement Det (opset 17): node \"n0\": this operator is not implemented",
+            path.display()
         )
     );
+    // Auto with Candle first falls through to ONNX Runtime, which has Det.
+    let candle_first = rivet::LoadOptions { auto_order: vec![Backend::CANDLE, Backend::ORT], ..Default::default() };
+    assert_eq!(rivet::load(&path, &candle_first).unwrap().backend(), Backend::ORT);
+    std::fs::remove_file(path).unwrap();
 }
 
 #[test]
 fn twins_agree_across_backends() {
     for network in ["mlp", "cnn", "encoder"] {
         let (pt, onnx) = model_files(network);
-        let mut models = vec![load(&pt, Backend::TCH), load(&onnx, Backend::ORT)];
-        if network != "encoder" {
-            models.push(load(&onnx, Backend::CANDLE));
-        }
+        let models = vec![load(&pt, Backend::TCH), load(&onnx, Backend::ORT), load(&onnx, Backend::CANDLE)];
         for case in cases(network) {
             let outputs: Vec<_> = models.iter().map(|m| run_case(&**m, &case)).collect();
             for (model, out) in models.iter().zip(&outputs).skip(1) {
@@ -108,9 +177,9 @@ fn auto_picks_by_format() {
     assert_eq!(rivet::load(&onnx, &auto).unwrap().backend(), Backend::ORT);
     let candle_first = rivet::LoadOptions { auto_order: vec![Backend::CANDLE, Backend::ORT], ..auto.clone() };
     assert_eq!(rivet::load(&onnx, &candle_first).unwrap().backend(), Backend::CANDLE);
-    // The encoder falls through to ORT when Candle is tried first.
+    // The encoder runs on Candle's own executor too.
     let (_, enc) = model_files("encoder");
-    assert_eq!(rivet::load(&enc, &candle_first).unwrap().backend(), Backend::ORT);
+    assert_eq!(rivet::load(&enc, &candle_first).unwrap().backend(), Backend::CANDLE);
 }
 
 #[test]
