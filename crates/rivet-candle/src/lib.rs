@@ -128,10 +128,11 @@ impl CandleModel {
         let plan = rivet_core::panics::catch_quietly(|| Plan::new(&model))
             .map_err(|_| Error::backend(NAME, format!("{}: planning the graph panicked", path.display())))?
             .map_err(|e| match e {
-                PlanError::Unsupported(lines) => Error::unsupported(
+                PlanError::Operators(lines) => Error::unsupported(
                     NAME,
                     format!("{}: the Candle executor does not implement {}", path.display(), lines.join("; ")),
                 ),
+                PlanError::Unsupported(what) => Error::unsupported(NAME, format!("{}: {what}", path.display())),
                 PlanError::Invalid(why) => Error::load(NAME, path, why),
             })?;
         let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();

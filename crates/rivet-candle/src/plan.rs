@@ -35,8 +35,10 @@ pub struct Plan {
 
 /// Why a model cannot be planned.
 pub enum PlanError {
-    /// The model uses something the executor does not implement: one line per operator.
-    Unsupported(Vec<String>),
+    /// Operators (or operator uses) the executor does not implement: one line per operator.
+    Operators(Vec<String>),
+    /// A value of a type the executor cannot hold.
+    Unsupported(String),
     /// The model is malformed.
     Invalid(String),
 }
@@ -75,7 +77,7 @@ impl Plan {
         for init in &graph.initializer {
             let (t, ty) = tensor_from_proto(init).map_err(|e| {
                 if e.contains("Candle cannot hold") || e.contains("external") {
-                    PlanError::Unsupported(vec![format!("initializer: {e}")])
+                    PlanError::Unsupported(format!("initializer {e}"))
                 } else {
                     invalid(e)
                 }
@@ -88,7 +90,7 @@ impl Plan {
             if slot_of.contains_key(input.name.as_str()) {
                 continue;
             }
-            let ty = value_ty(input).map_err(|e| PlanError::Unsupported(vec![format!("input {e}")]))?;
+            let ty = value_ty(input).map_err(|e| PlanError::Unsupported(format!("input {e}")))?;
             let s = push(&mut tys, &mut consts, ty, None);
             slot_of.insert(input.name.as_str(), s);
             inputs.push((input.name.clone(), s, ty));
@@ -201,12 +203,12 @@ impl Plan {
             pending = rest;
         }
         if !unsupported.is_empty() {
-            return Err(PlanError::Unsupported(unsupported.into_iter().map(|(op, why)| format!("{op}: {why}")).collect()));
+            return Err(PlanError::Operators(unsupported.into_iter().map(|(op, why)| format!("{op}: {why}")).collect()));
         }
 
         let mut outputs = Vec::new();
         for o in &graph.output {
-            let declared = value_ty(o).map_err(|e| PlanError::Unsupported(vec![format!("output {e}")]))?;
+            let declared = value_ty(o).map_err(|e| PlanError::Unsupported(format!("output {e}")))?;
             let &s = slot_of.get(o.name.as_str()).ok_or_else(|| invalid(format!("output \"{}\" is never produced", o.name)))?;
             let ty = tys[s].expect("every defined slot has a type");
             if ty != declared {
