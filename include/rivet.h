@@ -295,13 +295,14 @@ struct rivet_error_t *rivet_load_options_set_option(struct rivet_load_options_t 
 struct rivet_error_t *rivet_load_options_set_device(struct rivet_load_options_t *options, rivet_device_t device, uint32_t ordinal);
 
 // Sets the threads used inside one operator; 0 means the library's default. For tch this is
-// process-wide; candle refuses it (it reads `RAYON_NUM_THREADS`).
+// process-wide; for candle it is a pool of that many threads owned by the model.
 //
 // # Safety
 // As `rivet_load_options_set_backend`.
 struct rivet_error_t *rivet_load_options_set_intra_op_threads(struct rivet_load_options_t *options, size_t threads);
 
-// Sets the threads used to run independent operators; 0 means the library's default.
+// Sets the threads used to run independent operators; 0 means the library's default. candle
+// runs nodes one after another and refuses more than 1.
 //
 // # Safety
 // As `rivet_load_options_set_backend`.

@@ -76,4 +76,11 @@ fn encoder_shared_by_threads_matches_serial() {
     let (pt, onnx) = model_files("encoder");
     hammer(shared(&pt, Backend::TCH, 1), case_inputs("encoder"));
     hammer(shared(&onnx, Backend::ORT, 2), case_inputs("encoder"));
+    hammer(shared(&onnx, Backend::CANDLE, 1), case_inputs("encoder"));
+}
+
+#[test]
+fn candle_cnn_shared_by_threads_matches_serial() {
+    let (_, onnx) = model_files("cnn");
+    hammer(shared(&onnx, Backend::CANDLE, 1), case_inputs("cnn"));
 }

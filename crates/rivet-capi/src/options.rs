@@ -187,7 +187,7 @@ pub unsafe extern "C" fn rivet_load_options_set_device(
 }
 
 /// Sets the threads used inside one operator; 0 means the library's default. For tch this is
-/// process-wide; candle refuses it (it reads `RAYON_NUM_THREADS`).
+/// process-wide; for candle it is a pool of that many threads owned by the model.
 ///
 /// # Safety
 /// As `rivet_load_options_set_backend`.
@@ -202,7 +202,8 @@ pub unsafe extern "C" fn rivet_load_options_set_intra_op_threads(
     })
 }
 
-/// Sets the threads used to run independent operators; 0 means the library's default.
+/// Sets the threads used to run independent operators; 0 means the library's default. candle
+/// runs nodes one after another and refuses more than 1.
 ///
 /// # Safety
 /// As `rivet_load_options_set_backend`.

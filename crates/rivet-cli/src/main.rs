@@ -75,7 +75,8 @@ struct LoadArgs {
     /// Where to run: cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: Device,
-    /// Threads per operator (tch: process-wide; candle: sets RAYON_NUM_THREADS).
+    /// Threads per operator (tch: process-wide; candle: the model's own pool, and
+    /// RAYON_NUM_THREADS for how Candle splits its work).
     #[arg(long)]
     threads: Option<usize>,
     /// A spec file for a TorchScript model (default: NAME.spec.json beside it); the same as
@@ -94,14 +95,12 @@ struct LoadArgs {
 }
 
 impl LoadArgs {
-    /// Load options for `backend`. Candle takes its thread count from RAYON_NUM_THREADS,
-    /// which `main` sets before any thread pool starts.
+    /// Load options for `backend`.
     pub(crate) fn options(&self, backend: &Backend) -> Result<LoadOptions> {
-        let threads = if *backend == Backend::CANDLE { None } else { self.threads };
         let mut options = LoadOptions {
             backend: backend.clone(),
             device: self.device,
-            intra_op_threads: threads,
+            intra_op_threads: self.threads,
             ..LoadOptions::default()
         };
         if let Some(spec) = &self.spec {

@@ -45,7 +45,8 @@ pub struct Job {
     pub plan: Plan,
     /// Device name (cpu, cuda:N).
     pub device: String,
-    /// Intra-op threads (tch, ort); Candle reads RAYON_NUM_THREADS, set by the parent.
+    /// Intra-op threads (every backend; the parent also sets RAYON_NUM_THREADS, which sizes
+    /// how Candle splits its matrix products).
     pub threads: Option<usize>,
     /// Backend options by backend (`ort.instances`, `tch.spec`...).
     pub options: BTreeMap<Backend, BTreeMap<String, String>>,
@@ -117,7 +118,7 @@ fn run_job(job: &Job) -> JobResult {
         let backend: Backend = job.backend.parse()?;
         let device: Device = job.device.parse().map_err(|e: String| Error::invalid_input("device", e))?;
         let options = LoadOptions {
-            intra_op_threads: if backend == Backend::CANDLE { None } else { job.threads },
+            intra_op_threads: job.threads,
             backend,
             device,
             backend_options: job.options.clone(),
