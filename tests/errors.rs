@@ -250,7 +250,10 @@ fn unsupported_dtypes_devices_and_options_are_errors_not_casts() {
     let dir = models_dir().join("identity");
     let err = load_err(&dir.join("identity_i8.onnx"), &Backend::CANDLE);
     assert_eq!(err.kind(), ErrorKind::Unsupported);
-    assert!(err.to_string().ends_with("input \"x\" has element type int8, which Candle cannot hold"), "{err}");
+    assert!(
+        err.to_string().ends_with("input \"x\" has element type int8, which Candle cannot hold"),
+        "{err}"
+    );
     let (pt, onnx) = model_files("mlp");
     let cuda = |backend: &Backend| LoadOptions {
         backend: backend.clone(),

@@ -23,7 +23,8 @@ fn suite() -> PathBuf {
     if !dir.join("manifest.json").exists() {
         let python = root().join(".venv/bin/python");
         assert!(python.exists(), "{} is missing: run ./bootstrap.sh first", python.display());
-        let status = Command::new(python).arg(root().join("models/onnx_node_tests.py")).arg(&dir).status().unwrap();
+        let status =
+            Command::new(python).arg(root().join("models/onnx_node_tests.py")).arg(&dir).status().unwrap();
         assert!(status.success(), "models/onnx_node_tests.py failed");
     }
     dir
@@ -70,7 +71,9 @@ fn read_tensor(path: &Path) -> Option<Tensor> {
 fn as_f64(t: &Tensor) -> Vec<f64> {
     let bytes = t.as_bytes();
     match t.dtype() {
-        DType::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+        DType::F32 => {
+            bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect()
+        }
         DType::F64 => bytes.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(),
         DType::F16 => {
             bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes(c.try_into().unwrap()).to_f64()).collect()
@@ -80,9 +83,15 @@ fn as_f64(t: &Tensor) -> Vec<f64> {
         }
         DType::U8 | DType::Bool => bytes.iter().map(|&b| b as f64).collect(),
         DType::I8 => bytes.iter().map(|&b| b as i8 as f64).collect(),
-        DType::I16 => bytes.chunks_exact(2).map(|c| i16::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
-        DType::I32 => bytes.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
-        DType::I64 => bytes.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+        DType::I16 => {
+            bytes.chunks_exact(2).map(|c| i16::from_le_bytes(c.try_into().unwrap()) as f64).collect()
+        }
+        DType::I32 => {
+            bytes.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f64).collect()
+        }
+        DType::I64 => {
+            bytes.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64).collect()
+        }
     }
 }
 
@@ -116,7 +125,7 @@ enum Outcome {
 }
 
 fn run_case(dir: &Path, sets: usize, rtol: f64, atol: f64, backend: &Backend) -> Outcome {
-    let model = match rivet::load(&dir.join("model.onnx"), &LoadOptions::with_backend(backend.clone())) {
+    let model = match rivet::load(dir.join("model.onnx"), &LoadOptions::with_backend(backend.clone())) {
         Ok(m) => m,
         Err(e) => {
             return match e.kind() {
@@ -147,7 +156,11 @@ fn run_case(dir: &Path, sets: usize, rtol: f64, atol: f64, backend: &Backend) ->
             Err(e) => return Outcome::RunError(e.to_string()),
         };
         if outputs.len() != expected.len() {
-            return Outcome::Wrong(format!("{} outputs where {} were expected", outputs.len(), expected.len()));
+            return Outcome::Wrong(format!(
+                "{} outputs where {} were expected",
+                outputs.len(),
+                expected.len()
+            ));
         }
         for (i, e) in expected.iter().enumerate() {
             if let Err(why) = compare(outputs.get(i).unwrap(), e, rtol, atol) {
@@ -207,5 +220,10 @@ fn onnx_node_suite() {
             get("crashed")
         );
     }
-    assert!(failures.is_empty(), "{} Candle case(s) neither passed nor were refused:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} Candle case(s) neither passed nor were refused:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -130,7 +130,8 @@ fn candle_refuses_an_unimplemented_operator_naming_it_its_opset_and_node() {
         )
     );
     // Auto with Candle first falls through to ONNX Runtime, which has Det.
-    let candle_first = rivet::LoadOptions { auto_order: vec![Backend::CANDLE, Backend::ORT], ..Default::default() };
+    let candle_first =
+        rivet::LoadOptions { auto_order: vec![Backend::CANDLE, Backend::ORT], ..Default::default() };
     assert_eq!(rivet::load(&path, &candle_first).unwrap().backend(), Backend::ORT);
     std::fs::remove_file(path).unwrap();
 }
@@ -139,7 +140,7 @@ fn candle_refuses_an_unimplemented_operator_naming_it_its_opset_and_node() {
 fn twins_agree_across_backends() {
     for network in ["mlp", "cnn", "encoder"] {
         let (pt, onnx) = model_files(network);
-        let models = vec![load(&pt, Backend::TCH), load(&onnx, Backend::ORT), load(&onnx, Backend::CANDLE)];
+        let models = [load(&pt, Backend::TCH), load(&onnx, Backend::ORT), load(&onnx, Backend::CANDLE)];
         for case in cases(network) {
             let outputs: Vec<_> = models.iter().map(|m| run_case(&**m, &case)).collect();
             for (model, out) in models.iter().zip(&outputs).skip(1) {

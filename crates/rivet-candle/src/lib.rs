@@ -29,8 +29,8 @@ use candle_core::{DType as CDType, Device as CDevice, Tensor as CTensor};
 use candle_onnx::onnx::{self, tensor_shape_proto::dimension::Value as DimValue};
 use rivet_core::format::{expect_cpu, expect_format};
 use rivet_core::{
-    one_line, Backend, DType, Dim, Error, InferenceBackend, LoadOptions, Model, ModelFormat, Result, Signature, Tensor,
-    TensorSpec, TensorView,
+    one_line, Backend, DType, Dim, Error, InferenceBackend, LoadOptions, Model, ModelFormat, Result,
+    Signature, Tensor, TensorSpec, TensorView,
 };
 
 use crate::plan::{Plan, PlanError};
@@ -52,7 +52,10 @@ impl CandleBackend {
 fn spec_of(value: &onnx::ValueInfoProto, ty: Ty, path: &Path, role: &str) -> Result<TensorSpec> {
     let name = value.name.clone();
     let dtype = ty.rivet().ok_or_else(|| {
-        Error::unsupported(NAME, format!("{}: {role} \"{name}\" is {ty}, which Rivet tensors do not carry", path.display()))
+        Error::unsupported(
+            NAME,
+            format!("{}: {role} \"{name}\" is {ty}, which Rivet tensors do not carry", path.display()),
+        )
     })?;
     let shape = match value.r#type.as_ref().and_then(|t| t.value.as_ref()) {
         Some(onnx::type_proto::Value::TensorType(tt)) => tt.shape.as_ref().map(|s| {
@@ -130,9 +133,15 @@ impl CandleModel {
             .map_err(|e| match e {
                 PlanError::Operators(lines) => Error::unsupported(
                     NAME,
-                    format!("{}: the Candle executor does not implement {}", path.display(), lines.join("; ")),
+                    format!(
+                        "{}: the Candle executor does not implement {}",
+                        path.display(),
+                        lines.join("; ")
+                    ),
                 ),
-                PlanError::Unsupported(what) => Error::unsupported(NAME, format!("{}: {what}", path.display())),
+                PlanError::Unsupported(what) => {
+                    Error::unsupported(NAME, format!("{}: {what}", path.display()))
+                }
                 PlanError::Invalid(why) => Error::load(NAME, path, why),
             })?;
         let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
@@ -143,8 +152,12 @@ impl CandleModel {
             .zip(&plan.inputs)
             .map(|(i, (_, _, ty))| spec_of(i, *ty, path, "input"))
             .collect::<Result<Vec<_>>>()?;
-        let outputs =
-            graph.output.iter().zip(&plan.outputs).map(|(o, (_, _, ty))| spec_of(o, *ty, path, "output")).collect::<Result<Vec<_>>>()?;
+        let outputs = graph
+            .output
+            .iter()
+            .zip(&plan.outputs)
+            .map(|(o, (_, _, ty))| spec_of(o, *ty, path, "output"))
+            .collect::<Result<Vec<_>>>()?;
         Ok(CandleModel { plan, signature: Signature { inputs, outputs }, pool: None })
     }
 
@@ -235,6 +248,11 @@ impl Model for CandleModel {
             Some(pool) => pool.install(run)?,
             None => run()?,
         };
-        self.signature.outputs.iter().zip(&results).map(|(spec, value)| from_candle(value, spec.dtype)).collect()
+        self.signature
+            .outputs
+            .iter()
+            .zip(&results)
+            .map(|(spec, value)| from_candle(value, spec.dtype))
+            .collect()
     }
 }

@@ -10,6 +10,12 @@ use crate::ops::{self, Kernel, NodeCtx};
 use crate::proto::tensor_from_proto;
 use crate::ty::Ty;
 
+/// Whether `RIVET_CANDLE_PROFILE` is set: each step's time is then printed to stderr.
+fn profiling() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("RIVET_CANDLE_PROFILE").is_some_and(|v| !v.is_empty()))
+}
+
 /// One node, ready to run.
 struct Step {
     /// `"op_type \"node name\""`, for errors.
@@ -46,9 +52,16 @@ pub enum PlanError {
 fn value_ty(v: &candle_onnx::onnx::ValueInfoProto) -> Result<Ty, String> {
     use candle_onnx::onnx::type_proto::Value;
     match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
-        Some(Value::TensorType(tt)) => Ty::from_onnx(tt.elem_type)
-            .ok_or_else(|| format!("\"{}\" has element type {}, which Candle cannot hold", v.name, Ty::onnx_name(tt.elem_type))),
-        Some(_) => Err(format!("\"{}\" is not a tensor (sequences, maps and optionals are not supported)", v.name)),
+        Some(Value::TensorType(tt)) => Ty::from_onnx(tt.elem_type).ok_or_else(|| {
+            format!(
+                "\"{}\" has element type {}, which Candle cannot hold",
+                v.name,
+                Ty::onnx_name(tt.elem_type)
+            )
+        }),
+        Some(_) => {
+            Err(format!("\"{}\" is not a tensor (sequences, maps and optionals are not supported)", v.name))
+        }
         None => Err(format!("\"{}\" has no type", v.name)),
     }
 }
@@ -63,11 +76,17 @@ impl Plan {
     pub fn new(model: &ModelProto) -> Result<Plan, PlanError> {
         let invalid = PlanError::Invalid;
         let graph: &GraphProto = model.graph.as_ref().ok_or_else(|| invalid("no graph".into()))?;
-        let opset = default_opset(model).ok_or_else(|| invalid("the model imports no default-domain opset".into()))?;
+        let opset = default_opset(model)
+            .ok_or_else(|| invalid("the model imports no default-domain opset".into()))?;
         let mut slot_of: HashMap<&str, usize> = HashMap::new();
         let mut tys: Vec<Option<Ty>> = Vec::new();
         let mut consts: Vec<Option<CTensor>> = Vec::new();
-        fn push(tys: &mut Vec<Option<Ty>>, consts: &mut Vec<Option<CTensor>>, ty: Ty, c: Option<CTensor>) -> usize {
+        fn push(
+            tys: &mut Vec<Option<Ty>>,
+            consts: &mut Vec<Option<CTensor>>,
+            ty: Ty,
+            c: Option<CTensor>,
+        ) -> usize {
             tys.push(Some(ty));
             consts.push(c);
             tys.len() - 1
@@ -106,7 +125,8 @@ impl Plan {
             let mut rest = Vec::new();
             for &i in &pending {
                 let node = &graph.node[i];
-                let ready = node.input.iter().all(|n| n.is_empty() || defined.contains(n) || refused.contains(n));
+                let ready =
+                    node.input.iter().all(|n| n.is_empty() || defined.contains(n) || refused.contains(n));
                 if !ready {
                     rest.push(i);
                     continue;
@@ -123,7 +143,11 @@ impl Plan {
                     let ctx = NodeCtx {
                         node,
                         opset,
-                        tys: node.input.iter().map(|n| if n.is_empty() { None } else { tys[slot_of[n.as_str()]] }).collect(),
+                        tys: node
+                            .input
+                            .iter()
+                            .map(|n| if n.is_empty() { None } else { tys[slot_of[n.as_str()]] })
+                            .collect(),
                         consts: node
                             .input
                             .iter()
@@ -152,7 +176,11 @@ impl Plan {
                     }
                     Ok((kernel, out_tys, ctx)) => {
                         let all_const = ops::foldable(&node.op_type)
-                            && node.input.iter().enumerate().all(|(j, n)| n.is_empty() || ctx.consts[j].is_some());
+                            && node
+                                .input
+                                .iter()
+                                .enumerate()
+                                .all(|(j, n)| n.is_empty() || ctx.consts[j].is_some());
                         let folded = if all_const {
                             let args: Vec<Option<&CTensor>> = ctx.consts.iter().map(Option::as_ref).collect();
                             let r = rivet_core::panics::catch_quietly(|| kernel(&args))
@@ -171,9 +199,15 @@ impl Plan {
                             let ty = out_tys[j];
                             let c = match &folded {
                                 Some(r) => {
-                                    let t = r.get(j).cloned().ok_or_else(|| invalid(format!("{label} gave too few outputs")))?;
+                                    let t = r
+                                        .get(j)
+                                        .cloned()
+                                        .ok_or_else(|| invalid(format!("{label} gave too few outputs")))?;
                                     if t.dtype() != ty.candle() {
-                                        return Err(invalid(format!("{label}: output {j} is {:?}, planned {ty}", t.dtype())));
+                                        return Err(invalid(format!(
+                                            "{label}: output {j} is {:?}, planned {ty}",
+                                            t.dtype()
+                                        )));
                                     }
                                     Some(t)
                                 }
@@ -185,7 +219,11 @@ impl Plan {
                             outs.push(Some((s, ty)));
                         }
                         if folded.is_none() {
-                            let ins = node.input.iter().map(|n| if n.is_empty() { None } else { Some(slot_of[n.as_str()]) }).collect();
+                            let ins = node
+                                .input
+                                .iter()
+                                .map(|n| if n.is_empty() { None } else { Some(slot_of[n.as_str()]) })
+                                .collect();
                             steps.push(Step { label, kernel, inputs: ins, outputs: outs, free: Vec::new() });
                         }
                     }
@@ -193,7 +231,8 @@ impl Plan {
             }
             if !progressed {
                 let i = rest[0];
-                let missing = graph.node[i].input.iter().find(|n| !n.is_empty() && !defined.contains(*n)).cloned();
+                let missing =
+                    graph.node[i].input.iter().find(|n| !n.is_empty() && !defined.contains(*n)).cloned();
                 return Err(invalid(format!(
                     "node \"{}\" reads \"{}\", which nothing produces",
                     graph.node[i].name,
@@ -203,16 +242,23 @@ impl Plan {
             pending = rest;
         }
         if !unsupported.is_empty() {
-            return Err(PlanError::Operators(unsupported.into_iter().map(|(op, why)| format!("{op}: {why}")).collect()));
+            return Err(PlanError::Operators(
+                unsupported.into_iter().map(|(op, why)| format!("{op}: {why}")).collect(),
+            ));
         }
 
         let mut outputs = Vec::new();
         for o in &graph.output {
             let declared = value_ty(o).map_err(|e| PlanError::Unsupported(format!("output {e}")))?;
-            let &s = slot_of.get(o.name.as_str()).ok_or_else(|| invalid(format!("output \"{}\" is never produced", o.name)))?;
+            let &s = slot_of
+                .get(o.name.as_str())
+                .ok_or_else(|| invalid(format!("output \"{}\" is never produced", o.name)))?;
             let ty = tys[s].expect("every defined slot has a type");
             if ty != declared {
-                return Err(invalid(format!("output \"{}\" is declared {declared} but computes {ty}", o.name)));
+                return Err(invalid(format!(
+                    "output \"{}\" is declared {declared} but computes {ty}",
+                    o.name
+                )));
             }
             outputs.push((o.name.clone(), s, ty));
         }
@@ -243,9 +289,12 @@ impl Plan {
         for ((_, s, _), t) in self.inputs.iter().zip(feeds) {
             vals[*s] = Some(t);
         }
+        let profile = profiling();
         for step in &self.steps {
+            let started = profile.then(std::time::Instant::now);
             let out = {
-                let args: Vec<Option<&CTensor>> = step.inputs.iter().map(|s| s.and_then(|s| vals[s].as_ref())).collect();
+                let args: Vec<Option<&CTensor>> =
+                    step.inputs.iter().map(|s| s.and_then(|s| vals[s].as_ref())).collect();
                 rivet_core::panics::catch_quietly(|| (step.kernel)(&args))
                     .map_err(|_| format!("{} panicked", step.label))?
                     .map_err(|e| format!("{}: {}", step.label, rivet_core::one_line(e)))?
@@ -254,12 +303,19 @@ impl Plan {
                 let Some((s, ty)) = *o else { continue };
                 let t = out.get(j).ok_or_else(|| format!("{} gave {} outputs", step.label, out.len()))?;
                 if t.dtype() != ty.candle() {
-                    return Err(format!("{}: output {j} is {:?} where {ty} was planned", step.label, t.dtype()));
+                    return Err(format!(
+                        "{}: output {j} is {:?} where {ty} was planned",
+                        step.label,
+                        t.dtype()
+                    ));
                 }
                 vals[s] = Some(t.clone());
             }
             for &s in &step.free {
                 vals[s] = None;
+            }
+            if let Some(t) = started {
+                eprintln!("rivet-candle: {:>10.1} µs  {}", t.elapsed().as_secs_f64() * 1e6, step.label);
             }
         }
         self.outputs

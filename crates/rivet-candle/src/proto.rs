@@ -16,8 +16,9 @@ fn le<const N: usize, T>(raw: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
 /// cannot hold, external data, and data whose length disagrees with the dims.
 pub fn tensor_from_proto(t: &TensorProto) -> Result<(CTensor, Ty), String> {
     let label = if t.name.is_empty() { "tensor".to_string() } else { format!("tensor \"{}\"", t.name) };
-    let ty = Ty::from_onnx(t.data_type)
-        .ok_or_else(|| format!("{label} has element type {}, which Candle cannot hold", Ty::onnx_name(t.data_type)))?;
+    let ty = Ty::from_onnx(t.data_type).ok_or_else(|| {
+        format!("{label} has element type {}, which Candle cannot hold", Ty::onnx_name(t.data_type))
+    })?;
     if t.data_location == DataLocation::External as i32 || !t.external_data.is_empty() {
         return Err(format!("{label} keeps its data in an external file, which is not supported"));
     }
@@ -37,7 +38,7 @@ pub fn tensor_from_proto(t: &TensorProto) -> Result<(CTensor, Ty), String> {
         Ty::I64 | Ty::F64 => 8,
     };
     let stored = if !raw.is_empty() {
-        if raw.len() % size != 0 {
+        if !raw.len().is_multiple_of(size) {
             return Err(format!("{label}: {} raw bytes is not a whole number of {ty} values", raw.len()));
         }
         raw.len() / size
@@ -56,7 +57,9 @@ pub fn tensor_from_proto(t: &TensorProto) -> Result<(CTensor, Ty), String> {
     let e = |e: candle_core::Error| format!("{label}: {e}");
     let tensor = if !raw.is_empty() {
         match ty {
-            Ty::Bool => CTensor::from_vec(raw.iter().map(|&b| u8::from(b != 0)).collect::<Vec<u8>>(), dims, dev),
+            Ty::Bool => {
+                CTensor::from_vec(raw.iter().map(|&b| u8::from(b != 0)).collect::<Vec<u8>>(), dims, dev)
+            }
             Ty::U8 => CTensor::from_vec(raw.clone(), dims, dev),
             Ty::I16 => CTensor::from_vec(le(raw, i16::from_le_bytes), dims, dev),
             Ty::I32 => CTensor::from_vec(le(raw, i32::from_le_bytes), dims, dev),
@@ -70,16 +73,26 @@ pub fn tensor_from_proto(t: &TensorProto) -> Result<(CTensor, Ty), String> {
     } else {
         let i32s = &t.int32_data;
         match ty {
-            Ty::Bool => CTensor::from_vec(i32s.iter().map(|&v| u8::from(v != 0)).collect::<Vec<u8>>(), dims, dev),
+            Ty::Bool => {
+                CTensor::from_vec(i32s.iter().map(|&v| u8::from(v != 0)).collect::<Vec<u8>>(), dims, dev)
+            }
             Ty::U8 => CTensor::from_vec(i32s.iter().map(|&v| v as u8).collect::<Vec<u8>>(), dims, dev),
             Ty::I16 => CTensor::from_vec(i32s.iter().map(|&v| v as i16).collect::<Vec<i16>>(), dims, dev),
             Ty::I32 => CTensor::from_vec(i32s.clone(), dims, dev),
             Ty::I64 => CTensor::from_vec(t.int64_data.clone(), dims, dev),
-            Ty::U32 => CTensor::from_vec(t.uint64_data.iter().map(|&v| v as u32).collect::<Vec<u32>>(), dims, dev),
-            Ty::F16 => CTensor::from_vec(i32s.iter().map(|&v| f16::from_bits(v as u16)).collect::<Vec<_>>(), dims, dev),
-            Ty::BF16 => {
-                CTensor::from_vec(i32s.iter().map(|&v| bf16::from_bits(v as u16)).collect::<Vec<_>>(), dims, dev)
+            Ty::U32 => {
+                CTensor::from_vec(t.uint64_data.iter().map(|&v| v as u32).collect::<Vec<u32>>(), dims, dev)
             }
+            Ty::F16 => CTensor::from_vec(
+                i32s.iter().map(|&v| f16::from_bits(v as u16)).collect::<Vec<_>>(),
+                dims,
+                dev,
+            ),
+            Ty::BF16 => CTensor::from_vec(
+                i32s.iter().map(|&v| bf16::from_bits(v as u16)).collect::<Vec<_>>(),
+                dims,
+                dev,
+            ),
             Ty::F32 => CTensor::from_vec(t.float_data.clone(), dims, dev),
             Ty::F64 => CTensor::from_vec(t.double_data.clone(), dims, dev),
         }

@@ -79,11 +79,13 @@ pub fn cast(x: &CTensor, from: Ty, to: Ty) -> CResult<CTensor> {
         // saturate here (Rust's `as`). Going through f64 and i64 keeps integers exact.
         let v: Vec<f64> = values(&x.to_dtype(CDType::F64)?)?;
         let i: Vec<i64> = v.into_iter().map(|f| f as i64).collect();
-        return make(i.into_iter().map(|v| wrap(v, to)).collect::<Vec<i64>>(), x.dims())?.to_dtype(to.candle());
+        return make(i.into_iter().map(|v| wrap(v, to)).collect::<Vec<i64>>(), x.dims())?
+            .to_dtype(to.candle());
     }
     if from.is_int() && to.is_int() || from == Ty::Bool {
         let v = super::ints(x)?;
-        return make(v.into_iter().map(|v| wrap(v, to)).collect::<Vec<i64>>(), x.dims())?.to_dtype(to.candle());
+        return make(v.into_iter().map(|v| wrap(v, to)).collect::<Vec<i64>>(), x.dims())?
+            .to_dtype(to.candle());
     }
     if from.is_int() && to.is_float() {
         let v = super::ints(x)?;
@@ -155,7 +157,8 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
         }
         "Pow" => {
             ctx.known(&[])?;
-            let t = ctx.ty_where(0, |t| t.is_float() || matches!(t, Ty::I32 | Ty::I64), "float, int32, int64")?;
+            let t =
+                ctx.ty_where(0, |t| t.is_float() || matches!(t, Ty::I32 | Ty::I64), "float, int32, int64")?;
             let e = ctx.ty_where(1, Ty::is_numeric, "numbers")?;
             if ctx.opset < 12 && e != t {
                 return Err(format!("exponent is {e}; before opset 12 it must match the base ({t})"));
@@ -218,7 +221,11 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
             if ctx.node.input.is_empty() {
                 return Err("no inputs".into());
             }
-            let t = ctx.ty_where(0, if op == "Sum" || op == "Mean" { floats } else { Ty::is_numeric }, "numbers")?;
+            let t = ctx.ty_where(
+                0,
+                if op == "Sum" || op == "Mean" { floats } else { Ty::is_numeric },
+                "numbers",
+            )?;
             let n = ctx.node.input.len();
             let idx: Vec<usize> = (0..n).collect();
             ctx.same(&idx, t)?;
@@ -394,7 +401,8 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
             let from = ctx.ty(0)?;
             let to = if op == "Cast" {
                 let code = ctx.int("to", 0)? as i32;
-                Ty::from_onnx(code).ok_or_else(|| format!("cast to {} is not supported", Ty::onnx_name(code)))?
+                Ty::from_onnx(code)
+                    .ok_or_else(|| format!("cast to {} is not supported", Ty::onnx_name(code)))?
             } else {
                 ctx.ty(1)?
             };
@@ -453,14 +461,17 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                 None | Some("none") => kernel1(|a| a.gelu_erf()),
                 Some("tanh") => kernel1(|a| {
                     map_f64(a, |x| {
-                        0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh())
+                        0.5 * x
+                            * (1.0
+                                + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh())
                     })
                 }),
                 Some(other) => return Err(format!("approximate=\"{other}\" is not none or tanh")),
             };
             (k, vec![t])
         }
-        "LeakyRelu" | "Elu" | "Selu" | "Celu" | "HardSigmoid" | "HardSwish" | "ThresholdedRelu" | "Shrink" => {
+        "LeakyRelu" | "Elu" | "Selu" | "Celu" | "HardSigmoid" | "HardSwish" | "ThresholdedRelu"
+        | "Shrink" => {
             let t = ctx.ty_where(0, floats, "floats")?;
             let f: Box<dyn Fn(f64) -> f64 + Send + Sync> = match op {
                 "LeakyRelu" => {
@@ -569,7 +580,9 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
             ctx.known(&[])?;
             let t = ctx.ty_where(0, floats, "floats")?;
             let k = match op {
-                "Sqrt" => kernel1(|a| if a.dtype() == CDType::F32 { a.sqrt() } else { map_f64(a, f64::sqrt) }),
+                "Sqrt" => {
+                    kernel1(|a| if a.dtype() == CDType::F32 { a.sqrt() } else { map_f64(a, f64::sqrt) })
+                }
                 "Log" => kernel1(|a| if a.dtype() == CDType::F32 { a.log() } else { map_f64(a, f64::ln) }),
                 "Erf" => kernel1(|a| if a.dtype() == CDType::F32 { a.erf() } else { map_f64(a, libm_erf) }),
                 _ => kernel1(move |a| map_f64(a, f)),

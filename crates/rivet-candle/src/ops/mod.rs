@@ -239,6 +239,11 @@ pub fn build(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
 pub fn foldable(op: &str) -> bool {
     !matches!(
         op,
-        "RandomNormal" | "RandomNormalLike" | "RandomUniform" | "RandomUniformLike" | "Multinomial" | "Bernoulli"
+        "RandomNormal"
+            | "RandomNormalLike"
+            | "RandomUniform"
+            | "RandomUniformLike"
+            | "Multinomial"
+            | "Bernoulli"
     )
 }

@@ -40,8 +40,13 @@ fn fold_f64(op: Red, row: &[f64]) -> f64 {
     match op {
         Red::Sum => row.iter().sum(),
         Red::Mean => row.iter().sum::<f64>() / row.len() as f64,
-        Red::Max => row.iter().fold(f64::NEG_INFINITY, |m, &v| if v.is_nan() || m.is_nan() { f64::NAN } else { m.max(v) }),
-        Red::Min => row.iter().fold(f64::INFINITY, |m, &v| if v.is_nan() || m.is_nan() { f64::NAN } else { m.min(v) }),
+        Red::Max => {
+            row.iter()
+                .fold(f64::NEG_INFINITY, |m, &v| if v.is_nan() || m.is_nan() { f64::NAN } else { m.max(v) })
+        }
+        Red::Min => {
+            row.iter().fold(f64::INFINITY, |m, &v| if v.is_nan() || m.is_nan() { f64::NAN } else { m.min(v) })
+        }
         Red::Prod => row.iter().product(),
         Red::L1 => row.iter().map(|v| v.abs()).sum(),
         Red::L2 => row.iter().map(|v| v * v).sum::<f64>().sqrt(),
@@ -138,11 +143,8 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
     let noop = ctx.int("noop_with_empty_axes", 0)? != 0;
     let k: Kernel = Box::new(move |x| {
         let a = req(x, 0)?;
-        let given: Option<Vec<i64>> = if from_input {
-            x.get(1).copied().flatten().map(ints).transpose()?
-        } else {
-            axes_attr.clone()
-        };
+        let given: Option<Vec<i64>> =
+            if from_input { x.get(1).copied().flatten().map(ints).transpose()? } else { axes_attr.clone() };
         let axes: Vec<usize> = match given {
             Some(v) if !v.is_empty() => {
                 let mut n = v.iter().map(|&i| axis(i, a.rank())).collect::<CResult<Vec<_>>>()?;

@@ -3,7 +3,9 @@
 
 use candle_core::{bail, DType as CDType, Device, Result as CResult, Tensor as CTensor};
 
-use super::{axis, broadcast_shape, constant, ints, make, req, scalar_f64, values, Built, Kernel, NodeCtx, Refusal};
+use super::{
+    axis, broadcast_shape, constant, ints, make, req, scalar_f64, values, Built, Kernel, NodeCtx, Refusal,
+};
 use crate::proto::tensor_from_proto;
 use crate::ty::Ty;
 
@@ -18,7 +20,12 @@ pub fn strides(shape: &[usize]) -> Vec<usize> {
 
 /// Gathers `x`'s elements by flat index (`None` picks `fill`, a one-element tensor of `x`'s
 /// dtype) into a tensor of `shape`.
-pub fn gather_flat(x: &CTensor, idx: &[Option<usize>], shape: &[usize], fill: Option<&CTensor>) -> CResult<CTensor> {
+pub fn gather_flat(
+    x: &CTensor,
+    idx: &[Option<usize>],
+    shape: &[usize],
+    fill: Option<&CTensor>,
+) -> CResult<CTensor> {
     let flat = x.flatten_all()?;
     let n = flat.elem_count();
     let (src, ids): (CTensor, Vec<i64>) = if idx.iter().any(Option::is_none) {
@@ -57,7 +64,9 @@ fn combine(in_shape: &[usize], per_axis: &[Vec<Option<usize>>]) -> Vec<Option<us
 
 fn dims_of(v: &[i64], what: &str) -> CResult<Vec<usize>> {
     v.iter()
-        .map(|&d| usize::try_from(d).map_err(|_| candle_core::Error::Msg(format!("{what}: negative dimension {d}"))))
+        .map(|&d| {
+            usize::try_from(d).map_err(|_| candle_core::Error::Msg(format!("{what}: negative dimension {d}")))
+        })
         .collect()
 }
 
@@ -231,11 +240,9 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                             infer = Some(i);
                             dims.push(1);
                         }
-                        0 if !allowzero => {
-                            dims.push(*a.dims().get(i).ok_or_else(|| {
-                                candle_core::Error::Msg(format!("shape {shape:?}: 0 at {i} copies a missing dim"))
-                            })?)
-                        }
+                        0 if !allowzero => dims.push(*a.dims().get(i).ok_or_else(|| {
+                            candle_core::Error::Msg(format!("shape {shape:?}: 0 at {i} copies a missing dim"))
+                        })?),
                         s if s >= 0 => dims.push(s as usize),
                         _ => bail!("shape {shape:?} is not a valid reshape target"),
                     }
@@ -541,8 +548,12 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                 if reps.len() != a.rank() {
                     bail!("{} repeats for rank {}", reps.len(), a.rank());
                 }
-                let per: Vec<Vec<Option<usize>>> =
-                    a.dims().iter().zip(&reps).map(|(&d, &r)| (0..d * r).map(|o| Some(o % d)).collect()).collect();
+                let per: Vec<Vec<Option<usize>>> = a
+                    .dims()
+                    .iter()
+                    .zip(&reps)
+                    .map(|(&d, &r)| (0..d * r).map(|o| Some(o % d)).collect())
+                    .collect();
                 let out: Vec<usize> = a.dims().iter().zip(&reps).map(|(d, r)| d * r).collect();
                 Ok(vec![gather_flat(a, &combine(a.dims(), &per), &out, None)?])
             });
@@ -566,11 +577,16 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
         }
         "Range" => {
             ctx.known(&[])?;
-            let t = ctx.ty_where(0, |t| matches!(t, Ty::F32 | Ty::F64 | Ty::I16 | Ty::I32 | Ty::I64), "float, double, int16/32/64")?;
+            let t = ctx.ty_where(
+                0,
+                |t| matches!(t, Ty::F32 | Ty::F64 | Ty::I16 | Ty::I32 | Ty::I64),
+                "float, double, int16/32/64",
+            )?;
             ctx.same(&[0, 1, 2], t)?;
             let k: Kernel = Box::new(move |x| {
                 if t.is_float() {
-                    let (s, l, d) = (scalar_f64(req(x, 0)?)?, scalar_f64(req(x, 1)?)?, scalar_f64(req(x, 2)?)?);
+                    let (s, l, d) =
+                        (scalar_f64(req(x, 0)?)?, scalar_f64(req(x, 1)?)?, scalar_f64(req(x, 2)?)?);
                     let n = ((l - s) / d).ceil().max(0.0);
                     if !n.is_finite() || n > 1e9 {
                         bail!("range of {n} elements");
@@ -605,7 +621,10 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
             let legacy = ctx.opset < 11;
             let (pads, value) = if legacy {
                 ctx.known(&["mode", "pads", "value"])?;
-                (IntsArg::Attr(Some(ctx.ints("pads")?.ok_or("pads is required")?)), Some(ctx.float("value", 0.0)?))
+                (
+                    IntsArg::Attr(Some(ctx.ints("pads")?.ok_or("pads is required")?)),
+                    Some(ctx.float("value", 0.0)?),
+                )
             } else {
                 ctx.known(&["mode"])?;
                 ctx.ty_where(1, |t| t == Ty::I64, "int64 pads")?;
@@ -622,7 +641,9 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                 let r = a.rank();
                 let pads = pads.get(x)?.unwrap_or_default();
                 let axes: Vec<usize> = match x.get(3).copied().flatten() {
-                    Some(ax) if !legacy => ints(ax)?.into_iter().map(|v| axis(v, r)).collect::<CResult<_>>()?,
+                    Some(ax) if !legacy => {
+                        ints(ax)?.into_iter().map(|v| axis(v, r)).collect::<CResult<_>>()?
+                    }
                     _ => (0..r).collect(),
                 };
                 if pads.len() != 2 * axes.len() {
@@ -694,11 +715,12 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                 let d = dims[dim];
                 let run = |v: &mut [f64]| {
                     for base in 0..v.len() {
-                        if (base / st[dim]) % d != 0 {
+                        if !(base / st[dim]).is_multiple_of(d) {
                             continue;
                         }
                         let mut acc = 0.0;
-                        let order: Vec<usize> = if reverse { (0..d).rev().collect() } else { (0..d).collect() };
+                        let order: Vec<usize> =
+                            if reverse { (0..d).rev().collect() } else { (0..d).collect() };
                         for i in order {
                             let p = base + i * st[dim];
                             let here = v[p];
@@ -739,7 +761,7 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
             let k: Kernel = Box::new(move |x| {
                 let ind = req(x, 0)?;
                 let depth = scalar_f64(req(x, 1)?)?;
-                if !(depth >= 1.0 && depth < 1e9) {
+                if !(1.0..1e9).contains(&depth) {
                     bail!("depth {depth} is not a positive count");
                 }
                 let depth = depth as i64;
