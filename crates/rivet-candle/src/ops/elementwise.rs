@@ -193,10 +193,19 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
             let t = ctx.ty_where(0, Ty::is_numeric, "numbers")?;
             ctx.same(&[0, 1], t)?;
             let fmod = ctx.int("fmod", 0)? != 0;
-            if t.is_float() && !fmod {
-                return Err("fmod=0 on floats is not allowed by ONNX".into());
-            }
-            let k = if t.is_float() {
+            let k = if t.is_float() && !fmod {
+                // numpy's mod: the sign of the divisor.
+                kernel2(|a, b| {
+                    zip_f64(a, b, |x, y| {
+                        let r = x % y;
+                        if r != 0.0 && (r < 0.0) != (y < 0.0) {
+                            r + y
+                        } else {
+                            r
+                        }
+                    })
+                })
+            } else if t.is_float() {
                 kernel2(|a, b| zip_f64(a, b, |x, y| x % y))
             } else if fmod {
                 kernel2(move |a, b| {
@@ -320,20 +329,30 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
         }
         "BitShift" => {
             ctx.known(&["direction"])?;
-            let t = ctx.ty_where(0, |t| matches!(t, Ty::U8 | Ty::U32), "uint8, uint32")?;
+            let t = ctx.ty_where(0, Ty::is_int, "integers")?;
             ctx.same(&[0, 1], t)?;
             let left = match ctx.string("direction")?.as_deref() {
                 Some("LEFT") => true,
                 Some("RIGHT") => false,
                 other => return Err(format!("direction {other:?} is not LEFT or RIGHT")),
             };
-            let bits = if t == Ty::U8 { 8 } else { 32 };
+            let bits = match t {
+                Ty::U8 => 8,
+                Ty::I16 => 16,
+                Ty::I32 | Ty::U32 => 32,
+                _ => 64,
+            };
             let k = kernel2(move |a, b| {
                 zip_i64(a, b, |x, y| {
-                    Ok(if y >= bits {
-                        0
+                    // A shift past the width (or negative) shifts everything out.
+                    Ok(if y < 0 || y >= bits {
+                        if !left && x < 0 {
+                            -1
+                        } else {
+                            0
+                        }
                     } else if left {
-                        wrap(x << y, t)
+                        wrap(x.wrapping_shl(y as u32), t)
                     } else {
                         x >> y
                     })

@@ -9,6 +9,7 @@ use candle_onnx::onnx::{attribute_proto::AttributeType, AttributeProto, NodeProt
 use crate::ty::Ty;
 
 mod elementwise;
+mod index;
 mod nn;
 mod reduce;
 mod shape;
@@ -229,6 +230,9 @@ pub fn build(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
         return Ok(b);
     }
     if let Some(b) = nn::build(op, ctx)? {
+        return Ok(b);
+    }
+    if let Some(b) = index::build(op, ctx)? {
         return Ok(b);
     }
     Err("this operator is not implemented".into())

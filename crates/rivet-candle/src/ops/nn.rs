@@ -60,10 +60,18 @@ impl Window {
                 .map(|x| usize::try_from(x).map_err(|_| format!("{what} must not be negative")))
                 .collect()
         };
+        // Without a kernel shape (Conv with weights known only at run time), the lengths are
+        // filled and checked when the weights arrive.
+        let deferred = kernel.is_none();
         let kernel = pos(kernel.unwrap_or_default(), "kernel_shape")?;
         let n = kernel.len();
         let strides = pos(ctx.ints("strides")?.unwrap_or(vec![1; n]), "strides")?;
         let dilations = pos(ctx.ints("dilations")?.unwrap_or(vec![1; n]), "dilations")?;
+        if deferred {
+            let pads = ctx.ints("pads")?.map(|p| pos(p, "pads")).transpose()?;
+            let auto_pad = ctx.string("auto_pad")?.unwrap_or_else(|| "NOTSET".into());
+            return Ok(Window { kernel, strides, dilations, pads, auto_pad, ceil });
+        }
         let pads = ctx.ints("pads")?.map(|p| pos(p, "pads")).transpose()?;
         let auto_pad = ctx.string("auto_pad")?.unwrap_or_else(|| "NOTSET".into());
         if !["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"].contains(&auto_pad.as_str()) {
@@ -267,6 +275,12 @@ fn conv(x: &CTensor, wt: &CTensor, bias: Option<&CTensor>, w: &Window, group: us
         }
         if w.dilations.is_empty() {
             w.dilations = vec![1; n];
+        }
+        if w.strides.len() != n || w.dilations.len() != n || w.pads.as_ref().is_some_and(|p| p.len() != 2 * n) {
+            bail!("strides, dilations or pads disagree with weights {:?}", wt.dims());
+        }
+        if w.strides.contains(&0) || w.dilations.contains(&0) || w.kernel.contains(&0) {
+            bail!("strides, dilations and kernel dims must be positive");
         }
     }
     if w.kernel != wt.dims()[2..] {
@@ -473,26 +487,10 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
             if group < 1 {
                 return Err("group must be at least 1".into());
             }
-            let kernel = ctx.ints("kernel_shape")?;
-            let n_spatial =
-                kernel.as_ref().map(Vec::len).or_else(|| ctx.consts[1].as_ref().map(|w| w.rank() - 2));
-            let mut win = Window::read(ctx, kernel.clone(), false)?;
-            if kernel.is_none() {
-                let n = n_spatial.ok_or("kernel_shape is needed when the weights are not constant")?;
-                win = Window {
-                    kernel: match &ctx.consts[1] {
-                        Some(w) => w.dims()[2..].to_vec(),
-                        None => vec![],
-                    },
-                    strides: ctx
-                        .ints("strides")?
-                        .map_or(vec![1; n], |v| v.into_iter().map(|s| s.max(1) as usize).collect()),
-                    dilations: ctx
-                        .ints("dilations")?
-                        .map_or(vec![1; n], |v| v.into_iter().map(|s| s.max(1) as usize).collect()),
-                    ..win
-                };
-            }
+            let kernel = ctx.ints("kernel_shape")?.or_else(|| {
+                ctx.consts[1].as_ref().filter(|w| w.rank() > 2).map(|w| w.dims()[2..].iter().map(|&d| d as i64).collect())
+            });
+            let win = Window::read(ctx, kernel, false)?;
             let group = group as usize;
             let k: Kernel = Box::new(move |x| {
                 Ok(vec![conv(req(x, 0)?, req(x, 1)?, x.get(2).copied().flatten(), &win, group)?])

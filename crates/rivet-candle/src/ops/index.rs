@@ -1,0 +1,379 @@
+//! Index-driven operators: scatters, GatherND, TopK, NonZero, Compress, EyeLike, and the
+//! depth/space rearrangements. Data moves by index (exact for every element type); only the
+//! reductions of the scatters compute, in f64 for floats and i64 for integers.
+
+use candle_core::{bail, DType as CDType, Result as CResult, Tensor as CTensor};
+
+use super::shape::{gather_flat, strides};
+use super::{axis, ints, make, req, values, Built, Kernel, NodeCtx, Refusal};
+use crate::ty::Ty;
+
+fn int_idx(t: Ty) -> bool {
+    t == Ty::I64 || t == Ty::I32
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Reduction {
+    None,
+    Add,
+    Mul,
+    Max,
+    Min,
+}
+
+fn reduction(ctx: &NodeCtx<'_>) -> Result<Reduction, Refusal> {
+    Ok(match ctx.string("reduction")?.as_deref() {
+        None | Some("none") => Reduction::None,
+        Some("add") => Reduction::Add,
+        Some("mul") => Reduction::Mul,
+        Some("max") => Reduction::Max,
+        Some("min") => Reduction::Min,
+        Some(r) => return Err(format!("reduction \"{r}\" is not supported")),
+    })
+}
+
+/// Writes `updates` (flat, row-major) into a copy of `data` at flat `targets`, in order
+/// (later writes win, or combine by `red`).
+fn scatter(data: &CTensor, updates: &CTensor, targets: &[usize], red: Reduction, ty: Ty) -> CResult<CTensor> {
+    let n = data.elem_count();
+    if targets.iter().any(|&t| t >= n) {
+        bail!("a scatter target is out of range");
+    }
+    if red == Reduction::None {
+        // out[i] = concat(data, updates)[map[i]]
+        let mut map: Vec<Option<usize>> = (0..n).map(Some).collect();
+        for (q, &t) in targets.iter().enumerate() {
+            map[t] = Some(n + q);
+        }
+        let both = CTensor::cat(&[&data.flatten_all()?, &updates.flatten_all()?], 0)?;
+        return gather_flat(&both, &map, data.dims(), None);
+    }
+    let combine_f = |a: f64, b: f64| match red {
+        Reduction::Add => a + b,
+        Reduction::Mul => a * b,
+        Reduction::Max => a.max(b),
+        _ => a.min(b),
+    };
+    if ty.is_float() {
+        let mut d: Vec<f64> = values(&data.to_dtype(CDType::F64)?)?;
+        let u: Vec<f64> = values(&updates.to_dtype(CDType::F64)?)?;
+        for (q, &t) in targets.iter().enumerate() {
+            d[t] = combine_f(d[t], u[q]);
+        }
+        make(d, data.dims())?.to_dtype(data.dtype())
+    } else {
+        let mut d = ints(data)?;
+        let u = ints(updates)?;
+        for (q, &t) in targets.iter().enumerate() {
+            d[t] = match red {
+                Reduction::Add => d[t].wrapping_add(u[q]),
+                Reduction::Mul => d[t].wrapping_mul(u[q]),
+                Reduction::Max => d[t].max(u[q]),
+                _ => d[t].min(u[q]),
+            };
+        }
+        make(d, data.dims())?.to_dtype(data.dtype())
+    }
+}
+
+fn norm_index(i: i64, d: usize) -> CResult<usize> {
+    let d = d as i64;
+    let j = if i < 0 { i + d } else { i };
+    if !(0..d).contains(&j) {
+        bail!("index {i} is out of range for an axis of size {d}");
+    }
+    Ok(j as usize)
+}
+
+/// Builds an index operator, or `Ok(None)` when `op` is not one.
+pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
+    let built: Built = match op {
+        "ScatterElements" | "Scatter" => {
+            ctx.known(&["axis", "reduction"])?;
+            let t = ctx.ty(0)?;
+            ctx.ty_where(1, int_idx, "int32 or int64 indices")?;
+            ctx.same(&[0, 2], t)?;
+            let red = reduction(ctx)?;
+            if red != Reduction::None && t == Ty::Bool {
+                return Err("reductions on booleans are not supported".into());
+            }
+            let ax = ctx.int("axis", 0)?;
+            let k: Kernel = Box::new(move |x| {
+                let (data, ind, upd) = (req(x, 0)?, req(x, 1)?, req(x, 2)?);
+                let dim = axis(ax, data.rank())?;
+                if ind.dims() != upd.dims() || ind.rank() != data.rank() {
+                    bail!("indices {:?}, updates {:?} and data {:?} disagree", ind.dims(), upd.dims(), data.dims());
+                }
+                let st = strides(data.dims());
+                let ist = strides(ind.dims());
+                let idx = ints(ind)?;
+                let mut targets = Vec::with_capacity(idx.len());
+                for (q, &i) in idx.iter().enumerate() {
+                    let mut off = 0;
+                    for a in 0..data.rank() {
+                        let c = if a == dim { norm_index(i, data.dims()[a])? } else { q / ist[a] % ind.dims()[a] };
+                        if c >= data.dims()[a] {
+                            bail!("indices of shape {:?} exceed data of shape {:?}", ind.dims(), data.dims());
+                        }
+                        off += c * st[a];
+                    }
+                    targets.push(off);
+                }
+                Ok(vec![scatter(data, upd, &targets, red, t)?])
+            });
+            (k, vec![t])
+        }
+        "ScatterND" => {
+            ctx.known(&["reduction"])?;
+            let t = ctx.ty(0)?;
+            ctx.ty_where(1, |t| t == Ty::I64, "int64 indices")?;
+            ctx.same(&[0, 2], t)?;
+            let red = reduction(ctx)?;
+            let k: Kernel = Box::new(move |x| {
+                let (data, ind, upd) = (req(x, 0)?, req(x, 1)?, req(x, 2)?);
+                let q = ind.rank();
+                if q == 0 {
+                    bail!("indices must have rank 1 or more");
+                }
+                let kk = ind.dims()[q - 1];
+                if kk > data.rank() {
+                    bail!("index tuples of {kk} for data of rank {}", data.rank());
+                }
+                let slice: usize = data.dims()[kk..].iter().product();
+                let st = strides(data.dims());
+                let idx = ints(ind)?;
+                let tuples = idx.len() / kk.max(1);
+                let n_tuples = if kk == 0 { ind.elem_count() } else { tuples };
+                let mut targets = Vec::with_capacity(n_tuples * slice);
+                for tu in 0..n_tuples {
+                    let mut base = 0;
+                    for a in 0..kk {
+                        base += norm_index(idx[tu * kk + a], data.dims()[a])? * st[a];
+                    }
+                    targets.extend(base..base + slice);
+                }
+                if targets.len() != upd.elem_count() {
+                    bail!("updates of shape {:?} do not match the indexed slices", upd.dims());
+                }
+                Ok(vec![scatter(data, upd, &targets, red, t)?])
+            });
+            (k, vec![t])
+        }
+        "GatherND" => {
+            ctx.known(&["batch_dims"])?;
+            let t = ctx.ty(0)?;
+            ctx.ty_where(1, |t| t == Ty::I64, "int64 indices")?;
+            let b = ctx.int("batch_dims", 0)?;
+            if b < 0 {
+                return Err("batch_dims must not be negative".into());
+            }
+            let b = b as usize;
+            let k: Kernel = Box::new(move |x| {
+                let (data, ind) = (req(x, 0)?, req(x, 1)?);
+                let q = ind.rank();
+                if q == 0 || q <= b || data.rank() <= b {
+                    bail!("indices {:?} and data {:?} with batch_dims {b}", ind.dims(), data.dims());
+                }
+                let kk = ind.dims()[q - 1];
+                if b + kk > data.rank() || data.dims()[..b] != ind.dims()[..b] {
+                    bail!("indices {:?} do not fit data {:?}", ind.dims(), data.dims());
+                }
+                let slice: usize = data.dims()[b + kk..].iter().product();
+                let st = strides(data.dims());
+                let idx = ints(ind)?;
+                let outer: Vec<usize> = ind.dims()[..q - 1].to_vec();
+                let n: usize = outer.iter().product();
+                let ost = strides(&outer);
+                let mut map = Vec::with_capacity(n * slice);
+                for p in 0..n {
+                    let mut base = 0;
+                    for a in 0..b {
+                        base += (p / ost[a] % outer[a]) * st[a];
+                    }
+                    for a in 0..kk {
+                        base += norm_index(idx[p * kk + a], data.dims()[b + a])? * st[b + a];
+                    }
+                    map.extend((base..base + slice).map(Some));
+                }
+                let mut dims = outer;
+                dims.extend_from_slice(&data.dims()[b + kk..]);
+                Ok(vec![gather_flat(data, &map, &dims, None)?])
+            });
+            (k, vec![t])
+        }
+        "TopK" => {
+            ctx.known(&["axis", "largest", "sorted"])?;
+            let t = ctx.ty_where(0, Ty::is_numeric, "numbers")?;
+            ctx.ty_where(1, |t| t == Ty::I64, "int64 k")?;
+            let ax = ctx.int("axis", -1)?;
+            let largest = ctx.int("largest", 1)? != 0;
+            if ctx.int("sorted", 1)? == 0 {
+                return Err("sorted=0 is not supported".into());
+            }
+            let k: Kernel = Box::new(move |x| {
+                let a = req(x, 0)?;
+                let kv = ints(req(x, 1)?)?;
+                if kv.len() != 1 || kv[0] < 0 {
+                    bail!("k must be one non-negative value");
+                }
+                let dim = axis(ax, a.rank())?;
+                let d = a.dims()[dim];
+                let k = kv[0] as usize;
+                if k > d {
+                    bail!("k = {k} is larger than the axis ({d})");
+                }
+                let st = strides(a.dims());
+                let v: Vec<f64> = if t.is_float() {
+                    values(&a.to_dtype(CDType::F64)?)?
+                } else {
+                    ints(a)?.into_iter().map(|v| v as f64).collect()
+                };
+                let mut dims = a.dims().to_vec();
+                dims[dim] = k;
+                let ost = strides(&dims);
+                let total: usize = dims.iter().product();
+                let mut map = vec![None; total];
+                let mut picked = vec![0i64; total];
+                for base in 0..a.elem_count() {
+                    if (base / st[dim]) % d != 0 {
+                        continue;
+                    }
+                    let mut order: Vec<usize> = (0..d).collect();
+                    order.sort_by(|&i, &j| {
+                        let (x, y) = (v[base + i * st[dim]], v[base + j * st[dim]]);
+                        let c = if largest { y.partial_cmp(&x) } else { x.partial_cmp(&y) };
+                        c.unwrap_or(std::cmp::Ordering::Equal).then(i.cmp(&j))
+                    });
+                    // The output position of this row's first element.
+                    let mut out_base = 0;
+                    let mut rem = base;
+                    for (ax2, s) in st.iter().enumerate() {
+                        let c = rem / s;
+                        rem %= s;
+                        if ax2 != dim {
+                            out_base += c * ost[ax2];
+                        }
+                    }
+                    for (r, &i) in order.iter().take(k).enumerate() {
+                        map[out_base + r * ost[dim]] = Some(base + i * st[dim]);
+                        picked[out_base + r * ost[dim]] = i as i64;
+                    }
+                }
+                Ok(vec![gather_flat(a, &map, &dims, None)?, make(picked, &dims)?])
+            });
+            (k, vec![t, Ty::I64])
+        }
+        "NonZero" => {
+            ctx.known(&[])?;
+            let t = ctx.ty(0)?;
+            let k: Kernel = Box::new(move |x| {
+                let a = req(x, 0)?;
+                let nz: Vec<bool> = if t.is_float() {
+                    values::<f64>(&a.to_dtype(CDType::F64)?)?.into_iter().map(|v| v != 0.0).collect()
+                } else {
+                    ints(a)?.into_iter().map(|v| v != 0).collect()
+                };
+                let st = strides(a.dims());
+                let pos: Vec<usize> = nz.iter().enumerate().filter(|(_, &b)| b).map(|(i, _)| i).collect();
+                let r = a.rank();
+                let mut out = vec![0i64; r * pos.len()];
+                for (j, &p) in pos.iter().enumerate() {
+                    for ax in 0..r {
+                        out[ax * pos.len() + j] = (p / st[ax] % a.dims()[ax]) as i64;
+                    }
+                }
+                Ok(vec![make(out, &[r, pos.len()])?])
+            });
+            (k, vec![Ty::I64])
+        }
+        "Compress" => {
+            ctx.known(&["axis"])?;
+            let t = ctx.ty(0)?;
+            ctx.ty_where(1, |t| t == Ty::Bool, "a bool condition")?;
+            let ax = ctx.attr("axis").map(|a| a.i);
+            let k: Kernel = Box::new(move |x| {
+                let (a, cond) = (req(x, 0)?, req(x, 1)?);
+                let (a, dim) = match ax {
+                    Some(ax) => (a.clone(), axis(ax, a.rank())?),
+                    None => (a.flatten_all()?, 0),
+                };
+                let c = ints(cond)?;
+                let d = a.dims()[dim];
+                if c.len() > d {
+                    bail!("condition of {} for an axis of {d}", c.len());
+                }
+                let keep: Vec<i64> = c.iter().enumerate().filter(|(_, &v)| v != 0).map(|(i, _)| i as i64).collect();
+                if keep.is_empty() {
+                    return Ok(vec![a.narrow(dim, 0, 0)?]);
+                }
+                let n = keep.len();
+                Ok(vec![a.contiguous()?.index_select(&make(keep, &[n])?, dim)?])
+            });
+            (k, vec![t])
+        }
+        "EyeLike" => {
+            ctx.known(&["dtype", "k"])?;
+            let t = match ctx.attr("dtype") {
+                Some(a) => Ty::from_onnx(a.i as i32).ok_or("dtype is not supported")?,
+                None => ctx.ty(0)?,
+            };
+            let kk = ctx.int("k", 0)?;
+            let k: Kernel = Box::new(move |x| {
+                let a = req(x, 0)?;
+                if a.rank() != 2 {
+                    bail!("EyeLike needs a 2-D input");
+                }
+                let (n, m) = (a.dims()[0], a.dims()[1]);
+                let v: Vec<u8> = (0..n * m).map(|p| u8::from((p % m) as i64 - (p / m) as i64 == kk)).collect();
+                Ok(vec![make(v, &[n, m])?.to_dtype(t.candle())?])
+            });
+            (k, vec![t])
+        }
+        "DepthToSpace" | "SpaceToDepth" => {
+            ctx.known(&["blocksize", "mode"])?;
+            let t = ctx.ty(0)?;
+            let b = ctx.int("blocksize", 0)?;
+            if b < 1 {
+                return Err("blocksize must be at least 1".into());
+            }
+            let b = b as usize;
+            let crd = match ctx.string("mode")?.as_deref() {
+                None | Some("DCR") => false,
+                Some("CRD") if op == "DepthToSpace" => true,
+                Some(m) => return Err(format!("mode \"{m}\" is not supported")),
+            };
+            let to_space = op == "DepthToSpace";
+            let k: Kernel = Box::new(move |x| {
+                let a = req(x, 0)?;
+                if a.rank() != 4 {
+                    bail!("{} needs a 4-D input", if to_space { "DepthToSpace" } else { "SpaceToDepth" });
+                }
+                let (n, c, h, w) = (a.dims()[0], a.dims()[1], a.dims()[2], a.dims()[3]);
+                let y = if to_space {
+                    if c % (b * b) != 0 {
+                        bail!("channels {c} are not a multiple of blocksize² {}", b * b);
+                    }
+                    let cc = c / (b * b);
+                    let v = if crd {
+                        a.reshape(vec![n, cc, b, b, h, w])?.permute(vec![0, 1, 4, 2, 5, 3])?
+                    } else {
+                        a.reshape(vec![n, b, b, cc, h, w])?.permute(vec![0, 3, 4, 1, 5, 2])?
+                    };
+                    v.contiguous()?.reshape((n, cc, h * b, w * b))?
+                } else {
+                    if h % b != 0 || w % b != 0 {
+                        bail!("spatial dims {h}×{w} are not multiples of blocksize {b}");
+                    }
+                    a.reshape(vec![n, c, h / b, b, w / b, b])?
+                        .permute(vec![0, 3, 5, 1, 2, 4])?
+                        .contiguous()?
+                        .reshape((n, c * b * b, h / b, w / b))?
+                };
+                Ok(vec![y])
+            });
+            (k, vec![t])
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(built))
+}
