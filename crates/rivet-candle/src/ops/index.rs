@@ -102,7 +102,12 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                 let (data, ind, upd) = (req(x, 0)?, req(x, 1)?, req(x, 2)?);
                 let dim = axis(ax, data.rank())?;
                 if ind.dims() != upd.dims() || ind.rank() != data.rank() {
-                    bail!("indices {:?}, updates {:?} and data {:?} disagree", ind.dims(), upd.dims(), data.dims());
+                    bail!(
+                        "indices {:?}, updates {:?} and data {:?} disagree",
+                        ind.dims(),
+                        upd.dims(),
+                        data.dims()
+                    );
                 }
                 let st = strides(data.dims());
                 let ist = strides(ind.dims());
@@ -111,7 +116,11 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                 for (q, &i) in idx.iter().enumerate() {
                     let mut off = 0;
                     for a in 0..data.rank() {
-                        let c = if a == dim { norm_index(i, data.dims()[a])? } else { q / ist[a] % ind.dims()[a] };
+                        let c = if a == dim {
+                            norm_index(i, data.dims()[a])?
+                        } else {
+                            q / ist[a] % ind.dims()[a]
+                        };
                         if c >= data.dims()[a] {
                             bail!("indices of shape {:?} exceed data of shape {:?}", ind.dims(), data.dims());
                         }
@@ -302,7 +311,8 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                 if c.len() > d {
                     bail!("condition of {} for an axis of {d}", c.len());
                 }
-                let keep: Vec<i64> = c.iter().enumerate().filter(|(_, &v)| v != 0).map(|(i, _)| i as i64).collect();
+                let keep: Vec<i64> =
+                    c.iter().enumerate().filter(|(_, &v)| v != 0).map(|(i, _)| i as i64).collect();
                 if keep.is_empty() {
                     return Ok(vec![a.narrow(dim, 0, 0)?]);
                 }
@@ -324,7 +334,8 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                     bail!("EyeLike needs a 2-D input");
                 }
                 let (n, m) = (a.dims()[0], a.dims()[1]);
-                let v: Vec<u8> = (0..n * m).map(|p| u8::from((p % m) as i64 - (p / m) as i64 == kk)).collect();
+                let v: Vec<u8> =
+                    (0..n * m).map(|p| u8::from((p % m) as i64 - (p / m) as i64 == kk)).collect();
                 Ok(vec![make(v, &[n, m])?.to_dtype(t.candle())?])
             });
             (k, vec![t])

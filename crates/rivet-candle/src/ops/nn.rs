@@ -276,7 +276,8 @@ fn conv(x: &CTensor, wt: &CTensor, bias: Option<&CTensor>, w: &Window, group: us
         if w.dilations.is_empty() {
             w.dilations = vec![1; n];
         }
-        if w.strides.len() != n || w.dilations.len() != n || w.pads.as_ref().is_some_and(|p| p.len() != 2 * n) {
+        if w.strides.len() != n || w.dilations.len() != n || w.pads.as_ref().is_some_and(|p| p.len() != 2 * n)
+        {
             bail!("strides, dilations or pads disagree with weights {:?}", wt.dims());
         }
         if w.strides.contains(&0) || w.dilations.contains(&0) || w.kernel.contains(&0) {
@@ -299,7 +300,15 @@ fn conv(x: &CTensor, wt: &CTensor, bias: Option<&CTensor>, w: &Window, group: us
     }
 }
 
-fn pool(x: &CTensor, w: &Window, max: bool, include_pad: bool) -> CResult<CTensor> {
+/// What a pooling window computes.
+#[derive(Clone, Copy)]
+enum PoolKind {
+    Max,
+    Avg { include_pad: bool },
+    Lp(f64),
+}
+
+fn pool(x: &CTensor, w: &Window, kind: PoolKind) -> CResult<CTensor> {
     if x.rank() < 3 {
         bail!("pooling needs N, C and spatial dims, got {:?}", x.dims());
     }
@@ -308,7 +317,7 @@ fn pool(x: &CTensor, w: &Window, max: bool, include_pad: bool) -> CResult<CTenso
     let (out, begin, end) = w.resolve(spatial)?;
     let (coords, p, k, inside) = window_coords(w, spatial, &out, &begin);
     let plane: usize = spatial.iter().product();
-    let counts: Vec<f64> = if include_pad {
+    let counts: Vec<f64> = if matches!(kind, PoolKind::Avg { include_pad: true }) {
         padded_counts(w, spatial, &out, &begin, &end).into_iter().map(|v| v as f64).collect()
     } else {
         inside.into_iter().map(|v| v as f64).collect()
@@ -317,11 +326,11 @@ fn pool(x: &CTensor, w: &Window, max: bool, include_pad: bool) -> CResult<CTenso
     dims.extend_from_slice(&out);
     let dt = x.dtype();
     if dt == CDType::F32 {
-        let y = pool_loop::<f32>(&super::values(x)?, &coords, n * c, plane, p, k, max, &counts);
+        let y = pool_loop::<f32>(&super::values(x)?, &coords, n * c, plane, p, k, kind, &counts);
         CTensor::from_vec(y, dims, &Device::Cpu)
     } else {
         let v: Vec<f64> = super::values(&x.to_dtype(CDType::F64)?)?;
-        let y = pool_loop::<f64>(&v, &coords, n * c, plane, p, k, max, &counts);
+        let y = pool_loop::<f64>(&v, &coords, n * c, plane, p, k, kind, &counts);
         CTensor::from_vec(y, dims, &Device::Cpu)?.to_dtype(dt)
     }
 }
@@ -335,7 +344,7 @@ fn pool_loop<T: candle_core::WithDType>(
     plane: usize,
     p: usize,
     k: usize,
-    max: bool,
+    kind: PoolKind,
     counts: &[f64],
 ) -> Vec<T> {
     let mut out: Vec<T> = Vec::with_capacity(planes * p);
@@ -343,7 +352,10 @@ fn pool_loop<T: candle_core::WithDType>(
         let base = nc * plane;
         for pp in 0..p {
             let window = &coords[pp * k..(pp + 1) * k];
-            if max {
+            if let PoolKind::Lp(pw) = kind {
+                let sum: f64 = window.iter().flatten().map(|o| src[base + o].to_f64().abs().powf(pw)).sum();
+                out.push(T::from_f64(sum.powf(1.0 / pw)));
+            } else if matches!(kind, PoolKind::Max) {
                 let mut best = f64::NEG_INFINITY;
                 for o in window.iter().flatten() {
                     let v = src[base + o].to_f64();
@@ -488,7 +500,10 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                 return Err("group must be at least 1".into());
             }
             let kernel = ctx.ints("kernel_shape")?.or_else(|| {
-                ctx.consts[1].as_ref().filter(|w| w.rank() > 2).map(|w| w.dims()[2..].iter().map(|&d| d as i64).collect())
+                ctx.consts[1]
+                    .as_ref()
+                    .filter(|w| w.rank() > 2)
+                    .map(|w| w.dims()[2..].iter().map(|&d| d as i64).collect())
             });
             let win = Window::read(ctx, kernel, false)?;
             let group = group as usize;
@@ -497,7 +512,7 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
             });
             (k, vec![t])
         }
-        "MaxPool" | "AveragePool" => {
+        "MaxPool" | "AveragePool" | "LpPool" => {
             let max = op == "MaxPool";
             if max {
                 ctx.known(&[
@@ -519,13 +534,28 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                     "kernel_shape",
                     "pads",
                     "strides",
+                    "p",
                 ])?;
             }
             let t = ctx.ty_where(0, floats, "floats")?;
             let kernel = ctx.ints("kernel_shape")?.ok_or("kernel_shape is required")?;
             let win = Window::read(ctx, Some(kernel), ctx.int("ceil_mode", 0)? != 0)?;
-            let include = ctx.int("count_include_pad", 0)? != 0;
-            let k: Kernel = Box::new(move |x| Ok(vec![pool(req(x, 0)?, &win, max, include)?]));
+            let kind = match op {
+                "MaxPool" => PoolKind::Max,
+                "AveragePool" => {
+                    if ctx.attr("p").is_some() {
+                        return Err("attribute \"p\" is not supported".into());
+                    }
+                    PoolKind::Avg { include_pad: ctx.int("count_include_pad", 0)? != 0 }
+                }
+                _ => {
+                    if ctx.attr("count_include_pad").is_some() {
+                        return Err("attribute \"count_include_pad\" is not supported".into());
+                    }
+                    PoolKind::Lp(ctx.int("p", 2)? as f64)
+                }
+            };
+            let k: Kernel = Box::new(move |x| Ok(vec![pool(req(x, 0)?, &win, kind)?]));
             (k, vec![t])
         }
         "GlobalAveragePool" | "GlobalMaxPool" => {
@@ -668,6 +698,105 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                 };
                 let y = y.broadcast_mul(&expand(req(x, 1)?)?)?.broadcast_add(&expand(req(x, 2)?)?)?;
                 Ok(vec![y.to_dtype(a.dtype())?])
+            });
+            (k, vec![t])
+        }
+        "LpNormalization" => {
+            ctx.known(&["axis", "p"])?;
+            let t = ctx.ty_where(0, floats, "floats")?;
+            let ax = ctx.int("axis", -1)?;
+            let p = ctx.int("p", 2)?;
+            if p != 1 && p != 2 {
+                return Err(format!("p = {p} is not 1 or 2"));
+            }
+            let k: Kernel = Box::new(move |x| {
+                let a = req(x, 0)?;
+                let dim = axis(ax, a.rank())?;
+                let v = a.to_dtype(CDType::F64)?;
+                let norm =
+                    if p == 1 { v.abs()?.sum_keepdim(dim)? } else { v.sqr()?.sum_keepdim(dim)?.sqrt()? };
+                // A zero norm gives zeros, as ONNX's reference does.
+                let safe = norm.eq(0.0)?.where_cond(&norm.ones_like()?, &norm)?;
+                Ok(vec![v.broadcast_div(&safe)?.to_dtype(a.dtype())?])
+            });
+            (k, vec![t])
+        }
+        "RMSNormalization" => {
+            ctx.known(&["axis", "epsilon", "stash_type"])?;
+            let t = ctx.ty_where(0, floats, "floats")?;
+            if ctx.int("stash_type", 1)? != 1 {
+                return Err("stash_type other than 1 (float) is not supported".into());
+            }
+            let ax = ctx.int("axis", -1)?;
+            let eps = ctx.float("epsilon", 1e-5)? as f64;
+            let k: Kernel = Box::new(move |x| {
+                let a = req(x, 0)?;
+                let from = axis(ax, a.rank())?;
+                let outer: usize = a.dims()[..from].iter().product();
+                let v = a.to_dtype(CDType::F32)?.reshape((outer, ()))?;
+                let inv = (v.sqr()?.mean_keepdim(1)? + eps)?.sqrt()?.recip()?;
+                let y = v.broadcast_mul(&inv)?.reshape(a.dims())?;
+                let y = y.broadcast_mul(&req(x, 1)?.to_dtype(CDType::F32)?)?;
+                Ok(vec![y.to_dtype(a.dtype())?])
+            });
+            (k, vec![t])
+        }
+        "MeanVarianceNormalization" => {
+            ctx.known(&["axes"])?;
+            let t = ctx.ty_where(0, floats, "floats")?;
+            let axes = ctx.ints("axes")?.unwrap_or(vec![0, 2, 3]);
+            let k: Kernel = Box::new(move |x| {
+                let a = req(x, 0)?;
+                let mut ax: Vec<usize> = axes.iter().map(|&i| axis(i, a.rank())).collect::<CResult<_>>()?;
+                ax.sort_unstable();
+                ax.dedup();
+                let v = a.to_dtype(CDType::F64)?;
+                let mut mean = v.clone();
+                for &d in &ax {
+                    mean = mean.mean_keepdim(d)?;
+                }
+                let centered = v.broadcast_sub(&mean)?;
+                let mut var = centered.sqr()?;
+                for &d in &ax {
+                    var = var.mean_keepdim(d)?;
+                }
+                let y = centered.broadcast_div(&(var + 1e-9)?.sqrt()?)?;
+                Ok(vec![y.to_dtype(a.dtype())?])
+            });
+            (k, vec![t])
+        }
+        "LRN" => {
+            ctx.known(&["alpha", "beta", "bias", "size"])?;
+            let t = ctx.ty_where(0, floats, "floats")?;
+            let alpha = ctx.float("alpha", 1e-4)? as f64;
+            let beta = ctx.float("beta", 0.75)? as f64;
+            let bias = ctx.float("bias", 1.0)? as f64;
+            let size = ctx.int("size", 0)?;
+            if size < 1 {
+                return Err("size must be at least 1".into());
+            }
+            let size = size as usize;
+            let k: Kernel = Box::new(move |x| {
+                let a = req(x, 0)?;
+                if a.rank() < 3 {
+                    bail!("LRN needs N, C and spatial dims");
+                }
+                let (n, c) = (a.dims()[0], a.dims()[1]);
+                let plane: usize = a.dims()[2..].iter().product();
+                let v: Vec<f64> = super::values(&a.to_dtype(CDType::F64)?)?;
+                let (lo, hi) = ((size - 1) / 2, (size - 1).div_ceil(2));
+                let mut out = vec![0f64; v.len()];
+                for b in 0..n {
+                    for ch in 0..c {
+                        let (from, to) = (ch.saturating_sub(lo), (ch + hi).min(c - 1));
+                        for q in 0..plane {
+                            let sq: f64 = (from..=to).map(|cc| v[(b * c + cc) * plane + q].powi(2)).sum();
+                            let i = (b * c + ch) * plane + q;
+                            out[i] = v[i] / (bias + alpha / size as f64 * sq).powf(beta);
+                        }
+                    }
+                }
+                Ok(vec![super::make(out, a.dims())?.to_dtype(a.dtype())?])
             });
             (k, vec![t])
         }

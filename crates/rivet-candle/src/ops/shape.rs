@@ -183,6 +183,38 @@ enum PadMode {
     Wrap,
 }
 
+/// A running sum or product along `dim`, in place.
+fn scan<T: Copy>(
+    v: &mut [T],
+    dims: &[usize],
+    dim: usize,
+    exclusive: bool,
+    reverse: bool,
+    init: T,
+    f: impl Fn(T, T) -> T,
+) {
+    let st = strides(dims);
+    let d = dims[dim];
+    for base in 0..v.len() {
+        if !(base / st[dim]).is_multiple_of(d) {
+            continue;
+        }
+        let mut acc = init;
+        for j in 0..d {
+            let i = if reverse { d - 1 - j } else { j };
+            let p = base + i * st[dim];
+            let here = v[p];
+            if exclusive {
+                v[p] = acc;
+                acc = f(acc, here);
+            } else {
+                acc = f(acc, here);
+                v[p] = acc;
+            }
+        }
+    }
+}
+
 /// Builds a shape operator, or `Ok(None)` when `op` is not one.
 pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
     let built: Built = match op {
@@ -701,53 +733,37 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
             });
             (k, vec![t])
         }
-        "CumSum" => {
+        "CumSum" | "CumProd" => {
             ctx.known(&["exclusive", "reverse"])?;
             let t = ctx.ty_where(0, |t| t.is_numeric(), "numbers")?;
             ctx.ty_where(1, |t| t == Ty::I64 || t == Ty::I32, "int32 or int64 axis")?;
             let exclusive = ctx.int("exclusive", 0)? != 0;
             let reverse = ctx.int("reverse", 0)? != 0;
+            let prod = op == "CumProd";
             let k: Kernel = Box::new(move |x| {
                 let a = req(x, 0)?;
                 let dim = axis(ints(req(x, 1)?)?[0], a.rank())?;
                 let dims = a.dims().to_vec();
-                let st = strides(&dims);
-                let d = dims[dim];
-                let run = |v: &mut [f64]| {
-                    for base in 0..v.len() {
-                        if !(base / st[dim]).is_multiple_of(d) {
-                            continue;
-                        }
-                        let mut acc = 0.0;
-                        let order: Vec<usize> =
-                            if reverse { (0..d).rev().collect() } else { (0..d).collect() };
-                        for i in order {
-                            let p = base + i * st[dim];
-                            let here = v[p];
-                            if exclusive {
-                                v[p] = acc;
-                                acc += here;
-                            } else {
-                                acc += here;
-                                v[p] = acc;
-                            }
-                        }
-                    }
-                };
                 if t.is_float() {
                     let mut v: Vec<f64> = values(&a.to_dtype(CDType::F64)?)?;
-                    run(&mut v);
+                    scan(&mut v, &dims, dim, exclusive, reverse, if prod { 1.0 } else { 0.0 }, |p, q| {
+                        if prod {
+                            p * q
+                        } else {
+                            p + q
+                        }
+                    });
                     Ok(vec![make(v, &dims)?.to_dtype(a.dtype())?])
                 } else {
-                    // Integers: exact in f64 up to 2^53, which the checks below hold.
-                    let iv = ints(a)?;
-                    if iv.iter().any(|v| v.unsigned_abs() > 1 << 40) {
-                        bail!("CumSum of integers above 2^40 is not supported");
-                    }
-                    let mut v: Vec<f64> = iv.into_iter().map(|v| v as f64).collect();
-                    run(&mut v);
-                    let back: Vec<i64> = v.into_iter().map(|f| f as i64).collect();
-                    Ok(vec![make(back, &dims)?.to_dtype(a.dtype())?])
+                    let mut v = ints(a)?;
+                    scan(&mut v, &dims, dim, exclusive, reverse, i64::from(prod), |p, q| {
+                        if prod {
+                            p.wrapping_mul(q)
+                        } else {
+                            p.wrapping_add(q)
+                        }
+                    });
+                    Ok(vec![make(v, &dims)?.to_dtype(a.dtype())?])
                 }
             });
             (k, vec![t])
