@@ -12,6 +12,7 @@ mod elementwise;
 mod index;
 mod nn;
 mod reduce;
+mod resize;
 mod shape;
 
 /// Runs one node: its inputs (`None` for an omitted optional input) to its outputs, in order.
@@ -233,6 +234,9 @@ pub fn build(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
         return Ok(b);
     }
     if let Some(b) = index::build(op, ctx)? {
+        return Ok(b);
+    }
+    if let Some(b) = resize::build(op, ctx)? {
         return Ok(b);
     }
     Err("this operator is not implemented".into())
