@@ -13,6 +13,7 @@ mod index;
 mod nn;
 mod reduce;
 mod resize;
+mod rnn;
 mod shape;
 
 /// Runs one node: its inputs (`None` for an omitted optional input) to its outputs, in order.
@@ -237,6 +238,9 @@ pub fn build(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
         return Ok(b);
     }
     if let Some(b) = resize::build(op, ctx)? {
+        return Ok(b);
+    }
+    if let Some(b) = rnn::build(op, ctx)? {
         return Ok(b);
     }
     Err("this operator is not implemented".into())
