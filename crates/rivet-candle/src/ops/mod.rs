@@ -8,6 +8,7 @@ use candle_onnx::onnx::{attribute_proto::AttributeType, AttributeProto, NodeProt
 
 use crate::ty::Ty;
 
+mod einsum;
 mod elementwise;
 mod index;
 mod nn;
@@ -241,6 +242,9 @@ pub fn build(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
         return Ok(b);
     }
     if let Some(b) = rnn::build(op, ctx)? {
+        return Ok(b);
+    }
+    if let Some(b) = einsum::build(op, ctx)? {
         return Ok(b);
     }
     Err("this operator is not implemented".into())
