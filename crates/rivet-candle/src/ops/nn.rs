@@ -300,6 +300,145 @@ fn conv(x: &CTensor, wt: &CTensor, bias: Option<&CTensor>, w: &Window, group: us
     }
 }
 
+/// ConvTranspose's attributes, resolved against the input when it runs.
+struct ConvTransposeAttrs {
+    group: usize,
+    auto_pad: String,
+    dilations: Option<Vec<i64>>,
+    kernel_shape: Option<Vec<i64>>,
+    output_padding: Option<Vec<i64>>,
+    output_shape: Option<Vec<i64>>,
+    pads: Option<Vec<i64>>,
+    strides: Option<Vec<i64>>,
+}
+
+/// Transposed convolution by scattering each input element through the kernel, in f64.
+fn conv_transpose(x: &CTensor, wt: &CTensor, bias: Option<&CTensor>, a: &ConvTransposeAttrs) -> CResult<CTensor> {
+    if x.rank() < 3 || wt.rank() != x.rank() {
+        bail!("ConvTranspose of {:?} with weights {:?}", x.dims(), wt.dims());
+    }
+    let n_sp = x.rank() - 2;
+    let (n, c) = (x.dims()[0], x.dims()[1]);
+    let g = a.group;
+    if c != wt.dims()[0] || !c.is_multiple_of(g) {
+        bail!("input channels {c} disagree with weights {:?} and group {g}", wt.dims());
+    }
+    let m = wt.dims()[1] * g;
+    let kernel: Vec<usize> = wt.dims()[2..].to_vec();
+    let list = |v: &Option<Vec<i64>>, d: i64, len: usize, what: &str| -> CResult<Vec<i64>> {
+        let v = v.clone().unwrap_or(vec![d; len]);
+        if v.len() != len || v.iter().any(|&x| x < 0) {
+            bail!("{what} {v:?} does not fit {n_sp} spatial dims");
+        }
+        Ok(v)
+    };
+    if let Some(k) = &a.kernel_shape {
+        if k.iter().map(|&v| v as usize).collect::<Vec<_>>() != kernel {
+            bail!("kernel_shape {k:?} disagrees with weights {:?}", wt.dims());
+        }
+    }
+    let strides = list(&a.strides, 1, n_sp, "strides")?;
+    let dil = list(&a.dilations, 1, n_sp, "dilations")?;
+    let out_pad = list(&a.output_padding, 0, n_sp, "output_padding")?;
+    if strides.contains(&0) || dil.contains(&0) {
+        bail!("strides and dilations must be positive");
+    }
+    let input: Vec<usize> = x.dims()[2..].to_vec();
+    let mut begin = vec![0i64; n_sp];
+    let mut out = vec![0usize; n_sp];
+    let full = |i: usize| strides[i] * (input[i] as i64 - 1) + out_pad[i] + (kernel[i] as i64 - 1) * dil[i] + 1;
+    // As ONNX's reference: output_shape decides the padding only under SAME_*; otherwise the
+    // output is that shape, filled from the start with explicit (or zero) pads.
+    let shape = match &a.output_shape {
+        Some(sh) => {
+            let sh = if sh.len() == n_sp + 2 { sh[2..].to_vec() } else { sh.clone() };
+            if sh.len() != n_sp || sh.iter().any(|&v| v < 0) {
+                bail!("output_shape {sh:?} does not fit {n_sp} spatial dims");
+            }
+            Some(sh)
+        }
+        None => None,
+    };
+    if a.auto_pad == "SAME_UPPER" || a.auto_pad == "SAME_LOWER" {
+        for i in 0..n_sp {
+            let target = shape.as_ref().map_or(input[i] as i64 * strides[i], |sh| sh[i]);
+            let total = full(i) - target;
+            let half = total.div_euclid(2);
+            begin[i] = if a.auto_pad == "SAME_UPPER" { half } else { total - half };
+            out[i] = target as usize;
+        }
+    } else {
+        let pads = if a.auto_pad == "VALID" { vec![0; 2 * n_sp] } else { list(&a.pads, 0, 2 * n_sp, "pads")? };
+        for i in 0..n_sp {
+            begin[i] = pads[i];
+            let o = match &shape {
+                Some(sh) => sh[i],
+                None => full(i) - pads[i] - pads[i + n_sp],
+            };
+            if o < 0 {
+                bail!("pads {pads:?} leave a negative output");
+            }
+            out[i] = o as usize;
+        }
+    }
+    let xv: Vec<f64> = super::values(&x.to_dtype(CDType::F64)?)?;
+    let wv: Vec<f64> = super::values(&wt.to_dtype(CDType::F64)?)?;
+    let plane: usize = input.iter().product();
+    let kp: usize = kernel.iter().product();
+    let op: usize = out.iter().product();
+    let (ist, kst, ost) = (super::shape::strides(&input), super::shape::strides(&kernel), super::shape::strides(&out));
+    let (cg, mg) = (c / g, m / g);
+    let mut y = vec![0f64; n * m * op];
+    for b in 0..n {
+        for ic in 0..c {
+            let grp = ic / cg;
+            for p in 0..plane {
+                let v = xv[(b * c + ic) * plane + p];
+                if v == 0.0 {
+                    continue;
+                }
+                for kk in 0..kp {
+                    let mut off = 0usize;
+                    let mut inside = true;
+                    for i in 0..n_sp {
+                        let ip = (p / ist[i] % input[i]) as i64;
+                        let kc = (kk / kst[i] % kernel[i]) as i64;
+                        let o = ip * strides[i] + kc * dil[i] - begin[i];
+                        if o < 0 || o >= out[i] as i64 {
+                            inside = false;
+                            break;
+                        }
+                        off += o as usize * ost[i];
+                    }
+                    if !inside {
+                        continue;
+                    }
+                    for oc in 0..mg {
+                        let w = wv[(ic * mg + oc) * kp + kk];
+                        y[(b * m + grp * mg + oc) * op + off] += v * w;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(bias) = bias {
+        let bv: Vec<f64> = super::values(&bias.to_dtype(CDType::F64)?)?;
+        if bv.len() != m {
+            bail!("bias of {} values for {m} output channels", bv.len());
+        }
+        for b in 0..n {
+            for oc in 0..m {
+                for v in &mut y[(b * m + oc) * op..(b * m + oc + 1) * op] {
+                    *v += bv[oc];
+                }
+            }
+        }
+    }
+    let mut dims = vec![n, m];
+    dims.extend_from_slice(&out);
+    super::make(y, &dims)?.to_dtype(x.dtype())
+}
+
 /// What a pooling window computes.
 #[derive(Clone, Copy)]
 enum PoolKind {
@@ -509,6 +648,41 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
             let group = group as usize;
             let k: Kernel = Box::new(move |x| {
                 Ok(vec![conv(req(x, 0)?, req(x, 1)?, x.get(2).copied().flatten(), &win, group)?])
+            });
+            (k, vec![t])
+        }
+        "ConvTranspose" => {
+            ctx.known(&[
+                "auto_pad",
+                "dilations",
+                "group",
+                "kernel_shape",
+                "output_padding",
+                "output_shape",
+                "pads",
+                "strides",
+            ])?;
+            let t = ctx.ty_where(0, wide_floats, "float and double")?;
+            ctx.same(&[0, 1, 2], t)?;
+            let group = ctx.int("group", 1)?;
+            if group < 1 {
+                return Err("group must be at least 1".into());
+            }
+            let attrs = ConvTransposeAttrs {
+                group: group as usize,
+                auto_pad: ctx.string("auto_pad")?.unwrap_or_else(|| "NOTSET".into()),
+                dilations: ctx.ints("dilations")?,
+                kernel_shape: ctx.ints("kernel_shape")?,
+                output_padding: ctx.ints("output_padding")?,
+                output_shape: ctx.ints("output_shape")?,
+                pads: ctx.ints("pads")?,
+                strides: ctx.ints("strides")?,
+            };
+            if !["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"].contains(&attrs.auto_pad.as_str()) {
+                return Err(format!("auto_pad \"{}\" is not supported", attrs.auto_pad));
+            }
+            let k: Kernel = Box::new(move |x| {
+                Ok(vec![conv_transpose(req(x, 0)?, req(x, 1)?, x.get(2).copied().flatten(), &attrs)?])
             });
             (k, vec![t])
         }
