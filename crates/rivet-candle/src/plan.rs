@@ -66,6 +66,98 @@ fn value_ty(v: &candle_onnx::onnx::ValueInfoProto) -> Result<Ty, String> {
     }
 }
 
+/// Every name `graph`'s nodes (and their subgraphs) read that nothing inside defines.
+fn free_names(graph: &GraphProto, out: &mut Vec<String>) {
+    let mut defined: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    defined.extend(graph.initializer.iter().map(|t| t.name.as_str()));
+    defined.extend(graph.input.iter().map(|i| i.name.as_str()));
+    for node in &graph.node {
+        for i in &node.input {
+            if !i.is_empty() && !defined.contains(i.as_str()) && !out.contains(i) {
+                out.push(i.clone());
+            }
+        }
+        for a in &node.attribute {
+            if let Some(g) = &a.g {
+                let mut inner = Vec::new();
+                free_names(g, &mut inner);
+                for n in inner {
+                    if !defined.contains(n.as_str()) && !out.contains(&n) {
+                        out.push(n);
+                    }
+                }
+            }
+        }
+        defined.extend(node.output.iter().map(String::as_str));
+    }
+    for o in &graph.output {
+        if !defined.contains(o.name.as_str()) && !out.contains(&o.name) {
+            out.push(o.name.clone());
+        }
+    }
+}
+
+/// Plans an `If` node: both branches, reading the outer values they use. Returns the kernel,
+/// the output types, and the outer names to pass after the condition.
+fn plan_if(
+    node: &candle_onnx::onnx::NodeProto,
+    opset: i64,
+    outer: &[(String, Ty)],
+) -> Result<(Kernel, Vec<Ty>, Vec<String>), String> {
+    for a in &node.attribute {
+        if a.name != "then_branch" && a.name != "else_branch" {
+            return Err(format!("attribute \"{}\" is not supported", a.name));
+        }
+    }
+    let branch = |name: &str| -> Result<&GraphProto, String> {
+        node.attribute
+            .iter()
+            .find(|a| a.name == name)
+            .and_then(|a| a.g.as_ref())
+            .ok_or(format!("{name} is missing"))
+    };
+    let (then_g, else_g) = (branch("then_branch")?, branch("else_branch")?);
+    let mut free = Vec::new();
+    free_names(then_g, &mut free);
+    free_names(else_g, &mut free);
+    let mut used = Vec::new();
+    for n in &free {
+        match outer.iter().find(|(o, _)| o == n) {
+            Some(v) => used.push(v.clone()),
+            None => return Err(format!("a branch reads \"{n}\", which nothing produces")),
+        }
+    }
+    let plan = |g: &GraphProto| -> Result<Plan, String> {
+        Plan::graph(g, opset, &used).map_err(|e| match e {
+            PlanError::Operators(lines) => format!("a branch uses {}", lines.join("; ")),
+            PlanError::Unsupported(w) | PlanError::Invalid(w) => format!("a branch: {w}"),
+        })
+    };
+    let (then_p, else_p) = (plan(then_g)?, plan(else_g)?);
+    let then_t: Vec<Ty> = then_p.outputs.iter().map(|o| o.2).collect();
+    let else_t: Vec<Ty> = else_p.outputs.iter().map(|o| o.2).collect();
+    if then_t != else_t {
+        return Err("the branches' outputs differ in number or type".into());
+    }
+    if node.output.len() != then_t.len() {
+        return Err(format!("{} outputs for branches giving {}", node.output.len(), then_t.len()));
+    }
+    let kernel: Kernel = Box::new(move |x| {
+        let cond = ops::req(x, 0)?;
+        if cond.elem_count() != 1 {
+            candle_core::bail!("the condition must hold one value, got {:?}", cond.dims());
+        }
+        let take = ops::ints(cond)?[0] != 0;
+        let feeds = x[1..]
+            .iter()
+            .map(|t| t.cloned().ok_or_else(|| candle_core::Error::Msg("an outer value is missing".into())))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let p = if take { &then_p } else { &else_p };
+        p.run(feeds).map_err(candle_core::Error::Msg)
+    });
+    Ok((kernel, then_t, used.into_iter().map(|u| u.0).collect()))
+}
+
 /// The opset version of the default ONNX domain the model imports.
 pub fn default_opset(model: &ModelProto) -> Option<i64> {
     model.opset_import.iter().find(|o| o.domain.is_empty() || o.domain == "ai.onnx").map(|o| o.version)
@@ -74,10 +166,16 @@ pub fn default_opset(model: &ModelProto) -> Option<i64> {
 impl Plan {
     /// Plans `model`'s graph.
     pub fn new(model: &ModelProto) -> Result<Plan, PlanError> {
-        let invalid = PlanError::Invalid;
-        let graph: &GraphProto = model.graph.as_ref().ok_or_else(|| invalid("no graph".into()))?;
+        let graph: &GraphProto = model.graph.as_ref().ok_or_else(|| PlanError::Invalid("no graph".into()))?;
         let opset = default_opset(model)
-            .ok_or_else(|| invalid("the model imports no default-domain opset".into()))?;
+            .ok_or_else(|| PlanError::Invalid("the model imports no default-domain opset".into()))?;
+        Plan::graph(graph, opset, &[])
+    }
+
+    /// Plans `graph`; `outer` are values of enclosing graphs it reads (for `If` branches),
+    /// which become its trailing inputs.
+    fn graph(graph: &GraphProto, opset: i64, outer: &[(String, Ty)]) -> Result<Plan, PlanError> {
+        let invalid = PlanError::Invalid;
         let mut slot_of: HashMap<&str, usize> = HashMap::new();
         let mut tys: Vec<Option<Ty>> = Vec::new();
         let mut consts: Vec<Option<CTensor>> = Vec::new();
@@ -114,6 +212,14 @@ impl Plan {
             slot_of.insert(input.name.as_str(), s);
             inputs.push((input.name.clone(), s, ty));
         }
+        for (name, ty) in outer {
+            if slot_of.contains_key(name.as_str()) {
+                continue;
+            }
+            let s = push(&mut tys, &mut consts, *ty, None);
+            slot_of.insert(name.as_str(), s);
+            inputs.push((name.clone(), s, *ty));
+        }
 
         // Topological order (ONNX requires it already; a graph that is not is ordered here).
         let mut pending: Vec<usize> = (0..graph.node.len()).collect();
@@ -135,7 +241,17 @@ impl Plan {
                 let label = format!("{} \"{}\"", node.op_type, node.name);
                 let depends_on_refused = node.input.iter().any(|n| refused.contains(n));
                 let domain_ok = node.domain.is_empty() || node.domain == "ai.onnx";
-                let outcome = if !domain_ok {
+                // An If reads, besides its condition, every outer value its branches use.
+                let mut extra: Vec<String> = Vec::new();
+                let outcome = if domain_ok && !depends_on_refused && node.op_type == "If" {
+                    let outer_tys: Vec<(String, Ty)> =
+                        slot_of.iter().filter_map(|(n, &s)| tys[s].map(|t| (n.to_string(), t))).collect();
+                    plan_if(node, opset, &outer_tys).map(|(k, t, free)| {
+                        extra = free;
+                        let ctx = NodeCtx { node, opset, tys: vec![], consts: vec![] };
+                        (k, t, ctx)
+                    })
+                } else if !domain_ok {
                     Err(format!("domain \"{}\" is not supported", node.domain))
                 } else if depends_on_refused {
                     Err(String::new())
@@ -175,7 +291,9 @@ impl Plan {
                         }
                     }
                     Ok((kernel, out_tys, ctx)) => {
-                        let all_const = ops::foldable(&node.op_type)
+                        let all_const = extra.is_empty()
+                            && node.op_type != "If"
+                            && ops::foldable(&node.op_type)
                             && node
                                 .input
                                 .iter()
@@ -222,6 +340,7 @@ impl Plan {
                             let ins = node
                                 .input
                                 .iter()
+                                .chain(&extra)
                                 .map(|n| if n.is_empty() { None } else { Some(slot_of[n.as_str()]) })
                                 .collect();
                             steps.push(Step { label, kernel, inputs: ins, outputs: outs, free: Vec::new() });
@@ -249,11 +368,17 @@ impl Plan {
 
         let mut outputs = Vec::new();
         for o in &graph.output {
-            let declared = value_ty(o).map_err(|e| PlanError::Unsupported(format!("output {e}")))?;
+            let untyped = o.r#type.is_none();
+            let declared = if untyped {
+                None
+            } else {
+                Some(value_ty(o).map_err(|e| PlanError::Unsupported(format!("output {e}")))?)
+            };
             let &s = slot_of
                 .get(o.name.as_str())
                 .ok_or_else(|| invalid(format!("output \"{}\" is never produced", o.name)))?;
             let ty = tys[s].expect("every defined slot has a type");
+            let declared = declared.unwrap_or(ty);
             if ty != declared {
                 return Err(invalid(format!(
                     "output \"{}\" is declared {declared} but computes {ty}",

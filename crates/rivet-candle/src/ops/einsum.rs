@@ -125,7 +125,8 @@ fn einsum(eq: &Equation, xs: &[&CTensor], float: bool) -> CResult<CTensor> {
             }
         }
     }
-    let out_dims: Vec<usize> = eq.output.iter().map(|c| size[letters.iter().position(|l| l == c).unwrap()]).collect();
+    let out_dims: Vec<usize> =
+        eq.output.iter().map(|c| size[letters.iter().position(|l| l == c).unwrap()]).collect();
     let total: usize = size.iter().product();
     if total > 200_000_000 {
         bail!("Einsum would take {total} steps");
@@ -150,7 +151,8 @@ fn einsum(eq: &Equation, xs: &[&CTensor], float: bool) -> CResult<CTensor> {
     } else {
         vec![]
     };
-    let data_i: Vec<Vec<i64>> = if float { vec![] } else { xs.iter().map(|x| ints(x)).collect::<CResult<_>>()? };
+    let data_i: Vec<Vec<i64>> =
+        if float { vec![] } else { xs.iter().map(|x| ints(x)).collect::<CResult<_>>()? };
     let out_len: usize = out_dims.iter().product();
     let mut acc_f = vec![0f64; out_len];
     let mut acc_i = vec![0i64; out_len];
@@ -195,7 +197,10 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
     ctx.same(&(0..ctx.node.input.len()).collect::<Vec<_>>(), t)?;
     let eq = ctx.string("equation")?.ok_or("equation is required")?;
     let k: Kernel = Box::new(move |x| {
-        let xs: Vec<&CTensor> = x.iter().map(|t| t.ok_or_else(|| candle_core::Error::Msg("missing operand".into()))).collect::<CResult<_>>()?;
+        let xs: Vec<&CTensor> = x
+            .iter()
+            .map(|t| t.ok_or_else(|| candle_core::Error::Msg("missing operand".into())))
+            .collect::<CResult<_>>()?;
         let ranks: Vec<usize> = xs.iter().map(|t| t.rank()).collect();
         let parsed = parse(&eq, &ranks)?;
         Ok(vec![einsum(&parsed, &xs, t.is_float())?])

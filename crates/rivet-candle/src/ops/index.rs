@@ -244,7 +244,7 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                 let mut map = vec![None; total];
                 let mut picked = vec![0i64; total];
                 for base in 0..a.elem_count() {
-                    if (base / st[dim]) % d != 0 {
+                    if !(base / st[dim]).is_multiple_of(d) {
                         continue;
                     }
                     let mut order: Vec<usize> = (0..d).collect();

@@ -313,7 +313,12 @@ struct ConvTransposeAttrs {
 }
 
 /// Transposed convolution by scattering each input element through the kernel, in f64.
-fn conv_transpose(x: &CTensor, wt: &CTensor, bias: Option<&CTensor>, a: &ConvTransposeAttrs) -> CResult<CTensor> {
+fn conv_transpose(
+    x: &CTensor,
+    wt: &CTensor,
+    bias: Option<&CTensor>,
+    a: &ConvTransposeAttrs,
+) -> CResult<CTensor> {
     if x.rank() < 3 || wt.rank() != x.rank() {
         bail!("ConvTranspose of {:?} with weights {:?}", x.dims(), wt.dims());
     }
@@ -346,7 +351,8 @@ fn conv_transpose(x: &CTensor, wt: &CTensor, bias: Option<&CTensor>, a: &ConvTra
     let input: Vec<usize> = x.dims()[2..].to_vec();
     let mut begin = vec![0i64; n_sp];
     let mut out = vec![0usize; n_sp];
-    let full = |i: usize| strides[i] * (input[i] as i64 - 1) + out_pad[i] + (kernel[i] as i64 - 1) * dil[i] + 1;
+    let full =
+        |i: usize| strides[i] * (input[i] as i64 - 1) + out_pad[i] + (kernel[i] as i64 - 1) * dil[i] + 1;
     // As ONNX's reference: output_shape decides the padding only under SAME_*; otherwise the
     // output is that shape, filled from the start with explicit (or zero) pads.
     let shape = match &a.output_shape {
@@ -368,7 +374,8 @@ fn conv_transpose(x: &CTensor, wt: &CTensor, bias: Option<&CTensor>, a: &ConvTra
             out[i] = target as usize;
         }
     } else {
-        let pads = if a.auto_pad == "VALID" { vec![0; 2 * n_sp] } else { list(&a.pads, 0, 2 * n_sp, "pads")? };
+        let pads =
+            if a.auto_pad == "VALID" { vec![0; 2 * n_sp] } else { list(&a.pads, 0, 2 * n_sp, "pads")? };
         for i in 0..n_sp {
             begin[i] = pads[i];
             let o = match &shape {
@@ -386,7 +393,8 @@ fn conv_transpose(x: &CTensor, wt: &CTensor, bias: Option<&CTensor>, a: &ConvTra
     let plane: usize = input.iter().product();
     let kp: usize = kernel.iter().product();
     let op: usize = out.iter().product();
-    let (ist, kst, ost) = (super::shape::strides(&input), super::shape::strides(&kernel), super::shape::strides(&out));
+    let (ist, kst, ost) =
+        (super::shape::strides(&input), super::shape::strides(&kernel), super::shape::strides(&out));
     let (cg, mg) = (c / g, m / g);
     let mut y = vec![0f64; n * m * op];
     for b in 0..n {

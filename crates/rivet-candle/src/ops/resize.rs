@@ -46,7 +46,13 @@ struct Resize {
 
 /// The taps (input index, weight) of each output coordinate on one axis; `None` means the
 /// extrapolation value (tf_crop_and_resize outside the input).
-fn taps(r: &Resize, input: usize, output: usize, scale: f64, roi: (f64, f64)) -> Vec<Option<Vec<(usize, f64)>>> {
+fn taps(
+    r: &Resize,
+    input: usize,
+    output: usize,
+    scale: f64,
+    roi: (f64, f64),
+) -> Vec<Option<Vec<(usize, f64)>>> {
     let (inw, outw) = (input as f64, scale * input as f64);
     (0..output)
         .map(|x| {
@@ -106,7 +112,8 @@ fn taps(r: &Resize, input: usize, output: usize, scale: f64, roi: (f64, f64)) ->
                     (
                         base - 1.0,
                         vec![
-                            ((a * (ratio + 1.0) - 5.0 * a) * (ratio + 1.0) + 8.0 * a) * (ratio + 1.0) - 4.0 * a,
+                            ((a * (ratio + 1.0) - 5.0 * a) * (ratio + 1.0) + 8.0 * a) * (ratio + 1.0)
+                                - 4.0 * a,
                             ((a + 2.0) * ratio - (a + 3.0)) * ratio * ratio + 1.0,
                             ((a + 2.0) * s - (a + 3.0)) * s * s + 1.0,
                             ((a * (s + 1.0) - 5.0 * a) * (s + 1.0) + 8.0 * a) * (s + 1.0) - 4.0 * a,
@@ -114,7 +121,8 @@ fn taps(r: &Resize, input: usize, output: usize, scale: f64, roi: (f64, f64)) ->
                     )
                 }
             };
-            let mut t: Vec<(i64, f64)> = coeffs.iter().enumerate().map(|(i, &c)| (first as i64 + i as i64, c)).collect();
+            let mut t: Vec<(i64, f64)> =
+                coeffs.iter().enumerate().map(|(i, &c)| (first as i64 + i as i64, c)).collect();
             if r.exclude_outside {
                 for (i, c) in t.iter_mut() {
                     if *i < 0 || *i >= input as i64 {
@@ -160,7 +168,13 @@ fn resample(v: &[f64], dims: &[usize], ax: usize, taps: &[Option<Vec<(usize, f64
     out
 }
 
-fn run(r: &Resize, x: &CTensor, roi: Option<Vec<f64>>, scales: Option<Vec<f64>>, sizes: Option<Vec<i64>>) -> CResult<CTensor> {
+fn run(
+    r: &Resize,
+    x: &CTensor,
+    roi: Option<Vec<f64>>,
+    scales: Option<Vec<f64>>,
+    sizes: Option<Vec<i64>>,
+) -> CResult<CTensor> {
     let rank = x.rank();
     let axes: Vec<usize> = match &r.axes {
         Some(a) => a.iter().map(|&i| super::axis(i, rank)).collect::<CResult<_>>()?,
@@ -176,7 +190,7 @@ fn run(r: &Resize, x: &CTensor, roi: Option<Vec<f64>>, scales: Option<Vec<f64>>,
                 bail!("{} scales for {n} axes", s.len());
             }
             for (i, &a) in axes.iter().enumerate() {
-                if !(s[i] > 0.0) {
+                if s[i].is_nan() || s[i] <= 0.0 {
                     bail!("scale {} is not positive", s[i]);
                 }
                 scale[a] = s[i];
@@ -196,7 +210,8 @@ fn run(r: &Resize, x: &CTensor, roi: Option<Vec<f64>>, scales: Option<Vec<f64>>,
             }
             if r.policy != 0 {
                 let pick = axes.iter().map(|&a| scale[a]);
-                let s = if r.policy == 1 { pick.fold(f64::INFINITY, f64::min) } else { pick.fold(0.0, f64::max) };
+                let s =
+                    if r.policy == 1 { pick.fold(f64::INFINITY, f64::min) } else { pick.fold(0.0, f64::max) };
                 for &a in &axes {
                     scale[a] = s;
                     out[a] = (s * dims[a] as f64 + 0.5) as usize;
@@ -305,7 +320,8 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                 let a = req(x, 0)?;
                 let roi = floats_of(x.get(1).copied().flatten())?;
                 let scales = floats_of(x.get(2).copied().flatten())?;
-                let sizes = x.get(3).copied().flatten().filter(|t| t.elem_count() > 0).map(ints).transpose()?;
+                let sizes =
+                    x.get(3).copied().flatten().filter(|t| t.elem_count() > 0).map(ints).transpose()?;
                 Ok(vec![run(&r, a, roi, scales, sizes)?])
             });
             (k, vec![t])

@@ -69,7 +69,11 @@ fn run(s: &Spec, x: &[Option<&CTensor>]) -> CResult<Vec<CTensor>> {
     let w = f64s(req(x, 1)?)?;
     let r = f64s(req(x, 2)?)?;
     if w.len() != s.dirs * g * h * input || r.len() != s.dirs * g * h * h {
-        bail!("W {:?} or R {:?} do not match hidden_size {h} and input {input}", req(x, 1)?.dims(), req(x, 2)?.dims());
+        bail!(
+            "W {:?} or R {:?} do not match hidden_size {h} and input {input}",
+            req(x, 1)?.dims(),
+            req(x, 2)?.dims()
+        );
     }
     let opt = |i: usize| x.get(i).copied().flatten();
     let bias = opt(3).map(f64s).transpose()?.unwrap_or_else(|| vec![0.0; s.dirs * 2 * g * h]);
@@ -108,11 +112,17 @@ fn run(s: &Spec, x: &[Option<&CTensor>]) -> CResult<Vec<CTensor>> {
     for d in 0..s.dirs {
         let reverse = s.reverse_only || d == 1;
         let act = &s.acts[d * per_dir..(d + 1) * per_dir];
-        let (wd, rd) = (&w[d * g * h * input..(d + 1) * g * h * input], &r[d * g * h * h..(d + 1) * g * h * h]);
-        let (wb, rb) = (&bias[d * 2 * g * h..d * 2 * g * h + g * h], &bias[d * 2 * g * h + g * h..(d + 1) * 2 * g * h]);
+        let (wd, rd) =
+            (&w[d * g * h * input..(d + 1) * g * h * input], &r[d * g * h * h..(d + 1) * g * h * h]);
+        let (wb, rb) =
+            (&bias[d * 2 * g * h..d * 2 * g * h + g * h], &bias[d * 2 * g * h + g * h..(d + 1) * 2 * g * h]);
         for b in 0..batch {
             let mut hs = h0[(d * batch + b) * h..(d * batch + b + 1) * h].to_vec();
-            let mut cs = if s.cell == Cell::Lstm { c0[(d * batch + b) * h..(d * batch + b + 1) * h].to_vec() } else { vec![] };
+            let mut cs = if s.cell == Cell::Lstm {
+                c0[(d * batch + b) * h..(d * batch + b + 1) * h].to_vec()
+            } else {
+                vec![]
+            };
             for step in 0..lens[b] {
                 let t = if reverse { lens[b] - 1 - step } else { step };
                 let xt = &xv[(t * batch + b) * input..(t * batch + b + 1) * input];
@@ -160,7 +170,8 @@ fn run(s: &Spec, x: &[Option<&CTensor>]) -> CResult<Vec<CTensor>> {
                         }
                     }
                 }
-                y[((t * s.dirs + d) * batch + b) * h..((t * s.dirs + d) * batch + b + 1) * h].copy_from_slice(&hs);
+                y[((t * s.dirs + d) * batch + b) * h..((t * s.dirs + d) * batch + b + 1) * h]
+                    .copy_from_slice(&hs);
             }
             yh[(d * batch + b) * h..(d * batch + b + 1) * h].copy_from_slice(&hs);
             if s.cell == Cell::Lstm {
