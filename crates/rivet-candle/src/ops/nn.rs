@@ -128,91 +128,137 @@ impl Window {
     }
 }
 
-/// For each output position and kernel offset, the input position on a spatial axis (`None`
-/// in the padding), flattened over all spatial axes: `[P, K]` entries.
-fn window_coords(
-    w: &Window,
-    input: &[usize],
-    out: &[usize],
-    begin: &[usize],
-) -> (Vec<Option<usize>>, usize, usize, Vec<usize>) {
+/// Marks a window position in the padding in [`Geometry`]'s tables.
+const PAD: u32 = u32::MAX;
+
+/// Where every window of a convolution or pooling reads, for one input shape: computed once
+/// per shape and cached by the kernel.
+struct Geometry {
+    out: Vec<usize>,
+    /// Output positions.
+    p: usize,
+    /// Kernel positions.
+    k: usize,
+    /// `[k][p]`: the input offset within a plane, or [`PAD`].
+    by_k: Vec<u32>,
+    /// Per output position, the window positions inside the input.
+    inside: Vec<usize>,
+    /// Per output position, the window positions inside the input plus its explicit padding.
+    padded: Vec<usize>,
+}
+
+fn geometry(w: &Window, input: &[usize]) -> CResult<Geometry> {
+    let (out, begin, end) = w.resolve(input)?;
     let n = input.len();
+    let plane: usize = input.iter().product();
+    if plane >= PAD as usize {
+        bail!("a plane of {plane} elements is too large");
+    }
     let p: usize = out.iter().product();
     let k: usize = w.kernel.iter().product();
     let ist = strides(input);
-    let ost = strides(out);
-    let kst = strides(&w.kernel);
-    let mut idx = Vec::with_capacity(p * k);
-    // Positions inside the padded bounds (for count_include_pad).
-    let mut padded = Vec::with_capacity(p);
-    for pp in 0..p {
-        let mut inside = 0;
-        for kk in 0..k {
-            let mut off = Some(0usize);
-            for a in 0..n {
-                let o = pp / ost[a] % out[a];
-                let q = kk / kst[a] % w.kernel[a];
+    // Per axis, per kernel offset, per output coordinate: the input coordinate (or none), and
+    // whether it lies within the explicit padding.
+    let mut tabs: Vec<Vec<Vec<Option<usize>>>> = Vec::with_capacity(n);
+    let mut pads: Vec<Vec<Vec<bool>>> = Vec::with_capacity(n);
+    for a in 0..n {
+        let mut t = Vec::with_capacity(w.kernel[a]);
+        let mut q_in_pad = Vec::with_capacity(w.kernel[a]);
+        for q in 0..w.kernel[a] {
+            let mut row = Vec::with_capacity(out[a]);
+            let mut prow = Vec::with_capacity(out[a]);
+            for o in 0..out[a] {
                 let c = (o * w.strides[a] + q * w.dilations[a]) as i64 - begin[a] as i64;
-                if c < 0 || c >= input[a] as i64 {
-                    off = None;
-                } else if let Some(f) = off {
-                    off = Some(f + c as usize * ist[a]);
-                }
+                row.push((c >= 0 && c < input[a] as i64).then(|| c as usize * ist[a]));
+                prow.push(c >= -(begin[a] as i64) && c < (input[a] + end[a]) as i64);
             }
-            if off.is_some() {
-                inside += 1;
-            }
-            idx.push(off);
+            t.push(row);
+            q_in_pad.push(prow);
         }
-        padded.push(inside);
+        tabs.push(t);
+        pads.push(q_in_pad);
     }
-    (idx, p, k, padded)
+    let mut by_k = vec![PAD; k * p];
+    let mut inside = vec![0usize; p];
+    let mut padded = vec![0usize; p];
+    let mut q = vec![0usize; n];
+    for kk in 0..k {
+        let mut o = vec![0usize; n];
+        for pp in 0..p {
+            let mut off = Some(0usize);
+            let mut in_pad = true;
+            for a in 0..n {
+                off = match (off, tabs[a][q[a]][o[a]]) {
+                    (Some(f), Some(c)) => Some(f + c),
+                    _ => None,
+                };
+                in_pad &= pads[a][q[a]][o[a]];
+            }
+            if let Some(f) = off {
+                by_k[kk * p + pp] = f as u32;
+                inside[pp] += 1;
+            }
+            if in_pad {
+                padded[pp] += 1;
+            }
+            for a in (0..n).rev() {
+                o[a] += 1;
+                if o[a] < out[a] {
+                    break;
+                }
+                o[a] = 0;
+            }
+        }
+        for a in (0..n).rev() {
+            q[a] += 1;
+            if q[a] < w.kernel[a] {
+                break;
+            }
+            q[a] = 0;
+        }
+    }
+    Ok(Geometry { out, p, k, by_k, inside, padded })
 }
 
-/// Number of window positions that fall inside the input plus its explicit padding.
-fn padded_counts(w: &Window, input: &[usize], out: &[usize], begin: &[usize], end: &[usize]) -> Vec<usize> {
-    let n = input.len();
-    let p: usize = out.iter().product();
-    let ost = strides(out);
-    (0..p)
-        .map(|pp| {
-            (0..n)
-                .map(|a| {
-                    let o = pp / ost[a] % out[a];
-                    (0..w.kernel[a])
-                        .filter(|&q| {
-                            let c = (o * w.strides[a] + q * w.dilations[a]) as i64 - begin[a] as i64;
-                            c >= -(begin[a] as i64) && c < (input[a] + end[a]) as i64
-                        })
-                        .count()
-                })
-                .product()
-        })
-        .collect()
+/// The geometries a kernel has computed, by input shape (the last few kept).
+#[derive(Default)]
+struct GeometryCache(std::sync::Mutex<Vec<(Vec<usize>, std::sync::Arc<Geometry>)>>);
+
+impl GeometryCache {
+    fn get(&self, w: &Window, input: &[usize]) -> CResult<std::sync::Arc<Geometry>> {
+        let mut key = input.to_vec();
+        key.extend_from_slice(&w.kernel);
+        if let Ok(cache) = self.0.lock() {
+            if let Some((_, g)) = cache.iter().find(|(k, _)| *k == key) {
+                return Ok(g.clone());
+            }
+        }
+        let g = std::sync::Arc::new(geometry(w, input)?);
+        if let Ok(mut cache) = self.0.lock() {
+            if cache.len() >= 4 {
+                cache.remove(0);
+            }
+            cache.push((key, g.clone()));
+        }
+        Ok(g)
+    }
 }
 
 /// General N-D convolution: im2col by direct loops, then one matrix product per group.
-fn conv_general(x: &CTensor, wt: &CTensor, w: &Window, group: usize) -> CResult<CTensor> {
+fn conv_general(x: &CTensor, wt: &CTensor, w: &Window, group: usize, cache: &GeometryCache) -> CResult<CTensor> {
     let (n, c) = (x.dims()[0], x.dims()[1]);
     let m = wt.dims()[0];
     let spatial = &x.dims()[2..];
-    let (out, begin, _) = w.resolve(spatial)?;
     if !c.is_multiple_of(group) || !m.is_multiple_of(group) || wt.dims()[1] * group != c {
         bail!("channels {c} and weights {:?} disagree with group {group}", wt.dims());
     }
     let cg = c / group;
-    let (coords, p, k, _) = window_coords(w, spatial, &out, &begin);
+    let geo = cache.get(w, spatial)?;
+    let (p, k) = (geo.p, geo.k);
     let plane: usize = spatial.iter().product();
-    // Coordinates as [k, p], so that im2col writes each row in order.
-    let mut by_k = vec![None; k * p];
-    for pp in 0..p {
-        for kk in 0..k {
-            by_k[kk * p + pp] = coords[pp * k + kk];
-        }
-    }
     let col = match x.dtype() {
-        CDType::F32 => im2col::<f32>(x, &by_k, n, c, plane, p, k)?,
-        CDType::F64 => im2col::<f64>(x, &by_k, n, c, plane, p, k)?,
+        CDType::F32 => im2col::<f32>(x, &geo.by_k, n, c, plane, p, k)?,
+        CDType::F64 => im2col::<f64>(x, &geo.by_k, n, c, plane, p, k)?,
         other => bail!("Conv on {other:?}"),
     };
     // col: [c * k, n * p]; each group's weights [m / group, cg * k] times its rows.
@@ -225,17 +271,22 @@ fn conv_general(x: &CTensor, wt: &CTensor, w: &Window, group: usize) -> CResult<
             .collect::<CResult<Vec<_>>>()?;
         CTensor::cat(&parts, 0)?
     };
+    if n == 1 {
+        // [m, p] is already [1, m, out...] in memory.
+        let mut dims = vec![1, m];
+        dims.extend_from_slice(&geo.out);
+        return y.reshape(dims);
+    }
     let mut dims = vec![m, n];
-    dims.extend_from_slice(&out);
-    let y = y.reshape(dims)?.transpose(0, 1)?.contiguous()?;
-    Ok(y)
+    dims.extend_from_slice(&geo.out);
+    y.reshape(dims)?.transpose(0, 1)?.contiguous()
 }
 
-/// The im2col matrix `[c * k, n * p]` of `x` for window coordinates `by_k` (`[k, p]`,
-/// `None` in the padding).
+/// The im2col matrix `[c * k, n * p]` of `x` for the window table `by_k` (`[k][p]` offsets
+/// within a plane, [`PAD`] in the padding).
 fn im2col<T: candle_core::WithDType>(
     x: &CTensor,
-    by_k: &[Option<usize>],
+    by_k: &[u32],
     n: usize,
     c: usize,
     plane: usize,
@@ -247,13 +298,12 @@ fn im2col<T: candle_core::WithDType>(
     for ch in 0..c {
         for kk in 0..k {
             let row = &mut col[(ch * k + kk) * n * p..(ch * k + kk + 1) * n * p];
-            let coords = &by_k[kk * p..(kk + 1) * p];
+            let offsets = &by_k[kk * p..(kk + 1) * p];
             for b in 0..n {
-                let base = (b * c + ch) * plane;
-                let dst = &mut row[b * p..(b + 1) * p];
-                for (d, o) in dst.iter_mut().zip(coords) {
-                    if let Some(o) = o {
-                        *d = src[base + o];
+                let plane_src = &src[(b * c + ch) * plane..(b * c + ch + 1) * plane];
+                for (d, &o) in row[b * p..(b + 1) * p].iter_mut().zip(offsets) {
+                    if o != PAD {
+                        *d = plane_src[o as usize];
                     }
                 }
             }
@@ -262,7 +312,14 @@ fn im2col<T: candle_core::WithDType>(
     CTensor::from_vec(col, (c * k, n * p), &Device::Cpu)
 }
 
-fn conv(x: &CTensor, wt: &CTensor, bias: Option<&CTensor>, w: &Window, group: usize) -> CResult<CTensor> {
+fn conv(
+    x: &CTensor,
+    wt: &CTensor,
+    bias: Option<&CTensor>,
+    w: &Window,
+    group: usize,
+    cache: &GeometryCache,
+) -> CResult<CTensor> {
     if x.rank() < 3 || wt.rank() != x.rank() {
         bail!("Conv of {:?} with weights {:?}", x.dims(), wt.dims());
     }
@@ -289,7 +346,7 @@ fn conv(x: &CTensor, wt: &CTensor, bias: Option<&CTensor>, w: &Window, group: us
     }
     // im2col plus one matrix product: measured faster here than Candle's conv2d, and it
     // covers every rank, asymmetric padding, strides and dilations.
-    let y = conv_general(x, wt, &w, group)?;
+    let y = conv_general(x, wt, &w, group, cache)?;
     match bias {
         Some(b) => {
             let mut shape = vec![1; y.rank()];
@@ -455,68 +512,61 @@ enum PoolKind {
     Lp(f64),
 }
 
-fn pool(x: &CTensor, w: &Window, kind: PoolKind) -> CResult<CTensor> {
+fn pool(x: &CTensor, w: &Window, kind: PoolKind, cache: &GeometryCache) -> CResult<CTensor> {
     if x.rank() < 3 {
         bail!("pooling needs N, C and spatial dims, got {:?}", x.dims());
     }
     let (n, c) = (x.dims()[0], x.dims()[1]);
     let spatial = &x.dims()[2..];
-    let (out, begin, end) = w.resolve(spatial)?;
-    let (coords, p, k, inside) = window_coords(w, spatial, &out, &begin);
+    let geo = cache.get(w, spatial)?;
     let plane: usize = spatial.iter().product();
-    let counts: Vec<f64> = if matches!(kind, PoolKind::Avg { include_pad: true }) {
-        padded_counts(w, spatial, &out, &begin, &end).into_iter().map(|v| v as f64).collect()
-    } else {
-        inside.into_iter().map(|v| v as f64).collect()
-    };
     let mut dims = vec![n, c];
-    dims.extend_from_slice(&out);
+    dims.extend_from_slice(&geo.out);
     let dt = x.dtype();
     if dt == CDType::F32 {
-        let y = pool_loop::<f32>(&super::values(x)?, &coords, n * c, plane, p, k, kind, &counts);
+        let y = pool_loop::<f32>(&super::values(x)?, &geo, n * c, plane, kind);
         CTensor::from_vec(y, dims, &Device::Cpu)
     } else {
         let v: Vec<f64> = super::values(&x.to_dtype(CDType::F64)?)?;
-        let y = pool_loop::<f64>(&v, &coords, n * c, plane, p, k, kind, &counts);
+        let y = pool_loop::<f64>(&v, &geo, n * c, plane, kind);
         CTensor::from_vec(y, dims, &Device::Cpu)?.to_dtype(dt)
     }
 }
 
-/// Max or average pooling over windows given by `coords` (`[p, k]`, `None` in the padding).
-#[allow(clippy::too_many_arguments)]
-fn pool_loop<T: candle_core::WithDType>(
-    src: &[T],
-    coords: &[Option<usize>],
-    planes: usize,
-    plane: usize,
-    p: usize,
-    k: usize,
-    kind: PoolKind,
-    counts: &[f64],
-) -> Vec<T> {
+/// Max, average or Lp pooling of every plane over the windows of `geo`, accumulated in f64.
+fn pool_loop<T: candle_core::WithDType>(src: &[T], geo: &Geometry, planes: usize, plane: usize, kind: PoolKind) -> Vec<T> {
+    let (p, k) = (geo.p, geo.k);
     let mut out: Vec<T> = Vec::with_capacity(planes * p);
+    let init = if matches!(kind, PoolKind::Max) { f64::NEG_INFINITY } else { 0.0 };
+    let mut acc = vec![init; p];
     for nc in 0..planes {
-        let base = nc * plane;
-        for pp in 0..p {
-            let window = &coords[pp * k..(pp + 1) * k];
-            if let PoolKind::Lp(pw) = kind {
-                let sum: f64 = window.iter().flatten().map(|o| src[base + o].to_f64().abs().powf(pw)).sum();
-                out.push(T::from_f64(sum.powf(1.0 / pw)));
-            } else if matches!(kind, PoolKind::Max) {
-                let mut best = f64::NEG_INFINITY;
-                for o in window.iter().flatten() {
-                    let v = src[base + o].to_f64();
-                    if v.is_nan() || best.is_nan() {
-                        best = f64::NAN;
-                    } else if v > best {
-                        best = v;
-                    }
+        let plane_src = &src[nc * plane..(nc + 1) * plane];
+        acc.iter_mut().for_each(|a| *a = init);
+        for kk in 0..k {
+            for (a, &o) in acc.iter_mut().zip(&geo.by_k[kk * p..(kk + 1) * p]) {
+                if o == PAD {
+                    continue;
                 }
-                out.push(T::from_f64(best));
-            } else {
-                let sum: f64 = window.iter().flatten().map(|o| src[base + o].to_f64()).sum();
-                out.push(T::from_f64(sum / counts[pp]));
+                let v = plane_src[o as usize].to_f64();
+                match kind {
+                    PoolKind::Max => {
+                        if v.is_nan() || a.is_nan() {
+                            *a = f64::NAN;
+                        } else if v > *a {
+                            *a = v;
+                        }
+                    }
+                    PoolKind::Avg { .. } => *a += v,
+                    PoolKind::Lp(pw) => *a += v.abs().powf(pw),
+                }
             }
+        }
+        for (pp, a) in acc.iter().enumerate() {
+            out.push(T::from_f64(match kind {
+                PoolKind::Max => *a,
+                PoolKind::Avg { include_pad } => *a / if include_pad { geo.padded[pp] } else { geo.inside[pp] } as f64,
+                PoolKind::Lp(pw) => a.powf(1.0 / pw),
+            }));
         }
     }
     out
@@ -654,8 +704,9 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
             });
             let win = Window::read(ctx, kernel, false)?;
             let group = group as usize;
+            let cache = GeometryCache::default();
             let k: Kernel = Box::new(move |x| {
-                Ok(vec![conv(req(x, 0)?, req(x, 1)?, x.get(2).copied().flatten(), &win, group)?])
+                Ok(vec![conv(req(x, 0)?, req(x, 1)?, x.get(2).copied().flatten(), &win, group, &cache)?])
             });
             (k, vec![t])
         }
@@ -737,7 +788,8 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                     PoolKind::Lp(ctx.int("p", 2)? as f64)
                 }
             };
-            let k: Kernel = Box::new(move |x| Ok(vec![pool(req(x, 0)?, &win, kind)?]));
+            let cache = GeometryCache::default();
+            let k: Kernel = Box::new(move |x| Ok(vec![pool(req(x, 0)?, &win, kind, &cache)?]));
             (k, vec![t])
         }
         "GlobalAveragePool" | "GlobalMaxPool" => {
