@@ -141,6 +141,9 @@ struct Geometry {
     k: usize,
     /// `[k][p]`: the input offset within a plane, or [`PAD`].
     by_k: Vec<u32>,
+    /// Per kernel position, runs of output positions reading consecutive input offsets:
+    /// `(first output position, first input offset, length)`.
+    runs: Vec<Vec<(usize, usize, usize)>>,
     /// Per output position, the window positions inside the input.
     inside: Vec<usize>,
     /// Per output position, the window positions inside the input plus its explicit padding.
@@ -217,7 +220,23 @@ fn geometry(w: &Window, input: &[usize]) -> CResult<Geometry> {
             q[a] = 0;
         }
     }
-    Ok(Geometry { out, p, k, by_k, inside, padded })
+    let runs = (0..k)
+        .map(|kk| {
+            let row = &by_k[kk * p..(kk + 1) * p];
+            let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+            for (pp, &o) in row.iter().enumerate() {
+                if o == PAD {
+                    continue;
+                }
+                match runs.last_mut() {
+                    Some((d, s, len)) if *d + *len == pp && *s + *len == o as usize => *len += 1,
+                    _ => runs.push((pp, o as usize, 1)),
+                }
+            }
+            runs
+        })
+        .collect();
+    Ok(Geometry { out, p, k, by_k, runs, inside, padded })
 }
 
 /// The geometries a kernel has computed, by input shape (the last few kept).
@@ -254,11 +273,11 @@ fn conv_general(x: &CTensor, wt: &CTensor, w: &Window, group: usize, cache: &Geo
     }
     let cg = c / group;
     let geo = cache.get(w, spatial)?;
-    let (p, k) = (geo.p, geo.k);
+    let k = geo.k;
     let plane: usize = spatial.iter().product();
     let col = match x.dtype() {
-        CDType::F32 => im2col::<f32>(x, &geo.by_k, n, c, plane, p, k)?,
-        CDType::F64 => im2col::<f64>(x, &geo.by_k, n, c, plane, p, k)?,
+        CDType::F32 => im2col::<f32>(x, &geo, n, c, plane)?,
+        CDType::F64 => im2col::<f64>(x, &geo, n, c, plane)?,
         other => bail!("Conv on {other:?}"),
     };
     // col: [c * k, n * p]; each group's weights [m / group, cg * k] times its rows.
@@ -282,29 +301,19 @@ fn conv_general(x: &CTensor, wt: &CTensor, w: &Window, group: usize, cache: &Geo
     y.reshape(dims)?.transpose(0, 1)?.contiguous()
 }
 
-/// The im2col matrix `[c * k, n * p]` of `x` for the window table `by_k` (`[k][p]` offsets
-/// within a plane, [`PAD`] in the padding).
-fn im2col<T: candle_core::WithDType>(
-    x: &CTensor,
-    by_k: &[u32],
-    n: usize,
-    c: usize,
-    plane: usize,
-    p: usize,
-    k: usize,
-) -> CResult<CTensor> {
+/// The im2col matrix `[c * k, n * p]` of `x` for the windows of `geo`, copied run by run.
+fn im2col<T: candle_core::WithDType>(x: &CTensor, geo: &Geometry, n: usize, c: usize, plane: usize) -> CResult<CTensor> {
+    let (p, k) = (geo.p, geo.k);
     let src: Vec<T> = super::values(x)?;
     let mut col = vec![T::zero(); c * k * n * p];
     for ch in 0..c {
-        for kk in 0..k {
+        for (kk, runs) in geo.runs.iter().enumerate() {
             let row = &mut col[(ch * k + kk) * n * p..(ch * k + kk + 1) * n * p];
-            let offsets = &by_k[kk * p..(kk + 1) * p];
             for b in 0..n {
                 let plane_src = &src[(b * c + ch) * plane..(b * c + ch + 1) * plane];
-                for (d, &o) in row[b * p..(b + 1) * p].iter_mut().zip(offsets) {
-                    if o != PAD {
-                        *d = plane_src[o as usize];
-                    }
+                let dst = &mut row[b * p..(b + 1) * p];
+                for &(d, s, len) in runs {
+                    dst[d..d + len].copy_from_slice(&plane_src[s..s + len]);
                 }
             }
         }
