@@ -28,11 +28,8 @@ pub fn matmul(a: &CTensor, b: &CTensor) -> CResult<CTensor> {
     if ka != kb {
         bail!("MatMul of {:?} and {:?}: inner dims differ", a.dims(), b.dims());
     }
-    let mut y = if a2.rank() == 2 && b2.rank() == 2 {
-        a2.contiguous()?.matmul(&b2.contiguous()?)?
-    } else {
-        a2.contiguous()?.broadcast_matmul(&b2.contiguous()?)?
-    };
+    let (a2, b2) = (mm_ready(&a2)?, mm_ready(&b2)?);
+    let mut y = if a2.rank() == 2 && b2.rank() == 2 { a2.matmul(&b2)? } else { a2.broadcast_matmul(&b2)? };
     if a1 {
         y = y.squeeze(y.rank() - 2)?;
     }
@@ -40,6 +37,17 @@ pub fn matmul(a: &CTensor, b: &CTensor) -> CResult<CTensor> {
         y = y.squeeze(y.rank() - 1)?;
     }
     Ok(y)
+}
+
+/// `t` laid out for Candle's matrix product: as it is when row-major or a transposed
+/// row-major matrix (the product reads both without a copy), else copied row-major.
+fn mm_ready(t: &CTensor) -> CResult<CTensor> {
+    let r = t.rank();
+    if t.is_contiguous() || r >= 2 && t.transpose(r - 2, r - 1)?.is_contiguous() {
+        Ok(t.clone())
+    } else {
+        t.contiguous()
+    }
 }
 
 /// Per-spatial-dim padding, resolved from `auto_pad` or `pads`.
@@ -602,35 +610,87 @@ fn softmax(x: &CTensor, dim: usize, kind: &str) -> CResult<CTensor> {
         }
         return super::make(o, x.dims())?.to_dtype(x.dtype());
     }
-    let compute = if x.dtype() == CDType::F64 { x.clone() } else { x.to_dtype(CDType::F32)? };
-    let y = if dim + 1 == x.rank() && kind == "Softmax" {
-        candle_nn::ops::softmax_last_dim(&compute.contiguous()?)?
-    } else {
-        let m = compute.max_keepdim(dim)?;
-        let shifted = compute.broadcast_sub(&m)?;
-        let e = shifted.exp()?;
-        let s = e.sum_keepdim(dim)?;
-        if kind == "LogSoftmax" {
-            shifted.broadcast_sub(&s.log()?)?
-        } else {
-            e.broadcast_div(&s)?
+    let log = kind == "LogSoftmax";
+    if x.dtype() == CDType::F64 {
+        let mut v: Vec<f64> = super::values(x)?;
+        softmax_rows(&mut v, x.dims(), dim, log);
+        return super::make(v, x.dims());
+    }
+    let mut v: Vec<f32> = super::values(&x.to_dtype(CDType::F32)?)?;
+    softmax_rows(&mut v, x.dims(), dim, log);
+    super::make(v, x.dims())?.to_dtype(x.dtype())
+}
+
+/// Softmax (or log-softmax) of every line of `v` along `dim`, in place.
+fn softmax_rows<T: candle_core::WithDType + num_traits::Float>(v: &mut [T], dims: &[usize], dim: usize, log: bool) {
+    let d = dims[dim];
+    let inner: usize = dims[dim + 1..].iter().product();
+    let outer: usize = dims[..dim].iter().product();
+    if d == 0 {
+        return;
+    }
+    let mut line = vec![T::zero(); d];
+    for o in 0..outer {
+        for i in 0..inner {
+            let base = o * d * inner + i;
+            for (j, l) in line.iter_mut().enumerate() {
+                *l = v[base + j * inner];
+            }
+            let m = line.iter().copied().fold(T::neg_infinity(), |a, b| if b > a || b.is_nan() { b } else { a });
+            let mut sum = T::zero();
+            if log {
+                for l in line.iter_mut() {
+                    *l = *l - m;
+                    sum = sum + l.exp();
+                }
+                let ls = sum.ln();
+                for (j, l) in line.iter().enumerate() {
+                    v[base + j * inner] = *l - ls;
+                }
+            } else {
+                for l in line.iter_mut() {
+                    *l = (*l - m).exp();
+                    sum = sum + *l;
+                }
+                let inv = T::one() / sum;
+                for (j, l) in line.iter().enumerate() {
+                    v[base + j * inner] = *l * inv;
+                }
+            }
         }
-    };
-    y.to_dtype(x.dtype())
+    }
 }
 
 /// Mean and variance normalization over the trailing axes from `from`, in f32 (or f64).
 fn normalize(x: &CTensor, from: usize, eps: f64) -> CResult<(CTensor, CTensor, CTensor)> {
-    let dt = if x.dtype() == CDType::F64 { CDType::F64 } else { CDType::F32 };
     let outer: usize = x.dims()[..from].iter().product();
     let inner: usize = x.dims()[from..].iter().product();
-    let v = x.to_dtype(dt)?.reshape((outer, inner))?;
-    let mean = v.mean_keepdim(1)?;
-    let centered = v.broadcast_sub(&mean)?;
-    let var = centered.sqr()?.mean_keepdim(1)?;
-    let inv = (var + eps)?.sqrt()?.recip()?;
-    let y = centered.broadcast_mul(&inv)?.reshape(x.dims())?;
-    Ok((y, mean, inv))
+    if x.dtype() == CDType::F64 {
+        let (y, mean, inv) = normalize_rows::<f64>(super::values(x)?, outer, inner, eps);
+        return Ok((super::make(y, x.dims())?, super::make(mean, &[outer, 1])?, super::make(inv, &[outer, 1])?));
+    }
+    let (y, mean, inv) = normalize_rows::<f32>(super::values(&x.to_dtype(CDType::F32)?)?, outer, inner, eps);
+    Ok((super::make(y, x.dims())?, super::make(mean, &[outer, 1])?, super::make(inv, &[outer, 1])?))
+}
+
+/// Each row of `v` (`outer` rows of `inner`) minus its mean, times the inverse standard
+/// deviation (population variance plus `eps`); statistics accumulated in f64. Returns the
+/// result, the means and the inverse deviations.
+fn normalize_rows<T: candle_core::WithDType>(mut v: Vec<T>, outer: usize, inner: usize, eps: f64) -> (Vec<T>, Vec<T>, Vec<T>) {
+    let mut means = Vec::with_capacity(outer);
+    let mut invs = Vec::with_capacity(outer);
+    for r in 0..outer {
+        let row = &mut v[r * inner..(r + 1) * inner];
+        let mean = row.iter().map(|x| x.to_f64()).sum::<f64>() / inner as f64;
+        let var = row.iter().map(|x| (x.to_f64() - mean).powi(2)).sum::<f64>() / inner as f64;
+        let inv = 1.0 / (var + eps).sqrt();
+        for x in row.iter_mut() {
+            *x = T::from_f64((x.to_f64() - mean) * inv);
+        }
+        means.push(T::from_f64(mean));
+        invs.push(T::from_f64(inv));
+    }
+    (v, means, invs)
 }
 
 /// Builds a neural-network operator, or `Ok(None)` when `op` is not one.
