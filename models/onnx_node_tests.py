@@ -7,6 +7,11 @@ and `output_I.pb` (serialized TensorProto). `OUT/manifest.json` lists every case
 tolerances and whether all its data are plain tensors (sequences, optionals and maps are not
 written; a backend must refuse those models at load).
 
+The suite's sequence cases all take or return sequences, which Rivet's tensor API cannot
+carry, so a few cases of Rivet's own (named `rivet_*`, `"source": "rivet"` in the manifest) use
+the sequence operators inside a graph with tensor inputs and outputs; their expected outputs
+come from ONNX's reference evaluator.
+
 Usage: .venv/bin/python models/onnx_node_tests.py OUT
 """
 
@@ -25,6 +30,113 @@ def write_tensor(path, name, value):
     proto = numpy_helper.from_array(np.asarray(value), name)
     with open(path, "wb") as f:
         f.write(proto.SerializeToString())
+
+
+def rivet_cases():
+    """Sequence operators inside graphs with tensor inputs and outputs, expected outputs from
+    onnx.reference.ReferenceEvaluator."""
+    from onnx import TensorProto, helper
+    from onnx.reference import ReferenceEvaluator
+
+    f32 = TensorProto.FLOAT
+    i64 = TensorProto.INT64
+
+    def model(name, nodes, inputs, outputs, initializers=()):
+        graph = helper.make_graph(nodes, name, inputs, outputs, list(initializers))
+        # IR version 8 (opset 17's), which ONNX Runtime 1.31 still reads.
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+    def vi(name, elem, shape):
+        return helper.make_tensor_value_info(name, elem, shape)
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((6, 4)).astype(np.float32)
+    a, b, c, d = (rng.standard_normal((2, 3)).astype(np.float32) for _ in range(4))
+    cases = [
+        (
+            "rivet_split_to_sequence_at",
+            model(
+                "m",
+                [
+                    helper.make_node("SplitToSequence", ["x", "split"], ["s"], axis=0),
+                    helper.make_node("SequenceAt", ["s", "pos"], ["y"]),
+                ],
+                [vi("x", f32, [6, 4])],
+                [vi("y", f32, None)],
+                [numpy_helper.from_array(np.array([2, 4], np.int64), "split"),
+                 numpy_helper.from_array(np.array(-1, np.int64), "pos")],
+            ),
+            [x],
+        ),
+        (
+            "rivet_split_to_sequence_chunks_concat",
+            model(
+                "m",
+                [
+                    helper.make_node("SplitToSequence", ["x", "split"], ["s"], axis=0),
+                    helper.make_node("SequenceLength", ["s"], ["n"]),
+                    helper.make_node("ConcatFromSequence", ["s"], ["y"], axis=0),
+                ],
+                [vi("x", f32, [6, 4])],
+                [vi("y", f32, None), vi("n", i64, None)],
+                [numpy_helper.from_array(np.array(4, np.int64), "split")],
+            ),
+            [x],
+        ),
+        (
+            "rivet_split_to_sequence_stack",
+            model(
+                "m",
+                [
+                    helper.make_node("SplitToSequence", ["x"], ["s"], axis=1, keepdims=0),
+                    helper.make_node("ConcatFromSequence", ["s"], ["y"], axis=0, new_axis=1),
+                ],
+                [vi("x", f32, [6, 4])],
+                [vi("y", f32, None)],
+            ),
+            [x],
+        ),
+        (
+            "rivet_sequence_construct_insert_erase",
+            model(
+                "m",
+                [
+                    helper.make_node("SequenceConstruct", ["a", "b", "c"], ["s"]),
+                    helper.make_node("SequenceInsert", ["s", "d", "one"], ["s2"]),
+                    helper.make_node("SequenceErase", ["s2", "zero"], ["s3"]),
+                    helper.make_node("SequenceLength", ["s3"], ["n"]),
+                    helper.make_node("ConcatFromSequence", ["s3"], ["y"], axis=1),
+                ],
+                [vi(n, f32, [2, 3]) for n in "abcd"],
+                [vi("y", f32, None), vi("n", i64, None)],
+                [numpy_helper.from_array(np.array(1, np.int64), "one"),
+                 numpy_helper.from_array(np.array(0, np.int64), "zero")],
+            ),
+            [a, b, c, d],
+        ),
+        (
+            "rivet_sequence_empty_insert_front",
+            model(
+                "m",
+                [
+                    helper.make_node("SequenceEmpty", [], ["e"], dtype=f32),
+                    helper.make_node("SequenceInsert", ["e", "a"], ["s1"]),
+                    helper.make_node("SequenceInsert", ["s1", "b", "zero"], ["s2"]),
+                    helper.make_node("ConcatFromSequence", ["s2"], ["y"], axis=-1, new_axis=1),
+                ],
+                [vi("a", f32, [2, 3]), vi("b", f32, [2, 3])],
+                [vi("y", f32, None)],
+                [numpy_helper.from_array(np.array(0, np.int64), "zero")],
+            ),
+            [a, b],
+        ),
+    ]
+    out = []
+    for name, m, inputs in cases:
+        feeds = {i.name: v for i, v in zip(m.graph.input, inputs)}
+        expected = ReferenceEvaluator(m).run(None, feeds)
+        out.append((name, m, inputs, [np.asarray(e) for e in expected]))
+    return out
 
 
 def main():
@@ -72,11 +184,32 @@ def main():
                 "data_sets": sets,
                 "tensors_only": tensors_only,
                 "ops": sorted({n.op_type for n in graph.node}),
+                "source": "onnx",
+            }
+        )
+    for name, model, inputs, outputs in rivet_cases():
+        folder = os.path.join(out, name)
+        data = os.path.join(folder, "test_data_set_0")
+        os.makedirs(data, exist_ok=True)
+        onnx.save(model, os.path.join(folder, "model.onnx"))
+        for i, v in enumerate(inputs):
+            write_tensor(os.path.join(data, f"input_{i}.pb"), model.graph.input[i].name, v)
+        for i, v in enumerate(outputs):
+            write_tensor(os.path.join(data, f"output_{i}.pb"), model.graph.output[i].name, v)
+        manifest.append(
+            {
+                "name": name,
+                "rtol": 1e-6,
+                "atol": 0.0,
+                "data_sets": 1,
+                "tensors_only": True,
+                "ops": sorted({n.op_type for n in model.graph.node}),
+                "source": "rivet",
             }
         )
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump({"onnx": onnx.__version__, "cases": manifest}, f, indent=1)
-    print(f"{len(manifest)} cases written to {out} (onnx {onnx.__version__})")
+    print(f"{len(manifest)} cases written to {out} (onnx {onnx.__version__}, with Rivet's own)")
 
 
 if __name__ == "__main__":

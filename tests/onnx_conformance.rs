@@ -17,14 +17,20 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The generated suite, (re)written by `models/onnx_node_tests.py` when missing.
+/// The generated suite, (re)written by `models/onnx_node_tests.py` when missing or older than
+/// the script.
 fn suite() -> PathBuf {
     let dir = root().join("target/onnx-node-tests");
-    if !dir.join("manifest.json").exists() {
+    let script = root().join("models/onnx_node_tests.py");
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let stale = match (modified(&dir.join("manifest.json")), modified(&script)) {
+        (Some(made), Some(edited)) => made < edited,
+        _ => true,
+    };
+    if stale {
         let python = root().join(".venv/bin/python");
         assert!(python.exists(), "{} is missing: run ./bootstrap.sh first", python.display());
-        let status =
-            Command::new(python).arg(root().join("models/onnx_node_tests.py")).arg(&dir).status().unwrap();
+        let status = Command::new(python).arg(&script).arg(&dir).status().unwrap();
         assert!(status.success(), "models/onnx_node_tests.py failed");
     }
     dir
@@ -185,6 +191,7 @@ fn onnx_node_suite() {
         let name = case["name"].as_str().unwrap();
         let sets = case["data_sets"].as_u64().unwrap() as usize;
         let (rtol, atol) = (case["rtol"].as_f64().unwrap(), case["atol"].as_f64().unwrap());
+        let source = case["source"].as_str().unwrap_or("onnx");
         let mut row = serde_json::Map::new();
         row.insert("name".into(), name.into());
         for b in &backends {
@@ -197,9 +204,12 @@ fn onnx_node_suite() {
                 Outcome::RunError(w) => ("run error", w.clone()),
                 Outcome::Crashed => ("crashed", String::new()),
             };
-            *counts.entry(b.to_string()).or_default().entry(class).or_default() += 1;
+            *counts.entry(format!("{b} ({source})")).or_default().entry(class).or_default() += 1;
             row.insert(b.to_string(), serde_json::json!({"outcome": class, "detail": detail}));
             if *b == Backend::CANDLE && !matches!(outcome, Outcome::Passed | Outcome::Refused(_)) {
+                failures.push(format!("{name}: {class}: {detail}"));
+            } else if *b == Backend::CANDLE && source == "rivet" && outcome != Outcome::Passed {
+                // Rivet's own cases use operators the executor implements: they must pass.
                 failures.push(format!("{name}: {class}: {detail}"));
             }
         }
@@ -211,8 +221,7 @@ fn onnx_node_suite() {
     for (b, c) in &counts {
         let get = |k: &str| c.get(k).copied().unwrap_or(0);
         println!(
-            "onnx node suite ({} cases), {b}: {} passed, {} refused at load, {} wrong, {} run errors, {} crashed",
-            cases.len(),
+            "onnx node suite, {b}: {} passed, {} refused at load, {} wrong, {} run errors, {} crashed",
             get("passed"),
             get("refused"),
             get("wrong"),

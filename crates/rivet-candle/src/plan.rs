@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use candle_core::Tensor as CTensor;
 use candle_onnx::onnx::{GraphProto, ModelProto};
 
+use crate::ops::sequence::{self, SeqKernel, Value};
 use crate::ops::{self, Kernel, NodeCtx};
 use crate::proto::tensor_from_proto;
 use crate::ty::Ty;
@@ -16,14 +17,21 @@ fn profiling() -> bool {
     *ON.get_or_init(|| std::env::var_os("RIVET_CANDLE_PROFILE").is_some_and(|v| !v.is_empty()))
 }
 
+/// How a step computes: on tensors, or on sequences (the sequence operators).
+enum Exec {
+    Tensor(Kernel),
+    Seq(SeqKernel),
+}
+
 /// One node, ready to run.
 struct Step {
     /// `"op_type \"node name\""`, for errors.
     label: String,
-    kernel: Kernel,
+    exec: Exec,
     inputs: Vec<Option<usize>>,
-    /// Output slots and their types (`None` for an output the graph does not use).
-    outputs: Vec<Option<(usize, Ty)>>,
+    /// Output slots, their element types and whether they are sequences (`None` for an output
+    /// the graph does not use).
+    outputs: Vec<Option<(usize, Ty, bool)>>,
     /// Slots no later step reads: freed once this step has run.
     free: Vec<usize>,
 }
@@ -178,6 +186,8 @@ impl Plan {
         let invalid = PlanError::Invalid;
         let mut slot_of: HashMap<&str, usize> = HashMap::new();
         let mut tys: Vec<Option<Ty>> = Vec::new();
+        // Whether each slot holds a sequence (of tensors of its type) rather than a tensor.
+        let mut is_seq: Vec<bool> = Vec::new();
         let mut consts: Vec<Option<CTensor>> = Vec::new();
         fn push(
             tys: &mut Vec<Option<Ty>>,
@@ -200,6 +210,7 @@ impl Plan {
                 }
             })?;
             let s = push(&mut tys, &mut consts, ty, Some(t));
+            is_seq.push(false);
             slot_of.insert(init.name.as_str(), s);
         }
         let mut inputs = Vec::new();
@@ -209,6 +220,7 @@ impl Plan {
             }
             let ty = value_ty(input).map_err(|e| PlanError::Unsupported(format!("input {e}")))?;
             let s = push(&mut tys, &mut consts, ty, None);
+            is_seq.push(false);
             slot_of.insert(input.name.as_str(), s);
             inputs.push((input.name.clone(), s, ty));
         }
@@ -217,6 +229,7 @@ impl Plan {
                 continue;
             }
             let s = push(&mut tys, &mut consts, *ty, None);
+            is_seq.push(false);
             slot_of.insert(name.as_str(), s);
             inputs.push((name.clone(), s, *ty));
         }
@@ -244,17 +257,40 @@ impl Plan {
                 // An If reads, besides its condition, every outer value its branches use.
                 let mut extra: Vec<String> = Vec::new();
                 let outcome = if domain_ok && !depends_on_refused && node.op_type == "If" {
-                    let outer_tys: Vec<(String, Ty)> =
-                        slot_of.iter().filter_map(|(n, &s)| tys[s].map(|t| (n.to_string(), t))).collect();
+                    let outer_tys: Vec<(String, Ty)> = slot_of
+                        .iter()
+                        .filter(|(_, &s)| !is_seq[s])
+                        .filter_map(|(n, &s)| tys[s].map(|t| (n.to_string(), t)))
+                        .collect();
                     plan_if(node, opset, &outer_tys).map(|(k, t, free)| {
                         extra = free;
                         let ctx = NodeCtx { node, opset, tys: vec![], consts: vec![] };
-                        (k, t, ctx)
+                        (Exec::Tensor(k), t.into_iter().map(|t| (t, false)).collect::<Vec<_>>(), ctx)
                     })
                 } else if !domain_ok {
                     Err(format!("domain \"{}\" is not supported", node.domain))
                 } else if depends_on_refused {
                     Err(String::new())
+                } else if sequence::is_sequence_op(&node.op_type) {
+                    let kinds: Vec<Option<(Ty, bool)>> = node
+                        .input
+                        .iter()
+                        .map(|n| {
+                            if n.is_empty() {
+                                None
+                            } else {
+                                let s = slot_of[n.as_str()];
+                                tys[s].map(|t| (t, is_seq[s]))
+                            }
+                        })
+                        .collect();
+                    sequence::build(node, opset, &kinds).map(|(k, outs)| {
+                        (Exec::Seq(k), outs, NodeCtx { node, opset, tys: vec![], consts: vec![] })
+                    })
+                } else if let Some(j) =
+                    node.input.iter().position(|n| !n.is_empty() && is_seq[slot_of[n.as_str()]])
+                {
+                    Err(format!("input {j} is a sequence, which {} does not take", node.op_type))
                 } else {
                     let ctx = NodeCtx {
                         node,
@@ -275,7 +311,7 @@ impl Plan {
                         if wanted > out_tys.len() {
                             Err(format!("output {} is not supported", out_tys.len()))
                         } else {
-                            Ok((k, out_tys, ctx))
+                            Ok((Exec::Tensor(k), out_tys.into_iter().map(|t| (t, false)).collect(), ctx))
                         }
                     })
                 };
@@ -290,8 +326,9 @@ impl Plan {
                             refused.insert(o.clone());
                         }
                     }
-                    Ok((kernel, out_tys, ctx)) => {
-                        let all_const = extra.is_empty()
+                    Ok((exec, out_tys, ctx)) => {
+                        let all_const = matches!(exec, Exec::Tensor(_))
+                            && extra.is_empty()
                             && node.op_type != "If"
                             && ops::foldable(&node.op_type)
                             && node
@@ -299,14 +336,18 @@ impl Plan {
                                 .iter()
                                 .enumerate()
                                 .all(|(j, n)| n.is_empty() || ctx.consts[j].is_some());
-                        let folded = if all_const {
-                            let args: Vec<Option<&CTensor>> = ctx.consts.iter().map(Option::as_ref).collect();
-                            let r = rivet_core::panics::catch_quietly(|| kernel(&args))
-                                .map_err(|_| invalid(format!("{label} panicked on its constant inputs")))?
-                                .map_err(|e| invalid(format!("{label} fails on its constant inputs: {e}")))?;
-                            Some(r)
-                        } else {
-                            None
+                        let folded = match &exec {
+                            Exec::Tensor(kernel) if all_const => {
+                                let args: Vec<Option<&CTensor>> =
+                                    ctx.consts.iter().map(Option::as_ref).collect();
+                                let r = rivet_core::panics::catch_quietly(|| kernel(&args))
+                                    .map_err(|_| invalid(format!("{label} panicked on its constant inputs")))?
+                                    .map_err(|e| {
+                                        invalid(format!("{label} fails on its constant inputs: {e}"))
+                                    })?;
+                                Some(r)
+                            }
+                            _ => None,
                         };
                         let mut outs = Vec::new();
                         for (j, o) in node.output.iter().enumerate() {
@@ -314,7 +355,7 @@ impl Plan {
                                 outs.push(None);
                                 continue;
                             }
-                            let ty = out_tys[j];
+                            let (ty, seq_out) = out_tys[j];
                             let c = match &folded {
                                 Some(r) => {
                                     let t = r
@@ -332,9 +373,10 @@ impl Plan {
                                 None => None,
                             };
                             let s = push(&mut tys, &mut consts, ty, c);
+                            is_seq.push(seq_out);
                             slot_of.insert(o.as_str(), s);
                             defined.insert(o.clone());
-                            outs.push(Some((s, ty)));
+                            outs.push(Some((s, ty, seq_out)));
                         }
                         if folded.is_none() {
                             let ins = node
@@ -343,7 +385,7 @@ impl Plan {
                                 .chain(&extra)
                                 .map(|n| if n.is_empty() { None } else { Some(slot_of[n.as_str()]) })
                                 .collect();
-                            steps.push(Step { label, kernel, inputs: ins, outputs: outs, free: Vec::new() });
+                            steps.push(Step { label, exec, inputs: ins, outputs: outs, free: Vec::new() });
                         }
                     }
                 }
@@ -377,6 +419,12 @@ impl Plan {
             let &s = slot_of
                 .get(o.name.as_str())
                 .ok_or_else(|| invalid(format!("output \"{}\" is never produced", o.name)))?;
+            if is_seq[s] {
+                return Err(PlanError::Unsupported(format!(
+                    "output \"{}\" is a sequence; Rivet's outputs are tensors",
+                    o.name
+                )));
+            }
             let ty = tys[s].expect("every defined slot has a type");
             let declared = declared.unwrap_or(ty);
             if ty != declared {
@@ -407,34 +455,52 @@ impl Plan {
 
     /// Runs the plan on `feeds` (one per graph input, in order), returning the graph outputs.
     pub fn run(&self, feeds: Vec<CTensor>) -> Result<Vec<CTensor>, String> {
-        let mut vals: Vec<Option<CTensor>> = vec![None; self.slots];
+        let mut vals: Vec<Option<Value>> = vec![None; self.slots];
         for (s, c) in &self.constants {
-            vals[*s] = Some(c.clone());
+            vals[*s] = Some(Value::Tensor(c.clone()));
         }
         for ((_, s, _), t) in self.inputs.iter().zip(feeds) {
-            vals[*s] = Some(t);
+            vals[*s] = Some(Value::Tensor(t));
         }
         let profile = profiling();
         for step in &self.steps {
             let started = profile.then(std::time::Instant::now);
-            let out = {
-                let args: Vec<Option<&CTensor>> =
-                    step.inputs.iter().map(|s| s.and_then(|s| vals[s].as_ref())).collect();
-                rivet_core::panics::catch_quietly(|| (step.kernel)(&args))
-                    .map_err(|_| format!("{} panicked", step.label))?
-                    .map_err(|e| format!("{}: {}", step.label, rivet_core::one_line(e)))?
+            let out: Vec<Value> = match &step.exec {
+                Exec::Tensor(kernel) => {
+                    let args: Vec<Option<&CTensor>> = step
+                        .inputs
+                        .iter()
+                        .map(|s| match s.and_then(|s| vals[s].as_ref()) {
+                            Some(Value::Tensor(t)) => Some(t),
+                            _ => None,
+                        })
+                        .collect();
+                    rivet_core::panics::catch_quietly(|| kernel(&args))
+                        .map_err(|_| format!("{} panicked", step.label))?
+                        .map_err(|e| format!("{}: {}", step.label, rivet_core::one_line(e)))?
+                        .into_iter()
+                        .map(Value::Tensor)
+                        .collect()
+                }
+                Exec::Seq(kernel) => {
+                    let args: Vec<Option<&Value>> =
+                        step.inputs.iter().map(|s| s.and_then(|s| vals[s].as_ref())).collect();
+                    rivet_core::panics::catch_quietly(|| kernel(&args))
+                        .map_err(|_| format!("{} panicked", step.label))?
+                        .map_err(|e| format!("{}: {}", step.label, rivet_core::one_line(e)))?
+                }
             };
             for (j, o) in step.outputs.iter().enumerate() {
-                let Some((s, ty)) = *o else { continue };
-                let t = out.get(j).ok_or_else(|| format!("{} gave {} outputs", step.label, out.len()))?;
-                if t.dtype() != ty.candle() {
-                    return Err(format!(
-                        "{}: output {j} is {:?} where {ty} was planned",
-                        step.label,
-                        t.dtype()
-                    ));
+                let Some((s, ty, seq)) = *o else { continue };
+                let v = out.get(j).ok_or_else(|| format!("{} gave {} outputs", step.label, out.len()))?;
+                let ok = match v {
+                    Value::Tensor(t) => !seq && t.dtype() == ty.candle(),
+                    Value::Seq(ts) => seq && ts.iter().all(|t| t.dtype() == ty.candle()),
+                };
+                if !ok {
+                    return Err(format!("{}: output {j} is not the {ty} value that was planned", step.label));
                 }
-                vals[s] = Some(t.clone());
+                vals[s] = Some(v.clone());
             }
             for &s in &step.free {
                 vals[s] = None;
@@ -445,7 +511,10 @@ impl Plan {
         }
         self.outputs
             .iter()
-            .map(|(name, s, _)| vals[*s].clone().ok_or_else(|| format!("output \"{name}\" was not computed")))
+            .map(|(name, s, _)| match vals[*s].clone() {
+                Some(Value::Tensor(t)) => Ok(t),
+                _ => Err(format!("output \"{name}\" was not computed")),
+            })
             .collect()
     }
 

@@ -15,6 +15,7 @@ mod nn;
 mod reduce;
 mod resize;
 mod rnn;
+pub mod sequence;
 mod shape;
 
 /// Runs one node: its inputs (`None` for an omitted optional input) to its outputs, in order.

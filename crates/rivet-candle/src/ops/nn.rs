@@ -272,7 +272,13 @@ impl GeometryCache {
 }
 
 /// General N-D convolution: im2col by direct loops, then one matrix product per group.
-fn conv_general(x: &CTensor, wt: &CTensor, w: &Window, group: usize, cache: &GeometryCache) -> CResult<CTensor> {
+fn conv_general(
+    x: &CTensor,
+    wt: &CTensor,
+    w: &Window,
+    group: usize,
+    cache: &GeometryCache,
+) -> CResult<CTensor> {
     let (n, c) = (x.dims()[0], x.dims()[1]);
     let m = wt.dims()[0];
     let spatial = &x.dims()[2..];
@@ -310,7 +316,13 @@ fn conv_general(x: &CTensor, wt: &CTensor, w: &Window, group: usize, cache: &Geo
 }
 
 /// The im2col matrix `[c * k, n * p]` of `x` for the windows of `geo`, copied run by run.
-fn im2col<T: candle_core::WithDType>(x: &CTensor, geo: &Geometry, n: usize, c: usize, plane: usize) -> CResult<CTensor> {
+fn im2col<T: candle_core::WithDType>(
+    x: &CTensor,
+    geo: &Geometry,
+    n: usize,
+    c: usize,
+    plane: usize,
+) -> CResult<CTensor> {
     let (p, k) = (geo.p, geo.k);
     let src: Vec<T> = super::values(x)?;
     let mut col = vec![T::zero(); c * k * n * p];
@@ -551,7 +563,13 @@ fn pool(x: &CTensor, w: &Window, kind: PoolKind, cache: &GeometryCache) -> CResu
 }
 
 /// Max, average or Lp pooling of every plane over the windows of `geo`, accumulated in f64.
-fn pool_loop<T: candle_core::WithDType>(src: &[T], geo: &Geometry, planes: usize, plane: usize, kind: PoolKind) -> Vec<T> {
+fn pool_loop<T: candle_core::WithDType>(
+    src: &[T],
+    geo: &Geometry,
+    planes: usize,
+    plane: usize,
+    kind: PoolKind,
+) -> Vec<T> {
     let (p, k) = (geo.p, geo.k);
     let mut out: Vec<T> = Vec::with_capacity(planes * p);
     let init = if matches!(kind, PoolKind::Max) { f64::NEG_INFINITY } else { 0.0 };
@@ -581,7 +599,9 @@ fn pool_loop<T: candle_core::WithDType>(src: &[T], geo: &Geometry, planes: usize
         for (pp, a) in acc.iter().enumerate() {
             out.push(T::from_f64(match kind {
                 PoolKind::Max => *a,
-                PoolKind::Avg { include_pad } => *a / if include_pad { geo.padded[pp] } else { geo.inside[pp] } as f64,
+                PoolKind::Avg { include_pad } => {
+                    *a / if include_pad { geo.padded[pp] } else { geo.inside[pp] } as f64
+                }
                 PoolKind::Lp(pw) => a.powf(1.0 / pw),
             }));
         }
@@ -622,7 +642,12 @@ fn softmax(x: &CTensor, dim: usize, kind: &str) -> CResult<CTensor> {
 }
 
 /// Softmax (or log-softmax) of every line of `v` along `dim`, in place.
-fn softmax_rows<T: candle_core::WithDType + num_traits::Float>(v: &mut [T], dims: &[usize], dim: usize, log: bool) {
+fn softmax_rows<T: candle_core::WithDType + num_traits::Float>(
+    v: &mut [T],
+    dims: &[usize],
+    dim: usize,
+    log: bool,
+) {
     let d = dims[dim];
     let inner: usize = dims[dim + 1..].iter().product();
     let outer: usize = dims[..dim].iter().product();
@@ -636,12 +661,13 @@ fn softmax_rows<T: candle_core::WithDType + num_traits::Float>(v: &mut [T], dims
             for (j, l) in line.iter_mut().enumerate() {
                 *l = v[base + j * inner];
             }
-            let m = line.iter().copied().fold(T::neg_infinity(), |a, b| if b > a || b.is_nan() { b } else { a });
+            let m =
+                line.iter().copied().fold(T::neg_infinity(), |a, b| if b > a || b.is_nan() { b } else { a });
             let mut sum = T::zero();
             if log {
                 for l in line.iter_mut() {
-                    *l = *l - m;
-                    sum = sum + l.exp();
+                    *l -= m;
+                    sum += l.exp();
                 }
                 let ls = sum.ln();
                 for (j, l) in line.iter().enumerate() {
@@ -650,7 +676,7 @@ fn softmax_rows<T: candle_core::WithDType + num_traits::Float>(v: &mut [T], dims
             } else {
                 for l in line.iter_mut() {
                     *l = (*l - m).exp();
-                    sum = sum + *l;
+                    sum += *l;
                 }
                 let inv = T::one() / sum;
                 for (j, l) in line.iter().enumerate() {
@@ -667,7 +693,11 @@ fn normalize(x: &CTensor, from: usize, eps: f64) -> CResult<(CTensor, CTensor, C
     let inner: usize = x.dims()[from..].iter().product();
     if x.dtype() == CDType::F64 {
         let (y, mean, inv) = normalize_rows::<f64>(super::values(x)?, outer, inner, eps);
-        return Ok((super::make(y, x.dims())?, super::make(mean, &[outer, 1])?, super::make(inv, &[outer, 1])?));
+        return Ok((
+            super::make(y, x.dims())?,
+            super::make(mean, &[outer, 1])?,
+            super::make(inv, &[outer, 1])?,
+        ));
     }
     let (y, mean, inv) = normalize_rows::<f32>(super::values(&x.to_dtype(CDType::F32)?)?, outer, inner, eps);
     Ok((super::make(y, x.dims())?, super::make(mean, &[outer, 1])?, super::make(inv, &[outer, 1])?))
@@ -676,7 +706,12 @@ fn normalize(x: &CTensor, from: usize, eps: f64) -> CResult<(CTensor, CTensor, C
 /// Each row of `v` (`outer` rows of `inner`) minus its mean, times the inverse standard
 /// deviation (population variance plus `eps`); statistics accumulated in f64. Returns the
 /// result, the means and the inverse deviations.
-fn normalize_rows<T: candle_core::WithDType>(mut v: Vec<T>, outer: usize, inner: usize, eps: f64) -> (Vec<T>, Vec<T>, Vec<T>) {
+fn normalize_rows<T: candle_core::WithDType>(
+    mut v: Vec<T>,
+    outer: usize,
+    inner: usize,
+    eps: f64,
+) -> (Vec<T>, Vec<T>, Vec<T>) {
     let mut means = Vec::with_capacity(outer);
     let mut invs = Vec::with_capacity(outer);
     for r in 0..outer {
