@@ -5,7 +5,7 @@
 use candle_core::{bail, DType as CDType, Result as CResult, Tensor as CTensor};
 
 use super::shape::{gather_flat, strides};
-use super::{axis, ints, make, req, values, Built, Kernel, NodeCtx, Refusal};
+use super::{axis, check_size, ints, make, req, values, Built, Kernel, NodeCtx, Refusal};
 use crate::ty::Ty;
 
 fn int_idx(t: Ty) -> bool {
@@ -191,6 +191,10 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                 let st = strides(data.dims());
                 let idx = ints(ind)?;
                 let outer: Vec<usize> = ind.dims()[..q - 1].to_vec();
+                let mut out_dims = outer.clone();
+                out_dims.extend_from_slice(&data.dims()[b + kk..]);
+                // The gather map holds 16 bytes per element.
+                check_size(&out_dims, data.dtype().size_in_bytes().max(16))?;
                 let n: usize = outer.iter().product();
                 let ost = strides(&outer);
                 let mut map = Vec::with_capacity(n * slice);

@@ -216,6 +216,21 @@ pub fn broadcast_shape(shapes: &[&[usize]]) -> CResult<Vec<usize>> {
     Ok(out)
 }
 
+/// The most bytes one tensor may take when its size comes from values in the model or its
+/// inputs (ConstantOfShape, Expand, Tile, Range, Pad, Resize, OneHot, ConvTranspose, Gather):
+/// beyond it a run fails with an error instead of trying to allocate.
+pub const MAX_TENSOR_BYTES: usize = 1 << 30;
+
+/// Checks that a tensor of `dims` with `elem` bytes per element stays within
+/// [`MAX_TENSOR_BYTES`].
+pub fn check_size(dims: &[usize], elem: usize) -> CResult<()> {
+    let bytes = dims.iter().try_fold(elem, |a, &d| a.checked_mul(d));
+    match bytes {
+        Some(b) if b <= MAX_TENSOR_BYTES => Ok(()),
+        _ => bail!("a tensor of shape {dims:?} would exceed {} MiB", MAX_TENSOR_BYTES >> 20),
+    }
+}
+
 /// A kernel that returns one constant.
 pub fn constant(t: CTensor) -> Kernel {
     Box::new(move |_| Ok(vec![t.clone()]))

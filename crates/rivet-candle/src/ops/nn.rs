@@ -474,6 +474,9 @@ fn conv_transpose(
             out[i] = o as usize;
         }
     }
+    let mut all = vec![n, m];
+    all.extend_from_slice(&out);
+    super::check_size(&all, 8)?;
     let xv: Vec<f64> = super::values(&x.to_dtype(CDType::F64)?)?;
     let wv: Vec<f64> = super::values(&wt.to_dtype(CDType::F64)?)?;
     let plane: usize = input.iter().product();

@@ -239,6 +239,7 @@ fn run(
     if dims.contains(&0) {
         bail!("Resize of an empty tensor");
     }
+    super::check_size(&out, 8)?;
     let mut v: Vec<f64> = values(&x.to_dtype(CDType::F64)?)?;
     let mut cur = dims.clone();
     for a in 0..rank {

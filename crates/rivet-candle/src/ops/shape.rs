@@ -4,7 +4,8 @@
 use candle_core::{bail, DType as CDType, Device, Result as CResult, Tensor as CTensor};
 
 use super::{
-    axis, broadcast_shape, constant, ints, make, req, scalar_f64, values, Built, Kernel, NodeCtx, Refusal,
+    axis, broadcast_shape, check_size, constant, ints, make, req, scalar_f64, values, Built, Kernel, NodeCtx,
+    Refusal,
 };
 use crate::proto::tensor_from_proto;
 use crate::ty::Ty;
@@ -514,6 +515,7 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                 let mut dims = a.dims()[..dim].to_vec();
                 dims.extend_from_slice(ind.dims());
                 dims.extend_from_slice(&a.dims()[dim + 1..]);
+                check_size(&dims, a.dtype().size_in_bytes())?;
                 if n == 0 {
                     return Ok(vec![CTensor::zeros(dims, a.dtype(), &Device::Cpu)?]);
                 }
@@ -566,6 +568,7 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                 let a = req(x, 0)?;
                 let shape = dims_of(&ints(req(x, 1)?)?, "shape")?;
                 let out = broadcast_shape(&[a.dims(), &shape])?;
+                check_size(&out, a.dtype().size_in_bytes())?;
                 Ok(vec![a.broadcast_as(out)?])
             });
             (k, vec![t])
@@ -580,6 +583,10 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                 if reps.len() != a.rank() {
                     bail!("{} repeats for rank {}", reps.len(), a.rank());
                 }
+                let sizes: Vec<usize> =
+                    a.dims().iter().zip(&reps).map(|(d, r)| d.saturating_mul(*r)).collect();
+                // The gather map holds 16 bytes per element.
+                check_size(&sizes, a.dtype().size_in_bytes().max(16))?;
                 let per: Vec<Vec<Option<usize>>> = a
                     .dims()
                     .iter()
@@ -603,6 +610,7 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
             }
             let k: Kernel = Box::new(move |x| {
                 let shape = dims_of(&ints(req(x, 0)?)?, "shape")?;
+                check_size(&shape, value.dtype().size_in_bytes())?;
                 Ok(vec![value.flatten_all()?.reshape(())?.broadcast_as(shape)?.contiguous()?])
             });
             (k, vec![ty])
@@ -620,10 +628,11 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                     let (s, l, d) =
                         (scalar_f64(req(x, 0)?)?, scalar_f64(req(x, 1)?)?, scalar_f64(req(x, 2)?)?);
                     let n = ((l - s) / d).ceil().max(0.0);
-                    if !n.is_finite() || n > 1e9 {
+                    if !n.is_finite() || n > 1e12 {
                         bail!("range of {n} elements");
                     }
                     let n = n as usize;
+                    check_size(&[n], 8)?;
                     let v: Vec<f64> = (0..n).map(|i| s + i as f64 * d).collect();
                     Ok(vec![make(v, &[n])?.to_dtype(t.candle())?])
                 } else {
@@ -632,9 +641,7 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                         bail!("range with delta 0");
                     }
                     let n = ((l - s) as f64 / d as f64).ceil().max(0.0) as usize;
-                    if n > 1_000_000_000 {
-                        bail!("range of {n} elements");
-                    }
+                    check_size(&[n], 8)?;
                     let v: Vec<i64> = (0..n as i64).map(|i| s + i * d).collect();
                     Ok(vec![make(v, &[n])?.to_dtype(t.candle())?])
                 }
@@ -696,6 +703,7 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                         bail!("pads {pads:?} leave a negative size");
                     }
                     out.push(o as usize);
+                    check_size(&out, a.dtype().size_in_bytes().max(16))?;
                     per.push((0..o).map(|c| pad_coord(c, begin[ax], d, mode)).collect::<CResult<Vec<_>>>()?);
                 }
                 let fill = match (value, x.get(2).copied().flatten()) {
@@ -790,6 +798,7 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                 let a = axis(ax, r)?;
                 let mut dims = ind.dims().to_vec();
                 dims.insert(a, depth as usize);
+                check_size(&dims, 8)?;
                 let st = strides(&dims);
                 let mut mask = vec![0u8; dims.iter().product()];
                 let ist = strides(ind.dims());
