@@ -104,7 +104,8 @@ bench: setup
 	for b in $(BENCH); do $(CARGO) bench --bench $$b -- $(FILTER) || exit 1; done
 
 ## Rivet (release) against Python onnxruntime and torch.jit on the same models, inputs, threads
-## and batch sizes; prints the speedup per model x backend x batch. Exports the compute-bound
+## and batch sizes; prints the speedup per model x backend x batch. Rivet's table
+## (target/bench/rivet.md) also has Candle beside ONNX Runtime (it has no Python twin). Exports the compute-bound
 ## ResNet-18 first if it is missing. Results under target/bench/.
 COMPARE_MODELS ?= models/mlp models/cnn models/encoder models/resnet18
 COMPARE_BATCH ?= 1,8,64
@@ -114,7 +115,7 @@ COMPARE_WARMUP ?= 5
 bench-compare: setup
 	test -f models/resnet18/resnet18.onnx || .venv/bin/python models/export.py resnet18
 	$(CARGO) build --release -p rivet-cli
-	./target/release/rivet bench $(COMPARE_MODELS) --backend tch,ort --batch $(COMPARE_BATCH) \
+	./target/release/rivet bench $(COMPARE_MODELS) --backend tch,ort,candle --batch $(COMPARE_BATCH) \
 	  --threads $(COMPARE_THREADS) --duration $(COMPARE_DURATION) --warmup $(COMPARE_WARMUP) \
 	  --save-inputs target/bench/inputs --json target/bench/rivet.json \
 	  --markdown target/bench/rivet.md --plot target/bench/rivet.svg
