@@ -6,7 +6,9 @@
 //! with an error naming each operator, its opset and a node that uses it; initializers become
 //! Candle tensors once; nodes whose inputs are all constant are evaluated at load; the nodes are
 //! ordered and each value gets a numbered slot that is freed after its last reader. A run is a
-//! walk over that vector of steps, with no name lookups.
+//! walk over that vector of steps, with no name lookups. A tensor whose size comes from values
+//! is bounded by [`ops::MAX_TENSOR_BYTES`]; a panic inside a kernel becomes an error naming the
+//! node.
 //!
 //! Concurrency: a loaded model is immutable, so any number of threads may run it at once, with
 //! no lock. Threads: `intra_op_threads` runs the model's kernels on a pool of that many threads
