@@ -401,7 +401,7 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
             ctx.known(&["seed", "ratio", "is_test"])?;
             let t = ctx.ty_where(0, floats, "floats")?;
             if ctx.has(2) {
-                match &ctx.consts[2] {
+                match ctx.konst(2) {
                     Some(c) if scalar_f64(c).map_err(|e| e.to_string())? == 0.0 => {}
                     _ => return Err("training_mode must be a constant false".into()),
                 }

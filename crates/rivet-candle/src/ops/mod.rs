@@ -124,6 +124,11 @@ impl NodeCtx<'_> {
         Ok(())
     }
 
+    /// Input `i`'s value, if it is given and constant.
+    pub fn konst(&self, i: usize) -> Option<&CTensor> {
+        self.consts.get(i).and_then(Option::as_ref)
+    }
+
     /// Input `i`'s constant value as integers, if it is a constant.
     pub fn const_ints(&self, i: usize) -> Option<Vec<i64>> {
         self.consts.get(i)?.as_ref().and_then(|t| ints(t).ok())

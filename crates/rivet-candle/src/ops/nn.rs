@@ -737,19 +737,21 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
         "MatMul" => {
             ctx.known(&[])?;
             let t = ctx.ty_where(0, wide_floats, "float and double")?;
+            ctx.ty(1)?;
             ctx.same(&[0, 1], t)?;
             (Box::new(|x| Ok(vec![matmul(req(x, 0)?, req(x, 1)?)?])), vec![t])
         }
         "Gemm" => {
             ctx.known(&["alpha", "beta", "transA", "transB"])?;
             let t = ctx.ty_where(0, wide_floats, "float and double")?;
+            ctx.ty(1)?;
             ctx.same(&[0, 1, 2], t)?;
             let alpha = ctx.float("alpha", 1.0)? as f64;
             let beta = ctx.float("beta", 1.0)? as f64;
             let ta = ctx.int("transA", 0)? != 0;
             let tb = ctx.int("transB", 0)? != 0;
             // A constant B is transposed and laid out once, at load.
-            let b_fixed = match &ctx.consts[1] {
+            let b_fixed = match ctx.konst(1) {
                 Some(b) if b.rank() == 2 => {
                     let b = if tb { b.t() } else { Ok(b.clone()) };
                     Some(b.and_then(|b| b.contiguous()).map_err(|e| e.to_string())?)
@@ -798,14 +800,14 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
         "Conv" => {
             ctx.known(&["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"])?;
             let t = ctx.ty_where(0, wide_floats, "float and double")?;
+            ctx.ty(1)?;
             ctx.same(&[0, 1, 2], t)?;
             let group = ctx.int("group", 1)?;
             if group < 1 {
                 return Err("group must be at least 1".into());
             }
             let kernel = ctx.ints("kernel_shape")?.or_else(|| {
-                ctx.consts[1]
-                    .as_ref()
+                ctx.konst(1)
                     .filter(|w| w.rank() > 2)
                     .map(|w| w.dims()[2..].iter().map(|&d| d as i64).collect())
             });
