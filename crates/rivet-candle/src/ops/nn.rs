@@ -565,7 +565,8 @@ fn pool(x: &CTensor, w: &Window, kind: PoolKind, cache: &GeometryCache) -> CResu
     }
 }
 
-/// Max, average or Lp pooling of every plane over the windows of `geo`, accumulated in f64.
+/// Max, average or Lp pooling of every plane over the windows of `geo` (max in the input's
+/// type, NaN propagated; average and Lp accumulated in f64).
 fn pool_loop<T: candle_core::WithDType>(
     src: &[T],
     geo: &Geometry,
@@ -575,37 +576,51 @@ fn pool_loop<T: candle_core::WithDType>(
 ) -> Vec<T> {
     let (p, k) = (geo.p, geo.k);
     let mut out: Vec<T> = Vec::with_capacity(planes * p);
-    let init = if matches!(kind, PoolKind::Max) { f64::NEG_INFINITY } else { 0.0 };
-    let mut acc = vec![init; p];
+    if let PoolKind::Max = kind {
+        let lowest = T::from_f64(f64::NEG_INFINITY);
+        let mut acc = vec![lowest; p];
+        for nc in 0..planes {
+            let plane_src = &src[nc * plane..(nc + 1) * plane];
+            acc.iter_mut().for_each(|a| *a = lowest);
+            for kk in 0..k {
+                for (a, &o) in acc.iter_mut().zip(&geo.by_k[kk * p..(kk + 1) * p]) {
+                    if o != PAD {
+                        let v = plane_src[o as usize];
+                        // `v != v` is NaN, which wins (and stays: NaN > x is false).
+                        #[allow(clippy::eq_op)]
+                        if v > *a || v != v {
+                            *a = v;
+                        }
+                    }
+                }
+            }
+            out.extend_from_slice(&acc);
+        }
+        return out;
+    }
+    let mut acc = vec![0f64; p];
     for nc in 0..planes {
         let plane_src = &src[nc * plane..(nc + 1) * plane];
-        acc.iter_mut().for_each(|a| *a = init);
+        acc.iter_mut().for_each(|a| *a = 0.0);
         for kk in 0..k {
             for (a, &o) in acc.iter_mut().zip(&geo.by_k[kk * p..(kk + 1) * p]) {
                 if o == PAD {
                     continue;
                 }
                 let v = plane_src[o as usize].to_f64();
-                match kind {
-                    PoolKind::Max => {
-                        if v.is_nan() || a.is_nan() {
-                            *a = f64::NAN;
-                        } else if v > *a {
-                            *a = v;
-                        }
-                    }
-                    PoolKind::Avg { .. } => *a += v,
-                    PoolKind::Lp(pw) => *a += v.abs().powf(pw),
-                }
+                *a += match kind {
+                    PoolKind::Lp(pw) => v.abs().powf(pw),
+                    _ => v,
+                };
             }
         }
         for (pp, a) in acc.iter().enumerate() {
             out.push(T::from_f64(match kind {
-                PoolKind::Max => *a,
                 PoolKind::Avg { include_pad } => {
                     *a / if include_pad { geo.padded[pp] } else { geo.inside[pp] } as f64
                 }
                 PoolKind::Lp(pw) => a.powf(1.0 / pw),
+                PoolKind::Max => *a,
             }));
         }
     }
