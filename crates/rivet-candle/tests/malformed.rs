@@ -1,6 +1,5 @@
-//! Sizes taken from a model's values are bounded: a run that would allocate more than
-//! `MAX_TENSOR_BYTES` for one tensor fails with an error naming the shape, and the model keeps
-//! working for sane inputs.
+//! Malformed models and hostile values: refused at load or failed at run with an error naming
+//! what was wrong, never a panic or an unbounded allocation.
 
 use std::path::Path;
 
@@ -31,27 +30,46 @@ fn value(name: &str, elem: i32, dims: &[i64]) -> onnx::ValueInfoProto {
     }
 }
 
-/// `y = ConstantOfShape(shape)` (float zeros), the shape given at run time.
-fn constant_of_shape() -> CandleModel {
+/// A one-node model (opset 17): `op` named `name` from `inputs` to `y`.
+fn one_node(op: &str, name: &str, inputs: Vec<onnx::ValueInfoProto>) -> Vec<u8> {
     let model = onnx::ModelProto {
         ir_version: 8,
         opset_import: vec![onnx::OperatorSetIdProto { domain: String::new(), version: 17 }],
         graph: Some(onnx::GraphProto {
             name: "g".into(),
             node: vec![onnx::NodeProto {
-                op_type: "ConstantOfShape".into(),
-                name: "fill".into(),
-                input: vec!["shape".into()],
+                op_type: op.into(),
+                name: name.into(),
+                input: inputs.iter().map(|i| i.name.clone()).collect(),
                 output: vec!["y".into()],
                 ..Default::default()
             }],
-            input: vec![value("shape", 7, &[2])],
-            output: vec![onnx::ValueInfoProto { name: "y".into(), ..value("y", 1, &[]) }],
+            input: inputs,
+            output: vec![value("y", 1, &[])],
             ..Default::default()
         }),
         ..Default::default()
     };
-    CandleModel::from_bytes(&model.encode_to_vec(), Path::new("fill.onnx")).unwrap()
+    model.encode_to_vec()
+}
+
+/// `y = ConstantOfShape(shape)` (float zeros), the shape given at run time.
+fn constant_of_shape() -> CandleModel {
+    let bytes = one_node("ConstantOfShape", "fill", vec![value("shape", 7, &[2])]);
+    CandleModel::from_bytes(&bytes, Path::new("fill.onnx")).unwrap()
+}
+
+/// Found by fuzzing (`fuzz/regressions/candle_onnx/gemm_without_b`): a Gemm given only A was
+/// indexed past its inputs while planning.
+#[test]
+fn a_missing_required_input_is_refused_at_load() {
+    let bytes = one_node("Gemm", "g0", vec![value("a", 1, &[2, 2])]);
+    let err = CandleModel::from_bytes(&bytes, Path::new("gemm.onnx")).err().expect("Gemm needs B");
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    assert_eq!(
+        err.to_string(),
+        "candle: unsupported gemm.onnx: the Candle executor does not implement Gemm (opset 17): node \"g0\": input 1 is required"
+    );
 }
 
 #[test]
