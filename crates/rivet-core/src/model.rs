@@ -65,7 +65,7 @@ impl Backend {
     pub const TCH: Backend = Backend(Cow::Borrowed("tch"));
     /// ONNX Runtime through `ort` (ONNX).
     pub const ORT: Backend = Backend(Cow::Borrowed("ort"));
-    /// Candle through `candle-onnx` (ONNX, pure Rust).
+    /// Rivet's own ONNX executor on Candle (pure Rust).
     pub const CANDLE: Backend = Backend(Cow::Borrowed("candle"));
 
     /// A backend name, checked: non-empty, at most 64 characters of `a-z 0-9 _ -`.

@@ -1,7 +1,7 @@
 //! Catching panics that Rivet turns into errors, without printing them.
 //!
 //! Rust's default panic hook prints every panic to stderr, even one that is caught: a library's
-//! internal `unwrap` (tch's thread setters, candle-onnx's evaluation) that Rivet catches and
+//! internal `unwrap` (tch's thread setters, Candle's kernels) that Rivet catches and
 //! reports as an error would still land in the host's log, with a backtrace under
 //! `RUST_BACKTRACE=1`. [`catch_quietly`] catches like `catch_unwind` and keeps such panics off
 //! stderr: the first call installs a hook that stays silent while the panicking thread is
