@@ -28,8 +28,17 @@ pub fn matmul(a: &CTensor, b: &CTensor) -> CResult<CTensor> {
     if ka != kb {
         bail!("MatMul of {:?} and {:?}: inner dims differ", a.dims(), b.dims());
     }
-    let (a2, b2) = (mm_ready(&a2)?, mm_ready(&b2)?);
-    let mut y = if a2.rank() == 2 && b2.rank() == 2 { a2.matmul(&b2)? } else { a2.broadcast_matmul(&b2)? };
+    let mut y = match serial_matmul(&a2, &b2)? {
+        Some(y) => y,
+        None => {
+            let (a2, b2) = (mm_ready(&a2)?, mm_ready(&b2)?);
+            if a2.rank() == 2 && b2.rank() == 2 {
+                a2.matmul(&b2)?
+            } else {
+                a2.broadcast_matmul(&b2)?
+            }
+        }
+    };
     if a1 {
         y = y.squeeze(y.rank() - 2)?;
     }
@@ -37,6 +46,82 @@ pub fn matmul(a: &CTensor, b: &CTensor) -> CResult<CTensor> {
         y = y.squeeze(y.rank() - 1)?;
     }
     Ok(y)
+}
+
+/// Below this many multiply-adds a matrix product runs on the calling thread: waking a thread
+/// pool for it costs more than the product (tens of microseconds on a small model).
+const SERIAL_GEMM_MACS: usize = 1 << 18;
+
+/// `a @ b` (f32 or f64, `b` a matrix or a batch matching `a`'s) by one `gemm` call per batch
+/// on the calling thread, when small; `None` otherwise (Candle's product runs it, on its pool).
+fn serial_matmul(a: &CTensor, b: &CTensor) -> CResult<Option<CTensor>> {
+    let (ra, rb) = (a.rank(), b.rank());
+    if ra < 2 || rb < 2 || a.dtype() != b.dtype() {
+        return Ok(None);
+    }
+    let (m, k, n) = (a.dims()[ra - 2], a.dims()[ra - 1], b.dims()[rb - 1]);
+    let (batch_a, batch_b) = (&a.dims()[..ra - 2], &b.dims()[..rb - 2]);
+    if !(batch_b.is_empty() || batch_b == batch_a) || b.dims()[rb - 2] != k {
+        return Ok(None);
+    }
+    let batches: usize = batch_a.iter().product();
+    if batches.saturating_mul(m).saturating_mul(n).saturating_mul(k) > SERIAL_GEMM_MACS || m * n * k == 0 {
+        return Ok(None);
+    }
+    let mut dims = batch_a.to_vec();
+    dims.extend([m, n]);
+    match a.dtype() {
+        CDType::F32 => Ok(Some(serial_gemm::<f32>(a, b, batches, m, k, n, batch_b.is_empty(), &dims)?)),
+        CDType::F64 => Ok(Some(serial_gemm::<f64>(a, b, batches, m, k, n, batch_b.is_empty(), &dims)?)),
+        _ => Ok(None),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn serial_gemm<T: candle_core::WithDType>(
+    a: &CTensor,
+    b: &CTensor,
+    batches: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    shared_b: bool,
+    dims: &[usize],
+) -> CResult<CTensor> {
+    let av: Vec<T> = super::values(a)?;
+    let bv: Vec<T> = super::values(b)?;
+    let mut c = vec![T::zero(); batches * m * n];
+    for i in 0..batches {
+        let (ao, bo, co) = (i * m * k, if shared_b { 0 } else { i * k * n }, i * m * n);
+        let (lhs, rhs, dst) = (&av[ao..ao + m * k], &bv[bo..bo + k * n], &mut c[co..co + m * n]);
+        // SAFETY: `lhs` holds m×k, `rhs` k×n and `dst` m×n elements, each row-major (column
+        // stride 1, row stride k, n and n), exactly the extents gemm reads and writes; the
+        // slices do not overlap.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                dst.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                lhs.as_ptr(),
+                1,
+                k as isize,
+                rhs.as_ptr(),
+                1,
+                n as isize,
+                T::zero(),
+                T::from_f64(1.0),
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    }
+    CTensor::from_vec(c, dims, &Device::Cpu)
 }
 
 /// `t` laid out for Candle's matrix product: as it is when row-major or a transposed
@@ -297,10 +382,10 @@ fn conv_general(
     // col: [c * k, n * p]; each group's weights [m / group, cg * k] times its rows.
     let wm = wt.reshape((m, cg * k))?;
     let y = if group == 1 {
-        wm.matmul(&col)?
+        matmul(&wm, &col)?
     } else {
         let parts = (0..group)
-            .map(|g| wm.narrow(0, g * (m / group), m / group)?.matmul(&col.narrow(0, g * cg * k, cg * k)?))
+            .map(|g| matmul(&wm.narrow(0, g * (m / group), m / group)?, &col.narrow(0, g * cg * k, cg * k)?))
             .collect::<CResult<Vec<_>>>()?;
         CTensor::cat(&parts, 0)?
     };
@@ -796,7 +881,7 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                 if a.dims()[1] != b.dims()[0] {
                     bail!("Gemm of {:?} and {:?}: inner dims differ", a.dims(), b.dims());
                 }
-                let mut y = a.contiguous()?.matmul(&b.contiguous()?)?;
+                let mut y = matmul(&a, &b)?;
                 if alpha != 1.0 {
                     y = (y * alpha)?;
                 }
