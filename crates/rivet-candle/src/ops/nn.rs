@@ -88,9 +88,42 @@ fn serial_gemm<T: candle_core::WithDType>(
     shared_b: bool,
     dims: &[usize],
 ) -> CResult<CTensor> {
-    let av: Vec<T> = super::values(a)?;
-    let bv: Vec<T> = super::values(b)?;
     let mut c = vec![T::zero(); batches * m * n];
+    with_values(a, |av: &[T]| {
+        with_values(b, |bv: &[T]| gemm_batches(av, bv, &mut c, batches, m, k, n, shared_b))
+    })???;
+    CTensor::from_vec(c, dims, &Device::Cpu)
+}
+
+/// Runs `f` on `t`'s elements in row-major order, borrowed from its storage when it is
+/// contiguous, else copied.
+fn with_values<T: candle_core::WithDType, R>(t: &CTensor, f: impl FnOnce(&[T]) -> R) -> CResult<R> {
+    {
+        let (storage, layout) = t.storage_and_layout();
+        if let (candle_core::Storage::Cpu(cpu), Some((start, end))) = (&*storage, layout.contiguous_offsets())
+        {
+            return Ok(f(&cpu.as_slice::<T>()?[start..end]));
+        }
+    }
+    let v: Vec<T> = super::values(t)?;
+    Ok(f(&v))
+}
+
+/// `c[i] = a[i] @ b[i]` (or `@ b` when `shared_b`) for each of `batches` row-major matrices.
+#[allow(clippy::too_many_arguments)]
+fn gemm_batches<T: candle_core::WithDType>(
+    av: &[T],
+    bv: &[T],
+    c: &mut [T],
+    batches: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    shared_b: bool,
+) -> CResult<()> {
+    if av.len() != batches * m * k || bv.len() != if shared_b { k * n } else { batches * k * n } {
+        bail!("matrix product operands do not hold their shapes' elements");
+    }
     for i in 0..batches {
         let (ao, bo, co) = (i * m * k, if shared_b { 0 } else { i * k * n }, i * m * n);
         let (lhs, rhs, dst) = (&av[ao..ao + m * k], &bv[bo..bo + k * n], &mut c[co..co + m * n]);
@@ -121,7 +154,7 @@ fn serial_gemm<T: candle_core::WithDType>(
             );
         }
     }
-    CTensor::from_vec(c, dims, &Device::Cpu)
+    Ok(())
 }
 
 /// `t` laid out for Candle's matrix product: as it is when row-major or a transposed
