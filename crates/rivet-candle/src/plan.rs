@@ -490,17 +490,19 @@ impl Plan {
                         .map_err(|e| format!("{}: {}", step.label, rivet_core::one_line(e)))?
                 }
             };
-            for (j, o) in step.outputs.iter().enumerate() {
+            if out.len() < step.outputs.len() {
+                return Err(format!("{} gave {} outputs", step.label, out.len()));
+            }
+            for (j, (o, v)) in step.outputs.iter().zip(out).enumerate() {
                 let Some((s, ty, seq)) = *o else { continue };
-                let v = out.get(j).ok_or_else(|| format!("{} gave {} outputs", step.label, out.len()))?;
-                let ok = match v {
+                let ok = match &v {
                     Value::Tensor(t) => !seq && t.dtype() == ty.candle(),
                     Value::Seq(ts) => seq && ts.iter().all(|t| t.dtype() == ty.candle()),
                 };
                 if !ok {
                     return Err(format!("{}: output {j} is not the {ty} value that was planned", step.label));
                 }
-                vals[s] = Some(v.clone());
+                vals[s] = Some(v);
             }
             for &s in &step.free {
                 vals[s] = None;

@@ -5,7 +5,7 @@
 use candle_core::{bail, DType as CDType, Result as CResult, Tensor as CTensor};
 
 use super::shape::{gather_flat, strides};
-use super::{axis, check_size, ints, make, req, values, Built, Kernel, NodeCtx, Refusal};
+use super::{axis, check_size, ints, make, norm_index, req, values, Built, Kernel, NodeCtx, Refusal};
 use crate::ty::Ty;
 
 fn int_idx(t: Ty) -> bool {
@@ -74,15 +74,6 @@ fn scatter(data: &CTensor, updates: &CTensor, targets: &[usize], red: Reduction,
         }
         make(d, data.dims())?.to_dtype(data.dtype())
     }
-}
-
-fn norm_index(i: i64, d: usize) -> CResult<usize> {
-    let d = d as i64;
-    let j = if i < 0 { i + d } else { i };
-    if !(0..d).contains(&j) {
-        bail!("index {i} is out of range for an axis of size {d}");
-    }
-    Ok(j as usize)
 }
 
 /// Builds an index operator, or `Ok(None)` when `op` is not one.

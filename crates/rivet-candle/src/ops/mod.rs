@@ -139,6 +139,15 @@ impl NodeCtx<'_> {
         self.node.output.iter().rposition(|o| !o.is_empty()).map_or(0, |p| p + 1)
     }
 
+    /// Refuses a `stash_type` (normalizations' statistics type) other than float, the only
+    /// one implemented.
+    pub fn float_stash(&self) -> Result<(), Refusal> {
+        if self.int("stash_type", 1)? != 1 {
+            return Err("stash_type other than 1 (float) is not supported".into());
+        }
+        Ok(())
+    }
+
     /// Refuses when the node asks for more than `n` outputs.
     pub fn max_outputs(&self, n: usize) -> Result<(), Refusal> {
         if self.n_outputs() > n {
@@ -191,6 +200,17 @@ pub fn axis(a: i64, rank: usize) -> CResult<usize> {
         bail!("axis {a} is out of range for rank {rank}");
     }
     Ok(if a < 0 { (a + r) as usize } else { a as usize })
+}
+
+/// Normalizes a possibly negative index into an axis of size `d` (ONNX's gather and scatter
+/// rule), refusing one outside it.
+pub fn norm_index(i: i64, d: usize) -> CResult<usize> {
+    let d = d as i64;
+    let j = if i < 0 { i + d } else { i };
+    if !(0..d).contains(&j) {
+        bail!("index {i} is out of range for an axis of size {d}");
+    }
+    Ok(j as usize)
 }
 
 /// Checks a static axis at load time.

@@ -1111,9 +1111,7 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
         "LayerNormalization" => {
             ctx.known(&["axis", "epsilon", "stash_type"])?;
             let t = ctx.ty_where(0, floats, "floats")?;
-            if ctx.int("stash_type", 1)? != 1 {
-                return Err("stash_type other than 1 (float) is not supported".into());
-            }
+            ctx.float_stash()?;
             let ax = ctx.int("axis", -1)?;
             let eps = ctx.float("epsilon", 1e-5)? as f64;
             let n_out = ctx.n_outputs().max(1);
@@ -1143,9 +1141,7 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
         "GroupNormalization" => {
             ctx.known(&["epsilon", "num_groups", "stash_type"])?;
             let t = ctx.ty_where(0, floats, "floats")?;
-            if ctx.int("stash_type", 1)? != 1 {
-                return Err("stash_type other than 1 (float) is not supported".into());
-            }
+            ctx.float_stash()?;
             let eps = ctx.float("epsilon", 1e-5)? as f64;
             let groups = ctx.int("num_groups", 0)?;
             if groups < 1 {
@@ -1200,9 +1196,7 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
         "RMSNormalization" => {
             ctx.known(&["axis", "epsilon", "stash_type"])?;
             let t = ctx.ty_where(0, floats, "floats")?;
-            if ctx.int("stash_type", 1)? != 1 {
-                return Err("stash_type other than 1 (float) is not supported".into());
-            }
+            ctx.float_stash()?;
             let ax = ctx.int("axis", -1)?;
             let eps = ctx.float("epsilon", 1e-5)? as f64;
             let k: Kernel = Box::new(move |x| {

@@ -4,8 +4,8 @@
 use candle_core::{bail, DType as CDType, Device, Result as CResult, Tensor as CTensor};
 
 use super::{
-    axis, broadcast_shape, check_size, constant, ints, make, req, scalar_f64, values, Built, Kernel, NodeCtx,
-    Refusal,
+    axis, broadcast_shape, check_size, constant, ints, make, norm_index, req, scalar_f64, values, Built,
+    Kernel, NodeCtx, Refusal,
 };
 use crate::proto::tensor_from_proto;
 use crate::ty::Ty;
@@ -499,17 +499,10 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                 let a = req(x, 0)?;
                 let ind = req(x, 1)?;
                 let dim = axis(ax, a.rank())?;
-                let d = a.dims()[dim] as i64;
+                let d = a.dims()[dim];
                 let idx = ints(ind)?
                     .into_iter()
-                    .map(|i| {
-                        let j = if i < 0 { i + d } else { i };
-                        if (0..d).contains(&j) {
-                            Ok(j)
-                        } else {
-                            bail!("index {i} is out of range for an axis of size {d}")
-                        }
-                    })
+                    .map(|i| norm_index(i, d).map(|j| j as i64))
                     .collect::<CResult<Vec<i64>>>()?;
                 let n = idx.len();
                 let mut dims = a.dims()[..dim].to_vec();
@@ -539,16 +532,12 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                 let idx = ints(ind)?;
                 let st = strides(a.dims());
                 let ost = strides(ind.dims());
-                let d = a.dims()[dim] as i64;
                 let mut flat = Vec::with_capacity(idx.len());
                 for (p, &i) in idx.iter().enumerate() {
-                    let j = if i < 0 { i + d } else { i };
-                    if !(0..d).contains(&j) {
-                        bail!("index {i} is out of range for an axis of size {d}");
-                    }
+                    let j = norm_index(i, a.dims()[dim])?;
                     let mut off = 0;
                     for k in 0..a.rank() {
-                        let c = if k == dim { j as usize } else { p / ost[k] % ind.dims()[k] };
+                        let c = if k == dim { j } else { p / ost[k] % ind.dims()[k] };
                         if c >= a.dims()[k] {
                             bail!("indices of shape {:?} exceed data of shape {:?}", ind.dims(), a.dims());
                         }
