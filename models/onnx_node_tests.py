@@ -41,10 +41,11 @@ def rivet_cases():
     f32 = TensorProto.FLOAT
     i64 = TensorProto.INT64
 
-    def model(name, nodes, inputs, outputs, initializers=()):
+    def model(name, nodes, inputs, outputs, initializers=(), opset=17):
         graph = helper.make_graph(nodes, name, inputs, outputs, list(initializers))
-        # IR version 8 (opset 17's), which ONNX Runtime 1.31 still reads.
-        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+        # IR version 8 (opset 17's) or 9 (opset 19's), which ONNX Runtime 1.31 still reads.
+        ir = 8 if opset <= 17 else 9
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=ir)
 
     def vi(name, elem, shape):
         return helper.make_tensor_value_info(name, elem, shape)
@@ -131,12 +132,86 @@ def rivet_cases():
             [a, b],
         ),
     ]
+    cases += quantized_cases(model, vi, rng)
     out = []
     for name, m, inputs in cases:
         feeds = {i.name: v for i, v in zip(m.graph.input, inputs)}
         expected = ReferenceEvaluator(m).run(None, feeds)
         out.append((name, m, inputs, [np.asarray(e) for e in expected]))
     return out
+
+
+def quantized_cases(model, vi, rng):
+    """8-bit integer arithmetic and the quantized operators in the forms the suite leaves out:
+    per-channel QLinearConv with a bias, per-column MatMulInteger, per-axis int8 QDQ."""
+    from onnx import TensorProto, helper
+
+    f32, i8, u8, i32 = TensorProto.FLOAT, TensorProto.INT8, TensorProto.UINT8, TensorProto.INT32
+    init = numpy_helper.from_array
+    return [
+        (
+            "rivet_int8_arithmetic_wraps",
+            model(
+                "m",
+                [
+                    helper.make_node("Add", ["a", "b"], ["sum"]),
+                    helper.make_node("Mul", ["a", "b"], ["product"]),
+                    helper.make_node("Sub", ["a", "b"], ["difference"]),
+                    helper.make_node("Neg", ["a"], ["negated"]),
+                ],
+                [vi("a", i8, [8]), vi("b", i8, [8])],
+                [vi(n, i8, None) for n in ("sum", "product", "difference", "negated")],
+            ),
+            [np.array([100, -100, 127, -128, 5, -7, 64, 0], np.int8),
+             np.array([100, -100, 1, -1, -9, 3, 2, -128], np.int8)],
+        ),
+        (
+            "rivet_qlinearconv_per_channel_bias",
+            model(
+                "m",
+                [helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "bias"],
+                                  ["y"], pads=[1, 1, 1, 1], strides=[2, 2])],
+                [vi("x", i8, [1, 3, 5, 5])],
+                [vi("y", i8, None)],
+                [init(np.array(0.05, np.float32), "xs"), init(np.array(-3, np.int8), "xz"),
+                 init(rng.integers(-60, 60, (4, 3, 3, 3)).astype(np.int8), "w"),
+                 init(np.array([0.01, 0.02, 0.015, 0.03], np.float32), "ws"),
+                 init(np.zeros(4, np.int8), "wz"),
+                 init(np.array(0.1, np.float32), "ys"), init(np.array(5, np.int8), "yz"),
+                 init(np.array([100, -250, 0, 40], np.int32), "bias")],
+            ),
+            [rng.integers(-128, 128, (1, 3, 5, 5)).astype(np.int8)],
+        ),
+        (
+            "rivet_matmulinteger_per_column",
+            model(
+                "m",
+                [helper.make_node("MatMulInteger", ["a", "b", "az", "bz"], ["y"])],
+                [vi("a", u8, [3, 4]), vi("b", u8, [4, 5])],
+                [vi("y", i32, None)],
+                [init(np.array(12, np.uint8), "az"),
+                 init(np.array([0, 3, 128, 255, 7], np.uint8), "bz")],
+            ),
+            [rng.integers(0, 256, (3, 4)).astype(np.uint8),
+             rng.integers(0, 256, (4, 5)).astype(np.uint8)],
+        ),
+        (
+            "rivet_qdq_per_axis_int8",
+            model(
+                "m",
+                [
+                    helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], axis=1),
+                    helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], axis=1),
+                ],
+                [vi("x", f32, [2, 3, 4])],
+                [vi("q", i8, None), vi("y", f32, None)],
+                [init(np.array([0.02, 0.1, 0.5], np.float32), "s"),
+                 init(np.array([-10, 0, 20], np.int8), "z")],
+                opset=19,
+            ),
+            [(rng.standard_normal((2, 3, 4)) * 8).astype(np.float32)],
+        ),
+    ]
 
 
 def main():

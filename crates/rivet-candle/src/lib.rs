@@ -187,7 +187,11 @@ pub fn to_candle(view: &TensorView<'_>) -> Result<CTensor> {
         DType::I32 => CDType::I32,
         DType::I64 => CDType::I64,
         DType::U8 | DType::Bool => CDType::U8,
-        DType::I8 => return Err(Error::unsupported(NAME, "dtype i8: Candle has no 8-bit signed integers")),
+        DType::I8 => {
+            // Candle has no 8-bit signed tensors: the executor holds int8 values as i16.
+            let wide: Vec<i16> = view.as_bytes().iter().map(|&b| i16::from(b as i8)).collect();
+            return CTensor::from_vec(wide, view.shape(), &CDevice::Cpu).map_err(|e| Error::backend(NAME, one_line(e)));
+        }
     };
     CTensor::from_raw_buffer(view.as_bytes(), dtype, view.shape(), &CDevice::Cpu)
         .map_err(|e| Error::backend(NAME, one_line(e)))
@@ -199,6 +203,7 @@ pub fn from_candle(tensor: &CTensor, want: Option<DType>) -> Result<Tensor> {
     let dtype = match tensor.dtype() {
         CDType::U8 if want == Some(DType::Bool) => DType::Bool,
         CDType::U8 => DType::U8,
+        CDType::I16 if want == Some(DType::I8) => DType::I8,
         CDType::I16 => DType::I16,
         CDType::I32 => DType::I32,
         CDType::I64 => DType::I64,
@@ -223,6 +228,14 @@ pub fn from_candle(tensor: &CTensor, want: Option<DType>) -> Result<Tensor> {
     }
     match dtype {
         DType::U8 => copy!(u8),
+        DType::I8 => {
+            let wide = flat.to_vec1::<i16>().map_err(err)?;
+            let narrow = wide
+                .iter()
+                .map(|&v| i8::try_from(v).map_err(|_| Error::backend(NAME, format!("int8 output holds {v}"))))
+                .collect::<Result<Vec<i8>>>()?;
+            Tensor::from_slice(&shape, &narrow)
+        }
         DType::I16 => copy!(i16),
         DType::I32 => copy!(i32),
         DType::I64 => copy!(i64),
@@ -230,7 +243,7 @@ pub fn from_candle(tensor: &CTensor, want: Option<DType>) -> Result<Tensor> {
         DType::F16 => copy!(half::f16),
         DType::F32 => copy!(f32),
         DType::F64 => copy!(f64),
-        DType::I8 | DType::Bool => Err(Error::unsupported(NAME, format!("output dtype {dtype}"))),
+        DType::Bool => Err(Error::unsupported(NAME, format!("output dtype {dtype}"))),
     }
 }
 

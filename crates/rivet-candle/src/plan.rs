@@ -311,6 +311,7 @@ impl Plan {
                         if wanted > out_tys.len() {
                             Err(format!("output {} is not supported", out_tys.len()))
                         } else {
+                            let k = ops::wrapping_i8(k, &out_tys);
                             Ok((Exec::Tensor(k), out_tys.into_iter().map(|t| (t, false)).collect(), ctx))
                         }
                     })

@@ -12,6 +12,10 @@ pub enum Ty {
     Bool,
     /// ONNX `UINT8`.
     U8,
+    /// ONNX `INT8`. Candle has no 8-bit signed tensors: an `I8` value is an `i16` tensor whose
+    /// elements stay within `i8`'s range; every step writing one wraps its results into that
+    /// range (two's complement), as 8-bit arithmetic would.
+    I8,
     /// ONNX `INT16`.
     I16,
     /// ONNX `INT32`.
@@ -32,11 +36,12 @@ pub enum Ty {
 
 impl Ty {
     /// The type of an ONNX element-type code, or `None` for one Candle cannot hold (strings,
-    /// 8-bit signed, 16/64-bit unsigned, complex, 8- and 4-bit floats).
+    /// 16/64-bit unsigned, complex, 8- and 4-bit floats).
     pub fn from_onnx(code: i32) -> Option<Ty> {
         Some(match DataType::try_from(code).ok()? {
             DataType::Bool => Ty::Bool,
             DataType::Uint8 => Ty::U8,
+            DataType::Int8 => Ty::I8,
             DataType::Int16 => Ty::I16,
             DataType::Int32 => Ty::I32,
             DataType::Int64 => Ty::I64,
@@ -58,7 +63,7 @@ impl Ty {
     pub fn candle(self) -> CDType {
         match self {
             Ty::Bool | Ty::U8 => CDType::U8,
-            Ty::I16 => CDType::I16,
+            Ty::I8 | Ty::I16 => CDType::I16,
             Ty::I32 => CDType::I32,
             Ty::I64 => CDType::I64,
             Ty::U32 => CDType::U32,
@@ -74,6 +79,7 @@ impl Ty {
         Some(match self {
             Ty::Bool => DType::Bool,
             Ty::U8 => DType::U8,
+            Ty::I8 => DType::I8,
             Ty::I16 => DType::I16,
             Ty::I32 => DType::I32,
             Ty::I64 => DType::I64,
@@ -92,7 +98,7 @@ impl Ty {
 
     /// Whether this is an integer type (boolean excluded).
     pub fn is_int(self) -> bool {
-        matches!(self, Ty::U8 | Ty::I16 | Ty::I32 | Ty::I64 | Ty::U32)
+        matches!(self, Ty::U8 | Ty::I8 | Ty::I16 | Ty::I32 | Ty::I64 | Ty::U32)
     }
 
     /// Whether this is a number type (integer or float).
@@ -102,7 +108,7 @@ impl Ty {
 
     /// Whether this is a signed number type.
     pub fn is_signed(self) -> bool {
-        matches!(self, Ty::I16 | Ty::I32 | Ty::I64) || self.is_float()
+        matches!(self, Ty::I8 | Ty::I16 | Ty::I32 | Ty::I64) || self.is_float()
     }
 
     /// Lower-case name, as ONNX writes it in operator docs.
@@ -110,6 +116,7 @@ impl Ty {
         match self {
             Ty::Bool => "bool",
             Ty::U8 => "uint8",
+            Ty::I8 => "int8",
             Ty::I16 => "int16",
             Ty::I32 => "int32",
             Ty::I64 => "int64",

@@ -59,6 +59,7 @@ fn kernel2(f: impl Fn(&CTensor, &CTensor) -> CResult<CTensor> + Send + Sync + 's
 fn wrap(v: i64, ty: Ty) -> i64 {
     match ty {
         Ty::U8 | Ty::Bool => v as u8 as i64,
+        Ty::I8 => v as i8 as i64,
         Ty::I16 => v as i16 as i64,
         Ty::I32 => v as i32 as i64,
         Ty::U32 => v as u32 as i64,
@@ -95,7 +96,7 @@ pub fn cast(x: &CTensor, from: Ty, to: Ty) -> CResult<CTensor> {
 }
 
 fn float_or_signed(t: Ty) -> bool {
-    t.is_float() || matches!(t, Ty::I16 | Ty::I32 | Ty::I64)
+    t.is_float() || matches!(t, Ty::I8 | Ty::I16 | Ty::I32 | Ty::I64)
 }
 
 /// Float unary operators computed in f64.
@@ -337,7 +338,7 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                 other => return Err(format!("direction {other:?} is not LEFT or RIGHT")),
             };
             let bits = match t {
-                Ty::U8 => 8,
+                Ty::U8 | Ty::I8 => 8,
                 Ty::I16 => 16,
                 Ty::I32 | Ty::U32 => 32,
                 _ => 64,

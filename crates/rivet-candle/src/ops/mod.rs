@@ -12,6 +12,7 @@ mod einsum;
 mod elementwise;
 mod index;
 mod nn;
+mod quant;
 mod reduce;
 mod resize;
 mod rnn;
@@ -179,6 +180,35 @@ pub fn ints(t: &CTensor) -> CResult<Vec<i64>> {
     }
 }
 
+/// Wraps the `i16` tensor holding an [`Ty::I8`] value into `i8`'s range (two's complement), so
+/// that arithmetic done in 16 bits gives what 8-bit arithmetic gives. Candle's 16-bit arithmetic
+/// wraps modulo 2^16, a multiple of 2^8, so the result is exact.
+pub fn wrap_i8(t: CTensor) -> CResult<CTensor> {
+    if t.dtype() != CDType::I16 {
+        bail!("an int8 value is held as {:?}, not i16", t.dtype());
+    }
+    let v: Vec<i16> = values(&t)?;
+    if v.iter().all(|&x| x == i16::from(x as i8)) {
+        return Ok(t);
+    }
+    make(v.into_iter().map(|x| i16::from(x as i8)).collect(), t.dims())
+}
+
+/// `kernel`, with every output whose type is [`Ty::I8`] wrapped into `i8`'s range.
+pub fn wrapping_i8(kernel: Kernel, out: &[Ty]) -> Kernel {
+    let wrap: Vec<bool> = out.iter().map(|&t| t == Ty::I8).collect();
+    if !wrap.contains(&true) {
+        return kernel;
+    }
+    Box::new(move |x| {
+        kernel(x)?
+            .into_iter()
+            .enumerate()
+            .map(|(j, t)| if wrap.get(j) == Some(&true) { wrap_i8(t) } else { Ok(t) })
+            .collect()
+    })
+}
+
 /// A tensor of `shape` from row-major values.
 pub fn make<T: WithDType>(v: Vec<T>, shape: &[usize]) -> CResult<CTensor> {
     CTensor::from_vec(v, shape, &Device::Cpu)
@@ -286,6 +316,9 @@ pub fn build(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
         return Ok(b);
     }
     if let Some(b) = einsum::build(op, ctx)? {
+        return Ok(b);
+    }
+    if let Some(b) = quant::build(op, ctx)? {
         return Ok(b);
     }
     Err("this operator is not implemented".into())

@@ -504,6 +504,34 @@ fn conv(
     }
 }
 
+/// A convolution's attributes (Conv's, shared by ConvInteger and QLinearConv), read at load,
+/// with the window geometry cached per input shape.
+pub(super) struct ConvSpec {
+    win: Window,
+    group: usize,
+    cache: GeometryCache,
+}
+
+impl ConvSpec {
+    /// Reads the node's convolution attributes; input `w` holds the weights.
+    pub(super) fn read(ctx: &NodeCtx<'_>, w: usize) -> Result<ConvSpec, Refusal> {
+        let group = ctx.int("group", 1)?;
+        if group < 1 {
+            return Err("group must be at least 1".into());
+        }
+        let kernel = ctx.ints("kernel_shape")?.or_else(|| {
+            ctx.konst(w).filter(|w| w.rank() > 2).map(|w| w.dims()[2..].iter().map(|&d| d as i64).collect())
+        });
+        let win = Window::read(ctx, kernel, false)?;
+        Ok(ConvSpec { win, group: group as usize, cache: GeometryCache::default() })
+    }
+
+    /// The convolution of `x` (float or double) with weights `w`, plus `bias` per channel.
+    pub(super) fn run(&self, x: &CTensor, w: &CTensor, bias: Option<&CTensor>) -> CResult<CTensor> {
+        conv(x, w, bias, &self.win, self.group, &self.cache)
+    }
+}
+
 /// ConvTranspose's attributes, resolved against the input when it runs.
 struct ConvTransposeAttrs {
     group: usize,
@@ -935,21 +963,9 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
             let t = ctx.ty_where(0, wide_floats, "float and double")?;
             ctx.ty(1)?;
             ctx.same(&[0, 1, 2], t)?;
-            let group = ctx.int("group", 1)?;
-            if group < 1 {
-                return Err("group must be at least 1".into());
-            }
-            let kernel = ctx.ints("kernel_shape")?.or_else(|| {
-                ctx.konst(1)
-                    .filter(|w| w.rank() > 2)
-                    .map(|w| w.dims()[2..].iter().map(|&d| d as i64).collect())
-            });
-            let win = Window::read(ctx, kernel, false)?;
-            let group = group as usize;
-            let cache = GeometryCache::default();
-            let k: Kernel = Box::new(move |x| {
-                Ok(vec![conv(req(x, 0)?, req(x, 1)?, x.get(2).copied().flatten(), &win, group, &cache)?])
-            });
+            let spec = ConvSpec::read(ctx, 1)?;
+            let k: Kernel =
+                Box::new(move |x| Ok(vec![spec.run(req(x, 0)?, req(x, 1)?, x.get(2).copied().flatten())?]));
             (k, vec![t])
         }
         "ConvTranspose" => {

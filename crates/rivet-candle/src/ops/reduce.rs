@@ -67,6 +67,7 @@ fn fold_i64(op: Red, row: &[i64], ty: Ty) -> i64 {
     match op {
         Red::Max => row.iter().copied().max().unwrap_or(match ty {
             Ty::U8 | Ty::U32 | Ty::Bool => 0,
+            Ty::I8 => i8::MIN as i64,
             Ty::I16 => i16::MIN as i64,
             Ty::I32 => i32::MIN as i64,
             _ => i64::MIN,
@@ -75,6 +76,7 @@ fn fold_i64(op: Red, row: &[i64], ty: Ty) -> i64 {
             Ty::U8 => u8::MAX as i64,
             Ty::Bool => 1,
             Ty::U32 => u32::MAX as i64,
+            Ty::I8 => i8::MAX as i64,
             Ty::I16 => i16::MAX as i64,
             Ty::I32 => i32::MAX as i64,
             _ => i64::MAX,
