@@ -190,7 +190,8 @@ pub fn to_candle(view: &TensorView<'_>) -> Result<CTensor> {
         DType::I8 => {
             // Candle has no 8-bit signed tensors: the executor holds int8 values as i16.
             let wide: Vec<i16> = view.as_bytes().iter().map(|&b| i16::from(b as i8)).collect();
-            return CTensor::from_vec(wide, view.shape(), &CDevice::Cpu).map_err(|e| Error::backend(NAME, one_line(e)));
+            return CTensor::from_vec(wide, view.shape(), &CDevice::Cpu)
+                .map_err(|e| Error::backend(NAME, one_line(e)));
         }
     };
     CTensor::from_raw_buffer(view.as_bytes(), dtype, view.shape(), &CDevice::Cpu)

@@ -61,7 +61,9 @@ pub fn tensor_from_proto(t: &TensorProto) -> Result<(CTensor, Ty), String> {
                 CTensor::from_vec(raw.iter().map(|&b| u8::from(b != 0)).collect::<Vec<u8>>(), dims, dev)
             }
             Ty::U8 => CTensor::from_vec(raw.clone(), dims, dev),
-            Ty::I8 => CTensor::from_vec(raw.iter().map(|&b| i16::from(b as i8)).collect::<Vec<i16>>(), dims, dev),
+            Ty::I8 => {
+                CTensor::from_vec(raw.iter().map(|&b| i16::from(b as i8)).collect::<Vec<i16>>(), dims, dev)
+            }
             Ty::I16 => CTensor::from_vec(le(raw, i16::from_le_bytes), dims, dev),
             Ty::I32 => CTensor::from_vec(le(raw, i32::from_le_bytes), dims, dev),
             Ty::I64 => CTensor::from_vec(le(raw, i64::from_le_bytes), dims, dev),
@@ -78,7 +80,9 @@ pub fn tensor_from_proto(t: &TensorProto) -> Result<(CTensor, Ty), String> {
                 CTensor::from_vec(i32s.iter().map(|&v| u8::from(v != 0)).collect::<Vec<u8>>(), dims, dev)
             }
             Ty::U8 => CTensor::from_vec(i32s.iter().map(|&v| v as u8).collect::<Vec<u8>>(), dims, dev),
-            Ty::I8 => CTensor::from_vec(i32s.iter().map(|&v| i16::from(v as i8)).collect::<Vec<i16>>(), dims, dev),
+            Ty::I8 => {
+                CTensor::from_vec(i32s.iter().map(|&v| i16::from(v as i8)).collect::<Vec<i16>>(), dims, dev)
+            }
             Ty::I16 => CTensor::from_vec(i32s.iter().map(|&v| v as i16).collect::<Vec<i16>>(), dims, dev),
             Ty::I32 => CTensor::from_vec(i32s.clone(), dims, dev),
             Ty::I64 => CTensor::from_vec(t.int64_data.clone(), dims, dev),

@@ -13,6 +13,7 @@ mod elementwise;
 mod index;
 mod nn;
 mod quant;
+mod random;
 mod reduce;
 mod resize;
 mod rnn;
@@ -319,6 +320,9 @@ pub fn build(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
         return Ok(b);
     }
     if let Some(b) = quant::build(op, ctx)? {
+        return Ok(b);
+    }
+    if let Some(b) = random::build(op, ctx)? {
         return Ok(b);
     }
     Err("this operator is not implemented".into())

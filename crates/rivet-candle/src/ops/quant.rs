@@ -86,7 +86,10 @@ impl Params {
         }
         let blocks = d.div_ceil(layout.block);
         let fits = p.len() == dims.len()
-            && p.iter().zip(dims).enumerate().all(|(i, (&a, &b))| if i == axis { a == blocks } else { a == b });
+            && p.iter()
+                .zip(dims)
+                .enumerate()
+                .all(|(i, (&a, &b))| if i == axis { a == blocks } else { a == b });
         if !fits {
             bail!("a blocked parameter of shape {p:?} does not match {dims:?} in blocks of {}", layout.block);
         }
@@ -148,7 +151,10 @@ fn quantize_output(ctx: &NodeCtx<'_>) -> Result<Ty, Refusal> {
     let attr = match ctx.int("output_dtype", 0)? {
         0 => None,
         code => Some(Ty::from_onnx(code as i32).filter(|t| quantized(*t)).ok_or_else(|| {
-            format!("output_dtype {} is not supported (uint8, int8 and int16 are)", Ty::onnx_name(code as i32))
+            format!(
+                "output_dtype {} is not supported (uint8, int8 and int16 are)",
+                Ty::onnx_name(code as i32)
+            )
         })?),
     };
     let out = if ctx.has(2) { ctx.ty(2)? } else { attr.unwrap_or(Ty::U8) };
@@ -170,7 +176,10 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
             ctx.same(&[0, 1], t)?;
             let precision = ctx.int("precision", 0)?;
             if precision != 0 && Ty::from_onnx(precision as i32) != Some(t) {
-                return Err(format!("precision {} differs from the input's type {t}", Ty::onnx_name(precision as i32)));
+                return Err(format!(
+                    "precision {} differs from the input's type {t}",
+                    Ty::onnx_name(precision as i32)
+                ));
             }
             let out = quantize_output(ctx)?;
             let lay = layout(ctx)?;
@@ -193,7 +202,11 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
             ctx.known(&["axis", "block_size", "output_dtype"])?;
             let t = ctx.ty_where(0, |t| quantized(t) || t == Ty::I32, "uint8, int8, int16 and int32")?;
             ctx.same(&[0, 2], t)?;
-            let scale = ctx.ty_where(1, |t| matches!(t, Ty::F32 | Ty::F16 | Ty::BF16), "float, float16 and bfloat16 scales")?;
+            let scale = ctx.ty_where(
+                1,
+                |t| matches!(t, Ty::F32 | Ty::F16 | Ty::BF16),
+                "float, float16 and bfloat16 scales",
+            )?;
             let out = match ctx.int("output_dtype", 0)? {
                 0 => scale,
                 code => Ty::from_onnx(code as i32).filter(|t| t.is_float()).ok_or_else(|| {
@@ -234,11 +247,7 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                 let scale = if maxx == minx { 1.0 } else { maxx - minx } / 255.0f32;
                 let zp = (0.0f32 - minx / scale).clamp(0.0, 255.0).round_ties_even();
                 let q = xs.iter().map(|&e| ((e / scale).round_ties_even() + zp) as f64).collect();
-                Ok(vec![
-                    saturated(q, v.dims(), Ty::U8)?,
-                    make(vec![scale], &[])?,
-                    make(vec![zp as u8], &[])?,
-                ])
+                Ok(vec![saturated(q, v.dims(), Ty::U8)?, make(vec![scale], &[])?, make(vec![zp as u8], &[])?])
             });
             (k, vec![Ty::U8, Ty::F32, Ty::U8])
         }
@@ -259,7 +268,11 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
             ctx.known(&[])?;
             let ta = ctx.ty_where(0, |t| matches!(t, Ty::U8 | Ty::I8), "uint8 and int8")?;
             let tb = ctx.ty_where(3, |t| matches!(t, Ty::U8 | Ty::I8), "uint8 and int8")?;
-            let st = ctx.ty_where(1, |t| matches!(t, Ty::F32 | Ty::F16 | Ty::BF16), "float, float16 and bfloat16 scales")?;
+            let st = ctx.ty_where(
+                1,
+                |t| matches!(t, Ty::F32 | Ty::F16 | Ty::BF16),
+                "float, float16 and bfloat16 scales",
+            )?;
             ctx.same(&[1, 4, 6], st)?;
             ctx.same(&[0, 2], ta)?;
             ctx.same(&[3, 5], tb)?;
@@ -346,7 +359,9 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
 /// rather than pick one, that form is refused.
 fn row_zero_point<'a>(x: &[Option<&'a CTensor>], i: usize) -> CResult<Option<&'a CTensor>> {
     match x.get(i).copied().flatten() {
-        Some(z) if z.elem_count() != 1 => bail!("a per-row zero point of shape {:?} is not supported", z.dims()),
+        Some(z) if z.elem_count() != 1 => {
+            bail!("a per-row zero point of shape {:?} is not supported", z.dims())
+        }
         other => Ok(other),
     }
 }
@@ -354,7 +369,10 @@ fn row_zero_point<'a>(x: &[Option<&'a CTensor>], i: usize) -> CResult<Option<&'a
 /// The centered operands of ConvInteger and QLinearConv: `[x, x_zero_point, w, w_zero_point]`
 /// input indices; a per-channel weight zero point applies to the output channels.
 fn conv_operands(x: &[Option<&CTensor>], idx: [usize; 4]) -> CResult<(CTensor, CTensor)> {
-    let xc = centered(req(x, idx[0])?, x.get(idx[1]).copied().flatten().map(|z| one(z, "x_zero_point").map(|_| z)).transpose()?)?;
+    let xc = centered(
+        req(x, idx[0])?,
+        x.get(idx[1]).copied().flatten().map(|z| one(z, "x_zero_point").map(|_| z)).transpose()?,
+    )?;
     let w = req(x, idx[2])?;
     let wc = match x.get(idx[3]).copied().flatten() {
         Some(z) if z.elem_count() != 1 => {
