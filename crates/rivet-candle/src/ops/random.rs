@@ -34,13 +34,13 @@ impl Draw {
     fn read(op: &str, ctx: &NodeCtx<'_>) -> Result<Draw, Refusal> {
         if op.starts_with("RandomUniform") {
             let (low, high) = (ctx.float("low", 0.0)? as f64, ctx.float("high", 1.0)? as f64);
-            if !(low < high) || !low.is_finite() || !high.is_finite() {
+            if low >= high || low.is_nan() || high.is_nan() || !low.is_finite() || !high.is_finite() {
                 return Err(format!("low {low} and high {high} do not make a range"));
             }
             Ok(Draw::Uniform { low, high })
         } else {
             let (mean, scale) = (ctx.float("mean", 0.0)? as f64, ctx.float("scale", 1.0)? as f64);
-            if !(scale >= 0.0) || !scale.is_finite() || !mean.is_finite() {
+            if scale.is_nan() || scale < 0.0 || !scale.is_finite() || !mean.is_finite() {
                 return Err(format!("mean {mean} and scale {scale} do not make a distribution"));
             }
             Ok(Draw::Normal { mean, scale })
@@ -77,9 +77,8 @@ fn float_dtype(ctx: &NodeCtx<'_>, default: Option<Ty>) -> Result<Ty, Refusal> {
 
 /// Builds the random generators.
 pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
-    let seed = || -> Result<Option<f32>, Refusal> {
-        Ok(ctx.attr("seed").map(|_| ctx.float("seed", 0.0)).transpose()?)
-    };
+    let seed =
+        || -> Result<Option<f32>, Refusal> { ctx.attr("seed").map(|_| ctx.float("seed", 0.0)).transpose() };
     let built: Built = match op {
         "RandomUniform" | "RandomNormal" => {
             ctx.known(&["dtype", "high", "low", "mean", "scale", "seed", "shape"])?;
