@@ -133,12 +133,97 @@ def rivet_cases():
         ),
     ]
     cases += quantized_cases(model, vi, rng)
+    cases += control_flow_cases(model, vi, rng)
     out = []
-    for name, m, inputs in cases:
-        feeds = {i.name: v for i, v in zip(m.graph.input, inputs)}
-        expected = ReferenceEvaluator(m).run(None, feeds)
+    for case in cases:
+        name, m, inputs = case[:3]
+        if len(case) > 3:
+            # The reference evaluator lacks this form: the case says how to get its outputs.
+            expected = case[3](inputs)
+        else:
+            feeds = {i.name: v for i, v in zip(m.graph.input, inputs)}
+            expected = ReferenceEvaluator(m).run(None, feeds)
         out.append((name, m, inputs, [np.asarray(e) for e in expected]))
     return out
+
+
+def control_flow_cases(model, vi, rng):
+    """Loop and Scan in forms the suite leaves out: a Loop whose body stops it early and reads a
+    value of the enclosing graph, and a Scan over two inputs along different axes and
+    directions, with a reversed scan output along axis 1."""
+    from onnx import TensorProto, helper
+
+    f32, i64, b = TensorProto.FLOAT, TensorProto.INT64, TensorProto.BOOL
+    init = numpy_helper.from_array
+    loop_body = helper.make_graph(
+        [
+            helper.make_node("Cast", ["i"], ["fi"], to=f32),
+            helper.make_node("Mul", ["w", "fi"], ["wi"]),
+            helper.make_node("Add", ["acc_in", "wi"], ["acc_out"]),
+            helper.make_node("Less", ["i", "stop"], ["go"]),
+            helper.make_node("Identity", ["acc_out"], ["step"]),
+        ],
+        "body",
+        [vi("i", i64, []), vi("c", b, []), vi("acc_in", f32, [3])],
+        [vi("go", b, []), vi("acc_out", f32, [3]), vi("step", f32, [3])],
+    )
+    scan_body = helper.make_graph(
+        [
+            helper.make_node("Add", ["s_in", "a"], ["t"]),
+            helper.make_node("Mul", ["t", "b"], ["s_out"]),
+            helper.make_node("Sub", ["s_out", "a"], ["o"]),
+        ],
+        "body",
+        [vi("s_in", f32, [2]), vi("a", f32, [2]), vi("b", f32, [2])],
+        [vi("s_out", f32, [2]), vi("o", f32, [2])],
+    )
+    from onnx.reference import ReferenceEvaluator
+
+    def scan(directions, output_direction):
+        return helper.make_node("Scan", ["s0", "xa", "xb"], ["s", "ys"], body=scan_body,
+                                num_scan_inputs=2, scan_input_axes=[1, 0],
+                                scan_input_directions=directions, scan_output_axes=[1],
+                                scan_output_directions=output_direction)
+
+    scan_io = ([vi("s0", f32, [2]), vi("xa", f32, [2, 4]), vi("xb", f32, [4, 2])],
+               [vi("s", f32, None), vi("ys", f32, None)])
+
+    def reversed_scan(inputs):
+        # ONNX's reference evaluator implements forward scans along axis 0 only. Scanning xa
+        # backwards along axis 1 and writing ys backwards along axis 1 is a forward scan of xa
+        # transposed and flipped, with ys flipped and transposed afterwards.
+        s0, xa, xb = inputs
+        forward = model(
+            "m",
+            [helper.make_node("Scan", ["s0", "xa", "xb"], ["s", "ys"], body=scan_body, num_scan_inputs=2)],
+            [vi("s0", f32, [2]), vi("xa", f32, [4, 2]), vi("xb", f32, [4, 2])],
+            scan_io[1],
+        )
+        feeds = {"s0": s0, "xa": np.flip(xa.T, 0).copy(), "xb": xb}
+        s, ys = ReferenceEvaluator(forward).run(None, feeds)
+        return [s, np.flip(ys, 0).T.copy()]
+
+    return [
+        (
+            "rivet_loop_stops_early_reading_outer",
+            model(
+                "m",
+                [helper.make_node("Loop", ["trips", "go0", "acc0"], ["acc", "steps"], body=loop_body)],
+                [vi("w", f32, [3]), vi("acc0", f32, [3])],
+                [vi("acc", f32, None), vi("steps", f32, None)],
+                [init(np.array(10, np.int64), "trips"), init(np.array(True), "go0"),
+                 init(np.array(3, np.int64), "stop")],
+            ),
+            [rng.standard_normal(3).astype(np.float32), rng.standard_normal(3).astype(np.float32)],
+        ),
+        (
+            "rivet_scan_axes_and_directions",
+            model("m", [scan([1, 0], [1])], *scan_io),
+            [rng.standard_normal(2).astype(np.float32), rng.standard_normal((2, 4)).astype(np.float32),
+             (rng.standard_normal((4, 2)) * 0.5).astype(np.float32)],
+            reversed_scan,
+        ),
+    ]
 
 
 def quantized_cases(model, vi, rng):

@@ -105,43 +105,65 @@ fn free_names(graph: &GraphProto, out: &mut Vec<String>) {
     }
 }
 
-/// Plans an `If` node: both branches, reading the outer values they use. Returns the kernel,
-/// the output types, and the outer names to pass after the condition.
+/// The outer values (name and type) that `graphs` read, in a fixed order.
+fn outer_used(graphs: &[&GraphProto], outer: &[(String, Ty)]) -> Result<Vec<(String, Ty)>, String> {
+    let mut free = Vec::new();
+    for g in graphs {
+        free_names(g, &mut free);
+    }
+    let mut used = Vec::new();
+    for n in &free {
+        match outer.iter().find(|(o, _)| o == n) {
+            Some(v) => used.push(v.clone()),
+            None => return Err(format!("a subgraph reads \"{n}\", which nothing produces")),
+        }
+    }
+    Ok(used)
+}
+
+/// Plans subgraph `g`, which takes `used` outer values after its own inputs; `formal` types
+/// its inputs where it leaves them untyped.
+fn plan_sub(
+    g: &GraphProto,
+    opset: i64,
+    used: &[(String, Ty)],
+    formal: &[Option<Ty>],
+    what: &str,
+) -> Result<Plan, String> {
+    Plan::typed_graph(g, opset, used, formal).map_err(|e| match e {
+        PlanError::Operators(lines) => format!("{what} uses {}", lines.join("; ")),
+        PlanError::Unsupported(w) | PlanError::Invalid(w) => format!("{what}: {w}"),
+    })
+}
+
+/// The graph attribute `name` of `node`.
+fn graph_attr<'a>(node: &'a candle_onnx::onnx::NodeProto, name: &str) -> Result<&'a GraphProto, String> {
+    node.attribute
+        .iter()
+        .find(|a| a.name == name)
+        .and_then(|a| a.g.as_ref())
+        .ok_or(format!("{name} is missing"))
+}
+
+/// What planning a control-flow node gives: its kernel, its output types and the outer names
+/// to pass after its own inputs.
+type Control = (Kernel, Vec<Ty>, Vec<String>);
+
+/// Plans an `If` node: both branches, reading the outer values they use.
 fn plan_if(
     node: &candle_onnx::onnx::NodeProto,
     opset: i64,
     outer: &[(String, Ty)],
-) -> Result<(Kernel, Vec<Ty>, Vec<String>), String> {
+) -> Result<Control, String> {
     for a in &node.attribute {
         if a.name != "then_branch" && a.name != "else_branch" {
             return Err(format!("attribute \"{}\" is not supported", a.name));
         }
     }
-    let branch = |name: &str| -> Result<&GraphProto, String> {
-        node.attribute
-            .iter()
-            .find(|a| a.name == name)
-            .and_then(|a| a.g.as_ref())
-            .ok_or(format!("{name} is missing"))
-    };
-    let (then_g, else_g) = (branch("then_branch")?, branch("else_branch")?);
-    let mut free = Vec::new();
-    free_names(then_g, &mut free);
-    free_names(else_g, &mut free);
-    let mut used = Vec::new();
-    for n in &free {
-        match outer.iter().find(|(o, _)| o == n) {
-            Some(v) => used.push(v.clone()),
-            None => return Err(format!("a branch reads \"{n}\", which nothing produces")),
-        }
-    }
-    let plan = |g: &GraphProto| -> Result<Plan, String> {
-        Plan::graph(g, opset, &used).map_err(|e| match e {
-            PlanError::Operators(lines) => format!("a branch uses {}", lines.join("; ")),
-            PlanError::Unsupported(w) | PlanError::Invalid(w) => format!("a branch: {w}"),
-        })
-    };
-    let (then_p, else_p) = (plan(then_g)?, plan(else_g)?);
+    let (then_g, else_g) = (graph_attr(node, "then_branch")?, graph_attr(node, "else_branch")?);
+    let used = outer_used(&[then_g, else_g], outer)?;
+    let (then_p, else_p) =
+        (plan_sub(then_g, opset, &used, &[], "a branch")?, plan_sub(else_g, opset, &used, &[], "a branch")?);
     let then_t: Vec<Ty> = then_p.outputs.iter().map(|o| o.2).collect();
     let else_t: Vec<Ty> = else_p.outputs.iter().map(|o| o.2).collect();
     if then_t != else_t {
@@ -156,14 +178,241 @@ fn plan_if(
             candle_core::bail!("the condition must hold one value, got {:?}", cond.dims());
         }
         let take = ops::ints(cond)?[0] != 0;
-        let feeds = x[1..]
-            .iter()
-            .map(|t| t.cloned().ok_or_else(|| candle_core::Error::Msg("an outer value is missing".into())))
-            .collect::<candle_core::Result<Vec<_>>>()?;
         let p = if take { &then_p } else { &else_p };
-        p.run(feeds).map_err(candle_core::Error::Msg)
+        p.run(given(&x[1..])?).map_err(candle_core::Error::Msg)
     });
     Ok((kernel, then_t, used.into_iter().map(|u| u.0).collect()))
+}
+
+/// Every value of `x` (all given), cloned (Candle tensors share their storage).
+fn given(x: &[Option<&CTensor>]) -> candle_core::Result<Vec<CTensor>> {
+    x.iter()
+        .map(|t| t.cloned().ok_or_else(|| candle_core::Error::Msg("an input is missing".into())))
+        .collect()
+}
+
+/// Stacks one scan output's per-iteration values along `axis` (`None`: no iteration ran).
+fn stack(parts: &[CTensor], axis: usize, what: &str) -> candle_core::Result<CTensor> {
+    if parts.is_empty() {
+        candle_core::bail!("{what} ran no iteration, so its scan outputs have no shape");
+    }
+    if axis > parts[0].rank() {
+        candle_core::bail!("scan output axis {axis} is out of range for rank {}", parts[0].rank());
+    }
+    CTensor::stack(parts, axis)
+}
+
+/// Plans a `Loop` node: its body, reading the outer values it uses.
+fn plan_loop(
+    node: &candle_onnx::onnx::NodeProto,
+    opset: i64,
+    outer: &[(String, Ty)],
+    in_tys: &[Option<Ty>],
+) -> Result<Control, String> {
+    for a in &node.attribute {
+        if a.name != "body" {
+            return Err(format!("attribute \"{}\" is not supported", a.name));
+        }
+    }
+    let body_g = graph_attr(node, "body")?;
+    let used = outer_used(&[body_g], outer)?;
+    let mut formal = vec![Some(Ty::I64), Some(Ty::Bool)];
+    formal.extend(in_tys.iter().skip(2).copied());
+    let body = plan_sub(body_g, opset, &used, &formal, "the body")?;
+    let carried = node.input.len().saturating_sub(2);
+    let formal = body.inputs.len() - used.len();
+    if formal != 2 + carried || body.outputs.len() < 1 + carried {
+        return Err(format!(
+            "the body takes {formal} inputs and gives {} outputs for {carried} loop-carried values",
+            body.outputs.len()
+        ));
+    }
+    if in_tys.first().copied().flatten().is_some_and(|t| t != Ty::I64) {
+        return Err("the trip count M must be int64".into());
+    }
+    if in_tys.get(1).copied().flatten().is_some_and(|t| t != Ty::Bool) {
+        return Err("the condition must be bool".into());
+    }
+    if body.inputs[0].2 != Ty::I64 || body.inputs[1].2 != Ty::Bool || body.outputs[0].2 != Ty::Bool {
+        return Err("the body's iteration number must be int64 and its conditions bool".into());
+    }
+    for j in 0..carried {
+        let want = in_tys.get(2 + j).copied().flatten().ok_or("a loop-carried value is missing")?;
+        if body.inputs[2 + j].2 != want || body.outputs[1 + j].2 != want {
+            return Err(format!("loop-carried value {j} is {want} but the body takes or gives another type"));
+        }
+    }
+    let out_tys: Vec<Ty> = body.outputs[1..].iter().map(|o| o.2).collect();
+    if node.output.len() > out_tys.len() {
+        return Err(format!("{} outputs for a body giving {}", node.output.len(), out_tys.len()));
+    }
+    let scans = out_tys.len() - carried;
+    let kernel: Kernel = Box::new(move |x| {
+        let max = match x.first().copied().flatten() {
+            Some(m) if m.elem_count() == 1 => Some(ops::ints(m)?[0]),
+            Some(m) => candle_core::bail!("M must hold one value, got {:?}", m.dims()),
+            None => None,
+        };
+        let mut keep_going = match x.get(1).copied().flatten() {
+            Some(c) if c.elem_count() == 1 => ops::ints(c)?[0] != 0,
+            Some(c) => candle_core::bail!("the condition must hold one value, got {:?}", c.dims()),
+            None => true,
+        };
+        let mut state = given(&x[2..2 + carried])?;
+        let outer_vals = given(&x[2 + carried..])?;
+        let mut per_iter: Vec<Vec<CTensor>> = vec![Vec::new(); scans];
+        let mut i: i64 = 0;
+        while keep_going && max.is_none_or(|m| i < m) {
+            let mut feeds = Vec::with_capacity(2 + carried + outer_vals.len());
+            feeds.push(CTensor::new(i, &candle_core::Device::Cpu)?);
+            feeds.push(CTensor::new(1u8, &candle_core::Device::Cpu)?);
+            feeds.append(&mut state);
+            feeds.extend(outer_vals.iter().cloned());
+            let mut outs = body.run(feeds).map_err(candle_core::Error::Msg)?.into_iter();
+            let cond =
+                outs.next().ok_or_else(|| candle_core::Error::Msg("the body gave no condition".into()))?;
+            if cond.elem_count() != 1 {
+                candle_core::bail!("the body's condition must hold one value, got {:?}", cond.dims());
+            }
+            keep_going = ops::ints(&cond)?[0] != 0;
+            state = outs.by_ref().take(carried).collect();
+            for (k, v) in outs.enumerate() {
+                ops::check_size(&[v.elem_count(), per_iter[k].len() + 1], v.dtype().size_in_bytes())?;
+                per_iter[k].push(v);
+            }
+            i += 1;
+        }
+        let mut result = state;
+        for parts in &per_iter {
+            result.push(stack(parts, 0, "the Loop")?);
+        }
+        Ok(result)
+    });
+    Ok((kernel, out_tys, used.into_iter().map(|u| u.0).collect()))
+}
+
+/// Plans a `Scan` node (opset 9 and later): its body, reading the outer values it uses.
+fn plan_scan(
+    node: &candle_onnx::onnx::NodeProto,
+    opset: i64,
+    outer: &[(String, Ty)],
+    in_tys: &[Option<Ty>],
+) -> Result<Control, String> {
+    if opset < 9 {
+        return Err("Scan before opset 9 (with a batch axis) is not supported".into());
+    }
+    let known = [
+        "body",
+        "num_scan_inputs",
+        "scan_input_axes",
+        "scan_input_directions",
+        "scan_output_axes",
+        "scan_output_directions",
+    ];
+    let mut ints = std::collections::HashMap::new();
+    let mut m = None;
+    for a in &node.attribute {
+        if !known.contains(&a.name.as_str()) {
+            return Err(format!("attribute \"{}\" is not supported", a.name));
+        }
+        match a.name.as_str() {
+            "num_scan_inputs" => m = Some(a.i),
+            "body" => {}
+            other => {
+                ints.insert(other.to_string(), a.ints.clone());
+            }
+        }
+    }
+    let m = usize::try_from(m.ok_or("num_scan_inputs is required")?)
+        .map_err(|_| "num_scan_inputs is negative")?;
+    if m == 0 || m > node.input.len() {
+        return Err(format!("num_scan_inputs {m} for {} inputs", node.input.len()));
+    }
+    let n = node.input.len() - m;
+    let body_g = graph_attr(node, "body")?;
+    let used = outer_used(&[body_g], outer)?;
+    // A scan input's slice has the input's type.
+    let body = plan_sub(body_g, opset, &used, in_tys, "the body")?;
+    let formal = body.inputs.len() - used.len();
+    if formal != n + m || body.outputs.len() < n {
+        return Err(format!(
+            "the body takes {formal} inputs and gives {} outputs for {n} states and {m} scan inputs",
+            body.outputs.len()
+        ));
+    }
+    for j in 0..n + m {
+        let want = in_tys.get(j).copied().flatten().ok_or("an input is missing")?;
+        if body.inputs[j].2 != want || (j < n && body.outputs[j].2 != want) {
+            return Err(format!("input {j} is {want} but the body takes or gives another type"));
+        }
+    }
+    let k = body.outputs.len() - n;
+    let list = |name: &str, len: usize| -> Result<Vec<i64>, String> {
+        let v = ints.get(name).cloned().unwrap_or_else(|| vec![0; len]);
+        if v.len() != len {
+            return Err(format!("{name} has {} entries for {len} values", v.len()));
+        }
+        Ok(v)
+    };
+    let (in_axes, in_dirs) = (list("scan_input_axes", m)?, list("scan_input_directions", m)?);
+    let (out_axes, out_dirs) = (list("scan_output_axes", k)?, list("scan_output_directions", k)?);
+    if in_dirs.iter().chain(&out_dirs).any(|&d| d != 0 && d != 1) {
+        return Err("scan directions must be 0 or 1".into());
+    }
+    let out_tys: Vec<Ty> = body.outputs.iter().map(|o| o.2).collect();
+    if node.output.len() > out_tys.len() {
+        return Err(format!("{} outputs for a body giving {}", node.output.len(), out_tys.len()));
+    }
+    let kernel: Kernel = Box::new(move |x| {
+        let mut state = given(&x[..n])?;
+        let scanned = given(&x[n..n + m])?;
+        let outer_vals = given(&x[n + m..])?;
+        let mut axes = Vec::with_capacity(m);
+        let mut len = None;
+        for (t, &a) in scanned.iter().zip(&in_axes) {
+            let r = t.rank() as i64;
+            let a = if a < 0 { a + r } else { a };
+            if a < 0 || a >= r {
+                candle_core::bail!("scan input axis {a} is out of range for shape {:?}", t.dims());
+            }
+            let l = t.dims()[a as usize];
+            if len.is_some_and(|v| v != l) {
+                candle_core::bail!("scan inputs disagree in length: {l} and {}", len.unwrap_or(0));
+            }
+            len = Some(l);
+            axes.push(a as usize);
+        }
+        let len = len.unwrap_or(0);
+        let mut per_iter: Vec<Vec<CTensor>> = vec![Vec::new(); k];
+        for t in 0..len {
+            let mut feeds = Vec::with_capacity(n + m + outer_vals.len());
+            feeds.append(&mut state);
+            for ((s, &a), &d) in scanned.iter().zip(&axes).zip(&in_dirs) {
+                let at = if d == 1 { len - 1 - t } else { t };
+                feeds.push(s.narrow(a, at, 1)?.squeeze(a)?);
+            }
+            feeds.extend(outer_vals.iter().cloned());
+            let mut outs = body.run(feeds).map_err(candle_core::Error::Msg)?.into_iter();
+            state = outs.by_ref().take(n).collect();
+            for (j, v) in outs.enumerate() {
+                per_iter[j].push(v);
+            }
+        }
+        let mut result = state;
+        for (j, mut parts) in per_iter.into_iter().enumerate() {
+            if out_dirs[j] == 1 {
+                parts.reverse();
+            }
+            let rank = parts.first().map_or(0, |p| p.rank()) as i64 + 1;
+            let a = if out_axes[j] < 0 { out_axes[j] + rank } else { out_axes[j] };
+            if a < 0 {
+                candle_core::bail!("scan output axis {} is out of range", out_axes[j]);
+            }
+            result.push(stack(&parts, a as usize, "the Scan")?);
+        }
+        Ok(result)
+    });
+    Ok((kernel, out_tys, used.into_iter().map(|u| u.0).collect()))
 }
 
 /// The opset version of the default ONNX domain the model imports.
@@ -183,6 +432,17 @@ impl Plan {
     /// Plans `graph`; `outer` are values of enclosing graphs it reads (for `If` branches),
     /// which become its trailing inputs.
     fn graph(graph: &GraphProto, opset: i64, outer: &[(String, Ty)]) -> Result<Plan, PlanError> {
+        Plan::typed_graph(graph, opset, outer, &[])
+    }
+
+    /// [`Plan::graph`], where `formal[i]` is the type of the `i`-th graph input when the graph
+    /// leaves it untyped (a Loop or Scan body, whose inputs take the node's types).
+    fn typed_graph(
+        graph: &GraphProto,
+        opset: i64,
+        outer: &[(String, Ty)],
+        formal: &[Option<Ty>],
+    ) -> Result<Plan, PlanError> {
         let invalid = PlanError::Invalid;
         let mut slot_of: HashMap<&str, usize> = HashMap::new();
         let mut tys: Vec<Option<Ty>> = Vec::new();
@@ -214,11 +474,14 @@ impl Plan {
             slot_of.insert(init.name.as_str(), s);
         }
         let mut inputs = Vec::new();
-        for input in &graph.input {
+        for (i, input) in graph.input.iter().enumerate() {
             if slot_of.contains_key(input.name.as_str()) {
                 continue;
             }
-            let ty = value_ty(input).map_err(|e| PlanError::Unsupported(format!("input {e}")))?;
+            let ty = match formal.get(i).copied().flatten() {
+                Some(t) if input.r#type.is_none() => t,
+                _ => value_ty(input).map_err(|e| PlanError::Unsupported(format!("input {e}")))?,
+            };
             let s = push(&mut tys, &mut consts, ty, None);
             is_seq.push(false);
             slot_of.insert(input.name.as_str(), s);
@@ -256,13 +519,30 @@ impl Plan {
                 let domain_ok = node.domain.is_empty() || node.domain == "ai.onnx";
                 // An If reads, besides its condition, every outer value its branches use.
                 let mut extra: Vec<String> = Vec::new();
-                let outcome = if domain_ok && !depends_on_refused && node.op_type == "If" {
+                let control = matches!(node.op_type.as_str(), "If" | "Loop" | "Scan");
+                let outcome = if domain_ok && !depends_on_refused && control {
                     let outer_tys: Vec<(String, Ty)> = slot_of
                         .iter()
                         .filter(|(_, &s)| !is_seq[s])
                         .filter_map(|(n, &s)| tys[s].map(|t| (n.to_string(), t)))
                         .collect();
-                    plan_if(node, opset, &outer_tys).map(|(k, t, free)| {
+                    let in_tys: Vec<Option<Ty>> = node
+                        .input
+                        .iter()
+                        .map(|n| {
+                            if n.is_empty() || is_seq[slot_of[n.as_str()]] {
+                                None
+                            } else {
+                                tys[slot_of[n.as_str()]]
+                            }
+                        })
+                        .collect();
+                    let planned = match node.op_type.as_str() {
+                        "If" => plan_if(node, opset, &outer_tys),
+                        "Loop" => plan_loop(node, opset, &outer_tys, &in_tys),
+                        _ => plan_scan(node, opset, &outer_tys, &in_tys),
+                    };
+                    planned.map(|(k, t, free)| {
                         extra = free;
                         let ctx = NodeCtx { node, opset, tys: vec![], consts: vec![] };
                         (Exec::Tensor(k), t.into_iter().map(|t| (t, false)).collect::<Vec<_>>(), ctx)
@@ -330,7 +610,7 @@ impl Plan {
                     Ok((exec, out_tys, ctx)) => {
                         let all_const = matches!(exec, Exec::Tensor(_))
                             && extra.is_empty()
-                            && node.op_type != "If"
+                            && !control
                             && ops::foldable(&node.op_type)
                             && node
                                 .input
