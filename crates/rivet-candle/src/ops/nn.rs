@@ -389,10 +389,61 @@ impl GeometryCache {
     }
 }
 
-/// General N-D convolution: im2col by direct loops, then one matrix product per group.
+/// Element types a convolution runs in, each with a per-thread scratch buffer for its im2col
+/// matrices: kept between runs, so that a convolution neither maps nor faults in fresh pages
+/// each time. A buffer larger than [`SCRATCH_KEEP`] elements is not kept.
+trait ConvElem: candle_core::WithDType {
+    fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
+}
+
+/// The largest im2col buffer (in elements) a thread keeps between runs: 16 Mi elements.
+const SCRATCH_KEEP: usize = 1 << 24;
+
+macro_rules! conv_elem {
+    ($t:ty, $name:ident) => {
+        thread_local! {
+            static $name: std::cell::RefCell<Vec<$t>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        impl ConvElem for $t {
+            fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [$t]) -> R) -> R {
+                if len > SCRATCH_KEEP {
+                    return f(&mut vec![0.0; len]);
+                }
+                $name.with(|b| match b.try_borrow_mut() {
+                    Ok(mut b) => {
+                        if b.len() < len {
+                            b.resize(len, 0.0);
+                        }
+                        f(&mut b[..len])
+                    }
+                    // Not expected (a convolution does not run another inside it), but safe.
+                    Err(_) => f(&mut vec![0.0; len]),
+                })
+            }
+        }
+    };
+}
+conv_elem!(f32, SCRATCH_F32);
+conv_elem!(f64, SCRATCH_F64);
+
+/// How a product of `macs` multiply-adds runs: on the calling thread when small, else on the
+/// current rayon pool.
+fn parallelism(macs: usize) -> gemm::Parallelism {
+    let threads = rayon::current_num_threads();
+    if macs <= SERIAL_GEMM_MACS || threads < 2 {
+        gemm::Parallelism::None
+    } else {
+        gemm::Parallelism::Rayon(threads)
+    }
+}
+
+/// General N-D convolution, image by image: im2col into a per-thread scratch matrix (skipped
+/// for a 1×1 convolution that reads every input position), then one matrix product per group
+/// written straight into the output, which starts as the bias.
 fn conv_general(
     x: &CTensor,
     wt: &CTensor,
+    bias: Option<&CTensor>,
     w: &Window,
     group: usize,
     cache: &GeometryCache,
@@ -403,60 +454,127 @@ fn conv_general(
     if !c.is_multiple_of(group) || !m.is_multiple_of(group) || wt.dims()[1] * group != c {
         bail!("channels {c} and weights {:?} disagree with group {group}", wt.dims());
     }
-    let cg = c / group;
-    let geo = cache.get(w, spatial)?;
-    let k = geo.k;
-    let plane: usize = spatial.iter().product();
-    let col = match x.dtype() {
-        CDType::F32 => im2col::<f32>(x, &geo, n, c, plane)?,
-        CDType::F64 => im2col::<f64>(x, &geo, n, c, plane)?,
-        other => bail!("Conv on {other:?}"),
-    };
-    // col: [c * k, n * p]; each group's weights [m / group, cg * k] times its rows.
-    let wm = wt.reshape((m, cg * k))?;
-    let y = if group == 1 {
-        matmul(&wm, &col)?
-    } else {
-        let parts = (0..group)
-            .map(|g| matmul(&wm.narrow(0, g * (m / group), m / group)?, &col.narrow(0, g * cg * k, cg * k)?))
-            .collect::<CResult<Vec<_>>>()?;
-        CTensor::cat(&parts, 0)?
-    };
-    if n == 1 {
-        // [m, p] is already [1, m, out...] in memory.
-        let mut dims = vec![1, m];
-        dims.extend_from_slice(&geo.out);
-        return y.reshape(dims);
+    if let Some(b) = bias {
+        if b.elem_count() != m {
+            bail!("a bias of {} values for {m} output channels", b.elem_count());
+        }
     }
-    let mut dims = vec![m, n];
+    let geo = cache.get(w, spatial)?;
+    let mut dims = vec![n, m];
     dims.extend_from_slice(&geo.out);
-    y.reshape(dims)?.transpose(0, 1)?.contiguous()
+    super::check_size(&dims, x.dtype().size_in_bytes())?;
+    match x.dtype() {
+        CDType::F32 => conv_images::<f32>(x, wt, bias, &geo, group, dims),
+        CDType::F64 => conv_images::<f64>(x, wt, bias, &geo, group, dims),
+        other => bail!("Conv on {other:?}"),
+    }
 }
 
-/// The im2col matrix `[c * k, n * p]` of `x` for the windows of `geo`, copied run by run.
-fn im2col<T: candle_core::WithDType>(
+fn conv_images<T: ConvElem>(
     x: &CTensor,
+    wt: &CTensor,
+    bias: Option<&CTensor>,
     geo: &Geometry,
-    n: usize,
-    c: usize,
-    plane: usize,
+    group: usize,
+    dims: Vec<usize>,
 ) -> CResult<CTensor> {
+    let (n, c, m) = (dims[0], x.dims()[1], dims[1]);
+    let plane: usize = x.dims()[2..].iter().product();
     let (p, k) = (geo.p, geo.k);
-    let src: Vec<T> = super::values(x)?;
-    let mut col = vec![T::zero(); c * k * n * p];
-    for ch in 0..c {
-        for (kk, runs) in geo.runs.iter().enumerate() {
-            let row = &mut col[(ch * k + kk) * n * p..(ch * k + kk + 1) * n * p];
-            for b in 0..n {
-                let plane_src = &src[(b * c + ch) * plane..(b * c + ch + 1) * plane];
-                let dst = &mut row[b * p..(b + 1) * p];
-                for &(d, s, len) in runs {
-                    dst[d..d + len].copy_from_slice(&plane_src[s..s + len]);
+    let (cg, mg) = (c / group, m / group);
+    let ck = cg * k;
+    let mut out = vec![T::zero(); n * m * p];
+    if let Some(b) = bias {
+        let bv: Vec<T> = super::values(&b.to_dtype(T::DTYPE)?)?;
+        for (i, row) in out.chunks_exact_mut(p.max(1)).enumerate() {
+            row.fill(bv[i % m]);
+        }
+    }
+    if out.is_empty() {
+        return CTensor::from_vec(out, dims, &Device::Cpu);
+    }
+    // A 1×1 window over every position in order reads the image itself.
+    let direct = k == 1 && p == plane && geo.runs[0].as_slice() == [(0, 0, p)];
+    let par = parallelism(mg * p * ck);
+    let read_dst = bias.is_some();
+    with_values(x, |xs: &[T]| {
+        with_values(wt, |ws: &[T]| -> CResult<()> {
+            if xs.len() != n * c * plane || ws.len() != m * ck {
+                bail!("Conv operands do not hold their shapes' elements");
+            }
+            let product = |col: &[T], out_img: &mut [T], g: usize| {
+                let (lhs, rhs) = (&ws[g * mg * ck..(g + 1) * mg * ck], &col[g * ck * p..(g + 1) * ck * p]);
+                let dst = &mut out_img[g * mg * p..(g + 1) * mg * p];
+                // SAFETY: `lhs` holds mg×ck, `rhs` ck×p and `dst` mg×p elements, each
+                // row-major (column stride 1, row stride ck, p and p), exactly the extents gemm
+                // reads and writes; the slices do not overlap.
+                unsafe {
+                    gemm::gemm(
+                        mg,
+                        p,
+                        ck,
+                        dst.as_mut_ptr(),
+                        1,
+                        p as isize,
+                        read_dst,
+                        lhs.as_ptr(),
+                        1,
+                        ck as isize,
+                        rhs.as_ptr(),
+                        1,
+                        p as isize,
+                        T::from_f64(1.0),
+                        T::from_f64(1.0),
+                        false,
+                        false,
+                        false,
+                        par,
+                    );
                 }
+            };
+            let images = xs.chunks_exact(c * plane).zip(out.chunks_exact_mut(m * p));
+            if direct {
+                for (img, out_img) in images {
+                    (0..group).for_each(|g| product(img, out_img, g));
+                }
+                return Ok(());
+            }
+            T::with_scratch(c * k * p, |col| {
+                for (img, out_img) in images {
+                    im2col(img, geo, c, plane, col);
+                    (0..group).for_each(|g| product(col, out_img, g));
+                }
+            });
+            Ok(())
+        })
+    })???;
+    CTensor::from_vec(out, dims, &Device::Cpu)
+}
+
+/// The im2col matrix `[c * k, p]` of one image `src` (`c` planes) for the windows of `geo`:
+/// runs of consecutive offsets are copied, strided windows gathered, padding zeroed.
+fn im2col<T: candle_core::WithDType>(src: &[T], geo: &Geometry, c: usize, plane: usize, col: &mut [T]) {
+    let (p, k) = (geo.p, geo.k);
+    for ch in 0..c {
+        let plane_src = &src[ch * plane..(ch + 1) * plane];
+        for (kk, runs) in geo.runs.iter().enumerate() {
+            let row = &mut col[(ch * k + kk) * p..(ch * k + kk + 1) * p];
+            let covered: usize = runs.iter().map(|r| r.2).sum();
+            if runs.len() * 4 > p {
+                // Short runs (a strided window): gather element by element.
+                for (d, &o) in row.iter_mut().zip(&geo.by_k[kk * p..(kk + 1) * p]) {
+                    *d = if o == PAD { T::zero() } else { plane_src[o as usize] };
+                }
+                continue;
+            }
+            if covered != p {
+                row.fill(T::zero());
+            }
+            for &(d, s, len) in runs {
+                row[d..d + len].copy_from_slice(&plane_src[s..s + len]);
             }
         }
     }
-    CTensor::from_vec(col, (c * k, n * p), &Device::Cpu)
 }
 
 fn conv(
@@ -493,15 +611,7 @@ fn conv(
     }
     // im2col plus one matrix product: measured faster here than Candle's conv2d, and it
     // covers every rank, asymmetric padding, strides and dilations.
-    let y = conv_general(x, wt, &w, group, cache)?;
-    match bias {
-        Some(b) => {
-            let mut shape = vec![1; y.rank()];
-            shape[1] = b.elem_count();
-            y.broadcast_add(&b.reshape(shape)?)
-        }
-        None => Ok(y),
-    }
+    conv_general(x, wt, bias, &w, group, cache)
 }
 
 /// A convolution's attributes (Conv's, shared by ConvInteger and QLinearConv), read at load,
@@ -701,14 +811,101 @@ fn pool(x: &CTensor, w: &Window, kind: PoolKind, cache: &GeometryCache) -> CResu
     let mut dims = vec![n, c];
     dims.extend_from_slice(&geo.out);
     let dt = x.dtype();
+    let plain_2d = spatial.len() == 2 && w.dilations.iter().all(|&d| d == 1);
+    if matches!(kind, PoolKind::Max) && plain_2d && matches!(dt, CDType::F32 | CDType::F64) {
+        let (_, begin, _) = w.resolve(spatial)?;
+        let shape = Pool2d {
+            input: [spatial[0], spatial[1]],
+            out: [geo.out[0], geo.out[1]],
+            kernel: [w.kernel[0], w.kernel[1]],
+            strides: [w.strides[0], w.strides[1]],
+            begin: [begin[0], begin[1]],
+        };
+        return match dt {
+            CDType::F32 => CTensor::from_vec(
+                with_values(x, |v: &[f32]| max_pool_2d(v, &shape, n * c))??,
+                dims,
+                &Device::Cpu,
+            ),
+            _ => CTensor::from_vec(
+                with_values(x, |v: &[f64]| max_pool_2d(v, &shape, n * c))??,
+                dims,
+                &Device::Cpu,
+            ),
+        };
+    }
     if dt == CDType::F32 {
-        let y = pool_loop::<f32>(&super::values(x)?, &geo, n * c, plane, kind);
+        let y = with_values(x, |v: &[f32]| pool_loop::<f32>(v, &geo, n * c, plane, kind))?;
         CTensor::from_vec(y, dims, &Device::Cpu)
     } else {
         let v: Vec<f64> = super::values(&x.to_dtype(CDType::F64)?)?;
         let y = pool_loop::<f64>(&v, &geo, n * c, plane, kind);
         CTensor::from_vec(y, dims, &Device::Cpu)?.to_dtype(dt)
     }
+}
+
+/// A 2-D pooling window without dilation, resolved against its input.
+struct Pool2d {
+    input: [usize; 2],
+    out: [usize; 2],
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    begin: [usize; 2],
+}
+
+impl Pool2d {
+    /// The output positions along `axis` whose window offset `q` falls inside the input.
+    fn valid(&self, axis: usize, q: usize) -> std::ops::Range<usize> {
+        let (s, pad, len) = (self.strides[axis], self.begin[axis], self.input[axis]);
+        // o * s + q - pad must lie in [0, len).
+        let lo = if pad > q { (pad - q).div_ceil(s) } else { 0 };
+        let hi = if len + pad > q { ((len + pad - q - 1) / s + 1).min(self.out[axis]) } else { 0 };
+        lo..hi.max(lo)
+    }
+}
+
+/// `a` becomes the larger of `a` and `v`, NaN propagated: `v != v` is NaN, which wins (and
+/// stays: NaN > x is false). A select, not a branch: on real data the comparison is
+/// unpredictable, and the select vectorizes.
+#[inline(always)]
+fn nan_max<T: PartialOrd + Copy>(a: &mut T, v: T) {
+    #[allow(clippy::eq_op)]
+    let take = (v > *a) | (v != v);
+    *a = if take { v } else { *a };
+}
+
+/// Max pooling of every plane of `src` over plain 2-D windows, by direct index arithmetic: per
+/// output row, the maximum down the window's input rows (contiguous, vectorized), then across
+/// each window's columns.
+fn max_pool_2d<T: candle_core::WithDType>(src: &[T], w: &Pool2d, planes: usize) -> CResult<Vec<T>> {
+    let ([h, wd], [oh, ow]) = (w.input, w.out);
+    if src.len() != planes * h * wd {
+        bail!("MaxPool input does not hold its shape's elements");
+    }
+    let lowest = T::from_f64(f64::NEG_INFINITY);
+    let mut out = vec![lowest; planes * oh * ow];
+    let cols: Vec<(usize, std::ops::Range<usize>)> =
+        (0..w.kernel[1]).map(|kx| (kx, w.valid(1, kx))).collect();
+    let (sy, sx, by, bx) = (w.strides[0], w.strides[1], w.begin[0], w.begin[1]);
+    let mut down = vec![lowest; wd];
+    for (plane_src, plane_out) in src.chunks_exact(h * wd).zip(out.chunks_exact_mut(oh * ow)) {
+        for (oy, acc) in plane_out.chunks_exact_mut(ow).enumerate() {
+            // Window rows oy * sy + ky - by inside [0, h).
+            let top = oy * sy;
+            let (ky_lo, ky_hi) = (by.saturating_sub(top), w.kernel[0].min((h + by).saturating_sub(top)));
+            down.fill(lowest);
+            for ky in ky_lo..ky_hi {
+                let row = &plane_src[(top + ky - by) * wd..(top + ky - by + 1) * wd];
+                down.iter_mut().zip(row).for_each(|(d, &v)| nan_max(d, v));
+            }
+            for (kx, range) in &cols {
+                for ox in range.clone() {
+                    nan_max(&mut acc[ox], down[ox * sx + kx - bx]);
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Max, average or Lp pooling of every plane over the windows of `geo` (max in the input's
