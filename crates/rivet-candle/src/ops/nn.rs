@@ -89,8 +89,8 @@ fn serial_gemm<T: candle_core::WithDType>(
     dims: &[usize],
 ) -> CResult<CTensor> {
     let mut c = vec![T::zero(); batches * m * n];
-    with_values(a, |av: &[T]| {
-        with_values(b, |bv: &[T]| gemm_batches(av, bv, &mut c, batches, m, k, n, shared_b))
+    with_strided(a, |av: Strided<'_, T>| {
+        with_strided(b, |bv: Strided<'_, T>| gemm_batches(av, bv, &mut c, batches, m, k, n, shared_b))
     })???;
     CTensor::from_vec(c, dims, &Device::Cpu)
 }
@@ -109,11 +109,45 @@ fn with_values<T: candle_core::WithDType, R>(t: &CTensor, f: impl FnOnce(&[T]) -
     Ok(f(&v))
 }
 
-/// `c[i] = a[i] @ b[i]` (or `@ b` when `shared_b`) for each of `batches` row-major matrices.
+/// A tensor as its storage and layout: element `[i, j, ...]` is at
+/// `data[start + i * strides[0] + j * strides[1] + ...]`.
+#[derive(Clone, Copy)]
+struct Strided<'a, T> {
+    data: &'a [T],
+    start: usize,
+    dims: &'a [usize],
+    strides: &'a [usize],
+}
+
+/// Runs `f` on `t` as it lies in its storage (a transposed or sliced view read in place), after
+/// checking that every element of the view lies inside the storage.
+fn with_strided<T: candle_core::WithDType, R>(
+    t: &CTensor,
+    f: impl FnOnce(Strided<'_, T>) -> R,
+) -> CResult<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else { bail!("not a CPU tensor") };
+    let data = cpu.as_slice::<T>()?;
+    let (dims, strides) = (layout.dims(), layout.stride());
+    let last = dims.iter().zip(strides).try_fold(layout.start_offset(), |acc, (&d, &s)| {
+        if d == 0 {
+            None
+        } else {
+            acc.checked_add((d - 1).checked_mul(s)?)
+        }
+    });
+    if last.is_some_and(|l| l >= data.len()) {
+        bail!("a view reaches past its storage");
+    }
+    Ok(f(Strided { data, start: layout.start_offset(), dims, strides }))
+}
+
+/// `c[i] = a[i] @ b[i]` (or `@ b` when `shared_b`) for each of `batches` matrices, read in
+/// place through their strides; `c` is row-major.
 #[allow(clippy::too_many_arguments)]
 fn gemm_batches<T: candle_core::WithDType>(
-    av: &[T],
-    bv: &[T],
+    a: Strided<'_, T>,
+    b: Strided<'_, T>,
     c: &mut [T],
     batches: usize,
     m: usize,
@@ -121,15 +155,30 @@ fn gemm_batches<T: candle_core::WithDType>(
     n: usize,
     shared_b: bool,
 ) -> CResult<()> {
-    if av.len() != batches * m * k || bv.len() != if shared_b { k * n } else { batches * k * n } {
-        bail!("matrix product operands do not hold their shapes' elements");
+    let (ra, rb) = (a.dims.len(), b.dims.len());
+    if a.dims[ra - 2..] != [m, k] || b.dims[rb - 2..] != [k, n] || c.len() != batches * m * n {
+        bail!("matrix product operands do not have their expected shapes");
     }
+    if m * n * k == 0 {
+        return Ok(());
+    }
+    // The offset of batch `i` (row-major over the batch dims) in a view.
+    let offset = |v: &Strided<'_, T>, mut i: usize| {
+        let r = v.dims.len();
+        let mut off = v.start;
+        for j in (0..r - 2).rev() {
+            off += (i % v.dims[j]) * v.strides[j];
+            i /= v.dims[j];
+        }
+        off
+    };
     for i in 0..batches {
-        let (ao, bo, co) = (i * m * k, if shared_b { 0 } else { i * k * n }, i * m * n);
-        let (lhs, rhs, dst) = (&av[ao..ao + m * k], &bv[bo..bo + k * n], &mut c[co..co + m * n]);
-        // SAFETY: `lhs` holds m×k, `rhs` k×n and `dst` m×n elements, each row-major (column
-        // stride 1, row stride k, n and n), exactly the extents gemm reads and writes; the
-        // slices do not overlap.
+        let (ao, bo) = (offset(&a, i), if shared_b { b.start } else { offset(&b, i) });
+        let dst = &mut c[i * m * n..(i + 1) * m * n];
+        // SAFETY: `with_strided` checked that every element of both views lies inside its
+        // storage; gemm reads a's m×k elements at `ao + r * a_rs + col * a_cs` and b's k×n at
+        // `bo + r * b_rs + col * b_cs`, which are elements of batch `i` of those views, and
+        // writes the m×n row-major `dst`, which overlaps neither.
         unsafe {
             gemm::gemm(
                 m,
@@ -139,12 +188,12 @@ fn gemm_batches<T: candle_core::WithDType>(
                 1,
                 n as isize,
                 false,
-                lhs.as_ptr(),
-                1,
-                k as isize,
-                rhs.as_ptr(),
-                1,
-                n as isize,
+                a.data.as_ptr().add(ao),
+                a.strides[ra - 1] as isize,
+                a.strides[ra - 2] as isize,
+                b.data.as_ptr().add(bo),
+                b.strides[rb - 1] as isize,
+                b.strides[rb - 2] as isize,
                 T::zero(),
                 T::from_f64(1.0),
                 false,
@@ -1002,17 +1051,72 @@ fn softmax(x: &CTensor, dim: usize, kind: &str) -> CResult<CTensor> {
     super::make(v, x.dims())?.to_dtype(x.dtype())
 }
 
-/// Softmax (or log-softmax) of every line of `v` along `dim`, in place.
-fn softmax_rows<T: candle_core::WithDType + num_traits::Float>(
-    v: &mut [T],
-    dims: &[usize],
-    dim: usize,
-    log: bool,
-) {
+/// Element types softmax runs in, with the exponential it uses.
+trait SoftmaxElem: candle_core::WithDType + num_traits::Float {
+    /// `e^x` for softmax's arguments (`x <= 0` after the row maximum is subtracted).
+    fn softmax_exp(x: Self) -> Self;
+}
+
+impl SoftmaxElem for f64 {
+    fn softmax_exp(x: f64) -> f64 {
+        x.exp()
+    }
+}
+
+impl SoftmaxElem for f32 {
+    fn softmax_exp(x: f32) -> f32 {
+        exp_f32(x)
+    }
+}
+
+/// `e^x` in f32 without branches, so that loops over it vectorize: Cody-Waite reduction by
+/// ln 2 and Cephes' degree-6 polynomial (within one ulp of the exact value for normal results).
+/// Results below e^-86.9 (about 1.8e-38, near the smallest normal f32) are flushed to 0;
+/// x > 88.72 gives infinity; NaN stays NaN.
+#[inline(always)]
+pub(super) fn exp_f32(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const LOW: f32 = -86.9;
+    const HIGH: f32 = 88.72;
+    // 1.5 * 2^23: adding and subtracting it rounds to the nearest integer.
+    const ROUND: f32 = 12_582_912.0;
+    let xc = x.clamp(LOW, HIGH);
+    let shifted = xc * LOG2E + ROUND;
+    let n = shifted - ROUND;
+    let r = xc - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 5.000_000_1e-1;
+    let e = p * r * r + r + 1.0;
+    // `shifted`'s low mantissa bits hold n, in [-125, 128]: 2^(n-1)'s exponent field, in
+    // [1, 254], without a float-to-integer conversion (which would not vectorize); times 2.
+    let n_bits = shifted.to_bits().wrapping_sub(ROUND.to_bits());
+    let half_scale = f32::from_bits(n_bits.wrapping_add(126) << 23);
+    let y = (e + e) * half_scale;
+    let y = if x > HIGH { f32::INFINITY } else { y };
+    if x < LOW {
+        0.0
+    } else {
+        y
+    }
+}
+
+/// Softmax (or log-softmax) of every line of `v` along `dim`, in place: contiguous lines (the
+/// last axis) in place, others through a copy.
+fn softmax_rows<T: SoftmaxElem>(v: &mut [T], dims: &[usize], dim: usize, log: bool) {
     let d = dims[dim];
     let inner: usize = dims[dim + 1..].iter().product();
     let outer: usize = dims[..dim].iter().product();
     if d == 0 {
+        return;
+    }
+    if inner == 1 {
+        v.chunks_exact_mut(d).for_each(|line| softmax_line(line, log));
         return;
     }
     let mut line = vec![T::zero(); d];
@@ -1022,30 +1126,28 @@ fn softmax_rows<T: candle_core::WithDType + num_traits::Float>(
             for (j, l) in line.iter_mut().enumerate() {
                 *l = v[base + j * inner];
             }
-            let m =
-                line.iter().copied().fold(T::neg_infinity(), |a, b| if b > a || b.is_nan() { b } else { a });
-            let mut sum = T::zero();
-            if log {
-                for l in line.iter_mut() {
-                    *l -= m;
-                    sum += l.exp();
-                }
-                let ls = sum.ln();
-                for (j, l) in line.iter().enumerate() {
-                    v[base + j * inner] = *l - ls;
-                }
-            } else {
-                for l in line.iter_mut() {
-                    *l = (*l - m).exp();
-                    sum += *l;
-                }
-                let inv = T::one() / sum;
-                for (j, l) in line.iter().enumerate() {
-                    v[base + j * inner] = *l * inv;
-                }
+            softmax_line(&mut line, log);
+            for (j, l) in line.iter().enumerate() {
+                v[base + j * inner] = *l;
             }
         }
     }
+}
+
+/// Softmax (or log-softmax) of one line, in place.
+fn softmax_line<T: SoftmaxElem>(line: &mut [T], log: bool) {
+    let mut m = T::neg_infinity();
+    line.iter().for_each(|&b| nan_max(&mut m, b));
+    if log {
+        let sum = line.iter().fold(T::zero(), |s, &l| s + (l - m).exp());
+        let ls = sum.ln();
+        line.iter_mut().for_each(|l| *l = (*l - m) - ls);
+        return;
+    }
+    line.iter_mut().for_each(|l| *l = T::softmax_exp(*l - m));
+    let sum = line.iter().fold(T::zero(), |s, &l| s + l);
+    let inv = T::one() / sum;
+    line.iter_mut().for_each(|l| *l = *l * inv);
 }
 
 /// Mean and variance normalization over the trailing axes from `from`, in f32 (or f64).
@@ -1507,4 +1609,28 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
         _ => return Ok(None),
     };
     Ok(Some(built))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exp_f32;
+
+    #[test]
+    fn the_vectorizable_exp_stays_within_one_ulp() {
+        let mut worst = 0f64;
+        let mut x = -86.9f32;
+        while x < 88.72 {
+            let (fast, exact) = (exp_f32(x) as f64, (x as f64).exp());
+            worst = worst.max(((fast - exact) / exact).abs());
+            x += 0.0013;
+        }
+        // One ulp of f32 is 2^-23 relative.
+        assert!(worst < f32::EPSILON as f64, "worst relative error {worst:e}");
+        assert_eq!(exp_f32(0.0), 1.0);
+        assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp_f32(-100.0), 0.0);
+        assert_eq!(exp_f32(f32::INFINITY), f32::INFINITY);
+        assert_eq!(exp_f32(89.0), f32::INFINITY);
+        assert!(exp_f32(f32::NAN).is_nan());
+    }
 }

@@ -512,6 +512,15 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                 if n == 0 {
                     return Ok(vec![CTensor::zeros(dims, a.dtype(), &Device::Cpu)?]);
                 }
+                if n == 1 {
+                    // One index (splitting heads, picking a position): a view, no copy.
+                    let one = a.narrow(dim, idx[0] as usize, 1)?;
+                    return Ok(vec![match ind.rank() {
+                        0 => one.squeeze(dim)?,
+                        1 => one,
+                        _ => one.reshape(dims)?,
+                    }]);
+                }
                 let picked = a.contiguous()?.index_select(&make(idx, &[n])?, dim)?;
                 Ok(vec![picked.reshape(dims)?])
             });
