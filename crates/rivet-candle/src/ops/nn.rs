@@ -1052,7 +1052,7 @@ fn softmax(x: &CTensor, dim: usize, kind: &str) -> CResult<CTensor> {
 }
 
 /// Element types softmax runs in, with the exponential it uses.
-trait SoftmaxElem: candle_core::WithDType + num_traits::Float {
+trait SoftmaxElem: candle_core::WithDType + num_traits::Float + std::ops::MulAssign {
     /// `e^x` for softmax's arguments (`x <= 0` after the row maximum is subtracted).
     fn softmax_exp(x: Self) -> Self;
 }
@@ -1091,7 +1091,7 @@ pub(super) fn exp_f32(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
     // `shifted`'s low mantissa bits hold n, in [-125, 128]: 2^(n-1)'s exponent field, in
     // [1, 254], without a float-to-integer conversion (which would not vectorize); times 2.
@@ -1147,7 +1147,7 @@ fn softmax_line<T: SoftmaxElem>(line: &mut [T], log: bool) {
     line.iter_mut().for_each(|l| *l = T::softmax_exp(*l - m));
     let sum = line.iter().fold(T::zero(), |s, &l| s + l);
     let inv = T::one() / sum;
-    line.iter_mut().for_each(|l| *l = *l * inv);
+    line.iter_mut().for_each(|l| *l *= inv);
 }
 
 /// Mean and variance normalization over the trailing axes from `from`, in f32 (or f64).
