@@ -206,6 +206,81 @@ fn gemm_batches<T: candle_core::WithDType>(
     Ok(())
 }
 
+/// ONNX Gemm on 2-D `a` `[m, k]` and `b` `[k, n]` (views read in place): `alpha * a @ b +
+/// beta * c`, `c` broadcast to `[m, n]`. The output starts as `beta * c` and the product is
+/// accumulated into it by one `gemm` call.
+fn gemm_op<T: candle_core::WithDType>(
+    a: &CTensor,
+    b: &CTensor,
+    c: Option<&CTensor>,
+    alpha: f64,
+    beta: f64,
+) -> CResult<CTensor> {
+    let (m, k, n) = (a.dims()[0], a.dims()[1], b.dims()[1]);
+    super::check_size(&[m, n], T::DTYPE.size_in_bytes())?;
+    let mut out = vec![T::zero(); m * n];
+    let read_dst = match c {
+        Some(c) => {
+            let shape = super::broadcast_shape(&[&[m, n], c.dims()])?;
+            if shape != [m, n] {
+                bail!("C of shape {:?} does not broadcast to {:?}", c.dims(), [m, n]);
+            }
+            // C as [cm, cn], each 1 or the full size.
+            let (cm, cn) = match c.dims() {
+                [] => (1, 1),
+                [cn] => (1, *cn),
+                [cm, cn] => (*cm, *cn),
+                _ => bail!("C must have at most 2 dims, got {:?}", c.dims()),
+            };
+            with_values(c, |cv: &[T]| {
+                for (i, row) in out.chunks_exact_mut(n.max(1)).enumerate() {
+                    let ci = if cm == 1 { 0 } else { i };
+                    for (j, o) in row.iter_mut().enumerate() {
+                        let v = cv[ci * cn + if cn == 1 { 0 } else { j }];
+                        *o = if beta == 1.0 { v } else { T::from_f64(v.to_f64() * beta) };
+                    }
+                }
+            })?;
+            true
+        }
+        None => false,
+    };
+    if m * n * k > 0 {
+        let par = parallelism(m * n * k);
+        with_strided(a, |av: Strided<'_, T>| {
+            with_strided(b, |bv: Strided<'_, T>| {
+                // SAFETY: `with_strided` checked that every element of both 2-D views lies
+                // inside its storage; gemm reads a's m×k and b's k×n elements through their
+                // strides and writes the m×n row-major `out`, which overlaps neither.
+                unsafe {
+                    gemm::gemm(
+                        m,
+                        n,
+                        k,
+                        out.as_mut_ptr(),
+                        1,
+                        n as isize,
+                        read_dst,
+                        av.data.as_ptr().add(av.start),
+                        av.strides[1] as isize,
+                        av.strides[0] as isize,
+                        bv.data.as_ptr().add(bv.start),
+                        bv.strides[1] as isize,
+                        bv.strides[0] as isize,
+                        T::from_f64(1.0),
+                        T::from_f64(alpha),
+                        false,
+                        false,
+                        false,
+                        par,
+                    );
+                }
+            })
+        })??;
+    }
+    CTensor::from_vec(out, (m, n), &Device::Cpu)
+}
+
 /// `t` laid out for Candle's matrix product: as it is when row-major or a transposed
 /// row-major matrix (the product reads both without a copy), else copied row-major.
 fn mm_ready(t: &CTensor) -> CResult<CTensor> {
@@ -1223,6 +1298,7 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                 if a.rank() != 2 {
                     bail!("Gemm's A must be 2-D, got {:?}", a.dims());
                 }
+                // Transposes are views: the product reads them in place.
                 let a = if ta { a.t()? } else { a.clone() };
                 let b = match &b_fixed {
                     Some(b) => b.clone(),
@@ -1241,19 +1317,11 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                 if a.dims()[1] != b.dims()[0] {
                     bail!("Gemm of {:?} and {:?}: inner dims differ", a.dims(), b.dims());
                 }
-                let mut y = matmul(&a, &b)?;
-                if alpha != 1.0 {
-                    y = (y * alpha)?;
-                }
-                if let Some(c) = x.get(2).copied().flatten() {
-                    let shape = super::broadcast_shape(&[y.dims(), c.dims()])?;
-                    if shape != y.dims() {
-                        bail!("C of shape {:?} does not broadcast to {:?}", c.dims(), y.dims());
-                    }
-                    let c = if beta != 1.0 { (c * beta)? } else { c.clone() };
-                    y = y.broadcast_add(&c)?;
-                }
-                Ok(vec![y])
+                let c = x.get(2).copied().flatten();
+                Ok(vec![match a.dtype() {
+                    CDType::F32 => gemm_op::<f32>(&a, &b, c, alpha, beta)?,
+                    _ => gemm_op::<f64>(&a, &b, c, alpha, beta)?,
+                }])
             });
             (k, vec![t])
         }
