@@ -134,6 +134,7 @@ def rivet_cases():
     ]
     cases += quantized_cases(model, vi, rng)
     cases += control_flow_cases(model, vi, rng)
+    cases += fusion_cases(model, vi, rng)
     out = []
     for case in cases:
         name, m, inputs = case[:3]
@@ -145,6 +146,42 @@ def rivet_cases():
             expected = ReferenceEvaluator(m).run(None, feeds)
         out.append((name, m, inputs, [np.asarray(e) for e in expected]))
     return out
+
+
+def fusion_cases(model, vi, rng):
+    """Relu after Gemm and Conv, which the Candle executor applies inside the producing kernel
+    when the Relu is the only reader, and must not when another node or the graph output also
+    reads the producer's result."""
+    from onnx import TensorProto, helper
+
+    f32 = TensorProto.FLOAT
+    init = numpy_helper.from_array
+    return [
+        (
+            "rivet_relu_fused_and_shared",
+            model(
+                "m",
+                [
+                    helper.make_node("Gemm", ["x", "w1", "b1"], ["h1"], transB=1),
+                    helper.make_node("Relu", ["h1"], ["r1"]),
+                    helper.make_node("Gemm", ["r1", "w2", "b2"], ["h2"]),
+                    helper.make_node("Relu", ["h2"], ["r2"]),
+                    helper.make_node("Add", ["h2", "r2"], ["y"]),
+                    helper.make_node("Conv", ["img", "k", "kb"], ["c"], pads=[1, 1, 1, 1]),
+                    helper.make_node("Relu", ["c"], ["z"]),
+                ],
+                [vi("x", f32, [3, 5]), vi("img", f32, [2, 2, 5, 5])],
+                [vi("y", f32, None), vi("z", f32, None)],
+                [init(rng.standard_normal((4, 5)).astype(np.float32), "w1"),
+                 init(rng.standard_normal(4).astype(np.float32), "b1"),
+                 init(rng.standard_normal((4, 6)).astype(np.float32), "w2"),
+                 init(rng.standard_normal(6).astype(np.float32), "b2"),
+                 init(rng.standard_normal((3, 2, 3, 3)).astype(np.float32), "k"),
+                 init(rng.standard_normal(3).astype(np.float32), "kb")],
+            ),
+            [rng.standard_normal((3, 5)).astype(np.float32), rng.standard_normal((2, 2, 5, 5)).astype(np.float32)],
+        ),
+    ]
 
 
 def control_flow_cases(model, vi, rng):

@@ -415,6 +415,56 @@ fn plan_scan(
     Ok((kernel, out_tys, used.into_iter().map(|u| u.0).collect()))
 }
 
+/// Relu nodes that the Gemm or Conv feeding them applies itself: producer node index → Relu
+/// node index, where the Relu is the only reader of the producer's output (no other node, no
+/// subgraph, not a graph output) and has exactly one input and one output.
+fn relu_fusions(graph: &GraphProto) -> HashMap<usize, usize> {
+    let default = |n: &candle_onnx::onnx::NodeProto| n.domain.is_empty() || n.domain == "ai.onnx";
+    let mut readers: HashMap<&str, usize> = HashMap::new();
+    for node in &graph.node {
+        for i in node.input.iter().filter(|i| !i.is_empty()) {
+            *readers.entry(i.as_str()).or_default() += 1;
+        }
+        for a in &node.attribute {
+            if let Some(g) = &a.g {
+                let mut inner = Vec::new();
+                free_names(g, &mut inner);
+                for n in inner {
+                    if let Some(name) = graph.node.iter().flat_map(|m| &m.output).find(|o| **o == n) {
+                        *readers.entry(name.as_str()).or_default() += 1;
+                    }
+                }
+            }
+        }
+    }
+    for o in &graph.output {
+        *readers.entry(o.name.as_str()).or_default() += 1;
+    }
+    let mut producer: HashMap<&str, usize> = HashMap::new();
+    for (i, node) in graph.node.iter().enumerate() {
+        for o in node.output.iter().filter(|o| !o.is_empty()) {
+            producer.insert(o.as_str(), i);
+        }
+    }
+    let mut fusions = HashMap::new();
+    for (j, node) in graph.node.iter().enumerate() {
+        if node.op_type != "Relu" || !default(node) || node.input.len() != 1 || node.output.len() != 1 {
+            continue;
+        }
+        let x = node.input[0].as_str();
+        let Some(&p) = producer.get(x) else { continue };
+        let prod = &graph.node[p];
+        let fusable = matches!(prod.op_type.as_str(), "Gemm" | "Conv")
+            && default(prod)
+            && prod.output.len() == 1
+            && readers.get(x) == Some(&1);
+        if fusable {
+            fusions.insert(p, j);
+        }
+    }
+    fusions
+}
+
 /// The opset version of the default ONNX domain the model imports.
 pub fn default_opset(model: &ModelProto) -> Option<i64> {
     model.opset_import.iter().find(|o| o.domain.is_empty() || o.domain == "ai.onnx").map(|o| o.version)
@@ -497,6 +547,9 @@ impl Plan {
             inputs.push((name.clone(), s, *ty));
         }
 
+        let fusions = relu_fusions(graph);
+        let fused_relus: std::collections::HashSet<usize> = fusions.values().copied().collect();
+
         // Topological order (ONNX requires it already; a graph that is not is ordered here).
         let mut pending: Vec<usize> = (0..graph.node.len()).collect();
         let mut steps = Vec::new();
@@ -514,6 +567,13 @@ impl Plan {
                     continue;
                 }
                 progressed = true;
+                if fused_relus.contains(&i) && !node.input.iter().any(|n| refused.contains(n)) {
+                    // Its producer applied it: its output is the producer's.
+                    let s = slot_of[node.input[0].as_str()];
+                    slot_of.insert(node.output[0].as_str(), s);
+                    defined.insert(node.output[0].clone());
+                    continue;
+                }
                 let label = format!("{} \"{}\"", node.op_type, node.name);
                 let depends_on_refused = node.input.iter().any(|n| refused.contains(n));
                 let domain_ok = node.domain.is_empty() || node.domain == "ai.onnx";
@@ -544,7 +604,7 @@ impl Plan {
                     };
                     planned.map(|(k, t, free)| {
                         extra = free;
-                        let ctx = NodeCtx { node, opset, tys: vec![], consts: vec![] };
+                        let ctx = NodeCtx { node, opset, tys: vec![], consts: vec![], fuse_relu: false };
                         (Exec::Tensor(k), t.into_iter().map(|t| (t, false)).collect::<Vec<_>>(), ctx)
                     })
                 } else if !domain_ok {
@@ -565,7 +625,11 @@ impl Plan {
                         })
                         .collect();
                     sequence::build(node, opset, &kinds).map(|(k, outs)| {
-                        (Exec::Seq(k), outs, NodeCtx { node, opset, tys: vec![], consts: vec![] })
+                        (
+                            Exec::Seq(k),
+                            outs,
+                            NodeCtx { node, opset, tys: vec![], consts: vec![], fuse_relu: false },
+                        )
                     })
                 } else if let Some(j) =
                     node.input.iter().position(|n| !n.is_empty() && is_seq[slot_of[n.as_str()]])
@@ -575,6 +639,7 @@ impl Plan {
                     let ctx = NodeCtx {
                         node,
                         opset,
+                        fuse_relu: fusions.contains_key(&i),
                         tys: node
                             .input
                             .iter()

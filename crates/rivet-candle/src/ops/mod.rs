@@ -36,6 +36,9 @@ pub struct NodeCtx<'a> {
     pub tys: Vec<Option<Ty>>,
     /// Each input's value where it is a constant (initializer or folded), else `None`.
     pub consts: Vec<Option<CTensor>>,
+    /// Whether the node's kernel also applies the Relu that is its output's only reader (set
+    /// by the plan for Gemm and Conv).
+    pub fuse_relu: bool,
 }
 
 /// A refusal reason.

@@ -215,6 +215,7 @@ fn gemm_op<T: candle_core::WithDType>(
     c: Option<&CTensor>,
     alpha: f64,
     beta: f64,
+    relu: bool,
 ) -> CResult<CTensor> {
     let (m, k, n) = (a.dims()[0], a.dims()[1], b.dims()[1]);
     super::check_size(&[m, n], T::DTYPE.size_in_bytes())?;
@@ -278,7 +279,16 @@ fn gemm_op<T: candle_core::WithDType>(
             })
         })??;
     }
+    if relu {
+        relu_in_place(&mut out);
+    }
     CTensor::from_vec(out, (m, n), &Device::Cpu)
+}
+
+/// Relu in place (NaN stays NaN), for a Relu fused into the kernel before it.
+fn relu_in_place<T: candle_core::WithDType>(v: &mut [T]) {
+    let zero = T::zero();
+    v.iter_mut().for_each(|x| *x = if *x < zero { zero } else { *x });
 }
 
 /// `t` laid out for Candle's matrix product: as it is when row-major or a transposed
@@ -571,6 +581,7 @@ fn conv_general(
     w: &Window,
     group: usize,
     cache: &GeometryCache,
+    relu: bool,
 ) -> CResult<CTensor> {
     let (n, c) = (x.dims()[0], x.dims()[1]);
     let m = wt.dims()[0];
@@ -588,8 +599,8 @@ fn conv_general(
     dims.extend_from_slice(&geo.out);
     super::check_size(&dims, x.dtype().size_in_bytes())?;
     match x.dtype() {
-        CDType::F32 => conv_images::<f32>(x, wt, bias, &geo, group, dims),
-        CDType::F64 => conv_images::<f64>(x, wt, bias, &geo, group, dims),
+        CDType::F32 => conv_images::<f32>(x, wt, bias, &geo, group, dims, relu),
+        CDType::F64 => conv_images::<f64>(x, wt, bias, &geo, group, dims, relu),
         other => bail!("Conv on {other:?}"),
     }
 }
@@ -601,6 +612,7 @@ fn conv_images<T: ConvElem>(
     geo: &Geometry,
     group: usize,
     dims: Vec<usize>,
+    relu: bool,
 ) -> CResult<CTensor> {
     let (n, c, m) = (dims[0], x.dims()[1], dims[1]);
     let plane: usize = x.dims()[2..].iter().product();
@@ -672,6 +684,9 @@ fn conv_images<T: ConvElem>(
             Ok(())
         })
     })???;
+    if relu {
+        relu_in_place(&mut out);
+    }
     CTensor::from_vec(out, dims, &Device::Cpu)
 }
 
@@ -708,6 +723,7 @@ fn conv(
     w: &Window,
     group: usize,
     cache: &GeometryCache,
+    relu: bool,
 ) -> CResult<CTensor> {
     if x.rank() < 3 || wt.rank() != x.rank() {
         bail!("Conv of {:?} with weights {:?}", x.dims(), wt.dims());
@@ -735,7 +751,7 @@ fn conv(
     }
     // im2col plus one matrix product: measured faster here than Candle's conv2d, and it
     // covers every rank, asymmetric padding, strides and dilations.
-    conv_general(x, wt, bias, &w, group, cache)
+    conv_general(x, wt, bias, &w, group, cache, relu)
 }
 
 /// A convolution's attributes (Conv's, shared by ConvInteger and QLinearConv), read at load,
@@ -744,6 +760,8 @@ pub(super) struct ConvSpec {
     win: Window,
     group: usize,
     cache: GeometryCache,
+    /// Apply a fused Relu to the result.
+    relu: bool,
 }
 
 impl ConvSpec {
@@ -757,12 +775,12 @@ impl ConvSpec {
             ctx.konst(w).filter(|w| w.rank() > 2).map(|w| w.dims()[2..].iter().map(|&d| d as i64).collect())
         });
         let win = Window::read(ctx, kernel, false)?;
-        Ok(ConvSpec { win, group: group as usize, cache: GeometryCache::default() })
+        Ok(ConvSpec { win, group: group as usize, cache: GeometryCache::default(), relu: false })
     }
 
     /// The convolution of `x` (float or double) with weights `w`, plus `bias` per channel.
     pub(super) fn run(&self, x: &CTensor, w: &CTensor, bias: Option<&CTensor>) -> CResult<CTensor> {
-        conv(x, w, bias, &self.win, self.group, &self.cache)
+        conv(x, w, bias, &self.win, self.group, &self.cache, self.relu)
     }
 }
 
@@ -1285,6 +1303,7 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
             let beta = ctx.float("beta", 1.0)? as f64;
             let ta = ctx.int("transA", 0)? != 0;
             let tb = ctx.int("transB", 0)? != 0;
+            let relu = ctx.fuse_relu;
             // A constant B is transposed and laid out once, at load.
             let b_fixed = match ctx.konst(1) {
                 Some(b) if b.rank() == 2 => {
@@ -1319,8 +1338,8 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                 }
                 let c = x.get(2).copied().flatten();
                 Ok(vec![match a.dtype() {
-                    CDType::F32 => gemm_op::<f32>(&a, &b, c, alpha, beta)?,
-                    _ => gemm_op::<f64>(&a, &b, c, alpha, beta)?,
+                    CDType::F32 => gemm_op::<f32>(&a, &b, c, alpha, beta, relu)?,
+                    _ => gemm_op::<f64>(&a, &b, c, alpha, beta, relu)?,
                 }])
             });
             (k, vec![t])
@@ -1330,7 +1349,8 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
             let t = ctx.ty_where(0, wide_floats, "float and double")?;
             ctx.ty(1)?;
             ctx.same(&[0, 1, 2], t)?;
-            let spec = ConvSpec::read(ctx, 1)?;
+            let mut spec = ConvSpec::read(ctx, 1)?;
+            spec.relu = ctx.fuse_relu;
             let k: Kernel =
                 Box::new(move |x| Ok(vec![spec.run(req(x, 0)?, req(x, 1)?, x.get(2).copied().flatten())?]));
             (k, vec![t])
