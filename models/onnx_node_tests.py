@@ -17,6 +17,7 @@ Usage: .venv/bin/python models/onnx_node_tests.py OUT
 
 import json
 import os
+import shutil
 import sys
 import warnings
 
@@ -336,6 +337,13 @@ def quantized_cases(model, vi, rng):
     ]
 
 
+def fresh(folder):
+    """An empty `folder`: files a previous run wrote there must not outlive the case."""
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    return folder
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
@@ -348,8 +356,7 @@ def main():
     for case in cases:
         if case.kind != "node" or case.model is None:
             continue
-        folder = os.path.join(out, case.name)
-        os.makedirs(folder, exist_ok=True)
+        folder = fresh(os.path.join(out, case.name))
         onnx.save(case.model, os.path.join(folder, "model.onnx"))
         graph = case.model.graph
         input_names = [i.name for i in graph.input]
@@ -385,7 +392,7 @@ def main():
             }
         )
     for name, model, inputs, outputs in rivet_cases():
-        folder = os.path.join(out, name)
+        folder = fresh(os.path.join(out, name))
         data = os.path.join(folder, "test_data_set_0")
         os.makedirs(data, exist_ok=True)
         onnx.save(model, os.path.join(folder, "model.onnx"))
