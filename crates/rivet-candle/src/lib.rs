@@ -214,8 +214,30 @@ pub fn from_candle(tensor: &CTensor, want: Option<DType>) -> Result<Tensor> {
         CDType::F64 => DType::F64,
         other => return Err(Error::unsupported(NAME, format!("output dtype {other:?}"))),
     };
-    let flat = tensor.flatten_all().map_err(err)?;
     let shape = tensor.dims().to_vec();
+    if !matches!(dtype, DType::Bool | DType::I8) {
+        // A contiguous result is copied once, straight from Candle's storage.
+        let (storage, layout) = tensor.storage_and_layout();
+        if let (candle_core::Storage::Cpu(cpu), Some((start, end))) = (&*storage, layout.contiguous_offsets())
+        {
+            macro_rules! borrow {
+                ($t:ty) => {
+                    Tensor::from_slice(&shape, &cpu.as_slice::<$t>().map_err(err)?[start..end])
+                };
+            }
+            return match dtype {
+                DType::U8 => borrow!(u8),
+                DType::I16 => borrow!(i16),
+                DType::I32 => borrow!(i32),
+                DType::I64 => borrow!(i64),
+                DType::BF16 => borrow!(half::bf16),
+                DType::F16 => borrow!(half::f16),
+                DType::F32 => borrow!(f32),
+                _ => borrow!(f64),
+            };
+        }
+    }
+    let flat = tensor.flatten_all().map_err(err)?;
     if dtype == DType::Bool {
         let bytes = flat.to_vec1::<u8>().map_err(err)?;
         let bools: Vec<u8> = bytes.iter().map(|&b| u8::from(b != 0)).collect();

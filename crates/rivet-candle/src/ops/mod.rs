@@ -8,6 +8,7 @@ use candle_onnx::onnx::{attribute_proto::AttributeType, AttributeProto, NodeProt
 
 use crate::ty::Ty;
 
+mod attention;
 mod einsum;
 mod elementwise;
 mod index;
@@ -320,6 +321,9 @@ pub fn build(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
         return Ok(b);
     }
     if let Some(b) = einsum::build(op, ctx)? {
+        return Ok(b);
+    }
+    if let Some(b) = attention::build(op, ctx)? {
         return Ok(b);
     }
     if let Some(b) = quant::build(op, ctx)? {
