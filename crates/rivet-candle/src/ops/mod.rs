@@ -12,6 +12,7 @@ mod attention;
 mod einsum;
 mod elementwise;
 mod index;
+mod loss;
 mod nn;
 mod quant;
 mod random;
@@ -324,6 +325,9 @@ pub fn build(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
         return Ok(b);
     }
     if let Some(b) = attention::build(op, ctx)? {
+        return Ok(b);
+    }
+    if let Some(b) = loss::build(op, ctx)? {
         return Ok(b);
     }
     if let Some(b) = quant::build(op, ctx)? {
