@@ -1,7 +1,7 @@
-//! ONNX's fused Attention (opset 23 and later): scaled dot-product attention over 3-D or 4-D
-//! inputs, with masks, causal and sliding-window masking, a key/value cache, grouped-query heads,
-//! softcap and the optional QK output, computed in f64 and following ONNX's reference
-//! implementation step by step.
+//! ONNX's fused Attention (opset 23 and later) and RotaryEmbedding. Attention is scaled
+//! dot-product attention over 3-D or 4-D inputs, with masks, causal and sliding-window masking,
+//! a key/value cache, grouped-query heads, softcap and the optional QK output; both are
+//! computed in f64, following ONNX's reference implementation step by step.
 
 use candle_core::{bail, DType as CDType, Result as CResult, Tensor as CTensor};
 
@@ -271,8 +271,107 @@ fn run(x: &[Option<&CTensor>], a: &Attrs) -> CResult<Vec<CTensor>> {
     Ok(outs)
 }
 
-/// Builds Attention.
+/// RotaryEmbedding's attributes.
+#[derive(Clone, Copy)]
+struct Rotary {
+    interleaved: bool,
+    heads: Option<usize>,
+    dim: usize,
+}
+
+/// Rotates the first `dim` of each head's features of `x` (`[batch, heads, seq, size]`, or
+/// `[batch, seq, heads * size]`) by the angles whose cosines and sines the caches hold, per
+/// position (`position_ids` `[batch, seq]` into caches `[positions, dim / 2]`, or caches
+/// `[batch, seq, dim / 2]`), as ONNX's reference does.
+fn rotary(x: &[Option<&CTensor>], r: Rotary) -> CResult<CTensor> {
+    let input = req(x, 0)?;
+    let (cos, sin) = (req(x, 1)?, req(x, 2)?);
+    let v: Vec<f64> = values(&input.to_dtype(CDType::F64)?)?;
+    // (batch, seq, heads, size) and the strides of those axes in `v`.
+    let (dims, st) = match (input.dims(), r.heads) {
+        (&[b, h, s, d], _) => ([b, s, h, d], [h * s * d, d, s * d, 1]),
+        (&[b, s, hidden], Some(h)) if h > 0 && hidden.is_multiple_of(h) => {
+            let d = hidden / h;
+            ([b, s, h, d], [s * hidden, hidden, d, 1])
+        }
+        (dims, _) => {
+            bail!("RotaryEmbedding needs a 4-D input, or a 3-D one with num_heads dividing it; got {dims:?}")
+        }
+    };
+    let [b, s, h, d] = dims;
+    let rd = if r.dim == 0 { d } else { r.dim };
+    if rd > d || rd % 2 != 0 {
+        bail!("rotary_embedding_dim {rd} does not fit heads of size {d}");
+    }
+    let half = rd / 2;
+    let (cv, sv): (Vec<f64>, Vec<f64>) =
+        (values(&cos.to_dtype(CDType::F64)?)?, values(&sin.to_dtype(CDType::F64)?)?);
+    if cos.dims() != sin.dims() || cos.dims().last() != Some(&half) {
+        bail!(
+            "cos and sin caches {:?} and {:?} must end in rotary_embedding_dim / 2 = {half}",
+            cos.dims(),
+            sin.dims()
+        );
+    }
+    let positions = x.get(3).copied().flatten().map(super::ints).transpose()?;
+    let rows = cv.len() / half.max(1);
+    let row_of = |bi: usize, si: usize| -> CResult<usize> {
+        match &positions {
+            Some(p) => {
+                let pos = *p.get(bi * s + si).ok_or_else(|| {
+                    candle_core::Error::Msg(format!("position_ids do not cover [{b}, {s}]"))
+                })?;
+                if pos < 0 || pos as usize >= rows {
+                    bail!("position {pos} is outside the caches' {rows} rows");
+                }
+                Ok(pos as usize)
+            }
+            None => {
+                if rows != b * s {
+                    bail!("without position_ids the caches must be [{b}, {s}, {half}], got {:?}", cos.dims());
+                }
+                Ok(bi * s + si)
+            }
+        }
+    };
+    let mut out = v.clone();
+    for bi in 0..b {
+        for si in 0..s {
+            let row = row_of(bi, si)?;
+            let (c, sn) = (&cv[row * half..(row + 1) * half], &sv[row * half..(row + 1) * half]);
+            for hi in 0..h {
+                let base = bi * st[0] + si * st[1] + hi * st[2];
+                for i in 0..half {
+                    let (p1, p2) = if r.interleaved { (2 * i, 2 * i + 1) } else { (i, i + half) };
+                    let (x1, x2) = (v[base + p1], v[base + p2]);
+                    out[base + p1] = c[i] * x1 - sn[i] * x2;
+                    out[base + p2] = sn[i] * x1 + c[i] * x2;
+                }
+            }
+        }
+    }
+    make(out, input.dims())?.to_dtype(input.dtype())
+}
+
+/// Builds Attention and RotaryEmbedding.
 pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
+    if op == "RotaryEmbedding" {
+        ctx.known(&["interleaved", "num_heads", "rotary_embedding_dim"])?;
+        let t = ctx.ty_where(0, |t| matches!(t, Ty::F32 | Ty::F64), "float and double")?;
+        ctx.same(&[0, 1, 2], t)?;
+        if ctx.has(3) {
+            ctx.ty_where(3, |p| p == Ty::I64, "int64 position_ids")?;
+        }
+        let heads = ctx.int("num_heads", 0)?;
+        let dim = ctx.int("rotary_embedding_dim", 0)?;
+        let r = Rotary {
+            interleaved: ctx.int("interleaved", 0)? != 0,
+            heads: usize::try_from(heads).ok().filter(|&h| h > 0),
+            dim: usize::try_from(dim).map_err(|_| "rotary_embedding_dim must not be negative".to_string())?,
+        };
+        let k: Kernel = Box::new(move |x| Ok(vec![rotary(x, r)?]));
+        return Ok(Some((k, vec![t])));
+    }
     if op != "Attention" {
         return Ok(None);
     }

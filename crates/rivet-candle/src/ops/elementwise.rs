@@ -491,7 +491,7 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
             (k, vec![t])
         }
         "LeakyRelu" | "Elu" | "Selu" | "Celu" | "HardSigmoid" | "HardSwish" | "ThresholdedRelu"
-        | "Shrink" => {
+        | "Shrink" | "Swish" => {
             let t = ctx.ty_where(0, floats, "floats")?;
             let f: Box<dyn Fn(f64) -> f64 + Send + Sync> = match op {
                 "LeakyRelu" => {
@@ -520,6 +520,11 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                     let a = ctx.float("alpha", 0.2)? as f64;
                     let b = ctx.float("beta", 0.5)? as f64;
                     Box::new(move |x| (a * x + b).clamp(0.0, 1.0))
+                }
+                "Swish" => {
+                    ctx.known(&["alpha"])?;
+                    let a = ctx.float("alpha", 1.0)? as f64;
+                    Box::new(move |x| x / (1.0 + (-a * x).exp()))
                 }
                 "HardSwish" => {
                     ctx.known(&[])?;

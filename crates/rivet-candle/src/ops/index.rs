@@ -79,6 +79,51 @@ fn scatter(data: &CTensor, updates: &CTensor, targets: &[usize], red: Reduction,
 /// Builds an index operator, or `Ok(None)` when `op` is not one.
 pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
     let built: Built = match op {
+        "ReverseSequence" => {
+            ctx.known(&["batch_axis", "time_axis"])?;
+            let t = ctx.ty(0)?;
+            ctx.ty_where(1, |t| t == Ty::I64, "int64 sequence lengths")?;
+            let (ba, ta) = (ctx.int("batch_axis", 1)?, ctx.int("time_axis", 0)?);
+            if !matches!((ba, ta), (0, 1) | (1, 0)) {
+                return Err(format!("batch_axis {ba} and time_axis {ta} must be 0 and 1"));
+            }
+            let (ba, ta) = (ba as usize, ta as usize);
+            let k: Kernel = Box::new(move |x| {
+                let data = req(x, 0)?;
+                let lens = ints(req(x, 1)?)?;
+                if data.rank() < 2 {
+                    bail!("ReverseSequence needs at least 2 dims, got {:?}", data.dims());
+                }
+                let dims = data.dims();
+                let (nb, nt) = (dims[ba], dims[ta]);
+                if lens.len() != nb {
+                    bail!("{} sequence lengths for a batch of {nb}", lens.len());
+                }
+                if data.elem_count() > u32::MAX as usize {
+                    bail!("ReverseSequence of more than 2^32 elements");
+                }
+                let st = strides(dims);
+                let inner: usize = dims[2..].iter().product();
+                // Each element's source: within its batch entry's first `len` time steps,
+                // the mirrored step.
+                let mut idx: Vec<u32> = Vec::with_capacity(data.elem_count());
+                for a in 0..dims[0] {
+                    for b in 0..dims[1] {
+                        let (bi, ti) = if ba == 0 { (a, b) } else { (b, a) };
+                        let len = lens[bi];
+                        if len < 0 || len as usize > nt {
+                            bail!("sequence length {len} is outside 0..={nt}");
+                        }
+                        let src_t = if (ti as i64) < len { len as usize - 1 - ti } else { ti };
+                        let base = bi * st[ba] + src_t * st[ta];
+                        idx.extend((0..inner).map(|r| (base + r) as u32));
+                    }
+                }
+                let n = idx.len();
+                Ok(vec![data.flatten_all()?.index_select(&make(idx, &[n])?, 0)?.reshape(dims)?])
+            });
+            (k, vec![t])
+        }
         "ScatterElements" | "Scatter" => {
             ctx.known(&["axis", "reduction"])?;
             let t = ctx.ty(0)?;
