@@ -79,6 +79,21 @@ fn scatter(data: &CTensor, updates: &CTensor, targets: &[usize], red: Reduction,
 /// Builds an index operator, or `Ok(None)` when `op` is not one.
 pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
     let built: Built = match op {
+        "NonMaxSuppression" => {
+            ctx.known(&["center_point_box"])?;
+            let t = ctx.ty_where(0, |t| matches!(t, Ty::F32 | Ty::F64), "float and double boxes")?;
+            ctx.same(&[0, 1, 3, 4], t)?;
+            if ctx.has(2) {
+                ctx.ty_where(2, |t| t == Ty::I64, "an int64 max_output_boxes_per_class")?;
+            }
+            let center = match ctx.int("center_point_box", 0)? {
+                0 => false,
+                1 => true,
+                other => return Err(format!("center_point_box {other} is not 0 or 1")),
+            };
+            let k: Kernel = Box::new(move |x| Ok(vec![non_max_suppression(x, center)?]));
+            (k, vec![Ty::I64])
+        }
         "ReverseSequence" => {
             ctx.known(&["batch_axis", "time_axis"])?;
             let t = ctx.ty(0)?;
@@ -427,4 +442,83 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
         _ => return Ok(None),
     };
     Ok(Some(built))
+}
+
+/// A box as `(y_min, x_min, y_max, x_max)`, from corners in either order or from a center and
+/// size.
+fn corners(b: &[f64], center: bool) -> [f64; 4] {
+    if center {
+        let (hw, hh) = (b[2] / 2.0, b[3] / 2.0);
+        [b[1] - hh, b[0] - hw, b[1] + hh, b[0] + hw]
+    } else {
+        [b[0].min(b[2]), b[1].min(b[3]), b[0].max(b[2]), b[1].max(b[3])]
+    }
+}
+
+/// Whether two boxes overlap by more than `threshold` (intersection over union), with ONNX's
+/// reference rules for empty overlaps and areas.
+fn suppresses(a: [f64; 4], b: [f64; 4], threshold: f64) -> bool {
+    let (x0, x1) = (a[1].max(b[1]), a[3].min(b[3]));
+    let (y0, y1) = (a[0].max(b[0]), a[2].min(b[2]));
+    if x1 <= x0 || y1 <= y0 {
+        return false;
+    }
+    let inter = (x1 - x0) * (y1 - y0);
+    let area = |c: [f64; 4]| (c[2] - c[0]) * (c[3] - c[1]);
+    let (a1, a2) = (area(a), area(b));
+    let union = a1 + a2 - inter;
+    if inter <= 0.0 || a1 <= 0.0 || a2 <= 0.0 || union <= 0.0 {
+        return false;
+    }
+    inter / union > threshold
+}
+
+/// NonMaxSuppression: per batch and class, boxes by descending score (ties: lower index
+/// first), each kept unless it overlaps a kept one, up to `max_output_boxes_per_class`.
+fn non_max_suppression(x: &[Option<&CTensor>], center: bool) -> CResult<CTensor> {
+    let (boxes, scores) = (req(x, 0)?, req(x, 1)?);
+    let (&[nb, n, 4], &[sb, nc, sn]) = (boxes.dims(), scores.dims()) else {
+        bail!(
+            "boxes must be [batches, boxes, 4] and scores [batches, classes, boxes]; got {:?} and {:?}",
+            boxes.dims(),
+            scores.dims()
+        );
+    };
+    if sb != nb || sn != n {
+        bail!("boxes {:?} and scores {:?} disagree", boxes.dims(), scores.dims());
+    }
+    let first = |i: usize| -> CResult<Option<f64>> {
+        match x.get(i).copied().flatten() {
+            Some(t) if t.elem_count() > 0 => {
+                Ok(Some(values::<f64>(&t.flatten_all()?.to_dtype(CDType::F64)?)?[0]))
+            }
+            _ => Ok(None),
+        }
+    };
+    let max_out = first(2)?.map_or(0, |m| m.max(0.0) as usize);
+    let iou = first(3)?.unwrap_or(0.0);
+    let score_min = first(4)?;
+    let bv: Vec<f64> = values(&boxes.to_dtype(CDType::F64)?)?;
+    let sv: Vec<f64> = values(&scores.to_dtype(CDType::F64)?)?;
+    let mut picked: Vec<i64> = Vec::new();
+    for b in 0..nb {
+        let all: Vec<[f64; 4]> = (0..n).map(|i| corners(&bv[(b * n + i) * 4..][..4], center)).collect();
+        for c in 0..nc {
+            let cs = &sv[(b * nc + c) * n..][..n];
+            let mut order: Vec<usize> = (0..n).filter(|&i| score_min.is_none_or(|m| cs[i] > m)).collect();
+            order.sort_by(|&i, &j| cs[j].total_cmp(&cs[i]).then(i.cmp(&j)));
+            let mut kept: Vec<usize> = Vec::new();
+            for i in order {
+                if kept.len() >= max_out {
+                    break;
+                }
+                if kept.iter().all(|&k| !suppresses(all[i], all[k], iou)) {
+                    kept.push(i);
+                    picked.extend([b as i64, c as i64, i as i64]);
+                }
+            }
+        }
+    }
+    let rows = picked.len() / 3;
+    make(picked, &[rows, 3])
 }
