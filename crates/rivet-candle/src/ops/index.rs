@@ -79,6 +79,14 @@ fn scatter(data: &CTensor, updates: &CTensor, targets: &[usize], red: Reduction,
 /// Builds an index operator, or `Ok(None)` when `op` is not one.
 pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
     let built: Built = match op {
+        "Unique" => {
+            ctx.known(&["axis", "sorted"])?;
+            let t = ctx.ty_where(0, Ty::is_numeric, "numbers")?;
+            let ax = ctx.attr("axis").map(|_| ctx.int("axis", 0)).transpose()?;
+            let sorted = ctx.int("sorted", 1)? != 0;
+            let k: Kernel = Box::new(move |x| unique(req(x, 0)?, ax, sorted, t));
+            (k, vec![t, Ty::I64, Ty::I64, Ty::I64])
+        }
         "NonMaxSuppression" => {
             ctx.known(&["center_point_box"])?;
             let t = ctx.ty_where(0, |t| matches!(t, Ty::F32 | Ty::F64), "float and double boxes")?;
@@ -521,4 +529,79 @@ fn non_max_suppression(x: &[Option<&CTensor>], center: bool) -> CResult<CTensor>
     }
     let rows = picked.len() / 3;
     make(picked, &[rows, 3])
+}
+
+/// Groups the `n` rows of `len` keys in `v` into unique rows: returns each unique row's first
+/// occurrence, each row's unique row, and each unique row's count, the unique rows ordered by
+/// value (lexicographically) when `sorted`, else by first occurrence.
+fn unique_rows<K: Copy>(
+    v: &[K],
+    n: usize,
+    len: usize,
+    cmp: impl Fn(&K, &K) -> std::cmp::Ordering,
+    sorted: bool,
+) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
+    let row = |i: usize| &v[i * len..(i + 1) * len];
+    let order_rows = |a: usize, b: usize| {
+        row(a)
+            .iter()
+            .zip(row(b))
+            .map(|(x, y)| cmp(x, y))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    };
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.sort_by(|&a, &b| order_rows(a, b).then(a.cmp(&b)));
+    let (mut first, mut counts, mut inverse) = (Vec::new(), Vec::new(), vec![0usize; n]);
+    for (k, &i) in idx.iter().enumerate() {
+        if k == 0 || order_rows(idx[k - 1], i).is_ne() {
+            first.push(i);
+            counts.push(0);
+        }
+        *counts.last_mut().expect("a group was started") += 1;
+        inverse[i] = first.len() - 1;
+    }
+    if !sorted {
+        let mut by_first: Vec<usize> = (0..first.len()).collect();
+        by_first.sort_by_key(|&g| first[g]);
+        let mut new_id = vec![0usize; first.len()];
+        for (new, &old) in by_first.iter().enumerate() {
+            new_id[old] = new;
+        }
+        first = by_first.iter().map(|&g| first[g]).collect();
+        counts = by_first.iter().map(|&g| counts[g]).collect();
+        inverse.iter_mut().for_each(|g| *g = new_id[*g]);
+    }
+    (first, inverse, counts)
+}
+
+/// Unique: the unique elements (no axis: of the flattened input) or slices along `axis`.
+fn unique(x: &CTensor, axis: Option<i64>, sorted: bool, t: Ty) -> CResult<Vec<CTensor>> {
+    let (moved, a) = match axis {
+        None => (x.flatten_all()?, None),
+        Some(ax) => {
+            let a = super::axis(ax, x.rank())?;
+            (x.transpose(0, a)?.contiguous()?, Some(a))
+        }
+    };
+    let n = moved.dims().first().copied().unwrap_or(1);
+    let len = if n == 0 { 0 } else { moved.elem_count() / n };
+    let (first, inverse, counts) = if t.is_float() {
+        let v: Vec<f64> = values(&moved.to_dtype(CDType::F64)?)?;
+        unique_rows(&v, n, len, |p, q| p.total_cmp(q), sorted)
+    } else {
+        let v = ints(&moved)?;
+        unique_rows(&v, n, len, |p, q| p.cmp(q), sorted)
+    };
+    let picked = make(first.iter().map(|&i| i as u32).collect::<Vec<u32>>(), &[first.len()])?;
+    let y = moved.index_select(&picked, 0)?;
+    let y = match a {
+        Some(a) => y.transpose(0, a)?.contiguous()?,
+        None => y,
+    };
+    let as_i64 = |v: Vec<usize>| {
+        let n = v.len();
+        make(v.into_iter().map(|i| i as i64).collect::<Vec<i64>>(), &[n])
+    };
+    Ok(vec![y, as_i64(first)?, as_i64(inverse)?, as_i64(counts)?])
 }
