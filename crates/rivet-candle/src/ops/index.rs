@@ -585,7 +585,7 @@ fn unique(x: &CTensor, axis: Option<i64>, sorted: bool, t: Ty) -> CResult<Vec<CT
         }
     };
     let n = moved.dims().first().copied().unwrap_or(1);
-    let len = if n == 0 { 0 } else { moved.elem_count() / n };
+    let len = moved.elem_count().checked_div(n).unwrap_or(0);
     let (first, inverse, counts) = if t.is_float() {
         let v: Vec<f64> = values(&moved.to_dtype(CDType::F64)?)?;
         unique_rows(&v, n, len, |p, q| p.total_cmp(q), sorted)
