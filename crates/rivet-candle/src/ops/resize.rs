@@ -260,6 +260,27 @@ fn floats_of(t: Option<&CTensor>) -> CResult<Option<Vec<f64>>> {
 /// Builds Resize or Upsample, or `Ok(None)` when `op` is neither.
 pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
     let built: Built = match op {
+        "GridSample" => {
+            ctx.known(&["align_corners", "mode", "padding_mode"])?;
+            let t = ctx.ty_where(0, |t| matches!(t, Ty::F32 | Ty::F64), "float and double")?;
+            let g = ctx.ty_where(1, |t| matches!(t, Ty::F32 | Ty::F64), "a float or double grid")?;
+            let mode = match ctx.string("mode")?.as_deref().unwrap_or("linear") {
+                "linear" | "bilinear" => GridMode::Linear,
+                "nearest" => GridMode::Nearest,
+                "cubic" | "bicubic" => GridMode::Cubic,
+                other => return Err(format!("mode \"{other}\" is not supported")),
+            };
+            let padding = match ctx.string("padding_mode")?.as_deref().unwrap_or("zeros") {
+                "zeros" => GridPad::Zeros,
+                "border" => GridPad::Border,
+                "reflection" => GridPad::Reflection,
+                other => return Err(format!("padding_mode \"{other}\" is not supported")),
+            };
+            let align = ctx.int("align_corners", 0)? != 0;
+            let k: Kernel =
+                Box::new(move |x| Ok(vec![grid_sample(req(x, 0)?, req(x, 1)?, mode, padding, align, g)?]));
+            (k, vec![t])
+        }
         "Resize" => {
             if ctx.opset < 11 {
                 return Err("Resize before opset 11 is not supported".into());
@@ -361,4 +382,154 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
         _ => return Ok(None),
     };
     Ok(Some(built))
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum GridMode {
+    Nearest,
+    Linear,
+    Cubic,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum GridPad {
+    Zeros,
+    Border,
+    Reflection,
+}
+
+/// `x` reflected into `[lo, hi]` (ONNX's reference rule).
+fn reflect(x: f64, lo: f64, hi: f64) -> f64 {
+    let range = hi - lo;
+    if x < lo {
+        let d = lo - x;
+        let n = (d / range) as i64;
+        let r = d - n as f64 * range;
+        if n % 2 == 0 {
+            lo + r
+        } else {
+            hi - r
+        }
+    } else if x > hi {
+        let d = x - hi;
+        let n = (d / range) as i64;
+        let r = d - n as f64 * range;
+        if n % 2 == 0 {
+            hi - r
+        } else {
+            lo + r
+        }
+    } else {
+        x
+    }
+}
+
+/// Keys' cubic weights (alpha -0.75) for the four neighbours of a point `t` past the first.
+fn cubic_weights(t: f64) -> [f64; 4] {
+    let a = -0.75;
+    let w = |x: f64| {
+        let x = x.abs();
+        if x <= 1.0 {
+            ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+        } else {
+            ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a
+        }
+    };
+    [w(t + 1.0), w(t), w(1.0 - t), w(2.0 - t)]
+}
+
+/// GridSample over N-D spatial dims: per output point and spatial dim, the input indices and
+/// weights (1 for nearest, 2 for linear, 4 for cubic) after padding, then their tensor product.
+fn grid_sample(
+    x: &CTensor,
+    grid: &CTensor,
+    mode: GridMode,
+    padding: GridPad,
+    align: bool,
+    grid_ty: Ty,
+) -> CResult<CTensor> {
+    let nd = x.rank().saturating_sub(2);
+    if nd == 0 || grid.rank() != nd + 2 || grid.dims()[0] != x.dims()[0] || grid.dims()[nd + 1] != nd {
+        bail!("GridSample of {:?} with grid {:?}", x.dims(), grid.dims());
+    }
+    let (n, c) = (x.dims()[0], x.dims()[1]);
+    let dims = &x.dims()[2..];
+    let out_sp = &grid.dims()[1..nd + 1];
+    let points: usize = out_sp.iter().product();
+    let plane: usize = dims.iter().product();
+    let mut out_dims = vec![n, c];
+    out_dims.extend_from_slice(out_sp);
+    super::check_size(&out_dims, 8)?;
+    let xv: Vec<f64> = values(&x.to_dtype(CDType::F64)?)?;
+    let gv: Vec<f64> = values(&grid.to_dtype(CDType::F64)?)?;
+    let round = |v: f64| if grid_ty == Ty::F32 { v as f32 as f64 } else { v };
+    let st = super::shape::strides(dims);
+    let mut out = vec![0.0; n * c * points];
+    for b in 0..n {
+        for p in 0..points {
+            let g = &gv[(b * points + p) * nd..][..nd];
+            // Per spatial dim (grid coordinates are reversed: x first), (offset, weight) pairs;
+            // `None` offsets read zero padding.
+            let mut taps: Vec<Vec<(Option<usize>, f64)>> = Vec::with_capacity(nd);
+            for (i, &len) in dims.iter().enumerate() {
+                let v = g[nd - 1 - i];
+                let mut pos = if align {
+                    round(round(round(v + 1.0) / 2.0) * (len as f64 - 1.0))
+                } else {
+                    round(round(round(round(v + 1.0) * len as f64) - 1.0) / 2.0)
+                };
+                if mode == GridMode::Nearest {
+                    pos = pos.round_ties_even();
+                }
+                let (lo, hi) = if align { (0.0, len as f64 - 1.0) } else { (-0.5, len as f64 - 0.5) };
+                if pos < lo || pos > hi {
+                    match padding {
+                        GridPad::Border => pos = pos.clamp(0.0, len as f64 - 1.0),
+                        GridPad::Reflection => pos = round(reflect(pos, lo, hi)),
+                        GridPad::Zeros => {}
+                    }
+                }
+                let at = |k: i64| -> Option<usize> {
+                    let d = len as i64;
+                    let k = match padding {
+                        GridPad::Zeros => k,
+                        GridPad::Border => k.clamp(0, d - 1),
+                        GridPad::Reflection => reflect(k as f64, lo, hi) as i64,
+                    };
+                    (0..d).contains(&k).then(|| k as usize * st[i])
+                };
+                let f = pos.floor();
+                let t = pos - f;
+                let f = f as i64;
+                taps.push(match mode {
+                    GridMode::Nearest => vec![(at(pos as i64), 1.0)],
+                    GridMode::Linear => vec![(at(f), 1.0 - t), (at(f + 1), t)],
+                    GridMode::Cubic => {
+                        let w = cubic_weights(t);
+                        (0..4).map(|k| (at(f - 1 + k as i64), w[k])).collect()
+                    }
+                });
+            }
+            for ch in 0..c {
+                let src = &xv[(b * c + ch) * plane..][..plane];
+                // The tensor product of every dim's taps.
+                let combos: usize = taps.iter().map(Vec::len).product();
+                let mut acc = 0.0;
+                for combo in 0..combos {
+                    let (mut rest, mut w, mut off) = (combo, 1.0, Some(0usize));
+                    for dim_taps in taps.iter().rev() {
+                        let (o, wk) = dim_taps[rest % dim_taps.len()];
+                        rest /= dim_taps.len();
+                        w *= wk;
+                        off = off.zip(o).map(|(a, b)| a + b);
+                    }
+                    if let Some(o) = off {
+                        acc += w * src[o];
+                    }
+                }
+                out[(b * c + ch) * points + p] = acc;
+            }
+        }
+    }
+    make(out, &out_dims)?.to_dtype(x.dtype())
 }
