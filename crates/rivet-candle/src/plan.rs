@@ -219,7 +219,10 @@ fn plan_loop(
     let mut formal = vec![Some(Ty::I64), Some(Ty::Bool)];
     formal.extend(in_tys.iter().skip(2).copied());
     let body = plan_sub(body_g, opset, &used, &formal, "the body")?;
-    let carried = node.input.len().saturating_sub(2);
+    if node.input.len() < 2 {
+        return Err("Loop takes M and cond (either may be empty) before its loop-carried values".into());
+    }
+    let carried = node.input.len() - 2;
     let formal = body.inputs.len() - used.len();
     if formal != 2 + carried || body.outputs.len() < 1 + carried {
         return Err(format!(

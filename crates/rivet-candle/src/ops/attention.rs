@@ -111,7 +111,7 @@ impl Mask {
             bail!("attn_mask covers {last} keys but there are {kv}");
         }
         // Keys beyond the mask's length are masked out.
-        let rows = raw.len() / last.max(1);
+        let rows = dims[0] * dims[1] * dims[2];
         let mut v = Vec::with_capacity(rows * kv);
         for r in 0..rows {
             v.extend_from_slice(&raw[r * last..(r + 1) * last]);
