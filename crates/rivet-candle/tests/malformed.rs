@@ -89,3 +89,50 @@ fn a_shape_from_the_input_cannot_allocate_without_bound() {
     assert_eq!(out.get(0).unwrap().shape(), &[2, 3]);
     assert_eq!(out.get(0).unwrap().as_slice::<f32>().unwrap(), &[0.0; 6]);
 }
+
+/// A Loop given only its trip count: ONNX requires the condition's slot (possibly empty) too.
+#[test]
+fn a_loop_without_its_condition_slot_is_refused_at_load() {
+    let body = onnx::GraphProto {
+        name: "body".into(),
+        node: vec![onnx::NodeProto {
+            op_type: "Identity".into(),
+            input: vec!["c".into()],
+            output: vec!["c_out".into()],
+            ..Default::default()
+        }],
+        input: vec![value("i", 7, &[]), value("c", 9, &[])],
+        output: vec![value("c_out", 9, &[])],
+        ..Default::default()
+    };
+    let model = onnx::ModelProto {
+        ir_version: 8,
+        opset_import: vec![onnx::OperatorSetIdProto { domain: String::new(), version: 17 }],
+        graph: Some(onnx::GraphProto {
+            name: "g".into(),
+            node: vec![onnx::NodeProto {
+                op_type: "Loop".into(),
+                name: "l".into(),
+                input: vec!["m".into()],
+                output: vec![],
+                attribute: vec![onnx::AttributeProto {
+                    name: "body".into(),
+                    r#type: onnx::attribute_proto::AttributeType::Graph as i32,
+                    g: Some(body),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            input: vec![value("m", 7, &[])],
+            output: vec![value("m", 7, &[])],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let err = CandleModel::from_bytes(&model.encode_to_vec(), Path::new("loop.onnx")).err().expect("refused");
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    assert_eq!(
+        err.to_string(),
+        "candle: unsupported loop.onnx: the Candle executor does not implement Loop (opset 17): node \"l\": Loop takes M and cond (either may be empty) before its loop-carried values"
+    );
+}
