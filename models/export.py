@@ -306,20 +306,27 @@ IDENTITY_DTYPES = {
 }
 
 
+def identity_onnx(name: str, elem: int) -> onnx.ModelProto:
+    """An ONNX Identity of element type `elem`, shape [n, 3] (opset 17, IR 8)."""
+    x = onnx.helper.make_tensor_value_info("x", elem, ["n", 3])
+    y = onnx.helper.make_tensor_value_info("y", elem, ["n", 3])
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["x"], ["y"])], f"identity_{name}", [x], [y])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
 def export_identity(out: Path) -> None:
     """`identity.pt` (any dtype) and one `identity_<dtype>.onnx` per dtype, shape [n, 3]."""
     folder = out / "identity"
     folder.mkdir(parents=True, exist_ok=True)
     torch.jit.script(Identity()).save(str(folder / "identity.pt"))
     for name, elem in IDENTITY_DTYPES.items():
-        x = onnx.helper.make_tensor_value_info("x", elem, ["n", 3])
-        y = onnx.helper.make_tensor_value_info("y", elem, ["n", 3])
-        graph = onnx.helper.make_graph(
-            [onnx.helper.make_node("Identity", ["x"], ["y"])], f"identity_{name}", [x], [y])
-        model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
-        model.ir_version = 8
-        onnx.checker.check_model(model)
-        onnx.save(model, str(folder / f"identity_{name}.onnx"))
+        onnx.save(identity_onnx(name, elem), str(folder / f"identity_{name}.onnx"))
+    # uint16 is a type Rivet's tensors do not carry: backends must refuse this one at load.
+    onnx.save(identity_onnx("u16", onnx.TensorProto.UINT16), str(folder / "identity_u16.onnx"))
     print(f"exported identity: {', '.join(sorted(p.name for p in folder.iterdir()))}")
 
 
