@@ -144,12 +144,12 @@ fn run(x: &[Option<&CTensor>], a: &Attrs) -> CResult<Vec<CTensor>> {
         }
     }
     let qh = Heads::of(q, a.q_heads, "Q")?;
-    let past = |i: usize| x.get(i).copied().flatten();
-    let (pk, pv) = (past(4), past(5));
+    let input = |i: usize| x.get(i).copied().flatten();
+    let (pk, pv) = (input(4), input(5));
     if pk.is_some() != pv.is_some() {
         bail!("past_key and past_value must be given together");
     }
-    let nonpad = past(6).map(super::ints).transpose()?;
+    let nonpad = input(6).map(super::ints).transpose()?;
     if nonpad.is_some() && pk.is_some() {
         bail!("nonpad_kv_seqlen cannot be combined with a past key and value");
     }
@@ -175,7 +175,7 @@ fn run(x: &[Option<&CTensor>], a: &Attrs) -> CResult<Vec<CTensor>> {
     check_size(&[b, hq, sq, skv], 8)?;
     let reps = hq / hk;
     let scale = a.scale.unwrap_or(1.0 / (d as f64).sqrt());
-    let mask = past(3).map(|m| Mask::of(m, skv)).transpose()?;
+    let mask = input(3).map(|m| Mask::of(m, skv)).transpose()?;
     if let Some(m) = &mask {
         for (i, (&md, full)) in m.dims.iter().zip([b, hq, sq, skv]).enumerate() {
             if md != 1 && md != full {
