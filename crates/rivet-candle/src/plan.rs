@@ -423,6 +423,12 @@ fn plan_scan(
 /// subgraph, not a graph output) and has exactly one input and one output.
 fn relu_fusions(graph: &GraphProto) -> HashMap<usize, usize> {
     let default = |n: &candle_onnx::onnx::NodeProto| n.domain.is_empty() || n.domain == "ai.onnx";
+    let mut producer: HashMap<&str, usize> = HashMap::new();
+    for (i, node) in graph.node.iter().enumerate() {
+        for o in node.output.iter().filter(|o| !o.is_empty()) {
+            producer.insert(o.as_str(), i);
+        }
+    }
     let mut readers: HashMap<&str, usize> = HashMap::new();
     for node in &graph.node {
         for i in node.input.iter().filter(|i| !i.is_empty()) {
@@ -433,7 +439,10 @@ fn relu_fusions(graph: &GraphProto) -> HashMap<usize, usize> {
                 let mut inner = Vec::new();
                 free_names(g, &mut inner);
                 for n in inner {
-                    if let Some(name) = graph.node.iter().flat_map(|m| &m.output).find(|o| **o == n) {
+                    let name = producer
+                        .get(n.as_str())
+                        .and_then(|&p| graph.node[p].output.iter().find(|o| **o == n));
+                    if let Some(name) = name {
                         *readers.entry(name.as_str()).or_default() += 1;
                     }
                 }
@@ -442,12 +451,6 @@ fn relu_fusions(graph: &GraphProto) -> HashMap<usize, usize> {
     }
     for o in &graph.output {
         *readers.entry(o.name.as_str()).or_default() += 1;
-    }
-    let mut producer: HashMap<&str, usize> = HashMap::new();
-    for (i, node) in graph.node.iter().enumerate() {
-        for o in node.output.iter().filter(|o| !o.is_empty()) {
-            producer.insert(o.as_str(), i);
-        }
     }
     let mut fusions = HashMap::new();
     for (j, node) in graph.node.iter().enumerate() {

@@ -3,53 +3,29 @@
 
 use std::path::Path;
 
+mod common;
+
 use candle_onnx::onnx;
+use common::{model_of, value};
 use prost::Message;
 use rivet_candle::CandleModel;
 use rivet_core::{ErrorKind, Model, Tensor};
 
-fn value(name: &str, elem: i32, dims: &[i64]) -> onnx::ValueInfoProto {
-    onnx::ValueInfoProto {
-        name: name.into(),
-        r#type: Some(onnx::TypeProto {
-            value: Some(onnx::type_proto::Value::TensorType(onnx::type_proto::Tensor {
-                elem_type: elem,
-                shape: Some(onnx::TensorShapeProto {
-                    dim: dims
-                        .iter()
-                        .map(|&d| onnx::tensor_shape_proto::Dimension {
-                            value: Some(onnx::tensor_shape_proto::dimension::Value::DimValue(d)),
-                            ..Default::default()
-                        })
-                        .collect(),
-                }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 /// A one-node model (opset 17): `op` named `name` from `inputs` to `y`.
 fn one_node(op: &str, name: &str, inputs: Vec<onnx::ValueInfoProto>) -> Vec<u8> {
-    let model = onnx::ModelProto {
-        ir_version: 8,
-        opset_import: vec![onnx::OperatorSetIdProto { domain: String::new(), version: 17 }],
-        graph: Some(onnx::GraphProto {
-            name: "g".into(),
-            node: vec![onnx::NodeProto {
-                op_type: op.into(),
-                name: name.into(),
-                input: inputs.iter().map(|i| i.name.clone()).collect(),
-                output: vec!["y".into()],
-                ..Default::default()
-            }],
-            input: inputs,
-            output: vec![value("y", 1, &[])],
+    let model = model_of(onnx::GraphProto {
+        name: "g".into(),
+        node: vec![onnx::NodeProto {
+            op_type: op.into(),
+            name: name.into(),
+            input: inputs.iter().map(|i| i.name.clone()).collect(),
+            output: vec!["y".into()],
             ..Default::default()
-        }),
+        }],
+        input: inputs,
+        output: vec![value("y", 1, &[])],
         ..Default::default()
-    };
+    });
     model.encode_to_vec()
 }
 
@@ -105,30 +81,25 @@ fn a_loop_without_its_condition_slot_is_refused_at_load() {
         output: vec![value("c_out", 9, &[])],
         ..Default::default()
     };
-    let model = onnx::ModelProto {
-        ir_version: 8,
-        opset_import: vec![onnx::OperatorSetIdProto { domain: String::new(), version: 17 }],
-        graph: Some(onnx::GraphProto {
-            name: "g".into(),
-            node: vec![onnx::NodeProto {
-                op_type: "Loop".into(),
-                name: "l".into(),
-                input: vec!["m".into()],
-                output: vec![],
-                attribute: vec![onnx::AttributeProto {
-                    name: "body".into(),
-                    r#type: onnx::attribute_proto::AttributeType::Graph as i32,
-                    g: Some(body),
-                    ..Default::default()
-                }],
+    let model = model_of(onnx::GraphProto {
+        name: "g".into(),
+        node: vec![onnx::NodeProto {
+            op_type: "Loop".into(),
+            name: "l".into(),
+            input: vec!["m".into()],
+            output: vec![],
+            attribute: vec![onnx::AttributeProto {
+                name: "body".into(),
+                r#type: onnx::attribute_proto::AttributeType::Graph as i32,
+                g: Some(body),
                 ..Default::default()
             }],
-            input: vec![value("m", 7, &[])],
-            output: vec![value("m", 7, &[])],
             ..Default::default()
-        }),
+        }],
+        input: vec![value("m", 7, &[])],
+        output: vec![value("m", 7, &[])],
         ..Default::default()
-    };
+    });
     let err = CandleModel::from_bytes(&model.encode_to_vec(), Path::new("loop.onnx")).err().expect("refused");
     assert_eq!(err.kind(), ErrorKind::Unsupported);
     assert_eq!(

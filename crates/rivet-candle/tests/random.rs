@@ -3,33 +3,14 @@
 
 use std::path::Path;
 
+mod common;
+
 use candle_onnx::onnx;
+use common::{model_of, value};
 use onnx::attribute_proto::AttributeType;
 use prost::Message;
 use rivet_candle::CandleModel;
 use rivet_core::{DType, ErrorKind, Model, Tensor};
-
-fn value(name: &str, elem: i32, dims: &[i64]) -> onnx::ValueInfoProto {
-    onnx::ValueInfoProto {
-        name: name.into(),
-        r#type: Some(onnx::TypeProto {
-            value: Some(onnx::type_proto::Value::TensorType(onnx::type_proto::Tensor {
-                elem_type: elem,
-                shape: Some(onnx::TensorShapeProto {
-                    dim: dims
-                        .iter()
-                        .map(|&d| onnx::tensor_shape_proto::Dimension {
-                            value: Some(onnx::tensor_shape_proto::dimension::Value::DimValue(d)),
-                            ..Default::default()
-                        })
-                        .collect(),
-                }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
 
 enum A {
     F(f32),
@@ -56,25 +37,20 @@ fn model(
             p
         })
         .collect();
-    let m = onnx::ModelProto {
-        ir_version: 8,
-        opset_import: vec![onnx::OperatorSetIdProto { domain: String::new(), version: 17 }],
-        graph: Some(onnx::GraphProto {
-            name: "g".into(),
-            node: vec![onnx::NodeProto {
-                op_type: op.into(),
-                name: "r".into(),
-                input: inputs.iter().map(|i| i.name.clone()).collect(),
-                output: vec!["y".into()],
-                attribute,
-                ..Default::default()
-            }],
-            input: inputs,
-            output: vec![value("y", out, &[])],
+    let m = model_of(onnx::GraphProto {
+        name: "g".into(),
+        node: vec![onnx::NodeProto {
+            op_type: op.into(),
+            name: "r".into(),
+            input: inputs.iter().map(|i| i.name.clone()).collect(),
+            output: vec!["y".into()],
+            attribute,
             ..Default::default()
-        }),
+        }],
+        input: inputs,
+        output: vec![value("y", out, &[])],
         ..Default::default()
-    };
+    });
     CandleModel::from_bytes(&m.encode_to_vec(), Path::new("random.onnx"))
 }
 

@@ -57,6 +57,11 @@ fn nll(
     })
 }
 
+/// The optional class weights (input 2) as f64.
+fn class_weights(x: &[Option<&CTensor>]) -> CResult<Option<Vec<f64>>> {
+    x.get(2).copied().flatten().map(|w| values::<f64>(&w.to_dtype(CDType::F64)?)).transpose()
+}
+
 /// Reads `reduction` and `ignore_index`, and checks the input types.
 fn common(ctx: &NodeCtx<'_>) -> Result<(Ty, Reduction, Option<i64>), Refusal> {
     ctx.known(&["ignore_index", "reduction"])?;
@@ -114,12 +119,7 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
             let k: Kernel = Box::new(move |x| {
                 let (input, shape) = split(req(x, 0)?)?;
                 let target = req(x, 1)?;
-                let weight = x
-                    .get(2)
-                    .copied()
-                    .flatten()
-                    .map(|w| values::<f64>(&w.to_dtype(CDType::F64)?))
-                    .transpose()?;
+                let weight = class_weights(x)?;
                 let (loss, dims) =
                     nll(&input, shape, &ints(target)?, target.dims(), weight.as_deref(), ignore, reduction)?;
                 Ok(vec![make(loss, &dims)?.to_dtype(t.candle())?])
@@ -134,12 +134,7 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                 let (input, shape) = split(scores)?;
                 let log_prob = log_softmax(&input, shape, t);
                 let target = req(x, 1)?;
-                let weight = x
-                    .get(2)
-                    .copied()
-                    .flatten()
-                    .map(|w| values::<f64>(&w.to_dtype(CDType::F64)?))
-                    .transpose()?;
+                let weight = class_weights(x)?;
                 let (loss, dims) = nll(
                     &log_prob,
                     shape,

@@ -346,6 +346,28 @@ impl Window {
         Ok(Window { kernel, strides, dilations, pads, auto_pad, ceil })
     }
 
+    /// This window with its kernel shape taken from weights of shape `wdims` (and unit strides
+    /// and dilations where none were given), checked.
+    fn for_weights(&self, wdims: &[usize]) -> CResult<Window> {
+        let mut w = self.clone();
+        w.kernel = wdims[2..].to_vec();
+        let n = w.kernel.len();
+        if w.strides.is_empty() {
+            w.strides = vec![1; n];
+        }
+        if w.dilations.is_empty() {
+            w.dilations = vec![1; n];
+        }
+        if w.strides.len() != n || w.dilations.len() != n || w.pads.as_ref().is_some_and(|p| p.len() != 2 * n)
+        {
+            bail!("strides, dilations or pads disagree with weights {wdims:?}");
+        }
+        if w.strides.contains(&0) || w.dilations.contains(&0) || w.kernel.contains(&0) {
+            bail!("strides, dilations and kernel dims must be positive");
+        }
+        Ok(w)
+    }
+
     /// Output sizes and begin/end pads for spatial input sizes `input`.
     fn resolve(&self, input: &[usize]) -> CResult<(Vec<usize>, Vec<usize>, Vec<usize>)> {
         let n = self.kernel.len();
@@ -716,44 +738,6 @@ fn im2col<T: candle_core::WithDType>(src: &[T], geo: &Geometry, c: usize, plane:
     }
 }
 
-fn conv(
-    x: &CTensor,
-    wt: &CTensor,
-    bias: Option<&CTensor>,
-    w: &Window,
-    group: usize,
-    cache: &GeometryCache,
-    relu: bool,
-) -> CResult<CTensor> {
-    if x.rank() < 3 || wt.rank() != x.rank() {
-        bail!("Conv of {:?} with weights {:?}", x.dims(), wt.dims());
-    }
-    let mut w = w.clone();
-    if w.kernel.is_empty() {
-        w.kernel = wt.dims()[2..].to_vec();
-        let n = w.kernel.len();
-        if w.strides.is_empty() {
-            w.strides = vec![1; n];
-        }
-        if w.dilations.is_empty() {
-            w.dilations = vec![1; n];
-        }
-        if w.strides.len() != n || w.dilations.len() != n || w.pads.as_ref().is_some_and(|p| p.len() != 2 * n)
-        {
-            bail!("strides, dilations or pads disagree with weights {:?}", wt.dims());
-        }
-        if w.strides.contains(&0) || w.dilations.contains(&0) || w.kernel.contains(&0) {
-            bail!("strides, dilations and kernel dims must be positive");
-        }
-    }
-    if w.kernel != wt.dims()[2..] {
-        bail!("kernel_shape {:?} disagrees with weights {:?}", w.kernel, wt.dims());
-    }
-    // im2col plus one matrix product: measured faster here than Candle's conv2d, and it
-    // covers every rank, asymmetric padding, strides and dilations.
-    conv_general(x, wt, bias, &w, group, cache, relu)
-}
-
 /// A convolution's attributes (Conv's, shared by ConvInteger and QLinearConv), read at load,
 /// with the window geometry cached per input shape.
 pub(super) struct ConvSpec {
@@ -778,9 +762,24 @@ impl ConvSpec {
         Ok(ConvSpec { win, group: group as usize, cache: GeometryCache::default(), relu: false })
     }
 
-    /// The convolution of `x` (float or double) with weights `w`, plus `bias` per channel.
-    pub(super) fn run(&self, x: &CTensor, w: &CTensor, bias: Option<&CTensor>) -> CResult<CTensor> {
-        conv(x, w, bias, &self.win, self.group, &self.cache, self.relu)
+    /// The convolution of `x` (float or double) with weights `wt`, plus `bias` per channel:
+    /// im2col plus matrix products, measured faster here than Candle's conv2d, and covering
+    /// every rank, asymmetric padding, strides and dilations.
+    pub(super) fn run(&self, x: &CTensor, wt: &CTensor, bias: Option<&CTensor>) -> CResult<CTensor> {
+        if x.rank() < 3 || wt.rank() != x.rank() {
+            bail!("Conv of {:?} with weights {:?}", x.dims(), wt.dims());
+        }
+        // Without a kernel shape at load (weights known only at run time), the window takes
+        // the weights' shape.
+        let w = if self.win.kernel.is_empty() {
+            std::borrow::Cow::Owned(self.win.for_weights(wt.dims())?)
+        } else {
+            std::borrow::Cow::Borrowed(&self.win)
+        };
+        if w.kernel != wt.dims()[2..] {
+            bail!("kernel_shape {:?} disagrees with weights {:?}", w.kernel, wt.dims());
+        }
+        conv_general(x, wt, bias, &w, self.group, &self.cache, self.relu)
     }
 }
 

@@ -122,6 +122,33 @@ fn zero_point(x: &[Option<&CTensor>], i: usize) -> CResult<(Vec<f64>, Vec<usize>
     }
 }
 
+/// The operands of QuantizeLinear and DequantizeLinear: the input, its values, the scales,
+/// the zero points (a single 0 when absent) and where each element finds its scale and zero
+/// point.
+struct Operands<'a> {
+    v: &'a CTensor,
+    xs: Vec<f64>,
+    ss: Vec<f64>,
+    zs: Vec<f64>,
+    ps: Params,
+    pz: Params,
+}
+
+impl<'a> Operands<'a> {
+    fn read(x: &[Option<&'a CTensor>], lay: Layout) -> CResult<Operands<'a>> {
+        let (v, s) = (req(x, 0)?, req(x, 1)?);
+        let (zs, zdims) = zero_point(x, 2)?;
+        Ok(Operands {
+            v,
+            xs: f64s(v)?,
+            ss: f64s(s)?,
+            zs,
+            ps: Params::new(lay, v.dims(), s.dims())?,
+            pz: Params::new(lay, v.dims(), &zdims)?,
+        })
+    }
+}
+
 /// Reads `axis` and `block_size` (each where the opset has it).
 fn layout(ctx: &NodeCtx<'_>) -> Result<Layout, Refusal> {
     let block = ctx.int("block_size", 0)?;
@@ -184,11 +211,7 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
             let out = quantize_output(ctx)?;
             let lay = layout(ctx)?;
             let k: Kernel = Box::new(move |x| {
-                let (v, s) = (req(x, 0)?, req(x, 1)?);
-                let (xs, ss) = (f64s(v)?, f64s(s)?);
-                let (zs, zdims) = zero_point(x, 2)?;
-                let ps = Params::new(lay, v.dims(), s.dims())?;
-                let pz = Params::new(lay, v.dims(), &zdims)?;
+                let Operands { v, xs, ss, zs, ps, pz } = Operands::read(x, lay)?;
                 let q = xs
                     .iter()
                     .enumerate()
@@ -215,11 +238,7 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
             };
             let lay = layout(ctx)?;
             let k: Kernel = Box::new(move |x| {
-                let (v, s) = (req(x, 0)?, req(x, 1)?);
-                let (xs, ss) = (f64s(v)?, f64s(s)?);
-                let (zs, zdims) = zero_point(x, 2)?;
-                let ps = Params::new(lay, v.dims(), s.dims())?;
-                let pz = Params::new(lay, v.dims(), &zdims)?;
+                let Operands { v, xs, ss, zs, ps, pz } = Operands::read(x, lay)?;
                 // The reference subtracts in float and multiplies in float.
                 let y: Vec<f64> = xs
                     .iter()
