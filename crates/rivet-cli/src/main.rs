@@ -64,9 +64,36 @@ enum Command {
     /// and output parity of every backend that loads a model, at each batch size and
     /// concurrency. Each measurement runs in its own child process.
     Bench(bench::BenchArgs),
+    /// Serve a model repository over the Open Inference Protocol (KServe v2, Triton's
+    /// protocol): HTTP/REST, gRPC and Prometheus metrics, until SIGTERM or Ctrl-C.
+    Serve(ServeArgs),
     /// Internal: one measurement of `rivet bench`, a job as JSON on stdin, its result on stdout.
     #[command(hide = true)]
     BenchWorker,
+}
+
+/// `rivet serve`'s arguments.
+#[derive(Args)]
+struct ServeArgs {
+    /// The model repository: one folder per model (the model file and an optional
+    /// config.toml or config.json).
+    #[arg(long)]
+    model_repository: PathBuf,
+    /// The address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    host: std::net::IpAddr,
+    /// HTTP/REST port (0: any free port).
+    #[arg(long, default_value_t = 8000)]
+    http_port: u16,
+    /// gRPC port (0: any free port).
+    #[arg(long, default_value_t = 8001)]
+    grpc_port: u16,
+    /// Prometheus metrics port (0: any free port).
+    #[arg(long, default_value_t = 8002)]
+    metrics_port: u16,
+    /// The largest request accepted, in MiB (HTTP body or gRPC message).
+    #[arg(long, default_value_t = 256)]
+    max_request_mib: usize,
 }
 
 /// Options shared by the commands that load models.
@@ -122,7 +149,7 @@ fn main() -> ExitCode {
         Command::Inspect { load, .. } | Command::Run { load, .. } => load.threads,
         Command::Compare(args) => args.load.threads,
         // The workers get RAYON_NUM_THREADS from `rivet bench`.
-        Command::Bench(_) | Command::BenchWorker => None,
+        Command::Bench(_) | Command::BenchWorker | Command::Serve(_) => None,
     };
     if let Some(n) = threads {
         // Before any thread pool exists; the process is still single-threaded.
@@ -136,9 +163,49 @@ fn main() -> ExitCode {
         Command::Compare(args) => compare::compare(&args),
         Command::Bench(args) => bench::bench(&args),
         Command::BenchWorker => return bench::worker::main(),
+        Command::Serve(args) => return serve(&args),
     };
     match result {
         Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: &ServeArgs) -> ExitCode {
+    let options = rivet_server::ServeOptions {
+        repository: args.model_repository.clone(),
+        host: args.host,
+        http_port: args.http_port,
+        grpc_port: args.grpc_port,
+        metrics_port: args.metrics_port,
+        max_request_bytes: args.max_request_mib.saturating_mul(1 << 20),
+    };
+    let result = rivet_server::serve_until_signal(&options, |server| {
+        for entry in server.state().repository.models() {
+            match &entry.state {
+                Ok(served) => println!(
+                    "model {} (version {}): ready on {} ({})",
+                    entry.name,
+                    entry.config.version,
+                    served.model.backend(),
+                    served.file.display()
+                ),
+                Err(reason) => println!("model {} (version {}): NOT READY: {reason}", entry.name, entry.config.version),
+            }
+        }
+        let [http, grpc, metrics] = server.addresses();
+        println!("serving: HTTP on {http}, gRPC on {grpc}, metrics on http://{metrics}/metrics");
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+    });
+    match result {
+        Ok(()) => {
+            println!("shut down: every request in flight was answered");
+            ExitCode::SUCCESS
+        }
         Err(err) => {
             eprintln!("error: {err}");
             ExitCode::FAILURE

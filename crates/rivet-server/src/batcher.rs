@@ -1,0 +1,219 @@
+//! A model's queue: one task takes requests off it, forms batches (Triton's dynamic batcher)
+//! and hands each to a blocking thread; the next batch forms while the current one runs.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rivet::{Model, Tensor};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+
+use crate::error::ServeError;
+use crate::metrics::ModelMetrics;
+
+/// What a queued request gets back: the model's outputs in signature order.
+pub type Reply = Result<Vec<Tensor>, ServeError>;
+
+/// One validated request waiting to run.
+pub struct Job {
+    /// Inputs in signature order.
+    pub inputs: Vec<Tensor>,
+    /// The leading dimension shared by every input (a request's batch size), or 1 for a model
+    /// served without a batch dimension.
+    pub rows: usize,
+    /// When it was queued.
+    pub enqueued: Instant,
+    /// Where the answer goes; closed when the client went away.
+    pub reply: oneshot::Sender<Reply>,
+}
+
+impl Job {
+    /// Whether `other` can join a batch this job is in: same dtypes and trailing dimensions.
+    fn batches_with(&self, other: &Job) -> bool {
+        self.inputs.len() == other.inputs.len()
+            && self.inputs.iter().zip(&other.inputs).all(|(a, b)| {
+                a.dtype() == b.dtype() && a.shape().get(1..) == b.shape().get(1..) && !a.shape().is_empty()
+            })
+    }
+}
+
+/// How the queue task forms batches.
+#[derive(Debug, Clone)]
+pub struct BatchPolicy {
+    /// Rows a batch may hold; 0 turns batching off (one request per execution).
+    pub max_rows: usize,
+    /// Collecting stops once a batch holds this many rows (the largest preferred size, or
+    /// `max_rows`).
+    pub target_rows: usize,
+    /// How long the oldest request of a forming batch waits for more.
+    pub max_delay: Duration,
+}
+
+/// The sending side of a model's queue.
+pub struct Queue {
+    sender: mpsc::Sender<Job>,
+}
+
+impl Queue {
+    /// Starts the queue task of `model` on the current Tokio runtime: `capacity` requests may
+    /// wait, `instances` executions run at once.
+    pub fn start(
+        model: Arc<dyn Model>,
+        policy: BatchPolicy,
+        capacity: usize,
+        instances: usize,
+        metrics: Arc<ModelMetrics>,
+    ) -> Queue {
+        let (sender, receiver) = mpsc::channel(capacity);
+        let permits = Arc::new(Semaphore::new(instances));
+        tokio::spawn(form_batches(receiver, model, policy, permits, metrics));
+        Queue { sender }
+    }
+
+    /// Queues a job; a full queue is refused at once.
+    pub fn submit(&self, job: Job, model: &str) -> Result<(), ServeError> {
+        self.sender.try_send(job).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                ServeError::Unavailable(format!("model \"{model}\": the queue is full, try again later"))
+            }
+            mpsc::error::TrySendError::Closed(_) => {
+                ServeError::Unavailable(format!("model \"{model}\" is shutting down"))
+            }
+        })
+    }
+}
+
+async fn form_batches(
+    mut receiver: mpsc::Receiver<Job>,
+    model: Arc<dyn Model>,
+    policy: BatchPolicy,
+    permits: Arc<Semaphore>,
+    metrics: Arc<ModelMetrics>,
+) {
+    // Jobs taken off the queue that did not fit the batch being formed; they start the next.
+    let mut held: VecDeque<Job> = VecDeque::new();
+    loop {
+        let first = match held.pop_front() {
+            Some(job) => job,
+            None => match receiver.recv().await {
+                Some(job) => job,
+                None => return,
+            },
+        };
+        if first.reply.is_closed() {
+            continue; // The client went away while it waited.
+        }
+        let mut batch = Batch { rows: first.rows, jobs: vec![first] };
+        if policy.max_rows > 0 {
+            // Held jobs are older than anything still queued: they go first.
+            let mut still_held = VecDeque::new();
+            while let Some(job) = held.pop_front() {
+                if let Some(job) = batch.offer(job, &policy) {
+                    still_held.push_back(job);
+                }
+            }
+            held = still_held;
+            let deadline = tokio::time::Instant::from_std(batch.jobs[0].enqueued + policy.max_delay);
+            while batch.rows < policy.target_rows {
+                tokio::select! {
+                    biased;
+                    job = receiver.recv() => match job {
+                        Some(job) => held.extend(batch.offer(job, &policy)),
+                        None => break,
+                    },
+                    _ = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+        }
+        // Wait for a free instance; requests that arrive meanwhile still join this batch.
+        let permit = loop {
+            tokio::select! {
+                biased;
+                permit = Arc::clone(&permits).acquire_owned() => break permit,
+                job = receiver.recv(), if policy.max_rows > 0 && batch.rows < policy.max_rows => match job {
+                    Some(job) => held.extend(batch.offer(job, &policy)),
+                    None => break Arc::clone(&permits).acquire_owned().await,
+                },
+            }
+        };
+        let Ok(permit) = permit else { return };
+        let (model, metrics) = (Arc::clone(&model), Arc::clone(&metrics));
+        tokio::task::spawn_blocking(move || batch.run(model.as_ref(), &metrics, permit));
+    }
+}
+
+/// Jobs that run as one execution.
+struct Batch {
+    jobs: Vec<Job>,
+    rows: usize,
+}
+
+impl Batch {
+    /// Adds `job` when it fits; gives it back otherwise (or drops it when its client left).
+    fn offer(&mut self, job: Job, policy: &BatchPolicy) -> Option<Job> {
+        if job.reply.is_closed() {
+            return None;
+        }
+        if self.rows + job.rows <= policy.max_rows && self.jobs[0].batches_with(&job) {
+            self.rows += job.rows;
+            self.jobs.push(job);
+            None
+        } else {
+            Some(job)
+        }
+    }
+
+    /// Runs the batch on this (blocking) thread and answers every job.
+    fn run(self, model: &dyn Model, metrics: &ModelMetrics, permit: OwnedSemaphorePermit) {
+        let start = Instant::now();
+        for job in &self.jobs {
+            metrics.queue_us.inc_by(crate::metrics::micros(start - job.enqueued));
+        }
+        let result = catch_unwind(AssertUnwindSafe(|| self.execute(model))).unwrap_or_else(|_| {
+            Err(ServeError::Internal(format!("backend {} panicked while running the model", model.backend())))
+        });
+        metrics.executed(self.rows as u64, start.elapsed());
+        drop(permit);
+        match result {
+            Ok(per_job) => {
+                for (job, outputs) in self.jobs.into_iter().zip(per_job) {
+                    let _ = job.reply.send(Ok(outputs));
+                }
+            }
+            Err(error) => {
+                for job in self.jobs {
+                    let _ = job.reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+
+    /// The outputs of each job: one run of the concatenated inputs, split back by rows.
+    fn execute(&self, model: &dyn Model) -> Result<Vec<Vec<Tensor>>, ServeError> {
+        if let [job] = self.jobs.as_slice() {
+            let inputs: Vec<&Tensor> = job.inputs.iter().collect();
+            return Ok(vec![model.run(&inputs)?.into_tensors()]);
+        }
+        let count = self.jobs[0].inputs.len();
+        let joined = (0..count)
+            .map(|i| Tensor::concat(&self.jobs.iter().map(|j| j.inputs[i].view()).collect::<Vec<_>>()))
+            .collect::<rivet::Result<Vec<Tensor>>>()?;
+        let outputs = model.run(&joined.iter().collect::<Vec<_>>())?.into_tensors();
+        let rows: Vec<usize> = self.jobs.iter().map(|j| j.rows).collect();
+        let mut per_job: Vec<Vec<Tensor>> = self.jobs.iter().map(|_| Vec::with_capacity(outputs.len())).collect();
+        for (index, output) in outputs.iter().enumerate() {
+            if output.shape().first() != Some(&self.rows) {
+                return Err(ServeError::Internal(format!(
+                    "output {index} has shape {:?}, so it cannot be split back into requests of \
+                     {rows:?} rows: serve this model without dynamic batching",
+                    output.shape()
+                )));
+            }
+            for (parts, part) in per_job.iter_mut().zip(output.split(&rows)?) {
+                parts.push(part);
+            }
+        }
+        Ok(per_job)
+    }
+}

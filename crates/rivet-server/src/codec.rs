@@ -1,0 +1,242 @@
+//! Tensors in and out of the protocol: datatype names, shapes, JSON `data` arrays and raw bytes.
+
+use half::{bf16, f16};
+use rivet::{DType, Tensor};
+use serde_json::Value;
+
+use crate::error::ServeError;
+
+/// The protocol's name for a dtype (`FP32`, `INT64`, `BOOL`...).
+pub fn datatype_name(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F16 => "FP16",
+        DType::BF16 => "BF16",
+        DType::F32 => "FP32",
+        DType::F64 => "FP64",
+        DType::I8 => "INT8",
+        DType::I16 => "INT16",
+        DType::I32 => "INT32",
+        DType::I64 => "INT64",
+        DType::U8 => "UINT8",
+        DType::Bool => "BOOL",
+    }
+}
+
+/// The dtype a protocol datatype names; `BYTES` and the wide unsigned types are refused.
+pub fn parse_datatype(input: &str, datatype: &str) -> Result<DType, ServeError> {
+    let dtype = DType::ALL.into_iter().find(|&d| datatype_name(d) == datatype);
+    dtype.ok_or_else(|| {
+        let known: Vec<&str> = DType::ALL.iter().map(|&d| datatype_name(d)).collect();
+        ServeError::bad(format!(
+            "input \"{input}\": datatype \"{datatype}\" is not supported (supported: {})",
+            known.join(", ")
+        ))
+    })
+}
+
+/// Model config's `TYPE_*` number for a dtype (Triton's `DataType` enum).
+pub fn config_type(dtype: DType) -> i32 {
+    match dtype {
+        DType::Bool => 1,
+        DType::U8 => 2,
+        DType::I8 => 6,
+        DType::I16 => 7,
+        DType::I32 => 8,
+        DType::I64 => 9,
+        DType::F16 => 10,
+        DType::F32 => 11,
+        DType::F64 => 12,
+        DType::BF16 => 14,
+    }
+}
+
+/// Model config's `TYPE_*` name for a dtype, as the HTTP config endpoint spells it.
+pub fn config_type_name(dtype: DType) -> String {
+    format!("TYPE_{}", datatype_name(dtype))
+}
+
+/// A request's shape as sizes; negative sizes are refused.
+pub fn parse_shape(input: &str, shape: &[i64]) -> Result<Vec<usize>, ServeError> {
+    shape
+        .iter()
+        .map(|&d| {
+            usize::try_from(d)
+                .map_err(|_| ServeError::bad(format!("input \"{input}\": shape {shape:?} has a negative dimension")))
+        })
+        .collect()
+}
+
+/// The number of elements and bytes a shape holds, refusing overflow.
+fn sizes(input: &str, dtype: DType, shape: &[usize]) -> Result<(usize, usize), ServeError> {
+    let count = rivet::element_count(shape)
+        .map_err(|_| ServeError::bad(format!("input \"{input}\": shape {shape:?} is too large")))?;
+    let bytes = count
+        .checked_mul(dtype.size())
+        .ok_or_else(|| ServeError::bad(format!("input \"{input}\": shape {shape:?} is too large")))?;
+    Ok((count, bytes))
+}
+
+/// A tensor from raw little-endian bytes, whose length must match the shape.
+pub fn tensor_from_raw(input: &str, dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor, ServeError> {
+    let (_, expected) = sizes(input, dtype, shape)?;
+    if bytes.len() != expected {
+        return Err(ServeError::bad(format!(
+            "input \"{input}\": {} {shape:?} needs {expected} bytes, got {}",
+            datatype_name(dtype),
+            bytes.len()
+        )));
+    }
+    Tensor::from_bytes(dtype, shape, bytes).map_err(|e| ServeError::bad(format!("input \"{input}\": {e}")))
+}
+
+/// A tensor from a JSON `data` array, flat or nested in row-major order.
+pub fn tensor_from_json(input: &str, dtype: DType, shape: &[usize], data: &Value) -> Result<Tensor, ServeError> {
+    let (count, bytes) = sizes(input, dtype, shape)?;
+    let mut out = Vec::with_capacity(bytes);
+    let mut seen = 0usize;
+    let mut stack = vec![data];
+    // Depth-first over nested arrays, left to right (the stack holds them reversed).
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::Array(items) => stack.extend(items.iter().rev()),
+            scalar => {
+                if seen == count {
+                    seen += 1;
+                    break;
+                }
+                push_json_element(&mut out, dtype, scalar)
+                    .map_err(|what| ServeError::bad(format!("input \"{input}\": element {seen}: {what}")))?;
+                seen += 1;
+            }
+        }
+    }
+    if seen != count || !stack.is_empty() {
+        let found = if seen > count { format!("more than {count}") } else { seen.to_string() };
+        return Err(ServeError::bad(format!(
+            "input \"{input}\": shape {shape:?} needs {count} elements, data has {found}"
+        )));
+    }
+    Tensor::from_bytes(dtype, shape, &out).map_err(|e| ServeError::bad(format!("input \"{input}\": {e}")))
+}
+
+fn push_json_element(out: &mut Vec<u8>, dtype: DType, value: &Value) -> Result<(), String> {
+    fn int<T: TryFrom<i64> + TryFrom<u64>>(value: &Value, name: &str) -> Result<T, String> {
+        let out_of_range = || format!("{value} is out of range for {name}");
+        match (value.as_i64(), value.as_u64()) {
+            (Some(v), _) => T::try_from(v).map_err(|_| out_of_range()),
+            (None, Some(v)) => T::try_from(v).map_err(|_| out_of_range()),
+            _ => Err(format!("expected an integer ({name}), got {value}")),
+        }
+    }
+    let float = |value: &Value| value.as_f64().ok_or_else(|| format!("expected a number, got {value}"));
+    match dtype {
+        DType::F32 => out.extend_from_slice(&(float(value)? as f32).to_le_bytes()),
+        DType::F64 => out.extend_from_slice(&float(value)?.to_le_bytes()),
+        DType::F16 => out.extend_from_slice(&f16::from_f64(float(value)?).to_le_bytes()),
+        DType::BF16 => out.extend_from_slice(&bf16::from_f64(float(value)?).to_le_bytes()),
+        DType::I8 => out.extend_from_slice(&int::<i8>(value, "INT8")?.to_le_bytes()),
+        DType::I16 => out.extend_from_slice(&int::<i16>(value, "INT16")?.to_le_bytes()),
+        DType::I32 => out.extend_from_slice(&int::<i32>(value, "INT32")?.to_le_bytes()),
+        DType::I64 => out.extend_from_slice(&int::<i64>(value, "INT64")?.to_le_bytes()),
+        DType::U8 => out.push(int::<u8>(value, "UINT8")?),
+        DType::Bool => match value {
+            Value::Bool(b) => out.push(u8::from(*b)),
+            _ => return Err(format!("expected true or false (BOOL), got {value}")),
+        },
+    }
+    Ok(())
+}
+
+/// A tensor's elements as a flat JSON array (non-finite floats become `null`: JSON has no NaN).
+pub fn tensor_to_json(tensor: &Tensor) -> Value {
+    let bytes = tensor.as_bytes();
+    macro_rules! each {
+        ($t:ty, $n:literal, $f:expr) => {
+            bytes.chunks_exact($n).map(|c| $f(<$t>::from_le_bytes(c.try_into().expect("chunk size")))).collect()
+        };
+    }
+    let float = |v: f64| serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number);
+    match tensor.dtype() {
+        DType::F32 => each!(f32, 4, |v: f32| float(v as f64)),
+        DType::F64 => each!(f64, 8, float),
+        DType::F16 => each!(f16, 2, |v: f16| float(v.to_f64())),
+        DType::BF16 => each!(bf16, 2, |v: bf16| float(v.to_f64())),
+        DType::I8 => each!(i8, 1, Value::from),
+        DType::I16 => each!(i16, 2, Value::from),
+        DType::I32 => each!(i32, 4, Value::from),
+        DType::I64 => each!(i64, 8, Value::from),
+        DType::U8 => bytes.iter().map(|&b| Value::from(b)).collect(),
+        DType::Bool => bytes.iter().map(|&b| Value::Bool(b != 0)).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn message(result: Result<Tensor, ServeError>) -> String {
+        result.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn json_data_flat_or_nested_and_every_mismatch_named() {
+        let nested = tensor_from_json("x", DType::F32, &[2, 2], &json!([[1, 2.5], [3, -4]])).unwrap();
+        assert_eq!(nested.as_slice::<f32>().unwrap(), &[1.0, 2.5, 3.0, -4.0]);
+        let flat = tensor_from_json("x", DType::I64, &[3], &json!([1, -2, 9007199254740993i64])).unwrap();
+        assert_eq!(flat.as_slice::<i64>().unwrap(), &[1, -2, 9007199254740993]);
+        let flags = tensor_from_json("m", DType::Bool, &[2], &json!([true, false])).unwrap();
+        assert_eq!(flags.as_bytes(), &[1, 0]);
+        assert_eq!(tensor_to_json(&nested), json!([1.0, 2.5, 3.0, -4.0]));
+        assert_eq!(tensor_to_json(&flags), json!([true, false]));
+
+        assert_eq!(
+            message(tensor_from_json("x", DType::F32, &[2, 2], &json!([1, 2, 3]))),
+            "input \"x\": shape [2, 2] needs 4 elements, data has 3"
+        );
+        assert_eq!(
+            message(tensor_from_json("x", DType::F32, &[2], &json!([1, 2, 3]))),
+            "input \"x\": shape [2] needs 2 elements, data has more than 2"
+        );
+        assert_eq!(
+            message(tensor_from_json("x", DType::U8, &[2], &json!([1, 300]))),
+            "input \"x\": element 1: 300 is out of range for UINT8"
+        );
+        assert_eq!(
+            message(tensor_from_json("x", DType::I32, &[1], &json!(["7"]))),
+            "input \"x\": element 0: expected an integer (INT32), got \"7\""
+        );
+        assert_eq!(
+            message(tensor_from_json("m", DType::Bool, &[1], &json!([1]))),
+            "input \"m\": element 0: expected true or false (BOOL), got 1"
+        );
+    }
+
+    #[test]
+    fn raw_bytes_must_fill_the_shape_and_names_are_the_protocols() {
+        let t = tensor_from_raw("x", DType::F16, &[2], &[0, 60, 0, 64]).unwrap();
+        assert_eq!(tensor_to_json(&t), json!([1.0, 2.0]));
+        assert_eq!(
+            message(tensor_from_raw("x", DType::F32, &[2, 3], &[0; 20])),
+            "input \"x\": FP32 [2, 3] needs 24 bytes, got 20"
+        );
+        assert_eq!(
+            message(tensor_from_raw("x", DType::F32, &[usize::MAX, 2], &[])),
+            format!("input \"x\": shape [{}, 2] is too large", usize::MAX)
+        );
+        assert_eq!(
+            parse_datatype("s", "BYTES").unwrap_err().to_string(),
+            "input \"s\": datatype \"BYTES\" is not supported (supported: FP16, BF16, FP32, FP64, INT8, \
+             INT16, INT32, INT64, UINT8, BOOL)"
+        );
+        assert_eq!(
+            parse_shape("x", &[1, -1]).unwrap_err().to_string(),
+            "input \"x\": shape [1, -1] has a negative dimension"
+        );
+        for d in DType::ALL {
+            assert_eq!(parse_datatype("x", datatype_name(d)).unwrap(), d);
+        }
+        assert_eq!(config_type_name(DType::F32), "TYPE_FP32");
+        assert_eq!(config_type(DType::BF16), 14);
+    }
+}

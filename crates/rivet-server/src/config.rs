@@ -1,0 +1,186 @@
+//! A model folder's `config.toml` / `config.json`, and how the repository's folders are read.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// How one model is served; every field has a default, so the file is optional.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// The model file inside the folder (default: the folder's only `.onnx`, `.pt` or `.pth`).
+    pub model_file: Option<String>,
+    /// The backend by name (`auto`, `tch`, `ort`, `candle` or a registered one).
+    pub backend: String,
+    /// The backend's own options, `key = value` (checked by the backend when it loads).
+    pub options: BTreeMap<String, String>,
+    /// Threads inside one operator (the backend's default when absent).
+    pub threads: Option<usize>,
+    /// Runs of this model allowed at once.
+    pub instances: usize,
+    /// The largest leading (batch) dimension a request or a formed batch may have; 0 means the
+    /// model takes whole tensors and is never batched.
+    pub max_batch_size: usize,
+    /// Present: requests are queued and concatenated into batches (needs `max_batch_size > 0`).
+    pub dynamic_batching: Option<DynamicBatching>,
+    /// Requests allowed to wait for this model; one more is refused with 503 / UNAVAILABLE.
+    pub max_queue_size: usize,
+    /// The version this model is served as.
+    pub version: String,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            model_file: None,
+            backend: "auto".into(),
+            options: BTreeMap::new(),
+            threads: None,
+            instances: 1,
+            max_batch_size: 0,
+            dynamic_batching: None,
+            max_queue_size: 1024,
+            version: "1".into(),
+        }
+    }
+}
+
+/// Triton's dynamic batcher settings.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DynamicBatching {
+    /// How long the first request of a batch waits for more before the batch runs anyway.
+    pub max_queue_delay_us: u64,
+    /// Batch sizes to stop collecting at before `max_batch_size` (reported in the config).
+    pub preferred_batch_size: Vec<usize>,
+}
+
+/// The file names a model folder's configuration may have.
+pub const CONFIG_FILES: [&str; 2] = ["config.toml", "config.json"];
+
+/// File extensions taken for model files when `model_file` is not set.
+const MODEL_EXTENSIONS: [&str; 3] = ["onnx", "pt", "pth"];
+
+impl ModelConfig {
+    /// Reads `DIR/config.toml` or `DIR/config.json` (defaults when neither exists) and checks it.
+    pub fn read(dir: &Path) -> Result<ModelConfig, String> {
+        let found: Vec<PathBuf> = CONFIG_FILES.iter().map(|f| dir.join(f)).filter(|p| p.is_file()).collect();
+        let config = match found.as_slice() {
+            [] => ModelConfig::default(),
+            [path] => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let parsed = if path.extension().is_some_and(|e| e == "json") {
+                    serde_json::from_str(&text).map_err(|e| e.to_string())
+                } else {
+                    toml::from_str(&text).map_err(|e| e.message().to_owned())
+                };
+                parsed.map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            _ => return Err(format!("{} has both config.toml and config.json: keep one", dir.display())),
+        };
+        config.check().map_err(|e| format!("{}: {e}", dir.display()))?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but cannot work together.
+    pub fn check(&self) -> Result<(), String> {
+        if self.instances == 0 {
+            return Err("instances must be 1 or more".into());
+        }
+        if self.max_queue_size == 0 {
+            return Err("max_queue_size must be 1 or more".into());
+        }
+        if self.version.is_empty() || self.version.contains('/') {
+            return Err(format!("version \"{}\" is not a valid version name", self.version));
+        }
+        if let Some(batching) = &self.dynamic_batching {
+            if self.max_batch_size == 0 {
+                return Err("dynamic_batching needs max_batch_size of 1 or more".into());
+            }
+            if let Some(&bad) =
+                batching.preferred_batch_size.iter().find(|&&n| n == 0 || n > self.max_batch_size)
+            {
+                return Err(format!(
+                    "preferred_batch_size {bad} is not between 1 and max_batch_size {}",
+                    self.max_batch_size
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The model file in `dir` this config names, or the folder's only model file.
+    pub fn model_path(&self, dir: &Path) -> Result<PathBuf, String> {
+        if let Some(file) = &self.model_file {
+            let path = dir.join(file);
+            return if path.is_file() {
+                Ok(path)
+            } else {
+                Err(format!("model_file \"{file}\" is not a file in {}", dir.display()))
+            };
+        }
+        let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.is_file()
+                    && p.extension().and_then(|e| e.to_str()).is_some_and(|e| MODEL_EXTENSIONS.contains(&e))
+            })
+            .collect();
+        found.sort();
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            0 => Err(format!("{} holds no .onnx, .pt or .pth file", dir.display())),
+            n => Err(format!(
+                "{} holds {n} model files ({}): name one with model_file in config.toml",
+                dir.display(),
+                found.iter().filter_map(|p| p.file_name()?.to_str()).collect::<Vec<_>>().join(", ")
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_toml_and_rejects_unknown_fields_and_bad_combinations() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(ModelConfig::read(dir.path()).unwrap(), ModelConfig::default());
+
+        std::fs::write(
+            dir.path().join("config.toml"),
+            "backend = \"ort\"\nmax_batch_size = 8\n[dynamic_batching]\nmax_queue_delay_us = 500\n",
+        )
+        .unwrap();
+        let config = ModelConfig::read(dir.path()).unwrap();
+        assert_eq!(config.backend, "ort");
+        assert_eq!(config.dynamic_batching.unwrap().max_queue_delay_us, 500);
+
+        std::fs::write(dir.path().join("config.toml"), "max_batch = 8\n").unwrap();
+        let err = ModelConfig::read(dir.path()).unwrap_err();
+        assert!(err.contains("unknown field `max_batch`"), "{err}");
+
+        std::fs::write(dir.path().join("config.toml"), "[dynamic_batching]\n").unwrap();
+        let err = ModelConfig::read(dir.path()).unwrap_err();
+        assert!(err.ends_with("dynamic_batching needs max_batch_size of 1 or more"), "{err}");
+
+        std::fs::write(dir.path().join("config.json"), "{}").unwrap();
+        let err = ModelConfig::read(dir.path()).unwrap_err();
+        assert!(err.ends_with("has both config.toml and config.json: keep one"), "{err}");
+    }
+
+    #[test]
+    fn finds_the_one_model_file_or_says_why_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ModelConfig::default();
+        assert!(config.model_path(dir.path()).unwrap_err().ends_with("holds no .onnx, .pt or .pth file"));
+        std::fs::write(dir.path().join("a.onnx"), b"").unwrap();
+        assert_eq!(config.model_path(dir.path()).unwrap(), dir.path().join("a.onnx"));
+        std::fs::write(dir.path().join("a.pt"), b"").unwrap();
+        let err = config.model_path(dir.path()).unwrap_err();
+        assert!(err.ends_with("holds 2 model files (a.onnx, a.pt): name one with model_file in config.toml"), "{err}");
+    }
+}

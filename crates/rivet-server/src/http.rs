@@ -1,0 +1,413 @@
+//! The REST half of the protocol (axum): health, metadata, config, statistics and infer, with
+//! JSON tensors and the binary tensor data extension.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rivet::Tensor;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::codec;
+use crate::error::ServeError;
+use crate::repository::{ModelEntry, TensorMeta};
+use crate::ServerState;
+
+/// The header that says how many leading bytes of a body are JSON (binary tensor extension).
+pub const HEADER_LENGTH: &str = "inference-header-content-length";
+
+impl IntoResponse for ServeError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+type Answer = Result<Response, ServeError>;
+
+/// A model route's path parameters; `version` only on `/versions/{version}/` routes.
+#[derive(Deserialize)]
+struct ModelPath {
+    name: String,
+    version: Option<String>,
+}
+
+/// The HTTP routes.
+pub fn router(state: Arc<ServerState>) -> Router {
+    let model_routes = |prefix: &str| {
+        Router::new()
+            .route(&format!("{prefix}"), get(model_metadata))
+            .route(&format!("{prefix}/ready"), get(model_ready))
+            .route(&format!("{prefix}/config"), get(model_config))
+            .route(&format!("{prefix}/stats"), get(model_stats))
+            .route(&format!("{prefix}/infer"), post(infer))
+    };
+    Router::new()
+        .route("/v2", get(server_metadata))
+        .route("/v2/health/live", get(|| async { StatusCode::OK }))
+        .route("/v2/health/ready", get(server_ready))
+        .route("/v2/models/stats", get(all_stats))
+        .merge(model_routes("/v2/models/{name}"))
+        .merge(model_routes("/v2/models/{name}/versions/{version}"))
+        .fallback(|| async { ServeError::NotFound("no such route".into()) })
+        .with_state(state)
+}
+
+/// `/metrics` in Prometheus' text format.
+pub fn metrics_router(state: Arc<ServerState>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(state): State<Arc<ServerState>>| async move {
+                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+            }),
+        )
+        .with_state(state)
+}
+
+async fn server_metadata() -> Json<Value> {
+    Json(json!({
+        "name": crate::SERVER_NAME,
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": crate::EXTENSIONS,
+    }))
+}
+
+async fn server_ready(State(state): State<Arc<ServerState>>) -> StatusCode {
+    if state.repository.all_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+fn entry<'a>(state: &'a ServerState, path: &ModelPath) -> Result<&'a ModelEntry, ServeError> {
+    state.repository.get(&path.name, path.version.as_deref())
+}
+
+fn tensor_meta(list: &[TensorMeta]) -> Value {
+    list.iter()
+        .map(|t| {
+            json!({
+                "name": t.name,
+                "datatype": t.dtype.map_or("", codec::datatype_name),
+                "shape": t.shape,
+            })
+        })
+        .collect()
+}
+
+async fn model_metadata(State(state): State<Arc<ServerState>>, Path(path): Path<ModelPath>) -> Answer {
+    let entry = entry(&state, &path)?;
+    let (inputs, outputs) = entry.metadata()?;
+    Ok(Json(json!({
+        "name": entry.name,
+        "versions": [entry.config.version],
+        "platform": entry.platform(),
+        "inputs": tensor_meta(&inputs),
+        "outputs": tensor_meta(&outputs),
+    }))
+    .into_response())
+}
+
+async fn model_ready(State(state): State<Arc<ServerState>>, Path(path): Path<ModelPath>) -> Answer {
+    let entry = entry(&state, &path)?;
+    entry.served()?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn model_config(State(state): State<Arc<ServerState>>, Path(path): Path<ModelPath>) -> Answer {
+    let entry = entry(&state, &path)?;
+    let (inputs, outputs) = entry.metadata()?;
+    let batched = entry.config.max_batch_size > 0;
+    let dims = |t: &TensorMeta| -> Vec<i64> { t.shape.iter().skip(usize::from(batched)).copied().collect() };
+    let config_tensors = |list: &[TensorMeta]| -> Value {
+        list.iter()
+            .map(|t| {
+                json!({
+                    "name": t.name,
+                    "data_type": t.dtype.map_or("TYPE_INVALID".to_owned(), codec::config_type_name),
+                    "dims": dims(t),
+                })
+            })
+            .collect()
+    };
+    let mut config = json!({
+        "name": entry.name,
+        "platform": entry.platform(),
+        "backend": entry.backend_name(),
+        "max_batch_size": entry.config.max_batch_size,
+        "input": config_tensors(&inputs),
+        "output": config_tensors(&outputs),
+        "instance_group": [{"name": entry.name, "kind": "KIND_CPU", "count": entry.config.instances}],
+    });
+    if let Some(batching) = &entry.config.dynamic_batching {
+        config["dynamic_batching"] = json!({
+            "preferred_batch_size": batching.preferred_batch_size,
+            "max_queue_delay_microseconds": batching.max_queue_delay_us,
+        });
+    }
+    Ok(Json(config).into_response())
+}
+
+fn stats_json(entry: &ModelEntry) -> Value {
+    let s = entry.statistics();
+    let duration = |count: u64, ns: u64| json!({ "count": count, "ns": ns });
+    json!({
+        "name": entry.name,
+        "version": entry.config.version,
+        "last_inference": s.last_inference,
+        "inference_count": s.inference_count,
+        "execution_count": s.execution_count,
+        "inference_stats": {
+            "success": duration(s.success.0, s.success.1),
+            "fail": duration(s.fail, 0),
+            "queue": duration(s.success.0, s.queue_ns),
+            "compute_input": duration(s.success.0, 0),
+            "compute_infer": duration(s.success.0, s.compute_ns),
+            "compute_output": duration(s.success.0, 0),
+        },
+        "batch_stats": [],
+    })
+}
+
+async fn model_stats(State(state): State<Arc<ServerState>>, Path(path): Path<ModelPath>) -> Answer {
+    let entry = entry(&state, &path)?;
+    Ok(Json(json!({ "model_stats": [stats_json(entry)] })).into_response())
+}
+
+async fn all_stats(State(state): State<Arc<ServerState>>) -> Json<Value> {
+    Json(json!({ "model_stats": state.repository.models().map(stats_json).collect::<Vec<_>>() }))
+}
+
+/// An infer request's JSON part.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InferRequest {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    parameters: Map<String, Value>,
+    inputs: Vec<InferInput>,
+    #[serde(default)]
+    outputs: Vec<RequestedOutput>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InferInput {
+    name: String,
+    shape: Vec<i64>,
+    datatype: String,
+    #[serde(default)]
+    parameters: Map<String, Value>,
+    #[serde(default)]
+    data: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestedOutput {
+    name: String,
+    #[serde(default)]
+    parameters: Map<String, Value>,
+}
+
+/// Parameters that would change what a request means and that Rivet does not implement.
+const REFUSED_PARAMETERS: [&str; 3] = ["shared_memory_region", "classification", "shared_memory_byte_size"];
+
+fn refuse_parameters(what: &str, parameters: &Map<String, Value>) -> Result<(), ServeError> {
+    match REFUSED_PARAMETERS.iter().find(|p| parameters.contains_key(**p)) {
+        Some(p) => Err(ServeError::bad(format!("{what}: parameter \"{p}\" is not supported by this server"))),
+        None => Ok(()),
+    }
+}
+
+fn bool_parameter(what: &str, parameters: &Map<String, Value>, key: &str) -> Result<Option<bool>, ServeError> {
+    match parameters.get(key) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => Err(ServeError::bad(format!("{what}: parameter \"{key}\" must be true or false, got {other}"))),
+    }
+}
+
+/// Splits a body into its JSON header and binary part.
+fn split_body<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<(&'a [u8], &'a [u8]), ServeError> {
+    let Some(value) = headers.get(HEADER_LENGTH) else { return Ok((body, &[])) };
+    let length: usize = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| ServeError::bad(format!("header Inference-Header-Content-Length is not a length: {value:?}")))?;
+    if length > body.len() {
+        return Err(ServeError::bad(format!(
+            "Inference-Header-Content-Length is {length}, but the body has only {} bytes",
+            body.len()
+        )));
+    }
+    Ok(body.split_at(length))
+}
+
+/// Decodes the request's inputs, taking binary inputs from `binary` in order.
+fn decode_inputs(inputs: Vec<InferInput>, mut binary: &[u8]) -> Result<Vec<(String, Tensor)>, ServeError> {
+    let mut tensors = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        let what = format!("input \"{}\"", input.name);
+        refuse_parameters(&what, &input.parameters)?;
+        let dtype = codec::parse_datatype(&input.name, &input.datatype)?;
+        let shape = codec::parse_shape(&input.name, &input.shape)?;
+        let tensor = match input.parameters.get("binary_data_size") {
+            Some(size) => {
+                let size = size
+                    .as_u64()
+                    .and_then(|s| usize::try_from(s).ok())
+                    .ok_or_else(|| ServeError::bad(format!("{what}: binary_data_size {size} is not a size")))?;
+                if input.data.is_some() {
+                    return Err(ServeError::bad(format!("{what} has both data and binary_data_size")));
+                }
+                if size > binary.len() {
+                    return Err(ServeError::bad(format!(
+                        "{what}: binary_data_size {size} runs past the end of the body ({} bytes left)",
+                        binary.len()
+                    )));
+                }
+                let (bytes, rest) = binary.split_at(size);
+                binary = rest;
+                codec::tensor_from_raw(&input.name, dtype, &shape, bytes)?
+            }
+            None => {
+                let data = input.data.as_ref().ok_or_else(|| {
+                    ServeError::bad(format!("{what} has neither data nor binary_data_size"))
+                })?;
+                codec::tensor_from_json(&input.name, dtype, &shape, data)?
+            }
+        };
+        tensors.push((input.name, tensor));
+    }
+    if !binary.is_empty() {
+        return Err(ServeError::bad(format!(
+            "the body has {} bytes of binary data that no input's binary_data_size accounts for",
+            binary.len()
+        )));
+    }
+    Ok(tensors)
+}
+
+async fn infer(
+    State(state): State<Arc<ServerState>>,
+    Path(path): Path<ModelPath>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let entry = entry(&state, &path)?;
+    let limit = state.max_request_bytes;
+    let body: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ServeError::TooLarge(format!("the request is larger than the server's limit of {limit} bytes"))
+    })?;
+    let (json_part, binary) = split_body(&headers, &body)?;
+    let request: InferRequest =
+        serde_json::from_slice(json_part).map_err(|e| ServeError::bad(format!("request JSON: {e}")))?;
+    refuse_parameters("request", &request.parameters)?;
+    let binary_default = bool_parameter("request", &request.parameters, "binary_data_output")?.unwrap_or(false);
+    let outputs = entry.infer(decode_inputs(request.inputs, binary)?).await?;
+
+    // Which outputs, and which of them as binary.
+    let mut chosen: Vec<(&str, &Tensor, bool)> = Vec::new();
+    if request.outputs.is_empty() {
+        chosen.extend(outputs.iter().map(|(n, t)| (n.as_str(), t, binary_default)));
+    } else {
+        for wanted in &request.outputs {
+            let what = format!("output \"{}\"", wanted.name);
+            refuse_parameters(&what, &wanted.parameters)?;
+            let (name, tensor) = outputs.iter().find(|(n, _)| *n == wanted.name).ok_or_else(|| {
+                let names: Vec<&str> = outputs.iter().map(|(n, _)| n.as_str()).collect();
+                ServeError::bad(format!("unknown {what} (the model's outputs: {})", names.join(", ")))
+            })?;
+            let binary = bool_parameter(&what, &wanted.parameters, "binary_data")?.unwrap_or(binary_default);
+            chosen.push((name, tensor, binary));
+        }
+    }
+    let mut blobs: Vec<&[u8]> = Vec::new();
+    let described: Vec<Value> = chosen
+        .iter()
+        .map(|&(name, tensor, binary)| {
+            let mut out = json!({
+                "name": name,
+                "datatype": codec::datatype_name(tensor.dtype()),
+                "shape": tensor.shape(),
+            });
+            if binary {
+                out["parameters"] = json!({ "binary_data_size": tensor.as_bytes().len() });
+                blobs.push(tensor.as_bytes());
+            } else {
+                out["data"] = codec::tensor_to_json(tensor);
+            }
+            out
+        })
+        .collect();
+    let mut response = json!({
+        "model_name": entry.name,
+        "model_version": entry.config.version,
+        "outputs": described,
+    });
+    if let Some(id) = request.id {
+        response["id"] = Value::String(id);
+    }
+    let header_json = serde_json::to_vec(&response).map_err(|e| ServeError::Internal(e.to_string()))?;
+    if blobs.is_empty() {
+        return Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], header_json).into_response());
+    }
+    let mut body = Vec::with_capacity(header_json.len() + blobs.iter().map(|b| b.len()).sum::<usize>());
+    body.extend_from_slice(&header_json);
+    for blob in blobs {
+        body.extend_from_slice(blob);
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream")),
+            (header::HeaderName::from_static(HEADER_LENGTH), HeaderValue::from(header_json.len())),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_parts_are_taken_in_order_and_lengths_checked() {
+        let mut headers = HeaderMap::new();
+        headers.insert(HEADER_LENGTH, HeaderValue::from_static("4"));
+        assert_eq!(split_body(&headers, b"{}  abc").unwrap(), (&b"{}  "[..], &b"abc"[..]));
+        headers.insert(HEADER_LENGTH, HeaderValue::from_static("40"));
+        assert_eq!(
+            split_body(&headers, b"{}").unwrap_err().to_string(),
+            "Inference-Header-Content-Length is 40, but the body has only 2 bytes"
+        );
+
+        let input = |name: &str, size: u64| InferInput {
+            name: name.into(),
+            shape: vec![2],
+            datatype: "UINT8".into(),
+            parameters: json!({ "binary_data_size": size }).as_object().unwrap().clone(),
+            data: None,
+        };
+        let decoded = decode_inputs(vec![input("a", 2), input("b", 2)], &[1, 2, 3, 4]).unwrap();
+        assert_eq!(decoded[1].1.as_bytes(), &[3, 4]);
+        assert_eq!(
+            decode_inputs(vec![input("a", 2), input("b", 3)], &[1, 2, 3, 4]).unwrap_err().to_string(),
+            "input \"b\": binary_data_size 3 runs past the end of the body (2 bytes left)"
+        );
+        assert_eq!(
+            decode_inputs(vec![input("a", 2)], &[1, 2, 3]).unwrap_err().to_string(),
+            "the body has 1 bytes of binary data that no input's binary_data_size accounts for"
+        );
+    }
+}

@@ -1,0 +1,337 @@
+//! The model repository: one folder per model, loaded at start; each loaded model's queue,
+//! metrics and the protocol-neutral answers (metadata, config, statistics) built from it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rivet::{Backend, DType, Dim, Inputs, LoadOptions, Model, ModelFormat, Tensor, TensorSpec};
+use tokio::sync::oneshot;
+
+use crate::batcher::{BatchPolicy, Job, Queue};
+use crate::config::ModelConfig;
+use crate::error::ServeError;
+use crate::metrics::{Metrics, ModelMetrics};
+
+/// Every model of the repository, by name.
+pub struct Repository {
+    models: BTreeMap<String, ModelEntry>,
+}
+
+/// One model folder: its config and whether it loaded.
+pub struct ModelEntry {
+    /// The folder's name, which is the model's.
+    pub name: String,
+    /// The folder's configuration.
+    pub config: ModelConfig,
+    /// Serving, or why not.
+    pub state: Result<Served, String>,
+}
+
+/// A loaded model and its queue.
+pub struct Served {
+    /// The model.
+    pub model: Arc<dyn Model>,
+    /// The file it was loaded from.
+    pub file: PathBuf,
+    /// Its format.
+    pub format: ModelFormat,
+    /// Its metrics.
+    pub metrics: Arc<ModelMetrics>,
+    queue: Queue,
+}
+
+/// A tensor's name, dtype and shape as metadata reports them (-1 for a dynamic size).
+pub struct TensorMeta {
+    /// The name.
+    pub name: String,
+    /// The dtype, when the model declares it.
+    pub dtype: Option<DType>,
+    /// The dimensions (empty when the model does not declare them).
+    pub shape: Vec<i64>,
+}
+
+/// A model's statistics, as Triton's statistics extension reports them.
+pub struct Statistics {
+    /// Milliseconds since the Unix epoch of the last execution (0: never).
+    pub last_inference: u64,
+    /// Inferences run (a batch of n rows counts n).
+    pub inference_count: u64,
+    /// Model executions.
+    pub execution_count: u64,
+    /// Successful requests and their cumulative time in nanoseconds.
+    pub success: (u64, u64),
+    /// Failed requests (their time is not kept).
+    pub fail: u64,
+    /// Cumulative queue time in nanoseconds.
+    pub queue_ns: u64,
+    /// Cumulative compute time in nanoseconds.
+    pub compute_ns: u64,
+}
+
+impl Repository {
+    /// Loads every model folder under `dir` (call inside a Tokio runtime: queues start on it).
+    /// A model that fails to load is kept with its reason; only an unreadable `dir` is an error.
+    pub fn load(dir: &Path, metrics: &Metrics) -> Result<Repository, String> {
+        let entries = std::fs::read_dir(dir).map_err(|e| format!("model repository {}: {e}", dir.display()))?;
+        let mut folders: Vec<(String, PathBuf)> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| Some((e.file_name().to_str()?.to_owned(), e.path())))
+            .filter(|(name, _)| !name.starts_with('.'))
+            .collect();
+        folders.sort();
+        let models = folders
+            .into_iter()
+            .map(|(name, path)| {
+                let entry = ModelEntry::load(&name, &path, metrics);
+                (name, entry)
+            })
+            .collect();
+        Ok(Repository { models })
+    }
+
+    /// The models, by name.
+    pub fn models(&self) -> impl Iterator<Item = &ModelEntry> {
+        self.models.values()
+    }
+
+    /// Whether every model is ready (Triton's strict readiness).
+    pub fn all_ready(&self) -> bool {
+        self.models.values().all(|m| m.state.is_ok())
+    }
+
+    /// The model `name`; with a version, only when it is served as that version.
+    pub fn get(&self, name: &str, version: Option<&str>) -> Result<&ModelEntry, ServeError> {
+        let entry = self
+            .models
+            .get(name)
+            .ok_or_else(|| ServeError::NotFound(format!("model \"{name}\" is not in the repository")))?;
+        match version {
+            Some(v) if !v.is_empty() && v != entry.config.version => Err(ServeError::NotFound(format!(
+                "model \"{name}\" has no version \"{v}\" (served: \"{}\")",
+                entry.config.version
+            ))),
+            _ => Ok(entry),
+        }
+    }
+}
+
+impl ModelEntry {
+    fn load(name: &str, dir: &Path, metrics: &Metrics) -> ModelEntry {
+        let config = match ModelConfig::read(dir) {
+            Ok(config) => config,
+            Err(reason) => return ModelEntry { name: name.to_owned(), config: ModelConfig::default(), state: Err(reason) },
+        };
+        let state = Served::load(name, dir, &config, metrics);
+        ModelEntry { name: name.to_owned(), config, state }
+    }
+
+    /// The loaded model, or 503 saying why it is not ready.
+    pub fn served(&self) -> Result<&Served, ServeError> {
+        self.state.as_ref().map_err(|reason| {
+            ServeError::Unavailable(format!("model \"{}\" is not ready: {reason}", self.name))
+        })
+    }
+
+    /// Runs one request: `inputs` by name; answers the model's outputs with their names.
+    pub async fn infer(&self, inputs: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>, ServeError> {
+        let start = Instant::now();
+        let served = self.served()?;
+        let result = served.infer(&self.name, &self.config, inputs).await;
+        served.metrics.request_done(result.is_ok(), start.elapsed());
+        result
+    }
+
+    /// Inputs and outputs as metadata reports them: with a batch dimension, it is -1.
+    pub fn metadata(&self) -> Result<(Vec<TensorMeta>, Vec<TensorMeta>), ServeError> {
+        let signature = self.served()?.model.signature();
+        let meta = |specs: &[TensorSpec]| -> Vec<TensorMeta> {
+            specs
+                .iter()
+                .map(|spec| {
+                    let mut shape: Vec<i64> =
+                        spec.shape.as_deref().unwrap_or_default().iter().map(Dim::as_i64).collect();
+                    if self.config.max_batch_size > 0 {
+                        if let Some(first) = shape.first_mut() {
+                            *first = -1;
+                        }
+                    }
+                    TensorMeta { name: spec.name.clone(), dtype: spec.dtype, shape }
+                })
+                .collect()
+        };
+        Ok((meta(&signature.inputs), meta(&signature.outputs)))
+    }
+
+    /// The platform name Triton gives this format.
+    pub fn platform(&self) -> &'static str {
+        match self.state.as_ref().map(|s| s.format) {
+            Ok(ModelFormat::TorchScript) => "pytorch_libtorch",
+            Ok(ModelFormat::Onnx) => "onnxruntime_onnx",
+            Err(_) => "",
+        }
+    }
+
+    /// The backend running it (the configured name when it did not load).
+    pub fn backend_name(&self) -> String {
+        match &self.state {
+            Ok(served) => served.model.backend().to_string(),
+            Err(_) => self.config.backend.clone(),
+        }
+    }
+
+    /// The statistics extension's numbers.
+    pub fn statistics(&self) -> Statistics {
+        let Ok(served) = &self.state else {
+            return Statistics {
+                last_inference: 0,
+                inference_count: 0,
+                execution_count: 0,
+                success: (0, 0),
+                fail: 0,
+                queue_ns: 0,
+                compute_ns: 0,
+            };
+        };
+        let m = &served.metrics;
+        let ns = |us: u64| us.saturating_mul(1000);
+        Statistics {
+            last_inference: m.last_inference_ms(),
+            inference_count: m.count.get(),
+            execution_count: m.exec_count.get(),
+            success: (m.success.get(), ns(m.request_us.get())),
+            fail: m.failure.get(),
+            queue_ns: ns(m.queue_us.get()),
+            compute_ns: ns(m.compute_us.get()),
+        }
+    }
+}
+
+impl Served {
+    fn load(name: &str, dir: &Path, config: &ModelConfig, metrics: &Metrics) -> Result<Served, String> {
+        let file = config.model_path(dir)?;
+        let backend: Backend = config.backend.parse().map_err(|e: rivet::Error| e.to_string())?;
+        let mut options = LoadOptions { backend: backend.clone(), intra_op_threads: config.threads, ..LoadOptions::default() };
+        for (key, value) in &config.options {
+            options.set_option_str(&format!("{key}={value}"), &backend).map_err(|e| e.to_string())?;
+        }
+        let format = rivet::format::detect_format(&file, backend.name()).map_err(|e| e.message_with_causes())?;
+        let model = rivet::load(&file, &options).map_err(|e| e.message_with_causes())?;
+        if config.max_batch_size > 0 {
+            check_batch_dimension(model.signature(), config.max_batch_size)?;
+        }
+        let metrics = Arc::new(metrics.for_model(name, &config.version));
+        let policy = BatchPolicy {
+            max_rows: if config.dynamic_batching.is_some() { config.max_batch_size } else { 0 },
+            target_rows: config
+                .dynamic_batching
+                .as_ref()
+                .and_then(|b| b.preferred_batch_size.iter().copied().max())
+                .unwrap_or(config.max_batch_size),
+            max_delay: Duration::from_micros(config.dynamic_batching.as_ref().map_or(0, |b| b.max_queue_delay_us)),
+        };
+        let queue = Queue::start(Arc::clone(&model), policy, config.max_queue_size, config.instances, Arc::clone(&metrics));
+        Ok(Served { model, file, format, metrics, queue })
+    }
+
+    async fn infer(
+        &self,
+        name: &str,
+        config: &ModelConfig,
+        inputs: Vec<(String, Tensor)>,
+    ) -> Result<Vec<(String, Tensor)>, ServeError> {
+        let signature = self.model.signature();
+        // The one validation point: names, dtypes, ranks and fixed sizes.
+        signature.bind(Inputs::Named(inputs.iter().map(|(n, t)| (n.as_str(), t.view())).collect()))?;
+        let mut inputs = inputs;
+        if !signature.inputs.is_empty() {
+            let mut ordered = Vec::with_capacity(inputs.len());
+            for spec in &signature.inputs {
+                if let Some(at) = inputs.iter().position(|(n, _)| *n == spec.name) {
+                    ordered.push(inputs.swap_remove(at));
+                }
+            }
+            inputs = ordered;
+        }
+        let rows = if config.max_batch_size > 0 { batch_rows(&inputs, config.max_batch_size)? } else { 1 };
+        let (reply, answer) = oneshot::channel();
+        let job = Job { inputs: inputs.into_iter().map(|(_, t)| t).collect(), rows, enqueued: Instant::now(), reply };
+        self.queue.submit(job, name)?;
+        let outputs = answer
+            .await
+            .map_err(|_| ServeError::Internal(format!("model \"{name}\": the run ended without an answer")))??;
+        let names = self.model.output_names(outputs.len());
+        Ok(names.iter().cloned().zip(outputs).collect())
+    }
+}
+
+/// The batch size of a request: the leading dimension every input shares.
+fn batch_rows(inputs: &[(String, Tensor)], max: usize) -> Result<usize, ServeError> {
+    let mut rows = None;
+    for (name, tensor) in inputs {
+        let Some(&n) = tensor.shape().first() else {
+            return Err(ServeError::bad(format!(
+                "input \"{name}\" is a scalar, but this model is served with a batch dimension \
+                 (max_batch_size {max})"
+            )));
+        };
+        match rows {
+            None => rows = Some((n, name)),
+            Some((m, first)) if m != n => {
+                return Err(ServeError::bad(format!(
+                    "inputs \"{first}\" and \"{name}\" have batch sizes {m} and {n}: they must agree"
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    let rows = rows.map_or(1, |(n, _)| n);
+    if rows == 0 || rows > max {
+        return Err(ServeError::bad(format!("batch size {rows} is not between 1 and max_batch_size {max}")));
+    }
+    Ok(rows)
+}
+
+/// A batched model needs a dynamic leading dimension on every declared input and output.
+fn check_batch_dimension(signature: &rivet::Signature, max: usize) -> Result<(), String> {
+    for spec in signature.inputs.iter().chain(&signature.outputs) {
+        match spec.shape.as_deref() {
+            Some([Dim::Dynamic(_), ..]) | None => {}
+            Some(_) => {
+                return Err(format!(
+                    "max_batch_size {max} needs a dynamic first dimension on every input and output, \
+                     but {spec} has none: set max_batch_size = 0"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(shape: &[usize]) -> Tensor {
+        Tensor::zeros(DType::F32, shape).unwrap()
+    }
+
+    #[test]
+    fn batch_rows_agree_and_stay_within_the_maximum() {
+        let ok = vec![("a".to_owned(), t(&[3, 2])), ("b".to_owned(), t(&[3]))];
+        assert_eq!(batch_rows(&ok, 8).unwrap(), 3);
+        let mismatch = vec![("a".to_owned(), t(&[3, 2])), ("b".to_owned(), t(&[2]))];
+        assert_eq!(
+            batch_rows(&mismatch, 8).unwrap_err().to_string(),
+            "inputs \"a\" and \"b\" have batch sizes 3 and 2: they must agree"
+        );
+        assert_eq!(
+            batch_rows(&ok, 2).unwrap_err().to_string(),
+            "batch size 3 is not between 1 and max_batch_size 2"
+        );
+        let scalar = vec![("s".to_owned(), t(&[]))];
+        assert!(batch_rows(&scalar, 2).unwrap_err().to_string().starts_with("input \"s\" is a scalar"));
+    }
+}
