@@ -20,13 +20,15 @@ requirements="$root/models/requirements.txt"
 say() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 # 1. Debian packages: protoc (candle-onnx), cmake and a C/C++ compiler (the C/C++ examples and
-#    tests), valgrind (their memcheck run), pkg-config (the pkg-config consumer check).
+#    tests), valgrind (their memcheck run), pkg-config (the pkg-config consumer check), libb64
+#    (perf_analyzer, which `rivet serve`'s tests run).
 missing=()
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+ldconfig -p 2>/dev/null | grep -q 'libb64\.so\.0d' || missing+=(libb64-0d)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo -n"; else
         say "missing ${missing[*]} and not root: install them with apt-get and run again"; exit 1
@@ -48,6 +50,31 @@ if ! cmp -s "$requirements" "$stamp"; then
     cp "$requirements" "$stamp"
 fi
 site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+
+# 2b. perf_analyzer (Triton's load generator; `rivet serve`'s tests and benchmarks run it). The
+#     PyPI perf-analyzer package is an empty placeholder; the tritonclient 2.41.0 wheel carries
+#     the binary, which runs on CPU with the CUDA runtime wheel's libcudart.so.12 beside it.
+tools="$venv/perf_analyzer"
+if [ ! -x "$tools/perf_analyzer" ] || [ ! -e "$tools/libcudart.so.12" ]; then
+    say "installing perf_analyzer into $tools"
+    wheels="$(mktemp -d)"
+    "$venv/bin/python" -m pip download --quiet --disable-pip-version-check --no-deps \
+        tritonclient==2.41.0 nvidia-cuda-runtime-cu12==12.9.79 -d "$wheels"
+    mkdir -p "$tools"
+    "$venv/bin/python" - "$wheels" "$tools" <<'PY'
+import pathlib, sys, zipfile
+wheels, tools = map(pathlib.Path, sys.argv[1:])
+wanted = {"perf_analyzer": "/data/bin/perf_analyzer", "libcudart.so.12": "/lib/libcudart.so.12"}
+for wheel in wheels.glob("*.whl"):
+    with zipfile.ZipFile(wheel) as z:
+        for member in z.namelist():
+            for name, suffix in wanted.items():
+                if member.endswith(suffix):
+                    (tools / name).write_bytes(z.read(member))
+                    (tools / name).chmod(0o755)
+PY
+    rm -rf "$wheels"
+fi
 
 # 3. libtorch: the user's LIBTORCH, else the venv's torch package (it ships lib/ and include/).
 libtorch="${LIBTORCH:-$site/torch}"
@@ -73,6 +100,7 @@ LIBTORCH = "$libtorch"
 LIBTORCH_CXX11_ABI = "1"
 RIVET_ORT_DYLIB_PATH = "$ort_lib"
 RIVET_PYTHON = "$venv/bin/python"
+RIVET_PERF_ANALYZER = "$tools/perf_analyzer"
 
 # Binaries and test executables find libtorch without LD_LIBRARY_PATH.
 [target.x86_64-unknown-linux-gnu]

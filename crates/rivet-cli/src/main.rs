@@ -183,27 +183,34 @@ fn serve(args: &ServeArgs) -> ExitCode {
         metrics_port: args.metrics_port,
         max_request_bytes: args.max_request_mib.saturating_mul(1 << 20),
     };
+    // Status lines go to stdout; a closed stdout must not stop the server.
+    use std::io::Write;
+    let say = |line: String| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+    };
     let result = rivet_server::serve_until_signal(&options, |server| {
         for entry in server.state().repository.models() {
             match &entry.state {
-                Ok(served) => println!(
+                Ok(served) => say(format!(
                     "model {} (version {}): ready on {} ({})",
                     entry.name,
                     entry.config.version,
                     served.model.backend(),
                     served.file.display()
-                ),
-                Err(reason) => println!("model {} (version {}): NOT READY: {reason}", entry.name, entry.config.version),
+                )),
+                Err(reason) => say(format!(
+                    "model {} (version {}): NOT READY: {reason}",
+                    entry.name, entry.config.version
+                )),
             }
         }
         let [http, grpc, metrics] = server.addresses();
-        println!("serving: HTTP on {http}, gRPC on {grpc}, metrics on http://{metrics}/metrics");
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
+        say(format!("serving: HTTP on {http}, gRPC on {grpc}, metrics on http://{metrics}/metrics"));
     });
     match result {
         Ok(()) => {
-            println!("shut down: every request in flight was answered");
+            say("shut down: every request in flight was answered".into());
             ExitCode::SUCCESS
         }
         Err(err) => {

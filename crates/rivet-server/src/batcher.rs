@@ -201,7 +201,8 @@ impl Batch {
             .collect::<rivet::Result<Vec<Tensor>>>()?;
         let outputs = model.run(&joined.iter().collect::<Vec<_>>())?.into_tensors();
         let rows: Vec<usize> = self.jobs.iter().map(|j| j.rows).collect();
-        let mut per_job: Vec<Vec<Tensor>> = self.jobs.iter().map(|_| Vec::with_capacity(outputs.len())).collect();
+        let mut per_job: Vec<Vec<Tensor>> =
+            self.jobs.iter().map(|_| Vec::with_capacity(outputs.len())).collect();
         for (index, output) in outputs.iter().enumerate() {
             if output.shape().first() != Some(&self.rows) {
                 return Err(ServeError::Internal(format!(

@@ -60,8 +60,9 @@ pub fn parse_shape(input: &str, shape: &[i64]) -> Result<Vec<usize>, ServeError>
     shape
         .iter()
         .map(|&d| {
-            usize::try_from(d)
-                .map_err(|_| ServeError::bad(format!("input \"{input}\": shape {shape:?} has a negative dimension")))
+            usize::try_from(d).map_err(|_| {
+                ServeError::bad(format!("input \"{input}\": shape {shape:?} has a negative dimension"))
+            })
         })
         .collect()
 }
@@ -77,7 +78,12 @@ fn sizes(input: &str, dtype: DType, shape: &[usize]) -> Result<(usize, usize), S
 }
 
 /// A tensor from raw little-endian bytes, whose length must match the shape.
-pub fn tensor_from_raw(input: &str, dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor, ServeError> {
+pub fn tensor_from_raw(
+    input: &str,
+    dtype: DType,
+    shape: &[usize],
+    bytes: &[u8],
+) -> Result<Tensor, ServeError> {
     let (_, expected) = sizes(input, dtype, shape)?;
     if bytes.len() != expected {
         return Err(ServeError::bad(format!(
@@ -90,7 +96,12 @@ pub fn tensor_from_raw(input: &str, dtype: DType, shape: &[usize], bytes: &[u8])
 }
 
 /// A tensor from a JSON `data` array, flat or nested in row-major order.
-pub fn tensor_from_json(input: &str, dtype: DType, shape: &[usize], data: &Value) -> Result<Tensor, ServeError> {
+pub fn tensor_from_json(
+    input: &str,
+    dtype: DType,
+    shape: &[usize],
+    data: &Value,
+) -> Result<Tensor, ServeError> {
     let (count, bytes) = sizes(input, dtype, shape)?;
     let mut out = Vec::with_capacity(bytes);
     let mut seen = 0usize;
@@ -152,7 +163,10 @@ pub fn tensor_to_json(tensor: &Tensor) -> Value {
     let bytes = tensor.as_bytes();
     macro_rules! each {
         ($t:ty, $n:literal, $f:expr) => {
-            bytes.chunks_exact($n).map(|c| $f(<$t>::from_le_bytes(c.try_into().expect("chunk size")))).collect()
+            bytes
+                .chunks_exact($n)
+                .map(|c| $f(<$t>::from_le_bytes(c.try_into().expect("chunk size"))))
+                .collect()
         };
     }
     let float = |v: f64| serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number);

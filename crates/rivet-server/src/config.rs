@@ -181,6 +181,9 @@ mod tests {
         assert_eq!(config.model_path(dir.path()).unwrap(), dir.path().join("a.onnx"));
         std::fs::write(dir.path().join("a.pt"), b"").unwrap();
         let err = config.model_path(dir.path()).unwrap_err();
-        assert!(err.ends_with("holds 2 model files (a.onnx, a.pt): name one with model_file in config.toml"), "{err}");
+        assert!(
+            err.ends_with("holds 2 model files (a.onnx, a.pt): name one with model_file in config.toml"),
+            "{err}"
+        );
     }
 }

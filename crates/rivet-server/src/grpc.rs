@@ -61,7 +61,8 @@ fn tensor_from_contents(
         values
             .iter()
             .map(|&v| {
-                T::try_from(v).map_err(|_| ServeError::bad(format!("input \"{name}\": {v} is out of range for {what}")))
+                T::try_from(v)
+                    .map_err(|_| ServeError::bad(format!("input \"{name}\": {v} is out of range for {what}")))
             })
             .collect()
     }
@@ -71,8 +72,12 @@ fn tensor_from_contents(
         DType::F64 => bytemuck::cast_slice(&contents.fp64_contents).to_vec(),
         DType::I64 => bytemuck::cast_slice(&contents.int64_contents).to_vec(),
         DType::I32 => bytemuck::cast_slice(&contents.int_contents).to_vec(),
-        DType::I16 => bytemuck::cast_slice(&narrow::<i16>(name, &wide(&contents.int_contents), "INT16")?).to_vec(),
-        DType::I8 => bytemuck::cast_slice(&narrow::<i8>(name, &wide(&contents.int_contents), "INT8")?).to_vec(),
+        DType::I16 => {
+            bytemuck::cast_slice(&narrow::<i16>(name, &wide(&contents.int_contents), "INT16")?).to_vec()
+        }
+        DType::I8 => {
+            bytemuck::cast_slice(&narrow::<i8>(name, &wide(&contents.int_contents), "INT8")?).to_vec()
+        }
         DType::U8 => {
             let values: Vec<i64> = contents.uint_contents.iter().map(|&v| i64::from(v)).collect();
             narrow::<u8>(name, &values, "UINT8")?
@@ -106,8 +111,13 @@ fn decode_inputs(request: &mut ModelInferRequest) -> Result<Vec<(String, Tensor)
     }
     let mut tensors = Vec::with_capacity(request.inputs.len());
     for (i, input) in std::mem::take(&mut request.inputs).into_iter().enumerate() {
-        if let Some(p) = ["shared_memory_region", "classification"].iter().find(|p| input.parameters.contains_key(**p)) {
-            return Err(ServeError::bad(format!("input \"{}\": parameter \"{p}\" is not supported", input.name)));
+        if let Some(p) =
+            ["shared_memory_region", "classification"].iter().find(|p| input.parameters.contains_key(**p))
+        {
+            return Err(ServeError::bad(format!(
+                "input \"{}\": parameter \"{p}\" is not supported",
+                input.name
+            )));
         }
         let dtype = codec::parse_datatype(&input.name, &input.datatype)?;
         let shape = codec::parse_shape(&input.name, &input.shape)?;
@@ -151,15 +161,24 @@ fn statistics(entry: &ModelEntry) -> ModelStatistics {
 
 #[tonic::async_trait]
 impl GrpcInferenceService for Service {
-    async fn server_live(&self, _: Request<ServerLiveRequest>) -> Result<Response<ServerLiveResponse>, Status> {
+    async fn server_live(
+        &self,
+        _: Request<ServerLiveRequest>,
+    ) -> Result<Response<ServerLiveResponse>, Status> {
         Ok(Response::new(ServerLiveResponse { live: true }))
     }
 
-    async fn server_ready(&self, _: Request<ServerReadyRequest>) -> Result<Response<ServerReadyResponse>, Status> {
+    async fn server_ready(
+        &self,
+        _: Request<ServerReadyRequest>,
+    ) -> Result<Response<ServerReadyResponse>, Status> {
         Ok(Response::new(ServerReadyResponse { ready: self.state.repository.all_ready() }))
     }
 
-    async fn model_ready(&self, request: Request<ModelReadyRequest>) -> Result<Response<ModelReadyResponse>, Status> {
+    async fn model_ready(
+        &self,
+        request: Request<ModelReadyRequest>,
+    ) -> Result<Response<ModelReadyResponse>, Status> {
         let request = request.into_inner();
         let ready = self.entry(&request.name, &request.version).is_ok_and(|e| e.state.is_ok());
         Ok(Response::new(ModelReadyResponse { ready }))
@@ -192,7 +211,10 @@ impl GrpcInferenceService for Service {
         }))
     }
 
-    async fn model_infer(&self, request: Request<ModelInferRequest>) -> Result<Response<ModelInferResponse>, Status> {
+    async fn model_infer(
+        &self,
+        request: Request<ModelInferRequest>,
+    ) -> Result<Response<ModelInferResponse>, Status> {
         let mut request = request.into_inner();
         let entry = self.entry(&request.model_name, &request.model_version)?;
         let inputs = decode_inputs(&mut request).map_err(|e| e.grpc_status())?;
@@ -233,7 +255,10 @@ impl GrpcInferenceService for Service {
         }))
     }
 
-    async fn model_config(&self, request: Request<ModelConfigRequest>) -> Result<Response<ModelConfigResponse>, Status> {
+    async fn model_config(
+        &self,
+        request: Request<ModelConfigRequest>,
+    ) -> Result<Response<ModelConfigResponse>, Status> {
         let request = request.into_inner();
         let entry = self.entry(&request.name, &request.version)?;
         let (inputs, outputs) = entry.metadata().map_err(|e| e.grpc_status())?;

@@ -41,7 +41,7 @@ struct ModelPath {
 pub fn router(state: Arc<ServerState>) -> Router {
     let model_routes = |prefix: &str| {
         Router::new()
-            .route(&format!("{prefix}"), get(model_metadata))
+            .route(prefix, get(model_metadata))
             .route(&format!("{prefix}/ready"), get(model_ready))
             .route(&format!("{prefix}/config"), get(model_config))
             .route(&format!("{prefix}/stats"), get(model_stats))
@@ -228,22 +228,26 @@ fn refuse_parameters(what: &str, parameters: &Map<String, Value>) -> Result<(), 
     }
 }
 
-fn bool_parameter(what: &str, parameters: &Map<String, Value>, key: &str) -> Result<Option<bool>, ServeError> {
+fn bool_parameter(
+    what: &str,
+    parameters: &Map<String, Value>,
+    key: &str,
+) -> Result<Option<bool>, ServeError> {
     match parameters.get(key) {
         None => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(other) => Err(ServeError::bad(format!("{what}: parameter \"{key}\" must be true or false, got {other}"))),
+        Some(other) => {
+            Err(ServeError::bad(format!("{what}: parameter \"{key}\" must be true or false, got {other}")))
+        }
     }
 }
 
 /// Splits a body into its JSON header and binary part.
 fn split_body<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<(&'a [u8], &'a [u8]), ServeError> {
     let Some(value) = headers.get(HEADER_LENGTH) else { return Ok((body, &[])) };
-    let length: usize = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| ServeError::bad(format!("header Inference-Header-Content-Length is not a length: {value:?}")))?;
+    let length: usize = value.to_str().ok().and_then(|v| v.trim().parse().ok()).ok_or_else(|| {
+        ServeError::bad(format!("header Inference-Header-Content-Length is not a length: {value:?}"))
+    })?;
     if length > body.len() {
         return Err(ServeError::bad(format!(
             "Inference-Header-Content-Length is {length}, but the body has only {} bytes",
@@ -263,10 +267,9 @@ fn decode_inputs(inputs: Vec<InferInput>, mut binary: &[u8]) -> Result<Vec<(Stri
         let shape = codec::parse_shape(&input.name, &input.shape)?;
         let tensor = match input.parameters.get("binary_data_size") {
             Some(size) => {
-                let size = size
-                    .as_u64()
-                    .and_then(|s| usize::try_from(s).ok())
-                    .ok_or_else(|| ServeError::bad(format!("{what}: binary_data_size {size} is not a size")))?;
+                let size = size.as_u64().and_then(|s| usize::try_from(s).ok()).ok_or_else(|| {
+                    ServeError::bad(format!("{what}: binary_data_size {size} is not a size"))
+                })?;
                 if input.data.is_some() {
                     return Err(ServeError::bad(format!("{what} has both data and binary_data_size")));
                 }
@@ -313,7 +316,8 @@ async fn infer(
     let request: InferRequest =
         serde_json::from_slice(json_part).map_err(|e| ServeError::bad(format!("request JSON: {e}")))?;
     refuse_parameters("request", &request.parameters)?;
-    let binary_default = bool_parameter("request", &request.parameters, "binary_data_output")?.unwrap_or(false);
+    let binary_default =
+        bool_parameter("request", &request.parameters, "binary_data_output")?.unwrap_or(false);
     let outputs = entry.infer(decode_inputs(request.inputs, binary)?).await?;
 
     // Which outputs, and which of them as binary.
@@ -360,7 +364,8 @@ async fn infer(
     }
     let header_json = serde_json::to_vec(&response).map_err(|e| ServeError::Internal(e.to_string()))?;
     if blobs.is_empty() {
-        return Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], header_json).into_response());
+        return Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], header_json)
+            .into_response());
     }
     let mut body = Vec::with_capacity(header_json.len() + blobs.iter().map(|b| b.len()).sum::<usize>());
     body.extend_from_slice(&header_json);

@@ -104,7 +104,11 @@ impl Server {
             async move { TcpListener::bind(addr).await.map_err(|e| format!("{what} port {addr}: {e}")) }
         };
         Ok(Server {
-            state: Arc::new(ServerState { repository, metrics, max_request_bytes: options.max_request_bytes }),
+            state: Arc::new(ServerState {
+                repository,
+                metrics,
+                max_request_bytes: options.max_request_bytes,
+            }),
             http: bind(options.http_port, "HTTP").await?,
             grpc: bind(options.grpc_port, "gRPC").await?,
             metrics: bind(options.metrics_port, "metrics").await?,
@@ -118,7 +122,8 @@ impl Server {
 
     /// The bound HTTP, gRPC and metrics addresses.
     pub fn addresses(&self) -> [SocketAddr; 3] {
-        [&self.http, &self.grpc, &self.metrics].map(|l| l.local_addr().expect("a bound listener has an address"))
+        [&self.http, &self.grpc, &self.metrics]
+            .map(|l| l.local_addr().expect("a bound listener has an address"))
     }
 
     /// Serves until `shutdown` completes, then stops accepting and finishes the requests in flight.
@@ -136,8 +141,9 @@ impl Server {
         };
         let http = axum::serve(self.http.tap_io(nodelay), http::router(Arc::clone(&self.state)))
             .with_graceful_shutdown(wait());
-        let metrics = axum::serve(self.metrics.tap_io(nodelay), http::metrics_router(Arc::clone(&self.state)))
-            .with_graceful_shutdown(wait());
+        let metrics =
+            axum::serve(self.metrics.tap_io(nodelay), http::metrics_router(Arc::clone(&self.state)))
+                .with_graceful_shutdown(wait());
         let incoming = tonic::transport::server::TcpIncoming::from(self.grpc).with_nodelay(Some(true));
         let grpc = tonic::transport::Server::builder()
             .add_service(grpc::Service::server(Arc::clone(&self.state)))

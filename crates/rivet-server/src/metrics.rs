@@ -3,7 +3,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+};
 
 /// Every metric the server keeps, registered in one registry.
 pub struct Metrics {
@@ -59,9 +61,21 @@ impl Default for Metrics {
     fn default() -> Self {
         let registry = Registry::new();
         Metrics {
-            success: counter(&registry, "nv_inference_request_success", "Number of successful inference requests"),
-            failure: counter(&registry, "nv_inference_request_failure", "Number of failed inference requests"),
-            count: counter(&registry, "nv_inference_count", "Number of inferences performed (a batch of n counts n)"),
+            success: counter(
+                &registry,
+                "nv_inference_request_success",
+                "Number of successful inference requests",
+            ),
+            failure: counter(
+                &registry,
+                "nv_inference_request_failure",
+                "Number of failed inference requests",
+            ),
+            count: counter(
+                &registry,
+                "nv_inference_count",
+                "Number of inferences performed (a batch of n counts n)",
+            ),
             exec_count: counter(&registry, "nv_inference_exec_count", "Number of model executions performed"),
             request_us: counter(
                 &registry,

@@ -74,7 +74,8 @@ impl Repository {
     /// Loads every model folder under `dir` (call inside a Tokio runtime: queues start on it).
     /// A model that fails to load is kept with its reason; only an unreadable `dir` is an error.
     pub fn load(dir: &Path, metrics: &Metrics) -> Result<Repository, String> {
-        let entries = std::fs::read_dir(dir).map_err(|e| format!("model repository {}: {e}", dir.display()))?;
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| format!("model repository {}: {e}", dir.display()))?;
         let mut folders: Vec<(String, PathBuf)> = entries
             .filter_map(|e| e.ok())
             .filter(|e| e.path().is_dir())
@@ -122,7 +123,13 @@ impl ModelEntry {
     fn load(name: &str, dir: &Path, metrics: &Metrics) -> ModelEntry {
         let config = match ModelConfig::read(dir) {
             Ok(config) => config,
-            Err(reason) => return ModelEntry { name: name.to_owned(), config: ModelConfig::default(), state: Err(reason) },
+            Err(reason) => {
+                return ModelEntry {
+                    name: name.to_owned(),
+                    config: ModelConfig::default(),
+                    state: Err(reason),
+                }
+            }
         };
         let state = Served::load(name, dir, &config, metrics);
         ModelEntry { name: name.to_owned(), config, state }
@@ -213,11 +220,16 @@ impl Served {
     fn load(name: &str, dir: &Path, config: &ModelConfig, metrics: &Metrics) -> Result<Served, String> {
         let file = config.model_path(dir)?;
         let backend: Backend = config.backend.parse().map_err(|e: rivet::Error| e.to_string())?;
-        let mut options = LoadOptions { backend: backend.clone(), intra_op_threads: config.threads, ..LoadOptions::default() };
+        let mut options = LoadOptions {
+            backend: backend.clone(),
+            intra_op_threads: config.threads,
+            ..LoadOptions::default()
+        };
         for (key, value) in &config.options {
             options.set_option_str(&format!("{key}={value}"), &backend).map_err(|e| e.to_string())?;
         }
-        let format = rivet::format::detect_format(&file, backend.name()).map_err(|e| e.message_with_causes())?;
+        let format =
+            rivet::format::detect_format(&file, backend.name()).map_err(|e| e.message_with_causes())?;
         let model = rivet::load(&file, &options).map_err(|e| e.message_with_causes())?;
         if config.max_batch_size > 0 {
             check_batch_dimension(model.signature(), config.max_batch_size)?;
@@ -230,9 +242,17 @@ impl Served {
                 .as_ref()
                 .and_then(|b| b.preferred_batch_size.iter().copied().max())
                 .unwrap_or(config.max_batch_size),
-            max_delay: Duration::from_micros(config.dynamic_batching.as_ref().map_or(0, |b| b.max_queue_delay_us)),
+            max_delay: Duration::from_micros(
+                config.dynamic_batching.as_ref().map_or(0, |b| b.max_queue_delay_us),
+            ),
         };
-        let queue = Queue::start(Arc::clone(&model), policy, config.max_queue_size, config.instances, Arc::clone(&metrics));
+        let queue = Queue::start(
+            Arc::clone(&model),
+            policy,
+            config.max_queue_size,
+            config.instances,
+            Arc::clone(&metrics),
+        );
         Ok(Served { model, file, format, metrics, queue })
     }
 
@@ -257,11 +277,16 @@ impl Served {
         }
         let rows = if config.max_batch_size > 0 { batch_rows(&inputs, config.max_batch_size)? } else { 1 };
         let (reply, answer) = oneshot::channel();
-        let job = Job { inputs: inputs.into_iter().map(|(_, t)| t).collect(), rows, enqueued: Instant::now(), reply };
+        let job = Job {
+            inputs: inputs.into_iter().map(|(_, t)| t).collect(),
+            rows,
+            enqueued: Instant::now(),
+            reply,
+        };
         self.queue.submit(job, name)?;
-        let outputs = answer
-            .await
-            .map_err(|_| ServeError::Internal(format!("model \"{name}\": the run ended without an answer")))??;
+        let outputs = answer.await.map_err(|_| {
+            ServeError::Internal(format!("model \"{name}\": the run ended without an answer"))
+        })??;
         let names = self.model.output_names(outputs.len());
         Ok(names.iter().cloned().zip(outputs).collect())
     }

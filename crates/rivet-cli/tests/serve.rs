@@ -1,0 +1,216 @@
+//! `rivet serve` end to end: a model repository served by the real binary, driven by Triton's
+//! own clients and perf_analyzer (serve/clients.py), then stopped by SIGTERM with a request in
+//! flight. Needs the venv and perf_analyzer that ./bootstrap.sh installs.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// The queue delay of `mlp_batched` (the batching checks wait up to this long per batch).
+const BATCH_DELAY_US: u64 = 5_000;
+/// The queue delay of `slow`, long enough for SIGTERM to arrive while its request waits.
+const SLOW_DELAY_US: u64 = 2_000_000;
+
+/// A model folder `name` in `repo` holding links to `files` of models/, and `config`.
+fn model(repo: &Path, name: &str, files: &[&str], config: &str) {
+    let dir = repo.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in files {
+        let source = root().join("models").join(file);
+        std::os::unix::fs::symlink(&source, dir.join(source.file_name().unwrap())).unwrap();
+    }
+    if !config.is_empty() {
+        std::fs::write(dir.join("config.toml"), config).unwrap();
+    }
+}
+
+fn repository() -> tempfile::TempDir {
+    let repo = tempfile::tempdir().unwrap();
+    let r = repo.path();
+    model(r, "mlp", &["mlp/mlp.onnx"], "backend = \"ort\"\n");
+    model(r, "cnn", &["cnn/cnn.onnx"], "");
+    model(r, "encoder", &["encoder/encoder.onnx"], "backend = \"ort\"\ninstances = 2\n");
+    model(r, "mlp_tch", &["mlp/mlp.pt", "mlp/mlp.spec.json"], "backend = \"tch\"\n");
+    model(r, "cnn_candle", &["cnn/cnn.onnx"], "backend = \"candle\"\n");
+    let batched = |delay: u64| {
+        format!("backend = \"ort\"\nmax_batch_size = 8\n[dynamic_batching]\nmax_queue_delay_us = {delay}\n")
+    };
+    model(r, "mlp_batched", &["mlp/mlp.onnx"], &batched(BATCH_DELAY_US));
+    model(r, "slow", &["mlp/mlp.onnx"], &batched(SLOW_DELAY_US));
+    std::fs::create_dir_all(r.join("broken")).unwrap();
+    std::fs::write(r.join("broken/model.onnx"), b"not a model").unwrap();
+    repo
+}
+
+/// A running `rivet serve` and the addresses it printed.
+struct Served {
+    child: Child,
+    http: String,
+    grpc: String,
+    metrics: String,
+    lines: Vec<String>,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        // A failed check must not leave the server running.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(repo: &Path) -> Served {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rivet"))
+        .args(["serve", "--model-repository"])
+        .arg(repo)
+        .args(["--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    // From here on the guard stops the server whatever happens.
+    let mut served = Served {
+        child,
+        http: String::new(),
+        grpc: String::new(),
+        metrics: String::new(),
+        lines: Vec::new(),
+        stdout,
+    };
+    loop {
+        let mut line = String::new();
+        let read = served.stdout.read_line(&mut line).unwrap();
+        assert!(read > 0, "rivet serve exited early; it printed {:#?}", served.lines);
+        let line = line.trim_end().to_owned();
+        if let Some(rest) = line.strip_prefix("serving: ") {
+            // serving: HTTP on A, gRPC on B, metrics on http://C/metrics
+            let words: Vec<&str> = rest.split([' ', ',']).filter(|w| !w.is_empty()).collect();
+            served.http = words[2].to_owned();
+            served.grpc = words[5].to_owned();
+            served.metrics = words[8].trim_start_matches("http://").trim_end_matches("/metrics").to_owned();
+            served.lines.push(line);
+            return served;
+        }
+        served.lines.push(line);
+    }
+}
+
+/// One HTTP/1.1 exchange over a plain socket: (status, body).
+fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn triton_clients_and_perf_analyzer_against_rivet_serve_then_sigterm_finishes_in_flight_work() {
+    let repo = repository();
+    let mut served = start(repo.path());
+    let status: Vec<&str> = served.lines.iter().map(String::as_str).collect();
+    assert!(status.iter().any(|l| l.starts_with("model mlp (version 1): ready on ort")), "{status:#?}");
+    assert!(
+        status.iter().any(|l| l.starts_with("model cnn_candle (version 1): ready on candle")),
+        "{status:#?}"
+    );
+    assert!(status.iter().any(|l| l.starts_with("model mlp_tch (version 1): ready on tch")), "{status:#?}");
+    assert!(
+        status.iter().any(
+            |l| l.starts_with("model broken (version 1): NOT READY: ") && l.contains("broken/model.onnx")
+        ),
+        "{status:#?}"
+    );
+
+    // Plain HTTP: errors are JSON with the status the protocol gives them.
+    let (code, body) = http(&served.http, "POST", "/v2/models/mlp/infer", "{\"inputs\": [");
+    assert_eq!(code, 400, "{body}");
+    assert!(body.starts_with("{\"error\":\"request JSON: EOF while parsing"), "{body}");
+    let (code, body) = http(&served.http, "GET", "/v2/models/nope", "");
+    assert_eq!((code, body.as_str()), (404, "{\"error\":\"model \\\"nope\\\" is not in the repository\"}"));
+    let (code, body) = http(&served.http, "GET", "/v2/models/mlp/versions/2/ready", "");
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("has no version \\\"2\\\" (served: \\\"1\\\")"), "{body}");
+    let (code, _) = http(&served.http, "GET", "/v2/models/mlp/versions/1/ready", "");
+    assert_eq!(code, 200);
+
+    let python = option_env!("RIVET_PYTHON").map_or_else(|| root().join(".venv/bin/python"), PathBuf::from);
+    let perf_analyzer = option_env!("RIVET_PERF_ANALYZER")
+        .map_or_else(|| root().join(".venv/perf_analyzer/perf_analyzer"), PathBuf::from);
+    assert!(perf_analyzer.exists(), "{} is missing: run ./bootstrap.sh", perf_analyzer.display());
+    let out = Command::new(&python)
+        .arg(root().join("crates/rivet-cli/tests/serve/clients.py"))
+        .args(["--http", &served.http, "--grpc", &served.grpc, "--metrics", &served.metrics])
+        .arg("--models")
+        .arg(root().join("models"))
+        .arg("--perf-analyzer")
+        .arg(&perf_analyzer)
+        .args(["--batch-delay-us", &BATCH_DELAY_US.to_string()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut checks = 0;
+    for line in stdout.lines() {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        if value.get("check").is_some() {
+            checks += 1;
+            println!(
+                "{}: {} ({})",
+                if value["ok"] == true { "ok" } else { "FAILED" },
+                value["check"],
+                value["detail"]
+            );
+        }
+    }
+    let failed: Vec<&str> = stdout.lines().filter(|l| l.contains("\"ok\": false")).collect();
+    assert!(
+        out.status.success() && failed.is_empty() && checks >= 60,
+        "{checks} checks, failed: {failed:#?}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // SIGTERM while a request waits in `slow`'s queue: it is still answered, then the server exits 0.
+    let features = rivet::npy::read_npy(&root().join("models/mlp/cases/b1/input.features.npy")).unwrap();
+    let expected = rivet::npy::read_npy(&root().join("models/mlp/cases/b1/output.logits.npy")).unwrap();
+    let body = serde_json::json!({"inputs": [{
+        "name": "features", "shape": features.shape(), "datatype": "FP32",
+        "data": features.as_slice::<f32>().unwrap(),
+    }]})
+    .to_string();
+    let addr = served.http.clone();
+    let in_flight = std::thread::spawn(move || http(&addr, "POST", "/v2/models/slow/infer", &body));
+    std::thread::sleep(Duration::from_millis(500));
+    let killed = Command::new("kill").args(["-TERM", &served.child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let (code, body) = in_flight.join().unwrap();
+    assert_eq!(code, 200, "{body}");
+    let response: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let got: Vec<f32> = serde_json::from_value(response["outputs"][0]["data"].clone()).unwrap();
+    let want = expected.as_slice::<f32>().unwrap();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w).abs() <= 1e-4 + 1e-4 * w.abs(), "{got:?} vs {want:?}");
+    }
+    let exit = served.child.wait().unwrap();
+    let mut rest = String::new();
+    served.stdout.read_to_string(&mut rest).unwrap();
+    assert!(exit.success(), "{exit:?}: {rest}");
+    assert!(rest.contains("shut down: every request in flight was answered"), "{rest}");
+    assert!(TcpStream::connect(&served.http).is_err(), "still accepting after shutdown");
+}
