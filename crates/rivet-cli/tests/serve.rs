@@ -148,6 +148,57 @@ fn triton_clients_and_perf_analyzer_against_rivet_serve_then_sigterm_finishes_in
     assert!(body.contains("has no version \\\"2\\\" (served: \\\"1\\\")"), "{body}");
     let (code, _) = http(&served.http, "GET", "/v2/models/mlp/versions/1/ready", "");
     assert_eq!(code, 200);
+    let wrong = |datatype: &str, data: &str| {
+        format!("{{\"inputs\": [{{\"name\": \"features\", \"shape\": [1, 2], \"datatype\": \"{datatype}\", \"data\": {data}}}]}}")
+    };
+    let (code, body) = http(&served.http, "POST", "/v2/models/mlp/infer", &wrong("FP64", "[1, 2]"));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("input \\\"features\\\": expected dtype f32, got f64"), "{body}");
+    let (code, body) = http(&served.http, "POST", "/v2/models/mlp/infer", &wrong("STRING", "[1, 2]"));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("datatype \\\"STRING\\\" is not supported"), "{body}");
+    let (code, body) = http(&served.http, "POST", "/v2/models/mlp/infer", &wrong("FP32", "[1, 2, 3]"));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("shape [1, 2] needs 2 elements, data has more than 2"), "{body}");
+    // Binary data: a header length past the body, and a byte size that does not fit the shape.
+    let binary = |header_length: usize, size: usize| -> (u16, String) {
+        let json = format!(
+            "{{\"inputs\": [{{\"name\": \"features\", \"shape\": [1, 16], \"datatype\": \"FP32\", \
+             \"parameters\": {{\"binary_data_size\": {size}}}}}]}}"
+        );
+        let mut stream = TcpStream::connect(&served.http).unwrap();
+        let body_len = json.len() + size;
+        write!(
+            stream,
+            "POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nInference-Header-Content-Length: {header_length}\r\n\
+             Content-Length: {body_len}\r\nConnection: close\r\n\r\n{json}"
+        )
+        .unwrap();
+        stream.write_all(&vec![0u8; size]).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        (status, response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+    };
+    let (code, body) = binary(100_000, 64);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("Inference-Header-Content-Length is 100000, but the body has only"), "{body}");
+    let header = "{\"inputs\": [{\"name\": \"features\", \"shape\": [1, 16], \"datatype\": \"FP32\", \"parameters\": {\"binary_data_size\": 60}}]}".len();
+    let (code, body) = binary(header, 60);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("input \\\"features\\\": FP32 [1, 16] needs 64 bytes, got 60"), "{body}");
+    // An oversized request is refused from its Content-Length, before its body is read.
+    let mut stream = TcpStream::connect(&served.http).unwrap();
+    write!(stream, "POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", 1u64 << 40)
+        .unwrap();
+    let mut response = vec![0u8; 4096];
+    let n = stream.read(&mut response).unwrap();
+    let response = String::from_utf8_lossy(&response[..n]);
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(
+        response.contains("the request is larger than the server's limit of 268435456 bytes"),
+        "{response}"
+    );
 
     let python = option_env!("RIVET_PYTHON").map_or_else(|| root().join(".venv/bin/python"), PathBuf::from);
     let perf_analyzer = option_env!("RIVET_PERF_ANALYZER")

@@ -138,6 +138,12 @@ async fn form_batches(
             }
         };
         let Ok(permit) = permit else { return };
+        // Clients that gave up while the batch waited for an instance are not run for.
+        batch.jobs.retain(|job| !job.reply.is_closed());
+        batch.rows = batch.jobs.iter().map(|job| job.rows).sum();
+        if batch.jobs.is_empty() {
+            continue;
+        }
         let (model, metrics) = (Arc::clone(&model), Arc::clone(&metrics));
         tokio::task::spawn_blocking(move || batch.run(model.as_ref(), &metrics, permit));
     }
@@ -216,5 +222,108 @@ impl Batch {
             }
         }
         Ok(per_job)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rivet::{Backend, DType, Dim, Signature, TensorSpec, TensorView};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+
+    /// y = 2x over [batch, 2] f32; records each execution's rows; waits while `closed`.
+    struct Doubler {
+        signature: Signature,
+        batches: Mutex<Vec<usize>>,
+        closed: AtomicBool,
+    }
+
+    impl Doubler {
+        fn new(closed: bool) -> Arc<Doubler> {
+            let spec =
+                |name: &str| TensorSpec::new(name, DType::F32, vec![Dim::Dynamic(None), Dim::Fixed(2)]);
+            Arc::new(Doubler {
+                signature: Signature { inputs: vec![spec("x")], outputs: vec![spec("y")] },
+                batches: Mutex::new(Vec::new()),
+                closed: AtomicBool::new(closed),
+            })
+        }
+    }
+
+    impl Model for Doubler {
+        fn signature(&self) -> &Signature {
+            &self.signature
+        }
+        fn backend(&self) -> Backend {
+            "doubler".parse().unwrap()
+        }
+        fn execute(&self, inputs: &[TensorView<'_>]) -> rivet::Result<Vec<Tensor>> {
+            while self.closed.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            self.batches.lock().unwrap().push(inputs[0].shape()[0]);
+            let x = inputs[0].as_slice::<f32>()?;
+            let y: Vec<f32> = x.iter().map(|v| v * 2.0).collect();
+            Ok(vec![Tensor::from_slice(inputs[0].shape(), &y)?])
+        }
+    }
+
+    fn job(rows: usize, value: f32) -> (Job, oneshot::Receiver<Reply>) {
+        let (reply, answer) = oneshot::channel();
+        let x = Tensor::from_slice(&[rows, 2], &vec![value; rows * 2]).unwrap();
+        (Job { inputs: vec![x], rows, enqueued: Instant::now(), reply }, answer)
+    }
+
+    fn start(model: &Arc<Doubler>, max_rows: usize, delay_ms: u64, capacity: usize) -> Queue {
+        let policy =
+            BatchPolicy { max_rows, target_rows: max_rows, max_delay: Duration::from_millis(delay_ms) };
+        let metrics = Arc::new(crate::metrics::Metrics::default().for_model("m", "1"));
+        Queue::start(Arc::clone(model) as Arc<dyn Model>, policy, capacity, 1, metrics)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_stay_within_the_maximum_and_each_request_gets_its_own_rows() {
+        let model = Doubler::new(false);
+        let queue = start(&model, 4, 200, 64);
+        let mut answers = Vec::new();
+        for (i, rows) in [1, 2, 1, 3, 1].into_iter().enumerate() {
+            let (job, answer) = job(rows, i as f32);
+            queue.submit(job, "m").unwrap();
+            answers.push((i, rows, answer));
+        }
+        for (i, rows, answer) in answers {
+            let outputs = answer.await.unwrap().unwrap();
+            assert_eq!(outputs[0].shape(), &[rows, 2]);
+            assert!(outputs[0].as_slice::<f32>().unwrap().iter().all(|&v| v == 2.0 * i as f32));
+        }
+        let batches = model.batches.lock().unwrap().clone();
+        // 1+2+1 fill 4; 3 does not fit and starts the next batch with the last 1.
+        assert_eq!(batches, vec![4, 4]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_is_refused_and_a_client_that_left_is_not_run_for() {
+        let model = Doubler::new(true);
+        let queue = start(&model, 0, 0, 1);
+        let pause = || tokio::time::sleep(Duration::from_millis(100));
+        let (a, a_answer) = job(1, 1.0);
+        queue.submit(a, "m").unwrap();
+        pause().await; // a runs (and waits for the model to open)
+        let (b, b_answer) = job(1, 2.0);
+        queue.submit(b, "m").unwrap();
+        pause().await; // b is taken off the queue and waits for the instance
+        let (c, c_answer) = job(1, 3.0);
+        queue.submit(c, "m").unwrap(); // c fills the queue of one
+        let (d, _) = job(1, 4.0);
+        assert_eq!(
+            queue.submit(d, "m").unwrap_err(),
+            ServeError::Unavailable("model \"m\": the queue is full, try again later".into())
+        );
+        drop(b_answer); // b's client goes away
+        model.closed.store(false, Ordering::SeqCst);
+        assert_eq!(a_answer.await.unwrap().unwrap()[0].as_slice::<f32>().unwrap(), &[2.0, 2.0]);
+        assert_eq!(c_answer.await.unwrap().unwrap()[0].as_slice::<f32>().unwrap(), &[6.0, 6.0]);
+        assert_eq!(*model.batches.lock().unwrap(), vec![1, 1], "b must not run");
     }
 }

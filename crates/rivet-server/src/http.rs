@@ -309,9 +309,14 @@ async fn infer(
 ) -> Answer {
     let entry = entry(&state, &path)?;
     let limit = state.max_request_bytes;
-    let body: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ServeError::TooLarge(format!("the request is larger than the server's limit of {limit} bytes"))
-    })?;
+    let too_large =
+        || ServeError::TooLarge(format!("the request is larger than the server's limit of {limit} bytes"));
+    // Refused before reading when the client says how long it is.
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let body: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| too_large())?;
     let (json_part, binary) = split_body(&headers, &body)?;
     let request: InferRequest =
         serde_json::from_slice(json_part).map_err(|e| ServeError::bad(format!("request JSON: {e}")))?;
