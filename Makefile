@@ -11,7 +11,7 @@ PROFILE ?= release
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 PKG := crates/rivet-capi/pkg
 
-.PHONY: setup build demo test bench bench-compare bench-startup lint models install test-c fuzz fuzz-cmin
+.PHONY: setup build demo test bench bench-compare bench-startup bench-serve lint models install test-c fuzz fuzz-cmin
 
 setup:
 	./bootstrap.sh
@@ -131,6 +131,18 @@ bench-compare: setup
 bench-startup: setup
 	$(CARGO) build --release --workspace
 	.venv/bin/python benches/python/oneshot.py --rivet target/release/rivet --json target/bench/oneshot.json
+
+## `rivet serve` (release) against MLServer serving the same ONNX models through onnxruntime,
+## both driven by perf_analyzer over gRPC at concurrency 1, 4 and 16, with and without dynamic
+## batching; prints throughput, p50/p99 and the ratios. MLServer gets a venv of its own
+## (target/mlserver-venv) on first use: its pins clash with the project venv's.
+MLSERVER_VENV := target/mlserver-venv
+bench-serve: setup
+	$(CARGO) build --release -p rivet-cli
+	test -x $(MLSERVER_VENV)/bin/mlserver || { python3 -m venv $(MLSERVER_VENV) && \
+	  $(MLSERVER_VENV)/bin/pip install --quiet --disable-pip-version-check mlserver==1.7.1 onnxruntime==1.31.1; }
+	.venv/bin/python benches/python/serve_bench.py --rivet target/release/rivet \
+	  --mlserver-venv $(MLSERVER_VENV) --perf-analyzer .venv/perf_analyzer/perf_analyzer
 
 lint: setup
 	$(CARGO) fmt --all -- --check

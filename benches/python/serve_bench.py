@@ -1,0 +1,193 @@
+"""`make bench-serve`: perf_analyzer against `rivet serve` and, side by side, against MLServer
+(the Python OIP server) running the same ONNX model through onnxruntime (mlserver/), over gRPC,
+at concurrency 1, 4 and 16, with and without dynamic batching, for the MLP and the CNN.
+
+Both servers get one model instance with one intra-op thread. The two servers take turns at
+each point, so both see the same machine. Prints the table and the ratios the issue sets goals
+for; writes target/bench/serve.json. Figures, not assertions.
+"""
+
+import argparse
+import csv
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CONCURRENCY = (1, 4, 16)
+MAX_BATCH = 16
+DELAY_US = 500
+
+
+def free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def wait_ready(port, proc, what, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited with {proc.returncode} before it was ready")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            time.sleep(1.0)  # ports open before the models finish loading on MLServer
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise SystemExit(f"{what} was not ready after {timeout} s")
+
+
+def spec(model):
+    return json.loads((ROOT / "models" / model / f"{model}.spec.json").read_text())
+
+
+def start_rivet(rivet, model, batching, work):
+    repo = work / f"rivet-{model}-{batching}"
+    (repo / model).mkdir(parents=True)
+    (repo / model / "model.onnx").symlink_to(ROOT / "models" / model / f"{model}.onnx")
+    config = 'backend = "ort"\nthreads = 1\ninstances = 1\n'
+    if batching:
+        config += f"max_batch_size = {MAX_BATCH}\n[dynamic_batching]\nmax_queue_delay_us = {DELAY_US}\n"
+    (repo / model / "config.toml").write_text(config)
+    http, grpc, metrics = free_ports(3)
+    proc = subprocess.Popen([rivet, "serve", "--model-repository", repo, "--host", "127.0.0.1",
+                             "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_ready(grpc, proc, "rivet serve")
+    return proc, grpc
+
+
+def start_mlserver(venv, model, batching, work):
+    folder = work / f"mlserver-{model}-{batching}"
+    (folder / model).mkdir(parents=True)
+    http, grpc, metrics = free_ports(3)
+    (folder / "settings.json").write_text(json.dumps({
+        "http_port": http, "grpc_port": grpc, "metrics_port": metrics,
+        # MLServer 1.7.1's worker processes die at start here ("no current event loop"), so
+        # the model runs in the server process.
+        "parallel_workers": 0, "debug": False}))
+    s = spec(model)
+    settings = {
+        "name": model, "implementation": "onnx_runtime.OnnxModel",
+        "parameters": {"uri": str(ROOT / "models" / model / f"{model}.onnx"), "extra": {"threads": 1}},
+        "inputs": [{"name": t["name"], "datatype": "FP32", "shape": [-1 if isinstance(d, str) else d for d in t["shape"]]}
+                   for t in s["inputs"]],
+        "outputs": [{"name": t["name"], "datatype": "FP32", "shape": [-1 if isinstance(d, str) else d for d in t["shape"]]}
+                    for t in s["outputs"]],
+    }
+    if batching:
+        settings.update({"max_batch_size": MAX_BATCH, "max_batch_time": DELAY_US / 1e6})
+    (folder / model / "model-settings.json").write_text(json.dumps(settings))
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "benches/python/mlserver")}
+    proc = subprocess.Popen([venv / "bin/python", ROOT / "benches/python/mlserver/serve.py", folder],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=folder)
+    wait_ready(grpc, proc, "MLServer")
+    return proc, grpc
+
+
+def perf(perf_analyzer, model, port, concurrency, shape_args, seconds):
+    with tempfile.NamedTemporaryFile(suffix=".csv") as out:
+        run = subprocess.run(
+            [perf_analyzer, "-m", model, "-u", f"127.0.0.1:{port}", "-i", "grpc", *shape_args,
+             "--concurrency-range", str(concurrency), "-p", str(int(seconds * 1000)), "-f", out.name],
+            capture_output=True, text=True, timeout=600,
+            env={"LD_LIBRARY_PATH": str(pathlib.Path(perf_analyzer).parent)})
+        if run.returncode != 0:
+            raise SystemExit(f"perf_analyzer failed on {model} at {port}: {run.stdout[-2000:]}{run.stderr[-2000:]}")
+        row = next(csv.DictReader(open(out.name)))
+    return {"throughput": float(row["Inferences/Second"]), "p50_us": int(row["p50 latency"]),
+            "p99_us": int(row["p99 latency"])}
+
+
+def stop(proc):
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rivet", required=True)
+    parser.add_argument("--mlserver-venv", required=True, type=pathlib.Path)
+    parser.add_argument("--perf-analyzer", required=True)
+    parser.add_argument("--models", default="mlp,cnn")
+    parser.add_argument("--seconds", type=float, default=2.0, help="perf_analyzer's measurement window")
+    parser.add_argument("--json", type=pathlib.Path, default=ROOT / "target/bench/serve.json")
+    args = parser.parse_args()
+
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = pathlib.Path(tmp)
+        for model in args.models.split(","):
+            single = [f"{t['name']}:1," + ",".join(str(d) for d in t["shape"][1:]) for t in spec(model)["inputs"]]
+            for batching in (False, True):
+                servers = {}
+                servers["rivet"] = start_rivet(args.rivet, model, batching, work)
+                servers["mlserver"] = start_mlserver(args.mlserver_venv, model, batching, work)
+                try:
+                    for c in CONCURRENCY:
+                        for name, (_, port) in servers.items():
+                            # A batched Rivet model declares its batch dimension (max_batch_size > 0):
+                            # perf_analyzer then sends batch 1 of the declared shape by itself.
+                            shape = [] if (name == "rivet" and batching) else [a for s in single for a in ("--shape", s)]
+                            r = perf(args.perf_analyzer, model, port, c, shape, args.seconds)
+                            r.update(server=name, model=model, batching=batching, concurrency=c)
+                            results.append(r)
+                            print(f"{model:4} batching={str(batching):5} c={c:2} {name:8} "
+                                  f"{r['throughput']:9.1f} infer/s  p50 {r['p50_us']:6} us  p99 {r['p99_us']:6} us",
+                                  flush=True)
+                finally:
+                    for proc, _ in servers.values():
+                        stop(proc)
+
+    def get(server, model, batching, c):
+        return next(r for r in results if (r["server"], r["model"], r["batching"], r["concurrency"]) ==
+                    (server, model, batching, c))
+
+    print("\n| model | batching | concurrency | Rivet infer/s | MLServer infer/s | throughput ratio | "
+          "Rivet p50/p99 (us) | MLServer p50/p99 (us) | p99 ratio |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    summary = {}
+    for model in args.models.split(","):
+        for batching in (False, True):
+            for c in CONCURRENCY:
+                r, m = get("rivet", model, batching, c), get("mlserver", model, batching, c)
+                ratio, p99 = r["throughput"] / m["throughput"], r["p99_us"] / m["p99_us"]
+                print(f"| {model} | {'on' if batching else 'off'} | {c} | {r['throughput']:.0f} | "
+                      f"{m['throughput']:.0f} | {ratio:.2f}x | {r['p50_us']}/{r['p99_us']} | "
+                      f"{m['p50_us']}/{m['p99_us']} | {p99:.2f} |")
+                summary[f"{model}/batching={batching}/c={c}"] = {"throughput_ratio": ratio, "p99_ratio": p99}
+    print()
+    for model in args.models.split(","):
+        for batching in (False, True):
+            ratio = summary[f"{model}/batching={batching}/c=16"]["throughput_ratio"]
+            print(f"goal >= 3x MLServer at concurrency 16: {model}, batching {'on' if batching else 'off'}: "
+                  f"{ratio:.2f}x")
+    lower = all(v["p99_ratio"] < 1 for v in summary.values())
+    print(f"goal: lower p99 than MLServer at every point: {'met' if lower else 'missed'} "
+          f"(worst ratio {max(v['p99_ratio'] for v in summary.values()):.2f})")
+    if "mlp" in args.models.split(","):
+        gain = get("rivet", "mlp", True, 16)["throughput"] / get("rivet", "mlp", False, 16)["throughput"]
+        print(f"goal >= 2x from dynamic batching, MLP at concurrency 16: {gain:.2f}x")
+        summary["mlp_batching_gain_c16"] = gain
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"results": results, "summary": summary}, indent=2))
+    print(f"results: {args.json}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
