@@ -97,10 +97,22 @@ def start_mlserver(venv, model, batching, work):
     return proc, grpc
 
 
-def perf(perf_analyzer, model, port, concurrency, shape_args, seconds):
+def input_data(model, work):
+    """perf_analyzer's input file holding the model's first reference case (random bytes can be
+    NaN, which MLServer cannot encode in its answer)."""
+    import numpy as np
+    case = sorted((ROOT / "models" / model / "cases").iterdir())[0]
+    data = {p.name[len("input."):-4]: np.load(p)[:1].ravel().tolist() for p in case.glob("input.*.npy")}
+    path = work / f"{model}-input.json"
+    path.write_text(json.dumps({"data": [data]}))
+    return path
+
+
+def perf(perf_analyzer, model, port, concurrency, shape_args, seconds, data):
     with tempfile.NamedTemporaryFile(suffix=".csv") as out:
         run = subprocess.run(
             [perf_analyzer, "-m", model, "-u", f"127.0.0.1:{port}", "-i", "grpc", *shape_args,
+             "--input-data", str(data),
              "--concurrency-range", str(concurrency), "-p", str(int(seconds * 1000)), "-f", out.name],
             capture_output=True, text=True, timeout=600,
             env={"LD_LIBRARY_PATH": str(pathlib.Path(perf_analyzer).parent)})
@@ -128,11 +140,15 @@ def main():
     parser.add_argument("--seconds", type=float, default=2.0, help="perf_analyzer's measurement window")
     parser.add_argument("--json", type=pathlib.Path, default=ROOT / "target/bench/serve.json")
     args = parser.parse_args()
+    args.mlserver_venv = args.mlserver_venv.resolve()
+    args.rivet = str(pathlib.Path(args.rivet).resolve())
+    args.perf_analyzer = str(pathlib.Path(args.perf_analyzer).resolve())
 
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         work = pathlib.Path(tmp)
         for model in args.models.split(","):
+            data = input_data(model, work)
             single = [f"{t['name']}:1," + ",".join(str(d) for d in t["shape"][1:]) for t in spec(model)["inputs"]]
             for batching in (False, True):
                 servers = {}
@@ -144,7 +160,7 @@ def main():
                             # A batched Rivet model declares its batch dimension (max_batch_size > 0):
                             # perf_analyzer then sends batch 1 of the declared shape by itself.
                             shape = [] if (name == "rivet" and batching) else [a for s in single for a in ("--shape", s)]
-                            r = perf(args.perf_analyzer, model, port, c, shape, args.seconds)
+                            r = perf(args.perf_analyzer, model, port, c, shape, args.seconds, data)
                             r.update(server=name, model=model, batching=batching, concurrency=c)
                             results.append(r)
                             print(f"{model:4} batching={str(batching):5} c={c:2} {name:8} "

@@ -1,13 +1,17 @@
-//! A model's queue: one task takes requests off it, forms batches (Triton's dynamic batcher)
-//! and hands each to a blocking thread; the next batch forms while the current one runs.
+//! A model's queue: a thread of its own takes requests off it and forms batches (Triton's
+//! dynamic batcher); `instances` worker threads run them, so the next batch forms while the
+//! current one runs and inference never blocks the async threads. The batcher waits on
+//! channels with deadlines the OS keeps to the microsecond (Tokio's timer ticks in whole
+//! milliseconds, which would stretch a 500 µs queue delay to 1-2 ms).
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::{bounded, never, select, unbounded, Receiver, Sender, TrySendError};
 use rivet::{Model, Tensor};
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::oneshot;
 
 use crate::error::ServeError;
 use crate::metrics::ModelMetrics;
@@ -38,7 +42,7 @@ impl Job {
     }
 }
 
-/// How the queue task forms batches.
+/// How the queue forms batches.
 #[derive(Debug, Clone)]
 pub struct BatchPolicy {
     /// Rows a batch may hold; 0 turns batching off (one request per execution).
@@ -52,53 +56,70 @@ pub struct BatchPolicy {
 
 /// The sending side of a model's queue.
 pub struct Queue {
-    sender: mpsc::Sender<Job>,
+    sender: Sender<Job>,
 }
 
 impl Queue {
-    /// Starts the queue task of `model` on the current Tokio runtime: `capacity` requests may
-    /// wait, `instances` executions run at once.
+    /// Starts the batcher thread and `instances` worker threads of `model`: `capacity` requests
+    /// may wait, `instances` executions run at once.
     pub fn start(
         model: Arc<dyn Model>,
         policy: BatchPolicy,
         capacity: usize,
         instances: usize,
         metrics: Arc<ModelMetrics>,
-    ) -> Queue {
-        let (sender, receiver) = mpsc::channel(capacity);
-        let permits = Arc::new(Semaphore::new(instances));
-        tokio::spawn(form_batches(receiver, model, policy, permits, metrics));
-        Queue { sender }
+    ) -> std::io::Result<Queue> {
+        let (sender, receiver) = bounded(capacity);
+        // One token per instance: the batcher takes one to dispatch, the worker gives it back.
+        let (free, tokens) = bounded(instances);
+        let (work, batches) = unbounded::<Batch>();
+        for i in 0..instances {
+            let (model, metrics, batches, free) =
+                (Arc::clone(&model), Arc::clone(&metrics), batches.clone(), free.clone());
+            let _ = free.send(());
+            std::thread::Builder::new().name(format!("rivet-model-{i}")).spawn(move || {
+                for batch in batches {
+                    batch.run(model.as_ref(), &metrics);
+                    if free.send(()).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        }
+        std::thread::Builder::new()
+            .name("rivet-batcher".into())
+            .spawn(move || form_batches(receiver, policy, (free, tokens), work))?;
+        Ok(Queue { sender })
     }
 
     /// Queues a job; a full queue is refused at once.
     pub fn submit(&self, job: Job, model: &str) -> Result<(), ServeError> {
         self.sender.try_send(job).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => {
+            TrySendError::Full(_) => {
                 ServeError::Unavailable(format!("model \"{model}\": the queue is full, try again later"))
             }
-            mpsc::error::TrySendError::Closed(_) => {
+            TrySendError::Disconnected(_) => {
                 ServeError::Unavailable(format!("model \"{model}\" is shutting down"))
             }
         })
     }
 }
 
-async fn form_batches(
-    mut receiver: mpsc::Receiver<Job>,
-    model: Arc<dyn Model>,
+fn form_batches(
+    receiver: Receiver<Job>,
     policy: BatchPolicy,
-    permits: Arc<Semaphore>,
-    metrics: Arc<ModelMetrics>,
+    (free, tokens): (Sender<()>, Receiver<()>),
+    work: Sender<Batch>,
 ) {
     // Jobs taken off the queue that did not fit the batch being formed; they start the next.
     let mut held: VecDeque<Job> = VecDeque::new();
+    let none = never::<Job>();
     loop {
         let first = match held.pop_front() {
             Some(job) => job,
-            None => match receiver.recv().await {
-                Some(job) => job,
-                None => return,
+            None => match receiver.recv() {
+                Ok(job) => job,
+                Err(_) => return,
             },
         };
         if first.reply.is_closed() {
@@ -107,45 +128,50 @@ async fn form_batches(
         let mut batch = Batch { rows: first.rows, jobs: vec![first] };
         if policy.max_rows > 0 {
             // Held jobs are older than anything still queued: they go first.
-            let mut still_held = VecDeque::new();
-            while let Some(job) = held.pop_front() {
-                if let Some(job) = batch.offer(job, &policy) {
-                    still_held.push_back(job);
-                }
+            for job in std::mem::take(&mut held) {
+                held.extend(batch.offer(job, &policy));
             }
-            held = still_held;
-            let deadline = tokio::time::Instant::from_std(batch.jobs[0].enqueued + policy.max_delay);
+            let deadline = batch.jobs[0].enqueued + policy.max_delay;
             while batch.rows < policy.target_rows {
-                tokio::select! {
-                    biased;
-                    job = receiver.recv() => match job {
-                        Some(job) => held.extend(batch.offer(job, &policy)),
-                        None => break,
+                let left = deadline.saturating_duration_since(Instant::now());
+                select! {
+                    recv(receiver) -> job => match job {
+                        Ok(job) => held.extend(batch.offer(job, &policy)),
+                        Err(_) => break,
                     },
-                    _ = tokio::time::sleep_until(deadline) => break,
+                    default(left) => break,
                 }
             }
         }
         // Wait for a free instance; requests that arrive meanwhile still join this batch.
-        let permit = loop {
-            tokio::select! {
-                biased;
-                permit = Arc::clone(&permits).acquire_owned() => break permit,
-                job = receiver.recv(), if policy.max_rows > 0 && batch.rows < policy.max_rows => match job {
-                    Some(job) => held.extend(batch.offer(job, &policy)),
-                    None => break Arc::clone(&permits).acquire_owned().await,
+        loop {
+            let room = policy.max_rows > 0 && batch.rows < policy.max_rows;
+            select! {
+                recv(tokens) -> token => match token {
+                    Ok(()) => break,
+                    Err(_) => return,
+                },
+                recv(if room { &receiver } else { &none }) -> job => match job {
+                    Ok(job) => held.extend(batch.offer(job, &policy)),
+                    Err(_) => {
+                        if tokens.recv().is_err() {
+                            return;
+                        }
+                        break;
+                    }
                 },
             }
-        };
-        let Ok(permit) = permit else { return };
+        }
         // Clients that gave up while the batch waited for an instance are not run for.
         batch.jobs.retain(|job| !job.reply.is_closed());
         batch.rows = batch.jobs.iter().map(|job| job.rows).sum();
         if batch.jobs.is_empty() {
+            let _ = free.send(()); // The token goes back unused.
             continue;
         }
-        let (model, metrics) = (Arc::clone(&model), Arc::clone(&metrics));
-        tokio::task::spawn_blocking(move || batch.run(model.as_ref(), &metrics, permit));
+        if work.send(batch).is_err() {
+            return;
+        }
     }
 }
 
@@ -171,7 +197,7 @@ impl Batch {
     }
 
     /// Runs the batch on this (blocking) thread and answers every job.
-    fn run(self, model: &dyn Model, metrics: &ModelMetrics, permit: OwnedSemaphorePermit) {
+    fn run(self, model: &dyn Model, metrics: &ModelMetrics) {
         let start = Instant::now();
         for job in &self.jobs {
             metrics.queue_us.inc_by(crate::metrics::micros(start - job.enqueued));
@@ -180,7 +206,6 @@ impl Batch {
             Err(ServeError::Internal(format!("backend {} panicked while running the model", model.backend())))
         });
         metrics.executed(self.rows as u64, start.elapsed());
-        drop(permit);
         match result {
             Ok(per_job) => {
                 for (job, outputs) in self.jobs.into_iter().zip(per_job) {
@@ -279,7 +304,7 @@ mod tests {
         let policy =
             BatchPolicy { max_rows, target_rows: max_rows, max_delay: Duration::from_millis(delay_ms) };
         let metrics = Arc::new(crate::metrics::Metrics::default().for_model("m", "1"));
-        Queue::start(Arc::clone(model) as Arc<dyn Model>, policy, capacity, 1, metrics)
+        Queue::start(Arc::clone(model) as Arc<dyn Model>, policy, capacity, 1, metrics).unwrap()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

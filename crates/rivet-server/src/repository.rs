@@ -252,7 +252,8 @@ impl Served {
             config.max_queue_size,
             config.instances,
             Arc::clone(&metrics),
-        );
+        )
+        .map_err(|e| format!("cannot start the model's threads: {e}"))?;
         Ok(Served { model, file, format, metrics, queue })
     }
 
