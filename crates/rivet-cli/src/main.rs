@@ -5,6 +5,8 @@ mod bench;
 mod compare;
 mod inputs;
 mod models;
+#[cfg(feature = "serve")]
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -66,34 +68,11 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Serve a model repository over the Open Inference Protocol (KServe v2, Triton's
     /// protocol): HTTP/REST, gRPC and Prometheus metrics, until SIGTERM or Ctrl-C.
-    Serve(ServeArgs),
+    #[cfg(feature = "serve")]
+    Serve(serve::ServeArgs),
     /// Internal: one measurement of `rivet bench`, a job as JSON on stdin, its result on stdout.
     #[command(hide = true)]
     BenchWorker,
-}
-
-/// `rivet serve`'s arguments.
-#[derive(Args)]
-struct ServeArgs {
-    /// The model repository: one folder per model (the model file and an optional
-    /// config.toml or config.json).
-    #[arg(long)]
-    model_repository: PathBuf,
-    /// The address to listen on.
-    #[arg(long, default_value = "0.0.0.0")]
-    host: std::net::IpAddr,
-    /// HTTP/REST port (0: any free port).
-    #[arg(long, default_value_t = 8000)]
-    http_port: u16,
-    /// gRPC port (0: any free port).
-    #[arg(long, default_value_t = 8001)]
-    grpc_port: u16,
-    /// Prometheus metrics port (0: any free port).
-    #[arg(long, default_value_t = 8002)]
-    metrics_port: u16,
-    /// The largest request accepted, in MiB (HTTP body or gRPC message).
-    #[arg(long, default_value_t = 256)]
-    max_request_mib: usize,
 }
 
 /// Options shared by the commands that load models.
@@ -149,7 +128,9 @@ fn main() -> ExitCode {
         Command::Inspect { load, .. } | Command::Run { load, .. } => load.threads,
         Command::Compare(args) => args.load.threads,
         // The workers get RAYON_NUM_THREADS from `rivet bench`.
-        Command::Bench(_) | Command::BenchWorker | Command::Serve(_) => None,
+        Command::Bench(_) | Command::BenchWorker => None,
+        #[cfg(feature = "serve")]
+        Command::Serve(_) => None,
     };
     if let Some(n) = threads {
         // Before any thread pool exists; the process is still single-threaded.
@@ -163,56 +144,11 @@ fn main() -> ExitCode {
         Command::Compare(args) => compare::compare(&args),
         Command::Bench(args) => bench::bench(&args),
         Command::BenchWorker => return bench::worker::main(),
-        Command::Serve(args) => return serve(&args),
+        #[cfg(feature = "serve")]
+        Command::Serve(args) => return serve::serve(&args),
     };
     match result {
         Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {err}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn serve(args: &ServeArgs) -> ExitCode {
-    let options = rivet_server::ServeOptions {
-        repository: args.model_repository.clone(),
-        host: args.host,
-        http_port: args.http_port,
-        grpc_port: args.grpc_port,
-        metrics_port: args.metrics_port,
-        max_request_bytes: args.max_request_mib.saturating_mul(1 << 20),
-    };
-    // Status lines go to stdout; a closed stdout must not stop the server.
-    use std::io::Write;
-    let say = |line: String| {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}").and_then(|()| out.flush());
-    };
-    let result = rivet_server::serve_until_signal(&options, |server| {
-        for entry in server.state().repository.models() {
-            match &entry.state {
-                Ok(served) => say(format!(
-                    "model {} (version {}): ready on {} ({})",
-                    entry.name,
-                    entry.config.version,
-                    served.model.backend(),
-                    served.file.display()
-                )),
-                Err(reason) => say(format!(
-                    "model {} (version {}): NOT READY: {reason}",
-                    entry.name, entry.config.version
-                )),
-            }
-        }
-        let [http, grpc, metrics] = server.addresses();
-        say(format!("serving: HTTP on {http}, gRPC on {grpc}, metrics on http://{metrics}/metrics"));
-    });
-    match result {
-        Ok(()) => {
-            say("shut down: every request in flight was answered".into());
-            ExitCode::SUCCESS
-        }
         Err(err) => {
             eprintln!("error: {err}");
             ExitCode::FAILURE

@@ -307,6 +307,24 @@ mod tests {
         Queue::start(Arc::clone(model) as Arc<dyn Model>, policy, capacity, 1, metrics).unwrap()
     }
 
+    #[test]
+    fn only_requests_with_the_same_dtypes_and_trailing_dimensions_batch_together() {
+        let with = |dtype: DType, shape: &[usize]| {
+            let (reply, _) = oneshot::channel();
+            Job {
+                inputs: vec![Tensor::zeros(dtype, shape).unwrap()],
+                rows: shape[0],
+                enqueued: Instant::now(),
+                reply,
+            }
+        };
+        let base = with(DType::F32, &[1, 2]);
+        assert!(base.batches_with(&with(DType::F32, &[3, 2])));
+        assert!(!base.batches_with(&with(DType::F32, &[1, 3])), "other trailing dimension");
+        assert!(!base.batches_with(&with(DType::F64, &[1, 2])), "other dtype");
+        assert!(!base.batches_with(&with(DType::F32, &[1, 2, 1])), "other rank");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn batches_stay_within_the_maximum_and_each_request_gets_its_own_rows() {
         let model = Doubler::new(false);
