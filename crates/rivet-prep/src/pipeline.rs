@@ -1,0 +1,354 @@
+//! Fitting a spec on a table, and transforming tables with what was fitted.
+
+use polars::prelude::*;
+use rivet_core::Tensor;
+use serde::{Deserialize, Serialize};
+
+use crate::error::PrepError;
+use crate::spec::{ImputeStrategy, PipelineSpec, Step};
+
+/// The version of the fitted-pipeline file format this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A column the pipeline was fitted on: production data must have it, with a compatible type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputColumn {
+    /// The name.
+    pub name: String,
+    /// Its Polars type when fitted (`f64`, `i64`, `str`...).
+    pub dtype: String,
+}
+
+/// What fitting learned for one step, with scikit-learn's names for the statistics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Fitted {
+    /// The step learns nothing (select, rename, drop, cast, log1p, clip).
+    Stateless,
+    /// `SimpleImputer.statistics_`, one per column.
+    Impute {
+        /// The fill value of each column.
+        statistics: Vec<f64>,
+    },
+    /// `StandardScaler.mean_`, `var_`, `scale_`.
+    StandardScale {
+        /// Means.
+        mean: Vec<f64>,
+        /// Population variances.
+        var: Vec<f64>,
+        /// What each column is divided by (1 for near-constant columns).
+        scale: Vec<f64>,
+    },
+    /// `MinMaxScaler.data_min_`, `data_max_`, `scale_`, `min_`.
+    MinMaxScale {
+        /// Column minimums.
+        data_min: Vec<f64>,
+        /// Column maximums.
+        data_max: Vec<f64>,
+        /// Multipliers.
+        scale: Vec<f64>,
+        /// Offsets added after.
+        min: Vec<f64>,
+    },
+}
+
+/// A spec with everything fitting learned: saved as JSON, loaded in production.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FittedPipeline {
+    /// [`FORMAT_VERSION`] when written.
+    pub format_version: u32,
+    /// The spec it was fitted from.
+    pub spec: PipelineSpec,
+    /// The input columns seen when fitting.
+    pub input: Vec<InputColumn>,
+    /// One entry per spec step.
+    pub fitted: Vec<Fitted>,
+    /// The output features, in tensor column order.
+    pub features: Vec<String>,
+}
+
+fn data_error(message: String) -> PrepError {
+    PrepError::Data(message)
+}
+
+/// A column as f64 with missing values (null or NaN) as NaN. Integers and booleans cast
+/// exactly; text must parse, and the first value that does not is named with its row.
+fn floats(df: &DataFrame, name: &str, at: &str) -> Result<Float64Chunked, PrepError> {
+    let column = df.column(name).map_err(|_| {
+        let names: Vec<String> = df.get_column_names().iter().map(|n| n.to_string()).collect();
+        data_error(format!("{at}: no column \"{name}\" (columns: {})", names.join(", ")))
+    })?;
+    let series = column.as_materialized_series();
+    let cast = match series.dtype() {
+        DataType::Float64 => series.clone(),
+        dtype if dtype.is_primitive_numeric() || dtype.is_bool() => series
+            .cast(&DataType::Float64)
+            .map_err(|e| data_error(format!("{at}: column \"{name}\": {e}")))?,
+        DataType::String => {
+            let cast = series
+                .cast(&DataType::Float64)
+                .map_err(|e| data_error(format!("{at}: column \"{name}\": {e}")))?;
+            // A value that did not parse became null where the text was not.
+            let text = series.str().map_err(|e| data_error(e.to_string()))?;
+            if let Some((row, value)) = text
+                .iter()
+                .zip(cast.f64().map_err(|e| data_error(e.to_string()))?.iter())
+                .enumerate()
+                .find_map(|(row, (t, v))| match (t, v) {
+                    (Some(t), None) if !t.trim().is_empty() => Some((row, t.to_owned())),
+                    _ => None,
+                })
+            {
+                return Err(data_error(format!(
+                    "{at}: column \"{name}\", row {row}: \"{value}\" is not a number"
+                )));
+            }
+            cast
+        }
+        other => {
+            return Err(data_error(format!("{at}: column \"{name}\" is {other}, not a number")));
+        }
+    };
+    let ca = cast.f64().map_err(|e| data_error(e.to_string()))?;
+    ca.fill_null_with_values(f64::NAN).map_err(|e| data_error(e.to_string()))
+}
+
+/// The values present (neither null nor NaN).
+fn present(ca: &Float64Chunked) -> Result<Float64Chunked, PrepError> {
+    ca.filter(&ca.is_not_nan()).map_err(|e| data_error(e.to_string()))
+}
+
+fn replace(df: &mut DataFrame, name: &str, ca: Float64Chunked) -> Result<(), PrepError> {
+    df.with_column(ca.with_name(name.into()).into_series().into()).map_err(|e| data_error(e.to_string()))?;
+    Ok(())
+}
+
+/// scikit-learn's rule for a scale that is zero or lost in rounding: use 1.
+fn nonzero_scale(scale: f64, constant: bool) -> f64 {
+    if constant || scale < 10.0 * f64::EPSILON {
+        1.0
+    } else {
+        scale
+    }
+}
+
+fn most_frequent(values: &Float64Chunked) -> Option<f64> {
+    let mut sorted: Vec<f64> = values.into_no_null_iter().collect();
+    sorted.sort_by(f64::total_cmp);
+    let mut best: Option<(f64, usize)> = None;
+    for run in sorted.chunk_by(|a, b| a == b) {
+        // Ascending order: a later run replaces only with a strictly larger count.
+        if best.is_none_or(|(_, n)| run.len() > n) {
+            best = Some((run[0], run.len()));
+        }
+    }
+    best.map(|(v, _)| v)
+}
+
+impl FittedPipeline {
+    /// Fits `spec` on `df`: each step is fitted on what the steps before it produced.
+    pub fn fit(spec: &PipelineSpec, df: &DataFrame) -> Result<FittedPipeline, PrepError> {
+        if df.height() == 0 {
+            return Err(data_error("cannot fit on a table with no rows".into()));
+        }
+        let input = df
+            .columns()
+            .iter()
+            .map(|c| InputColumn { name: c.name().to_string(), dtype: c.dtype().to_string() })
+            .collect();
+        let mut work = df.clone();
+        let mut fitted = Vec::with_capacity(spec.steps.len());
+        for (i, step) in spec.steps.iter().enumerate() {
+            let at = format!("steps[{i}] ({})", step.op());
+            let learned = fit_step(step, &work, &at)?;
+            apply_step(step, &learned, &mut work, &at)?;
+            fitted.push(learned);
+        }
+        let features = work.get_column_names().iter().map(|n| n.to_string()).collect();
+        Ok(FittedPipeline { format_version: FORMAT_VERSION, spec: spec.clone(), input, fitted, features })
+    }
+
+    /// Applies the fitted steps to `df` and returns the features as a `[rows, features]` f32
+    /// tensor with their names. A value left missing or infinite is an error naming the
+    /// feature and row.
+    pub fn transform(&self, df: &DataFrame) -> Result<(Tensor, Vec<String>), PrepError> {
+        for column in &self.input {
+            if df.column(&column.name).is_err() {
+                return Err(data_error(format!(
+                    "input: no column \"{}\" (the pipeline was fitted with it, as {})",
+                    column.name, column.dtype
+                )));
+            }
+        }
+        let mut work = df.clone();
+        for (i, (step, learned)) in self.spec.steps.iter().zip(&self.fitted).enumerate() {
+            apply_step(step, learned, &mut work, &format!("steps[{i}] ({})", step.op()))?;
+        }
+        let rows = work.height();
+        let mut columns = Vec::with_capacity(self.features.len());
+        for name in &self.features {
+            columns.push(floats(&work, name, "features")?);
+        }
+        let mut data = vec![0f32; rows * columns.len()];
+        for (j, (name, ca)) in self.features.iter().zip(&columns).enumerate() {
+            for (row, value) in ca.into_no_null_iter().enumerate() {
+                if !value.is_finite() {
+                    let what = if value.is_nan() { "missing (null or NaN)" } else { "infinite" };
+                    return Err(data_error(format!(
+                        "feature \"{name}\", row {row}: {what} after the pipeline; add an impute or clip step"
+                    )));
+                }
+                data[row * columns.len() + j] = value as f32;
+            }
+        }
+        let tensor =
+            Tensor::from_slice(&[rows, columns.len()], &data).map_err(|e| data_error(e.to_string()))?;
+        Ok((tensor, self.features.clone()))
+    }
+
+    /// Writes the fitted pipeline as JSON.
+    pub fn save(&self, path: &std::path::Path) -> Result<(), PrepError> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| PrepError::io(path, e))?;
+        std::fs::write(path, text).map_err(|e| PrepError::io(path, e))
+    }
+
+    /// Reads a fitted pipeline written by [`FittedPipeline::save`].
+    pub fn load(path: &std::path::Path) -> Result<FittedPipeline, PrepError> {
+        let text = std::fs::read_to_string(path).map_err(|e| PrepError::io(path, e))?;
+        let pipeline: FittedPipeline =
+            serde_json::from_str(&text).map_err(|e| PrepError::Spec(format!("{}: {e}", path.display())))?;
+        if pipeline.format_version != FORMAT_VERSION {
+            return Err(PrepError::Spec(format!(
+                "{}: format version {} (this build reads {FORMAT_VERSION})",
+                path.display(),
+                pipeline.format_version
+            )));
+        }
+        if pipeline.fitted.len() != pipeline.spec.steps.len() {
+            return Err(PrepError::Spec(format!(
+                "{}: {} fitted entries for {} steps",
+                path.display(),
+                pipeline.fitted.len(),
+                pipeline.spec.steps.len()
+            )));
+        }
+        Ok(pipeline)
+    }
+}
+
+fn fit_step(step: &Step, df: &DataFrame, at: &str) -> Result<Fitted, PrepError> {
+    let each = |columns: &[String], f: &mut dyn FnMut(&str, Float64Chunked) -> Result<(), PrepError>| {
+        for name in columns {
+            let values = present(&floats(df, name, at)?)?;
+            if values.is_empty() {
+                return Err(data_error(format!("{at}: column \"{name}\" has no values to fit on")));
+            }
+            f(name, values)?;
+        }
+        Ok::<(), PrepError>(())
+    };
+    Ok(match step {
+        Step::Impute { columns, strategy, value } => {
+            let mut statistics = Vec::with_capacity(columns.len());
+            match (strategy, value) {
+                (ImputeStrategy::Constant, Some(v)) => statistics.resize(columns.len(), *v),
+                _ => each(columns, &mut |_, values| {
+                    statistics.push(
+                        match strategy {
+                            ImputeStrategy::Mean => values.mean(),
+                            ImputeStrategy::Median => values.median(),
+                            _ => most_frequent(&values),
+                        }
+                        .unwrap_or(f64::NAN),
+                    );
+                    Ok(())
+                })?,
+            }
+            Fitted::Impute { statistics }
+        }
+        Step::StandardScale { columns } => {
+            let (mut mean, mut var, mut scale) = (vec![], vec![], vec![]);
+            each(columns, &mut |_, values| {
+                let n = values.len() as f64;
+                let m = values.mean().unwrap_or(f64::NAN);
+                let v = values.var(0).unwrap_or(0.0);
+                let eps = f64::EPSILON;
+                let constant = v <= n * eps * v + (n * m * eps).powi(2);
+                mean.push(m);
+                var.push(v);
+                scale.push(nonzero_scale(v.sqrt(), constant));
+                Ok(())
+            })?;
+            Fitted::StandardScale { mean, var, scale }
+        }
+        Step::MinMaxScale { columns, range } => {
+            let (mut data_min, mut data_max, mut scale, mut min) = (vec![], vec![], vec![], vec![]);
+            each(columns, &mut |_, values| {
+                let (lo, hi) = (values.min().unwrap_or(f64::NAN), values.max().unwrap_or(f64::NAN));
+                let s = (range[1] - range[0]) / nonzero_scale(hi - lo, false);
+                data_min.push(lo);
+                data_max.push(hi);
+                scale.push(s);
+                min.push(range[0] - lo * s);
+                Ok(())
+            })?;
+            Fitted::MinMaxScale { data_min, data_max, scale, min }
+        }
+        _ => Fitted::Stateless,
+    })
+}
+
+fn apply_step(step: &Step, learned: &Fitted, df: &mut DataFrame, at: &str) -> Result<(), PrepError> {
+    let map = |df: &mut DataFrame, columns: &[String], f: &dyn Fn(usize, f64) -> f64| {
+        for (k, name) in columns.iter().enumerate() {
+            let ca = floats(df, name, at)?;
+            replace(df, name, ca.apply_values(|v| f(k, v)))?;
+        }
+        Ok::<(), PrepError>(())
+    };
+    let mismatch = || PrepError::Spec(format!("{at}: the fitted statistics do not match the step"));
+    match (step, learned) {
+        (Step::Select { columns }, _) => {
+            if let Some(name) = columns.iter().find(|name| df.column(name.as_str()).is_err()) {
+                return Err(data_error(format!("{at}: no column \"{name}\" to select")));
+            }
+            *df = df
+                .select(columns.iter().map(|c| c.as_str()))
+                .map_err(|e| data_error(format!("{at}: {e}")))?;
+        }
+        (Step::Drop { columns }, _) => {
+            for name in columns {
+                *df = df.drop(name).map_err(|_| data_error(format!("{at}: no column \"{name}\" to drop")))?;
+            }
+        }
+        (Step::Rename { columns }, _) => {
+            for (old, new) in columns {
+                df.rename(old, new.as_str().into())
+                    .map_err(|_| data_error(format!("{at}: no column \"{old}\" to rename")))?;
+            }
+        }
+        (Step::Cast { columns }, _) => map(df, columns, &|_, v| v)?,
+        (Step::Log1p { columns }, _) => map(df, columns, &|_, v| v.ln_1p())?,
+        (Step::Clip { columns, min, max }, _) => {
+            let (lo, hi) = (min.unwrap_or(f64::NEG_INFINITY), max.unwrap_or(f64::INFINITY));
+            map(df, columns, &|_, v| if v.is_nan() { v } else { v.clamp(lo, hi) })?
+        }
+        (Step::Impute { columns, .. }, Fitted::Impute { statistics })
+            if statistics.len() == columns.len() =>
+        {
+            map(df, columns, &|k, v| if v.is_nan() { statistics[k] } else { v })?
+        }
+        (Step::StandardScale { columns }, Fitted::StandardScale { mean, scale, .. })
+            if mean.len() == columns.len() && scale.len() == columns.len() =>
+        {
+            map(df, columns, &|k, v| (v - mean[k]) / scale[k])?
+        }
+        (Step::MinMaxScale { columns, .. }, Fitted::MinMaxScale { scale, min, .. })
+            if scale.len() == columns.len() && min.len() == columns.len() =>
+        {
+            map(df, columns, &|k, v| v * scale[k] + min[k])?
+        }
+        _ => return Err(mismatch()),
+    }
+    Ok(())
+}

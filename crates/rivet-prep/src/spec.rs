@@ -1,0 +1,174 @@
+//! The pipeline spec: an ordered list of steps over named columns, read from TOML or JSON.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::PrepError;
+
+/// A preprocessing pipeline as written by its author, before fitting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipelineSpec {
+    /// The steps, applied in order.
+    pub steps: Vec<Step>,
+}
+
+/// How `impute` fills missing values (null or NaN), as scikit-learn's `SimpleImputer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImputeStrategy {
+    /// The mean of the values present.
+    Mean,
+    /// The median of the values present (the mean of the two middle ones for an even count).
+    Median,
+    /// The most frequent value present (the smallest among ties).
+    MostFrequent,
+    /// The step's `value`.
+    Constant,
+}
+
+/// One step. Columns are named; a step fails with the step's index and the column's name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Step {
+    /// Keep only these columns, in this order.
+    Select {
+        /// The columns.
+        columns: Vec<String>,
+    },
+    /// Rename columns, `old = "new"`.
+    Rename {
+        /// Old name to new name.
+        columns: BTreeMap<String, String>,
+    },
+    /// Remove these columns.
+    Drop {
+        /// The columns.
+        columns: Vec<String>,
+    },
+    /// Cast to 64-bit floats (every numeric step works in f64; integers and booleans cast
+    /// exactly, text is parsed and an unparsable value is an error naming its row).
+    Cast {
+        /// The columns.
+        columns: Vec<String>,
+    },
+    /// Fill missing values (null or NaN) with a fitted statistic or a constant.
+    Impute {
+        /// The columns.
+        columns: Vec<String>,
+        /// How.
+        strategy: ImputeStrategy,
+        /// The fill value of `constant`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<f64>,
+    },
+    /// `(x - mean) / std` with the population deviation; near-constant columns keep scale 1
+    /// (scikit-learn's `StandardScaler`).
+    StandardScale {
+        /// The columns.
+        columns: Vec<String>,
+    },
+    /// `x * scale + min` mapping the fitted range onto `range` (scikit-learn's `MinMaxScaler`).
+    MinMaxScale {
+        /// The columns.
+        columns: Vec<String>,
+        /// The target range, `[0, 1]` by default.
+        #[serde(default = "unit_range")]
+        range: [f64; 2],
+    },
+    /// `ln(1 + x)`.
+    Log1p {
+        /// The columns.
+        columns: Vec<String>,
+    },
+    /// Limit to `[min, max]` (either may be left out).
+    Clip {
+        /// The columns.
+        columns: Vec<String>,
+        /// Lower bound.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min: Option<f64>,
+        /// Upper bound.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max: Option<f64>,
+    },
+}
+
+fn unit_range() -> [f64; 2] {
+    [0.0, 1.0]
+}
+
+impl Step {
+    /// The step's name as written in a spec (`op = "..."`).
+    pub fn op(&self) -> &'static str {
+        match self {
+            Step::Select { .. } => "select",
+            Step::Rename { .. } => "rename",
+            Step::Drop { .. } => "drop",
+            Step::Cast { .. } => "cast",
+            Step::Impute { .. } => "impute",
+            Step::StandardScale { .. } => "standard_scale",
+            Step::MinMaxScale { .. } => "min_max_scale",
+            Step::Log1p { .. } => "log1p",
+            Step::Clip { .. } => "clip",
+        }
+    }
+}
+
+impl PipelineSpec {
+    /// Reads a spec file: TOML (`.toml`) or JSON (anything else).
+    pub fn from_file(path: &Path) -> Result<PipelineSpec, PrepError> {
+        let text = std::fs::read_to_string(path).map_err(|e| PrepError::io(path, e))?;
+        let value: serde_json::Value = if path.extension().is_some_and(|e| e == "toml") {
+            toml::from_str(&text)
+                .map_err(|e| PrepError::Spec(format!("{}: {}", path.display(), e.message())))?
+        } else {
+            serde_json::from_str(&text).map_err(|e| PrepError::Spec(format!("{}: {e}", path.display())))?
+        };
+        PipelineSpec::from_value(value).map_err(|e| match e {
+            PrepError::Spec(message) => PrepError::Spec(format!("{}: {message}", path.display())),
+            other => other,
+        })
+    }
+
+    /// A spec from parsed JSON or TOML; an unknown step or field is an error saying which step.
+    pub fn from_value(value: serde_json::Value) -> Result<PipelineSpec, PrepError> {
+        let serde_json::Value::Object(mut top) = value else {
+            return Err(PrepError::Spec("a spec is a table with a `steps` list".into()));
+        };
+        let steps = top.remove("steps").ok_or_else(|| PrepError::Spec("missing field `steps`".into()))?;
+        if let Some(extra) = top.keys().next() {
+            return Err(PrepError::Spec(format!("unknown field `{extra}` (a spec has only `steps`)")));
+        }
+        let serde_json::Value::Array(items) = steps else {
+            return Err(PrepError::Spec("`steps` must be a list".into()));
+        };
+        let steps = items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let op = item.get("op").and_then(|o| o.as_str()).unwrap_or("?").to_owned();
+                serde_json::from_value::<Step>(item)
+                    .map_err(|e| PrepError::Spec(format!("steps[{i}] (op \"{op}\"): {e}")))
+            })
+            .collect::<Result<Vec<Step>, PrepError>>()?;
+        for (i, step) in steps.iter().enumerate() {
+            if let Step::Impute { strategy, value, .. } = step {
+                if (*strategy == ImputeStrategy::Constant) != value.is_some() {
+                    return Err(PrepError::Spec(format!(
+                        "steps[{i}] (op \"impute\"): `value` goes with strategy \"constant\" and only with it"
+                    )));
+                }
+            }
+            if let Step::MinMaxScale { range, .. } = step {
+                if range[0] >= range[1] {
+                    return Err(PrepError::Spec(format!(
+                        "steps[{i}] (op \"min_max_scale\"): range {range:?} must have min < max"
+                    )));
+                }
+            }
+        }
+        Ok(PipelineSpec { steps })
+    }
+}

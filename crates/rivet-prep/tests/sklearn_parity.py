@@ -1,0 +1,57 @@
+"""Writes a table with the hard cases (NaN, a constant column, a mode tie, an even-count
+median) and what scikit-learn's twins of Rivet's steps make of it, for sklearn_parity.rs.
+
+usage: sklearn_parity.py OUT_DIR  ->  OUT_DIR/data.csv, OUT_DIR/data.parquet, OUT_DIR/expected.json
+"""
+
+import json
+import pathlib
+import sys
+
+import numpy as np
+import pandas as pd
+from sklearn.impute import SimpleImputer
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+out = pathlib.Path(sys.argv[1])
+rng = np.random.default_rng(2026)
+n = 200
+a = rng.normal(50, 12, n)
+a[rng.choice(n, 20, replace=False)] = np.nan
+b = rng.lognormal(3, 1, n)
+b[rng.choice(n, 100, replace=False)] = np.nan          # 100 present: an even-count median
+# 1 and 3 tie as the most frequent value: most_frequent takes the smaller, 1.
+c = rng.permutation(np.array([1.0] * 40 + [3.0] * 40 + [0.0] * 35 + [2.0] * 35 + [4.0] * 30 + [np.nan] * 20))
+d = rng.uniform(-5, 5, n)
+d[rng.choice(n, 30, replace=False)] = np.nan
+e = np.full(n, 3.0)                                    # constant: StandardScaler keeps scale 1
+f = rng.exponential(2.0, n)
+df = pd.DataFrame({"a": a, "b": b, "c": c, "d": d, "e": e, "f": f})
+df.to_csv(out / "data.csv", index=False, na_rep="")
+df.to_parquet(out / "data.parquet", index=False)
+
+cols = {}
+imputers = {"a": SimpleImputer(strategy="mean"), "b": SimpleImputer(strategy="median"),
+            "c": SimpleImputer(strategy="most_frequent"), "d": SimpleImputer(strategy="constant", fill_value=7.0)}
+statistics = []
+for name, imputer in imputers.items():
+    cols[name] = imputer.fit_transform(df[[name]])[:, 0]
+    statistics.append(float(imputer.statistics_[0]))
+cols["e"], cols["f"] = df["e"].to_numpy(), df["f"].to_numpy()
+standard = StandardScaler().fit(np.column_stack([cols["a"], cols["b"], cols["e"]]))
+scaled = standard.transform(np.column_stack([cols["a"], cols["b"], cols["e"]]))
+cols["a"], cols["b"], cols["e"] = scaled.T
+minmax = MinMaxScaler(feature_range=(-1, 1)).fit(np.column_stack([cols["c"], cols["d"]]))
+cols["c"], cols["d"] = minmax.transform(np.column_stack([cols["c"], cols["d"]])).T
+cols["f"] = np.clip(np.log1p(cols["f"]), 0.0, 2.0)
+features = ["a", "b", "c", "d", "e", "f"]
+expected = {
+    "impute": statistics,
+    "mode_tie": [int((df["c"] == 1).sum()), int((df["c"] == 3).sum())],
+    "standard": {"mean": standard.mean_.tolist(), "var": standard.var_.tolist(), "scale": standard.scale_.tolist()},
+    "minmax": {"data_min": minmax.data_min_.tolist(), "data_max": minmax.data_max_.tolist(),
+               "scale": minmax.scale_.tolist(), "min": minmax.min_.tolist()},
+    "features": features,
+    "output": np.column_stack([cols[f] for f in features]).tolist(),
+}
+(out / "expected.json").write_text(json.dumps(expected))

@@ -1,0 +1,172 @@
+//! Rivet's fitted statistics and outputs against scikit-learn's on a table with NaNs, a
+//! constant column, a mode tie and an even-count median (sklearn_parity.py writes both), and
+//! the round trips and bad inputs around them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rivet_prep::{source::read_table, Fitted, FittedPipeline, PipelineSpec, PrepError};
+use serde_json::{json, Value};
+
+const TOLERANCE: f64 = 1e-6;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn spec() -> PipelineSpec {
+    PipelineSpec::from_value(json!({"steps": [
+        {"op": "impute", "columns": ["a"], "strategy": "mean"},
+        {"op": "impute", "columns": ["b"], "strategy": "median"},
+        {"op": "impute", "columns": ["c"], "strategy": "most_frequent"},
+        {"op": "impute", "columns": ["d"], "strategy": "constant", "value": 7.0},
+        {"op": "standard_scale", "columns": ["a", "b", "e"]},
+        {"op": "min_max_scale", "columns": ["c", "d"], "range": [-1.0, 1.0]},
+        {"op": "log1p", "columns": ["f"]},
+        {"op": "clip", "columns": ["f"], "min": 0.0, "max": 2.0},
+    ]}))
+    .unwrap()
+}
+
+fn close(what: &str, got: &[f64], want: &Value) {
+    let want: Vec<f64> = serde_json::from_value(want.clone()).unwrap();
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!((g - w).abs() <= TOLERANCE * (1.0 + w.abs()), "{what}[{i}]: {g} vs scikit-learn {w}");
+    }
+}
+
+fn generated() -> (tempfile::TempDir, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let python = option_env!("RIVET_PYTHON").map_or_else(|| root().join(".venv/bin/python"), PathBuf::from);
+    let status = Command::new(python)
+        .arg(root().join("crates/rivet-prep/tests/sklearn_parity.py"))
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let expected = serde_json::from_slice(&std::fs::read(dir.path().join("expected.json")).unwrap()).unwrap();
+    (dir, expected)
+}
+
+#[test]
+fn statistics_and_outputs_match_scikit_learn_and_every_source_and_round_trip_agrees() {
+    let (dir, expected) = generated();
+    let csv = read_table(&dir.path().join("data.csv")).unwrap();
+    let fitted = FittedPipeline::fit(&spec(), &csv).unwrap();
+
+    let impute: Vec<f64> = fitted.fitted[..4]
+        .iter()
+        .map(|f| match f {
+            Fitted::Impute { statistics } => statistics[0],
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    close(
+        "imputer statistics (mean, median, most frequent of a tie, constant)",
+        &impute,
+        &expected["impute"],
+    );
+    assert_eq!(impute[2], 1.0, "a tie goes to the smallest value");
+    let Fitted::StandardScale { mean, var, scale } = &fitted.fitted[4] else { panic!() };
+    close("mean_", mean, &expected["standard"]["mean"]);
+    close("var_", var, &expected["standard"]["var"]);
+    close("scale_", scale, &expected["standard"]["scale"]);
+    assert_eq!(scale[2], 1.0, "a constant column keeps scale 1");
+    let Fitted::MinMaxScale { data_min, data_max, scale, min } = &fitted.fitted[5] else { panic!() };
+    close("data_min_", data_min, &expected["minmax"]["data_min"]);
+    close("data_max_", data_max, &expected["minmax"]["data_max"]);
+    close("minmax scale_", scale, &expected["minmax"]["scale"]);
+    close("min_", min, &expected["minmax"]["min"]);
+
+    let (tensor, names) = fitted.transform(&csv).unwrap();
+    assert_eq!(names, ["a", "b", "c", "d", "e", "f"]);
+    assert_eq!(tensor.shape(), &[200, 6]);
+    let got: Vec<f64> = tensor.as_slice::<f32>().unwrap().iter().map(|&v| f64::from(v)).collect();
+    let want: Vec<f64> = expected["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect::<Vec<_>>())
+        .collect();
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        // The tensor is f32: compared at f32's precision.
+        assert!(
+            (g - w).abs() <= 1e-6 + 1e-6 * w.abs(),
+            "row {}, feature {}: {g} vs scikit-learn {w}",
+            i / 6,
+            names[i % 6]
+        );
+    }
+
+    // Parquet gives the same tensor; save -> load -> transform equals fit -> transform.
+    let parquet = read_table(&dir.path().join("data.parquet")).unwrap();
+    assert_eq!(fitted.transform(&parquet).unwrap().0, tensor);
+    let saved = dir.path().join("fitted.json");
+    fitted.save(&saved).unwrap();
+    let loaded = FittedPipeline::load(&saved).unwrap();
+    assert_eq!(loaded, fitted);
+    assert_eq!(loaded.transform(&csv).unwrap().0, tensor);
+}
+
+fn data_error(result: Result<impl std::fmt::Debug, PrepError>) -> String {
+    match result {
+        Err(PrepError::Data(message)) => message,
+        other => panic!("expected a data error, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_specs_and_bad_data_are_named() {
+    let err =
+        PipelineSpec::from_value(json!({"steps": [{"op": "select", "columns": ["a"]}, {"op": "one_hot_x"}]}))
+            .unwrap_err()
+            .to_string();
+    assert!(
+        err.starts_with("invalid pipeline spec: steps[1] (op \"one_hot_x\"): unknown variant `one_hot_x`"),
+        "{err}"
+    );
+    let err = PipelineSpec::from_value(json!({"steps": [{"op": "log1p", "columns": ["a"], "colums": 1}]}))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("steps[0] (op \"log1p\"): unknown field `colums`"), "{err}");
+    let err = PipelineSpec::from_value(json!({"steps": [], "stpes": []})).unwrap_err().to_string();
+    assert_eq!(err, "invalid pipeline spec: unknown field `stpes` (a spec has only `steps`)");
+    let err = PipelineSpec::from_value(
+        json!({"steps": [{"op": "impute", "columns": ["a"], "strategy": "mean", "value": 1}]}),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.ends_with("`value` goes with strategy \"constant\" and only with it"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let table = read_table(&write("t.csv", "a,b\n1,x\n2,3\n,4\n")).unwrap();
+    let scale =
+        PipelineSpec::from_value(json!({"steps": [{"op": "standard_scale", "columns": ["a"]}]})).unwrap();
+    let fitted = FittedPipeline::fit(&scale, &table.select(["a"]).unwrap()).unwrap();
+    assert_eq!(
+        data_error(fitted.transform(&table.select(["b"]).unwrap())),
+        "input: no column \"a\" (the pipeline was fitted with it, as i64)"
+    );
+    assert_eq!(
+        data_error(fitted.transform(&table)),
+        "feature \"a\", row 2: missing (null or NaN) after the pipeline; add an impute or clip step"
+    );
+    let cast = PipelineSpec::from_value(json!({"steps": [{"op": "cast", "columns": ["b"]}]})).unwrap();
+    assert_eq!(
+        data_error(FittedPipeline::fit(&cast, &table)),
+        "steps[0] (cast): column \"b\", row 0: \"x\" is not a number"
+    );
+    let missing = PipelineSpec::from_value(json!({"steps": [{"op": "log1p", "columns": ["z"]}]})).unwrap();
+    assert_eq!(
+        data_error(FittedPipeline::fit(&missing, &table)),
+        "steps[0] (log1p): no column \"z\" (columns: a, b)"
+    );
+    let err = read_table(&write("empty.csv", "")).unwrap_err().to_string();
+    assert!(err.ends_with("empty.csv: the file is empty"), "{err}");
+}
