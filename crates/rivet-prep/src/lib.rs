@@ -2,7 +2,8 @@
 //! applied in production to turn raw tables into `[rows, features]` f32 tensors, with
 //! scikit-learn's semantics where a step has a scikit-learn twin.
 //!
-//! Work in progress (issue 10): numeric steps, CSV and Parquet sources.
+//! Work in progress (issue 10): numeric steps, one-hot and ordinal encoding, CSV and Parquet
+//! sources.
 
 #![warn(missing_docs)]
 
@@ -13,4 +14,4 @@ pub mod spec;
 
 pub use error::PrepError;
 pub use pipeline::{Fitted, FittedPipeline, InputColumn};
-pub use spec::{ImputeStrategy, PipelineSpec, Step};
+pub use spec::{ImputeStrategy, PipelineSpec, Step, Unseen};

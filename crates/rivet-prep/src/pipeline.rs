@@ -5,7 +5,7 @@ use rivet_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::error::PrepError;
-use crate::spec::{ImputeStrategy, PipelineSpec, Step};
+use crate::spec::{ImputeStrategy, PipelineSpec, Step, Unseen};
 
 /// The version of the fitted-pipeline file format this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -38,6 +38,11 @@ pub enum Fitted {
         var: Vec<f64>,
         /// What each column is divided by (1 for near-constant columns).
         scale: Vec<f64>,
+    },
+    /// The sorted categories of each column (`OneHotEncoder.categories_`).
+    Categories {
+        /// Per column, its categories in order.
+        categories: Vec<Vec<String>>,
     },
     /// `MinMaxScaler.data_min_`, `data_max_`, `scale_`, `min_`.
     MinMaxScale {
@@ -111,6 +116,22 @@ fn floats(df: &DataFrame, name: &str, at: &str) -> Result<Float64Chunked, PrepEr
     };
     let ca = cast.f64().map_err(|e| data_error(e.to_string()))?;
     ca.fill_null_with_values(f64::NAN).map_err(|e| data_error(e.to_string()))
+}
+
+/// A text column's values; a missing value is an error naming its row.
+fn texts(df: &DataFrame, name: &str, at: &str) -> Result<Vec<String>, PrepError> {
+    let column = df.column(name).map_err(|_| data_error(format!("{at}: no column \"{name}\"")))?;
+    let series = column.as_materialized_series();
+    let text = series
+        .str()
+        .map_err(|_| data_error(format!("{at}: column \"{name}\" is {}, not text", series.dtype())))?;
+    text.iter()
+        .enumerate()
+        .map(|(row, v)| {
+            v.map(str::to_owned)
+                .ok_or_else(|| data_error(format!("{at}: column \"{name}\", row {row}: missing category")))
+        })
+        .collect()
 }
 
 /// The values present (neither null nor NaN).
@@ -294,8 +315,40 @@ fn fit_step(step: &Step, df: &DataFrame, at: &str) -> Result<Fitted, PrepError> 
             })?;
             Fitted::MinMaxScale { data_min, data_max, scale, min }
         }
+        Step::OneHot { columns, .. } | Step::Ordinal { columns, .. } => {
+            let mut categories = Vec::with_capacity(columns.len());
+            for name in columns {
+                let mut seen = texts(df, name, at)?;
+                // Code-point order, as Python sorts strings.
+                seen.sort_unstable();
+                seen.dedup();
+                categories.push(seen);
+            }
+            Fitted::Categories { categories }
+        }
         _ => Fitted::Stateless,
     })
+}
+
+/// Each row's category index in `categories`, `None` for an unseen one (or an error).
+fn encode(
+    df: &DataFrame,
+    name: &str,
+    categories: &[String],
+    unseen: Unseen,
+    at: &str,
+) -> Result<Vec<Option<usize>>, PrepError> {
+    texts(df, name, at)?
+        .iter()
+        .enumerate()
+        .map(|(row, value)| match categories.binary_search(value) {
+            Ok(index) => Ok(Some(index)),
+            Err(_) if unseen == Unseen::Error => Err(data_error(format!(
+                "{at}: column \"{name}\", row {row}: category \"{value}\" was not seen when fitting"
+            ))),
+            Err(_) => Ok(None),
+        })
+        .collect()
 }
 
 fn apply_step(step: &Step, learned: &Fitted, df: &mut DataFrame, at: &str) -> Result<(), PrepError> {
@@ -347,6 +400,34 @@ fn apply_step(step: &Step, learned: &Fitted, df: &mut DataFrame, at: &str) -> Re
             if scale.len() == columns.len() && min.len() == columns.len() =>
         {
             map(df, columns, &|k, v| v * scale[k] + min[k])?
+        }
+        (Step::OneHot { columns, unseen }, Fitted::Categories { categories })
+            if categories.len() == columns.len() =>
+        {
+            for (name, categories) in columns.iter().zip(categories) {
+                let codes = encode(df, name, categories, *unseen, at)?;
+                *df = df.drop(name).map_err(|e| data_error(e.to_string()))?;
+                let mut outputs: Vec<String> = categories.iter().map(|c| format!("{name}_{c}")).collect();
+                if *unseen == Unseen::Other {
+                    outputs.push(format!("{name}_other"));
+                }
+                for (k, feature) in outputs.iter().enumerate() {
+                    let values: Vec<f64> = codes
+                        .iter()
+                        .map(|code| f64::from(u8::from(code.unwrap_or(categories.len()) == k)))
+                        .collect();
+                    replace(df, feature, Float64Chunked::from_vec(feature.as_str().into(), values))?;
+                }
+            }
+        }
+        (Step::Ordinal { columns, unseen }, Fitted::Categories { categories })
+            if categories.len() == columns.len() =>
+        {
+            for (name, categories) in columns.iter().zip(categories) {
+                let codes = encode(df, name, categories, *unseen, at)?;
+                let values: Vec<f64> = codes.iter().map(|code| code.map_or(-1.0, |i| i as f64)).collect();
+                replace(df, name, Float64Chunked::from_vec(name.as_str().into(), values))?;
+            }
         }
         _ => return Err(mismatch()),
     }

@@ -28,6 +28,19 @@ pub enum ImputeStrategy {
     Constant,
 }
 
+/// What an encoder does with a category it did not see when fitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unseen {
+    /// Refuse the table, naming the column, row and value.
+    Error,
+    /// One-hot: all zeros (scikit-learn's `handle_unknown="ignore"`); ordinal: -1
+    /// (`handle_unknown="use_encoded_value", unknown_value=-1`).
+    Ignore,
+    /// One-hot only: a `COLUMN_other` feature that is 1 for unseen categories.
+    Other,
+}
+
 /// One step. Columns are named; a step fails with the step's index and the column's name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
@@ -82,6 +95,21 @@ pub enum Step {
         /// The columns.
         columns: Vec<String>,
     },
+    /// One feature per category seen when fitting, `COLUMN_CATEGORY`, categories sorted
+    /// (scikit-learn's `OneHotEncoder`); the new features replace the column, at the end.
+    OneHot {
+        /// Text columns.
+        columns: Vec<String>,
+        /// What an unseen category becomes.
+        unseen: Unseen,
+    },
+    /// The category's index among the sorted categories seen (scikit-learn's `OrdinalEncoder`).
+    Ordinal {
+        /// Text columns.
+        columns: Vec<String>,
+        /// What an unseen category becomes (`error` or `ignore`).
+        unseen: Unseen,
+    },
     /// Limit to `[min, max]` (either may be left out).
     Clip {
         /// The columns.
@@ -112,6 +140,8 @@ impl Step {
             Step::MinMaxScale { .. } => "min_max_scale",
             Step::Log1p { .. } => "log1p",
             Step::Clip { .. } => "clip",
+            Step::OneHot { .. } => "one_hot",
+            Step::Ordinal { .. } => "ordinal",
         }
     }
 }
@@ -160,6 +190,11 @@ impl PipelineSpec {
                         "steps[{i}] (op \"impute\"): `value` goes with strategy \"constant\" and only with it"
                     )));
                 }
+            }
+            if let Step::Ordinal { unseen: Unseen::Other, .. } = step {
+                return Err(PrepError::Spec(format!(
+                    "steps[{i}] (op \"ordinal\"): unseen = \"other\" is for one_hot; use \"error\" or \"ignore\" (-1)"
+                )));
             }
             if let Step::MinMaxScale { range, .. } = step {
                 if range[0] >= range[1] {

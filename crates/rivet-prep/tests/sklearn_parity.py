@@ -55,3 +55,23 @@ expected = {
     "output": np.column_stack([cols[f] for f in features]).tolist(),
 }
 (out / "expected.json").write_text(json.dumps(expected))
+
+# Categorical columns: fitted on a training table, applied to one with unseen categories.
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder  # noqa: E402
+
+cities = np.array(["Oslo", "Lyon", "Zürich", "Austin", "lima", "Osaka"])
+plans = np.array(["basic", "pro", "team"])
+train = pd.DataFrame({"city": rng.choice(cities[:5], 120), "plan": rng.choice(plans[:2], 120)})
+test = pd.DataFrame({"city": rng.choice(cities, 40), "plan": rng.choice(plans, 40)})
+train.to_csv(out / "cat_train.csv", index=False)
+test.to_csv(out / "cat_test.csv", index=False)
+onehot = OneHotEncoder(handle_unknown="ignore", sparse_output=False).fit(train[["city"]])
+ordinal = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1).fit(train[["plan"]])
+expected = {
+    "city_categories": [str(c) for c in onehot.categories_[0]],
+    "plan_categories": [str(c) for c in ordinal.categories_[0]],
+    "features": ["plan"] + [str(n) for n in onehot.get_feature_names_out(["city"])],
+    "output": np.column_stack([ordinal.transform(test[["plan"]]), onehot.transform(test[["city"]])]).tolist(),
+    "unseen_city_rows": int((~test["city"].isin(cities[:5])).sum()),
+}
+(out / "expected_categorical.json").write_text(json.dumps(expected))

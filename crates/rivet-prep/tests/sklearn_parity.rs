@@ -170,3 +170,47 @@ fn bad_specs_and_bad_data_are_named() {
     let err = read_table(&write("empty.csv", "")).unwrap_err().to_string();
     assert!(err.ends_with("empty.csv: the file is empty"), "{err}");
 }
+
+#[test]
+fn one_hot_and_ordinal_match_scikit_learn_on_unseen_categories() {
+    let (dir, _) = generated();
+    let expected: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("expected_categorical.json")).unwrap())
+            .unwrap();
+    assert!(expected["unseen_city_rows"].as_u64().unwrap() > 0, "the test table must hold unseen cities");
+    let train = read_table(&dir.path().join("cat_train.csv")).unwrap();
+    let test = read_table(&dir.path().join("cat_test.csv")).unwrap();
+    let spec = |unseen: &str| {
+        PipelineSpec::from_value(json!({"steps": [
+            {"op": "one_hot", "columns": ["city"], "unseen": unseen},
+            {"op": "ordinal", "columns": ["plan"], "unseen": "ignore"},
+        ]}))
+        .unwrap()
+    };
+    let fitted = FittedPipeline::fit(&spec("ignore"), &train).unwrap();
+    let Fitted::Categories { categories } = &fitted.fitted[0] else { panic!() };
+    assert_eq!(serde_json::to_value(&categories[0]).unwrap(), expected["city_categories"]);
+    let Fitted::Categories { categories } = &fitted.fitted[1] else { panic!() };
+    assert_eq!(serde_json::to_value(&categories[0]).unwrap(), expected["plan_categories"]);
+    let (tensor, names) = fitted.transform(&test).unwrap();
+    assert_eq!(serde_json::to_value(&names).unwrap(), expected["features"]);
+    let want: Vec<f32> = expected["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| {
+            row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(tensor.as_slice::<f32>().unwrap(), want.as_slice());
+
+    // "other" adds a feature that is 1 exactly where the city was unseen; "error" names it.
+    let (other, names) = FittedPipeline::fit(&spec("other"), &train).unwrap().transform(&test).unwrap();
+    assert_eq!(names.last().unwrap(), "city_other");
+    let width = names.len();
+    let flagged = other.as_slice::<f32>().unwrap().chunks(width).filter(|row| row[width - 1] == 1.0).count();
+    assert_eq!(flagged as u64, expected["unseen_city_rows"].as_u64().unwrap());
+    let err = data_error(FittedPipeline::fit(&spec("error"), &train).unwrap().transform(&test));
+    assert!(err.starts_with("steps[0] (one_hot): column \"city\", row "), "{err}");
+    assert!(err.ends_with("was not seen when fitting"), "{err}");
+}
