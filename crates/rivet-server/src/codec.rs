@@ -6,6 +6,40 @@ use serde_json::Value;
 
 use crate::error::ServeError;
 
+/// Parameters that would change what a request means and that Rivet does not implement
+/// (shared memory, classification outputs); a request carrying one is refused.
+pub const REFUSED_PARAMETERS: [&str; 3] =
+    ["shared_memory_region", "shared_memory_byte_size", "classification"];
+
+/// Refuses the first of `keys` that is a [`REFUSED_PARAMETERS`] entry; `what` names the owner.
+pub fn refuse_parameters<'a>(what: &str, mut keys: impl Iterator<Item = &'a str>) -> Result<(), ServeError> {
+    match keys.find(|k| REFUSED_PARAMETERS.contains(k)) {
+        Some(p) => Err(ServeError::bad(format!("{what}: parameter \"{p}\" is not supported by this server"))),
+        None => Ok(()),
+    }
+}
+
+/// The outputs a request asks for by name, in its order (all of them when it names none).
+pub fn requested_outputs<'a, 'n>(
+    outputs: &'a [(String, Tensor)],
+    wanted: impl ExactSizeIterator<Item = &'n str>,
+) -> Result<Vec<&'a (String, Tensor)>, ServeError> {
+    if wanted.len() == 0 {
+        return Ok(outputs.iter().collect());
+    }
+    wanted
+        .map(|name| {
+            outputs.iter().find(|(n, _)| n == name).ok_or_else(|| {
+                let names: Vec<&str> = outputs.iter().map(|(n, _)| n.as_str()).collect();
+                ServeError::bad(format!(
+                    "unknown output \"{name}\" (the model's outputs: {})",
+                    names.join(", ")
+                ))
+            })
+        })
+        .collect()
+}
+
 /// The protocol's name for a dtype (`FP32`, `INT64`, `BOOL`...).
 pub fn datatype_name(dtype: DType) -> &'static str {
     match dtype {
@@ -223,6 +257,31 @@ mod tests {
         assert_eq!(
             message(tensor_from_json("m", DType::Bool, &[1], &json!([1]))),
             "input \"m\": element 0: expected true or false (BOOL), got 1"
+        );
+    }
+
+    #[test]
+    fn requested_outputs_keep_the_request_order_and_unknown_names_are_refused() {
+        let t = Tensor::zeros(DType::F32, &[1]).unwrap();
+        let outputs = vec![("a".to_owned(), t.clone()), ("b".to_owned(), t)];
+        let names = |wanted: &[&str]| -> Vec<String> {
+            requested_outputs(&outputs, wanted.iter().copied())
+                .unwrap()
+                .iter()
+                .map(|(n, _)| n.clone())
+                .collect()
+        };
+        assert_eq!(names(&[]), ["a", "b"]);
+        assert_eq!(names(&["b", "a"]), ["b", "a"]);
+        assert_eq!(
+            requested_outputs(&outputs, ["c"].into_iter()).unwrap_err().to_string(),
+            "unknown output \"c\" (the model's outputs: a, b)"
+        );
+        assert_eq!(
+            refuse_parameters("input \"x\"", ["binary_data_size", "shared_memory_region"].into_iter())
+                .unwrap_err()
+                .to_string(),
+            "input \"x\": parameter \"shared_memory_region\" is not supported by this server"
         );
     }
 

@@ -111,14 +111,10 @@ fn decode_inputs(request: &mut ModelInferRequest) -> Result<Vec<(String, Tensor)
     }
     let mut tensors = Vec::with_capacity(request.inputs.len());
     for (i, input) in std::mem::take(&mut request.inputs).into_iter().enumerate() {
-        if let Some(p) =
-            ["shared_memory_region", "classification"].iter().find(|p| input.parameters.contains_key(**p))
-        {
-            return Err(ServeError::bad(format!(
-                "input \"{}\": parameter \"{p}\" is not supported",
-                input.name
-            )));
-        }
+        codec::refuse_parameters(
+            &format!("input \"{}\"", input.name),
+            input.parameters.keys().map(String::as_str),
+        )?;
         let dtype = codec::parse_datatype(&input.name, &input.datatype)?;
         let shape = codec::parse_shape(&input.name, &input.shape)?;
         let tensor = match raw.get(i) {
@@ -219,23 +215,8 @@ impl GrpcInferenceService for Service {
         let entry = self.entry(&request.model_name, &request.model_version)?;
         let inputs = decode_inputs(&mut request).map_err(|e| e.grpc_status())?;
         let outputs = entry.infer(inputs).await.map_err(|e| e.grpc_status())?;
-        let chosen: Vec<&(String, Tensor)> = if request.outputs.is_empty() {
-            outputs.iter().collect()
-        } else {
-            let mut chosen = Vec::with_capacity(request.outputs.len());
-            for wanted in &request.outputs {
-                let found = outputs.iter().find(|(n, _)| *n == wanted.name).ok_or_else(|| {
-                    let names: Vec<&str> = outputs.iter().map(|(n, _)| n.as_str()).collect();
-                    Status::invalid_argument(format!(
-                        "unknown output \"{}\" (the model's outputs: {})",
-                        wanted.name,
-                        names.join(", ")
-                    ))
-                })?;
-                chosen.push(found);
-            }
-            chosen
-        };
+        let chosen = codec::requested_outputs(&outputs, request.outputs.iter().map(|o| o.name.as_str()))
+            .map_err(|e| e.grpc_status())?;
         Ok(Response::new(ModelInferResponse {
             model_name: entry.name.clone(),
             model_version: entry.config.version.clone(),

@@ -218,14 +218,8 @@ struct RequestedOutput {
     parameters: Map<String, Value>,
 }
 
-/// Parameters that would change what a request means and that Rivet does not implement.
-const REFUSED_PARAMETERS: [&str; 3] = ["shared_memory_region", "classification", "shared_memory_byte_size"];
-
 fn refuse_parameters(what: &str, parameters: &Map<String, Value>) -> Result<(), ServeError> {
-    match REFUSED_PARAMETERS.iter().find(|p| parameters.contains_key(**p)) {
-        Some(p) => Err(ServeError::bad(format!("{what}: parameter \"{p}\" is not supported by this server"))),
-        None => Ok(()),
-    }
+    codec::refuse_parameters(what, parameters.keys().map(String::as_str))
 }
 
 fn bool_parameter(
@@ -326,21 +320,20 @@ async fn infer(
     let outputs = entry.infer(decode_inputs(request.inputs, binary)?).await?;
 
     // Which outputs, and which of them as binary.
-    let mut chosen: Vec<(&str, &Tensor, bool)> = Vec::new();
-    if request.outputs.is_empty() {
-        chosen.extend(outputs.iter().map(|(n, t)| (n.as_str(), t, binary_default)));
-    } else {
-        for wanted in &request.outputs {
-            let what = format!("output \"{}\"", wanted.name);
-            refuse_parameters(&what, &wanted.parameters)?;
-            let (name, tensor) = outputs.iter().find(|(n, _)| *n == wanted.name).ok_or_else(|| {
-                let names: Vec<&str> = outputs.iter().map(|(n, _)| n.as_str()).collect();
-                ServeError::bad(format!("unknown {what} (the model's outputs: {})", names.join(", ")))
-            })?;
-            let binary = bool_parameter(&what, &wanted.parameters, "binary_data")?.unwrap_or(binary_default);
-            chosen.push((name, tensor, binary));
-        }
+    let chosen = codec::requested_outputs(&outputs, request.outputs.iter().map(|o| o.name.as_str()))?;
+    let mut binary_flags = Vec::with_capacity(chosen.len());
+    for wanted in &request.outputs {
+        let what = format!("output \"{}\"", wanted.name);
+        refuse_parameters(&what, &wanted.parameters)?;
+        binary_flags
+            .push(bool_parameter(&what, &wanted.parameters, "binary_data")?.unwrap_or(binary_default));
     }
+    binary_flags.resize(chosen.len(), binary_default);
+    let chosen: Vec<(&str, &Tensor, bool)> = chosen
+        .iter()
+        .zip(binary_flags)
+        .map(|((name, tensor), binary)| (name.as_str(), tensor, binary))
+        .collect();
     let mut blobs: Vec<&[u8]> = Vec::new();
     let described: Vec<Value> = chosen
         .iter()
