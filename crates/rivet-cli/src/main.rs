@@ -5,6 +5,8 @@ mod bench;
 mod compare;
 mod inputs;
 mod models;
+#[cfg(feature = "prep")]
+mod prep;
 #[cfg(feature = "serve")]
 mod serve;
 
@@ -70,6 +72,14 @@ enum Command {
     /// protocol): HTTP/REST, gRPC and Prometheus metrics, until SIGTERM or Ctrl-C.
     #[cfg(feature = "serve")]
     Serve(serve::ServeArgs),
+    /// Fit preprocessing pipelines and transform tables into feature tensors.
+    #[cfg(feature = "prep")]
+    #[command(subcommand)]
+    Prep(prep::PrepCommand),
+    /// Score a table: stream it through a fitted pipeline and a model in batches and write
+    /// the predictions (CSV or Parquet) beside an id column.
+    #[cfg(feature = "prep")]
+    Predict(prep::PredictArgs),
     /// Internal: one measurement of `rivet bench`, a job as JSON on stdin, its result on stdout.
     #[command(hide = true)]
     BenchWorker,
@@ -127,6 +137,10 @@ fn main() -> ExitCode {
     let threads = match &cli.command {
         Command::Inspect { load, .. } | Command::Run { load, .. } => load.threads,
         Command::Compare(args) => args.load.threads,
+        #[cfg(feature = "prep")]
+        Command::Predict(args) => args.load.threads,
+        #[cfg(feature = "prep")]
+        Command::Prep(_) => None,
         // The workers get RAYON_NUM_THREADS from `rivet bench`.
         Command::Bench(_) | Command::BenchWorker => None,
         #[cfg(feature = "serve")]
@@ -144,6 +158,10 @@ fn main() -> ExitCode {
         Command::Compare(args) => compare::compare(&args),
         Command::Bench(args) => bench::bench(&args),
         Command::BenchWorker => return bench::worker::main(),
+        #[cfg(feature = "prep")]
+        Command::Prep(command) => prep::prep(&command),
+        #[cfg(feature = "prep")]
+        Command::Predict(args) => prep::predict(&args),
         #[cfg(feature = "serve")]
         Command::Serve(args) => return serve::serve(&args),
     };

@@ -15,6 +15,9 @@ pub enum PrepError {
     /// The data does not fit the pipeline: a missing column, a wrong type, an unparsable value.
     #[error("{0}")]
     Data(String),
+    /// The model does not fit the pipeline, or failed on its features.
+    #[error("model: {0}")]
+    Model(String),
 }
 
 impl PrepError {

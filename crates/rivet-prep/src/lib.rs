@@ -2,16 +2,22 @@
 //! applied in production to turn raw tables into `[rows, features]` f32 tensors, with
 //! scikit-learn's semantics where a step has a scikit-learn twin.
 //!
-//! Work in progress (issue 10): numeric steps, one-hot and ordinal encoding, CSV and Parquet
-//! sources.
+//! A [`Scorer`] pairs a model with its pipeline; [`TableBatches`] reads files larger than
+//! memory batch by batch.
 
 #![warn(missing_docs)]
 
 mod error;
+mod expr;
 pub mod pipeline;
+pub mod scorer;
+pub mod sink;
 pub mod source;
 pub mod spec;
 
 pub use error::PrepError;
 pub use pipeline::{Fitted, FittedPipeline, InputColumn};
-pub use spec::{ImputeStrategy, PipelineSpec, Step, Unseen};
+pub use scorer::{ScoreSummary, Scorer};
+pub use sink::{NpySink, TableSink};
+pub use source::{read_table, TableBatches};
+pub use spec::{DatetimePart, ImputeStrategy, PipelineSpec, Step, Unseen};

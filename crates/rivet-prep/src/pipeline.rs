@@ -1,11 +1,13 @@
 //! Fitting a spec on a table, and transforming tables with what was fitted.
 
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike};
 use polars::prelude::*;
 use rivet_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::error::PrepError;
-use crate::spec::{ImputeStrategy, PipelineSpec, Step, Unseen};
+use crate::expr::Expr;
+use crate::spec::{DatetimePart, ImputeStrategy, PipelineSpec, Step, Unseen};
 
 /// The version of the fitted-pipeline file format this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -64,7 +66,8 @@ pub struct FittedPipeline {
     pub format_version: u32,
     /// The spec it was fitted from.
     pub spec: PipelineSpec,
-    /// The input columns seen when fitting.
+    /// The input columns seen when fitting: those of a leading `select` step, or else every
+    /// column of the training table. Tables transformed later must have them.
     pub input: Vec<InputColumn>,
     /// One entry per spec step.
     pub fitted: Vec<Fitted>,
@@ -78,7 +81,7 @@ fn data_error(message: String) -> PrepError {
 
 /// A column as f64 with missing values (null or NaN) as NaN. Integers and booleans cast
 /// exactly; text must parse, and the first value that does not is named with its row.
-fn floats(df: &DataFrame, name: &str, at: &str) -> Result<Float64Chunked, PrepError> {
+fn floats(df: &DataFrame, name: &str, at: &str, offset: usize) -> Result<Float64Chunked, PrepError> {
     let column = df.column(name).map_err(|_| {
         let names: Vec<String> = df.get_column_names().iter().map(|n| n.to_string()).collect();
         data_error(format!("{at}: no column \"{name}\" (columns: {})", names.join(", ")))
@@ -105,7 +108,8 @@ fn floats(df: &DataFrame, name: &str, at: &str) -> Result<Float64Chunked, PrepEr
                 })
             {
                 return Err(data_error(format!(
-                    "{at}: column \"{name}\", row {row}: \"{value}\" is not a number"
+                    "{at}: column \"{name}\", row {}: \"{value}\" is not a number",
+                    row + offset
                 )));
             }
             cast
@@ -119,7 +123,7 @@ fn floats(df: &DataFrame, name: &str, at: &str) -> Result<Float64Chunked, PrepEr
 }
 
 /// A text column's values; a missing value is an error naming its row.
-fn texts(df: &DataFrame, name: &str, at: &str) -> Result<Vec<String>, PrepError> {
+fn texts(df: &DataFrame, name: &str, at: &str, offset: usize) -> Result<Vec<String>, PrepError> {
     let column = df.column(name).map_err(|_| data_error(format!("{at}: no column \"{name}\"")))?;
     let series = column.as_materialized_series();
     let text = series
@@ -128,8 +132,9 @@ fn texts(df: &DataFrame, name: &str, at: &str) -> Result<Vec<String>, PrepError>
     text.iter()
         .enumerate()
         .map(|(row, v)| {
-            v.map(str::to_owned)
-                .ok_or_else(|| data_error(format!("{at}: column \"{name}\", row {row}: missing category")))
+            v.map(str::to_owned).ok_or_else(|| {
+                data_error(format!("{at}: column \"{name}\", row {}: missing category", row + offset))
+            })
         })
         .collect()
 }
@@ -172,9 +177,14 @@ impl FittedPipeline {
         if df.height() == 0 {
             return Err(data_error("cannot fit on a table with no rows".into()));
         }
+        // The input schema: the columns of a leading select, or else every column.
         let input = df
             .columns()
             .iter()
+            .filter(|c| match spec.steps.first() {
+                Some(Step::Select { columns }) => columns.iter().any(|n| n.as_str() == c.name().as_str()),
+                _ => true,
+            })
             .map(|c| InputColumn { name: c.name().to_string(), dtype: c.dtype().to_string() })
             .collect();
         let mut work = df.clone();
@@ -182,7 +192,7 @@ impl FittedPipeline {
         for (i, step) in spec.steps.iter().enumerate() {
             let at = format!("steps[{i}] ({})", step.op());
             let learned = fit_step(step, &work, &at)?;
-            apply_step(step, &learned, &mut work, &at)?;
+            apply_step(step, &learned, &mut work, &at, 0)?;
             fitted.push(learned);
         }
         let features = work.get_column_names().iter().map(|n| n.to_string()).collect();
@@ -193,6 +203,17 @@ impl FittedPipeline {
     /// tensor with their names. A value left missing or infinite is an error naming the
     /// feature and row.
     pub fn transform(&self, df: &DataFrame) -> Result<(Tensor, Vec<String>), PrepError> {
+        self.transform_rows(df, 0)
+    }
+
+    /// [`FittedPipeline::transform`] of a part of a larger table whose first row is row
+    /// `first_row` of the whole: errors name rows of the whole table.
+    pub fn transform_rows(
+        &self,
+        df: &DataFrame,
+        first_row: usize,
+    ) -> Result<(Tensor, Vec<String>), PrepError> {
+        let offset = first_row;
         for column in &self.input {
             if df.column(&column.name).is_err() {
                 return Err(data_error(format!(
@@ -203,27 +224,36 @@ impl FittedPipeline {
         }
         let mut work = df.clone();
         for (i, (step, learned)) in self.spec.steps.iter().zip(&self.fitted).enumerate() {
-            apply_step(step, learned, &mut work, &format!("steps[{i}] ({})", step.op()))?;
+            apply_step(step, learned, &mut work, &format!("steps[{i}] ({})", step.op()), offset)?;
         }
         let rows = work.height();
         let mut columns = Vec::with_capacity(self.features.len());
         for name in &self.features {
-            columns.push(floats(&work, name, "features")?);
-        }
-        let mut data = vec![0f32; rows * columns.len()];
-        for (j, (name, ca)) in self.features.iter().zip(&columns).enumerate() {
-            for (row, value) in ca.into_no_null_iter().enumerate() {
-                if !value.is_finite() {
-                    let what = if value.is_nan() { "missing (null or NaN)" } else { "infinite" };
-                    return Err(data_error(format!(
-                        "feature \"{name}\", row {row}: {what} after the pipeline; add an impute or clip step"
-                    )));
-                }
-                data[row * columns.len() + j] = value as f32;
+            let ca = floats(&work, name, "features", offset)?.rechunk().into_owned();
+            // A value left missing or infinite has no feature value: name the first.
+            if let Some((row, value)) = ca.into_no_null_iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                let what = if value.is_nan() { "missing (null or NaN)" } else { "infinite" };
+                return Err(data_error(format!(
+                    "feature \"{name}\", row {}: {what} after the pipeline; add an impute or clip step",
+                    row + offset
+                )));
             }
+            columns.push(ca);
         }
-        let tensor =
-            Tensor::from_slice(&[rows, columns.len()], &data).map_err(|e| data_error(e.to_string()))?;
+        let slices: Vec<&[f64]> = columns
+            .iter()
+            .map(|ca| ca.cont_slice().map_err(|e| data_error(e.to_string())))
+            .collect::<Result<_, _>>()?;
+        let width = slices.len();
+        let tensor = Tensor::from_fn_bytes(rivet_core::DType::F32, &[rows, width], |bytes| {
+            for (row, out) in bytes.chunks_exact_mut(4 * width.max(1)).enumerate().take(rows) {
+                for (j, column) in slices.iter().enumerate() {
+                    out[4 * j..4 * j + 4].copy_from_slice(&(column[row] as f32).to_le_bytes());
+                }
+            }
+            Ok(())
+        })
+        .map_err(|e| data_error(e.to_string()))?;
         Ok((tensor, self.features.clone()))
     }
 
@@ -260,7 +290,7 @@ impl FittedPipeline {
 fn fit_step(step: &Step, df: &DataFrame, at: &str) -> Result<Fitted, PrepError> {
     let each = |columns: &[String], f: &mut dyn FnMut(&str, Float64Chunked) -> Result<(), PrepError>| {
         for name in columns {
-            let values = present(&floats(df, name, at)?)?;
+            let values = present(&floats(df, name, at, 0)?)?;
             if values.is_empty() {
                 return Err(data_error(format!("{at}: column \"{name}\" has no values to fit on")));
             }
@@ -318,7 +348,7 @@ fn fit_step(step: &Step, df: &DataFrame, at: &str) -> Result<Fitted, PrepError> 
         Step::OneHot { columns, .. } | Step::Ordinal { columns, .. } => {
             let mut categories = Vec::with_capacity(columns.len());
             for name in columns {
-                let mut seen = texts(df, name, at)?;
+                let mut seen = texts(df, name, at, 0)?;
                 // Code-point order, as Python sorts strings.
                 seen.sort_unstable();
                 seen.dedup();
@@ -337,24 +367,32 @@ fn encode(
     categories: &[String],
     unseen: Unseen,
     at: &str,
+    offset: usize,
 ) -> Result<Vec<Option<usize>>, PrepError> {
-    texts(df, name, at)?
+    texts(df, name, at, offset)?
         .iter()
         .enumerate()
         .map(|(row, value)| match categories.binary_search(value) {
             Ok(index) => Ok(Some(index)),
             Err(_) if unseen == Unseen::Error => Err(data_error(format!(
-                "{at}: column \"{name}\", row {row}: category \"{value}\" was not seen when fitting"
+                "{at}: column \"{name}\", row {}: category \"{value}\" was not seen when fitting",
+                row + offset
             ))),
             Err(_) => Ok(None),
         })
         .collect()
 }
 
-fn apply_step(step: &Step, learned: &Fitted, df: &mut DataFrame, at: &str) -> Result<(), PrepError> {
+fn apply_step(
+    step: &Step,
+    learned: &Fitted,
+    df: &mut DataFrame,
+    at: &str,
+    offset: usize,
+) -> Result<(), PrepError> {
     let map = |df: &mut DataFrame, columns: &[String], f: &dyn Fn(usize, f64) -> f64| {
         for (k, name) in columns.iter().enumerate() {
-            let ca = floats(df, name, at)?;
+            let ca = floats(df, name, at, offset)?;
             replace(df, name, ca.apply_values(|v| f(k, v)))?;
         }
         Ok::<(), PrepError>(())
@@ -405,7 +443,7 @@ fn apply_step(step: &Step, learned: &Fitted, df: &mut DataFrame, at: &str) -> Re
             if categories.len() == columns.len() =>
         {
             for (name, categories) in columns.iter().zip(categories) {
-                let codes = encode(df, name, categories, *unseen, at)?;
+                let codes = encode(df, name, categories, *unseen, at, offset)?;
                 *df = df.drop(name).map_err(|e| data_error(e.to_string()))?;
                 let mut outputs: Vec<String> = categories.iter().map(|c| format!("{name}_{c}")).collect();
                 if *unseen == Unseen::Other {
@@ -424,12 +462,96 @@ fn apply_step(step: &Step, learned: &Fitted, df: &mut DataFrame, at: &str) -> Re
             if categories.len() == columns.len() =>
         {
             for (name, categories) in columns.iter().zip(categories) {
-                let codes = encode(df, name, categories, *unseen, at)?;
+                let codes = encode(df, name, categories, *unseen, at, offset)?;
                 let values: Vec<f64> = codes.iter().map(|code| code.map_or(-1.0, |i| i as f64)).collect();
                 replace(df, name, Float64Chunked::from_vec(name.as_str().into(), values))?;
+            }
+        }
+        (Step::Bucketize { columns, boundaries }, _) => map(df, columns, &|_, v| {
+            if v.is_nan() {
+                v
+            } else {
+                boundaries.partition_point(|b| *b <= v) as f64
+            }
+        })?,
+        (Step::Derive { name, expr }, _) => {
+            let expr = Expr::parse(expr).map_err(|e| PrepError::Spec(format!("{at}: expr: {e}")))?;
+            let mut inputs = std::collections::HashMap::new();
+            for column in expr.columns() {
+                let values: Vec<f64> = floats(df, column, at, offset)?.into_no_null_iter().collect();
+                inputs.insert(column.to_owned(), values);
+            }
+            let values = expr.eval(df.height(), &|c| inputs[c].clone());
+            replace(df, name, Float64Chunked::from_vec(name.as_str().into(), values))?;
+        }
+        (Step::Datetime { column, parts, format }, _) => {
+            let values = timestamps(df, column, format.as_deref(), at, offset)?;
+            *df = df.drop(column).map_err(|e| data_error(e.to_string()))?;
+            for part in parts {
+                let feature = format!("{column}_{}", part.name());
+                let values: Vec<f64> =
+                    values.iter().map(|t| t.map_or(f64::NAN, |t| datetime_part(&t, *part))).collect();
+                replace(df, &feature, Float64Chunked::from_vec(feature.as_str().into(), values))?;
             }
         }
         _ => return Err(mismatch()),
     }
     Ok(())
+}
+
+/// A text column's timestamps (UTC for RFC 3339 ones with an offset); `None` where missing.
+fn timestamps(
+    df: &DataFrame,
+    name: &str,
+    format: Option<&str>,
+    at: &str,
+    offset: usize,
+) -> Result<Vec<Option<NaiveDateTime>>, PrepError> {
+    let column = df.column(name).map_err(|_| data_error(format!("{at}: no column \"{name}\"")))?;
+    let series = column.as_materialized_series();
+    let text = series.str().map_err(|_| {
+        data_error(format!("{at}: column \"{name}\" is {}, not text timestamps", series.dtype()))
+    })?;
+    let parse = |t: &str| -> Option<NaiveDateTime> {
+        let t = t.trim();
+        if let Some(format) = format {
+            return NaiveDateTime::parse_from_str(t, format)
+                .ok()
+                .or_else(|| NaiveDate::parse_from_str(t, format).ok().and_then(|d| d.and_hms_opt(0, 0, 0)));
+        }
+        if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
+            return Some(dt.naive_utc());
+        }
+        ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"]
+            .iter()
+            .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
+            .or_else(|| NaiveDate::parse_from_str(t, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)))
+    };
+    text.iter()
+        .enumerate()
+        .map(|(row, value)| match value {
+            None => Ok(None),
+            Some(t) if t.trim().is_empty() => Ok(None),
+            Some(t) => parse(t).map(Some).ok_or_else(|| {
+                data_error(format!(
+                    "{at}: column \"{name}\", row {}: \"{t}\" is not a timestamp{}",
+                    row + offset,
+                    format.map(|f| format!(" in format \"{f}\"")).unwrap_or_default()
+                ))
+            }),
+        })
+        .collect()
+}
+
+fn datetime_part(t: &NaiveDateTime, part: DatetimePart) -> f64 {
+    f64::from(match part {
+        DatetimePart::Year => t.year(),
+        DatetimePart::Month => t.month() as i32,
+        DatetimePart::Day => t.day() as i32,
+        DatetimePart::Hour => t.hour() as i32,
+        DatetimePart::Minute => t.minute() as i32,
+        DatetimePart::Second => t.second().min(59) as i32,
+        DatetimePart::Weekday => t.weekday().num_days_from_monday() as i32,
+        DatetimePart::DayOfYear => t.ordinal() as i32,
+    })
 }

@@ -1,16 +1,23 @@
-//! Tables from files: CSV (header row; empty fields are missing) and Parquet.
+//! Tables from files: CSV (header row; empty fields are missing) and Parquet, whole or in
+//! batches of rows with bounded memory.
 
-use std::path::Path;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Cursor};
+use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
 use crate::error::PrepError;
 
-/// Reads a CSV or Parquet file (by extension: `.parquet` or `.pq`, else CSV).
+/// Whether `path` names a Parquet file (`.parquet` or `.pq`); anything else is read as CSV.
+pub fn is_parquet(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| e == "parquet" || e == "pq")
+}
+
+/// Reads a whole CSV or Parquet file (by extension: `.parquet` or `.pq`, else CSV).
 pub fn read_table(path: &Path) -> Result<DataFrame, PrepError> {
-    let parquet = path.extension().and_then(|e| e.to_str()).is_some_and(|e| e == "parquet" || e == "pq");
-    let df = if parquet {
-        let file = std::fs::File::open(path).map_err(|e| PrepError::io(path, e))?;
+    let df = if is_parquet(path) {
+        let file = File::open(path).map_err(|e| PrepError::io(path, e))?;
         ParquetReader::new(file).finish()
     } else {
         if std::fs::metadata(path).map_err(|e| PrepError::io(path, e))?.len() == 0 {
@@ -22,4 +29,208 @@ pub fn read_table(path: &Path) -> Result<DataFrame, PrepError> {
             .and_then(|r| r.finish())
     };
     df.map_err(|e| PrepError::io(path, e))
+}
+
+/// A file read as consecutive tables of at most `batch_rows` rows each, holding one batch in
+/// memory at a time: Parquet by row ranges, CSV by records (a quoted field may hold newlines),
+/// every batch parsed with the column types of the first.
+pub struct TableBatches {
+    path: PathBuf,
+    batch_rows: usize,
+    rows_read: usize,
+    source: Source,
+}
+
+enum Source {
+    Parquet {
+        file: File,
+        total_rows: usize,
+    },
+    Csv {
+        reader: BufReader<File>,
+        header: Vec<u8>,
+        schema: Option<SchemaRef>,
+        bytes_read: u64,
+        bytes_total: u64,
+        done: bool,
+    },
+}
+
+impl TableBatches {
+    /// Opens `path` for reading in batches of `batch_rows` rows (at least 1).
+    pub fn open(path: &Path, batch_rows: usize) -> Result<TableBatches, PrepError> {
+        let file = File::open(path).map_err(|e| PrepError::io(path, e))?;
+        let source = if is_parquet(path) {
+            let mut reader = ParquetReader::new(file.try_clone().map_err(|e| PrepError::io(path, e))?);
+            let total_rows = reader.num_rows().map_err(|e| PrepError::io(path, e))?;
+            Source::Parquet { file, total_rows }
+        } else {
+            let bytes_total = file.metadata().map_err(|e| PrepError::io(path, e))?.len();
+            let mut reader = BufReader::with_capacity(1 << 20, file);
+            let mut header = Vec::new();
+            reader.read_until(b'\n', &mut header).map_err(|e| PrepError::io(path, e))?;
+            if header.iter().all(|b| b.is_ascii_whitespace()) {
+                return Err(PrepError::io(path, "the file is empty"));
+            }
+            if header.last() != Some(&b'\n') {
+                header.push(b'\n');
+            }
+            let bytes_read = header.len() as u64;
+            Source::Csv { reader, header, schema: None, bytes_read, bytes_total, done: false }
+        };
+        Ok(TableBatches { path: path.to_path_buf(), batch_rows: batch_rows.max(1), rows_read: 0, source })
+    }
+
+    /// Rows handed out so far: the next batch's first row.
+    pub fn rows_read(&self) -> usize {
+        self.rows_read
+    }
+
+    /// How far through the file: `(done, total)` in rows for Parquet, in bytes for CSV.
+    pub fn progress(&self) -> (u64, u64) {
+        match &self.source {
+            Source::Parquet { total_rows, .. } => (self.rows_read as u64, *total_rows as u64),
+            Source::Csv { bytes_read, bytes_total, .. } => (*bytes_read, *bytes_total),
+        }
+    }
+
+    fn next_batch(&mut self) -> Result<Option<DataFrame>, PrepError> {
+        let path = &self.path;
+        let df = match &mut self.source {
+            Source::Parquet { file, total_rows } => {
+                if self.rows_read >= *total_rows {
+                    return Ok(None);
+                }
+                let rows = self.batch_rows.min(*total_rows - self.rows_read);
+                let file = file.try_clone().map_err(|e| PrepError::io(path, e))?;
+                ParquetReader::new(file)
+                    .with_slice(Some((self.rows_read, rows)))
+                    .finish()
+                    .map_err(|e| PrepError::io(path, e))?
+            }
+            Source::Csv { reader, header, schema, bytes_read, done, .. } => {
+                if *done {
+                    return Ok(None);
+                }
+                let mut chunk = header.clone();
+                let records =
+                    read_records(reader, self.batch_rows, &mut chunk).map_err(|e| PrepError::io(path, e))?;
+                *bytes_read += (chunk.len() - header.len()) as u64;
+                if records < self.batch_rows {
+                    *done = true;
+                }
+                if records == 0 {
+                    return Ok(None);
+                }
+                let mut options =
+                    CsvReadOptions::default().with_has_header(true).with_infer_schema_length(None);
+                if let Some(schema) = schema.clone() {
+                    options = options.with_schema(Some(schema));
+                }
+                let df = options.into_reader_with_file_handle(Cursor::new(chunk)).finish().map_err(|e| {
+                    PrepError::Data(format!(
+                        "{}: rows {} to {}: {e}",
+                        path.display(),
+                        self.rows_read,
+                        self.rows_read + records - 1
+                    ))
+                })?;
+                schema.get_or_insert_with(|| df.schema().clone());
+                df
+            }
+        };
+        self.rows_read += df.height();
+        Ok(Some(df))
+    }
+}
+
+impl Iterator for TableBatches {
+    type Item = Result<DataFrame, PrepError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_batch().transpose()
+    }
+}
+
+/// Appends up to `limit` CSV records (lines, where a newline inside double quotes does not end
+/// one) to `out`; returns how many. Blank lines are skipped, as the CSV parser does.
+fn read_records(reader: &mut BufReader<File>, limit: usize, out: &mut Vec<u8>) -> std::io::Result<usize> {
+    let mut records = 0;
+    let mut quoted = false;
+    let mut line_start = out.len();
+    while records < limit {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            // A last record without a newline.
+            if out[line_start..].iter().any(|b| !b.is_ascii_whitespace()) {
+                out.push(b'\n');
+                records += 1;
+            } else {
+                out.truncate(line_start);
+            }
+            break;
+        }
+        let mut used = 0;
+        for (i, &b) in buf.iter().enumerate() {
+            if b == b'"' {
+                quoted = !quoted;
+            } else if b == b'\n' && !quoted {
+                let line = &buf[..=i];
+                let blank = out[line_start..].iter().chain(&line[used..]).all(|b| b.is_ascii_whitespace());
+                out.extend_from_slice(&buf[used..=i]);
+                used = i + 1;
+                if blank {
+                    out.truncate(line_start);
+                } else {
+                    records += 1;
+                }
+                line_start = out.len();
+                if records == limit {
+                    break;
+                }
+            }
+        }
+        if records < limit {
+            out.extend_from_slice(&buf[used..]);
+            used = buf.len();
+        }
+        reader.consume(used);
+    }
+    Ok(records)
+}
+
+/// Reads the CSV remainder after a header line; exposed for the tests of record splitting.
+#[cfg(test)]
+fn split_all(text: &str, limit: usize) -> Vec<String> {
+    let mut file = tempfile::tempfile().unwrap();
+    std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
+    std::io::Seek::rewind(&mut file).unwrap();
+    let mut reader = BufReader::with_capacity(4, file);
+    let mut parts = Vec::new();
+    loop {
+        let mut out = Vec::new();
+        let n = read_records(&mut reader, limit, &mut out).unwrap();
+        if n == 0 {
+            break;
+        }
+        parts.push(String::from_utf8(out).unwrap());
+    }
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+    assert!(rest.is_empty());
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_all;
+
+    #[test]
+    fn records_split_on_newlines_outside_quotes_only() {
+        let text = "1,\"a\nb\"\n2,x\n\n3,\"\"\"q\"\"\"\r\n4,y";
+        assert_eq!(split_all(text, 2), vec!["1,\"a\nb\"\n2,x\n", "3,\"\"\"q\"\"\"\r\n4,y\n"]);
+        assert_eq!(split_all(text, 3), vec!["1,\"a\nb\"\n2,x\n3,\"\"\"q\"\"\"\r\n", "4,y\n"]);
+        assert_eq!(split_all("1\n2\n", 5), vec!["1\n2\n"]);
+        assert!(split_all("\n\n", 5).is_empty());
+    }
 }

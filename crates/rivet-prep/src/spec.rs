@@ -110,6 +110,37 @@ pub enum Step {
         /// What an unseen category becomes (`error` or `ignore`).
         unseen: Unseen,
     },
+    /// The interval each value falls in, as numpy's `digitize`: 0 below `boundaries[0]`, `i`
+    /// for `boundaries[i-1] <= x < boundaries[i]`, `boundaries.len()` at or above the last.
+    /// A missing value stays missing.
+    Bucketize {
+        /// The columns.
+        columns: Vec<String>,
+        /// Finite, strictly increasing edges.
+        boundaries: Vec<f64>,
+    },
+    /// Parts of a timestamp as features `COLUMN_PART` that replace the column, at the end. The
+    /// column holds text: RFC 3339 (converted to UTC), `YYYY-MM-DD[ HH:MM:SS[.f]]` with a space
+    /// or `T`, or what `format` (chrono's `strftime` syntax) says. A missing timestamp gives
+    /// missing parts; an unparsable one is an error naming its row.
+    Datetime {
+        /// The timestamp column.
+        column: String,
+        /// Which parts, in this order.
+        parts: Vec<DatetimePart>,
+        /// An explicit format, for example `"%d/%m/%Y %H:%M"`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        format: Option<String>,
+    },
+    /// A new column (or a replaced one) computed from others: numbers, column names (in
+    /// backticks when they hold other characters), `+ - * /`, unary minus and parentheses, in
+    /// f64. A missing input gives a missing result.
+    Derive {
+        /// The column it writes.
+        name: String,
+        /// The arithmetic, for example `"income / (household + 1)"`.
+        expr: String,
+    },
     /// Limit to `[min, max]` (either may be left out).
     Clip {
         /// The columns.
@@ -121,6 +152,44 @@ pub enum Step {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max: Option<f64>,
     },
+}
+
+/// A part of a timestamp that [`Step::Datetime`] extracts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DatetimePart {
+    /// The year.
+    Year,
+    /// 1 to 12.
+    Month,
+    /// Day of the month, 1 to 31.
+    Day,
+    /// 0 to 23.
+    Hour,
+    /// 0 to 59.
+    Minute,
+    /// 0 to 59 (a leap second counts as 59).
+    Second,
+    /// Monday 0 to Sunday 6 (pandas' `dayofweek`).
+    Weekday,
+    /// 1 to 366.
+    DayOfYear,
+}
+
+impl DatetimePart {
+    /// The part's name as written in a spec and in feature names.
+    pub fn name(self) -> &'static str {
+        match self {
+            DatetimePart::Year => "year",
+            DatetimePart::Month => "month",
+            DatetimePart::Day => "day",
+            DatetimePart::Hour => "hour",
+            DatetimePart::Minute => "minute",
+            DatetimePart::Second => "second",
+            DatetimePart::Weekday => "weekday",
+            DatetimePart::DayOfYear => "day_of_year",
+        }
+    }
 }
 
 fn unit_range() -> [f64; 2] {
@@ -140,6 +209,9 @@ impl Step {
             Step::MinMaxScale { .. } => "min_max_scale",
             Step::Log1p { .. } => "log1p",
             Step::Clip { .. } => "clip",
+            Step::Bucketize { .. } => "bucketize",
+            Step::Datetime { .. } => "datetime",
+            Step::Derive { .. } => "derive",
             Step::OneHot { .. } => "one_hot",
             Step::Ordinal { .. } => "ordinal",
         }
@@ -202,6 +274,29 @@ impl PipelineSpec {
                         "steps[{i}] (op \"min_max_scale\"): range {range:?} must have min < max"
                     )));
                 }
+            }
+        }
+        for (i, step) in steps.iter().enumerate() {
+            let at = format!("steps[{i}] (op \"{}\")", step.op());
+            match step {
+                Step::Bucketize { boundaries, .. } => {
+                    if boundaries.is_empty()
+                        || boundaries.iter().any(|b| !b.is_finite())
+                        || boundaries.windows(2).any(|w| w[0] >= w[1])
+                    {
+                        return Err(PrepError::Spec(format!(
+                            "{at}: boundaries {boundaries:?} must be finite and strictly increasing, at least one"
+                        )));
+                    }
+                }
+                Step::Datetime { parts, .. } if parts.is_empty() => {
+                    return Err(PrepError::Spec(format!("{at}: `parts` lists no part")));
+                }
+                Step::Derive { expr, .. } => {
+                    crate::expr::Expr::parse(expr)
+                        .map_err(|e| PrepError::Spec(format!("{at}: expr: {e}")))?;
+                }
+                _ => {}
             }
         }
         Ok(PipelineSpec { steps })
