@@ -85,7 +85,7 @@ def fit(train: pd.DataFrame) -> Fitted:
 
 def transform(fitted: Fitted, df: pd.DataFrame) -> np.ndarray:
     out, _ = _steps(df, fitted)
-    return out[FEATURES].to_numpy(dtype=np.float32)
+    return np.ascontiguousarray(out[FEATURES].to_numpy(dtype=np.float32))
 
 
 def read(path: str) -> pd.DataFrame:

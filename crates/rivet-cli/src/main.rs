@@ -159,9 +159,9 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::bench(&args),
         Command::BenchWorker => return bench::worker::main(),
         #[cfg(feature = "prep")]
-        Command::Prep(command) => prep::prep(&command),
+        Command::Prep(command) => return prep::prep(&command),
         #[cfg(feature = "prep")]
-        Command::Predict(args) => prep::predict(&args),
+        Command::Predict(args) => return prep::predict(&args),
         #[cfg(feature = "serve")]
         Command::Serve(args) => return serve::serve(&args),
     };

@@ -74,22 +74,38 @@ pub(crate) struct PredictArgs {
     pub(crate) load: LoadArgs,
 }
 
-fn prep_error(e: PrepError) -> rivet::Error {
-    rivet::Error::unsupported("prep", e.to_string())
+/// A failed command's message: a preprocessing error, or one of loading or running the model.
+type Failure = Box<dyn std::error::Error>;
+
+fn prep_error(e: PrepError) -> Failure {
+    e.into()
 }
 
-fn check_batch(batch_size: usize) -> rivet::Result<()> {
+fn check_batch(batch_size: usize) -> Result<(), Failure> {
     if batch_size == 0 {
-        return Err(rivet::Error::InvalidInput {
-            input: None,
-            message: "--batch-size must be at least 1".into(),
-        });
+        return Err("--batch-size must be at least 1".into());
     }
     Ok(())
 }
 
-/// Runs a `rivet prep` subcommand.
-pub(crate) fn prep(command: &PrepCommand) -> rivet::Result<ExitCode> {
+fn report(result: Result<ExitCode, Failure>) -> ExitCode {
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+/// Runs a `rivet prep` subcommand; an error is printed as one `error:` line.
+pub(crate) fn prep(command: &PrepCommand) -> ExitCode {
+    report(run_prep(command))
+}
+
+/// Runs `rivet predict`; an error is printed as one `error:` line.
+pub(crate) fn predict(args: &PredictArgs) -> ExitCode {
+    report(run_predict(args))
+}
+
+fn run_prep(command: &PrepCommand) -> Result<ExitCode, Failure> {
     match command {
         PrepCommand::Fit { spec, data, out } => {
             let spec = PipelineSpec::from_file(spec).map_err(prep_error)?;
@@ -129,16 +145,16 @@ pub(crate) fn prep(command: &PrepCommand) -> rivet::Result<ExitCode> {
     }
 }
 
-/// Runs `rivet predict`.
-pub(crate) fn predict(args: &PredictArgs) -> rivet::Result<ExitCode> {
+fn run_predict(args: &PredictArgs) -> Result<ExitCode, Failure> {
     check_batch(args.batch_size)?;
     let start = Instant::now();
     let pipeline_path = args.pipeline.clone().unwrap_or_else(|| Scorer::pipeline_beside(&args.model));
     if args.pipeline.is_none() && !pipeline_path.exists() {
-        return Err(rivet::Error::file(
-            &pipeline_path,
-            "no --pipeline given and no fitted pipeline beside the model (NAME.pipeline.json)",
-        ));
+        return Err(format!(
+            "no --pipeline given and no fitted pipeline beside the model ({} does not exist)",
+            pipeline_path.display()
+        )
+        .into());
     }
     let pipeline = FittedPipeline::load(&pipeline_path).map_err(prep_error)?;
     let model = rivet::load(&args.model, &args.load.options(&args.backend)?)?;
@@ -165,7 +181,7 @@ pub(crate) fn predict(args: &PredictArgs) -> rivet::Result<ExitCode> {
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
     eprintln!(
-        "{} rows in {} batches on {backend} -> {} in {seconds:.2} s ({:.0} rows/s)",
+        "{} rows in {} batch(es) on {backend} -> {} in {seconds:.2} s ({:.0} rows/s)",
         summary.rows,
         summary.batches,
         display(&args.out),

@@ -17,6 +17,8 @@ pub mod spec;
 
 pub use error::PrepError;
 pub use pipeline::{Fitted, FittedPipeline, InputColumn};
+/// The Polars this crate is built on, for in-memory `DataFrame` sources.
+pub use polars;
 pub use scorer::{ScoreSummary, Scorer};
 pub use sink::{NpySink, TableSink};
 pub use source::{read_table, TableBatches};

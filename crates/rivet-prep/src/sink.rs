@@ -58,9 +58,13 @@ impl TableSink {
                 Writer::Csv(CsvWriter::new(file).batched(df.schema()).map_err(error)?)
             });
         }
+        // The Parquet writer needs every column in the same chunks (columns copied from the
+        // input may come in several).
+        let mut df = df.clone();
+        df.rechunk_mut();
         match self.writer.as_mut() {
-            Some(Writer::Csv(w)) => w.write_batch(df).map_err(error)?,
-            Some(Writer::Parquet(w)) => w.write_batch(df).map_err(error)?,
+            Some(Writer::Csv(w)) => w.write_batch(&df).map_err(error)?,
+            Some(Writer::Parquet(w)) => w.write_batch(&df).map_err(error)?,
             None => {}
         }
         self.rows += df.height();

@@ -23,8 +23,11 @@ pub fn read_table(path: &Path) -> Result<DataFrame, PrepError> {
         if std::fs::metadata(path).map_err(|e| PrepError::io(path, e))?.len() == 0 {
             return Err(PrepError::io(path, "the file is empty"));
         }
+        // Types are inferred from every row, so that a value that does not fit the column's
+        // first rows leaves it text and the step that reads it names that value's row.
         CsvReadOptions::default()
             .with_has_header(true)
+            .with_infer_schema_length(None)
             .try_into_reader_with_file_path(Some(path.into()))
             .and_then(|r| r.finish())
     };
@@ -127,14 +130,17 @@ impl TableBatches {
                 if let Some(schema) = schema.clone() {
                     options = options.with_schema(Some(schema));
                 }
-                let df = options.into_reader_with_file_handle(Cursor::new(chunk)).finish().map_err(|e| {
-                    PrepError::Data(format!(
-                        "{}: rows {} to {}: {e}",
-                        path.display(),
-                        self.rows_read,
-                        self.rows_read + records - 1
-                    ))
-                })?;
+                let df = match options.into_reader_with_file_handle(Cursor::new(&chunk)).finish() {
+                    Ok(df) => df,
+                    Err(e) => {
+                        let first = self.rows_read;
+                        return Err(schema
+                            .as_ref()
+                            .and_then(|schema| unparsable(&chunk, schema, first))
+                            .unwrap_or_else(|| format!("rows {first} to {}: {e}", first + records - 1)))
+                        .map_err(|message| PrepError::Data(format!("{}: {message}", path.display())));
+                    }
+                };
                 schema.get_or_insert_with(|| df.schema().clone());
                 df
             }
@@ -150,6 +156,31 @@ impl Iterator for TableBatches {
     fn next(&mut self) -> Option<Self::Item> {
         self.next_batch().transpose()
     }
+}
+
+/// Why a CSV batch did not parse with the first batch's column types: the first value that
+/// does not convert, by column and row (`first_row` is the batch's first row in the file).
+fn unparsable(chunk: &[u8], schema: &Schema, first_row: usize) -> Option<String> {
+    let df = CsvReadOptions::default()
+        .with_has_header(true)
+        .with_infer_schema_length(Some(0))
+        .into_reader_with_file_handle(Cursor::new(chunk))
+        .finish()
+        .ok()?;
+    for (name, dtype) in schema.iter() {
+        let text = df.column(name.as_str()).ok()?.as_materialized_series().str().ok()?.clone();
+        let cast = text.clone().into_series().cast(dtype).ok()?;
+        let bad =
+            text.iter().zip(cast.is_null().iter()).position(|(t, null)| t.is_some() && null.unwrap_or(false));
+        if let Some(row) = bad {
+            let value = text.get(row).unwrap_or_default();
+            return Some(format!(
+                "column \"{name}\", row {}: \"{value}\" is not {dtype} like the rows before it",
+                first_row + row
+            ));
+        }
+    }
+    None
 }
 
 /// Appends up to `limit` CSV records (lines, where a newline inside double quotes does not end
