@@ -11,7 +11,7 @@ PROFILE ?= release
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 PKG := crates/rivet-capi/pkg
 
-.PHONY: setup build demo test bench bench-compare bench-startup bench-serve lint models install test-c fuzz fuzz-cmin
+.PHONY: setup build demo test bench bench-compare bench-startup bench-serve bench-prep lint models install test-c fuzz fuzz-cmin
 
 setup:
 	./bootstrap.sh
@@ -22,10 +22,15 @@ build: setup
 	$(CARGO) build --workspace
 
 ## Runs `rivet bench` over every bundled model on every backend that can load it: the table,
-## then where the JSON, Markdown and chart are.
+## then where the JSON, Markdown and chart are. Then scores a generated 100,000-row customer
+## table with the tabular example (`rivet predict`: pipeline and churn model) into
+## target/demo/churn.parquet.
 demo: build
 	./target/debug/rivet bench $(DEMO_MODELS) --concurrency 1,2 \
 	  --json target/demo/bench.json --markdown target/demo/bench.md --plot target/demo/bench.svg
+	.venv/bin/python models/tabular/generate.py --rows 100000 --seed 42 --unseen --out target/demo/customers.csv
+	./target/debug/rivet predict --model models/tabular/tabular.onnx --data target/demo/customers.csv \
+	  --id-column customer_id --out target/demo/churn.parquet
 
 ## librivet (the C ABI and the C++ API) and the tch backend library it loads on demand
 ## (librivet_tch.so, beside it), with headers (rivet.h, rivet.hpp, rivet/cxx.hpp and what it
@@ -143,6 +148,16 @@ bench-serve: setup
 	  $(MLSERVER_VENV)/bin/pip install --quiet --disable-pip-version-check mlserver==1.7.1 onnxruntime==1.31.1; }
 	.venv/bin/python benches/python/serve_bench.py --rivet target/release/rivet \
 	  --mlserver-venv $(MLSERVER_VENV) --perf-analyzer .venv/perf_analyzer/perf_analyzer
+
+## Preprocessing and batch scoring (release build) against pandas + scikit-learn (+ onnxruntime)
+## on a generated PREP_ROWS-row table as CSV and as Parquet: checks the outputs agree within
+## 1e-6, then prints wall time and peak RSS of each side and the ratios next to their goals.
+PREP_ROWS ?= 1000000
+PREP_REPEAT ?= 3
+bench-prep: setup
+	$(CARGO) build --release -p rivet-cli
+	.venv/bin/python benches/python/prep_bench.py --rivet target/release/rivet --rows $(PREP_ROWS) \
+	  --repeat $(PREP_REPEAT) --json target/bench/prep.json
 
 lint: setup
 	$(CARGO) fmt --all -- --check

@@ -117,6 +117,19 @@ fn predictions_match_pytorch_on_every_backend_and_format() {
             assert!((g - f64::from(*w)).abs() <= 1e-5, "{backend} {out:?} row {row}: {g} vs PyTorch {w}");
         }
     }
+    // The same from Rust, in one call on an in-memory table: the model carries its pipeline.
+    let model = tabular("tabular.onnx");
+    let options = rivet::LoadOptions { backend: rivet::Backend::ORT, ..rivet::LoadOptions::default() };
+    let pipeline = rivet_prep::FittedPipeline::load(&rivet_prep::Scorer::pipeline_beside(&model)).unwrap();
+    let scorer =
+        rivet_prep::Scorer::new(std::sync::Arc::from(rivet::load(&model, &options).unwrap()), pipeline)
+            .unwrap();
+    let outputs = scorer.predict(&rivet_prep::read_table(&d.join("test.parquet")).unwrap()).unwrap();
+    let (name, tensor) = outputs.iter().next().unwrap();
+    assert_eq!((name, tensor.shape()), ("churn_probability", &[3000, 1][..]));
+    for (row, (g, w)) in tensor.as_slice::<f32>().unwrap().iter().zip(&want).enumerate() {
+        assert!((g - w).abs() <= 1e-5, "Scorer::predict row {row}: {g} vs PyTorch {w}");
+    }
 }
 
 #[test]

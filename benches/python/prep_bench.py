@@ -1,0 +1,143 @@
+"""Rivet's preprocessing and batch scoring against pandas + scikit-learn (+ onnxruntime) on the
+tabular example, on one generated table as CSV and as Parquet (`make bench-prep`).
+
+Both sides are fitted on the same 20,000-row training table beforehand (Rivet's committed
+models/tabular/tabular.pipeline.json; tabular_sklearn.fit pickled), so what is timed is what a
+production job does: read the table, transform it, (score it,) write the result.
+
+- preprocessing: `rivet prep transform` against `tabular_sklearn.py transform`, each writing a
+  [rows, 16] f32 .npy;
+- end to end: `rivet predict --backend ort` against `tabular_sklearn.py predict` (pandas,
+  scikit-learn, onnxruntime), each writing customer_id and churn_probability as Parquet.
+
+Every run is its own process; wall time and peak RSS (the child's ru_maxrss) are the medians of
+--repeat runs, taken side by side. Outputs are checked to agree within 1e-6 before any figure is
+printed. Prints a table and the ratios next to the issue's goals; --json writes them.
+
+usage: prep_bench.py --rivet target/release/rivet [--rows 1000000] [--repeat 3] [--json FILE]
+"""
+
+import argparse
+import json
+import os
+import pickle
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "models" / "tabular"))
+sys.path.insert(0, str(HERE))
+import generate  # noqa: E402
+import tabular_sklearn  # noqa: E402
+
+TOLERANCE = 1e-6
+
+
+def measure(command: list[str]) -> tuple[float, float]:
+    """Runs `command` once; returns (wall seconds, peak RSS MiB)."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    stderr = process.stderr.read().decode()
+    process.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{' '.join(command)} failed:\n{stderr}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def median_runs(commands: dict[str, list[str]], repeat: int) -> dict[str, tuple[float, float]]:
+    """Runs the commands alternately `repeat` times; medians of wall time and peak RSS."""
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
+    for _ in range(repeat):
+        for name, command in commands.items():
+            runs[name].append(measure(command))
+    return {name: (statistics.median(w for w, _ in r), statistics.median(m for _, m in r)) for name, r in runs.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rivet", required=True)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    rivet = str(Path(args.rivet).resolve())
+    python = sys.executable
+    twin = str(HERE / "tabular_sklearn.py")
+    pipeline = str(ROOT / "models" / "tabular" / "tabular.pipeline.json")
+    model = str(ROOT / "models" / "tabular" / "tabular.onnx")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        fitted = tmp / "sklearn.pkl"
+        with open(fitted, "wb") as f:
+            pickle.dump(tabular_sklearn.fit(generate.generate(20_000, seed=1, label=True)), f)
+        print(f"generating {args.rows:,} rows (seed 11, with unseen regions)...", flush=True)
+        table = generate.generate(args.rows, seed=11, unseen=True)
+        table.to_csv(tmp / "data.csv", index=False, na_rep="")
+        table.to_parquet(tmp / "data.parquet", index=False)
+        del table
+        sizes = {fmt: (tmp / f"data.{fmt}").stat().st_size / 2**20 for fmt in ("csv", "parquet")}
+
+        results = []
+        for fmt in ("csv", "parquet"):
+            data = str(tmp / f"data.{fmt}")
+            prep = median_runs({
+                "rivet": [rivet, "prep", "transform", "--pipeline", pipeline, "--data", data,
+                          "--out", str(tmp / "rivet.npy")],
+                "python": [python, twin, "transform", str(fitted), data, str(tmp / "python.npy")],
+            }, args.repeat)
+            a, b = np.load(tmp / "rivet.npy"), np.load(tmp / "python.npy")
+            diff = float(np.abs(a.astype(np.float64) - b).max())
+            if a.shape != b.shape or diff > TOLERANCE:
+                sys.exit(f"{fmt}: features differ: {a.shape} vs {b.shape}, max |diff| {diff}")
+            score = median_runs({
+                "rivet": [rivet, "predict", "--model", model, "--pipeline", pipeline, "--backend", "ort",
+                          "--data", data, "--out", str(tmp / "rivet.parquet"), "--id-column", "customer_id"],
+                "python": [python, twin, "predict", str(fitted), model, data, str(tmp / "python.parquet"),
+                           "customer_id"],
+            }, args.repeat)
+            r, p = pd.read_parquet(tmp / "rivet.parquet"), pd.read_parquet(tmp / "python.parquet")
+            if list(r.columns) != list(p.columns) or not (r["customer_id"] == p["customer_id"]).all():
+                sys.exit(f"{fmt}: prediction tables differ: {list(r.columns)} vs {list(p.columns)}")
+            pdiff = float(np.abs(r["churn_probability"].to_numpy(np.float64) - p["churn_probability"]).max())
+            if pdiff > TOLERANCE:
+                sys.exit(f"{fmt}: predictions differ by {pdiff}")
+            for job, measured, d in (("preprocess", prep, diff), ("predict", score, pdiff)):
+                results.append({
+                    "format": fmt, "job": job, "rows": args.rows, "input_mib": round(sizes[fmt], 1),
+                    "rivet_s": measured["rivet"][0], "python_s": measured["python"][0],
+                    "rivet_rss_mib": measured["rivet"][1], "python_rss_mib": measured["python"][1],
+                    "speedup": measured["python"][0] / measured["rivet"][0],
+                    "rss_ratio": measured["rivet"][1] / measured["python"][1],
+                    "max_abs_diff": d,
+                })
+
+    print(f"\n{args.rows:,} rows, median of {args.repeat} runs each, outputs agree within {TOLERANCE:g}")
+    header = f"{'job':<11}{'input':<9}{'rivet s':>9}{'python s':>10}{'speedup':>9}" \
+             f"{'rivet MiB':>11}{'python MiB':>12}{'RSS ratio':>11}{'max |diff|':>12}"
+    print(header)
+    for r in results:
+        print(f"{r['job']:<11}{r['format']:<9}{r['rivet_s']:>9.2f}{r['python_s']:>10.2f}{r['speedup']:>8.2f}x"
+              f"{r['rivet_rss_mib']:>11.0f}{r['python_rss_mib']:>12.0f}{r['rss_ratio']:>10.2f}x{r['max_abs_diff']:>12.1e}")
+    print("\ngoals: preprocess >= 5x faster at <= 0.5x the peak RSS; predict (end to end) >= 3x faster")
+    for r in results:
+        goal = (r["speedup"] >= 5 and r["rss_ratio"] <= 0.5) if r["job"] == "preprocess" else r["speedup"] >= 3
+        print(f"  {r['job']} {r['format']}: {r['speedup']:.2f}x, RSS {r['rss_ratio']:.2f}x -> "
+              f"{'met' if goal else 'MISSED'}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
