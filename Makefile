@@ -46,7 +46,7 @@ install: setup
 	install -m 644 target/$(PROFILE)/librivet.a $(PREFIX)/lib/librivet.a
 	install -m 644 include/rivet.h include/rivet.hpp $(PREFIX)/include/
 	install -d $(PREFIX)/include/rivet $(PREFIX)/include/rust
-	install -m 644 include/rivet/cxx.hpp include/rivet/bridge.h include/rivet/scorer.h include/rivet/dlpack.h \
+	install -m 644 include/rivet/cxx.hpp include/rivet/bridge.h include/rivet/scorer.h include/rivet/dlpack.h include/rivet/arrow.h \
 	  $(PREFIX)/include/rivet/
 	install -m 644 "$$($(CARGO) metadata --format-version 1 --locked | python3 -c \
 	  'import json, sys; print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"] == "cxx").replace("Cargo.toml", "include/cxx.h"))')" \

@@ -24,6 +24,12 @@
  * one, <rivet/dlpack.h>: Rivet's copy of the same definitions. */
 struct DLManagedTensorVersioned;
 
+/* Arrow's C Data Interface (https://arrow.apache.org/docs/format/CDataInterface.html), used by
+ * rivet_pipeline_transform_arrow and rivet_model_predict_arrow, is only named here too. Its
+ * definitions come from Arrow's own headers or, without them, <rivet/arrow.h>. */
+struct ArrowArray;
+struct ArrowSchema;
+
 
 // The ABI version this header describes. Compare with `rivet_abi_version()` at run time: a
 // library with another value is incompatible.
@@ -47,6 +53,10 @@ typedef struct rivet_model_t rivet_model_t;
 // tensors too (keep one longer with `rivet_tensor_clone`, which shares its data). Independent
 // of the model: it may outlive it. Read-only, so several threads may read one at once.
 typedef struct rivet_outputs_t rivet_outputs_t;
+
+// A fitted preprocessing pipeline. Read-only once loaded: any number of threads may use one
+// at once. Freed with `rivet_pipeline_free`.
+typedef struct rivet_pipeline_t rivet_pipeline_t;
 
 // A tensor handle: a Rivet [`Tensor`], whose bytes are Rivet's own, shared with other handles
 // (outputs, clones), or foreign (a caller's view, a DLPack import) with one release path.
@@ -110,6 +120,12 @@ typedef uint32_t rivet_device_t;
 
 // A CUDA GPU (with an ordinal).
 #define RIVET_DEVICE_CUDA 1
+
+// The table does not fit the pipeline (a missing column, a wrong type, an unparsable value, an
+// unseen category under the "error" policy, a value left missing or infinite: the message
+// names the step, column and row), the pipeline file is malformed, or the Arrow data is not a
+// record batch.
+#define RIVET_ERROR_PREPROCESS 10
 
 // Not known (a model input whose dtype the model does not declare).
 #define RIVET_DTYPE_UNKNOWN 0
@@ -307,6 +323,66 @@ struct rivet_error_t *rivet_load_options_set_intra_op_threads(struct rivet_load_
 // # Safety
 // As `rivet_load_options_set_backend`.
 struct rivet_error_t *rivet_load_options_set_inter_op_threads(struct rivet_load_options_t *options, size_t threads);
+
+// Loads a fitted pipeline written by `rivet prep fit` (or `FittedPipeline::save`). `*out`
+// receives a pipeline the caller frees with `rivet_pipeline_free`; untouched on failure
+// (`RIVET_ERROR_IO` for a file that cannot be read, `RIVET_ERROR_PREPROCESS` for a malformed
+// one or another format version).
+//
+// Thread-safe: may be called from any thread.
+//
+// # Safety
+// `path` must be NULL or NUL-terminated; `out` NULL or writable.
+struct rivet_error_t *rivet_pipeline_load(const char *path, struct rivet_pipeline_t **out);
+
+// Frees a pipeline. NULL is ignored.
+//
+// # Safety
+// Handle arguments must be NULL or live handles created by Rivet.
+void rivet_pipeline_free(struct rivet_pipeline_t *pipeline);
+
+// The number of features a transform makes (the tensor's second dimension); 0 for NULL.
+//
+// # Safety
+// Handle arguments must be NULL or live handles created by Rivet.
+size_t rivet_pipeline_feature_count(const struct rivet_pipeline_t *pipeline);
+
+// The name of feature `index`, or NULL when `pipeline` is NULL or `index` out of range.
+// Borrowed from the pipeline: valid until `rivet_pipeline_free`.
+//
+// # Safety
+// Handle arguments must be NULL or live handles created by Rivet.
+const char *rivet_pipeline_feature_name(const struct rivet_pipeline_t *pipeline, size_t index);
+
+// Transforms an Arrow record batch (a struct array of columns, `schema` of format `+s`) with
+// the pipeline. `*out` receives a `[rows, features]` f32 tensor the caller frees with
+// `rivet_tensor_free`; untouched on failure.
+//
+// Ownership: Rivet takes `array` and `schema` whenever both are non-NULL and unreleased, also
+// when the call fails. Their release callbacks then run exactly once, by Rivet (`schema`'s
+// during the call, `array`'s once the data is no longer needed, at the latest before this
+// returns), and the caller's structs are marked released (`release` set to NULL) on return.
+// Primitive columns are read in place, not copied.
+//
+// Thread-safe: one pipeline may transform on many threads at once.
+//
+// # Safety
+// `pipeline` NULL or live; `array` and `schema` NULL or valid C Data Interface structs, `array`
+// laid out as `schema` says; `out` NULL or writable.
+struct rivet_error_t *rivet_pipeline_transform_arrow(const struct rivet_pipeline_t *pipeline, struct ArrowArray *array, struct ArrowSchema *schema, struct rivet_tensor_t **out);
+
+// Raw table in, predictions out: transforms an Arrow record batch with the pipeline and runs
+// the model on the features (its one input). `*out` receives the outputs, freed with
+// `rivet_outputs_free`; untouched on failure. Ownership of `array` and `schema` as in
+// `rivet_pipeline_transform_arrow`. Errors: `RIVET_ERROR_PREPROCESS` for the table, the
+// model's own codes for the run (`RIVET_ERROR_INVALID_INPUT` when the features do not fit its
+// signature).
+//
+// Thread-safe: as `rivet_model_run` and `rivet_pipeline_transform_arrow`.
+//
+// # Safety
+// As `rivet_pipeline_transform_arrow`; `model` NULL or live.
+struct rivet_error_t *rivet_model_predict_arrow(const struct rivet_model_t *model, const struct rivet_pipeline_t *pipeline, struct ArrowArray *array, struct ArrowSchema *schema, struct rivet_outputs_t **out);
 
 // Runs the model.
 //

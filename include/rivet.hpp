@@ -209,6 +209,8 @@ struct TensorInfo {
   std::vector<std::int64_t> shape; ///< -1 for dynamic dimensions
 };
 
+class Pipeline;
+
 /// A loaded model (rivet_model_t). Safe to run from many threads at once.
 class Model {
  public:
@@ -255,10 +257,26 @@ class Model {
     return run_raw(names.data(), inputs);
   }
 
+  /// Raw table in, predictions out: an Arrow record batch through `pipeline`, then the model
+  /// (rivet_model_predict_arrow). Takes `array` and `schema`, also when it throws: their release
+  /// callbacks run once, by Rivet.
+  std::vector<Tensor> predict(const Pipeline& pipeline, ArrowArray* array, ArrowSchema* schema) const;
+
   rivet_model_t* get() const noexcept { return raw_; }
 
  private:
   explicit Model(rivet_model_t* raw) noexcept : raw_(raw) {}
+
+  static std::vector<Tensor> take_outputs(rivet_outputs_t* raw_outputs) {
+    // Each output becomes a Tensor sharing its data (no copy), then the outputs handle goes.
+    std::unique_ptr<rivet_outputs_t, void (*)(rivet_outputs_t*)> guard(raw_outputs, rivet_outputs_free);
+    std::vector<Tensor> outputs;
+    outputs.reserve(rivet_outputs_count(raw_outputs));
+    for (std::size_t i = 0; i < rivet_outputs_count(raw_outputs); ++i) {
+      outputs.push_back(Tensor::share(rivet_outputs_get(raw_outputs, i)));
+    }
+    return outputs;
+  }
 
   TensorInfo info(std::size_t index, bool output) const {
     rivet_tensor_info_t raw{};
@@ -273,18 +291,62 @@ class Model {
     for (const Tensor* t : inputs) raw_inputs.push_back(t ? t->get() : nullptr);
     rivet_outputs_t* raw_outputs = nullptr;
     detail::check(rivet_model_run(raw_, names, raw_inputs.data(), raw_inputs.size(), &raw_outputs));
-    // Each output becomes a Tensor sharing its data (no copy), then the outputs handle goes.
-    std::unique_ptr<rivet_outputs_t, void (*)(rivet_outputs_t*)> guard(raw_outputs, rivet_outputs_free);
-    std::vector<Tensor> outputs;
-    outputs.reserve(rivet_outputs_count(raw_outputs));
-    for (std::size_t i = 0; i < rivet_outputs_count(raw_outputs); ++i) {
-      outputs.push_back(Tensor::share(rivet_outputs_get(raw_outputs, i)));
-    }
-    return outputs;
+    return take_outputs(raw_outputs);
   }
 
   rivet_model_t* raw_ = nullptr;
 };
+
+/// A fitted preprocessing pipeline (rivet_pipeline_t), as `rivet prep fit` writes it. Safe to
+/// use from many threads at once.
+class Pipeline {
+ public:
+  static Pipeline load(const std::string& path) {
+    rivet_pipeline_t* raw = nullptr;
+    detail::check(rivet_pipeline_load(path.c_str(), &raw));
+    return Pipeline(raw);
+  }
+  ~Pipeline() { rivet_pipeline_free(raw_); }
+  Pipeline(Pipeline&& other) noexcept : raw_(std::exchange(other.raw_, nullptr)) {}
+  Pipeline& operator=(Pipeline&& other) noexcept {
+    if (this != &other) {
+      rivet_pipeline_free(raw_);
+      raw_ = std::exchange(other.raw_, nullptr);
+    }
+    return *this;
+  }
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
+
+  /// The feature names, in tensor column order.
+  std::vector<std::string> features() const {
+    std::vector<std::string> names;
+    for (std::size_t i = 0; i < rivet_pipeline_feature_count(raw_); ++i) {
+      names.emplace_back(rivet_pipeline_feature_name(raw_, i));
+    }
+    return names;
+  }
+
+  /// An Arrow record batch as a [rows, features] f32 tensor (rivet_pipeline_transform_arrow).
+  /// Takes `array` and `schema`, also when it throws.
+  Tensor transform(ArrowArray* array, ArrowSchema* schema) const {
+    rivet_tensor_t* raw = nullptr;
+    detail::check(rivet_pipeline_transform_arrow(raw_, array, schema, &raw));
+    return Tensor(raw);
+  }
+
+  rivet_pipeline_t* get() const noexcept { return raw_; }
+
+ private:
+  explicit Pipeline(rivet_pipeline_t* raw) noexcept : raw_(raw) {}
+  rivet_pipeline_t* raw_ = nullptr;
+};
+
+inline std::vector<Tensor> Model::predict(const Pipeline& pipeline, ArrowArray* array, ArrowSchema* schema) const {
+  rivet_outputs_t* raw_outputs = nullptr;
+  detail::check(rivet_model_predict_arrow(raw_, pipeline.get(), array, schema, &raw_outputs));
+  return take_outputs(raw_outputs);
+}
 
 }  // namespace rivet
 

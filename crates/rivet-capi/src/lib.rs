@@ -15,6 +15,7 @@ pub mod dlpack;
 mod error;
 mod model;
 mod options;
+mod prep;
 mod run;
 mod tensor;
 
@@ -23,6 +24,7 @@ use std::ffi::c_char;
 pub use error::*;
 pub use model::*;
 pub use options::*;
+pub use prep::*;
 pub use run::*;
 pub use tensor::*;
 

@@ -74,17 +74,22 @@ pub unsafe extern "C" fn rivet_model_run(
             Inputs::Named(named)
         };
         let results = model.model.run_tensors(bound)?;
-        // Declared names are shared; a model that names none gets output_0, output_1...
-        let names = if results.len() == model.output_names.len() {
-            Arc::clone(&model.output_names)
-        } else {
-            (0..results.len()).map(|i| c_string(&format!("output_{i}"))).collect()
-        };
-        let tensors = results.into_iter().map(rivet_tensor_t::new).collect();
         // SAFETY: checked non-NULL; writable by the caller's contract.
-        unsafe { *out = Box::into_raw(Box::new(rivet_outputs_t { tensors, names })) };
+        unsafe { *out = Box::into_raw(Box::new(outputs_of(model, results))) };
         Ok(())
     })
+}
+
+/// The outputs handle of a run of `model`.
+pub(crate) fn outputs_of(model: &rivet_model_t, results: Vec<rivet::Tensor>) -> rivet_outputs_t {
+    // Declared names are shared; a model that names none gets output_0, output_1...
+    let names = if results.len() == model.output_names.len() {
+        Arc::clone(&model.output_names)
+    } else {
+        (0..results.len()).map(|i| c_string(&format!("output_{i}"))).collect()
+    };
+    let tensors = results.into_iter().map(rivet_tensor_t::new).collect();
+    rivet_outputs_t { tensors, names }
 }
 
 /// Frees the outputs of a run and the tensors borrowed from them. NULL is ignored. Tensors

@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+pub mod arrow;
 mod error;
 mod expr;
 pub mod pipeline;
