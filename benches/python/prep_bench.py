@@ -10,8 +10,8 @@ production job does: read the table, transform it, (score it,) write the result.
 - end to end: `rivet predict --backend ort` against `tabular_sklearn.py predict` (pandas,
   scikit-learn, onnxruntime), each writing customer_id and churn_probability as Parquet.
 
-Every run is its own process; wall time and peak RSS (the child's ru_maxrss) are the medians of
---repeat runs, taken side by side. Outputs are checked to agree within 1e-6 before any figure is
+Every run is its own process; wall time and peak RSS (GNU time's %M) are the medians of
+--repeat runs, the two sides alternating, after one untimed round that warms the page cache. Outputs are checked to agree within 1e-6 before any figure is
 printed. Prints a table and the ratios next to the issue's goals; --json writes them.
 
 usage: prep_bench.py --rivet target/release/rivet [--rows 1000000] [--repeat 3] [--json FILE]
@@ -19,7 +19,6 @@ usage: prep_bench.py --rivet target/release/rivet [--rows 1000000] [--repeat 3] 
 
 import argparse
 import json
-import os
 import pickle
 import statistics
 import subprocess
@@ -42,24 +41,29 @@ TOLERANCE = 1e-6
 
 
 def measure(command: list[str]) -> tuple[float, float]:
-    """Runs `command` once; returns (wall seconds, peak RSS MiB)."""
-    start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - start
-    stderr = process.stderr.read().decode()
-    process.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"{' '.join(command)} failed:\n{stderr}")
-    return wall, usage.ru_maxrss / 1024
+    """Runs `command` once; returns (wall seconds, peak RSS MiB). The peak comes from GNU time
+    (`/usr/bin/time -f %M`), which runs the command as its own small child: the kernel keeps a
+    process's peak across exec, so a child forked from this Python process (which holds the
+    generated table) would report this process's memory as its own."""
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+        start = time.perf_counter()
+        done = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss.name, *command],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wall = time.perf_counter() - start
+        if done.returncode != 0:
+            sys.exit(f"{' '.join(command)} failed:\n{done.stderr.decode(errors='replace')}")
+        rss.seek(0)
+        return wall, int(rss.read().split()[-1]) / 1024
 
 
 def median_runs(commands: dict[str, list[str]], repeat: int) -> dict[str, tuple[float, float]]:
     """Runs the commands alternately `repeat` times; medians of wall time and peak RSS."""
     runs: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
-    for _ in range(repeat):
+    for i in range(repeat + 1):
         for name, command in commands.items():
-            runs[name].append(measure(command))
+            measured = measure(command)
+            if i > 0:  # the first round only warms the page cache
+                runs[name].append(measured)
     return {name: (statistics.median(w for w, _ in r), statistics.median(m for _, m in r)) for name, r in runs.items()}
 
 

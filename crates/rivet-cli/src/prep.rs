@@ -125,14 +125,14 @@ fn run_prep(command: &PrepCommand) -> Result<ExitCode, Failure> {
             let start = Instant::now();
             let pipeline = FittedPipeline::load(pipeline).map_err(prep_error)?;
             let mut sink = NpySink::create(out, pipeline.features.len()).map_err(prep_error)?;
-            let mut batches = TableBatches::open(data, *batch_size).map_err(prep_error)?;
-            while let Some(df) = batches.next() {
-                let df = df.map_err(prep_error)?;
-                let first = batches.rows_read() - df.height();
-                let (features, _) = pipeline.transform_rows(&df, first).map_err(prep_error)?;
+            let mut rows = 0;
+            for batch in TableBatches::open(data, *batch_size).map_err(prep_error)?.read_ahead(1) {
+                let batch = batch.map_err(prep_error)?;
+                let (features, _) =
+                    pipeline.transform_rows(&batch.df, batch.first_row).map_err(prep_error)?;
                 sink.write(&features).map_err(prep_error)?;
+                rows += batch.df.height();
             }
-            let rows = batches.rows_read();
             sink.finish().map_err(prep_error)?;
             eprintln!(
                 "{rows} rows x {} features -> {} in {:.2} s",

@@ -22,5 +22,5 @@ pub use pipeline::{Fitted, FittedPipeline, InputColumn};
 pub use polars;
 pub use scorer::{ScoreSummary, Scorer};
 pub use sink::{NpySink, TableSink};
-pub use source::{read_table, TableBatches};
+pub use source::{read_table, Batch, ReadAhead, TableBatches};
 pub use spec::{DatetimePart, ImputeStrategy, PipelineSpec, Step, Unseen};

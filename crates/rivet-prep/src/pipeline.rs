@@ -369,16 +369,27 @@ fn encode(
     at: &str,
     offset: usize,
 ) -> Result<Vec<Option<usize>>, PrepError> {
-    texts(df, name, at, offset)?
-        .iter()
+    let column = df.column(name).map_err(|_| data_error(format!("{at}: no column \"{name}\"")))?;
+    let series = column.as_materialized_series();
+    let text = series
+        .str()
+        .map_err(|_| data_error(format!("{at}: column \"{name}\" is {}, not text", series.dtype())))?;
+    let index: std::collections::HashMap<&str, usize> =
+        categories.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
+    text.iter()
         .enumerate()
-        .map(|(row, value)| match categories.binary_search(value) {
-            Ok(index) => Ok(Some(index)),
-            Err(_) if unseen == Unseen::Error => Err(data_error(format!(
-                "{at}: column \"{name}\", row {}: category \"{value}\" was not seen when fitting",
-                row + offset
-            ))),
-            Err(_) => Ok(None),
+        .map(|(row, value)| match value {
+            None => {
+                Err(data_error(format!("{at}: column \"{name}\", row {}: missing category", row + offset)))
+            }
+            Some(value) => match index.get(value) {
+                Some(&i) => Ok(Some(i)),
+                None if unseen == Unseen::Error => Err(data_error(format!(
+                    "{at}: column \"{name}\", row {}: category \"{value}\" was not seen when fitting",
+                    row + offset
+                ))),
+                None => Ok(None),
+            },
         })
         .collect()
 }
@@ -514,6 +525,11 @@ fn timestamps(
     })?;
     let parse = |t: &str| -> Option<NaiveDateTime> {
         let t = t.trim();
+        if format.is_none() {
+            if let Some(dt) = iso_fast(t.as_bytes()) {
+                return Some(dt);
+            }
+        }
         if let Some(format) = format {
             return NaiveDateTime::parse_from_str(t, format)
                 .ok()
@@ -541,6 +557,25 @@ fn timestamps(
             }),
         })
         .collect()
+}
+
+/// `YYYY-MM-DD HH:MM:SS` or with `T` (no fraction, no offset), the common case, without
+/// chrono's format machinery; anything else returns `None` and goes the general way.
+fn iso_fast(b: &[u8]) -> Option<NaiveDateTime> {
+    if b.len() != 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b' ' || b[10] == b'T')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| -> Option<u32> {
+        b[range].iter().try_fold(0u32, |n, &c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
+    };
+    let date = NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?;
+    date.and_hms_opt(num(11..13)?, num(14..16)?, num(17..19)?)
 }
 
 fn datetime_part(t: &NaiveDateTime, part: DatetimePart) -> f64 {

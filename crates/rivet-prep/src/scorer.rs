@@ -9,7 +9,7 @@ use rivet_core::{DType, Dim, Model, Outputs, Tensor};
 use crate::error::PrepError;
 use crate::pipeline::FittedPipeline;
 use crate::sink::TableSink;
-use crate::source::TableBatches;
+use crate::source::{Batch, TableBatches};
 
 /// A loaded model and the fitted pipeline that makes its one input from a table.
 pub struct Scorer {
@@ -111,11 +111,9 @@ impl Scorer {
         progress: &mut dyn FnMut(usize, (u64, u64)),
     ) -> Result<ScoreSummary, PrepError> {
         let mut sink = TableSink::create(out)?;
-        let mut batches = TableBatches::open(data, batch_rows)?;
         let mut count = 0;
-        while let Some(df) = batches.next() {
-            let df = df?;
-            let first_row = batches.rows_read() - df.height();
+        for batch in TableBatches::open(data, batch_rows)?.read_ahead(1) {
+            let Batch { df, first_row, progress: read } = batch?;
             let outputs = self.predict_rows(&df, first_row)?;
             let mut columns = Vec::new();
             if let Some(id) = id_column {
@@ -130,7 +128,7 @@ impl Scorer {
             let table = DataFrame::new(df.height(), columns).map_err(|e| PrepError::Data(e.to_string()))?;
             sink.write(&table)?;
             count += 1;
-            progress(sink.rows(), batches.progress());
+            progress(sink.rows(), read);
         }
         if sink.rows() == 0 {
             return Err(PrepError::Data(format!("{}: no rows to score", data.display())));

@@ -34,9 +34,10 @@ pub fn read_table(path: &Path) -> Result<DataFrame, PrepError> {
     df.map_err(|e| PrepError::io(path, e))
 }
 
-/// A file read as consecutive tables of at most `batch_rows` rows each, holding one batch in
-/// memory at a time: Parquet by row ranges, CSV by records (a quoted field may hold newlines),
-/// every batch parsed with the column types of the first.
+/// A file read as consecutive tables of at most `batch_rows` rows each, with bounded memory:
+/// CSV by records (a quoted field may hold newlines), one batch at a time, every batch parsed
+/// with the column types of the first; Parquet one row group at a time (its unit of decoding:
+/// memory follows the writer's row-group size), handed out in batches.
 pub struct TableBatches {
     path: PathBuf,
     batch_rows: usize,
@@ -48,6 +49,12 @@ enum Source {
     Parquet {
         file: File,
         total_rows: usize,
+        /// Row counts of the row groups (a file is decoded one row group at a time).
+        groups: Vec<usize>,
+        /// The next row group to decode.
+        next_group: usize,
+        /// What is left of the decoded row group.
+        pending: Option<DataFrame>,
     },
     Csv {
         reader: BufReader<File>,
@@ -65,8 +72,15 @@ impl TableBatches {
         let file = File::open(path).map_err(|e| PrepError::io(path, e))?;
         let source = if is_parquet(path) {
             let mut reader = ParquetReader::new(file.try_clone().map_err(|e| PrepError::io(path, e))?);
-            let total_rows = reader.num_rows().map_err(|e| PrepError::io(path, e))?;
-            Source::Parquet { file, total_rows }
+            let groups: Vec<usize> = reader
+                .get_metadata()
+                .map_err(|e| PrepError::io(path, e))?
+                .row_groups
+                .iter()
+                .map(|g| g.num_rows())
+                .collect();
+            let total_rows = groups.iter().sum();
+            Source::Parquet { file, total_rows, groups, next_group: 0, pending: None }
         } else {
             let bytes_total = file.metadata().map_err(|e| PrepError::io(path, e))?.len();
             let mut reader = BufReader::with_capacity(1 << 20, file);
@@ -100,16 +114,31 @@ impl TableBatches {
     fn next_batch(&mut self) -> Result<Option<DataFrame>, PrepError> {
         let path = &self.path;
         let df = match &mut self.source {
-            Source::Parquet { file, total_rows } => {
-                if self.rows_read >= *total_rows {
-                    return Ok(None);
+            Source::Parquet { file, groups, next_group, pending, .. } => {
+                if pending.as_ref().is_none_or(|df| df.height() == 0) {
+                    // Decode the next non-empty row group whole: Parquet's unit of decoding.
+                    while groups.get(*next_group) == Some(&0) {
+                        *next_group += 1;
+                    }
+                    let Some(&rows) = groups.get(*next_group) else {
+                        return Ok(None);
+                    };
+                    let start: usize = groups[..*next_group].iter().sum();
+                    *next_group += 1;
+                    let file = file.try_clone().map_err(|e| PrepError::io(path, e))?;
+                    *pending = Some(
+                        ParquetReader::new(file)
+                            .with_slice(Some((start, rows)))
+                            .finish()
+                            .map_err(|e| PrepError::io(path, e))?,
+                    );
                 }
-                let rows = self.batch_rows.min(*total_rows - self.rows_read);
-                let file = file.try_clone().map_err(|e| PrepError::io(path, e))?;
-                ParquetReader::new(file)
-                    .with_slice(Some((self.rows_read, rows)))
-                    .finish()
-                    .map_err(|e| PrepError::io(path, e))?
+                let Some(group) = pending.take() else {
+                    return Ok(None);
+                };
+                let take = self.batch_rows.min(group.height());
+                *pending = Some(group.slice(take as i64, group.height() - take));
+                group.slice(0, take)
             }
             Source::Csv { reader, header, schema, bytes_read, done, .. } => {
                 if *done {
@@ -150,6 +179,58 @@ impl TableBatches {
     }
 }
 
+/// One batch read ahead: the table, its first row in the file, and the reader's progress after it.
+pub struct Batch {
+    /// The rows.
+    pub df: DataFrame,
+    /// The batch's first row in the whole file.
+    pub first_row: usize,
+    /// [`TableBatches::progress`] after this batch.
+    pub progress: (u64, u64),
+}
+
+/// [`TableBatches`] read on a thread of their own, at most `depth` batches ahead, so that
+/// reading and parsing the next batch overlaps with the work on this one. Memory stays bounded
+/// by `depth + 2` batches; dropping it stops the reader.
+pub struct ReadAhead {
+    receiver: std::sync::mpsc::Receiver<Result<Batch, PrepError>>,
+}
+
+impl TableBatches {
+    /// Moves the reading to a thread of its own, `depth` batches ahead (at least 1).
+    pub fn read_ahead(mut self, depth: usize) -> ReadAhead {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(depth.max(1));
+        std::thread::Builder::new()
+            .name("rivet-prep-read".into())
+            .spawn(move || loop {
+                let first_row = self.rows_read;
+                let item = match self.next_batch() {
+                    Ok(None) => return,
+                    Ok(Some(df)) => Ok(Batch { df, first_row, progress: self.progress() }),
+                    Err(e) => Err(e),
+                };
+                let stop = item.is_err();
+                if sender.send(item).is_err() || stop {
+                    return;
+                }
+            })
+            .map(|_| ReadAhead { receiver })
+            .unwrap_or_else(|e| {
+                let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+                let _ = sender.send(Err(PrepError::Io(format!("cannot start the reading thread: {e}"))));
+                ReadAhead { receiver }
+            })
+    }
+}
+
+impl Iterator for ReadAhead {
+    type Item = Result<Batch, PrepError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.receiver.recv().ok()
+    }
+}
+
 impl Iterator for TableBatches {
     type Item = Result<DataFrame, PrepError>;
 
@@ -185,7 +266,7 @@ fn unparsable(chunk: &[u8], schema: &Schema, first_row: usize) -> Option<String>
 
 /// Appends up to `limit` CSV records (lines, where a newline inside double quotes does not end
 /// one) to `out`; returns how many. Blank lines are skipped, as the CSV parser does.
-fn read_records(reader: &mut BufReader<File>, limit: usize, out: &mut Vec<u8>) -> std::io::Result<usize> {
+fn read_records(reader: &mut impl BufRead, limit: usize, out: &mut Vec<u8>) -> std::io::Result<usize> {
     let mut records = 0;
     let mut quoted = false;
     let mut line_start = out.len();
@@ -202,10 +283,10 @@ fn read_records(reader: &mut BufReader<File>, limit: usize, out: &mut Vec<u8>) -
             break;
         }
         let mut used = 0;
-        for (i, &b) in buf.iter().enumerate() {
-            if b == b'"' {
+        for i in memchr::memchr2_iter(b'"', b'\n', buf) {
+            if buf[i] == b'"' {
                 quoted = !quoted;
-            } else if b == b'\n' && !quoted {
+            } else if !quoted {
                 let line = &buf[..=i];
                 let blank = out[line_start..].iter().chain(&line[used..]).all(|b| b.is_ascii_whitespace());
                 out.extend_from_slice(&buf[used..=i]);
