@@ -48,7 +48,7 @@ def _steps(df: pd.DataFrame, fitted: "Fitted | None"):
         out[name] = df[name].astype("float64")
     out["signup_ts_year"] = ts.dt.year.astype("float64")
     out["signup_ts_month"] = ts.dt.month.astype("float64")
-    out["signup_ts_weekday"] = ts.dt.dayofweek.astype("float64")
+    out["signup_ts_weekday"] = ts.dt.day_of_week.astype("float64")
     out["signup_ts_hour"] = ts.dt.hour.astype("float64")
     out["balance_per_product"] = out["balance"] / out["num_products"]
     out["age"] = out["age"].clip(18, 100)

@@ -214,18 +214,7 @@ impl FittedPipeline {
         first_row: usize,
     ) -> Result<(Tensor, Vec<String>), PrepError> {
         let offset = first_row;
-        for column in &self.input {
-            if df.column(&column.name).is_err() {
-                return Err(data_error(format!(
-                    "input: no column \"{}\" (the pipeline was fitted with it, as {})",
-                    column.name, column.dtype
-                )));
-            }
-        }
-        let mut work = df.clone();
-        for (i, (step, learned)) in self.spec.steps.iter().zip(&self.fitted).enumerate() {
-            apply_step(step, learned, &mut work, &format!("steps[{i}] ({})", step.op()), offset)?;
-        }
+        let work = self.apply_rows(df, offset)?;
         let rows = work.height();
         let mut columns = Vec::with_capacity(self.features.len());
         for name in &self.features {
@@ -255,6 +244,28 @@ impl FittedPipeline {
         })
         .map_err(|e| data_error(e.to_string()))?;
         Ok((tensor, self.features.clone()))
+    }
+
+    /// The table after every step, before it becomes a tensor: missing values are still NaN,
+    /// and columns that are not features are still there. For inspecting what a pipeline does.
+    pub fn apply(&self, df: &DataFrame) -> Result<DataFrame, PrepError> {
+        self.apply_rows(df, 0)
+    }
+
+    fn apply_rows(&self, df: &DataFrame, offset: usize) -> Result<DataFrame, PrepError> {
+        for column in &self.input {
+            if df.column(&column.name).is_err() {
+                return Err(data_error(format!(
+                    "input: no column \"{}\" (the pipeline was fitted with it, as {})",
+                    column.name, column.dtype
+                )));
+            }
+        }
+        let mut work = df.clone();
+        for (i, (step, learned)) in self.spec.steps.iter().zip(&self.fitted).enumerate() {
+            apply_step(step, learned, &mut work, &format!("steps[{i}] ({})", step.op()), offset)?;
+        }
+        Ok(work)
     }
 
     /// Writes the fitted pipeline as JSON.

@@ -75,3 +75,25 @@ expected = {
     "unseen_city_rows": int((~test["city"].isin(cities[:5])).sum()),
 }
 (out / "expected_categorical.json").write_text(json.dumps(expected))
+
+# Timestamps in every accepted form, numbers to bucketize and to combine: what pandas and
+# numpy make of them (datetime parts, np.digitize, arithmetic).
+stamps = ["2024-02-29 23:59:58", "2019-01-01T00:00:00", "2021-07-04 12:30:15.250", "2020-12-31T08:05:09Z",
+          "2022-03-15T01:02:03+05:30", "2023-10-01", "", "1999-12-31 23:59:59", "2024-06-30T18:45"]
+x = [0.5, -3.0, 2.0, np.nan, 7.25, 2.0, 10.0, -0.0, 5.0]
+y = [1.0, 2.0, -2.0, 4.0, np.nan, 0.5, 3.0, 8.0, 1.0]
+extra = pd.DataFrame({"ts": stamps, "x": x, "y": y})
+extra.to_csv(out / "extra.csv", index=False, na_rep="")
+parsed = pd.to_datetime(pd.Series(stamps).replace("", None), format="ISO8601", utc=True)
+parts = {
+    "year": parsed.dt.year, "month": parsed.dt.month, "day": parsed.dt.day, "hour": parsed.dt.hour,
+    "minute": parsed.dt.minute, "second": parsed.dt.second, "weekday": parsed.dt.day_of_week,
+    "day_of_year": parsed.dt.day_of_year,
+}
+xs = np.array(x)
+expected = {
+    "parts": {k: [None if pd.isna(v) else float(v) for v in s] for k, s in parts.items()},
+    "bucket": [None if np.isnan(v) else float(np.digitize(v, [-1.0, 0.0, 2.0, 5.0])) for v in xs],
+    "ratio": [None if np.isnan(v) else float(v) for v in (xs * 2 - 1) / (np.array(y) + 1)],
+}
+(out / "expected_extra.json").write_text(json.dumps(expected))

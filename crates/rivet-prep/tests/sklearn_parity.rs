@@ -214,3 +214,80 @@ fn one_hot_and_ordinal_match_scikit_learn_on_unseen_categories() {
     assert!(err.starts_with("steps[0] (one_hot): column \"city\", row "), "{err}");
     assert!(err.ends_with("was not seen when fitting"), "{err}");
 }
+
+/// The column `name` of `df` as f64, NaN for missing.
+fn column_f64(df: &rivet_prep::polars::prelude::DataFrame, name: &str) -> Vec<f64> {
+    use rivet_prep::polars::prelude::*;
+    let column = df.column(name).unwrap().cast(&DataType::Float64).unwrap();
+    column.f64().unwrap().iter().map(|v| v.unwrap_or(f64::NAN)).collect()
+}
+
+fn same(what: &str, got: &[f64], want: &Value) {
+    let want: Vec<Option<f64>> = serde_json::from_value(want.clone()).unwrap();
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        match w {
+            None => assert!(g.is_nan(), "{what}[{i}]: {g}, pandas has it missing"),
+            Some(w) => {
+                assert!((g - w).abs() <= TOLERANCE * (1.0 + w.abs()), "{what}[{i}]: {g} vs pandas {w}")
+            }
+        }
+    }
+}
+
+#[test]
+fn datetime_parts_buckets_and_derived_columns_match_pandas_and_numpy() {
+    let (dir, _) = generated();
+    let d = dir.path();
+    let expected: Value =
+        serde_json::from_slice(&std::fs::read(d.join("expected_extra.json")).unwrap()).unwrap();
+    let parts = ["year", "month", "day", "hour", "minute", "second", "weekday", "day_of_year"];
+    let spec = PipelineSpec::from_value(json!({"steps": [
+        {"op": "datetime", "column": "ts", "parts": parts},
+        {"op": "derive", "name": "ratio", "expr": "(x * 2 - 1) / (y + 1)"},
+        {"op": "bucketize", "columns": ["x"], "boundaries": [-1.0, 0.0, 2.0, 5.0]},
+    ]}))
+    .unwrap();
+    let table = read_table(&d.join("extra.csv")).unwrap();
+    let fitted = FittedPipeline::fit(&spec, &table).unwrap();
+    let mut names: Vec<String> = parts.iter().map(|p| format!("ts_{p}")).collect();
+    names.insert(0, "y".into());
+    names.insert(0, "x".into());
+    names.push("ratio".into());
+    assert_eq!(fitted.features, names);
+    let out = fitted.apply(&table).unwrap();
+    for part in parts {
+        same(part, &column_f64(&out, &format!("ts_{part}")), &expected["parts"][part]);
+    }
+    same("bucketize", &column_f64(&out, "x"), &expected["bucket"]);
+    same("derive", &column_f64(&out, "ratio"), &expected["ratio"]);
+
+    // An explicit format, and a value that does not parse, named by row.
+    let dates = tempfile::NamedTempFile::with_suffix(".csv").unwrap();
+    std::fs::write(dates.path(), "when\n31/12/2023 22:15\n01/02/2024 07:00\n2024-01-01\n").unwrap();
+    let df = read_table(dates.path()).unwrap();
+    let spec = |format: &str| {
+        PipelineSpec::from_value(json!({"steps": [
+            {"op": "datetime", "column": "when", "parts": ["day", "month", "hour"], "format": format}
+        ]}))
+        .unwrap()
+    };
+    let error = FittedPipeline::fit(&spec("%d/%m/%Y %H:%M"), &df).unwrap_err().to_string();
+    assert_eq!(
+        error,
+        "steps[0] (datetime): column \"when\", row 2: \"2024-01-01\" is not a timestamp in format \"%d/%m/%Y %H:%M\""
+    );
+    let fitted = FittedPipeline::fit(&spec("%d/%m/%Y %H:%M"), &df.slice(0, 2)).unwrap();
+    let (tensor, _) = fitted.transform(&df.slice(0, 2)).unwrap();
+    assert_eq!(tensor.as_slice::<f32>().unwrap(), [31.0, 12.0, 22.0, 1.0, 2.0, 7.0]);
+
+    // A division by zero is infinite, and refused by feature and row unless clipped.
+    let spec = PipelineSpec::from_value(json!({"steps": [
+        {"op": "select", "columns": ["x", "y"]},
+        {"op": "impute", "columns": ["x", "y"], "strategy": "constant", "value": 1.0},
+        {"op": "derive", "name": "r", "expr": "x / (y - y)"},
+    ]}))
+    .unwrap();
+    let error = FittedPipeline::fit(&spec, &table).unwrap().transform(&table).unwrap_err().to_string();
+    assert_eq!(error, "feature \"r\", row 0: infinite after the pipeline; add an impute or clip step");
+}
