@@ -24,11 +24,12 @@
  * one, <rivet/dlpack.h>: Rivet's copy of the same definitions. */
 struct DLManagedTensorVersioned;
 
-/* Arrow's C Data Interface (https://arrow.apache.org/docs/format/CDataInterface.html), used by
- * rivet_pipeline_transform_arrow and rivet_model_predict_arrow, is only named here too. Its
+/* Arrow's C Data and C Stream Interfaces (https://arrow.apache.org/docs/format/CDataInterface.html),
+ * used by rivet_pipeline_transform_arrow* and rivet_model_predict_arrow*, are only named here too. Its
  * definitions come from Arrow's own headers or, without them, <rivet/arrow.h>. */
 struct ArrowArray;
 struct ArrowSchema;
+struct ArrowArrayStream;
 
 
 // The ABI version this header describes. Compare with `rivet_abi_version()` at run time: a
@@ -383,6 +384,35 @@ struct rivet_error_t *rivet_pipeline_transform_arrow(const struct rivet_pipeline
 // # Safety
 // As `rivet_pipeline_transform_arrow`; `model` NULL or live.
 struct rivet_error_t *rivet_model_predict_arrow(const struct rivet_model_t *model, const struct rivet_pipeline_t *pipeline, struct ArrowArray *array, struct ArrowSchema *schema, struct rivet_outputs_t **out);
+
+// Transforms every record batch of an Arrow C stream (`struct ArrowArrayStream`, whose schema
+// is a struct of columns) with the pipeline. `*out` receives one `[rows, features]` f32
+// tensor of all the batches in order (`[0, features]` for a stream without rows), freed with
+// `rivet_tensor_free`; untouched on failure. Rows in error messages count across batches.
+//
+// Ownership: Rivet takes `stream` whenever it is non-NULL and unreleased, also when the call
+// fails; its release callback runs exactly once, before this returns, and the caller's struct
+// is marked released. Each batch is released once it is transformed, so memory holds one
+// batch and the features.
+//
+// Thread-safe: one pipeline may transform on many threads at once.
+//
+// # Safety
+// `pipeline` NULL or live; `stream` NULL or a valid C Stream Interface struct whose batches
+// follow the C Data Interface; `out` NULL or writable.
+struct rivet_error_t *rivet_pipeline_transform_arrow_stream(const struct rivet_pipeline_t *pipeline, struct ArrowArrayStream *stream, struct rivet_tensor_t **out);
+
+// Raw tables in, predictions out, for a whole Arrow C stream: each record batch through the
+// pipeline and the model, the outputs of all batches joined along rows. `*out` receives them,
+// freed with `rivet_outputs_free`; untouched on failure. A stream without batches is an error
+// (`RIVET_ERROR_PREPROCESS`). Ownership of `stream` as in
+// `rivet_pipeline_transform_arrow_stream`.
+//
+// Thread-safe: as `rivet_model_run`.
+//
+// # Safety
+// As `rivet_pipeline_transform_arrow_stream`; `model` NULL or live.
+struct rivet_error_t *rivet_model_predict_arrow_stream(const struct rivet_model_t *model, const struct rivet_pipeline_t *pipeline, struct ArrowArrayStream *stream, struct rivet_outputs_t **out);
 
 // Runs the model.
 //

@@ -1,5 +1,5 @@
-/* Arrow record batches from C: a batch built here by hand (as any Arrow producer would hand one
- * over) goes through the tabular example's fitted pipeline and its model, and the results match
+/* Arrow record batches and streams from C: a batch built here by hand (as any Arrow producer
+ * would hand one over) goes through the tabular example's fitted pipeline and its model, and the results match
  * scikit-learn's features and PyTorch's probabilities (models/tabular/arrow_case.py holds the
  * same six rows and wrote the references). Every release callback runs exactly once, also when
  * a call fails. Ends with "N passed, N failed". */
@@ -155,6 +155,55 @@ static void make_batch(struct ArrowArray *array, struct ArrowSchema *schema, int
   *schema = (struct ArrowSchema){"+s", "", NULL, 0, n, sdata->child_pointers, NULL, release_schema, sdata};
 }
 
+/* A stream of `batches` copies of the batch; batch `fail_at` (-1: none) fails with an error. */
+typedef struct {
+  int batches, fail_at, next;
+} stream_data;
+
+static int stream_releases, stream_batches_made;
+
+static int stream_get_schema(struct ArrowArrayStream *stream, struct ArrowSchema *out) {
+  (void)stream;
+  struct ArrowArray unused;
+  make_batch(&unused, out, -1, NULL);
+  unused.release(&unused);
+  batch_releases--; /* not one of the batches counted */
+  return 0;
+}
+
+static int stream_get_next(struct ArrowArrayStream *stream, struct ArrowArray *out) {
+  stream_data *data = stream->private_data;
+  if (data->next == data->fail_at) return 5; /* EIO */
+  if (data->next == data->batches) {
+    out->release = NULL; /* the end */
+    return 0;
+  }
+  struct ArrowSchema schema;
+  make_batch(out, &schema, -1, NULL);
+  schema.release(&schema);
+  schema_releases--;
+  data->next++;
+  stream_batches_made++;
+  return 0;
+}
+
+static const char *stream_last_error(struct ArrowArrayStream *stream) {
+  (void)stream;
+  return "the producer's disk is on fire";
+}
+
+static void release_stream(struct ArrowArrayStream *stream) {
+  free(stream->private_data);
+  stream->release = NULL;
+  stream_releases++;
+}
+
+static void make_stream(struct ArrowArrayStream *stream, int batches, int fail_at) {
+  stream_data *data = malloc(sizeof(stream_data));
+  *data = (stream_data){batches, fail_at, 0};
+  *stream = (struct ArrowArrayStream){stream_get_schema, stream_get_next, stream_last_error, release_stream, data};
+}
+
 static void expect_error(rivet_error_t *error, rivet_error_code_t code, const char *needle, const char *what) {
   if (!error) {
     CHECK(0, "%s: expected error %u, got success", what, code);
@@ -268,6 +317,58 @@ int main(int argc, char **argv) {
                "pipeline is NULL", "NULL pipeline");
   CHECK(batch_releases == 6 && schema_releases == 7, "released once on a NULL pipeline: %d, %d", batch_releases,
         schema_releases);
+  /* A stream of three batches: one tensor of 18 rows, each batch and the stream released once. */
+  int batches_before = batch_releases, schemas_before = schema_releases;
+  struct ArrowArrayStream stream;
+  make_stream(&stream, 3, -1);
+  tensor = NULL;
+  error = rivet_pipeline_transform_arrow_stream(pipeline, &stream, &tensor);
+  CHECK(error == NULL, "stream transform: %s", error ? rivet_error_message(error) : "");
+  rivet_error_free(error);
+  CHECK(stream.release == NULL && stream_releases == 1, "stream released once: %d", stream_releases);
+  CHECK(batch_releases - batches_before == 3 && stream_batches_made == 3, "three batches released: %d",
+        batch_releases - batches_before);
+  CHECK(schema_releases - schemas_before == 1, "the stream's schema released once: %d",
+        schema_releases - schemas_before);
+  if (tensor) {
+    const int64_t *shape = rivet_tensor_shape(tensor);
+    CHECK(shape[0] == 3 * ROWS && shape[1] == 16, "stream features are [18, 16]");
+    const float *data = rivet_tensor_data(tensor);
+    for (int b = 0; b < 3; b++) {
+      CHECK(close_to(data + b * ROWS * 16, features.data, ROWS * 16, 1e-6, "stream features"),
+            "batch %d matches scikit-learn's", b);
+    }
+    rivet_tensor_free(tensor);
+  }
+  make_stream(&stream, 2, -1);
+  outputs = NULL;
+  error = rivet_model_predict_arrow_stream(model, pipeline, &stream, &outputs);
+  CHECK(error == NULL, "stream predict: %s", error ? rivet_error_message(error) : "");
+  rivet_error_free(error);
+  if (outputs) {
+    const rivet_tensor_t *p = rivet_outputs_get(outputs, 0);
+    CHECK(rivet_tensor_shape(p)[0] == 2 * ROWS, "stream probabilities for 12 rows");
+    const float *data = rivet_tensor_data(p);
+    CHECK(close_to(data, probability.data, ROWS, 1e-5, "stream probability") &&
+              close_to(data + ROWS, probability.data, ROWS, 1e-5, "stream probability"),
+          "stream probabilities match PyTorch's");
+    rivet_outputs_free(outputs);
+  }
+  CHECK(stream_releases == 2, "second stream released once");
+  /* A producer error mid-stream: its message, and everything released once. */
+  make_stream(&stream, 3, 1);
+  batches_before = batch_releases;
+  expect_error(rivet_pipeline_transform_arrow_stream(pipeline, &stream, &tensor), RIVET_ERROR_PREPROCESS,
+               "the producer's disk is on fire", "stream producer error");
+  CHECK(stream_releases == 3 && batch_releases - batches_before == 1, "released after the error: %d, %d",
+        stream_releases, batch_releases - batches_before);
+  make_stream(&stream, 0, -1);
+  expect_error(rivet_model_predict_arrow_stream(model, pipeline, &stream, &outputs), RIVET_ERROR_PREPROCESS,
+               "held no record batch", "empty stream");
+  CHECK(stream_releases == 4, "empty stream released");
+  expect_error(rivet_pipeline_transform_arrow_stream(pipeline, &stream, &tensor), RIVET_ERROR_INVALID_ARGUMENT,
+               "stream is already released", "released stream");
+
   rivet_pipeline_t *missing = NULL;
   expect_error(rivet_pipeline_load("/nonexistent/pipeline.json", &missing), RIVET_ERROR_IO, "/nonexistent/pipeline.json",
                "missing pipeline file");

@@ -1,10 +1,12 @@
 /*
- * Arrow's C Data Interface structs, for programs without Arrow's own headers
- * (https://arrow.apache.org/docs/format/CDataInterface.html). The layout is the specification's,
- * and the ARROW_C_DATA_INTERFACE guard is the one every copy of these definitions uses, so this
+ * Arrow's C Data Interface and C Stream Interface structs, for programs without Arrow's own
+ * headers (https://arrow.apache.org/docs/format/CDataInterface.html and
+ * CStreamInterface.html). The layout is the specification's, and the ARROW_C_DATA_INTERFACE /
+ * ARROW_C_STREAM_INTERFACE guards are the ones every copy of these definitions uses, so this
  * header and arrow/c/abi.h (or nanoarrow) can be included together in either order.
  *
- * Used by rivet_pipeline_transform_arrow and rivet_model_predict_arrow in rivet.h.
+ * Used by rivet_pipeline_transform_arrow[_stream] and rivet_model_predict_arrow[_stream] in
+ * rivet.h.
  */
 #ifndef RIVET_ARROW_H
 #define RIVET_ARROW_H
@@ -50,6 +52,22 @@ struct ArrowArray {
 };
 
 #endif /* ARROW_C_DATA_INTERFACE */
+
+#ifndef ARROW_C_STREAM_INTERFACE
+#define ARROW_C_STREAM_INTERFACE
+
+/* A stream of record batches: get_schema once, then get_next until it yields a released
+ * (release == NULL) array; a non-zero return is an errno-like code, explained by
+ * get_last_error. */
+struct ArrowArrayStream {
+  int (*get_schema)(struct ArrowArrayStream*, struct ArrowSchema* out);
+  int (*get_next)(struct ArrowArrayStream*, struct ArrowArray* out);
+  const char* (*get_last_error)(struct ArrowArrayStream*);
+  void (*release)(struct ArrowArrayStream*);
+  void* private_data;
+};
+
+#endif /* ARROW_C_STREAM_INTERFACE */
 
 #ifdef __cplusplus
 }

@@ -48,6 +48,16 @@ pub struct ArrowArray {
     private_data: *mut c_void,
 }
 
+/// Arrow's `struct ArrowArrayStream` (C Stream Interface), as the specification lays it out.
+#[repr(C)]
+pub struct ArrowArrayStream {
+    get_schema: Option<unsafe extern "C" fn(*mut ArrowArrayStream, *mut ArrowSchema) -> std::ffi::c_int>,
+    get_next: Option<unsafe extern "C" fn(*mut ArrowArrayStream, *mut ArrowArray) -> std::ffi::c_int>,
+    get_last_error: Option<unsafe extern "C" fn(*mut ArrowArrayStream) -> *const c_char>,
+    release: Option<unsafe extern "C" fn(*mut ArrowArrayStream)>,
+    private_data: *mut c_void,
+}
+
 /// A fitted preprocessing pipeline. Read-only once loaded: any number of threads may use one
 /// at once. Freed with `rivet_pipeline_free`.
 pub struct rivet_pipeline_t {
@@ -272,6 +282,153 @@ pub unsafe extern "C" fn rivet_model_predict_arrow(
         #[cfg(not(feature = "prep"))]
         {
             let _ = (model, pipeline, array, schema, out);
+            Err(unavailable())
+        }
+    })
+}
+
+/// Moves `stream` out of the caller's hands and opens it (a failure releases it).
+///
+/// # Safety
+/// NULL or a valid C Stream Interface struct.
+#[cfg(feature = "prep")]
+unsafe fn take_stream(
+    stream: *mut ArrowArrayStream,
+) -> Result<rivet_prep::arrow::RecordBatches, Box<rivet_error_t>> {
+    // SAFETY: NULL or valid (the caller's contract).
+    let s = unsafe { stream.as_mut() }.ok_or_else(|| rivet_error_t::invalid_argument("stream is NULL"))?;
+    if s.release.is_none() {
+        return Err(rivet_error_t::invalid_argument(
+            "stream is already released (its release callback is NULL)",
+        ));
+    }
+    // SAFETY: the layout is the specification's, field for field; the original is marked
+    // released at once, so exactly one owner remains.
+    let owned = unsafe { ptr::read(ptr::from_mut(s).cast::<rivet_prep::arrow::ArrowArrayStream>()) };
+    s.release = None;
+    // SAFETY: a valid stream (the caller's contract).
+    unsafe { rivet_prep::arrow::RecordBatches::import(owned) }.map_err(prep_error)
+}
+
+/// Every batch of the stream transformed, in order, with rows numbered across batches.
+#[cfg(feature = "prep")]
+fn stream_features(
+    pipeline: &rivet_pipeline_t,
+    batches: rivet_prep::arrow::RecordBatches,
+    mut each: impl FnMut(rivet::Tensor) -> Result<(), Box<rivet_error_t>>,
+) -> Result<usize, Box<rivet_error_t>> {
+    let mut rows = 0;
+    for df in batches {
+        let df = df.map_err(prep_error)?;
+        let (features, _) = pipeline.pipeline.transform_rows(&df, rows).map_err(prep_error)?;
+        rows += df.height();
+        each(features)?;
+    }
+    Ok(rows)
+}
+
+/// Transforms every record batch of an Arrow C stream (`struct ArrowArrayStream`, whose schema
+/// is a struct of columns) with the pipeline. `*out` receives one `[rows, features]` f32
+/// tensor of all the batches in order (`[0, features]` for a stream without rows), freed with
+/// `rivet_tensor_free`; untouched on failure. Rows in error messages count across batches.
+///
+/// Ownership: Rivet takes `stream` whenever it is non-NULL and unreleased, also when the call
+/// fails; its release callback runs exactly once, before this returns, and the caller's struct
+/// is marked released. Each batch is released once it is transformed, so memory holds one
+/// batch and the features.
+///
+/// Thread-safe: one pipeline may transform on many threads at once.
+///
+/// # Safety
+/// `pipeline` NULL or live; `stream` NULL or a valid C Stream Interface struct whose batches
+/// follow the C Data Interface; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn rivet_pipeline_transform_arrow_stream(
+    pipeline: *const rivet_pipeline_t,
+    stream: *mut ArrowArrayStream,
+    out: *mut *mut rivet_tensor_t,
+) -> *mut rivet_error_t {
+    ffi_boundary(|| {
+        #[cfg(feature = "prep")]
+        {
+            // SAFETY: the caller's contract; taken first so that every failure releases it.
+            let batches = unsafe { take_stream(stream) }?;
+            not_null(out, "out")?;
+            // SAFETY: a non-NULL pipeline lives until rivet_pipeline_free.
+            let pipeline = unsafe { arg(pipeline, "pipeline") }?;
+            let mut parts = Vec::new();
+            stream_features(pipeline, batches, |features| {
+                parts.push(features);
+                Ok(())
+            })?;
+            let features = if parts.is_empty() {
+                rivet::Tensor::zeros(rivet::DType::F32, &[0, pipeline.names.len()])?
+            } else {
+                rivet::Tensor::concat(&parts.iter().map(|t| t.view()).collect::<Vec<_>>())?
+            };
+            // SAFETY: checked non-NULL; writable by the caller's contract.
+            unsafe { *out = Box::into_raw(Box::new(rivet_tensor_t::new(features))) };
+            Ok(())
+        }
+        #[cfg(not(feature = "prep"))]
+        {
+            let _ = (pipeline, stream, out);
+            Err(unavailable())
+        }
+    })
+}
+
+/// Raw tables in, predictions out, for a whole Arrow C stream: each record batch through the
+/// pipeline and the model, the outputs of all batches joined along rows. `*out` receives them,
+/// freed with `rivet_outputs_free`; untouched on failure. A stream without batches is an error
+/// (`RIVET_ERROR_PREPROCESS`). Ownership of `stream` as in
+/// `rivet_pipeline_transform_arrow_stream`.
+///
+/// Thread-safe: as `rivet_model_run`.
+///
+/// # Safety
+/// As `rivet_pipeline_transform_arrow_stream`; `model` NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn rivet_model_predict_arrow_stream(
+    model: *const rivet_model_t,
+    pipeline: *const rivet_pipeline_t,
+    stream: *mut ArrowArrayStream,
+    out: *mut *mut rivet_outputs_t,
+) -> *mut rivet_error_t {
+    ffi_boundary(|| {
+        #[cfg(feature = "prep")]
+        {
+            // SAFETY: the caller's contract; taken first so that every failure releases it.
+            let batches = unsafe { take_stream(stream) }?;
+            not_null(out, "out")?;
+            // SAFETY: non-NULL handles live until their *_free.
+            let (model, pipeline) = unsafe { (arg(model, "model")?, arg(pipeline, "pipeline")?) };
+            let mut per_output: Vec<Vec<rivet::Tensor>> = Vec::new();
+            stream_features(pipeline, batches, |features| {
+                let results = model.model.run_tensors(rivet::Inputs::Positional(vec![features.view()]))?;
+                per_output.resize_with(results.len(), Vec::new);
+                for (parts, tensor) in per_output.iter_mut().zip(results) {
+                    parts.push(tensor);
+                }
+                Ok(())
+            })?;
+            if per_output.is_empty() {
+                return Err(rivet_error_t::new(
+                    RIVET_ERROR_PREPROCESS,
+                    "the Arrow stream held no record batch",
+                ));
+            }
+            let joined = per_output
+                .iter()
+                .map(|parts| rivet::Tensor::concat(&parts.iter().map(|t| t.view()).collect::<Vec<_>>()))
+                .collect::<rivet::Result<Vec<_>>>()?;
+            // SAFETY: checked non-NULL; writable by the caller's contract.
+            unsafe { *out = Box::into_raw(Box::new(crate::run::outputs_of(model, joined))) };
+            Ok(())
+        }
+        #[cfg(not(feature = "prep"))]
+        {
+            let _ = (model, pipeline, stream, out);
             Err(unavailable())
         }
     })
