@@ -261,6 +261,9 @@ class Model {
   /// (rivet_model_predict_arrow). Takes `array` and `schema`, also when it throws: their release
   /// callbacks run once, by Rivet.
   std::vector<Tensor> predict(const Pipeline& pipeline, ArrowArray* array, ArrowSchema* schema) const;
+  /// The same for every batch of an Arrow C stream, outputs joined along rows
+  /// (rivet_model_predict_arrow_stream). Takes `stream`, also when it throws.
+  std::vector<Tensor> predict(const Pipeline& pipeline, ArrowArrayStream* stream) const;
 
   rivet_model_t* get() const noexcept { return raw_; }
 
@@ -335,6 +338,14 @@ class Pipeline {
     return Tensor(raw);
   }
 
+  /// Every batch of an Arrow C stream as one [rows, features] tensor
+  /// (rivet_pipeline_transform_arrow_stream). Takes `stream`, also when it throws.
+  Tensor transform(ArrowArrayStream* stream) const {
+    rivet_tensor_t* raw = nullptr;
+    detail::check(rivet_pipeline_transform_arrow_stream(raw_, stream, &raw));
+    return Tensor(raw);
+  }
+
   rivet_pipeline_t* get() const noexcept { return raw_; }
 
  private:
@@ -345,6 +356,12 @@ class Pipeline {
 inline std::vector<Tensor> Model::predict(const Pipeline& pipeline, ArrowArray* array, ArrowSchema* schema) const {
   rivet_outputs_t* raw_outputs = nullptr;
   detail::check(rivet_model_predict_arrow(raw_, pipeline.get(), array, schema, &raw_outputs));
+  return take_outputs(raw_outputs);
+}
+
+inline std::vector<Tensor> Model::predict(const Pipeline& pipeline, ArrowArrayStream* stream) const {
+  rivet_outputs_t* raw_outputs = nullptr;
+  detail::check(rivet_model_predict_arrow_stream(raw_, pipeline.get(), stream, &raw_outputs));
   return take_outputs(raw_outputs);
 }
 
