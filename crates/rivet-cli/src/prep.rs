@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Args, Subcommand};
@@ -159,7 +158,7 @@ fn run_predict(args: &PredictArgs) -> Result<ExitCode, Failure> {
     let pipeline = FittedPipeline::load(&pipeline_path).map_err(prep_error)?;
     let model = rivet::load(&args.model, &args.load.options(&args.backend)?)?;
     let backend = model.backend().to_owned();
-    let scorer = Scorer::new(Arc::from(model), pipeline).map_err(prep_error)?;
+    let scorer = Scorer::new(model, pipeline).map_err(prep_error)?;
     let bar = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template("{bar:40} {percent:>3}% {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),

@@ -99,10 +99,7 @@ fn predictions_match_pytorch_on_every_backend_and_format() {
             "--backend",
             backend,
         ]);
-        assert!(
-            stderr.contains(&format!("3000 rows in")) && stderr.contains(&format!("on {backend}")),
-            "{stderr}"
-        );
+        assert!(stderr.contains("3000 rows in") && stderr.contains(&format!("on {backend}")), "{stderr}");
         assert!(stderr.contains("rows/s"), "{stderr}");
         let table = rivet_prep::read_table(&out).unwrap();
         let names: Vec<&str> = table.get_column_names().iter().map(|n| n.as_str()).collect();
@@ -121,9 +118,7 @@ fn predictions_match_pytorch_on_every_backend_and_format() {
     let model = tabular("tabular.onnx");
     let options = rivet::LoadOptions { backend: rivet::Backend::ORT, ..rivet::LoadOptions::default() };
     let pipeline = rivet_prep::FittedPipeline::load(&rivet_prep::Scorer::pipeline_beside(&model)).unwrap();
-    let scorer =
-        rivet_prep::Scorer::new(std::sync::Arc::from(rivet::load(&model, &options).unwrap()), pipeline)
-            .unwrap();
+    let scorer = rivet_prep::Scorer::new(rivet::load(&model, &options).unwrap(), pipeline).unwrap();
     let outputs = scorer.predict(&rivet_prep::read_table(&d.join("test.parquet")).unwrap()).unwrap();
     let (name, tensor) = outputs.iter().next().unwrap();
     assert_eq!((name, tensor.shape()), ("churn_probability", &[3000, 1][..]));

@@ -14,7 +14,7 @@ use crate::source::is_parquet;
 
 enum Writer {
     Csv(CsvBatches<File>),
-    Parquet(ParquetBatches<File>),
+    Parquet(Box<ParquetBatches<File>>),
 }
 
 /// A CSV or Parquet file (by extension) written in batches, renamed into place by
@@ -53,7 +53,7 @@ impl TableSink {
         if self.writer.is_none() {
             let file = self.temp.reopen().map_err(|e| PrepError::io(path, e))?;
             self.writer = Some(if is_parquet(path) {
-                Writer::Parquet(ParquetWriter::new(file).batched(df.schema()).map_err(error)?)
+                Writer::Parquet(Box::new(ParquetWriter::new(file).batched(df.schema()).map_err(error)?))
             } else {
                 Writer::Csv(CsvWriter::new(file).batched(df.schema()).map_err(error)?)
             });

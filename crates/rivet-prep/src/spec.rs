@@ -279,15 +279,14 @@ impl PipelineSpec {
         for (i, step) in steps.iter().enumerate() {
             let at = format!("steps[{i}] (op \"{}\")", step.op());
             match step {
-                Step::Bucketize { boundaries, .. } => {
+                Step::Bucketize { boundaries, .. }
                     if boundaries.is_empty()
                         || boundaries.iter().any(|b| !b.is_finite())
-                        || boundaries.windows(2).any(|w| w[0] >= w[1])
-                    {
-                        return Err(PrepError::Spec(format!(
-                            "{at}: boundaries {boundaries:?} must be finite and strictly increasing, at least one"
-                        )));
-                    }
+                        || boundaries.windows(2).any(|w| w[0] >= w[1]) =>
+                {
+                    return Err(PrepError::Spec(format!(
+                        "{at}: boundaries {boundaries:?} must be finite and strictly increasing, at least one"
+                    )));
                 }
                 Step::Datetime { parts, .. } if parts.is_empty() => {
                     return Err(PrepError::Spec(format!("{at}: `parts` lists no part")));
