@@ -4,17 +4,18 @@
 mod bench;
 mod compare;
 mod inputs;
+mod load;
 mod models;
-#[cfg(feature = "prep")]
-mod prep;
 #[cfg(feature = "serve")]
 mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
-use rivet::{Backend, Device, LoadOptions, Model, Result, Tensor};
+use clap::{Parser, Subcommand};
+use rivet::{Backend, Model, Result, Tensor};
+
+pub(crate) use load::LoadArgs;
 
 use inputs::TensorArg;
 
@@ -72,64 +73,26 @@ enum Command {
     /// protocol): HTTP/REST, gRPC and Prometheus metrics, until SIGTERM or Ctrl-C.
     #[cfg(feature = "serve")]
     Serve(serve::ServeArgs),
-    /// Fit preprocessing pipelines and transform tables into feature tensors.
-    #[cfg(feature = "prep")]
-    #[command(subcommand)]
-    Prep(prep::PrepCommand),
+    /// Fit preprocessing pipelines and transform tables into feature tensors (`rivet prep
+    /// --help` for more). Runs `rivet-tabular`, beside this binary: Polars lives there.
+    #[command(disable_help_flag = true)]
+    Prep {
+        /// Passed on to `rivet-tabular prep`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Score a table: stream it through a fitted pipeline and a model in batches and write
-    /// the predictions (CSV or Parquet) beside an id column.
-    #[cfg(feature = "prep")]
-    Predict(prep::PredictArgs),
+    /// the predictions (CSV or Parquet) beside an id column (`rivet predict --help` for more).
+    /// Runs `rivet-tabular`, beside this binary.
+    #[command(disable_help_flag = true)]
+    Predict {
+        /// Passed on to `rivet-tabular predict`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Internal: one measurement of `rivet bench`, a job as JSON on stdin, its result on stdout.
     #[command(hide = true)]
     BenchWorker,
-}
-
-/// Options shared by the commands that load models.
-#[derive(Args, Clone)]
-struct LoadArgs {
-    /// Where to run: cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: Device,
-    /// Threads per operator (tch: process-wide; candle: the model's own pool, and
-    /// RAYON_NUM_THREADS for how Candle splits its work).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// A spec file for a TorchScript model (default: NAME.spec.json beside it); the same as
-    /// `--option tch.spec=FILE`.
-    #[arg(long)]
-    spec: Option<PathBuf>,
-    /// ONNX Runtime sessions to keep for concurrent runs; the same as `--option
-    /// ort.instances=N`.
-    #[arg(long)]
-    pub(crate) instances: Option<usize>,
-    /// A backend's own option, BACKEND.KEY=VALUE (KEY=VALUE when one --backend is chosen):
-    /// ort.optimization=disable|basic|extended|all, ort.instances=N, tch.spec=FILE. The backend
-    /// checks it when loading; an unknown key is an error listing the known ones.
-    #[arg(long = "option", short = 'O', value_name = "[BACKEND.]KEY=VALUE")]
-    options: Vec<String>,
-}
-
-impl LoadArgs {
-    /// Load options for `backend`.
-    pub(crate) fn options(&self, backend: &Backend) -> Result<LoadOptions> {
-        let mut options = LoadOptions {
-            backend: backend.clone(),
-            device: self.device,
-            intra_op_threads: self.threads,
-            ..LoadOptions::default()
-        };
-        if let Some(spec) = &self.spec {
-            options.set_option(&Backend::TCH, "spec", spec.display().to_string());
-        }
-        if let Some(n) = self.instances {
-            options.set_option(&Backend::ORT, "instances", n.to_string());
-        }
-        for text in &self.options {
-            options.set_option_str(text, backend)?;
-        }
-        Ok(options)
-    }
 }
 
 fn main() -> ExitCode {
@@ -137,10 +100,7 @@ fn main() -> ExitCode {
     let threads = match &cli.command {
         Command::Inspect { load, .. } | Command::Run { load, .. } => load.threads,
         Command::Compare(args) => args.load.threads,
-        #[cfg(feature = "prep")]
-        Command::Predict(args) => args.load.threads,
-        #[cfg(feature = "prep")]
-        Command::Prep(_) => None,
+        Command::Predict { .. } | Command::Prep { .. } => None,
         // The workers get RAYON_NUM_THREADS from `rivet bench`.
         Command::Bench(_) | Command::BenchWorker => None,
         #[cfg(feature = "serve")]
@@ -158,10 +118,8 @@ fn main() -> ExitCode {
         Command::Compare(args) => compare::compare(&args),
         Command::Bench(args) => bench::bench(&args),
         Command::BenchWorker => return bench::worker::main(),
-        #[cfg(feature = "prep")]
-        Command::Prep(command) => return prep::prep(&command),
-        #[cfg(feature = "prep")]
-        Command::Predict(args) => return prep::predict(&args),
+        Command::Prep { args } => return tabular("prep", &args),
+        Command::Predict { args } => return tabular("predict", &args),
         #[cfg(feature = "serve")]
         Command::Serve(args) => return serve::serve(&args),
     };
@@ -172,6 +130,29 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs `rivet-tabular COMMAND ARGS...` in place of this process. The tabular commands live in
+/// a binary of their own so that `rivet` does not carry Polars (a third of its size and
+/// start-up relocations) for the commands that do not use it.
+fn tabular(command: &str, args: &[std::ffi::OsString]) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let here = std::env::current_exe().ok();
+    let beside = here.as_ref().and_then(|p| p.parent()).map(|dir| dir.join("rivet-tabular"));
+    let Some(program) = beside.filter(|p| p.is_file()) else {
+        eprintln!(
+            "error: `rivet {command}` runs rivet-tabular, which is not beside rivet{} (build it with \
+             `cargo build -p rivet-cli`, whose default feature `prep` makes it)",
+            here.as_ref()
+                .and_then(|p| p.parent())
+                .map(|d| format!(" in {}", d.display()))
+                .unwrap_or_default()
+        );
+        return ExitCode::FAILURE;
+    };
+    let error = std::process::Command::new(&program).arg(command).args(args).exec();
+    eprintln!("error: cannot run {}: {error}", program.display());
+    ExitCode::FAILURE
 }
 
 fn inspect(path: &Path, json: bool, load: &LoadArgs) -> Result<ExitCode> {

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use rivet::Backend;
 use rivet_prep::{FittedPipeline, NpySink, PipelineSpec, PrepError, Scorer, TableBatches};
 
-use crate::LoadArgs;
+use crate::load::LoadArgs;
 
 /// `rivet prep`'s subcommands.
 #[derive(Subcommand)]

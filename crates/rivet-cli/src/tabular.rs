@@ -1,0 +1,45 @@
+//! `rivet-tabular`: `rivet prep` and `rivet predict`, the commands that link Polars, in a
+//! binary of their own (`rivet` hands them over). Cargo feature `prep`, on by default.
+
+mod load;
+mod prep;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "rivet",
+    bin_name = "rivet",
+    version,
+    about = "Rivet's tabular commands: preprocessing pipelines and batch scoring"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fit preprocessing pipelines and transform tables into feature tensors.
+    #[command(subcommand)]
+    Prep(prep::PrepCommand),
+    /// Score a table: stream it through a fitted pipeline and a model in batches and write
+    /// the predictions (CSV or Parquet) beside an id column.
+    Predict(prep::PredictArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match &cli.command {
+        Command::Prep(command) => prep::prep(command),
+        Command::Predict(args) => {
+            if let Some(n) = args.load.threads {
+                // Before any thread pool exists; the process is still single-threaded.
+                std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+            }
+            prep::predict(args)
+        }
+    }
+}
