@@ -214,6 +214,12 @@ fn bad_input_is_named_and_leaves_no_output() {
             row.remove(k);
         }
     });
+    let numeric_region = edited(d, "numeric_region.csv", |rows| {
+        let k = col("region");
+        for row in rows.iter_mut().skip(1) {
+            row[k] = "7".into();
+        }
+    });
     let empty = d.join("empty.csv");
     std::fs::write(&empty, "").unwrap();
     let header_only = d.join("header.csv");
@@ -255,6 +261,10 @@ fn bad_input_is_named_and_leaves_no_output() {
     assert_eq!(
         predict(&no_income, "500", &[]),
         "error: input: no column \"income\" (the pipeline was fitted with it, as f64)"
+    );
+    assert_eq!(
+        predict(&numeric_region, "500", &[]),
+        "error: steps[11] (one_hot): column \"region\" is i64, not text"
     );
     assert_eq!(predict(&empty, "500", &[]), format!("error: {}: the file is empty", empty.display()));
     assert_eq!(
