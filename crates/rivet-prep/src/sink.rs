@@ -12,6 +12,34 @@ use tempfile::NamedTempFile;
 use crate::error::PrepError;
 use crate::source::is_parquet;
 
+/// A temporary file beside `path` (same folder, so the final rename is atomic), hidden and
+/// named after it: `.NAME.XXXXXX.partial`.
+fn temp_beside(path: &Path) -> Result<NamedTempFile, PrepError> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".partial")
+        .tempfile_in(dir)
+        .map_err(|e| PrepError::io(path, e))
+}
+
+/// Gives a complete temporary file its final name, with the usual 0644 permissions (a
+/// temporary file is private, 0600).
+fn publish(temp: NamedTempFile, path: &Path) -> Result<(), PrepError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| PrepError::io(path, e))?;
+    }
+    temp.persist(path).map_err(|e| PrepError::io(path, e.error))?;
+    Ok(())
+}
+
 enum Writer {
     Csv(CsvBatches<File>),
     Parquet(Box<ParquetBatches<File>>),
@@ -33,16 +61,7 @@ impl TableSink {
         if !is_parquet(path) && extension != "csv" {
             return Err(PrepError::io(path, "write .csv, .parquet or .pq"));
         }
-        let dir = match path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        };
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let temp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".partial")
-            .tempfile_in(dir)
-            .map_err(|e| PrepError::io(path, e))?;
+        let temp = temp_beside(path)?;
         Ok(TableSink { path: path.to_path_buf(), temp, writer: None, rows: 0 })
     }
 
@@ -87,16 +106,8 @@ impl TableSink {
             }
             None => return Err(PrepError::io(path, "no rows to write")),
         }
-        #[cfg(unix)]
-        {
-            // A temporary file is private (0600); the result gets the usual 0644.
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(self.temp.path(), std::fs::Permissions::from_mode(0o644))
-                .map_err(|e| PrepError::io(path, e))?;
-        }
         self.temp.as_file().sync_all().map_err(|e| PrepError::io(path, e))?;
-        self.temp.persist(path).map_err(|e| PrepError::io(path, e.error))?;
-        Ok(())
+        publish(self.temp, path)
     }
 }
 
@@ -114,16 +125,7 @@ pub struct NpySink {
 impl NpySink {
     /// Starts writing `path` with rows of `width` values.
     pub fn create(path: &Path, width: usize) -> Result<NpySink, PrepError> {
-        let dir = match path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        };
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let temp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".partial")
-            .tempfile_in(dir)
-            .map_err(|e| PrepError::io(path, e))?;
+        let temp = temp_beside(path)?;
         let mut out =
             std::io::BufWriter::with_capacity(1 << 20, temp.reopen().map_err(|e| PrepError::io(path, e))?);
         std::io::Write::write_all(&mut out, &npy_header(0, width)).map_err(|e| PrepError::io(path, e))?;
@@ -158,13 +160,7 @@ impl NpySink {
             file.write_all(&npy_header(self.rows, self.width)).map_err(io)?;
             file.sync_all().map_err(io)?;
         }
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(self.temp.path(), std::fs::Permissions::from_mode(0o644)).map_err(io)?;
-        }
-        self.temp.persist(path).map_err(|e| io(e.error))?;
-        Ok(())
+        publish(self.temp, path)
     }
 }
 
