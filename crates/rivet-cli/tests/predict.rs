@@ -165,6 +165,13 @@ fn transform_matches_scikit_learn_streamed_or_whole_from_csv_or_parquet() {
     }
     // Every batching and both formats give the same bytes.
     assert!(outputs.windows(2).all(|w| w[0] == w[1]));
+    // And the in-memory path (a whole DataFrame, no batches) the same values.
+    let fitted = rivet_prep::FittedPipeline::load(&pipeline).unwrap();
+    for data in ["test.csv", "test.parquet"] {
+        let (tensor, names) = fitted.transform(&rivet_prep::read_table(&d.join(data)).unwrap()).unwrap();
+        assert_eq!(names.len(), 16);
+        assert_eq!(tensor.as_bytes(), &outputs[0][128..], "{data}: in memory vs streamed");
+    }
 
     // Fitting here gives the committed pipeline: training is reproducible.
     let train = d.join("train.csv");
