@@ -7,7 +7,9 @@
 use std::ffi::{c_char, c_void, CString};
 use std::ptr;
 
-use crate::error::{arg, ffi_boundary, ffi_infallible, not_null, rivet_error_code_t, rivet_error_t};
+#[cfg(feature = "prep")]
+use crate::error::arg;
+use crate::error::{ffi_boundary, ffi_infallible, not_null, rivet_error_code_t, rivet_error_t};
 use crate::model::rivet_model_t;
 use crate::run::rivet_outputs_t;
 use crate::tensor::rivet_tensor_t;
