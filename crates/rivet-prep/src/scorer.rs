@@ -153,25 +153,12 @@ fn output_columns(name: &str, tensor: &Tensor, rows: usize, out: &mut Vec<Column
     };
     let names: Vec<String> =
         if width == 1 { vec![name.to_owned()] } else { (0..width).map(|k| format!("{name}_{k}")).collect() };
-    let error = |e: rivet_core::Error| PrepError::Model(e.to_string());
     for (k, column) in names.into_iter().enumerate() {
         let series = match tensor.dtype() {
-            DType::F32 => {
-                let v = tensor.as_slice::<f32>().map_err(error)?;
-                Series::new(column.into(), (0..rows).map(|r| v[r * width + k]).collect::<Vec<f32>>())
-            }
-            DType::F64 => {
-                let v = tensor.as_slice::<f64>().map_err(error)?;
-                Series::new(column.into(), (0..rows).map(|r| v[r * width + k]).collect::<Vec<f64>>())
-            }
-            DType::I64 => {
-                let v = tensor.as_slice::<i64>().map_err(error)?;
-                Series::new(column.into(), (0..rows).map(|r| v[r * width + k]).collect::<Vec<i64>>())
-            }
-            DType::I32 => {
-                let v = tensor.as_slice::<i32>().map_err(error)?;
-                Series::new(column.into(), (0..rows).map(|r| v[r * width + k]).collect::<Vec<i32>>())
-            }
+            DType::F32 => strided::<f32>(tensor, &column, rows, width, k)?,
+            DType::F64 => strided::<f64>(tensor, &column, rows, width, k)?,
+            DType::I64 => strided::<i64>(tensor, &column, rows, width, k)?,
+            DType::I32 => strided::<i32>(tensor, &column, rows, width, k)?,
             other => {
                 return Err(PrepError::Model(format!(
                     "output \"{name}\" is {}; predictions are written from f32, f64, i32 or i64",
@@ -182,4 +169,14 @@ fn output_columns(name: &str, tensor: &Tensor, rows: usize, out: &mut Vec<Column
         out.push(series.into());
     }
     Ok(())
+}
+
+/// Column `k` of a `[rows, width]` tensor of `T` as a Series named `name`.
+fn strided<T>(tensor: &Tensor, name: &str, rows: usize, width: usize, k: usize) -> Result<Series, PrepError>
+where
+    T: rivet_core::Element,
+    Series: NamedFrom<Vec<T>, [T]>,
+{
+    let values = tensor.as_slice::<T>().map_err(|e| PrepError::Model(e.to_string()))?;
+    Ok(Series::new(name.into(), (0..rows).map(|r| values[r * width + k]).collect::<Vec<T>>()))
 }
