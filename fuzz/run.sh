@@ -14,7 +14,7 @@
 # runs in `make test`. Logs: target/fuzz/logs/TARGET.log.
 set -euo pipefail
 cd "$(dirname "$0")"
-ALL=(npy spec torchscript_archive torchscript_code bind tensor candle_onnx)
+ALL=(npy spec torchscript_archive torchscript_code bind tensor candle_onnx pipeline arrow oip_request)
 mode=${1:?usage: fuzz/run.sh run SECONDS [TARGET...] | cmin [TARGET...]}
 shift
 work=../target/fuzz

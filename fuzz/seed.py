@@ -111,9 +111,168 @@ def seed_onnx(out: pathlib.Path) -> None:
 def seed_structured(out: pathlib.Path) -> None:
     # `bind` and `tensor` read their bytes as choices (arbitrary::Unstructured): random seeds.
     rng = random.Random(2026)
-    for target in ("bind", "tensor"):
+    for target in ("bind", "tensor", "arrow"):
         for i in range(16):
             write(out, target, f"random{i}", bytes(rng.randrange(256) for _ in range(rng.randrange(8, 256))))
+
+
+# The table the `pipeline` target fits on (rivet_fuzz::prep::sample), as CSV for `rivet prep fit`.
+SAMPLE_CSV = """a,b,c,t,d,s,n,u,v
+1.5,1,x,2024-01-02T03:04:05,true,1,x,2024-01-02,1
+,2,y,2024-02-29 23:59:59+02:00,false,2.5,,yesterday,x
+NaN,2,x,1999-12-31,true,,y,2024-01-03,2
+-3.0,7,é,2024-01-02T03:04:05Z,true,-0,x,2024-01-04,3
+1e300,-4,y,2000-06-15 12:00:00,false,1e3,z,2024-01-05,4
+"""
+
+# Specs over the sample's columns, one step of each kind between them.
+PIPELINE_SPECS = {
+    "numeric.toml": """
+[[steps]]
+op = "select"
+columns = ["a", "b", "s", "d"]
+[[steps]]
+op = "impute"
+columns = ["a", "s"]
+strategy = "median"
+[[steps]]
+op = "clip"
+columns = ["a"]
+min = -5
+max = 5
+[[steps]]
+op = "log1p"
+columns = ["b"]
+[[steps]]
+op = "standard_scale"
+columns = ["a", "b"]
+[[steps]]
+op = "min_max_scale"
+columns = ["s"]
+range = [0.0, 1.0]
+[[steps]]
+op = "cast"
+columns = ["d"]
+""",
+    "text.toml": """
+[[steps]]
+op = "one_hot"
+columns = ["c"]
+unseen = "other"
+[[steps]]
+op = "ordinal"
+columns = ["v"]
+unseen = "ignore"
+[[steps]]
+op = "datetime"
+column = "t"
+parts = ["year", "month", "day", "hour", "minute", "second", "weekday", "day_of_year"]
+[[steps]]
+op = "drop"
+columns = ["u", "n", "s", "a"]
+""",
+    "derive.toml": """
+[[steps]]
+op = "derive"
+name = "r"
+expr = "(b + 1) / (b * b + 2) - -b"
+[[steps]]
+op = "bucketize"
+columns = ["b"]
+boundaries = [0.0, 2.0, 5.0]
+[[steps]]
+op = "rename"
+columns = { r = "ratio" }
+[[steps]]
+op = "impute"
+columns = ["a"]
+strategy = "constant"
+value = 0.5
+[[steps]]
+op = "select"
+columns = ["a", "b", "ratio", "d"]
+""",
+    "format.toml": """
+[[steps]]
+op = "datetime"
+column = "u"
+format = "%Y-%m-%d"
+parts = ["day"]
+[[steps]]
+op = "impute"
+columns = ["v"]
+strategy = "most_frequent"
+""",
+}
+
+
+def seed_pipeline(out: pathlib.Path) -> None:
+    # First byte: 0 a TOML spec, 1 a JSON spec, 2 a fitted pipeline (rivet_fuzz::pipeline).
+    import subprocess
+    import tempfile
+
+    import tomllib
+
+    specs = dict(PIPELINE_SPECS)
+    specs["tabular.toml"] = (MODELS / "tabular" / "spec.toml").read_text()
+    tabular = [ROOT / "target" / p / "rivet-tabular" for p in ("release", "debug")]
+    tool = next((t for t in tabular if t.exists()), None)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = pathlib.Path(tmp) / "sample.csv"
+        data.write_text(SAMPLE_CSV)
+        for name, text in specs.items():
+            write(out, "pipeline", name, bytes([0]) + text.encode())
+            as_json = json.dumps(tomllib.loads(text))
+            write(out, "pipeline", name.replace(".toml", ".json"), bytes([1]) + as_json.encode())
+            if tool is None or name == "tabular.toml":
+                continue
+            spec = pathlib.Path(tmp) / name
+            spec.write_text(text)
+            fitted = pathlib.Path(tmp) / (name + ".fitted.json")
+            done = subprocess.run([tool, "prep", "fit", "--spec", spec, "--data", data, "--out", fitted],
+                                  capture_output=True)
+            if done.returncode == 0:
+                write(out, "pipeline", name.replace(".toml", ".fitted"), bytes([2]) + fitted.read_bytes())
+    pipeline = MODELS / "tabular" / "tabular.pipeline.json"
+    write(out, "pipeline", "tabular.fitted", bytes([2]) + pipeline.read_bytes())
+
+
+def seed_oip(out: pathlib.Path) -> None:
+    # First byte: even, an HTTP body (bit 1: the header length is the first line); odd, a
+    # protobuf ModelInferRequest (rivet_fuzz::oip_request).
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    bodies = {
+        "json_flat": {"id": "r1", "inputs": [{"name": "x", "shape": [2, 3], "datatype": "FP32",
+                                              "data": x.ravel().tolist()}]},
+        "json_nested": {"inputs": [{"name": "x", "shape": [2, 3], "datatype": "FP32", "data": x.tolist()},
+                                   {"name": "m", "shape": [2], "datatype": "BOOL", "data": [True, False]}],
+                        "outputs": [{"name": "y", "parameters": {"binary_data": True}}]},
+        "json_ints": {"inputs": [{"name": "i", "shape": [3], "datatype": "INT64", "data": [1, -2, 3]},
+                                 {"name": "u", "shape": [1], "datatype": "UINT8", "data": [255]},
+                                 {"name": "h", "shape": [1], "datatype": "FP16", "data": [0.5]}],
+                      "parameters": {"binary_data_output": True}},
+    }
+    for name, body in bodies.items():
+        write(out, "oip_request", name, bytes([0]) + json.dumps(body).encode())
+    header = json.dumps({"inputs": [
+        {"name": "x", "shape": [2, 3], "datatype": "FP32", "parameters": {"binary_data_size": 24}},
+        {"name": "k", "shape": [2], "datatype": "INT32", "parameters": {"binary_data_size": 8}}]}).encode()
+    binary = x.tobytes() + np.array([7, -7], dtype=np.int32).tobytes()
+    write(out, "oip_request", "binary", bytes([2]) + str(len(header)).encode() + b"\n" + header + binary)
+    try:
+        from tritonclient.grpc import service_pb2
+    except ImportError:
+        return
+    request = service_pb2.ModelInferRequest(model_name="mlp", id="g1")
+    tensor = request.inputs.add(name="x", datatype="FP32", shape=[2, 3])
+    tensor.contents.fp32_contents.extend(x.ravel().tolist())
+    write(out, "oip_request", "grpc_contents", bytes([1]) + request.SerializeToString())
+    raw = service_pb2.ModelInferRequest(model_name="mlp")
+    raw.inputs.add(name="x", datatype="FP32", shape=[2, 3])
+    raw.inputs.add(name="k", datatype="INT8", shape=[2])
+    raw.raw_input_contents.extend([x.tobytes(), bytes([1, 255])])
+    raw.outputs.add(name="y")
+    write(out, "oip_request", "grpc_raw", bytes([1]) + raw.SerializeToString())
 
 
 def main() -> None:
@@ -123,6 +282,8 @@ def main() -> None:
     seed_torchscript(out)
     seed_onnx(out)
     seed_structured(out)
+    seed_pipeline(out)
+    seed_oip(out)
 
 
 if __name__ == "__main__":

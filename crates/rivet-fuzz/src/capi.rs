@@ -14,7 +14,7 @@ use rivet_capi::{
     rivet_dtype_size, rivet_error_code, rivet_error_free, rivet_error_message, rivet_error_t,
     rivet_tensor_byte_len, rivet_tensor_clone, rivet_tensor_data, rivet_tensor_dtype, rivet_tensor_free,
     rivet_tensor_new, rivet_tensor_new_view, rivet_tensor_rank, rivet_tensor_shape, rivet_tensor_t,
-    RIVET_ERROR_PANIC,
+    RIVET_ERROR_PANIC, RIVET_ERROR_PREPROCESS,
 };
 use rivet_core::{element_count, DType, Tensor};
 
@@ -28,7 +28,7 @@ pub fn tensor(data: &[u8]) {
 }
 
 /// The message of a C error, after checking it is one, then frees it. `None` for success.
-fn take_error(error: *mut rivet_error_t) -> Option<(u32, String)> {
+pub(crate) fn take_error(error: *mut rivet_error_t) -> Option<(u32, String)> {
     if error.is_null() {
         return None;
     }
@@ -38,9 +38,29 @@ fn take_error(error: *mut rivet_error_t) -> Option<(u32, String)> {
         let message = CStr::from_ptr(rivet_error_message(error)).to_string_lossy().into_owned();
         rivet_error_free(error);
         assert_ne!(code, RIVET_ERROR_PANIC, "a panic reached the C ABI: {message}");
-        assert!((1..=9).contains(&code), "error code {code}: {message}");
+        assert!((1..=RIVET_ERROR_PREPROCESS).contains(&code), "error code {code}: {message}");
         assert!(!message.is_empty(), "error code {code} without a message");
         Some((code, message))
+    }
+}
+
+/// A copy of a live tensor handle's dtype, shape and bytes, read through the C accessors.
+///
+/// # Safety
+/// `handle` is a live tensor handle.
+pub(crate) unsafe fn tensor_of(handle: *const rivet_tensor_t) -> Tensor {
+    unsafe {
+        let code = rivet_tensor_dtype(handle);
+        let dtype = DType::ALL.into_iter().find(|d| *d as u32 == code).expect("a known dtype");
+        let rank = usize::try_from(rivet_tensor_rank(handle)).expect("a live handle's rank");
+        let shape: Vec<usize> = if rank == 0 {
+            Vec::new()
+        } else {
+            std::slice::from_raw_parts(rivet_tensor_shape(handle), rank).iter().map(|&d| d as usize).collect()
+        };
+        let bytes =
+            std::slice::from_raw_parts(rivet_tensor_data(handle).cast::<u8>(), rivet_tensor_byte_len(handle));
+        Tensor::from_bytes(dtype, &shape, bytes).expect("a handle's bytes fill its shape")
     }
 }
 

@@ -28,8 +28,12 @@ use rivet_core::{
 };
 
 mod capi;
+mod prep;
+mod server;
 
 pub use capi::tensor;
+pub use prep::{arrow, pipeline};
+pub use server::oip_request;
 
 /// A fuzz entry point.
 pub type Target = fn(&[u8]);
@@ -44,6 +48,9 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("bind", bind),
     ("tensor", tensor),
     ("candle_onnx", candle_onnx),
+    ("pipeline", pipeline),
+    ("arrow", arrow),
+    ("oip_request", oip_request),
 ];
 
 /// A reader that hands out at most 7 bytes a call and does not tell its size, like a pipe.

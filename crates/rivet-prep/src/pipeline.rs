@@ -200,8 +200,8 @@ impl FittedPipeline {
     }
 
     /// Applies the fitted steps to `df` and returns the features as a `[rows, features]` f32
-    /// tensor with their names. A value left missing or infinite is an error naming the
-    /// feature and row.
+    /// tensor with their names. A value left missing, infinite or past f32's range (about
+    /// ±3.4e38) is an error naming the feature and row.
     pub fn transform(&self, df: &DataFrame) -> Result<(Tensor, Vec<String>), PrepError> {
         self.transform_rows(df, 0)
     }
@@ -219,9 +219,18 @@ impl FittedPipeline {
         let mut columns = Vec::with_capacity(self.features.len());
         for name in &self.features {
             let ca = floats(&work, name, "features", offset)?.rechunk().into_owned();
-            // A value left missing or infinite has no feature value: name the first.
-            if let Some((row, value)) = ca.into_no_null_iter().enumerate().find(|(_, v)| !v.is_finite()) {
-                let what = if value.is_nan() { "missing (null or NaN)" } else { "infinite" };
+            // A value left missing, infinite or past f32's range has no feature value (the
+            // tensor is f32, where 1e300 would become infinity): name the first.
+            if let Some((row, value)) =
+                ca.into_no_null_iter().enumerate().find(|(_, v)| !(*v as f32).is_finite())
+            {
+                let what = if value.is_nan() {
+                    "missing (null or NaN)".to_owned()
+                } else if value.is_infinite() {
+                    "infinite".to_owned()
+                } else {
+                    format!("{value:e}, past f32's range,")
+                };
                 return Err(data_error(format!(
                     "feature \"{name}\", row {}: {what} after the pipeline; add an impute or clip step",
                     row + offset
@@ -277,23 +286,32 @@ impl FittedPipeline {
     /// Reads a fitted pipeline written by [`FittedPipeline::save`].
     pub fn load(path: &std::path::Path) -> Result<FittedPipeline, PrepError> {
         let text = std::fs::read_to_string(path).map_err(|e| PrepError::io(path, e))?;
+        FittedPipeline::from_json(&text).map_err(|e| match e {
+            PrepError::Spec(message) => PrepError::Spec(format!("{}: {message}", path.display())),
+            other => other,
+        })
+    }
+
+    /// A fitted pipeline from the JSON [`FittedPipeline::save`] writes. Its spec gets the same
+    /// checks as a spec file, and every step's fitted statistics must be of the step's kind and
+    /// size, so a hand-edited or damaged file is refused here rather than misapplied later.
+    pub fn from_json(text: &str) -> Result<FittedPipeline, PrepError> {
         let pipeline: FittedPipeline =
-            serde_json::from_str(&text).map_err(|e| PrepError::Spec(format!("{}: {e}", path.display())))?;
+            serde_json::from_str(text).map_err(|e| PrepError::Spec(e.to_string()))?;
         if pipeline.format_version != FORMAT_VERSION {
             return Err(PrepError::Spec(format!(
-                "{}: format version {} (this build reads {FORMAT_VERSION})",
-                path.display(),
+                "format version {} (this build reads {FORMAT_VERSION})",
                 pipeline.format_version
             )));
         }
         if pipeline.fitted.len() != pipeline.spec.steps.len() {
             return Err(PrepError::Spec(format!(
-                "{}: {} fitted entries for {} steps",
-                path.display(),
+                "{} fitted entries for {} steps",
                 pipeline.fitted.len(),
                 pipeline.spec.steps.len()
             )));
         }
+        pipeline.spec.check()?;
         Ok(pipeline)
     }
 }

@@ -222,16 +222,26 @@ impl PipelineSpec {
     /// Reads a spec file: TOML (`.toml`) or JSON (anything else).
     pub fn from_file(path: &Path) -> Result<PipelineSpec, PrepError> {
         let text = std::fs::read_to_string(path).map_err(|e| PrepError::io(path, e))?;
-        let value: serde_json::Value = if path.extension().is_some_and(|e| e == "toml") {
-            toml::from_str(&text)
-                .map_err(|e| PrepError::Spec(format!("{}: {}", path.display(), e.message())))?
-        } else {
-            serde_json::from_str(&text).map_err(|e| PrepError::Spec(format!("{}: {e}", path.display())))?
-        };
-        PipelineSpec::from_value(value).map_err(|e| match e {
+        PipelineSpec::from_text(&text, path.extension().is_some_and(|e| e == "toml")).map_err(|e| match e {
             PrepError::Spec(message) => PrepError::Spec(format!("{}: {message}", path.display())),
             other => other,
         })
+    }
+
+    /// A spec from its text: TOML when `toml`, JSON otherwise.
+    pub fn from_text(text: &str, toml: bool) -> Result<PipelineSpec, PrepError> {
+        let value: serde_json::Value = if toml {
+            let table: toml::Table =
+                toml::from_str(text).map_err(|e| PrepError::Spec(e.message().to_owned()))?;
+            // JSON has no NaN or infinity: converted, they would silently become "absent".
+            if let Some(path) = non_finite(&toml::Value::Table(table.clone()), String::new()) {
+                return Err(PrepError::Spec(format!("{path}: numbers must be finite (nan and inf are not)")));
+            }
+            serde_json::to_value(table).map_err(|e| PrepError::Spec(e.to_string()))?
+        } else {
+            serde_json::from_str(text).map_err(|e| PrepError::Spec(e.to_string()))?
+        };
+        PipelineSpec::from_value(value)
     }
 
     /// A spec from parsed JSON or TOML; an unknown step or field is an error saying which step.
@@ -255,6 +265,15 @@ impl PipelineSpec {
                     .map_err(|e| PrepError::Spec(format!("steps[{i}] (op \"{op}\"): {e}")))
             })
             .collect::<Result<Vec<Step>, PrepError>>()?;
+        let spec = PipelineSpec { steps };
+        spec.check()?;
+        Ok(spec)
+    }
+
+    /// Checks what the steps' types cannot say: every error names the step. Run on every spec
+    /// read, and on the copy a fitted pipeline carries.
+    pub fn check(&self) -> Result<(), PrepError> {
+        let steps = &self.steps;
         for (i, step) in steps.iter().enumerate() {
             if let Step::Impute { strategy, value, .. } = step {
                 if (*strategy == ImputeStrategy::Constant) != value.is_some() {
@@ -269,7 +288,7 @@ impl PipelineSpec {
                 )));
             }
             if let Step::MinMaxScale { range, .. } = step {
-                if range[0] >= range[1] {
+                if range.iter().any(|v| v.is_nan()) || range[0] >= range[1] {
                     return Err(PrepError::Spec(format!(
                         "steps[{i}] (op \"min_max_scale\"): range {range:?} must have min < max"
                     )));
@@ -295,9 +314,32 @@ impl PipelineSpec {
                     crate::expr::Expr::parse(expr)
                         .map_err(|e| PrepError::Spec(format!("{at}: expr: {e}")))?;
                 }
+                Step::Clip { min, max, .. }
+                    if min.is_some_and(f64::is_nan)
+                        || max.is_some_and(f64::is_nan)
+                        || min.zip(*max).is_some_and(|(lo, hi)| lo > hi) =>
+                {
+                    return Err(PrepError::Spec(format!(
+                        "{at}: min {min:?} and max {max:?} must be numbers with min <= max"
+                    )));
+                }
                 _ => {}
             }
         }
-        Ok(PipelineSpec { steps })
+        Ok(())
+    }
+}
+
+/// Where the first NaN or infinity in a TOML value is, as `steps[2].min`.
+fn non_finite(value: &toml::Value, at: String) -> Option<String> {
+    match value {
+        toml::Value::Float(f) if !f.is_finite() => Some(if at.is_empty() { "the spec".into() } else { at }),
+        toml::Value::Array(items) => {
+            items.iter().enumerate().find_map(|(i, v)| non_finite(v, format!("{at}[{i}]")))
+        }
+        toml::Value::Table(table) => table
+            .iter()
+            .find_map(|(k, v)| non_finite(v, if at.is_empty() { k.clone() } else { format!("{at}.{k}") })),
+        _ => None,
     }
 }

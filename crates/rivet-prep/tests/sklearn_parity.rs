@@ -169,6 +169,36 @@ fn bad_specs_and_bad_data_are_named() {
     );
     let err = read_table(&write("empty.csv", "")).unwrap_err().to_string();
     assert!(err.ends_with("empty.csv: the file is empty"), "{err}");
+
+    // Found by fuzzing (crates/rivet-fuzz, target `pipeline`):
+    // clip bounds the wrong way round (or NaN, which TOML can write) panicked in f64::clamp.
+    let err =
+        PipelineSpec::from_text("[[steps]]\nop = \"clip\"\ncolumns = [\"a\"]\nmin = 5\nmax = 1\n", true)
+            .unwrap_err()
+            .to_string();
+    assert_eq!(
+        err,
+        "invalid pipeline spec: steps[0] (op \"clip\"): min Some(5.0) and max Some(1.0) must be numbers with min <= max"
+    );
+    let err = PipelineSpec::from_text("[[steps]]\nop = \"clip\"\ncolumns = [\"a\"]\nmin = nan\n", true)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err, "invalid pipeline spec: steps[0].min: numbers must be finite (nan and inf are not)");
+    // A fitted pipeline gets the same checks as a spec file: this one's clip was edited.
+    let clip =
+        PipelineSpec::from_value(json!({"steps": [{"op": "clip", "columns": ["a"], "min": 0}]})).unwrap();
+    let saved = serde_json::to_string(&FittedPipeline::fit(&clip, &table).unwrap()).unwrap();
+    let edited = saved.replace("\"min\":0.0", "\"min\":0.0,\"max\":-1.0");
+    assert_ne!(edited, saved);
+    let err = FittedPipeline::from_json(&edited).unwrap_err().to_string();
+    assert!(err.ends_with("must be numbers with min <= max"), "{err}");
+    // A value finite in f64 but past f32's range became an infinite feature without a word.
+    let big = read_table(&write("big.csv", "a\n1\n1e300\n")).unwrap();
+    let cast = PipelineSpec::from_value(json!({"steps": [{"op": "cast", "columns": ["a"]}]})).unwrap();
+    assert_eq!(
+        data_error(FittedPipeline::fit(&cast, &big).unwrap().transform(&big)),
+        "feature \"a\", row 1: 1e300, past f32's range, after the pipeline; add an impute or clip step"
+    );
 }
 
 #[test]

@@ -137,7 +137,10 @@ pub fn tensor_from_json(
     data: &Value,
 ) -> Result<Tensor, ServeError> {
     let (count, bytes) = sizes(input, dtype, shape)?;
-    let mut out = Vec::with_capacity(bytes);
+    // The shape is the client's word: reserve at most 64 KiB up front and let the buffer grow
+    // with the elements actually present, so a huge shape over a short `data` is refused by
+    // its count instead of attempting a huge allocation.
+    let mut out = Vec::with_capacity(bytes.min(1 << 16));
     let mut seen = 0usize;
     let mut stack = vec![data];
     // Depth-first over nested arrays, left to right (the stack holds them reversed).
@@ -257,6 +260,12 @@ mod tests {
         assert_eq!(
             message(tensor_from_json("m", DType::Bool, &[1], &json!([1]))),
             "input \"m\": element 0: expected true or false (BOOL), got 1"
+        );
+        // 4 TiB by its shape, one element by its data: refused by count (this used to reserve
+        // the shape's bytes first, and the failed allocation aborted the server).
+        assert_eq!(
+            message(tensor_from_json("x", DType::F32, &[1 << 40], &json!([1]))),
+            "input \"x\": shape [1099511627776] needs 1099511627776 elements, data has 1"
         );
     }
 

@@ -100,7 +100,9 @@ fn tensor_from_contents(
     codec::tensor_from_raw(name, dtype, shape, &bytes)
 }
 
-fn decode_inputs(request: &mut ModelInferRequest) -> Result<Vec<(String, Tensor)>, ServeError> {
+/// Reads a ModelInfer request's inputs (typed `contents` or `raw_input_contents`), taking them
+/// out of `request`; every malformed part is a [`ServeError::BadRequest`] naming the input.
+pub fn decode_infer_inputs(request: &mut ModelInferRequest) -> Result<Vec<(String, Tensor)>, ServeError> {
     let raw = std::mem::take(&mut request.raw_input_contents);
     if !raw.is_empty() && raw.len() != request.inputs.len() {
         return Err(ServeError::bad(format!(
@@ -213,7 +215,7 @@ impl GrpcInferenceService for Service {
     ) -> Result<Response<ModelInferResponse>, Status> {
         let mut request = request.into_inner();
         let entry = self.entry(&request.model_name, &request.model_version)?;
-        let inputs = decode_inputs(&mut request).map_err(|e| e.grpc_status())?;
+        let inputs = decode_infer_inputs(&mut request).map_err(|e| e.grpc_status())?;
         let outputs = entry.infer(inputs).await.map_err(|e| e.grpc_status())?;
         let chosen = codec::requested_outputs(&outputs, request.outputs.iter().map(|o| o.name.as_str()))
             .map_err(|e| e.grpc_status())?;

@@ -236,12 +236,17 @@ fn bool_parameter(
     }
 }
 
-/// Splits a body into its JSON header and binary part.
-fn split_body<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<(&'a [u8], &'a [u8]), ServeError> {
-    let Some(value) = headers.get(HEADER_LENGTH) else { return Ok((body, &[])) };
-    let length: usize = value.to_str().ok().and_then(|v| v.trim().parse().ok()).ok_or_else(|| {
-        ServeError::bad(format!("header Inference-Header-Content-Length is not a length: {value:?}"))
-    })?;
+/// Splits a body into its JSON header and binary part, at the length the
+/// `Inference-Header-Content-Length` header gives (`header_length`, its raw value).
+fn split_body<'a>(header_length: Option<&[u8]>, body: &'a [u8]) -> Result<(&'a [u8], &'a [u8]), ServeError> {
+    let Some(value) = header_length else { return Ok((body, &[])) };
+    let length: usize =
+        std::str::from_utf8(value).ok().and_then(|v| v.trim().parse().ok()).ok_or_else(|| {
+            ServeError::bad(format!(
+                "header Inference-Header-Content-Length is not a length: {:?}",
+                String::from_utf8_lossy(value)
+            ))
+        })?;
     if length > body.len() {
         return Err(ServeError::bad(format!(
             "Inference-Header-Content-Length is {length}, but the body has only {} bytes",
@@ -249,6 +254,42 @@ fn split_body<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<(&'a [u8], &'a 
         )));
     }
     Ok(body.split_at(length))
+}
+
+/// An infer request as read from its HTTP body, checked in full before any model runs.
+#[derive(Debug)]
+pub struct InferBody {
+    /// The request's `id`, echoed in the answer.
+    pub id: Option<String>,
+    /// The inputs in request order, by name.
+    pub inputs: Vec<(String, Tensor)>,
+    /// The outputs asked for, in order, each with whether it goes back as binary data; empty
+    /// asks for every output.
+    pub outputs: Vec<(String, bool)>,
+    /// Whether outputs not named in `outputs` go back as binary data (`binary_data_output`).
+    pub binary_default: bool,
+}
+
+/// Reads an infer request's body: JSON, or JSON followed by binary tensor data when
+/// `header_length` (the raw value of `Inference-Header-Content-Length`) is given. Every
+/// malformed part (the length, the JSON, a datatype, a shape, a byte count, a parameter) is a
+/// [`ServeError::BadRequest`] naming it; nothing is allocated for a tensor before its data is
+/// known to be present.
+pub fn decode_infer_body(header_length: Option<&[u8]>, body: &[u8]) -> Result<InferBody, ServeError> {
+    let (json_part, binary) = split_body(header_length, body)?;
+    let request: InferRequest =
+        serde_json::from_slice(json_part).map_err(|e| ServeError::bad(format!("request JSON: {e}")))?;
+    refuse_parameters("request", &request.parameters)?;
+    let binary_default =
+        bool_parameter("request", &request.parameters, "binary_data_output")?.unwrap_or(false);
+    let mut outputs = Vec::with_capacity(request.outputs.len());
+    for wanted in request.outputs {
+        let what = format!("output \"{}\"", wanted.name);
+        refuse_parameters(&what, &wanted.parameters)?;
+        let binary = bool_parameter(&what, &wanted.parameters, "binary_data")?.unwrap_or(binary_default);
+        outputs.push((wanted.name, binary));
+    }
+    Ok(InferBody { id: request.id, inputs: decode_inputs(request.inputs, binary)?, outputs, binary_default })
 }
 
 /// Decodes the request's inputs, taking binary inputs from `binary` in order.
@@ -311,24 +352,13 @@ async fn infer(
         return Err(too_large());
     }
     let body: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| too_large())?;
-    let (json_part, binary) = split_body(&headers, &body)?;
-    let request: InferRequest =
-        serde_json::from_slice(json_part).map_err(|e| ServeError::bad(format!("request JSON: {e}")))?;
-    refuse_parameters("request", &request.parameters)?;
-    let binary_default =
-        bool_parameter("request", &request.parameters, "binary_data_output")?.unwrap_or(false);
-    let outputs = entry.infer(decode_inputs(request.inputs, binary)?).await?;
+    let request = decode_infer_body(headers.get(HEADER_LENGTH).map(HeaderValue::as_bytes), &body)?;
+    let outputs = entry.infer(request.inputs).await?;
 
     // Which outputs, and which of them as binary.
-    let chosen = codec::requested_outputs(&outputs, request.outputs.iter().map(|o| o.name.as_str()))?;
-    let mut binary_flags = Vec::with_capacity(chosen.len());
-    for wanted in &request.outputs {
-        let what = format!("output \"{}\"", wanted.name);
-        refuse_parameters(&what, &wanted.parameters)?;
-        binary_flags
-            .push(bool_parameter(&what, &wanted.parameters, "binary_data")?.unwrap_or(binary_default));
-    }
-    binary_flags.resize(chosen.len(), binary_default);
+    let chosen = codec::requested_outputs(&outputs, request.outputs.iter().map(|(name, _)| name.as_str()))?;
+    let mut binary_flags: Vec<bool> = request.outputs.iter().map(|&(_, binary)| binary).collect();
+    binary_flags.resize(chosen.len(), request.binary_default);
     let chosen: Vec<(&str, &Tensor, bool)> = chosen
         .iter()
         .zip(binary_flags)
@@ -386,12 +416,13 @@ mod tests {
 
     #[test]
     fn binary_parts_are_taken_in_order_and_lengths_checked() {
-        let mut headers = HeaderMap::new();
-        headers.insert(HEADER_LENGTH, HeaderValue::from_static("4"));
-        assert_eq!(split_body(&headers, b"{}  abc").unwrap(), (&b"{}  "[..], &b"abc"[..]));
-        headers.insert(HEADER_LENGTH, HeaderValue::from_static("40"));
+        assert_eq!(split_body(Some(b"4"), b"{}  abc").unwrap(), (&b"{}  "[..], &b"abc"[..]));
         assert_eq!(
-            split_body(&headers, b"{}").unwrap_err().to_string(),
+            split_body(Some(b"x4"), b"{}").unwrap_err().to_string(),
+            "header Inference-Header-Content-Length is not a length: \"x4\""
+        );
+        assert_eq!(
+            split_body(Some(b"40"), b"{}").unwrap_err().to_string(),
             "Inference-Header-Content-Length is 40, but the body has only 2 bytes"
         );
 
