@@ -310,6 +310,20 @@ enum Values {
 }
 
 const WORDS: [&str; 8] = ["x", "y", "é", "", "2024-01-02T03:04:05", "z", "1.5", "x y"];
+const STAMPS: [&str; 4] =
+    ["2024-01-02T03:04:05", "1999-12-31", "2024-02-29 23:59:59+02:00", "2000-06-15 12:00:00Z"];
+
+fn random_name(u: &mut Unstructured<'_>) -> arbitrary::Result<String> {
+    Ok(match u.int_in_range(0..=6u8)? {
+        0 => "a".to_owned(),
+        1 => "b".to_owned(),
+        2 => "c".to_owned(),
+        3 => "t".to_owned(),
+        4 => "n".to_owned(),
+        5 => WORDS[u.choose_index(WORDS.len())?].to_owned(),
+        _ => u.arbitrary::<String>()?,
+    })
+}
 
 /// A validity bitmap over `len` slots (`None`: no bitmap) and each slot's validity.
 fn validity(u: &mut Unstructured<'_>, len: usize) -> arbitrary::Result<(Option<Vec<u8>>, Vec<bool>)> {
@@ -331,29 +345,31 @@ fn column(
     p: &mut Producer,
     rows: usize,
     skip: usize,
+    wanted: Option<(&str, &[u8])>,
 ) -> arbitrary::Result<(*mut Schema, *mut Array, Values)> {
-    let name = match u.int_in_range(0..=6u8)? {
-        0 => "a".to_owned(),
-        1 => "b".to_owned(),
-        2 => "c".to_owned(),
-        3 => "t".to_owned(),
-        4 => "n".to_owned(),
-        5 => WORDS[u.choose_index(WORDS.len())?].to_owned(),
-        _ => u.arbitrary::<String>()?,
+    let name = match wanted {
+        Some((name, _)) => name.to_owned(),
+        None => random_name(u)?,
     };
     let offset = if u.ratio(1, 4)? { u.int_in_range(1..=3usize)? } else { 0 };
     // Slots the buffers hold: the column's own offset, the parent's, then the rows.
     let len = offset + skip + rows;
-    let (bitmap, valid) = validity(u, len)?;
+    let (bitmap, valid) =
+        if wanted.is_some() && !u.ratio(1, 8)? { (None, vec![true; len]) } else { validity(u, len)? };
     let seen = offset..len;
     let nulls = valid[seen.clone()].iter().filter(|v| !**v).count() as i64;
-    let null_count = if u.ratio(1, 4)? { -1 } else { nulls };
+    // Unknown (-1) is allowed only with a bitmap: without one the count must be 0.
+    let null_count = if bitmap.is_some() && u.ratio(1, 4)? { -1 } else { nulls };
     let validity_ptr = match &bitmap {
         Some(b) => p.buffer(b),
         None => ptr::null(),
     };
     let logical = |i: usize| seen.start + skip + i;
-    let kind = u.int_in_range(0..=8u8)?;
+    let kind = match wanted {
+        Some((_, kinds)) => kinds[u.choose_index(kinds.len())?],
+        None => u.int_in_range(0..=8u8)?,
+    };
+    let timestamps = wanted.is_some_and(|(name, _)| name == "t");
     let (format, buffers, values, dictionary_schema, dictionary_array): (
         String,
         Vec<*const c_void>,
@@ -431,6 +447,8 @@ fn column(
                 .map(|_| {
                     Ok(if u.ratio(1, 8)? {
                         u.arbitrary::<String>()?
+                    } else if timestamps {
+                        STAMPS[u.choose_index(STAMPS.len())?].to_owned()
                     } else {
                         WORDS[u.choose_index(WORDS.len())?].to_owned()
                     })
@@ -527,22 +545,34 @@ fn arrow_batch(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
     let (handle, fitted) = arrow_pipeline();
     let handle = *handle as *const rivet_pipeline_t;
     let mut p = Producer::default();
+    // The batch-level choices first, while the fuzzer's bytes last.
     let rows = u.int_in_range(0..=12usize)?;
     let skip = if u.ratio(1, 6)? { u.int_in_range(1..=2usize)? } else { 0 };
-    let lone = u.ratio(1, 12)?;
-    let count = if lone { 0 } else { u.int_in_range(0..=6usize)? };
+    let lone = u.ratio(1, 16)?;
+    let struct_nulls = u.ratio(1, 16)?;
+    let released_first = u.ratio(1, 32)?;
+    // Mostly the columns the pipeline reads (a, b: numbers; c, t: text) in any order, of any
+    // type that can hold them, now and then with one more column; otherwise anything.
+    let mut wanted: Vec<(&str, &[u8])> = Vec::new();
+    if !lone && !u.ratio(1, 4)? {
+        wanted = vec![("a", &[0, 1, 2, 3, 5]), ("b", &[0, 1, 2, 3]), ("c", &[5, 6, 7]), ("t", &[5, 6])];
+        for i in (1..wanted.len()).rev() {
+            wanted.swap(i, u.int_in_range(0..=i)?);
+        }
+    }
+    let extra = if lone { 0 } else { u.int_in_range(0..=if wanted.is_empty() { 6usize } else { 1 })? };
     let mut schemas = Vec::new();
     let mut arrays = Vec::new();
     let mut columns = Vec::new();
-    for _ in 0..count {
-        let (s, a, values) = column(u, &mut p, rows, skip)?;
+    let chosen = wanted.into_iter().map(Some).chain(std::iter::repeat_n(None, extra));
+    for want in chosen {
+        let (s, a, values) = column(u, &mut p, rows, skip, want)?;
         // SAFETY: `s` is live in the producer; its name is a C string made from a Rust string.
         let name = unsafe { std::ffi::CStr::from_ptr((*s).name) }.to_string_lossy().into_owned();
         schemas.push(s);
         arrays.push(a);
         columns.push((name, values));
     }
-    let struct_nulls = u.ratio(1, 10)?;
     let (root_schema, root_array) = if lone {
         // Not a record batch: a lone int64 column.
         let s = p.schema("l", "", Vec::new(), ptr::null_mut());
@@ -559,7 +589,6 @@ fn arrow_batch(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
         };
         (s, p.array(rows, nulls, skip, vec![bitmap], arrays, ptr::null_mut()))
     };
-    let released_first = u.ratio(1, 20)?;
     if released_first {
         // SAFETY: the producer's own live struct.
         unsafe { release_schema(root_schema) };

@@ -139,6 +139,22 @@ fn texts(df: &DataFrame, name: &str, at: &str, offset: usize) -> Result<Vec<Stri
         .collect()
 }
 
+/// The table with categorical columns as plain text: dictionary-encoded strings (pandas
+/// categoricals through Arrow or Parquet) are text to every step, as in the CSV of the same
+/// table.
+fn plain_text(df: &DataFrame) -> Result<DataFrame, PrepError> {
+    let mut out = df.clone();
+    for column in df.columns() {
+        if matches!(column.dtype(), DataType::Categorical(..) | DataType::Enum(..)) {
+            let text = column
+                .cast(&DataType::String)
+                .map_err(|e| data_error(format!("column \"{}\": {e}", column.name())))?;
+            out.with_column(text).map_err(|e| data_error(e.to_string()))?;
+        }
+    }
+    Ok(out)
+}
+
 /// The values present (neither null nor NaN).
 fn present(ca: &Float64Chunked) -> Result<Float64Chunked, PrepError> {
     ca.filter(&ca.is_not_nan()).map_err(|e| data_error(e.to_string()))
@@ -187,7 +203,7 @@ impl FittedPipeline {
             })
             .map(|c| InputColumn { name: c.name().to_string(), dtype: c.dtype().to_string() })
             .collect();
-        let mut work = df.clone();
+        let mut work = plain_text(df)?;
         let mut fitted = Vec::with_capacity(spec.steps.len());
         for (i, step) in spec.steps.iter().enumerate() {
             let at = format!("steps[{i}] ({})", step.op());
@@ -270,7 +286,7 @@ impl FittedPipeline {
                 )));
             }
         }
-        let mut work = df.clone();
+        let mut work = plain_text(df)?;
         for (i, (step, learned)) in self.spec.steps.iter().zip(&self.fitted).enumerate() {
             apply_step(step, learned, &mut work, &format!("steps[{i}] ({})", step.op()), offset)?;
         }
