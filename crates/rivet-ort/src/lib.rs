@@ -146,12 +146,35 @@ fn shared_environment() -> std::result::Result<&'static Environment, &'static st
                 path.display()
             ));
         }
+        no_telemetry_thread();
         let builder = ort::init_from(&path)
             .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", path.display()))?;
-        builder.with_name("rivet").build().map_err(|e| format!("cannot start ONNX Runtime: {e}"))
+        builder
+            .with_name("rivet")
+            .with_telemetry(false)
+            .build()
+            .map_err(|e| format!("cannot start ONNX Runtime: {e}"))
     })
     .as_ref()
     .map_err(String::as_str)
+}
+
+/// Keeps ONNX Runtime from starting its telemetry thread: unless `ORT_DISABLE_TELEMETRY` is
+/// already set, sets it to `1` before the environment is created.
+///
+/// Microsoft's Linux builds (the PyPI wheel among them) start a thread for telemetry (the 1DS
+/// SDK) inside `CreateEnv`, whatever is asked afterwards (`DisableTelemetryEvents` does not stop
+/// it). ONNX Runtime's own static destructors join that thread at `exit()` after freeing memory
+/// the thread reads, so a plain `exit()` raced in about 1 memcheck run in 6. Without the thread
+/// there is no race, and a library should not report on its host's models anyway. Set
+/// `ORT_DISABLE_TELEMETRY=0` to keep ONNX Runtime's default.
+fn no_telemetry_thread() {
+    if std::env::var_os("ORT_DISABLE_TELEMETRY").is_none() {
+        // SAFETY: changing the environment races only with another thread reading it through
+        // libc at this instant. This runs once per process, when the first ONNX model loads,
+        // and ONNX Runtime, which reads the variable next, is not loaded yet.
+        unsafe { std::env::set_var("ORT_DISABLE_TELEMETRY", "1") };
+    }
 }
 
 /// The process-wide ONNX Runtime environment (for direct `ort` calls next to Rivet's).
