@@ -309,8 +309,9 @@ impl FittedPipeline {
     }
 
     /// A fitted pipeline from the JSON [`FittedPipeline::save`] writes. Its spec gets the same
-    /// checks as a spec file, and every step's fitted statistics must be of the step's kind and
-    /// size, so a hand-edited or damaged file is refused here rather than misapplied later.
+    /// checks as a spec file, so a hand-edited or damaged one is refused here; statistics that
+    /// do not fit their step (another kind, another column count) are refused, naming the step,
+    /// when the pipeline transforms.
     pub fn from_json(text: &str) -> Result<FittedPipeline, PrepError> {
         let pipeline: FittedPipeline =
             serde_json::from_str(text).map_err(|e| PrepError::Spec(e.to_string()))?;

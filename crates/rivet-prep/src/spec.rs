@@ -234,7 +234,7 @@ impl PipelineSpec {
             let table: toml::Table =
                 toml::from_str(text).map_err(|e| PrepError::Spec(e.message().to_owned()))?;
             // JSON has no NaN or infinity: converted, they would silently become "absent".
-            if let Some(path) = non_finite(&toml::Value::Table(table.clone()), String::new()) {
+            if let Some(path) = table.iter().find_map(|(key, value)| non_finite(value, key.clone())) {
                 return Err(PrepError::Spec(format!("{path}: numbers must be finite (nan and inf are not)")));
             }
             serde_json::to_value(table).map_err(|e| PrepError::Spec(e.to_string()))?
@@ -333,13 +333,11 @@ impl PipelineSpec {
 /// Where the first NaN or infinity in a TOML value is, as `steps[2].min`.
 fn non_finite(value: &toml::Value, at: String) -> Option<String> {
     match value {
-        toml::Value::Float(f) if !f.is_finite() => Some(if at.is_empty() { "the spec".into() } else { at }),
+        toml::Value::Float(f) if !f.is_finite() => Some(at),
         toml::Value::Array(items) => {
             items.iter().enumerate().find_map(|(i, v)| non_finite(v, format!("{at}[{i}]")))
         }
-        toml::Value::Table(table) => table
-            .iter()
-            .find_map(|(k, v)| non_finite(v, if at.is_empty() { k.clone() } else { format!("{at}.{k}") })),
+        toml::Value::Table(table) => table.iter().find_map(|(k, v)| non_finite(v, format!("{at}.{k}"))),
         _ => None,
     }
 }
