@@ -48,7 +48,7 @@ fn main() {
         let (shape, values) = out["logits"].try_extract_tensor::<f32>().expect("logits");
         (shape.to_vec(), values.to_vec())
     };
-    let mut rivet = || model.run(&[&x]).expect("run");
+    let rivet = || model.run(&[&x]).expect("run");
     // The same answer both ways, and everything warm.
     let theirs = direct().1;
     let ours = rivet().into_tensors().remove(0);
@@ -58,7 +58,7 @@ fn main() {
         std::hint::black_box(rivet());
     }
 
-    let mut time = |f: &mut dyn FnMut()| {
+    let time = |f: &mut dyn FnMut()| {
         let start = Instant::now();
         for _ in 0..block {
             f();
