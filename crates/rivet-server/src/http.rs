@@ -444,4 +444,29 @@ mod tests {
             "the body has 1 bytes of binary data that no input's binary_data_size accounts for"
         );
     }
+
+    #[test]
+    fn a_whole_body_is_checked_before_any_model_runs() {
+        let header = br#"{"id":"r7","inputs":[{"name":"x","shape":[2],"datatype":"INT8","parameters":{"binary_data_size":2}}],"outputs":[{"name":"y"},{"name":"z","parameters":{"binary_data":false}}],"parameters":{"binary_data_output":true}}"#;
+        let mut body = header.to_vec();
+        body.extend_from_slice(&[0xff, 7]);
+        let length = header.len().to_string();
+        let request = decode_infer_body(Some(length.as_bytes()), &body).unwrap();
+        assert_eq!(request.id.as_deref(), Some("r7"));
+        assert_eq!(request.inputs[0].1.as_slice::<i8>().unwrap(), &[-1, 7]);
+        assert_eq!(request.outputs, [("y".to_owned(), true), ("z".to_owned(), false)]);
+        assert!(request.binary_default);
+        // A bad output parameter is refused with the rest of the request, before inference.
+        let bad = br#"{"inputs":[],"outputs":[{"name":"y","parameters":{"binary_data":"yes"}}]}"#;
+        assert_eq!(
+            decode_infer_body(None, bad).unwrap_err().to_string(),
+            "output \"y\": parameter \"binary_data\" must be true or false, got \"yes\""
+        );
+        // A huge shape over a one-element `data` is refused by count, allocating nothing big.
+        let huge = br#"{"inputs":[{"name":"x","shape":[1099511627776],"datatype":"FP32","data":[1]}]}"#;
+        assert_eq!(
+            decode_infer_body(None, huge).unwrap_err().to_string(),
+            "input \"x\": shape [1099511627776] needs 1099511627776 elements, data has 1"
+        );
+    }
 }
