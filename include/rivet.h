@@ -227,6 +227,10 @@ void rivet_error_free(struct rivet_error_t *error);
 // `rivet_model_free`; untouched on failure (`RIVET_ERROR_MODEL_LOAD` names the path and the
 // backend; `RIVET_ERROR_UNSUPPORTED` for formats, operators, dtypes or devices a backend lacks).
 //
+// The first model ONNX Runtime loads sets `ORT_DISABLE_TELEMETRY=1` in the process
+// environment, unless the variable is set already: ONNX Runtime's telemetry thread would race
+// its own static destructors at `exit()`. Set it to `0` before loading to keep the thread.
+//
 // Thread-safe: may be called from any thread.
 //
 // # Safety
