@@ -24,30 +24,49 @@ pub const RIVET_ERROR_PREPROCESS: rivet_error_code_t = 10;
 /// by `<rivet/arrow.h>` or any other copy of the specification's definitions.
 #[repr(C)]
 pub struct ArrowSchema {
-    format: *const c_char,
-    name: *const c_char,
-    metadata: *const c_char,
-    flags: i64,
-    n_children: i64,
-    children: *mut *mut ArrowSchema,
-    dictionary: *mut ArrowSchema,
-    release: Option<unsafe extern "C" fn(*mut ArrowSchema)>,
-    private_data: *mut c_void,
+    /// The type, as a format string (`l` int64, `u` utf8, `+s` struct...).
+    pub format: *const c_char,
+    /// The field's name, or NULL.
+    pub name: *const c_char,
+    /// Key-value metadata in the specification's binary layout, or NULL.
+    pub metadata: *const c_char,
+    /// `ARROW_FLAG_*` bits (2: nullable).
+    pub flags: i64,
+    /// The number of child schemas.
+    pub n_children: i64,
+    /// The child schemas.
+    pub children: *mut *mut ArrowSchema,
+    /// The dictionary's schema for a dictionary-encoded type, else NULL.
+    pub dictionary: *mut ArrowSchema,
+    /// Releases the schema and its children; NULL once released.
+    pub release: Option<unsafe extern "C" fn(*mut ArrowSchema)>,
+    /// The producer's own data.
+    pub private_data: *mut c_void,
 }
 
 /// Arrow's `struct ArrowArray` (C Data Interface), as the specification lays it out.
 #[repr(C)]
 pub struct ArrowArray {
-    length: i64,
-    null_count: i64,
-    offset: i64,
-    n_buffers: i64,
-    n_children: i64,
-    buffers: *mut *const c_void,
-    children: *mut *mut ArrowArray,
-    dictionary: *mut ArrowArray,
-    release: Option<unsafe extern "C" fn(*mut ArrowArray)>,
-    private_data: *mut c_void,
+    /// The number of elements.
+    pub length: i64,
+    /// The number of nulls, or -1 when not computed.
+    pub null_count: i64,
+    /// The index in the buffers of the first element.
+    pub offset: i64,
+    /// The number of buffers.
+    pub n_buffers: i64,
+    /// The number of child arrays.
+    pub n_children: i64,
+    /// The buffers (validity first for most types).
+    pub buffers: *mut *const c_void,
+    /// The child arrays.
+    pub children: *mut *mut ArrowArray,
+    /// The dictionary of a dictionary-encoded array, else NULL.
+    pub dictionary: *mut ArrowArray,
+    /// Releases the array, its children and dictionary; NULL once released.
+    pub release: Option<unsafe extern "C" fn(*mut ArrowArray)>,
+    /// The producer's own data.
+    pub private_data: *mut c_void,
 }
 
 /// Arrow's `struct ArrowArrayStream` (C Stream Interface), as the specification lays it out.

@@ -125,38 +125,10 @@ fn arrow_pipeline() -> &'static (usize, FittedPipeline) {
     })
 }
 
-/// The C Data Interface structs, laid out as the specification (and `rivet/arrow.h`) says.
-#[repr(C)]
-struct Schema {
-    format: *const c_char,
-    name: *const c_char,
-    metadata: *const c_char,
-    flags: i64,
-    n_children: i64,
-    children: *mut *mut Schema,
-    dictionary: *mut Schema,
-    release: Option<unsafe extern "C" fn(*mut Schema)>,
-    private_data: *mut c_void,
-}
-
-#[repr(C)]
-struct Array {
-    length: i64,
-    null_count: i64,
-    offset: i64,
-    n_buffers: i64,
-    n_children: i64,
-    buffers: *mut *const c_void,
-    children: *mut *mut Array,
-    dictionary: *mut Array,
-    release: Option<unsafe extern "C" fn(*mut Array)>,
-    private_data: *mut c_void,
-}
-
 /// Release callbacks as a producer writes them: count the call, release the children and the
 /// dictionary not yet released, mark the struct released. The memory stays with [`Producer`],
 /// which outlives the call.
-unsafe extern "C" fn release_schema(s: *mut Schema) {
+unsafe extern "C" fn release_schema(s: *mut ArrowSchema) {
     // SAFETY: called by the consumer on a live struct this producer made.
     unsafe {
         (*(*s).private_data.cast::<AtomicU32>()).fetch_add(1, Ordering::SeqCst);
@@ -175,7 +147,7 @@ unsafe extern "C" fn release_schema(s: *mut Schema) {
     }
 }
 
-unsafe extern "C" fn release_array(a: *mut Array) {
+unsafe extern "C" fn release_array(a: *mut ArrowArray) {
     // SAFETY: as release_schema.
     unsafe {
         (*(*a).private_data.cast::<AtomicU32>()).fetch_add(1, Ordering::SeqCst);
@@ -202,10 +174,10 @@ struct Producer {
     strings: Vec<CString>,
     words: Vec<Vec<u64>>,
     buffer_lists: Vec<Box<[*const c_void]>>,
-    schema_lists: Vec<Box<[*mut Schema]>>,
-    array_lists: Vec<Box<[*mut Array]>>,
-    schemas: Vec<Box<Schema>>,
-    arrays: Vec<Box<Array>>,
+    schema_lists: Vec<Box<[*mut ArrowSchema]>>,
+    array_lists: Vec<Box<[*mut ArrowArray]>>,
+    schemas: Vec<Box<ArrowSchema>>,
+    arrays: Vec<Box<ArrowArray>>,
     counters: Vec<Box<AtomicU32>>,
 }
 
@@ -241,14 +213,14 @@ impl Producer {
         &mut self,
         format: &str,
         name: &str,
-        children: Vec<*mut Schema>,
-        dictionary: *mut Schema,
-    ) -> *mut Schema {
+        children: Vec<*mut ArrowSchema>,
+        dictionary: *mut ArrowSchema,
+    ) -> *mut ArrowSchema {
         let n_children = children.len() as i64;
-        let mut list: Box<[*mut Schema]> = children.into_boxed_slice();
+        let mut list: Box<[*mut ArrowSchema]> = children.into_boxed_slice();
         let children = if list.is_empty() { ptr::null_mut() } else { list.as_mut_ptr() };
         self.schema_lists.push(list);
-        let mut s = Box::new(Schema {
+        let mut s = Box::new(ArrowSchema {
             format: self.text(format),
             name: self.text(name),
             metadata: ptr::null(),
@@ -259,7 +231,7 @@ impl Producer {
             release: Some(release_schema),
             private_data: self.counter(),
         });
-        let p = ptr::from_mut::<Schema>(&mut s);
+        let p = ptr::from_mut::<ArrowSchema>(&mut s);
         self.schemas.push(s);
         p
     }
@@ -271,17 +243,17 @@ impl Producer {
         null_count: i64,
         offset: usize,
         buffers: Vec<*const c_void>,
-        children: Vec<*mut Array>,
-        dictionary: *mut Array,
-    ) -> *mut Array {
+        children: Vec<*mut ArrowArray>,
+        dictionary: *mut ArrowArray,
+    ) -> *mut ArrowArray {
         let (n_buffers, n_children) = (buffers.len() as i64, children.len() as i64);
         let mut buffers: Box<[*const c_void]> = buffers.into_boxed_slice();
         let buffer_ptr = if buffers.is_empty() { ptr::null_mut() } else { buffers.as_mut_ptr() };
         self.buffer_lists.push(buffers);
-        let mut list: Box<[*mut Array]> = children.into_boxed_slice();
+        let mut list: Box<[*mut ArrowArray]> = children.into_boxed_slice();
         let children = if list.is_empty() { ptr::null_mut() } else { list.as_mut_ptr() };
         self.array_lists.push(list);
-        let mut a = Box::new(Array {
+        let mut a = Box::new(ArrowArray {
             length: length as i64,
             null_count,
             offset: offset as i64,
@@ -293,7 +265,7 @@ impl Producer {
             release: Some(release_array),
             private_data: self.counter(),
         });
-        let p = ptr::from_mut::<Array>(&mut a);
+        let p = ptr::from_mut::<ArrowArray>(&mut a);
         self.arrays.push(a);
         p
     }
@@ -346,7 +318,7 @@ fn column(
     rows: usize,
     skip: usize,
     wanted: Option<(&str, &[u8])>,
-) -> arbitrary::Result<(*mut Schema, *mut Array, Values)> {
+) -> arbitrary::Result<(*mut ArrowSchema, *mut ArrowArray, Values)> {
     let name = match wanted {
         Some((name, _)) => name.to_owned(),
         None => random_name(u)?,
@@ -596,14 +568,7 @@ fn arrow_batch(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
     let mut out: *mut rivet_tensor_t = ptr::null_mut();
     // SAFETY: valid C Data Interface structs (or a released schema, which Rivet must refuse),
     // kept alive by `p` until the end of this function; `out` writable.
-    let error = unsafe {
-        rivet_pipeline_transform_arrow(
-            handle,
-            root_array.cast::<ArrowArray>(),
-            root_schema.cast::<ArrowSchema>(),
-            &mut out,
-        )
-    };
+    let error = unsafe { rivet_pipeline_transform_arrow(handle, root_array, root_schema, &mut out) };
     let verdict = take_error(error);
     // SAFETY: the producer's live structs.
     unsafe {
@@ -647,7 +612,7 @@ fn arrow_batch(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
     Ok(())
 }
 
-fn root_is_struct(schema: *mut Schema) -> bool {
+fn root_is_struct(schema: *mut ArrowSchema) -> bool {
     // SAFETY: the producer's live struct; its format is a C string.
     unsafe { std::ffi::CStr::from_ptr((*schema).format) }.to_bytes() == b"+s"
 }
