@@ -318,8 +318,26 @@ def identity_onnx(name: str, elem: int) -> onnx.ModelProto:
     return model
 
 
+def passthrough_onnx() -> onnx.ModelProto:
+    """Outputs ONNX Runtime might serve from memory that is not the output's own: `x`, the graph
+    input itself; `w`, an initializer; `c`, a Constant; and `y = x + w`. All f32 [2, 3]."""
+    f32 = onnx.TensorProto.FLOAT
+    w = onnx.numpy_helper.from_array(np.arange(6, dtype=np.float32).reshape(2, 3), name="w")
+    ones = onnx.numpy_helper.from_array(np.ones((2, 3), dtype=np.float32))
+    info = [onnx.helper.make_tensor_value_info(n, f32, [2, 3]) for n in ("x", "y", "w", "c")]
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Constant", [], ["c"], value=ones),
+         onnx.helper.make_node("Add", ["x", "w"], ["y"])],
+        "passthrough", [info[0]], info, [w])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
 def export_identity(out: Path) -> None:
-    """`identity.pt` (any dtype) and one `identity_<dtype>.onnx` per dtype, shape [n, 3]."""
+    """`identity.pt` (any dtype), one `identity_<dtype>.onnx` per dtype, shape [n, 3], and
+    `passthrough.onnx`."""
     folder = out / "identity"
     folder.mkdir(parents=True, exist_ok=True)
     torch.jit.script(Identity()).save(str(folder / "identity.pt"))
@@ -327,6 +345,7 @@ def export_identity(out: Path) -> None:
         onnx.save(identity_onnx(name, elem), str(folder / f"identity_{name}.onnx"))
     # uint16 is a type Rivet's tensors do not carry: backends must refuse this one at load.
     onnx.save(identity_onnx("u16", onnx.TensorProto.UINT16), str(folder / "identity_u16.onnx"))
+    onnx.save(passthrough_onnx(), str(folder / "passthrough.onnx"))
     print(f"exported identity: {', '.join(sorted(p.name for p in folder.iterdir()))}")
 
 

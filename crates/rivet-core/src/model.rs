@@ -8,6 +8,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::error::{Error, Result};
 use crate::format::ModelFormat;
@@ -318,7 +319,17 @@ pub trait Model: Send + Sync {
 
     /// Runs the model on tensors given in signature order.
     fn run(&self, inputs: &[&Tensor]) -> Result<Outputs> {
-        self.run_inputs(Inputs::Positional(inputs.iter().map(|t| t.view()).collect()))
+        // On the stack for the usual few inputs: a run allocates nothing of its own to bind them.
+        let tensors = if let [one] = inputs {
+            run_checked(self, &[one.view()])?
+        } else {
+            let mut views = SmallVec::<[TensorView<'_>; 4]>::new();
+            for tensor in inputs {
+                views.push(tensor.view());
+            }
+            run_checked(self, &views)?
+        };
+        Ok(Outputs { names: self.output_names(tensors.len()), tensors })
     }
 
     /// Runs the model on tensors given by input name, in any order.
@@ -342,18 +353,27 @@ pub trait Model: Send + Sync {
     /// Like [`Model::run_inputs`], returning the output tensors without their names (saves the
     /// names' allocation where the caller knows them, as the C ABI does).
     fn run_tensors(&self, inputs: Inputs<'_>) -> Result<Vec<Tensor>> {
-        let signature = self.signature();
-        let bound = signature.bind(inputs)?;
-        let tensors = self.execute(&bound)?;
-        let declared = signature.outputs.len();
-        if declared != 0 && declared != tensors.len() {
-            return Err(Error::backend(
-                self.backend().name(),
-                format!("model declares {declared} output(s) but returned {}", tensors.len()),
-            ));
-        }
-        Ok(tensors)
+        let bound = match inputs {
+            Inputs::Positional(views) => views,
+            Inputs::Named(named) => self.signature().order_named(named)?,
+        };
+        run_checked(self, &bound)
     }
+}
+
+/// Checks inputs given in signature order, runs them, and checks the output count.
+fn run_checked<M: Model + ?Sized>(model: &M, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>> {
+    let signature = model.signature();
+    signature.check(inputs)?;
+    let tensors = model.execute(inputs)?;
+    let declared = signature.outputs.len();
+    if declared != 0 && declared != tensors.len() {
+        return Err(Error::backend(
+            model.backend().name(),
+            format!("model declares {declared} output(s) but returned {}", tensors.len()),
+        ));
+    }
+    Ok(tensors)
 }
 
 /// The tensors a run returns, with their names.

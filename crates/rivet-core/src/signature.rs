@@ -182,31 +182,66 @@ impl Signature {
     /// named dynamic dimension (`batch`) that differs between inputs.
     pub fn bind<'a>(&self, inputs: Inputs<'a>) -> Result<Vec<TensorView<'a>>> {
         let ordered = match inputs {
-            Inputs::Positional(views) => {
-                if views.len() != self.inputs.len() {
-                    let names: Vec<&str> = self.inputs.iter().map(|s| s.name.as_str()).collect();
-                    return Err(Error::InvalidInput {
-                        input: None,
-                        message: format!(
-                            "expected {} input(s) ({}), got {}",
-                            self.inputs.len(),
-                            names.join(", "),
-                            views.len()
-                        ),
-                    });
-                }
-                views
-            }
+            Inputs::Positional(views) => views,
             Inputs::Named(named) => self.order_named(named)?,
         };
-        for (index, (spec, view)) in self.inputs.iter().zip(&ordered).enumerate() {
-            check_one(spec, view)?;
-            check_symbols(&self.inputs[..index], &ordered[..index], spec, view)?;
-        }
+        self.check(&ordered)?;
         Ok(ordered)
     }
 
-    fn order_named<'a>(&self, named: Vec<(&'a str, TensorView<'a>)>) -> Result<Vec<TensorView<'a>>> {
+    /// Checks inputs given in signature order, with the errors of [`Signature::bind`]; allocates
+    /// nothing unless it fails.
+    pub fn check(&self, views: &[TensorView<'_>]) -> Result<()> {
+        if self.fits(views) {
+            return Ok(());
+        }
+        self.explain(views)
+    }
+
+    /// Whether `views` certainly pass [`Signature::check`]: the fast path of every run, with no
+    /// formatting code in it. A named dynamic dimension after the first input (which must match
+    /// the earlier inputs) is left to [`Signature::explain`].
+    fn fits(&self, views: &[TensorView<'_>]) -> bool {
+        views.len() == self.inputs.len()
+            && self.inputs.iter().zip(views).enumerate().all(|(index, (spec, view))| {
+                spec.dtype.is_none_or(|d| d == view.dtype())
+                    && spec.shape.as_ref().is_none_or(|dims| {
+                        dims.len() == view.shape().len()
+                            && dims.iter().zip(view.shape()).all(|(dim, &size)| match dim {
+                                Dim::Fixed(n) => *n == size,
+                                Dim::Dynamic(None) => true,
+                                Dim::Dynamic(Some(_)) => index == 0,
+                            })
+                    })
+            })
+    }
+
+    /// [`Signature::check`] one check at a time, with its errors.
+    #[cold]
+    fn explain(&self, views: &[TensorView<'_>]) -> Result<()> {
+        if views.len() != self.inputs.len() {
+            let names: Vec<&str> = self.inputs.iter().map(|s| s.name.as_str()).collect();
+            return Err(Error::InvalidInput {
+                input: None,
+                message: format!(
+                    "expected {} input(s) ({}), got {}",
+                    self.inputs.len(),
+                    names.join(", "),
+                    views.len()
+                ),
+            });
+        }
+        for (index, (spec, view)) in self.inputs.iter().zip(views).enumerate() {
+            check_one(spec, view)?;
+            check_symbols(&self.inputs[..index], &views[..index], spec, view)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn order_named<'a>(
+        &self,
+        named: Vec<(&'a str, TensorView<'a>)>,
+    ) -> Result<Vec<TensorView<'a>>> {
         let mut slots: Vec<Option<TensorView<'a>>> = vec![None; self.inputs.len()];
         for (name, view) in named {
             let Some(index) = self.inputs.iter().position(|s| s.name == name) else {

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 
@@ -41,15 +43,26 @@ impl AlignedBuffer {
 /// exceeds `isize::MAX` (the same verdict whatever the order of the dimensions, and an empty
 /// tensor whose strides would overflow is refused too).
 pub fn element_count(shape: &[usize]) -> Result<usize> {
-    let extent = shape
-        .iter()
-        .filter(|&&d| d != 0)
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .filter(|&n| n <= isize::MAX as usize)
-        .ok_or_else(|| {
-            Error::InvalidTensor(format!("shape {shape:?} has more elements than fit in memory"))
-        })?;
-    Ok(if shape.contains(&0) { 0 } else { extent })
+    // A plain loop: this runs for every tensor made, outputs of every run included.
+    let (mut extent, mut fits, mut empty) = (1usize, true, false);
+    for &d in shape {
+        if d == 0 {
+            empty = true;
+        } else {
+            let (product, overflow) = extent.overflowing_mul(d);
+            extent = product;
+            fits &= !overflow;
+        }
+    }
+    if !fits || extent > isize::MAX as usize {
+        return Err(too_many_elements(shape));
+    }
+    Ok(if empty { 0 } else { extent })
+}
+
+#[cold]
+fn too_many_elements(shape: &[usize]) -> Error {
+    Error::InvalidTensor(format!("shape {shape:?} has more elements than fit in memory"))
 }
 
 fn byte_len(dtype: DType, shape: &[usize]) -> Result<usize> {
@@ -94,32 +107,82 @@ impl Drop for ForeignBuffer {
     }
 }
 
-/// Where a tensor's bytes live. Shared by every tensor cloned or split from the first one.
-enum Storage {
-    /// Rivet allocated them, aligned to [`TENSOR_ALIGNMENT`].
-    Owned(AlignedBuffer),
-    /// Someone else did; released once, when the last tensor using them is dropped.
-    Foreign(ForeignBuffer),
+/// Bytes that `owner` alone owns (a backend's output handed over), kept alive with it: the
+/// owner and the pointer share one allocation with the reference count.
+struct HandedOver<O> {
+    data: *const u8,
+    len: usize,
+    _owner: O,
 }
 
-impl Storage {
+// SAFETY: `Tensor::from_handed_over`'s contract: the bytes are valid while `owner` lives,
+// readable from any thread, and used by no one else; the owner itself is Send + Sync.
+unsafe impl<O: Send> Send for HandedOver<O> {}
+// SAFETY: as above; shared access is read-only.
+unsafe impl<O: Sync> Sync for HandedOver<O> {}
+
+/// Where a tensor's bytes live. Shared by every tensor cloned or split from the first one.
+trait Buffer: Send + Sync {
+    /// All the bytes.
+    fn bytes(&self) -> &[u8];
+    /// Whether they belong to the tensors sharing this buffer alone (not to a foreign owner
+    /// who may still use them).
+    fn owned(&self) -> bool;
+}
+
+impl Buffer for AlignedBuffer {
     fn bytes(&self) -> &[u8] {
-        match self {
-            Storage::Owned(buffer) => buffer.as_bytes(),
-            Storage::Foreign(ForeignBuffer { len: 0, .. }) => &[],
-            // SAFETY: checked non-NULL with `len` readable bytes when the tensor was made; the
-            // creator keeps them alive and unchanged until release (from_foreign's contract).
-            Storage::Foreign(f) => unsafe { std::slice::from_raw_parts(f.data, f.len) },
-        }
+        self.as_bytes()
+    }
+    fn owned(&self) -> bool {
+        true
     }
 }
+
+/// `len` bytes at `data`; empty (whatever `data` is) when `len` is 0.
+///
+/// # Safety
+/// When `len > 0`, `data` must point to `len` readable bytes that outlive the returned slice.
+unsafe fn raw_bytes<'a>(data: *const u8, len: usize) -> &'a [u8] {
+    if len == 0 {
+        &[]
+    } else {
+        // SAFETY: the caller's contract.
+        unsafe { std::slice::from_raw_parts(data, len) }
+    }
+}
+
+impl Buffer for ForeignBuffer {
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: checked non-NULL with `len` readable bytes when the tensor was made; the
+        // creator keeps them alive and unchanged until release (from_foreign's contract).
+        unsafe { raw_bytes(self.data, self.len) }
+    }
+    fn owned(&self) -> bool {
+        false
+    }
+}
+
+impl<O: Send + Sync> Buffer for HandedOver<O> {
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: valid while `owner` lives, which is as long as `self` (from_handed_over).
+        unsafe { raw_bytes(self.data, self.len) }
+    }
+    fn owned(&self) -> bool {
+        true
+    }
+}
+
+/// A shape held inline up to rank 4 (no allocation for most tensors).
+type Shape = SmallVec<[usize; 4]>;
 
 /// How a tensor holds its bytes (see [`Tensor::storage_kind`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StorageKind {
-    /// Rivet's own buffer, used by this tensor alone.
+    /// Memory this tensor alone uses and owns: Rivet's own buffer, or one a backend handed over
+    /// with its output ([`Tensor::from_handed_over`]).
     Owned,
-    /// Rivet's own buffer, shared with other tensors (clones or splits of one tensor).
+    /// Owned memory as above, shared with other tensors (clones or splits of one tensor).
     Shared,
     /// Memory owned by someone else, released through a callback when the last user drops it.
     Foreign,
@@ -133,29 +196,40 @@ pub enum StorageKind {
 #[derive(Clone)]
 pub struct Tensor {
     dtype: DType,
-    shape: Vec<usize>,
-    storage: Arc<Storage>,
-    /// This tensor's bytes within the storage.
-    offset: usize,
+    shape: Shape,
+    storage: Arc<dyn Buffer>,
+    /// The first of this tensor's bytes, within the storage (kept here so that reading the
+    /// data needs no call through the storage's vtable).
+    data: *const u8,
     len: usize,
 }
 
+// SAFETY: `data` points into `storage`, which is Send + Sync, lives as long as the tensor and is
+// never written through it.
+unsafe impl Send for Tensor {}
+// SAFETY: as above.
+unsafe impl Sync for Tensor {}
+
 impl Tensor {
-    fn from_buffer(dtype: DType, shape: Vec<usize>, buffer: AlignedBuffer) -> Tensor {
-        let len = buffer.len;
-        Tensor { dtype, shape, storage: Arc::new(Storage::Owned(buffer)), offset: 0, len }
+    fn from_buffer(dtype: DType, shape: impl Into<Shape>, buffer: AlignedBuffer) -> Tensor {
+        let (data, len) = (buffer.as_bytes().as_ptr(), buffer.len);
+        Tensor { dtype, shape: shape.into(), storage: Arc::new(buffer), data, len }
     }
 
     /// Builds a tensor from elements in row-major order.
     ///
     /// Fails when `data.len()` is not the number of elements of `shape`.
     pub fn from_slice<T: Element>(shape: &[usize], data: &[T]) -> Result<Tensor> {
-        Tensor::from_shape_and_slice(shape.to_vec(), data)
+        Tensor::copied(Shape::from_slice(shape), data)
     }
 
-    /// Like [`Tensor::from_slice`], taking ownership of `shape` (saves an allocation when the
-    /// caller built the shape anyway, as backends copying their outputs do).
+    /// Like [`Tensor::from_slice`], taking the shape as a `Vec` (which the tensor keeps when
+    /// its rank is over 4; smaller shapes are held inline).
     pub fn from_shape_and_slice<T: Element>(shape: Vec<usize>, data: &[T]) -> Result<Tensor> {
+        Tensor::copied(Shape::from_vec(shape), data)
+    }
+
+    fn copied<T: Element>(shape: Shape, data: &[T]) -> Result<Tensor> {
         let count = element_count(&shape)?;
         if count != data.len() {
             return Err(Error::InvalidTensor(format!(
@@ -179,7 +253,7 @@ impl Tensor {
         check_bytes(dtype, shape, bytes)?;
         let mut data = AlignedBuffer::zeroed(bytes.len());
         data.as_bytes_mut().copy_from_slice(bytes);
-        Ok(Tensor::from_buffer(dtype, shape.to_vec(), data))
+        Ok(Tensor::from_buffer(dtype, Shape::from_slice(shape), data))
     }
 
     /// A tensor over memory Rivet does not own, without copying it.
@@ -198,21 +272,55 @@ impl Tensor {
         len: usize,
         release: Release,
     ) -> Result<Tensor> {
-        let buffer = ForeignBuffer { data, len, release: Some(release) };
+        if data.is_null() && len > 0 {
+            drop(release);
+            return Err(Error::InvalidTensor(format!("data is NULL but {len} bytes were promised")));
+        }
+        Tensor::over(
+            dtype,
+            Shape::from_slice(shape),
+            Arc::new(ForeignBuffer { data, len, release: Some(release) }),
+        )
+    }
+
+    /// Like [`Tensor::from_foreign`], for `len` bytes at `data` that `owner` alone owns and
+    /// nobody else reads or writes while it lives: a buffer a backend allocated for an output
+    /// and handed over with its owner. No copy is made; `owner` is dropped when the last tensor
+    /// sharing the bytes is, or before this function returns an error. The tensor owns the
+    /// bytes ([`StorageKind::Owned`] while unshared, so a DLPack export is writable), and the
+    /// owner lives in the same allocation as the reference count.
+    ///
+    /// # Safety
+    /// `data` must point to `len` bytes that stay valid and readable from any thread while
+    /// `owner` lives, and that no one but the tensors sharing them uses. It may be NULL only
+    /// when `len` is 0.
+    pub unsafe fn from_handed_over<O: Send + Sync + 'static>(
+        dtype: DType,
+        shape: &[usize],
+        data: *const u8,
+        len: usize,
+        owner: O,
+    ) -> Result<Tensor> {
         if data.is_null() && len > 0 {
             return Err(Error::InvalidTensor(format!("data is NULL but {len} bytes were promised")));
         }
-        let storage = Storage::Foreign(buffer);
+        Tensor::over(dtype, Shape::from_slice(shape), Arc::new(HandedOver { data, len, _owner: owner }))
+    }
+
+    /// A tensor over all of `storage`, checked against `dtype` and `shape` (dropping the
+    /// storage, and so releasing foreign memory, when the check fails).
+    fn over(dtype: DType, shape: Shape, storage: Arc<dyn Buffer>) -> Result<Tensor> {
         let bytes = storage.bytes();
-        check_bytes(dtype, shape, bytes)?;
+        check_bytes(dtype, &shape, bytes)?;
         check_alignment(dtype, bytes)?;
-        Ok(Tensor { dtype, shape: shape.to_vec(), storage: Arc::new(storage), offset: 0, len })
+        let (data, len) = (bytes.as_ptr(), bytes.len());
+        Ok(Tensor { dtype, shape, storage, data, len })
     }
 
     /// A tensor of zeros (false for bool).
     pub fn zeros(dtype: DType, shape: &[usize]) -> Result<Tensor> {
         let len = byte_len(dtype, shape)?;
-        Ok(Tensor::from_buffer(dtype, shape.to_vec(), AlignedBuffer::zeroed(len)))
+        Ok(Tensor::from_buffer(dtype, Shape::from_slice(shape), AlignedBuffer::zeroed(len)))
     }
 
     /// Builds a tensor of `dtype` and `shape`, letting `fill` write its bytes.
@@ -228,7 +336,7 @@ impl Tensor {
         if dtype == DType::Bool {
             check_bools(buffer.as_bytes())?;
         }
-        Ok(Tensor::from_buffer(dtype, shape.to_vec(), buffer))
+        Ok(Tensor::from_buffer(dtype, Shape::from_slice(shape), buffer))
     }
 
     /// Joins tensors along the leading dimension (a batch from per-request parts). Every part
@@ -293,7 +401,8 @@ impl Tensor {
             dtype: self.dtype,
             shape,
             storage: Arc::clone(&self.storage),
-            offset: self.offset + start * row_bytes,
+            // SAFETY: within this tensor's bytes, as `end <= rows`.
+            data: unsafe { self.data.add(start * row_bytes) },
             len: (end - start) * row_bytes,
         })
     }
@@ -320,12 +429,14 @@ impl Tensor {
             .collect()
     }
 
-    /// Whether this tensor's memory is Rivet's own, shared with other tensors, or foreign.
+    /// Whether this tensor's memory is its own, shared with other tensors, or foreign.
     pub fn storage_kind(&self) -> StorageKind {
-        match &*self.storage {
-            Storage::Foreign(_) => StorageKind::Foreign,
-            Storage::Owned(_) if Arc::strong_count(&self.storage) > 1 => StorageKind::Shared,
-            Storage::Owned(_) => StorageKind::Owned,
+        if !self.storage.owned() {
+            StorageKind::Foreign
+        } else if Arc::strong_count(&self.storage) > 1 {
+            StorageKind::Shared
+        } else {
+            StorageKind::Owned
         }
     }
 
@@ -351,7 +462,8 @@ impl Tensor {
 
     /// The raw bytes, row-major.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.storage.bytes()[self.offset..self.offset + self.len]
+        // SAFETY: `data` and `len` are this tensor's part of `storage`, alive while `self` is.
+        unsafe { raw_bytes(self.data, self.len) }
     }
 
     /// The elements as a typed slice; fails when `T` is not this tensor's dtype.
@@ -367,12 +479,10 @@ impl Tensor {
 
 /// Checks that `bytes` is exactly what `dtype` and `shape` need, and that bools are 0 or 1.
 fn check_bytes(dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<()> {
-    let expected = byte_len(dtype, shape)?;
-    if bytes.len() != expected {
-        return Err(Error::InvalidTensor(format!(
-            "{dtype}{shape:?} needs {expected} bytes, got {}",
-            bytes.len()
-        )));
+    // The usual case with no formatting code in the way: every tensor made passes here.
+    let fits = element_count(shape).ok().and_then(|n| n.checked_mul(dtype.size())) == Some(bytes.len());
+    if !fits {
+        return Err(bytes_mismatch(dtype, shape, bytes.len()));
     }
     if dtype == DType::Bool {
         check_bools(bytes)?;
@@ -380,16 +490,29 @@ fn check_bytes(dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Why `len` bytes are not what `dtype` and `shape` need.
+#[cold]
+fn bytes_mismatch(dtype: DType, shape: &[usize], len: usize) -> Error {
+    match byte_len(dtype, shape) {
+        Ok(expected) => Error::InvalidTensor(format!("{dtype}{shape:?} needs {expected} bytes, got {len}")),
+        Err(e) => e,
+    }
+}
+
 /// Checks that `bytes` starts at an address aligned to the element size.
 fn check_alignment(dtype: DType, bytes: &[u8]) -> Result<()> {
     if !bytes.is_empty() && !(bytes.as_ptr() as usize).is_multiple_of(dtype.size()) {
-        return Err(Error::InvalidTensor(format!(
-            "{dtype} data must be aligned to {} bytes, address {:p} is not",
-            dtype.size(),
-            bytes.as_ptr()
-        )));
+        return Err(misaligned(dtype, bytes.as_ptr()));
     }
     Ok(())
+}
+
+#[cold]
+fn misaligned(dtype: DType, at: *const u8) -> Error {
+    Error::InvalidTensor(format!(
+        "{dtype} data must be aligned to {} bytes, address {at:p} is not",
+        dtype.size()
+    ))
 }
 
 impl PartialEq for Tensor {
@@ -473,7 +596,7 @@ impl<'a> TensorView<'a> {
     pub fn to_tensor(&self) -> Tensor {
         let mut data = AlignedBuffer::zeroed(self.data.len());
         data.as_bytes_mut().copy_from_slice(self.data);
-        Tensor::from_buffer(self.dtype, self.shape.to_vec(), data)
+        Tensor::from_buffer(self.dtype, Shape::from_slice(self.shape), data)
     }
 }
 
@@ -598,5 +721,37 @@ mod tests {
             unsafe { Tensor::from_foreign(DType::F32, &[3], data.as_ptr().cast(), 16, release) }.unwrap_err();
         assert_eq!(err.to_string(), "invalid tensor: f32[3] needs 12 bytes, got 16");
         assert_eq!(RELEASED_BAD.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn handed_over_memory_is_owned_and_its_owner_dropped_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static DROPPED: AtomicUsize = AtomicUsize::new(0);
+        struct Owner(Vec<i32>);
+        impl Drop for Owner {
+            fn drop(&mut self) {
+                DROPPED.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let owner = Owner(vec![1, 2, 3, 4, 5, 6]);
+        let ptr = owner.0.as_ptr().cast::<u8>();
+        // SAFETY: the Vec's buffer lives, unchanged, as long as the owner.
+        let t = unsafe { Tensor::from_handed_over(DType::I32, &[3, 2], ptr, 24, owner) }.unwrap();
+        assert_eq!(t.storage_kind(), StorageKind::Owned);
+        assert_eq!(t.as_bytes().as_ptr(), ptr, "not copied");
+        let rows = t.split(&[2, 1]).unwrap();
+        assert_eq!(t.storage_kind(), StorageKind::Shared);
+        drop(t);
+        assert_eq!(rows[1].as_slice::<i32>().unwrap(), &[5, 6]);
+        assert_eq!(DROPPED.load(Ordering::SeqCst), 0, "a part still uses the memory");
+        drop(rows);
+        assert_eq!(DROPPED.load(Ordering::SeqCst), 1);
+        // A shape that does not fit the bytes is an error, and the owner is dropped at once.
+        let owner = Owner(vec![1, 2]);
+        let ptr = owner.0.as_ptr().cast::<u8>();
+        // SAFETY: as above.
+        let err = unsafe { Tensor::from_handed_over(DType::I32, &[3], ptr, 8, owner) }.unwrap_err();
+        assert_eq!(err.to_string(), "invalid tensor: i32[3] needs 12 bytes, got 8");
+        assert_eq!(DROPPED.load(Ordering::SeqCst), 2);
     }
 }

@@ -13,8 +13,12 @@
 #![warn(missing_docs)]
 
 use std::path::{Path, PathBuf};
+use std::ptr;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
+
+use smallvec::SmallVec;
 
 use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
@@ -347,17 +351,25 @@ impl Growth {
 
 /// Sessions handed out one caller at a time; an `instances=auto` pool grows while every
 /// session is busy.
+///
+/// The session a run returns goes to `hot`, where the next run takes it with one atomic swap
+/// and no lock: a lone caller, the common case, never touches the mutex. Only when `hot` is
+/// taken, or a caller waits, do sessions go through the locked free list.
 struct SessionPool {
+    /// A free session taken without the lock, or null. Owned by the pool (a `Box` turned raw).
+    hot: AtomicPtr<Session>,
+    /// Callers blocked in `take`, read without the lock by returns (see `give`).
+    waiting: AtomicUsize,
     state: Mutex<PoolState>,
     returned: Condvar,
     growth: Option<Growth>,
 }
 
 struct PoolState {
-    free: Vec<Session>,
-    /// Callers blocked in `with_session`; a return wakes one only when there are some (std's
-    /// `notify_one` is a system call even with no waiter).
-    waiting: usize,
+    /// Boxed, unlike clippy's advice, so that moving one between here, `hot` and a lease is a
+    /// pointer copy with no allocation.
+    #[allow(clippy::vec_box)]
+    free: Vec<Box<Session>>,
     /// Sessions in the pool, free or leased, counting one being made.
     total: usize,
     /// Set when making a session failed: the pool stops growing and callers wait instead.
@@ -368,26 +380,42 @@ impl SessionPool {
     fn new(sessions: Vec<Session>, growth: Option<Growth>) -> Self {
         let total = sessions.len();
         SessionPool {
-            state: Mutex::new(PoolState { free: sessions, waiting: 0, total, grow_failed: false }),
+            hot: AtomicPtr::new(ptr::null_mut()),
+            waiting: AtomicUsize::new(0),
+            state: Mutex::new(PoolState {
+                free: sessions.into_iter().map(Box::new).collect(),
+                total,
+                grow_failed: false,
+            }),
             returned: Condvar::new(),
             growth,
         }
     }
 
+    /// The session in `hot`, if there is one.
+    fn take_hot(&self) -> Option<Box<Session>> {
+        let raw = self.hot.swap(ptr::null_mut(), Ordering::SeqCst);
+        // SAFETY: a non-null `hot` is a `Box` that `give` turned raw; the swap made it ours alone.
+        (!raw.is_null()).then(|| unsafe { Box::from_raw(raw) })
+    }
+
     /// A free session, a new one when every session is busy and the pool may grow, or the
     /// next one returned.
-    fn take(&self) -> Session {
+    fn take(&self) -> Box<Session> {
+        if let Some(session) = self.take_hot() {
+            return session;
+        }
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            if let Some(s) = state.free.pop() {
-                return s;
+            if let Some(session) = self.take_hot().or_else(|| state.free.pop()) {
+                return session;
             }
             if let Some(growth) = self.growth.as_ref().filter(|g| !state.grow_failed && state.total < g.max) {
                 state.total += 1;
                 drop(state);
                 // Made outside the lock: other callers keep taking and returning sessions.
                 match growth.session() {
-                    Ok(session) => return session,
+                    Ok(session) => return Box::new(session),
                     Err(_) => {
                         // Not fatal: the sessions the pool has keep serving this caller too.
                         state = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -397,9 +425,47 @@ impl SessionPool {
                     }
                 }
             }
-            state.waiting += 1;
+            // Announce the wait, then look at `hot` once more: a return that did not see us
+            // may have put its session there (see `give`).
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            if let Some(session) = self.take_hot() {
+                self.waiting.fetch_sub(1, Ordering::SeqCst);
+                return session;
+            }
             state = self.returned.wait(state).unwrap_or_else(|p| p.into_inner());
-            state.waiting -= 1;
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Hands a session back: to `hot` when it is empty and no one waits, else to the free list,
+    /// waking a waiter.
+    fn give(&self, session: Box<Session>) {
+        if self.waiting.load(Ordering::SeqCst) == 0 {
+            let raw = Box::into_raw(session);
+            match self.hot.compare_exchange(ptr::null_mut(), raw, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => {
+                    // A caller that announced its wait after the check above either finds the
+                    // session in `hot` on its second look or is waiting now: wake it. (All
+                    // SeqCst: either its announcement comes before this load, or our store
+                    // comes before its look.)
+                    if self.waiting.load(Ordering::SeqCst) > 0 {
+                        let _state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                        self.returned.notify_all();
+                    }
+                    return;
+                }
+                // SAFETY: the swap failed, so `raw` is still ours alone.
+                Err(_) => return self.give_locked(unsafe { Box::from_raw(raw) }),
+            }
+        }
+        self.give_locked(session);
+    }
+
+    fn give_locked(&self, session: Box<Session>) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.free.push(session);
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.returned.notify_one();
         }
     }
 
@@ -417,19 +483,21 @@ impl SessionPool {
     }
 }
 
+impl Drop for SessionPool {
+    fn drop(&mut self) {
+        drop(self.take_hot());
+    }
+}
+
 struct Lease<'a> {
     pool: &'a SessionPool,
-    session: Option<Session>,
+    session: Option<Box<Session>>,
 }
 
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
-        if let Some(s) = self.session.take() {
-            let mut state = self.pool.state.lock().unwrap_or_else(|p| p.into_inner());
-            state.free.push(s);
-            if state.waiting > 0 {
-                self.pool.returned.notify_one();
-            }
+        if let Some(session) = self.session.take() {
+            self.pool.give(session);
         }
     }
 }
@@ -466,6 +534,46 @@ pub fn to_ort<'a>(view: &TensorView<'a>) -> Result<SessionInputValue<'a>> {
     })
 }
 
+/// Turns an ONNX Runtime output into a Rivet tensor without copying it: the tensor takes the
+/// value over and releases it when the last tensor sharing it is dropped. `inputs` are the run's
+/// inputs: an output that lies in one of them (ONNX Runtime does not promise otherwise) is copied,
+/// as the caller's memory is not Rivet's to keep.
+///
+/// The value's buffer does not depend on the session that made it: ONNX Runtime gives every
+/// output a buffer of its own (it copies outputs that are initializers, constants or inputs),
+/// and the buffer holds a reference to its allocator. So an output outlives its model
+/// (`tests/outputs.rs` checks all three cases, under valgrind in `make test-c`'s memcheck too).
+pub fn take_output(name: &str, value: DynValue, inputs: &[TensorView<'_>]) -> Result<Tensor> {
+    let ValueType::Tensor { ty, .. } = value.dtype() else {
+        return Err(Error::unsupported(NAME, format!("output \"{name}\" is not a tensor")));
+    };
+    let dtype = dtype_of(*ty)
+        .ok_or_else(|| Error::unsupported(NAME, format!("output \"{name}\" has element type {ty:?}")))?;
+    let (shape, data, len) = with_element_type!(dtype, T => {
+        let (shape, data) = value.try_extract_tensor::<T>().map_err(|e| Error::backend(NAME, e))?;
+        let mut dims = SmallVec::<[usize; 4]>::new();
+        for &d in shape.iter() {
+            dims.push(d as usize);
+        }
+        (dims, data.as_ptr().cast::<u8>(), std::mem::size_of_val(data))
+    });
+    let start = data as usize;
+    let overlaps = |view: &TensorView<'_>| {
+        let bytes = view.as_bytes();
+        let (from, to) = (bytes.as_ptr() as usize, bytes.as_ptr() as usize + bytes.len());
+        len > 0 && start < to && from < start + len
+    };
+    if inputs.iter().any(overlaps) {
+        // SAFETY: `data` is the value's `len` bytes, alive while `value` is.
+        let bytes = unsafe { std::slice::from_raw_parts(data, len) };
+        return Tensor::from_bytes(dtype, &shape, bytes);
+    }
+    // SAFETY: the bytes belong to `value`, which the tensor alone now holds: ONNX Runtime made
+    // them for this run's output and reuses them for nothing else while the value lives. They are
+    // plain CPU memory readable from any thread.
+    unsafe { Tensor::from_handed_over(dtype, &shape, data, len, value) }
+}
+
 /// Copies an ONNX Runtime output into a Rivet tensor.
 pub fn from_ort(name: &str, value: &DynValue) -> Result<Tensor> {
     let ValueType::Tensor { ty, .. } = value.dtype() else {
@@ -498,15 +606,19 @@ impl Model for OrtModel {
     }
 
     fn execute(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>> {
-        // In signature order, which is the session's input order: no lookups by name.
-        let values = inputs.iter().map(to_ort).collect::<Result<Vec<_>>>()?;
+        // In signature order, which is the session's input order: no lookups by name. Plain
+        // loops, not iterator chains: this is the whole of Rivet's cost per run.
+        let mut values: SmallVec<[SessionInputValue<'_>; 4]> = SmallVec::new();
+        for view in inputs {
+            values.push(to_ort(view)?);
+        }
         self.pool.with_session(|session| {
             let outputs = session.run(&values[..]).map_err(|e| Error::backend(NAME, e))?;
-            outputs
-                .values()
-                .zip(&self.signature.outputs)
-                .map(|(value, spec)| from_ort(&spec.name, &value))
-                .collect()
+            let mut tensors = Vec::with_capacity(self.signature.outputs.len());
+            for ((_, value), spec) in outputs.into_iter().zip(&self.signature.outputs) {
+                tensors.push(take_output(&spec.name, value, inputs)?);
+            }
+            Ok(tensors)
         })
     }
 }

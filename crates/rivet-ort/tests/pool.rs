@@ -49,3 +49,36 @@ fn fixed_instances_are_made_at_load_and_bad_values_are_refused() {
         assert!(err.to_string().contains("expected auto or a whole number of at least 1"), "{bad}: {err}");
     }
 }
+
+/// Many threads sharing fewer sessions: every run gets a session of its own (a shared one would
+/// corrupt outputs or crash ONNX Runtime), no caller waits for ever, and the pool never grows
+/// past its fixed size. Covers the lock-free hand-back (`hot`) racing with callers that wait.
+#[test]
+fn threads_outnumbering_sessions_each_get_one_and_agree_with_serial_runs() {
+    for instances in ["1", "2"] {
+        let mut options = LoadOptions::default();
+        options.set_option(&Backend::ORT, "instances", instances);
+        options.intra_op_threads = Some(1);
+        let model = OrtBackend::new().load_model(&mlp(), &options).unwrap();
+        let inputs: Vec<Tensor> = (0..8)
+            .map(|t| {
+                let values: Vec<f32> = (0..16).map(|i| (i * (t + 1)) as f32 * 0.01 - 0.5).collect();
+                Tensor::from_slice(&[1, 16], &values).unwrap()
+            })
+            .collect();
+        let serial: Vec<Tensor> =
+            inputs.iter().map(|x| model.run(&[x]).unwrap().into_tensors().remove(0)).collect();
+        std::thread::scope(|scope| {
+            for (x, want) in inputs.iter().zip(&serial) {
+                let model = &model;
+                scope.spawn(move || {
+                    for run in 0..300 {
+                        let got = model.run(&[x]).unwrap().into_tensors().remove(0);
+                        assert_eq!(&got, want, "instances={instances}, run {run}");
+                    }
+                });
+            }
+        });
+        assert_eq!(model.sessions().to_string(), instances);
+    }
+}
