@@ -352,3 +352,43 @@ pub fn foldable(op: &str) -> bool {
             | "Bernoulli"
     )
 }
+
+/// A loop worth compiling for wider vectors: `run` is `#[inline(always)]` and calls only
+/// `#[inline(always)]` code, so that [`wide`] compiles all of it for the CPU's widest vectors.
+pub(crate) trait WideKernel {
+    /// What the loop returns.
+    type Output;
+    /// The loop.
+    fn run(self) -> Self::Output;
+}
+
+/// Runs `kernel` compiled for the widest vector instructions this CPU has (AVX-512, else AVX2
+/// with FMA, else the build's baseline, SSE2 on x86-64): the executor's own loops (softmax,
+/// pooling) otherwise handle 4 floats at a time. The answer is the same bit for bit whichever
+/// runs: Rust neither reorders nor fuses floating-point operations, whatever the width.
+#[inline(always)]
+pub(crate) fn wide<K: WideKernel>(kernel: K) -> K::Output {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::is_x86_feature_detected as has;
+        #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi1,bmi2,popcnt,lzcnt")]
+        fn avx512<K: WideKernel>(kernel: K) -> K::Output {
+            kernel.run()
+        }
+        #[target_feature(enable = "avx2,fma,bmi1,bmi2,popcnt,lzcnt")]
+        fn avx2<K: WideKernel>(kernel: K) -> K::Output {
+            kernel.run()
+        }
+        let avx2_too =
+            has!("avx2") && has!("fma") && has!("bmi1") && has!("bmi2") && has!("popcnt") && has!("lzcnt");
+        if avx2_too && has!("avx512f") && has!("avx512bw") && has!("avx512dq") && has!("avx512vl") {
+            // SAFETY: the CPU has every feature the function is compiled for.
+            return unsafe { avx512(kernel) };
+        }
+        if avx2_too {
+            // SAFETY: as above.
+            return unsafe { avx2(kernel) };
+        }
+    }
+    kernel.run()
+}
