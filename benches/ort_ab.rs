@@ -8,6 +8,11 @@
 //! cargo bench --bench ort_ab -- 400 500 # rounds, calls per block
 //! ```
 //!
+//! For an instruction count, which unlike time does not drift, one side alone runs N calls and
+//! exits: `ort_ab rivet N` or `ort_ab direct N` (the bench binary under
+//! `valgrind --tool=callgrind`; the difference between N = 12,000 and N = 2,000, over 10,000, is
+//! the cost per call without the set-up).
+//!
 //! Each round times one block of Rivet calls and one block of direct calls, in an order that
 //! alternates from round to round, and keeps the round's ratio Rivet / direct. It prints the
 //! median ratio with its quartiles and the median time per call of each side. Both sides run
@@ -49,6 +54,18 @@ fn main() {
         (shape.to_vec(), values.to_vec())
     };
     let rivet = || model.run(&[&x]).expect("run");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(side) = args.iter().position(|a| a == "rivet" || a == "direct") {
+        let calls: usize = args.get(side + 1).and_then(|n| n.parse().ok()).unwrap_or(10_000);
+        for _ in 0..calls {
+            if args[side] == "rivet" {
+                drop(std::hint::black_box(rivet()));
+            } else {
+                drop(std::hint::black_box(direct()));
+            }
+        }
+        return;
+    }
     // The same answer both ways, and everything warm.
     let theirs = direct().1;
     let ours = rivet().into_tensors().remove(0);
