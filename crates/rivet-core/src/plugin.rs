@@ -10,7 +10,7 @@
 //! from the same `rivet-core` by the same compiler (that is what the key checks). Both sides must
 //! use the system allocator (Rust's default), since each frees what the other allocated. A panic
 //! must not unwind from one side into the other (their standard libraries differ), so
-//! [`export_backend_plugin!`] wraps the backend in [`fence`], which turns every panic into an
+//! [`export_backend_plugin!`](crate::export_backend_plugin!) wraps the backend in [`fence`], which turns every panic into an
 //! error on the plugin's side.
 
 use std::ffi::c_void;
