@@ -534,6 +534,15 @@ pub fn to_ort<'a>(view: &TensorView<'a>) -> Result<SessionInputValue<'a>> {
     })
 }
 
+/// The Rivet dtype of output `name`, or an error when it is no tensor or of a type Rivet lacks.
+fn output_dtype(name: &str, value: &DynValue) -> Result<DType> {
+    let ValueType::Tensor { ty, .. } = value.dtype() else {
+        return Err(Error::unsupported(NAME, format!("output \"{name}\" is not a tensor")));
+    };
+    dtype_of(*ty)
+        .ok_or_else(|| Error::unsupported(NAME, format!("output \"{name}\" has element type {ty:?}")))
+}
+
 /// Turns an ONNX Runtime output into a Rivet tensor without copying it: the tensor takes the
 /// value over and releases it when the last tensor sharing it is dropped. `inputs` are the run's
 /// inputs: an output that lies in one of them (ONNX Runtime does not promise otherwise) is copied,
@@ -544,11 +553,7 @@ pub fn to_ort<'a>(view: &TensorView<'a>) -> Result<SessionInputValue<'a>> {
 /// and the buffer holds a reference to its allocator. So an output outlives its model
 /// (`tests/outputs.rs` checks all three cases, under valgrind in `make test-c`'s memcheck too).
 pub fn take_output(name: &str, value: DynValue, inputs: &[TensorView<'_>]) -> Result<Tensor> {
-    let ValueType::Tensor { ty, .. } = value.dtype() else {
-        return Err(Error::unsupported(NAME, format!("output \"{name}\" is not a tensor")));
-    };
-    let dtype = dtype_of(*ty)
-        .ok_or_else(|| Error::unsupported(NAME, format!("output \"{name}\" has element type {ty:?}")))?;
+    let dtype = output_dtype(name, &value)?;
     let (shape, data, len) = with_element_type!(dtype, T => {
         let (shape, data) = value.try_extract_tensor::<T>().map_err(|e| Error::backend(NAME, e))?;
         let mut dims = SmallVec::<[usize; 4]>::new();
@@ -576,11 +581,7 @@ pub fn take_output(name: &str, value: DynValue, inputs: &[TensorView<'_>]) -> Re
 
 /// Copies an ONNX Runtime output into a Rivet tensor.
 pub fn from_ort(name: &str, value: &DynValue) -> Result<Tensor> {
-    let ValueType::Tensor { ty, .. } = value.dtype() else {
-        return Err(Error::unsupported(NAME, format!("output \"{name}\" is not a tensor")));
-    };
-    let dtype = dtype_of(*ty)
-        .ok_or_else(|| Error::unsupported(NAME, format!("output \"{name}\" has element type {ty:?}")))?;
+    let dtype = output_dtype(name, value)?;
     with_element_type!(dtype, T => {
         let (shape, data) = value.try_extract_tensor::<T>().map_err(|e| Error::backend(NAME, e))?;
         let shape: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
