@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use candle_core::Tensor as CTensor;
 use candle_onnx::onnx::{GraphProto, ModelProto};
+use smallvec::SmallVec;
 
 use crate::ops::sequence::{self, SeqKernel, Value};
 use crate::ops::{self, Kernel, NodeCtx};
@@ -34,6 +35,31 @@ struct Step {
     outputs: Vec<Option<(usize, Ty, bool)>>,
     /// Slots no later step reads: freed once this step has run.
     free: Vec<usize>,
+}
+
+impl Step {
+    /// Puts a kernel's results in their slots, checking each against the type planned for it.
+    fn store(
+        &self,
+        out: impl ExactSizeIterator<Item = Value>,
+        vals: &mut [Option<Value>],
+    ) -> Result<(), String> {
+        if out.len() < self.outputs.len() {
+            return Err(format!("{} gave {} outputs", self.label, out.len()));
+        }
+        for (j, (o, v)) in self.outputs.iter().zip(out).enumerate() {
+            let Some((s, ty, seq)) = *o else { continue };
+            let ok = match &v {
+                Value::Tensor(t) => !seq && t.dtype() == ty.candle(),
+                Value::Seq(ts) => seq && ts.iter().all(|t| t.dtype() == ty.candle()),
+            };
+            if !ok {
+                return Err(format!("{}: output {j} is not the {ty} value that was planned", self.label));
+            }
+            vals[s] = Some(v);
+        }
+        Ok(())
+    }
 }
 
 /// A checked, ordered graph.
@@ -817,9 +843,17 @@ impl Plan {
         let profile = profiling();
         for step in &self.steps {
             let started = profile.then(std::time::Instant::now);
-            let out: Vec<Value> = match &step.exec {
+            let fail = |panicked: bool, e: String| {
+                if panicked {
+                    format!("{} panicked", step.label)
+                } else {
+                    format!("{}: {}", step.label, e)
+                }
+            };
+            // The arguments live on the stack, and each result goes straight to its slot.
+            match &step.exec {
                 Exec::Tensor(kernel) => {
-                    let args: Vec<Option<&CTensor>> = step
+                    let args: SmallVec<[Option<&CTensor>; 4]> = step
                         .inputs
                         .iter()
                         .map(|s| match s.and_then(|s| vals[s].as_ref()) {
@@ -827,34 +861,21 @@ impl Plan {
                             _ => None,
                         })
                         .collect();
-                    rivet_core::panics::catch_quietly(|| kernel(&args))
-                        .map_err(|_| format!("{} panicked", step.label))?
-                        .map_err(|e| format!("{}: {}", step.label, rivet_core::one_line(e)))?
-                        .into_iter()
-                        .map(Value::Tensor)
-                        .collect()
+                    let out = rivet_core::panics::catch_quietly(|| kernel(&args))
+                        .map_err(|_| fail(true, String::new()))?
+                        .map_err(|e| fail(false, rivet_core::one_line(e)))?;
+                    drop(args);
+                    step.store(out.into_iter().map(Value::Tensor), &mut vals)?;
                 }
                 Exec::Seq(kernel) => {
-                    let args: Vec<Option<&Value>> =
+                    let args: SmallVec<[Option<&Value>; 4]> =
                         step.inputs.iter().map(|s| s.and_then(|s| vals[s].as_ref())).collect();
-                    rivet_core::panics::catch_quietly(|| kernel(&args))
-                        .map_err(|_| format!("{} panicked", step.label))?
-                        .map_err(|e| format!("{}: {}", step.label, rivet_core::one_line(e)))?
+                    let out = rivet_core::panics::catch_quietly(|| kernel(&args))
+                        .map_err(|_| fail(true, String::new()))?
+                        .map_err(|e| fail(false, rivet_core::one_line(e)))?;
+                    drop(args);
+                    step.store(out.into_iter(), &mut vals)?;
                 }
-            };
-            if out.len() < step.outputs.len() {
-                return Err(format!("{} gave {} outputs", step.label, out.len()));
-            }
-            for (j, (o, v)) in step.outputs.iter().zip(out).enumerate() {
-                let Some((s, ty, seq)) = *o else { continue };
-                let ok = match &v {
-                    Value::Tensor(t) => !seq && t.dtype() == ty.candle(),
-                    Value::Seq(ts) => seq && ts.iter().all(|t| t.dtype() == ty.candle()),
-                };
-                if !ok {
-                    return Err(format!("{}: output {j} is not the {ty} value that was planned", step.label));
-                }
-                vals[s] = Some(v);
             }
             for &s in &step.free {
                 vals[s] = None;

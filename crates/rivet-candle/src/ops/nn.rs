@@ -175,6 +175,9 @@ fn gemm_batches<T: candle_core::WithDType>(
     for i in 0..batches {
         let (ao, bo) = (offset(&a, i), if shared_b { b.start } else { offset(&b, i) });
         let dst = &mut c[i * m * n..(i + 1) * m * n];
+        if small_gemm(a, b, ao, bo, dst, (m, k, n), T::one()) {
+            continue;
+        }
         // SAFETY: `with_strided` checked that every element of both views lies inside its
         // storage; gemm reads a's m×k elements at `ao + r * a_rs + col * a_cs` and b's k×n at
         // `bo + r * b_rs + col * b_cs`, which are elements of batch `i` of those views, and
@@ -206,6 +209,148 @@ fn gemm_batches<T: candle_core::WithDType>(
     Ok(())
 }
 
+/// Products of at most 4 rows and this many multiply-adds whose `b` has contiguous rows go
+/// through [`small_gemm`]: there the gemm crate's dispatch and packing cost more than the
+/// arithmetic (the bundled MLP's layers are 1,024, 2,048 and 96 at batch 1). From 8 rows on,
+/// the gemm crate's register tiles were faster on the MLP.
+const SMALL_GEMM_MACS: usize = 1 << 15;
+
+/// `c += alpha * a @ b` for a small product, where `a` (`[m, k]` from offset `ao`) and `b`
+/// (`[k, n]` from `bo`, rows contiguous) are the last two dims of their views and `c` is
+/// row-major `[m, n]`: each row of `c` gains `alpha * a[i, p]` times row `p` of `b`, a loop the
+/// CPU's widest vectors run. Returns false, touching nothing, when the product is too large or
+/// `b`'s rows are not contiguous; the caller then uses the gemm crate.
+fn small_gemm<T: candle_core::WithDType>(
+    a: Strided<'_, T>,
+    b: Strided<'_, T>,
+    ao: usize,
+    bo: usize,
+    c: &mut [T],
+    (m, k, n): (usize, usize, usize),
+    alpha: T,
+) -> bool {
+    let (ra, rb) = (a.dims.len(), b.dims.len());
+    if m > 4 || m * k * n > SMALL_GEMM_MACS || (n > 1 && b.strides[rb - 1] != 1) || c.len() != m * n {
+        return false;
+    }
+    let kernel = SmallGemm {
+        a: a.data,
+        a_rs: a.strides[ra - 2],
+        a_cs: a.strides[ra - 1],
+        b: b.data,
+        b_rs: b.strides[rb - 2],
+        ao,
+        bo,
+        c,
+        k,
+        n,
+        alpha,
+    };
+    super::wide(kernel);
+    true
+}
+
+/// [`small_gemm`]'s loop, to run through [`super::wide`].
+struct SmallGemm<'a, T> {
+    a: &'a [T],
+    a_rs: usize,
+    a_cs: usize,
+    b: &'a [T],
+    b_rs: usize,
+    ao: usize,
+    bo: usize,
+    c: &'a mut [T],
+    k: usize,
+    n: usize,
+    alpha: T,
+}
+
+impl<T: candle_core::WithDType> super::WideKernel for SmallGemm<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let SmallGemm { a, a_rs, a_cs, b, b_rs, ao, bo, c, k, n, alpha } = self;
+        if n == 0 {
+            return;
+        }
+        let s = |i: usize| move |p: usize| alpha * a[ao + i * a_rs + p * a_cs];
+        // Rows two at a time and columns in blocks, so that the sums stay in vector registers
+        // over all of `k` as several independent chains: summing in memory would make each
+        // step wait for the previous one's store.
+        let mut rows = c.chunks_exact_mut(n).enumerate();
+        while let Some((i, r0)) = rows.next() {
+            let mut r1 = rows.next().map(|(_, r)| r);
+            let mut j = 0;
+            while j + 32 <= n {
+                let (o0, o1) = (&mut r0[j..j + 32], r1.as_mut().map(|r| &mut r[j..j + 32]));
+                column_block::<32, T>(o0, o1, s(i), s(i + 1), b, bo + j, b_rs, k);
+                j += 32;
+            }
+            while j + 8 <= n {
+                let (o0, o1) = (&mut r0[j..j + 8], r1.as_mut().map(|r| &mut r[j..j + 8]));
+                column_block::<8, T>(o0, o1, s(i), s(i + 1), b, bo + j, b_rs, k);
+                j += 8;
+            }
+            for (di, row) in std::iter::once(r0).chain(r1).enumerate() {
+                let (tail, s) = (&mut row[j..], s(i + di));
+                for p in 0..k {
+                    let brow = &b[bo + j + p * b_rs..][..tail.len()];
+                    let sp = s(p);
+                    for (o, &v) in tail.iter_mut().zip(brow) {
+                        *o += sp * v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `out0[j] += Σ_p s0(p) * b[b0 + p * b_rs + j]` for `W` columns, and the same for `out1` with
+/// `s1` when there is a second row, the sums held in local arrays the compiler keeps in
+/// vector registers.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn column_block<const W: usize, T: candle_core::WithDType>(
+    out0: &mut [T],
+    out1: Option<&mut [T]>,
+    s0: impl Fn(usize) -> T,
+    s1: impl Fn(usize) -> T,
+    b: &[T],
+    b0: usize,
+    b_rs: usize,
+    k: usize,
+) {
+    let mut acc0 = [T::zero(); W];
+    acc0.copy_from_slice(&out0[..W]);
+    match out1 {
+        Some(out1) => {
+            let mut acc1 = [T::zero(); W];
+            acc1.copy_from_slice(&out1[..W]);
+            for p in 0..k {
+                let (sp0, sp1) = (s0(p), s1(p));
+                let brow: &[T; W] = b[b0 + p * b_rs..][..W].try_into().expect("W elements");
+                for j in 0..W {
+                    acc0[j] += sp0 * brow[j];
+                }
+                for j in 0..W {
+                    acc1[j] += sp1 * brow[j];
+                }
+            }
+            out1[..W].copy_from_slice(&acc1);
+        }
+        None => {
+            for p in 0..k {
+                let sp0 = s0(p);
+                let brow: &[T; W] = b[b0 + p * b_rs..][..W].try_into().expect("W elements");
+                for j in 0..W {
+                    acc0[j] += sp0 * brow[j];
+                }
+            }
+        }
+    }
+    out0[..W].copy_from_slice(&acc0);
+}
+
 /// ONNX Gemm on 2-D `a` `[m, k]` and `b` `[k, n]` (views read in place): `alpha * a @ b +
 /// beta * c`, `c` broadcast to `[m, n]`. The output starts as `beta * c` and the product is
 /// accumulated into it by one `gemm` call.
@@ -222,20 +367,24 @@ fn gemm_op<T: candle_core::WithDType>(
     let mut out = vec![T::zero(); m * n];
     let read_dst = match c {
         Some(c) => {
-            let shape = super::broadcast_shape(&[&[m, n], c.dims()])?;
-            if shape != [m, n] {
-                bail!("C of shape {:?} does not broadcast to {:?}", c.dims(), [m, n]);
-            }
-            // C as [cm, cn], each 1 or the full size.
+            // C as [cm, cn], each 1 or the full size (unidirectional broadcasting).
             let (cm, cn) = match c.dims() {
                 [] => (1, 1),
                 [cn] => (1, *cn),
                 [cm, cn] => (*cm, *cn),
                 _ => bail!("C must have at most 2 dims, got {:?}", c.dims()),
             };
+            if !(cm == 1 || cm == m) || !(cn == 1 || cn == n) {
+                bail!("C of shape {:?} does not broadcast to {:?}", c.dims(), [m, n]);
+            }
             with_values(c, |cv: &[T]| {
                 for (i, row) in out.chunks_exact_mut(n.max(1)).enumerate() {
                     let ci = if cm == 1 { 0 } else { i };
+                    if beta == 1.0 && cn == n {
+                        // The common case, a bias vector: one copy per row.
+                        row.copy_from_slice(&cv[ci * cn..][..n]);
+                        continue;
+                    }
                     for (j, o) in row.iter_mut().enumerate() {
                         let v = cv[ci * cn + if cn == 1 { 0 } else { j }];
                         *o = if beta == 1.0 { v } else { T::from_f64(v.to_f64() * beta) };
@@ -250,6 +399,9 @@ fn gemm_op<T: candle_core::WithDType>(
         let par = parallelism(m * n * k);
         with_strided(a, |av: Strided<'_, T>| {
             with_strided(b, |bv: Strided<'_, T>| {
+                if small_gemm(av, bv, av.start, bv.start, &mut out, (m, k, n), T::from_f64(alpha)) {
+                    return;
+                }
                 // SAFETY: `with_strided` checked that every element of both 2-D views lies
                 // inside its storage; gemm reads a's m×k and b's k×n elements through their
                 // strides and writes the m×n row-major `out`, which overlaps neither.
@@ -1877,6 +2029,64 @@ mod tests {
     /// Values with NaNs and ties, distinct enough to catch a misplaced read.
     fn values(n: usize) -> Vec<f32> {
         (0..n).map(|i| if i % 37 == 5 { f32::NAN } else { ((i * 7919) % 101) as f32 - 50.0 }).collect()
+    }
+
+    #[test]
+    fn small_products_equal_a_plain_sum() {
+        // (m, k, n): rows in pairs and alone, 32- and 8-column blocks and their tails, a lone
+        // column, an empty inner dim.
+        for &(m, k, n) in
+            &[(1, 16, 64), (3, 5, 83), (2, 7, 17), (4, 16, 64), (1, 32, 3), (4, 9, 1), (2, 0, 5)]
+        {
+            let av: Vec<f64> = (0..m * k).map(|i| ((i * 37) % 23) as f64 / 7.0 - 1.5).collect();
+            let bv: Vec<f64> = (0..k * n).map(|i| ((i * 53) % 29) as f64 / 5.0 - 2.5).collect();
+            let c0: Vec<f64> = (0..m * n).map(|i| (i % 5) as f64).collect();
+            // `a` as the transpose of a [k, m] tensor: its rows are strided, read in place.
+            let a = CTensor::from_vec(av.clone(), (m, k), &Device::Cpu).unwrap();
+            let at = a.t().unwrap().contiguous().unwrap().t().unwrap();
+            let b = CTensor::from_vec(bv.clone(), (k, n), &Device::Cpu).unwrap();
+            for a in [&a, &at] {
+                let mut got = c0.clone();
+                let done = with_strided(a, |a: Strided<'_, f64>| {
+                    with_strided(&b, |b: Strided<'_, f64>| {
+                        small_gemm(a, b, a.start, b.start, &mut got, (m, k, n), 0.5)
+                    })
+                })
+                .unwrap()
+                .unwrap();
+                assert!(done, "({m}, {k}, {n}) is small");
+                let mut want = c0.clone();
+                for i in 0..m {
+                    for j in 0..n {
+                        want[i * n + j] += 0.5 * (0..k).map(|p| av[i * k + p] * bv[p * n + j]).sum::<f64>();
+                    }
+                }
+                for (g, w) in got.iter().zip(&want) {
+                    assert!((g - w).abs() <= 1e-12 * (1.0 + w.abs()), "({m}, {k}, {n}): {g} vs {w}");
+                }
+            }
+        }
+        // Too large, too many rows, or `b` with strided rows: left to the gemm crate, `c`
+        // untouched.
+        let big = CTensor::zeros((64, 64), candle_core::DType::F64, &Device::Cpu).unwrap();
+        let (a8, b8) = (
+            CTensor::zeros((8, 2), candle_core::DType::F64, &Device::Cpu).unwrap(),
+            CTensor::zeros((2, 2), candle_core::DType::F64, &Device::Cpu).unwrap(),
+        );
+        let bt = CTensor::zeros((3, 4), candle_core::DType::F64, &Device::Cpu).unwrap().t().unwrap();
+        let a4 = CTensor::zeros((1, 4), candle_core::DType::F64, &Device::Cpu).unwrap();
+        let mut c = vec![1.0; 64 * 64];
+        let run = |a: &CTensor, b: &CTensor, c: &mut [f64], mkn| {
+            with_strided(a, |a: Strided<'_, f64>| {
+                with_strided(b, |b: Strided<'_, f64>| small_gemm(a, b, a.start, b.start, c, mkn, 1.0))
+            })
+            .unwrap()
+            .unwrap()
+        };
+        assert!(!run(&big, &big, &mut c, (64, 64, 64)));
+        assert!(!run(&a8, &b8, &mut c[..16], (8, 2, 2)));
+        assert!(!run(&a4, &bt, &mut c[..3], (1, 4, 3)));
+        assert!(c.iter().all(|&v| v == 1.0));
     }
 
     #[test]
