@@ -144,30 +144,23 @@ impl super::WideKernel for ErfF32<'_> {
     type Output = ();
     #[inline(always)]
     fn run(self) {
-        const P: [f32; 6] =
-            [1.128_379_2, 0.189_764_29, 0.052_646_83, 0.003_734_997_2, 0.000_283_599_57, 2.045_812_2e-6];
+        const P: [f32; 6] = [
+            std::f32::consts::FRAC_2_SQRT_PI,
+            0.189_764_29,
+            0.052_646_83,
+            0.003_734_997_2,
+            0.000_283_599_57,
+            2.045_812_2e-6,
+        ];
         const Q: [f32; 6] = [1.0, 0.501_507_1, 0.113_828_58, 0.014_906_402, 0.001_154_14, 3.798_396_7e-5];
         for x in self.0.iter_mut() {
-            // Comparisons, not `clamp`/`min`/`max`, so that NaN passes through.
-            let c = if *x > 4.0 {
-                4.0
-            } else if *x < -4.0 {
-                -4.0
-            } else {
-                *x
-            };
+            // `clamp` passes NaN through (`min` and `max` would not).
+            let c = x.clamp(-4.0, 4.0);
             let t = c * c;
             let p = ((((P[5] * t + P[4]) * t + P[3]) * t + P[2]) * t + P[1]) * t + P[0];
             let q = ((((Q[5] * t + Q[4]) * t + Q[3]) * t + Q[2]) * t + Q[1]) * t + Q[0];
             // Held inside [-1, 1], which the rational function leaves by an ulp near ±4.
-            let r = c * p / q;
-            *x = if r > 1.0 {
-                1.0
-            } else if r < -1.0 {
-                -1.0
-            } else {
-                r
-            };
+            *x = (c * p / q).clamp(-1.0, 1.0);
         }
     }
 }
