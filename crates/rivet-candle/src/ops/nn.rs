@@ -610,9 +610,11 @@ struct Geometry {
     k: usize,
     /// `[k][p]`: the input offset within a plane, or [`PAD`].
     by_k: Vec<u32>,
-    /// Per kernel position, runs of output positions reading consecutive input offsets:
-    /// `(first output position, first input offset, length)`.
-    runs: Vec<Vec<(usize, usize, usize)>>,
+    /// Per kernel position, runs of consecutive output positions reading input offsets a
+    /// constant step apart: `(first output position, first input offset, length, step)` (step
+    /// 1 for a stride-1 window, the stride for a strided one, so that a strided window's
+    /// output row is one run rather than a gather element by element).
+    runs: Vec<Vec<(usize, usize, usize, usize)>>,
     /// Per kernel position, the same reads as one block copy where that is what they are.
     shifted: Vec<Option<Shifted>>,
     /// Per output position, the window positions inside the input.
@@ -694,14 +696,20 @@ fn geometry(w: &Window, input: &[usize]) -> CResult<Geometry> {
     let runs = (0..k)
         .map(|kk| {
             let row = &by_k[kk * p..(kk + 1) * p];
-            let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+            let mut runs: Vec<(usize, usize, usize, usize)> = Vec::new();
             for (pp, &o) in row.iter().enumerate() {
                 if o == PAD {
                     continue;
                 }
+                let o = o as usize;
                 match runs.last_mut() {
-                    Some((d, s, len)) if *d + *len == pp && *s + *len == o as usize => *len += 1,
-                    _ => runs.push((pp, o as usize, 1)),
+                    // A second position fixes the run's step; later ones must keep it.
+                    Some((d, s, len, step)) if *d + *len == pp && *len == 1 && o > *s => {
+                        *step = o - *s;
+                        *len = 2;
+                    }
+                    Some((d, s, len, step)) if *d + *len == pp && *s + *len * *step == o => *len += 1,
+                    _ => runs.push((pp, o, 1, 1)),
                 }
             }
             runs
@@ -842,7 +850,7 @@ fn conv_images<T: ConvElem>(
         return CTensor::from_vec(out, dims, &Device::Cpu);
     }
     // A 1×1 window over every position in order reads the image itself.
-    let direct = k == 1 && p == plane && geo.runs[0].as_slice() == [(0, 0, p)];
+    let direct = k == 1 && p == plane && geo.runs[0].as_slice() == [(0, 0, p, 1)];
     let par = parallelism(mg * p * ck);
     let read_dst = bias.is_some();
     with_values(x, |xs: &[T]| {
@@ -903,7 +911,7 @@ fn conv_images<T: ConvElem>(
 }
 
 /// The im2col matrix `[c * k, p]` of one image `src` (`c` planes) for the windows of `geo`:
-/// runs of consecutive offsets are copied, strided windows gathered, padding zeroed.
+/// runs of evenly spaced offsets are copied, scattered reads gathered, padding zeroed.
 fn im2col<T: candle_core::WithDType>(src: &[T], geo: &Geometry, c: usize, plane: usize, col: &mut [T]) {
     let (p, k) = (geo.p, geo.k);
     for ch in 0..c {
@@ -922,7 +930,7 @@ fn im2col<T: candle_core::WithDType>(src: &[T], geo: &Geometry, c: usize, plane:
             }
             let covered: usize = runs.iter().map(|r| r.2).sum();
             if runs.len() * 4 > p {
-                // Short runs (a strided window): gather element by element.
+                // Short runs: gather element by element.
                 for (d, &o) in row.iter_mut().zip(&geo.by_k[kk * p..(kk + 1) * p]) {
                     *d = if o == PAD { T::zero() } else { plane_src[o as usize] };
                 }
@@ -931,8 +939,14 @@ fn im2col<T: candle_core::WithDType>(src: &[T], geo: &Geometry, c: usize, plane:
             if covered != p {
                 row.fill(T::zero());
             }
-            for &(d, s, len) in runs {
-                row[d..d + len].copy_from_slice(&plane_src[s..s + len]);
+            for &(d, s, len, step) in runs {
+                if step == 1 {
+                    row[d..d + len].copy_from_slice(&plane_src[s..s + len]);
+                } else {
+                    for (v, &x) in row[d..d + len].iter_mut().zip(plane_src[s..].iter().step_by(step)) {
+                        *v = x;
+                    }
+                }
             }
         }
     }
@@ -2103,13 +2117,20 @@ mod tests {
             (&[9, 9], &[3, 3], &[1, 1], &[2, 2], &[2, 2, 2, 2]),
             (&[8, 8], &[3, 3], &[1, 1], &[1, 1], &[0, 0, 0, 0]),
             (&[8, 8], &[3, 3], &[2, 2], &[1, 1], &[1, 1, 1, 1]),
+            // Strided windows, whose output rows are runs with a step: a ResNet stem's 7×7
+            // stride 2, a 1×1 stride-2 shortcut, stride 3 with dilation 2, and 1-D.
+            (&[15, 13], &[7, 7], &[2, 2], &[1, 1], &[3, 3, 3, 3]),
+            (&[9, 8], &[1, 1], &[2, 2], &[1, 1], &[0, 0, 0, 0]),
+            (&[17, 16], &[3, 3], &[3, 3], &[2, 2], &[1, 2, 0, 1]),
+            (&[40], &[5], &[4], &[1], &[2, 1]),
             (&[11], &[3], &[1], &[1], &[1, 1]),
             (&[4, 5, 6], &[3, 3, 3], &[1, 1, 1], &[1, 1, 1], &[1, 1, 1, 1, 1, 1]),
         ];
-        let mut block_copies = 0;
+        let (mut block_copies, mut stepped) = (0, 0);
         for &(input, kernel, strides, dilations, pads) in cases {
             let geo = geometry(&window(kernel, strides, dilations, pads), input).unwrap();
             block_copies += geo.shifted.iter().flatten().count();
+            stepped += geo.runs.iter().flatten().filter(|r| r.3 > 1).count();
             let (c, plane) = (2, input.iter().product::<usize>());
             let src = values(c * plane);
             let mut col = vec![f32::INFINITY; c * geo.k * geo.p];
@@ -2130,6 +2151,7 @@ mod tests {
             }
         }
         assert!(block_copies >= 9 + 25 + 3, "the same-size windows use block copies ({block_copies})");
+        assert!(stepped >= 49 * 4, "the strided windows' rows are runs with a step ({stepped})");
     }
 
     #[test]
