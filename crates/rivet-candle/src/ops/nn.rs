@@ -888,6 +888,11 @@ fn conv_images<T: ConvElem>(
                     );
                 }
             };
+            let side_by_side = if p < BATCH_PLANE && !direct { (BATCH_COLUMNS / p).clamp(1, n) } else { 1 };
+            if side_by_side > 1 {
+                conv_side_by_side(xs, ws, &mut out, geo, (c, m, group, plane), side_by_side, par);
+                return Ok(());
+            }
             let images = xs.chunks_exact(c * plane).zip(out.chunks_exact_mut(m * p));
             if direct {
                 for (img, out_img) in images {
@@ -897,7 +902,7 @@ fn conv_images<T: ConvElem>(
             }
             T::with_scratch(c * k * p, |col| {
                 for (img, out_img) in images {
-                    im2col(img, geo, c, plane, col);
+                    im2col(img, geo, c, plane, col, p);
                     (0..group).for_each(|g| product(col, out_img, g));
                 }
             });
@@ -910,14 +915,96 @@ fn conv_images<T: ConvElem>(
     CTensor::from_vec(out, dims, &Device::Cpu)
 }
 
+/// Output planes smaller than this many positions are computed several images at a time (see
+/// [`conv_side_by_side`]).
+const BATCH_PLANE: usize = 128;
+/// How many output positions [`conv_side_by_side`] puts side by side in one product.
+const BATCH_COLUMNS: usize = 256;
+
+/// A convolution's images `per` at a time: their im2col matrices side by side as one
+/// `[c * k, per * p]` matrix, one product per group into a scratch `[mg, per * p]`, added into
+/// each image's output (which holds the bias, if any). For a deep layer's small planes (a
+/// ResNet's 7×7 and 4×4), one image's product is too narrow for the gemm crate's register
+/// tiles; several side by side fill them.
+#[allow(clippy::too_many_arguments)]
+fn conv_side_by_side<T: ConvElem>(
+    xs: &[T],
+    ws: &[T],
+    out: &mut [T],
+    geo: &Geometry,
+    (c, m, group, plane): (usize, usize, usize, usize),
+    per: usize,
+    par: gemm::Parallelism,
+) {
+    let (p, k) = (geo.p, geo.k);
+    let (cg, mg) = (c / group, m / group);
+    let ck = cg * k;
+    T::with_scratch(c * k * per * p, |col| {
+        let mut t = vec![T::zero(); mg * per * p];
+        for (imgs, outs) in xs.chunks(per * c * plane).zip(out.chunks_mut(per * m * p)) {
+            let cols = imgs.len() / (c * plane) * p;
+            for (b, img) in imgs.chunks_exact(c * plane).enumerate() {
+                im2col(img, geo, c, plane, &mut col[b * p..], cols);
+            }
+            for g in 0..group {
+                let (lhs, rhs) =
+                    (&ws[g * mg * ck..(g + 1) * mg * ck], &col[g * ck * cols..(g + 1) * ck * cols]);
+                // SAFETY: `lhs` holds mg×ck, `rhs` ck×cols and `t` at least mg×cols elements,
+                // each row-major (column stride 1, row stride ck, cols and cols), exactly the
+                // extents gemm reads and writes; the three do not overlap.
+                unsafe {
+                    gemm::gemm(
+                        mg,
+                        cols,
+                        ck,
+                        t.as_mut_ptr(),
+                        1,
+                        cols as isize,
+                        false,
+                        lhs.as_ptr(),
+                        1,
+                        ck as isize,
+                        rhs.as_ptr(),
+                        1,
+                        cols as isize,
+                        T::zero(),
+                        T::from_f64(1.0),
+                        false,
+                        false,
+                        false,
+                        par,
+                    );
+                }
+                for (b, out_img) in outs.chunks_exact_mut(m * p).enumerate() {
+                    for i in 0..mg {
+                        let src = &t[i * cols + b * p..][..p];
+                        for (d, &v) in out_img[(g * mg + i) * p..][..p].iter_mut().zip(src) {
+                            *d += v;
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
 /// The im2col matrix `[c * k, p]` of one image `src` (`c` planes) for the windows of `geo`:
 /// runs of evenly spaced offsets are copied, scattered reads gathered, padding zeroed.
-fn im2col<T: candle_core::WithDType>(src: &[T], geo: &Geometry, c: usize, plane: usize, col: &mut [T]) {
+/// Row `r` of the matrix starts at `col[r * stride]` (`stride` is `p` for one image's matrix, a
+/// multiple of it when several images' matrices sit side by side).
+fn im2col<T: candle_core::WithDType>(
+    src: &[T],
+    geo: &Geometry,
+    c: usize,
+    plane: usize,
+    col: &mut [T],
+    stride: usize,
+) {
     let (p, k) = (geo.p, geo.k);
     for ch in 0..c {
         let plane_src = &src[ch * plane..(ch + 1) * plane];
         for (kk, runs) in geo.runs.iter().enumerate() {
-            let row = &mut col[(ch * k + kk) * p..(ch * k + kk + 1) * p];
+            let row = &mut col[(ch * k + kk) * stride..][..p];
             if let Some(b) = &geo.shifted[kk] {
                 row[..b.from].fill(T::zero());
                 let start = (b.from as isize + b.shift) as usize;
@@ -2104,6 +2191,37 @@ mod tests {
     }
 
     #[test]
+    fn images_side_by_side_equal_images_one_at_a_time() {
+        // 10×10 planes (100 positions): two images per product, so five images go in chunks
+        // of 2, 2 and 1; two groups and a bias.
+        let (n, c, m, g) = (5, 4, 6, 2);
+        let finite = |len: usize| -> Vec<f32> {
+            values(len).into_iter().map(|v| if v.is_nan() { 0.5 } else { v / 50.0 }).collect()
+        };
+        let x = CTensor::from_vec(finite(n * c * 100), (n, c, 10, 10), &Device::Cpu).unwrap();
+        let w = CTensor::from_vec(finite(m * (c / g) * 9), (m, c / g, 3, 3), &Device::Cpu).unwrap();
+        let b = CTensor::from_vec((0..m).map(|i| i as f32).collect::<Vec<f32>>(), m, &Device::Cpu).unwrap();
+        let win = window(&[3, 3], &[1, 1], &[1, 1], &[1, 1, 1, 1]);
+        let cache = GeometryCache::default();
+        assert_eq!((BATCH_COLUMNS / 100).clamp(1, n), 2, "the case puts two images side by side");
+        let all: Vec<f32> = conv_general(&x, &w, Some(&b), &win, g, &cache, false)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let per = m * 100;
+        for i in 0..n {
+            let one =
+                conv_general(&x.narrow(0, i, 1).unwrap(), &w, Some(&b), &win, g, &cache, false).unwrap();
+            let one: Vec<f32> = one.flatten_all().unwrap().to_vec1().unwrap();
+            for (j, (a, o)) in all[i * per..(i + 1) * per].iter().zip(&one).enumerate() {
+                assert!((a - o).abs() <= 1e-5 * (1.0 + o.abs()), "image {i}, element {j}: {a} vs {o}");
+            }
+        }
+    }
+
+    #[test]
     fn im2col_block_copies_equal_the_gather_they_replace() {
         type Case =
             (&'static [usize], &'static [usize], &'static [usize], &'static [usize], &'static [usize]);
@@ -2134,7 +2252,7 @@ mod tests {
             let (c, plane) = (2, input.iter().product::<usize>());
             let src = values(c * plane);
             let mut col = vec![f32::INFINITY; c * geo.k * geo.p];
-            im2col(&src, &geo, c, plane, &mut col);
+            im2col(&src, &geo, c, plane, &mut col, geo.p);
             for ch in 0..c {
                 for kk in 0..geo.k {
                     for pp in 0..geo.p {
