@@ -839,13 +839,18 @@ fn conv_images<T: ConvElem>(
     let (p, k) = (geo.p, geo.k);
     let (cg, mg) = (c / group, m / group);
     let ck = cg * k;
-    let mut out = vec![T::zero(); n * m * p];
-    if let Some(b) = bias {
-        let bv: Vec<T> = super::values(&b.to_dtype(T::DTYPE)?)?;
-        for (i, row) in out.chunks_exact_mut(p.max(1)).enumerate() {
-            row.fill(bv[i % m]);
+    // The output starts as the bias, written once (not zeroed first), or as zeros.
+    let mut out = match bias {
+        Some(b) => {
+            let bv: Vec<T> = super::values(&b.to_dtype(T::DTYPE)?)?;
+            let mut out = Vec::with_capacity(n * m * p);
+            for i in 0..n * m {
+                out.resize(out.len() + p, bv[i % m]);
+            }
+            out
         }
-    }
+        None => vec![T::zero(); n * m * p],
+    };
     if out.is_empty() {
         return CTensor::from_vec(out, dims, &Device::Cpu);
     }
