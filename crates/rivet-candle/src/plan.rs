@@ -65,7 +65,9 @@ impl Step {
 /// A checked, ordered graph.
 pub struct Plan {
     slots: usize,
-    constants: Vec<(usize, CTensor)>,
+    /// Per slot, its value where it is a constant (read in place by every run, never cloned
+    /// into the run's slots: a clone is an atomic increment and decrement).
+    constants: Vec<Option<Value>>,
     /// Slot and type of each graph input, in signature order.
     pub inputs: Vec<(String, usize, Ty)>,
     /// Slot and type of each graph output.
@@ -827,15 +829,21 @@ impl Plan {
                 steps[i].free.push(s);
             }
         }
-        let constants = consts.iter().enumerate().filter_map(|(s, c)| c.clone().map(|c| (s, c))).collect();
+        let constants = consts.iter().map(|c| c.clone().map(Value::Tensor)).collect();
         Ok(Plan { slots: tys.len(), constants, inputs, outputs, steps })
     }
 
     /// Runs the plan on `feeds` (one per graph input, in order), returning the graph outputs.
     pub fn run(&self, feeds: Vec<CTensor>) -> Result<Vec<CTensor>, String> {
         let mut vals: Vec<Option<Value>> = vec![None; self.slots];
-        for (s, c) in &self.constants {
-            vals[*s] = Some(Value::Tensor(c.clone()));
+        // A slot's value: what the run put there (a feed overrides an initializer of the same
+        // name), else its constant.
+        fn value<'a>(
+            vals: &'a [Option<Value>],
+            constants: &'a [Option<Value>],
+            s: usize,
+        ) -> Option<&'a Value> {
+            vals[s].as_ref().or(constants[s].as_ref())
         }
         for ((_, s, _), t) in self.inputs.iter().zip(feeds) {
             vals[*s] = Some(Value::Tensor(t));
@@ -856,7 +864,7 @@ impl Plan {
                     let args: SmallVec<[Option<&CTensor>; 4]> = step
                         .inputs
                         .iter()
-                        .map(|s| match s.and_then(|s| vals[s].as_ref()) {
+                        .map(|s| match s.and_then(|s| value(&vals, &self.constants, s)) {
                             Some(Value::Tensor(t)) => Some(t),
                             _ => None,
                         })
@@ -868,8 +876,11 @@ impl Plan {
                     step.store(out.into_iter().map(Value::Tensor), &mut vals)?;
                 }
                 Exec::Seq(kernel) => {
-                    let args: SmallVec<[Option<&Value>; 4]> =
-                        step.inputs.iter().map(|s| s.and_then(|s| vals[s].as_ref())).collect();
+                    let args: SmallVec<[Option<&Value>; 4]> = step
+                        .inputs
+                        .iter()
+                        .map(|s| s.and_then(|s| value(&vals, &self.constants, s)))
+                        .collect();
                     let out = rivet_core::panics::catch_quietly(|| kernel(&args))
                         .map_err(|_| fail(true, String::new()))?
                         .map_err(|e| fail(false, rivet_core::one_line(e)))?;
@@ -886,7 +897,7 @@ impl Plan {
         }
         self.outputs
             .iter()
-            .map(|(name, s, _)| match vals[*s].clone() {
+            .map(|(name, s, _)| match value(&vals, &self.constants, *s).cloned() {
                 Some(Value::Tensor(t)) => Ok(t),
                 _ => Err(format!("output \"{name}\" was not computed")),
             })

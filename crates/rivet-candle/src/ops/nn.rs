@@ -1735,19 +1735,27 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                 if a.rank() != 2 {
                     bail!("Gemm's A must be 2-D, got {:?}", a.dims());
                 }
-                // Transposes are views: the product reads them in place.
-                let a = if ta { a.t()? } else { a.clone() };
+                // Transposes are views: the product reads them in place. The others are
+                // borrowed, not cloned (a clone is an atomic increment and decrement).
+                let (a_t, b_t);
+                let a = if ta {
+                    a_t = a.t()?;
+                    &a_t
+                } else {
+                    a
+                };
                 let b = match &b_fixed {
-                    Some(b) => b.clone(),
+                    Some(b) => b,
                     None => {
                         let b = req(x, 1)?;
                         if b.rank() != 2 {
                             bail!("Gemm's B must be 2-D, got {:?}", b.dims());
                         }
                         if tb {
-                            b.t()?
+                            b_t = b.t()?;
+                            &b_t
                         } else {
-                            b.clone()
+                            b
                         }
                     }
                 };
@@ -1756,8 +1764,8 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                 }
                 let c = x.get(2).copied().flatten();
                 Ok(vec![match a.dtype() {
-                    CDType::F32 => gemm_op::<f32>(&a, &b, c, alpha, beta, relu)?,
-                    _ => gemm_op::<f64>(&a, &b, c, alpha, beta, relu)?,
+                    CDType::F32 => gemm_op::<f32>(a, b, c, alpha, beta, relu)?,
+                    _ => gemm_op::<f64>(a, b, c, alpha, beta, relu)?,
                 }])
             });
             (k, vec![t])
