@@ -12,6 +12,7 @@ import csv
 import json
 import os
 import pathlib
+import resource
 import signal
 import socket
 import subprocess
@@ -123,6 +124,17 @@ def perf(perf_analyzer, model, port, concurrency, shape_args, seconds, data):
             "p99_us": int(row["p99 latency"])}
 
 
+def cpu_seconds(pid):
+    """User plus system CPU time a running process has used so far."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def stop(proc):
     proc.send_signal(signal.SIGTERM)
     try:
@@ -156,16 +168,24 @@ def main():
                 servers["mlserver"] = start_mlserver(args.mlserver_venv, model, batching, work)
                 try:
                     for c in CONCURRENCY:
-                        for name, (_, port) in servers.items():
+                        for name, (proc, port) in servers.items():
                             # A batched Rivet model declares its batch dimension (max_batch_size > 0):
                             # perf_analyzer then sends batch 1 of the declared shape by itself.
                             shape = [] if (name == "rivet" and batching) else [a for s in single for a in ("--shape", s)]
+                            # CPU per request, the server's and perf_analyzer's (which shares the
+                            # machine): CPU seconds per second of the run, over the throughput.
+                            wall, server_cpu, client_cpu = time.time(), cpu_seconds(proc.pid), children_cpu_seconds()
                             r = perf(args.perf_analyzer, model, port, c, shape, args.seconds, data)
+                            wall = time.time() - wall
+                            per_request = lambda cpu: cpu / wall / r["throughput"] * 1e6
+                            r["server_cpu_us"] = per_request(cpu_seconds(proc.pid) - server_cpu)
+                            r["perf_analyzer_cpu_us"] = per_request(children_cpu_seconds() - client_cpu)
                             r.update(server=name, model=model, batching=batching, concurrency=c)
                             results.append(r)
                             print(f"{model:4} batching={str(batching):5} c={c:2} {name:8} "
-                                  f"{r['throughput']:9.1f} infer/s  p50 {r['p50_us']:6} us  p99 {r['p99_us']:6} us",
-                                  flush=True)
+                                  f"{r['throughput']:9.1f} infer/s  p50 {r['p50_us']:6} us  p99 {r['p99_us']:6} us  "
+                                  f"CPU per request: server {r['server_cpu_us']:5.1f} us, perf_analyzer "
+                                  f"{r['perf_analyzer_cpu_us']:5.1f} us", flush=True)
                 finally:
                     for proc, _ in servers.values():
                         stop(proc)
@@ -197,8 +217,16 @@ def main():
     print(f"goal: lower p99 than MLServer at every point: {'met' if lower else 'missed'} "
           f"(worst ratio {max(v['p99_ratio'] for v in summary.values()):.2f})")
     if "mlp" in args.models.split(","):
-        gain = get("rivet", "mlp", True, 16)["throughput"] / get("rivet", "mlp", False, 16)["throughput"]
+        off, on = get("rivet", "mlp", False, 16), get("rivet", "mlp", True, 16)
+        gain = on["throughput"] / off["throughput"]
         print(f"goal >= 2x from dynamic batching, MLP at concurrency 16: {gain:.2f}x")
+        # With server and client sharing the machine's cores, throughput is at most the cores
+        # over their CPU per request together: the gain batching can bring is bounded by the
+        # ratio of those sums.
+        bound = (off["server_cpu_us"] + off["perf_analyzer_cpu_us"]) / (on["server_cpu_us"] + on["perf_analyzer_cpu_us"])
+        print(f"  CPU per request, server + perf_analyzer: {off['server_cpu_us']:.1f} + "
+              f"{off['perf_analyzer_cpu_us']:.1f} us unbatched, {on['server_cpu_us']:.1f} + "
+              f"{on['perf_analyzer_cpu_us']:.1f} us batched: the gain this machine allows is about {bound:.2f}x")
         summary["mlp_batching_gain_c16"] = gain
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"results": results, "summary": summary}, indent=2))

@@ -1,15 +1,18 @@
-//! A model's queue: a thread of its own takes requests off it and forms batches (Triton's
-//! dynamic batcher); `instances` worker threads run them, so the next batch forms while the
-//! current one runs and inference never blocks the async threads. The batcher waits on
-//! channels with deadlines the OS keeps to the microsecond (Tokio's timer ticks in whole
-//! milliseconds, which would stretch a 500 µs queue delay to 1-2 ms).
+//! A model's queue: `instances` worker threads take requests off it, each forming a batch when
+//! it is free (Triton's dynamic batcher), so inference never blocks the async threads. While a
+//! batch runs, new requests wait in the queue: the next batch is ready when an instance frees,
+//! taken at once if its oldest request has waited the delay. The queue is a mutex and two
+//! condition variables: a worker sleeps in the kernel until a request arrives or its deadline
+//! passes (which the OS keeps to tens of microseconds; Tokio's timer ticks in whole
+//! milliseconds, which would stretch a 500 µs delay to 1-2 ms). Channels that spin and yield
+//! before they sleep cost more CPU per request than the model on a small one, CPU the clients
+//! on the same machine need.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, never, select, unbounded, Receiver, Sender, TrySendError};
 use rivet::{Model, Tensor};
 use tokio::sync::oneshot;
 
@@ -54,14 +57,41 @@ pub struct BatchPolicy {
     pub max_delay: Duration,
 }
 
+/// What the workers and the submitting side share.
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled for the worker forming a batch: a request arrived.
+    arrived: Condvar,
+    /// Signalled for idle workers: there is something to start a batch with, or the queue
+    /// closed.
+    idle: Condvar,
+    capacity: usize,
+}
+
+struct State {
+    /// Requests not yet taken into a batch, oldest first.
+    waiting: VecDeque<Job>,
+    /// Whether a worker is forming a batch (one at a time, as Triton's batcher forms one).
+    forming: bool,
+    /// Set when the queue is dropped: workers finish what is queued, then exit.
+    closed: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A worker never panics while holding the lock (the model runs outside it).
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// The sending side of a model's queue.
 pub struct Queue {
-    sender: Sender<Job>,
+    shared: Arc<Shared>,
 }
 
 impl Queue {
-    /// Starts the batcher thread and `instances` worker threads of `model`: `capacity` requests
-    /// may wait, `instances` executions run at once.
+    /// Starts `instances` worker threads of `model`: `capacity` requests may wait, `instances`
+    /// executions run at once.
     pub fn start(
         model: Arc<dyn Model>,
         policy: BatchPolicy,
@@ -69,110 +99,95 @@ impl Queue {
         instances: usize,
         metrics: Arc<ModelMetrics>,
     ) -> std::io::Result<Queue> {
-        let (sender, receiver) = bounded(capacity);
-        // One token per instance: the batcher takes one to dispatch, the worker gives it back.
-        let (free, tokens) = bounded(instances);
-        let (work, batches) = unbounded::<Batch>();
-        for i in 0..instances {
-            let (model, metrics, batches, free) =
-                (Arc::clone(&model), Arc::clone(&metrics), batches.clone(), free.clone());
-            let _ = free.send(());
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State { waiting: VecDeque::new(), forming: false, closed: false }),
+            arrived: Condvar::new(),
+            idle: Condvar::new(),
+            capacity,
+        });
+        for i in 0..instances.max(1) {
+            let (model, metrics, shared, policy) =
+                (Arc::clone(&model), Arc::clone(&metrics), Arc::clone(&shared), policy.clone());
             std::thread::Builder::new().name(format!("rivet-model-{i}")).spawn(move || {
-                for batch in batches {
+                while let Some(batch) = next_batch(&shared, &policy) {
                     batch.run(model.as_ref(), &metrics);
-                    if free.send(()).is_err() {
-                        return;
-                    }
                 }
             })?;
         }
-        std::thread::Builder::new()
-            .name("rivet-batcher".into())
-            .spawn(move || form_batches(receiver, policy, (free, tokens), work))?;
-        Ok(Queue { sender })
+        Ok(Queue { shared })
     }
 
     /// Queues a job; a full queue is refused at once.
     pub fn submit(&self, job: Job, model: &str) -> Result<(), ServeError> {
-        self.sender.try_send(job).map_err(|e| match e {
-            TrySendError::Full(_) => {
-                ServeError::Unavailable(format!("model \"{model}\": the queue is full, try again later"))
-            }
-            TrySendError::Disconnected(_) => {
-                ServeError::Unavailable(format!("model \"{model}\" is shutting down"))
-            }
-        })
+        let mut state = self.shared.lock();
+        if state.closed {
+            return Err(ServeError::Unavailable(format!("model \"{model}\" is shutting down")));
+        }
+        if state.waiting.len() >= self.shared.capacity {
+            return Err(ServeError::Unavailable(format!(
+                "model \"{model}\": the queue is full, try again later"
+            )));
+        }
+        state.waiting.push_back(job);
+        if state.forming {
+            self.shared.arrived.notify_one();
+        } else {
+            self.shared.idle.notify_one();
+        }
+        Ok(())
     }
 }
 
-fn form_batches(
-    receiver: Receiver<Job>,
-    policy: BatchPolicy,
-    (free, tokens): (Sender<()>, Receiver<()>),
-    work: Sender<Batch>,
-) {
-    // Jobs taken off the queue that did not fit the batch being formed; they start the next.
-    let mut held: VecDeque<Job> = VecDeque::new();
-    let none = never::<Job>();
-    loop {
-        let first = match held.pop_front() {
-            Some(job) => job,
-            None => match receiver.recv() {
-                Ok(job) => job,
-                Err(_) => return,
-            },
-        };
-        if first.reply.is_closed() {
-            continue; // The client went away while it waited.
-        }
-        let mut batch = Batch { rows: first.rows, jobs: vec![first] };
-        if policy.max_rows > 0 {
-            // Held jobs are older than anything still queued: they go first.
-            for job in std::mem::take(&mut held) {
-                held.extend(batch.offer(job, &policy));
-            }
-            let deadline = batch.jobs[0].enqueued + policy.max_delay;
-            while batch.rows < policy.target_rows {
-                let left = deadline.saturating_duration_since(Instant::now());
-                select! {
-                    recv(receiver) -> job => match job {
-                        Ok(job) => held.extend(batch.offer(job, &policy)),
-                        Err(_) => break,
-                    },
-                    default(left) => break,
-                }
-            }
-        }
-        // Wait for a free instance; requests that arrive meanwhile still join this batch.
-        loop {
-            let room = policy.max_rows > 0 && batch.rows < policy.max_rows;
-            select! {
-                recv(tokens) -> token => match token {
-                    Ok(()) => break,
-                    Err(_) => return,
-                },
-                recv(if room { &receiver } else { &none }) -> job => match job {
-                    Ok(job) => held.extend(batch.offer(job, &policy)),
-                    Err(_) => {
-                        if tokens.recv().is_err() {
-                            return;
-                        }
-                        break;
-                    }
-                },
-            }
-        }
-        // Clients that gave up while the batch waited for an instance are not run for.
-        batch.jobs.retain(|job| !job.reply.is_closed());
-        batch.rows = batch.jobs.iter().map(|job| job.rows).sum();
-        if batch.jobs.is_empty() {
-            let _ = free.send(()); // The token goes back unused.
-            continue;
-        }
-        if work.send(batch).is_err() {
-            return;
-        }
+impl Drop for Queue {
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.idle.notify_all();
+        self.shared.arrived.notify_all();
     }
+}
+
+/// The next batch for a free worker: waits for a request, then, with batching on, for more until
+/// the batch holds `target_rows` rows or its oldest request has waited `max_delay`. `None` once
+/// the queue is closed and empty.
+fn next_batch(shared: &Shared, policy: &BatchPolicy) -> Option<Batch> {
+    let mut state = shared.lock();
+    loop {
+        // Clients that went away while they waited are not run for.
+        state.waiting.retain(|job| !job.reply.is_closed());
+        if !state.forming && !state.waiting.is_empty() {
+            break;
+        }
+        if state.closed && state.waiting.is_empty() {
+            return None;
+        }
+        state = shared.idle.wait(state).unwrap_or_else(|p| p.into_inner());
+    }
+    let first = state.waiting.pop_front().expect("a waiting job");
+    let mut batch = Batch { rows: first.rows, jobs: vec![first] };
+    if policy.max_rows > 0 {
+        state.forming = true;
+        let deadline = batch.jobs[0].enqueued + policy.max_delay;
+        // What queued while every instance was busy joins at once, up to the maximum; then
+        // the batch waits for more until its target or its deadline.
+        batch.take_fitting(&mut state.waiting, policy, policy.max_rows);
+        while batch.rows < policy.target_rows && !state.closed {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            state = shared.arrived.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
+            batch.take_fitting(&mut state.waiting, policy, policy.target_rows);
+        }
+        state.forming = false;
+    }
+    // Another idle worker may start the next batch with what is left.
+    if !state.waiting.is_empty() {
+        shared.idle.notify_one();
+    }
+    drop(state);
+    batch.jobs.retain(|job| !job.reply.is_closed());
+    batch.rows = batch.jobs.iter().map(|job| job.rows).sum();
+    Some(batch)
 }
 
 /// Jobs that run as one execution.
@@ -182,17 +197,22 @@ struct Batch {
 }
 
 impl Batch {
-    /// Adds `job` when it fits; gives it back otherwise (or drops it when its client left).
-    fn offer(&mut self, job: Job, policy: &BatchPolicy) -> Option<Job> {
-        if job.reply.is_closed() {
-            return None;
-        }
-        if self.rows + job.rows <= policy.max_rows && self.jobs[0].batches_with(&job) {
-            self.rows += job.rows;
-            self.jobs.push(job);
-            None
-        } else {
-            Some(job)
+    /// Moves the waiting jobs that fit (same dtypes and trailing dimensions, rows within
+    /// `policy.max_rows`) into the batch, oldest first, until it holds `until` rows; the others
+    /// keep their places for the next batch. Jobs whose client left are dropped.
+    fn take_fitting(&mut self, waiting: &mut VecDeque<Job>, policy: &BatchPolicy, until: usize) {
+        let mut i = 0;
+        while i < waiting.len() && self.rows < until {
+            let job = &waiting[i];
+            if job.reply.is_closed() {
+                waiting.remove(i);
+            } else if self.rows + job.rows <= policy.max_rows && self.jobs[0].batches_with(job) {
+                let job = waiting.remove(i).expect("an index inside the queue");
+                self.rows += job.rows;
+                self.jobs.push(job);
+            } else {
+                i += 1;
+            }
         }
     }
 
@@ -346,18 +366,33 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_queue_still_answers_what_it_holds() {
+        let model = Doubler::new(true);
+        let queue = start(&model, 4, 10, 8);
+        let (a, a_answer) = job(1, 1.0);
+        queue.submit(a, "m").unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await; // a runs, held by the model
+        let (b, b_answer) = job(2, 2.0);
+        queue.submit(b, "m").unwrap(); // b waits
+        drop(queue); // shutdown: the worker finishes a, runs b, then exits
+        model.closed.store(false, Ordering::SeqCst);
+        assert_eq!(a_answer.await.unwrap().unwrap()[0].as_slice::<f32>().unwrap(), &[2.0, 2.0]);
+        assert_eq!(b_answer.await.unwrap().unwrap()[0].as_slice::<f32>().unwrap(), &[4.0; 4]);
+        assert_eq!(*model.batches.lock().unwrap(), vec![1, 2]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_full_queue_is_refused_and_a_client_that_left_is_not_run_for() {
         let model = Doubler::new(true);
-        let queue = start(&model, 0, 0, 1);
+        let queue = start(&model, 0, 0, 2);
         let pause = || tokio::time::sleep(Duration::from_millis(100));
         let (a, a_answer) = job(1, 1.0);
         queue.submit(a, "m").unwrap();
         pause().await; // a runs (and waits for the model to open)
         let (b, b_answer) = job(1, 2.0);
-        queue.submit(b, "m").unwrap();
-        pause().await; // b is taken off the queue and waits for the instance
+        queue.submit(b, "m").unwrap(); // b waits for the instance
         let (c, c_answer) = job(1, 3.0);
-        queue.submit(c, "m").unwrap(); // c fills the queue of one
+        queue.submit(c, "m").unwrap(); // c fills the queue of two
         let (d, _) = job(1, 4.0);
         assert_eq!(
             queue.submit(d, "m").unwrap_err(),
