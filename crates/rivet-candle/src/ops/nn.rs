@@ -439,8 +439,21 @@ fn gemm_op<T: candle_core::WithDType>(
 
 /// Relu in place (NaN stays NaN), for a Relu fused into the kernel before it.
 fn relu_in_place<T: candle_core::WithDType>(v: &mut [T]) {
-    let zero = T::zero();
-    v.iter_mut().for_each(|x| *x = if *x < zero { zero } else { *x });
+    super::wide(ReluInPlace(v))
+}
+
+/// [`relu_in_place`]'s loop, to run through [`super::wide`].
+struct ReluInPlace<'a, T>(&'a mut [T]);
+
+impl<T: candle_core::WithDType> super::WideKernel for ReluInPlace<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let zero = T::zero();
+        for x in self.0.iter_mut() {
+            *x = if *x < zero { zero } else { *x };
+        }
+    }
 }
 
 /// `t` laid out for Candle's matrix product: as it is when row-major or a transposed
@@ -895,13 +908,18 @@ fn conv_images<T: ConvElem>(
             };
             let side_by_side = if p < BATCH_PLANE && !direct { (BATCH_COLUMNS / p).clamp(1, n) } else { 1 };
             if side_by_side > 1 {
-                conv_side_by_side(xs, ws, &mut out, geo, (c, m, group, plane), side_by_side, par);
+                conv_side_by_side(xs, ws, &mut out, geo, (c, m, group, plane), side_by_side, par, relu);
                 return Ok(());
             }
+            // A fused Relu runs on each image's output as soon as it is complete, while it is
+            // still in cache.
             let images = xs.chunks_exact(c * plane).zip(out.chunks_exact_mut(m * p));
             if direct {
                 for (img, out_img) in images {
                     (0..group).for_each(|g| product(img, out_img, g));
+                    if relu {
+                        relu_in_place(out_img);
+                    }
                 }
                 return Ok(());
             }
@@ -909,14 +927,14 @@ fn conv_images<T: ConvElem>(
                 for (img, out_img) in images {
                     im2col(img, geo, c, plane, col, p);
                     (0..group).for_each(|g| product(col, out_img, g));
+                    if relu {
+                        relu_in_place(out_img);
+                    }
                 }
             });
             Ok(())
         })
     })???;
-    if relu {
-        relu_in_place(&mut out);
-    }
     CTensor::from_vec(out, dims, &Device::Cpu)
 }
 
@@ -940,6 +958,7 @@ fn conv_side_by_side<T: ConvElem>(
     (c, m, group, plane): (usize, usize, usize, usize),
     per: usize,
     par: gemm::Parallelism,
+    relu: bool,
 ) {
     let (p, k) = (geo.p, geo.k);
     let (cg, mg) = (c / group, m / group);
@@ -988,6 +1007,9 @@ fn conv_side_by_side<T: ConvElem>(
                         }
                     }
                 }
+            }
+            if relu {
+                relu_in_place(outs);
             }
         }
     });
