@@ -364,8 +364,8 @@ fn gemm_op<T: candle_core::WithDType>(
 ) -> CResult<CTensor> {
     let (m, k, n) = (a.dims()[0], a.dims()[1], b.dims()[1]);
     super::check_size(&[m, n], T::DTYPE.size_in_bytes())?;
-    let mut out = vec![T::zero(); m * n];
-    let read_dst = match c {
+    // The output starts as `beta * C`, written once (not zeroed first), or as zeros.
+    let (mut out, read_dst) = match c {
         Some(c) => {
             // C as [cm, cn], each 1 or the full size (unidirectional broadcasting).
             let (cm, cn) = match c.dims() {
@@ -377,23 +377,24 @@ fn gemm_op<T: candle_core::WithDType>(
             if !(cm == 1 || cm == m) || !(cn == 1 || cn == n) {
                 bail!("C of shape {:?} does not broadcast to {:?}", c.dims(), [m, n]);
             }
+            let mut out = Vec::with_capacity(m * n);
             with_values(c, |cv: &[T]| {
-                for (i, row) in out.chunks_exact_mut(n.max(1)).enumerate() {
+                for i in 0..m {
                     let ci = if cm == 1 { 0 } else { i };
                     if beta == 1.0 && cn == n {
                         // The common case, a bias vector: one copy per row.
-                        row.copy_from_slice(&cv[ci * cn..][..n]);
+                        out.extend_from_slice(&cv[ci * cn..][..n]);
                         continue;
                     }
-                    for (j, o) in row.iter_mut().enumerate() {
+                    for j in 0..n {
                         let v = cv[ci * cn + if cn == 1 { 0 } else { j }];
-                        *o = if beta == 1.0 { v } else { T::from_f64(v.to_f64() * beta) };
+                        out.push(if beta == 1.0 { v } else { T::from_f64(v.to_f64() * beta) });
                     }
                 }
             })?;
-            true
+            (out, true)
         }
-        None => false,
+        None => (vec![T::zero(); m * n], false),
     };
     if m * n * k > 0 {
         let par = parallelism(m * n * k);
