@@ -209,10 +209,11 @@ fn gemm_batches<T: candle_core::WithDType>(
     Ok(())
 }
 
-/// Products of at most 4 rows and this many multiply-adds whose `b` has contiguous rows go
-/// through [`small_gemm`]: there the gemm crate's dispatch and packing cost more than the
-/// arithmetic (the bundled MLP's layers are 1,024, 2,048 and 96 at batch 1). From 8 rows on,
-/// the gemm crate's register tiles were faster on the MLP.
+/// Products of at most this many multiply-adds whose `b` has contiguous rows, and of at most 4
+/// rows (or 8 when the output has fewer than 8 columns), go through [`small_gemm`]: there the
+/// gemm crate's dispatch and packing cost more than the arithmetic (the bundled MLP's layers
+/// are 1,024, 2,048 and 96 at batch 1). Wider products of 8 rows ran faster in the gemm crate's
+/// register tiles; a narrow one (the MLP's last layer at batch 8, 3 columns) took it 300 ns.
 const SMALL_GEMM_MACS: usize = 1 << 15;
 
 /// `c += alpha * a @ b` for a small product, where `a` (`[m, k]` from offset `ao`) and `b`
@@ -230,7 +231,11 @@ fn small_gemm<T: candle_core::WithDType>(
     alpha: T,
 ) -> bool {
     let (ra, rb) = (a.dims.len(), b.dims.len());
-    if m > 4 || m * k * n > SMALL_GEMM_MACS || (n > 1 && b.strides[rb - 1] != 1) || c.len() != m * n {
+    if (m > 4 && (m > 8 || n >= 8))
+        || m * k * n > SMALL_GEMM_MACS
+        || (n > 1 && b.strides[rb - 1] != 1)
+        || c.len() != m * n
+    {
         return false;
     }
     let kernel = SmallGemm {
@@ -274,6 +279,16 @@ impl<T: candle_core::WithDType> super::WideKernel for SmallGemm<'_, T> {
             return;
         }
         let s = |i: usize| move |p: usize| alpha * a[ao + i * a_rs + p * a_cs];
+        // The last n % 8 columns of `b`, padded with zeros to 8, so that they too run as a
+        // block of 8 whose sums stay in registers.
+        let j_tail = n - n % 8;
+        let mut tail: smallvec::SmallVec<[T; 512]> = smallvec::SmallVec::new();
+        if j_tail < n {
+            tail.resize(k * 8, T::zero());
+            for (p, dst) in tail.chunks_exact_mut(8).enumerate() {
+                dst[..n - j_tail].copy_from_slice(&b[bo + j_tail + p * b_rs..][..n - j_tail]);
+            }
+        }
         // Rows two at a time and columns in blocks, so that the sums stay in vector registers
         // over all of `k` as several independent chains: summing in memory would make each
         // step wait for the previous one's store.
@@ -291,14 +306,18 @@ impl<T: candle_core::WithDType> super::WideKernel for SmallGemm<'_, T> {
                 column_block::<8, T>(o0, o1, s(i), s(i + 1), b, bo + j, b_rs, k);
                 j += 8;
             }
-            for (di, row) in std::iter::once(r0).chain(r1).enumerate() {
-                let (tail, s) = (&mut row[j..], s(i + di));
-                for p in 0..k {
-                    let brow = &b[bo + j + p * b_rs..][..tail.len()];
-                    let sp = s(p);
-                    for (o, &v) in tail.iter_mut().zip(brow) {
-                        *o += sp * v;
-                    }
+            if j < n {
+                let w = n - j;
+                let (mut t0, mut t1) = ([T::zero(); 8], [T::zero(); 8]);
+                t0[..w].copy_from_slice(&r0[j..]);
+                if let Some(r1) = &r1 {
+                    t1[..w].copy_from_slice(&r1[j..]);
+                }
+                let o1 = r1.is_some().then_some(&mut t1[..]);
+                column_block::<8, T>(&mut t0, o1, s(i), s(i + 1), &tail, 0, 8, k);
+                r0[j..].copy_from_slice(&t0[..w]);
+                if let Some(r1) = r1 {
+                    r1[j..].copy_from_slice(&t1[..w]);
                 }
             }
         }
@@ -2170,11 +2189,19 @@ mod tests {
 
     #[test]
     fn small_products_equal_a_plain_sum() {
-        // (m, k, n): rows in pairs and alone, 32- and 8-column blocks and their tails, a lone
-        // column, an empty inner dim.
-        for &(m, k, n) in
-            &[(1, 16, 64), (3, 5, 83), (2, 7, 17), (4, 16, 64), (1, 32, 3), (4, 9, 1), (2, 0, 5)]
-        {
+        // (m, k, n): rows in pairs and alone, 32- and 8-column blocks and their padded tails, a
+        // lone column, an empty inner dim, 8 rows of a narrow output.
+        for &(m, k, n) in &[
+            (1, 16, 64),
+            (3, 5, 83),
+            (2, 7, 17),
+            (4, 16, 64),
+            (1, 32, 3),
+            (4, 9, 1),
+            (2, 0, 5),
+            (8, 32, 3),
+            (7, 5, 7),
+        ] {
             let av: Vec<f64> = (0..m * k).map(|i| ((i * 37) % 23) as f64 / 7.0 - 1.5).collect();
             let bv: Vec<f64> = (0..k * n).map(|i| ((i * 53) % 29) as f64 / 5.0 - 2.5).collect();
             let c0: Vec<f64> = (0..m * n).map(|i| (i % 5) as f64).collect();
@@ -2208,6 +2235,10 @@ mod tests {
         let big = CTensor::zeros((64, 64), candle_core::DType::F64, &Device::Cpu).unwrap();
         let (a8, b8) = (
             CTensor::zeros((8, 2), candle_core::DType::F64, &Device::Cpu).unwrap(),
+            CTensor::zeros((2, 9), candle_core::DType::F64, &Device::Cpu).unwrap(),
+        );
+        let (a9, b9) = (
+            CTensor::zeros((9, 2), candle_core::DType::F64, &Device::Cpu).unwrap(),
             CTensor::zeros((2, 2), candle_core::DType::F64, &Device::Cpu).unwrap(),
         );
         let bt = CTensor::zeros((3, 4), candle_core::DType::F64, &Device::Cpu).unwrap().t().unwrap();
@@ -2221,7 +2252,8 @@ mod tests {
             .unwrap()
         };
         assert!(!run(&big, &big, &mut c, (64, 64, 64)));
-        assert!(!run(&a8, &b8, &mut c[..16], (8, 2, 2)));
+        assert!(!run(&a8, &b8, &mut c[..72], (8, 2, 9)));
+        assert!(!run(&a9, &b9, &mut c[..18], (9, 2, 2)));
         assert!(!run(&a4, &bt, &mut c[..3], (1, 4, 3)));
         assert!(c.iter().all(|&v| v == 1.0));
     }
