@@ -209,11 +209,10 @@ fn gemm_batches<T: candle_core::WithDType>(
     Ok(())
 }
 
-/// Products of at most this many multiply-adds whose `b` has contiguous rows, and of at most 4
-/// rows (or 8 when the output has fewer than 8 columns), go through [`small_gemm`]: there the
-/// gemm crate's dispatch and packing cost more than the arithmetic (the bundled MLP's layers
-/// are 1,024, 2,048 and 96 at batch 1). Wider products of 8 rows ran faster in the gemm crate's
-/// register tiles; a narrow one (the MLP's last layer at batch 8, 3 columns) took it 300 ns.
+/// Products of at most 8 rows and this many multiply-adds whose `b` has contiguous rows go
+/// through [`small_gemm`]: there the gemm crate's dispatch and packing cost more than the
+/// arithmetic (the bundled MLP's layers are 1,024, 2,048 and 96 at batch 1, 8× that at batch
+/// 8; the gemm crate took 300 ns for the last one at batch 8, whose output has 3 columns).
 const SMALL_GEMM_MACS: usize = 1 << 15;
 
 /// `c += alpha * a @ b` for a small product, where `a` (`[m, k]` from offset `ao`) and `b`
@@ -231,11 +230,7 @@ fn small_gemm<T: candle_core::WithDType>(
     alpha: T,
 ) -> bool {
     let (ra, rb) = (a.dims.len(), b.dims.len());
-    if (m > 4 && (m > 8 || n >= 8))
-        || m * k * n > SMALL_GEMM_MACS
-        || (n > 1 && b.strides[rb - 1] != 1)
-        || c.len() != m * n
-    {
+    if m > 8 || m * k * n > SMALL_GEMM_MACS || (n > 1 && b.strides[rb - 1] != 1) || c.len() != m * n {
         return false;
     }
     let kernel = SmallGemm {
@@ -2233,10 +2228,6 @@ mod tests {
         // Too large, too many rows, or `b` with strided rows: left to the gemm crate, `c`
         // untouched.
         let big = CTensor::zeros((64, 64), candle_core::DType::F64, &Device::Cpu).unwrap();
-        let (a8, b8) = (
-            CTensor::zeros((8, 2), candle_core::DType::F64, &Device::Cpu).unwrap(),
-            CTensor::zeros((2, 9), candle_core::DType::F64, &Device::Cpu).unwrap(),
-        );
         let (a9, b9) = (
             CTensor::zeros((9, 2), candle_core::DType::F64, &Device::Cpu).unwrap(),
             CTensor::zeros((2, 2), candle_core::DType::F64, &Device::Cpu).unwrap(),
@@ -2252,7 +2243,6 @@ mod tests {
             .unwrap()
         };
         assert!(!run(&big, &big, &mut c, (64, 64, 64)));
-        assert!(!run(&a8, &b8, &mut c[..72], (8, 2, 9)));
         assert!(!run(&a9, &b9, &mut c[..18], (9, 2, 2)));
         assert!(!run(&a4, &bt, &mut c[..3], (1, 4, 3)));
         assert!(c.iter().all(|&v| v == 1.0));
