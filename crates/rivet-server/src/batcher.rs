@@ -152,8 +152,12 @@ impl Drop for Queue {
 fn next_batch(shared: &Shared, policy: &BatchPolicy) -> Option<Batch> {
     let mut state = shared.lock();
     loop {
-        // Clients that went away while they waited are not run for.
-        state.waiting.retain(|job| !job.reply.is_closed());
+        // Clients that went away while they waited are not run for: dropped here when they
+        // reach the front, or when a batch passes over them (`take_fitting`), so that a wake
+        // does not scan the whole queue.
+        while state.waiting.front().is_some_and(|job| job.reply.is_closed()) {
+            state.waiting.pop_front();
+        }
         if !state.forming && !state.waiting.is_empty() {
             break;
         }
