@@ -198,7 +198,10 @@ pub fn to_candle(view: &TensorView<'_>) -> Result<CTensor> {
         .map_err(|e| Error::backend(NAME, one_line(e)))
 }
 
-/// Copies a Candle tensor into a Rivet tensor of `want` (u8 → bool when the model says bool).
+/// A Rivet tensor of `want` (u8 → bool when the model says bool) with a Candle tensor's values:
+/// over the Candle tensor's own memory, without a copy, when the tensor is all of its storage
+/// (the usual result of a run), else a copy. Candle never changes a storage in place once made,
+/// and the executor does not either, so the memory stays as it is while the Rivet tensor holds it.
 pub fn from_candle(tensor: &CTensor, want: Option<DType>) -> Result<Tensor> {
     let err = |e: candle_core::Error| Error::backend(NAME, one_line(e));
     let dtype = match tensor.dtype() {
@@ -214,29 +217,39 @@ pub fn from_candle(tensor: &CTensor, want: Option<DType>) -> Result<Tensor> {
         CDType::F64 => DType::F64,
         other => return Err(Error::unsupported(NAME, format!("output dtype {other:?}"))),
     };
-    let shape = tensor.dims().to_vec();
     if !matches!(dtype, DType::Bool | DType::I8) {
-        // A contiguous result is copied once, straight from Candle's storage.
         let (storage, layout) = tensor.storage_and_layout();
         if let (candle_core::Storage::Cpu(cpu), Some((start, end))) = (&*storage, layout.contiguous_offsets())
         {
-            macro_rules! borrow {
-                ($t:ty) => {
-                    Tensor::from_slice(&shape, &cpu.as_slice::<$t>().map_err(err)?[start..end])
-                };
+            macro_rules! take {
+                ($t:ty) => {{
+                    let all = cpu.as_slice::<$t>().map_err(err)?;
+                    let data = &all[start..end];
+                    if data.len() == all.len() {
+                        let (ptr, len) = (data.as_ptr().cast::<u8>(), std::mem::size_of_val(data));
+                        // SAFETY: `data` is the storage's buffer, which the clone of `tensor`
+                        // keeps alive and which nothing changes (see above); it is plain CPU
+                        // memory readable from any thread.
+                        unsafe { Tensor::from_handed_over(dtype, tensor.dims(), ptr, len, tensor.clone()) }
+                    } else {
+                        // A part of a larger storage is copied, so as not to keep all of it.
+                        Tensor::from_slice(tensor.dims(), data)
+                    }
+                }};
             }
             return match dtype {
-                DType::U8 => borrow!(u8),
-                DType::I16 => borrow!(i16),
-                DType::I32 => borrow!(i32),
-                DType::I64 => borrow!(i64),
-                DType::BF16 => borrow!(half::bf16),
-                DType::F16 => borrow!(half::f16),
-                DType::F32 => borrow!(f32),
-                _ => borrow!(f64),
+                DType::U8 => take!(u8),
+                DType::I16 => take!(i16),
+                DType::I32 => take!(i32),
+                DType::I64 => take!(i64),
+                DType::BF16 => take!(half::bf16),
+                DType::F16 => take!(half::f16),
+                DType::F32 => take!(f32),
+                _ => take!(f64),
             };
         }
     }
+    let shape = tensor.dims().to_vec();
     let flat = tensor.flatten_all().map_err(err)?;
     if dtype == DType::Bool {
         let bytes = flat.to_vec1::<u8>().map_err(err)?;
@@ -292,5 +305,45 @@ impl Model for CandleModel {
             .zip(&results)
             .map(|(spec, value)| from_candle(value, spec.dtype))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_whole_result_is_handed_over_and_a_part_is_copied() {
+        let whole =
+            CTensor::from_vec((0..12).map(|i| i as f32 * 0.5).collect::<Vec<_>>(), (3, 4), &CDevice::Cpu)
+                .unwrap();
+        let values: Vec<f32> = (0..12).map(|i| i as f32 * 0.5).collect();
+        let out = from_candle(&whole, None).unwrap();
+        assert_eq!((out.dtype(), out.shape()), (DType::F32, &[3, 4][..]));
+        assert_eq!(out.as_slice::<f32>().unwrap(), &values[..]);
+        let storage_ptr = {
+            let (storage, _) = whole.storage_and_layout();
+            let candle_core::Storage::Cpu(cpu) = &*storage else { unreachable!("a CPU tensor") };
+            cpu.as_slice::<f32>().unwrap().as_ptr()
+        };
+        assert_eq!(out.as_slice::<f32>().unwrap().as_ptr(), storage_ptr, "no copy of a whole storage");
+        // The Rivet tensor keeps the memory: dropping Candle's tensor changes nothing.
+        drop(whole);
+        assert_eq!(out.as_slice::<f32>().unwrap(), &values[..]);
+
+        // Rows 1..3 of a [3, 4] tensor: contiguous but a part of its storage, so copied.
+        let base = CTensor::from_vec(values.clone(), (3, 4), &CDevice::Cpu).unwrap();
+        let part = base.narrow(0, 1, 2).unwrap();
+        let out = from_candle(&part, None).unwrap();
+        assert_eq!(out.shape(), &[2, 4]);
+        assert_eq!(out.as_slice::<f32>().unwrap(), &values[4..]);
+        // A transposed view is not contiguous: copied in row-major order.
+        let t = from_candle(&base.t().unwrap(), None).unwrap();
+        assert_eq!(t.shape(), &[4, 3]);
+        assert_eq!(t.as_slice::<f32>().unwrap()[..4], [0.0, 2.0, 4.0, 0.5]);
+        // u8 comes back as bool where the model says bool.
+        let flags = CTensor::from_vec(vec![1u8, 0, 1], 3, &CDevice::Cpu).unwrap();
+        let b = from_candle(&flags, Some(DType::Bool)).unwrap();
+        assert_eq!(b.as_slice::<bool>().unwrap(), &[true, false, true]);
     }
 }

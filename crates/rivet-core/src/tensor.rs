@@ -28,6 +28,23 @@ impl AlignedBuffer {
         AlignedBuffer { blocks, len }
     }
 
+    /// A buffer holding a copy of `bytes`, written once (not zeroed first).
+    fn copy_of(bytes: &[u8]) -> Self {
+        let count = bytes.len().div_ceil(TENSOR_ALIGNMENT);
+        let mut blocks: Vec<Block> = Vec::with_capacity(count);
+        // SAFETY: the capacity is `count` blocks, `count * TENSOR_ALIGNMENT >= bytes.len()` bytes
+        // that `bytes` cannot overlap (they are new); every one of them is written (the copy,
+        // then zeros to the end of the last block) before the length covers them, and a
+        // `Block` is plain bytes, valid whatever they hold.
+        unsafe {
+            let dst = blocks.as_mut_ptr().cast::<u8>();
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len());
+            std::ptr::write_bytes(dst.add(bytes.len()), 0, count * TENSOR_ALIGNMENT - bytes.len());
+            blocks.set_len(count);
+        }
+        AlignedBuffer { blocks, len: bytes.len() }
+    }
+
     fn as_bytes(&self) -> &[u8] {
         // SAFETY: the blocks are plain bytes, contiguous, and hold at least `len` of them.
         unsafe { std::slice::from_raw_parts(self.blocks.as_ptr().cast::<u8>(), self.len) }
@@ -237,13 +254,11 @@ impl Tensor {
                 data.len()
             )));
         }
-        let mut buffer = AlignedBuffer::zeroed(std::mem::size_of_val(data));
         // SAFETY: every Element is plain data whose bytes are its dtype's representation; bools
         // in a `&[bool]` are 0 or 1.
         let bytes =
             unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data)) };
-        buffer.as_bytes_mut().copy_from_slice(bytes);
-        Ok(Tensor::from_buffer(T::DTYPE, shape, buffer))
+        Ok(Tensor::from_buffer(T::DTYPE, shape, AlignedBuffer::copy_of(bytes)))
     }
 
     /// Builds a tensor by copying raw little-endian bytes of `dtype`.
@@ -251,9 +266,7 @@ impl Tensor {
     /// Fails when the byte length does not match `shape`, or a bool byte is not 0 or 1.
     pub fn from_bytes(dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor> {
         check_bytes(dtype, shape, bytes)?;
-        let mut data = AlignedBuffer::zeroed(bytes.len());
-        data.as_bytes_mut().copy_from_slice(bytes);
-        Ok(Tensor::from_buffer(dtype, Shape::from_slice(shape), data))
+        Ok(Tensor::from_buffer(dtype, Shape::from_slice(shape), AlignedBuffer::copy_of(bytes)))
     }
 
     /// A tensor over memory Rivet does not own, without copying it.
@@ -594,9 +607,7 @@ impl<'a> TensorView<'a> {
 
     /// Copies the view into an owned tensor.
     pub fn to_tensor(&self) -> Tensor {
-        let mut data = AlignedBuffer::zeroed(self.data.len());
-        data.as_bytes_mut().copy_from_slice(self.data);
-        Tensor::from_buffer(self.dtype, Shape::from_slice(self.shape), data)
+        Tensor::from_buffer(self.dtype, Shape::from_slice(self.shape), AlignedBuffer::copy_of(self.data))
     }
 }
 
@@ -624,6 +635,19 @@ mod tests {
         assert_eq!(element_count(&[2, 3]).unwrap(), 6);
     }
     use half::bf16;
+
+    #[test]
+    fn a_copy_holds_the_bytes_aligned_with_zeros_after_them() {
+        for len in [0usize, 1, 63, 64, 65, 200] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + 1) as u8).collect();
+            let buffer = AlignedBuffer::copy_of(&bytes);
+            assert_eq!(buffer.as_bytes(), &bytes[..], "{len} bytes");
+            assert_eq!(buffer.blocks.len(), len.div_ceil(TENSOR_ALIGNMENT));
+            assert_eq!(buffer.blocks.as_ptr() as usize % TENSOR_ALIGNMENT, 0);
+            let padding = buffer.blocks.iter().flat_map(|b| b.0).skip(len);
+            assert!(padding.into_iter().all(|b| b == 0), "{len} bytes: the padding is zeros");
+        }
+    }
 
     #[test]
     fn owned_data_is_aligned_and_round_trips() {
