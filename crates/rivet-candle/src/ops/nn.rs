@@ -1406,23 +1406,43 @@ fn max_pool_2d<T: candle_core::WithDType>(src: &[T], w: &Pool2d, planes: usize) 
 
 /// [`max_pool_2d`] for the commonest window (PyTorch's `MaxPool2d(2)`): 2×2, stride 2, no
 /// padding, odd last rows and columns dropped. Each output reads its two row pairs directly,
-/// which is four times faster than the general loop.
+/// which is four times faster than the general loop, compiled for the CPU's widest vectors.
 fn max_pool_2x2<T: candle_core::WithDType>(src: &[T], planes: usize, h: usize, wd: usize) -> Vec<T> {
-    let (oh, ow) = (h / 2, wd / 2);
-    let mut out = vec![T::zero(); planes * oh * ow];
-    let larger = |mut a: T, b: T| {
-        nan_max(&mut a, b);
-        a
-    };
-    for (plane_src, plane_out) in src.chunks_exact(h * wd).zip(out.chunks_exact_mut(oh * ow)) {
-        for (rows, acc) in plane_src.chunks_exact(2 * wd).zip(plane_out.chunks_exact_mut(ow)) {
-            let (top, bottom) = rows.split_at(wd);
-            for ((a, t), b) in acc.iter_mut().zip(top.chunks_exact(2)).zip(bottom.chunks_exact(2)) {
-                *a = larger(larger(t[0], t[1]), larger(b[0], b[1]));
+    let mut out = vec![T::zero(); planes * (h / 2) * (wd / 2)];
+    super::wide(MaxPool2x2 { src, out: &mut out, h, wd });
+    out
+}
+
+/// [`max_pool_2x2`]'s loop, to run through [`super::wide`].
+struct MaxPool2x2<'a, T> {
+    src: &'a [T],
+    out: &'a mut [T],
+    h: usize,
+    wd: usize,
+}
+
+impl<T: candle_core::WithDType> super::WideKernel for MaxPool2x2<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let MaxPool2x2 { src, out, h, wd } = self;
+        let (oh, ow) = (h / 2, wd / 2);
+        if oh * ow == 0 {
+            return;
+        }
+        let larger = |mut a: T, b: T| {
+            nan_max(&mut a, b);
+            a
+        };
+        for (plane_src, plane_out) in src.chunks_exact(h * wd).zip(out.chunks_exact_mut(oh * ow)) {
+            for (rows, acc) in plane_src.chunks_exact(2 * wd).zip(plane_out.chunks_exact_mut(ow)) {
+                let (top, bottom) = rows.split_at(wd);
+                for ((a, t), b) in acc.iter_mut().zip(top.chunks_exact(2)).zip(bottom.chunks_exact(2)) {
+                    *a = larger(larger(t[0], t[1]), larger(b[0], b[1]));
+                }
             }
         }
     }
-    out
 }
 
 /// Max, average or Lp pooling of every plane over the windows of `geo` (max in the input's
