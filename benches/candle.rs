@@ -1,12 +1,14 @@
 //! Candle's own executor against ONNX Runtime and against the `candle_onnx::simple_eval` path
 //! it replaced, one thread, on the bundled models (and ResNet-18 when exported), at batch 1 and
 //! 8 (a case's first sample, repeated). `cargo bench --bench candle` (release) or `--profile
-//! dev` for a quick look.
+//! dev` for a quick look. After criterion's timings it prints the same ratios measured side by
+//! side (alternating blocks of calls, 40 rounds; `RIVET_SIDE_BY_SIDE_ROUNDS` sets how many, 0
+//! none), which the machine's drift does not skew.
 
 mod common;
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{load, models_dir};
 use criterion::{criterion_group, Criterion};
@@ -44,36 +46,125 @@ fn batch_of(t: &Tensor, n: usize) -> Tensor {
     Tensor::from_bytes(t.dtype(), &shape, &t.as_bytes()[..per].repeat(n)).unwrap()
 }
 
-fn bench_models(c: &mut Criterion) {
+/// One model at one batch size: its ONNX Runtime and Candle models, its inputs, and the
+/// `simple_eval` path where that can run it.
+struct Fixture {
+    label: String,
+    models: Vec<(Backend, std::sync::Arc<dyn rivet::Model>)>,
+    inputs: Vec<(String, Tensor)>,
+    proto: Option<candle_onnx::onnx::ModelProto>,
+}
+
+impl Fixture {
+    fn named(&self) -> Vec<(&str, &Tensor)> {
+        self.inputs.iter().map(|(n, t)| (n.as_str(), t)).collect()
+    }
+
+    fn simple_eval(&self, proto: &candle_onnx::onnx::ModelProto) {
+        let feeds: HashMap<String, candle_core::Tensor> =
+            self.inputs.iter().map(|(n, t)| (n.clone(), to_candle(t))).collect();
+        candle_onnx::simple_eval(proto, feeds).unwrap();
+    }
+}
+
+/// Every model at batch 1 and 8 whose label (`network/bN`) contains `filter`.
+fn fixtures(filter: Option<&str>) -> Vec<Fixture> {
     // (network, case whose first sample is repeated, whether `simple_eval` can run it)
     let mut runs = vec![("mlp", "b1", true), ("cnn", "b1", true), ("encoder", "b1_s24", false)];
     if models_dir().join("resnet18/resnet18.onnx").exists() {
         runs.push(("resnet18", "b2", false));
     }
+    let mut all = Vec::new();
     for (network, case, simple_eval) in runs {
         let path = models_dir().join(network).join(format!("{network}.onnx"));
-        let models: Vec<_> =
-            [Backend::ORT, Backend::CANDLE].into_iter().map(|b| (b.clone(), load(&path, b))).collect();
-        let proto = simple_eval.then(|| candle_onnx::read_file(&path).unwrap());
         for batch in [1, 8] {
-            let inputs: Vec<(String, Tensor)> =
+            let label = format!("{network}/b{batch}");
+            if filter.is_some_and(|f| !format!("candle/{label}").contains(f)) {
+                continue;
+            }
+            let models =
+                [Backend::ORT, Backend::CANDLE].into_iter().map(|b| (b.clone(), load(&path, b))).collect();
+            let inputs =
                 case_inputs(network, case).into_iter().map(|(n, t)| (n, batch_of(&t, batch))).collect();
-            let named: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
-            let mut group = c.benchmark_group(format!("candle/{network}/b{batch}"));
-            for (backend, model) in &models {
-                group.bench_function(backend.to_string(), |b| b.iter(|| model.run_named(&named).unwrap()));
-            }
-            if let Some(proto) = &proto {
-                group.bench_function("simple_eval", |b| {
-                    b.iter(|| {
-                        let feeds: HashMap<String, candle_core::Tensor> =
-                            inputs.iter().map(|(n, t)| (n.clone(), to_candle(t))).collect();
-                        candle_onnx::simple_eval(proto, feeds).unwrap()
-                    })
-                });
-            }
-            group.finish();
+            let proto = simple_eval.then(|| candle_onnx::read_file(&path).unwrap());
+            all.push(Fixture { label, models, inputs, proto });
         }
+    }
+    all
+}
+
+fn bench_models(c: &mut Criterion) {
+    for fixture in fixtures(None) {
+        let named = fixture.named();
+        let mut group = c.benchmark_group(format!("candle/{}", fixture.label));
+        for (backend, model) in &fixture.models {
+            group.bench_function(backend.to_string(), |b| b.iter(|| model.run_named(&named).unwrap()));
+        }
+        if let Some(proto) = &fixture.proto {
+            group.bench_function("simple_eval", |b| b.iter(|| fixture.simple_eval(proto)));
+        }
+        group.finish();
+    }
+}
+
+/// The ratios side by side, which unlike criterion's separate timings share the machine's
+/// drift: per round, one block of calls (about 5 ms) of each contender, in an order that
+/// rotates from round to round; per round the ratios of the times per call; printed, the
+/// median over the rounds and the quartiles.
+fn side_by_side(filter: Option<&str>, rounds: usize) {
+    let quartiles = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+        (at(0.25), at(0.5), at(0.75))
+    };
+    println!("\nside by side, {rounds} rounds (median ratio, quartiles in brackets):");
+    for fixture in fixtures(filter) {
+        let named = fixture.named();
+        let mut contenders: Vec<Box<dyn Fn() + '_>> = Vec::new();
+        for (_, model) in &fixture.models {
+            let named = &named;
+            contenders.push(Box::new(move || drop(std::hint::black_box(model.run_named(named).unwrap()))));
+        }
+        if let Some(proto) = &fixture.proto {
+            let fixture = &fixture;
+            contenders.push(Box::new(move || fixture.simple_eval(proto)));
+        }
+        // Calls per block: about 5 ms each, from a first timing after a warm-up call.
+        let calls: Vec<u32> = contenders
+            .iter()
+            .map(|f| {
+                f();
+                let start = Instant::now();
+                f();
+                (0.005 / start.elapsed().as_secs_f64().max(1e-9)).clamp(1.0, 100_000.0) as u32
+            })
+            .collect();
+        let mut per_call = vec![Vec::with_capacity(rounds); contenders.len()];
+        for round in 0..rounds {
+            for i in 0..contenders.len() {
+                let which = (i + round) % contenders.len();
+                let start = Instant::now();
+                for _ in 0..calls[which] {
+                    contenders[which]();
+                }
+                per_call[which].push(start.elapsed().as_secs_f64() / f64::from(calls[which]));
+            }
+        }
+        let ratio = |a: usize, b: usize| {
+            quartiles(per_call[a].iter().zip(&per_call[b]).map(|(x, y)| x / y).collect())
+        };
+        let (q1, m, q3) = ratio(1, 0);
+        let mut line = format!("  {:<12} candle / ort {m:.2} [{q1:.2}–{q3:.2}]", fixture.label);
+        if contenders.len() == 3 {
+            let (q1, m, q3) = ratio(2, 1);
+            line += &format!(", simple_eval / candle {m:.2}× [{q1:.2}–{q3:.2}]");
+        }
+        let us = |i: usize| quartiles(per_call[i].clone()).1 * 1e6;
+        line += &format!("; per call ort {:.2} µs, candle {:.2} µs", us(0), us(1));
+        if contenders.len() == 3 {
+            line += &format!(", simple_eval {:.2} µs", us(2));
+        }
+        println!("{line}");
     }
 }
 
@@ -88,4 +179,11 @@ fn main() {
     std::env::set_var("RAYON_NUM_THREADS", "1");
     benches();
     Criterion::default().configure_from_args().final_summary();
+    // The first argument that is not a flag filters, as it does criterion's benchmarks;
+    // RIVET_SIDE_BY_SIDE_ROUNDS=0 skips the side-by-side ratios.
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let rounds = std::env::var("RIVET_SIDE_BY_SIDE_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(40);
+    if rounds > 0 {
+        side_by_side(filter.as_deref(), rounds);
+    }
 }

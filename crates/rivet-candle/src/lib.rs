@@ -160,7 +160,9 @@ impl CandleModel {
             .zip(&plan.outputs)
             .map(|(o, (_, _, ty))| spec_of(o, *ty, path, "output"))
             .collect::<Result<Vec<_>>>()?;
-        Ok(CandleModel { plan, signature: Signature { inputs, outputs }, pool: None })
+        let signature = Signature { inputs, outputs };
+        let names = signature.output_names(signature.outputs.len()).into();
+        Ok(CandleModel { plan, signature, names, pool: None })
     }
 
     /// Number of steps a run walks, after constant folding.
@@ -173,6 +175,8 @@ impl CandleModel {
 pub struct CandleModel {
     plan: Plan,
     signature: Signature,
+    /// The output names, shared by every run's `Outputs`.
+    names: Arc<[String]>,
     pool: Option<Arc<rayon::ThreadPool>>,
 }
 
@@ -290,6 +294,14 @@ impl Model for CandleModel {
 
     fn backend(&self) -> Backend {
         Backend::CANDLE
+    }
+
+    fn output_names(&self, count: usize) -> Arc<[String]> {
+        if count == self.names.len() {
+            Arc::clone(&self.names)
+        } else {
+            self.signature.output_names(count).into()
+        }
     }
 
     fn execute(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>> {
