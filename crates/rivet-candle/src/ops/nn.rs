@@ -175,7 +175,7 @@ fn gemm_batches<T: candle_core::WithDType>(
     for i in 0..batches {
         let (ao, bo) = (offset(&a, i), if shared_b { b.start } else { offset(&b, i) });
         let dst = &mut c[i * m * n..(i + 1) * m * n];
-        if small_gemm(a, b, ao, bo, dst, (m, k, n), T::one()) {
+        if small_gemm(a, b, ao, bo, dst, (m, k, n), T::one(), Epilogue::PLAIN) {
             continue;
         }
         // SAFETY: `with_strided` checked that every element of both views lies inside its
@@ -218,8 +218,11 @@ const SMALL_GEMM_MACS: usize = 1 << 15;
 /// `c += alpha * a @ b` for a small product, where `a` (`[m, k]` from offset `ao`) and `b`
 /// (`[k, n]` from `bo`, rows contiguous) are the last two dims of their views and `c` is
 /// row-major `[m, n]`: each row of `c` gains `alpha * a[i, p]` times row `p` of `b`, a loop the
-/// CPU's widest vectors run. Returns false, touching nothing, when the product is too large or
-/// `b`'s rows are not contiguous; the caller then uses the gemm crate.
+/// CPU's widest vectors run. With `epilogue`, each row starts from its row of `n` values
+/// instead of from `c` (a bias), and its `relu` clamps the sums at zero as they are stored (NaN
+/// stays NaN). Returns false, touching nothing, when the product is too large or `b`'s rows are
+/// not contiguous; the caller then uses the gemm crate.
+#[allow(clippy::too_many_arguments)]
 fn small_gemm<T: candle_core::WithDType>(
     a: Strided<'_, T>,
     b: Strided<'_, T>,
@@ -228,9 +231,15 @@ fn small_gemm<T: candle_core::WithDType>(
     c: &mut [T],
     (m, k, n): (usize, usize, usize),
     alpha: T,
+    epilogue: Epilogue<'_, T>,
 ) -> bool {
     let (ra, rb) = (a.dims.len(), b.dims.len());
-    if m > 8 || m * k * n > SMALL_GEMM_MACS || (n > 1 && b.strides[rb - 1] != 1) || c.len() != m * n {
+    if m > 8
+        || m * k * n > SMALL_GEMM_MACS
+        || (n > 1 && b.strides[rb - 1] != 1)
+        || c.len() != m * n
+        || epilogue.start.is_some_and(|r| r.len() != n)
+    {
         return false;
     }
     let kernel = SmallGemm {
@@ -245,9 +254,24 @@ fn small_gemm<T: candle_core::WithDType>(
         k,
         n,
         alpha,
+        epilogue,
     };
     super::wide(kernel);
     true
+}
+
+/// Where [`small_gemm`]'s sums start and what happens as they are stored.
+#[derive(Clone, Copy)]
+struct Epilogue<'a, T> {
+    /// The row every output row starts from, instead of the output's own values.
+    start: Option<&'a [T]>,
+    /// Whether the sums are clamped at zero (a fused Relu).
+    relu: bool,
+}
+
+impl<T> Epilogue<'_, T> {
+    /// Sums that start from the output and are stored as they are.
+    const PLAIN: Self = Epilogue { start: None, relu: false };
 }
 
 /// [`small_gemm`]'s loop, to run through [`super::wide`].
@@ -263,6 +287,7 @@ struct SmallGemm<'a, T> {
     k: usize,
     n: usize,
     alpha: T,
+    epilogue: Epilogue<'a, T>,
 }
 
 impl<T: candle_core::WithDType> super::WideKernel for SmallGemm<'_, T> {
@@ -284,7 +309,8 @@ impl<T: candle_core::WithDType> SmallGemm<'_, T> {
     /// The product, each element of `a` taken through `scaled`.
     #[inline(always)]
     fn rows(self, scaled: impl Fn(T) -> T + Copy) {
-        let SmallGemm { a, a_rs, a_cs, b, b_rs, ao, bo, c, k, n, .. } = self;
+        let SmallGemm { a, a_rs, a_cs, b, b_rs, ao, bo, c, k, n, epilogue, .. } = self;
+        let Epilogue { start, relu } = epilogue;
         if n == 0 {
             return;
         }
@@ -308,23 +334,26 @@ impl<T: candle_core::WithDType> SmallGemm<'_, T> {
             let mut j = 0;
             while j + 32 <= n {
                 let (o0, o1) = (&mut r0[j..j + 32], r1.as_mut().map(|r| &mut r[j..j + 32]));
-                column_block::<32, T>(o0, o1, s(i), s(i + 1), b, bo + j, b_rs, k);
+                let ep = Epilogue { start: start.map(|r| &r[j..j + 32]), relu };
+                column_block::<32, T>(o0, o1, s(i), s(i + 1), b, bo + j, b_rs, k, ep);
                 j += 32;
             }
             while j + 8 <= n {
                 let (o0, o1) = (&mut r0[j..j + 8], r1.as_mut().map(|r| &mut r[j..j + 8]));
-                column_block::<8, T>(o0, o1, s(i), s(i + 1), b, bo + j, b_rs, k);
+                let ep = Epilogue { start: start.map(|r| &r[j..j + 8]), relu };
+                column_block::<8, T>(o0, o1, s(i), s(i + 1), b, bo + j, b_rs, k, ep);
                 j += 8;
             }
             if j < n {
                 let w = n - j;
                 let (mut t0, mut t1) = ([T::zero(); 8], [T::zero(); 8]);
-                t0[..w].copy_from_slice(&r0[j..]);
+                t0[..w].copy_from_slice(start.map_or(&r0[j..], |r| &r[j..]));
                 if let Some(r1) = &r1 {
-                    t1[..w].copy_from_slice(&r1[j..]);
+                    t1[..w].copy_from_slice(start.map_or(&r1[j..], |r| &r[j..]));
                 }
                 let o1 = r1.is_some().then_some(&mut t1[..]);
-                column_block::<8, T>(&mut t0, o1, s(i), s(i + 1), &tail, 0, 8, k);
+                let ep = Epilogue { start: None, relu };
+                column_block::<8, T>(&mut t0, o1, s(i), s(i + 1), &tail, 0, 8, k, ep);
                 r0[j..].copy_from_slice(&t0[..w]);
                 if let Some(r1) = r1 {
                     r1[j..].copy_from_slice(&t1[..w]);
@@ -336,7 +365,7 @@ impl<T: candle_core::WithDType> SmallGemm<'_, T> {
 
 /// `out0[j] += Σ_p s0(p) * b[b0 + p * b_rs + j]` for `W` columns, and the same for `out1` with
 /// `s1` when there is a second row, the sums held in local arrays the compiler keeps in
-/// vector registers.
+/// vector registers; `epilogue` (its start row `W` long) as [`small_gemm`] says.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn column_block<const W: usize, T: candle_core::WithDType>(
@@ -348,13 +377,22 @@ fn column_block<const W: usize, T: candle_core::WithDType>(
     b0: usize,
     b_rs: usize,
     k: usize,
+    epilogue: Epilogue<'_, T>,
 ) {
-    let mut acc0 = [T::zero(); W];
-    acc0.copy_from_slice(&out0[..W]);
+    let zero = T::zero();
+    let clamp = |acc: &mut [T; W]| {
+        if epilogue.relu {
+            for x in acc.iter_mut() {
+                *x = if *x < zero { zero } else { *x };
+            }
+        }
+    };
+    let mut acc0 = [zero; W];
+    acc0.copy_from_slice(&epilogue.start.unwrap_or(out0)[..W]);
     match out1 {
         Some(out1) => {
-            let mut acc1 = [T::zero(); W];
-            acc1.copy_from_slice(&out1[..W]);
+            let mut acc1 = [zero; W];
+            acc1.copy_from_slice(&epilogue.start.unwrap_or(out1)[..W]);
             for p in 0..k {
                 let (sp0, sp1) = (s0(p), s1(p));
                 let brow: &[T; W] = b[b0 + p * b_rs..][..W].try_into().expect("W elements");
@@ -365,6 +403,7 @@ fn column_block<const W: usize, T: candle_core::WithDType>(
                     acc1[j] += sp1 * brow[j];
                 }
             }
+            clamp(&mut acc1);
             out1[..W].copy_from_slice(&acc1);
         }
         None => {
@@ -377,6 +416,7 @@ fn column_block<const W: usize, T: candle_core::WithDType>(
             }
         }
     }
+    clamp(&mut acc0);
     out0[..W].copy_from_slice(&acc0);
 }
 
@@ -393,6 +433,24 @@ fn gemm_op<T: candle_core::WithDType>(
 ) -> CResult<CTensor> {
     let (m, k, n) = (a.dims()[0], a.dims()[1], b.dims()[1]);
     super::check_size(&[m, n], T::DTYPE.size_in_bytes())?;
+    // A bias row (C of `n` values, beta 1) and a fused Relu go into a small product's
+    // epilogue: no pass over the output for either.
+    if let Some(c) =
+        c.filter(|c| beta == 1.0 && m * k * n > 0 && matches!(c.dims(), [cn] | [1, cn] if *cn == n))
+    {
+        let mut out = vec![T::zero(); m * n];
+        let done = with_values(c, |bias: &[T]| {
+            with_strided(a, |av: Strided<'_, T>| {
+                with_strided(b, |bv: Strided<'_, T>| {
+                    let epilogue = Epilogue { start: Some(bias), relu };
+                    small_gemm(av, bv, av.start, bv.start, &mut out, (m, k, n), T::from_f64(alpha), epilogue)
+                })
+            })
+        })???;
+        if done {
+            return CTensor::from_vec(out, (m, n), &Device::Cpu);
+        }
+    }
     // The output starts as `beta * C`, written once (not zeroed first), or as zeros.
     let (mut out, read_dst) = match c {
         Some(c) => {
@@ -428,7 +486,16 @@ fn gemm_op<T: candle_core::WithDType>(
     if m * n * k > 0 {
         with_strided(a, |av: Strided<'_, T>| {
             with_strided(b, |bv: Strided<'_, T>| {
-                if small_gemm(av, bv, av.start, bv.start, &mut out, (m, k, n), T::from_f64(alpha)) {
+                if small_gemm(
+                    av,
+                    bv,
+                    av.start,
+                    bv.start,
+                    &mut out,
+                    (m, k, n),
+                    T::from_f64(alpha),
+                    Epilogue::PLAIN,
+                ) {
                     return;
                 }
                 let par = parallelism(m * n * k);
@@ -2243,7 +2310,7 @@ mod tests {
                 let mut got = c0.clone();
                 let done = with_strided(a, |a: Strided<'_, f64>| {
                     with_strided(&b, |b: Strided<'_, f64>| {
-                        small_gemm(a, b, a.start, b.start, &mut got, (m, k, n), 0.5)
+                        small_gemm(a, b, a.start, b.start, &mut got, (m, k, n), 0.5, Epilogue::PLAIN)
                     })
                 })
                 .unwrap()
@@ -2257,6 +2324,25 @@ mod tests {
                 }
                 for (g, w) in got.iter().zip(&want) {
                     assert!((g - w).abs() <= 1e-12 * (1.0 + w.abs()), "({m}, {k}, {n}): {g} vs {w}");
+                }
+                // Starting from a bias row instead of `c`, with a Relu as the sums are stored.
+                let bias: Vec<f64> = (0..n).map(|j| (j % 7) as f64 - 3.0).collect();
+                let mut got = vec![f64::NAN; m * n];
+                let done = with_strided(a, |a: Strided<'_, f64>| {
+                    with_strided(&b, |b: Strided<'_, f64>| {
+                        let epilogue = Epilogue { start: Some(&bias), relu: true };
+                        small_gemm(a, b, a.start, b.start, &mut got, (m, k, n), 0.5, epilogue)
+                    })
+                })
+                .unwrap()
+                .unwrap();
+                assert!(done);
+                for i in 0..m {
+                    for j in 0..n {
+                        let sum = bias[j] + 0.5 * (0..k).map(|p| av[i * k + p] * bv[p * n + j]).sum::<f64>();
+                        let (g, w) = (got[i * n + j], sum.max(0.0));
+                        assert!((g - w).abs() <= 1e-12 * (1.0 + w.abs()), "({m}, {k}, {n}) relu: {g} vs {w}");
+                    }
                 }
             }
         }
@@ -2272,7 +2358,9 @@ mod tests {
         let mut c = vec![1.0; 64 * 64];
         let run = |a: &CTensor, b: &CTensor, c: &mut [f64], mkn| {
             with_strided(a, |a: Strided<'_, f64>| {
-                with_strided(b, |b: Strided<'_, f64>| small_gemm(a, b, a.start, b.start, c, mkn, 1.0))
+                with_strided(b, |b: Strided<'_, f64>| {
+                    small_gemm(a, b, a.start, b.start, c, mkn, 1.0, Epilogue::PLAIN)
+                })
             })
             .unwrap()
             .unwrap()
