@@ -234,8 +234,7 @@ fn small_gemm<T: candle_core::WithDType>(
     epilogue: Epilogue<'_, T>,
 ) -> bool {
     let (ra, rb) = (a.dims.len(), b.dims.len());
-    if m > 8
-        || m * k * n > SMALL_GEMM_MACS
+    if !small_enough(m, k, n)
         || (n > 1 && b.strides[rb - 1] != 1)
         || c.len() != m * n
         || epilogue.start.is_some_and(|r| r.len() != n)
@@ -258,6 +257,12 @@ fn small_gemm<T: candle_core::WithDType>(
     };
     super::wide(kernel);
     true
+}
+
+/// Whether an `[m, k] @ [k, n]` product is small enough for [`small_gemm`] (which also needs
+/// `b`'s rows contiguous).
+fn small_enough(m: usize, k: usize, n: usize) -> bool {
+    m <= 8 && m * k * n <= SMALL_GEMM_MACS
 }
 
 /// Where [`small_gemm`]'s sums start and what happens as they are stored.
@@ -435,9 +440,12 @@ fn gemm_op<T: candle_core::WithDType>(
     super::check_size(&[m, n], T::DTYPE.size_in_bytes())?;
     // A bias row (C of `n` values, beta 1) and a fused Relu go into a small product's
     // epilogue: no pass over the output for either.
-    if let Some(c) =
-        c.filter(|c| beta == 1.0 && m * k * n > 0 && matches!(c.dims(), [cn] | [1, cn] if *cn == n))
-    {
+    if let Some(c) = c.filter(|c| {
+        beta == 1.0
+            && m * k * n > 0
+            && small_enough(m, k, n)
+            && matches!(c.dims(), [cn] | [1, cn] if *cn == n)
+    }) {
         let mut out = vec![T::zero(); m * n];
         let done = with_values(c, |bias: &[T]| {
             with_strided(a, |av: Strided<'_, T>| {
