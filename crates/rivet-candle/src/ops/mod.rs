@@ -177,6 +177,20 @@ pub fn values<T: WithDType>(t: &CTensor) -> CResult<Vec<T>> {
     t.flatten_all()?.to_vec1::<T>()
 }
 
+/// Runs `f` on `t`'s elements in row-major order, borrowed from its storage when it is
+/// contiguous, else copied.
+pub fn with_values<T: WithDType, R>(t: &CTensor, f: impl FnOnce(&[T]) -> R) -> CResult<R> {
+    {
+        let (storage, layout) = t.storage_and_layout();
+        if let (candle_core::Storage::Cpu(cpu), Some((start, end))) = (&*storage, layout.contiguous_offsets())
+        {
+            return Ok(f(&cpu.as_slice::<T>()?[start..end]));
+        }
+    }
+    let v: Vec<T> = values(t)?;
+    Ok(f(&v))
+}
+
 /// An integer tensor's values as `i64`.
 pub fn ints(t: &CTensor) -> CResult<Vec<i64>> {
     match t.dtype() {

@@ -3,7 +3,7 @@
 use candle_core::{bail, DType as CDType, Device, Result as CResult, Tensor as CTensor};
 
 use super::shape::strides;
-use super::{axis, req, Built, Kernel, NodeCtx, Refusal};
+use super::{axis, req, with_values, Built, Kernel, NodeCtx, Refusal};
 use crate::ty::Ty;
 
 fn floats(t: Ty) -> bool {
@@ -93,20 +93,6 @@ fn serial_gemm<T: candle_core::WithDType>(
         with_strided(b, |bv: Strided<'_, T>| gemm_batches(av, bv, &mut c, batches, m, k, n, shared_b))
     })???;
     CTensor::from_vec(c, dims, &Device::Cpu)
-}
-
-/// Runs `f` on `t`'s elements in row-major order, borrowed from its storage when it is
-/// contiguous, else copied.
-fn with_values<T: candle_core::WithDType, R>(t: &CTensor, f: impl FnOnce(&[T]) -> R) -> CResult<R> {
-    {
-        let (storage, layout) = t.storage_and_layout();
-        if let (candle_core::Storage::Cpu(cpu), Some((start, end))) = (&*storage, layout.contiguous_offsets())
-        {
-            return Ok(f(&cpu.as_slice::<T>()?[start..end]));
-        }
-    }
-    let v: Vec<T> = super::values(t)?;
-    Ok(f(&v))
 }
 
 /// A tensor as its storage and layout: element `[i, j, ...]` is at

@@ -2,7 +2,7 @@
 
 use candle_core::{bail, DType as CDType, Result as CResult, Tensor as CTensor};
 
-use super::{axis, ints, make, req, values, Built, Kernel, NodeCtx, Refusal};
+use super::{axis, ints, make, req, values, with_values, Built, Kernel, NodeCtx, Refusal, WideKernel};
 use crate::ty::Ty;
 
 #[derive(Clone, Copy, PartialEq)]
@@ -88,9 +88,59 @@ fn fold_i64(op: Red, row: &[i64], ty: Ty) -> i64 {
     }
 }
 
+/// The sum (or mean) of each `inner`-long row of `v`, accumulated in f64 like the other
+/// float reductions, in eight interleaved partial sums that run as vectors where one running
+/// sum would wait on each addition; the result is rounded once to `T`.
+struct RowSums<'a, T> {
+    v: &'a [T],
+    inner: usize,
+    mean: bool,
+}
+
+impl<T: candle_core::WithDType> WideKernel for RowSums<'_, T> {
+    type Output = Vec<T>;
+    #[inline(always)]
+    fn run(self) -> Vec<T> {
+        let RowSums { v, inner, mean } = self;
+        v.chunks_exact(inner)
+            .map(|row| {
+                let mut acc = [0.0f64; 8];
+                let mut eights = row.chunks_exact(8);
+                for e in &mut eights {
+                    for (a, x) in acc.iter_mut().zip(e) {
+                        *a += x.to_f64();
+                    }
+                }
+                let mut sum =
+                    ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+                for x in eights.remainder() {
+                    sum += x.to_f64();
+                }
+                T::from_f64(if mean { sum / inner as f64 } else { sum })
+            })
+            .collect()
+    }
+}
+
 /// Reduces `x` over `axes` (already normalized).
 fn reduce(x: &CTensor, op: Red, ty: Ty, axes: &[usize], keepdims: bool) -> CResult<CTensor> {
     let (moved, outer, inner, out) = rows(x, axes, keepdims)?;
+    // Sums and means of float and double rows (a global average pool written as ReduceMean):
+    // read in place, with no copy to f64 first.
+    if matches!(op, Red::Sum | Red::Mean) && inner > 0 {
+        let mean = op == Red::Mean;
+        match moved.dtype() {
+            CDType::F32 => {
+                let o = with_values(&moved, |v: &[f32]| super::wide(RowSums { v, inner, mean }))?;
+                return make(o, &out);
+            }
+            CDType::F64 => {
+                let o = with_values(&moved, |v: &[f64]| super::wide(RowSums { v, inner, mean }))?;
+                return make(o, &out);
+            }
+            _ => {}
+        }
+    }
     if ty.is_float() {
         let v: Vec<f64> = values(&moved.to_dtype(CDType::F64)?)?;
         let o: Vec<f64> = (0..outer).map(|i| fold_f64(op, &v[i * inner..(i + 1) * inner])).collect();
@@ -197,4 +247,71 @@ fn arg(op: &str, ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
         Ok(vec![make(o, &out)?])
     });
     Ok((k, vec![Ty::I64]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// Row sums the plain way: in order, in f64.
+    fn in_order(v: &[f64], inner: usize, mean: bool) -> Vec<f64> {
+        v.chunks_exact(inner).map(|r| r.iter().sum::<f64>() / if mean { inner as f64 } else { 1.0 }).collect()
+    }
+
+    #[test]
+    fn row_sums_in_place_agree_with_the_sum_in_order() {
+        // Lengths around the eight partial sums, values of mixed sign and size.
+        for inner in [1, 3, 7, 8, 9, 16, 63, 64, 65] {
+            let outer = 5;
+            let v: Vec<f64> = (0..outer * inner)
+                .map(|i| ((i * 37 % 101) as f64 - 50.0) * 1.5f64.powi((i % 9) as i32))
+                .collect();
+            for mean in [false, true] {
+                let want = in_order(&v, inner, mean);
+                let got = super::super::wide(RowSums { v: &v, inner, mean });
+                for (g, w) in got.iter().zip(&want) {
+                    assert!((g - w).abs() <= 1e-12 * w.abs().max(1.0), "inner {inner}: {g} vs {w}");
+                }
+                let v32: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+                let want32 = in_order(&v32.iter().map(|&x| f64::from(x)).collect::<Vec<_>>(), inner, mean);
+                let got32 = super::super::wide(RowSums { v: &v32, inner, mean });
+                assert_eq!(got32, want32.iter().map(|&w| w as f32).collect::<Vec<_>>(), "inner {inner}, f32");
+            }
+        }
+        // NaN and infinities reach the sum whatever the lane they fall in.
+        let v = [1.0f32, f32::INFINITY, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, f32::NEG_INFINITY, 1.0];
+        assert!(super::super::wide(RowSums { v: &v, inner: 10, mean: false })[0].is_nan());
+        assert_eq!(super::super::wide(RowSums { v: &v[..8], inner: 8, mean: false })[0], f32::INFINITY);
+        let v = [1.0f64, 2.0, f64::NAN, 3.0];
+        assert!(super::super::wide(RowSums { v: &v, inner: 4, mean: true })[0].is_nan());
+    }
+
+    #[test]
+    fn reduce_mean_over_trailing_axes_keeps_shape_and_dtype() {
+        let x = CTensor::from_vec(
+            (0..2 * 3 * 4 * 5).map(|i| i as f32).collect::<Vec<_>>(),
+            (2, 3, 4, 5),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let got = reduce(&x, Red::Mean, Ty::F32, &[2, 3], false).unwrap();
+        assert_eq!(got.dims(), &[2, 3]);
+        assert_eq!(got.dtype(), CDType::F32);
+        // Plane i holds 20i .. 20i + 19: its mean is 20i + 9.5.
+        let want: Vec<f32> = (0..6).map(|i| 20.0 * i as f32 + 9.5).collect();
+        assert_eq!(got.flatten_all().unwrap().to_vec1::<f32>().unwrap(), want);
+        let kept = reduce(&x.to_dtype(CDType::F64).unwrap(), Red::Sum, Ty::F64, &[1, 3], true).unwrap();
+        assert_eq!(kept.dims(), &[2, 1, 4, 1]);
+        // Over channels c and width w at height h of batch b: Σ (60b + 20c + 5h + w).
+        let sums: Vec<f64> = kept.flatten_all().unwrap().to_vec1().unwrap();
+        let want: Vec<f64> = (0..2)
+            .flat_map(|b| {
+                (0..4).map(move |h| {
+                    (0..3).flat_map(|c| (0..5).map(move |w| (60 * b + 20 * c + 5 * h + w) as f64)).sum()
+                })
+            })
+            .collect();
+        assert_eq!(sums, want);
+    }
 }
