@@ -943,52 +943,53 @@ fn conv_images<T: ConvElem>(
     let (p, k) = (geo.p, geo.k);
     let (cg, mg) = (c / group, m / group);
     let ck = cg * k;
-    // The output starts as the bias, written once (not zeroed first), or as zeros.
-    let mut out = match bias {
-        Some(b) => {
-            let bv: Vec<T> = super::values(&b.to_dtype(T::DTYPE)?)?;
-            let mut out = Vec::with_capacity(n * m * p);
-            for i in 0..n * m {
-                out.resize(out.len() + p, bv[i % m]);
-            }
-            out
+    let len = n * m * p;
+    let bias: Option<Vec<T>> = bias.map(|b| super::values(&b.to_dtype(T::DTYPE)?)).transpose()?;
+    if len == 0 || ck == 0 {
+        // No products to run (or products over nothing): each channel is its bias, or zero.
+        let mut out: Vec<T> = (0..n * m)
+            .flat_map(|i| std::iter::repeat_n(bias.as_ref().map_or(T::zero(), |b| b[i % m]), p))
+            .collect();
+        if relu {
+            relu_in_place(&mut out);
         }
-        None => vec![T::zero(); n * m * p],
-    };
-    if out.is_empty() {
         return CTensor::from_vec(out, dims, &Device::Cpu);
     }
+    // Each image's products write its part of the output once, unread and not zeroed first;
+    // the bias and a fused Relu then go over it in one pass while it is in cache.
+    let mut out: Vec<T> = Vec::with_capacity(len);
     // A 1×1 window over every position in order reads the image itself.
     let direct = k == 1 && p == plane && geo.runs[0].as_slice() == [(0, 0, p, 1)];
     let par = parallelism(mg * p * ck);
-    let read_dst = bias.is_some();
     with_values(x, |xs: &[T]| {
         with_values(wt, |ws: &[T]| -> CResult<()> {
             if xs.len() != n * c * plane || ws.len() != m * ck {
                 bail!("Conv operands do not hold their shapes' elements");
             }
-            let product = |col: &[T], out_img: &mut [T], g: usize| {
+            let dst_all = &mut out.spare_capacity_mut()[..len];
+            let product = |col: &[T], out_img: &mut [std::mem::MaybeUninit<T>], g: usize| {
                 let (lhs, rhs) = (&ws[g * mg * ck..(g + 1) * mg * ck], &col[g * ck * p..(g + 1) * ck * p]);
                 let dst = &mut out_img[g * mg * p..(g + 1) * mg * p];
                 // SAFETY: `lhs` holds mg×ck, `rhs` ck×p and `dst` mg×p elements, each
                 // row-major (column stride 1, row stride ck, p and p), exactly the extents gemm
-                // reads and writes; the slices do not overlap.
+                // reads and writes; the slices do not overlap. With `read_dst` false, gemm
+                // writes every element of `dst` (k = ck > 0) and reads none.
                 unsafe {
                     gemm::gemm(
                         mg,
                         p,
                         ck,
-                        dst.as_mut_ptr(),
+                        dst.as_mut_ptr().cast::<T>(),
                         1,
                         p as isize,
-                        read_dst,
+                        false,
                         lhs.as_ptr(),
                         1,
                         ck as isize,
                         rhs.as_ptr(),
                         1,
                         p as isize,
-                        T::from_f64(1.0),
+                        T::zero(),
                         T::from_f64(1.0),
                         false,
                         false,
@@ -997,20 +998,24 @@ fn conv_images<T: ConvElem>(
                     );
                 }
             };
+            // Once every group's product has written `out_img`: bias and Relu.
+            let finish = |out_img: &mut [std::mem::MaybeUninit<T>]| {
+                // SAFETY: the products of all groups wrote every element of `out_img` (the
+                // groups' `dst` slices tile it), so it holds initialized values.
+                let done = unsafe { &mut *(out_img as *mut [std::mem::MaybeUninit<T>] as *mut [T]) };
+                bias_relu(done, bias.as_deref(), p, relu);
+            };
             let side_by_side = if p < BATCH_PLANE && !direct { (BATCH_COLUMNS / p).clamp(1, n) } else { 1 };
             if side_by_side > 1 {
-                conv_side_by_side(xs, ws, &mut out, geo, (c, m, group, plane), side_by_side, par, relu);
+                let dims = (c, m, group, plane);
+                conv_side_by_side(xs, ws, dst_all, bias.as_deref(), geo, dims, side_by_side, par, relu);
                 return Ok(());
             }
-            // A fused Relu runs on each image's output as soon as it is complete, while it is
-            // still in cache.
-            let images = xs.chunks_exact(c * plane).zip(out.chunks_exact_mut(m * p));
+            let images = xs.chunks_exact(c * plane).zip(dst_all.chunks_exact_mut(m * p));
             if direct {
                 for (img, out_img) in images {
                     (0..group).for_each(|g| product(img, out_img, g));
-                    if relu {
-                        relu_in_place(out_img);
-                    }
+                    finish(out_img);
                 }
                 return Ok(());
             }
@@ -1018,15 +1023,64 @@ fn conv_images<T: ConvElem>(
                 for (img, out_img) in images {
                     im2col(img, geo, c, plane, col, p);
                     (0..group).for_each(|g| product(col, out_img, g));
-                    if relu {
-                        relu_in_place(out_img);
-                    }
+                    finish(out_img);
                 }
             });
             Ok(())
         })
     })???;
+    // SAFETY: every path above wrote all `len` elements (each image's `finish` ran on output the
+    // products wrote in full; `conv_side_by_side` writes each element once); an error returned
+    // before this line drops `out` at length 0.
+    unsafe { out.set_len(len) };
     CTensor::from_vec(out, dims, &Device::Cpu)
+}
+
+/// Adds channel `i % bias.len()`'s bias to each `p`-long plane `i` of `out` and, with `relu`,
+/// clamps the sums at zero (NaN stays NaN): one pass, on wide vectors.
+fn bias_relu<T: candle_core::WithDType>(out: &mut [T], bias: Option<&[T]>, p: usize, relu: bool) {
+    if bias.is_some() || relu {
+        super::wide(BiasRelu { out, bias, p, relu })
+    }
+}
+
+/// [`bias_relu`]'s loop, to run through [`super::wide`].
+struct BiasRelu<'a, T> {
+    out: &'a mut [T],
+    bias: Option<&'a [T]>,
+    p: usize,
+    relu: bool,
+}
+
+impl<T: candle_core::WithDType> super::WideKernel for BiasRelu<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let BiasRelu { out, bias, p, relu } = self;
+        let zero = T::zero();
+        for (i, plane) in out.chunks_exact_mut(p).enumerate() {
+            match (bias, relu) {
+                (Some(b), true) => {
+                    let b = b[i % b.len()];
+                    for x in plane {
+                        let v = *x + b;
+                        *x = if v < zero { zero } else { v };
+                    }
+                }
+                (Some(b), false) => {
+                    let b = b[i % b.len()];
+                    for x in plane {
+                        *x += b;
+                    }
+                }
+                (None, _) => {
+                    for x in plane {
+                        *x = if *x < zero { zero } else { *x };
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Output planes smaller than this many positions are computed several images at a time (see
@@ -1036,15 +1090,17 @@ const BATCH_PLANE: usize = 128;
 const BATCH_COLUMNS: usize = 256;
 
 /// A convolution's images `per` at a time: their im2col matrices side by side as one
-/// `[c * k, per * p]` matrix, one product per group into a scratch `[mg, per * p]`, added into
-/// each image's output (which holds the bias, if any). For a deep layer's small planes (a
-/// ResNet's 7×7 and 4×4), one image's product is too narrow for the gemm crate's register
-/// tiles; several side by side fill them.
+/// `[c * k, per * p]` matrix, one product per group into a scratch `[mg, per * p]`, whose
+/// columns are then written to each image's output with the bias (and a fused Relu): each
+/// element of `out` is written once. For a deep layer's small planes (a ResNet's 7×7 and 4×4),
+/// one image's product is too narrow for the gemm crate's register tiles; several side by side
+/// fill them.
 #[allow(clippy::too_many_arguments)]
 fn conv_side_by_side<T: ConvElem>(
     xs: &[T],
     ws: &[T],
-    out: &mut [T],
+    out: &mut [std::mem::MaybeUninit<T>],
+    bias: Option<&[T]>,
     geo: &Geometry,
     (c, m, group, plane): (usize, usize, usize, usize),
     per: usize,
@@ -1054,6 +1110,7 @@ fn conv_side_by_side<T: ConvElem>(
     let (p, k) = (geo.p, geo.k);
     let (cg, mg) = (c / group, m / group);
     let ck = cg * k;
+    let zero = T::zero();
     T::with_scratch(c * k * per * p, |col| {
         let mut t = vec![T::zero(); mg * per * p];
         for (imgs, outs) in xs.chunks(per * c * plane).zip(out.chunks_mut(per * m * p)) {
@@ -1092,15 +1149,14 @@ fn conv_side_by_side<T: ConvElem>(
                 }
                 for (b, out_img) in outs.chunks_exact_mut(m * p).enumerate() {
                     for i in 0..mg {
+                        let add = bias.map_or(zero, |bv| bv[g * mg + i]);
                         let src = &t[i * cols + b * p..][..p];
                         for (d, &v) in out_img[(g * mg + i) * p..][..p].iter_mut().zip(src) {
-                            *d += v;
+                            let v = if bias.is_some() { v + add } else { v };
+                            d.write(if relu && v < zero { zero } else { v });
                         }
                     }
                 }
-            }
-            if relu {
-                relu_in_place(outs);
             }
         }
     });
@@ -2379,21 +2435,60 @@ mod tests {
         let win = window(&[3, 3], &[1, 1], &[1, 1], &[1, 1, 1, 1]);
         let cache = GeometryCache::default();
         assert_eq!((BATCH_COLUMNS / 100).clamp(1, n), 2, "the case puts two images side by side");
-        let all: Vec<f32> = conv_general(&x, &w, Some(&b), &win, g, &cache, false)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let run = |x: &CTensor, bias: Option<&CTensor>, relu: bool| -> Vec<f32> {
+            let y = conv_general(x, &w, bias, &win, g, &cache, relu).unwrap();
+            y.flatten_all().unwrap().to_vec1().unwrap()
+        };
         let per = m * 100;
-        for i in 0..n {
-            let one =
-                conv_general(&x.narrow(0, i, 1).unwrap(), &w, Some(&b), &win, g, &cache, false).unwrap();
-            let one: Vec<f32> = one.flatten_all().unwrap().to_vec1().unwrap();
-            for (j, (a, o)) in all[i * per..(i + 1) * per].iter().zip(&one).enumerate() {
-                assert!((a - o).abs() <= 1e-5 * (1.0 + o.abs()), "image {i}, element {j}: {a} vs {o}");
+        // With and without the bias and a fused Relu: the images side by side equal each image
+        // alone, and the fused Relu equals the unfused result clamped at zero.
+        for bias in [Some(&b), None] {
+            let plain = run(&x, bias, false);
+            let fused = run(&x, bias, true);
+            assert!(plain.iter().any(|&v| v < 0.0) && plain.iter().any(|&v| v > 0.0), "both signs occur");
+            for (f, p) in fused.iter().zip(&plain) {
+                assert_eq!(*f, p.max(0.0));
+            }
+            for relu in [false, true] {
+                let all = if relu { &fused } else { &plain };
+                for i in 0..n {
+                    let one = run(&x.narrow(0, i, 1).unwrap(), bias, relu);
+                    for (j, (a, o)) in all[i * per..(i + 1) * per].iter().zip(&one).enumerate() {
+                        assert!(
+                            (a - o).abs() <= 1e-5 * (1.0 + o.abs()),
+                            "image {i}, element {j}: {a} vs {o}"
+                        );
+                    }
+                }
             }
         }
+        // The bias is each output channel's own: with it minus without it is channel `i % m`.
+        let (with, without) = (run(&x, Some(&b), false), run(&x, None, false));
+        for (j, (a, o)) in with.iter().zip(&without).enumerate() {
+            let channel = (j / 100 % m) as f32;
+            assert!((a - o - channel).abs() <= 1e-4, "element {j}: {a} - {o} is not {channel}");
+        }
+    }
+
+    #[test]
+    fn a_convolution_over_no_input_channels_is_its_bias() {
+        let x = CTensor::zeros((2, 0, 4, 4), CDType::F32, &Device::Cpu).unwrap();
+        let w = CTensor::zeros((3, 0, 3, 3), CDType::F32, &Device::Cpu).unwrap();
+        let b = CTensor::from_vec(vec![-1.0f32, 2.0, 3.0], 3, &Device::Cpu).unwrap();
+        let win = window(&[3, 3], &[1, 1], &[1, 1], &[1, 1, 1, 1]);
+        let cache = GeometryCache::default();
+        for relu in [false, true] {
+            let y = conv_general(&x, &w, Some(&b), &win, 1, &cache, relu).unwrap();
+            assert_eq!(y.dims(), &[2, 3, 4, 4]);
+            let got: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+            let want: Vec<f32> = (0..2 * 3 * 16)
+                .map(|j| [-1.0f32, 2.0, 3.0][j / 16 % 3])
+                .map(|v| if relu { v.max(0.0) } else { v })
+                .collect();
+            assert_eq!(got, want);
+        }
+        let y = conv_general(&x, &w, None, &win, 1, &cache, false).unwrap();
+        assert!(y.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().all(|&v| v == 0.0));
     }
 
     #[test]
