@@ -1083,6 +1083,40 @@ impl<T: candle_core::WithDType> super::WideKernel for BiasRelu<'_, T> {
     }
 }
 
+/// `dst[j] = src[j] + add`, clamped at zero with `relu` (NaN stays NaN): [`bias_relu`] for
+/// values copied out of a scratch product, writing each element of `dst` once.
+struct BiasReluCopy<'a, T> {
+    dst: &'a mut [std::mem::MaybeUninit<T>],
+    src: &'a [T],
+    add: Option<T>,
+    relu: bool,
+}
+
+impl<T: candle_core::WithDType> super::WideKernel for BiasReluCopy<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let BiasReluCopy { dst, src, add, relu } = self;
+        let zero = T::zero();
+        let pairs = dst.iter_mut().zip(src);
+        match (add, relu) {
+            (Some(b), true) => pairs.for_each(|(d, &v)| {
+                let v = v + b;
+                d.write(if v < zero { zero } else { v });
+            }),
+            (Some(b), false) => pairs.for_each(|(d, &v)| {
+                d.write(v + b);
+            }),
+            (None, true) => pairs.for_each(|(d, &v)| {
+                d.write(if v < zero { zero } else { v });
+            }),
+            (None, false) => pairs.for_each(|(d, &v)| {
+                d.write(v);
+            }),
+        }
+    }
+}
+
 /// Output planes smaller than this many positions are computed several images at a time (see
 /// [`conv_side_by_side`]).
 const BATCH_PLANE: usize = 128;
@@ -1110,7 +1144,6 @@ fn conv_side_by_side<T: ConvElem>(
     let (p, k) = (geo.p, geo.k);
     let (cg, mg) = (c / group, m / group);
     let ck = cg * k;
-    let zero = T::zero();
     T::with_scratch(c * k * per * p, |col| {
         let mut t = vec![T::zero(); mg * per * p];
         for (imgs, outs) in xs.chunks(per * c * plane).zip(out.chunks_mut(per * m * p)) {
@@ -1149,12 +1182,10 @@ fn conv_side_by_side<T: ConvElem>(
                 }
                 for (b, out_img) in outs.chunks_exact_mut(m * p).enumerate() {
                     for i in 0..mg {
-                        let add = bias.map_or(zero, |bv| bv[g * mg + i]);
+                        let add = bias.map(|bv| bv[g * mg + i]);
                         let src = &t[i * cols + b * p..][..p];
-                        for (d, &v) in out_img[(g * mg + i) * p..][..p].iter_mut().zip(src) {
-                            let v = if bias.is_some() { v + add } else { v };
-                            d.write(if relu && v < zero { zero } else { v });
-                        }
+                        let dst = &mut out_img[(g * mg + i) * p..][..p];
+                        super::wide(BiasReluCopy { dst, src, add, relu });
                     }
                 }
             }
