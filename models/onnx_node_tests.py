@@ -136,6 +136,7 @@ def rivet_cases():
     cases += quantized_cases(model, vi, rng)
     cases += control_flow_cases(model, vi, rng)
     cases += fusion_cases(model, vi, rng)
+    cases += half_cases(model, vi, rng)
     out = []
     for case in cases:
         name, m, inputs = case[:3]
@@ -181,6 +182,79 @@ def fusion_cases(model, vi, rng):
                  init(rng.standard_normal(3).astype(np.float32), "kb")],
             ),
             [rng.standard_normal((3, 5)).astype(np.float32), rng.standard_normal((2, 2, 5, 5)).astype(np.float32)],
+        ),
+    ]
+
+
+def half_cases(model, vi, rng):
+    """Matrix products, convolutions and softmax in float16 and bfloat16, which the Candle
+    executor computes in float and rounds where ONNX's reference rounds: checked here to the
+    bit (the cases' tolerance is far below one step of either type), with sums long enough
+    for the rounding of each addition to show."""
+    from onnx import TensorProto, helper
+    import ml_dtypes
+
+    f16, bf16 = TensorProto.FLOAT16, TensorProto.BFLOAT16
+    init = numpy_helper.from_array
+
+    def data(shape, dtype, scale=1.0):
+        return (rng.standard_normal(shape) * scale).astype(np.float32).astype(dtype)
+
+    bf = ml_dtypes.bfloat16
+    return [
+        (
+            "rivet_matmul_float16",
+            model("m", [helper.make_node("MatMul", ["a", "b"], ["y"])],
+                  [vi("a", f16, [2, 3, 40]), vi("b", f16, [40, 5])], [vi("y", f16, None)]),
+            [data((2, 3, 40), np.float16), data((40, 5), np.float16)],
+        ),
+        (
+            "rivet_matmul_bfloat16",
+            model("m", [helper.make_node("MatMul", ["a", "b"], ["y"])],
+                  [vi("a", bf16, [4, 64]), vi("b", bf16, [64, 3])], [vi("y", bf16, None)]),
+            [data((4, 64), bf), data((64, 3), bf)],
+        ),
+        (
+            "rivet_gemm_float16_alpha_beta",
+            model("m", [helper.make_node("Gemm", ["a", "w", "c"], ["y"], alpha=0.5, beta=2.0, transB=1)],
+                  [vi("a", f16, [3, 24])], [vi("y", f16, None)],
+                  [init(data((6, 24), np.float16), "w"), init(data(6, np.float16), "c")]),
+            [data((3, 24), np.float16)],
+        ),
+        (
+            "rivet_gemm_bfloat16",
+            model("m", [helper.make_node("Gemm", ["a", "w", "c"], ["y"], transA=1)],
+                  [vi("a", bf16, [24, 3]), vi("w", bf16, [24, 4])], [vi("y", bf16, None)],
+                  [init(data((3, 4), bf), "c")]),
+            [data((24, 3), bf), data((24, 4), bf)],
+        ),
+        (
+            "rivet_conv_float16_bias",
+            model("m", [helper.make_node("Conv", ["x", "k", "kb"], ["y"], pads=[1, 1, 1, 1])],
+                  [vi("x", f16, [2, 3, 6, 6])], [vi("y", f16, None)],
+                  [init(data((4, 3, 3, 3), np.float16), "k"), init(data(4, np.float16), "kb")]),
+            [data((2, 3, 6, 6), np.float16)],
+        ),
+        (
+            "rivet_conv_transpose_bfloat16",
+            model("m", [helper.make_node("ConvTranspose", ["x", "k", "kb"], ["y"], strides=[2, 2])],
+                  [vi("x", bf16, [1, 3, 4, 4])], [vi("y", bf16, None)],
+                  [init(data((3, 2, 3, 3), bf), "k"), init(data(2, bf), "kb")]),
+            [data((1, 3, 4, 4), bf)],
+        ),
+        (
+            "rivet_softmax_float16_axes",
+            model("m", [helper.make_node("Softmax", ["x"], ["last"]),
+                        helper.make_node("Softmax", ["x"], ["middle"], axis=1)],
+                  [vi("x", f16, [2, 30, 7])], [vi("last", f16, None), vi("middle", f16, None)]),
+            [data((2, 30, 7), np.float16, 3.0)],
+        ),
+        (
+            "rivet_softmax_bfloat16_axes",
+            model("m", [helper.make_node("Softmax", ["x"], ["last"]),
+                        helper.make_node("Softmax", ["x"], ["middle"], axis=1)],
+                  [vi("x", bf16, [2, 30, 7])], [vi("last", bf16, None), vi("middle", bf16, None)]),
+            [data((2, 30, 7), bf, 3.0)],
         ),
     ]
 

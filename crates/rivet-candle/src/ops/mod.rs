@@ -200,6 +200,30 @@ pub fn ints(t: &CTensor) -> CResult<Vec<i64>> {
     }
 }
 
+/// `kernel`, built for float, run on float16 or bfloat16 values when `t` is one of them: each
+/// input of type `t` is widened to float, and each float output is rounded back to `t` once.
+/// The sums of a product or convolution are thus kept in float and rounded once, as ONNX's
+/// reference does for float16 (numpy sums half products in float) and for bfloat16.
+pub fn via_f32(kernel: Kernel, t: Ty) -> Kernel {
+    if !matches!(t, Ty::F16 | Ty::BF16) {
+        return kernel;
+    }
+    let half = t.candle();
+    Box::new(move |x| {
+        let wide = x
+            .iter()
+            .map(|v| {
+                v.map(|v| if v.dtype() == half { v.to_dtype(CDType::F32) } else { Ok(v.clone()) }).transpose()
+            })
+            .collect::<CResult<smallvec::SmallVec<[Option<CTensor>; 4]>>>()?;
+        let args: smallvec::SmallVec<[Option<&CTensor>; 4]> = wide.iter().map(Option::as_ref).collect();
+        kernel(&args)?
+            .into_iter()
+            .map(|o| if o.dtype() == CDType::F32 { o.to_dtype(half) } else { Ok(o) })
+            .collect()
+    })
+}
+
 /// Wraps the `i16` tensor holding an [`Ty::I8`] value into `i8`'s range (two's complement), so
 /// that arithmetic done in 16 bits gives what 8-bit arithmetic gives. Candle's 16-bit arithmetic
 /// wraps modulo 2^16, a multiple of 2^8, so the result is exact.

@@ -3,17 +3,59 @@
 use candle_core::{bail, DType as CDType, Device, Result as CResult, Tensor as CTensor};
 
 use super::shape::strides;
-use super::{axis, req, with_values, Built, Kernel, NodeCtx, Refusal};
+use super::{axis, req, via_f32, with_values, Built, Kernel, NodeCtx, Refusal};
 use crate::ty::Ty;
 
 fn floats(t: Ty) -> bool {
     t.is_float()
 }
 
-/// Matrix products (MatMul, Gemm, Conv) in float and double only: in float16 and bfloat16 the
-/// rounding of Candle's kernels has not been checked against ONNX's references.
-fn wide_floats(t: Ty) -> bool {
-    matches!(t, Ty::F32 | Ty::F64)
+/// The types of matrix products and convolutions (MatMul, Gemm, Conv, ConvTranspose): float and
+/// double, and float16 and bfloat16 computed in float through [`via_f32`] (Candle's own
+/// half-width kernels round differently from ONNX's references, so they are not used).
+fn product_floats(t: Ty) -> bool {
+    matches!(t, Ty::F16 | Ty::BF16 | Ty::F32 | Ty::F64)
+}
+
+/// What [`product_floats`] accepts, for refusals.
+const PRODUCT_FLOATS: &str = "float16, bfloat16, float and double";
+
+/// A float16 or bfloat16 Gemm after its product (`product`, already rounded to the type):
+/// `alpha` times it, plus `beta` times C (input 2), then a fused Relu, each step rounded to the
+/// type as numpy rounds each operation on half-width arrays in ONNX's reference.
+fn gemm_half_steps(product: Kernel, alpha: f64, beta: f64, relu: bool) -> Kernel {
+    Box::new(move |x| {
+        let Some(mut y) = product(x)?.into_iter().next() else { bail!("Gemm's product gave no value") };
+        if alpha != 1.0 {
+            y = y.affine(alpha, 0.0)?;
+        }
+        if let Some(c) = x.get(2).copied().flatten().filter(|_| beta != 0.0) {
+            if c.rank() > 2 {
+                bail!("C must have at most 2 dims, got {:?}", c.dims());
+            }
+            let c = if beta != 1.0 { c.affine(beta, 0.0)? } else { c.clone() };
+            y = y.broadcast_add(&c)?;
+        }
+        Ok(vec![if relu { y.relu()? } else { y }])
+    })
+}
+
+/// A float16 or bfloat16 convolution after its sums (`product`, already rounded to the type):
+/// the bias (input 2) added per channel, then a fused Relu, each rounded to the type as in
+/// ONNX's reference.
+fn conv_half_steps(product: Kernel, relu: bool) -> Kernel {
+    Box::new(move |x| {
+        let Some(mut y) = product(x)?.into_iter().next() else { bail!("Conv's product gave no value") };
+        if let Some(b) = x.get(2).copied().flatten() {
+            let mut shape = vec![1; y.rank()];
+            shape[1] = y.dims()[1];
+            if b.elem_count() != shape[1] {
+                bail!("a bias of {} values for {} output channels", b.elem_count(), shape[1]);
+            }
+            y = y.broadcast_add(&b.reshape(shape)?)?;
+        }
+        Ok(vec![if relu { y.relu()? } else { y }])
+    })
 }
 
 /// `a @ b` with ONNX MatMul's rules (numpy matmul: 1-D promotion, batch broadcasting).
@@ -1698,8 +1740,52 @@ fn softmax(x: &CTensor, dim: usize, kind: &str) -> CResult<CTensor> {
         return super::make(v, x.dims());
     }
     let mut v: Vec<f32> = super::values(&x.to_dtype(CDType::F32)?)?;
-    super::wide(SoftmaxRows { v: &mut v, dims: x.dims(), dim, log });
+    match (x.dtype(), log) {
+        (CDType::F16, false) => {
+            // numpy sums a half row in float when it is contiguous, else one rounded addition
+            // at a time.
+            let strided = x.dims()[dim + 1..].iter().product::<usize>() != 1;
+            softmax_half(&mut v, x.dims(), dim, |v| half::f16::from_f32(v).to_f32(), strided)
+        }
+        (CDType::BF16, false) => {
+            softmax_half(&mut v, x.dims(), dim, |v| half::bf16::from_f32(v).to_f32(), true)
+        }
+        _ => super::wide(SoftmaxRows { v: &mut v, dims: x.dims(), dim, log }),
+    }
     super::make(v, x.dims())?.to_dtype(x.dtype())
+}
+
+/// Softmax of float16 or bfloat16 values held as floats (`round` rounds a float to the type),
+/// rounded where ONNX's reference rounds: `x - max`, each exponential, the row's sum and each
+/// quotient. The sum is kept in float and rounded once, or with `sum_in_type` rounded after
+/// each addition, in order: numpy sums a contiguous float16 row in float, and reduces other
+/// float16 rows and ml_dtypes' bfloat16 one rounded addition at a time.
+fn softmax_half(v: &mut [f32], dims: &[usize], dim: usize, round: fn(f32) -> f32, sum_in_type: bool) {
+    let d = dims[dim];
+    let inner: usize = dims[dim + 1..].iter().product();
+    let outer: usize = dims[..dim].iter().product();
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |j: usize| o * d * inner + i + j * inner;
+            let max = (0..d).map(|j| v[at(j)]).fold(f32::NEG_INFINITY, |m, x| {
+                if x.is_nan() || m.is_nan() {
+                    f32::NAN
+                } else {
+                    m.max(x)
+                }
+            });
+            let mut sum = 0.0f32;
+            for j in 0..d {
+                let e = round(round(v[at(j)] - max).exp());
+                v[at(j)] = e;
+                sum = if sum_in_type { round(sum + e) } else { sum + e };
+            }
+            let sum = round(sum);
+            for j in 0..d {
+                v[at(j)] = round(v[at(j)] / sum);
+            }
+        }
+    }
 }
 
 /// Element types softmax runs in, with the exponential it uses.
@@ -1927,14 +2013,14 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
     let built: Built = match op {
         "MatMul" => {
             ctx.known(&[])?;
-            let t = ctx.ty_where(0, wide_floats, "float and double")?;
+            let t = ctx.ty_where(0, product_floats, PRODUCT_FLOATS)?;
             ctx.ty(1)?;
             ctx.same(&[0, 1], t)?;
-            (Box::new(|x| Ok(vec![matmul(req(x, 0)?, req(x, 1)?)?])), vec![t])
+            (via_f32(Box::new(|x| Ok(vec![matmul(req(x, 0)?, req(x, 1)?)?])), t), vec![t])
         }
         "Gemm" => {
             ctx.known(&["alpha", "beta", "transA", "transB"])?;
-            let t = ctx.ty_where(0, wide_floats, "float and double")?;
+            let t = ctx.ty_where(0, product_floats, PRODUCT_FLOATS)?;
             ctx.ty(1)?;
             ctx.same(&[0, 1, 2], t)?;
             let alpha = ctx.float("alpha", 1.0)? as f64;
@@ -1942,10 +2028,21 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
             let ta = ctx.int("transA", 0)? != 0;
             let tb = ctx.int("transB", 0)? != 0;
             let relu = ctx.fuse_relu;
+            // In float16 and bfloat16 the product is computed in float and rounded to the type,
+            // and alpha, C and a fused Relu then follow in the type, one rounding per step as in
+            // ONNX's reference (see `gemm_half_steps`).
+            let half = matches!(t, Ty::F16 | Ty::BF16);
+            let (p_alpha, p_relu) = if half { (1.0, false) } else { (alpha, relu) };
             // A constant B is transposed and laid out once, at load.
             let b_fixed = match ctx.konst(1) {
                 Some(b) if b.rank() == 2 => {
-                    let b = if tb { b.t() } else { Ok(b.clone()) };
+                    // In float where the node computes in float (see `via_f32`).
+                    let b = if b.dtype() == t.candle() && matches!(t, Ty::F16 | Ty::BF16) {
+                        b.to_dtype(CDType::F32).map_err(|e| e.to_string())?
+                    } else {
+                        b.clone()
+                    };
+                    let b = if tb { b.t() } else { Ok(b) };
                     Some(b.and_then(|b| b.contiguous()).map_err(|e| e.to_string())?)
                 }
                 _ => None,
@@ -1982,23 +2079,30 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                 if a.dims()[1] != b.dims()[0] {
                     bail!("Gemm of {:?} and {:?}: inner dims differ", a.dims(), b.dims());
                 }
-                let c = x.get(2).copied().flatten();
+                let c = if half { None } else { x.get(2).copied().flatten() };
                 Ok(vec![match a.dtype() {
-                    CDType::F32 => gemm_op::<f32>(a, b, c, alpha, beta, relu)?,
-                    _ => gemm_op::<f64>(a, b, c, alpha, beta, relu)?,
+                    CDType::F32 => gemm_op::<f32>(a, b, c, p_alpha, beta, p_relu)?,
+                    _ => gemm_op::<f64>(a, b, c, p_alpha, beta, p_relu)?,
                 }])
             });
+            let k = if half { gemm_half_steps(via_f32(k, t), alpha, beta, relu) } else { k };
             (k, vec![t])
         }
         "Conv" => {
             ctx.known(&["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"])?;
-            let t = ctx.ty_where(0, wide_floats, "float and double")?;
+            let t = ctx.ty_where(0, product_floats, PRODUCT_FLOATS)?;
             ctx.ty(1)?;
             ctx.same(&[0, 1, 2], t)?;
             let mut spec = ConvSpec::read(ctx, 1)?;
-            spec.relu = ctx.fuse_relu;
-            let k: Kernel =
-                Box::new(move |x| Ok(vec![spec.run(req(x, 0)?, req(x, 1)?, x.get(2).copied().flatten())?]));
+            // In float16 and bfloat16 the bias and a fused Relu follow the rounded convolution
+            // in the type, as in ONNX's reference (see `conv_half_steps`).
+            let half = matches!(t, Ty::F16 | Ty::BF16);
+            spec.relu = ctx.fuse_relu && !half;
+            let k: Kernel = Box::new(move |x| {
+                let bias = if half { None } else { x.get(2).copied().flatten() };
+                Ok(vec![spec.run(req(x, 0)?, req(x, 1)?, bias)?])
+            });
+            let k = if half { conv_half_steps(via_f32(k, t), ctx.fuse_relu) } else { k };
             (k, vec![t])
         }
         "ConvTranspose" => {
@@ -2012,7 +2116,7 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                 "pads",
                 "strides",
             ])?;
-            let t = ctx.ty_where(0, wide_floats, "float and double")?;
+            let t = ctx.ty_where(0, product_floats, PRODUCT_FLOATS)?;
             ctx.same(&[0, 1, 2], t)?;
             let group = ctx.int("group", 1)?;
             if group < 1 {
@@ -2034,7 +2138,7 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
             let k: Kernel = Box::new(move |x| {
                 Ok(vec![conv_transpose(req(x, 0)?, req(x, 1)?, x.get(2).copied().flatten(), &attrs)?])
             });
-            (k, vec![t])
+            (via_f32(k, t), vec![t])
         }
         "MaxPool" | "AveragePool" | "LpPool" => {
             let max = op == "MaxPool";
