@@ -22,5 +22,5 @@ fn main() {
     for _ in 0..runs {
         model.run(&refs).unwrap();
     }
-    eprintln!("{:.1} µs per run", start.elapsed().as_secs_f64() * 1e6 / runs as f64);
+    eprintln!("{:.3} µs per run", start.elapsed().as_secs_f64() * 1e6 / runs as f64);
 }

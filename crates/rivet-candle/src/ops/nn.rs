@@ -20,6 +20,18 @@ fn product_floats(t: Ty) -> bool {
 /// What [`product_floats`] accepts, for refusals.
 const PRODUCT_FLOATS: &str = "float16, bfloat16, float and double";
 
+/// A constant `[k, n]` B whose `n` is not a multiple of 8, as a view of the first `n` columns of
+/// `[k, n]` padded with zeros to the next multiple of 8: the small product's last block of 8
+/// columns then reads B in place instead of copying its tail on every run.
+fn pad_columns(b: CTensor) -> CResult<CTensor> {
+    let (k, n) = b.dims2()?;
+    if n % 8 == 0 || k == 0 {
+        return Ok(b);
+    }
+    let padded = b.pad_with_zeros(1, 0, 8 - n % 8)?;
+    padded.narrow(1, 0, n)
+}
+
 /// A float16 or bfloat16 Gemm after its product (`product`, already rounded to the type):
 /// `alpha` times it, plus `beta` times C (input 2), then a fused Relu, each step rounded to the
 /// type as numpy rounds each operation on half-width arrays in ONNX's reference.
@@ -351,8 +363,12 @@ impl<T: candle_core::WithDType> SmallGemm<'_, T> {
         // The last n % 8 columns of `b`, padded with zeros to 8, so that they too run as a
         // block of 8 whose sums stay in registers.
         let j_tail = n - n % 8;
+        // Where `b`'s storage holds 8 values from the tail of every row (a constant B padded
+        // at load), the tail reads them in place: the columns past `n` only feed sums that are
+        // not stored.
+        let in_place = j_tail < n && k.saturating_sub(1) * b_rs + bo + j_tail + 8 <= b.len();
         let mut tail: smallvec::SmallVec<[T; 512]> = smallvec::SmallVec::new();
-        if j_tail < n {
+        if j_tail < n && !in_place {
             tail.resize(k * 8, T::zero());
             for (p, dst) in tail.chunks_exact_mut(8).enumerate() {
                 dst[..n - j_tail].copy_from_slice(&b[bo + j_tail + p * b_rs..][..n - j_tail]);
@@ -386,7 +402,11 @@ impl<T: candle_core::WithDType> SmallGemm<'_, T> {
                 }
                 let o1 = r1.is_some().then_some(&mut t1[..]);
                 let ep = Epilogue { start: None, relu };
-                column_block::<8, T>(&mut t0, o1, s(i), s(i + 1), &tail, 0, 8, k, ep);
+                if in_place {
+                    column_block::<8, T>(&mut t0, o1, s(i), s(i + 1), b, bo + j, b_rs, k, ep);
+                } else {
+                    column_block::<8, T>(&mut t0, o1, s(i), s(i + 1), &tail, 0, 8, k, ep);
+                }
                 r0[j..].copy_from_slice(&t0[..w]);
                 if let Some(r1) = r1 {
                     r1[j..].copy_from_slice(&t1[..w]);
@@ -2043,7 +2063,8 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                         b.clone()
                     };
                     let b = if tb { b.t() } else { Ok(b) };
-                    Some(b.and_then(|b| b.contiguous()).map_err(|e| e.to_string())?)
+                    let b = b.and_then(|b| b.contiguous()).map_err(|e| e.to_string())?;
+                    Some(pad_columns(b).map_err(|e| e.to_string())?)
                 }
                 _ => None,
             };
@@ -2490,11 +2511,24 @@ mod tests {
             // `a` as the transpose of a [k, m] tensor: its rows are strided, read in place.
             let a = CTensor::from_vec(av.clone(), (m, k), &Device::Cpu).unwrap();
             let at = a.t().unwrap().contiguous().unwrap().t().unwrap();
-            let b = CTensor::from_vec(bv.clone(), (k, n), &Device::Cpu).unwrap();
-            for a in [&a, &at] {
+            let plain = CTensor::from_vec(bv.clone(), (k, n), &Device::Cpu).unwrap();
+            // `b` as a view of the first n columns of wider rows: padded with zeros at load as
+            // a constant B is (its last block of 8 read in place), and padded with NaN, which
+            // must stay in the sums that are not stored.
+            let nan_padded = {
+                let w = n.next_multiple_of(8) + 8;
+                let v: Vec<f64> =
+                    (0..k * w).map(|i| if i % w < n { bv[i / w * n + i % w] } else { f64::NAN }).collect();
+                CTensor::from_vec(v, (k, w), &Device::Cpu).unwrap().narrow(1, 0, n).unwrap()
+            };
+            let padded = pad_columns(plain.clone()).unwrap();
+            if n % 8 != 0 && k > 0 {
+                assert_eq!(padded.stride()[0], n.next_multiple_of(8), "({m}, {k}, {n}) padded");
+            }
+            for (a, b) in [(&a, &plain), (&at, &plain), (&a, &padded), (&at, &nan_padded)] {
                 let mut got = c0.clone();
                 let done = with_strided(a, |a: Strided<'_, f64>| {
-                    with_strided(&b, |b: Strided<'_, f64>| {
+                    with_strided(b, |b: Strided<'_, f64>| {
                         small_gemm(a, b, a.start, b.start, &mut got, (m, k, n), 0.5, Epilogue::PLAIN)
                     })
                 })
@@ -2514,7 +2548,7 @@ mod tests {
                 let bias: Vec<f64> = (0..n).map(|j| (j % 7) as f64 - 3.0).collect();
                 let mut got = vec![f64::NAN; m * n];
                 let done = with_strided(a, |a: Strided<'_, f64>| {
-                    with_strided(&b, |b: Strided<'_, f64>| {
+                    with_strided(b, |b: Strided<'_, f64>| {
                         let epilogue = Epilogue { start: Some(&bias), relu: true };
                         small_gemm(a, b, a.start, b.start, &mut got, (m, k, n), 0.5, epilogue)
                     })
