@@ -2258,6 +2258,12 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
                 let (scale, bias, mean, var) = (p(1)?, p(2)?, p(3)?, p(4)?);
                 let mul = scale.broadcast_div(&(var + eps)?.sqrt()?)?;
                 let add = bias.broadcast_sub(&mean.broadcast_mul(&mul)?)?;
+                if matches!(a.dtype(), CDType::F16 | CDType::BF16) {
+                    // In double, rounded once: in the half type, the rounded factors and each
+                    // step's rounding would cost up to a step of the type more.
+                    let y = a.to_dtype(CDType::F64)?.broadcast_mul(&mul)?.broadcast_add(&add)?;
+                    return Ok(vec![y.to_dtype(a.dtype())?]);
+                }
                 let y =
                     a.broadcast_mul(&mul.to_dtype(a.dtype())?)?.broadcast_add(&add.to_dtype(a.dtype())?)?;
                 Ok(vec![y])
