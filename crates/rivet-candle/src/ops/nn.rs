@@ -1145,40 +1145,6 @@ impl<T: candle_core::WithDType> super::WideKernel for BiasRelu<'_, T> {
     }
 }
 
-/// `dst[j] = src[j] + add`, clamped at zero with `relu` (NaN stays NaN): [`bias_relu`] for
-/// values copied out of a scratch product, writing each element of `dst` once.
-struct BiasReluCopy<'a, T> {
-    dst: &'a mut [std::mem::MaybeUninit<T>],
-    src: &'a [T],
-    add: Option<T>,
-    relu: bool,
-}
-
-impl<T: candle_core::WithDType> super::WideKernel for BiasReluCopy<'_, T> {
-    type Output = ();
-    #[inline(always)]
-    fn run(self) {
-        let BiasReluCopy { dst, src, add, relu } = self;
-        let zero = T::zero();
-        let pairs = dst.iter_mut().zip(src);
-        match (add, relu) {
-            (Some(b), true) => pairs.for_each(|(d, &v)| {
-                let v = v + b;
-                d.write(if v < zero { zero } else { v });
-            }),
-            (Some(b), false) => pairs.for_each(|(d, &v)| {
-                d.write(v + b);
-            }),
-            (None, true) => pairs.for_each(|(d, &v)| {
-                d.write(if v < zero { zero } else { v });
-            }),
-            (None, false) => pairs.for_each(|(d, &v)| {
-                d.write(v);
-            }),
-        }
-    }
-}
-
 /// Output planes smaller than this many positions are computed several images at a time (see
 /// [`conv_side_by_side`]).
 const BATCH_PLANE: usize = 128;
@@ -1187,8 +1153,8 @@ const BATCH_COLUMNS: usize = 256;
 
 /// A convolution's images `per` at a time: their im2col matrices side by side as one
 /// `[c * k, per * p]` matrix, one product per group into a scratch `[mg, per * p]`, whose
-/// columns are then written to each image's output with the bias (and a fused Relu): each
-/// element of `out` is written once. For a deep layer's small planes (a ResNet's 7×7 and 4×4),
+/// columns are then copied to each image's output, which the bias (and a fused Relu) then
+/// go over in one pass. For a deep layer's small planes (a ResNet's 7×7 and 4×4),
 /// one image's product is too narrow for the gemm crate's register tiles; several side by side
 /// fill them.
 #[allow(clippy::too_many_arguments)]
@@ -1244,13 +1210,17 @@ fn conv_side_by_side<T: ConvElem>(
                 }
                 for (b, out_img) in outs.chunks_exact_mut(m * p).enumerate() {
                     for i in 0..mg {
-                        let add = bias.map(|bv| bv[g * mg + i]);
                         let src = &t[i * cols + b * p..][..p];
-                        let dst = &mut out_img[(g * mg + i) * p..][..p];
-                        super::wide(BiasReluCopy { dst, src, add, relu });
+                        for (d, &v) in out_img[(g * mg + i) * p..][..p].iter_mut().zip(src) {
+                            d.write(v);
+                        }
                     }
                 }
             }
+            // SAFETY: the groups' copies above wrote every element of `outs` (each image's
+            // `m` planes of `p`), so it holds initialized values.
+            let done = unsafe { &mut *(outs as *mut [std::mem::MaybeUninit<T>] as *mut [T]) };
+            bias_relu(done, bias, p, relu);
         }
     });
 }
