@@ -335,9 +335,23 @@ def passthrough_onnx() -> onnx.ModelProto:
     return model
 
 
+def broadcast_onnx() -> onnx.ModelProto:
+    """`y = a + b` over f32 [n, 3] and [m, 3]: any n and m pass Rivet's signature check, and
+    ONNX Runtime fails at run time unless they can broadcast (a run error, not a load error)."""
+    f32 = onnx.TensorProto.FLOAT
+    a = onnx.helper.make_tensor_value_info("a", f32, ["n", 3])
+    b = onnx.helper.make_tensor_value_info("b", f32, ["m", 3])
+    y = onnx.helper.make_tensor_value_info("y", f32, [None, 3])
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Add", ["a", "b"], ["y"])], "broadcast", [a, b], [y])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
 def export_identity(out: Path) -> None:
-    """`identity.pt` (any dtype), one `identity_<dtype>.onnx` per dtype, shape [n, 3], and
-    `passthrough.onnx`."""
+    """`identity.pt` (any dtype), one `identity_<dtype>.onnx` per dtype, shape [n, 3],
+    `passthrough.onnx` and `broadcast.onnx`."""
     folder = out / "identity"
     folder.mkdir(parents=True, exist_ok=True)
     torch.jit.script(Identity()).save(str(folder / "identity.pt"))
@@ -346,6 +360,7 @@ def export_identity(out: Path) -> None:
     # uint16 is a type Rivet's tensors do not carry: backends must refuse this one at load.
     onnx.save(identity_onnx("u16", onnx.TensorProto.UINT16), str(folder / "identity_u16.onnx"))
     onnx.save(passthrough_onnx(), str(folder / "passthrough.onnx"))
+    onnx.save(broadcast_onnx(), str(folder / "broadcast.onnx"))
     print(f"exported identity: {', '.join(sorted(p.name for p in folder.iterdir()))}")
 
 

@@ -30,6 +30,10 @@ use rivet_core::{
     OptionInfo, Result, Signature, Tensor, TensorSpec, TensorView,
 };
 
+mod raw;
+
+use raw::RunPlan;
+
 const NAME: &str = "ort";
 
 /// The options the ORT backend accepts (`LoadOptions::set_option(&Backend::ORT, ...)`).
@@ -312,7 +316,11 @@ impl OrtBackend {
             }),
         };
         let names = signature.output_names(signature.outputs.len()).into();
-        Ok(OrtModel { pool: SessionPool::new(sessions, growth), signature, names })
+        let plan = RunPlan::new(
+            signature.inputs.iter().map(|s| s.name.as_str()),
+            signature.outputs.iter().map(|s| s.name.as_str()),
+        )?;
+        Ok(OrtModel { pool: SessionPool::new(sessions, growth), signature, names, plan })
     }
 }
 
@@ -508,6 +516,8 @@ pub struct OrtModel {
     signature: Signature,
     /// The output names, shared by every run's `Outputs`.
     names: Arc<[String]>,
+    /// What every run hands ONNX Runtime unchanged.
+    plan: RunPlan,
 }
 
 impl OrtModel {
@@ -562,6 +572,27 @@ pub fn take_output(name: &str, value: DynValue, inputs: &[TensorView<'_>]) -> Re
         }
         (dims, data.as_ptr().cast::<u8>(), std::mem::size_of_val(data))
     });
+    // SAFETY: `data` is the value's `len` bytes, alive while it is; an output's buffer is its
+    // own (see above).
+    unsafe { hand_over(dtype, &shape, data, len, value, inputs) }
+}
+
+/// A tensor over an output's `len` bytes at `data`, which `owner` holds: the tensor takes
+/// `owner` over, unless the bytes lie in one of the run's `inputs`, where they are copied (and
+/// `owner` dropped).
+///
+/// # Safety
+/// `data` must be `len` bytes that stay valid and readable from any thread while `owner`
+/// lives, that ONNX Runtime made for this output and uses for nothing else (NULL only when
+/// `len` is 0).
+unsafe fn hand_over<O: Send + Sync + 'static>(
+    dtype: DType,
+    shape: &[usize],
+    data: *const u8,
+    len: usize,
+    owner: O,
+    inputs: &[TensorView<'_>],
+) -> Result<Tensor> {
     let start = data as usize;
     let overlaps = |view: &TensorView<'_>| {
         let bytes = view.as_bytes();
@@ -569,14 +600,12 @@ pub fn take_output(name: &str, value: DynValue, inputs: &[TensorView<'_>]) -> Re
         len > 0 && start < to && from < start + len
     };
     if inputs.iter().any(overlaps) {
-        // SAFETY: `data` is the value's `len` bytes, alive while `value` is.
+        // SAFETY: `data` is `len` readable bytes while `owner` lives (the caller's promise).
         let bytes = unsafe { std::slice::from_raw_parts(data, len) };
-        return Tensor::from_bytes(dtype, &shape, bytes);
+        return Tensor::from_bytes(dtype, shape, bytes);
     }
-    // SAFETY: the bytes belong to `value`, which the tensor alone now holds: ONNX Runtime made
-    // them for this run's output and reuses them for nothing else while the value lives. They are
-    // plain CPU memory readable from any thread.
-    unsafe { Tensor::from_handed_over(dtype, &shape, data, len, value) }
+    // SAFETY: the caller's promise, with no input sharing the bytes (checked above).
+    unsafe { Tensor::from_handed_over(dtype, shape, data, len, owner) }
 }
 
 /// Copies an ONNX Runtime output into a Rivet tensor.
@@ -607,19 +636,8 @@ impl Model for OrtModel {
     }
 
     fn execute(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>> {
-        // In signature order, which is the session's input order: no lookups by name. Plain
-        // loops, not iterator chains: this is the whole of Rivet's cost per run.
-        let mut values: SmallVec<[SessionInputValue<'_>; 4]> = SmallVec::new();
-        for view in inputs {
-            values.push(to_ort(view)?);
-        }
-        self.pool.with_session(|session| {
-            let outputs = session.run(&values[..]).map_err(|e| Error::backend(NAME, e))?;
-            let mut tensors = Vec::with_capacity(self.signature.outputs.len());
-            for ((_, value), spec) in outputs.into_iter().zip(&self.signature.outputs) {
-                tensors.push(take_output(&spec.name, value, inputs)?);
-            }
-            Ok(tensors)
-        })
+        // Inputs in signature order, which is the session's: no lookups by name. The C API
+        // directly (see `raw`): this is the whole of Rivet's cost per run.
+        self.pool.with_session(|session| self.plan.run(session, inputs))
     }
 }

@@ -99,3 +99,41 @@ fn outputs_that_are_an_input_an_initializer_or_a_constant_outlive_the_model_and_
     assert_eq!(value("w"), w);
     assert_eq!(value("c"), [1.0; 6]);
 }
+
+#[test]
+fn a_run_error_names_what_onnx_runtime_refused_and_the_model_keeps_serving() {
+    let path = models().join("identity/broadcast.onnx");
+    let model = OrtBackend::new().load_model(&path, &LoadOptions::default()).unwrap();
+    let a = Tensor::from_slice(&[2, 3], &[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+    let bad = Tensor::from_slice(&[4, 3], &[0.5f32; 12]).unwrap();
+    // Both shapes fit the signature ([n, 3] and [m, 3]); ONNX Runtime refuses them at run time.
+    let err = model.run(&[&a, &bad]).unwrap_err();
+    assert_eq!(err.kind(), rivet_core::ErrorKind::Backend, "{err}");
+    let text = err.to_string();
+    assert!(text.starts_with("ort: "), "{text}");
+    assert!(text.contains("Attempting to broadcast an axis by a dimension other than 1. 2 by 4"), "{text}");
+    // The session went back to the pool: the next run works and gives a + b.
+    let b = Tensor::from_slice(&[1, 3], &[10.0f32, 20.0, 30.0]).unwrap();
+    let y = model.run(&[&a, &b]).unwrap().into_tensors().remove(0);
+    assert_eq!(y.shape(), [2, 3]);
+    assert_eq!(y.as_slice::<f32>().unwrap(), &[11.0, 22.0, 33.0, 14.0, 25.0, 36.0]);
+}
+
+#[test]
+fn empty_batches_run_in_every_dtype() {
+    for (file, dtype) in [
+        ("identity_f32.onnx", DType::F32),
+        ("identity_f16.onnx", DType::F16),
+        ("identity_bf16.onnx", DType::BF16),
+        ("identity_i64.onnx", DType::I64),
+        ("identity_u8.onnx", DType::U8),
+        ("identity_bool.onnx", DType::Bool),
+    ] {
+        let model = OrtBackend::new()
+            .load_model(&models().join("identity").join(file), &LoadOptions::default())
+            .unwrap();
+        let x = Tensor::zeros(dtype, &[0, 3]).unwrap();
+        let y = model.run(&[&x]).unwrap().into_tensors().remove(0);
+        assert_eq!((y.dtype(), y.shape(), y.as_bytes().len()), (dtype, &[0usize, 3][..], 0), "{file}");
+    }
+}
