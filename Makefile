@@ -131,10 +131,11 @@ bench-compare: setup
 	  --markdown target/bench/compare.md
 
 ## Start-up cost (release build): `rivet --version`, and one-shot `rivet run` of the bundled MLP
-## (ONNX on ort, TorchScript on tch) against the same job in Python; prints the medians and the
-## Rivet/Python ratios next to their goals.
+## (ONNX on ort, TorchScript on tch) against the same job in Python and, for ONNX, done by ONNX
+## Runtime alone (the floor); prints the medians and the ratios to Python next to their goals.
 bench-startup: setup
 	$(CARGO) build --release --workspace
+	$(CARGO) build --release -p rivet-ort --example ort_alone
 	.venv/bin/python benches/python/oneshot.py --rivet target/release/rivet --json target/bench/oneshot.json
 
 ## `rivet serve` (release) against MLServer serving the same ONNX models through onnxruntime,
