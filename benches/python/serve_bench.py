@@ -110,18 +110,26 @@ def input_data(model, work):
 
 
 def perf(perf_analyzer, model, port, concurrency, shape_args, seconds, data):
-    with tempfile.NamedTemporaryFile(suffix=".csv") as out:
-        run = subprocess.run(
-            [perf_analyzer, "-m", model, "-u", f"127.0.0.1:{port}", "-i", "grpc", *shape_args,
-             "--input-data", str(data),
-             "--concurrency-range", str(concurrency), "-p", str(int(seconds * 1000)), "-f", out.name],
-            capture_output=True, text=True, timeout=600,
-            env={"LD_LIBRARY_PATH": str(pathlib.Path(perf_analyzer).parent)})
-        if run.returncode != 0:
+    """One perf_analyzer point. When the machine is too noisy for perf_analyzer to call its
+    measurement stable, the window is doubled and the point measured again, up to twice; the
+    window used is returned with the figures."""
+    for attempt in range(3):
+        window_ms = int(seconds * 1000) << attempt
+        with tempfile.NamedTemporaryFile(suffix=".csv") as out:
+            run = subprocess.run(
+                [perf_analyzer, "-m", model, "-u", f"127.0.0.1:{port}", "-i", "grpc", *shape_args,
+                 "--input-data", str(data),
+                 "--concurrency-range", str(concurrency), "-p", str(window_ms), "-f", out.name],
+                capture_output=True, text=True, timeout=600,
+                env={"LD_LIBRARY_PATH": str(pathlib.Path(perf_analyzer).parent)})
+            if run.returncode == 0:
+                row = next(csv.DictReader(open(out.name)))
+                return {"throughput": float(row["Inferences/Second"]), "p50_us": int(row["p50 latency"]),
+                        "p99_us": int(row["p99 latency"]), "window_ms": window_ms}
+        if "Failed to obtain stable measurement" not in run.stdout + run.stderr or attempt == 2:
             raise SystemExit(f"perf_analyzer failed on {model} at {port}: {run.stdout[-2000:]}{run.stderr[-2000:]}")
-        row = next(csv.DictReader(open(out.name)))
-    return {"throughput": float(row["Inferences/Second"]), "p50_us": int(row["p50 latency"]),
-            "p99_us": int(row["p99 latency"])}
+        print(f"  (no stable measurement in {window_ms} ms windows at c={concurrency}: measuring again "
+              f"with {2 * window_ms} ms)", flush=True)
 
 
 def cpu_seconds(pid):

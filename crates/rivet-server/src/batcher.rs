@@ -2,8 +2,9 @@
 //! it is free (Triton's dynamic batcher), so inference never blocks the async threads. While a
 //! batch runs, new requests wait in the queue: the next batch is ready when an instance frees,
 //! taken at once if its oldest request has waited the delay. The queue is a mutex and two
-//! condition variables: a worker sleeps in the kernel until a request arrives or its deadline
-//! passes (which the OS keeps to tens of microseconds; Tokio's timer ticks in whole
+//! condition variables: a worker sleeps in the kernel until a request arrives (while forming a
+//! batch: until enough rows wait to complete it) or its deadline passes (which the OS keeps to
+//! tens of microseconds; Tokio's timer ticks in whole
 //! milliseconds, which would stretch a 500 µs delay to 1-2 ms). Channels that spin and yield
 //! before they sleep cost more CPU per request than the model on a small one, CPU the clients
 //! on the same machine need.
@@ -70,11 +71,43 @@ struct Shared {
 
 struct State {
     /// Requests not yet taken into a batch, oldest first.
-    waiting: VecDeque<Job>,
+    waiting: Waiting,
     /// Whether a worker is forming a batch (one at a time, as Triton's batcher forms one).
     forming: bool,
+    /// Rows the forming batch still takes before it closes: an arrival wakes its worker only
+    /// once this many rows wait, so a batch of N requests costs one wake-up, not N.
+    needed: usize,
+    /// Times a forming worker woke before its deadline (tests check arrivals wake it once).
+    #[cfg_attr(not(test), allow(dead_code))]
+    early_wakes: u64,
     /// Set when the queue is dropped: workers finish what is queued, then exit.
     closed: bool,
+}
+
+/// The queue's requests and the rows they hold together.
+#[derive(Default)]
+struct Waiting {
+    jobs: VecDeque<Job>,
+    rows: usize,
+}
+
+impl Waiting {
+    fn push_back(&mut self, job: Job) {
+        self.rows += job.rows;
+        self.jobs.push_back(job);
+    }
+
+    fn pop_front(&mut self) -> Option<Job> {
+        let job = self.jobs.pop_front()?;
+        self.rows -= job.rows;
+        Some(job)
+    }
+
+    fn remove(&mut self, index: usize) -> Option<Job> {
+        let job = self.jobs.remove(index)?;
+        self.rows -= job.rows;
+        Some(job)
+    }
 }
 
 impl Shared {
@@ -100,7 +133,13 @@ impl Queue {
         metrics: Arc<ModelMetrics>,
     ) -> std::io::Result<Queue> {
         let shared = Arc::new(Shared {
-            state: Mutex::new(State { waiting: VecDeque::new(), forming: false, closed: false }),
+            state: Mutex::new(State {
+                waiting: Waiting::default(),
+                forming: false,
+                needed: 0,
+                early_wakes: 0,
+                closed: false,
+            }),
             arrived: Condvar::new(),
             idle: Condvar::new(),
             capacity,
@@ -123,14 +162,18 @@ impl Queue {
         if state.closed {
             return Err(ServeError::Unavailable(format!("model \"{model}\" is shutting down")));
         }
-        if state.waiting.len() >= self.shared.capacity {
+        if state.waiting.jobs.len() >= self.shared.capacity {
             return Err(ServeError::Unavailable(format!(
                 "model \"{model}\": the queue is full, try again later"
             )));
         }
         state.waiting.push_back(job);
         if state.forming {
-            self.shared.arrived.notify_one();
+            // Jobs that cannot join the forming batch count too: at worst a wake-up finds
+            // nothing to take and the worker sleeps again.
+            if state.waiting.rows >= state.needed {
+                self.shared.arrived.notify_one();
+            }
         } else {
             self.shared.idle.notify_one();
         }
@@ -155,13 +198,13 @@ fn next_batch(shared: &Shared, policy: &BatchPolicy) -> Option<Batch> {
         // Clients that went away while they waited are not run for: dropped here when they
         // reach the front, or when a batch passes over them (`take_fitting`), so that a wake
         // does not scan the whole queue.
-        while state.waiting.front().is_some_and(|job| job.reply.is_closed()) {
+        while state.waiting.jobs.front().is_some_and(|job| job.reply.is_closed()) {
             state.waiting.pop_front();
         }
-        if !state.forming && !state.waiting.is_empty() {
+        if !state.forming && !state.waiting.jobs.is_empty() {
             break;
         }
-        if state.closed && state.waiting.is_empty() {
+        if state.closed && state.waiting.jobs.is_empty() {
             return None;
         }
         state = shared.idle.wait(state).unwrap_or_else(|p| p.into_inner());
@@ -179,13 +222,17 @@ fn next_batch(shared: &Shared, policy: &BatchPolicy) -> Option<Batch> {
             if left.is_zero() {
                 break;
             }
-            state = shared.arrived.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
+            state.needed = policy.target_rows - batch.rows;
+            let (woken, timeout) =
+                shared.arrived.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner());
+            state = woken;
+            state.early_wakes += u64::from(!timeout.timed_out());
             batch.take_fitting(&mut state.waiting, policy, policy.target_rows);
         }
         state.forming = false;
     }
     // Another idle worker may start the next batch with what is left.
-    if !state.waiting.is_empty() {
+    if !state.waiting.jobs.is_empty() {
         shared.idle.notify_one();
     }
     drop(state);
@@ -204,10 +251,10 @@ impl Batch {
     /// Moves the waiting jobs that fit (same dtypes and trailing dimensions, rows within
     /// `policy.max_rows`) into the batch, oldest first, until it holds `until` rows; the others
     /// keep their places for the next batch. Jobs whose client left are dropped.
-    fn take_fitting(&mut self, waiting: &mut VecDeque<Job>, policy: &BatchPolicy, until: usize) {
+    fn take_fitting(&mut self, waiting: &mut Waiting, policy: &BatchPolicy, until: usize) {
         let mut i = 0;
-        while i < waiting.len() && self.rows < until {
-            let job = &waiting[i];
+        while i < waiting.jobs.len() && self.rows < until {
+            let job = &waiting.jobs[i];
             if job.reply.is_closed() {
                 waiting.remove(i);
             } else if self.rows + job.rows <= policy.max_rows && self.jobs[0].batches_with(job) {
@@ -367,6 +414,36 @@ mod tests {
         let batches = model.batches.lock().unwrap().clone();
         // 1+2+1 fill 4; 3 does not fit and starts the next batch with the last 1.
         assert_eq!(batches, vec![4, 4]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn arrivals_wake_a_forming_batch_once_it_can_close() {
+        let model = Doubler::new(false);
+        // A 10 s delay: the batch must close on its rows, not on its deadline.
+        let queue = start(&model, 4, 10_000, 64);
+        let started = Instant::now();
+        let mut answers = Vec::new();
+        for i in 0..4 {
+            let (job, answer) = job(1, i as f32);
+            queue.submit(job, "m").unwrap();
+            answers.push(answer);
+            // The first job starts the batch; each later one arrives while it forms.
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        for (i, answer) in answers.into_iter().enumerate() {
+            let outputs = answer.await.unwrap().unwrap();
+            assert_eq!(outputs[0].as_slice::<f32>().unwrap(), &[2.0 * i as f32; 2]);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "waited for the deadline: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(*model.batches.lock().unwrap(), vec![4]);
+        // Three arrivals, one wake-up: the one that completed the batch. Waking on every
+        // arrival would make three; the margin is for a spurious wake-up.
+        let wakes = queue.shared.lock().early_wakes;
+        assert!((1..3).contains(&wakes), "{wakes} wake-ups for three arrivals");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
