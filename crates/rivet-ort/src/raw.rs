@@ -104,9 +104,7 @@ impl RunPlan {
                 outputs.0.as_mut_ptr(),
             )
         };
-        // SAFETY: `status` is what `Run` returned; the error takes it over.
-        unsafe { ort::Error::result_from_status(status) }
-            .map_err(|e| Error::backend(NAME, &e).with_source(e))?;
+        check(status)?;
         drop(values);
         let mut tensors = Vec::with_capacity(outputs.0.len());
         for index in 0..outputs.0.len() {

@@ -78,7 +78,7 @@ struct State {
     /// once this many rows wait, so a batch of N requests costs one wake-up, not N.
     needed: usize,
     /// Times a forming worker woke before its deadline (tests check arrivals wake it once).
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg(test)]
     early_wakes: u64,
     /// Set when the queue is dropped: workers finish what is queued, then exit.
     closed: bool,
@@ -137,6 +137,7 @@ impl Queue {
                 waiting: Waiting::default(),
                 forming: false,
                 needed: 0,
+                #[cfg(test)]
                 early_wakes: 0,
                 closed: false,
             }),
@@ -223,10 +224,13 @@ fn next_batch(shared: &Shared, policy: &BatchPolicy) -> Option<Batch> {
                 break;
             }
             state.needed = policy.target_rows - batch.rows;
-            let (woken, timeout) =
+            let (woken, _timeout) =
                 shared.arrived.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner());
             state = woken;
-            state.early_wakes += u64::from(!timeout.timed_out());
+            #[cfg(test)]
+            {
+                state.early_wakes += u64::from(!_timeout.timed_out());
+            }
             batch.take_fitting(&mut state.waiting, policy, policy.target_rows);
         }
         state.forming = false;
