@@ -11,7 +11,7 @@ PROFILE ?= release
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 PKG := crates/rivet-capi/pkg
 
-.PHONY: setup build demo test bench bench-compare bench-startup bench-serve bench-prep lint models install test-c fuzz fuzz-cmin
+.PHONY: setup build demo test bench bench-candle bench-compare bench-startup bench-serve bench-prep bench-report lint models install test-c fuzz fuzz-cmin
 
 setup:
 	./bootstrap.sh
@@ -66,36 +66,33 @@ test-c: setup
 	  -DRIVET_TEST_BACKEND_PATH=$(CURDIR)/target/debug \
 	  -DRIVET_DLPACK_INCLUDE=$(LIBTORCH_DIR)/include/ATen
 	cmake --build target/cpp-build -j 2
-	cd target/cpp-build && ctest --output-on-failure --verbose
-	@echo "== pkg-config consumer: c_quickstart built with \`pkg-config --cflags --libs rivet\`"
+	status=0; cd target/cpp-build && ctest --output-on-failure --verbose || status=1; cd $(CURDIR); \
+	echo "== pkg-config consumer: c_quickstart built with \`pkg-config --cflags --libs rivet\`"; \
 	PKG_CONFIG_PATH=$(C_PREFIX)/lib/pkgconfig; export PKG_CONFIG_PATH; \
-	cc -std=c11 -Wall -Wextra -Werror -DRIVET_MODELS='"$(CURDIR)/models"' cpp-examples/c_quickstart.c \
-	   $$(pkg-config --cflags --libs rivet) -Wl,-rpath,$(C_PREFIX)/lib -o target/cpp-build/c_quickstart_pkgconfig
-	target/cpp-build/c_quickstart_pkgconfig
+	if cc -std=c11 -Wall -Wextra -Werror -DRIVET_MODELS='"$(CURDIR)/models"' cpp-examples/c_quickstart.c \
+	     $$(pkg-config --cflags --libs rivet) -Wl,-rpath,$(C_PREFIX)/lib -o target/cpp-build/c_quickstart_pkgconfig && \
+	   cpp-examples/tests/expect_output.sh 'logits f32\[1, 3\]:( -?[0-9]+\.[0-9]+){3}' target/cpp-build/c_quickstart_pkgconfig; \
+	then echo "example c_quickstart_pkgconfig: ok"; else echo "example c_quickstart_pkgconfig: FAILED"; status=1; fi; \
+	exit $$status
 
 ## Every test: the workspace's cargo tests (after the same `cargo build --workspace` as `make
-## build`, which also builds librivet_tch.so for them), then the C/C++ suite (test-c). Ends with
-## one line per suite ("cargo tests", each C suite, the memcheck re-run shown apart and not
-## added) and a "total: N passed, N failed" line.
+## build`, which also builds librivet_tch.so for them; --no-fail-fast, so every test binary runs),
+## then the C/C++ suite (test-c), which runs even when cargo tests failed. tests/summary.py then
+## prints one line per kind (cargo tests, C/C++ suite tests, examples, memcheck runs), every
+## failure by name (a crashed suite included), and "total: N passed, N failed", each test
+## counted once however many checks it makes.
 test: setup
 	@mkdir -p target
-	set -o pipefail; { $(CARGO) build --workspace && $(CARGO) test --workspace; } 2>&1 | tee target/test.log; \
-	status=$$?; \
-	if [ $$status -eq 0 ]; then $(MAKE) --no-print-directory test-c 2>&1 | tee -a target/test.log; status=$$?; fi; \
-	awk '/^test result:/ { p += $$4; f += $$6 } \
-	     match($$0, /[a-z_]+: [0-9]+ passed, [0-9]+ failed/) { \
-	       split(substr($$0, RSTART, RLENGTH), c, /[ :,]+/); \
-	       if (!(c[1] in cp)) order[++n] = c[1]; cp[c[1]] = c[2]; cf[c[1]] = c[4] } \
-	     match($$0, /tests passed, [0-9]+ tests failed out of [0-9]+/) { \
-	       split(substr($$0, RSTART, RLENGTH), t, / +/); cprog = t[8] - t[4]; cfail = t[4] } \
-	     END { printf "cargo tests: %d passed, %d failed\n", p, f; tp = p; tf = f; \
-	           for (i = 1; i <= n; i++) { s = order[i]; again = s ~ /_memcheck$$/; \
-	             printf "%s: %d passed, %d failed%s\n", s, cp[s], cf[s], \
-	                    again ? " (the same checks under valgrind, not added to the total)" : ""; \
-	             if (!again) { tp += cp[s]; tf += cf[s] } } \
-	           if (cprog != "") printf "ctest programs: %d passed, %d failed (each runs a suite or example above)\n", cprog, cfail; \
-	           printf "total: %d passed, %d failed\n", tp, tf }' target/test.log; \
-	exit $$status
+	@rm -f target/test-cargo.log target/test-c.log
+	set -o pipefail; $(CARGO) build --workspace 2>&1 | tee target/test.log; build=$$?; \
+	cargo=; c=; \
+	if [ $$build -eq 0 ]; then \
+	  $(CARGO) test --workspace --no-fail-fast 2>&1 | tee target/test-cargo.log; cargo=$$?; \
+	  $(MAKE) --no-print-directory test-c 2>&1 | tee target/test-c.log; c=$$?; \
+	  cat target/test-cargo.log target/test-c.log >> target/test.log; \
+	fi; \
+	python3 tests/summary.py --build-status $$build --cargo-log target/test-cargo.log $${cargo:+--cargo-status $$cargo} \
+	  --c-log target/test-c.log $${c:+--c-status $$c}
 
 ## criterion benchmarks (release build; first the tch backend library they load). BENCH picks
 ## suites: overhead (Rivet vs the direct library call), capi (C ABI and C++ API vs Rust API),
@@ -106,7 +103,23 @@ BENCH ?= overhead capi conversion validation
 FILTER ?=
 bench: setup
 	$(CARGO) build --release -p rivet-tch-plugin
-	for b in $(BENCH); do $(CARGO) bench --bench $$b -- $(FILTER) || exit 1; done
+	since=$$(date +%s); for b in $(BENCH); do $(CARGO) bench --bench $$b -- $(FILTER) || exit 1; done; \
+	python3 benches/python/results.py criterion $(BENCH) --since $$since \
+	  --command "make bench BENCH='$(BENCH)'$(if $(FILTER), FILTER=$(FILTER),)"
+
+## Candle's executor against ONNX Runtime (and the candle_onnx::simple_eval path it replaced)
+## on the bundled models and ResNet-18, one thread, batch 1 and 8: criterion's timings, then
+## the same ratios measured side by side, saved for the benchmark page.
+bench-candle: setup
+	test -f models/resnet18/resnet18.onnx || .venv/bin/python models/export.py resnet18
+	$(CARGO) bench --bench candle -- $(FILTER)
+	python3 benches/python/results.py table candle "Candle's executor against ONNX Runtime, side by side (release)" \
+	  "make bench-candle$(if $(FILTER), FILTER=$(FILTER),)" target/bench/candle_side_by_side.json
+
+## The benchmark page, docs/benchmarks.md, rendered from the results the bench-* targets saved
+## under target/bench-results/ (each target's latest run).
+bench-report:
+	python3 benches/python/results.py report
 
 ## Rivet (release) against Python onnxruntime and torch.jit on the same models, inputs, threads
 ## and batch sizes; prints the speedup per model x backend x batch. Rivet's table
@@ -119,7 +132,7 @@ COMPARE_DURATION ?= 3
 COMPARE_WARMUP ?= 5
 bench-compare: setup
 	test -f models/resnet18/resnet18.onnx || .venv/bin/python models/export.py resnet18
-	$(CARGO) build --release -p rivet-cli
+	$(CARGO) build --release -p rivet-cli -p rivet-tch-plugin
 	./target/release/rivet bench $(COMPARE_MODELS) --backend tch,ort,candle --batch $(COMPARE_BATCH) \
 	  --threads $(COMPARE_THREADS) --duration $(COMPARE_DURATION) --warmup $(COMPARE_WARMUP) \
 	  --save-inputs target/bench/inputs --json target/bench/rivet.json \
@@ -128,11 +141,12 @@ bench-compare: setup
 	  --backend tch,ort --batch $(COMPARE_BATCH) --threads $(COMPARE_THREADS) \
 	  --duration $(COMPARE_DURATION) --warmup $(COMPARE_WARMUP) --json target/bench/python.json
 	.venv/bin/python benches/python/compare.py target/bench/rivet.json target/bench/python.json \
-	  --markdown target/bench/compare.md
+	  --markdown target/bench/compare.md --command "make bench-compare COMPARE_MODELS='$(COMPARE_MODELS)' \
+	  COMPARE_BATCH=$(COMPARE_BATCH) COMPARE_THREADS=$(COMPARE_THREADS) COMPARE_DURATION=$(COMPARE_DURATION)"
 
 ## Start-up cost (release build): `rivet --version`, and one-shot `rivet run` of the bundled MLP
 ## (ONNX on ort, TorchScript on tch) against the same job in Python and, for ONNX, done by ONNX
-## Runtime alone (the floor); prints the medians and the ratios to Python next to their goals.
+## Runtime alone (the floor); prints the medians and the ratios to Python.
 bench-startup: setup
 	$(CARGO) build --release --workspace
 	$(CARGO) build --release -p rivet-ort --example ort_alone
@@ -152,7 +166,7 @@ bench-serve: setup
 
 ## Preprocessing and batch scoring (release build) against pandas + scikit-learn (+ onnxruntime)
 ## on a generated PREP_ROWS-row table as CSV and as Parquet: checks the outputs agree within
-## 1e-6, then prints wall time and peak RSS of each side and the ratios next to their goals.
+## 1e-6, then prints wall time and peak RSS of each side and the ratios.
 PREP_ROWS ?= 1000000
 PREP_REPEAT ?= 3
 bench-prep: setup

@@ -3,7 +3,8 @@
 //! 8 (a case's first sample, repeated). `cargo bench --bench candle` (release) or `--profile
 //! dev` for a quick look. After criterion's timings it prints the same ratios measured side by
 //! side (alternating blocks of calls, 40 rounds; `RIVET_SIDE_BY_SIDE_ROUNDS` sets how many, 0
-//! none), which the machine's drift does not skew.
+//! none), which the machine's drift does not skew, and writes them to
+//! target/bench/candle_side_by_side.json, which `make bench-candle` puts on the benchmark page.
 
 mod common;
 
@@ -118,6 +119,7 @@ fn side_by_side(filter: Option<&str>, rounds: usize) {
         (at(0.25), at(0.5), at(0.75))
     };
     println!("\nside by side, {rounds} rounds (median ratio, quartiles in brackets):");
+    let mut rows = Vec::new();
     for fixture in fixtures(filter) {
         let named = fixture.named();
         let mut contenders: Vec<Box<dyn Fn() + '_>> = Vec::new();
@@ -161,10 +163,34 @@ fn side_by_side(filter: Option<&str>, rounds: usize) {
         }
         let us = |i: usize| quartiles(per_call[i].clone()).1 * 1e6;
         line += &format!("; per call ort {:.2} µs, candle {:.2} µs", us(0), us(1));
+        let mut row = vec![
+            fixture.label.clone(),
+            format!("{m:.2} [{q1:.2}–{q3:.2}]"),
+            format!("{:.2}", us(0)),
+            format!("{:.2}", us(1)),
+            String::new(),
+        ];
         if contenders.len() == 3 {
             line += &format!(", simple_eval {:.2} µs", us(2));
+            let (q1, m, q3) = ratio(2, 1);
+            row[4] = format!("{m:.2} [{q1:.2}–{q3:.2}]");
         }
         println!("{line}");
+        rows.push(row);
+    }
+    let table = serde_json::json!({
+        "columns": ["model / batch", "Candle ÷ ORT, median [quartiles]", "ORT µs per call", "Candle µs per call",
+                    "simple_eval ÷ Candle"],
+        "rows": rows,
+        "notes": [format!("{rounds} rounds of one block of calls (about 5 ms) per contender in rotating order; \
+                           the median of the per-round ratios with its quartiles. One intra-op thread on both.")],
+    });
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench/candle_side_by_side.json");
+    let written = std::fs::create_dir_all(path.parent().expect("a file in a folder"))
+        .and_then(|()| std::fs::write(&path, table.to_string()));
+    match written {
+        Ok(()) => println!("side by side: {}", path.display()),
+        Err(e) => eprintln!("cannot write {}: {e}", path.display()),
     }
 }
 

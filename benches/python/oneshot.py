@@ -4,7 +4,7 @@ oneshot_torch.py) and, for ONNX, done by ONNX Runtime alone (the `ort_alone` exa
 rivet-ort: `ort` with default session options and nothing of Rivet's but reading and writing
 the .npy files). The last is the floor under Rivet's figures: what ONNX Runtime itself costs. Each command runs --repeat times (after one untimed run that warms the page
 cache); the median wall time and the median peak RSS (the child's ru_maxrss, from wait4) are
-reported, with Rivet/Python ratios and the goals of issue 8 beside them. Peak RSS comes from GNU
+reported, with the Rivet/Python ratios, and saved for the benchmark page (results.py). Peak RSS comes from GNU
 time (`/usr/bin/time -f %M`), which runs each command as its own small child: the kernel keeps
 a process's peak across exec, so a child forked from this Python process would report Python's
 memory as its own.
@@ -12,6 +12,7 @@ memory as its own.
   python benches/python/oneshot.py --rivet target/release/rivet
       [--ort-alone target/release/examples/ort_alone] [--repeat 7] [--json FILE]
 """
+
 
 import argparse
 import json
@@ -24,6 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import results as save_results  # noqa: E402
 
 
 def measure(command, repeat):
@@ -64,7 +67,6 @@ def main():
         "python_torch": [args.python, HERE / "oneshot_torch.py", ROOT / "models/mlp/mlp.pt", out / "p", x],
     }
     results = {name: measure([str(c) for c in command], args.repeat) for name, command in jobs.items()}
-    (v_wall, v_rss) = results["version"]
     ort_wall = results["rivet_ort"][0] / results["python_ort"][0]
     ort_rss = results["rivet_ort"][1] / results["python_ort"][1]
     tch_wall = results["rivet_tch"][0] / results["python_torch"][0]
@@ -72,15 +74,29 @@ def main():
     print(f"median of {args.repeat} runs each (wall time, peak RSS):")
     for name, (wall, rss) in results.items():
         print(f"  {name:13} {wall * 1e3:8.1f} ms {rss:8.1f} MiB")
-    rows = [
-        ("rivet --version wall time", f"{v_wall * 1e3:.1f} ms", "<= 20 ms", v_wall <= 0.020),
-        ("one-shot ONNX (ort) wall time, Rivet / Python", f"{ort_wall:.2f}x", "<= 0.3x", ort_wall <= 0.3),
-        ("one-shot ONNX (ort) peak RSS, Rivet / Python", f"{ort_rss:.2f}x", "<= 0.5x", ort_rss <= 0.5),
-        ("  the same, ONNX Runtime alone / Python (floor)", f"{floor_rss:.2f}x", "<= 0.5x", floor_rss <= 0.5),
-        ("one-shot TorchScript wall time, Rivet / Python", f"{tch_wall:.2f}x", "<= 0.3x", tch_wall <= 0.3),
-    ]
-    for what, value, goal, met in rows:
-        print(f"{what:48} {value:>9}  goal {goal:8} {'met' if met else 'MISSED'}")
+    python_of = {"rivet_ort": "python_ort", "ort_alone": "python_ort", "rivet_tch": "python_torch"}
+    labels = {
+        "version": "`rivet --version`",
+        "rivet_ort": "one-shot MLP, ONNX: `rivet run --backend ort`",
+        "ort_alone": "the same job by ONNX Runtime alone (`ort_alone` example)",
+        "python_ort": "the same job in Python (onnxruntime)",
+        "rivet_tch": "one-shot MLP, TorchScript: `rivet run --backend tch`",
+        "python_torch": "the same job in Python (torch.jit)",
+    }
+    rows = []
+    for name, (wall, rss) in results.items():
+        ratio = ""
+        if name in python_of:
+            p_wall, p_rss = results[python_of[name]]
+            ratio = f"{wall / p_wall:.2f}× / {rss / p_rss:.2f}×"
+        rows.append([labels[name], f"{wall * 1e3:.1f}", f"{rss:.1f}", ratio])
+    print(f"Rivet / Python: ONNX wall {ort_wall:.2f}x, peak RSS {ort_rss:.2f}x (ONNX Runtime alone {floor_rss:.2f}x); "
+          f"TorchScript wall {tch_wall:.2f}x")
+    save_results.save(
+        "startup", "Start-up: one-shot runs against Python (release)", "make bench-startup",
+        ["job", "wall ms (median)", "peak RSS MiB (median)", "wall / peak RSS against Python"], rows,
+        [f"Median of {args.repeat} runs each after one untimed run; every job is a whole process, "
+         "its peak RSS from GNU time."])
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({
