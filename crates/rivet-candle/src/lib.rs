@@ -1,13 +1,13 @@
 //! Rivet's Candle backend: ONNX models run by Rivet's own executor on `candle-core`, in pure
 //! Rust (no libtorch, no ONNX Runtime).
 //!
-//! The model is planned once at load ([`plan`]): every node's operator, attributes, input types
+//! The model is planned once at load: every node's operator, attributes, input types
 //! and opset are checked against what the executor implements, and anything else is refused
 //! with an error naming each operator, its opset and a node that uses it; initializers become
 //! Candle tensors once; nodes whose inputs are all constant are evaluated at load; the nodes are
 //! ordered and each value gets a numbered slot that is freed after its last reader. A run is a
 //! walk over that vector of steps, with no name lookups. A tensor whose size comes from values
-//! is bounded by [`ops::MAX_TENSOR_BYTES`]; a panic inside a kernel becomes an error naming the
+//! is bounded by [`MAX_TENSOR_BYTES`]; a panic inside a kernel becomes an error naming the
 //! node.
 //!
 //! Concurrency: a loaded model is immutable, so any number of threads may run it at once, with
@@ -18,10 +18,13 @@
 
 #![warn(missing_docs)]
 
-pub mod ops;
-pub mod plan;
-pub mod proto;
-pub mod ty;
+mod kernels;
+mod ops;
+mod plan;
+mod proto;
+mod ty;
+
+pub use ops::MAX_TENSOR_BYTES;
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -110,6 +113,38 @@ impl InferenceBackend for CandleBackend {
         model.pool = pool;
         Ok(Arc::new(model))
     }
+}
+
+/// One operator the executor implements, at a range of opsets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorInfo {
+    /// Its domain: `ai.onnx` for ONNX's default one.
+    pub domain: &'static str,
+    /// Its name, as a node's `op_type` spells it.
+    pub name: &'static str,
+    /// The opsets of its domain it is implemented at: `"1+"`, `"7–12"`.
+    pub opsets: String,
+    /// The family it is listed under (`element-wise`, `network`, `sequence`...).
+    pub family: &'static str,
+}
+
+/// Every operator the executor implements, from its operator registry, ordered by family (in
+/// the order the Candle guide lists them) and then by name.
+pub fn operators() -> Result<Vec<OperatorInfo>> {
+    let registry = ops::registry::registry()
+        .map_err(|e| Error::backend(NAME, format!("the operator registry is broken: {e}")))?;
+    let mut list: Vec<OperatorInfo> = registry
+        .iter()
+        .map(|d| OperatorInfo {
+            domain: if d.domain.is_empty() { "ai.onnx" } else { d.domain },
+            name: d.name,
+            opsets: d.opsets(),
+            family: d.family,
+        })
+        .collect();
+    let families = ops::family_order();
+    list.sort_by_key(|o| (families.iter().position(|f| *f == o.family), o.domain, o.name));
+    Ok(list)
 }
 
 impl CandleModel {
@@ -306,7 +341,7 @@ impl Model for CandleModel {
 
     fn execute(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>> {
         let feeds = inputs.iter().map(to_candle).collect::<Result<Vec<_>>>()?;
-        let run = || self.plan.run(feeds).map_err(|e| Error::backend(NAME, e));
+        let run = || self.plan.run(feeds).map_err(|e| Error::backend(NAME, &e).with_source(e));
         let results = match &self.pool {
             Some(pool) => pool.install(run)?,
             None => run()?,

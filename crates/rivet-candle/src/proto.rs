@@ -12,21 +12,53 @@ fn le<const N: usize, T>(raw: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
     raw.chunks_exact(N).map(|c| f(c.try_into().expect("chunks_exact gives N bytes"))).collect()
 }
 
+/// Why a tensor proto cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProtoError {
+    /// A type Candle cannot hold, or data kept in an external file: a valid model this
+    /// executor does not run.
+    Unsupported(String),
+    /// Dims and data that disagree: a malformed model.
+    Invalid(String),
+}
+
+impl std::fmt::Display for ProtoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProtoError::Unsupported(why) | ProtoError::Invalid(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for ProtoError {}
+
+impl From<ProtoError> for String {
+    fn from(e: ProtoError) -> String {
+        e.to_string()
+    }
+}
+
 /// A tensor proto as a Candle tensor, with its ONNX type. Refuses (with the reason) types Candle
 /// cannot hold, external data, and data whose length disagrees with the dims.
-pub fn tensor_from_proto(t: &TensorProto) -> Result<(CTensor, Ty), String> {
+pub fn tensor_from_proto(t: &TensorProto) -> Result<(CTensor, Ty), ProtoError> {
+    use ProtoError::{Invalid, Unsupported};
     let label = if t.name.is_empty() { "tensor".to_string() } else { format!("tensor \"{}\"", t.name) };
     let ty = Ty::from_onnx(t.data_type).ok_or_else(|| {
-        format!("{label} has element type {}, which Candle cannot hold", Ty::onnx_name(t.data_type))
+        Unsupported(format!(
+            "{label} has element type {}, which Candle cannot hold",
+            Ty::onnx_name(t.data_type)
+        ))
     })?;
     if t.data_location == DataLocation::External as i32 || !t.external_data.is_empty() {
-        return Err(format!("{label} keeps its data in an external file, which is not supported"));
+        return Err(Unsupported(format!(
+            "{label} keeps its data in an external file, which is not supported"
+        )));
     }
     let mut dims = Vec::with_capacity(t.dims.len());
     let mut count: usize = 1;
     for &d in &t.dims {
-        let d = usize::try_from(d).map_err(|_| format!("{label} has a negative dimension {d}"))?;
-        count = count.checked_mul(d).ok_or_else(|| format!("{label}: element count overflows"))?;
+        let d = usize::try_from(d).map_err(|_| Invalid(format!("{label} has a negative dimension {d}")))?;
+        count = count.checked_mul(d).ok_or_else(|| Invalid(format!("{label}: element count overflows")))?;
         dims.push(d);
     }
     let raw = &t.raw_data;
@@ -39,7 +71,10 @@ pub fn tensor_from_proto(t: &TensorProto) -> Result<(CTensor, Ty), String> {
     };
     let stored = if !raw.is_empty() {
         if !raw.len().is_multiple_of(size) {
-            return Err(format!("{label}: {} raw bytes is not a whole number of {ty} values", raw.len()));
+            return Err(Invalid(format!(
+                "{label}: {} raw bytes is not a whole number of {ty} values",
+                raw.len()
+            )));
         }
         raw.len() / size
     } else {
@@ -52,9 +87,9 @@ pub fn tensor_from_proto(t: &TensorProto) -> Result<(CTensor, Ty), String> {
         }
     };
     if stored != count {
-        return Err(format!("{label} has dims {:?} ({count} values) but holds {stored}", t.dims));
+        return Err(Invalid(format!("{label} has dims {:?} ({count} values) but holds {stored}", t.dims)));
     }
-    let e = |e: candle_core::Error| format!("{label}: {e}");
+    let e = |e: candle_core::Error| Invalid(format!("{label}: {e}"));
     let tensor = if !raw.is_empty() {
         match ty {
             Ty::Bool => {

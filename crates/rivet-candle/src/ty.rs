@@ -106,11 +106,6 @@ impl Ty {
         self.is_float() || self.is_int()
     }
 
-    /// Whether this is a signed number type.
-    pub fn is_signed(self) -> bool {
-        matches!(self, Ty::I8 | Ty::I16 | Ty::I32 | Ty::I64) || self.is_float()
-    }
-
     /// Lower-case name, as ONNX writes it in operator docs.
     pub fn name(self) -> &'static str {
         match self {

@@ -32,10 +32,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Show a model's format, which backends load it, and its signature.
+    /// Show a model's format, which backends load it, and its signature; or, with --ops, the
+    /// operators a backend implements.
     Inspect {
         /// The model file (.pt or .onnx).
-        model: PathBuf,
+        #[arg(required_unless_present = "ops")]
+        model: Option<PathBuf>,
+        /// List the operators the backend implements (domain, name, opsets, family) instead.
+        #[arg(long, conflicts_with = "model")]
+        ops: bool,
+        /// The backend whose operators --ops lists.
+        #[arg(long, short = 'b', default_value = "candle", requires = "ops")]
+        backend: Backend,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -111,7 +119,9 @@ fn main() -> ExitCode {
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
     let result = match cli.command {
-        Command::Inspect { model, json, load } => inspect(&model, json, &load),
+        Command::Inspect { ops: true, backend, json, .. } => operators(&backend, json),
+        Command::Inspect { model: Some(model), json, load, .. } => inspect(&model, json, &load),
+        Command::Inspect { model: None, .. } => unreachable!("clap requires a model unless --ops is given"),
         Command::Run { model, inputs, out, backend, json, load } => {
             run(&model, &inputs, &out, backend, json, &load)
         }
@@ -153,6 +163,34 @@ fn tabular(command: &str, args: &[std::ffi::OsString]) -> ExitCode {
     let error = std::process::Command::new(&program).arg(command).args(args).exec();
     eprintln!("error: cannot run {}: {error}", program.display());
     ExitCode::FAILURE
+}
+
+/// `rivet inspect --ops`: the operators `backend` implements, from its operator registry.
+fn operators(backend: &Backend, json: bool) -> Result<ExitCode> {
+    if *backend != Backend::CANDLE {
+        return Err(rivet::Error::InvalidOption {
+            backend: Some(backend.to_string()),
+            key: "backend".into(),
+            message: format!(
+                "only the candle backend lists its operators; {backend} runs what its own library implements"
+            ),
+        });
+    }
+    let ops = rivet::candle::operators()?;
+    if json {
+        let value: Vec<_> = ops
+            .iter()
+            .map(|o| serde_json::json!({"domain": o.domain, "name": o.name, "opsets": o.opsets, "family": o.family}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let width = ops.iter().map(|o| o.name.len()).max().unwrap_or(0);
+    for o in &ops {
+        println!("{:<14} {:<width$}  {:<6} {}", o.family, o.name, o.opsets, o.domain);
+    }
+    println!("{} operators", ops.len());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn inspect(path: &Path, json: bool, load: &LoadArgs) -> Result<ExitCode> {

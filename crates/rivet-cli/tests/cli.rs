@@ -361,3 +361,33 @@ fn run_says_which_backend_ran_and_why_others_were_skipped() {
     assert!(diff < 1e-5, "candle's logits differ from PyTorch's by {diff}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn inspect_ops_lists_the_candle_registry() {
+    let result = rivet(&["inspect", "--ops", "--json"]);
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    let ops: Vec<serde_json::Value> = serde_json::from_slice(&result.stdout).unwrap();
+    let find = |name: &str| ops.iter().find(|o| o["name"] == name).cloned();
+    assert_eq!(find("Gemm").unwrap()["family"], "matrix products");
+    assert_eq!(find("Resize").unwrap()["opsets"], "11+");
+    assert_eq!(find("Scan").unwrap()["domain"], "ai.onnx");
+    assert!(find("Det").is_none(), "Det is not implemented");
+    assert_eq!(ops.len(), rivet::candle::operators().unwrap().len());
+
+    let text = rivet(&["inspect", "--ops"]);
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(stdout
+        .lines()
+        .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["convolution", "Conv", "1+", "ai.onnx"]));
+    assert!(stdout.trim_end().ends_with(&format!("{} operators", ops.len())), "{stdout}");
+
+    let other = rivet(&["inspect", "--ops", "--backend", "ort"]);
+    assert_eq!(other.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&other.stderr).trim(),
+        "error: invalid option backend: only the candle backend lists its operators; ort runs what its own \
+         library implements"
+    );
+    let neither = rivet(&["inspect"]);
+    assert_eq!(neither.status.code(), Some(2), "a model or --ops is required");
+}

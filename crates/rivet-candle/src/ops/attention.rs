@@ -5,6 +5,7 @@
 
 use candle_core::{bail, DType as CDType, Result as CResult, Tensor as CTensor};
 
+use super::registry::{OpDef, Registry, RegistryError};
 use super::{check_size, make, req, values, Built, Kernel, NodeCtx, Refusal};
 use crate::ty::Ty;
 
@@ -353,28 +354,38 @@ fn rotary(x: &[Option<&CTensor>], r: Rotary) -> CResult<CTensor> {
     make(out, input.dims())?.to_dtype(input.dtype())
 }
 
-/// Builds Attention and RotaryEmbedding.
-pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
-    if op == "RotaryEmbedding" {
-        ctx.known(&["interleaved", "num_heads", "rotary_embedding_dim"])?;
-        let t = ctx.ty_where(0, |t| matches!(t, Ty::F32 | Ty::F64), "float and double")?;
-        ctx.same(&[0, 1, 2], t)?;
-        if ctx.has(3) {
-            ctx.ty_where(3, |p| p == Ty::I64, "int64 position_ids")?;
-        }
-        let heads = ctx.int("num_heads", 0)?;
-        let dim = ctx.int("rotary_embedding_dim", 0)?;
-        let r = Rotary {
-            interleaved: ctx.int("interleaved", 0)? != 0,
-            heads: usize::try_from(heads).ok().filter(|&h| h > 0),
-            dim: usize::try_from(dim).map_err(|_| "rotary_embedding_dim must not be negative".to_string())?,
-        };
-        let k: Kernel = Box::new(move |x| Ok(vec![rotary(x, r)?]));
-        return Ok(Some((k, vec![t])));
+/// The family these operators are listed under.
+const FAMILY: &str = "attention";
+
+/// Registers `Attention` and `RotaryEmbedding`.
+pub(super) fn register(r: &mut Registry) -> Result<(), RegistryError> {
+    r.add_all([
+        OpDef::tensor(FAMILY, "Attention", build_attention),
+        OpDef::tensor(FAMILY, "RotaryEmbedding", build_rotary_embedding),
+    ])
+}
+
+/// Builds `RotaryEmbedding`.
+fn build_rotary_embedding(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    ctx.known(&["interleaved", "num_heads", "rotary_embedding_dim"])?;
+    let t = ctx.ty_where(0, |t| matches!(t, Ty::F32 | Ty::F64), "float and double")?;
+    ctx.same(&[0, 1, 2], t)?;
+    if ctx.has(3) {
+        ctx.ty_where(3, |p| p == Ty::I64, "int64 position_ids")?;
     }
-    if op != "Attention" {
-        return Ok(None);
-    }
+    let heads = ctx.int("num_heads", 0)?;
+    let dim = ctx.int("rotary_embedding_dim", 0)?;
+    let r = Rotary {
+        interleaved: ctx.int("interleaved", 0)? != 0,
+        heads: usize::try_from(heads).ok().filter(|&h| h > 0),
+        dim: usize::try_from(dim).map_err(|_| "rotary_embedding_dim must not be negative".to_string())?,
+    };
+    let k: Kernel = Box::new(move |x| Ok(vec![rotary(x, r)?]));
+    Ok((k, vec![t]))
+}
+
+/// Builds `Attention`.
+fn build_attention(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
     ctx.known(&[
         "is_causal",
         "kv_num_heads",
@@ -439,5 +450,5 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
         return Err("past_key and past_value must be given together".into());
     }
     let k: Kernel = Box::new(move |x| run(x, &attrs));
-    Ok(Some((k, vec![t; 4])))
+    Ok((k, vec![t; 4]))
 }

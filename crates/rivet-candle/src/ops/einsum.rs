@@ -5,8 +5,9 @@
 
 use candle_core::{bail, DType as CDType, Result as CResult, Tensor as CTensor};
 
-use super::shape::strides;
+use super::registry::{OpDef, Registry, RegistryError};
 use super::{ints, make, values, Built, Kernel, NodeCtx, Refusal};
+use crate::kernels::strides;
 use crate::ty::Ty;
 
 /// A parsed equation: each operand's letters (ellipsis already expanded, right-aligned), and
@@ -187,11 +188,13 @@ fn einsum(eq: &Equation, xs: &[&CTensor], float: bool) -> CResult<CTensor> {
     }
 }
 
-/// Builds Einsum, or `Ok(None)` for another operator.
-pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
-    if op != "Einsum" {
-        return Ok(None);
-    }
+/// Registers `Einsum`.
+pub(super) fn register(r: &mut Registry) -> Result<(), RegistryError> {
+    r.add(OpDef::tensor("matrix products", "Einsum", build_einsum))
+}
+
+/// Builds `Einsum`.
+fn build_einsum(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
     ctx.known(&["equation"])?;
     let t = ctx.ty_where(0, Ty::is_numeric, "numbers")?;
     ctx.same(&(0..ctx.node.input.len()).collect::<Vec<_>>(), t)?;
@@ -205,5 +208,5 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
         let parsed = parse(&eq, &ranks)?;
         Ok(vec![einsum(&parsed, &xs, t.is_float())?])
     });
-    Ok(Some((k, vec![t])))
+    Ok((k, vec![t]))
 }

@@ -3,7 +3,8 @@
 
 use candle_core::{bail, DType as CDType, Result as CResult, Tensor as CTensor};
 
-use super::{broadcast_shape, make, req, scalar_f64, values, Built, Kernel, NodeCtx, Refusal};
+use super::registry::{OpDef, Registry, RegistryError};
+use super::{broadcast_shape, floats, make, req, scalar_f64, values, Built, Kernel, NodeCtx, Refusal};
 use crate::ty::Ty;
 
 /// Broadcasts every tensor to the common shape.
@@ -134,13 +135,13 @@ fn float_fn(op: &str) -> Option<fn(f64) -> f64> {
 /// stays NaN, ±∞ gives ±1, -0 gives -0, and no result leaves [-1, 1]. libm's scalar `erff`, which it replaces for float
 /// tensors, was a tenth of the bundled encoder's run.
 pub(crate) fn erf_f32_in_place(v: &mut [f32]) {
-    super::wide(ErfF32(v))
+    crate::kernels::wide(ErfF32(v))
 }
 
-/// [`erf_f32_in_place`]'s loop, to run through [`super::wide`].
+/// [`erf_f32_in_place`]'s loop, to run through [`crate::kernels::wide`].
 struct ErfF32<'a>(&'a mut [f32]);
 
-impl super::WideKernel for ErfF32<'_> {
+impl crate::kernels::WideKernel for ErfF32<'_> {
     type Output = ();
     #[inline(always)]
     fn run(self) {
@@ -169,499 +170,617 @@ fn libm_erf(x: f64) -> f64 {
     candle_core::cpu::erf::erf_f64(x)
 }
 
-/// Builds an element-wise operator, or `Ok(None)` when `op` is not one.
-pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
-    let floats = |t: Ty| t.is_float();
-    let built: Built = match op {
-        "Add" | "Sub" | "Mul" | "Div" => {
-            ctx.known(&[])?;
-            let t = ctx.ty_where(0, Ty::is_numeric, "numbers")?;
-            ctx.same(&[0, 1], t)?;
-            let k: Kernel = match (op, t.is_float()) {
-                ("Add", true) => kernel2(|a, b| a.broadcast_add(b)),
-                ("Sub", true) => kernel2(|a, b| a.broadcast_sub(b)),
-                ("Mul", true) => kernel2(|a, b| a.broadcast_mul(b)),
-                ("Div", true) => kernel2(|a, b| a.broadcast_div(b)),
-                ("Add", false) => kernel2(move |a, b| zip_i64(a, b, |x, y| Ok(wrap(x.wrapping_add(y), t)))),
-                ("Sub", false) => kernel2(move |a, b| zip_i64(a, b, |x, y| Ok(wrap(x.wrapping_sub(y), t)))),
-                ("Mul", false) => kernel2(move |a, b| zip_i64(a, b, |x, y| Ok(wrap(x.wrapping_mul(y), t)))),
-                _ => kernel2(move |a, b| {
-                    zip_i64(a, b, |x, y| match x.checked_div(y) {
-                        Some(q) => Ok(wrap(q, t)),
-                        None => bail!("integer division by zero"),
-                    })
-                }),
-            };
-            (k, vec![t])
-        }
-        "Pow" => {
-            ctx.known(&[])?;
-            let t =
-                ctx.ty_where(0, |t| t.is_float() || matches!(t, Ty::I32 | Ty::I64), "float, int32, int64")?;
-            let e = ctx.ty_where(1, Ty::is_numeric, "numbers")?;
-            if ctx.opset < 12 && e != t {
-                return Err(format!("exponent is {e}; before opset 12 it must match the base ({t})"));
-            }
-            let k = if t.is_float() {
-                kernel2(|a, b| {
-                    let b = b.to_dtype(CDType::F64)?;
-                    zip_f64(a, &b, f64::powf)
-                })
+/// The family these operators are listed under.
+const FAMILY: &str = "element-wise";
+
+/// Registers the element-wise operators.
+pub(super) fn register(r: &mut Registry) -> Result<(), RegistryError> {
+    r.add_all([
+        OpDef::tensor(FAMILY, "Add", build_arithmetic),
+        OpDef::tensor(FAMILY, "Sub", build_arithmetic),
+        OpDef::tensor(FAMILY, "Mul", build_arithmetic),
+        OpDef::tensor(FAMILY, "Div", build_arithmetic),
+        OpDef::tensor(FAMILY, "Pow", build_pow),
+        OpDef::tensor(FAMILY, "Mod", build_mod),
+        OpDef::tensor(FAMILY, "Max", build_variadic),
+        OpDef::tensor(FAMILY, "Min", build_variadic),
+        OpDef::tensor(FAMILY, "Sum", build_variadic),
+        OpDef::tensor(FAMILY, "Mean", build_variadic),
+        OpDef::tensor(FAMILY, "Equal", build_comparison),
+        OpDef::tensor(FAMILY, "Less", build_comparison),
+        OpDef::tensor(FAMILY, "LessOrEqual", build_comparison),
+        OpDef::tensor(FAMILY, "Greater", build_comparison),
+        OpDef::tensor(FAMILY, "GreaterOrEqual", build_comparison),
+        OpDef::tensor(FAMILY, "And", build_logical),
+        OpDef::tensor(FAMILY, "Or", build_logical),
+        OpDef::tensor(FAMILY, "Xor", build_logical),
+        OpDef::tensor(FAMILY, "Not", build_not),
+        OpDef::tensor(FAMILY, "BitwiseAnd", build_bitwise),
+        OpDef::tensor(FAMILY, "BitwiseOr", build_bitwise),
+        OpDef::tensor(FAMILY, "BitwiseXor", build_bitwise),
+        OpDef::tensor(FAMILY, "BitwiseNot", build_bitwise_not),
+        OpDef::tensor(FAMILY, "BitShift", build_bit_shift),
+        OpDef::tensor(FAMILY, "Where", build_where),
+        OpDef::tensor(FAMILY, "IsNaN", build_is_nan),
+        OpDef::tensor(FAMILY, "IsInf", build_is_inf),
+        OpDef::tensor(FAMILY, "Identity", build_identity),
+        OpDef::tensor(FAMILY, "Dropout", build_dropout),
+        OpDef::tensor(FAMILY, "Cast", build_cast),
+        OpDef::tensor(FAMILY, "CastLike", build_cast),
+        OpDef::tensor(FAMILY, "Abs", build_abs_neg_sign),
+        OpDef::tensor(FAMILY, "Neg", build_abs_neg_sign),
+        OpDef::tensor(FAMILY, "Sign", build_abs_neg_sign),
+        OpDef::tensor(FAMILY, "Relu", build_relu),
+        OpDef::tensor(FAMILY, "Exp", build_unary_float),
+        OpDef::tensor(FAMILY, "Tanh", build_unary_float),
+        OpDef::tensor(FAMILY, "Reciprocal", build_unary_float),
+        OpDef::tensor(FAMILY, "Sigmoid", build_unary_float),
+        OpDef::tensor(FAMILY, "Gelu", build_gelu),
+        OpDef::tensor(FAMILY, "LeakyRelu", build_parametric_activation),
+        OpDef::tensor(FAMILY, "Elu", build_parametric_activation),
+        OpDef::tensor(FAMILY, "Selu", build_parametric_activation),
+        OpDef::tensor(FAMILY, "Celu", build_parametric_activation),
+        OpDef::tensor(FAMILY, "HardSigmoid", build_parametric_activation),
+        OpDef::tensor(FAMILY, "HardSwish", build_parametric_activation),
+        OpDef::tensor(FAMILY, "ThresholdedRelu", build_parametric_activation),
+        OpDef::tensor(FAMILY, "Shrink", build_parametric_activation),
+        OpDef::tensor(FAMILY, "Swish", build_parametric_activation),
+        OpDef::tensor(FAMILY, "Clip", build_clip),
+        OpDef::tensor(FAMILY, "PRelu", build_prelu),
+        OpDef::tensor(FAMILY, "Sin", build_float_math),
+        OpDef::tensor(FAMILY, "Cos", build_float_math),
+        OpDef::tensor(FAMILY, "Tan", build_float_math),
+        OpDef::tensor(FAMILY, "Asin", build_float_math),
+        OpDef::tensor(FAMILY, "Acos", build_float_math),
+        OpDef::tensor(FAMILY, "Atan", build_float_math),
+        OpDef::tensor(FAMILY, "Sinh", build_float_math),
+        OpDef::tensor(FAMILY, "Cosh", build_float_math),
+        OpDef::tensor(FAMILY, "Asinh", build_float_math),
+        OpDef::tensor(FAMILY, "Acosh", build_float_math),
+        OpDef::tensor(FAMILY, "Atanh", build_float_math),
+        OpDef::tensor(FAMILY, "Round", build_float_math),
+        OpDef::tensor(FAMILY, "Softsign", build_float_math),
+        OpDef::tensor(FAMILY, "Softplus", build_float_math),
+        OpDef::tensor(FAMILY, "Mish", build_float_math),
+        OpDef::tensor(FAMILY, "Log", build_float_math),
+        OpDef::tensor(FAMILY, "Sqrt", build_float_math),
+        OpDef::tensor(FAMILY, "Ceil", build_float_math),
+        OpDef::tensor(FAMILY, "Floor", build_float_math),
+        OpDef::tensor(FAMILY, "Erf", build_float_math),
+    ])
+}
+
+/// Builds `Add`, `Sub`, `Mul` and `Div`.
+fn build_arithmetic(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    let op = ctx.node.op_type.as_str();
+    ctx.known(&[])?;
+    let t = ctx.ty_where(0, Ty::is_numeric, "numbers")?;
+    ctx.same(&[0, 1], t)?;
+    let k: Kernel = match (op, t.is_float()) {
+        ("Add", true) => kernel2(|a, b| a.broadcast_add(b)),
+        ("Sub", true) => kernel2(|a, b| a.broadcast_sub(b)),
+        ("Mul", true) => kernel2(|a, b| a.broadcast_mul(b)),
+        ("Div", true) => kernel2(|a, b| a.broadcast_div(b)),
+        ("Add", false) => kernel2(move |a, b| zip_i64(a, b, |x, y| Ok(wrap(x.wrapping_add(y), t)))),
+        ("Sub", false) => kernel2(move |a, b| zip_i64(a, b, |x, y| Ok(wrap(x.wrapping_sub(y), t)))),
+        ("Mul", false) => kernel2(move |a, b| zip_i64(a, b, |x, y| Ok(wrap(x.wrapping_mul(y), t)))),
+        _ => kernel2(move |a, b| {
+            zip_i64(a, b, |x, y| match x.checked_div(y) {
+                Some(q) => Ok(wrap(q, t)),
+                None => bail!("integer division by zero"),
+            })
+        }),
+    };
+    Ok((k, vec![t]))
+}
+
+/// Builds `Pow`.
+fn build_pow(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    ctx.known(&[])?;
+    let t = ctx.ty_where(0, |t| t.is_float() || matches!(t, Ty::I32 | Ty::I64), "float, int32, int64")?;
+    let e = ctx.ty_where(1, Ty::is_numeric, "numbers")?;
+    if ctx.opset < 12 && e != t {
+        return Err(format!("exponent is {e}; before opset 12 it must match the base ({t})"));
+    }
+    let k = if t.is_float() {
+        kernel2(|a, b| {
+            let b = b.to_dtype(CDType::F64)?;
+            zip_f64(a, &b, f64::powf)
+        })
+    } else {
+        kernel2(move |a, b| {
+            if e.is_float() {
+                let af = a.to_dtype(CDType::F64)?;
+                let bf = b.to_dtype(CDType::F64)?;
+                let r = zip_f64(&af, &bf, f64::powf)?;
+                cast(&r, Ty::F64, t)
             } else {
-                kernel2(move |a, b| {
-                    if e.is_float() {
-                        let af = a.to_dtype(CDType::F64)?;
-                        let bf = b.to_dtype(CDType::F64)?;
-                        let r = zip_f64(&af, &bf, f64::powf)?;
-                        cast(&r, Ty::F64, t)
-                    } else {
-                        zip_i64(a, b, |x, y| {
-                            Ok(if y >= 0 {
-                                wrap(x.wrapping_pow(y.min(u32::MAX as i64) as u32), t)
-                            } else {
-                                (x as f64).powf(y as f64) as i64
-                            })
-                        })
-                    }
-                })
-            };
-            (k, vec![t])
-        }
-        "Mod" => {
-            ctx.known(&["fmod"])?;
-            let t = ctx.ty_where(0, Ty::is_numeric, "numbers")?;
-            ctx.same(&[0, 1], t)?;
-            let fmod = ctx.int("fmod", 0)? != 0;
-            let k = if t.is_float() && !fmod {
-                // numpy's mod: the sign of the divisor.
-                kernel2(|a, b| {
-                    zip_f64(a, b, |x, y| {
-                        let r = x % y;
-                        if r != 0.0 && (r < 0.0) != (y < 0.0) {
-                            r + y
-                        } else {
-                            r
-                        }
-                    })
-                })
-            } else if t.is_float() {
-                kernel2(|a, b| zip_f64(a, b, |x, y| x % y))
-            } else if fmod {
-                kernel2(move |a, b| {
-                    zip_i64(a, b, |x, y| match x.checked_rem(y) {
-                        Some(r) => Ok(r),
-                        None => bail!("integer modulo by zero"),
-                    })
-                })
-            } else {
-                kernel2(move |a, b| {
-                    zip_i64(a, b, |x, y| match x.checked_rem(y) {
-                        Some(r) if r != 0 && (r < 0) != (y < 0) => Ok(r + y),
-                        Some(r) => Ok(r),
-                        None => bail!("integer modulo by zero"),
-                    })
-                })
-            };
-            (k, vec![t])
-        }
-        "Max" | "Min" | "Sum" | "Mean" => {
-            ctx.known(&[])?;
-            if ctx.node.input.is_empty() {
-                return Err("no inputs".into());
-            }
-            let t = ctx.ty_where(
-                0,
-                if op == "Sum" || op == "Mean" { floats } else { Ty::is_numeric },
-                "numbers",
-            )?;
-            let n = ctx.node.input.len();
-            let idx: Vec<usize> = (0..n).collect();
-            ctx.same(&idx, t)?;
-            if op == "Max" || op == "Min" {
-                if ctx.opset < 12 && !t.is_float() {
-                    return Err(format!("{op} on {t} needs opset 12"));
-                }
-                let max = op == "Max";
-                let k: Kernel = Box::new(move |x| {
-                    let mut acc = req(x, 0)?.clone();
-                    for i in 1..x.len() {
-                        let b = req(x, i)?;
-                        acc = if t.is_float() {
-                            zip_f64(&acc, b, |p, q| {
-                                if p.is_nan() || q.is_nan() {
-                                    f64::NAN
-                                } else if max {
-                                    p.max(q)
-                                } else {
-                                    p.min(q)
-                                }
-                            })?
-                        } else {
-                            zip_i64(&acc, b, |p, q| Ok(if max { p.max(q) } else { p.min(q) }))?
-                        };
-                    }
-                    Ok(vec![acc])
-                });
-                (k, vec![t])
-            } else {
-                let mean = op == "Mean";
-                let k: Kernel = Box::new(move |x| {
-                    let mut acc = req(x, 0)?.to_dtype(CDType::F64)?;
-                    for i in 1..x.len() {
-                        acc = acc.broadcast_add(&req(x, i)?.to_dtype(CDType::F64)?)?;
-                    }
-                    if mean {
-                        acc = (acc / x.len() as f64)?;
-                    }
-                    Ok(vec![acc.to_dtype(t.candle())?])
-                });
-                (k, vec![t])
-            }
-        }
-        "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual" => {
-            ctx.known(&[])?;
-            let t = ctx.ty(0)?;
-            if op != "Equal" && t == Ty::Bool {
-                return Err(format!("{op} on booleans is not allowed"));
-            }
-            ctx.same(&[0, 1], t)?;
-            let k = match op {
-                "Equal" => kernel2(|a, b| a.broadcast_eq(b)),
-                "Less" => kernel2(|a, b| a.broadcast_lt(b)),
-                "LessOrEqual" => kernel2(|a, b| a.broadcast_le(b)),
-                "Greater" => kernel2(|a, b| a.broadcast_gt(b)),
-                _ => kernel2(|a, b| a.broadcast_ge(b)),
-            };
-            (k, vec![Ty::Bool])
-        }
-        "And" | "Or" | "Xor" => {
-            ctx.known(&[])?;
-            ctx.ty_where(0, |t| t == Ty::Bool, "bool")?;
-            ctx.same(&[0, 1], Ty::Bool)?;
-            let k = match op {
-                "And" => kernel2(|a, b| a.broadcast_mul(b)),
-                "Or" => kernel2(|a, b| a.broadcast_maximum(b)),
-                _ => kernel2(|a, b| a.broadcast_ne(b)),
-            };
-            (k, vec![Ty::Bool])
-        }
-        "Not" => {
-            ctx.known(&[])?;
-            ctx.ty_where(0, |t| t == Ty::Bool, "bool")?;
-            (kernel1(|a| a.eq(&a.zeros_like()?)), vec![Ty::Bool])
-        }
-        "BitwiseAnd" | "BitwiseOr" | "BitwiseXor" => {
-            ctx.known(&[])?;
-            let t = ctx.ty_where(0, Ty::is_int, "integers")?;
-            ctx.same(&[0, 1], t)?;
-            let k = match op {
-                "BitwiseAnd" => kernel2(|a, b| zip_i64(a, b, |x, y| Ok(x & y))),
-                "BitwiseOr" => kernel2(|a, b| zip_i64(a, b, |x, y| Ok(x | y))),
-                _ => kernel2(|a, b| zip_i64(a, b, |x, y| Ok(x ^ y))),
-            };
-            (k, vec![t])
-        }
-        "BitwiseNot" => {
-            ctx.known(&[])?;
-            let t = ctx.ty_where(0, Ty::is_int, "integers")?;
-            (kernel1(move |a| map_i64(a, |x| wrap(!x, t))), vec![t])
-        }
-        "BitShift" => {
-            ctx.known(&["direction"])?;
-            let t = ctx.ty_where(0, Ty::is_int, "integers")?;
-            ctx.same(&[0, 1], t)?;
-            let left = match ctx.string("direction")?.as_deref() {
-                Some("LEFT") => true,
-                Some("RIGHT") => false,
-                other => return Err(format!("direction {other:?} is not LEFT or RIGHT")),
-            };
-            let bits = match t {
-                Ty::U8 | Ty::I8 => 8,
-                Ty::I16 => 16,
-                Ty::I32 | Ty::U32 => 32,
-                _ => 64,
-            };
-            let k = kernel2(move |a, b| {
                 zip_i64(a, b, |x, y| {
-                    // A shift past the width (or negative) shifts everything out.
-                    Ok(if y < 0 || y >= bits {
-                        if !left && x < 0 {
-                            -1
-                        } else {
-                            0
-                        }
-                    } else if left {
-                        wrap(x.wrapping_shl(y as u32), t)
+                    Ok(if y >= 0 {
+                        wrap(x.wrapping_pow(y.min(u32::MAX as i64) as u32), t)
                     } else {
-                        x >> y
+                        (x as f64).powf(y as f64) as i64
                     })
                 })
-            });
-            (k, vec![t])
-        }
-        "Where" => {
-            ctx.known(&[])?;
-            ctx.ty_where(0, |t| t == Ty::Bool, "a bool condition")?;
-            let t = ctx.ty(1)?;
-            ctx.same(&[1, 2], t)?;
-            let k: Kernel = Box::new(|x| {
-                let b = broadcast_all(&[req(x, 0)?, req(x, 1)?, req(x, 2)?])?;
-                Ok(vec![b[0].where_cond(&b[1].contiguous()?, &b[2].contiguous()?)?])
-            });
-            (k, vec![t])
-        }
-        "IsNaN" => {
-            ctx.known(&[])?;
-            ctx.ty_where(0, floats, "floats")?;
-            (kernel1(|a| a.ne(a)), vec![Ty::Bool])
-        }
-        "IsInf" => {
-            ctx.known(&["detect_negative", "detect_positive"])?;
-            ctx.ty_where(0, floats, "floats")?;
-            let neg = ctx.int("detect_negative", 1)? != 0;
-            let pos = ctx.int("detect_positive", 1)? != 0;
-            let k = kernel1(move |a| {
-                let v: Vec<f64> = values(&a.to_dtype(CDType::F64)?)?;
-                let o: Vec<u8> = v
-                    .into_iter()
-                    .map(|f| u8::from(f.is_infinite() && (f > 0.0 && pos || f < 0.0 && neg)))
-                    .collect();
-                make(o, a.dims())
-            });
-            (k, vec![Ty::Bool])
-        }
-        "Identity" => {
-            ctx.known(&[])?;
-            let t = ctx.ty(0)?;
-            (kernel1(|a| Ok(a.clone())), vec![t])
-        }
-        "Dropout" => {
-            // Inference: the input unchanged, and a mask of ones.
-            ctx.known(&["seed", "ratio", "is_test"])?;
-            let t = ctx.ty_where(0, floats, "floats")?;
-            if ctx.has(2) {
-                match ctx.konst(2) {
-                    Some(c) if scalar_f64(c).map_err(|e| e.to_string())? == 0.0 => {}
-                    _ => return Err("training_mode must be a constant false".into()),
+            }
+        })
+    };
+    Ok((k, vec![t]))
+}
+
+/// Builds `Mod`.
+fn build_mod(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    ctx.known(&["fmod"])?;
+    let t = ctx.ty_where(0, Ty::is_numeric, "numbers")?;
+    ctx.same(&[0, 1], t)?;
+    let fmod = ctx.int("fmod", 0)? != 0;
+    let k = if t.is_float() && !fmod {
+        // numpy's mod: the sign of the divisor.
+        kernel2(|a, b| {
+            zip_f64(a, b, |x, y| {
+                let r = x % y;
+                if r != 0.0 && (r < 0.0) != (y < 0.0) {
+                    r + y
+                } else {
+                    r
                 }
-            }
-            if ctx.opset < 7 && ctx.int("is_test", 0)? == 0 {
-                return Err("is_test=0 (training) is not supported".into());
-            }
-            let k: Kernel = Box::new(|x| {
-                let a = req(x, 0)?;
-                Ok(vec![a.clone(), a.ones_like()?.to_dtype(CDType::U8)?])
-            });
-            (k, vec![t, Ty::Bool])
+            })
+        })
+    } else if t.is_float() {
+        kernel2(|a, b| zip_f64(a, b, |x, y| x % y))
+    } else if fmod {
+        kernel2(move |a, b| {
+            zip_i64(a, b, |x, y| match x.checked_rem(y) {
+                Some(r) => Ok(r),
+                None => bail!("integer modulo by zero"),
+            })
+        })
+    } else {
+        kernel2(move |a, b| {
+            zip_i64(a, b, |x, y| match x.checked_rem(y) {
+                Some(r) if r != 0 && (r < 0) != (y < 0) => Ok(r + y),
+                Some(r) => Ok(r),
+                None => bail!("integer modulo by zero"),
+            })
+        })
+    };
+    Ok((k, vec![t]))
+}
+
+/// Builds `Max`, `Min`, `Sum` and `Mean`.
+fn build_variadic(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    let op = ctx.node.op_type.as_str();
+    ctx.known(&[])?;
+    if ctx.node.input.is_empty() {
+        return Err("no inputs".into());
+    }
+    let t = ctx.ty_where(0, if op == "Sum" || op == "Mean" { floats } else { Ty::is_numeric }, "numbers")?;
+    let n = ctx.node.input.len();
+    let idx: Vec<usize> = (0..n).collect();
+    ctx.same(&idx, t)?;
+    if op == "Max" || op == "Min" {
+        if ctx.opset < 12 && !t.is_float() {
+            return Err(format!("{op} on {t} needs opset 12"));
         }
-        "Cast" | "CastLike" => {
-            ctx.known(&["to", "saturate"])?;
-            let from = ctx.ty(0)?;
-            let to = if op == "Cast" {
-                let code = ctx.int("to", 0)? as i32;
-                Ty::from_onnx(code)
-                    .ok_or_else(|| format!("cast to {} is not supported", Ty::onnx_name(code)))?
-            } else {
-                ctx.ty(1)?
-            };
-            (kernel1(move |a| cast(a, from, to)), vec![to])
-        }
-        "Abs" | "Neg" | "Sign" => {
-            ctx.known(&[])?;
-            let t = ctx.ty_where(0, if op == "Neg" { float_or_signed } else { Ty::is_numeric }, "numbers")?;
-            let k = match (op, t.is_float()) {
-                ("Abs", true) => kernel1(|a| a.abs()),
-                ("Neg", true) => kernel1(|a| a.neg()),
-                ("Sign", true) => kernel1(|a| {
-                    map_f64(a, |v| {
-                        if v > 0.0 {
-                            1.0
-                        } else if v < 0.0 {
-                            -1.0
+        let max = op == "Max";
+        let k: Kernel = Box::new(move |x| {
+            let mut acc = req(x, 0)?.clone();
+            for i in 1..x.len() {
+                let b = req(x, i)?;
+                acc = if t.is_float() {
+                    zip_f64(&acc, b, |p, q| {
+                        if p.is_nan() || q.is_nan() {
+                            f64::NAN
+                        } else if max {
+                            p.max(q)
                         } else {
-                            v
+                            p.min(q)
                         }
-                    })
-                }),
-                ("Abs", false) => kernel1(move |a| map_i64(a, |v| wrap(v.wrapping_abs(), t))),
-                ("Neg", false) => kernel1(move |a| map_i64(a, |v| wrap(v.wrapping_neg(), t))),
-                _ => kernel1(|a| map_i64(a, i64::signum)),
-            };
-            (k, vec![t])
-        }
-        "Relu" => {
-            ctx.known(&[])?;
-            let t = ctx.ty_where(0, float_or_signed, "floats and signed integers")?;
-            let k = if t.is_float() { kernel1(|a| a.relu()) } else { kernel1(|a| map_i64(a, |v| v.max(0))) };
-            (k, vec![t])
-        }
-        "Exp" | "Tanh" | "Reciprocal" | "Sigmoid" => {
-            ctx.known(&[])?;
-            let t = ctx.ty_where(0, floats, "floats")?;
-            let k = match op {
-                "Exp" => kernel1(|a| a.exp()),
-                "Tanh" => kernel1(|a| a.tanh()),
-                "Reciprocal" => kernel1(|a| a.recip()),
-                _ => kernel1(|a| {
-                    if a.dtype() == CDType::F32 {
-                        a.neg()?.exp()?.affine(1.0, 1.0)?.recip()
-                    } else {
-                        map_f64(a, |v| 1.0 / (1.0 + (-v).exp()))
-                    }
-                }),
-            };
-            (k, vec![t])
-        }
-        "Gelu" => {
-            ctx.known(&["approximate"])?;
-            let t = ctx.ty_where(0, floats, "floats")?;
-            let k = match ctx.string("approximate")?.as_deref() {
-                None | Some("none") => kernel1(|a| a.gelu_erf()),
-                Some("tanh") => kernel1(|a| {
-                    map_f64(a, |x| {
-                        0.5 * x
-                            * (1.0
-                                + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh())
-                    })
-                }),
-                Some(other) => return Err(format!("approximate=\"{other}\" is not none or tanh")),
-            };
-            (k, vec![t])
-        }
-        "LeakyRelu" | "Elu" | "Selu" | "Celu" | "HardSigmoid" | "HardSwish" | "ThresholdedRelu"
-        | "Shrink" | "Swish" => {
-            let t = ctx.ty_where(0, floats, "floats")?;
-            let f: Box<dyn Fn(f64) -> f64 + Send + Sync> = match op {
-                "LeakyRelu" => {
-                    ctx.known(&["alpha"])?;
-                    let a = ctx.float("alpha", 0.01)? as f64;
-                    Box::new(move |x| if x < 0.0 { a * x } else { x })
-                }
-                "Elu" => {
-                    ctx.known(&["alpha"])?;
-                    let a = ctx.float("alpha", 1.0)? as f64;
-                    Box::new(move |x| if x < 0.0 { a * x.exp_m1() } else { x })
-                }
-                "Selu" => {
-                    ctx.known(&["alpha", "gamma"])?;
-                    let a = ctx.float("alpha", 1.673_263_2)? as f64;
-                    let g = ctx.float("gamma", 1.050_701)? as f64;
-                    Box::new(move |x| if x <= 0.0 { g * (a * x.exp() - a) } else { g * x })
-                }
-                "Celu" => {
-                    ctx.known(&["alpha"])?;
-                    let a = ctx.float("alpha", 1.0)? as f64;
-                    Box::new(move |x| x.max(0.0) + (a * ((x / a).exp() - 1.0)).min(0.0))
-                }
-                "HardSigmoid" => {
-                    ctx.known(&["alpha", "beta"])?;
-                    let a = ctx.float("alpha", 0.2)? as f64;
-                    let b = ctx.float("beta", 0.5)? as f64;
-                    Box::new(move |x| (a * x + b).clamp(0.0, 1.0))
-                }
-                "Swish" => {
-                    ctx.known(&["alpha"])?;
-                    let a = ctx.float("alpha", 1.0)? as f64;
-                    Box::new(move |x| x / (1.0 + (-a * x).exp()))
-                }
-                "HardSwish" => {
-                    ctx.known(&[])?;
-                    Box::new(|x| x * (x / 6.0 + 0.5).clamp(0.0, 1.0))
-                }
-                "ThresholdedRelu" => {
-                    ctx.known(&["alpha"])?;
-                    let a = ctx.float("alpha", 1.0)? as f64;
-                    Box::new(move |x| if x > a { x } else { 0.0 })
-                }
-                _ => {
-                    ctx.known(&["bias", "lambd"])?;
-                    let b = ctx.float("bias", 0.0)? as f64;
-                    let l = ctx.float("lambd", 0.5)? as f64;
-                    Box::new(move |x| {
-                        if x < -l {
-                            x + b
-                        } else if x > l {
-                            x - b
-                        } else {
-                            0.0
-                        }
-                    })
-                }
-            };
-            (kernel1(move |a| map_f64(a, &f)), vec![t])
-        }
-        "Clip" => {
-            let t = ctx.ty_where(0, Ty::is_numeric, "numbers")?;
-            if ctx.opset < 11 {
-                ctx.known(&["min", "max"])?;
-                let lo = ctx.float("min", f32::NEG_INFINITY)? as f64;
-                let hi = ctx.float("max", f32::INFINITY)? as f64;
-                (kernel1(move |a| map_f64(a, |v| clip(v, lo, hi))), vec![t])
-            } else {
-                ctx.known(&[])?;
-                ctx.same(&[0, 1, 2], t)?;
-                let k: Kernel = Box::new(move |x| {
-                    let a = req(x, 0)?;
-                    let bound = |i: usize, d: f64| -> CResult<f64> {
-                        match x.get(i).copied().flatten() {
-                            Some(b) => scalar_f64(b),
-                            None => Ok(d),
-                        }
-                    };
-                    let (lo, hi) = (bound(1, f64::NEG_INFINITY)?, bound(2, f64::INFINITY)?);
-                    if t.is_float() {
-                        Ok(vec![map_f64(a, |v| clip(v, lo, hi))?])
-                    } else {
-                        let (lo, hi) = (
-                            x.get(1).copied().flatten().map(|b| super::ints(b).map(|v| v[0])).transpose()?,
-                            x.get(2).copied().flatten().map(|b| super::ints(b).map(|v| v[0])).transpose()?,
-                        );
-                        Ok(vec![map_i64(a, |v| {
-                            let v = lo.map_or(v, |l| v.max(l));
-                            hi.map_or(v, |h| v.min(h))
-                        })?])
-                    }
-                });
-                (k, vec![t])
+                    })?
+                } else {
+                    zip_i64(&acc, b, |p, q| Ok(if max { p.max(q) } else { p.min(q) }))?
+                };
             }
-        }
-        "PRelu" => {
-            ctx.known(&[])?;
-            let t = ctx.ty_where(0, floats, "floats")?;
-            ctx.same(&[0, 1], t)?;
-            let k = kernel2(|a, s| {
-                let shape = broadcast_shape(&[a.dims(), s.dims()])?;
-                if shape != a.dims() {
-                    bail!("slope of shape {:?} does not broadcast to X of shape {:?}", s.dims(), a.dims());
+            Ok(vec![acc])
+        });
+        Ok((k, vec![t]))
+    } else {
+        let mean = op == "Mean";
+        let k: Kernel = Box::new(move |x| {
+            let mut acc = req(x, 0)?.to_dtype(CDType::F64)?;
+            for i in 1..x.len() {
+                acc = acc.broadcast_add(&req(x, i)?.to_dtype(CDType::F64)?)?;
+            }
+            if mean {
+                acc = (acc / x.len() as f64)?;
+            }
+            Ok(vec![acc.to_dtype(t.candle())?])
+        });
+        Ok((k, vec![t]))
+    }
+}
+
+/// Builds `Equal`, `Less`, `LessOrEqual`, `Greater` and `GreaterOrEqual`.
+fn build_comparison(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    let op = ctx.node.op_type.as_str();
+    ctx.known(&[])?;
+    let t = ctx.ty(0)?;
+    if op != "Equal" && t == Ty::Bool {
+        return Err(format!("{op} on booleans is not allowed"));
+    }
+    ctx.same(&[0, 1], t)?;
+    let k = match op {
+        "Equal" => kernel2(|a, b| a.broadcast_eq(b)),
+        "Less" => kernel2(|a, b| a.broadcast_lt(b)),
+        "LessOrEqual" => kernel2(|a, b| a.broadcast_le(b)),
+        "Greater" => kernel2(|a, b| a.broadcast_gt(b)),
+        _ => kernel2(|a, b| a.broadcast_ge(b)),
+    };
+    Ok((k, vec![Ty::Bool]))
+}
+
+/// Builds `And`, `Or` and `Xor`.
+fn build_logical(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    let op = ctx.node.op_type.as_str();
+    ctx.known(&[])?;
+    ctx.ty_where(0, |t| t == Ty::Bool, "bool")?;
+    ctx.same(&[0, 1], Ty::Bool)?;
+    let k = match op {
+        "And" => kernel2(|a, b| a.broadcast_mul(b)),
+        "Or" => kernel2(|a, b| a.broadcast_maximum(b)),
+        _ => kernel2(|a, b| a.broadcast_ne(b)),
+    };
+    Ok((k, vec![Ty::Bool]))
+}
+
+/// Builds `Not`.
+fn build_not(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    ctx.known(&[])?;
+    ctx.ty_where(0, |t| t == Ty::Bool, "bool")?;
+    Ok((kernel1(|a| a.eq(&a.zeros_like()?)), vec![Ty::Bool]))
+}
+
+/// Builds `BitwiseAnd`, `BitwiseOr` and `BitwiseXor`.
+fn build_bitwise(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    let op = ctx.node.op_type.as_str();
+    ctx.known(&[])?;
+    let t = ctx.ty_where(0, Ty::is_int, "integers")?;
+    ctx.same(&[0, 1], t)?;
+    let k = match op {
+        "BitwiseAnd" => kernel2(|a, b| zip_i64(a, b, |x, y| Ok(x & y))),
+        "BitwiseOr" => kernel2(|a, b| zip_i64(a, b, |x, y| Ok(x | y))),
+        _ => kernel2(|a, b| zip_i64(a, b, |x, y| Ok(x ^ y))),
+    };
+    Ok((k, vec![t]))
+}
+
+/// Builds `BitwiseNot`.
+fn build_bitwise_not(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    ctx.known(&[])?;
+    let t = ctx.ty_where(0, Ty::is_int, "integers")?;
+    Ok((kernel1(move |a| map_i64(a, |x| wrap(!x, t))), vec![t]))
+}
+
+/// Builds `BitShift`.
+fn build_bit_shift(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    ctx.known(&["direction"])?;
+    let t = ctx.ty_where(0, Ty::is_int, "integers")?;
+    ctx.same(&[0, 1], t)?;
+    let left = match ctx.string("direction")?.as_deref() {
+        Some("LEFT") => true,
+        Some("RIGHT") => false,
+        other => return Err(format!("direction {other:?} is not LEFT or RIGHT")),
+    };
+    let bits = match t {
+        Ty::U8 | Ty::I8 => 8,
+        Ty::I16 => 16,
+        Ty::I32 | Ty::U32 => 32,
+        _ => 64,
+    };
+    let k = kernel2(move |a, b| {
+        zip_i64(a, b, |x, y| {
+            // A shift past the width (or negative) shifts everything out.
+            Ok(if y < 0 || y >= bits {
+                if !left && x < 0 {
+                    -1
+                } else {
+                    0
                 }
-                zip_f64(a, s, |x, s| if x < 0.0 { s * x } else { x })
-            });
-            (k, vec![t])
+            } else if left {
+                wrap(x.wrapping_shl(y as u32), t)
+            } else {
+                x >> y
+            })
+        })
+    });
+    Ok((k, vec![t]))
+}
+
+/// Builds `Where`.
+fn build_where(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    ctx.known(&[])?;
+    ctx.ty_where(0, |t| t == Ty::Bool, "a bool condition")?;
+    let t = ctx.ty(1)?;
+    ctx.same(&[1, 2], t)?;
+    let k: Kernel = Box::new(|x| {
+        let b = broadcast_all(&[req(x, 0)?, req(x, 1)?, req(x, 2)?])?;
+        Ok(vec![b[0].where_cond(&b[1].contiguous()?, &b[2].contiguous()?)?])
+    });
+    Ok((k, vec![t]))
+}
+
+/// Builds `IsNaN`.
+fn build_is_nan(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    ctx.known(&[])?;
+    ctx.ty_where(0, floats, "floats")?;
+    Ok((kernel1(|a| a.ne(a)), vec![Ty::Bool]))
+}
+
+/// Builds `IsInf`.
+fn build_is_inf(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    ctx.known(&["detect_negative", "detect_positive"])?;
+    ctx.ty_where(0, floats, "floats")?;
+    let neg = ctx.int("detect_negative", 1)? != 0;
+    let pos = ctx.int("detect_positive", 1)? != 0;
+    let k = kernel1(move |a| {
+        let v: Vec<f64> = values(&a.to_dtype(CDType::F64)?)?;
+        let o: Vec<u8> =
+            v.into_iter().map(|f| u8::from(f.is_infinite() && (f > 0.0 && pos || f < 0.0 && neg))).collect();
+        make(o, a.dims())
+    });
+    Ok((k, vec![Ty::Bool]))
+}
+
+/// Builds `Identity`.
+fn build_identity(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    ctx.known(&[])?;
+    let t = ctx.ty(0)?;
+    Ok((kernel1(|a| Ok(a.clone())), vec![t]))
+}
+
+/// Builds `Dropout`.
+fn build_dropout(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    // Inference: the input unchanged, and a mask of ones.
+    ctx.known(&["seed", "ratio", "is_test"])?;
+    let t = ctx.ty_where(0, floats, "floats")?;
+    if ctx.has(2) {
+        match ctx.konst(2) {
+            Some(c) if scalar_f64(c).map_err(|e| e.to_string())? == 0.0 => {}
+            _ => return Err("training_mode must be a constant false".into()),
+        }
+    }
+    if ctx.opset < 7 && ctx.int("is_test", 0)? == 0 {
+        return Err("is_test=0 (training) is not supported".into());
+    }
+    let k: Kernel = Box::new(|x| {
+        let a = req(x, 0)?;
+        Ok(vec![a.clone(), a.ones_like()?.to_dtype(CDType::U8)?])
+    });
+    Ok((k, vec![t, Ty::Bool]))
+}
+
+/// Builds `Cast` and `CastLike`.
+fn build_cast(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    let op = ctx.node.op_type.as_str();
+    ctx.known(&["to", "saturate"])?;
+    let from = ctx.ty(0)?;
+    let to = if op == "Cast" {
+        let code = ctx.int("to", 0)? as i32;
+        Ty::from_onnx(code).ok_or_else(|| format!("cast to {} is not supported", Ty::onnx_name(code)))?
+    } else {
+        ctx.ty(1)?
+    };
+    Ok((kernel1(move |a| cast(a, from, to)), vec![to]))
+}
+
+/// Builds `Abs`, `Neg` and `Sign`.
+fn build_abs_neg_sign(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    let op = ctx.node.op_type.as_str();
+    ctx.known(&[])?;
+    let t = ctx.ty_where(0, if op == "Neg" { float_or_signed } else { Ty::is_numeric }, "numbers")?;
+    let k = match (op, t.is_float()) {
+        ("Abs", true) => kernel1(|a| a.abs()),
+        ("Neg", true) => kernel1(|a| a.neg()),
+        ("Sign", true) => kernel1(|a| {
+            map_f64(a, |v| {
+                if v > 0.0 {
+                    1.0
+                } else if v < 0.0 {
+                    -1.0
+                } else {
+                    v
+                }
+            })
+        }),
+        ("Abs", false) => kernel1(move |a| map_i64(a, |v| wrap(v.wrapping_abs(), t))),
+        ("Neg", false) => kernel1(move |a| map_i64(a, |v| wrap(v.wrapping_neg(), t))),
+        _ => kernel1(|a| map_i64(a, i64::signum)),
+    };
+    Ok((k, vec![t]))
+}
+
+/// Builds `Relu`.
+fn build_relu(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    let _floats = |t: Ty| t.is_float();
+    ctx.known(&[])?;
+    let t = ctx.ty_where(0, float_or_signed, "floats and signed integers")?;
+    let k = if t.is_float() { kernel1(|a| a.relu()) } else { kernel1(|a| map_i64(a, |v| v.max(0))) };
+    Ok((k, vec![t]))
+}
+
+/// Builds `Exp`, `Tanh`, `Reciprocal` and `Sigmoid`.
+fn build_unary_float(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    let op = ctx.node.op_type.as_str();
+    ctx.known(&[])?;
+    let t = ctx.ty_where(0, floats, "floats")?;
+    let k = match op {
+        "Exp" => kernel1(|a| a.exp()),
+        "Tanh" => kernel1(|a| a.tanh()),
+        "Reciprocal" => kernel1(|a| a.recip()),
+        _ => kernel1(|a| {
+            if a.dtype() == CDType::F32 {
+                a.neg()?.exp()?.affine(1.0, 1.0)?.recip()
+            } else {
+                map_f64(a, |v| 1.0 / (1.0 + (-v).exp()))
+            }
+        }),
+    };
+    Ok((k, vec![t]))
+}
+
+/// Builds `Gelu`.
+fn build_gelu(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    ctx.known(&["approximate"])?;
+    let t = ctx.ty_where(0, floats, "floats")?;
+    let k = match ctx.string("approximate")?.as_deref() {
+        None | Some("none") => kernel1(|a| a.gelu_erf()),
+        Some("tanh") => kernel1(|a| {
+            map_f64(a, |x| {
+                0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh())
+            })
+        }),
+        Some(other) => return Err(format!("approximate=\"{other}\" is not none or tanh")),
+    };
+    Ok((k, vec![t]))
+}
+
+/// Builds `LeakyRelu`, `Elu`, `Selu`, `Celu`, `HardSigmoid`, `HardSwish`, `ThresholdedRelu`, `Shrink` and `Swish`.
+fn build_parametric_activation(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    let op = ctx.node.op_type.as_str();
+    let t = ctx.ty_where(0, floats, "floats")?;
+    let f: Box<dyn Fn(f64) -> f64 + Send + Sync> = match op {
+        "LeakyRelu" => {
+            ctx.known(&["alpha"])?;
+            let a = ctx.float("alpha", 0.01)? as f64;
+            Box::new(move |x| if x < 0.0 { a * x } else { x })
+        }
+        "Elu" => {
+            ctx.known(&["alpha"])?;
+            let a = ctx.float("alpha", 1.0)? as f64;
+            Box::new(move |x| if x < 0.0 { a * x.exp_m1() } else { x })
+        }
+        "Selu" => {
+            ctx.known(&["alpha", "gamma"])?;
+            let a = ctx.float("alpha", 1.673_263_2)? as f64;
+            let g = ctx.float("gamma", 1.050_701)? as f64;
+            Box::new(move |x| if x <= 0.0 { g * (a * x.exp() - a) } else { g * x })
+        }
+        "Celu" => {
+            ctx.known(&["alpha"])?;
+            let a = ctx.float("alpha", 1.0)? as f64;
+            Box::new(move |x| x.max(0.0) + (a * ((x / a).exp() - 1.0)).min(0.0))
+        }
+        "HardSigmoid" => {
+            ctx.known(&["alpha", "beta"])?;
+            let a = ctx.float("alpha", 0.2)? as f64;
+            let b = ctx.float("beta", 0.5)? as f64;
+            Box::new(move |x| (a * x + b).clamp(0.0, 1.0))
+        }
+        "Swish" => {
+            ctx.known(&["alpha"])?;
+            let a = ctx.float("alpha", 1.0)? as f64;
+            Box::new(move |x| x / (1.0 + (-a * x).exp()))
+        }
+        "HardSwish" => {
+            ctx.known(&[])?;
+            Box::new(|x| x * (x / 6.0 + 0.5).clamp(0.0, 1.0))
+        }
+        "ThresholdedRelu" => {
+            ctx.known(&["alpha"])?;
+            let a = ctx.float("alpha", 1.0)? as f64;
+            Box::new(move |x| if x > a { x } else { 0.0 })
         }
         _ => {
-            let Some(f) = float_fn(op) else { return Ok(None) };
-            ctx.known(&[])?;
-            let t = ctx.ty_where(0, floats, "floats")?;
-            let k = match op {
-                "Sqrt" => {
-                    kernel1(|a| if a.dtype() == CDType::F32 { a.sqrt() } else { map_f64(a, f64::sqrt) })
+            ctx.known(&["bias", "lambd"])?;
+            let b = ctx.float("bias", 0.0)? as f64;
+            let l = ctx.float("lambd", 0.5)? as f64;
+            Box::new(move |x| {
+                if x < -l {
+                    x + b
+                } else if x > l {
+                    x - b
+                } else {
+                    0.0
                 }
-                "Log" => kernel1(|a| if a.dtype() == CDType::F32 { a.log() } else { map_f64(a, f64::ln) }),
-                "Erf" => kernel1(|a| {
-                    if a.dtype() == CDType::F32 {
-                        let mut v: Vec<f32> = values(a)?;
-                        erf_f32_in_place(&mut v);
-                        make(v, a.dims())
-                    } else {
-                        map_f64(a, libm_erf)
-                    }
-                }),
-                _ => kernel1(move |a| map_f64(a, f)),
-            };
-            (k, vec![t])
+            })
         }
     };
-    Ok(Some(built))
+    Ok((kernel1(move |a| map_f64(a, &f)), vec![t]))
+}
+
+/// Builds `Clip`.
+fn build_clip(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    let t = ctx.ty_where(0, Ty::is_numeric, "numbers")?;
+    if ctx.opset < 11 {
+        ctx.known(&["min", "max"])?;
+        let lo = ctx.float("min", f32::NEG_INFINITY)? as f64;
+        let hi = ctx.float("max", f32::INFINITY)? as f64;
+        Ok((kernel1(move |a| map_f64(a, |v| clip(v, lo, hi))), vec![t]))
+    } else {
+        ctx.known(&[])?;
+        ctx.same(&[0, 1, 2], t)?;
+        let k: Kernel = Box::new(move |x| {
+            let a = req(x, 0)?;
+            let bound = |i: usize, d: f64| -> CResult<f64> {
+                match x.get(i).copied().flatten() {
+                    Some(b) => scalar_f64(b),
+                    None => Ok(d),
+                }
+            };
+            let (lo, hi) = (bound(1, f64::NEG_INFINITY)?, bound(2, f64::INFINITY)?);
+            if t.is_float() {
+                Ok(vec![map_f64(a, |v| clip(v, lo, hi))?])
+            } else {
+                let (lo, hi) = (
+                    x.get(1).copied().flatten().map(|b| super::ints(b).map(|v| v[0])).transpose()?,
+                    x.get(2).copied().flatten().map(|b| super::ints(b).map(|v| v[0])).transpose()?,
+                );
+                Ok(vec![map_i64(a, |v| {
+                    let v = lo.map_or(v, |l| v.max(l));
+                    hi.map_or(v, |h| v.min(h))
+                })?])
+            }
+        });
+        Ok((k, vec![t]))
+    }
+}
+
+/// Builds `PRelu`.
+fn build_prelu(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    ctx.known(&[])?;
+    let t = ctx.ty_where(0, floats, "floats")?;
+    ctx.same(&[0, 1], t)?;
+    let k = kernel2(|a, s| {
+        let shape = broadcast_shape(&[a.dims(), s.dims()])?;
+        if shape != a.dims() {
+            bail!("slope of shape {:?} does not broadcast to X of shape {:?}", s.dims(), a.dims());
+        }
+        zip_f64(a, s, |x, s| if x < 0.0 { s * x } else { x })
+    });
+    Ok((k, vec![t]))
+}
+
+/// Builds the float functions of one variable (those [`float_fn`] knows).
+fn build_float_math(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    let op = ctx.node.op_type.as_str();
+    let Some(f) = float_fn(op) else { return Err(format!("{op} is not a float function")) };
+    ctx.known(&[])?;
+    let t = ctx.ty_where(0, floats, "floats")?;
+    let k = match op {
+        "Sqrt" => kernel1(|a| if a.dtype() == CDType::F32 { a.sqrt() } else { map_f64(a, f64::sqrt) }),
+        "Log" => kernel1(|a| if a.dtype() == CDType::F32 { a.log() } else { map_f64(a, f64::ln) }),
+        "Erf" => kernel1(|a| {
+            if a.dtype() == CDType::F32 {
+                let mut v: Vec<f32> = values(a)?;
+                erf_f32_in_place(&mut v);
+                make(v, a.dims())
+            } else {
+                map_f64(a, libm_erf)
+            }
+        }),
+        _ => kernel1(move |a| map_f64(a, f)),
+    };
+    Ok((k, vec![t]))
 }
 
 /// `min(max(v, lo), hi)`, NaN kept.

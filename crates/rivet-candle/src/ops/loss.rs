@@ -5,6 +5,7 @@
 
 use candle_core::{bail, DType as CDType, Result as CResult, Tensor as CTensor};
 
+use super::registry::{OpDef, Registry, RegistryError};
 use super::{ints, make, req, values, Built, Kernel, NodeCtx, Refusal};
 use crate::ty::Ty;
 
@@ -110,48 +111,48 @@ fn log_softmax(x: &[f64], (n, c, d): (usize, usize, usize), t: Ty) -> Vec<f64> {
     out
 }
 
-/// Builds the losses.
-pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
-    let built: Built = match op {
-        "NegativeLogLikelihoodLoss" => {
-            let (t, reduction, ignore) = common(ctx)?;
-            ctx.max_outputs(1)?;
-            let k: Kernel = Box::new(move |x| {
-                let (input, shape) = split(req(x, 0)?)?;
-                let target = req(x, 1)?;
-                let weight = class_weights(x)?;
-                let (loss, dims) =
-                    nll(&input, shape, &ints(target)?, target.dims(), weight.as_deref(), ignore, reduction)?;
-                Ok(vec![make(loss, &dims)?.to_dtype(t.candle())?])
-            });
-            (k, vec![t])
-        }
-        "SoftmaxCrossEntropyLoss" => {
-            let (t, reduction, ignore) = common(ctx)?;
-            ctx.max_outputs(2)?;
-            let k: Kernel = Box::new(move |x| {
-                let scores = req(x, 0)?;
-                let (input, shape) = split(scores)?;
-                let log_prob = log_softmax(&input, shape, t);
-                let target = req(x, 1)?;
-                let weight = class_weights(x)?;
-                let (loss, dims) = nll(
-                    &log_prob,
-                    shape,
-                    &ints(target)?,
-                    target.dims(),
-                    weight.as_deref(),
-                    ignore,
-                    reduction,
-                )?;
-                Ok(vec![
-                    make(loss, &dims)?.to_dtype(t.candle())?,
-                    make(log_prob, scores.dims())?.to_dtype(t.candle())?,
-                ])
-            });
-            (k, vec![t, t])
-        }
-        _ => return Ok(None),
-    };
-    Ok(Some(built))
+/// The family these operators are listed under.
+const FAMILY: &str = "loss";
+
+/// Registers the loss operators.
+pub(super) fn register(r: &mut Registry) -> Result<(), RegistryError> {
+    r.add_all([
+        OpDef::tensor(FAMILY, "NegativeLogLikelihoodLoss", build_negative_log_likelihood_loss),
+        OpDef::tensor(FAMILY, "SoftmaxCrossEntropyLoss", build_softmax_cross_entropy_loss),
+    ])
+}
+
+/// Builds `NegativeLogLikelihoodLoss`.
+fn build_negative_log_likelihood_loss(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    let (t, reduction, ignore) = common(ctx)?;
+    ctx.max_outputs(1)?;
+    let k: Kernel = Box::new(move |x| {
+        let (input, shape) = split(req(x, 0)?)?;
+        let target = req(x, 1)?;
+        let weight = class_weights(x)?;
+        let (loss, dims) =
+            nll(&input, shape, &ints(target)?, target.dims(), weight.as_deref(), ignore, reduction)?;
+        Ok(vec![make(loss, &dims)?.to_dtype(t.candle())?])
+    });
+    Ok((k, vec![t]))
+}
+
+/// Builds `SoftmaxCrossEntropyLoss`.
+fn build_softmax_cross_entropy_loss(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    let (t, reduction, ignore) = common(ctx)?;
+    ctx.max_outputs(2)?;
+    let k: Kernel = Box::new(move |x| {
+        let scores = req(x, 0)?;
+        let (input, shape) = split(scores)?;
+        let log_prob = log_softmax(&input, shape, t);
+        let target = req(x, 1)?;
+        let weight = class_weights(x)?;
+        let (loss, dims) =
+            nll(&log_prob, shape, &ints(target)?, target.dims(), weight.as_deref(), ignore, reduction)?;
+        Ok(vec![
+            make(loss, &dims)?.to_dtype(t.candle())?,
+            make(log_prob, scores.dims())?.to_dtype(t.candle())?,
+        ])
+    });
+    Ok((k, vec![t, t]))
 }

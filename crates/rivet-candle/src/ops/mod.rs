@@ -3,24 +3,88 @@
 //! reason, anything it has not been written and checked for; an attribute it does not read is
 //! refused too, so nothing is silently ignored.
 
-use candle_core::{bail, DType as CDType, Device, Result as CResult, Tensor as CTensor, WithDType};
+use candle_core::{bail, DType as CDType, Result as CResult, Tensor as CTensor};
 use candle_onnx::onnx::{attribute_proto::AttributeType, AttributeProto, NodeProto};
 
 use crate::ty::Ty;
 
 mod attention;
+mod conv;
 mod einsum;
 mod elementwise;
+mod gemm;
 mod index;
 mod loss;
-mod nn;
+mod normalization;
+mod pool;
 mod quant;
 mod random;
 mod reduce;
+pub mod registry;
 mod resize;
 mod rnn;
 pub mod sequence;
 mod shape;
+mod softmax;
+
+pub use crate::kernels::{check_size, make, values, with_values, MAX_TENSOR_BYTES};
+
+use registry::{Lookup, OpDef, Registry, RegistryError};
+
+/// Each family's `register`, in the order the Candle guide lists them.
+const FAMILIES: &[fn(&mut Registry) -> Result<(), RegistryError>] = &[
+    elementwise::register,
+    shape::register,
+    index::register,
+    reduce::register,
+    gemm::register,
+    einsum::register,
+    conv::register,
+    pool::register,
+    normalization::register,
+    softmax::register,
+    resize::register,
+    rnn::register,
+    attention::register,
+    loss::register,
+    quant::register,
+    random::register,
+    register_control,
+    sequence::register,
+];
+
+/// Whether `t` is a floating-point type (the element types of most network operators).
+pub fn floats(t: Ty) -> bool {
+    t.is_float()
+}
+
+/// The families, in the order their operators are listed.
+pub fn family_order() -> &'static [&'static str] {
+    &[
+        "element-wise",
+        "shape",
+        "indexing",
+        "reduction",
+        "matrix products",
+        "convolution",
+        "pooling",
+        "normalization",
+        "softmax",
+        "resize",
+        "recurrent",
+        "attention",
+        "loss",
+        "quantization",
+        "random",
+        "control flow",
+        "sequence",
+    ]
+}
+
+/// Registers the control-flow operators, whose subgraphs the plan plans.
+fn register_control(r: &mut Registry) -> Result<(), RegistryError> {
+    r.add_all([OpDef::control("If"), OpDef::control("Loop"), OpDef::control("Scan").since(9)])
+}
 
 /// Runs one node: its inputs (`None` for an omitted optional input) to its outputs, in order.
 pub type Kernel = Box<dyn Fn(&[Option<&CTensor>]) -> CResult<Vec<CTensor>> + Send + Sync>;
@@ -38,8 +102,8 @@ pub struct NodeCtx<'a> {
     pub tys: Vec<Option<Ty>>,
     /// Each input's value where it is a constant (initializer or folded), else `None`.
     pub consts: Vec<Option<CTensor>>,
-    /// Whether the node's kernel also applies the Relu that is its output's only reader (set
-    /// by the plan for Gemm and Conv).
+    /// Whether the node's kernel also applies the Relu that was its output's only reader: the
+    /// plan's fusion pass folds such a Relu into an operator registered with `fuses_relu`.
     pub fuse_relu: bool,
 }
 
@@ -136,11 +200,6 @@ impl NodeCtx<'_> {
         self.consts.get(i).and_then(Option::as_ref)
     }
 
-    /// Input `i`'s constant value as integers, if it is a constant.
-    pub fn const_ints(&self, i: usize) -> Option<Vec<i64>> {
-        self.consts.get(i)?.as_ref().and_then(|t| ints(t).ok())
-    }
-
     /// Number of outputs the node asks for (trailing omitted ones not counted).
     pub fn n_outputs(&self) -> usize {
         self.node.output.iter().rposition(|o| !o.is_empty()).map_or(0, |p| p + 1)
@@ -170,25 +229,6 @@ pub fn req<'a>(x: &[Option<&'a CTensor>], i: usize) -> CResult<&'a CTensor> {
         Some(t) => Ok(t),
         None => bail!("input {i} is missing"),
     }
-}
-
-/// All values of a tensor, in row-major order.
-pub fn values<T: WithDType>(t: &CTensor) -> CResult<Vec<T>> {
-    t.flatten_all()?.to_vec1::<T>()
-}
-
-/// Runs `f` on `t`'s elements in row-major order, borrowed from its storage when it is
-/// contiguous, else copied.
-pub fn with_values<T: WithDType, R>(t: &CTensor, f: impl FnOnce(&[T]) -> R) -> CResult<R> {
-    {
-        let (storage, layout) = t.storage_and_layout();
-        if let (candle_core::Storage::Cpu(cpu), Some((start, end))) = (&*storage, layout.contiguous_offsets())
-        {
-            return Ok(f(&cpu.as_slice::<T>()?[start..end]));
-        }
-    }
-    let v: Vec<T> = values(t)?;
-    Ok(f(&v))
 }
 
 /// An integer tensor's values as `i64`.
@@ -253,11 +293,6 @@ pub fn wrapping_i8(kernel: Kernel, out: &[Ty]) -> Kernel {
     })
 }
 
-/// A tensor of `shape` from row-major values.
-pub fn make<T: WithDType>(v: Vec<T>, shape: &[usize]) -> CResult<CTensor> {
-    CTensor::from_vec(v, shape, &Device::Cpu)
-}
-
 /// A one-element tensor's value as `f64`.
 pub fn scalar_f64(t: &CTensor) -> CResult<f64> {
     if t.elem_count() != 1 {
@@ -287,17 +322,6 @@ pub fn norm_index(i: i64, d: usize) -> CResult<usize> {
     Ok(j as usize)
 }
 
-/// Checks a static axis at load time.
-pub fn check_axis(a: i64, rank: Option<usize>) -> Result<(), Refusal> {
-    if let Some(r) = rank {
-        let r = r as i64;
-        if a < -r || a >= r {
-            return Err(format!("axis {a} is out of range for rank {r}"));
-        }
-    }
-    Ok(())
-}
-
 /// The numpy-broadcast shape of several shapes.
 pub fn broadcast_shape(shapes: &[&[usize]]) -> CResult<Vec<usize>> {
     let rank = shapes.iter().map(|s| s.len()).max().unwrap_or(0);
@@ -315,118 +339,21 @@ pub fn broadcast_shape(shapes: &[&[usize]]) -> CResult<Vec<usize>> {
     Ok(out)
 }
 
-/// The most bytes one tensor may take when its size comes from values in the model or its
-/// inputs (ConstantOfShape, Expand, Tile, Range, Pad, Resize, OneHot, ConvTranspose, Gather):
-/// beyond it a run fails with an error instead of trying to allocate.
-pub const MAX_TENSOR_BYTES: usize = 1 << 30;
-
-/// Checks that a tensor of `dims` with `elem` bytes per element stays within
-/// [`MAX_TENSOR_BYTES`].
-pub fn check_size(dims: &[usize], elem: usize) -> CResult<()> {
-    let bytes = dims.iter().try_fold(elem, |a, &d| a.checked_mul(d));
-    match bytes {
-        Some(b) if b <= MAX_TENSOR_BYTES => Ok(()),
-        _ => bail!("a tensor of shape {dims:?} would exceed {} MiB", MAX_TENSOR_BYTES >> 20),
-    }
-}
-
 /// A kernel that returns one constant.
 pub fn constant(t: CTensor) -> Kernel {
     Box::new(move |_| Ok(vec![t.clone()]))
 }
 
-/// Builds the kernel for `ctx`'s node, or says why not.
-pub fn build(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
-    let op = ctx.node.op_type.as_str();
-    if let Some(b) = elementwise::build(op, ctx)? {
-        return Ok(b);
-    }
-    if let Some(b) = shape::build(op, ctx)? {
-        return Ok(b);
-    }
-    if let Some(b) = reduce::build(op, ctx)? {
-        return Ok(b);
-    }
-    if let Some(b) = nn::build(op, ctx)? {
-        return Ok(b);
-    }
-    if let Some(b) = index::build(op, ctx)? {
-        return Ok(b);
-    }
-    if let Some(b) = resize::build(op, ctx)? {
-        return Ok(b);
-    }
-    if let Some(b) = rnn::build(op, ctx)? {
-        return Ok(b);
-    }
-    if let Some(b) = einsum::build(op, ctx)? {
-        return Ok(b);
-    }
-    if let Some(b) = attention::build(op, ctx)? {
-        return Ok(b);
-    }
-    if let Some(b) = loss::build(op, ctx)? {
-        return Ok(b);
-    }
-    if let Some(b) = quant::build(op, ctx)? {
-        return Ok(b);
-    }
-    if let Some(b) = random::build(op, ctx)? {
-        return Ok(b);
-    }
-    Err("this operator is not implemented".into())
-}
-
-/// Whether an operator's result depends only on its inputs (so constant inputs may be folded
-/// at load).
-pub fn foldable(op: &str) -> bool {
-    !matches!(
-        op,
-        "RandomNormal"
-            | "RandomNormalLike"
-            | "RandomUniform"
-            | "RandomUniformLike"
-            | "Multinomial"
-            | "Bernoulli"
-    )
-}
-
-/// A loop worth compiling for wider vectors: `run` is `#[inline(always)]` and calls only
-/// `#[inline(always)]` code, so that [`wide`] compiles all of it for the CPU's widest vectors.
-pub(crate) trait WideKernel {
-    /// What the loop returns.
-    type Output;
-    /// The loop.
-    fn run(self) -> Self::Output;
-}
-
-/// Runs `kernel` compiled for the widest vector instructions this CPU has (AVX-512, else AVX2
-/// with FMA, else the build's baseline, SSE2 on x86-64): the executor's own loops (softmax,
-/// pooling) otherwise handle 4 floats at a time. The answer is the same bit for bit whichever
-/// runs: Rust neither reorders nor fuses floating-point operations, whatever the width.
-#[inline(always)]
-pub(crate) fn wide<K: WideKernel>(kernel: K) -> K::Output {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::is_x86_feature_detected as has;
-        #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi1,bmi2,popcnt,lzcnt")]
-        fn avx512<K: WideKernel>(kernel: K) -> K::Output {
-            kernel.run()
+/// The registry's definition of `ctx`'s node at the model's opset, or why there is none.
+pub fn lookup(domain: &str, op: &str, opset: i64) -> Result<&'static OpDef, Refusal> {
+    let registry =
+        registry::registry().map_err(|e| format!("the executor's operator registry is broken: {e}"))?;
+    match registry.find(domain, op, opset) {
+        Lookup::Found(def) => Ok(def),
+        Lookup::OtherOpsets(opsets) => Err(format!("implemented at opsets {opsets} only")),
+        Lookup::Unknown if !domain.is_empty() && domain != "ai.onnx" => {
+            Err(format!("domain \"{domain}\" is not supported"))
         }
-        #[target_feature(enable = "avx2,fma,bmi1,bmi2,popcnt,lzcnt")]
-        fn avx2<K: WideKernel>(kernel: K) -> K::Output {
-            kernel.run()
-        }
-        let avx2_too =
-            has!("avx2") && has!("fma") && has!("bmi1") && has!("bmi2") && has!("popcnt") && has!("lzcnt");
-        if avx2_too && has!("avx512f") && has!("avx512bw") && has!("avx512dq") && has!("avx512vl") {
-            // SAFETY: the CPU has every feature the function is compiled for.
-            return unsafe { avx512(kernel) };
-        }
-        if avx2_too {
-            // SAFETY: as above.
-            return unsafe { avx2(kernel) };
-        }
+        Lookup::Unknown => Err("this operator is not implemented".into()),
     }
-    kernel.run()
 }

@@ -9,8 +9,10 @@
 use candle_core::{bail, DType as CDType, Result as CResult, Tensor as CTensor};
 use half::{bf16, f16};
 
-use super::nn::{matmul, ConvSpec};
+use super::registry::{OpDef, Registry, RegistryError};
 use super::{make, req, values, Built, Kernel, NodeCtx, Refusal};
+use crate::kernels::conv::ConvSpec;
+use crate::kernels::gemm::matmul;
 use crate::ty::Ty;
 
 /// Rounds `v` to the nearest value of float type `ty` (where ONNX's reference computes in it).
@@ -194,183 +196,198 @@ fn quantize_output(ctx: &NodeCtx<'_>) -> Result<Ty, Refusal> {
     Ok(out)
 }
 
-/// Builds the quantization operators.
-pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
-    let built: Built = match op {
-        "QuantizeLinear" => {
-            ctx.known(&["axis", "saturate", "block_size", "output_dtype", "precision"])?;
-            let t = ctx.ty_where(0, Ty::is_float, "float16, bfloat16, float and double")?;
-            ctx.same(&[0, 1], t)?;
-            let precision = ctx.int("precision", 0)?;
-            if precision != 0 && Ty::from_onnx(precision as i32) != Some(t) {
-                return Err(format!(
-                    "precision {} differs from the input's type {t}",
-                    Ty::onnx_name(precision as i32)
-                ));
-            }
-            let out = quantize_output(ctx)?;
-            let lay = layout(ctx)?;
-            let k: Kernel = Box::new(move |x| {
-                let Operands { v, xs, ss, zs, ps, pz } = Operands::read(x, lay)?;
-                let q = xs
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &e)| round_to(e / ss[ps.index(i)], t).round_ties_even() + zs[pz.index(i)])
-                    .collect();
-                Ok(vec![saturated(q, v.dims(), out)?])
-            });
-            (k, vec![out])
-        }
-        "DequantizeLinear" => {
-            ctx.known(&["axis", "block_size", "output_dtype"])?;
-            let t = ctx.ty_where(0, |t| quantized(t) || t == Ty::I32, "uint8, int8, int16 and int32")?;
-            ctx.same(&[0, 2], t)?;
-            let scale = ctx.ty_where(
-                1,
-                |t| matches!(t, Ty::F32 | Ty::F16 | Ty::BF16),
-                "float, float16 and bfloat16 scales",
-            )?;
-            let out = match ctx.int("output_dtype", 0)? {
-                0 => scale,
-                code => Ty::from_onnx(code as i32).filter(|t| t.is_float()).ok_or_else(|| {
-                    format!("output_dtype {} is not a float type", Ty::onnx_name(code as i32))
-                })?,
-            };
-            let lay = layout(ctx)?;
-            let k: Kernel = Box::new(move |x| {
-                let Operands { v, xs, ss, zs, ps, pz } = Operands::read(x, lay)?;
-                // The reference subtracts in float and multiplies in float.
-                let y: Vec<f64> = xs
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &e)| {
-                        let dx = round_to(round_to(e, Ty::F32) - zs[pz.index(i)], Ty::F32);
-                        round_to(dx * ss[ps.index(i)], Ty::F32)
-                    })
-                    .collect();
-                Ok(vec![make(y, v.dims())?.to_dtype(out.candle())?])
-            });
-            (k, vec![out])
-        }
-        "DynamicQuantizeLinear" => {
-            ctx.known(&[])?;
-            ctx.ty_where(0, |t| t == Ty::F32, "float")?;
-            let k: Kernel = Box::new(|x| {
-                let v = req(x, 0)?;
-                let xs: Vec<f32> = values(v)?;
-                if xs.is_empty() {
-                    bail!("DynamicQuantizeLinear of an empty tensor has no range");
-                }
-                let maxx = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max).max(0.0);
-                let minx = xs.iter().copied().fold(f32::INFINITY, f32::min).min(0.0);
-                let scale = if maxx == minx { 1.0 } else { maxx - minx } / 255.0f32;
-                let zp = (0.0f32 - minx / scale).clamp(0.0, 255.0).round_ties_even();
-                let q = xs.iter().map(|&e| ((e / scale).round_ties_even() + zp) as f64).collect();
-                Ok(vec![saturated(q, v.dims(), Ty::U8)?, make(vec![scale], &[])?, make(vec![zp as u8], &[])?])
-            });
-            (k, vec![Ty::U8, Ty::F32, Ty::U8])
-        }
-        "MatMulInteger" => {
-            ctx.known(&[])?;
-            let ta = ctx.ty_where(0, |t| matches!(t, Ty::U8 | Ty::I8), "uint8 and int8")?;
-            let tb = ctx.ty_where(1, |t| matches!(t, Ty::U8 | Ty::I8), "uint8 and int8")?;
-            ctx.same(&[0, 2], ta)?;
-            ctx.same(&[1, 3], tb)?;
-            let k: Kernel = Box::new(|x| {
-                let a = centered(req(x, 0)?, row_zero_point(x, 2)?)?;
-                let b = centered(req(x, 1)?, x.get(3).copied().flatten())?;
-                Ok(vec![matmul(&a, &b)?.to_dtype(CDType::I32)?])
-            });
-            (k, vec![Ty::I32])
-        }
-        "QLinearMatMul" => {
-            ctx.known(&[])?;
-            let ta = ctx.ty_where(0, |t| matches!(t, Ty::U8 | Ty::I8), "uint8 and int8")?;
-            let tb = ctx.ty_where(3, |t| matches!(t, Ty::U8 | Ty::I8), "uint8 and int8")?;
-            let st = ctx.ty_where(
-                1,
-                |t| matches!(t, Ty::F32 | Ty::F16 | Ty::BF16),
-                "float, float16 and bfloat16 scales",
-            )?;
-            ctx.same(&[1, 4, 6], st)?;
-            ctx.same(&[0, 2], ta)?;
-            ctx.same(&[3, 5], tb)?;
-            let out = ctx.ty_where(7, |t| matches!(t, Ty::U8 | Ty::I8), "uint8 and int8")?;
-            let k: Kernel = Box::new(move |x| {
-                let a = centered(req(x, 0)?, row_zero_point(x, 2)?)?;
-                let b = centered(req(x, 3)?, x.get(5).copied().flatten())?;
-                let c = matmul(&a, &b)?;
-                let (sa, sy) = (one(req(x, 1)?, "a_scale")?, one(req(x, 6)?, "y_scale")?);
-                let yz = one(req(x, 7)?, "y_zero_point")?;
-                let sb = f64s(req(x, 4)?)?;
-                let n = *c.dims().last().unwrap_or(&1);
-                if sb.len() != 1 && sb.len() != n {
-                    bail!("b_scale holds {} values for {n} columns", sb.len());
-                }
-                let m: Vec<f64> = sb.iter().map(|&b| round_to(round_to(sa * b, st) / sy, st)).collect();
-                let q = f64s(&c)?
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, v)| (v * m[if m.len() == 1 { 0 } else { i % n }] + yz).round_ties_even())
-                    .collect();
-                Ok(vec![saturated(q, c.dims(), out)?])
-            });
-            (k, vec![out])
-        }
-        "ConvInteger" => {
-            ctx.known(&["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"])?;
-            let tx = ctx.ty_where(0, |t| matches!(t, Ty::U8 | Ty::I8), "uint8 and int8")?;
-            let tw = ctx.ty_where(1, |t| matches!(t, Ty::U8 | Ty::I8), "uint8 and int8")?;
-            ctx.same(&[0, 2], tx)?;
-            ctx.same(&[1, 3], tw)?;
-            let spec = ConvSpec::read(ctx, 1)?;
-            let k: Kernel = Box::new(move |x| {
-                let (xc, wc) = conv_operands(x, [0, 2, 1, 3])?;
-                Ok(vec![spec.run(&xc, &wc, None)?.to_dtype(CDType::I32)?])
-            });
-            (k, vec![Ty::I32])
-        }
-        "QLinearConv" => {
-            ctx.known(&["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"])?;
-            let tx = ctx.ty_where(0, |t| matches!(t, Ty::U8 | Ty::I8), "uint8 and int8")?;
-            let tw = ctx.ty_where(3, |t| matches!(t, Ty::U8 | Ty::I8), "uint8 and int8")?;
-            ctx.same(&[0, 2], tx)?;
-            ctx.same(&[3, 5], tw)?;
-            ctx.same(&[1, 4, 6], Ty::F32)?;
-            let out = ctx.ty_where(7, |t| matches!(t, Ty::U8 | Ty::I8), "uint8 and int8")?;
-            if ctx.has(8) {
-                ctx.same(&[8], Ty::I32)?;
-            }
-            let spec = ConvSpec::read(ctx, 3)?;
-            let k: Kernel = Box::new(move |x| {
-                let (xc, wc) = conv_operands(x, [0, 2, 3, 5])?;
-                let bias = x.get(8).copied().flatten().map(|b| b.to_dtype(CDType::F64)).transpose()?;
-                let r = spec.run(&xc, &wc, bias.as_ref())?;
-                let (sx, sy) = (one(req(x, 1)?, "x_scale")?, one(req(x, 6)?, "y_scale")?);
-                let yz = one(req(x, 7)?, "y_zero_point")?;
-                let sw = f64s(req(x, 4)?)?;
-                let m = r.dims()[1];
-                if sw.len() != 1 && sw.len() != m {
-                    bail!("w_scale holds {} values for {m} output channels", sw.len());
-                }
-                let mult: Vec<f64> =
-                    sw.iter().map(|&w| round_to(round_to(sx * w, Ty::F32) / sy, Ty::F32)).collect();
-                let plane: usize = r.dims()[2..].iter().product();
-                let q = f64s(&r)?
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, v)| {
-                        let ch = (i / plane) % m;
-                        (v * mult[if mult.len() == 1 { 0 } else { ch }] + yz).round_ties_even()
-                    })
-                    .collect();
-                Ok(vec![saturated(q, r.dims(), out)?])
-            });
-            (k, vec![out])
-        }
-        _ => return Ok(None),
+/// The family these operators are listed under.
+const FAMILY: &str = "quantization";
+
+/// Registers the quantization operators.
+pub(super) fn register(r: &mut Registry) -> Result<(), RegistryError> {
+    r.add_all([
+        OpDef::tensor(FAMILY, "QuantizeLinear", build_quantize_linear),
+        OpDef::tensor(FAMILY, "DequantizeLinear", build_dequantize_linear),
+        OpDef::tensor(FAMILY, "DynamicQuantizeLinear", build_dynamic_quantize_linear),
+        OpDef::tensor(FAMILY, "MatMulInteger", build_mat_mul_integer),
+        OpDef::tensor(FAMILY, "QLinearMatMul", build_q_linear_mat_mul),
+        OpDef::tensor(FAMILY, "ConvInteger", build_conv_integer),
+        OpDef::tensor(FAMILY, "QLinearConv", build_q_linear_conv),
+    ])
+}
+
+/// Builds `QuantizeLinear`.
+fn build_quantize_linear(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    ctx.known(&["axis", "saturate", "block_size", "output_dtype", "precision"])?;
+    let t = ctx.ty_where(0, Ty::is_float, "float16, bfloat16, float and double")?;
+    ctx.same(&[0, 1], t)?;
+    let precision = ctx.int("precision", 0)?;
+    if precision != 0 && Ty::from_onnx(precision as i32) != Some(t) {
+        return Err(format!(
+            "precision {} differs from the input's type {t}",
+            Ty::onnx_name(precision as i32)
+        ));
+    }
+    let out = quantize_output(ctx)?;
+    let lay = layout(ctx)?;
+    let k: Kernel = Box::new(move |x| {
+        let Operands { v, xs, ss, zs, ps, pz } = Operands::read(x, lay)?;
+        let q = xs
+            .iter()
+            .enumerate()
+            .map(|(i, &e)| round_to(e / ss[ps.index(i)], t).round_ties_even() + zs[pz.index(i)])
+            .collect();
+        Ok(vec![saturated(q, v.dims(), out)?])
+    });
+    Ok((k, vec![out]))
+}
+
+/// Builds `DequantizeLinear`.
+fn build_dequantize_linear(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    ctx.known(&["axis", "block_size", "output_dtype"])?;
+    let t = ctx.ty_where(0, |t| quantized(t) || t == Ty::I32, "uint8, int8, int16 and int32")?;
+    ctx.same(&[0, 2], t)?;
+    let scale =
+        ctx.ty_where(1, |t| matches!(t, Ty::F32 | Ty::F16 | Ty::BF16), "float, float16 and bfloat16 scales")?;
+    let out = match ctx.int("output_dtype", 0)? {
+        0 => scale,
+        code => Ty::from_onnx(code as i32)
+            .filter(|t| t.is_float())
+            .ok_or_else(|| format!("output_dtype {} is not a float type", Ty::onnx_name(code as i32)))?,
     };
-    Ok(Some(built))
+    let lay = layout(ctx)?;
+    let k: Kernel = Box::new(move |x| {
+        let Operands { v, xs, ss, zs, ps, pz } = Operands::read(x, lay)?;
+        // The reference subtracts in float and multiplies in float.
+        let y: Vec<f64> = xs
+            .iter()
+            .enumerate()
+            .map(|(i, &e)| {
+                let dx = round_to(round_to(e, Ty::F32) - zs[pz.index(i)], Ty::F32);
+                round_to(dx * ss[ps.index(i)], Ty::F32)
+            })
+            .collect();
+        Ok(vec![make(y, v.dims())?.to_dtype(out.candle())?])
+    });
+    Ok((k, vec![out]))
+}
+
+/// Builds `DynamicQuantizeLinear`.
+fn build_dynamic_quantize_linear(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    ctx.known(&[])?;
+    ctx.ty_where(0, |t| t == Ty::F32, "float")?;
+    let k: Kernel = Box::new(|x| {
+        let v = req(x, 0)?;
+        let xs: Vec<f32> = values(v)?;
+        if xs.is_empty() {
+            bail!("DynamicQuantizeLinear of an empty tensor has no range");
+        }
+        let maxx = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max).max(0.0);
+        let minx = xs.iter().copied().fold(f32::INFINITY, f32::min).min(0.0);
+        let scale = if maxx == minx { 1.0 } else { maxx - minx } / 255.0f32;
+        let zp = (0.0f32 - minx / scale).clamp(0.0, 255.0).round_ties_even();
+        let q = xs.iter().map(|&e| ((e / scale).round_ties_even() + zp) as f64).collect();
+        Ok(vec![saturated(q, v.dims(), Ty::U8)?, make(vec![scale], &[])?, make(vec![zp as u8], &[])?])
+    });
+    Ok((k, vec![Ty::U8, Ty::F32, Ty::U8]))
+}
+
+/// Builds `MatMulInteger`.
+fn build_mat_mul_integer(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    ctx.known(&[])?;
+    let ta = ctx.ty_where(0, |t| matches!(t, Ty::U8 | Ty::I8), "uint8 and int8")?;
+    let tb = ctx.ty_where(1, |t| matches!(t, Ty::U8 | Ty::I8), "uint8 and int8")?;
+    ctx.same(&[0, 2], ta)?;
+    ctx.same(&[1, 3], tb)?;
+    let k: Kernel = Box::new(|x| {
+        let a = centered(req(x, 0)?, row_zero_point(x, 2)?)?;
+        let b = centered(req(x, 1)?, x.get(3).copied().flatten())?;
+        Ok(vec![matmul(&a, &b)?.to_dtype(CDType::I32)?])
+    });
+    Ok((k, vec![Ty::I32]))
+}
+
+/// Builds `QLinearMatMul`.
+fn build_q_linear_mat_mul(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    ctx.known(&[])?;
+    let ta = ctx.ty_where(0, |t| matches!(t, Ty::U8 | Ty::I8), "uint8 and int8")?;
+    let tb = ctx.ty_where(3, |t| matches!(t, Ty::U8 | Ty::I8), "uint8 and int8")?;
+    let st =
+        ctx.ty_where(1, |t| matches!(t, Ty::F32 | Ty::F16 | Ty::BF16), "float, float16 and bfloat16 scales")?;
+    ctx.same(&[1, 4, 6], st)?;
+    ctx.same(&[0, 2], ta)?;
+    ctx.same(&[3, 5], tb)?;
+    let out = ctx.ty_where(7, |t| matches!(t, Ty::U8 | Ty::I8), "uint8 and int8")?;
+    let k: Kernel = Box::new(move |x| {
+        let a = centered(req(x, 0)?, row_zero_point(x, 2)?)?;
+        let b = centered(req(x, 3)?, x.get(5).copied().flatten())?;
+        let c = matmul(&a, &b)?;
+        let (sa, sy) = (one(req(x, 1)?, "a_scale")?, one(req(x, 6)?, "y_scale")?);
+        let yz = one(req(x, 7)?, "y_zero_point")?;
+        let sb = f64s(req(x, 4)?)?;
+        let n = *c.dims().last().unwrap_or(&1);
+        if sb.len() != 1 && sb.len() != n {
+            bail!("b_scale holds {} values for {n} columns", sb.len());
+        }
+        let m: Vec<f64> = sb.iter().map(|&b| round_to(round_to(sa * b, st) / sy, st)).collect();
+        let q = f64s(&c)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (v * m[if m.len() == 1 { 0 } else { i % n }] + yz).round_ties_even())
+            .collect();
+        Ok(vec![saturated(q, c.dims(), out)?])
+    });
+    Ok((k, vec![out]))
+}
+
+/// Builds `ConvInteger`.
+fn build_conv_integer(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    ctx.known(&["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"])?;
+    let tx = ctx.ty_where(0, |t| matches!(t, Ty::U8 | Ty::I8), "uint8 and int8")?;
+    let tw = ctx.ty_where(1, |t| matches!(t, Ty::U8 | Ty::I8), "uint8 and int8")?;
+    ctx.same(&[0, 2], tx)?;
+    ctx.same(&[1, 3], tw)?;
+    let spec = ConvSpec::read(ctx, 1)?;
+    let k: Kernel = Box::new(move |x| {
+        let (xc, wc) = conv_operands(x, [0, 2, 1, 3])?;
+        Ok(vec![spec.run(&xc, &wc, None)?.to_dtype(CDType::I32)?])
+    });
+    Ok((k, vec![Ty::I32]))
+}
+
+/// Builds `QLinearConv`.
+fn build_q_linear_conv(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    ctx.known(&["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"])?;
+    let tx = ctx.ty_where(0, |t| matches!(t, Ty::U8 | Ty::I8), "uint8 and int8")?;
+    let tw = ctx.ty_where(3, |t| matches!(t, Ty::U8 | Ty::I8), "uint8 and int8")?;
+    ctx.same(&[0, 2], tx)?;
+    ctx.same(&[3, 5], tw)?;
+    ctx.same(&[1, 4, 6], Ty::F32)?;
+    let out = ctx.ty_where(7, |t| matches!(t, Ty::U8 | Ty::I8), "uint8 and int8")?;
+    if ctx.has(8) {
+        ctx.same(&[8], Ty::I32)?;
+    }
+    let spec = ConvSpec::read(ctx, 3)?;
+    let k: Kernel = Box::new(move |x| {
+        let (xc, wc) = conv_operands(x, [0, 2, 3, 5])?;
+        let bias = x.get(8).copied().flatten().map(|b| b.to_dtype(CDType::F64)).transpose()?;
+        let r = spec.run(&xc, &wc, bias.as_ref())?;
+        let (sx, sy) = (one(req(x, 1)?, "x_scale")?, one(req(x, 6)?, "y_scale")?);
+        let yz = one(req(x, 7)?, "y_zero_point")?;
+        let sw = f64s(req(x, 4)?)?;
+        let m = r.dims()[1];
+        if sw.len() != 1 && sw.len() != m {
+            bail!("w_scale holds {} values for {m} output channels", sw.len());
+        }
+        let mult: Vec<f64> = sw.iter().map(|&w| round_to(round_to(sx * w, Ty::F32) / sy, Ty::F32)).collect();
+        let plane: usize = r.dims()[2..].iter().product();
+        let q = f64s(&r)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let ch = (i / plane) % m;
+                (v * mult[if mult.len() == 1 { 0 } else { ch }] + yz).round_ties_even()
+            })
+            .collect();
+        Ok(vec![saturated(q, r.dims(), out)?])
+    });
+    Ok((k, vec![out]))
 }
 
 /// A's zero point of MatMulInteger and QLinearMatMul: one value only. ONNX's text allows one

@@ -12,6 +12,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
 
 use super::elementwise::cast;
+use super::registry::{OpDef, Registry, RegistryError};
 use super::{check_size, make, req, values, Built, Kernel, NodeCtx, Refusal};
 use crate::ty::Ty;
 
@@ -75,55 +76,73 @@ fn float_dtype(ctx: &NodeCtx<'_>, default: Option<Ty>) -> Result<Ty, Refusal> {
     }
 }
 
-/// Builds the random generators.
-pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
+/// The family these operators are listed under.
+const FAMILY: &str = "random";
+
+/// Registers the random operators.
+pub(super) fn register(r: &mut Registry) -> Result<(), RegistryError> {
+    r.add_all([
+        OpDef::tensor(FAMILY, "RandomUniform", build_random).random(),
+        OpDef::tensor(FAMILY, "RandomNormal", build_random).random(),
+        OpDef::tensor(FAMILY, "RandomUniformLike", build_random_like).random(),
+        OpDef::tensor(FAMILY, "RandomNormalLike", build_random_like).random(),
+        OpDef::tensor(FAMILY, "Bernoulli", build_bernoulli).random(),
+    ])
+}
+
+/// Builds `RandomUniform` and `RandomNormal`.
+fn build_random(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    let op = ctx.node.op_type.as_str();
     let seed =
         || -> Result<Option<f32>, Refusal> { ctx.attr("seed").map(|_| ctx.float("seed", 0.0)).transpose() };
-    let built: Built = match op {
-        "RandomUniform" | "RandomNormal" => {
-            ctx.known(&["dtype", "high", "low", "mean", "scale", "seed", "shape"])?;
-            let draw = Draw::read(op, ctx)?;
-            let ty = float_dtype(ctx, Some(Ty::F32))?;
-            let shape = ctx.ints("shape")?.ok_or("shape is required")?;
-            let dims = shape
-                .into_iter()
-                .map(|d| usize::try_from(d).map_err(|_| format!("shape has a negative dimension {d}")))
-                .collect::<Result<Vec<_>, _>>()?;
-            let seed = seed()?;
-            let k: Kernel = Box::new(move |_| Ok(vec![draw.tensor(seed, &dims, ty)?]));
-            (k, vec![ty])
-        }
-        "RandomUniformLike" | "RandomNormalLike" => {
-            ctx.known(&["dtype", "high", "low", "mean", "scale", "seed"])?;
-            let draw = Draw::read(op, ctx)?;
-            let input = ctx.ty(0)?;
-            let ty = float_dtype(ctx, Some(input))?;
-            let seed = seed()?;
-            let k: Kernel = Box::new(move |x| Ok(vec![draw.tensor(seed, req(x, 0)?.dims(), ty)?]));
-            (k, vec![ty])
-        }
-        "Bernoulli" => {
-            ctx.known(&["dtype", "seed"])?;
-            let input = ctx.ty_where(0, Ty::is_float, "float16, bfloat16, float and double")?;
-            let code = ctx.int("dtype", 0)?;
-            let out = if code == 0 {
-                input
-            } else {
-                Ty::from_onnx(code as i32)
-                    .ok_or_else(|| format!("dtype {} is not supported", Ty::onnx_name(code as i32)))?
-            };
-            let seed = seed()?;
-            let k: Kernel = Box::new(move |x| {
-                let p = req(x, 0)?;
-                let probs: Vec<f64> = values(&p.to_dtype(CDType::F64)?)?;
-                let mut rng = generator(seed);
-                let draws: Vec<f64> =
-                    probs.iter().map(|&q| if rng.random::<f64>() < q { 1.0 } else { 0.0 }).collect();
-                Ok(vec![cast(&make(draws, p.dims())?, Ty::F64, out)?])
-            });
-            (k, vec![out])
-        }
-        _ => return Ok(None),
+    ctx.known(&["dtype", "high", "low", "mean", "scale", "seed", "shape"])?;
+    let draw = Draw::read(op, ctx)?;
+    let ty = float_dtype(ctx, Some(Ty::F32))?;
+    let shape = ctx.ints("shape")?.ok_or("shape is required")?;
+    let dims = shape
+        .into_iter()
+        .map(|d| usize::try_from(d).map_err(|_| format!("shape has a negative dimension {d}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let seed = seed()?;
+    let k: Kernel = Box::new(move |_| Ok(vec![draw.tensor(seed, &dims, ty)?]));
+    Ok((k, vec![ty]))
+}
+
+/// Builds `RandomUniformLike` and `RandomNormalLike`.
+fn build_random_like(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    let op = ctx.node.op_type.as_str();
+    let seed =
+        || -> Result<Option<f32>, Refusal> { ctx.attr("seed").map(|_| ctx.float("seed", 0.0)).transpose() };
+    ctx.known(&["dtype", "high", "low", "mean", "scale", "seed"])?;
+    let draw = Draw::read(op, ctx)?;
+    let input = ctx.ty(0)?;
+    let ty = float_dtype(ctx, Some(input))?;
+    let seed = seed()?;
+    let k: Kernel = Box::new(move |x| Ok(vec![draw.tensor(seed, req(x, 0)?.dims(), ty)?]));
+    Ok((k, vec![ty]))
+}
+
+/// Builds `Bernoulli`.
+fn build_bernoulli(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    let seed =
+        || -> Result<Option<f32>, Refusal> { ctx.attr("seed").map(|_| ctx.float("seed", 0.0)).transpose() };
+    ctx.known(&["dtype", "seed"])?;
+    let input = ctx.ty_where(0, Ty::is_float, "float16, bfloat16, float and double")?;
+    let code = ctx.int("dtype", 0)?;
+    let out = if code == 0 {
+        input
+    } else {
+        Ty::from_onnx(code as i32)
+            .ok_or_else(|| format!("dtype {} is not supported", Ty::onnx_name(code as i32)))?
     };
-    Ok(Some(built))
+    let seed = seed()?;
+    let k: Kernel = Box::new(move |x| {
+        let p = req(x, 0)?;
+        let probs: Vec<f64> = values(&p.to_dtype(CDType::F64)?)?;
+        let mut rng = generator(seed);
+        let draws: Vec<f64> =
+            probs.iter().map(|&q| if rng.random::<f64>() < q { 1.0 } else { 0.0 }).collect();
+        Ok(vec![cast(&make(draws, p.dims())?, Ty::F64, out)?])
+    });
+    Ok((k, vec![out]))
 }

@@ -2,7 +2,9 @@
 
 use candle_core::{bail, DType as CDType, Result as CResult, Tensor as CTensor};
 
-use super::{axis, ints, make, req, values, with_values, Built, Kernel, NodeCtx, Refusal, WideKernel};
+use super::registry::{OpDef, Registry, RegistryError};
+use super::{axis, ints, make, req, values, with_values, Built, Kernel, NodeCtx, Refusal};
+use crate::kernels::WideKernel;
 use crate::ty::Ty;
 
 #[derive(Clone, Copy, PartialEq)]
@@ -131,11 +133,11 @@ fn reduce(x: &CTensor, op: Red, ty: Ty, axes: &[usize], keepdims: bool) -> CResu
         let mean = op == Red::Mean;
         match moved.dtype() {
             CDType::F32 => {
-                let o = with_values(&moved, |v: &[f32]| super::wide(RowSums { v, inner, mean }))?;
+                let o = with_values(&moved, |v: &[f32]| crate::kernels::wide(RowSums { v, inner, mean }))?;
                 return make(o, &out);
             }
             CDType::F64 => {
-                let o = with_values(&moved, |v: &[f64]| super::wide(RowSums { v, inner, mean }))?;
+                let o = with_values(&moved, |v: &[f64]| crate::kernels::wide(RowSums { v, inner, mean }))?;
                 return make(o, &out);
             }
             _ => {}
@@ -152,8 +154,35 @@ fn reduce(x: &CTensor, op: Red, ty: Ty, axes: &[usize], keepdims: bool) -> CResu
     }
 }
 
-/// Builds a reduction, or `Ok(None)` when `op` is not one.
-pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
+/// The family these operators are listed under.
+const FAMILY: &str = "reduction";
+
+/// Registers the reductions.
+pub(super) fn register(r: &mut Registry) -> Result<(), RegistryError> {
+    r.add_all([
+        OpDef::tensor(FAMILY, "ReduceSum", build_reduce),
+        OpDef::tensor(FAMILY, "ReduceMean", build_reduce),
+        OpDef::tensor(FAMILY, "ReduceMax", build_reduce),
+        OpDef::tensor(FAMILY, "ReduceMin", build_reduce),
+        OpDef::tensor(FAMILY, "ReduceProd", build_reduce),
+        OpDef::tensor(FAMILY, "ReduceL1", build_reduce),
+        OpDef::tensor(FAMILY, "ReduceL2", build_reduce),
+        OpDef::tensor(FAMILY, "ReduceLogSum", build_reduce),
+        OpDef::tensor(FAMILY, "ReduceLogSumExp", build_reduce),
+        OpDef::tensor(FAMILY, "ReduceSumSquare", build_reduce),
+        OpDef::tensor(FAMILY, "ArgMax", build_arg),
+        OpDef::tensor(FAMILY, "ArgMin", build_arg),
+    ])
+}
+
+/// Builds `ArgMax` and `ArgMin`.
+fn build_arg(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    arg(ctx.node.op_type.as_str(), ctx)
+}
+
+/// Builds the `Reduce*` operators.
+fn build_reduce(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    let op = ctx.node.op_type.as_str();
     let red = match op {
         "ReduceSum" => Red::Sum,
         "ReduceMean" => Red::Mean,
@@ -165,8 +194,7 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
         "ReduceLogSum" => Red::LogSum,
         "ReduceLogSumExp" => Red::LogSumExp,
         "ReduceSumSquare" => Red::SumSquare,
-        "ArgMax" | "ArgMin" => return arg(op, ctx).map(Some),
-        _ => return Ok(None),
+        _ => return Err(format!("{op} is not a reduction")),
     };
     let float_only = matches!(red, Red::Mean | Red::L2 | Red::LogSum | Red::LogSumExp);
     let t = ctx.ty(0)?;
@@ -209,7 +237,7 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
         };
         Ok(vec![reduce(a, red, t, &axes, keepdims)?])
     });
-    Ok(Some((k, vec![t])))
+    Ok((k, vec![t]))
 }
 
 fn arg(op: &str, ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
@@ -269,22 +297,22 @@ mod tests {
                 .collect();
             for mean in [false, true] {
                 let want = in_order(&v, inner, mean);
-                let got = super::super::wide(RowSums { v: &v, inner, mean });
+                let got = crate::kernels::wide(RowSums { v: &v, inner, mean });
                 for (g, w) in got.iter().zip(&want) {
                     assert!((g - w).abs() <= 1e-12 * w.abs().max(1.0), "inner {inner}: {g} vs {w}");
                 }
                 let v32: Vec<f32> = v.iter().map(|&x| x as f32).collect();
                 let want32 = in_order(&v32.iter().map(|&x| f64::from(x)).collect::<Vec<_>>(), inner, mean);
-                let got32 = super::super::wide(RowSums { v: &v32, inner, mean });
+                let got32 = crate::kernels::wide(RowSums { v: &v32, inner, mean });
                 assert_eq!(got32, want32.iter().map(|&w| w as f32).collect::<Vec<_>>(), "inner {inner}, f32");
             }
         }
         // NaN and infinities reach the sum whatever the lane they fall in.
         let v = [1.0f32, f32::INFINITY, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, f32::NEG_INFINITY, 1.0];
-        assert!(super::super::wide(RowSums { v: &v, inner: 10, mean: false })[0].is_nan());
-        assert_eq!(super::super::wide(RowSums { v: &v[..8], inner: 8, mean: false })[0], f32::INFINITY);
+        assert!(crate::kernels::wide(RowSums { v: &v, inner: 10, mean: false })[0].is_nan());
+        assert_eq!(crate::kernels::wide(RowSums { v: &v[..8], inner: 8, mean: false })[0], f32::INFINITY);
         let v = [1.0f64, 2.0, f64::NAN, 3.0];
-        assert!(super::super::wide(RowSums { v: &v, inner: 4, mean: true })[0].is_nan());
+        assert!(crate::kernels::wide(RowSums { v: &v, inner: 4, mean: true })[0].is_nan());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use candle_core::{bail, DType as CDType, Result as CResult, Tensor as CTensor};
 
+use super::registry::{OpDef, Registry, RegistryError};
 use super::{ints, make, req, values, Built, Kernel, NodeCtx, Refusal};
 use crate::ty::Ty;
 
@@ -257,131 +258,137 @@ fn floats_of(t: Option<&CTensor>) -> CResult<Option<Vec<f64>>> {
     t.filter(|t| t.elem_count() > 0).map(|t| values::<f64>(&t.to_dtype(CDType::F64)?)).transpose()
 }
 
-/// Builds Resize or Upsample, or `Ok(None)` when `op` is neither.
-pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
-    let built: Built = match op {
-        "GridSample" => {
-            ctx.known(&["align_corners", "mode", "padding_mode"])?;
-            let t = ctx.ty_where(0, |t| matches!(t, Ty::F32 | Ty::F64), "float and double")?;
-            let g = ctx.ty_where(1, |t| matches!(t, Ty::F32 | Ty::F64), "a float or double grid")?;
-            let mode = match ctx.string("mode")?.as_deref().unwrap_or("linear") {
-                "linear" | "bilinear" => GridMode::Linear,
-                "nearest" => GridMode::Nearest,
-                "cubic" | "bicubic" => GridMode::Cubic,
-                other => return Err(format!("mode \"{other}\" is not supported")),
-            };
-            let padding = match ctx.string("padding_mode")?.as_deref().unwrap_or("zeros") {
-                "zeros" => GridPad::Zeros,
-                "border" => GridPad::Border,
-                "reflection" => GridPad::Reflection,
-                other => return Err(format!("padding_mode \"{other}\" is not supported")),
-            };
-            let align = ctx.int("align_corners", 0)? != 0;
-            let k: Kernel =
-                Box::new(move |x| Ok(vec![grid_sample(req(x, 0)?, req(x, 1)?, mode, padding, align, g)?]));
-            (k, vec![t])
-        }
-        "Resize" => {
-            if ctx.opset < 11 {
-                return Err("Resize before opset 11 is not supported".into());
-            }
-            ctx.known(&[
-                "mode",
-                "coordinate_transformation_mode",
-                "nearest_mode",
-                "cubic_coeff_a",
-                "exclude_outside",
-                "extrapolation_value",
-                "antialias",
-                "axes",
-                "keep_aspect_ratio_policy",
-            ])?;
-            let t = ctx.ty_where(0, Ty::is_float, "floats")?;
-            if ctx.int("antialias", 0)? != 0 {
-                return Err("antialias=1 is not supported".into());
-            }
-            let mode = match ctx.string("mode")?.as_deref() {
-                None | Some("nearest") => Mode::Nearest,
-                Some("linear") => Mode::Linear,
-                Some("cubic") => Mode::Cubic,
-                Some(m) => return Err(format!("mode \"{m}\" is not supported")),
-            };
-            let coord = match ctx.string("coordinate_transformation_mode")?.as_deref() {
-                None | Some("half_pixel") => Coord::HalfPixel,
-                Some("half_pixel_symmetric") => Coord::HalfPixelSymmetric,
-                Some("pytorch_half_pixel") => Coord::PytorchHalfPixel,
-                Some("align_corners") => Coord::AlignCorners,
-                Some("asymmetric") => Coord::Asymmetric,
-                Some("tf_crop_and_resize") => Coord::TfCropAndResize,
-                Some(m) => return Err(format!("coordinate_transformation_mode \"{m}\" is not supported")),
-            };
-            let nearest = match ctx.string("nearest_mode")?.as_deref() {
-                None | Some("round_prefer_floor") => Nearest::RoundPreferFloor,
-                Some("round_prefer_ceil") => Nearest::RoundPreferCeil,
-                Some("floor") => Nearest::Floor,
-                Some("ceil") => Nearest::Ceil,
-                Some(m) => return Err(format!("nearest_mode \"{m}\" is not supported")),
-            };
-            let policy = match ctx.string("keep_aspect_ratio_policy")?.as_deref() {
-                None | Some("stretch") => 0,
-                Some("not_larger") => 1,
-                Some("not_smaller") => 2,
-                Some(m) => return Err(format!("keep_aspect_ratio_policy \"{m}\" is not supported")),
-            };
-            let r = Resize {
-                mode,
-                coord,
-                nearest,
-                cubic_a: ctx.float("cubic_coeff_a", -0.75)? as f64,
-                exclude_outside: ctx.int("exclude_outside", 0)? != 0,
-                extrapolation: ctx.float("extrapolation_value", 0.0)? as f64,
-                axes: ctx.ints("axes")?,
-                policy,
-            };
-            let k: Kernel = Box::new(move |x| {
-                let a = req(x, 0)?;
-                let roi = floats_of(x.get(1).copied().flatten())?;
-                let scales = floats_of(x.get(2).copied().flatten())?;
-                let sizes =
-                    x.get(3).copied().flatten().filter(|t| t.elem_count() > 0).map(ints).transpose()?;
-                Ok(vec![run(&r, a, roi, scales, sizes)?])
-            });
-            (k, vec![t])
-        }
-        "Upsample" => {
-            // As ONNX's reference: nearest with whole-number scales (each element repeated).
-            ctx.known(&["mode", "scales"])?;
-            let t = ctx.ty_where(0, Ty::is_float, "floats")?;
-            if !matches!(ctx.string("mode")?.as_deref(), None | Some("nearest")) {
-                return Err("only mode nearest is supported".into());
-            }
-            let attr = ctx.floats("scales")?.map(|v| v.into_iter().map(f64::from).collect::<Vec<_>>());
-            let r = Resize {
-                mode: Mode::Nearest,
-                coord: Coord::Asymmetric,
-                nearest: Nearest::Floor,
-                cubic_a: -0.75,
-                exclude_outside: false,
-                extrapolation: 0.0,
-                axes: None,
-                policy: 0,
-            };
-            let k: Kernel = Box::new(move |x| {
-                let a = req(x, 0)?;
-                let scales = match &attr {
-                    Some(s) => s.clone(),
-                    None => floats_of(x.get(1).copied().flatten())?.unwrap_or_default(),
-                };
-                if scales.iter().any(|s| s.fract() != 0.0 || *s < 1.0) {
-                    bail!("Upsample scales {scales:?} are not whole numbers of at least 1");
-                }
-                Ok(vec![run(&r, a, None, Some(scales), None)?])
-            });
-            (k, vec![t])
-        }
-        _ => return Ok(None),
+/// The family these operators are listed under.
+const FAMILY: &str = "resize";
+
+/// Registers the resize operators.
+pub(super) fn register(r: &mut Registry) -> Result<(), RegistryError> {
+    r.add_all([
+        OpDef::tensor(FAMILY, "GridSample", build_grid_sample),
+        OpDef::tensor(FAMILY, "Resize", build_resize).since(11),
+        OpDef::tensor(FAMILY, "Upsample", build_upsample),
+    ])
+}
+
+/// Builds `GridSample`.
+fn build_grid_sample(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    ctx.known(&["align_corners", "mode", "padding_mode"])?;
+    let t = ctx.ty_where(0, |t| matches!(t, Ty::F32 | Ty::F64), "float and double")?;
+    let g = ctx.ty_where(1, |t| matches!(t, Ty::F32 | Ty::F64), "a float or double grid")?;
+    let mode = match ctx.string("mode")?.as_deref().unwrap_or("linear") {
+        "linear" | "bilinear" => GridMode::Linear,
+        "nearest" => GridMode::Nearest,
+        "cubic" | "bicubic" => GridMode::Cubic,
+        other => return Err(format!("mode \"{other}\" is not supported")),
     };
-    Ok(Some(built))
+    let padding = match ctx.string("padding_mode")?.as_deref().unwrap_or("zeros") {
+        "zeros" => GridPad::Zeros,
+        "border" => GridPad::Border,
+        "reflection" => GridPad::Reflection,
+        other => return Err(format!("padding_mode \"{other}\" is not supported")),
+    };
+    let align = ctx.int("align_corners", 0)? != 0;
+    let k: Kernel =
+        Box::new(move |x| Ok(vec![grid_sample(req(x, 0)?, req(x, 1)?, mode, padding, align, g)?]));
+    Ok((k, vec![t]))
+}
+
+/// Builds `Resize`.
+fn build_resize(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    ctx.known(&[
+        "mode",
+        "coordinate_transformation_mode",
+        "nearest_mode",
+        "cubic_coeff_a",
+        "exclude_outside",
+        "extrapolation_value",
+        "antialias",
+        "axes",
+        "keep_aspect_ratio_policy",
+    ])?;
+    let t = ctx.ty_where(0, Ty::is_float, "floats")?;
+    if ctx.int("antialias", 0)? != 0 {
+        return Err("antialias=1 is not supported".into());
+    }
+    let mode = match ctx.string("mode")?.as_deref() {
+        None | Some("nearest") => Mode::Nearest,
+        Some("linear") => Mode::Linear,
+        Some("cubic") => Mode::Cubic,
+        Some(m) => return Err(format!("mode \"{m}\" is not supported")),
+    };
+    let coord = match ctx.string("coordinate_transformation_mode")?.as_deref() {
+        None | Some("half_pixel") => Coord::HalfPixel,
+        Some("half_pixel_symmetric") => Coord::HalfPixelSymmetric,
+        Some("pytorch_half_pixel") => Coord::PytorchHalfPixel,
+        Some("align_corners") => Coord::AlignCorners,
+        Some("asymmetric") => Coord::Asymmetric,
+        Some("tf_crop_and_resize") => Coord::TfCropAndResize,
+        Some(m) => return Err(format!("coordinate_transformation_mode \"{m}\" is not supported")),
+    };
+    let nearest = match ctx.string("nearest_mode")?.as_deref() {
+        None | Some("round_prefer_floor") => Nearest::RoundPreferFloor,
+        Some("round_prefer_ceil") => Nearest::RoundPreferCeil,
+        Some("floor") => Nearest::Floor,
+        Some("ceil") => Nearest::Ceil,
+        Some(m) => return Err(format!("nearest_mode \"{m}\" is not supported")),
+    };
+    let policy = match ctx.string("keep_aspect_ratio_policy")?.as_deref() {
+        None | Some("stretch") => 0,
+        Some("not_larger") => 1,
+        Some("not_smaller") => 2,
+        Some(m) => return Err(format!("keep_aspect_ratio_policy \"{m}\" is not supported")),
+    };
+    let r = Resize {
+        mode,
+        coord,
+        nearest,
+        cubic_a: ctx.float("cubic_coeff_a", -0.75)? as f64,
+        exclude_outside: ctx.int("exclude_outside", 0)? != 0,
+        extrapolation: ctx.float("extrapolation_value", 0.0)? as f64,
+        axes: ctx.ints("axes")?,
+        policy,
+    };
+    let k: Kernel = Box::new(move |x| {
+        let a = req(x, 0)?;
+        let roi = floats_of(x.get(1).copied().flatten())?;
+        let scales = floats_of(x.get(2).copied().flatten())?;
+        let sizes = x.get(3).copied().flatten().filter(|t| t.elem_count() > 0).map(ints).transpose()?;
+        Ok(vec![run(&r, a, roi, scales, sizes)?])
+    });
+    Ok((k, vec![t]))
+}
+
+/// Builds `Upsample`.
+fn build_upsample(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    // As ONNX's reference: nearest with whole-number scales (each element repeated).
+    ctx.known(&["mode", "scales"])?;
+    let t = ctx.ty_where(0, Ty::is_float, "floats")?;
+    if !matches!(ctx.string("mode")?.as_deref(), None | Some("nearest")) {
+        return Err("only mode nearest is supported".into());
+    }
+    let attr = ctx.floats("scales")?.map(|v| v.into_iter().map(f64::from).collect::<Vec<_>>());
+    let r = Resize {
+        mode: Mode::Nearest,
+        coord: Coord::Asymmetric,
+        nearest: Nearest::Floor,
+        cubic_a: -0.75,
+        exclude_outside: false,
+        extrapolation: 0.0,
+        axes: None,
+        policy: 0,
+    };
+    let k: Kernel = Box::new(move |x| {
+        let a = req(x, 0)?;
+        let scales = match &attr {
+            Some(s) => s.clone(),
+            None => floats_of(x.get(1).copied().flatten())?.unwrap_or_default(),
+        };
+        if scales.iter().any(|s| s.fract() != 0.0 || *s < 1.0) {
+            bail!("Upsample scales {scales:?} are not whole numbers of at least 1");
+        }
+        Ok(vec![run(&r, a, None, Some(scales), None)?])
+    });
+    Ok((k, vec![t]))
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -463,7 +470,7 @@ fn grid_sample(
     let xv: Vec<f64> = values(&x.to_dtype(CDType::F64)?)?;
     let gv: Vec<f64> = values(&grid.to_dtype(CDType::F64)?)?;
     let round = |v: f64| if grid_ty == Ty::F32 { v as f32 as f64 } else { v };
-    let st = super::shape::strides(dims);
+    let st = crate::kernels::strides(dims);
     let mut out = vec![0.0; n * c * points];
     for b in 0..n {
         for p in 0..points {

@@ -3,6 +3,7 @@
 
 use candle_core::{bail, DType as CDType, Result as CResult, Tensor as CTensor};
 
+use super::registry::{OpDef, Registry, RegistryError};
 use super::{ints, make, req, values, Built, Kernel, NodeCtx, Refusal};
 use crate::ty::Ty;
 
@@ -192,13 +193,26 @@ fn run(s: &Spec, x: &[Option<&CTensor>]) -> CResult<Vec<CTensor>> {
     out.into_iter().map(|t| t.contiguous()?.to_dtype(dt)).collect()
 }
 
-/// Builds RNN, GRU or LSTM, or `Ok(None)` when `op` is none of them.
-pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
+/// The family these operators are listed under.
+const FAMILY: &str = "recurrent";
+
+/// Registers the recurrent networks.
+pub(super) fn register(r: &mut Registry) -> Result<(), RegistryError> {
+    r.add_all([
+        OpDef::tensor(FAMILY, "RNN", build_recurrent),
+        OpDef::tensor(FAMILY, "GRU", build_recurrent),
+        OpDef::tensor(FAMILY, "LSTM", build_recurrent),
+    ])
+}
+
+/// Builds `RNN`, `GRU` and `LSTM`.
+fn build_recurrent(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    let op = ctx.node.op_type.as_str();
     let cell = match op {
         "RNN" => Cell::Rnn,
         "GRU" => Cell::Gru,
         "LSTM" => Cell::Lstm,
-        _ => return Ok(None),
+        _ => return Err(format!("{op} is not a recurrent network")),
     };
     ctx.known(&[
         "activations",
@@ -257,5 +271,5 @@ pub fn build(op: &str, ctx: &NodeCtx<'_>) -> Result<Option<Built>, Refusal> {
     let n_out = if cell == Cell::Lstm { 3 } else { 2 };
     ctx.max_outputs(n_out)?;
     let k: Kernel = Box::new(move |x| run(&spec, x));
-    Ok(Some((k, vec![t; n_out])))
+    Ok((k, vec![t; n_out]))
 }

@@ -4,6 +4,7 @@
 use candle_core::{bail, Device, Result as CResult, Tensor as CTensor};
 use candle_onnx::onnx::NodeProto;
 
+use super::registry::{OpDef, Registry, RegistryError};
 use super::{axis, ints, Refusal};
 use crate::ty::Ty;
 
@@ -19,19 +20,18 @@ pub enum Value {
 /// Runs a sequence operator.
 pub type SeqKernel = Box<dyn Fn(&[Option<&Value>]) -> CResult<Vec<Value>> + Send + Sync>;
 
-/// Whether `op` is one of the sequence operators this module builds.
-pub fn is_sequence_op(op: &str) -> bool {
-    matches!(
-        op,
-        "SequenceEmpty"
-            | "SequenceConstruct"
-            | "SequenceInsert"
-            | "SequenceErase"
-            | "SequenceAt"
-            | "SequenceLength"
-            | "SplitToSequence"
-            | "ConcatFromSequence"
-    )
+/// Registers the sequence operators, which the plan builds knowing which inputs are sequences.
+pub(super) fn register(r: &mut Registry) -> Result<(), RegistryError> {
+    r.add_all([
+        OpDef::sequence("SequenceEmpty", build),
+        OpDef::sequence("SequenceConstruct", build),
+        OpDef::sequence("SequenceInsert", build),
+        OpDef::sequence("SequenceErase", build),
+        OpDef::sequence("SequenceAt", build),
+        OpDef::sequence("SequenceLength", build),
+        OpDef::sequence("SplitToSequence", build),
+        OpDef::sequence("ConcatFromSequence", build),
+    ])
 }
 
 fn tensor<'a>(x: &[Option<&'a Value>], i: usize) -> CResult<&'a CTensor> {

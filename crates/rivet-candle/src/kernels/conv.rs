@@ -1,0 +1,544 @@
+//! Convolutions: im2col into a per-thread scratch matrix and one product per group, images
+//! side by side for small planes, bias and Relu in one pass; transposed convolution.
+
+use super::gemm::*;
+use super::window::*;
+use super::with_values;
+use candle_core::{bail, DType as CDType, Device, Result as CResult, Tensor as CTensor};
+
+/// Element types a convolution runs in, each with a per-thread scratch buffer for its im2col
+/// matrices: kept between runs, so that a convolution neither maps nor faults in fresh pages
+/// each time. A buffer larger than [`SCRATCH_KEEP`] elements is not kept.
+pub(crate) trait ConvElem: candle_core::WithDType {
+    fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
+}
+
+/// The largest im2col buffer (in elements) a thread keeps between runs: 16 Mi elements.
+pub(crate) const SCRATCH_KEEP: usize = 1 << 24;
+
+macro_rules! conv_elem {
+    ($t:ty, $name:ident) => {
+        thread_local! {
+            static $name: std::cell::RefCell<Vec<$t>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        impl ConvElem for $t {
+            fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [$t]) -> R) -> R {
+                if len > SCRATCH_KEEP {
+                    return f(&mut vec![0.0; len]);
+                }
+                $name.with(|b| match b.try_borrow_mut() {
+                    Ok(mut b) => {
+                        if b.len() < len {
+                            b.resize(len, 0.0);
+                        }
+                        f(&mut b[..len])
+                    }
+                    // Not expected (a convolution does not run another inside it), but safe.
+                    Err(_) => f(&mut vec![0.0; len]),
+                })
+            }
+        }
+    };
+}
+conv_elem!(f32, SCRATCH_F32);
+conv_elem!(f64, SCRATCH_F64);
+
+/// General N-D convolution, image by image: im2col into a per-thread scratch matrix (skipped
+/// for a 1×1 convolution that reads every input position), then one matrix product per group
+/// written straight into the output, which starts as the bias.
+pub(crate) fn conv_general(
+    x: &CTensor,
+    wt: &CTensor,
+    bias: Option<&CTensor>,
+    w: &Window,
+    group: usize,
+    cache: &GeometryCache,
+    relu: bool,
+) -> CResult<CTensor> {
+    let (n, c) = (x.dims()[0], x.dims()[1]);
+    let m = wt.dims()[0];
+    let spatial = &x.dims()[2..];
+    if !c.is_multiple_of(group) || !m.is_multiple_of(group) || wt.dims()[1] * group != c {
+        bail!("channels {c} and weights {:?} disagree with group {group}", wt.dims());
+    }
+    if let Some(b) = bias {
+        if b.elem_count() != m {
+            bail!("a bias of {} values for {m} output channels", b.elem_count());
+        }
+    }
+    let geo = cache.get(w, spatial)?;
+    let mut dims = vec![n, m];
+    dims.extend_from_slice(&geo.out);
+    super::check_size(&dims, x.dtype().size_in_bytes())?;
+    match x.dtype() {
+        CDType::F32 => conv_images::<f32>(x, wt, bias, &geo, group, dims, relu),
+        CDType::F64 => conv_images::<f64>(x, wt, bias, &geo, group, dims, relu),
+        other => bail!("Conv on {other:?}"),
+    }
+}
+
+pub(crate) fn conv_images<T: ConvElem>(
+    x: &CTensor,
+    wt: &CTensor,
+    bias: Option<&CTensor>,
+    geo: &Geometry,
+    group: usize,
+    dims: Vec<usize>,
+    relu: bool,
+) -> CResult<CTensor> {
+    let (n, c, m) = (dims[0], x.dims()[1], dims[1]);
+    let plane: usize = x.dims()[2..].iter().product();
+    let (p, k) = (geo.p, geo.k);
+    let (cg, mg) = (c / group, m / group);
+    let ck = cg * k;
+    let len = n * m * p;
+    let bias: Option<Vec<T>> = bias.map(|b| super::values(&b.to_dtype(T::DTYPE)?)).transpose()?;
+    if len == 0 || ck == 0 {
+        // No products to run (or products over nothing): each channel is its bias, or zero.
+        let mut out: Vec<T> = (0..n * m)
+            .flat_map(|i| std::iter::repeat_n(bias.as_ref().map_or(T::zero(), |b| b[i % m]), p))
+            .collect();
+        if relu {
+            relu_in_place(&mut out);
+        }
+        return CTensor::from_vec(out, dims, &Device::Cpu);
+    }
+    // Each image's products write its part of the output once, unread and not zeroed first;
+    // the bias and a fused Relu then go over it in one pass while it is in cache.
+    let mut out: Vec<T> = Vec::with_capacity(len);
+    // A 1×1 window over every position in order reads the image itself.
+    let direct = k == 1 && p == plane && geo.runs[0].as_slice() == [(0, 0, p, 1)];
+    let par = parallelism(mg * p * ck);
+    with_values(x, |xs: &[T]| {
+        with_values(wt, |ws: &[T]| -> CResult<()> {
+            if xs.len() != n * c * plane || ws.len() != m * ck {
+                bail!("Conv operands do not hold their shapes' elements");
+            }
+            let dst_all = &mut out.spare_capacity_mut()[..len];
+            let product = |col: &[T], out_img: &mut [std::mem::MaybeUninit<T>], g: usize| {
+                let (lhs, rhs) = (&ws[g * mg * ck..(g + 1) * mg * ck], &col[g * ck * p..(g + 1) * ck * p]);
+                let dst = &mut out_img[g * mg * p..(g + 1) * mg * p];
+                // SAFETY: `lhs` holds mg×ck, `rhs` ck×p and `dst` mg×p elements, each
+                // row-major (column stride 1, row stride ck, p and p), exactly the extents gemm
+                // reads and writes; the slices do not overlap. With `read_dst` false, gemm
+                // writes every element of `dst` (k = ck > 0) and reads none.
+                unsafe {
+                    gemm::gemm(
+                        mg,
+                        p,
+                        ck,
+                        dst.as_mut_ptr().cast::<T>(),
+                        1,
+                        p as isize,
+                        false,
+                        lhs.as_ptr(),
+                        1,
+                        ck as isize,
+                        rhs.as_ptr(),
+                        1,
+                        p as isize,
+                        T::zero(),
+                        T::from_f64(1.0),
+                        false,
+                        false,
+                        false,
+                        par,
+                    );
+                }
+            };
+            // Once every group's product has written `out_img`: bias and Relu.
+            let finish = |out_img: &mut [std::mem::MaybeUninit<T>]| {
+                // SAFETY: the products of all groups wrote every element of `out_img` (the
+                // groups' `dst` slices tile it), so it holds initialized values.
+                let done = unsafe { &mut *(out_img as *mut [std::mem::MaybeUninit<T>] as *mut [T]) };
+                bias_relu(done, bias.as_deref(), p, relu);
+            };
+            let side_by_side = if p < BATCH_PLANE && !direct { (BATCH_COLUMNS / p).clamp(1, n) } else { 1 };
+            if side_by_side > 1 {
+                let dims = (c, m, group, plane);
+                conv_side_by_side(xs, ws, dst_all, bias.as_deref(), geo, dims, side_by_side, par, relu);
+                return Ok(());
+            }
+            let images = xs.chunks_exact(c * plane).zip(dst_all.chunks_exact_mut(m * p));
+            if direct {
+                for (img, out_img) in images {
+                    (0..group).for_each(|g| product(img, out_img, g));
+                    finish(out_img);
+                }
+                return Ok(());
+            }
+            T::with_scratch(c * k * p, |col| {
+                for (img, out_img) in images {
+                    im2col(img, geo, c, plane, col, p);
+                    (0..group).for_each(|g| product(col, out_img, g));
+                    finish(out_img);
+                }
+            });
+            Ok(())
+        })
+    })???;
+    // SAFETY: every path above wrote all `len` elements (each image's `finish` ran on output the
+    // products wrote in full; `conv_side_by_side` writes each element once); an error returned
+    // before this line drops `out` at length 0.
+    unsafe { out.set_len(len) };
+    CTensor::from_vec(out, dims, &Device::Cpu)
+}
+
+/// Adds channel `i % bias.len()`'s bias to each `p`-long plane `i` of `out` and, with `relu`,
+/// clamps the sums at zero (NaN stays NaN): one pass, on wide vectors.
+pub(crate) fn bias_relu<T: candle_core::WithDType>(out: &mut [T], bias: Option<&[T]>, p: usize, relu: bool) {
+    if bias.is_some() || relu {
+        crate::kernels::wide(BiasRelu { out, bias, p, relu })
+    }
+}
+
+/// [`bias_relu`]'s loop, to run through [`crate::kernels::wide`].
+pub(crate) struct BiasRelu<'a, T> {
+    pub(crate) out: &'a mut [T],
+    pub(crate) bias: Option<&'a [T]>,
+    pub(crate) p: usize,
+    pub(crate) relu: bool,
+}
+
+impl<T: candle_core::WithDType> crate::kernels::WideKernel for BiasRelu<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let BiasRelu { out, bias, p, relu } = self;
+        let zero = T::zero();
+        for (i, plane) in out.chunks_exact_mut(p).enumerate() {
+            match (bias, relu) {
+                (Some(b), true) => {
+                    let b = b[i % b.len()];
+                    for x in plane {
+                        let v = *x + b;
+                        *x = if v < zero { zero } else { v };
+                    }
+                }
+                (Some(b), false) => {
+                    let b = b[i % b.len()];
+                    for x in plane {
+                        *x += b;
+                    }
+                }
+                (None, _) => {
+                    for x in plane {
+                        *x = if *x < zero { zero } else { *x };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Output planes smaller than this many positions are computed several images at a time (see
+/// [`conv_side_by_side`]).
+pub(crate) const BATCH_PLANE: usize = 128;
+/// How many output positions [`conv_side_by_side`] puts side by side in one product.
+pub(crate) const BATCH_COLUMNS: usize = 256;
+
+/// A convolution's images `per` at a time: their im2col matrices side by side as one
+/// `[c * k, per * p]` matrix, one product per group into a scratch `[mg, per * p]`, whose
+/// columns are then copied to each image's output, which the bias (and a fused Relu) then
+/// go over in one pass. For a deep layer's small planes (a ResNet's 7×7 and 4×4),
+/// one image's product is too narrow for the gemm crate's register tiles; several side by side
+/// fill them.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv_side_by_side<T: ConvElem>(
+    xs: &[T],
+    ws: &[T],
+    out: &mut [std::mem::MaybeUninit<T>],
+    bias: Option<&[T]>,
+    geo: &Geometry,
+    (c, m, group, plane): (usize, usize, usize, usize),
+    per: usize,
+    par: gemm::Parallelism,
+    relu: bool,
+) {
+    let (p, k) = (geo.p, geo.k);
+    let (cg, mg) = (c / group, m / group);
+    let ck = cg * k;
+    T::with_scratch(c * k * per * p, |col| {
+        let mut t = vec![T::zero(); mg * per * p];
+        for (imgs, outs) in xs.chunks(per * c * plane).zip(out.chunks_mut(per * m * p)) {
+            let cols = imgs.len() / (c * plane) * p;
+            for (b, img) in imgs.chunks_exact(c * plane).enumerate() {
+                im2col(img, geo, c, plane, &mut col[b * p..], cols);
+            }
+            for g in 0..group {
+                let (lhs, rhs) =
+                    (&ws[g * mg * ck..(g + 1) * mg * ck], &col[g * ck * cols..(g + 1) * ck * cols]);
+                // SAFETY: `lhs` holds mg×ck, `rhs` ck×cols and `t` at least mg×cols elements,
+                // each row-major (column stride 1, row stride ck, cols and cols), exactly the
+                // extents gemm reads and writes; the three do not overlap.
+                unsafe {
+                    gemm::gemm(
+                        mg,
+                        cols,
+                        ck,
+                        t.as_mut_ptr(),
+                        1,
+                        cols as isize,
+                        false,
+                        lhs.as_ptr(),
+                        1,
+                        ck as isize,
+                        rhs.as_ptr(),
+                        1,
+                        cols as isize,
+                        T::zero(),
+                        T::from_f64(1.0),
+                        false,
+                        false,
+                        false,
+                        par,
+                    );
+                }
+                for (b, out_img) in outs.chunks_exact_mut(m * p).enumerate() {
+                    for i in 0..mg {
+                        let src = &t[i * cols + b * p..][..p];
+                        for (d, &v) in out_img[(g * mg + i) * p..][..p].iter_mut().zip(src) {
+                            d.write(v);
+                        }
+                    }
+                }
+            }
+            // SAFETY: the groups' copies above wrote every element of `outs` (each image's
+            // `m` planes of `p`), so it holds initialized values.
+            let done = unsafe { &mut *(outs as *mut [std::mem::MaybeUninit<T>] as *mut [T]) };
+            bias_relu(done, bias, p, relu);
+        }
+    });
+}
+
+/// The im2col matrix `[c * k, p]` of one image `src` (`c` planes) for the windows of `geo`:
+/// runs of evenly spaced offsets are copied, scattered reads gathered, padding zeroed.
+/// Row `r` of the matrix starts at `col[r * stride]` (`stride` is `p` for one image's matrix, a
+/// multiple of it when several images' matrices sit side by side).
+pub(crate) fn im2col<T: candle_core::WithDType>(
+    src: &[T],
+    geo: &Geometry,
+    c: usize,
+    plane: usize,
+    col: &mut [T],
+    stride: usize,
+) {
+    let (p, k) = (geo.p, geo.k);
+    for ch in 0..c {
+        let plane_src = &src[ch * plane..(ch + 1) * plane];
+        for (kk, runs) in geo.runs.iter().enumerate() {
+            let row = &mut col[(ch * k + kk) * stride..][..p];
+            if let Some(b) = &geo.shifted[kk] {
+                row[..b.from].fill(T::zero());
+                let start = (b.from as isize + b.shift) as usize;
+                row[b.from..b.to].copy_from_slice(&plane_src[start..start + (b.to - b.from)]);
+                row[b.to..].fill(T::zero());
+                for &h in &b.holes {
+                    row[h as usize] = T::zero();
+                }
+                continue;
+            }
+            let covered: usize = runs.iter().map(|r| r.2).sum();
+            if runs.len() * 4 > p {
+                // Short runs: gather element by element.
+                for (d, &o) in row.iter_mut().zip(&geo.by_k[kk * p..(kk + 1) * p]) {
+                    *d = if o == PAD { T::zero() } else { plane_src[o as usize] };
+                }
+                continue;
+            }
+            if covered != p {
+                row.fill(T::zero());
+            }
+            for &(d, s, len, step) in runs {
+                if step == 1 {
+                    row[d..d + len].copy_from_slice(&plane_src[s..s + len]);
+                } else {
+                    for (v, &x) in row[d..d + len].iter_mut().zip(plane_src[s..].iter().step_by(step)) {
+                        *v = x;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A convolution's attributes (Conv's, shared by ConvInteger and QLinearConv), read at load,
+/// with the window geometry cached per input shape.
+pub(crate) struct ConvSpec {
+    pub(crate) win: Window,
+    pub(crate) group: usize,
+    pub(crate) cache: GeometryCache,
+    /// Apply a fused Relu to the result.
+    pub(crate) relu: bool,
+}
+
+impl ConvSpec {
+    /// The convolution of `x` (float or double) with weights `wt`, plus `bias` per channel:
+    /// im2col plus matrix products, measured faster here than Candle's conv2d, and covering
+    /// every rank, asymmetric padding, strides and dilations.
+    pub(crate) fn run(&self, x: &CTensor, wt: &CTensor, bias: Option<&CTensor>) -> CResult<CTensor> {
+        if x.rank() < 3 || wt.rank() != x.rank() {
+            bail!("Conv of {:?} with weights {:?}", x.dims(), wt.dims());
+        }
+        // Without a kernel shape at load (weights known only at run time), the window takes
+        // the weights' shape.
+        let w = if self.win.kernel.is_empty() {
+            std::borrow::Cow::Owned(self.win.for_weights(wt.dims())?)
+        } else {
+            std::borrow::Cow::Borrowed(&self.win)
+        };
+        if w.kernel != wt.dims()[2..] {
+            bail!("kernel_shape {:?} disagrees with weights {:?}", w.kernel, wt.dims());
+        }
+        conv_general(x, wt, bias, &w, self.group, &self.cache, self.relu)
+    }
+}
+
+/// ConvTranspose's attributes, resolved against the input when it runs.
+pub(crate) struct ConvTransposeAttrs {
+    pub(crate) group: usize,
+    pub(crate) auto_pad: String,
+    pub(crate) dilations: Option<Vec<i64>>,
+    pub(crate) kernel_shape: Option<Vec<i64>>,
+    pub(crate) output_padding: Option<Vec<i64>>,
+    pub(crate) output_shape: Option<Vec<i64>>,
+    pub(crate) pads: Option<Vec<i64>>,
+    pub(crate) strides: Option<Vec<i64>>,
+}
+
+/// Transposed convolution by scattering each input element through the kernel, in f64.
+pub(crate) fn conv_transpose(
+    x: &CTensor,
+    wt: &CTensor,
+    bias: Option<&CTensor>,
+    a: &ConvTransposeAttrs,
+) -> CResult<CTensor> {
+    if x.rank() < 3 || wt.rank() != x.rank() {
+        bail!("ConvTranspose of {:?} with weights {:?}", x.dims(), wt.dims());
+    }
+    let n_sp = x.rank() - 2;
+    let (n, c) = (x.dims()[0], x.dims()[1]);
+    let g = a.group;
+    if c != wt.dims()[0] || !c.is_multiple_of(g) {
+        bail!("input channels {c} disagree with weights {:?} and group {g}", wt.dims());
+    }
+    let m = wt.dims()[1] * g;
+    let kernel: Vec<usize> = wt.dims()[2..].to_vec();
+    let list = |v: &Option<Vec<i64>>, d: i64, len: usize, what: &str| -> CResult<Vec<i64>> {
+        let v = v.clone().unwrap_or(vec![d; len]);
+        if v.len() != len || v.iter().any(|&x| x < 0) {
+            bail!("{what} {v:?} does not fit {n_sp} spatial dims");
+        }
+        Ok(v)
+    };
+    if let Some(k) = &a.kernel_shape {
+        if k.iter().map(|&v| v as usize).collect::<Vec<_>>() != kernel {
+            bail!("kernel_shape {k:?} disagrees with weights {:?}", wt.dims());
+        }
+    }
+    let strides = list(&a.strides, 1, n_sp, "strides")?;
+    let dil = list(&a.dilations, 1, n_sp, "dilations")?;
+    let out_pad = list(&a.output_padding, 0, n_sp, "output_padding")?;
+    if strides.contains(&0) || dil.contains(&0) {
+        bail!("strides and dilations must be positive");
+    }
+    let input: Vec<usize> = x.dims()[2..].to_vec();
+    let mut begin = vec![0i64; n_sp];
+    let mut out = vec![0usize; n_sp];
+    let full =
+        |i: usize| strides[i] * (input[i] as i64 - 1) + out_pad[i] + (kernel[i] as i64 - 1) * dil[i] + 1;
+    // As ONNX's reference: output_shape decides the padding only under SAME_*; otherwise the
+    // output is that shape, filled from the start with explicit (or zero) pads.
+    let shape = match &a.output_shape {
+        Some(sh) => {
+            let sh = if sh.len() == n_sp + 2 { sh[2..].to_vec() } else { sh.clone() };
+            if sh.len() != n_sp || sh.iter().any(|&v| v < 0) {
+                bail!("output_shape {sh:?} does not fit {n_sp} spatial dims");
+            }
+            Some(sh)
+        }
+        None => None,
+    };
+    if a.auto_pad == "SAME_UPPER" || a.auto_pad == "SAME_LOWER" {
+        for i in 0..n_sp {
+            let target = shape.as_ref().map_or(input[i] as i64 * strides[i], |sh| sh[i]);
+            let total = full(i) - target;
+            let half = total.div_euclid(2);
+            begin[i] = if a.auto_pad == "SAME_UPPER" { half } else { total - half };
+            out[i] = target as usize;
+        }
+    } else {
+        let pads =
+            if a.auto_pad == "VALID" { vec![0; 2 * n_sp] } else { list(&a.pads, 0, 2 * n_sp, "pads")? };
+        for i in 0..n_sp {
+            begin[i] = pads[i];
+            let o = match &shape {
+                Some(sh) => sh[i],
+                None => full(i) - pads[i] - pads[i + n_sp],
+            };
+            if o < 0 {
+                bail!("pads {pads:?} leave a negative output");
+            }
+            out[i] = o as usize;
+        }
+    }
+    let mut all = vec![n, m];
+    all.extend_from_slice(&out);
+    super::check_size(&all, 8)?;
+    let xv: Vec<f64> = super::values(&x.to_dtype(CDType::F64)?)?;
+    let wv: Vec<f64> = super::values(&wt.to_dtype(CDType::F64)?)?;
+    let plane: usize = input.iter().product();
+    let kp: usize = kernel.iter().product();
+    let op: usize = out.iter().product();
+    let (ist, kst, ost) = (super::strides(&input), super::strides(&kernel), super::strides(&out));
+    let (cg, mg) = (c / g, m / g);
+    let mut y = vec![0f64; n * m * op];
+    for b in 0..n {
+        for ic in 0..c {
+            let grp = ic / cg;
+            for p in 0..plane {
+                let v = xv[(b * c + ic) * plane + p];
+                if v == 0.0 {
+                    continue;
+                }
+                for kk in 0..kp {
+                    let mut off = 0usize;
+                    let mut inside = true;
+                    for i in 0..n_sp {
+                        let ip = (p / ist[i] % input[i]) as i64;
+                        let kc = (kk / kst[i] % kernel[i]) as i64;
+                        let o = ip * strides[i] + kc * dil[i] - begin[i];
+                        if o < 0 || o >= out[i] as i64 {
+                            inside = false;
+                            break;
+                        }
+                        off += o as usize * ost[i];
+                    }
+                    if !inside {
+                        continue;
+                    }
+                    for oc in 0..mg {
+                        let w = wv[(ic * mg + oc) * kp + kk];
+                        y[(b * m + grp * mg + oc) * op + off] += v * w;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(bias) = bias {
+        let bv: Vec<f64> = super::values(&bias.to_dtype(CDType::F64)?)?;
+        if bv.len() != m {
+            bail!("bias of {} values for {m} output channels", bv.len());
+        }
+        for b in 0..n {
+            for oc in 0..m {
+                for v in &mut y[(b * m + oc) * op..(b * m + oc + 1) * op] {
+                    *v += bv[oc];
+                }
+            }
+        }
+    }
+    let mut dims = vec![n, m];
+    dims.extend_from_slice(&out);
+    super::make(y, &dims)?.to_dtype(x.dtype())
+}

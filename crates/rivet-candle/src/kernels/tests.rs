@@ -1,0 +1,298 @@
+//! The kernels against plain references: small products against a plain sum, im2col and images
+//! side by side against the loops they replace, the 2×2 max pool against the general loop, the
+//! vectorizable `exp` within one ulp.
+
+use candle_core::{DType as CDType, Device, Tensor as CTensor};
+
+use super::conv::*;
+use super::gemm::*;
+use super::pool::*;
+use super::softmax::*;
+use super::window::*;
+#[cfg(test)]
+
+fn window(kernel: &[usize], strides: &[usize], dilations: &[usize], pads: &[usize]) -> Window {
+    Window {
+        kernel: kernel.to_vec(),
+        strides: strides.to_vec(),
+        dilations: dilations.to_vec(),
+        pads: Some(pads.to_vec()),
+        auto_pad: "NOTSET".into(),
+        ceil: false,
+    }
+}
+
+/// Values with NaNs and ties, distinct enough to catch a misplaced read.
+fn values(n: usize) -> Vec<f32> {
+    (0..n).map(|i| if i % 37 == 5 { f32::NAN } else { ((i * 7919) % 101) as f32 - 50.0 }).collect()
+}
+
+#[test]
+fn small_products_equal_a_plain_sum() {
+    // (m, k, n): rows in pairs and alone, 32- and 8-column blocks and their padded tails, a
+    // lone column, an empty inner dim, 8 rows of a narrow output.
+    for &(m, k, n) in &[
+        (1, 16, 64),
+        (3, 5, 83),
+        (2, 7, 17),
+        (4, 16, 64),
+        (1, 32, 3),
+        (4, 9, 1),
+        (2, 0, 5),
+        (8, 32, 3),
+        (7, 5, 7),
+    ] {
+        let av: Vec<f64> = (0..m * k).map(|i| ((i * 37) % 23) as f64 / 7.0 - 1.5).collect();
+        let bv: Vec<f64> = (0..k * n).map(|i| ((i * 53) % 29) as f64 / 5.0 - 2.5).collect();
+        let c0: Vec<f64> = (0..m * n).map(|i| (i % 5) as f64).collect();
+        // `a` as the transpose of a [k, m] tensor: its rows are strided, read in place.
+        let a = CTensor::from_vec(av.clone(), (m, k), &Device::Cpu).unwrap();
+        let at = a.t().unwrap().contiguous().unwrap().t().unwrap();
+        let plain = CTensor::from_vec(bv.clone(), (k, n), &Device::Cpu).unwrap();
+        // `b` as a view of the first n columns of wider rows: padded with zeros at load as
+        // a constant B is (its last block of 8 read in place), and padded with NaN, which
+        // must stay in the sums that are not stored.
+        let nan_padded = {
+            let w = n.next_multiple_of(8) + 8;
+            let v: Vec<f64> =
+                (0..k * w).map(|i| if i % w < n { bv[i / w * n + i % w] } else { f64::NAN }).collect();
+            CTensor::from_vec(v, (k, w), &Device::Cpu).unwrap().narrow(1, 0, n).unwrap()
+        };
+        let padded = pad_columns(plain.clone()).unwrap();
+        if n % 8 != 0 && k > 0 {
+            assert_eq!(padded.stride()[0], n.next_multiple_of(8), "({m}, {k}, {n}) padded");
+        }
+        for (a, b) in [(&a, &plain), (&at, &plain), (&a, &padded), (&at, &nan_padded)] {
+            let mut got = c0.clone();
+            let done = with_strided(a, |a: Strided<'_, f64>| {
+                with_strided(b, |b: Strided<'_, f64>| {
+                    small_gemm(a, b, a.start, b.start, &mut got, (m, k, n), 0.5, Epilogue::PLAIN)
+                })
+            })
+            .unwrap()
+            .unwrap();
+            assert!(done, "({m}, {k}, {n}) is small");
+            let mut want = c0.clone();
+            for i in 0..m {
+                for j in 0..n {
+                    want[i * n + j] += 0.5 * (0..k).map(|p| av[i * k + p] * bv[p * n + j]).sum::<f64>();
+                }
+            }
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() <= 1e-12 * (1.0 + w.abs()), "({m}, {k}, {n}): {g} vs {w}");
+            }
+            // Starting from a bias row instead of `c`, with a Relu as the sums are stored.
+            let bias: Vec<f64> = (0..n).map(|j| (j % 7) as f64 - 3.0).collect();
+            let mut got = vec![f64::NAN; m * n];
+            let done = with_strided(a, |a: Strided<'_, f64>| {
+                with_strided(b, |b: Strided<'_, f64>| {
+                    let epilogue = Epilogue { start: Some(&bias), relu: true };
+                    small_gemm(a, b, a.start, b.start, &mut got, (m, k, n), 0.5, epilogue)
+                })
+            })
+            .unwrap()
+            .unwrap();
+            assert!(done);
+            for i in 0..m {
+                for j in 0..n {
+                    let sum = bias[j] + 0.5 * (0..k).map(|p| av[i * k + p] * bv[p * n + j]).sum::<f64>();
+                    let (g, w) = (got[i * n + j], sum.max(0.0));
+                    assert!((g - w).abs() <= 1e-12 * (1.0 + w.abs()), "({m}, {k}, {n}) relu: {g} vs {w}");
+                }
+            }
+        }
+    }
+    // Too large, too many rows, or `b` with strided rows: left to the gemm crate, `c`
+    // untouched.
+    let big = CTensor::zeros((64, 64), candle_core::DType::F64, &Device::Cpu).unwrap();
+    let (a9, b9) = (
+        CTensor::zeros((9, 2), candle_core::DType::F64, &Device::Cpu).unwrap(),
+        CTensor::zeros((2, 2), candle_core::DType::F64, &Device::Cpu).unwrap(),
+    );
+    let bt = CTensor::zeros((3, 4), candle_core::DType::F64, &Device::Cpu).unwrap().t().unwrap();
+    let a4 = CTensor::zeros((1, 4), candle_core::DType::F64, &Device::Cpu).unwrap();
+    let mut c = vec![1.0; 64 * 64];
+    let run = |a: &CTensor, b: &CTensor, c: &mut [f64], mkn| {
+        with_strided(a, |a: Strided<'_, f64>| {
+            with_strided(b, |b: Strided<'_, f64>| {
+                small_gemm(a, b, a.start, b.start, c, mkn, 1.0, Epilogue::PLAIN)
+            })
+        })
+        .unwrap()
+        .unwrap()
+    };
+    assert!(!run(&big, &big, &mut c, (64, 64, 64)));
+    assert!(!run(&a9, &b9, &mut c[..18], (9, 2, 2)));
+    assert!(!run(&a4, &bt, &mut c[..3], (1, 4, 3)));
+    assert!(c.iter().all(|&v| v == 1.0));
+}
+
+#[test]
+fn images_side_by_side_equal_images_one_at_a_time() {
+    // 10×10 planes (100 positions): two images per product, so five images go in chunks
+    // of 2, 2 and 1; two groups and a bias.
+    let (n, c, m, g) = (5, 4, 6, 2);
+    let finite = |len: usize| -> Vec<f32> {
+        values(len).into_iter().map(|v| if v.is_nan() { 0.5 } else { v / 50.0 }).collect()
+    };
+    let x = CTensor::from_vec(finite(n * c * 100), (n, c, 10, 10), &Device::Cpu).unwrap();
+    let w = CTensor::from_vec(finite(m * (c / g) * 9), (m, c / g, 3, 3), &Device::Cpu).unwrap();
+    let b = CTensor::from_vec((0..m).map(|i| i as f32).collect::<Vec<f32>>(), m, &Device::Cpu).unwrap();
+    let win = window(&[3, 3], &[1, 1], &[1, 1], &[1, 1, 1, 1]);
+    let cache = GeometryCache::default();
+    assert_eq!((BATCH_COLUMNS / 100).clamp(1, n), 2, "the case puts two images side by side");
+    let run = |x: &CTensor, bias: Option<&CTensor>, relu: bool| -> Vec<f32> {
+        let y = conv_general(x, &w, bias, &win, g, &cache, relu).unwrap();
+        y.flatten_all().unwrap().to_vec1().unwrap()
+    };
+    let per = m * 100;
+    // With and without the bias and a fused Relu: the images side by side equal each image
+    // alone, and the fused Relu equals the unfused result clamped at zero.
+    for bias in [Some(&b), None] {
+        let plain = run(&x, bias, false);
+        let fused = run(&x, bias, true);
+        assert!(plain.iter().any(|&v| v < 0.0) && plain.iter().any(|&v| v > 0.0), "both signs occur");
+        for (f, p) in fused.iter().zip(&plain) {
+            assert_eq!(*f, p.max(0.0));
+        }
+        for relu in [false, true] {
+            let all = if relu { &fused } else { &plain };
+            for i in 0..n {
+                let one = run(&x.narrow(0, i, 1).unwrap(), bias, relu);
+                for (j, (a, o)) in all[i * per..(i + 1) * per].iter().zip(&one).enumerate() {
+                    assert!((a - o).abs() <= 1e-5 * (1.0 + o.abs()), "image {i}, element {j}: {a} vs {o}");
+                }
+            }
+        }
+    }
+    // The bias is each output channel's own: with it minus without it is channel `i % m`.
+    let (with, without) = (run(&x, Some(&b), false), run(&x, None, false));
+    for (j, (a, o)) in with.iter().zip(&without).enumerate() {
+        let channel = (j / 100 % m) as f32;
+        assert!((a - o - channel).abs() <= 1e-4, "element {j}: {a} - {o} is not {channel}");
+    }
+}
+
+#[test]
+fn a_convolution_over_no_input_channels_is_its_bias() {
+    let x = CTensor::zeros((2, 0, 4, 4), CDType::F32, &Device::Cpu).unwrap();
+    let w = CTensor::zeros((3, 0, 3, 3), CDType::F32, &Device::Cpu).unwrap();
+    let b = CTensor::from_vec(vec![-1.0f32, 2.0, 3.0], 3, &Device::Cpu).unwrap();
+    let win = window(&[3, 3], &[1, 1], &[1, 1], &[1, 1, 1, 1]);
+    let cache = GeometryCache::default();
+    for relu in [false, true] {
+        let y = conv_general(&x, &w, Some(&b), &win, 1, &cache, relu).unwrap();
+        assert_eq!(y.dims(), &[2, 3, 4, 4]);
+        let got: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+        let want: Vec<f32> = (0..2 * 3 * 16)
+            .map(|j| [-1.0f32, 2.0, 3.0][j / 16 % 3])
+            .map(|v| if relu { v.max(0.0) } else { v })
+            .collect();
+        assert_eq!(got, want);
+    }
+    let y = conv_general(&x, &w, None, &win, 1, &cache, false).unwrap();
+    assert!(y.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().all(|&v| v == 0.0));
+}
+
+#[test]
+fn im2col_block_copies_equal_the_gather_they_replace() {
+    type Case = (&'static [usize], &'static [usize], &'static [usize], &'static [usize], &'static [usize]);
+    let cases: &[Case] = &[
+        // (input, kernel, strides, dilations, pads): "same" stride-1 windows take the block
+        // copy; the others keep their runs; 1-D and 3-D too.
+        (&[7, 9], &[3, 3], &[1, 1], &[1, 1], &[1, 1, 1, 1]),
+        (&[8, 8], &[5, 5], &[1, 1], &[1, 1], &[2, 2, 2, 2]),
+        (&[6, 5], &[3, 1], &[1, 1], &[1, 1], &[1, 0, 1, 0]),
+        (&[5, 6], &[2, 2], &[1, 1], &[1, 1], &[1, 1, 0, 0]),
+        (&[9, 9], &[3, 3], &[1, 1], &[2, 2], &[2, 2, 2, 2]),
+        (&[8, 8], &[3, 3], &[1, 1], &[1, 1], &[0, 0, 0, 0]),
+        (&[8, 8], &[3, 3], &[2, 2], &[1, 1], &[1, 1, 1, 1]),
+        // Strided windows, whose output rows are runs with a step: a ResNet stem's 7×7
+        // stride 2, a 1×1 stride-2 shortcut, stride 3 with dilation 2, and 1-D.
+        (&[15, 13], &[7, 7], &[2, 2], &[1, 1], &[3, 3, 3, 3]),
+        (&[9, 8], &[1, 1], &[2, 2], &[1, 1], &[0, 0, 0, 0]),
+        (&[17, 16], &[3, 3], &[3, 3], &[2, 2], &[1, 2, 0, 1]),
+        (&[40], &[5], &[4], &[1], &[2, 1]),
+        (&[11], &[3], &[1], &[1], &[1, 1]),
+        (&[4, 5, 6], &[3, 3, 3], &[1, 1, 1], &[1, 1, 1], &[1, 1, 1, 1, 1, 1]),
+    ];
+    let (mut block_copies, mut stepped) = (0, 0);
+    for &(input, kernel, strides, dilations, pads) in cases {
+        let geo = geometry(&window(kernel, strides, dilations, pads), input).unwrap();
+        block_copies += geo.shifted.iter().flatten().count();
+        stepped += geo.runs.iter().flatten().filter(|r| r.3 > 1).count();
+        let (c, plane) = (2, input.iter().product::<usize>());
+        let src = values(c * plane);
+        let mut col = vec![f32::INFINITY; c * geo.k * geo.p];
+        im2col(&src, &geo, c, plane, &mut col, geo.p);
+        for ch in 0..c {
+            for kk in 0..geo.k {
+                for pp in 0..geo.p {
+                    let o = geo.by_k[kk * geo.p + pp];
+                    let want = if o == PAD { 0.0 } else { src[ch * plane + o as usize] };
+                    let got = col[(ch * geo.k + kk) * geo.p + pp];
+                    assert!(
+                        got.to_bits() == want.to_bits(),
+                        "{input:?} k{kernel:?} s{strides:?} d{dilations:?} p{pads:?}: ch {ch}, kernel \
+                         position {kk}, output {pp}: {got} instead of {want}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(block_copies >= 9 + 25 + 3, "the same-size windows use block copies ({block_copies})");
+    assert!(stepped >= 49 * 4, "the strided windows' rows are runs with a step ({stepped})");
+}
+
+#[test]
+fn the_2x2_max_pool_equals_the_general_loop() {
+    for (h, w) in [(32, 32), (5, 7), (2, 2), (1, 4), (6, 1)] {
+        let planes = 3;
+        let src = values(planes * h * w);
+        let shape =
+            Pool2d { input: [h, w], out: [h / 2, w / 2], kernel: [2, 2], strides: [2, 2], begin: [0, 0] };
+        let fast = max_pool_2d(&src, &shape, planes).unwrap();
+        // Against a direct reference: NaN wins a window, else the largest value.
+        let mut want = Vec::new();
+        for p in 0..planes {
+            for oy in 0..h / 2 {
+                for ox in 0..w / 2 {
+                    let at = |y: usize, x: usize| src[p * h * w + y * w + x];
+                    let cells = [
+                        at(2 * oy, 2 * ox),
+                        at(2 * oy, 2 * ox + 1),
+                        at(2 * oy + 1, 2 * ox),
+                        at(2 * oy + 1, 2 * ox + 1),
+                    ];
+                    want.push(if cells.iter().any(|v| v.is_nan()) {
+                        f32::NAN
+                    } else {
+                        cells.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+                    });
+                }
+            }
+        }
+        let bits =
+            |v: &[f32]| v.iter().map(|x| if x.is_nan() { u32::MAX } else { x.to_bits() }).collect::<Vec<_>>();
+        assert_eq!(bits(&fast), bits(&want), "{h}x{w}");
+    }
+}
+
+#[test]
+fn the_vectorizable_exp_stays_within_one_ulp() {
+    let mut worst = 0f64;
+    let mut x = -86.9f32;
+    while x < 88.72 {
+        let (fast, exact) = (exp_f32(x) as f64, (x as f64).exp());
+        worst = worst.max(((fast - exact) / exact).abs());
+        x += 0.0013;
+    }
+    // One ulp of f32 is 2^-23 relative.
+    assert!(worst < f32::EPSILON as f64, "worst relative error {worst:e}");
+    assert_eq!(exp_f32(0.0), 1.0);
+    assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
+    assert_eq!(exp_f32(-100.0), 0.0);
+    assert_eq!(exp_f32(f32::INFINITY), f32::INFINITY);
+    assert_eq!(exp_f32(89.0), f32::INFINITY);
+    assert!(exp_f32(f32::NAN).is_nan());
+}
