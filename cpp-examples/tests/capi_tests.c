@@ -1,6 +1,6 @@
 /* The C ABI's test suite: dtypes, zero-copy views, DLPack, outputs owned by Rivet, backends and
  * their options by name, every bad-input case by code and message, PyTorch parity, and 16 threads
- * sharing one model. Ends with "N passed, N failed". */
+ * sharing one model. Ends with "capi_tests: N passed, N failed" counting tests (check.h). */
 #define _POSIX_C_SOURCE 200809L /* mkstemp, dup, fileno */
 #include <rivet.h>
 #include <rivet/dlpack.h>
@@ -617,18 +617,17 @@ static void test_threads(void) {
 
 /* argv[1], when given, names the suite in the summary line (the memcheck run's is its own). */
 int main(int argc, char **argv) {
-  test_version();
-  test_dtype_round_trips();
-  test_views_do_not_copy();
-  test_dlpack();
-  test_parity();
-  test_bad_inputs();
-  test_backend_library_by_name();
-  test_threads();
-  test_caught_panics_are_silent();
-  test_paths_are_bytes();
-  test_huge_empty_shapes();
-  test_getters_tell_null_apart();
-  printf("%s: %d passed, %d failed\n", argc > 1 ? argv[1] : "capi_tests", passed, failed);
-  return failed == 0 ? 0 : 1;
+  RUN_TEST(test_version);
+  RUN_TEST(test_dtype_round_trips);
+  RUN_TEST(test_views_do_not_copy);
+  RUN_TEST(test_dlpack);
+  RUN_TEST(test_parity);
+  RUN_TEST(test_bad_inputs);
+  RUN_TEST(test_backend_library_by_name);
+  RUN_TEST(test_threads);
+  RUN_TEST(test_caught_panics_are_silent);
+  RUN_TEST(test_paths_are_bytes);
+  RUN_TEST(test_huge_empty_shapes);
+  RUN_TEST(test_getters_tell_null_apart);
+  return report(argc > 1 ? argv[1] : "capi_tests");
 }

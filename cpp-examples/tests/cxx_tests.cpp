@@ -121,6 +121,13 @@ class FailingScorer : public rivet::Scorer {
   }
 };
 
+// The legacy backend with option keys of its own, which Rivet reads into strings it keeps for as
+// long as the backend stays registered.
+class KeyedBackend : public legacy::MlpBackend {
+ public:
+  std::vector<std::string> option_keys() const override { return {"precision", "cache_mib"}; }
+};
+
 // Counts how many runs are in flight at once.
 class SlowScorer : public rivet::Scorer {
  public:
@@ -302,6 +309,13 @@ void test_scorer_exceptions_become_errors() {
   what = thrown([&] { rivet::register_scorer_backend("auto", std::make_unique<legacy::MlpBackend>()); }, &code);
   CHECK(code == rivet::ErrorCode::InvalidOption && contains(what, "\"auto\" is not a name a backend can take"),
         "auto as a name: %s", what.c_str());
+  // A name already taken is refused before the backend's option keys are read (under memcheck:
+  // nothing of the refused backend is lost).
+  rivet::register_scorer_backend("keyed_mlp", std::make_unique<KeyedBackend>());
+  what = thrown([&] { rivet::register_scorer_backend("keyed_mlp", std::make_unique<KeyedBackend>()); }, &code);
+  CHECK(code == rivet::ErrorCode::InvalidOption &&
+            contains(what, "a backend named \"keyed_mlp\" is already registered"),
+        "a taken name: %s", what.c_str());
   what = thrown([&] { rivet::wrap_scorer("auto", std::make_unique<FailingScorer>()); }, &code);
   CHECK(code == rivet::ErrorCode::InvalidOption, "auto as a model's backend: %s", what.c_str());
 }
@@ -362,18 +376,12 @@ void test_threads() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    test_rivet_models_match_pytorch();
-    test_signature();
-    test_zero_copy_both_ways();
-    test_legacy_scorer_matches_pytorch();
-    test_errors_reach_cpp();
-    test_scorer_exceptions_become_errors();
-    test_threads();
-  } catch (const std::exception& e) {
-    failed++;
-    std::fprintf(stderr, "FAIL: unexpected exception: %s\n", e.what());
-  }
-  std::printf("%s: %d passed, %d failed\n", argc > 1 ? argv[1] : "cxx_tests", passed, failed);
-  return failed == 0 ? 0 : 1;
+  RUN_TEST(test_rivet_models_match_pytorch);
+  RUN_TEST(test_signature);
+  RUN_TEST(test_zero_copy_both_ways);
+  RUN_TEST(test_legacy_scorer_matches_pytorch);
+  RUN_TEST(test_errors_reach_cpp);
+  RUN_TEST(test_scorer_exceptions_become_errors);
+  RUN_TEST(test_threads);
+  return report(argc > 1 ? argv[1] : "cxx_tests");
 }

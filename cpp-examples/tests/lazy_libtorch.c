@@ -1,6 +1,6 @@
 /* libtorch is loaded only when a TorchScript model is: after loading and running an ONNX model
  * this process maps no libtorch; after loading a TorchScript model it does. Run as its own
- * process (nothing else may load a TorchScript model first). Ends with "N passed, N failed". */
+ * process (nothing else may load a TorchScript model first); the tests run in order. */
 #include <rivet.h>
 
 #include <stdio.h>
@@ -43,16 +43,25 @@ static int load_and_run(const char *path, const char *backend) {
   return ok ? 0 : 1;
 }
 
-int main(void) {
+/* Runs first: ONNX models on ort and candle leave libtorch and the tch backend unmapped. */
+static void test_onnx_maps_no_libtorch(void) {
   CHECK(mapped("/libtorch") == 0, "libtorch is mapped before any model is loaded");
   CHECK(load_and_run(RIVET_MODELS "/mlp/mlp.onnx", "ort") == 0, "the ONNX model runs on ort");
   CHECK(load_and_run(RIVET_MODELS "/mlp/mlp.onnx", "candle") == 0, "the ONNX model runs on candle");
   CHECK(mapped("/libonnxruntime.so") == 1, "ONNX Runtime is mapped after an ort run");
   CHECK(mapped("/libtorch") == 0, "libtorch is mapped after running ONNX models only");
   CHECK(mapped("/librivet_tch.so") == 0, "the tch backend library is mapped after running ONNX models only");
+}
+
+/* Then a TorchScript model maps both. */
+static void test_torchscript_maps_libtorch(void) {
   CHECK(load_and_run(RIVET_MODELS "/mlp/mlp.pt", "auto") == 0, "the TorchScript model runs");
   CHECK(mapped("/libtorch_cpu.so") == 1, "libtorch is mapped after loading a TorchScript model");
   CHECK(mapped("/librivet_tch.so") == 1, "the tch backend library is mapped after loading a TorchScript model");
-  printf("lazy_libtorch: %d passed, %d failed\n", passed, failed);
-  return failed == 0 ? 0 : 1;
+}
+
+int main(void) {
+  RUN_TEST(test_onnx_maps_no_libtorch);
+  RUN_TEST(test_torchscript_maps_libtorch);
+  return report("lazy_libtorch");
 }

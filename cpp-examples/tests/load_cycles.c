@@ -1,7 +1,8 @@
 /* Loads, runs and frees the bundled MLP N times per backend (ONNX on ORT, then TorchScript on
  * tch) and reports, per backend, RSS and glibc's heap in use (mallinfo2: every arena, mmapped
- * chunks included): a leak in the load/run/free path shows as growth proportional to N.
- * usage: load_cycles [N=5000] */
+ * chunks included): a leak in the load/run/free path shows as growth proportional to N. Each
+ * backend is one test, which fails when either grows by more than GROWTH_BOUND_KIB per 1000
+ * cycles over the second half (see there). usage: load_cycles [N=5000] */
 #define _GNU_SOURCE /* mallinfo2 */
 #include <malloc.h>
 #include <rivet.h>
@@ -9,6 +10,15 @@
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "check.h"
+
+/* The growth allowed per 1000 cycles, in KiB, for RSS and for the heap in use alike. ONNX
+ * Runtime grows by itself, by about 70 KiB per 1000 load/free cycles (Python's onnxruntime
+ * shows the same; it slows down over longer runs), and libtorch by under 10 KiB. Anything
+ * Rivet leaked per cycle, a model, a session, an output buffer or an error message, would cost
+ * at least 256 bytes a cycle on top of that; memcheck's runs of the suites catch smaller ones. */
+#define GROWTH_BOUND_KIB 256.0
 
 static long rss_kib(void) {
   FILE *f = fopen("/proc/self/statm", "r");
@@ -52,15 +62,25 @@ static long heap_kib(void) {
   return (long)((m.uordblks + m.hblkhd) / 1024);
 }
 
-/* n cycles of one model; prints the growth over each half. */
-static int phase(const char *name, const char *path, long n) {
+static long cycles = 5000;
+
+/* The cycles of one model; prints the growth over each half and checks it against the bound. */
+static void phase(const char *name, const char *path) {
+  const long n = cycles;
   /* Warm up: first loads initialise the libraries' own process-wide state. */
-  for (int i = 0; i < 20; i++)
-    if (cycle(path)) return 1;
+  for (int i = 0; i < 20; i++) {
+    if (cycle(path)) {
+      CHECK(0, "%s: warm-up cycle %d failed", name, i);
+      return;
+    }
+  }
   long rss0 = rss_kib(), heap0 = heap_kib(), rss1 = rss0, heap1 = heap0;
   clock_t start = clock();
   for (long i = 0; i < n; i++) {
-    if (cycle(path)) return 1;
+    if (cycle(path)) {
+      CHECK(0, "%s: cycle %ld failed", name, i);
+      return;
+    }
     if (i == n / 2) rss1 = rss_kib(), heap1 = heap_kib();
   }
   long rss2 = rss_kib(), heap2 = heap_kib();
@@ -68,12 +88,24 @@ static int phase(const char *name, const char *path, long n) {
          "per 1000 cycles over the second half: RSS %+.1f KiB, heap %+.1f KiB; %.1f s CPU\n",
          name, n, rss0, rss1, rss2, heap0, heap1, heap2, (double)(rss2 - rss1) * 2000.0 / (double)n,
          (double)(heap2 - heap1) * 2000.0 / (double)n, (double)(clock() - start) / CLOCKS_PER_SEC);
-  return 0;
+  const double rss_growth = (double)(rss2 - rss1) * 2000.0 / (double)n;
+  const double heap_growth = (double)(heap2 - heap1) * 2000.0 / (double)n;
+  CHECK(rss_growth <= GROWTH_BOUND_KIB, "%s: RSS grew %.1f KiB per 1000 cycles, over the bound of %.0f", name,
+        rss_growth, GROWTH_BOUND_KIB);
+  CHECK(heap_growth <= GROWTH_BOUND_KIB, "%s: heap grew %.1f KiB per 1000 cycles, over the bound of %.0f", name,
+        heap_growth, GROWTH_BOUND_KIB);
 }
 
+static void test_ort_cycles(void) { phase("ort", RIVET_MODELS "/mlp/mlp.onnx"); }
+static void test_tch_cycles(void) { phase("tch", RIVET_MODELS "/mlp/mlp.pt"); }
+
 int main(int argc, char **argv) {
-  long n = argc > 1 ? atol(argv[1]) : 5000;
-  if (phase("ort", RIVET_MODELS "/mlp/mlp.onnx", n)) return 1;
-  if (phase("tch", RIVET_MODELS "/mlp/mlp.pt", n)) return 1;
-  return 0;
+  if (argc > 1) cycles = atol(argv[1]);
+  if (cycles < 2) {
+    fprintf(stderr, "usage: load_cycles [N >= 2]\n");
+    return 2;
+  }
+  RUN_TEST(test_ort_cycles);
+  RUN_TEST(test_tch_cycles);
+  return report("load_cycles");
 }

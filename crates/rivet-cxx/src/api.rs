@@ -335,6 +335,12 @@ pub fn register_scorer_backend(
     backend: cxx::UniquePtr<ffi::ScorerBackend>,
 ) -> Result<(), BridgeError> {
     fenced("rivet::register_scorer_backend", || {
+        // A taken name is refused before the adapter is built: building it reads the backend's
+        // option keys into strings that a registered backend keeps for the life of the process.
+        let wanted = Backend::new(name)?;
+        if !wanted.is_auto() {
+            rivet::check_backend_name(&wanted)?;
+        }
         let adapter = ScorerBackendAdapter::new(name, backend)?;
         Ok(rivet::register_backend(Arc::new(adapter))?)
     })

@@ -23,7 +23,9 @@
 pub mod plugin;
 mod registry;
 
-pub use registry::{backend, backends, backends_for, load, load_explained, register_backend, Loaded};
+pub use registry::{
+    backend, backends, backends_for, check_backend_name, load, load_explained, register_backend, Loaded,
+};
 pub use rivet_core::*;
 
 #[cfg(feature = "candle")]

@@ -35,6 +35,20 @@ fn read() -> std::sync::RwLockReadGuard<'static, Vec<Arc<dyn InferenceBackend>>>
 /// (in-process), the C ABI. Fails when the name is `auto` or already taken.
 pub fn register_backend(backend: Arc<dyn InferenceBackend>) -> Result<()> {
     let name = backend.name();
+    let mut list = registry().write().unwrap_or_else(|p| p.into_inner());
+    name_is_free(&name, &list)?;
+    list.push(backend);
+    Ok(())
+}
+
+/// Whether [`register_backend`] would take a backend called `name`: an error when the name is
+/// `auto` or already registered, with the message `register_backend` gives. For callers that
+/// build a backend only once they know its name is free.
+pub fn check_backend_name(name: &Backend) -> Result<()> {
+    name_is_free(name, &read())
+}
+
+fn name_is_free(name: &Backend, list: &[Arc<dyn InferenceBackend>]) -> Result<()> {
     let taken = |message: String| Error::InvalidOption {
         backend: Some(name.to_string()),
         key: "backend".into(),
@@ -43,11 +57,9 @@ pub fn register_backend(backend: Arc<dyn InferenceBackend>) -> Result<()> {
     if name.is_auto() {
         return Err(taken("\"auto\" is reserved; register the backend under its own name".into()));
     }
-    let mut list = registry().write().unwrap_or_else(|p| p.into_inner());
-    if list.iter().any(|b| b.name() == name) {
+    if list.iter().any(|b| b.name() == *name) {
         return Err(taken(format!("a backend named \"{name}\" is already registered")));
     }
-    list.push(backend);
     Ok(())
 }
 

@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Counts what `make test` ran, from its logs, and prints one line per kind and a total.
+
+Every test counts once, however many checks it makes:
+- a cargo test is one test; a test binary (or doc-test run) that printed no `test result:` line
+  (it crashed, or was killed) counts as one failed test, named;
+- a C/C++ suite prints `SUITE: N passed, N failed (N checks)` counting its test functions
+  (cpp-examples/tests/check.h); a suite that printed no summary, or exited with a failure after
+  printing one, counts as one failed test more, named;
+- an example program (a ctest entry that is not a suite) is one test, passed when ctest passed
+  it (it must exit 0 and print its result: cpp-examples/tests/expect_output.sh);
+- a memcheck run (`SUITE_memcheck`) is one test: the suite again under valgrind, passed when
+  valgrind found no error and no definite leak;
+- programs run outside ctest print `example NAME: ok` or `example NAME: FAILED`.
+
+A stage that did not run (the build failed, cargo failed to compile a test, CMake failed) is
+reported as such and fails the total. Exits 0 only when everything ran and passed.
+
+usage: summary.py --build-status N --cargo-log FILE --cargo-status N --c-log FILE --c-status N
+"""
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass, field
+
+CARGO_BLOCK = re.compile(r"^\s+(?:Running (\S+(?: \S+)*?) \((\S+)\)|Doc-tests (\S+))\s*$")
+CARGO_RESULT = re.compile(r"^test result: \w+\. (\d+) passed; (\d+) failed;")
+CTEST_STATUS = re.compile(r"^\s*\d+/\d+ Test\s+#(\d+): (\S+) \.*\s*(\S.*?)\s+[\d.]+ sec\s*$")
+SUITE_SUMMARY = re.compile(r"^(?:\d+: )?([A-Za-z_][\w]*): (\d+) passed, (\d+) failed\b")
+EXAMPLE_LINE = re.compile(r"^example (\S+): (ok|FAILED)\s*$")
+CTEST_TOTAL = re.compile(r"tests passed, (\d+) tests failed out of (\d+)")
+
+
+@dataclass
+class Kind:
+    """Tests of one kind: counts and the names of the failures."""
+
+    name: str
+    passed: int = 0
+    failed: int = 0
+    failures: list = field(default_factory=list)
+
+    def fail(self, what: str) -> None:
+        self.failed += 1
+        self.failures.append(what)
+
+
+def read(path: str) -> list:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def count_cargo(lines: list, kind: Kind) -> int:
+    """Adds cargo's tests to `kind`; returns how many binaries and doc-test runs there were."""
+    blocks = 0
+    current = None  # the block waiting for its result line
+    for line in lines:
+        m = CARGO_BLOCK.match(line)
+        if m:
+            if current is not None:
+                kind.fail(f"{current} (crashed: no test result)")
+            current = m.group(1) or f"doc-tests {m.group(3)}"
+            if m.group(2):
+                current = f"{m.group(1)} ({m.group(2).rsplit('/', 1)[-1]})"
+            blocks += 1
+            continue
+        m = CARGO_RESULT.match(line)
+        if m and current is not None:
+            kind.passed += int(m.group(1))
+            kind.failed += int(m.group(2))
+            current = None
+    if current is not None:
+        kind.fail(f"{current} (crashed: no test result)")
+    # The names of failed tests: cargo prints each one's output under "---- NAME stdout ----".
+    for line in lines:
+        m = re.match(r"^---- (\S+) stdout ----$", line)
+        if m:
+            kind.failures.append(m.group(1))
+    return blocks
+
+
+def count_c(lines: list, suites: Kind, examples: Kind, memcheck: Kind) -> tuple:
+    """Adds the C/C++ suites, examples and memcheck runs; returns (ctest entries seen, ctest's total)."""
+    summaries = {}
+    for line in lines:
+        m = SUITE_SUMMARY.match(line)
+        if m:
+            summaries[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+    seen = 0
+    for line in lines:
+        m = CTEST_STATUS.match(line)
+        if m:
+            seen += 1
+            name, status = m.group(2), m.group(3)
+            ok = status == "Passed"
+            if name.endswith("_memcheck"):
+                if ok:
+                    memcheck.passed += 1
+                else:
+                    memcheck.fail(f"{name} ({status.lstrip('*')})")
+            elif name in summaries:
+                passed, failed = summaries[name]
+                suites.passed += passed
+                suites.failed += failed
+                if failed:
+                    suites.failures.append(f"{name}: {failed} test(s), see FAILED lines in the log")
+                if not ok and failed == 0:
+                    suites.fail(f"{name} ({status.lstrip('*')} after its summary)")
+            elif ok:
+                examples.passed += 1
+            else:
+                examples.fail(f"{name} ({status.lstrip('*')}; a suite that printed no summary counts here)")
+            continue
+        m = EXAMPLE_LINE.match(line)
+        if m:
+            if m.group(2) == "ok":
+                examples.passed += 1
+            else:
+                examples.fail(m.group(1))
+    total = None
+    for line in lines:
+        m = CTEST_TOTAL.search(line)
+        if m:
+            total = int(m.group(2))
+    return seen, total
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build-status", type=int, required=True)
+    ap.add_argument("--cargo-log", required=True)
+    ap.add_argument("--cargo-status", type=int)
+    ap.add_argument("--c-log", required=True)
+    ap.add_argument("--c-status", type=int)
+    args = ap.parse_args()
+
+    problems = []
+    if args.build_status != 0:
+        print("build: FAILED (cargo build --workspace; see target/test.log): no test ran")
+        print("total: build failed")
+        return 1
+
+    cargo = Kind("cargo tests")
+    blocks = count_cargo(read(args.cargo_log), cargo)
+    if args.cargo_status is None:
+        problems.append("cargo test did not run")
+    elif args.cargo_status != 0 and cargo.failed == 0:
+        problems.append(f"cargo test exited {args.cargo_status} with no failed test: a test target did not compile")
+
+    suites, examples, memcheck = Kind("C/C++ suite tests"), Kind("examples"), Kind("memcheck runs")
+    seen, ctest_total = count_c(read(args.c_log), suites, examples, memcheck)
+    if args.c_status is None:
+        problems.append("the C/C++ suite did not run")
+    elif ctest_total is None:
+        problems.append("ctest did not run (installing librivet or building cpp-examples failed)")
+    elif seen != ctest_total:
+        problems.append(f"ctest ran {ctest_total} entries but {seen} reported a status")
+    elif args.c_status != 0 and suites.failed + examples.failed + memcheck.failed == 0:
+        problems.append(f"make test-c exited {args.c_status} with no failed test")
+
+    print(f"{cargo.name}: {cargo.passed} passed, {cargo.failed} failed ({blocks} test binaries and doc-test runs)")
+    print(f"{suites.name}: {suites.passed} passed, {suites.failed} failed")
+    print(f"{examples.name}: {examples.passed} passed, {examples.failed} failed")
+    print(f"{memcheck.name}: {memcheck.passed} passed, {memcheck.failed} failed (suites again under valgrind)")
+    for kind in (cargo, suites, examples, memcheck):
+        for what in kind.failures:
+            print(f"FAILED ({kind.name}): {what}")
+    for what in problems:
+        print(f"FAILED: {what}")
+    passed = cargo.passed + suites.passed + examples.passed + memcheck.passed
+    failed = cargo.failed + suites.failed + examples.failed + memcheck.failed + len(problems)
+    print(f"total: {passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
