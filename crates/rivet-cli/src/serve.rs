@@ -27,10 +27,38 @@ pub(crate) struct ServeArgs {
     /// The largest request accepted, in MiB (HTTP body or gRPC message).
     #[arg(long, default_value_t = 256)]
     max_request_mib: usize,
+    /// How log lines are written to stderr: text, or one JSON object per line. Which are
+    /// written follows RUST_LOG (default `info,rivet::access=warn`: set `rivet::access=info`
+    /// for a line per request).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// The log's format.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, with the request's span (id, model, version).
+    Json,
+}
+
+/// Logs to stderr as `format` says, filtered by RUST_LOG.
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rivet::access=warn"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Another subscriber (a test harness's) may already be set: its logging stays.
+    let _ = match format {
+        LogFormat::Text => logs.try_init(),
+        LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).try_init(),
+    };
 }
 
 /// Runs the server until SIGTERM or Ctrl-C, printing each model's state and the ports.
 pub(crate) fn serve(args: &ServeArgs) -> ExitCode {
+    init_logging(args.log_format);
     let options = rivet_server::ServeOptions {
         repository: args.model_repository.clone(),
         host: args.host,

@@ -1,11 +1,12 @@
 //! `rivet serve` end to end: a model repository served by the real binary, driven by Triton's
 //! own clients and perf_analyzer (serve/clients.py), then stopped by SIGTERM with a request in
-//! flight. Needs the venv and perf_analyzer that ./bootstrap.sh installs.
+//! flight; its JSON log read back. Needs the venv and perf_analyzer that ./bootstrap.sh installs.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 fn root() -> PathBuf {
@@ -56,6 +57,23 @@ struct Served {
     metrics: String,
     lines: Vec<String>,
     stdout: BufReader<std::process::ChildStdout>,
+    /// The server's log, one JSON object per line (`--log-format json`), as it is written.
+    log: mpsc::Receiver<serde_json::Value>,
+}
+
+impl Served {
+    /// The next log line for which `wanted` holds (lines before it are dropped). The server
+    /// writes it when the event happens; the timeout only keeps a broken server from hanging
+    /// the test.
+    fn log_line(&self, what: &str, wanted: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        loop {
+            match self.log.recv_timeout(Duration::from_secs(120)) {
+                Ok(line) if wanted(&line) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("no log line {what}: {e}"),
+            }
+        }
+    }
 }
 
 impl Drop for Served {
@@ -71,10 +89,25 @@ fn start(repo: &Path) -> Served {
         .args(["serve", "--model-repository"])
         .arg(repo)
         .args(["--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"])
+        .args(["--log-format", "json"])
+        // Every request's access line, and the batcher's "queued" events.
+        .env("RUST_LOG", "warn,rivet::access=info,rivet_server=debug")
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stdout = BufReader::new(child.stdout.take().unwrap());
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (send, log) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("a log line that is not JSON ({e}): {line}"));
+            if send.send(value).is_err() {
+                break;
+            }
+        }
+    });
     // From here on the guard stops the server whatever happens.
     let mut served = Served {
         child,
@@ -83,6 +116,7 @@ fn start(repo: &Path) -> Served {
         metrics: String::new(),
         lines: Vec::new(),
         stdout,
+        log,
     };
     loop {
         let mut line = String::new();
@@ -246,7 +280,10 @@ fn triton_clients_and_perf_analyzer_against_rivet_serve_then_sigterm_finishes_in
     .to_string();
     let addr = served.http.clone();
     let in_flight = std::thread::spawn(move || http(&addr, "POST", "/v2/models/slow/infer", &body));
-    std::thread::sleep(Duration::from_millis(500));
+    // The server logs the request once it is in slow's queue (where it waits 2 s for more).
+    served.log_line("for the queued request", |l| {
+        l["fields"]["message"] == "queued" && l["span"]["model"] == "slow"
+    });
     let killed = Command::new("kill").args(["-TERM", &served.child.id().to_string()]).status().unwrap();
     assert!(killed.success());
     let (code, body) = in_flight.join().unwrap();
@@ -264,4 +301,41 @@ fn triton_clients_and_perf_analyzer_against_rivet_serve_then_sigterm_finishes_in
     assert!(exit.success(), "{exit:?}: {rest}");
     assert!(rest.contains("shut down: every request in flight was answered"), "{rest}");
     assert!(TcpStream::connect(&served.http).is_err(), "still accepting after shutdown");
+}
+
+#[test]
+fn every_request_gets_a_json_access_line_in_its_span() {
+    let repo = tempfile::tempdir().unwrap();
+    model(repo.path(), "mlp", &["mlp/mlp.onnx"], "backend = \"candle\"\n");
+    let served = start(repo.path());
+    let x: Vec<f32> = (0..16).map(|i| i as f32 / 16.0).collect();
+    let body = serde_json::json!({"id": "r-42", "inputs": [{
+        "name": "features", "shape": [1, 16], "datatype": "FP32", "data": x,
+    }]})
+    .to_string();
+    let (code, answer) = http(&served.http, "POST", "/v2/models/mlp/infer", &body);
+    assert_eq!(code, 200, "{answer}");
+    let line = served.log_line("for r-42", |l| l["fields"]["message"] == "request");
+    assert_eq!(line["level"], "INFO", "{line}");
+    assert_eq!(line["target"], "rivet::access", "{line}");
+    assert_eq!(line["span"]["name"], "request", "{line}");
+    assert_eq!(line["span"]["id"], "r-42", "{line}");
+    assert_eq!(line["span"]["model"], "mlp", "{line}");
+    assert_eq!(line["span"]["version"], "1", "{line}");
+    assert_eq!(line["span"]["protocol"], "http", "{line}");
+    assert_eq!(line["fields"]["status"], "ok", "{line}");
+    let us = |k: &str| line["fields"][k].as_u64().unwrap_or_else(|| panic!("{k} in {line}"));
+    assert!(us("queue_us") + us("compute_us") <= us("total_us"), "{line}");
+
+    // A request the model refuses (8 features where it takes 16): its status names why, and it
+    // never reached the queue.
+    let bad = serde_json::json!({"id": "r-43", "inputs": [{
+        "name": "features", "shape": [1, 8], "datatype": "FP32", "data": &x[..8],
+    }]})
+    .to_string();
+    let (code, _) = http(&served.http, "POST", "/v2/models/mlp/infer", &bad);
+    assert_eq!(code, 400);
+    let line = served.log_line("for r-43", |l| l["span"]["id"] == "r-43");
+    assert_eq!(line["fields"]["status"], "bad_request", "{line}");
+    assert!(line["fields"].get("queue_us").is_none_or(|v| v.is_null()), "{line}");
 }

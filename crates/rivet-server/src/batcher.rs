@@ -20,8 +20,17 @@ use tokio::sync::oneshot;
 use crate::error::ServeError;
 use crate::metrics::ModelMetrics;
 
-/// What a queued request gets back: the model's outputs in signature order.
-pub type Reply = Result<Vec<Tensor>, ServeError>;
+/// What a queued request gets back: the model's outputs in signature order, and how long it
+/// waited in the queue and how long the execution it was part of took.
+#[derive(Debug)]
+pub struct Reply {
+    /// The outputs, or why there are none.
+    pub outputs: Result<Vec<Tensor>, ServeError>,
+    /// From queueing to the start of its execution.
+    pub queued: Duration,
+    /// The execution (of the whole batch it ran in).
+    pub compute: Duration,
+}
 
 /// One validated request waiting to run.
 pub struct Job {
@@ -280,16 +289,20 @@ impl Batch {
         let result = catch_unwind(AssertUnwindSafe(|| self.execute(model))).unwrap_or_else(|_| {
             Err(ServeError::Internal(format!("backend {} panicked while running the model", model.backend())))
         });
-        metrics.executed(self.rows as u64, start.elapsed());
+        let compute = start.elapsed();
+        metrics.executed(self.rows as u64, compute);
+        let reply = |job: Job, outputs| {
+            let _ = job.reply.send(Reply { outputs, queued: start - job.enqueued, compute });
+        };
         match result {
             Ok(per_job) => {
                 for (job, outputs) in self.jobs.into_iter().zip(per_job) {
-                    let _ = job.reply.send(Ok(outputs));
+                    reply(job, Ok(outputs));
                 }
             }
             Err(error) => {
                 for job in self.jobs {
-                    let _ = job.reply.send(Err(error.clone()));
+                    reply(job, Err(error.clone()));
                 }
             }
         }
@@ -411,7 +424,7 @@ mod tests {
             answers.push((i, rows, answer));
         }
         for (i, rows, answer) in answers {
-            let outputs = answer.await.unwrap().unwrap();
+            let outputs = answer.await.unwrap().outputs.unwrap();
             assert_eq!(outputs[0].shape(), &[rows, 2]);
             assert!(outputs[0].as_slice::<f32>().unwrap().iter().all(|&v| v == 2.0 * i as f32));
         }
@@ -435,7 +448,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(30)).await;
         }
         for (i, answer) in answers.into_iter().enumerate() {
-            let outputs = answer.await.unwrap().unwrap();
+            let outputs = answer.await.unwrap().outputs.unwrap();
             assert_eq!(outputs[0].as_slice::<f32>().unwrap(), &[2.0 * i as f32; 2]);
         }
         assert!(
@@ -461,8 +474,8 @@ mod tests {
         queue.submit(b, "m").unwrap(); // b waits
         drop(queue); // shutdown: the worker finishes a, runs b, then exits
         model.closed.store(false, Ordering::SeqCst);
-        assert_eq!(a_answer.await.unwrap().unwrap()[0].as_slice::<f32>().unwrap(), &[2.0, 2.0]);
-        assert_eq!(b_answer.await.unwrap().unwrap()[0].as_slice::<f32>().unwrap(), &[4.0; 4]);
+        assert_eq!(a_answer.await.unwrap().outputs.unwrap()[0].as_slice::<f32>().unwrap(), &[2.0, 2.0]);
+        assert_eq!(b_answer.await.unwrap().outputs.unwrap()[0].as_slice::<f32>().unwrap(), &[4.0; 4]);
         assert_eq!(*model.batches.lock().unwrap(), vec![1, 2]);
     }
 
@@ -485,8 +498,8 @@ mod tests {
         );
         drop(b_answer); // b's client goes away
         model.closed.store(false, Ordering::SeqCst);
-        assert_eq!(a_answer.await.unwrap().unwrap()[0].as_slice::<f32>().unwrap(), &[2.0, 2.0]);
-        assert_eq!(c_answer.await.unwrap().unwrap()[0].as_slice::<f32>().unwrap(), &[6.0, 6.0]);
+        assert_eq!(a_answer.await.unwrap().outputs.unwrap()[0].as_slice::<f32>().unwrap(), &[2.0, 2.0]);
+        assert_eq!(c_answer.await.unwrap().outputs.unwrap()[0].as_slice::<f32>().unwrap(), &[6.0, 6.0]);
         assert_eq!(*model.batches.lock().unwrap(), vec![1, 1], "b must not run");
     }
 }

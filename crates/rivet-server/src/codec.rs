@@ -167,16 +167,19 @@ pub fn tensor_from_json(
     Tensor::from_bytes(dtype, shape, &out).map_err(|e| ServeError::bad(format!("input \"{input}\": {e}")))
 }
 
-fn push_json_element(out: &mut Vec<u8>, dtype: DType, value: &Value) -> Result<(), String> {
-    fn int<T: TryFrom<i64> + TryFrom<u64>>(value: &Value, name: &str) -> Result<T, String> {
-        let out_of_range = || format!("{value} is out of range for {name}");
+/// Appends one JSON element as `dtype`'s bytes; a 400 saying why when it does not fit.
+fn push_json_element(out: &mut Vec<u8>, dtype: DType, value: &Value) -> Result<(), ServeError> {
+    fn int<T: TryFrom<i64> + TryFrom<u64>>(value: &Value, name: &str) -> Result<T, ServeError> {
+        let out_of_range = || ServeError::bad(format!("{value} is out of range for {name}"));
         match (value.as_i64(), value.as_u64()) {
             (Some(v), _) => T::try_from(v).map_err(|_| out_of_range()),
             (None, Some(v)) => T::try_from(v).map_err(|_| out_of_range()),
-            _ => Err(format!("expected an integer ({name}), got {value}")),
+            _ => Err(ServeError::bad(format!("expected an integer ({name}), got {value}"))),
         }
     }
-    let float = |value: &Value| value.as_f64().ok_or_else(|| format!("expected a number, got {value}"));
+    let float = |value: &Value| {
+        value.as_f64().ok_or_else(|| ServeError::bad(format!("expected a number, got {value}")))
+    };
     match dtype {
         DType::F32 => out.extend_from_slice(&(float(value)? as f32).to_le_bytes()),
         DType::F64 => out.extend_from_slice(&float(value)?.to_le_bytes()),
@@ -189,7 +192,7 @@ fn push_json_element(out: &mut Vec<u8>, dtype: DType, value: &Value) -> Result<(
         DType::U8 => out.push(int::<u8>(value, "UINT8")?),
         DType::Bool => match value {
             Value::Bool(b) => out.push(u8::from(*b)),
-            _ => return Err(format!("expected true or false (BOOL), got {value}")),
+            _ => return Err(ServeError::bad(format!("expected true or false (BOOL), got {value}"))),
         },
     }
     Ok(())

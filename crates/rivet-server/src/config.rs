@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::StartError;
+
 /// How one model is served; every field has a default, so the file is optional.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -56,6 +58,11 @@ pub struct DynamicBatching {
     pub preferred_batch_size: Vec<usize>,
 }
 
+/// Values of a configuration that parse but cannot work together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidConfig(pub String);
+
 /// The file names a model folder's configuration may have.
 pub const CONFIG_FILES: [&str; 2] = ["config.toml", "config.json"];
 
@@ -64,63 +71,73 @@ const MODEL_EXTENSIONS: [&str; 3] = ["onnx", "pt", "pth"];
 
 impl ModelConfig {
     /// Reads `DIR/config.toml` or `DIR/config.json` (defaults when neither exists) and checks it.
-    pub fn read(dir: &Path) -> Result<ModelConfig, String> {
+    pub fn read(dir: &Path) -> Result<ModelConfig, StartError> {
         let found: Vec<PathBuf> = CONFIG_FILES.iter().map(|f| dir.join(f)).filter(|p| p.is_file()).collect();
         let config = match found.as_slice() {
             [] => ModelConfig::default(),
             [path] => {
-                let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| StartError::Io { path: path.clone(), source })?;
                 let parsed = if path.extension().is_some_and(|e| e == "json") {
                     serde_json::from_str(&text).map_err(|e| e.to_string())
                 } else {
                     toml::from_str(&text).map_err(|e| e.message().to_owned())
                 };
-                parsed.map_err(|e| format!("{}: {e}", path.display()))?
+                parsed.map_err(|message| StartError::Config { path: path.clone(), message })?
             }
-            _ => return Err(format!("{} has both config.toml and config.json: keep one", dir.display())),
+            _ => {
+                return Err(StartError::Config {
+                    path: dir.to_path_buf(),
+                    message: "has both config.toml and config.json: keep one".into(),
+                })
+            }
         };
-        config.check().map_err(|e| format!("{}: {e}", dir.display()))?;
+        config.check().map_err(|e| StartError::Config { path: dir.to_path_buf(), message: e.0 })?;
         Ok(config)
     }
 
     /// Checks values that parse but cannot work together.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), InvalidConfig> {
         if self.instances == 0 {
-            return Err("instances must be 1 or more".into());
+            return Err(InvalidConfig("instances must be 1 or more".into()));
         }
         if self.max_queue_size == 0 {
-            return Err("max_queue_size must be 1 or more".into());
+            return Err(InvalidConfig("max_queue_size must be 1 or more".into()));
         }
         if self.version.is_empty() || self.version.contains('/') {
-            return Err(format!("version \"{}\" is not a valid version name", self.version));
+            return Err(InvalidConfig(format!("version \"{}\" is not a valid version name", self.version)));
         }
         if let Some(batching) = &self.dynamic_batching {
             if self.max_batch_size == 0 {
-                return Err("dynamic_batching needs max_batch_size of 1 or more".into());
+                return Err(InvalidConfig("dynamic_batching needs max_batch_size of 1 or more".into()));
             }
             if let Some(&bad) =
                 batching.preferred_batch_size.iter().find(|&&n| n == 0 || n > self.max_batch_size)
             {
-                return Err(format!(
+                return Err(InvalidConfig(format!(
                     "preferred_batch_size {bad} is not between 1 and max_batch_size {}",
                     self.max_batch_size
-                ));
+                )));
             }
         }
         Ok(())
     }
 
     /// The model file in `dir` this config names, or the folder's only model file.
-    pub fn model_path(&self, dir: &Path) -> Result<PathBuf, String> {
+    pub fn model_path(&self, dir: &Path) -> Result<PathBuf, StartError> {
         if let Some(file) = &self.model_file {
             let path = dir.join(file);
             return if path.is_file() {
                 Ok(path)
             } else {
-                Err(format!("model_file \"{file}\" is not a file in {}", dir.display()))
+                Err(StartError::ModelFile(format!(
+                    "model_file \"{file}\" is not a file in {}",
+                    dir.display()
+                )))
             };
         }
-        let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let entries =
+            std::fs::read_dir(dir).map_err(|source| StartError::Io { path: dir.to_path_buf(), source })?;
         let mut found: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
@@ -131,12 +148,12 @@ impl ModelConfig {
         found.sort();
         match found.len() {
             1 => Ok(found.remove(0)),
-            0 => Err(format!("{} holds no .onnx, .pt or .pth file", dir.display())),
-            n => Err(format!(
+            0 => Err(StartError::ModelFile(format!("{} holds no .onnx, .pt or .pth file", dir.display()))),
+            n => Err(StartError::ModelFile(format!(
                 "{} holds {n} model files ({}): name one with model_file in config.toml",
                 dir.display(),
                 found.iter().filter_map(|p| p.file_name()?.to_str()).collect::<Vec<_>>().join(", ")
-            )),
+            ))),
         }
     }
 }
@@ -161,14 +178,18 @@ mod tests {
 
         std::fs::write(dir.path().join("config.toml"), "max_batch = 8\n").unwrap();
         let err = ModelConfig::read(dir.path()).unwrap_err();
+        assert!(matches!(&err, StartError::Config { path, .. } if path.ends_with("config.toml")), "{err:?}");
+        let err = err.to_string();
         assert!(err.contains("unknown field `max_batch`"), "{err}");
 
         std::fs::write(dir.path().join("config.toml"), "[dynamic_batching]\n").unwrap();
         let err = ModelConfig::read(dir.path()).unwrap_err();
+        assert!(matches!(err, StartError::Config { .. }), "{err:?}");
+        let err = err.to_string();
         assert!(err.ends_with("dynamic_batching needs max_batch_size of 1 or more"), "{err}");
 
         std::fs::write(dir.path().join("config.json"), "{}").unwrap();
-        let err = ModelConfig::read(dir.path()).unwrap_err();
+        let err = ModelConfig::read(dir.path()).unwrap_err().to_string();
         assert!(err.ends_with("has both config.toml and config.json: keep one"), "{err}");
     }
 
@@ -176,11 +197,13 @@ mod tests {
     fn finds_the_one_model_file_or_says_why_not() {
         let dir = tempfile::tempdir().unwrap();
         let config = ModelConfig::default();
-        assert!(config.model_path(dir.path()).unwrap_err().ends_with("holds no .onnx, .pt or .pth file"));
+        let err = config.model_path(dir.path()).unwrap_err();
+        assert!(matches!(err, StartError::ModelFile(_)), "{err:?}");
+        assert!(err.to_string().ends_with("holds no .onnx, .pt or .pth file"), "{err}");
         std::fs::write(dir.path().join("a.onnx"), b"").unwrap();
         assert_eq!(config.model_path(dir.path()).unwrap(), dir.path().join("a.onnx"));
         std::fs::write(dir.path().join("a.pt"), b"").unwrap();
-        let err = config.model_path(dir.path()).unwrap_err();
+        let err = config.model_path(dir.path()).unwrap_err().to_string();
         assert!(
             err.ends_with("holds 2 model files (a.onnx, a.pt): name one with model_file in config.toml"),
             "{err}"

@@ -28,6 +28,18 @@ impl ServeError {
         ServeError::BadRequest(message.into())
     }
 
+    /// The error's kind as the access log names it: `bad_request`, `not_found`, `too_large`,
+    /// `internal` or `unavailable`.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            ServeError::BadRequest(_) => "bad_request",
+            ServeError::NotFound(_) => "not_found",
+            ServeError::TooLarge(_) => "too_large",
+            ServeError::Internal(_) => "internal",
+            ServeError::Unavailable(_) => "unavailable",
+        }
+    }
+
     /// The HTTP status this error is answered with.
     pub fn http_status(&self) -> u16 {
         match self {
@@ -63,4 +75,76 @@ impl From<rivet::Error> for ServeError {
             _ => ServeError::Internal(message),
         }
     }
+}
+
+/// Why the server, or one model of its repository, cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The model repository cannot be read.
+    #[error("model repository {}: {source}", path.display())]
+    Repository {
+        /// The repository's folder.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file or folder of a model cannot be read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// What could not be read.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A model folder's configuration does not parse, or its values cannot work together.
+    #[error("{}: {message}", path.display())]
+    Config {
+        /// The configuration file, or the model folder.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A model folder holds no model file, or several and no `model_file` naming one.
+    #[error("{0}")]
+    ModelFile(String),
+    /// Rivet refused the model: its backend, its options or the file itself.
+    #[error("{}", .0.message_with_causes())]
+    Model(#[from] rivet::Error),
+    /// The model's signature cannot be batched as configured.
+    #[error("{0}")]
+    Batching(String),
+    /// Threads (a model's workers, the async runtime) cannot be started.
+    #[error("cannot start {what}: {source}")]
+    Threads {
+        /// Which threads.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A port cannot be bound.
+    #[error("{what} port {addr}: {source}")]
+    Bind {
+        /// Which server: HTTP, gRPC or metrics.
+        what: &'static str,
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// One of the servers stopped with an error.
+    #[error("{what} server: {source}")]
+    Serve {
+        /// Which server.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Loading the repository on its thread failed (it panicked).
+    #[error("loading the repository failed: {0}")]
+    Loading(String),
 }

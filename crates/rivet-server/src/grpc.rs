@@ -216,7 +216,7 @@ impl GrpcInferenceService for Service {
         let mut request = request.into_inner();
         let entry = self.entry(&request.model_name, &request.model_version)?;
         let inputs = decode_infer_inputs(&mut request).map_err(|e| e.grpc_status())?;
-        let outputs = entry.infer(inputs).await.map_err(|e| e.grpc_status())?;
+        let outputs = entry.infer("grpc", &request.id, inputs).await.map_err(|e| e.grpc_status())?;
         let chosen = codec::requested_outputs(&outputs, request.outputs.iter().map(|o| o.name.as_str()))
             .map_err(|e| e.grpc_status())?;
         Ok(Response::new(ModelInferResponse {

@@ -353,7 +353,7 @@ async fn infer(
     }
     let body: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| too_large())?;
     let request = decode_infer_body(headers.get(HEADER_LENGTH).map(HeaderValue::as_bytes), &body)?;
-    let outputs = entry.infer(request.inputs).await?;
+    let outputs = entry.infer("http", request.id.as_deref().unwrap_or(""), request.inputs).await?;
 
     // Which outputs, and which of them as binary.
     let chosen = codec::requested_outputs(&outputs, request.outputs.iter().map(|(name, _)| name.as_str()))?;

@@ -3,7 +3,7 @@
 //! metrics, so existing Triton and KServe clients call Rivet unchanged.
 //!
 //! ```no_run
-//! # async fn start() -> Result<(), String> {
+//! # async fn start() -> Result<(), rivet_server::StartError> {
 //! let options = rivet_server::ServeOptions::new("models/serve");
 //! let server = rivet_server::Server::bind(&options).await?;
 //! server.run(rivet_server::shutdown_signal()).await
@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use config::{DynamicBatching, ModelConfig};
-pub use error::ServeError;
+pub use error::{ServeError, StartError};
 use metrics::Metrics;
 use repository::Repository;
 use tokio::net::TcpListener;
@@ -91,17 +91,17 @@ impl Server {
     /// Loads the repository's models and binds the three ports. A model that fails to load
     /// does not stop the server (see [`Server::state`]); an unreadable repository or a port in
     /// use does.
-    pub async fn bind(options: &ServeOptions) -> Result<Server, String> {
+    pub async fn bind(options: &ServeOptions) -> Result<Server, StartError> {
         let metrics = Arc::new(Metrics::default());
         let dir = options.repository.clone();
         let loader = Arc::clone(&metrics);
         // Loading reads files and may compile models: off the async threads.
         let repository = tokio::task::spawn_blocking(move || Repository::load(&dir, &loader))
             .await
-            .map_err(|e| format!("loading the repository failed: {e}"))??;
+            .map_err(|e| StartError::Loading(e.to_string()))??;
         let bind = |port: u16, what: &'static str| {
             let addr = SocketAddr::new(options.host, port);
-            async move { TcpListener::bind(addr).await.map_err(|e| format!("{what} port {addr}: {e}")) }
+            async move { TcpListener::bind(addr).await.map_err(|source| StartError::Bind { what, addr, source }) }
         };
         Ok(Server {
             state: Arc::new(ServerState {
@@ -127,7 +127,7 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then stops accepting and finishes the requests in flight.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), String> {
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let wait = move || {
             let mut stopped = stopped.clone();
@@ -153,9 +153,9 @@ impl Server {
             let _ = stop.send(true);
         });
         let (http, grpc, metrics) = tokio::join!(http, grpc, metrics);
-        http.map_err(|e| format!("HTTP server: {e}"))?;
-        grpc.map_err(|e| format!("gRPC server: {e}"))?;
-        metrics.map_err(|e| format!("metrics server: {e}"))?;
+        http.map_err(|e| StartError::Serve { what: "HTTP", source: e.into() })?;
+        grpc.map_err(|e| StartError::Serve { what: "gRPC", source: e.into() })?;
+        metrics.map_err(|e| StartError::Serve { what: "metrics", source: e.into() })?;
         Ok(())
     }
 }
@@ -184,12 +184,12 @@ pub async fn shutdown_signal() {
 
 /// Runs a server on a runtime of its own until SIGTERM or Ctrl-C; `started` sees it once the
 /// models are loaded and the ports bound (to print them).
-pub fn serve_until_signal(options: &ServeOptions, started: impl FnOnce(&Server)) -> Result<(), String> {
+pub fn serve_until_signal(options: &ServeOptions, started: impl FnOnce(&Server)) -> Result<(), StartError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("rivet-serve")
         .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        .map_err(|source| StartError::Threads { what: "the async runtime", source })?;
     runtime.block_on(async {
         let server = Server::bind(options).await?;
         started(&server);

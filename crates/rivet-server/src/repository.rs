@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 
 use crate::batcher::{BatchPolicy, Job, Queue};
 use crate::config::ModelConfig;
-use crate::error::ServeError;
+use crate::error::{ServeError, StartError};
 use crate::metrics::{Metrics, ModelMetrics};
 
 /// Every model of the repository, by name.
@@ -26,7 +26,7 @@ pub struct ModelEntry {
     /// The folder's configuration.
     pub config: ModelConfig,
     /// Serving, or why not.
-    pub state: Result<Served, String>,
+    pub state: Result<Served, StartError>,
 }
 
 /// A loaded model and its queue.
@@ -73,9 +73,9 @@ pub struct Statistics {
 impl Repository {
     /// Loads every model folder under `dir` (call inside a Tokio runtime: queues start on it).
     /// A model that fails to load is kept with its reason; only an unreadable `dir` is an error.
-    pub fn load(dir: &Path, metrics: &Metrics) -> Result<Repository, String> {
-        let entries =
-            std::fs::read_dir(dir).map_err(|e| format!("model repository {}: {e}", dir.display()))?;
+    pub fn load(dir: &Path, metrics: &Metrics) -> Result<Repository, StartError> {
+        let entries = std::fs::read_dir(dir)
+            .map_err(|source| StartError::Repository { path: dir.to_path_buf(), source })?;
         let mut folders: Vec<(String, PathBuf)> = entries
             .filter_map(|e| e.ok())
             .filter(|e| e.path().is_dir())
@@ -143,11 +143,46 @@ impl ModelEntry {
     }
 
     /// Runs one request: `inputs` by name; answers the model's outputs with their names.
-    pub async fn infer(&self, inputs: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>, ServeError> {
+    /// `protocol` (`http`, `grpc`) and `id` (the request's own, possibly empty) name it in the
+    /// log: a span per request, and an access line at info on the `rivet::access` target with
+    /// its status and its queue, compute and total times.
+    pub async fn infer(
+        &self,
+        protocol: &'static str,
+        id: &str,
+        inputs: Vec<(String, Tensor)>,
+    ) -> Result<Vec<(String, Tensor)>, ServeError> {
         let start = Instant::now();
-        let served = self.served()?;
-        let result = served.infer(&self.name, &self.config, inputs).await;
-        served.metrics.request_done(result.is_ok(), start.elapsed());
+        let span = tracing::info_span!(
+            "request",
+            protocol,
+            id,
+            model = %self.name,
+            version = %self.config.version,
+        );
+        let (result, queued, compute) = match self.served() {
+            Ok(served) => {
+                let (result, queued, compute) = served.infer(&self.name, &self.config, inputs, &span).await;
+                served.metrics.request_done(result.is_ok(), start.elapsed());
+                (result, queued, compute)
+            }
+            Err(e) => (Err(e), None, None),
+        };
+        let micros = |d: Option<Duration>| d.map(|d| d.as_micros() as u64);
+        let status = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.kind_name(),
+        };
+        span.in_scope(|| {
+            tracing::info!(
+                target: "rivet::access",
+                status,
+                queue_us = micros(queued),
+                compute_us = micros(compute),
+                total_us = start.elapsed().as_micros() as u64,
+                "request"
+            )
+        });
         result
     }
 
@@ -217,20 +252,19 @@ impl ModelEntry {
 }
 
 impl Served {
-    fn load(name: &str, dir: &Path, config: &ModelConfig, metrics: &Metrics) -> Result<Served, String> {
+    fn load(name: &str, dir: &Path, config: &ModelConfig, metrics: &Metrics) -> Result<Served, StartError> {
         let file = config.model_path(dir)?;
-        let backend: Backend = config.backend.parse().map_err(|e: rivet::Error| e.to_string())?;
+        let backend: Backend = config.backend.parse()?;
         let mut options = LoadOptions {
             backend: backend.clone(),
             intra_op_threads: config.threads,
             ..LoadOptions::default()
         };
         for (key, value) in &config.options {
-            options.set_option_str(&format!("{key}={value}"), &backend).map_err(|e| e.to_string())?;
+            options.set_option_str(&format!("{key}={value}"), &backend)?;
         }
-        let format =
-            rivet::format::detect_format(&file, backend.name()).map_err(|e| e.message_with_causes())?;
-        let model = rivet::load(&file, &options).map_err(|e| e.message_with_causes())?;
+        let format = rivet::format::detect_format(&file, backend.name())?;
+        let model = rivet::load(&file, &options)?;
         if config.max_batch_size > 0 {
             check_batch_dimension(model.signature(), config.max_batch_size)?;
         }
@@ -253,16 +287,47 @@ impl Served {
             config.instances,
             Arc::clone(&metrics),
         )
-        .map_err(|e| format!("cannot start the model's threads: {e}"))?;
+        .map_err(|source| StartError::Threads { what: "the model's threads", source })?;
         Ok(Served { model, file, format, metrics, queue })
     }
 
+    /// Checks, queues and answers one request; with the time it waited in the queue and the
+    /// time its execution took, when it got that far.
     async fn infer(
         &self,
         name: &str,
         config: &ModelConfig,
         inputs: Vec<(String, Tensor)>,
-    ) -> Result<Vec<(String, Tensor)>, ServeError> {
+        span: &tracing::Span,
+    ) -> (Result<Vec<(String, Tensor)>, ServeError>, Option<Duration>, Option<Duration>) {
+        let (reply, answer) = oneshot::channel();
+        let job = match self.job(config, inputs, reply) {
+            Ok(job) => job,
+            Err(e) => return (Err(e), None, None),
+        };
+        if let Err(e) = self.queue.submit(job, name) {
+            return (Err(e), None, None);
+        }
+        span.in_scope(|| tracing::debug!("queued"));
+        let Ok(answered) = answer.await else {
+            let lost = ServeError::Internal(format!("model \"{name}\": the run ended without an answer"));
+            return (Err(lost), None, None);
+        };
+        let outputs = answered.outputs.map(|outputs| {
+            let names = self.model.output_names(outputs.len());
+            names.iter().cloned().zip(outputs).collect()
+        });
+        (outputs, Some(answered.queued), Some(answered.compute))
+    }
+
+    /// A request's job: its inputs checked against the signature and put in its order, its rows
+    /// counted, its answer to go to `reply`.
+    fn job(
+        &self,
+        config: &ModelConfig,
+        inputs: Vec<(String, Tensor)>,
+        reply: oneshot::Sender<crate::batcher::Reply>,
+    ) -> Result<Job, ServeError> {
         let signature = self.model.signature();
         // The one validation point: names, dtypes, ranks and fixed sizes.
         signature.bind(Inputs::Named(inputs.iter().map(|(n, t)| (n.as_str(), t.view())).collect()))?;
@@ -277,19 +342,12 @@ impl Served {
             inputs = ordered;
         }
         let rows = if config.max_batch_size > 0 { batch_rows(&inputs, config.max_batch_size)? } else { 1 };
-        let (reply, answer) = oneshot::channel();
-        let job = Job {
+        Ok(Job {
             inputs: inputs.into_iter().map(|(_, t)| t).collect(),
             rows,
             enqueued: Instant::now(),
             reply,
-        };
-        self.queue.submit(job, name)?;
-        let outputs = answer.await.map_err(|_| {
-            ServeError::Internal(format!("model \"{name}\": the run ended without an answer"))
-        })??;
-        let names = self.model.output_names(outputs.len());
-        Ok(names.iter().cloned().zip(outputs).collect())
+        })
     }
 }
 
@@ -321,15 +379,15 @@ fn batch_rows(inputs: &[(String, Tensor)], max: usize) -> Result<usize, ServeErr
 }
 
 /// A batched model needs a dynamic leading dimension on every declared input and output.
-fn check_batch_dimension(signature: &rivet::Signature, max: usize) -> Result<(), String> {
+fn check_batch_dimension(signature: &rivet::Signature, max: usize) -> Result<(), StartError> {
     for spec in signature.inputs.iter().chain(&signature.outputs) {
         match spec.shape.as_deref() {
             Some([Dim::Dynamic(_), ..]) | None => {}
             Some(_) => {
-                return Err(format!(
+                return Err(StartError::Batching(format!(
                     "max_batch_size {max} needs a dynamic first dimension on every input and output, \
                      but {spec} has none: set max_batch_size = 0"
-                ))
+                )))
             }
         }
     }
