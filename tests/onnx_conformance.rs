@@ -215,6 +215,19 @@ fn onnx_node_suite() {
     let mut counts: BTreeMap<String, BTreeMap<&str, usize>> = BTreeMap::new();
     let mut report = Vec::new();
     let mut failures = Vec::new();
+    // The floor: the cases each backend is known to pass, committed; any of them that no
+    // longer passes fails the test by name, and a new pass is reported so the list can grow.
+    let floor = |b: &Backend| -> std::collections::BTreeSet<String> {
+        let path = root().join(format!("tests/onnx_conformance/{b}.passing"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(String::from)
+            .collect()
+    };
+    let floors: Vec<_> = backends.iter().map(floor).collect();
+    let mut passing: Vec<std::collections::BTreeSet<String>> = vec![Default::default(); backends.len()];
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let sets = case["data_sets"].as_u64().unwrap() as usize;
@@ -222,7 +235,7 @@ fn onnx_node_suite() {
         let source = case["source"].as_str().unwrap_or("onnx");
         let mut row = serde_json::Map::new();
         row.insert("name".into(), name.into());
-        for b in &backends {
+        for (k, b) in backends.iter().enumerate() {
             let outcome = std::panic::catch_unwind(|| run_case(&dir.join(name), sets, rtol, atol, b))
                 .unwrap_or(Outcome::Crashed);
             let (class, detail) = match &outcome {
@@ -233,6 +246,11 @@ fn onnx_node_suite() {
                 Outcome::Crashed => ("crashed", String::new()),
             };
             *counts.entry(format!("{b} ({source})")).or_default().entry(class).or_default() += 1;
+            if outcome == Outcome::Passed {
+                passing[k].insert(name.to_owned());
+            } else if floors[k].contains(name) {
+                failures.push(format!("{name} on {b}: passed before, now {class}: {detail}"));
+            }
             row.insert(b.to_string(), serde_json::json!({"outcome": class, "detail": detail}));
             if *b == Backend::CANDLE && !matches!(outcome, Outcome::Passed | Outcome::Refused(_)) {
                 failures.push(format!("{name}: {class}: {detail}"));
@@ -257,9 +275,25 @@ fn onnx_node_suite() {
             get("crashed")
         );
     }
+    for (k, b) in backends.iter().enumerate() {
+        let new: Vec<&String> = passing[k].difference(&floors[k]).collect();
+        let missing: Vec<&String> =
+            floors[k].iter().filter(|n| !cases.iter().any(|c| c["name"] == n.as_str())).collect();
+        if !new.is_empty() {
+            println!(
+                "onnx node suite, {b}: {} case(s) pass that tests/onnx_conformance/{b}.passing does not list \
+                 (add them): {}",
+                new.len(),
+                new.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(" ")
+            );
+        }
+        for name in missing {
+            failures.push(format!("{name} on {b}: listed as passing, but the suite has no such case"));
+        }
+    }
     assert!(
         failures.is_empty(),
-        "{} Candle case(s) neither passed nor were refused:\n{}",
+        "{} case(s) neither passed nor were refused, or no longer pass:\n{}",
         failures.len(),
         failures.join("\n")
     );
