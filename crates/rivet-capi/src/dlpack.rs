@@ -10,6 +10,7 @@ use std::ptr;
 use rivet::{DType, StorageKind, Tensor, TensorView};
 
 use crate::error::{arg, ffi_boundary, not_null, rivet_error_t, RIVET_ERROR_INVALID_TENSOR};
+use crate::handle::Handle;
 use crate::tensor::{read_shape, rivet_tensor_t};
 
 /// DLPack's ABI version.
@@ -202,27 +203,28 @@ pub unsafe extern "C" fn rivet_tensor_from_dlpack(
         // calls exactly once; the checks above passed, so this cannot fail.
         let tensor = unsafe { Tensor::from_foreign(dtype, &shape, data, len, release) }?;
         // SAFETY: `out` is non-NULL (checked) and writable (the caller's contract).
-        unsafe { *out = Box::into_raw(Box::new(rivet_tensor_t::new(tensor))) };
+        unsafe { rivet_tensor_t::new(tensor).write_to(out) };
         Ok(())
     })
 }
 
-/// What a DLPack export owns: the tensor and the shape array DLPack points to.
+/// What a DLPack export owns: the tensor and the shape array DLPack points to. Its handle is
+/// the export's `manager_ctx`, freed by the export's deleter.
 struct Export {
     managed: DLManagedTensorVersioned,
     _tensor: Box<rivet_tensor_t>,
     _shape: Vec<i64>,
 }
 
+impl Handle for Export {}
+
 unsafe extern "C" fn delete_export(managed: *mut DLManagedTensorVersioned) {
     if managed.is_null() {
         return;
     }
-    // SAFETY: `manager_ctx` is the Box<Export> made by rivet_tensor_to_dlpack; the deleter runs
-    // once per the DLPack contract.
-    let _ = std::panic::catch_unwind(|| unsafe {
-        drop(Box::from_raw((*managed).manager_ctx.cast::<Export>()));
-    });
+    // SAFETY: `manager_ctx` is the Export handle made by rivet_tensor_to_dlpack; the deleter
+    // runs once per the DLPack contract.
+    unsafe { Export::free((*managed).manager_ctx.cast::<Export>()) };
 }
 
 /// Exports a tensor as DLPack without copying its data.
@@ -244,9 +246,9 @@ pub unsafe extern "C" fn rivet_tensor_to_dlpack(
 ) -> *mut rivet_error_t {
     ffi_boundary(|| {
         not_null(tensor, "tensor")?;
-        // SAFETY: non-NULL and ours (the caller's contract); ownership moves here whatever
-        // happens next, and into the export on success.
-        let tensor = unsafe { Box::from_raw(tensor) };
+        // SAFETY: a live tensor handle, given to this call (the caller's contract); ownership
+        // moves here whatever happens next, and into the export on success.
+        let tensor = unsafe { rivet_tensor_t::from_raw(tensor) }.expect("checked non-NULL");
         not_null(out, "out")?;
         let mut shape: Vec<i64> = tensor.tensor.shape().iter().map(|&d| d as i64).collect();
         // Only memory this handle alone owns may be written by the consumer.
@@ -271,7 +273,7 @@ pub unsafe extern "C" fn rivet_tensor_to_dlpack(
             _tensor: tensor,
             _shape: shape,
         });
-        let raw = Box::into_raw(export);
+        let raw = Export::boxed_into_raw(export);
         // SAFETY: `raw` is a fresh, valid allocation; `managed` is its first field.
         unsafe {
             (*raw).managed.manager_ctx = raw.cast();

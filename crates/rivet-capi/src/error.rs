@@ -1,5 +1,6 @@
 //! `rivet_error_t`: what every fallible call returns, and the panic boundary.
 
+use crate::handle::Handle;
 use std::ffi::{c_char, CString};
 use std::ptr;
 
@@ -68,8 +69,10 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 pub(crate) fn ffi_boundary(body: impl FnOnce() -> FfiResult) -> *mut rivet_error_t {
     match rivet::panics::catch_quietly(body) {
         Ok(Ok(())) => ptr::null_mut(),
-        Ok(Err(err)) => Box::into_raw(err),
-        Err(payload) => Box::into_raw(rivet_error_t::new(RIVET_ERROR_PANIC, panic_message(&*payload))),
+        Ok(Err(err)) => Handle::boxed_into_raw(err),
+        Err(payload) => {
+            Handle::boxed_into_raw(rivet_error_t::new(RIVET_ERROR_PANIC, panic_message(&*payload)))
+        }
     }
 }
 
@@ -126,8 +129,6 @@ pub unsafe extern "C" fn rivet_error_message(error: *const rivet_error_t) -> *co
 /// Handle arguments must be NULL or live handles created by Rivet.
 #[no_mangle]
 pub unsafe extern "C" fn rivet_error_free(error: *mut rivet_error_t) {
-    if !error.is_null() {
-        // SAFETY: errors are only ever created by Box::into_raw in ffi_boundary.
-        ffi_infallible((), || drop(unsafe { Box::from_raw(error) }));
-    }
+    // SAFETY: the caller's contract: NULL, or a live handle Rivet made, given back once.
+    unsafe { Handle::free(error) }
 }

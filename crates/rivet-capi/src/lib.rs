@@ -13,6 +13,7 @@
 
 pub mod dlpack;
 mod error;
+mod handle;
 mod model;
 mod options;
 mod prep;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use rivet::{LoadOptions, Model, TensorSpec};
 
 use crate::error::{arg, ffi_boundary, ffi_infallible, not_null, rivet_error_t};
+use crate::handle::Handle;
 use crate::options::{path_arg, rivet_load_options_t};
 use crate::tensor::{dtype_code, rivet_dtype_t, RIVET_DTYPE_UNKNOWN};
 
@@ -115,9 +116,9 @@ pub unsafe extern "C" fn rivet_model_load(
         let outputs = signature.outputs.iter().map(Info::new).collect();
         let output_names = signature.outputs.iter().map(|s| c_string(&s.name)).collect();
         let backend = c_string(model.backend().name());
-        let handle = Box::new(rivet_model_t { model, backend, inputs, outputs, output_names });
+        let handle = rivet_model_t { model, backend, inputs, outputs, output_names };
         // SAFETY: checked non-NULL; writable by the caller's contract.
-        unsafe { *out = Box::into_raw(handle) };
+        unsafe { handle.write_to(out) };
         Ok(())
     })
 }
@@ -128,10 +129,8 @@ pub unsafe extern "C" fn rivet_model_load(
 /// Handle arguments must be NULL or live handles created by Rivet.
 #[no_mangle]
 pub unsafe extern "C" fn rivet_model_free(model: *mut rivet_model_t) {
-    if !model.is_null() {
-        // SAFETY: models are only created by Box::into_raw in rivet_model_load.
-        ffi_infallible((), || drop(unsafe { Box::from_raw(model) }));
-    }
+    // SAFETY: the caller's contract: NULL, or a live handle Rivet made, given back once.
+    unsafe { Handle::free(model) }
 }
 
 /// The name of the backend that loaded the model ("tch", "ort", "candle" or a registered

@@ -5,7 +5,8 @@ use std::ffi::{c_char, CStr};
 
 use rivet::{Backend, Device, LoadOptions};
 
-use crate::error::{ffi_boundary, ffi_infallible, not_null, rivet_error_t, RIVET_ERROR_INVALID_OPTION};
+use crate::error::{ffi_boundary, not_null, rivet_error_t, RIVET_ERROR_INVALID_OPTION};
+use crate::handle::Handle;
 
 /// Reads a NUL-terminated UTF-8 argument, or an error naming it.
 ///
@@ -63,9 +64,9 @@ pub struct rivet_load_options_t {
 pub unsafe extern "C" fn rivet_load_options_new(out: *mut *mut rivet_load_options_t) -> *mut rivet_error_t {
     ffi_boundary(|| {
         not_null(out, "out")?;
-        let options = Box::new(rivet_load_options_t { inner: LoadOptions::default() });
+        let options = rivet_load_options_t { inner: LoadOptions::default() };
         // SAFETY: checked non-NULL; writable by the caller's contract.
-        unsafe { *out = Box::into_raw(options) };
+        unsafe { options.write_to(out) };
         Ok(())
     })
 }
@@ -76,10 +77,8 @@ pub unsafe extern "C" fn rivet_load_options_new(out: *mut *mut rivet_load_option
 /// Handle arguments must be NULL or live handles created by Rivet.
 #[no_mangle]
 pub unsafe extern "C" fn rivet_load_options_free(options: *mut rivet_load_options_t) {
-    if !options.is_null() {
-        // SAFETY: options are only created by Box::into_raw in rivet_load_options_new.
-        ffi_infallible((), || drop(unsafe { Box::from_raw(options) }));
-    }
+    // SAFETY: the caller's contract: NULL, or a live handle Rivet made, given back once.
+    unsafe { Handle::free(options) }
 }
 
 /// Runs `f` on the options, or fails naming a NULL.

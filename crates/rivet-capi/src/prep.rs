@@ -10,6 +10,7 @@ use std::ptr;
 #[cfg(feature = "prep")]
 use crate::error::arg;
 use crate::error::{ffi_boundary, ffi_infallible, not_null, rivet_error_code_t, rivet_error_t};
+use crate::handle::Handle;
 use crate::model::rivet_model_t;
 use crate::run::rivet_outputs_t;
 use crate::tensor::rivet_tensor_t;
@@ -126,7 +127,7 @@ pub unsafe extern "C" fn rivet_pipeline_load(
             let pipeline = rivet_prep::FittedPipeline::load(&path).map_err(prep_error)?;
             let names = pipeline.features.iter().map(|n| crate::model::c_string(n)).collect();
             // SAFETY: checked non-NULL; writable by the caller's contract.
-            unsafe { *out = Box::into_raw(Box::new(rivet_pipeline_t { pipeline, names })) };
+            unsafe { rivet_pipeline_t { pipeline, names }.write_to(out) };
             Ok(())
         }
         #[cfg(not(feature = "prep"))]
@@ -143,10 +144,8 @@ pub unsafe extern "C" fn rivet_pipeline_load(
 /// Handle arguments must be NULL or live handles created by Rivet.
 #[no_mangle]
 pub unsafe extern "C" fn rivet_pipeline_free(pipeline: *mut rivet_pipeline_t) {
-    if !pipeline.is_null() {
-        // SAFETY: pipelines are only created by Box::into_raw in rivet_pipeline_load.
-        ffi_infallible((), || drop(unsafe { Box::from_raw(pipeline) }));
-    }
+    // SAFETY: the caller's contract: NULL, or a live handle Rivet made, given back once.
+    unsafe { Handle::free(pipeline) }
 }
 
 /// The number of features a transform makes (the tensor's second dimension); 0 for NULL.
@@ -255,7 +254,7 @@ pub unsafe extern "C" fn rivet_pipeline_transform_arrow(
             let pipeline = unsafe { arg(pipeline, "pipeline") }?;
             let features = transform(pipeline, batch)?;
             // SAFETY: checked non-NULL; writable by the caller's contract.
-            unsafe { *out = Box::into_raw(Box::new(rivet_tensor_t::new(features))) };
+            unsafe { rivet_tensor_t::new(features).write_to(out) };
             Ok(())
         }
         #[cfg(not(feature = "prep"))]
@@ -297,7 +296,7 @@ pub unsafe extern "C" fn rivet_model_predict_arrow(
             let results = model.model.run_tensors(rivet::Inputs::Positional(vec![features.view()]))?;
             let outputs = crate::run::outputs_of(model, results);
             // SAFETY: checked non-NULL; writable by the caller's contract.
-            unsafe { *out = Box::into_raw(Box::new(outputs)) };
+            unsafe { outputs.write_to(out) };
             Ok(())
         }
         #[cfg(not(feature = "prep"))]
@@ -388,7 +387,7 @@ pub unsafe extern "C" fn rivet_pipeline_transform_arrow_stream(
                 rivet::Tensor::concat(&parts.iter().map(|t| t.view()).collect::<Vec<_>>())?
             };
             // SAFETY: checked non-NULL; writable by the caller's contract.
-            unsafe { *out = Box::into_raw(Box::new(rivet_tensor_t::new(features))) };
+            unsafe { rivet_tensor_t::new(features).write_to(out) };
             Ok(())
         }
         #[cfg(not(feature = "prep"))]
@@ -444,7 +443,7 @@ pub unsafe extern "C" fn rivet_model_predict_arrow_stream(
                 .map(|parts| rivet::Tensor::concat(&parts.iter().map(|t| t.view()).collect::<Vec<_>>()))
                 .collect::<rivet::Result<Vec<_>>>()?;
             // SAFETY: checked non-NULL; writable by the caller's contract.
-            unsafe { *out = Box::into_raw(Box::new(crate::run::outputs_of(model, joined))) };
+            unsafe { crate::run::outputs_of(model, joined).write_to(out) };
             Ok(())
         }
         #[cfg(not(feature = "prep"))]

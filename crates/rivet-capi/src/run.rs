@@ -7,6 +7,7 @@ use std::sync::Arc;
 use rivet::{Inputs, TensorView};
 
 use crate::error::{arg, ffi_boundary, ffi_infallible, not_null, rivet_error_t};
+use crate::handle::Handle;
 use crate::model::{c_string, rivet_model_t};
 use crate::options::utf8;
 use crate::tensor::rivet_tensor_t;
@@ -75,7 +76,7 @@ pub unsafe extern "C" fn rivet_model_run(
         };
         let results = model.model.run_tensors(bound)?;
         // SAFETY: checked non-NULL; writable by the caller's contract.
-        unsafe { *out = Box::into_raw(Box::new(outputs_of(model, results))) };
+        unsafe { outputs_of(model, results).write_to(out) };
         Ok(())
     })
 }
@@ -99,10 +100,8 @@ pub(crate) fn outputs_of(model: &rivet_model_t, results: Vec<rivet::Tensor>) -> 
 /// Handle arguments must be NULL or live handles created by Rivet.
 #[no_mangle]
 pub unsafe extern "C" fn rivet_outputs_free(outputs: *mut rivet_outputs_t) {
-    if !outputs.is_null() {
-        // SAFETY: outputs are only created by Box::into_raw in rivet_model_run.
-        ffi_infallible((), || drop(unsafe { Box::from_raw(outputs) }));
-    }
+    // SAFETY: the caller's contract: NULL, or a live handle Rivet made, given back once.
+    unsafe { Handle::free(outputs) }
 }
 
 /// Number of output tensors; 0 for NULL.

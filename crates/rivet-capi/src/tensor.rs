@@ -6,6 +6,7 @@ use std::ptr;
 use rivet::{DType, Tensor, TensorView};
 
 use crate::error::{arg, ffi_boundary, ffi_infallible, not_null, rivet_error_t, RIVET_ERROR_INVALID_TENSOR};
+use crate::handle::Handle;
 
 /// An element type (`RIVET_DTYPE_*`). Values are never reused.
 pub type rivet_dtype_t = u32;
@@ -176,7 +177,7 @@ pub unsafe extern "C" fn rivet_tensor_new(
         };
         let tensor = Tensor::from_bytes(dtype, &shape, bytes)?;
         // SAFETY: `out` is non-NULL (checked) and writable (the caller's contract).
-        unsafe { *out = Box::into_raw(Box::new(rivet_tensor_t::new(tensor))) };
+        unsafe { rivet_tensor_t::new(tensor).write_to(out) };
         Ok(())
     })
 }
@@ -207,7 +208,7 @@ pub unsafe extern "C" fn rivet_tensor_new_view(
         // is freed (the documented contract); nothing is released, the caller owns them.
         let tensor = unsafe { Tensor::from_foreign(dtype, &shape, data.cast(), byte_len, Box::new(|| {})) }?;
         // SAFETY: as in rivet_tensor_new.
-        unsafe { *out = Box::into_raw(Box::new(rivet_tensor_t::new(tensor))) };
+        unsafe { rivet_tensor_t::new(tensor).write_to(out) };
         Ok(())
     })
 }
@@ -220,10 +221,8 @@ pub unsafe extern "C" fn rivet_tensor_new_view(
 /// Handle arguments must be NULL or live handles created by Rivet.
 #[no_mangle]
 pub unsafe extern "C" fn rivet_tensor_free(tensor: *mut rivet_tensor_t) {
-    if !tensor.is_null() {
-        // SAFETY: tensors are only created by Box::into_raw in this crate.
-        ffi_infallible((), || drop(unsafe { Box::from_raw(tensor) }));
-    }
+    // SAFETY: the caller's contract: NULL, or a live handle Rivet made, given back once.
+    unsafe { Handle::free(tensor) }
 }
 
 /// The tensor's dtype (`RIVET_DTYPE_*`); `RIVET_DTYPE_UNKNOWN` for NULL. Borrows `tensor`.
@@ -311,9 +310,9 @@ pub unsafe extern "C" fn rivet_tensor_clone(
         not_null(out, "out")?;
         // SAFETY: the caller's contract.
         let tensor = unsafe { arg(tensor, "tensor") }?;
-        let copy = Box::new(rivet_tensor_t::new(tensor.tensor.clone()));
+        let copy = rivet_tensor_t::new(tensor.tensor.clone());
         // SAFETY: checked non-NULL; writable by the caller's contract.
-        unsafe { *out = Box::into_raw(copy) };
+        unsafe { copy.write_to(out) };
         Ok(())
     })
 }

@@ -198,7 +198,7 @@ fn compare_group(args: &CompareArgs, key: &str, files: &[PathBuf]) -> Result<Rep
                 }
                 Err(e) => {
                     row.status = Status::Mismatch;
-                    row.error = Some(e);
+                    row.error = Some(e.to_string());
                 }
             }
             rows.push(row);

@@ -176,12 +176,36 @@ pub fn as_f64(tensor: &Tensor) -> Vec<f64> {
     }
 }
 
+/// Why outputs cannot be compared with their reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incomparable {
+    /// The shapes differ.
+    Shape(Vec<usize>, Vec<usize>),
+    /// No output has the reference's name.
+    NoOutputNamed(String),
+    /// There is no output at the reference's position.
+    NoOutputAt(usize),
+    /// An output's comparison failed.
+    Output(String, Box<Incomparable>),
+}
+
+impl std::fmt::Display for Incomparable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Incomparable::Shape(a, e) => write!(f, "shape {a:?} differs from reference {e:?}"),
+            Incomparable::NoOutputNamed(n) => write!(f, "no output named \"{n}\""),
+            Incomparable::NoOutputAt(i) => write!(f, "no output {i}"),
+            Incomparable::Output(name, why) => write!(f, "output {name}: {why}"),
+        }
+    }
+}
+
 /// Largest absolute and relative difference of `actual` from `expected`, or why they cannot be
 /// compared. The relative difference skips elements whose reference is below 1e-6 in magnitude,
 /// where it would only measure noise around zero.
-pub fn max_diff(actual: &Tensor, expected: &Tensor) -> std::result::Result<(f64, f64), String> {
+pub fn max_diff(actual: &Tensor, expected: &Tensor) -> std::result::Result<(f64, f64), Incomparable> {
     if actual.shape() != expected.shape() {
-        return Err(format!("shape {:?} differs from reference {:?}", actual.shape(), expected.shape()));
+        return Err(Incomparable::Shape(actual.shape().to_vec(), expected.shape().to_vec()));
     }
     let (a, e) = (as_f64(actual), as_f64(expected));
     Ok(a.iter().zip(&e).fold((0.0, 0.0), |(abs, rel), (x, y)| {
@@ -222,7 +246,7 @@ pub fn diff(
     reference: &[(Option<String>, Tensor)],
     atol: f64,
     rtol: f64,
-) -> std::result::Result<(f64, f64, bool), String> {
+) -> std::result::Result<(f64, f64, bool), Incomparable> {
     let (mut abs, mut rel, mut close) = (0f64, 0f64, true);
     for (i, (name, expected)) in reference.iter().enumerate() {
         let actual = match name {
@@ -230,11 +254,11 @@ pub fn diff(
                 .iter()
                 .find(|(o, _)| o == n)
                 .map(|(_, t)| t)
-                .ok_or_else(|| format!("no output named \"{n}\""))?,
-            None => outputs.get(i).map(|(_, t)| t).ok_or_else(|| format!("no output {i}"))?,
+                .ok_or_else(|| Incomparable::NoOutputNamed(n.clone()))?,
+            None => outputs.get(i).map(|(_, t)| t).ok_or(Incomparable::NoOutputAt(i))?,
         };
         let (a, r) = max_diff(actual, expected)
-            .map_err(|e| format!("output {}: {e}", name.as_deref().unwrap_or("?")))?;
+            .map_err(|e| Incomparable::Output(name.as_deref().unwrap_or("?").to_owned(), Box::new(e)))?;
         abs = abs.max(a);
         rel = rel.max(r);
         let (av, ev) = (as_f64(actual), as_f64(expected));

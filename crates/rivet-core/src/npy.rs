@@ -134,6 +134,22 @@ struct Header {
     shape: Vec<u64>,
 }
 
+/// Why a `.npy` header's text does not parse: what was expected or refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BadHeader(String);
+
+impl std::fmt::Display for BadHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for BadHeader {
+    fn from(what: &str) -> BadHeader {
+        BadHeader(what.to_owned())
+    }
+}
+
 /// A cursor over header text, for the small part of Python's literal syntax headers use.
 struct Cursor<'a> {
     rest: &'a str,
@@ -156,16 +172,19 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn expect(&mut self, c: char) -> std::result::Result<(), String> {
+    fn expect(&mut self, c: char) -> std::result::Result<(), BadHeader> {
         if self.eat(c) {
             Ok(())
         } else {
-            Err(format!("expected '{c}' at \"{}\"", self.rest.chars().take(20).collect::<String>()))
+            Err(BadHeader(format!(
+                "expected '{c}' at \"{}\"",
+                self.rest.chars().take(20).collect::<String>()
+            )))
         }
     }
 
     /// A quoted string without escapes (what NumPy writes for keys and dtypes).
-    fn string(&mut self) -> std::result::Result<&'a str, String> {
+    fn string(&mut self) -> std::result::Result<&'a str, BadHeader> {
         self.skip_space();
         let quote =
             self.rest.chars().next().filter(|q| *q == '\'' || *q == '"').ok_or("expected a string")?;
@@ -178,7 +197,7 @@ impl<'a> Cursor<'a> {
         Ok(&body[..end])
     }
 
-    fn boolean(&mut self) -> std::result::Result<bool, String> {
+    fn boolean(&mut self) -> std::result::Result<bool, BadHeader> {
         self.skip_space();
         for (word, value) in [("True", true), ("False", false)] {
             if let Some(rest) = self.rest.strip_prefix(word) {
@@ -190,7 +209,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A tuple of non-negative integers (`()`, `(3,)`, `(2, 3)`; Python 2's `3L` too).
-    fn shape(&mut self) -> std::result::Result<Vec<u64>, String> {
+    fn shape(&mut self) -> std::result::Result<Vec<u64>, BadHeader> {
         self.expect('(')?;
         let mut dims = Vec::new();
         loop {
@@ -218,7 +237,7 @@ impl<'a> Cursor<'a> {
 }
 
 impl Header {
-    fn parse(text: &str) -> std::result::Result<Header, String> {
+    fn parse(text: &str) -> std::result::Result<Header, BadHeader> {
         let mut cursor = Cursor { rest: text };
         let (mut descr, mut fortran_order, mut shape) = (None, None, None);
         cursor.expect('{')?;
@@ -230,7 +249,7 @@ impl Header {
                 "descr" => descr = Some(cursor.string()?.to_owned()),
                 "fortran_order" => fortran_order = Some(cursor.boolean()?),
                 "shape" => shape = Some(cursor.shape()?),
-                other => return Err(format!("unknown key \"{other}\"")),
+                other => return Err(BadHeader(format!("unknown key \"{other}\""))),
             }
             if !cursor.eat(',') {
                 cursor.expect('}')?;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use rivet::{Backend, Element, Error, Inputs, LoadOptions, Model, Outputs, TensorView};
 
+use crate::convert::{from_dtype, to_dtype, to_spec};
 use crate::ffi::{self, ErrorCode, TensorRef, TensorSpec};
 use crate::scorer::{ScorerBackendAdapter, ScorerModel};
 
@@ -65,25 +66,6 @@ fn fenced<T>(what: &str, body: impl FnOnce() -> BridgeResult<T>) -> BridgeResult
 /// For functions C++ declares infallible: `fallback` if `body` panics.
 fn fenced_or<T>(fallback: T, body: impl FnOnce() -> T) -> T {
     rivet::panics::catch_quietly(body).unwrap_or(fallback)
-}
-
-/// Rivet's dtype for a bridge dtype.
-pub(crate) fn to_dtype(dtype: ffi::DType) -> Option<rivet::DType> {
-    rivet::DType::ALL.into_iter().find(|d| *d as u32 == dtype.repr)
-}
-
-/// The bridge's dtype for Rivet's.
-pub(crate) fn from_dtype(dtype: rivet::DType) -> ffi::DType {
-    ffi::DType { repr: dtype as u32 }
-}
-
-/// A spec as C++ sees it.
-pub(crate) fn to_spec(spec: &rivet::TensorSpec) -> TensorSpec {
-    TensorSpec {
-        name: spec.name.clone(),
-        dtype: spec.dtype.map_or(ffi::DType::Unknown, from_dtype),
-        shape: spec.shape.iter().flatten().map(|d| d.as_i64()).collect(),
-    }
 }
 
 /// Shapes of `refs` as Rivet's `usize` dimensions (a negative one is an error naming the input).

@@ -22,6 +22,7 @@
 #![allow(clippy::needless_lifetimes, clippy::missing_safety_doc)]
 
 mod api;
+mod convert;
 mod scorer;
 
 pub use api::{

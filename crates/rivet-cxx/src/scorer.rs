@@ -9,7 +9,7 @@ use rivet::{
     Signature, Tensor, TensorSpec, TensorView,
 };
 
-use crate::api::{from_dtype, to_dtype};
+use crate::convert::{from_dtype, to_dtype};
 use crate::ffi;
 
 /// A C++ object Rivet owns and calls from whichever thread runs a model.
@@ -297,13 +297,13 @@ macro_rules! export_scorer_backend {
 #[doc(hidden)]
 pub struct ScorerLibrary {
     name: Backend,
-    adapter: std::result::Result<ScorerBackendAdapter, String>,
+    adapter: Result<ScorerBackendAdapter>,
 }
 
 impl ScorerLibrary {
     /// Makes the C++ backend with `make` and wraps it under `name`.
     pub fn new(name: &str, make: impl FnOnce() -> UniquePtr<ffi::ScorerBackend>) -> ScorerLibrary {
-        let adapter = ScorerBackendAdapter::new(name, make()).map_err(|e| e.to_string());
+        let adapter = ScorerBackendAdapter::new(name, make());
         ScorerLibrary { name: Backend::new(name).unwrap_or_default(), adapter }
     }
 }

@@ -140,31 +140,52 @@ pub fn dylib_path() -> Option<PathBuf> {
         .or_else(|| option_env!("RIVET_ORT_DYLIB_PATH").map(PathBuf::from))
 }
 
+/// Why ONNX Runtime is unavailable to this process (found once, on first use).
+#[derive(Debug)]
+enum Unavailable {
+    /// No path was given at build or run time.
+    NoPath,
+    /// Nothing is at the path.
+    NotFound(PathBuf),
+    /// The library at the path did not load.
+    Load(PathBuf, ort::LoadDynamicError),
+    /// Its environment could not be made.
+    Start(ort::Error),
+}
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unavailable::NoPath => {
+                f.write_str("cannot find libonnxruntime: set ORT_DYLIB_PATH to libonnxruntime.so")
+            }
+            Unavailable::NotFound(path) => {
+                write!(
+                    f,
+                    "libonnxruntime not found at {} (set ORT_DYLIB_PATH to the library)",
+                    path.display()
+                )
+            }
+            Unavailable::Load(path, e) => write!(f, "cannot load ONNX Runtime from {}: {e}", path.display()),
+            Unavailable::Start(e) => write!(f, "cannot start ONNX Runtime: {e}"),
+        }
+    }
+}
+
 /// The process-wide ONNX Runtime environment, loading the library on first use; the error says
 /// why ONNX Runtime is unavailable.
-fn shared_environment() -> std::result::Result<&'static Environment, &'static str> {
-    static ENV: OnceLock<std::result::Result<Environment, String>> = OnceLock::new();
+fn shared_environment() -> std::result::Result<&'static Environment, &'static Unavailable> {
+    static ENV: OnceLock<std::result::Result<Environment, Unavailable>> = OnceLock::new();
     ENV.get_or_init(|| {
-        let path = dylib_path().ok_or_else(|| {
-            "cannot find libonnxruntime: set ORT_DYLIB_PATH to libonnxruntime.so".to_owned()
-        })?;
+        let path = dylib_path().ok_or(Unavailable::NoPath)?;
         if !path.is_file() {
-            return Err(format!(
-                "libonnxruntime not found at {} (set ORT_DYLIB_PATH to the library)",
-                path.display()
-            ));
+            return Err(Unavailable::NotFound(path));
         }
         no_telemetry_thread();
-        let builder = ort::init_from(&path)
-            .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", path.display()))?;
-        builder
-            .with_name("rivet")
-            .with_telemetry(false)
-            .build()
-            .map_err(|e| format!("cannot start ONNX Runtime: {e}"))
+        let builder = ort::init_from(&path).map_err(|e| Unavailable::Load(path.clone(), e))?;
+        builder.with_name("rivet").with_telemetry(false).build().map_err(Unavailable::Start)
     })
     .as_ref()
-    .map_err(String::as_str)
 }
 
 /// Keeps ONNX Runtime from starting its telemetry thread: unless `ORT_DISABLE_TELEMETRY` is

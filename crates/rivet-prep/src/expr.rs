@@ -17,6 +17,25 @@ pub(crate) enum Expr {
     Binary(char, Box<Expr>, Box<Expr>),
 }
 
+/// Why an expression does not parse: what was wrong and, where it applies, at which character.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ExprError {
+    what: String,
+    /// The 1-based character position, and the expression.
+    at: Option<(usize, String)>,
+}
+
+impl std::fmt::Display for ExprError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.at {
+            Some((at, text)) => write!(f, "{} at character {at} of \"{text}\"", self.what),
+            None => f.write_str(&self.what),
+        }
+    }
+}
+
+impl std::error::Error for ExprError {}
+
 struct Parser<'a> {
     text: &'a str,
     pos: usize,
@@ -34,11 +53,11 @@ impl Parser<'_> {
         self.text[self.pos..].chars().next()
     }
 
-    fn error(&self, what: &str) -> String {
-        format!("{what} at character {} of \"{}\"", self.pos + 1, self.text)
+    fn error(&self, what: &str) -> ExprError {
+        ExprError { what: what.to_owned(), at: Some((self.pos + 1, self.text.to_owned())) }
     }
 
-    fn sum(&mut self) -> Result<Expr, String> {
+    fn sum(&mut self) -> Result<Expr, ExprError> {
         let mut left = self.product()?;
         while let Some(op @ ('+' | '-')) = self.peek() {
             self.pos += 1;
@@ -47,7 +66,7 @@ impl Parser<'_> {
         Ok(left)
     }
 
-    fn product(&mut self) -> Result<Expr, String> {
+    fn product(&mut self) -> Result<Expr, ExprError> {
         let mut left = self.unary()?;
         while let Some(op @ ('*' | '/')) = self.peek() {
             self.pos += 1;
@@ -56,7 +75,7 @@ impl Parser<'_> {
         Ok(left)
     }
 
-    fn unary(&mut self) -> Result<Expr, String> {
+    fn unary(&mut self) -> Result<Expr, ExprError> {
         match self.peek() {
             Some('-') => {
                 self.pos += 1;
@@ -70,7 +89,7 @@ impl Parser<'_> {
         }
     }
 
-    fn atom(&mut self) -> Result<Expr, String> {
+    fn atom(&mut self) -> Result<Expr, ExprError> {
         match self.peek() {
             Some('(') => {
                 self.pos += 1;
@@ -117,7 +136,9 @@ impl Parser<'_> {
                 Ok(Expr::Column(rest[..end].to_owned()))
             }
             Some(c) => Err(self.error(&format!("unexpected `{c}`"))),
-            None if self.text.trim().is_empty() => Err("the expression is empty".into()),
+            None if self.text.trim().is_empty() => {
+                Err(ExprError { what: "the expression is empty".into(), at: None })
+            }
             None => Err(self.error("unexpected end")),
         }
     }
@@ -125,7 +146,7 @@ impl Parser<'_> {
 
 impl Expr {
     /// Parses `text`; an error says what was wrong and at which character.
-    pub(crate) fn parse(text: &str) -> Result<Expr, String> {
+    pub(crate) fn parse(text: &str) -> Result<Expr, ExprError> {
         let mut parser = Parser { text, pos: 0 };
         let expr = parser.sum()?;
         match parser.peek() {
@@ -199,12 +220,21 @@ mod tests {
 
     #[test]
     fn errors_say_where() {
-        assert_eq!(Expr::parse("").unwrap_err(), "the expression is empty");
-        assert_eq!(Expr::parse("a +").unwrap_err(), "unexpected end at character 4 of \"a +\"");
-        assert_eq!(Expr::parse("(a + b").unwrap_err(), "expected `)` at character 7 of \"(a + b\"");
-        assert_eq!(Expr::parse("a % b").unwrap_err(), "unexpected `%` at character 3 of \"a % b\"");
-        assert_eq!(Expr::parse("1.2.3").unwrap_err(), "bad number `1.2.3` at character 1 of \"1.2.3\"");
-        assert_eq!(Expr::parse("a b").unwrap_err(), "unexpected `b` at character 3 of \"a b\"");
-        assert_eq!(Expr::parse("`a").unwrap_err(), "unclosed ` at character 1 of \"`a\"");
+        assert_eq!(Expr::parse("").unwrap_err().to_string(), "the expression is empty");
+        assert_eq!(Expr::parse("a +").unwrap_err().to_string(), "unexpected end at character 4 of \"a +\"");
+        assert_eq!(
+            Expr::parse("(a + b").unwrap_err().to_string(),
+            "expected `)` at character 7 of \"(a + b\""
+        );
+        assert_eq!(
+            Expr::parse("a % b").unwrap_err().to_string(),
+            "unexpected `%` at character 3 of \"a % b\""
+        );
+        assert_eq!(
+            Expr::parse("1.2.3").unwrap_err().to_string(),
+            "bad number `1.2.3` at character 1 of \"1.2.3\""
+        );
+        assert_eq!(Expr::parse("a b").unwrap_err().to_string(), "unexpected `b` at character 3 of \"a b\"");
+        assert_eq!(Expr::parse("`a").unwrap_err().to_string(), "unclosed ` at character 1 of \"`a\"");
     }
 }

@@ -167,7 +167,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
         match run_child(&job, args.load.threads) {
             Err(e) => {
                 row.status = RowStatus::Crashed;
-                row.error = Some(e);
+                row.error = Some(e.to_string());
             }
             Ok(result) => {
                 row.load_ms = result.load_ms;

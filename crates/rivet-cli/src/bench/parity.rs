@@ -59,7 +59,7 @@ pub(super) fn parity(
             max_abs_diff: None,
             max_rel_diff: None,
             within_tolerance: false,
-            error: Some(e),
+            error: Some(e.to_string()),
         },
     };
     Some((parity, false))

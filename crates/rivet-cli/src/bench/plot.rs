@@ -38,12 +38,28 @@ pub fn draw(report: &Report, path: &Path) -> Result<()> {
     let svg = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("svg"));
     let outcome = if svg {
         let root = SVGBackend::new(path, size).into_drawing_area();
-        paint(&root, report).and_then(|_| root.present().map_err(|e| e.to_string()))
+        paint(&root, report).and_then(|_| root.present().map_err(PlotError::new))
     } else {
         let root = BitMapBackend::new(path, size).into_drawing_area();
-        paint(&root, report).and_then(|_| root.present().map_err(|e| e.to_string()))
+        paint(&root, report).and_then(|_| root.present().map_err(PlotError::new))
     };
     outcome.map_err(|e| Error::file(path, format!("cannot draw the chart: {e}")))
+}
+
+/// Why the chart could not be drawn: the drawing backend's error.
+#[derive(Debug)]
+struct PlotError(Box<dyn std::error::Error + Send + Sync>);
+
+impl PlotError {
+    fn new<E: std::error::Error + Send + Sync + 'static>(e: DrawingAreaErrorKind<E>) -> PlotError {
+        PlotError(Box::new(e))
+    }
+}
+
+impl std::fmt::Display for PlotError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 type Pick = fn(&super::stats::Summary) -> f64;
@@ -82,8 +98,11 @@ fn log_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
 fn paint<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     report: &Report,
-) -> std::result::Result<(), String> {
-    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+) -> std::result::Result<(), PlotError>
+where
+    DB::ErrorType: 'static,
+{
+    let err = PlotError::new::<DB::ErrorType>;
     root.fill(&WHITE).map_err(err)?;
     let (left, right) = root.split_horizontally(720);
 

@@ -178,7 +178,7 @@ fn client<E>(
 mod tests {
     use super::*;
 
-    fn sleeper(ms: u64) -> impl Fn() -> Result<(), String> + Sync {
+    fn sleeper(ms: u64) -> impl Fn() -> Result<(), &'static str> + Sync {
         move || {
             std::thread::sleep(Duration::from_millis(ms));
             Ok(())
@@ -211,7 +211,7 @@ mod tests {
         // 200 requests/s from one client; request 3 stalls 60 ms. Requests due during the stall
         // wait for it, and their latency, counted from the schedule, shows it.
         let count = AtomicUsize::new(0);
-        let request = || -> Result<(), String> {
+        let request = || -> Result<(), &'static str> {
             let i = count.fetch_add(1, Ordering::SeqCst);
             std::thread::sleep(Duration::from_millis(if i == 3 { 60 } else { 1 }));
             Ok(())
@@ -249,7 +249,7 @@ mod tests {
     fn unstable_runs_end_after_max_windows() {
         // Latency doubles every call: windows never agree.
         let count = AtomicUsize::new(0);
-        let request = || -> Result<(), String> {
+        let request = || -> Result<(), &'static str> {
             let i = count.fetch_add(1, Ordering::SeqCst) as u32;
             std::thread::sleep(Duration::from_micros(100 << i.min(9)));
             Ok(())
@@ -267,7 +267,7 @@ mod tests {
     #[test]
     fn the_first_error_stops_every_client() {
         let count = AtomicUsize::new(0);
-        let request = || -> Result<(), String> {
+        let request = || -> Result<(), &'static str> {
             if count.fetch_add(1, Ordering::SeqCst) == 5 {
                 return Err("request 5 failed".into());
             }
