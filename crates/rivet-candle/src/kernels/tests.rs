@@ -9,7 +9,6 @@ use super::gemm::*;
 use super::pool::*;
 use super::softmax::*;
 use super::window::*;
-#[cfg(test)]
 
 fn window(kernel: &[usize], strides: &[usize], dilations: &[usize], pads: &[usize]) -> Window {
     Window {

@@ -31,8 +31,11 @@ pub use crate::kernels::{check_size, make, values, with_values, MAX_TENSOR_BYTES
 
 use registry::{Lookup, OpDef, Registry, RegistryError};
 
+/// A family's function adding its operators to the registry.
+type Register = fn(&mut Registry) -> Result<(), RegistryError>;
+
 /// Each family's `register`, in the order the Candle guide lists them.
-const FAMILIES: &[fn(&mut Registry) -> Result<(), RegistryError>] = &[
+const FAMILIES: &[Register] = &[
     elementwise::register,
     shape::register,
     index::register,

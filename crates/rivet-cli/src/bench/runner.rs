@@ -269,7 +269,7 @@ mod tests {
         let count = AtomicUsize::new(0);
         let request = || -> Result<(), &'static str> {
             if count.fetch_add(1, Ordering::SeqCst) == 5 {
-                return Err("request 5 failed".into());
+                return Err("request 5 failed");
             }
             Ok(())
         };
