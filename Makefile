@@ -174,9 +174,11 @@ bench-prep: setup
 	.venv/bin/python benches/python/prep_bench.py --rivet target/release/rivet --rows $(PREP_ROWS) \
 	  --repeat $(PREP_REPEAT) --json target/bench/prep.json
 
+## Formatting, clippy with warnings as errors, and the API docs with warnings as errors.
 lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace
 
 ## Re-exports the bundled models and their PyTorch references.
 models: setup

@@ -1,8 +1,10 @@
 //! Rivet: one inference API over libtorch (TorchScript), ONNX Runtime and Candle (ONNX).
 //!
-//! ```no_run
+//! ```
 //! use rivet::{LoadOptions, Tensor};
 //! # fn main() -> rivet::Result<()> {
+//! # let models = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models");
+//! # std::env::set_current_dir(std::path::Path::new(models).parent().unwrap()).unwrap();
 //! let model = rivet::load("models/mlp/mlp.onnx", &LoadOptions::default())?;
 //! let x = Tensor::from_slice(&[1, 16], &[0.5f32; 16])?;
 //! let outputs = model.run_named(&[("features", &x)])?;
