@@ -350,6 +350,8 @@ mod tests {
         signature: Signature,
         batches: Mutex<Vec<usize>>,
         closed: AtomicBool,
+        /// Notified each time a run starts: the tests' signal that a request is running.
+        entered: tokio::sync::Notify,
     }
 
     impl Doubler {
@@ -360,6 +362,7 @@ mod tests {
                 signature: Signature { inputs: vec![spec("x")], outputs: vec![spec("y")] },
                 batches: Mutex::new(Vec::new()),
                 closed: AtomicBool::new(closed),
+                entered: tokio::sync::Notify::new(),
             })
         }
     }
@@ -372,6 +375,7 @@ mod tests {
             "doubler".parse().unwrap()
         }
         fn execute(&self, inputs: &[TensorView<'_>]) -> rivet::Result<Vec<Tensor>> {
+            self.entered.notify_one();
             while self.closed.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(1));
             }
@@ -445,7 +449,9 @@ mod tests {
             queue.submit(job, "m").unwrap();
             answers.push(answer);
             // The first job starts the batch; each later one arrives while it forms.
-            tokio::time::sleep(Duration::from_millis(30)).await;
+            while i == 0 && !queue.shared.lock().forming {
+                tokio::task::yield_now().await;
+            }
         }
         for (i, answer) in answers.into_iter().enumerate() {
             let outputs = answer.await.unwrap().outputs.unwrap();
@@ -469,7 +475,7 @@ mod tests {
         let queue = start(&model, 4, 10, 8);
         let (a, a_answer) = job(1, 1.0);
         queue.submit(a, "m").unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await; // a runs, held by the model
+        model.entered.notified().await; // a runs, held by the model
         let (b, b_answer) = job(2, 2.0);
         queue.submit(b, "m").unwrap(); // b waits
         drop(queue); // shutdown: the worker finishes a, runs b, then exits
@@ -483,10 +489,9 @@ mod tests {
     async fn a_full_queue_is_refused_and_a_client_that_left_is_not_run_for() {
         let model = Doubler::new(true);
         let queue = start(&model, 0, 0, 2);
-        let pause = || tokio::time::sleep(Duration::from_millis(100));
         let (a, a_answer) = job(1, 1.0);
         queue.submit(a, "m").unwrap();
-        pause().await; // a runs (and waits for the model to open)
+        model.entered.notified().await; // a runs (and waits for the model to open)
         let (b, b_answer) = job(1, 2.0);
         queue.submit(b, "m").unwrap(); // b waits for the instance
         let (c, c_answer) = job(1, 3.0);
