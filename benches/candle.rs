@@ -17,17 +17,7 @@ use rivet::{Backend, Tensor};
 
 /// The case inputs of `network`'s case `case`, in signature order.
 fn case_inputs(network: &str, case: &str) -> Vec<(String, Tensor)> {
-    let dir = models_dir().join(network).join("cases").join(case);
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
-    files.sort();
-    files
-        .into_iter()
-        .filter_map(|f| {
-            let stem = f.file_stem()?.to_string_lossy().into_owned();
-            let name = stem.strip_prefix("input.")?.to_owned();
-            Some((name, rivet::npy::read_npy(&f).unwrap()))
-        })
-        .collect()
+    rivet_testkit::case(network, case).inputs
 }
 
 fn to_candle(t: &Tensor) -> candle_core::Tensor {

@@ -14,10 +14,16 @@ fn spec(model: &str) -> Signature {
 }
 
 fn case(model: &str, case: &str, names: &[&str]) -> Vec<(String, Tensor)> {
-    let dir = common::models_dir().join(model).join("cases").join(case);
+    let inputs = rivet_testkit::case(model, case).inputs;
     names
         .iter()
-        .map(|n| (n.to_string(), rivet::npy::read_npy(&dir.join(format!("input.{n}.npy"))).unwrap()))
+        .map(|n| {
+            inputs
+                .iter()
+                .find(|(m, _)| m == n)
+                .cloned()
+                .unwrap_or_else(|| panic!("{model}/{case}: no input {n}"))
+        })
         .collect()
 }
 

@@ -74,43 +74,20 @@ fn resnet18_matches_pytorch_on_ort_and_candle() {
 fn one_node_model(op: &str) -> std::path::PathBuf {
     use candle_onnx::onnx;
     use prost::Message;
-    let value = |name: &str| onnx::ValueInfoProto {
-        name: name.into(),
-        r#type: Some(onnx::TypeProto {
-            value: Some(onnx::type_proto::Value::TensorType(onnx::type_proto::Tensor {
-                elem_type: 1,
-                shape: Some(onnx::TensorShapeProto {
-                    dim: [2, 2]
-                        .iter()
-                        .map(|&d| onnx::tensor_shape_proto::Dimension {
-                            value: Some(onnx::tensor_shape_proto::dimension::Value::DimValue(d)),
-                            ..Default::default()
-                        })
-                        .collect(),
-                }),
-            })),
+    use rivet_testkit::onnx::{model_of, value};
+    let model = model_of(onnx::GraphProto {
+        name: "g".into(),
+        node: vec![onnx::NodeProto {
+            op_type: op.into(),
+            name: "n0".into(),
+            input: vec!["x".into()],
+            output: vec!["y".into()],
             ..Default::default()
-        }),
+        }],
+        input: vec![value("x", 1, &[2, 2])],
+        output: vec![value("y", 1, &[2, 2])],
         ..Default::default()
-    };
-    let model = onnx::ModelProto {
-        ir_version: 8,
-        opset_import: vec![onnx::OperatorSetIdProto { domain: String::new(), version: 17 }],
-        graph: Some(onnx::GraphProto {
-            name: "g".into(),
-            node: vec![onnx::NodeProto {
-                op_type: op.into(),
-                name: "n0".into(),
-                input: vec!["x".into()],
-                output: vec!["y".into()],
-                ..Default::default()
-            }],
-            input: vec![value("x")],
-            output: vec![value("y")],
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    });
     let path = std::env::temp_dir().join(format!("rivet-parity-{}-{op}.onnx", std::process::id()));
     std::fs::write(&path, model.encode_to_vec()).unwrap();
     path

@@ -2,15 +2,13 @@
 //! through the C ABI with its input tensor.
 #![allow(dead_code)] // each bench target uses part of it
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rivet::{Backend, LoadOptions, Tensor};
 use rivet_capi::*;
 
-/// The bundled models folder.
-pub fn models_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
-}
+#[allow(unused_imports)] // each bench target uses part of it
+pub use rivet_testkit::models_dir;
 
 /// Loads `path` on `backend` with one intra-op thread (Candle reads RAYON_NUM_THREADS, which
 /// each bench's `main` sets to 1 before any pool starts).

@@ -1,60 +1,14 @@
-//! Helpers shared by the integration tests: the bundled models and their PyTorch references.
+//! Helpers shared by the integration tests: loading and running the bundled models and their
+//! PyTorch references (found through the dev-only rivet-testkit), and comparing outputs.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use rivet::{npy, Backend, LoadOptions, Model, Tensor};
+use rivet::{Backend, LoadOptions, Model, Tensor};
 
-/// `models/` at the workspace root.
-pub fn models_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
-}
-
-/// The bundled model files of network `name`: (`.pt`, `.onnx`).
-pub fn model_files(name: &str) -> (PathBuf, PathBuf) {
-    let dir = models_dir().join(name);
-    (dir.join(format!("{name}.pt")), dir.join(format!("{name}.onnx")))
-}
-
-/// One reference case: inputs and PyTorch eager outputs, by name.
-pub struct Case {
-    pub name: String,
-    pub inputs: Vec<(String, Tensor)>,
-    pub outputs: Vec<(String, Tensor)>,
-}
-
-/// Every case of network `name`, sorted by case name.
-pub fn cases(name: &str) -> Vec<Case> {
-    let dir = models_dir().join(name).join("cases");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
-    dirs.sort();
-    dirs.into_iter()
-        .map(|d| {
-            let mut case = Case {
-                name: d.file_name().unwrap().to_string_lossy().into_owned(),
-                inputs: vec![],
-                outputs: vec![],
-            };
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().path()).collect();
-            files.sort();
-            for f in files {
-                let stem = f.file_stem().unwrap().to_string_lossy().into_owned();
-                let tensor = npy::read_npy(&f).unwrap();
-                if let Some(n) = stem.strip_prefix("input.") {
-                    case.inputs.push((n.to_owned(), tensor));
-                } else if let Some(n) = stem.strip_prefix("output.") {
-                    case.outputs.push((n.to_owned(), tensor));
-                }
-            }
-            assert!(!case.inputs.is_empty() && !case.outputs.is_empty(), "{}", d.display());
-            case
-        })
-        .collect()
-}
+#[allow(unused_imports)] // each test target uses part of it
+pub use rivet_testkit::{cases, model_files, models_dir, Case};
 
 /// Loads `path` with `backend`.
 pub fn load(path: &Path, backend: Backend) -> Arc<dyn Model> {

@@ -4,14 +4,12 @@
 
 use std::path::Path;
 
-mod common;
-
 use candle_onnx::onnx;
-use common::{model_of, value};
 use half::{bf16, f16};
 use prost::Message;
 use rivet_candle::CandleModel;
 use rivet_core::{Model, Tensor};
+use rivet_testkit::onnx::{model_of, value};
 
 /// ONNX's element types for float16 and bfloat16.
 const FLOAT16: i32 = 10;

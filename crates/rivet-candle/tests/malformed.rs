@@ -3,13 +3,11 @@
 
 use std::path::Path;
 
-mod common;
-
 use candle_onnx::onnx;
-use common::{model_of, value};
 use prost::Message;
 use rivet_candle::CandleModel;
 use rivet_core::{ErrorKind, Model, Tensor};
+use rivet_testkit::onnx::{model_of, value};
 
 /// A one-node model (opset 17): `op` named `name` from `inputs` to `y`.
 fn one_node(op: &str, name: &str, inputs: Vec<onnx::ValueInfoProto>) -> Vec<u8> {

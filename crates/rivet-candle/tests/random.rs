@@ -3,14 +3,12 @@
 
 use std::path::Path;
 
-mod common;
-
 use candle_onnx::onnx;
-use common::{model_of, value};
 use onnx::attribute_proto::AttributeType;
 use prost::Message;
 use rivet_candle::CandleModel;
 use rivet_core::{DType, ErrorKind, Model, Tensor};
+use rivet_testkit::onnx::{model_of, value};
 
 enum A {
     F(f32),
