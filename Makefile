@@ -132,7 +132,7 @@ COMPARE_DURATION ?= 3
 COMPARE_WARMUP ?= 5
 bench-compare: setup
 	test -f models/resnet18/resnet18.onnx || .venv/bin/python models/export.py resnet18
-	$(CARGO) build --release -p rivet-cli -p rivet-tch-plugin
+	$(CARGO) build --release --workspace
 	./target/release/rivet bench $(COMPARE_MODELS) --backend tch,ort,candle --batch $(COMPARE_BATCH) \
 	  --threads $(COMPARE_THREADS) --duration $(COMPARE_DURATION) --warmup $(COMPARE_WARMUP) \
 	  --save-inputs target/bench/inputs --json target/bench/rivet.json \
@@ -158,7 +158,7 @@ bench-startup: setup
 ## (target/mlserver-venv) on first use: its pins clash with the project venv's.
 MLSERVER_VENV := target/mlserver-venv
 bench-serve: setup
-	$(CARGO) build --release -p rivet-cli
+	$(CARGO) build --release --workspace
 	test -x $(MLSERVER_VENV)/bin/mlserver || { python3 -m venv $(MLSERVER_VENV) && \
 	  $(MLSERVER_VENV)/bin/pip install --quiet --disable-pip-version-check mlserver==1.7.1 onnxruntime==1.31.1; }
 	.venv/bin/python benches/python/serve_bench.py --rivet target/release/rivet \
@@ -170,7 +170,7 @@ bench-serve: setup
 PREP_ROWS ?= 1000000
 PREP_REPEAT ?= 3
 bench-prep: setup
-	$(CARGO) build --release -p rivet-cli
+	$(CARGO) build --release --workspace
 	.venv/bin/python benches/python/prep_bench.py --rivet target/release/rivet --rows $(PREP_ROWS) \
 	  --repeat $(PREP_REPEAT) --json target/bench/prep.json
 
