@@ -141,8 +141,8 @@ bench-compare: setup
 	  --backend tch,ort --batch $(COMPARE_BATCH) --threads $(COMPARE_THREADS) \
 	  --duration $(COMPARE_DURATION) --warmup $(COMPARE_WARMUP) --json target/bench/python.json
 	.venv/bin/python benches/python/compare.py target/bench/rivet.json target/bench/python.json \
-	  --markdown target/bench/compare.md --command "make bench-compare COMPARE_MODELS='$(COMPARE_MODELS)' \
-	  COMPARE_BATCH=$(COMPARE_BATCH) COMPARE_THREADS=$(COMPARE_THREADS) COMPARE_DURATION=$(COMPARE_DURATION)"
+	  --markdown target/bench/compare.md \
+	  --command "make bench-compare COMPARE_MODELS='$(COMPARE_MODELS)' COMPARE_BATCH=$(COMPARE_BATCH) COMPARE_THREADS=$(COMPARE_THREADS) COMPARE_DURATION=$(COMPARE_DURATION)"
 
 ## Start-up cost (release build): `rivet --version`, and one-shot `rivet run` of the bundled MLP
 ## (ONNX on ort, TorchScript on tch) against the same job in Python and, for ONNX, done by ONNX
