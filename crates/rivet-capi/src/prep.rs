@@ -125,7 +125,7 @@ pub unsafe extern "C" fn rivet_pipeline_load(
         #[cfg(feature = "prep")]
         {
             let pipeline = rivet_prep::FittedPipeline::load(&path).map_err(prep_error)?;
-            let names = pipeline.features.iter().map(|n| crate::model::c_string(n)).collect();
+            let names = pipeline.features().iter().map(|n| crate::model::c_string(n)).collect();
             // SAFETY: checked non-NULL; writable by the caller's contract.
             unsafe { rivet_pipeline_t { pipeline, names }.write_to(out) };
             Ok(())

@@ -114,7 +114,7 @@ fn run_prep(command: &PrepCommand) -> Result<ExitCode, Failure> {
             eprintln!(
                 "fitted on {} rows: {} features -> {}",
                 df.height(),
-                fitted.features.len(),
+                fitted.features().len(),
                 out.display()
             );
             Ok(ExitCode::SUCCESS)
@@ -123,7 +123,7 @@ fn run_prep(command: &PrepCommand) -> Result<ExitCode, Failure> {
             check_batch(*batch_size)?;
             let start = Instant::now();
             let pipeline = FittedPipeline::load(pipeline).map_err(prep_error)?;
-            let mut sink = NpySink::create(out, pipeline.features.len()).map_err(prep_error)?;
+            let mut sink = NpySink::create(out, pipeline.features().len()).map_err(prep_error)?;
             let mut rows = 0;
             for batch in TableBatches::open(data, *batch_size).map_err(prep_error)?.read_ahead(1) {
                 let batch = batch.map_err(prep_error)?;
@@ -135,7 +135,7 @@ fn run_prep(command: &PrepCommand) -> Result<ExitCode, Failure> {
             sink.finish().map_err(prep_error)?;
             eprintln!(
                 "{rows} rows x {} features -> {} in {:.2} s",
-                pipeline.features.len(),
+                pipeline.features().len(),
                 out.display(),
                 start.elapsed().as_secs_f64()
             );

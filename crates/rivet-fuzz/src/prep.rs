@@ -85,7 +85,7 @@ fn bits(t: &Tensor) -> Vec<u32> {
 }
 
 fn check_features(features: &Tensor, names: &[String], fitted: &FittedPipeline, rows: usize) {
-    assert_eq!(names, fitted.features.as_slice(), "feature names as fitted");
+    assert_eq!(names, fitted.features(), "feature names as fitted");
     assert_eq!(features.shape(), &[rows, names.len()], "a [rows, features] tensor");
     let values = features.as_slice::<f32>().expect("f32 features");
     assert!(values.iter().all(|v| v.is_finite()), "non-finite features: {values:?}");
@@ -593,7 +593,7 @@ fn arrow_batch(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
             // SAFETY: a live tensor handle from Rivet, freed once.
             let tensor = unsafe { tensor_of(out) };
             unsafe { rivet_tensor_free(out) };
-            check_features(&tensor, &fitted.features, fitted, rows);
+            check_features(&tensor, fitted.features(), fitted, rows);
             Ok(tensor)
         }
     };

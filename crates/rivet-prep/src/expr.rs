@@ -19,13 +19,13 @@ pub(crate) enum Expr {
 
 /// Why an expression does not parse: what was wrong and, where it applies, at which character.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ExprError {
+pub struct ExpressionError {
     what: String,
     /// The 1-based character position, and the expression.
     at: Option<(usize, String)>,
 }
 
-impl std::fmt::Display for ExprError {
+impl std::fmt::Display for ExpressionError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.at {
             Some((at, text)) => write!(f, "{} at character {at} of \"{text}\"", self.what),
@@ -34,7 +34,7 @@ impl std::fmt::Display for ExprError {
     }
 }
 
-impl std::error::Error for ExprError {}
+impl std::error::Error for ExpressionError {}
 
 struct Parser<'a> {
     text: &'a str,
@@ -53,11 +53,11 @@ impl Parser<'_> {
         self.text[self.pos..].chars().next()
     }
 
-    fn error(&self, what: &str) -> ExprError {
-        ExprError { what: what.to_owned(), at: Some((self.pos + 1, self.text.to_owned())) }
+    fn error(&self, what: &str) -> ExpressionError {
+        ExpressionError { what: what.to_owned(), at: Some((self.pos + 1, self.text.to_owned())) }
     }
 
-    fn sum(&mut self) -> Result<Expr, ExprError> {
+    fn sum(&mut self) -> Result<Expr, ExpressionError> {
         let mut left = self.product()?;
         while let Some(op @ ('+' | '-')) = self.peek() {
             self.pos += 1;
@@ -66,7 +66,7 @@ impl Parser<'_> {
         Ok(left)
     }
 
-    fn product(&mut self) -> Result<Expr, ExprError> {
+    fn product(&mut self) -> Result<Expr, ExpressionError> {
         let mut left = self.unary()?;
         while let Some(op @ ('*' | '/')) = self.peek() {
             self.pos += 1;
@@ -75,7 +75,7 @@ impl Parser<'_> {
         Ok(left)
     }
 
-    fn unary(&mut self) -> Result<Expr, ExprError> {
+    fn unary(&mut self) -> Result<Expr, ExpressionError> {
         match self.peek() {
             Some('-') => {
                 self.pos += 1;
@@ -89,7 +89,7 @@ impl Parser<'_> {
         }
     }
 
-    fn atom(&mut self) -> Result<Expr, ExprError> {
+    fn atom(&mut self) -> Result<Expr, ExpressionError> {
         match self.peek() {
             Some('(') => {
                 self.pos += 1;
@@ -137,7 +137,7 @@ impl Parser<'_> {
             }
             Some(c) => Err(self.error(&format!("unexpected `{c}`"))),
             None if self.text.trim().is_empty() => {
-                Err(ExprError { what: "the expression is empty".into(), at: None })
+                Err(ExpressionError { what: "the expression is empty".into(), at: None })
             }
             None => Err(self.error("unexpected end")),
         }
@@ -146,7 +146,7 @@ impl Parser<'_> {
 
 impl Expr {
     /// Parses `text`; an error says what was wrong and at which character.
-    pub(crate) fn parse(text: &str) -> Result<Expr, ExprError> {
+    pub(crate) fn parse(text: &str) -> Result<Expr, ExpressionError> {
         let mut parser = Parser { text, pos: 0 };
         let expr = parser.sum()?;
         match parser.peek() {

@@ -15,8 +15,10 @@ pub mod scorer;
 pub mod sink;
 pub mod source;
 pub mod spec;
+mod steps;
 
 pub use error::PrepError;
+pub use expr::ExpressionError;
 pub use pipeline::{Fitted, FittedPipeline, InputColumn};
 /// The Polars this crate is built on, for in-memory `DataFrame` sources.
 pub use polars;

@@ -36,13 +36,13 @@ impl Scorer {
             )));
         }
         if let Some(shape) = &input.shape {
-            let width = pipeline.features.len();
+            let width = pipeline.features().len();
             match shape.as_slice() {
                 [_, Dim::Fixed(n)] if *n != width => {
                     return Err(PrepError::Model(format!(
                         "the model's input \"{}\" has {n} features; the pipeline makes {width} ({})",
                         input.name,
-                        pipeline.features.join(", ")
+                        pipeline.features().join(", ")
                     )))
                 }
                 [_, _] => {}

@@ -55,7 +55,7 @@ fn statistics_and_outputs_match_scikit_learn_and_every_source_and_round_trip_agr
     let csv = read_table(&dir.path().join("data.csv")).unwrap();
     let fitted = FittedPipeline::fit(&spec(), &csv).unwrap();
 
-    let impute: Vec<f64> = fitted.fitted[..4]
+    let impute: Vec<f64> = fitted.fitted()[..4]
         .iter()
         .map(|f| match f {
             Fitted::Impute { statistics } => statistics[0],
@@ -68,12 +68,12 @@ fn statistics_and_outputs_match_scikit_learn_and_every_source_and_round_trip_agr
         &expected["impute"],
     );
     assert_eq!(impute[2], 1.0, "a tie goes to the smallest value");
-    let Fitted::StandardScale { mean, var, scale } = &fitted.fitted[4] else { panic!() };
+    let Fitted::StandardScale { mean, var, scale } = &fitted.fitted()[4] else { panic!() };
     close("mean_", mean, &expected["standard"]["mean"]);
     close("var_", var, &expected["standard"]["var"]);
     close("scale_", scale, &expected["standard"]["scale"]);
     assert_eq!(scale[2], 1.0, "a constant column keeps scale 1");
-    let Fitted::MinMaxScale { data_min, data_max, scale, min } = &fitted.fitted[5] else { panic!() };
+    let Fitted::MinMaxScale { data_min, data_max, scale, min } = &fitted.fitted()[5] else { panic!() };
     close("data_min_", data_min, &expected["minmax"]["data_min"]);
     close("data_max_", data_max, &expected["minmax"]["data_max"]);
     close("minmax scale_", scale, &expected["minmax"]["scale"]);
@@ -218,9 +218,9 @@ fn one_hot_and_ordinal_match_scikit_learn_on_unseen_categories() {
         .unwrap()
     };
     let fitted = FittedPipeline::fit(&spec("ignore"), &train).unwrap();
-    let Fitted::Categories { categories } = &fitted.fitted[0] else { panic!() };
+    let Fitted::Categories { categories } = &fitted.fitted()[0] else { panic!() };
     assert_eq!(serde_json::to_value(&categories[0]).unwrap(), expected["city_categories"]);
-    let Fitted::Categories { categories } = &fitted.fitted[1] else { panic!() };
+    let Fitted::Categories { categories } = &fitted.fitted()[1] else { panic!() };
     assert_eq!(serde_json::to_value(&categories[0]).unwrap(), expected["plan_categories"]);
     let (tensor, names) = fitted.transform(&test).unwrap();
     assert_eq!(serde_json::to_value(&names).unwrap(), expected["features"]);
@@ -284,7 +284,7 @@ fn datetime_parts_buckets_and_derived_columns_match_pandas_and_numpy() {
     names.insert(0, "y".into());
     names.insert(0, "x".into());
     names.push("ratio".into());
-    assert_eq!(fitted.features, names);
+    assert_eq!(fitted.features(), names);
     let out = fitted.apply(&table).unwrap();
     for part in parts {
         same(part, &column_f64(&out, &format!("ts_{part}")), &expected["parts"][part]);
