@@ -91,7 +91,18 @@ if [ ! -e "$ort_lib" ]; then
     say "no libonnxruntime found (looked in $site/onnxruntime/capi): set ORT_DYLIB_PATH"; exit 1
 fi
 
-# 5. Cargo's environment for this checkout (not committed: it holds absolute paths).
+# 5. Clippy's lints in every build of the workspace's own crates (dependencies are compiled by
+#    plain rustc as always): clippy-driver is rustc with the lints added, so `make lint` reads
+#    the warnings of the build `make test` already made instead of compiling it all again.
+clippy_driver="$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver || true)"
+wrapper=""
+if [ -n "$clippy_driver" ]; then
+    wrapper="$(printf '\n[build]\nrustc-workspace-wrapper = "%s"' "$clippy_driver")"
+else
+    say "clippy is not installed (rustup component add clippy): builds are not linted and make lint fails"
+fi
+
+# 6. Cargo's environment for this checkout (not committed: it holds absolute paths).
 mkdir -p .cargo
 config="$(cat <<TOML
 # Written by bootstrap.sh; do not edit (run ./bootstrap.sh again instead).
@@ -105,6 +116,7 @@ RIVET_PERF_ANALYZER = "$tools/perf_analyzer"
 # Binaries and test executables find libtorch without LD_LIBRARY_PATH.
 [target.x86_64-unknown-linux-gnu]
 rustflags = ["-C", "link-arg=-Wl,-rpath,$libtorch/lib"]
+$wrapper
 TOML
 )"
 if [ "$config" != "$(cat .cargo/config.toml 2>/dev/null || true)" ]; then

@@ -20,6 +20,9 @@ shift
 work=../target/fuzz
 mkdir -p "$work/logs"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+# The fuzz build is nightly's: the stable clippy-driver that lints the workspace's builds
+# (.cargo/config.toml) cannot compile it.
+export RUSTC_WORKSPACE_WRAPPER=
 # Memory limits: libFuzzer reports a crash for any single allocation over 2 GiB or a process
 # over 4 GiB, so an allocation sized by an untrusted length field cannot go unnoticed.
 LIMITS=(-rss_limit_mb=4096 -malloc_limit_mb=2048 -timeout=10)
