@@ -125,7 +125,7 @@ static void test_failures_release_once(void) {
 
   make_batch(&array, &schema, -1, "gold");
   expect_error(rivet_model_predict_arrow(model, pipeline, &array, &schema, &outputs), RIVET_ERROR_PREPROCESS,
-               "column \"plan\", row 4: category \"gold\" was not seen when fitting", "unseen category");
+               "column \"plan\", row 4 (0-based): category \"gold\" was not seen when fitting", "unseen category");
   CHECK(outputs == NULL, "out untouched on failure");
   CHECK(batch_releases - batches == 2 && schema_releases - schemas == 2, "released on failure: %d, %d",
         batch_releases - batches, schema_releases - schemas);

@@ -108,7 +108,7 @@ fn run_prep(command: &PrepCommand) -> Result<ExitCode, Failure> {
     match command {
         PrepCommand::Fit { spec, data, out } => {
             let spec = PipelineSpec::from_file(spec).map_err(prep_error)?;
-            let df = rivet_prep::read_table(data).map_err(prep_error)?;
+            let df = rivet_prep::read_table_with(data, &spec.csv).map_err(prep_error)?;
             let fitted = FittedPipeline::fit(&spec, &df).map_err(prep_error)?;
             fitted.save(out).map_err(prep_error)?;
             eprintln!(
@@ -125,10 +125,11 @@ fn run_prep(command: &PrepCommand) -> Result<ExitCode, Failure> {
             let pipeline = FittedPipeline::load(pipeline).map_err(prep_error)?;
             let mut sink = NpySink::create(out, pipeline.features().len()).map_err(prep_error)?;
             let mut rows = 0;
-            for batch in TableBatches::open(data, *batch_size).map_err(prep_error)?.read_ahead(1) {
+            for batch in
+                TableBatches::open_for(data, *batch_size, &pipeline).map_err(prep_error)?.read_ahead(1)
+            {
                 let batch = batch.map_err(prep_error)?;
-                let (features, _) =
-                    pipeline.transform_rows(&batch.df, batch.first_row).map_err(prep_error)?;
+                let (features, _) = pipeline.transform_batch(&batch).map_err(prep_error)?;
                 sink.write(&features).map_err(prep_error)?;
                 rows += batch.df.height();
             }

@@ -24,5 +24,5 @@ pub use pipeline::{Fitted, FittedPipeline, InputColumn};
 pub use polars;
 pub use scorer::{ScoreSummary, Scorer};
 pub use sink::{NpySink, TableSink};
-pub use source::{read_table, Batch, ReadAhead, TableBatches};
+pub use source::{read_table, read_table_with, Batch, CsvRules, ReadAhead, TableBatches};
 pub use spec::{DatetimePart, ImputeStrategy, PipelineSpec, Step, Unseen};

@@ -5,10 +5,11 @@ use rivet_core::Tensor;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::PrepError;
+use crate::source::{Batch, CsvRules};
 use crate::spec::{PipelineSpec, Step};
 use crate::steps::table::{data_error, floats, plain_text};
 pub use crate::steps::Fitted;
-use crate::steps::{At, FittedStep};
+use crate::steps::{At, FittedStep, Position};
 
 /// The version of the fitted-pipeline file format this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -27,6 +28,7 @@ pub struct InputColumn {
 /// another column count) are refused when read, naming the step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FittedPipeline {
+    csv: CsvRules,
     input: Vec<InputColumn>,
     steps: Vec<FittedStep>,
     features: Vec<String>,
@@ -82,18 +84,23 @@ impl FittedPipeline {
         let mut work = plain_text(df)?;
         let mut steps = Vec::with_capacity(spec.steps.len());
         for (i, step) in spec.steps.iter().enumerate() {
-            let at = At::new(i, step.op(), 0);
+            let at = At::new(i, step.op(), &Position::default());
             let fitted = step.fit(&work, &at)?;
             fitted.apply(&mut work, &at)?;
             steps.push(fitted);
         }
         let features = work.get_column_names().iter().map(|n| n.to_string()).collect();
-        Ok(FittedPipeline { input, steps, features })
+        Ok(FittedPipeline { csv: spec.csv.clone(), input, steps, features })
     }
 
     /// The spec it was fitted from.
     pub fn spec(&self) -> PipelineSpec {
-        PipelineSpec { steps: self.steps.iter().map(FittedStep::spec).collect() }
+        PipelineSpec { csv: self.csv.clone(), steps: self.steps.iter().map(FittedStep::spec).collect() }
+    }
+
+    /// How CSV files are read for it: its spec's `[csv]` table.
+    pub fn csv_rules(&self) -> &CsvRules {
+        &self.csv
     }
 
     /// What each step learned, one entry per spec step.
@@ -126,12 +133,22 @@ impl FittedPipeline {
         df: &DataFrame,
         first_row: usize,
     ) -> Result<(Tensor, Vec<String>), PrepError> {
-        let offset = first_row;
-        let work = self.apply_rows(df, offset)?;
+        self.transform_at(df, &Position { first_row, lines: None })
+    }
+
+    /// [`FittedPipeline::transform`] of a batch read by [`TableBatches`]: errors name rows of
+    /// the whole file and, for CSV, the line each is on.
+    pub fn transform_batch(&self, batch: &Batch) -> Result<(Tensor, Vec<String>), PrepError> {
+        self.transform_at(&batch.df, &Position { first_row: batch.first_row, lines: batch.lines.clone() })
+    }
+
+    fn transform_at(&self, df: &DataFrame, position: &Position) -> Result<(Tensor, Vec<String>), PrepError> {
+        let work = self.apply_rows(df, position)?;
+        let at = At::labelled("features".into(), position);
         let rows = work.height();
         let mut columns = Vec::with_capacity(self.features.len());
         for name in &self.features {
-            let ca = floats(&work, name, &"features", offset)?.rechunk().into_owned();
+            let ca = floats(&work, name, &at)?.rechunk().into_owned();
             // A value left missing, infinite or past f32's range has no feature value (the
             // tensor is f32, where 1e300 would become infinity): name the first.
             if let Some((row, value)) =
@@ -145,8 +162,8 @@ impl FittedPipeline {
                     format!("{value:e}, past f32's range,")
                 };
                 return Err(data_error(format!(
-                    "feature \"{name}\", row {}: {what} after the pipeline; add an impute or clip step",
-                    row + offset
+                    "feature \"{name}\", {}: {what} after the pipeline; add an impute or clip step",
+                    at.row(row)
                 )));
             }
             columns.push(ca);
@@ -171,10 +188,10 @@ impl FittedPipeline {
     /// The table after every step, before it becomes a tensor: missing values are still NaN,
     /// and columns that are not features are still there. For inspecting what a pipeline does.
     pub fn apply(&self, df: &DataFrame) -> Result<DataFrame, PrepError> {
-        self.apply_rows(df, 0)
+        self.apply_rows(df, &Position::default())
     }
 
-    fn apply_rows(&self, df: &DataFrame, offset: usize) -> Result<DataFrame, PrepError> {
+    fn apply_rows(&self, df: &DataFrame, position: &Position) -> Result<DataFrame, PrepError> {
         for column in &self.input {
             if df.column(&column.name).is_err() {
                 return Err(data_error(format!(
@@ -185,7 +202,7 @@ impl FittedPipeline {
         }
         let mut work = plain_text(df)?;
         for (i, step) in self.steps.iter().enumerate() {
-            step.apply(&mut work, &At::new(i, step.op(), offset))?;
+            step.apply(&mut work, &At::new(i, step.op(), position))?;
         }
         Ok(work)
     }
@@ -243,6 +260,6 @@ impl FittedPipeline {
                 })
             })
             .collect::<Result<_, _>>()?;
-        Ok(FittedPipeline { input: file.input, steps, features: file.features })
+        Ok(FittedPipeline { csv: file.spec.csv, input: file.input, steps, features: file.features })
     }
 }

@@ -112,9 +112,11 @@ impl Scorer {
     ) -> Result<ScoreSummary, PrepError> {
         let mut sink = TableSink::create(out)?;
         let mut count = 0;
-        for batch in TableBatches::open(data, batch_rows)?.read_ahead(1) {
-            let Batch { df, first_row, progress: read } = batch?;
-            let outputs = self.predict_rows(&df, first_row)?;
+        for batch in TableBatches::open_for(data, batch_rows, &self.pipeline)?.read_ahead(1) {
+            let batch = batch?;
+            let (features, _) = self.pipeline.transform_batch(&batch)?;
+            let outputs = self.model.run(&[&features]).map_err(|e| PrepError::Model(e.to_string()))?;
+            let Batch { df, progress: read, .. } = batch;
             let mut columns = Vec::new();
             if let Some(id) = id_column {
                 let column = df.column(id).map_err(|_| {

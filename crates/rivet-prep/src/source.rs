@@ -1,47 +1,159 @@
-//! Tables from files: CSV (header row; empty fields are missing) and Parquet, whole or in
-//! batches of rows with bounded memory.
+//! Tables from files: CSV (read by pandas' `read_csv` rules, see [`CsvRules`]) and Parquet,
+//! whole or in batches of rows with bounded memory.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Cursor};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use polars::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use crate::error::PrepError;
+use crate::pipeline::FittedPipeline;
+
+/// pandas' default `na_values` of `read_csv` (`pandas._libs.parsers.STR_NA_VALUES`).
+pub const PANDAS_NA_VALUES: [&str; 19] = [
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
+    "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+];
+
+/// How CSV text becomes values: a spec's `[csv]` table, pandas' `read_csv` defaults unless
+/// changed, so that a table means the same to Rivet and to pandas.
+///
+/// - A field whose whole text is one of `na_values` is missing (in every column).
+/// - A column whose values (missing ones aside) all read as integers is `i64`, else as numbers
+///   `f64`, else text; a number may have spaces around it (`" 7.5"` is 7.5), text keeps its
+///   spaces.
+/// - When a fitted pipeline reads a file in batches, its input columns are parsed as the types
+///   they had when it was fitted, in every batch; a value that does not fit is an error naming
+///   the column, the row and the value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsvRules {
+    /// Field texts read as missing values: pandas' list ([`PANDAS_NA_VALUES`]) by default.
+    #[serde(default = "pandas_na_values")]
+    pub na_values: Vec<String>,
+}
+
+fn pandas_na_values() -> Vec<String> {
+    PANDAS_NA_VALUES.iter().map(|v| (*v).to_owned()).collect()
+}
+
+impl Default for CsvRules {
+    fn default() -> CsvRules {
+        CsvRules { na_values: pandas_na_values() }
+    }
+}
+
+impl CsvRules {
+    /// Whether these are the defaults (a spec then leaves its `[csv]` table out).
+    pub fn is_default(&self) -> bool {
+        *self == CsvRules::default()
+    }
+
+    fn options(&self) -> CsvReadOptions {
+        let mut na_values: Vec<PlSmallStr> = self.na_values.iter().map(|v| v.as_str().into()).collect();
+        // Polars reads an empty field as missing already; listed, it would also be text's "".
+        na_values.retain(|v| !v.is_empty());
+        CsvReadOptions::default().with_has_header(true).with_parse_options(
+            CsvParseOptions::default()
+                .with_missing_is_null(self.na_values.iter().any(|v| v.is_empty()))
+                .with_null_values((!na_values.is_empty()).then_some(NullValues::AllColumns(na_values))),
+        )
+    }
+}
 
 /// Whether `path` names a Parquet file (`.parquet` or `.pq`); anything else is read as CSV.
 pub fn is_parquet(path: &Path) -> bool {
     path.extension().and_then(|e| e.to_str()).is_some_and(|e| e == "parquet" || e == "pq")
 }
 
-/// Reads a whole CSV or Parquet file (by extension: `.parquet` or `.pq`, else CSV).
+/// Reads a whole CSV or Parquet file (by extension: `.parquet` or `.pq`, else CSV), CSV by
+/// pandas' rules.
 pub fn read_table(path: &Path) -> Result<DataFrame, PrepError> {
-    let df = if is_parquet(path) {
+    read_table_with(path, &CsvRules::default())
+}
+
+/// [`read_table`] with CSV read by `rules` (a spec's `[csv]` table).
+pub fn read_table_with(path: &Path, rules: &CsvRules) -> Result<DataFrame, PrepError> {
+    if is_parquet(path) {
         let file = File::open(path).map_err(|e| PrepError::io(path, e))?;
-        ParquetReader::new(file).finish()
-    } else {
-        if std::fs::metadata(path).map_err(|e| PrepError::io(path, e))?.len() == 0 {
-            return Err(PrepError::io(path, "the file is empty"));
+        return ParquetReader::new(file).finish().map_err(|e| PrepError::io(path, e));
+    }
+    if std::fs::metadata(path).map_err(|e| PrepError::io(path, e))?.len() == 0 {
+        return Err(PrepError::io(path, "the file is empty"));
+    }
+    // Types are inferred from every row, so that a value that does not fit the column's first
+    // rows leaves it text and the step that reads it names that value's row.
+    let df = rules
+        .options()
+        .with_infer_schema_length(None)
+        .try_into_reader_with_file_path(Some(path.into()))
+        .and_then(|r| r.finish())
+        .map_err(|e| PrepError::io(path, e))?;
+    numbers_from_text(df, &Schema::default()).map_err(|e| PrepError::io(path, e))
+}
+
+/// Text columns whose values all read as numbers once the spaces around them are taken off
+/// become `i64` (all integers) or `f64` columns, as pandas reads them; `pinned` ones stay.
+fn numbers_from_text(mut df: DataFrame, pinned: &Schema) -> Result<DataFrame, PolarsError> {
+    let names: Vec<PlSmallStr> = df
+        .columns()
+        .iter()
+        .filter(|c| c.dtype() == &DataType::String && pinned.get(c.name()).is_none())
+        .map(|c| c.name().clone())
+        .collect();
+    for name in names {
+        let text = df.column(&name)?.as_materialized_series().str()?.clone();
+        if text.null_count() == text.len() {
+            continue;
         }
-        // Types are inferred from every row, so that a value that does not fit the column's
-        // first rows leaves it text and the step that reads it names that value's row.
-        CsvReadOptions::default()
-            .with_has_header(true)
-            .with_infer_schema_length(None)
-            .try_into_reader_with_file_path(Some(path.into()))
-            .and_then(|r| r.finish())
-    };
-    df.map_err(|e| PrepError::io(path, e))
+        let converted = if text.iter().flatten().all(|t| t.trim().parse::<i64>().is_ok()) {
+            Int64Chunked::from_iter_options(
+                name.clone(),
+                text.iter().map(|t| t.and_then(|t| t.trim().parse().ok())),
+            )
+            .into_series()
+        } else if text.iter().flatten().all(|t| parse_f64(t).is_some()) {
+            Float64Chunked::from_iter_options(name.clone(), text.iter().map(|t| t.and_then(parse_f64)))
+                .into_series()
+        } else {
+            continue;
+        };
+        df.with_column(converted.into())?;
+    }
+    Ok(df)
+}
+
+/// A number as pandas reads one: spaces around it allowed, `inf`, `-inf` and `Infinity`
+/// accepted (NaN spellings are `na_values`).
+fn parse_f64(text: &str) -> Option<f64> {
+    let t = text.trim();
+    if t.is_empty()
+        || t.eq_ignore_ascii_case("nan")
+        || t.eq_ignore_ascii_case("+nan")
+        || t.eq_ignore_ascii_case("-nan")
+    {
+        return None;
+    }
+    t.parse().ok()
 }
 
 /// A file read as consecutive tables of at most `batch_rows` rows each, with bounded memory:
 /// CSV by records (a quoted field may hold newlines), one batch at a time, every batch parsed
-/// with the column types of the first; Parquet one row group at a time (its unit of decoding:
+/// with the column types of the first (or, opened for a pipeline, its input columns with the
+/// types they had when it was fitted); Parquet one row group at a time (its unit of decoding:
 /// memory follows the writer's row-group size), handed out in batches.
 pub struct TableBatches {
     path: PathBuf,
     batch_rows: usize,
     rows_read: usize,
+    rules: CsvRules,
+    /// Columns parsed as these types in every CSV batch: a pipeline's input columns.
+    pinned: Vec<(String, DataType)>,
+    /// The CSV lines the last batch's rows start on (1-based, the header is line 1).
+    lines: Option<Arc<Vec<usize>>>,
     source: Source,
 }
 
@@ -60,6 +172,8 @@ enum Source {
         reader: BufReader<File>,
         header: Vec<u8>,
         schema: Option<SchemaRef>,
+        /// The line the next record starts on.
+        line: usize,
         bytes_read: u64,
         bytes_total: u64,
         done: bool,
@@ -93,9 +207,41 @@ impl TableBatches {
                 header.push(b'\n');
             }
             let bytes_read = header.len() as u64;
-            Source::Csv { reader, header, schema: None, bytes_read, bytes_total, done: false }
+            let line = 1 + header.iter().filter(|b| **b == b'\n').count();
+            Source::Csv { reader, header, schema: None, line, bytes_read, bytes_total, done: false }
         };
-        Ok(TableBatches { path: path.to_path_buf(), batch_rows: batch_rows.max(1), rows_read: 0, source })
+        Ok(TableBatches {
+            path: path.to_path_buf(),
+            batch_rows: batch_rows.max(1),
+            rows_read: 0,
+            rules: CsvRules::default(),
+            pinned: Vec::new(),
+            lines: None,
+            source,
+        })
+    }
+
+    /// Opens `path` for `pipeline`: CSV by its spec's rules, its input columns parsed as the
+    /// types they had when it was fitted, so a file reads the same whatever the batch size.
+    pub fn open_for(
+        path: &Path,
+        batch_rows: usize,
+        pipeline: &FittedPipeline,
+    ) -> Result<TableBatches, PrepError> {
+        let mut batches = TableBatches::open(path, batch_rows)?;
+        batches.rules = pipeline.csv_rules().clone();
+        batches.pinned = pipeline
+            .input()
+            .iter()
+            .filter_map(|c| csv_dtype(&c.dtype).map(|dtype| (c.name.clone(), dtype)))
+            .collect();
+        Ok(batches)
+    }
+
+    /// The CSV lines the rows of the batch last read start on (1-based, the header is line 1);
+    /// `None` for Parquet.
+    pub fn lines(&self) -> Option<Arc<Vec<usize>>> {
+        self.lines.clone()
     }
 
     /// Rows handed out so far: the next batch's first row.
@@ -140,13 +286,14 @@ impl TableBatches {
                 *pending = Some(group.slice(take as i64, group.height() - take));
                 group.slice(0, take)
             }
-            Source::Csv { reader, header, schema, bytes_read, done, .. } => {
+            Source::Csv { reader, header, schema, line, bytes_read, done, .. } => {
                 if *done {
                     return Ok(None);
                 }
                 let mut chunk = header.clone();
-                let records =
-                    read_records(reader, self.batch_rows, &mut chunk).map_err(|e| PrepError::io(path, e))?;
+                let mut starts = Vec::new();
+                let records = read_records(reader, self.batch_rows, &mut chunk, line, &mut starts)
+                    .map_err(|e| PrepError::io(path, e))?;
                 *bytes_read += (chunk.len() - header.len()) as u64;
                 if records < self.batch_rows {
                     *done = true;
@@ -154,23 +301,11 @@ impl TableBatches {
                 if records == 0 {
                     return Ok(None);
                 }
-                let mut options =
-                    CsvReadOptions::default().with_has_header(true).with_infer_schema_length(None);
-                if let Some(schema) = schema.clone() {
-                    options = options.with_schema(Some(schema));
-                }
-                let df = match options.into_reader_with_file_handle(Cursor::new(&chunk)).finish() {
-                    Ok(df) => df,
-                    Err(e) => {
-                        let first = self.rows_read;
-                        return Err(schema
-                            .as_ref()
-                            .and_then(|schema| unparsable(&chunk, schema, first))
-                            .unwrap_or_else(|| format!("rows {first} to {}: {e}", first + records - 1)))
-                        .map_err(|message| PrepError::Data(format!("{}: {message}", path.display())));
-                    }
-                };
+                let rows = Rows { first: self.rows_read, lines: &starts };
+                let df = parse_batch(&chunk, &self.rules, schema.as_deref(), &self.pinned, &rows)
+                    .map_err(|message| PrepError::Data(format!("{}: {message}", path.display())))?;
                 schema.get_or_insert_with(|| df.schema().clone());
+                self.lines = Some(Arc::new(starts));
                 df
             }
         };
@@ -187,6 +322,8 @@ pub struct Batch {
     pub first_row: usize,
     /// [`TableBatches::progress`] after this batch.
     pub progress: (u64, u64),
+    /// The CSV line each row starts on (1-based, the header is line 1); `None` for Parquet.
+    pub lines: Option<Arc<Vec<usize>>>,
 }
 
 /// [`TableBatches`] read on a thread of their own, at most `depth` batches ahead, so that
@@ -206,7 +343,9 @@ impl TableBatches {
                 let first_row = self.rows_read;
                 let item = match self.next_batch() {
                     Ok(None) => return,
-                    Ok(Some(df)) => Ok(Batch { df, first_row, progress: self.progress() }),
+                    Ok(Some(df)) => {
+                        Ok(Batch { df, first_row, progress: self.progress(), lines: self.lines() })
+                    }
                     Err(e) => Err(e),
                 };
                 let stop = item.is_err();
@@ -239,44 +378,181 @@ impl Iterator for TableBatches {
     }
 }
 
-/// Why a CSV batch did not parse with the first batch's column types: the first value that
-/// does not convert, by column and row (`first_row` is the batch's first row in the file).
-fn unparsable(chunk: &[u8], schema: &Schema, first_row: usize) -> Option<String> {
-    let df = CsvReadOptions::default()
-        .with_has_header(true)
+/// The type a pipeline's input column is parsed as in a CSV file, from the name Polars gave
+/// it when fitted; `None` for types a CSV file does not hold (they are inferred).
+fn csv_dtype(name: &str) -> Option<DataType> {
+    Some(match name {
+        "i64" => DataType::Int64,
+        "i32" => DataType::Int32,
+        "f64" => DataType::Float64,
+        "f32" => DataType::Float32,
+        "bool" => DataType::Boolean,
+        "str" | "cat" | "enum" => DataType::String,
+        _ => return None,
+    })
+}
+
+/// Rows of a batch, for messages: the batch's first row in the file and each row's line.
+struct Rows<'a> {
+    first: usize,
+    lines: &'a [usize],
+}
+
+impl Rows<'_> {
+    fn name(&self, i: usize) -> String {
+        match self.lines.get(i) {
+            Some(line) => format!("row {} (0-based, CSV line {line})", self.first + i),
+            None => format!("row {} (0-based)", self.first + i),
+        }
+    }
+}
+
+/// A CSV batch as a table: with the types of `schema` (the first batch's) when given, else
+/// inferred with the `pinned` columns as these types. A value that does not parse as its
+/// column's type is read again as text to name it, and a number with spaces around it is
+/// read as pandas reads it.
+fn parse_batch(
+    chunk: &[u8],
+    rules: &CsvRules,
+    schema: Option<&Schema>,
+    pinned: &[(String, DataType)],
+    rows: &Rows,
+) -> Result<DataFrame, String> {
+    let names = header_names(chunk, rules)?;
+    let pinned: Schema = pinned
+        .iter()
+        .filter(|(name, _)| names.iter().any(|n| n.as_str() == name))
+        .map(|(name, dtype)| Field::new(name.as_str().into(), dtype.clone()))
+        .collect();
+    let mut options = rules.options().with_infer_schema_length(None);
+    options = match schema {
+        Some(schema) => options.with_schema(Some(Arc::new(schema.clone()))),
+        None => options.with_schema_overwrite((!pinned.is_empty()).then(|| Arc::new(pinned.clone()))),
+    };
+    if let Ok(df) = options.into_reader_with_file_handle(Cursor::new(chunk)).finish() {
+        return if schema.is_some() {
+            Ok(df)
+        } else {
+            numbers_from_text(df, &pinned).map_err(|e| e.to_string())
+        };
+    }
+    // Every column as text, then each to its type by the rules, naming the first value that
+    // does not fit.
+    let text = rules
+        .options()
         .with_infer_schema_length(Some(0))
         .into_reader_with_file_handle(Cursor::new(chunk))
         .finish()
-        .ok()?;
-    for (name, dtype) in schema.iter() {
-        let text = df.column(name.as_str()).ok()?.as_materialized_series().str().ok()?.clone();
-        let cast = text.clone().into_series().cast(dtype).ok()?;
-        let bad =
-            text.iter().zip(cast.is_null().iter()).position(|(t, null)| t.is_some() && null.unwrap_or(false));
-        if let Some(row) = bad {
-            let value = text.get(row).unwrap_or_default();
-            return Some(format!(
-                "column \"{name}\", row {}: \"{value}\" is not {dtype} like the rows before it",
-                first_row + row
-            ));
-        }
+        .map_err(|e| format!("rows {} and after: {e}", rows.name(0)))?;
+    let inferred = numbers_from_text(text.clone(), &pinned).map_err(|e| e.to_string())?;
+    let mut columns = Vec::with_capacity(text.width());
+    for column in text.columns() {
+        let name = column.name().as_str();
+        let target =
+            schema.and_then(|s| s.get(name)).or_else(|| pinned.get(name)).cloned().unwrap_or_else(|| {
+                inferred.column(name).map(|c| c.dtype().clone()).unwrap_or(DataType::String)
+            });
+        columns.push(
+            convert(column.as_materialized_series().str().map_err(|e| e.to_string())?, &target, rows)?.into(),
+        );
     }
-    None
+    DataFrame::new(text.height(), columns).map_err(|e| e.to_string())
+}
+
+/// The column names of a CSV chunk's header.
+fn header_names(chunk: &[u8], rules: &CsvRules) -> Result<Vec<String>, String> {
+    let header = rules
+        .options()
+        .with_n_rows(Some(0))
+        .with_infer_schema_length(Some(0))
+        .into_reader_with_file_handle(Cursor::new(chunk))
+        .finish()
+        .map_err(|e| format!("the header: {e}"))?;
+    Ok(header.get_column_names().iter().map(|n| n.to_string()).collect())
+}
+
+/// A text column as `dtype`, by pandas' rules for numbers; the first value that does not fit
+/// is an error naming the column, row and value.
+fn convert(text: &StringChunked, dtype: &DataType, rows: &Rows) -> Result<Series, String> {
+    let name = text.name().clone();
+    let bad = |i: usize, value: &str| {
+        let what = match dtype {
+            DataType::Int64 | DataType::Int32 => {
+                format!("an integer ({dtype}, as when the pipeline was fitted)")
+            }
+            DataType::Boolean => "a boolean".to_owned(),
+            _ => "a number".to_owned(),
+        };
+        format!("column \"{name}\", {}: \"{value}\" is not {what}", rows.name(i))
+    };
+    let parse = |f: &dyn Fn(&str) -> Option<f64>| -> Result<Vec<Option<f64>>, String> {
+        text.iter()
+            .enumerate()
+            .map(|(i, t)| match t {
+                None => Ok(None),
+                Some(t) => f(t).map(Some).ok_or_else(|| bad(i, t)),
+            })
+            .collect()
+    };
+    Ok(match dtype {
+        DataType::String => text.clone().into_series(),
+        DataType::Int64 | DataType::Int32 => {
+            let values: Vec<Option<i64>> = text
+                .iter()
+                .enumerate()
+                .map(|(i, t)| match t {
+                    None => Ok(None),
+                    Some(t) => t.trim().parse::<i64>().map(Some).map_err(|_| bad(i, t)),
+                })
+                .collect::<Result<_, String>>()?;
+            Int64Chunked::from_iter_options(name.clone(), values.into_iter())
+                .into_series()
+                .cast(dtype)
+                .map_err(|e| e.to_string())?
+        }
+        DataType::Boolean => {
+            let values = parse(&|t| match t.trim() {
+                "True" | "TRUE" | "true" => Some(1.0),
+                "False" | "FALSE" | "false" => Some(0.0),
+                _ => None,
+            })?;
+            BooleanChunked::from_iter_options(name.clone(), values.into_iter().map(|v| v.map(|v| v == 1.0)))
+                .into_series()
+        }
+        DataType::Float64 | DataType::Float32 => {
+            Float64Chunked::from_iter_options(name.clone(), parse(&parse_f64)?.into_iter())
+                .into_series()
+                .cast(dtype)
+                .map_err(|e| e.to_string())?
+        }
+        other => text.clone().into_series().cast(other).map_err(|e| format!("column \"{name}\": {e}"))?,
+    })
 }
 
 /// Appends up to `limit` CSV records (lines, where a newline inside double quotes does not end
-/// one) to `out`; returns how many. Blank lines are skipped, as the CSV parser does.
-fn read_records(reader: &mut impl BufRead, limit: usize, out: &mut Vec<u8>) -> std::io::Result<usize> {
+/// one) to `out`; returns how many, and pushes the line each starts on to `starts` (`line` is
+/// the line the next record starts on, and moves on). Blank lines are skipped, as the CSV
+/// parser does.
+fn read_records(
+    reader: &mut impl BufRead,
+    limit: usize,
+    out: &mut Vec<u8>,
+    line: &mut usize,
+    starts: &mut Vec<usize>,
+) -> std::io::Result<usize> {
     let mut records = 0;
     let mut quoted = false;
     let mut line_start = out.len();
+    let mut record_line = *line;
     while records < limit {
         let buf = reader.fill_buf()?;
         if buf.is_empty() {
             // A last record without a newline.
             if out[line_start..].iter().any(|b| !b.is_ascii_whitespace()) {
                 out.push(b'\n');
+                starts.push(record_line);
                 records += 1;
+                *line += 1;
             } else {
                 out.truncate(line_start);
             }
@@ -286,16 +562,21 @@ fn read_records(reader: &mut impl BufRead, limit: usize, out: &mut Vec<u8>) -> s
         for i in memchr::memchr2_iter(b'"', b'\n', buf) {
             if buf[i] == b'"' {
                 quoted = !quoted;
-            } else if !quoted {
-                let line = &buf[..=i];
-                let blank = out[line_start..].iter().chain(&line[used..]).all(|b| b.is_ascii_whitespace());
+            } else if quoted {
+                *line += 1;
+            } else {
+                let text = &buf[..=i];
+                let blank = out[line_start..].iter().chain(&text[used..]).all(|b| b.is_ascii_whitespace());
                 out.extend_from_slice(&buf[used..=i]);
                 used = i + 1;
                 if blank {
                     out.truncate(line_start);
                 } else {
+                    starts.push(record_line);
                     records += 1;
                 }
+                *line += 1;
+                record_line = *line;
                 line_start = out.len();
                 if records == limit {
                     break;
@@ -321,7 +602,7 @@ fn split_all(text: &str, limit: usize) -> Vec<String> {
     let mut parts = Vec::new();
     loop {
         let mut out = Vec::new();
-        let n = read_records(&mut reader, limit, &mut out).unwrap();
+        let n = read_records(&mut reader, limit, &mut out, &mut 2, &mut Vec::new()).unwrap();
         if n == 0 {
             break;
         }

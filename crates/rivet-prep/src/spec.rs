@@ -5,6 +5,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::PrepError;
+use crate::source::CsvRules;
 pub use crate::steps::{
     Bucketize, Cast, Clip, Datetime, DatetimePart, Derive, DropColumns, Expression, Impute, ImputeStrategy,
     Log1p, MinMaxScale, OneHot, Ordinal, Rename, Select, StandardScale, Step, Unseen,
@@ -13,6 +14,10 @@ pub use crate::steps::{
 /// A preprocessing pipeline as written by its author, before fitting.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PipelineSpec {
+    /// How CSV files are read: pandas' `read_csv` rules unless the spec's `[csv]` table says
+    /// otherwise.
+    #[serde(default, skip_serializing_if = "CsvRules::is_default")]
+    pub csv: CsvRules,
     /// The steps, applied in order.
     pub steps: Vec<Step>,
 }
@@ -49,8 +54,12 @@ impl PipelineSpec {
             return Err(PrepError::Spec("a spec is a table with a `steps` list".into()));
         };
         let steps = top.remove("steps").ok_or_else(|| PrepError::Spec("missing field `steps`".into()))?;
+        let csv = match top.remove("csv") {
+            None => CsvRules::default(),
+            Some(csv) => serde_json::from_value(csv).map_err(|e| PrepError::Spec(format!("csv: {e}")))?,
+        };
         if let Some(extra) = top.keys().next() {
-            return Err(PrepError::Spec(format!("unknown field `{extra}` (a spec has only `steps`)")));
+            return Err(PrepError::Spec(format!("unknown field `{extra}` (a spec has `csv` and `steps`)")));
         }
         let serde_json::Value::Array(items) = steps else {
             return Err(PrepError::Spec("`steps` must be a list".into()));
@@ -64,7 +73,7 @@ impl PipelineSpec {
                     .map_err(|e| PrepError::Spec(format!("steps[{i}] (op \"{op}\"): {e}")))
             })
             .collect::<Result<Vec<Step>, PrepError>>()?;
-        let spec = PipelineSpec { steps };
+        let spec = PipelineSpec { csv, steps };
         spec.check()?;
         Ok(spec)
     }

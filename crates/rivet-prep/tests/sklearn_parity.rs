@@ -131,7 +131,7 @@ fn bad_specs_and_bad_data_are_named() {
         .to_string();
     assert!(err.contains("steps[0] (op \"log1p\"): unknown field `colums`"), "{err}");
     let err = PipelineSpec::from_value(json!({"steps": [], "stpes": []})).unwrap_err().to_string();
-    assert_eq!(err, "invalid pipeline spec: unknown field `stpes` (a spec has only `steps`)");
+    assert_eq!(err, "invalid pipeline spec: unknown field `stpes` (a spec has `csv` and `steps`)");
     let err = PipelineSpec::from_value(
         json!({"steps": [{"op": "impute", "columns": ["a"], "strategy": "mean", "value": 1}]}),
     )
@@ -155,12 +155,12 @@ fn bad_specs_and_bad_data_are_named() {
     );
     assert_eq!(
         data_error(fitted.transform(&table)),
-        "feature \"a\", row 2: missing (null or NaN) after the pipeline; add an impute or clip step"
+        "feature \"a\", row 2 (0-based): missing (null or NaN) after the pipeline; add an impute or clip step"
     );
     let cast = PipelineSpec::from_value(json!({"steps": [{"op": "cast", "columns": ["b"]}]})).unwrap();
     assert_eq!(
         data_error(FittedPipeline::fit(&cast, &table)),
-        "steps[0] (cast): column \"b\", row 0: \"x\" is not a number"
+        "steps[0] (cast): column \"b\", row 0 (0-based): \"x\" is not a number"
     );
     let missing = PipelineSpec::from_value(json!({"steps": [{"op": "log1p", "columns": ["z"]}]})).unwrap();
     assert_eq!(
@@ -197,7 +197,7 @@ fn bad_specs_and_bad_data_are_named() {
     let cast = PipelineSpec::from_value(json!({"steps": [{"op": "cast", "columns": ["a"]}]})).unwrap();
     assert_eq!(
         data_error(FittedPipeline::fit(&cast, &big).unwrap().transform(&big)),
-        "feature \"a\", row 1: 1e300, past f32's range, after the pipeline; add an impute or clip step"
+        "feature \"a\", row 1 (0-based): 1e300, past f32's range, after the pipeline; add an impute or clip step"
     );
 }
 
@@ -305,7 +305,7 @@ fn datetime_parts_buckets_and_derived_columns_match_pandas_and_numpy() {
     let error = FittedPipeline::fit(&spec("%d/%m/%Y %H:%M"), &df).unwrap_err().to_string();
     assert_eq!(
         error,
-        "steps[0] (datetime): column \"when\", row 2: \"2024-01-01\" is not a timestamp in format \"%d/%m/%Y %H:%M\""
+        "steps[0] (datetime): column \"when\", row 2 (0-based): \"2024-01-01\" is not a timestamp in format \"%d/%m/%Y %H:%M\""
     );
     let fitted = FittedPipeline::fit(&spec("%d/%m/%Y %H:%M"), &df.slice(0, 2)).unwrap();
     let (tensor, _) = fitted.transform(&df.slice(0, 2)).unwrap();
@@ -319,5 +319,8 @@ fn datetime_parts_buckets_and_derived_columns_match_pandas_and_numpy() {
     ]}))
     .unwrap();
     let error = FittedPipeline::fit(&spec, &table).unwrap().transform(&table).unwrap_err().to_string();
-    assert_eq!(error, "feature \"r\", row 0: infinite after the pipeline; add an impute or clip step");
+    assert_eq!(
+        error,
+        "feature \"r\", row 0 (0-based): infinite after the pipeline; add an impute or clip step"
+    );
 }

@@ -48,7 +48,7 @@ pub(crate) fn restore(fitted: Fitted, columns: &[String]) -> Option<Vec<Vec<Stri
 }
 
 fn missing(name: &str, row: usize, at: &At) -> PrepError {
-    data_error(format!("{at}: column \"{name}\", row {}: missing category", row + at.offset))
+    data_error(format!("{at}: column \"{name}\", {}: missing category", at.row(row)))
 }
 
 /// Each row's category index in `categories`, `None` for an unseen one (or an error).
@@ -68,8 +68,8 @@ pub(crate) fn encode(
             match (index.get(value), unseen) {
                 (Some(&i), _) => Ok(Some(i)),
                 (None, Unseen::Error) => Err(data_error(format!(
-                    "{at}: column \"{name}\", row {}: category \"{value}\" was not seen when fitting",
-                    row + at.offset
+                    "{at}: column \"{name}\", {}: category \"{value}\" was not seen when fitting",
+                    at.row(row)
                 ))),
                 (None, Unseen::Ignore | Unseen::Other) => Ok(None),
             }

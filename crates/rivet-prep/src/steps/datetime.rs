@@ -4,13 +4,14 @@ use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike};
 use polars::prelude::DataFrame;
 use serde::{Deserialize, Serialize};
 
-use super::table::{data_error, drop, replace, text};
+use super::table::{create, data_error, drop, text};
 use super::{At, Fitted, Invalid, Transform};
 use crate::error::PrepError;
 
 /// Parts of a timestamp as features `COLUMN_PART` that replace the column, at the end. The
-/// column holds text: RFC 3339 (converted to UTC), `YYYY-MM-DD[ HH:MM:SS[.f]]` with a space
-/// or `T`, or what `format` (chrono's `strftime` syntax) says. A missing timestamp gives
+/// column holds text: ISO 8601 as pandas reads it, `YYYY-MM-DD[ HH:MM[:SS[.f]]]` with a space
+/// or `T`, then optionally `Z` or an offset `+HH:MM`, `+HHMM` or `+HH` (a space before it
+/// allowed; converted to UTC), or what `format` (chrono's `strftime` syntax) says. A missing timestamp gives
 /// missing parts; an unparsable one is an error naming its row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,7 +96,8 @@ impl Transform for Datetime {
         drop(df, column, at)?;
         for part in &self.parts {
             let feature = format!("{column}_{}", part.name());
-            replace(df, &feature, values.iter().map(|t| t.map_or(f64::NAN, |t| part.of(&t))).collect())?;
+            let values = values.iter().map(|t| t.map_or(f64::NAN, |t| part.of(&t))).collect();
+            create(df, &feature, column, values, at)?;
         }
         Ok(())
     }
@@ -113,24 +115,7 @@ impl Datetime {
     /// The column's timestamps (UTC for RFC 3339 ones with an offset); `None` where missing.
     fn timestamps(&self, df: &DataFrame, at: &At) -> Result<Vec<Option<NaiveDateTime>>, PrepError> {
         let (name, format) = (&self.column, self.format.as_deref());
-        let parse = |t: &str| -> Option<NaiveDateTime> {
-            let t = t.trim();
-            if let Some(format) = format {
-                return NaiveDateTime::parse_from_str(t, format)
-                    .ok()
-                    .or_else(|| NaiveDate::parse_from_str(t, format).ok().and_then(|d| d.and_hms_opt(0, 0, 0)));
-            }
-            if let Some(dt) = iso_fast(t.as_bytes()) {
-                return Some(dt);
-            }
-            if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
-                return Some(dt.naive_utc());
-            }
-            ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"]
-                .iter()
-                .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
-                .or_else(|| NaiveDate::parse_from_str(t, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)))
-        };
+        let parse = |t: &str| parse_timestamp(t.trim(), format);
         text(df, name, "text timestamps", at)?
             .iter()
             .enumerate()
@@ -139,14 +124,67 @@ impl Datetime {
                 Some(t) if t.trim().is_empty() => Ok(None),
                 Some(t) => parse(t).map(Some).ok_or_else(|| {
                     data_error(format!(
-                        "{at}: column \"{name}\", row {}: \"{t}\" is not a timestamp{}",
-                        row + at.offset,
+                        "{at}: column \"{name}\", {}: \"{t}\" is not a timestamp{}",
+                        at.row(row),
                         format.map(|f| format!(" in format \"{f}\"")).unwrap_or_default()
                     ))
                 }),
             })
             .collect()
     }
+}
+
+/// A timestamp in UTC: by `format` when given, else ISO 8601 as pandas reads it (a date, with
+/// a time after a space or `T`, seconds and fraction optional, then optionally `Z` or an
+/// offset `+HH:MM`, `+HHMM` or `+HH`, with or without a space before it).
+fn parse_timestamp(t: &str, format: Option<&str>) -> Option<NaiveDateTime> {
+    if let Some(format) = format {
+        return NaiveDateTime::parse_from_str(t, format)
+            .ok()
+            .or_else(|| NaiveDate::parse_from_str(t, format).ok().and_then(|d| d.and_hms_opt(0, 0, 0)));
+    }
+    if let Some(dt) = iso_fast(t.as_bytes()) {
+        return Some(dt);
+    }
+    if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
+        return Some(dt.naive_utc());
+    }
+    if let Some(local) = naive(t) {
+        return Some(local);
+    }
+    let (local, offset) = split_offset(t)?;
+    naive(local)?.checked_sub_signed(chrono::TimeDelta::seconds(offset))
+}
+
+/// A timestamp without an offset.
+fn naive(t: &str) -> Option<NaiveDateTime> {
+    ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
+        .or_else(|| NaiveDate::parse_from_str(t, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)))
+}
+
+/// A trailing UTC offset (`Z`, `+HH:MM`, `+HHMM`, `+HH`, or `-`, after the date, a space
+/// before it allowed): the local part and the offset in seconds east of UTC.
+fn split_offset(t: &str) -> Option<(&str, i64)> {
+    if let Some(local) = t.strip_suffix('Z') {
+        return Some((local.trim_end(), 0));
+    }
+    let sign_at = t.rfind(['+', '-']).filter(|&i| i > 10)?;
+    let sign = if t.as_bytes()[sign_at] == b'-' { -1 } else { 1 };
+    let digits: String = t[sign_at + 1..].chars().filter(|c| *c != ':').collect();
+    if !digits.bytes().all(|b| b.is_ascii_digit()) || !(digits.len() == 2 || digits.len() == 4) {
+        return None;
+    }
+    if t[sign_at + 1..].contains(':') && t.len() - sign_at != 6 {
+        return None;
+    }
+    let hours: i64 = digits[..2].parse().ok()?;
+    let minutes: i64 = if digits.len() == 4 { digits[2..].parse().ok()? } else { 0 };
+    if hours > 23 || minutes > 59 {
+        return None;
+    }
+    Some((t[..sign_at].trim_end(), sign * (hours * 3600 + minutes * 60)))
 }
 
 /// `YYYY-MM-DD HH:MM:SS` or with `T` (no fraction, no offset), the common case, without

@@ -66,7 +66,7 @@ impl Transform for Derive {
         let expr = &self.expr.parsed;
         let mut inputs = HashMap::new();
         for column in expr.columns() {
-            let values: Vec<f64> = floats(df, column, at, at.offset)?.into_no_null_iter().collect();
+            let values: Vec<f64> = floats(df, column, at)?.into_no_null_iter().collect();
             inputs.insert(column, values);
         }
         let values = expr.eval(df.height(), &|c| inputs[c].clone());

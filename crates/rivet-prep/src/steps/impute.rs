@@ -3,6 +3,7 @@
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::stats::exact_sum;
 use super::table::{map, present};
 use super::{At, Fitted, Invalid, Transform};
 use crate::error::PrepError;
@@ -50,7 +51,7 @@ impl Transform for Impute {
             (ImputeStrategy::Constant, Some(value)) => return Ok(vec![value; self.columns.len()]),
             // `check` refuses a constant without a value.
             (ImputeStrategy::Constant, None) => return Ok(vec![f64::NAN; self.columns.len()]),
-            (ImputeStrategy::Mean, _) => |values: &Float64Chunked| values.mean(),
+            (ImputeStrategy::Mean, _) => mean,
             (ImputeStrategy::Median, _) => |values: &Float64Chunked| values.median(),
             (ImputeStrategy::MostFrequent, _) => most_frequent,
         };
@@ -69,6 +70,12 @@ impl Transform for Impute {
         let Fitted::Impute { statistics } = fitted else { return None };
         (statistics.len() == self.columns.len()).then_some(statistics)
     }
+}
+
+/// The mean, from an exact sum: the same however the rows are chunked.
+fn mean(values: &Float64Chunked) -> Option<f64> {
+    let values: Vec<f64> = values.into_no_null_iter().collect();
+    (!values.is_empty()).then(|| exact_sum(values.iter().copied()) / values.len() as f64)
 }
 
 /// The most frequent value, the smallest among ties.

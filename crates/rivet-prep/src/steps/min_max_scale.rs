@@ -3,7 +3,6 @@
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::standard_scale::nonzero_scale;
 use super::table::{map, present};
 use super::{At, Fitted, Invalid, Transform};
 use crate::error::PrepError;
@@ -48,7 +47,9 @@ impl Transform for MinMaxScale {
         let mut r = Range { data_min: vec![], data_max: vec![], scale: vec![], min: vec![] };
         for values in present(df, &self.columns, at)? {
             let (lo, hi) = (values.min().unwrap_or(f64::NAN), values.max().unwrap_or(f64::NAN));
-            let s = (high - low) / nonzero_scale(hi - lo, false);
+            // scikit-learn's `_handle_zeros_in_scale`: a range lost in rounding divides by 1.
+            let range = if hi - lo < 10.0 * f64::EPSILON { 1.0 } else { hi - lo };
+            let s = (high - low) / range;
             r.data_min.push(lo);
             r.data_max.push(hi);
             r.scale.push(s);

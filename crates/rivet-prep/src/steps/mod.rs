@@ -7,6 +7,7 @@
 //! line in the `steps!` list below (see `docs/preprocessing.md`).
 
 use std::fmt;
+use std::sync::Arc;
 
 use polars::prelude::DataFrame;
 use serde::{Deserialize, Serialize};
@@ -14,21 +15,41 @@ use serde::{Deserialize, Serialize};
 use crate::error::PrepError;
 
 pub(crate) mod categories;
+pub(crate) mod stats;
 pub(crate) mod table;
 
-/// Where a step runs: its place in the spec (for messages) and the row of the whole table
-/// that the part being transformed starts at.
+/// Which rows a table holds, for messages: the row of the whole table (0-based, not counting
+/// a header) its first row is, and, read from CSV, the line each row starts on.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Position {
+    pub(crate) first_row: usize,
+    pub(crate) lines: Option<Arc<Vec<usize>>>,
+}
+
+/// Where a step runs: its place in the spec and the rows it sees, for messages.
 #[derive(Debug, Clone)]
 pub(crate) struct At {
     /// `steps[2] (impute)`.
     step: String,
-    /// Added to a row index within the part to name the row of the whole table.
-    pub(crate) offset: usize,
+    position: Position,
 }
 
 impl At {
-    pub(crate) fn new(index: usize, op: &str, offset: usize) -> At {
-        At { step: format!("steps[{index}] ({op})"), offset }
+    pub(crate) fn new(index: usize, op: &str, position: &Position) -> At {
+        At::labelled(format!("steps[{index}] ({op})"), position)
+    }
+
+    pub(crate) fn labelled(label: String, position: &Position) -> At {
+        At { step: label, position: position.clone() }
+    }
+
+    /// Row `i` of the table as a message names it: `row 1234 (0-based, CSV line 1236)`.
+    pub(crate) fn row(&self, i: usize) -> String {
+        let row = self.position.first_row + i;
+        match self.position.lines.as_ref().and_then(|lines| lines.get(i)) {
+            Some(line) => format!("row {row} (0-based, CSV line {line})"),
+            None => format!("row {row} (0-based)"),
+        }
     }
 }
 

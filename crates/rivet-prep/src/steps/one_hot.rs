@@ -4,7 +4,7 @@ use polars::prelude::DataFrame;
 use serde::{Deserialize, Serialize};
 
 use super::categories::{self, Unseen};
-use super::table::{drop, replace};
+use super::table::{create, data_error, drop};
 use super::{At, Fitted, Transform};
 use crate::error::PrepError;
 
@@ -24,7 +24,19 @@ impl Transform for OneHot {
     type State = Vec<Vec<String>>;
 
     fn fit(&self, df: &DataFrame, at: &At) -> Result<Vec<Vec<String>>, PrepError> {
-        categories::fit(df, &self.columns, at)
+        let categories = categories::fit(df, &self.columns, at)?;
+        if self.unseen == Unseen::Other {
+            if let Some(name) = self.columns.iter().zip(&categories).find_map(|(name, seen)| {
+                seen.binary_search_by(|c| c.as_str().cmp("other")).is_ok().then_some(name)
+            }) {
+                return Err(data_error(format!(
+                    "{at}: column \"{name}\" has a category \"other\", and unseen = \"other\" names the \
+                     feature of unseen categories \"{name}_other\" too; use unseen = \"ignore\" or \"error\", \
+                     or rename the category"
+                )));
+            }
+        }
+        Ok(categories)
     }
 
     fn apply(&self, categories: &Vec<Vec<String>>, df: &mut DataFrame, at: &At) -> Result<(), PrepError> {
@@ -38,7 +50,7 @@ impl Transform for OneHot {
             for (k, feature) in outputs.iter().enumerate() {
                 let values =
                     codes.iter().map(|code| f64::from(u8::from(code.unwrap_or(categories.len()) == k))).collect();
-                replace(df, feature, values)?;
+                create(df, feature, name, values, at)?;
             }
         }
         Ok(())

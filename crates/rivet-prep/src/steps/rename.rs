@@ -26,8 +26,15 @@ impl Transform for Rename {
 
     fn apply(&self, _: &(), df: &mut DataFrame, at: &At) -> Result<(), PrepError> {
         for (old, new) in &self.columns {
-            df.rename(old, new.as_str().into())
-                .map_err(|_| data_error(format!("{at}: no column \"{old}\" to rename")))?;
+            if df.column(old).is_err() {
+                return Err(data_error(format!("{at}: no column \"{old}\" to rename")));
+            }
+            if old != new && df.column(new).is_ok() {
+                return Err(data_error(format!(
+                    "{at}: cannot rename \"{old}\" to \"{new}\": there is a column \"{new}\" already"
+                )));
+            }
+            df.rename(old, new.as_str().into()).map_err(|e| data_error(format!("{at}: {e}")))?;
         }
         Ok(())
     }

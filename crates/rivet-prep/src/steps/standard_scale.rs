@@ -3,12 +3,13 @@
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::table::{map, present};
+use super::stats::mean_and_variance;
+use super::table::{data_error, map, present};
 use super::{At, Fitted, Transform};
 use crate::error::PrepError;
 
-/// `(x - mean) / std` with the population deviation; near-constant columns keep scale 1
-/// (scikit-learn's `StandardScaler`).
+/// `(x - mean) / std` with the population deviation, as scikit-learn's `StandardScaler`: a
+/// column whose variance is within rounding of zero, relative to its mean, keeps scale 1.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StandardScale {
@@ -29,15 +30,22 @@ impl Transform for StandardScale {
 
     fn fit(&self, df: &DataFrame, at: &At) -> Result<Moments, PrepError> {
         let mut moments = Moments { mean: vec![], var: vec![], scale: vec![] };
-        for values in present(df, &self.columns, at)? {
-            let n = values.len() as f64;
-            let m = values.mean().unwrap_or(f64::NAN);
-            let v = values.var(0).unwrap_or(0.0);
-            let eps = f64::EPSILON;
-            let constant = v <= n * eps * v + (n * m * eps).powi(2);
-            moments.mean.push(m);
-            moments.var.push(v);
-            moments.scale.push(nonzero_scale(v.sqrt(), constant));
+        for (name, values) in self.columns.iter().zip(present(df, &self.columns, at)?) {
+            let values: Vec<f64> = values.into_no_null_iter().collect();
+            let (mean, var) = mean_and_variance(&values);
+            if !var.is_finite() {
+                return Err(data_error(format!(
+                    "{at}: column \"{name}\": its variance overflows f64 (values past about 1e154); \
+                     scale it down first, with a derive step"
+                )));
+            }
+            // scikit-learn's `_is_constant_feature`: a variance within what rounding alone
+            // could make of a constant column, relative to its mean, means scale 1.
+            let (n, eps) = (values.len() as f64, f64::EPSILON);
+            let constant = var <= n * eps * var + (n * mean * eps).powi(2);
+            moments.mean.push(mean);
+            moments.var.push(var);
+            moments.scale.push(if constant { 1.0 } else { var.sqrt() });
         }
         Ok(moments)
     }
@@ -54,14 +62,5 @@ impl Transform for StandardScale {
         let Fitted::StandardScale { mean, var, scale } = fitted else { return None };
         let n = self.columns.len();
         (mean.len() == n && var.len() == n && scale.len() == n).then_some(Moments { mean, var, scale })
-    }
-}
-
-/// scikit-learn's rule for a scale that is zero or lost in rounding: use 1.
-pub(super) fn nonzero_scale(scale: f64, constant: bool) -> f64 {
-    if constant || scale < 10.0 * f64::EPSILON {
-        1.0
-    } else {
-        scale
     }
 }

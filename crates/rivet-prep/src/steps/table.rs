@@ -11,12 +11,7 @@ pub(crate) fn data_error(message: String) -> PrepError {
 
 /// A column as f64 with missing values (null or NaN) as NaN. Integers and booleans cast
 /// exactly; text must parse, and the first value that does not is named with its row.
-pub(crate) fn floats(
-    df: &DataFrame,
-    name: &str,
-    at: &dyn std::fmt::Display,
-    offset: usize,
-) -> Result<Float64Chunked, PrepError> {
+pub(crate) fn floats(df: &DataFrame, name: &str, at: &At) -> Result<Float64Chunked, PrepError> {
     let column = df.column(name).map_err(|_| {
         let names: Vec<String> = df.get_column_names().iter().map(|n| n.to_string()).collect();
         data_error(format!("{at}: no column \"{name}\" (columns: {})", names.join(", ")))
@@ -28,26 +23,22 @@ pub(crate) fn floats(
             .cast(&DataType::Float64)
             .map_err(|e| data_error(format!("{at}: column \"{name}\": {e}")))?,
         DataType::String => {
-            let cast = series
-                .cast(&DataType::Float64)
-                .map_err(|e| data_error(format!("{at}: column \"{name}\": {e}")))?;
-            // A value that did not parse became null where the text was not.
+            // Spaces around a number are allowed, as pandas reads them; blank text is missing.
             let text = series.str().map_err(|e| data_error(e.to_string()))?;
-            if let Some((row, value)) = text
-                .iter()
-                .zip(cast.f64().map_err(|e| data_error(e.to_string()))?.iter())
-                .enumerate()
-                .find_map(|(row, (t, v))| match (t, v) {
-                    (Some(t), None) if !t.trim().is_empty() => Some((row, t.to_owned())),
-                    _ => None,
-                })
-            {
-                return Err(data_error(format!(
-                    "{at}: column \"{name}\", row {}: \"{value}\" is not a number",
-                    row + offset
-                )));
+            let mut values = Vec::with_capacity(text.len());
+            for (row, t) in text.iter().enumerate() {
+                values.push(match t.map(str::trim) {
+                    None | Some("") => f64::NAN,
+                    Some(trimmed) => trimmed.parse::<f64>().map_err(|_| {
+                        data_error(format!(
+                            "{at}: column \"{name}\", {}: \"{}\" is not a number",
+                            at.row(row),
+                            t.unwrap_or_default()
+                        ))
+                    })?,
+                });
             }
-            cast
+            return Ok(Float64Chunked::from_vec(name.into(), values));
         }
         other => {
             return Err(data_error(format!("{at}: column \"{name}\" is {other}, not a number")));
@@ -91,7 +82,7 @@ pub(crate) fn present(df: &DataFrame, columns: &[String], at: &At) -> Result<Vec
     columns
         .iter()
         .map(|name| {
-            let ca = floats(df, name, at, 0)?;
+            let ca = floats(df, name, at)?;
             let values = ca.filter(&ca.is_not_nan()).map_err(|e| data_error(e.to_string()))?;
             if values.is_empty() {
                 return Err(data_error(format!("{at}: column \"{name}\" has no values to fit on")));
@@ -108,6 +99,24 @@ pub(crate) fn replace(df: &mut DataFrame, name: &str, values: Vec<f64>) -> Resul
     Ok(())
 }
 
+/// Adds column `name`, made by the step from column `source`. A step that makes columns never
+/// replaces one: a name already taken is an error naming both.
+pub(crate) fn create(
+    df: &mut DataFrame,
+    name: &str,
+    source: &str,
+    values: Vec<f64>,
+    at: &At,
+) -> Result<(), PrepError> {
+    if df.column(name).is_ok() {
+        return Err(data_error(format!(
+            "{at}: column \"{source}\" makes the feature \"{name}\", but there is a column \"{name}\" already; \
+             rename one of them first"
+        )));
+    }
+    replace(df, name, values)
+}
+
 /// Replaces each of `columns` (as f64) by `f(k, value)`, `k` the column's place in the list.
 pub(crate) fn map(
     df: &mut DataFrame,
@@ -116,7 +125,7 @@ pub(crate) fn map(
     f: &dyn Fn(usize, f64) -> f64,
 ) -> Result<(), PrepError> {
     for (k, name) in columns.iter().enumerate() {
-        let ca = floats(df, name, at, at.offset)?.apply_values(|v| f(k, v));
+        let ca = floats(df, name, at)?.apply_values(|v| f(k, v));
         df.with_column(ca.with_name(name.as_str().into()).into_series().into())
             .map_err(|e| data_error(e.to_string()))?;
     }
