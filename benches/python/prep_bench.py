@@ -8,7 +8,9 @@ production job does: read the table, transform it, (score it,) write the result.
 - preprocessing: `rivet prep transform` against `tabular_sklearn.py transform`, each writing a
   [rows, 16] f32 .npy;
 - end to end: `rivet predict --backend ort` against `tabular_sklearn.py predict` (pandas,
-  scikit-learn, onnxruntime), each writing customer_id and churn_probability as Parquet.
+  scikit-learn, onnxruntime), each writing customer_id and churn_probability as Parquet;
+- a wide table (wide_sklearn.py: 63 columns, a third categorical, as CSV): `rivet prep
+  transform` against a scikit-learn ColumnTransformer, each fitted on 20,000 rows of it.
 
 Every run is its own process; wall time and peak RSS (GNU time's %M) are the medians of
 --repeat runs, the two sides alternating, after one untimed round that warms the page cache. Outputs are checked to agree within 1e-6 before any figure is
@@ -38,6 +40,7 @@ sys.path.insert(0, str(HERE))
 import generate  # noqa: E402
 import results as save_results  # noqa: E402
 import tabular_sklearn  # noqa: E402
+import wide_sklearn  # noqa: E402
 
 TOLERANCE = 1e-6
 
@@ -128,6 +131,33 @@ def main() -> None:
                     "max_abs_diff": d,
                 })
 
+        # The wide table: 63 columns, a third categorical, fitted on 20,000 rows by each side.
+        wide = str(HERE / "wide_sklearn.py")
+        subprocess.run([python, wide, "generate", "20000", "1", str(tmp / "wide_train.csv")], check=True)
+        subprocess.run([python, wide, "generate", str(args.rows), "11", str(tmp / "wide.csv")], check=True)
+        (tmp / "wide_spec.json").write_text(json.dumps(wide_sklearn.SPEC))
+        subprocess.run([rivet, "prep", "fit", "--spec", str(tmp / "wide_spec.json"), "--data",
+                        str(tmp / "wide_train.csv"), "--out", str(tmp / "wide.pipeline.json")], check=True)
+        subprocess.run([python, wide, "fit", str(tmp / "wide_train.csv"), str(tmp / "wide.pkl")], check=True)
+        data = str(tmp / "wide.csv")
+        prep = median_runs({
+            "rivet": [rivet, "prep", "transform", "--pipeline", str(tmp / "wide.pipeline.json"), "--data", data,
+                      "--out", str(tmp / "rivet.npy")],
+            "python": [python, wide, "transform", str(tmp / "wide.pkl"), data, str(tmp / "python.npy")],
+        }, args.repeat)
+        a, b = np.load(tmp / "rivet.npy"), np.load(tmp / "python.npy")
+        diff = float(np.abs(a.astype(np.float64) - b).max()) if a.shape == b.shape else float("inf")
+        if diff > TOLERANCE:
+            sys.exit(f"wide: features differ: {a.shape} vs {b.shape}, max |diff| {diff}")
+        results.append({
+            "format": "csv", "job": f"wide ({a.shape[1]})", "rows": args.rows,
+            "input_mib": round((tmp / "wide.csv").stat().st_size / 2**20, 1),
+            "rivet_s": prep["rivet"][0], "python_s": prep["python"][0],
+            "rivet_rss_mib": prep["rivet"][1], "python_rss_mib": prep["python"][1],
+            "speedup": prep["python"][0] / prep["rivet"][0], "rss_ratio": prep["rivet"][1] / prep["python"][1],
+            "max_abs_diff": diff,
+        })
+
     print(f"\n{args.rows:,} rows, median of {args.repeat} runs each, outputs agree within {TOLERANCE:g}")
     header = f"{'job':<11}{'input':<9}{'rivet s':>9}{'python s':>10}{'speedup':>9}" \
              f"{'rivet MiB':>11}{'python MiB':>12}{'RSS ratio':>11}{'max |diff|':>12}"
@@ -146,7 +176,8 @@ def main() -> None:
         [f"{args.rows:,} generated rows; medians of {args.repeat} runs after a warm-up round, each a whole "
          "process (Python's imports included); `preprocess` is `rivet prep transform` against "
          "`tabular_sklearn.py transform`, `predict` is `rivet predict --backend ort` against pandas, "
-         "scikit-learn and onnxruntime."])
+         "scikit-learn and onnxruntime; `wide (N)` is `rivet prep transform` of wide_sklearn.py's 63-column "
+         "table (N features) against its scikit-learn ColumnTransformer."])
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -301,9 +301,8 @@ impl TableBatches {
                 if records == 0 {
                     return Ok(None);
                 }
-                let rows = Rows { first: self.rows_read, lines: &starts };
-                let df = parse_batch(&chunk, &self.rules, schema.as_deref(), &self.pinned, &rows)
-                    .map_err(|message| PrepError::Data(format!("{}: {message}", path.display())))?;
+                let rows = Rows { path, first: self.rows_read, lines: &starts };
+                let df = parse_batch(&chunk, &self.rules, schema.as_deref(), &self.pinned, &rows)?;
                 schema.get_or_insert_with(|| df.schema().clone());
                 self.lines = Some(Arc::new(starts));
                 df
@@ -394,11 +393,17 @@ fn csv_dtype(name: &str) -> Option<DataType> {
 
 /// Rows of a batch, for messages: the batch's first row in the file and each row's line.
 struct Rows<'a> {
+    path: &'a Path,
     first: usize,
     lines: &'a [usize],
 }
 
 impl Rows<'_> {
+    /// An error about these rows, naming the file.
+    fn error(&self, message: impl std::fmt::Display) -> PrepError {
+        PrepError::Data(format!("{}: {message}", self.path.display()))
+    }
+
     fn name(&self, i: usize) -> String {
         match self.lines.get(i) {
             Some(line) => format!("row {} (0-based, CSV line {line})", self.first + i),
@@ -417,8 +422,8 @@ fn parse_batch(
     schema: Option<&Schema>,
     pinned: &[(String, DataType)],
     rows: &Rows,
-) -> Result<DataFrame, String> {
-    let names = header_names(chunk, rules)?;
+) -> Result<DataFrame, PrepError> {
+    let names = header_names(chunk, rules).map_err(|e| rows.error(format_args!("the header: {e}")))?;
     let pinned: Schema = pinned
         .iter()
         .filter(|(name, _)| names.iter().any(|n| n.as_str() == name))
@@ -433,7 +438,7 @@ fn parse_batch(
         return if schema.is_some() {
             Ok(df)
         } else {
-            numbers_from_text(df, &pinned).map_err(|e| e.to_string())
+            numbers_from_text(df, &pinned).map_err(|e| rows.error(e))
         };
     }
     // Every column as text, then each to its type by the rules, naming the first value that
@@ -443,8 +448,8 @@ fn parse_batch(
         .with_infer_schema_length(Some(0))
         .into_reader_with_file_handle(Cursor::new(chunk))
         .finish()
-        .map_err(|e| format!("rows {} and after: {e}", rows.name(0)))?;
-    let inferred = numbers_from_text(text.clone(), &pinned).map_err(|e| e.to_string())?;
+        .map_err(|e| rows.error(format_args!("{} and after: {e}", rows.name(0))))?;
+    let inferred = numbers_from_text(text.clone(), &pinned).map_err(|e| rows.error(e))?;
     let mut columns = Vec::with_capacity(text.width());
     for column in text.columns() {
         let name = column.name().as_str();
@@ -453,27 +458,26 @@ fn parse_batch(
                 inferred.column(name).map(|c| c.dtype().clone()).unwrap_or(DataType::String)
             });
         columns.push(
-            convert(column.as_materialized_series().str().map_err(|e| e.to_string())?, &target, rows)?.into(),
+            convert(column.as_materialized_series().str().map_err(|e| rows.error(e))?, &target, rows)?.into(),
         );
     }
-    DataFrame::new(text.height(), columns).map_err(|e| e.to_string())
+    DataFrame::new(text.height(), columns).map_err(|e| rows.error(e))
 }
 
 /// The column names of a CSV chunk's header.
-fn header_names(chunk: &[u8], rules: &CsvRules) -> Result<Vec<String>, String> {
+fn header_names(chunk: &[u8], rules: &CsvRules) -> Result<Vec<String>, PolarsError> {
     let header = rules
         .options()
         .with_n_rows(Some(0))
         .with_infer_schema_length(Some(0))
         .into_reader_with_file_handle(Cursor::new(chunk))
-        .finish()
-        .map_err(|e| format!("the header: {e}"))?;
+        .finish()?;
     Ok(header.get_column_names().iter().map(|n| n.to_string()).collect())
 }
 
 /// A text column as `dtype`, by pandas' rules for numbers; the first value that does not fit
 /// is an error naming the column, row and value.
-fn convert(text: &StringChunked, dtype: &DataType, rows: &Rows) -> Result<Series, String> {
+fn convert(text: &StringChunked, dtype: &DataType, rows: &Rows) -> Result<Series, PrepError> {
     let name = text.name().clone();
     let bad = |i: usize, value: &str| {
         let what = match dtype {
@@ -483,9 +487,9 @@ fn convert(text: &StringChunked, dtype: &DataType, rows: &Rows) -> Result<Series
             DataType::Boolean => "a boolean".to_owned(),
             _ => "a number".to_owned(),
         };
-        format!("column \"{name}\", {}: \"{value}\" is not {what}", rows.name(i))
+        rows.error(format_args!("column \"{name}\", {}: \"{value}\" is not {what}", rows.name(i)))
     };
-    let parse = |f: &dyn Fn(&str) -> Option<f64>| -> Result<Vec<Option<f64>>, String> {
+    let parse = |f: &dyn Fn(&str) -> Option<f64>| -> Result<Vec<Option<f64>>, PrepError> {
         text.iter()
             .enumerate()
             .map(|(i, t)| match t {
@@ -504,11 +508,11 @@ fn convert(text: &StringChunked, dtype: &DataType, rows: &Rows) -> Result<Series
                     None => Ok(None),
                     Some(t) => t.trim().parse::<i64>().map(Some).map_err(|_| bad(i, t)),
                 })
-                .collect::<Result<_, String>>()?;
+                .collect::<Result<_, PrepError>>()?;
             Int64Chunked::from_iter_options(name.clone(), values.into_iter())
                 .into_series()
                 .cast(dtype)
-                .map_err(|e| e.to_string())?
+                .map_err(|e| rows.error(e))?
         }
         DataType::Boolean => {
             let values = parse(&|t| match t.trim() {
@@ -523,9 +527,13 @@ fn convert(text: &StringChunked, dtype: &DataType, rows: &Rows) -> Result<Series
             Float64Chunked::from_iter_options(name.clone(), parse(&parse_f64)?.into_iter())
                 .into_series()
                 .cast(dtype)
-                .map_err(|e| e.to_string())?
+                .map_err(|e| rows.error(e))?
         }
-        other => text.clone().into_series().cast(other).map_err(|e| format!("column \"{name}\": {e}"))?,
+        other => text
+            .clone()
+            .into_series()
+            .cast(other)
+            .map_err(|e| rows.error(format_args!("column \"{name}\": {e}")))?,
     })
 }
 
@@ -625,5 +633,15 @@ mod tests {
         assert_eq!(split_all(text, 3), vec!["1,\"a\nb\"\n2,x\n3,\"\"\"q\"\"\"\r\n", "4,y\n"]);
         assert_eq!(split_all("1\n2\n", 5), vec!["1\n2\n"]);
         assert!(split_all("\n\n", 5).is_empty());
+    }
+
+    #[test]
+    fn records_know_the_line_they_start_on() {
+        let text = "1,\"a\nb\"\n2,x\n\n3,y\n4,\"\n\n\"\n5,z";
+        let mut reader = std::io::BufReader::with_capacity(3, text.as_bytes());
+        let (mut line, mut starts, mut out) = (2, Vec::new(), Vec::new());
+        assert_eq!(super::read_records(&mut reader, 2, &mut out, &mut line, &mut starts).unwrap(), 2);
+        assert_eq!(super::read_records(&mut reader, 9, &mut out, &mut line, &mut starts).unwrap(), 3);
+        assert_eq!(starts, [2, 4, 6, 7, 10]);
     }
 }
