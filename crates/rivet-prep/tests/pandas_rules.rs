@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 use rivet_prep::polars::prelude::*;
 use rivet_prep::source::PANDAS_NA_VALUES;
@@ -16,17 +17,26 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
 
-fn generated() -> (tempfile::TempDir, Value) {
-    let dir = tempfile::tempdir().unwrap();
-    let python = option_env!("RIVET_PYTHON").map_or_else(|| root().join(".venv/bin/python"), PathBuf::from);
-    let output = Command::new(python)
-        .arg(root().join("crates/rivet-prep/tests/pandas_rules.py"))
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let expected = serde_json::from_slice(&std::fs::read(dir.path().join("expected.json")).unwrap()).unwrap();
-    (dir, expected)
+/// The tables and their answers, written once for all the tests of this file, under
+/// target/pandas_rules (replaced on each run).
+fn generated() -> (&'static Path, &'static Value) {
+    static GENERATED: OnceLock<(PathBuf, Value)> = OnceLock::new();
+    let (dir, expected) = GENERATED.get_or_init(|| {
+        let dir = root().join("target/pandas_rules");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let python =
+            option_env!("RIVET_PYTHON").map_or_else(|| root().join(".venv/bin/python"), PathBuf::from);
+        let output = Command::new(python)
+            .arg(root().join("crates/rivet-prep/tests/pandas_rules.py"))
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let expected = serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+        (dir, expected)
+    });
+    (dir.as_path(), expected)
 }
 
 fn spec(steps: Value) -> PipelineSpec {
@@ -67,7 +77,7 @@ fn data_error<T: std::fmt::Debug>(result: Result<T, PrepError>) -> String {
 #[test]
 fn standard_scale_finds_a_constant_feature_as_scikit_learn_does() {
     let (dir, expected) = generated();
-    let table = read_table(&dir.path().join("tiny.csv")).unwrap();
+    let table = read_table(&dir.join("tiny.csv")).unwrap();
     let fitted =
         FittedPipeline::fit(&spec(json!([{"op": "standard_scale", "columns": ["x", "c", "near"]}])), &table)
             .unwrap();
@@ -90,8 +100,8 @@ fn standard_scale_finds_a_constant_feature_as_scikit_learn_does() {
 fn statistics_on_a_large_offset_are_exact_and_the_same_from_every_source() {
     let (dir, expected) = generated();
     let steps = spec(json!([{"op": "standard_scale", "columns": ["x"]}]));
-    let csv = read_table(&dir.path().join("offset.csv")).unwrap();
-    let parquet = read_table(&dir.path().join("offset.parquet")).unwrap();
+    let csv = read_table(&dir.join("offset.csv")).unwrap();
+    let parquet = read_table(&dir.join("offset.parquet")).unwrap();
     // Batches as an Arrow stream delivers them: one chunk per batch, of uneven sizes.
     let mut stream = parquet.slice(0, 1);
     let mut at = 1;
@@ -187,7 +197,7 @@ fn a_step_never_replaces_a_column_by_making_one() {
 #[test]
 fn a_file_that_fits_transforms_in_batches_of_any_size() {
     let (dir, expected) = generated();
-    let file = dir.path().join("late_float.csv");
+    let file = dir.join("late_float.csv");
     let table = read_table(&file).unwrap();
     assert_eq!(expected["late_float"]["dtype"], "float64");
     assert_eq!(table.column("x").unwrap().dtype(), &DataType::Float64, "as pandas reads it");
@@ -203,7 +213,7 @@ fn a_file_that_fits_transforms_in_batches_of_any_size() {
     let integers = read_table(&file).unwrap().slice(0, 66_000);
     assert_eq!(integers.column("x").unwrap().dtype(), &DataType::Float64);
     let ints = std::fs::read_to_string(&file).unwrap().lines().take(66_001).collect::<Vec<_>>().join("\n");
-    let ints_file = dir.path().join("ints.csv");
+    let ints_file = dir.join("ints.csv");
     std::fs::write(&ints_file, ints + "\n").unwrap();
     let fitted = FittedPipeline::fit(&steps, &read_table(&ints_file).unwrap()).unwrap();
     assert_eq!(fitted.input()[0].dtype, "i64");
@@ -224,7 +234,8 @@ fn a_file_that_fits_transforms_in_batches_of_any_size() {
 #[test]
 fn a_column_fitted_as_text_stays_text() {
     let dir = tempfile::tempdir().unwrap();
-    let (letters, digits) = (dir.path().join("letters.csv"), dir.path().join("digits.csv"));
+    let dir = dir.path();
+    let (letters, digits) = (dir.join("letters.csv"), dir.join("digits.csv"));
     std::fs::write(&letters, "c\na\nb\n").unwrap();
     std::fs::write(&digits, "c\n7\n8\n").unwrap();
     let steps = spec(json!([{"op": "one_hot", "columns": ["c"], "unseen": "ignore"}]));
@@ -239,7 +250,7 @@ fn csv_is_read_by_pandas_rules() {
     listed.sort_unstable();
     assert_eq!(json!(listed), expected["na_values"], "pandas' default na_values");
 
-    let file = dir.path().join("rules.csv");
+    let file = dir.join("rules.csv");
     let table = read_table(&file).unwrap();
     let want: Vec<Option<f64>> = serde_json::from_value(expected["rules"]["n"].clone()).unwrap();
     assert_eq!(column(&table, "n"), want, "numbers with spaces and NA spellings");
@@ -263,7 +274,7 @@ fn csv_is_read_by_pandas_rules() {
     }
 
     // The spec's own list replaces pandas': "NA" is text, "?" is missing.
-    let own = dir.path().join("own.csv");
+    let own = dir.join("own.csv");
     std::fs::write(&own, "c,n\nNA,1\n?,?\nb,3\n").unwrap();
     let rules = PipelineSpec::from_value(json!({"csv": {"na_values": ["?"]}, "steps": []})).unwrap();
     let table = rivet_prep::read_table_with(&own, &rules.csv).unwrap();
@@ -280,7 +291,8 @@ fn csv_is_read_by_pandas_rules() {
 #[test]
 fn a_bad_value_has_one_message_whatever_the_batching() {
     let dir = tempfile::tempdir().unwrap();
-    let good = dir.path().join("good.csv");
+    let dir = dir.path();
+    let good = dir.join("good.csv");
     std::fs::write(&good, "x,note\n1.5,\"a\nb\"\n2,b\n3,c\n").unwrap();
     let steps = spec(json!([
         {"op": "standard_scale", "columns": ["x"]},
@@ -289,7 +301,7 @@ fn a_bad_value_has_one_message_whatever_the_batching() {
     let fitted = FittedPipeline::fit(&steps, &read_table(&good).unwrap()).unwrap();
     assert_eq!(fitted.input()[0].dtype, "f64");
     // Row 0 spans lines 2 and 3 (a quoted newline), so row 2 is on line 5.
-    let bad = dir.path().join("bad.csv");
+    let bad = dir.join("bad.csv");
     std::fs::write(&bad, "x,note\n1,\"a\nb\"\n2,b\n abc ,c\n").unwrap();
     let messages: Vec<String> =
         [1, 2, 100].iter().map(|&batch| data_error(features_in_batches(&fitted, &bad, batch))).collect();
@@ -307,7 +319,7 @@ fn a_bad_value_has_one_message_whatever_the_batching() {
         "steps[0] (standard_scale): column \"x\", row 0 (0-based): \" abc \" is not a number"
     );
     // A step's message names the line too when the batch came from a CSV file.
-    let unseen = dir.path().join("unseen.csv");
+    let unseen = dir.join("unseen.csv");
     std::fs::write(&unseen, "x,note\n1,\"a\nb\"\n2,zzz\n").unwrap();
     let mut batches = TableBatches::open_for(&unseen, 10, &fitted).unwrap().read_ahead(1);
     let batch = batches.next().unwrap().unwrap();
@@ -327,7 +339,7 @@ fn random_tables_match_scikit_learn_from_every_source_and_batching() {
         {"op": "one_hot", "columns": ["cat"], "unseen": "ignore"},
     ]));
     for case in expected["random"].as_array().unwrap() {
-        let file = dir.path().join(case["file"].as_str().unwrap());
+        let file = dir.join(case["file"].as_str().unwrap());
         let name = file.display();
         let fitted = FittedPipeline::fit(&steps, &read_table(&file).unwrap()).unwrap();
         let parquet =
