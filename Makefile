@@ -165,14 +165,16 @@ bench-serve: setup
 	  --mlserver-venv $(MLSERVER_VENV) --perf-analyzer .venv/perf_analyzer/perf_analyzer
 
 ## Preprocessing and batch scoring (release build) against pandas + scikit-learn (+ onnxruntime)
-## on a generated PREP_ROWS-row table as CSV and as Parquet: checks the outputs agree within
-## 1e-6, then prints wall time and peak RSS of each side and the ratios.
+## on a generated PREP_ROWS-row table as CSV and as Parquet, and on a wide 63-column table of
+## PREP_WIDE_ROWS rows (a third categorical): checks the outputs agree within 1e-6, then prints
+## wall time and peak RSS of each side and the ratios.
 PREP_ROWS ?= 1000000
+PREP_WIDE_ROWS ?= 200000
 PREP_REPEAT ?= 3
 bench-prep: setup
 	$(CARGO) build --release --workspace
 	.venv/bin/python benches/python/prep_bench.py --rivet target/release/rivet --rows $(PREP_ROWS) \
-	  --repeat $(PREP_REPEAT) --json target/bench/prep.json
+	  --wide-rows $(PREP_WIDE_ROWS) --repeat $(PREP_REPEAT) --json target/bench/prep.json
 
 ## Formatting, clippy and the API docs, each with warnings as errors. Clippy's lints come from
 ## the build itself (bootstrap.sh makes clippy-driver the compiler of the workspace's crates),

@@ -17,7 +17,8 @@ Every run is its own process; wall time and peak RSS (GNU time's %M) are the med
 printed. Prints a table with the ratios and saves it for the benchmark page (results.py); --json
 writes every figure.
 
-usage: prep_bench.py --rivet target/release/rivet [--rows 1000000] [--repeat 3] [--json FILE]
+usage: prep_bench.py --rivet target/release/rivet [--rows 1000000] [--wide-rows 200000] [--repeat 3]
+                     [--json FILE]
 """
 
 import argparse
@@ -77,6 +78,7 @@ def main() -> None:
     parser.add_argument("--rivet", required=True)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--wide-rows", type=int, default=200_000)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     rivet = str(Path(args.rivet).resolve())
@@ -134,7 +136,7 @@ def main() -> None:
         # The wide table: 63 columns, a third categorical, fitted on 20,000 rows by each side.
         wide = str(HERE / "wide_sklearn.py")
         subprocess.run([python, wide, "generate", "20000", "1", str(tmp / "wide_train.csv")], check=True)
-        subprocess.run([python, wide, "generate", str(args.rows), "11", str(tmp / "wide.csv")], check=True)
+        subprocess.run([python, wide, "generate", str(args.wide_rows), "11", str(tmp / "wide.csv")], check=True)
         (tmp / "wide_spec.json").write_text(json.dumps(wide_sklearn.SPEC))
         subprocess.run([rivet, "prep", "fit", "--spec", str(tmp / "wide_spec.json"), "--data",
                         str(tmp / "wide_train.csv"), "--out", str(tmp / "wide.pipeline.json")], check=True)
@@ -150,7 +152,7 @@ def main() -> None:
         if diff > TOLERANCE:
             sys.exit(f"wide: features differ: {a.shape} vs {b.shape}, max |diff| {diff}")
         results.append({
-            "format": "csv", "job": f"wide ({a.shape[1]})", "rows": args.rows,
+            "format": "csv", "job": f"wide ({a.shape[1]})", "rows": args.wide_rows,
             "input_mib": round((tmp / "wide.csv").stat().st_size / 2**20, 1),
             "rivet_s": prep["rivet"][0], "python_s": prep["python"][0],
             "rivet_rss_mib": prep["rivet"][1], "python_rss_mib": prep["python"][1],
@@ -158,7 +160,7 @@ def main() -> None:
             "max_abs_diff": diff,
         })
 
-    print(f"\n{args.rows:,} rows, median of {args.repeat} runs each, outputs agree within {TOLERANCE:g}")
+    print(f"\n{args.rows:,} rows ({args.wide_rows:,} wide), median of {args.repeat} runs each, outputs agree within {TOLERANCE:g}")
     header = f"{'job':<11}{'input':<9}{'rivet s':>9}{'python s':>10}{'speedup':>9}" \
              f"{'rivet MiB':>11}{'python MiB':>12}{'RSS ratio':>11}{'max |diff|':>12}"
     print(header)
@@ -167,13 +169,13 @@ def main() -> None:
               f"{r['rivet_rss_mib']:>11.0f}{r['python_rss_mib']:>12.0f}{r['rss_ratio']:>10.2f}x{r['max_abs_diff']:>12.1e}")
     save_results.save(
         "prep", "Preprocessing and batch scoring against pandas + scikit-learn (release)",
-        f"make bench-prep PREP_ROWS={args.rows} PREP_REPEAT={args.repeat}",
+        f"make bench-prep PREP_ROWS={args.rows} PREP_WIDE_ROWS={args.wide_rows} PREP_REPEAT={args.repeat}",
         ["job", "input", "Rivet s", "Python s", "speedup", "Rivet peak RSS MiB", "Python peak RSS MiB",
          "RSS ratio", "max abs difference"],
         [[r["job"], f"{r['format']} ({r['input_mib']} MiB)", f"{r['rivet_s']:.2f}", f"{r['python_s']:.2f}",
           f"{r['speedup']:.2f}×", f"{r['rivet_rss_mib']:.0f}", f"{r['python_rss_mib']:.0f}", f"{r['rss_ratio']:.2f}×",
           f"{r['max_abs_diff']:.1e}"] for r in results],
-        [f"{args.rows:,} generated rows; medians of {args.repeat} runs after a warm-up round, each a whole "
+        [f"{args.rows:,} generated rows ({args.wide_rows:,} for the wide table); medians of {args.repeat} runs after a warm-up round, each a whole "
          "process (Python's imports included); `preprocess` is `rivet prep transform` against "
          "`tabular_sklearn.py transform`, `predict` is `rivet predict --backend ort` against pandas, "
          "scikit-learn and onnxruntime; `wide (N)` is `rivet prep transform` of wide_sklearn.py's 63-column "
