@@ -136,7 +136,7 @@ impl FittedPipeline {
         self.transform_at(df, &Position { first_row, lines: None })
     }
 
-    /// [`FittedPipeline::transform`] of a batch read by [`TableBatches`]: errors name rows of
+    /// [`FittedPipeline::transform`] of a batch read by [`TableBatches`](crate::TableBatches): errors name rows of
     /// the whole file and, for CSV, the line each is on.
     pub fn transform_batch(&self, batch: &Batch) -> Result<(Tensor, Vec<String>), PrepError> {
         self.transform_at(&batch.df, &Position { first_row: batch.first_row, lines: batch.lines.clone() })
