@@ -481,8 +481,11 @@ fn parse_batch(
         .filter(|(name, _)| names.iter().any(|n| n.as_str() == name))
         .map(|(name, dtype)| Field::new(name.as_str().into(), dtype.clone()))
         .collect();
+    // Every column pinned (a pipeline without a leading select): nothing left to infer.
+    let complete: Option<Schema> = (schema.is_none() && names.len() == pinned.len())
+        .then(|| names.iter().filter_map(|n| pinned.get_field(n)).collect());
     let mut options = rules.options().with_infer_schema_length(None);
-    options = match schema {
+    options = match schema.or(complete.as_ref()) {
         Some(schema) => options.with_schema(Some(Arc::new(schema.clone()))),
         None => options.with_schema_overwrite((!pinned.is_empty()).then(|| Arc::new(pinned.clone()))),
     };
