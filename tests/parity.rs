@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::*;
 use rivet::{Backend, ErrorKind, LoadOptions, Model};
 
@@ -50,6 +52,41 @@ fn encoder_matches_pytorch_on_every_backend() {
     check_against_reference("encoder", &*load(&pt, Backend::TCH));
     check_against_reference("encoder", &*load(&onnx, Backend::ORT));
     check_against_reference("encoder", &*load(&onnx, Backend::CANDLE));
+}
+
+/// The Candle executor gives the same bits at 1 and 2 intra-op threads as with the default
+/// thread count, and PyTorch's outputs, on every bundled model: a run stays on the calling
+/// thread and only large products go to the model's pool.
+#[test]
+fn candle_gives_the_same_bits_at_every_thread_count() {
+    for network in ["mlp", "cnn", "encoder"] {
+        let (_, onnx) = model_files(network);
+        let default = load(&onnx, Backend::CANDLE);
+        let counted: Vec<(usize, Arc<dyn Model>)> = [1, 2]
+            .into_iter()
+            .map(|threads| {
+                let mut options = LoadOptions::with_backend(Backend::CANDLE);
+                options.intra_op_threads = Some(threads);
+                (threads, rivet::load(&onnx, &options).unwrap())
+            })
+            .collect();
+        for case in &cases(network) {
+            let base = run_case(&*default, case);
+            for (threads, model) in &counted {
+                let outputs = run_case(&**model, case);
+                for (name, expected) in &case.outputs {
+                    let what = format!("{network}/{} output {name} at {threads} thread(s)", case.name);
+                    let got = outputs.by_name(name).unwrap();
+                    assert_eq!(
+                        got.as_bytes(),
+                        base.by_name(name).unwrap().as_bytes(),
+                        "{what}: not the default's bits"
+                    );
+                    assert_close(got, expected, ATOL, RTOL, &what);
+                }
+            }
+        }
+    }
 }
 
 /// ResNet-18 (random weights), exported on demand as `make bench-compare` does.

@@ -11,10 +11,11 @@
 //! node.
 //!
 //! Concurrency: a loaded model is immutable, so any number of threads may run it at once, with
-//! no lock. Threads: `intra_op_threads` runs the model's kernels on a pool of that many threads
-//! (Candle's matrix products and convolutions split their work over it); without it, Candle's
-//! global pool is used (sized by `RAYON_NUM_THREADS`, else the CPU count). `inter_op_threads`
-//! must be 1 or unset: nodes run one after another.
+//! no lock. Threads: a run stays on the calling thread; only matrix products and convolutions
+//! of more than 2^18 multiply-adds split their work over a pool, that of `intra_op_threads`
+//! threads (one thread: no split), or without it the global pool (sized by
+//! `RAYON_NUM_THREADS`, else the CPU count). Outputs are the same bits at every thread count.
+//! `inter_op_threads` must be 1 or unset: nodes run one after another.
 
 #![warn(missing_docs)]
 
@@ -97,20 +98,23 @@ impl InferenceBackend for CandleBackend {
                 "inter_op_threads other than 1: the Candle executor runs nodes one after another",
             ));
         }
-        let pool = match options.intra_op_threads {
+        let budget = match options.intra_op_threads {
             Some(0) => return Err(Error::unsupported(NAME, "intra_op_threads=0: give at least 1")),
-            Some(n) => Some(Arc::new(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(n)
-                    .thread_name(|i| format!("rivet-candle-{i}"))
-                    .build()
-                    .map_err(|e| Error::backend(NAME, format!("cannot start {n} threads: {e}")))?,
-            )),
+            Some(n) => Some(kernels::threads::Budget {
+                threads: n,
+                pool: Arc::new(
+                    rayon::ThreadPoolBuilder::new()
+                        .num_threads(n)
+                        .thread_name(|i| format!("rivet-candle-{i}"))
+                        .build()
+                        .map_err(|e| Error::backend(NAME, format!("cannot start {n} threads: {e}")))?,
+                ),
+            }),
             None => None,
         };
         let model = candle_onnx::read_file(path).map_err(|e| Error::load(NAME, path, one_line(e)))?;
         let mut model = CandleModel::from_proto(model, path)?;
-        model.pool = pool;
+        model.budget = budget;
         Ok(Arc::new(model))
     }
 }
@@ -197,7 +201,7 @@ impl CandleModel {
             .collect::<Result<Vec<_>>>()?;
         let signature = Signature { inputs, outputs };
         let names = signature.output_names(signature.outputs.len()).into();
-        Ok(CandleModel { plan, signature, names, pool: None })
+        Ok(CandleModel { plan, signature, names, budget: None })
     }
 
     /// Number of steps a run walks, after constant folding.
@@ -212,7 +216,8 @@ pub struct CandleModel {
     signature: Signature,
     /// The output names, shared by every run's `Outputs`.
     names: Arc<[String]>,
-    pool: Option<Arc<rayon::ThreadPool>>,
+    /// The intra-op thread count given at load, with its pool; `None` for the default.
+    budget: Option<kernels::threads::Budget>,
 }
 
 /// Copies a Rivet view into a Candle CPU tensor (bool becomes u8, as candle-onnx expects).
@@ -342,10 +347,9 @@ impl Model for CandleModel {
     fn execute(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>> {
         let feeds = inputs.iter().map(to_candle).collect::<Result<Vec<_>>>()?;
         let run = || self.plan.run(feeds).map_err(|e| Error::backend(NAME, &e).with_source(e));
-        let results = match &self.pool {
-            Some(pool) => pool.install(run)?,
-            None => run()?,
-        };
+        // The run stays on the calling thread; only products large enough to gain go to the
+        // pool (kernels::threads).
+        let results = kernels::threads::with_budget(self.budget.as_ref(), run)?;
         self.signature
             .outputs
             .iter()

@@ -3,7 +3,7 @@
 
 use super::gemm::*;
 use super::window::*;
-use super::with_values;
+use super::{threads, with_values};
 use candle_core::{bail, DType as CDType, Device, Result as CResult, Tensor as CTensor};
 
 /// Element types a convolution runs in, each with a per-thread scratch buffer for its im2col
@@ -108,75 +108,78 @@ pub(crate) fn conv_images<T: ConvElem>(
     let mut out: Vec<T> = Vec::with_capacity(len);
     // A 1×1 window over every position in order reads the image itself.
     let direct = k == 1 && p == plane && geo.runs[0].as_slice() == [(0, 0, p, 1)];
-    let par = parallelism(mg * p * ck);
-    with_values(x, |xs: &[T]| {
-        with_values(wt, |ws: &[T]| -> CResult<()> {
-            if xs.len() != n * c * plane || ws.len() != m * ck {
-                bail!("Conv operands do not hold their shapes' elements");
-            }
-            let dst_all = &mut out.spare_capacity_mut()[..len];
-            let product = |col: &[T], out_img: &mut [std::mem::MaybeUninit<T>], g: usize| {
-                let (lhs, rhs) = (&ws[g * mg * ck..(g + 1) * mg * ck], &col[g * ck * p..(g + 1) * ck * p]);
-                let dst = &mut out_img[g * mg * p..(g + 1) * mg * p];
-                // SAFETY: `lhs` holds mg×ck, `rhs` ck×p and `dst` mg×p elements, each
-                // row-major (column stride 1, row stride ck, p and p), exactly the extents gemm
-                // reads and writes; the slices do not overlap. With `read_dst` false, gemm
-                // writes every element of `dst` (k = ck > 0) and reads none.
-                unsafe {
-                    gemm::gemm(
-                        mg,
-                        p,
-                        ck,
-                        dst.as_mut_ptr().cast::<T>(),
-                        1,
-                        p as isize,
-                        false,
-                        lhs.as_ptr(),
-                        1,
-                        ck as isize,
-                        rhs.as_ptr(),
-                        1,
-                        p as isize,
-                        T::zero(),
-                        T::from_f64(1.0),
-                        false,
-                        false,
-                        false,
-                        par,
-                    );
+    threads::products(n * mg * group * p * ck, |par| {
+        with_values(x, |xs: &[T]| {
+            with_values(wt, |ws: &[T]| -> CResult<()> {
+                if xs.len() != n * c * plane || ws.len() != m * ck {
+                    bail!("Conv operands do not hold their shapes' elements");
                 }
-            };
-            // Once every group's product has written `out_img`: bias and Relu.
-            let finish = |out_img: &mut [std::mem::MaybeUninit<T>]| {
-                // SAFETY: the products of all groups wrote every element of `out_img` (the
-                // groups' `dst` slices tile it), so it holds initialized values.
-                let done = unsafe { &mut *(out_img as *mut [std::mem::MaybeUninit<T>] as *mut [T]) };
-                bias_relu(done, bias.as_deref(), p, relu);
-            };
-            let side_by_side = if p < BATCH_PLANE && !direct { (BATCH_COLUMNS / p).clamp(1, n) } else { 1 };
-            if side_by_side > 1 {
-                let dims = (c, m, group, plane);
-                conv_side_by_side(xs, ws, dst_all, bias.as_deref(), geo, dims, side_by_side, par, relu);
-                return Ok(());
-            }
-            let images = xs.chunks_exact(c * plane).zip(dst_all.chunks_exact_mut(m * p));
-            if direct {
-                for (img, out_img) in images {
-                    (0..group).for_each(|g| product(img, out_img, g));
-                    finish(out_img);
+                let dst_all = &mut out.spare_capacity_mut()[..len];
+                let product = |col: &[T], out_img: &mut [std::mem::MaybeUninit<T>], g: usize| {
+                    let (lhs, rhs) =
+                        (&ws[g * mg * ck..(g + 1) * mg * ck], &col[g * ck * p..(g + 1) * ck * p]);
+                    let dst = &mut out_img[g * mg * p..(g + 1) * mg * p];
+                    // SAFETY: `lhs` holds mg×ck, `rhs` ck×p and `dst` mg×p elements, each
+                    // row-major (column stride 1, row stride ck, p and p), exactly the extents gemm
+                    // reads and writes; the slices do not overlap. With `read_dst` false, gemm
+                    // writes every element of `dst` (k = ck > 0) and reads none.
+                    unsafe {
+                        gemm::gemm(
+                            mg,
+                            p,
+                            ck,
+                            dst.as_mut_ptr().cast::<T>(),
+                            1,
+                            p as isize,
+                            false,
+                            lhs.as_ptr(),
+                            1,
+                            ck as isize,
+                            rhs.as_ptr(),
+                            1,
+                            p as isize,
+                            T::zero(),
+                            T::from_f64(1.0),
+                            false,
+                            false,
+                            false,
+                            par,
+                        );
+                    }
+                };
+                // Once every group's product has written `out_img`: bias and Relu.
+                let finish = |out_img: &mut [std::mem::MaybeUninit<T>]| {
+                    // SAFETY: the products of all groups wrote every element of `out_img` (the
+                    // groups' `dst` slices tile it), so it holds initialized values.
+                    let done = unsafe { &mut *(out_img as *mut [std::mem::MaybeUninit<T>] as *mut [T]) };
+                    bias_relu(done, bias.as_deref(), p, relu);
+                };
+                let side_by_side =
+                    if p < BATCH_PLANE && !direct { (BATCH_COLUMNS / p).clamp(1, n) } else { 1 };
+                if side_by_side > 1 {
+                    let dims = (c, m, group, plane);
+                    conv_side_by_side(xs, ws, dst_all, bias.as_deref(), geo, dims, side_by_side, par, relu);
+                    return Ok(());
                 }
-                return Ok(());
-            }
-            T::with_scratch(c * k * p, |col| {
-                for (img, out_img) in images {
-                    im2col(img, geo, c, plane, col, p);
-                    (0..group).for_each(|g| product(col, out_img, g));
-                    finish(out_img);
+                let images = xs.chunks_exact(c * plane).zip(dst_all.chunks_exact_mut(m * p));
+                if direct {
+                    for (img, out_img) in images {
+                        (0..group).for_each(|g| product(img, out_img, g));
+                        finish(out_img);
+                    }
+                    return Ok(());
                 }
-            });
-            Ok(())
-        })
-    })???;
+                T::with_scratch(c * k * p, |col| {
+                    for (img, out_img) in images {
+                        im2col(img, geo, c, plane, col, p);
+                        (0..group).for_each(|g| product(col, out_img, g));
+                        finish(out_img);
+                    }
+                });
+                Ok(())
+            })
+        })??
+    })?;
     // SAFETY: every path above wrote all `len` elements (each image's `finish` ran on output the
     // products wrote in full; `conv_side_by_side` writes each element once); an error returned
     // before this line drops `out` at length 0.

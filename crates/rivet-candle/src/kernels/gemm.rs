@@ -1,7 +1,7 @@
 //! Matrix products: ONNX MatMul's rules over Candle and the gemm crate, small products in
 //! registers, and the products of Gemm with its bias and Relu in the epilogue.
 
-use super::with_values;
+use super::{threads, with_values};
 use candle_core::{bail, DType as CDType, Device, Result as CResult, Tensor as CTensor};
 
 /// A constant `[k, n]` B whose `n` is not a multiple of 8, as a view of the first `n` columns of
@@ -32,11 +32,16 @@ pub(crate) fn matmul(a: &CTensor, b: &CTensor) -> CResult<CTensor> {
         Some(y) => y,
         None => {
             let (a2, b2) = (mm_ready(&a2)?, mm_ready(&b2)?);
-            if a2.rank() == 2 && b2.rank() == 2 {
-                a2.matmul(&b2)?
-            } else {
-                a2.broadcast_matmul(&b2)?
-            }
+            let batches: usize =
+                a2.dims()[..a2.rank() - 2].iter().chain(&b2.dims()[..b2.rank() - 2]).product();
+            let (m, n) = (a2.dims()[a2.rank() - 2], b2.dims()[b2.rank() - 1]);
+            threads::products(batches.max(1) * m * n * ka, |_| {
+                if a2.rank() == 2 && b2.rank() == 2 {
+                    a2.matmul(&b2)
+                } else {
+                    a2.broadcast_matmul(&b2)
+                }
+            })?
         }
     };
     if a1 {
@@ -500,33 +505,34 @@ pub(crate) fn gemm_op<T: candle_core::WithDType>(
                 ) {
                     return;
                 }
-                let par = parallelism(m * n * k);
-                // SAFETY: `with_strided` checked that every element of both 2-D views lies
-                // inside its storage; gemm reads a's m×k and b's k×n elements through their
-                // strides and writes the m×n row-major `out`, which overlaps neither.
-                unsafe {
-                    gemm::gemm(
-                        m,
-                        n,
-                        k,
-                        out.as_mut_ptr(),
-                        1,
-                        n as isize,
-                        read_dst,
-                        av.data.as_ptr().add(av.start),
-                        av.strides[1] as isize,
-                        av.strides[0] as isize,
-                        bv.data.as_ptr().add(bv.start),
-                        bv.strides[1] as isize,
-                        bv.strides[0] as isize,
-                        T::from_f64(1.0),
-                        T::from_f64(alpha),
-                        false,
-                        false,
-                        false,
-                        par,
-                    );
-                }
+                threads::products(m * n * k, |par| {
+                    // SAFETY: `with_strided` checked that every element of both 2-D views lies
+                    // inside its storage; gemm reads a's m×k and b's k×n elements through their
+                    // strides and writes the m×n row-major `out`, which overlaps neither.
+                    unsafe {
+                        gemm::gemm(
+                            m,
+                            n,
+                            k,
+                            out.as_mut_ptr(),
+                            1,
+                            n as isize,
+                            read_dst,
+                            av.data.as_ptr().add(av.start),
+                            av.strides[1] as isize,
+                            av.strides[0] as isize,
+                            bv.data.as_ptr().add(bv.start),
+                            bv.strides[1] as isize,
+                            bv.strides[0] as isize,
+                            T::from_f64(1.0),
+                            T::from_f64(alpha),
+                            false,
+                            false,
+                            false,
+                            par,
+                        );
+                    }
+                });
             })
         })??;
     }
@@ -563,16 +569,5 @@ pub(crate) fn mm_ready(t: &CTensor) -> CResult<CTensor> {
         Ok(t.clone())
     } else {
         t.contiguous()
-    }
-}
-
-/// How a product of `macs` multiply-adds runs: on the calling thread when small, else on the
-/// current rayon pool.
-pub(crate) fn parallelism(macs: usize) -> gemm::Parallelism {
-    let threads = rayon::current_num_threads();
-    if macs <= SERIAL_GEMM_MACS || threads < 2 {
-        gemm::Parallelism::None
-    } else {
-        gemm::Parallelism::Rayon(threads)
     }
 }
