@@ -35,7 +35,7 @@ pub(crate) fn matmul(a: &CTensor, b: &CTensor) -> CResult<CTensor> {
             let batches: usize =
                 a2.dims()[..a2.rank() - 2].iter().chain(&b2.dims()[..b2.rank() - 2]).product();
             let (m, n) = (a2.dims()[a2.rank() - 2], b2.dims()[b2.rank() - 1]);
-            threads::products(batches.max(1) * m * n * ka, |_| {
+            threads::candle_product(batches.max(1) * m * n * ka, || {
                 if a2.rank() == 2 && b2.rank() == 2 {
                     a2.matmul(&b2)
                 } else {
@@ -53,9 +53,12 @@ pub(crate) fn matmul(a: &CTensor, b: &CTensor) -> CResult<CTensor> {
     Ok(y)
 }
 
-/// Below this many multiply-adds a matrix product runs on the calling thread: waking a thread
-/// pool for it costs more than the product (tens of microseconds on a small model).
-pub(crate) const SERIAL_GEMM_MACS: usize = 1 << 18;
+/// Up to this many multiply-adds a matrix product or a convolution runs on the calling thread,
+/// whatever the thread settings: below it, handing the product to a pool and splitting it costs
+/// more than the split gains (measured with `rivet bench --threads 1,2` on the bundled CNN,
+/// whose convolutions are under a million multiply-adds, and ResNet-18, whose are tens of
+/// millions).
+pub(crate) const SERIAL_GEMM_MACS: usize = 1 << 22;
 
 /// `a @ b` (f32 or f64, `b` a matrix or a batch matching `a`'s) by one `gemm` call per batch
 /// on the calling thread, when small; `None` otherwise (Candle's product runs it, on its pool).

@@ -52,22 +52,35 @@ impl<T> Handoff<T> {
 // value (and what it borrows) is used by one thread at a time, as on the caller alone.
 unsafe impl<T> Send for Handoff<T> {}
 
-/// Runs `f`, the products of a kernel (`macs` multiply-adds in all), with the parallelism they
-/// may use: on the calling thread when small or when the budget is one thread, else on the
-/// budget's pool; without a budget, as [`parallelism`] says.
+/// Runs `f`, the products of one of Rivet's kernels (`macs` multiply-adds in all), with the
+/// parallelism they may use: on the calling thread when small or when the budget is one thread,
+/// else split over the budget's pool; without a budget, as [`parallelism`] says.
 pub(crate) fn products<R>(macs: usize, f: impl FnOnce(Parallelism) -> R) -> R {
-    let budget = BUDGET.with(|b| b.borrow().clone());
-    match budget {
+    match budget() {
         None => f(parallelism(macs)),
-        Some(_) if macs <= SERIAL_GEMM_MACS => f(Parallelism::None),
-        Some(Budget { threads, pool }) => {
-            let par = if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None };
-            // A large product goes to the pool even at one thread: Candle's own products
-            // parallelise on whatever pool they run in.
-            let task = Handoff(f);
-            pool.install(move || Handoff(task.into_inner()(par))).into_inner()
+        Some(Budget { threads, pool }) if threads > 1 && macs > SERIAL_GEMM_MACS => {
+            on_pool(&pool, move || f(Parallelism::Rayon(threads)))
         }
+        Some(_) => f(Parallelism::None),
     }
+}
+
+/// Runs `f`, a product of Candle's own (`macs` multiply-adds), which splits its work over
+/// whatever pool it runs in: a large one runs on the budget's pool, at one thread too.
+pub(crate) fn candle_product<R>(macs: usize, f: impl FnOnce() -> R) -> R {
+    match budget() {
+        Some(Budget { pool, .. }) if macs > SERIAL_GEMM_MACS => on_pool(&pool, f),
+        _ => f(),
+    }
+}
+
+fn budget() -> Option<Budget> {
+    BUDGET.with(|b| b.borrow().clone())
+}
+
+fn on_pool<R>(pool: &rayon::ThreadPool, f: impl FnOnce() -> R) -> R {
+    let task = Handoff(f);
+    pool.install(move || Handoff(task.into_inner()())).into_inner()
 }
 
 /// How a product of `macs` multiply-adds runs without a budget: on the calling thread when
