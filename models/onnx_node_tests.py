@@ -44,8 +44,14 @@ def rivet_cases():
 
     def model(name, nodes, inputs, outputs, initializers=(), opset=17):
         graph = helper.make_graph(nodes, name, inputs, outputs, list(initializers))
-        # IR version 8 (opset 17's) or 9 (opset 19's), which ONNX Runtime 1.31 still reads.
-        ir = 8 if opset <= 17 else 9
+        # IR version 8 (opset 17's) or 9 (opset 19's), which ONNX Runtime 1.31 still reads; IR 3
+        # for opsets up to 8, as the exporters of that time wrote, with every initializer also
+        # a graph input (after the real inputs, so that input_I.pb still numbers those).
+        ir = 3 if opset <= 8 else 8 if opset <= 17 else 9
+        if ir == 3:
+            graph.input.extend(
+                helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in initializers
+            )
         return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=ir)
 
     def vi(name, elem, shape):
@@ -137,6 +143,7 @@ def rivet_cases():
     cases += control_flow_cases(model, vi, rng)
     cases += fusion_cases(model, vi, rng)
     cases += half_cases(model, vi, rng)
+    cases += legacy_cases(model, vi, rng)
     out = []
     for case in cases:
         name, m, inputs = case[:3]
@@ -182,6 +189,227 @@ def fusion_cases(model, vi, rng):
                  init(rng.standard_normal(3).astype(np.float32), "kb")],
             ),
             [rng.standard_normal((3, 5)).astype(np.float32), rng.standard_normal((2, 2, 5, 5)).astype(np.float32)],
+        ),
+    ]
+
+
+def legacy_cases(model, vi, rng):
+    """Operators at opsets 1 to 6 with the attributes later opsets dropped: `broadcast` and
+    `axis` on Add, Sub, Mul, Div and Gemm, BatchNormalization's `is_test`, `spatial` and
+    `consumed_inputs`, PRelu's slope per channel, Concat's default axis; and a small network laid
+    out as exporters of that time wrote one (Conv, its bias added with `axis=1`, BatchNormalization,
+    PRelu, Flatten, Gemm). ONNX's reference evaluator gives the outputs; where it broadcasts by numpy's
+    rule instead of the opset's (B placed by `axis`), it runs the same graph written with today's
+    operators, B reshaped as the opset's rule places it."""
+    from onnx import TensorProto, helper
+    from onnx.reference import ReferenceEvaluator
+
+    f32 = TensorProto.FLOAT
+    init = numpy_helper.from_array
+
+    def data(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+
+    def today(nodes, inputs, outputs, initializers, opset=15):
+        """Expected outputs from the reference evaluator running the graph at `opset` (15 by
+        default: its BatchNormalization for opsets 9 to 13 mixes the batch's statistics into
+        inference)."""
+        m = model("today", nodes, inputs, outputs, initializers, opset=opset)
+
+        def run(feeds):
+            return ReferenceEvaluator(m).run(None, {i.name: v for i, v in zip(m.graph.input, feeds)})
+
+        return run
+
+    x4 = data(2, 3, 4, 5)
+    b_axis = data(3, 4)
+    img = data(2, 3, 6, 6)
+    k = data(4, 3, 3, 3)
+    conv_bias = data(4)
+    bn = [np.abs(data(4)) + 0.5, data(4), data(4), np.abs(data(4)) + 0.1]
+    slope = np.abs(data(4)) * 0.25
+    fc = data(5, 4 * 4 * 4)
+    fc_bias = data(5)
+    return [
+        (
+            "rivet_legacy_add_broadcast_trailing",
+            model(
+                "m",
+                [helper.make_node("Add", ["x", "b"], ["y"], broadcast=1)],
+                [vi("x", f32, [2, 3, 4, 5])],
+                [vi("y", f32, [2, 3, 4, 5])],
+                [init(data(4, 5), "b")],
+                opset=6,
+            ),
+            [x4],
+        ),
+        (
+            "rivet_legacy_mul_broadcast_axis",
+            model(
+                "m",
+                [helper.make_node("Mul", ["x", "b"], ["y"], broadcast=1, axis=1)],
+                [vi("x", f32, [2, 3, 4, 5])],
+                [vi("y", f32, [2, 3, 4, 5])],
+                [init(b_axis, "b")],
+                opset=6,
+            ),
+            [x4],
+            today(
+                [helper.make_node("Mul", ["x", "b"], ["y"])],
+                [vi("x", f32, [2, 3, 4, 5])],
+                [vi("y", f32, None)],
+                [init(b_axis.reshape(3, 4, 1), "b")],
+            ),
+        ),
+        (
+            "rivet_legacy_sub_scalar_opset1",
+            model(
+                "m",
+                [helper.make_node("Sub", ["x", "b"], ["y"], broadcast=1, consumed_inputs=[0, 0])],
+                [vi("x", f32, [3, 4])],
+                [vi("y", f32, [3, 4])],
+                [init(np.array([0.75], np.float32), "b")],
+                opset=1,
+            ),
+            [data(3, 4)],
+        ),
+        (
+            "rivet_legacy_div_same_shape",
+            model(
+                "m",
+                [helper.make_node("Div", ["x", "d"], ["y"])],
+                [vi("x", f32, [3, 4]), vi("d", f32, [3, 4])],
+                [vi("y", f32, [3, 4])],
+                opset=5,
+            ),
+            [data(3, 4), np.abs(data(3, 4)) + 0.5],
+        ),
+        (
+            "rivet_legacy_gemm_broadcast",
+            model(
+                "m",
+                [helper.make_node("Gemm", ["x", "w", "c"], ["y"], transB=1, broadcast=1, alpha=0.5, beta=2.0)],
+                [vi("x", f32, [3, 5])],
+                [vi("y", f32, [3, 4])],
+                [init(data(4, 5), "w"), init(data(4), "c")],
+                opset=6,
+            ),
+            [data(3, 5)],
+        ),
+        (
+            "rivet_legacy_gemm_exact_c",
+            model(
+                "m",
+                [helper.make_node("Gemm", ["x", "w", "c"], ["y"], transA=1)],
+                [vi("x", f32, [5, 3]), vi("c", f32, [3, 4])],
+                [vi("y", f32, [3, 4])],
+                [init(data(5, 4), "w")],
+                opset=6,
+            ),
+            [data(5, 3), data(3, 4)],
+        ),
+        (
+            "rivet_legacy_batchnorm_is_test",
+            model(
+                "m",
+                [helper.make_node("BatchNormalization", ["x", "s", "b", "mean", "var"], ["y"],
+                                  is_test=1, epsilon=1e-3, momentum=0.9, spatial=1)],
+                [vi("x", f32, [2, 4, 3, 3])],
+                [vi("y", f32, [2, 4, 3, 3])],
+                [init(v, n) for v, n in zip(bn, ["s", "b", "mean", "var"])],
+                opset=6,
+            ),
+            [data(2, 4, 3, 3)],
+        ),
+        (
+            "rivet_legacy_batchnorm_consumed_inputs",
+            model(
+                "m",
+                [helper.make_node("BatchNormalization", ["x", "s", "b", "mean", "var"], ["y"],
+                                  is_test=1, consumed_inputs=[0, 0, 0, 1, 1])],
+                [vi("x", f32, [2, 4, 3, 3])],
+                [vi("y", f32, [2, 4, 3, 3])],
+                [init(v, n) for v, n in zip(bn, ["s", "b", "mean", "var"])],
+                opset=1,
+            ),
+            [data(2, 4, 3, 3)],
+            # The reference has no BatchNormalization-1: version 6 differs from it only by
+            # dropping consumed_inputs.
+            today(
+                [helper.make_node("BatchNormalization", ["x", "s", "b", "mean", "var"], ["y"], is_test=1)],
+                [vi("x", f32, [2, 4, 3, 3])],
+                [vi("y", f32, None)],
+                [init(v, n) for v, n in zip(bn, ["s", "b", "mean", "var"])],
+                opset=6,
+            ),
+        ),
+        (
+            "rivet_legacy_prelu_per_channel",
+            model(
+                "m",
+                [helper.make_node("PRelu", ["x", "slope"], ["y"])],
+                [vi("x", f32, [2, 3, 4, 5])],
+                [vi("y", f32, [2, 3, 4, 5])],
+                [init(np.array([0.1, 0.2, 0.3], np.float32), "slope")],
+                opset=6,
+            ),
+            [x4],
+        ),
+        (
+            "rivet_legacy_concat_default_axis",
+            model(
+                "m",
+                [helper.make_node("Concat", ["a", "b"], ["y"])],
+                [vi("a", f32, [2, 3]), vi("b", f32, [2, 4])],
+                [vi("y", f32, [2, 7])],
+                opset=1,
+            ),
+            [data(2, 3), data(2, 4)],
+            # The reference wants an axis on every Concat: Concat-1's default, 1, written out.
+            today(
+                [helper.make_node("Concat", ["a", "b"], ["y"], axis=1)],
+                [vi("a", f32, [2, 3]), vi("b", f32, [2, 4])],
+                [vi("y", f32, None)],
+                [],
+                opset=4,
+            ),
+        ),
+        (
+            "rivet_legacy_network",
+            model(
+                "m",
+                [
+                    helper.make_node("Conv", ["img", "k"], ["c"], kernel_shape=[3, 3], pads=[0, 0, 0, 0]),
+                    helper.make_node("Add", ["c", "cb"], ["cbias"], broadcast=1, axis=1),
+                    helper.make_node("BatchNormalization", ["cbias", "s", "b", "mean", "var"], ["n"],
+                                     is_test=1, epsilon=1e-5),
+                    helper.make_node("PRelu", ["n", "slope"], ["p"]),
+                    helper.make_node("Flatten", ["p"], ["flat"], axis=1),
+                    helper.make_node("Gemm", ["flat", "fc", "fcb"], ["y"], transB=1, broadcast=1),
+                ],
+                [vi("img", f32, [2, 3, 6, 6])],
+                [vi("y", f32, [2, 5])],
+                [init(k, "k"), init(conv_bias, "cb")]
+                + [init(v, n) for v, n in zip(bn, ["s", "b", "mean", "var"])]
+                + [init(slope, "slope"), init(fc, "fc"), init(fc_bias, "fcb")],
+                opset=6,
+            ),
+            [img],
+            today(
+                [
+                    helper.make_node("Conv", ["img", "k"], ["c"], kernel_shape=[3, 3]),
+                    helper.make_node("Add", ["c", "cb"], ["cbias"]),
+                    helper.make_node("BatchNormalization", ["cbias", "s", "b", "mean", "var"], ["n"], epsilon=1e-5),
+                    helper.make_node("PRelu", ["n", "slope"], ["p"]),
+                    helper.make_node("Flatten", ["p"], ["flat"], axis=1),
+                    helper.make_node("Gemm", ["flat", "fc", "fcb"], ["y"], transB=1),
+                ],
+                [vi("img", f32, [2, 3, 6, 6])],
+                [vi("y", f32, None)],
+                [init(k, "k"), init(conv_bias.reshape(4, 1, 1), "cb")]
+                + [init(v, n) for v, n in zip(bn, ["s", "b", "mean", "var"])]
+                + [init(slope.reshape(4, 1, 1), "slope"), init(fc, "fc"), init(fc_bias, "fcb")],
+            ),
         ),
     ]
 
@@ -474,11 +702,14 @@ def main():
             write_tensor(os.path.join(data, f"input_{i}.pb"), model.graph.input[i].name, v)
         for i, v in enumerate(outputs):
             write_tensor(os.path.join(data, f"output_{i}.pb"), model.graph.output[i].name, v)
+        # BatchNormalization folds its statistics into one scale and shift, which rounds
+        # differently from the reference's four steps: the legacy cases allow for that.
+        rtol, atol = (1e-5, 1e-7) if name.startswith("rivet_legacy_") else (1e-6, 0.0)
         manifest.append(
             {
                 "name": name,
-                "rtol": 1e-6,
-                "atol": 0.0,
+                "rtol": rtol,
+                "atol": atol,
                 "data_sets": 1,
                 "tensors_only": True,
                 "ops": sorted({n.op_type for n in model.graph.node}),

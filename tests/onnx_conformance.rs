@@ -20,8 +20,13 @@ fn root() -> PathBuf {
 }
 
 /// The generated suite, (re)written by `models/onnx_node_tests.py` when missing or older than
-/// the script.
+/// the script (once, however many tests ask for it).
 fn suite() -> PathBuf {
+    static SUITE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    SUITE.get_or_init(write_suite).clone()
+}
+
+fn write_suite() -> PathBuf {
     let dir = root().join("target/onnx-node-tests");
     let script = root().join("models/onnx_node_tests.py");
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
@@ -297,4 +302,63 @@ fn onnx_node_suite() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// A network at opset 6 as exporters of that time wrote it (`broadcast` and `axis` on Add and
+/// Gemm, BatchNormalization with `is_test`, PRelu per channel), which ONNX Runtime refuses:
+/// `auto` loads it on Candle, naming the backend it skipped and why, and it answers as ONNX's
+/// reference evaluator does. A legacy form whose semantics Candle does not implement (training
+/// statistics, `is_test=0`) is refused at load with its operator and opset named.
+#[test]
+fn legacy_opsets_load_on_candle_under_auto() {
+    let case = suite().join("rivet_legacy_network");
+    let loaded = rivet::load_explained(case.join("model.onnx"), &LoadOptions::default()).unwrap();
+    assert_eq!(loaded.model.backend(), Backend::CANDLE);
+    let skipped: Vec<String> = loaded.skipped.iter().map(|(b, e)| format!("{b}: {e}")).collect();
+    assert_eq!(loaded.skipped.len(), 1, "{skipped:?}");
+    assert_eq!(loaded.skipped[0].0, Backend::ORT, "{skipped:?}");
+    assert!(skipped[0].contains("Could not find an implementation for Add(6)"), "{skipped:?}");
+    let data = case.join("test_data_set_0");
+    let input = read_tensor(&data.join("input_0.pb")).unwrap();
+    let expected = read_tensor(&data.join("output_0.pb")).unwrap();
+    let outputs = loaded.model.run(&[&input]).unwrap();
+    compare(outputs.get(0).unwrap(), &expected, 1e-5, 1e-7).unwrap();
+
+    use candle_onnx::onnx::{attribute_proto::AttributeType, AttributeProto, GraphProto, NodeProto};
+    use rivet_testkit::onnx::{model_of, value};
+    let int = |name: &str, i: i64| AttributeProto {
+        name: name.into(),
+        i,
+        r#type: AttributeType::Int as i32,
+        ..Default::default()
+    };
+    let names = ["x", "scale", "bias", "mean", "var"];
+    let graph = GraphProto {
+        node: vec![NodeProto {
+            op_type: "BatchNormalization".into(),
+            name: "bn".into(),
+            input: names.iter().map(|n| n.to_string()).collect(),
+            output: vec!["y".into()],
+            attribute: vec![int("is_test", 0)],
+            ..Default::default()
+        }],
+        input: [value("x", 1, &[1, 2, 3])]
+            .into_iter()
+            .chain(names[1..].iter().map(|n| value(n, 1, &[2])))
+            .collect(),
+        output: vec![value("y", 1, &[1, 2, 3])],
+        ..Default::default()
+    };
+    let mut model = model_of(graph);
+    model.ir_version = 3;
+    model.opset_import[0].version = 6;
+    let path = std::env::temp_dir().join(format!("rivet-legacy-bn-{}.onnx", std::process::id()));
+    std::fs::write(&path, model.encode_to_vec()).unwrap();
+    let err = rivet::load(&path, &LoadOptions::with_backend(Backend::CANDLE))
+        .err()
+        .expect("is_test=0 must be refused");
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("BatchNormalization (opset 6): node \"bn\": is_test=0 (training"), "{text}");
 }

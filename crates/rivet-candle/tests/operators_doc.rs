@@ -7,8 +7,8 @@ use std::path::Path;
 const BEGIN: &str = "<!-- operators:begin: generated from the operator registry by `RIVET_BLESS=1 cargo test -p rivet-candle --test operators_doc` -->";
 const END: &str = "<!-- operators:end -->";
 
-/// The list as Markdown: one line per family, each operator with its opsets unless it is
-/// implemented at every one.
+/// The list as Markdown: one line per family, each operator with its opsets unless one
+/// definition covers every opset (an operator defined apart for older opsets lists each range).
 fn render() -> String {
     let ops = rivet_candle::operators().expect("the registry builds");
     let mut out = String::new();
@@ -18,22 +18,31 @@ fn render() -> String {
             families.push(o.family);
         }
     }
+    let mut total = 0;
     for family in families {
-        let names: Vec<String> = ops
+        // (domain, name) -> each definition's opsets, in registry order.
+        let mut defs: Vec<((&str, &str), Vec<&str>)> = Vec::new();
+        for o in ops.iter().filter(|o| o.family == family) {
+            match defs.iter_mut().find(|(key, _)| *key == (o.domain, o.name)) {
+                Some((_, ranges)) => ranges.push(&o.opsets),
+                None => defs.push(((o.domain, o.name), vec![&o.opsets])),
+            }
+        }
+        let names: Vec<String> = defs
             .iter()
-            .filter(|o| o.family == family)
-            .map(|o| {
-                let domain = if o.domain == "ai.onnx" { String::new() } else { format!("{}.", o.domain) };
-                if o.opsets == "1+" {
-                    format!("{domain}{}", o.name)
+            .map(|((domain, name), ranges)| {
+                let domain = if *domain == "ai.onnx" { String::new() } else { format!("{domain}.") };
+                if ranges[..] == ["1+"] {
+                    format!("{domain}{name}")
                 } else {
-                    format!("{domain}{} (opsets {})", o.name, o.opsets)
+                    format!("{domain}{name} (opsets {})", ranges.join(", "))
                 }
             })
             .collect();
+        total += names.len();
         out += &format!("- **{family}** ({}): {}\n", names.len(), names.join(", "));
     }
-    out += &format!("\n{} operators in all.\n", ops.len());
+    out += &format!("\n{total} operators in all.\n");
     out
 }
 

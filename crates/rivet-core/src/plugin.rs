@@ -27,7 +27,7 @@ use crate::tensor::{Tensor, TensorView};
 pub const PLUGIN_ENTRY_SYMBOL: &[u8] = b"rivet_backend_plugin_v1\0";
 
 /// The version of [`PluginEntry`]'s layout. Raised when the struct changes.
-pub const PLUGIN_ABI_VERSION: u32 = 1;
+pub const PLUGIN_ABI_VERSION: u32 = 2;
 
 /// What must be equal on both sides: Rivet's version, the compiler and the target.
 pub const PLUGIN_ABI_KEY: &str = concat!(
@@ -67,8 +67,9 @@ pub struct PluginEntry {
     pub abi_key_len: usize,
     /// [`layout_fingerprint`] of the library.
     pub layout: [usize; 8],
-    /// Creates the backend: a `Box<Arc<dyn InferenceBackend>>` as a raw pointer, never NULL.
-    pub create: unsafe extern "C" fn() -> *mut c_void,
+    /// Creates the backend and writes it, an `Arc<dyn InferenceBackend>`, into the
+    /// uninitialised slot its argument points to (which the caller owns from then on).
+    pub create: unsafe extern "C" fn(slot: *mut c_void),
 }
 
 // SAFETY: the entry is immutable once made: a pointer to static bytes and a function pointer.
@@ -97,10 +98,12 @@ macro_rules! export_backend_plugin {
         /// Rivet's backend-library entry point.
         #[no_mangle]
         pub extern "C" fn rivet_backend_plugin_v1() -> *const $crate::plugin::PluginEntry {
-            unsafe extern "C" fn create() -> *mut ::std::ffi::c_void {
+            unsafe extern "C" fn create(slot: *mut ::std::ffi::c_void) {
                 let backend: ::std::sync::Arc<dyn $crate::InferenceBackend> =
                     $crate::plugin::fence(::std::sync::Arc::new($backend));
-                ::std::boxed::Box::into_raw(::std::boxed::Box::new(backend)).cast()
+                // SAFETY: the loader passes a slot for one `Arc<dyn InferenceBackend>`, sized
+                // and aligned by the same compiler (the ABI key and layout were checked).
+                unsafe { slot.cast::<::std::sync::Arc<dyn $crate::InferenceBackend>>().write(backend) }
             }
             static ENTRY: ::std::sync::OnceLock<$crate::plugin::PluginEntry> = ::std::sync::OnceLock::new();
             ENTRY.get_or_init(|| $crate::plugin::PluginEntry {

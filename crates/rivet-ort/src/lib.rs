@@ -13,10 +13,11 @@
 #![warn(missing_docs)]
 
 use std::path::{Path, PathBuf};
-use std::ptr;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
+
+use crossbeam_utils::atomic::AtomicCell;
 
 use smallvec::SmallVec;
 
@@ -385,14 +386,17 @@ impl Growth {
 /// and no lock: a lone caller, the common case, never touches the mutex. Only when `hot` is
 /// taken, or a caller waits, do sessions go through the locked free list.
 struct SessionPool {
-    /// A free session taken without the lock, or null. Owned by the pool (a `Box` turned raw).
-    hot: AtomicPtr<Session>,
+    /// A free session taken without the lock (a pointer-sized cell: one atomic swap).
+    hot: AtomicCell<Option<Box<Session>>>,
     /// Callers blocked in `take`, read without the lock by returns (see `give`).
     waiting: AtomicUsize,
     state: Mutex<PoolState>,
     returned: Condvar,
     growth: Option<Growth>,
 }
+
+// `hot` is a swap of one word, not a lock.
+const _: () = assert!(AtomicCell::<Option<Box<Session>>>::is_lock_free());
 
 struct PoolState {
     /// Boxed, unlike clippy's advice, so that moving one between here, `hot` and a lease is a
@@ -409,7 +413,7 @@ impl SessionPool {
     fn new(sessions: Vec<Session>, growth: Option<Growth>) -> Self {
         let total = sessions.len();
         SessionPool {
-            hot: AtomicPtr::new(ptr::null_mut()),
+            hot: AtomicCell::new(None),
             waiting: AtomicUsize::new(0),
             state: Mutex::new(PoolState {
                 free: sessions.into_iter().map(Box::new).collect(),
@@ -423,9 +427,7 @@ impl SessionPool {
 
     /// The session in `hot`, if there is one.
     fn take_hot(&self) -> Option<Box<Session>> {
-        let raw = self.hot.swap(ptr::null_mut(), Ordering::SeqCst);
-        // SAFETY: a non-null `hot` is a `Box` that `give` turned raw; the swap made it ours alone.
-        (!raw.is_null()).then(|| unsafe { Box::from_raw(raw) })
+        self.hot.take()
     }
 
     /// A free session, a new one when every session is busy and the pool may grow, or the
@@ -457,6 +459,7 @@ impl SessionPool {
             // Announce the wait, then look at `hot` once more: a return that did not see us
             // may have put its session there (see `give`).
             self.waiting.fetch_add(1, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
             if let Some(session) = self.take_hot() {
                 self.waiting.fetch_sub(1, Ordering::SeqCst);
                 return session;
@@ -466,28 +469,24 @@ impl SessionPool {
         }
     }
 
-    /// Hands a session back: to `hot` when it is empty and no one waits, else to the free list,
-    /// waking a waiter.
+    /// Hands a session back: to `hot` when no one waits, else to the free list, waking a
+    /// waiter. A session that `hot` held already moves to the free list.
     fn give(&self, session: Box<Session>) {
-        if self.waiting.load(Ordering::SeqCst) == 0 {
-            let raw = Box::into_raw(session);
-            match self.hot.compare_exchange(ptr::null_mut(), raw, Ordering::SeqCst, Ordering::SeqCst) {
-                Ok(_) => {
-                    // A caller that announced its wait after the check above either finds the
-                    // session in `hot` on its second look or is waiting now: wake it. (All
-                    // SeqCst: either its announcement comes before this load, or our store
-                    // comes before its look.)
-                    if self.waiting.load(Ordering::SeqCst) > 0 {
-                        let _state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                        self.returned.notify_all();
-                    }
-                    return;
-                }
-                // SAFETY: the swap failed, so `raw` is still ours alone.
-                Err(_) => return self.give_locked(unsafe { Box::from_raw(raw) }),
-            }
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            return self.give_locked(session);
         }
-        self.give_locked(session);
+        if let Some(displaced) = self.hot.swap(Some(session)) {
+            return self.give_locked(displaced);
+        }
+        // A caller that announced its wait after the check above either finds the session in
+        // `hot` on its second look or is waiting now: wake it. (Both sides put a SeqCst fence
+        // between their write and their read: either its announcement comes before this load,
+        // or our swap comes before its look.)
+        fence(Ordering::SeqCst);
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            let _state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            self.returned.notify_all();
+        }
     }
 
     fn give_locked(&self, session: Box<Session>) {
@@ -509,12 +508,6 @@ impl SessionPool {
     /// Sessions the pool holds now.
     fn len(&self) -> usize {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).total
-    }
-}
-
-impl Drop for SessionPool {
-    fn drop(&mut self) {
-        drop(self.take_hot());
     }
 }
 

@@ -72,41 +72,101 @@ pub fn search_paths(file: &str, override_var: &str) -> Vec<PathBuf> {
     paths
 }
 
+/// The entry symbol's name, for messages.
+fn entry_symbol() -> String {
+    String::from_utf8_lossy(&PLUGIN_ENTRY_SYMBOL[..PLUGIN_ENTRY_SYMBOL.len() - 1]).into_owned()
+}
+
+/// What was found at one place a backend library was looked for.
+#[derive(Debug, thiserror::Error)]
+pub enum Unusable {
+    /// No file there.
+    #[error("not found")]
+    Missing,
+    /// The dynamic loader refused the file (not a shared library, or a library it links is
+    /// missing, as libtorch may be).
+    #[error("found, but it does not load: {0}")]
+    DoesNotLoad(String),
+    /// A shared library without Rivet's entry point.
+    #[error("found, but it exports no {}: not a Rivet backend library", entry_symbol())]
+    NoEntry,
+    /// The entry point returned NULL.
+    #[error("found, but {} returned NULL", entry_symbol())]
+    NullEntry,
+    /// The entry has another layout version.
+    #[error("found, but it has plugin ABI version {0} and this Rivet needs {PLUGIN_ABI_VERSION}")]
+    AbiVersion(u32),
+    /// Built by another compiler, for another target or from another Rivet.
+    #[error("found, but it was built for \"{0}\" and this Rivet is \"{PLUGIN_ABI_KEY}\"; rebuild it")]
+    Key(String),
+    /// The types that cross differ in size or alignment.
+    #[error("found, but its types are laid out differently from this Rivet's; rebuild it")]
+    Layout,
+}
+
+/// Why no backend library could be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LibraryError {
+    /// No place held a library that loads; each place looked, with what was found there.
+    #[error(
+        "cannot find a usable backend library {file}; looked in: {}. Put it in one of those folders, \
+         add its folder to RIVET_BACKEND_PATH or set {override_var} to its path (Rivet's own backend \
+         libraries are built by `cargo build` and installed by `make install`)",
+        looked.iter().map(|(path, why)| format!("{} ({why})", path.display())).collect::<Vec<_>>().join("; ")
+    )]
+    NotFound {
+        /// The library's file name.
+        file: String,
+        /// The variable that names its exact path.
+        override_var: String,
+        /// Each place looked, in order, and what was found there.
+        looked: Vec<(PathBuf, Unusable)>,
+    },
+    /// The library loaded, but registers another backend than the name it was found by.
+    #[error("{file} holds the backend \"{found}\", not \"{wanted}\"")]
+    WrongBackend {
+        /// The library's file name.
+        file: String,
+        /// The backend it holds.
+        found: Backend,
+        /// The backend asked for.
+        wanted: Backend,
+    },
+}
+
 /// Opens the backend library at `path` and checks its entry point; the error says what was
 /// found there.
-fn open(path: &Path) -> std::result::Result<Arc<dyn InferenceBackend>, String> {
+fn open(path: &Path) -> std::result::Result<Arc<dyn InferenceBackend>, Unusable> {
     use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
     // SAFETY: loading runs the library's initialisers; Rivet's backend libraries and the
     // libraries they link (libtorch) are trusted code, like any linked dependency.
     let library = unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }
-        .map_err(|e| format!("found, but it does not load: {}", rivet_core::one_line(e)))?;
-    let symbol_name =
-        String::from_utf8_lossy(&PLUGIN_ENTRY_SYMBOL[..PLUGIN_ENTRY_SYMBOL.len() - 1]).into_owned();
+        .map_err(|e| Unusable::DoesNotLoad(rivet_core::one_line(e)))?;
     // SAFETY: the symbol, when present, has the signature of `export_backend_plugin!`.
     let entry_fn = unsafe { library.get::<extern "C" fn() -> *const PluginEntry>(PLUGIN_ENTRY_SYMBOL) }
-        .map_err(|_| format!("found, but it exports no {symbol_name}: not a Rivet backend library"))?;
+        .map_err(|_| Unusable::NoEntry)?;
     let entry = entry_fn();
     // SAFETY: the entry is a static of the library, and the library is never unloaded below.
-    let entry = unsafe { entry.as_ref() }.ok_or_else(|| format!("found, but {symbol_name} returned NULL"))?;
+    let entry = unsafe { entry.as_ref() }.ok_or(Unusable::NullEntry)?;
     if entry.abi_version != PLUGIN_ABI_VERSION {
-        return Err(format!(
-            "found, but it has plugin ABI version {} and this Rivet needs {PLUGIN_ABI_VERSION}",
-            entry.abi_version
-        ));
+        return Err(Unusable::AbiVersion(entry.abi_version));
     }
     // SAFETY: the version matched, so the key fields are laid out as this Rivet expects.
     let key = unsafe { entry.key() };
     if key != PLUGIN_ABI_KEY {
-        return Err(format!(
-            "found, but it was built for \"{key}\" and this Rivet is \"{PLUGIN_ABI_KEY}\"; rebuild it"
-        ));
+        return Err(Unusable::Key(key));
     }
     if entry.layout != layout_fingerprint() {
-        return Err("found, but its types are laid out differently from this Rivet's; rebuild it".into());
+        return Err(Unusable::Layout);
     }
-    // SAFETY: key and layout match: the pointer is a Box<Arc<dyn InferenceBackend>> made by the
-    // same compiler from the same rivet-core, with the same (system) allocator.
-    let backend = unsafe { *Box::from_raw((entry.create)().cast::<Arc<dyn InferenceBackend>>()) };
+    let mut slot = std::mem::MaybeUninit::<Arc<dyn InferenceBackend>>::uninit();
+    // SAFETY: key and layout match, so `create` is `export_backend_plugin!`'s, compiled by the
+    // same compiler from the same rivet-core: it writes an `Arc<dyn InferenceBackend>` into the
+    // slot, allocated by the same (system) allocator.
+    let backend = unsafe {
+        (entry.create)(slot.as_mut_ptr().cast());
+        slot.assume_init()
+    };
     // Models and their code live in the library: it stays loaded for the life of the process.
     std::mem::forget(library);
     Ok(backend)
@@ -116,24 +176,16 @@ fn open(path: &Path) -> std::result::Result<Arc<dyn InferenceBackend>, String> {
 pub fn load_backend_library(
     file: &str,
     override_var: &str,
-) -> std::result::Result<Arc<dyn InferenceBackend>, String> {
+) -> std::result::Result<Arc<dyn InferenceBackend>, LibraryError> {
     let mut looked = Vec::new();
     for path in search_paths(file, override_var) {
-        if !path.is_file() {
-            looked.push(format!("{} (not found)", path.display()));
-            continue;
-        }
-        match open(&path) {
+        let found = if path.is_file() { open(&path) } else { Err(Unusable::Missing) };
+        match found {
             Ok(backend) => return Ok(backend),
-            Err(why) => looked.push(format!("{} ({why})", path.display())),
+            Err(why) => looked.push((path, why)),
         }
     }
-    Err(format!(
-        "cannot find a usable backend library {file}; looked in: {}. Put it in one of those folders, \
-         add its folder to RIVET_BACKEND_PATH or set {override_var} to its path (Rivet's own backend \
-         libraries are built by `cargo build` and installed by `make install`)",
-        looked.join("; ")
-    ))
+    Err(LibraryError::NotFound { file: file.to_owned(), override_var: override_var.to_owned(), looked })
 }
 
 /// The library file a backend called `name` is looked for as: `librivet_NAME.so` (`-` as `_`).
@@ -147,14 +199,14 @@ pub fn override_variable(name: &Backend) -> String {
 }
 
 /// Finds and opens the library of the backend called `name`; it must register under that name.
-pub fn load_named(name: &Backend) -> std::result::Result<Arc<dyn InferenceBackend>, String> {
+pub fn load_named(name: &Backend) -> std::result::Result<Arc<dyn InferenceBackend>, LibraryError> {
     let backend = load_backend_library(&library_file(name), &override_variable(name))?;
     if backend.name() != *name {
-        return Err(format!(
-            "{} holds the backend \"{}\", not \"{name}\"",
-            library_file(name),
-            backend.name()
-        ));
+        return Err(LibraryError::WrongBackend {
+            file: library_file(name),
+            found: backend.name(),
+            wanted: name.clone(),
+        });
     }
     Ok(backend)
 }

@@ -28,12 +28,15 @@ fn foreign_plugin(dir: &Path) -> PathBuf {
     let source = dir.join("foreign.c");
     std::fs::write(
         &source,
-        r#"#include <stddef.h>
-typedef struct { unsigned abi_version; const char *key; size_t key_len; size_t layout[8]; void *(*create)(void); } entry;
+        format!(
+            r#"#include <stddef.h>
+typedef struct {{ unsigned abi_version; const char *key; size_t key_len; size_t layout[8]; void (*create)(void *); }} entry;
 static const char KEY[] = "rivet-core 0.0.1; rustc 1.0.0; x86_64-unknown-linux-gnu";
-static entry ENTRY = {1, KEY, sizeof KEY - 1, {0}, NULL};
-const entry *rivet_backend_plugin_v1(void) { return &ENTRY; }
+static entry ENTRY = {{{}, KEY, sizeof KEY - 1, {{0}}, NULL}};
+const entry *rivet_backend_plugin_v1(void) {{ return &ENTRY; }}
 "#,
+            rivet::plugin::PLUGIN_ABI_VERSION
+        ),
     )
     .unwrap();
     let library = dir.join("librivet_foreign.so");

@@ -176,10 +176,14 @@ const FAMILY: &str = "element-wise";
 /// Registers the element-wise operators.
 pub(super) fn register(r: &mut Registry) -> Result<(), RegistryError> {
     r.add_all([
-        OpDef::tensor(FAMILY, "Add", build_arithmetic),
-        OpDef::tensor(FAMILY, "Sub", build_arithmetic),
-        OpDef::tensor(FAMILY, "Mul", build_arithmetic),
-        OpDef::tensor(FAMILY, "Div", build_arithmetic),
+        OpDef::tensor(FAMILY, "Add", build_arithmetic_legacy).until(6),
+        OpDef::tensor(FAMILY, "Add", build_arithmetic).since(7),
+        OpDef::tensor(FAMILY, "Sub", build_arithmetic_legacy).until(6),
+        OpDef::tensor(FAMILY, "Sub", build_arithmetic).since(7),
+        OpDef::tensor(FAMILY, "Mul", build_arithmetic_legacy).until(6),
+        OpDef::tensor(FAMILY, "Mul", build_arithmetic).since(7),
+        OpDef::tensor(FAMILY, "Div", build_arithmetic_legacy).until(6),
+        OpDef::tensor(FAMILY, "Div", build_arithmetic).since(7),
         OpDef::tensor(FAMILY, "Pow", build_pow),
         OpDef::tensor(FAMILY, "Mod", build_mod),
         OpDef::tensor(FAMILY, "Max", build_variadic),
@@ -226,7 +230,8 @@ pub(super) fn register(r: &mut Registry) -> Result<(), RegistryError> {
         OpDef::tensor(FAMILY, "Shrink", build_parametric_activation),
         OpDef::tensor(FAMILY, "Swish", build_parametric_activation),
         OpDef::tensor(FAMILY, "Clip", build_clip),
-        OpDef::tensor(FAMILY, "PRelu", build_prelu),
+        OpDef::tensor(FAMILY, "PRelu", build_prelu_legacy).until(6),
+        OpDef::tensor(FAMILY, "PRelu", build_prelu).since(7),
         OpDef::tensor(FAMILY, "Sin", build_float_math),
         OpDef::tensor(FAMILY, "Cos", build_float_math),
         OpDef::tensor(FAMILY, "Tan", build_float_math),
@@ -250,13 +255,84 @@ pub(super) fn register(r: &mut Registry) -> Result<(), RegistryError> {
     ])
 }
 
-/// Builds `Add`, `Sub`, `Mul` and `Div`.
+/// Builds `Add`, `Sub`, `Mul` and `Div` (opset 7 on: numpy broadcasting).
 fn build_arithmetic(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
-    let op = ctx.node.op_type.as_str();
     ctx.known(&[])?;
     let t = ctx.ty_where(0, Ty::is_numeric, "numbers")?;
     ctx.same(&[0, 1], t)?;
-    let k: Kernel = match (op, t.is_float()) {
+    Ok((arithmetic(ctx.node.op_type.as_str(), t), vec![t]))
+}
+
+/// Builds `Add`, `Sub`, `Mul` and `Div` at opsets 1 to 6, where B broadcasts to A only when the
+/// node sets `broadcast=1`, and then only as one value or as a run of A's dims (A's last dims,
+/// or those from `axis`); see [`legacy_broadcast`].
+fn build_arithmetic_legacy(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    let op = ctx.node.op_type.as_str();
+    ctx.known(&["broadcast", "axis"])?;
+    let t = if ctx.opset < 6 {
+        ctx.ty_where(
+            0,
+            floats,
+            &format!("floats (integer types from opset 6, this model's is {})", ctx.opset),
+        )?
+    } else {
+        ctx.ty_where(0, Ty::is_numeric, "numbers")?
+    };
+    ctx.same(&[0, 1], t)?;
+    let broadcast = ctx.int("broadcast", 0)? != 0;
+    // Without broadcast=1, B has A's shape and `axis` says nothing.
+    let start = match ctx.attr("axis").filter(|_| broadcast) {
+        None => None,
+        Some(_) => match ctx.int("axis", 0)? {
+            a if a < 0 => {
+                return Err(format!("axis {a} is negative; before opset 7 it counts from A's first dim"))
+            }
+            a => Some(a as usize),
+        },
+    };
+    let inner = arithmetic(op, t);
+    let k: Kernel = Box::new(move |x| {
+        let a = req(x, 0)?;
+        let b = legacy_broadcast(a.dims(), req(x, 1)?, broadcast, start)?;
+        inner(&[Some(a), Some(&b)])
+    });
+    Ok((k, vec![t]))
+}
+
+/// B laid out to broadcast to A's shape by the rule of opsets 1 to 6: without `broadcast`, B
+/// has A's shape; with it, B is one value, or its dims equal a run of A's dims that starts at
+/// `start` (A's last dims when `None`), and it is given A's rank with ones around that run.
+/// Dims of 1 do not stretch (`(1, 5)` does not broadcast to `(4, 5)`).
+fn legacy_broadcast(a: &[usize], b: &CTensor, broadcast: bool, start: Option<usize>) -> CResult<CTensor> {
+    if !broadcast {
+        if b.dims() != a {
+            bail!("B's shape {:?} is not A's {a:?}, and the node does not set broadcast=1", b.dims());
+        }
+        return Ok(b.clone());
+    }
+    if b.elem_count() == 1 {
+        return b.reshape(());
+    }
+    let n = b.rank();
+    let start = match start {
+        Some(s) => s,
+        None => a.len().checked_sub(n).unwrap_or(usize::MAX),
+    };
+    if start.checked_add(n).is_none_or(|end| end > a.len() || a[start..end] != *b.dims()) {
+        bail!(
+            "B's shape {:?} is not a run of A's dims {a:?} starting at dim {start} (before opset 7, B \
+             broadcasts as one value or as a run of A's dims)",
+            b.dims()
+        );
+    }
+    let mut shape = vec![1; a.len()];
+    shape[start..start + n].copy_from_slice(b.dims());
+    b.reshape(shape)
+}
+
+/// The kernel of `Add`, `Sub`, `Mul` or `Div` on type `t`, broadcasting as numpy does.
+fn arithmetic(op: &str, t: Ty) -> Kernel {
+    match (op, t.is_float()) {
         ("Add", true) => kernel2(|a, b| a.broadcast_add(b)),
         ("Sub", true) => kernel2(|a, b| a.broadcast_sub(b)),
         ("Mul", true) => kernel2(|a, b| a.broadcast_mul(b)),
@@ -270,8 +346,7 @@ fn build_arithmetic(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
                 None => bail!("integer division by zero"),
             })
         }),
-    };
-    Ok((k, vec![t]))
+    }
 }
 
 /// Builds `Pow`.
@@ -746,6 +821,37 @@ fn build_clip(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
 }
 
 /// Builds `PRelu`.
+/// Builds `PRelu` at opsets 1 to 6, where the slope is one value for all channels or one per
+/// channel (X's dim 1): a 1-D slope as long as dim 1 applies along it. Any other slope
+/// broadcasts as numpy does, as in ONNX's reference evaluator.
+fn build_prelu_legacy(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    ctx.known(&[])?;
+    let t = ctx.ty_where(0, floats, "floats")?;
+    ctx.same(&[0, 1], t)?;
+    let k = kernel2(|a, s| {
+        let s = match (a.dims(), s.dims()) {
+            ([_, c, ..], [n]) if n == c && a.rank() > 2 => {
+                let mut shape = vec![1; a.rank()];
+                shape[1] = *n;
+                s.reshape(shape)?
+            }
+            _ => s.clone(),
+        };
+        let shape = broadcast_shape(&[a.dims(), s.dims()])?;
+        if shape != a.dims() {
+            bail!(
+                "slope of shape {:?} is neither one value, one per channel (dim 1 of X) nor broadcastable \
+                 to X of shape {:?}",
+                s.dims(),
+                a.dims()
+            );
+        }
+        zip_f64(a, &s, |x, s| if x < 0.0 { s * x } else { x })
+    });
+    Ok((k, vec![t]))
+}
+
+/// Builds `PRelu` (opset 7 on: the slope broadcasts to X as numpy does).
 fn build_prelu(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
     ctx.known(&[])?;
     let t = ctx.ty_where(0, floats, "floats")?;

@@ -59,7 +59,15 @@ fn build_matmul(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
 
 /// Builds `Gemm`.
 fn build_gemm(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
-    ctx.known(&["alpha", "beta", "transA", "transB"])?;
+    // Before opset 7, C broadcasts only when the node sets `broadcast=1`; without it C must be
+    // M × N.
+    let legacy = ctx.opset < 7;
+    ctx.known(if legacy {
+        &["alpha", "beta", "transA", "transB", "broadcast"]
+    } else {
+        &["alpha", "beta", "transA", "transB"]
+    })?;
+    let exact_c = legacy && ctx.has(2) && ctx.int("broadcast", 0)? == 0;
     let t = ctx.ty_where(0, product_floats, PRODUCT_FLOATS)?;
     ctx.ty(1)?;
     ctx.same(&[0, 1, 2], t)?;
@@ -127,5 +135,21 @@ fn build_gemm(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
         }])
     });
     let k = if half { gemm_half_steps(via_f32(k, t), alpha, beta, relu) } else { k };
+    let k = if exact_c { exact_c_shape(k, ta, tb) } else { k };
     Ok((k, vec![t]))
+}
+
+/// `k` after a check that C (input 2) is exactly M × N, as a Gemm before opset 7 without
+/// `broadcast=1` requires.
+fn exact_c_shape(k: Kernel, ta: bool, tb: bool) -> Kernel {
+    Box::new(move |x| {
+        let (a, b, c) = (req(x, 0)?, req(x, 1)?, req(x, 2)?);
+        if let ([a0, a1], [b0, b1]) = (a.dims(), b.dims()) {
+            let mn = [if ta { *a1 } else { *a0 }, if tb { *b0 } else { *b1 }];
+            if c.dims() != mn {
+                bail!("C's shape {:?} is not M × N {mn:?}, and the node does not set broadcast=1", c.dims());
+            }
+        }
+        k(x)
+    })
 }

@@ -119,9 +119,13 @@ impl NodeCtx<'_> {
         self.node.attribute.iter().find(|a| a.name == name)
     }
 
-    /// Refuses any attribute outside `known`.
+    /// Refuses any attribute outside `known`. Before opset 6, `consumed_inputs` (a hint that
+    /// an input may be overwritten in place, which changes no result) is accepted everywhere.
     pub fn known(&self, known: &[&str]) -> Result<(), Refusal> {
         for a in &self.node.attribute {
+            if self.opset < 6 && a.name == "consumed_inputs" {
+                continue;
+            }
             if !known.contains(&a.name.as_str()) {
                 return Err(format!("attribute \"{}\" is not supported", a.name));
             }

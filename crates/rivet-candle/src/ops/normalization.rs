@@ -14,6 +14,7 @@ const FAMILY: &str = "normalization";
 /// Registers the normalizations.
 pub(super) fn register(r: &mut Registry) -> Result<(), RegistryError> {
     r.add_all([
+        OpDef::tensor(FAMILY, "BatchNormalization", build_batch_normalization_legacy).until(6),
         OpDef::tensor(FAMILY, "BatchNormalization", build_batch_normalization).since(7),
         OpDef::tensor(FAMILY, "InstanceNormalization", build_instance_normalization),
         OpDef::tensor(FAMILY, "LayerNormalization", build_layer_normalization),
@@ -36,8 +37,30 @@ fn build_batch_normalization(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
     }
     ctx.max_outputs(1)?;
     let t = ctx.ty_where(0, floats, "floats")?;
-    let eps = ctx.float("epsilon", 1e-5)? as f64;
-    let k: Kernel = Box::new(move |x| {
+    Ok((batch_normalization(ctx.float("epsilon", 1e-5)? as f64), vec![t]))
+}
+
+/// Builds `BatchNormalization` at opsets 1 to 6: inference (`is_test=1`) with one scale, bias,
+/// mean and variance per channel (`spatial=1`).
+fn build_batch_normalization_legacy(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
+    ctx.known(&["epsilon", "momentum", "is_test", "spatial"])?;
+    if ctx.int("is_test", 0)? == 0 {
+        return Err("is_test=0 (training: the batch's own statistics) is not supported; a model exported \
+                    for inference sets is_test=1"
+            .into());
+    }
+    if ctx.int("spatial", 1)? != 1 {
+        return Err("spatial=0 is not supported".into());
+    }
+    ctx.max_outputs(1)?;
+    let t = ctx.ty_where(0, floats, "floats")?;
+    Ok((batch_normalization(ctx.float("epsilon", 1e-5)? as f64), vec![t]))
+}
+
+/// Inference batch normalization: X scaled and shifted per channel (dim 1) by scale, bias,
+/// mean and variance (inputs 1 to 4).
+fn batch_normalization(eps: f64) -> Kernel {
+    Box::new(move |x| {
         let a = req(x, 0)?;
         let c = if a.rank() > 1 { a.dims()[1] } else { 1 };
         let mut shape = vec![1; a.rank()];
@@ -57,8 +80,7 @@ fn build_batch_normalization(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
         }
         let y = a.broadcast_mul(&mul.to_dtype(a.dtype())?)?.broadcast_add(&add.to_dtype(a.dtype())?)?;
         Ok(vec![y])
-    });
-    Ok((k, vec![t]))
+    })
 }
 
 /// Builds `InstanceNormalization`.

@@ -92,7 +92,6 @@ impl OpDef {
 
     /// This definition for opsets up to `until` only: an operator whose semantics change at a
     /// later opset is registered once per range.
-    #[cfg_attr(not(test), allow(dead_code, reason = "no operator is implemented in two definitions yet"))]
     pub const fn until(mut self, until: i64) -> OpDef {
         self.until = Some(until);
         self

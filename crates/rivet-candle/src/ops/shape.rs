@@ -402,7 +402,12 @@ fn build_concat(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
     ctx.known(&["axis"])?;
     let t = ctx.ty(0)?;
     ctx.same(&(0..ctx.node.input.len()).collect::<Vec<_>>(), t)?;
-    let ax = ctx.attr("axis").map(|a| a.i).ok_or("axis is required")?;
+    // Concat-1 concatenates on axis 1 unless told otherwise; from opset 4 the axis is required.
+    let ax = match ctx.attr("axis") {
+        Some(_) => ctx.int("axis", 1)?,
+        None if ctx.opset < 4 => 1,
+        None => return Err("axis is required".into()),
+    };
     let k: Kernel = Box::new(move |x| {
         let ts: Vec<&CTensor> = x.iter().flatten().copied().collect();
         let first = ts.first().ok_or_else(|| candle_core::Error::Msg("no inputs".into()))?;
