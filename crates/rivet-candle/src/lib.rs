@@ -19,6 +19,13 @@
 
 #![warn(missing_docs)]
 
+/// A [`Refusal`](ops::Refusal) with a formatted reason: `Err(refuse!("axis {a} is out of range"))`.
+macro_rules! refuse {
+    ($($reason:tt)*) => {
+        $crate::ops::Refusal::from(format!($($reason)*))
+    };
+}
+
 mod kernels;
 mod ops;
 mod plan;

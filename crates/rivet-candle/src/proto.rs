@@ -32,9 +32,9 @@ impl std::fmt::Display for ProtoError {
 
 impl std::error::Error for ProtoError {}
 
-impl From<ProtoError> for String {
-    fn from(e: ProtoError) -> String {
-        e.to_string()
+impl From<ProtoError> for crate::ops::Refusal {
+    fn from(e: ProtoError) -> crate::ops::Refusal {
+        crate::ops::Refusal::from(e.to_string())
     }
 }
 

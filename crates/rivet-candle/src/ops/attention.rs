@@ -410,20 +410,20 @@ fn build_attention(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
             None => Ok(None),
             Some(_) => {
                 let v = ctx.int(name, 0)?;
-                usize::try_from(v).ok().filter(|&v| v > 0).map(Some).ok_or(format!("{name} must be positive"))
+                usize::try_from(v).ok().filter(|&v| v > 0).map(Some).ok_or(refuse!("{name} must be positive"))
             }
         }
     };
     let precision = ctx.int("softmax_precision", 0)?;
     if ![0, 1, 11].contains(&precision) {
-        return Err(format!(
+        return Err(refuse!(
             "softmax_precision {} is not supported (float and double are)",
             Ty::onnx_name(precision as i32)
         ));
     }
     let mode = ctx.int("qk_matmul_output_mode", 0)?;
     if !(0..=3).contains(&mode) {
-        return Err(format!("qk_matmul_output_mode {mode} is not 0 to 3"));
+        return Err(refuse!("qk_matmul_output_mode {mode} is not 0 to 3"));
     }
     if mode == 0 && ctx.n_outputs() > 3 && ctx.float("softcap", 0.0)? > 0.0 {
         return Err("qk_matmul_output_mode 0 with a softcap is not supported: ONNX's text gives the raw \

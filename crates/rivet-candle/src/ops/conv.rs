@@ -24,7 +24,7 @@ impl Window {
     pub(super) fn read(ctx: &NodeCtx<'_>, kernel: Option<Vec<i64>>, ceil: bool) -> Result<Window, Refusal> {
         let pos = |v: Vec<i64>, what: &str| -> Result<Vec<usize>, Refusal> {
             v.into_iter()
-                .map(|x| usize::try_from(x).map_err(|_| format!("{what} must not be negative")))
+                .map(|x| usize::try_from(x).map_err(|_| refuse!("{what} must not be negative")))
                 .collect()
         };
         // Without a kernel shape (Conv with weights known only at run time), the lengths are
@@ -42,7 +42,7 @@ impl Window {
         let pads = ctx.ints("pads")?.map(|p| pos(p, "pads")).transpose()?;
         let auto_pad = ctx.string("auto_pad")?.unwrap_or_else(|| "NOTSET".into());
         if !["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"].contains(&auto_pad.as_str()) {
-            return Err(format!("auto_pad \"{auto_pad}\" is not supported"));
+            return Err(refuse!("auto_pad \"{auto_pad}\" is not supported"));
         }
         if strides.len() != n || dilations.len() != n || pads.as_ref().is_some_and(|p| p.len() != 2 * n) {
             return Err("kernel_shape, strides, dilations and pads disagree in length".into());
@@ -135,7 +135,7 @@ fn build_conv_transpose(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
         strides: ctx.ints("strides")?,
     };
     if !["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"].contains(&attrs.auto_pad.as_str()) {
-        return Err(format!("auto_pad \"{}\" is not supported", attrs.auto_pad));
+        return Err(refuse!("auto_pad \"{}\" is not supported", attrs.auto_pad));
     }
     let k: Kernel = Box::new(move |x| {
         Ok(vec![conv_transpose(req(x, 0)?, req(x, 1)?, x.get(2).copied().flatten(), &attrs)?])

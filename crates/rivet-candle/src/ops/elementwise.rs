@@ -285,7 +285,7 @@ fn build_arithmetic_legacy(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
         None => None,
         Some(_) => match ctx.int("axis", 0)? {
             a if a < 0 => {
-                return Err(format!("axis {a} is negative; before opset 7 it counts from A's first dim"))
+                return Err(refuse!("axis {a} is negative; before opset 7 it counts from A's first dim"))
             }
             a => Some(a as usize),
         },
@@ -355,7 +355,7 @@ fn build_pow(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
     let t = ctx.ty_where(0, |t| t.is_float() || matches!(t, Ty::I32 | Ty::I64), "float, int32, int64")?;
     let e = ctx.ty_where(1, Ty::is_numeric, "numbers")?;
     if ctx.opset < 12 && e != t {
-        return Err(format!("exponent is {e}; before opset 12 it must match the base ({t})"));
+        return Err(refuse!("exponent is {e}; before opset 12 it must match the base ({t})"));
     }
     let k = if t.is_float() {
         kernel2(|a, b| {
@@ -435,7 +435,7 @@ fn build_variadic(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
     ctx.same(&idx, t)?;
     if op == "Max" || op == "Min" {
         if ctx.opset < 12 && !t.is_float() {
-            return Err(format!("{op} on {t} needs opset 12"));
+            return Err(refuse!("{op} on {t} needs opset 12"));
         }
         let max = op == "Max";
         let k: Kernel = Box::new(move |x| {
@@ -481,7 +481,7 @@ fn build_comparison(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
     ctx.known(&[])?;
     let t = ctx.ty(0)?;
     if op != "Equal" && t == Ty::Bool {
-        return Err(format!("{op} on booleans is not allowed"));
+        return Err(refuse!("{op} on booleans is not allowed"));
     }
     ctx.same(&[0, 1], t)?;
     let k = match op {
@@ -544,7 +544,7 @@ fn build_bit_shift(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
     let left = match ctx.string("direction")?.as_deref() {
         Some("LEFT") => true,
         Some("RIGHT") => false,
-        other => return Err(format!("direction {other:?} is not LEFT or RIGHT")),
+        other => return Err(refuse!("direction {other:?} is not LEFT or RIGHT")),
     };
     let bits = match t {
         Ty::U8 | Ty::I8 => 8,
@@ -641,7 +641,7 @@ fn build_cast(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
     let from = ctx.ty(0)?;
     let to = if op == "Cast" {
         let code = ctx.int("to", 0)? as i32;
-        Ty::from_onnx(code).ok_or_else(|| format!("cast to {} is not supported", Ty::onnx_name(code)))?
+        Ty::from_onnx(code).ok_or_else(|| refuse!("cast to {} is not supported", Ty::onnx_name(code)))?
     } else {
         ctx.ty(1)?
     };
@@ -714,7 +714,7 @@ fn build_gelu(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
                 0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh())
             })
         }),
-        Some(other) => return Err(format!("approximate=\"{other}\" is not none or tanh")),
+        Some(other) => return Err(refuse!("approximate=\"{other}\" is not none or tanh")),
     };
     Ok((k, vec![t]))
 }
@@ -869,7 +869,7 @@ fn build_prelu(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
 /// Builds the float functions of one variable (those [`float_fn`] knows).
 fn build_float_math(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
     let op = ctx.node.op_type.as_str();
-    let Some(f) = float_fn(op) else { return Err(format!("{op} is not a float function")) };
+    let Some(f) = float_fn(op) else { return Err(refuse!("{op} is not a float function")) };
     ctx.known(&[])?;
     let t = ctx.ty_where(0, floats, "floats")?;
     let k = match op {

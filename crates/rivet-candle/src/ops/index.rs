@@ -30,7 +30,7 @@ fn reduction(ctx: &NodeCtx<'_>) -> Result<Reduction, Refusal> {
         Some("mul") => Reduction::Mul,
         Some("max") => Reduction::Max,
         Some("min") => Reduction::Min,
-        Some(r) => return Err(format!("reduction \"{r}\" is not supported")),
+        Some(r) => return Err(refuse!("reduction \"{r}\" is not supported")),
     })
 }
 
@@ -121,7 +121,7 @@ fn build_non_max_suppression(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
     let center = match ctx.int("center_point_box", 0)? {
         0 => false,
         1 => true,
-        other => return Err(format!("center_point_box {other} is not 0 or 1")),
+        other => return Err(refuse!("center_point_box {other} is not 0 or 1")),
     };
     let k: Kernel = Box::new(move |x| Ok(vec![non_max_suppression(x, center)?]));
     Ok((k, vec![Ty::I64]))
@@ -134,7 +134,7 @@ fn build_reverse_sequence(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
     ctx.ty_where(1, |t| t == Ty::I64, "int64 sequence lengths")?;
     let (ba, ta) = (ctx.int("batch_axis", 1)?, ctx.int("time_axis", 0)?);
     if !matches!((ba, ta), (0, 1) | (1, 0)) {
-        return Err(format!("batch_axis {ba} and time_axis {ta} must be 0 and 1"));
+        return Err(refuse!("batch_axis {ba} and time_axis {ta} must be 0 and 1"));
     }
     let (ba, ta) = (ba as usize, ta as usize);
     let k: Kernel = Box::new(move |x| {
@@ -446,7 +446,7 @@ fn build_depth_to_space(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
     let crd = match ctx.string("mode")?.as_deref() {
         None | Some("DCR") => false,
         Some("CRD") if op == "DepthToSpace" => true,
-        Some(m) => return Err(format!("mode \"{m}\" is not supported")),
+        Some(m) => return Err(refuse!("mode \"{m}\" is not supported")),
     };
     let to_space = op == "DepthToSpace";
     let k: Kernel = Box::new(move |x| {

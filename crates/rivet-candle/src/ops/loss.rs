@@ -73,7 +73,7 @@ fn common(ctx: &NodeCtx<'_>) -> Result<(Ty, Reduction, Option<i64>), Refusal> {
         "none" => Reduction::None,
         "sum" => Reduction::Sum,
         "mean" => Reduction::Mean,
-        other => return Err(format!("reduction \"{other}\" is not none, sum or mean")),
+        other => return Err(refuse!("reduction \"{other}\" is not none, sum or mean")),
     };
     let ignore = ctx.attr("ignore_index").map(|_| ctx.int("ignore_index", 0)).transpose()?;
     Ok((t, reduction, ignore))

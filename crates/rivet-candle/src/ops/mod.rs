@@ -3,6 +3,8 @@
 //! reason, anything it has not been written and checked for; an attribute it does not read is
 //! refused too, so nothing is silently ignored.
 
+use std::fmt;
+
 use candle_core::{bail, DType as CDType, Result as CResult, Tensor as CTensor};
 use candle_onnx::onnx::{attribute_proto::AttributeType, AttributeProto, NodeProto};
 
@@ -110,8 +112,30 @@ pub struct NodeCtx<'a> {
     pub fuse_relu: bool,
 }
 
-/// A refusal reason.
-pub type Refusal = String;
+/// Why the executor will not build a node: the reason as users read it, after the operator,
+/// its opset and the node's name (see `PlanError::Operators`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal(String);
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+impl From<String> for Refusal {
+    fn from(reason: String) -> Refusal {
+        Refusal(reason)
+    }
+}
+
+impl From<&str> for Refusal {
+    fn from(reason: &str) -> Refusal {
+        Refusal(reason.to_owned())
+    }
+}
 
 impl NodeCtx<'_> {
     /// The attribute called `name`, if the node sets it.
@@ -127,10 +151,10 @@ impl NodeCtx<'_> {
                 continue;
             }
             if !known.contains(&a.name.as_str()) {
-                return Err(format!("attribute \"{}\" is not supported", a.name));
+                return Err(refuse!("attribute \"{}\" is not supported", a.name));
             }
             if !a.ref_attr_name.is_empty() {
-                return Err(format!("attribute \"{}\" refers to a function attribute", a.name));
+                return Err(refuse!("attribute \"{}\" refers to a function attribute", a.name));
             }
         }
         Ok(())
@@ -139,7 +163,7 @@ impl NodeCtx<'_> {
     fn typed(&self, name: &str, want: AttributeType) -> Result<Option<&AttributeProto>, Refusal> {
         match self.attr(name) {
             Some(a) if a.r#type != want as i32 && a.r#type != AttributeType::Undefined as i32 => {
-                Err(format!("attribute \"{name}\" has the wrong type"))
+                Err(refuse!("attribute \"{name}\" has the wrong type"))
             }
             other => Ok(other),
         }
@@ -168,7 +192,7 @@ impl NodeCtx<'_> {
     /// A string attribute, if set.
     pub fn string(&self, name: &str) -> Result<Option<String>, Refusal> {
         self.typed(name, AttributeType::String)?
-            .map(|a| String::from_utf8(a.s.clone()).map_err(|_| format!("attribute \"{name}\" is not UTF-8")))
+            .map(|a| String::from_utf8(a.s.clone()).map_err(|_| refuse!("attribute \"{name}\" is not UTF-8")))
             .transpose()
     }
 
@@ -179,7 +203,7 @@ impl NodeCtx<'_> {
 
     /// The type of required input `i`.
     pub fn ty(&self, i: usize) -> Result<Ty, Refusal> {
-        self.tys.get(i).copied().flatten().ok_or_else(|| format!("input {i} is required"))
+        self.tys.get(i).copied().flatten().ok_or_else(|| refuse!("input {i} is required"))
     }
 
     /// The type of input `i`, refused unless `ok` accepts it.
@@ -188,7 +212,7 @@ impl NodeCtx<'_> {
         if ok(t) {
             Ok(t)
         } else {
-            Err(format!("input {i} is {t}; this executor implements {what}"))
+            Err(refuse!("input {i} is {t}; this executor implements {what}"))
         }
     }
 
@@ -196,7 +220,7 @@ impl NodeCtx<'_> {
     pub fn same(&self, idx: &[usize], t: Ty) -> Result<(), Refusal> {
         for &i in idx {
             if self.has(i) && self.ty(i)? != t {
-                return Err(format!("input {i} is {} where input {} is {t}", self.ty(i)?, idx[0]));
+                return Err(refuse!("input {i} is {} where input {} is {t}", self.ty(i)?, idx[0]));
             }
         }
         Ok(())
@@ -224,7 +248,7 @@ impl NodeCtx<'_> {
     /// Refuses when the node asks for more than `n` outputs.
     pub fn max_outputs(&self, n: usize) -> Result<(), Refusal> {
         if self.n_outputs() > n {
-            return Err(format!("output {} is not supported", n));
+            return Err(refuse!("output {} is not supported", n));
         }
         Ok(())
     }
@@ -357,9 +381,9 @@ pub fn lookup(domain: &str, op: &str, opset: i64) -> Result<&'static OpDef, Refu
         registry::registry().map_err(|e| format!("the executor's operator registry is broken: {e}"))?;
     match registry.find(domain, op, opset) {
         Lookup::Found(def) => Ok(def),
-        Lookup::OtherOpsets(opsets) => Err(format!("implemented at opsets {opsets} only")),
+        Lookup::OtherOpsets(opsets) => Err(refuse!("implemented at opsets {opsets} only")),
         Lookup::Unknown if !domain.is_empty() && domain != "ai.onnx" => {
-            Err(format!("domain \"{domain}\" is not supported"))
+            Err(refuse!("domain \"{domain}\" is not supported"))
         }
         Lookup::Unknown => Err("this operator is not implemented".into()),
     }

@@ -179,7 +179,7 @@ fn build_lp_normalization(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
     let ax = ctx.int("axis", -1)?;
     let p = ctx.int("p", 2)?;
     if p != 1 && p != 2 {
-        return Err(format!("p = {p} is not 1 or 2"));
+        return Err(refuse!("p = {p} is not 1 or 2"));
     }
     let k: Kernel = Box::new(move |x| {
         let a = req(x, 0)?;

@@ -188,10 +188,10 @@ fn quantize_output(ctx: &NodeCtx<'_>) -> Result<Ty, Refusal> {
     };
     let out = if ctx.has(2) { ctx.ty(2)? } else { attr.unwrap_or(Ty::U8) };
     if attr.is_some_and(|a| a != out) {
-        return Err(format!("output_dtype disagrees with the zero point's type {out}"));
+        return Err(refuse!("output_dtype disagrees with the zero point's type {out}"));
     }
     if !quantized(out) {
-        return Err(format!("quantizing to {out} is not supported (uint8, int8 and int16 are)"));
+        return Err(refuse!("quantizing to {out} is not supported (uint8, int8 and int16 are)"));
     }
     Ok(out)
 }
@@ -219,7 +219,7 @@ fn build_quantize_linear(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
     ctx.same(&[0, 1], t)?;
     let precision = ctx.int("precision", 0)?;
     if precision != 0 && Ty::from_onnx(precision as i32) != Some(t) {
-        return Err(format!(
+        return Err(refuse!(
             "precision {} differs from the input's type {t}",
             Ty::onnx_name(precision as i32)
         ));
@@ -249,7 +249,7 @@ fn build_dequantize_linear(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
         0 => scale,
         code => Ty::from_onnx(code as i32)
             .filter(|t| t.is_float())
-            .ok_or_else(|| format!("output_dtype {} is not a float type", Ty::onnx_name(code as i32)))?,
+            .ok_or_else(|| refuse!("output_dtype {} is not a float type", Ty::onnx_name(code as i32)))?,
     };
     let lay = layout(ctx)?;
     let k: Kernel = Box::new(move |x| {

@@ -36,13 +36,13 @@ impl Draw {
         if op.starts_with("RandomUniform") {
             let (low, high) = (ctx.float("low", 0.0)? as f64, ctx.float("high", 1.0)? as f64);
             if low >= high || low.is_nan() || high.is_nan() || !low.is_finite() || !high.is_finite() {
-                return Err(format!("low {low} and high {high} do not make a range"));
+                return Err(refuse!("low {low} and high {high} do not make a range"));
             }
             Ok(Draw::Uniform { low, high })
         } else {
             let (mean, scale) = (ctx.float("mean", 0.0)? as f64, ctx.float("scale", 1.0)? as f64);
             if scale.is_nan() || scale < 0.0 || !scale.is_finite() || !mean.is_finite() {
-                return Err(format!("mean {mean} and scale {scale} do not make a distribution"));
+                return Err(refuse!("mean {mean} and scale {scale} do not make a distribution"));
             }
             Ok(Draw::Normal { mean, scale })
         }
@@ -70,9 +70,9 @@ fn float_dtype(ctx: &NodeCtx<'_>, default: Option<Ty>) -> Result<Ty, Refusal> {
     let ty = if code == 0 { default } else { Ty::from_onnx(code as i32) };
     match ty {
         Some(t) if t.is_float() => Ok(t),
-        Some(t) => Err(format!("dtype {t} is not a float type")),
+        Some(t) => Err(refuse!("dtype {t} is not a float type")),
         None if code == 0 => Err("dtype is required".into()),
-        None => Err(format!("dtype {} is not supported", Ty::onnx_name(code as i32))),
+        None => Err(refuse!("dtype {} is not supported", Ty::onnx_name(code as i32))),
     }
 }
 
@@ -101,7 +101,7 @@ fn build_random(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
     let shape = ctx.ints("shape")?.ok_or("shape is required")?;
     let dims = shape
         .into_iter()
-        .map(|d| usize::try_from(d).map_err(|_| format!("shape has a negative dimension {d}")))
+        .map(|d| usize::try_from(d).map_err(|_| refuse!("shape has a negative dimension {d}")))
         .collect::<Result<Vec<_>, _>>()?;
     let seed = seed()?;
     let k: Kernel = Box::new(move |_| Ok(vec![draw.tensor(seed, &dims, ty)?]));
@@ -133,7 +133,7 @@ fn build_bernoulli(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
         input
     } else {
         Ty::from_onnx(code as i32)
-            .ok_or_else(|| format!("dtype {} is not supported", Ty::onnx_name(code as i32)))?
+            .ok_or_else(|| refuse!("dtype {} is not supported", Ty::onnx_name(code as i32)))?
     };
     let seed = seed()?;
     let k: Kernel = Box::new(move |x| {

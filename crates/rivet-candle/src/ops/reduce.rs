@@ -194,7 +194,7 @@ fn build_reduce(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
         "ReduceLogSum" => Red::LogSum,
         "ReduceLogSumExp" => Red::LogSumExp,
         "ReduceSumSquare" => Red::SumSquare,
-        _ => return Err(format!("{op} is not a reduction")),
+        _ => return Err(refuse!("{op} is not a reduction")),
     };
     let float_only = matches!(red, Red::Mean | Red::L2 | Red::LogSum | Red::LogSumExp);
     let t = ctx.ty(0)?;
@@ -206,7 +206,7 @@ fn build_reduce(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
         t.is_numeric()
     };
     if !ok {
-        return Err(format!("input 0 is {t}, which {op} does not take here"));
+        return Err(refuse!("input 0 is {t}, which {op} does not take here"));
     }
     let since = if red == Red::Sum { 13 } else { 18 };
     let keepdims = ctx.int("keepdims", 1)? != 0;

@@ -279,13 +279,13 @@ fn build_grid_sample(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
         "linear" | "bilinear" => GridMode::Linear,
         "nearest" => GridMode::Nearest,
         "cubic" | "bicubic" => GridMode::Cubic,
-        other => return Err(format!("mode \"{other}\" is not supported")),
+        other => return Err(refuse!("mode \"{other}\" is not supported")),
     };
     let padding = match ctx.string("padding_mode")?.as_deref().unwrap_or("zeros") {
         "zeros" => GridPad::Zeros,
         "border" => GridPad::Border,
         "reflection" => GridPad::Reflection,
-        other => return Err(format!("padding_mode \"{other}\" is not supported")),
+        other => return Err(refuse!("padding_mode \"{other}\" is not supported")),
     };
     let align = ctx.int("align_corners", 0)? != 0;
     let k: Kernel =
@@ -314,7 +314,7 @@ fn build_resize(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
         None | Some("nearest") => Mode::Nearest,
         Some("linear") => Mode::Linear,
         Some("cubic") => Mode::Cubic,
-        Some(m) => return Err(format!("mode \"{m}\" is not supported")),
+        Some(m) => return Err(refuse!("mode \"{m}\" is not supported")),
     };
     let coord = match ctx.string("coordinate_transformation_mode")?.as_deref() {
         None | Some("half_pixel") => Coord::HalfPixel,
@@ -323,20 +323,20 @@ fn build_resize(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
         Some("align_corners") => Coord::AlignCorners,
         Some("asymmetric") => Coord::Asymmetric,
         Some("tf_crop_and_resize") => Coord::TfCropAndResize,
-        Some(m) => return Err(format!("coordinate_transformation_mode \"{m}\" is not supported")),
+        Some(m) => return Err(refuse!("coordinate_transformation_mode \"{m}\" is not supported")),
     };
     let nearest = match ctx.string("nearest_mode")?.as_deref() {
         None | Some("round_prefer_floor") => Nearest::RoundPreferFloor,
         Some("round_prefer_ceil") => Nearest::RoundPreferCeil,
         Some("floor") => Nearest::Floor,
         Some("ceil") => Nearest::Ceil,
-        Some(m) => return Err(format!("nearest_mode \"{m}\" is not supported")),
+        Some(m) => return Err(refuse!("nearest_mode \"{m}\" is not supported")),
     };
     let policy = match ctx.string("keep_aspect_ratio_policy")?.as_deref() {
         None | Some("stretch") => 0,
         Some("not_larger") => 1,
         Some("not_smaller") => 2,
-        Some(m) => return Err(format!("keep_aspect_ratio_policy \"{m}\" is not supported")),
+        Some(m) => return Err(refuse!("keep_aspect_ratio_policy \"{m}\" is not supported")),
     };
     let r = Resize {
         mode,

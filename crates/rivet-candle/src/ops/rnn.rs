@@ -31,7 +31,7 @@ fn activation(name: &str) -> Result<fn(f64) -> f64, Refusal> {
         "relu" => |x| x.max(0.0),
         "softsign" => |x| x / (1.0 + x.abs()),
         "softplus" => |x| x.exp().ln_1p(),
-        other => return Err(format!("activation \"{other}\" is not supported")),
+        other => return Err(refuse!("activation \"{other}\" is not supported")),
     })
 }
 
@@ -212,7 +212,7 @@ fn build_recurrent(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
         "RNN" => Cell::Rnn,
         "GRU" => Cell::Gru,
         "LSTM" => Cell::Lstm,
-        _ => return Err(format!("{op} is not a recurrent network")),
+        _ => return Err(refuse!("{op} is not a recurrent network")),
     };
     ctx.known(&[
         "activations",
@@ -237,7 +237,7 @@ fn build_recurrent(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
         None | Some("forward") => (1, false),
         Some("reverse") => (1, true),
         Some("bidirectional") => (2, false),
-        Some(d) => return Err(format!("direction \"{d}\" is not supported")),
+        Some(d) => return Err(refuse!("direction \"{d}\" is not supported")),
     };
     let defaults: &[&str] = match cell {
         Cell::Rnn => &["Tanh"],
@@ -249,12 +249,12 @@ fn build_recurrent(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
         None => (0..dirs).flat_map(|_| defaults.iter().map(|s| s.to_string())).collect(),
     };
     if names.len() != defaults.len() * dirs {
-        return Err(format!("{} activations for {} directions", names.len(), dirs));
+        return Err(refuse!("{} activations for {} directions", names.len(), dirs));
     }
     let acts = names.iter().map(|n| activation(n)).collect::<Result<Vec<_>, _>>()?;
     let layout = ctx.int("layout", 0)?;
     if layout != 0 && layout != 1 {
-        return Err(format!("layout {layout} is not 0 or 1"));
+        return Err(refuse!("layout {layout} is not 0 or 1"));
     }
     let clip = ctx.attr("clip").map(|a| a.f as f64);
     let spec = Spec {

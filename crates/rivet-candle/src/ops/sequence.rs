@@ -70,7 +70,7 @@ fn position(p: Option<&CTensor>, n: usize, default: usize, inclusive: bool) -> C
 fn known(node: &NodeProto, names: &[&str]) -> Result<(), Refusal> {
     for a in &node.attribute {
         if !names.contains(&a.name.as_str()) {
-            return Err(format!("attribute \"{}\" is not supported", a.name));
+            return Err(refuse!("attribute \"{}\" is not supported", a.name));
         }
     }
     Ok(())
@@ -90,15 +90,15 @@ pub fn build(
     let input = |i: usize, want_seq: bool| -> Result<Ty, Refusal> {
         match inputs.get(i).copied().flatten() {
             Some((t, s)) if s == want_seq => Ok(t),
-            Some(_) => Err(format!("input {i} must be a {}", if want_seq { "sequence" } else { "tensor" })),
-            None => Err(format!("input {i} is required")),
+            Some(_) => Err(refuse!("input {i} must be a {}", if want_seq { "sequence" } else { "tensor" })),
+            None => Err(refuse!("input {i} is required")),
         }
     };
     let int_tensor = |i: usize| -> Result<(), Refusal> {
         match inputs.get(i).copied().flatten() {
             None => Ok(()),
             Some((Ty::I32 | Ty::I64, false)) => Ok(()),
-            Some(_) => Err(format!("input {i} must be an int32 or int64 tensor")),
+            Some(_) => Err(refuse!("input {i} must be an int32 or int64 tensor")),
         }
     };
     let op = node.op_type.as_str();

@@ -83,7 +83,7 @@ impl IntsArg {
 fn ints_arg(ctx: &NodeCtx<'_>, since: i64, input: usize, name: &str) -> Result<IntsArg, Refusal> {
     if ctx.opset >= since {
         if ctx.attr(name).is_some() {
-            return Err(format!("attribute \"{name}\" became an input in opset {since}"));
+            return Err(refuse!("attribute \"{name}\" became an input in opset {since}"));
         }
         if ctx.has(input) {
             ctx.ty_where(input, |t| t == Ty::I64 || t == Ty::I32, "int64 or int32")?;
@@ -704,7 +704,7 @@ fn build_pad(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
         Some("reflect") => PadMode::Reflect,
         Some("edge") => PadMode::Edge,
         Some("wrap") if ctx.opset >= 19 => PadMode::Wrap,
-        Some(m) => return Err(format!("mode \"{m}\" is not supported")),
+        Some(m) => return Err(refuse!("mode \"{m}\" is not supported")),
     };
     let legacy = ctx.opset < 11;
     let (pads, value) = if legacy {

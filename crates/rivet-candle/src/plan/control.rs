@@ -49,7 +49,7 @@ fn outer_used(graphs: &[&GraphProto], outer: &[(String, Ty)]) -> Result<Vec<(Str
     for n in &free {
         match outer.iter().find(|(o, _)| o == n) {
             Some(v) => used.push(v.clone()),
-            None => return Err(format!("a subgraph reads \"{n}\", which nothing produces")),
+            None => return Err(refuse!("a subgraph reads \"{n}\", which nothing produces")),
         }
     }
     Ok(used)
@@ -65,8 +65,8 @@ fn plan_sub(
     what: &str,
 ) -> Result<Plan, Refusal> {
     Plan::typed_graph(g, opset, used, formal).map_err(|e| match e {
-        PlanError::Operators(lines) => format!("{what} uses {}", lines.join("; ")),
-        PlanError::Unsupported(w) | PlanError::Invalid(w) => format!("{what}: {w}"),
+        PlanError::Operators(lines) => refuse!("{what} uses {}", lines.join("; ")),
+        PlanError::Unsupported(w) | PlanError::Invalid(w) => refuse!("{what}: {w}"),
     })
 }
 
@@ -76,7 +76,7 @@ fn graph_attr<'a>(node: &'a NodeProto, name: &str) -> Result<&'a GraphProto, Ref
         .iter()
         .find(|a| a.name == name)
         .and_then(|a| a.g.as_ref())
-        .ok_or(format!("{name} is missing"))
+        .ok_or(refuse!("{name} is missing"))
 }
 
 /// What planning a control-flow node gives: its kernel, its output types and the outer names
@@ -87,7 +87,7 @@ pub(super) type Control = (Kernel, Vec<Ty>, Vec<String>);
 pub(super) fn plan_if(node: &NodeProto, opset: i64, outer: &[(String, Ty)]) -> Result<Control, Refusal> {
     for a in &node.attribute {
         if a.name != "then_branch" && a.name != "else_branch" {
-            return Err(format!("attribute \"{}\" is not supported", a.name));
+            return Err(refuse!("attribute \"{}\" is not supported", a.name));
         }
     }
     let (then_g, else_g) = (graph_attr(node, "then_branch")?, graph_attr(node, "else_branch")?);
@@ -100,7 +100,7 @@ pub(super) fn plan_if(node: &NodeProto, opset: i64, outer: &[(String, Ty)]) -> R
         return Err("the branches' outputs differ in number or type".into());
     }
     if node.output.len() != then_t.len() {
-        return Err(format!("{} outputs for branches giving {}", node.output.len(), then_t.len()));
+        return Err(refuse!("{} outputs for branches giving {}", node.output.len(), then_t.len()));
     }
     let kernel: Kernel = Box::new(move |x| {
         let cond = ops::req(x, 0)?;
@@ -141,7 +141,7 @@ pub(super) fn plan_loop(
 ) -> Result<Control, Refusal> {
     for a in &node.attribute {
         if a.name != "body" {
-            return Err(format!("attribute \"{}\" is not supported", a.name));
+            return Err(refuse!("attribute \"{}\" is not supported", a.name));
         }
     }
     let body_g = graph_attr(node, "body")?;
@@ -155,7 +155,7 @@ pub(super) fn plan_loop(
     let carried = node.input.len() - 2;
     let formal = body.inputs.len() - used.len();
     if formal != 2 + carried || body.outputs.len() < 1 + carried {
-        return Err(format!(
+        return Err(refuse!(
             "the body takes {formal} inputs and gives {} outputs for {carried} loop-carried values",
             body.outputs.len()
         ));
@@ -172,12 +172,12 @@ pub(super) fn plan_loop(
     for j in 0..carried {
         let want = in_tys.get(2 + j).copied().flatten().ok_or("a loop-carried value is missing")?;
         if body.inputs[2 + j].2 != want || body.outputs[1 + j].2 != want {
-            return Err(format!("loop-carried value {j} is {want} but the body takes or gives another type"));
+            return Err(refuse!("loop-carried value {j} is {want} but the body takes or gives another type"));
         }
     }
     let out_tys: Vec<Ty> = body.outputs[1..].iter().map(|o| o.2).collect();
     if node.output.len() > out_tys.len() {
-        return Err(format!("{} outputs for a body giving {}", node.output.len(), out_tys.len()));
+        return Err(refuse!("{} outputs for a body giving {}", node.output.len(), out_tys.len()));
     }
     let scans = out_tys.len() - carried;
     let kernel: Kernel = Box::new(move |x| {
@@ -244,7 +244,7 @@ pub(super) fn plan_scan(
     let mut m = None;
     for a in &node.attribute {
         if !known.contains(&a.name.as_str()) {
-            return Err(format!("attribute \"{}\" is not supported", a.name));
+            return Err(refuse!("attribute \"{}\" is not supported", a.name));
         }
         match a.name.as_str() {
             "num_scan_inputs" => m = Some(a.i),
@@ -257,7 +257,7 @@ pub(super) fn plan_scan(
     let m = usize::try_from(m.ok_or("num_scan_inputs is required")?)
         .map_err(|_| "num_scan_inputs is negative")?;
     if m == 0 || m > node.input.len() {
-        return Err(format!("num_scan_inputs {m} for {} inputs", node.input.len()));
+        return Err(refuse!("num_scan_inputs {m} for {} inputs", node.input.len()));
     }
     let n = node.input.len() - m;
     let body_g = graph_attr(node, "body")?;
@@ -266,7 +266,7 @@ pub(super) fn plan_scan(
     let body = plan_sub(body_g, opset, &used, in_tys, "the body")?;
     let formal = body.inputs.len() - used.len();
     if formal != n + m || body.outputs.len() < n {
-        return Err(format!(
+        return Err(refuse!(
             "the body takes {formal} inputs and gives {} outputs for {n} states and {m} scan inputs",
             body.outputs.len()
         ));
@@ -274,14 +274,14 @@ pub(super) fn plan_scan(
     for j in 0..n + m {
         let want = in_tys.get(j).copied().flatten().ok_or("an input is missing")?;
         if body.inputs[j].2 != want || (j < n && body.outputs[j].2 != want) {
-            return Err(format!("input {j} is {want} but the body takes or gives another type"));
+            return Err(refuse!("input {j} is {want} but the body takes or gives another type"));
         }
     }
     let k = body.outputs.len() - n;
     let list = |name: &str, len: usize| -> Result<Vec<i64>, Refusal> {
         let v = ints.get(name).cloned().unwrap_or_else(|| vec![0; len]);
         if v.len() != len {
-            return Err(format!("{name} has {} entries for {len} values", v.len()));
+            return Err(refuse!("{name} has {} entries for {len} values", v.len()));
         }
         Ok(v)
     };
@@ -292,7 +292,7 @@ pub(super) fn plan_scan(
     }
     let out_tys: Vec<Ty> = body.outputs.iter().map(|o| o.2).collect();
     if node.output.len() > out_tys.len() {
-        return Err(format!("{} outputs for a body giving {}", node.output.len(), out_tys.len()));
+        return Err(refuse!("{} outputs for a body giving {}", node.output.len(), out_tys.len()));
     }
     let kernel: Kernel = Box::new(move |x| {
         let mut state = given(&x[..n])?;

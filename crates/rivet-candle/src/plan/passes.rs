@@ -271,7 +271,7 @@ fn build_node(node: &PlanNode<'_>, def: &OpDef, opset: i64, slots: &Slots<'_>) -
                 "If" => plan_if(proto, opset, &outer)?,
                 "Loop" => plan_loop(proto, opset, &outer, &in_tys)?,
                 "Scan" => plan_scan(proto, opset, &outer, &in_tys)?,
-                other => return Err(format!("{other} is not a control-flow operator")),
+                other => return Err(refuse!("{other} is not a control-flow operator")),
             };
             Ok(Built {
                 exec: Exec::Tensor(kernel),
@@ -286,7 +286,7 @@ fn build_node(node: &PlanNode<'_>, def: &OpDef, opset: i64, slots: &Slots<'_>) -
         }
         Builder::Tensor(build) => {
             if let Some(j) = kinds.iter().position(|k| k.is_some_and(|(_, seq)| seq)) {
-                return Err(format!("input {j} is a sequence, which {} does not take", proto.op_type));
+                return Err(refuse!("input {j} is a sequence, which {} does not take", proto.op_type));
             }
             let ctx = NodeCtx {
                 node: proto,
@@ -301,7 +301,7 @@ fn build_node(node: &PlanNode<'_>, def: &OpDef, opset: i64, slots: &Slots<'_>) -
             };
             let (kernel, tys) = build(&ctx)?;
             if ctx.n_outputs() > tys.len() {
-                return Err(format!("output {} is not supported", tys.len()));
+                return Err(refuse!("output {} is not supported", tys.len()));
             }
             let kernel = ops::wrapping_i8(kernel, &tys);
             Ok(Built {
