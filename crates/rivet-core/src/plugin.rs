@@ -11,7 +11,8 @@
 //! use the system allocator (Rust's default), since each frees what the other allocated. A panic
 //! must not unwind from one side into the other (their standard libraries differ), so
 //! [`export_backend_plugin!`](crate::export_backend_plugin!) wraps the backend in [`fence`], which turns every panic into an
-//! error on the plugin's side.
+//! error on the plugin's side, and a panic while the backend is made is caught there too: the
+//! loader then refuses the library, saying so.
 
 use std::ffi::c_void;
 use std::path::Path;
@@ -68,8 +69,9 @@ pub struct PluginEntry {
     /// [`layout_fingerprint`] of the library.
     pub layout: [usize; 8],
     /// Creates the backend and writes it, an `Arc<dyn InferenceBackend>`, into the
-    /// uninitialised slot its argument points to (which the caller owns from then on).
-    pub create: unsafe extern "C" fn(slot: *mut c_void),
+    /// uninitialised slot its argument points to (which the caller owns from then on); returns
+    /// false, leaving the slot as it was, when making the backend panicked.
+    pub create: unsafe extern "C" fn(slot: *mut c_void) -> bool,
 }
 
 // SAFETY: the entry is immutable once made: a pointer to static bytes and a function pointer.
@@ -98,12 +100,18 @@ macro_rules! export_backend_plugin {
         /// Rivet's backend-library entry point.
         #[no_mangle]
         pub extern "C" fn rivet_backend_plugin_v1() -> *const $crate::plugin::PluginEntry {
-            unsafe extern "C" fn create(slot: *mut ::std::ffi::c_void) {
-                let backend: ::std::sync::Arc<dyn $crate::InferenceBackend> =
-                    $crate::plugin::fence(::std::sync::Arc::new($backend));
+            unsafe extern "C" fn create(slot: *mut ::std::ffi::c_void) -> bool {
+                // A panic must not unwind into the loader: it becomes `false`.
+                let made = ::std::panic::catch_unwind(|| {
+                    let backend: ::std::sync::Arc<dyn $crate::InferenceBackend> =
+                        $crate::plugin::fence(::std::sync::Arc::new($backend));
+                    backend
+                });
+                let Ok(backend) = made else { return false };
                 // SAFETY: the loader passes a slot for one `Arc<dyn InferenceBackend>`, sized
                 // and aligned by the same compiler (the ABI key and layout were checked).
-                unsafe { slot.cast::<::std::sync::Arc<dyn $crate::InferenceBackend>>().write(backend) }
+                unsafe { slot.cast::<::std::sync::Arc<dyn $crate::InferenceBackend>>().write(backend) };
+                true
             }
             static ENTRY: ::std::sync::OnceLock<$crate::plugin::PluginEntry> = ::std::sync::OnceLock::new();
             ENTRY.get_or_init(|| $crate::plugin::PluginEntry {

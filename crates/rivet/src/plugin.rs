@@ -102,6 +102,9 @@ pub enum Unusable {
     /// The types that cross differ in size or alignment.
     #[error("found, but its types are laid out differently from this Rivet's; rebuild it")]
     Layout,
+    /// Making its backend panicked (the panic's message went to stderr).
+    #[error("found, but making its backend panicked")]
+    Panicked,
 }
 
 /// Why no backend library could be used.
@@ -161,12 +164,16 @@ fn open(path: &Path) -> std::result::Result<Arc<dyn InferenceBackend>, Unusable>
     }
     let mut slot = std::mem::MaybeUninit::<Arc<dyn InferenceBackend>>::uninit();
     // SAFETY: key and layout match, so `create` is `export_backend_plugin!`'s, compiled by the
-    // same compiler from the same rivet-core: it writes an `Arc<dyn InferenceBackend>` into the
-    // slot, allocated by the same (system) allocator.
-    let backend = unsafe {
-        (entry.create)(slot.as_mut_ptr().cast());
-        slot.assume_init()
-    };
+    // same compiler from the same rivet-core: it writes an `Arc<dyn InferenceBackend>`,
+    // allocated by the same (system) allocator, into the slot and returns true, or returns
+    // false when making the backend panicked.
+    if !unsafe { (entry.create)(slot.as_mut_ptr().cast()) } {
+        // Not unloaded: the panic may have left the library's state half made.
+        std::mem::forget(library);
+        return Err(Unusable::Panicked);
+    }
+    // SAFETY: `create` returned true: it wrote the slot.
+    let backend = unsafe { slot.assume_init() };
     // Models and their code live in the library: it stays loaded for the life of the process.
     std::mem::forget(library);
     Ok(backend)

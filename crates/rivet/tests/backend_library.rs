@@ -50,6 +50,40 @@ const entry *rivet_backend_plugin_v1(void) {{ return &ENTRY; }}
     library
 }
 
+/// A shared library exporting Rivet's entry point with this Rivet's version, key and layout,
+/// whose constructor reports a panic (returns false), as `export_backend_plugin!`'s does when
+/// making the backend panics.
+fn panicking_plugin(dir: &Path) -> PathBuf {
+    let source = dir.join("panicking.c");
+    let layout: Vec<String> = rivet::plugin::layout_fingerprint().iter().map(|n| format!("{n}u")).collect();
+    std::fs::write(
+        &source,
+        format!(
+            r#"#include <stdbool.h>
+#include <stddef.h>
+typedef struct {{ unsigned abi_version; const char *key; size_t key_len; size_t layout[8]; bool (*create)(void *); }} entry;
+static const char KEY[] = {key:?};
+static bool create(void *slot) {{ (void)slot; return false; }}
+static entry ENTRY = {{{version}, KEY, sizeof KEY - 1, {{{layout}}}, create}};
+const entry *rivet_backend_plugin_v1(void) {{ return &ENTRY; }}
+"#,
+            key = rivet::plugin::PLUGIN_ABI_KEY,
+            version = rivet::plugin::PLUGIN_ABI_VERSION,
+            layout = layout.join(", ")
+        ),
+    )
+    .unwrap();
+    let library = dir.join("librivet_panicking.so");
+    let status = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&library)
+        .arg(&source)
+        .status()
+        .expect("a C compiler (cc) builds the test library");
+    assert!(status.success());
+    library
+}
+
 #[test]
 fn missing_broken_and_mismatched_libraries_are_named() {
     let dir = scratch();
@@ -81,6 +115,10 @@ fn missing_broken_and_mismatched_libraries_are_named() {
         text.contains(&format!("and this Rivet is \"{}\"; rebuild it", rivet::plugin::PLUGIN_ABI_KEY)),
         "{text}"
     );
+    // A library whose backend panicked while being made.
+    std::env::set_var("RIVET_TCH_LIBRARY", panicking_plugin(&dir));
+    let text = tch_error();
+    assert!(text.contains("librivet_panicking.so (found, but making its backend panicked)"), "{text}");
     // A library for another backend under this backend's name.
     if capi.is_file() {
         std::env::set_var("RIVET_TCH_LIBRARY", &capi);
