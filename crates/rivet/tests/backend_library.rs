@@ -22,24 +22,27 @@ fn tch_error() -> String {
     err.to_string()
 }
 
-/// A shared library exporting Rivet's entry point with the right version and a foreign key, as
-/// a backend built by another compiler would.
-fn foreign_plugin(dir: &Path) -> PathBuf {
-    let source = dir.join("foreign.c");
+/// A shared library `librivet_NAME.so` in `dir` exporting Rivet's entry point with this
+/// Rivet's version, the ABI key `key`, the layout fingerprint `layout` (C initializers) and the
+/// constructor `create` (a C expression; the source may define it in `defs`).
+fn plugin_library(dir: &Path, name: &str, key: &str, layout: &str, defs: &str, create: &str) -> PathBuf {
+    let source = dir.join(format!("{name}.c"));
     std::fs::write(
         &source,
         format!(
-            r#"#include <stddef.h>
-typedef struct {{ unsigned abi_version; const char *key; size_t key_len; size_t layout[8]; void (*create)(void *); }} entry;
-static const char KEY[] = "rivet-core 0.0.1; rustc 1.0.0; x86_64-unknown-linux-gnu";
-static entry ENTRY = {{{}, KEY, sizeof KEY - 1, {{0}}, NULL}};
+            r#"#include <stdbool.h>
+#include <stddef.h>
+typedef struct {{ unsigned abi_version; const char *key; size_t key_len; size_t layout[8]; bool (*create)(void *); }} entry;
+static const char KEY[] = {key:?};
+{defs}
+static entry ENTRY = {{{version}, KEY, sizeof KEY - 1, {{{layout}}}, {create}}};
 const entry *rivet_backend_plugin_v1(void) {{ return &ENTRY; }}
 "#,
-            rivet::plugin::PLUGIN_ABI_VERSION
+            version = rivet::plugin::PLUGIN_ABI_VERSION,
         ),
     )
     .unwrap();
-    let library = dir.join("librivet_foreign.so");
+    let library = dir.join(format!("librivet_{name}.so"));
     let status = Command::new("cc")
         .args(["-shared", "-fPIC", "-o"])
         .arg(&library)
@@ -50,38 +53,24 @@ const entry *rivet_backend_plugin_v1(void) {{ return &ENTRY; }}
     library
 }
 
-/// A shared library exporting Rivet's entry point with this Rivet's version, key and layout,
-/// whose constructor reports a panic (returns false), as `export_backend_plugin!`'s does when
-/// making the backend panics.
+/// A backend library with the right version and a foreign key, as one built by another
+/// compiler would be.
+fn foreign_plugin(dir: &Path) -> PathBuf {
+    plugin_library(dir, "foreign", "rivet-core 0.0.1; rustc 1.0.0; x86_64-unknown-linux-gnu", "0", "", "NULL")
+}
+
+/// A backend library with this Rivet's version, key and layout whose constructor reports a
+/// panic (returns false), as `export_backend_plugin!`'s does when making the backend panics.
 fn panicking_plugin(dir: &Path) -> PathBuf {
-    let source = dir.join("panicking.c");
     let layout: Vec<String> = rivet::plugin::layout_fingerprint().iter().map(|n| format!("{n}u")).collect();
-    std::fs::write(
-        &source,
-        format!(
-            r#"#include <stdbool.h>
-#include <stddef.h>
-typedef struct {{ unsigned abi_version; const char *key; size_t key_len; size_t layout[8]; bool (*create)(void *); }} entry;
-static const char KEY[] = {key:?};
-static bool create(void *slot) {{ (void)slot; return false; }}
-static entry ENTRY = {{{version}, KEY, sizeof KEY - 1, {{{layout}}}, create}};
-const entry *rivet_backend_plugin_v1(void) {{ return &ENTRY; }}
-"#,
-            key = rivet::plugin::PLUGIN_ABI_KEY,
-            version = rivet::plugin::PLUGIN_ABI_VERSION,
-            layout = layout.join(", ")
-        ),
+    plugin_library(
+        dir,
+        "panicking",
+        rivet::plugin::PLUGIN_ABI_KEY,
+        &layout.join(", "),
+        "static bool create(void *slot) { (void)slot; return false; }",
+        "create",
     )
-    .unwrap();
-    let library = dir.join("librivet_panicking.so");
-    let status = Command::new("cc")
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(&library)
-        .arg(&source)
-        .status()
-        .expect("a C compiler (cc) builds the test library");
-    assert!(status.success());
-    library
 }
 
 #[test]

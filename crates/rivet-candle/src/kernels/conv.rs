@@ -6,6 +6,48 @@ use super::window::*;
 use super::{threads, with_values};
 use candle_core::{bail, DType as CDType, Device, Result as CResult, Tensor as CTensor};
 
+/// `dst = lhs · rhs` for row-major `lhs` (m×k), `rhs` (k×n) and `dst` (m×n), every element of
+/// `dst` written and none read (so it may start uninitialized; a convolution's k, channels
+/// times window size, is never 0).
+fn row_major_product<T: candle_core::WithDType>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [std::mem::MaybeUninit<T>],
+    lhs: &[T],
+    rhs: &[T],
+    par: gemm::Parallelism,
+) {
+    assert!(lhs.len() >= m * k && rhs.len() >= k * n && dst.len() >= m * n, "product extents");
+    // SAFETY: `lhs` holds m×k, `rhs` k×n and `dst` m×n elements, each row-major (column stride
+    // 1, row strides k, n and n), exactly the extents gemm reads and writes; `dst` is borrowed
+    // mutably, so it overlaps neither input. With `read_dst` false, gemm writes every element
+    // of `dst` and reads none.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr().cast::<T>(),
+            1,
+            n as isize,
+            false,
+            lhs.as_ptr(),
+            1,
+            k as isize,
+            rhs.as_ptr(),
+            1,
+            n as isize,
+            T::zero(),
+            T::from_f64(1.0),
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
 /// Element types a convolution runs in, each with a per-thread scratch buffer for its im2col
 /// matrices: kept between runs, so that a convolution neither maps nor faults in fresh pages
 /// each time. A buffer larger than [`SCRATCH_KEEP`] elements is not kept.
@@ -119,33 +161,7 @@ pub(crate) fn conv_images<T: ConvElem>(
                     let (lhs, rhs) =
                         (&ws[g * mg * ck..(g + 1) * mg * ck], &col[g * ck * p..(g + 1) * ck * p]);
                     let dst = &mut out_img[g * mg * p..(g + 1) * mg * p];
-                    // SAFETY: `lhs` holds mg×ck, `rhs` ck×p and `dst` mg×p elements, each
-                    // row-major (column stride 1, row stride ck, p and p), exactly the extents gemm
-                    // reads and writes; the slices do not overlap. With `read_dst` false, gemm
-                    // writes every element of `dst` (k = ck > 0) and reads none.
-                    unsafe {
-                        gemm::gemm(
-                            mg,
-                            p,
-                            ck,
-                            dst.as_mut_ptr().cast::<T>(),
-                            1,
-                            p as isize,
-                            false,
-                            lhs.as_ptr(),
-                            1,
-                            ck as isize,
-                            rhs.as_ptr(),
-                            1,
-                            p as isize,
-                            T::zero(),
-                            T::from_f64(1.0),
-                            false,
-                            false,
-                            false,
-                            par,
-                        );
-                    }
+                    row_major_product(mg, p, ck, dst, lhs, rhs, par);
                 };
                 // Once every group's product has written `out_img`: bias and Relu.
                 let finish = |out_img: &mut [std::mem::MaybeUninit<T>]| {
@@ -271,32 +287,11 @@ pub(crate) fn conv_side_by_side<T: ConvElem>(
             for g in 0..group {
                 let (lhs, rhs) =
                     (&ws[g * mg * ck..(g + 1) * mg * ck], &col[g * ck * cols..(g + 1) * ck * cols]);
-                // SAFETY: `lhs` holds mg×ck, `rhs` ck×cols and `t` at least mg×cols elements,
-                // each row-major (column stride 1, row stride ck, cols and cols), exactly the
-                // extents gemm reads and writes; the three do not overlap.
-                unsafe {
-                    gemm::gemm(
-                        mg,
-                        cols,
-                        ck,
-                        t.as_mut_ptr(),
-                        1,
-                        cols as isize,
-                        false,
-                        lhs.as_ptr(),
-                        1,
-                        ck as isize,
-                        rhs.as_ptr(),
-                        1,
-                        cols as isize,
-                        T::zero(),
-                        T::from_f64(1.0),
-                        false,
-                        false,
-                        false,
-                        par,
-                    );
-                }
+                // `t` holds at least mg×cols elements; the product overwrites the first mg×cols.
+                let dst = &mut t[..mg * cols];
+                // SAFETY: a `T` is a valid `MaybeUninit<T>`, and only `T` values are written.
+                let dst = unsafe { &mut *(dst as *mut [T] as *mut [std::mem::MaybeUninit<T>]) };
+                row_major_product(mg, cols, ck, dst, lhs, rhs, par);
                 for (b, out_img) in outs.chunks_exact_mut(m * p).enumerate() {
                     for i in 0..mg {
                         let src = &t[i * cols + b * p..][..p];
