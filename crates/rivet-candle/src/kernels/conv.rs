@@ -1,10 +1,33 @@
 //! Convolutions: im2col into a per-thread scratch matrix and one product per group, images
 //! side by side for small planes, bias and Relu in one pass; transposed convolution.
+//!
+//! With several threads, a convolution forks once and each thread runs serial products: over
+//! images when there are as many as threads, else over blocks of output channels (the
+//! im2col matrix split by input channel first). That keeps each product's register tiles as
+//! full as on one thread, where splitting inside the gemm crate leaves them half empty and
+//! wakes the threads once per product. Every output element is the same sum in the same order
+//! either way (the gemm crate's depth blocking depends on the depth alone), so the results are
+//! bit for bit those of one thread.
 
 use super::gemm::*;
 use super::window::*;
 use super::{threads, with_values};
 use candle_core::{bail, DType as CDType, Device, Result as CResult, Tensor as CTensor};
+use rayon::prelude::*;
+
+/// How many threads `par` grants (1 for none).
+fn threads_of(par: gemm::Parallelism) -> usize {
+    match par {
+        gemm::Parallelism::Rayon(t) => t.max(1),
+        _ => 1,
+    }
+}
+
+/// Rows of output channels per task when `rows` of them are split over `threads`: whole
+/// multiples of 8 (the gemm crate's tile across channels is 6 or 8 wide), at least 8.
+fn rows_per_task(rows: usize, threads: usize) -> usize {
+    rows.div_ceil(threads).next_multiple_of(8).min(rows).max(1)
+}
 
 /// `dst = lhs · rhs` for row-major `lhs` (m×k), `rhs` (k×n) and `dst` (m×n), every element of
 /// `dst` written and none read (so it may start uninitialized; a convolution's k, channels
@@ -51,7 +74,7 @@ fn row_major_product<T: candle_core::WithDType>(
 /// Element types a convolution runs in, each with a per-thread scratch buffer for its im2col
 /// matrices: kept between runs, so that a convolution neither maps nor faults in fresh pages
 /// each time. A buffer larger than [`SCRATCH_KEEP`] elements is not kept.
-pub(crate) trait ConvElem: candle_core::WithDType {
+pub(crate) trait ConvElem: candle_core::WithDType + Send + Sync {
     fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
 }
 
@@ -177,7 +200,62 @@ pub(crate) fn conv_images<T: ConvElem>(
                     conv_side_by_side(xs, ws, dst_all, bias.as_deref(), geo, dims, side_by_side, par, relu);
                     return Ok(());
                 }
+                let threads = threads_of(par);
+                if threads > 1 && n >= threads {
+                    // Images over threads, each image's products serial on its thread.
+                    xs.par_chunks_exact(c * plane).zip(dst_all.par_chunks_exact_mut(m * p)).for_each(
+                        |(img, out_img)| {
+                            let serial = |col: &[T], out_img: &mut [std::mem::MaybeUninit<T>]| {
+                                for g in 0..group {
+                                    let (lhs, rhs) = (
+                                        &ws[g * mg * ck..(g + 1) * mg * ck],
+                                        &col[g * ck * p..(g + 1) * ck * p],
+                                    );
+                                    let dst = &mut out_img[g * mg * p..(g + 1) * mg * p];
+                                    row_major_product(mg, p, ck, dst, lhs, rhs, gemm::Parallelism::None);
+                                }
+                            };
+                            if direct {
+                                serial(img, out_img);
+                            } else {
+                                T::with_scratch(c * k * p, |col| {
+                                    im2col(img, geo, c, plane, col, p);
+                                    serial(col, out_img);
+                                });
+                            }
+                            finish(out_img);
+                        },
+                    );
+                    return Ok(());
+                }
                 let images = xs.chunks_exact(c * plane).zip(dst_all.chunks_exact_mut(m * p));
+                if threads > 1 {
+                    // Fewer images than threads: blocks of output channels over threads.
+                    let split = |col: &[T], out_img: &mut [std::mem::MaybeUninit<T>]| {
+                        let rows = if group == 1 { rows_per_task(mg, threads) } else { mg };
+                        out_img.par_chunks_mut(rows * p).enumerate().for_each(|(i, dst)| {
+                            let (row, count) = (i * rows, dst.len() / p);
+                            let g = row / mg;
+                            let (lhs, rhs) =
+                                (&ws[row * ck..(row + count) * ck], &col[g * ck * p..(g + 1) * ck * p]);
+                            row_major_product(count, p, ck, dst, lhs, rhs, gemm::Parallelism::None);
+                            // SAFETY: the product wrote every element of `dst`.
+                            let done = unsafe { &mut *(dst as *mut [std::mem::MaybeUninit<T>] as *mut [T]) };
+                            bias_relu(done, bias.as_deref().map(|b| &b[row..row + count]), p, relu);
+                        });
+                    };
+                    if direct {
+                        images.for_each(|(img, out_img)| split(img, out_img));
+                    } else {
+                        T::with_scratch(c * k * p, |col| {
+                            for (img, out_img) in images {
+                                im2col_parallel(img, geo, c, plane, col, p);
+                                split(col, out_img);
+                            }
+                        });
+                    }
+                    return Ok(());
+                }
                 if direct {
                     for (img, out_img) in images {
                         (0..group).for_each(|g| product(img, out_img, g));
@@ -291,7 +369,18 @@ pub(crate) fn conv_side_by_side<T: ConvElem>(
                 let dst = &mut t[..mg * cols];
                 // SAFETY: a `T` is a valid `MaybeUninit<T>`, and only `T` values are written.
                 let dst = unsafe { &mut *(dst as *mut [T] as *mut [std::mem::MaybeUninit<T>]) };
-                row_major_product(mg, cols, ck, dst, lhs, rhs, par);
+                let threads = threads_of(par);
+                if threads > 1 {
+                    // Blocks of output channels over threads, each product serial.
+                    let rows = rows_per_task(mg, threads);
+                    dst.par_chunks_mut(rows * cols).enumerate().for_each(|(i, dst)| {
+                        let count = dst.len() / cols;
+                        let lhs = &lhs[i * rows * ck..(i * rows + count) * ck];
+                        row_major_product(count, cols, ck, dst, lhs, rhs, gemm::Parallelism::None);
+                    });
+                } else {
+                    row_major_product(mg, cols, ck, dst, lhs, rhs, par);
+                }
                 for (b, out_img) in outs.chunks_exact_mut(m * p).enumerate() {
                     for i in 0..mg {
                         let src = &t[i * cols + b * p..][..p];
@@ -307,6 +396,24 @@ pub(crate) fn conv_side_by_side<T: ConvElem>(
             bias_relu(done, bias, p, relu);
         }
     });
+}
+
+/// [`im2col`] with its input channels split over the current rayon pool (each channel's `k`
+/// rows are its own).
+fn im2col_parallel<T: candle_core::WithDType>(
+    src: &[T],
+    geo: &Geometry,
+    c: usize,
+    plane: usize,
+    col: &mut [T],
+    p: usize,
+) {
+    let k = geo.k;
+    let per = c.div_ceil(rayon::current_num_threads().max(1) * 4).max(1);
+    col[..c * k * p]
+        .par_chunks_mut(per * k * p)
+        .zip(src[..c * plane].par_chunks(per * plane))
+        .for_each(|(col, src)| im2col(src, geo, src.len() / plane, plane, col, p));
 }
 
 /// The im2col matrix `[c * k, p]` of one image `src` (`c` planes) for the windows of `geo`:
