@@ -3,6 +3,7 @@
 # .cargo/config.toml; both are idempotent.
 
 SHELL := bash
+, := ,
 CARGO ?= cargo
 DEMO_MODELS := models/mlp models/cnn models/encoder
 
@@ -11,7 +12,7 @@ PROFILE ?= release
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 PKG := crates/rivet-capi/pkg
 
-.PHONY: setup build demo test bench bench-candle bench-compare bench-startup bench-serve bench-prep bench-report lint models install test-c fuzz fuzz-cmin
+.PHONY: setup build demo test bench bench-candle bench-compare bench-startup bench-serve bench-prep bench-report bench-smoke lint models install test-c fuzz fuzz-cmin
 
 setup:
 	./bootstrap.sh
@@ -22,7 +23,9 @@ build: setup
 	$(CARGO) build --workspace
 
 ## Runs `rivet bench` over every bundled model on every backend that can load it: the table,
-## then where the JSON, Markdown and chart are. Then scores a generated 100,000-row customer
+## then where the JSON, Markdown and chart are. It runs the dev build that `make build` made,
+## whose dependencies, backends and CLI are compiled as in release (Cargo.toml's profiles), and
+## its table says so. Then scores a generated 100,000-row customer
 ## table with the tabular example (`rivet predict`: pipeline and churn model) into
 ## target/demo/churn.parquet.
 demo: build
@@ -94,6 +97,23 @@ test: setup
 	python3 tests/summary.py --build-status $$build --cargo-log target/test-cargo.log $${cargo:+--cargo-status $$cargo} \
 	  --c-log target/test-c.log $${c:+--c-status $$c}
 
+## SMOKE=1 runs a bench-* target to prove that it works, not to measure: on the dev build that
+## `make test` made (no release build), with one model and a few iterations; its results go
+## under target/bench-smoke/ and never onto the benchmark page. `make bench-smoke` runs every
+## bench-* target so (CI does, after the tests).
+SMOKE ?=
+BUILD_DIR = target/$(if $(SMOKE),debug,release)
+BUILD_FLAGS = $(if $(SMOKE),,--release)
+BENCH_OUT = target/$(if $(SMOKE),bench-smoke,bench)
+ifneq ($(SMOKE),)
+export RIVET_BENCH_RESULTS := $(CURDIR)/target/bench-smoke/results
+export CRITERION_HOME := $(CURDIR)/target/bench-smoke/criterion
+export RIVET_BENCH_DIR := $(CURDIR)/target/bench-smoke
+export RIVET_BENCH_BUILD := dev
+endif
+# criterion's own flags for a smoke run: benchmark mode (under `cargo test`), briefly.
+CRITERION_SMOKE := --bench --warm-up-time 0.01 --measurement-time 0.05 --sample-size 10 --nresamples 100 --noplot
+
 ## criterion benchmarks (release build; first the tch backend library they load). BENCH picks
 ## suites: overhead (Rivet vs the direct library call), capi (C ABI and C++ API vs Rust API),
 ## conversion (tensors in/out of each backend), validation (signature checks); also threads (tch
@@ -102,79 +122,106 @@ test: setup
 BENCH ?= overhead capi conversion validation
 FILTER ?=
 bench: setup
-	$(CARGO) build --release -p rivet-tch-plugin
-	since=$$(date +%s); for b in $(BENCH); do $(CARGO) bench --bench $$b -- $(FILTER) || exit 1; done; \
+	$(if $(SMOKE),$(CARGO) build --workspace,$(CARGO) build --release -p rivet-tch-plugin)
+	since=$$(date +%s); for b in $(BENCH); do \
+	  $(CARGO) $(if $(SMOKE),test,bench) --bench $$b -- $(if $(SMOKE),$(CRITERION_SMOKE)) $(FILTER) || exit 1; done; \
 	python3 benches/python/results.py criterion $(BENCH) --since $$since \
 	  --command "make bench BENCH='$(BENCH)'$(if $(FILTER), FILTER=$(FILTER),)"
 
 ## Candle's executor against ONNX Runtime (and the candle_onnx::simple_eval path it replaced)
-## on the bundled models and ResNet-18, one thread, batch 1 and 8: criterion's timings, then
-## the same ratios measured side by side, saved for the benchmark page.
+## on the bundled models and ResNet-18: criterion's timings at one thread, batch 1 and 8, then
+## the ratios measured side by side at 1 and 2 threads (each backend with the same count) and
+## Candle's own cost of a thread setting, saved for the benchmark page.
+CANDLE_FILTER = $(if $(SMOKE),candle/mlp/b1,$(FILTER))
 bench-candle: setup
-	test -f models/resnet18/resnet18.onnx || .venv/bin/python models/export.py resnet18
-	$(CARGO) bench --bench candle -- $(FILTER)
-	python3 benches/python/results.py table candle "Candle's executor against ONNX Runtime, side by side (release)" \
-	  "make bench-candle$(if $(FILTER), FILTER=$(FILTER),)" target/bench/candle_side_by_side.json
+	$(if $(SMOKE),,test -f models/resnet18/resnet18.onnx || .venv/bin/python models/export.py resnet18)
+	$(if $(SMOKE),RIVET_SIDE_BY_SIDE_ROUNDS=2 $(CARGO) test,$(CARGO) bench) --bench candle -- \
+	  $(if $(SMOKE),$(CRITERION_SMOKE)) $(CANDLE_FILTER)
+	python3 benches/python/results.py table candle "Candle's executor against ONNX Runtime, side by side" \
+	  "make bench-candle$(if $(FILTER), FILTER=$(FILTER),)" $(BENCH_OUT)/candle_side_by_side.json
 
 ## The benchmark page, docs/benchmarks.md, rendered from the results the bench-* targets saved
-## under target/bench-results/ (each target's latest run).
+## under target/bench-results/ (each target's latest run). With SMOKE=1, the smoke runs' page,
+## target/bench-smoke/benchmarks.md.
 bench-report:
-	python3 benches/python/results.py report
+	python3 benches/python/results.py report $(if $(SMOKE),--out $(BENCH_OUT)/benchmarks.md)
 
 ## Rivet (release) against Python onnxruntime and torch.jit on the same models, inputs, threads
 ## and batch sizes; prints the speedup per model x backend x batch. Rivet's table
 ## (target/bench/rivet.md) also has Candle beside ONNX Runtime (it has no Python twin). Exports the compute-bound
 ## ResNet-18 first if it is missing. Results under target/bench/.
+ifeq ($(SMOKE),)
 COMPARE_MODELS ?= models/mlp models/cnn models/encoder models/resnet18
 COMPARE_BATCH ?= 1,8,64
-COMPARE_THREADS ?= 1
 COMPARE_DURATION ?= 3
 COMPARE_WARMUP ?= 5
+else
+COMPARE_MODELS ?= models/mlp
+COMPARE_BATCH ?= 1
+COMPARE_DURATION ?= 0.2
+COMPARE_WARMUP ?= 1
+endif
+COMPARE_THREADS ?= 1
 bench-compare: setup
-	test -f models/resnet18/resnet18.onnx || .venv/bin/python models/export.py resnet18
-	$(CARGO) build --release --workspace
-	./target/release/rivet bench $(COMPARE_MODELS) --backend tch,ort,candle --batch $(COMPARE_BATCH) \
+	$(if $(filter models/resnet18,$(COMPARE_MODELS)),test -f models/resnet18/resnet18.onnx || .venv/bin/python models/export.py resnet18)
+	$(CARGO) build $(BUILD_FLAGS) --workspace
+	./$(BUILD_DIR)/rivet bench $(COMPARE_MODELS) --backend tch,ort,candle --batch $(COMPARE_BATCH) \
 	  --threads $(COMPARE_THREADS) --duration $(COMPARE_DURATION) --warmup $(COMPARE_WARMUP) \
-	  --save-inputs target/bench/inputs --json target/bench/rivet.json \
-	  --markdown target/bench/rivet.md --plot target/bench/rivet.svg
-	.venv/bin/python benches/python/bench.py $(COMPARE_MODELS) --inputs target/bench/inputs \
+	  --save-inputs $(BENCH_OUT)/inputs --json $(BENCH_OUT)/rivet.json \
+	  --markdown $(BENCH_OUT)/rivet.md --plot $(BENCH_OUT)/rivet.svg
+	.venv/bin/python benches/python/bench.py $(COMPARE_MODELS) --inputs $(BENCH_OUT)/inputs \
 	  --backend tch,ort --batch $(COMPARE_BATCH) --threads $(COMPARE_THREADS) \
-	  --duration $(COMPARE_DURATION) --warmup $(COMPARE_WARMUP) --json target/bench/python.json
-	.venv/bin/python benches/python/compare.py target/bench/rivet.json target/bench/python.json \
-	  --markdown target/bench/compare.md \
+	  --duration $(COMPARE_DURATION) --warmup $(COMPARE_WARMUP) --json $(BENCH_OUT)/python.json
+	.venv/bin/python benches/python/compare.py $(BENCH_OUT)/rivet.json $(BENCH_OUT)/python.json \
+	  --markdown $(BENCH_OUT)/compare.md \
 	  --command "make bench-compare COMPARE_MODELS='$(COMPARE_MODELS)' COMPARE_BATCH=$(COMPARE_BATCH) COMPARE_THREADS=$(COMPARE_THREADS) COMPARE_DURATION=$(COMPARE_DURATION)"
 
 ## Start-up cost (release build): `rivet --version`, and one-shot `rivet run` of the bundled MLP
 ## (ONNX on ort, TorchScript on tch) against the same job in Python and, for ONNX, done by ONNX
 ## Runtime alone (the floor); prints the medians and the ratios to Python.
+STARTUP_REPEAT ?= $(if $(SMOKE),1,7)
 bench-startup: setup
-	$(CARGO) build --release --workspace
-	$(CARGO) build --release -p rivet-ort --example ort_alone
-	.venv/bin/python benches/python/oneshot.py --rivet target/release/rivet --json target/bench/oneshot.json
+	$(if $(SMOKE),$(CARGO) build --workspace --all-targets,$(CARGO) build --release --workspace)
+	$(if $(SMOKE),,$(CARGO) build --release -p rivet-ort --example ort_alone)
+	.venv/bin/python benches/python/oneshot.py --rivet $(BUILD_DIR)/rivet --ort-alone $(BUILD_DIR)/examples/ort_alone \
+	  --repeat $(STARTUP_REPEAT) --json $(BENCH_OUT)/oneshot.json
 
 ## `rivet serve` (release) against MLServer serving the same ONNX models through onnxruntime,
 ## both driven by perf_analyzer over gRPC at concurrency 1, 4 and 16, with and without dynamic
 ## batching; prints throughput, p50/p99 and the ratios. MLServer gets a venv of its own
 ## (target/mlserver-venv) on first use: its pins clash with the project venv's.
 MLSERVER_VENV := target/mlserver-venv
+SERVE_MODELS ?= $(if $(SMOKE),mlp,mlp$(,)cnn)
+SERVE_CONCURRENCY ?= $(if $(SMOKE),1,1$(,)4$(,)16)
+SERVE_SECONDS ?= $(if $(SMOKE),0.5,2)
 bench-serve: setup
-	$(CARGO) build --release --workspace
+	$(CARGO) build $(BUILD_FLAGS) --workspace
 	test -x $(MLSERVER_VENV)/bin/mlserver || { python3 -m venv $(MLSERVER_VENV) && \
 	  $(MLSERVER_VENV)/bin/pip install --quiet --disable-pip-version-check mlserver==1.7.1 onnxruntime==1.31.1; }
-	.venv/bin/python benches/python/serve_bench.py --rivet target/release/rivet \
-	  --mlserver-venv $(MLSERVER_VENV) --perf-analyzer .venv/perf_analyzer/perf_analyzer
+	.venv/bin/python benches/python/serve_bench.py --rivet $(BUILD_DIR)/rivet \
+	  --mlserver-venv $(MLSERVER_VENV) --perf-analyzer .venv/perf_analyzer/perf_analyzer \
+	  --models $(SERVE_MODELS) --concurrency $(SERVE_CONCURRENCY) --seconds $(SERVE_SECONDS) \
+	  --json $(BENCH_OUT)/serve.json
 
 ## Preprocessing and batch scoring (release build) against pandas + scikit-learn (+ onnxruntime)
 ## on a generated PREP_ROWS-row table as CSV and as Parquet, and on a wide 63-column table of
 ## PREP_WIDE_ROWS rows (a third categorical): checks the outputs agree within 1e-6, then prints
 ## wall time and peak RSS of each side and the ratios.
-PREP_ROWS ?= 1000000
-PREP_WIDE_ROWS ?= 200000
-PREP_REPEAT ?= 3
+PREP_ROWS ?= $(if $(SMOKE),2000,1000000)
+PREP_WIDE_ROWS ?= $(if $(SMOKE),2000,200000)
+PREP_REPEAT ?= $(if $(SMOKE),1,3)
 bench-prep: setup
-	$(CARGO) build --release --workspace
-	.venv/bin/python benches/python/prep_bench.py --rivet target/release/rivet --rows $(PREP_ROWS) \
-	  --wide-rows $(PREP_WIDE_ROWS) --repeat $(PREP_REPEAT) --json target/bench/prep.json
+	$(CARGO) build $(BUILD_FLAGS) --workspace
+	.venv/bin/python benches/python/prep_bench.py --rivet $(BUILD_DIR)/rivet --rows $(PREP_ROWS) \
+	  --wide-rows $(PREP_WIDE_ROWS) --repeat $(PREP_REPEAT) --json $(BENCH_OUT)/prep.json
+
+## Every bench-* target with SMOKE=1, each to the end however the others fared, one line each;
+## fails when any does.
+BENCH_TARGETS := bench bench-candle bench-compare bench-startup bench-serve bench-prep bench-report
+bench-smoke: setup
+	@status=0; for t in $(BENCH_TARGETS); do \
+	  if $(MAKE) --no-print-directory $$t SMOKE=1 BENCH="$(BENCH) threads sessions"; then echo "== $$t (smoke): ok"; \
+	  else echo "== $$t (smoke): FAILED"; status=1; fi; done; exit $$status
 
 ## Formatting, clippy and the API docs, each with warnings as errors. Clippy's lints come from
 ## the build itself (bootstrap.sh makes clippy-driver the compiler of the workspace's crates),

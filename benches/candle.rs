@@ -1,17 +1,22 @@
 //! Candle's own executor against ONNX Runtime and against the `candle_onnx::simple_eval` path
-//! it replaced, one thread, on the bundled models (and ResNet-18 when exported), at batch 1 and
-//! 8 (a case's first sample, repeated). `cargo bench --bench candle` (release) or `--profile
-//! dev` for a quick look. After criterion's timings it prints the same ratios measured side by
-//! side (alternating blocks of calls, 40 rounds; `RIVET_SIDE_BY_SIDE_ROUNDS` sets how many, 0
-//! none), which the machine's drift does not skew, and writes them to
-//! target/bench/candle_side_by_side.json, which `make bench-candle` puts on the benchmark page.
+//! it replaced, on the bundled models (and ResNet-18 when exported), at batch 1 and 8 (a case's
+//! first sample, repeated). `cargo bench --bench candle` (release) or `--profile dev` for a
+//! quick look.
+//!
+//! Criterion times each at one thread (`simple_eval` inside a one-thread rayon pool, the pool
+//! Candle's own operators split over). After criterion's timings it prints ratios measured side
+//! by side (alternating blocks of calls, 40 rounds; `RIVET_SIDE_BY_SIDE_ROUNDS` sets how many, 0
+//! none), which the machine's drift does not skew: Candle ÷ ORT at 1 and at 2 intra-op threads
+//! (each backend with the same count), and Candle at 1 and 2 threads ÷ Candle with no thread
+//! count (its default). They are written to `candle_side_by_side.json` under `target/bench/`
+//! (or `RIVET_BENCH_DIR`), which `make bench-candle` puts on the benchmark page.
 
 mod common;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{load, models_dir};
+use common::models_dir;
 use criterion::{criterion_group, Criterion};
 use rivet::{Backend, Tensor};
 
@@ -37,11 +42,25 @@ fn batch_of(t: &Tensor, n: usize) -> Tensor {
     Tensor::from_bytes(t.dtype(), &shape, &t.as_bytes()[..per].repeat(n)).unwrap()
 }
 
-/// One model at one batch size: its ONNX Runtime and Candle models, its inputs, and the
-/// `simple_eval` path where that can run it.
+/// The thread settings compared: one and two intra-op threads, then none given (the default).
+const SETTINGS: [Option<usize>; 3] = [Some(1), Some(2), None];
+
+fn load(
+    path: &std::path::Path,
+    backend: Backend,
+    threads: Option<usize>,
+) -> std::sync::Arc<dyn rivet::Model> {
+    let options = rivet::LoadOptions { backend, intra_op_threads: threads, ..rivet::LoadOptions::default() };
+    rivet::load(path, &options).expect("bundled model loads")
+}
+
+/// One model at one batch size: its ONNX Runtime and Candle models at each of [`SETTINGS`]
+/// (ORT's default left out: it is not compared), its inputs, and the `simple_eval` path where
+/// that can run it.
 struct Fixture {
     label: String,
-    models: Vec<(Backend, std::sync::Arc<dyn rivet::Model>)>,
+    /// `(backend, threads, model)`.
+    models: Vec<(Backend, Option<usize>, std::sync::Arc<dyn rivet::Model>)>,
     inputs: Vec<(String, Tensor)>,
     proto: Option<candle_onnx::onnx::ModelProto>,
 }
@@ -73,8 +92,15 @@ fn fixtures(filter: Option<&str>) -> Vec<Fixture> {
             if filter.is_some_and(|f| !format!("candle/{label}").contains(f)) {
                 continue;
             }
-            let models =
-                [Backend::ORT, Backend::CANDLE].into_iter().map(|b| (b.clone(), load(&path, b))).collect();
+            let mut models = Vec::new();
+            for threads in SETTINGS {
+                for backend in [Backend::ORT, Backend::CANDLE] {
+                    if backend == Backend::ORT && threads.is_none() {
+                        continue;
+                    }
+                    models.push((backend.clone(), threads, load(&path, backend, threads)));
+                }
+            }
             let inputs =
                 case_inputs(network, case).into_iter().map(|(n, t)| (n, batch_of(&t, batch))).collect();
             let proto = simple_eval.then(|| candle_onnx::read_file(&path).unwrap());
@@ -85,17 +111,56 @@ fn fixtures(filter: Option<&str>) -> Vec<Fixture> {
 }
 
 fn bench_models(c: &mut Criterion) {
-    for fixture in fixtures(None) {
+    let one_thread = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("a one-thread pool");
+    for fixture in fixtures(c_filter()) {
         let named = fixture.named();
         let mut group = c.benchmark_group(format!("candle/{}", fixture.label));
-        for (backend, model) in &fixture.models {
+        for (backend, _, model) in fixture.models.iter().filter(|(_, threads, _)| *threads == Some(1)) {
             group.bench_function(backend.to_string(), |b| b.iter(|| model.run_named(&named).unwrap()));
         }
         if let Some(proto) = &fixture.proto {
-            group.bench_function("simple_eval", |b| b.iter(|| fixture.simple_eval(proto)));
+            group.bench_function("simple_eval", |b| {
+                b.iter(|| one_thread.install(|| fixture.simple_eval(proto)))
+            });
         }
         group.finish();
     }
+}
+
+/// The first argument that is not a flag (nor a flag's value): the filter, as criterion reads it.
+fn c_filter() -> Option<&'static str> {
+    static FILTER: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    FILTER
+        .get_or_init(|| {
+            let args: Vec<String> = std::env::args().skip(1).collect();
+            let mut i = 0;
+            while i < args.len() {
+                let arg = &args[i];
+                if !arg.starts_with('-') {
+                    return Some(arg.clone());
+                }
+                // criterion's flags that take a value
+                let takes_value = [
+                    "--warm-up-time",
+                    "--measurement-time",
+                    "--sample-size",
+                    "--nresamples",
+                    "--save-baseline",
+                    "--baseline",
+                    "--load-baseline",
+                    "--profile-time",
+                    "--noise-threshold",
+                    "--confidence-level",
+                    "--significance-level",
+                    "--color",
+                    "--output-format",
+                    "--plotting-backend",
+                ];
+                i += if takes_value.contains(&arg.as_str()) { 2 } else { 1 };
+            }
+            None
+        })
+        .as_deref()
 }
 
 /// The ratios side by side, which unlike criterion's separate timings share the machine's
@@ -112,15 +177,14 @@ fn side_by_side(filter: Option<&str>, rounds: usize) {
     let mut rows = Vec::new();
     for fixture in fixtures(filter) {
         let named = fixture.named();
-        let mut contenders: Vec<Box<dyn Fn() + '_>> = Vec::new();
-        for (_, model) in &fixture.models {
-            let named = &named;
-            contenders.push(Box::new(move || drop(std::hint::black_box(model.run_named(named).unwrap()))));
-        }
-        if let Some(proto) = &fixture.proto {
-            let fixture = &fixture;
-            contenders.push(Box::new(move || fixture.simple_eval(proto)));
-        }
+        let contenders: Vec<Box<dyn Fn() + '_>> = fixture
+            .models
+            .iter()
+            .map(|(_, _, model)| {
+                let named = &named;
+                Box::new(move || drop(std::hint::black_box(model.run_named(named).unwrap()))) as Box<dyn Fn()>
+            })
+            .collect();
         // Calls per block: about 5 ms each, from a first timing after a warm-up call.
         let calls: Vec<u32> = contenders
             .iter()
@@ -142,40 +206,53 @@ fn side_by_side(filter: Option<&str>, rounds: usize) {
                 per_call[which].push(start.elapsed().as_secs_f64() / f64::from(calls[which]));
             }
         }
-        let ratio = |a: usize, b: usize| {
-            quartiles(per_call[a].iter().zip(&per_call[b]).map(|(x, y)| x / y).collect())
+        let at = |backend: &Backend, threads: Option<usize>| {
+            fixture.models.iter().position(|(b, t, _)| b == backend && *t == threads).expect("loaded above")
         };
-        let (q1, m, q3) = ratio(1, 0);
-        let mut line = format!("  {:<12} candle / ort {m:.2} [{q1:.2}–{q3:.2}]", fixture.label);
-        if contenders.len() == 3 {
-            let (q1, m, q3) = ratio(2, 1);
-            line += &format!(", simple_eval / candle {m:.2}× [{q1:.2}–{q3:.2}]");
-        }
-        let us = |i: usize| quartiles(per_call[i].clone()).1 * 1e6;
-        line += &format!("; per call ort {:.2} µs, candle {:.2} µs", us(0), us(1));
-        let mut row = vec![
+        let ratio = |a: usize, b: usize| {
+            let (q1, m, q3) = quartiles(per_call[a].iter().zip(&per_call[b]).map(|(x, y)| x / y).collect());
+            format!("{m:.2} [{q1:.2}–{q3:.2}]")
+        };
+        let us = |i: usize| format!("{:.2}", quartiles(per_call[i].clone()).1 * 1e6);
+        let (ort1, candle1) = (at(&Backend::ORT, Some(1)), at(&Backend::CANDLE, Some(1)));
+        let (ort2, candle2) = (at(&Backend::ORT, Some(2)), at(&Backend::CANDLE, Some(2)));
+        let candle_default = at(&Backend::CANDLE, None);
+        let row = vec![
             fixture.label.clone(),
-            format!("{m:.2} [{q1:.2}–{q3:.2}]"),
-            format!("{:.2}", us(0)),
-            format!("{:.2}", us(1)),
-            String::new(),
+            ratio(candle1, ort1),
+            ratio(candle2, ort2),
+            ratio(candle1, candle_default),
+            ratio(candle2, candle_default),
+            us(ort1),
+            us(candle1),
+            us(ort2),
+            us(candle2),
+            us(candle_default),
         ];
-        if contenders.len() == 3 {
-            line += &format!(", simple_eval {:.2} µs", us(2));
-            let (q1, m, q3) = ratio(2, 1);
-            row[4] = format!("{m:.2} [{q1:.2}–{q3:.2}]");
-        }
-        println!("{line}");
+        println!(
+            "  {:<12} candle / ort: 1 thread {}, 2 threads {}; candle / candle default: 1 thread {}, \
+             2 threads {}; µs per call: ort {} / {}, candle {} / {} / default {}",
+            row[0], row[1], row[2], row[3], row[4], row[5], row[7], row[6], row[8], row[9]
+        );
         rows.push(row);
     }
     let table = serde_json::json!({
-        "columns": ["model / batch", "Candle ÷ ORT, median [quartiles]", "ORT µs per call", "Candle µs per call",
-                    "simple_eval ÷ Candle"],
+        "columns": ["model / batch", "Candle ÷ ORT, 1 thread", "Candle ÷ ORT, 2 threads",
+                    "Candle 1 thread ÷ Candle default", "Candle 2 threads ÷ Candle default",
+                    "ORT µs, 1 thread", "Candle µs, 1 thread", "ORT µs, 2 threads", "Candle µs, 2 threads",
+                    "Candle µs, default"],
         "rows": rows,
         "notes": [format!("{rounds} rounds of one block of calls (about 5 ms) per contender in rotating order; \
-                           the median of the per-round ratios with its quartiles. One intra-op thread on both.")],
+                           each ratio is the median of the per-round ratios, quartiles in brackets; times are \
+                           medians per call. Threads are intra-op threads, the same count on both backends; \
+                           Candle's default is no count given (its rayon pool, {} threads here).",
+                          rayon::current_num_threads())],
     });
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench/candle_side_by_side.json");
+    let dir = std::env::var_os("RIVET_BENCH_DIR").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench"),
+        std::path::PathBuf::from,
+    );
+    let path = dir.join("candle_side_by_side.json");
     let written = std::fs::create_dir_all(path.parent().expect("a file in a folder"))
         .and_then(|()| std::fs::write(&path, table.to_string()));
     match written {
@@ -191,15 +268,12 @@ criterion_group! {
 }
 
 fn main() {
-    // Before any rayon pool exists: Candle then runs on one thread, like the other backends.
-    std::env::set_var("RAYON_NUM_THREADS", "1");
     benches();
     Criterion::default().configure_from_args().final_summary();
-    // The first argument that is not a flag filters, as it does criterion's benchmarks;
-    // RIVET_SIDE_BY_SIDE_ROUNDS=0 skips the side-by-side ratios.
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    // The filter criterion's benchmarks take picks the side-by-side ones too;
+    // RIVET_SIDE_BY_SIDE_ROUNDS=0 skips them.
     let rounds = std::env::var("RIVET_SIDE_BY_SIDE_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(40);
     if rounds > 0 {
-        side_by_side(filter.as_deref(), rounds);
+        side_by_side(c_filter(), rounds);
     }
 }

@@ -47,7 +47,9 @@ def main():
     for l in lines:
         print(fmt(l))
     threads = rivet["settings"].get("threads")
-    print(f"\n{rivet['cpus']} CPUs, {threads or 'default'} thread(s) per operator; speedup = Python / Rivet p50.")
+    build = rivet.get("build", "release")
+    print(f"\n{rivet['cpus']} CPUs, {threads or 'default'} thread(s) per operator, Rivet's {build} build; "
+          "speedup = Python / Rivet p50.")
     if args.markdown:
         md = [f"| {' | '.join(header)} |", "|" + "---|" * len(header)]
         md += [f"| {' | '.join(l)} |" for l in lines]
@@ -55,7 +57,7 @@ def main():
         print(f"markdown: {args.markdown}")
     settings = rivet["settings"]
     results.save(
-        "compare", "Rivet against Python's torch.jit and onnxruntime (release)", args.command, header, lines,
+        "compare", "Rivet against Python's torch.jit and onnxruntime", args.command, header, lines,
         [f"{threads or 'default'} thread(s) per operator, one client, closed loop, "
          f"{settings.get('duration_s')} s per row; the same tensors fed to both sides. "
          "speedup = Python p50 / Rivet p50."])

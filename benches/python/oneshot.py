@@ -93,7 +93,7 @@ def main():
     print(f"Rivet / Python: ONNX wall {ort_wall:.2f}x, peak RSS {ort_rss:.2f}x (ONNX Runtime alone {floor_rss:.2f}x); "
           f"TorchScript wall {tch_wall:.2f}x")
     save_results.save(
-        "startup", "Start-up: one-shot runs against Python (release)", "make bench-startup",
+        "startup", "Start-up: one-shot runs against Python", "make bench-startup",
         ["job", "wall ms (median)", "peak RSS MiB (median)", "wall / peak RSS against Python"], rows,
         [f"Median of {args.repeat} runs each after one untimed run; every job is a whole process, "
          "its peak RSS from GNU time."])

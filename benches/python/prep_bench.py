@@ -168,7 +168,7 @@ def main() -> None:
         print(f"{r['job']:<11}{r['format']:<9}{r['rivet_s']:>9.2f}{r['python_s']:>10.2f}{r['speedup']:>8.2f}x"
               f"{r['rivet_rss_mib']:>11.0f}{r['python_rss_mib']:>12.0f}{r['rss_ratio']:>10.2f}x{r['max_abs_diff']:>12.1e}")
     save_results.save(
-        "prep", "Preprocessing and batch scoring against pandas + scikit-learn (release)",
+        "prep", "Preprocessing and batch scoring against pandas + scikit-learn",
         f"make bench-prep PREP_ROWS={args.rows} PREP_WIDE_ROWS={args.wide_rows} PREP_REPEAT={args.repeat}",
         ["job", "input", "Rivet s", "Python s", "speedup", "Rivet peak RSS MiB", "Python peak RSS MiB",
          "RSS ratio", "max abs difference"],

@@ -25,7 +25,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "target" / "bench-results"
+# RIVET_BENCH_RESULTS moves the results (`make bench-smoke` keeps its own); CRITERION_HOME is
+# where criterion writes, as criterion itself reads it; RIVET_BENCH_BUILD names the build that
+# measured (release unless said), which each title shows.
+RESULTS = Path(os.environ.get("RIVET_BENCH_RESULTS") or ROOT / "target" / "bench-results")
+CRITERION = Path(os.environ.get("CRITERION_HOME") or ROOT / "target" / "criterion")
+BUILD = os.environ.get("RIVET_BENCH_BUILD", "release")
 PAGE = ROOT / "docs" / "benchmarks.md"
 
 # The order of the page's sections; results of other names follow, by name.
@@ -54,7 +59,7 @@ def save(name: str, title: str, command: str, columns: list, rows: list, notes: 
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({
         "name": name,
-        "title": title,
+        "title": f"{title} ({BUILD})",
         "command": command,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
@@ -120,7 +125,7 @@ def render(found: dict) -> str:
 def criterion(suites: list, since: float, command: str) -> None:
     """Saves the mean time per iteration of each benchmark of `suites` that criterion measured
     after `since` (seconds since the epoch), from target/criterion/*/new/estimates.json."""
-    base = ROOT / "target" / "criterion"
+    base = CRITERION
     rows = []
     for suite in suites:
         for estimates in sorted((base / suite).glob("**/new/estimates.json")):
@@ -133,7 +138,7 @@ def criterion(suites: list, since: float, command: str) -> None:
                          f"{time_text(mean['confidence_interval']['upper_bound'])}"])
     if not rows:
         sys.exit(f"no criterion results newer than the run for {', '.join(suites)}")
-    save("criterion", "criterion suites (release)", command, ["suite", "benchmark", "mean", "95 % interval"], rows,
+    save("criterion", "criterion suites", command, ["suite", "benchmark", "mean", "95 % interval"], rows,
          ["Each suite's groups are described in benchmarking.md; one intra-op thread everywhere."])
 
 

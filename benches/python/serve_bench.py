@@ -1,6 +1,6 @@
 """`make bench-serve`: perf_analyzer against `rivet serve` and, side by side, against MLServer
 (the Python OIP server) running the same ONNX model through onnxruntime (mlserver/), over gRPC,
-at concurrency 1, 4 and 16, with and without dynamic batching, for the MLP and the CNN.
+at concurrency 1, 4 and 16 (--concurrency), with and without dynamic batching, for the MLP and the CNN.
 
 Both servers get one model instance with one intra-op thread. The two servers take turns at
 each point, so both see the same machine. Prints the table and the ratios, writes
@@ -25,7 +25,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import results as save_results  # noqa: E402
 
-CONCURRENCY = (1, 4, 16)
 MAX_BATCH = 16
 DELAY_US = 500
 
@@ -161,10 +160,12 @@ def main():
     parser.add_argument("--mlserver-venv", required=True, type=pathlib.Path)
     parser.add_argument("--perf-analyzer", required=True)
     parser.add_argument("--models", default="mlp,cnn")
+    parser.add_argument("--concurrency", default="1,4,16", help="perf_analyzer's concurrency levels, comma-separated")
     parser.add_argument("--seconds", type=float, default=2.0, help="perf_analyzer's measurement window")
     parser.add_argument("--json", type=pathlib.Path, default=ROOT / "target/bench/serve.json")
     args = parser.parse_args()
     args.mlserver_venv = args.mlserver_venv.resolve()
+    concurrency = [int(c) for c in args.concurrency.split(",")]
     args.rivet = str(pathlib.Path(args.rivet).resolve())
     args.perf_analyzer = str(pathlib.Path(args.perf_analyzer).resolve())
 
@@ -179,7 +180,7 @@ def main():
                 servers["rivet"] = start_rivet(args.rivet, model, batching, work)
                 servers["mlserver"] = start_mlserver(args.mlserver_venv, model, batching, work)
                 try:
-                    for c in CONCURRENCY:
+                    for c in concurrency:
                         for name, (proc, port) in servers.items():
                             # A batched Rivet model declares its batch dimension (max_batch_size > 0):
                             # perf_analyzer then sends batch 1 of the declared shape by itself.
@@ -212,14 +213,14 @@ def main():
     summary = {}
     for model in args.models.split(","):
         for batching in (False, True):
-            for c in CONCURRENCY:
+            for c in concurrency:
                 r, m = get("rivet", model, batching, c), get("mlserver", model, batching, c)
                 ratio, p99 = r["throughput"] / m["throughput"], r["p99_us"] / m["p99_us"]
                 print(f"| {model} | {'on' if batching else 'off'} | {c} | {r['throughput']:.0f} | "
                       f"{m['throughput']:.0f} | {ratio:.2f}x | {r['p50_us']}/{r['p99_us']} | "
                       f"{m['p50_us']}/{m['p99_us']} | {p99:.2f} |")
                 summary[f"{model}/batching={batching}/c={c}"] = {"throughput_ratio": ratio, "p99_ratio": p99}
-    if "mlp" in args.models.split(","):
+    if "mlp" in args.models.split(",") and 16 in concurrency:
         off, on = get("rivet", "mlp", False, 16), get("rivet", "mlp", True, 16)
         gain = on["throughput"] / off["throughput"]
         print(f"dynamic batching, MLP at concurrency 16: {gain:.2f}x the unbatched throughput")
@@ -237,7 +238,7 @@ def main():
     rows = []
     for model in args.models.split(","):
         for batching in (False, True):
-            for c in CONCURRENCY:
+            for c in concurrency:
                 r, m = get("rivet", model, batching, c), get("mlserver", model, batching, c)
                 rows.append([model, "on" if batching else "off", c, f"{r['throughput']:.0f}", f"{m['throughput']:.0f}",
                              f"{r['throughput'] / m['throughput']:.2f}×", f"{r['p50_us']} / {r['p99_us']}",
@@ -251,7 +252,7 @@ def main():
                      f"{summary['mlp_batching_bound_c16']:.2f}× (the CPU per request of server and client together, "
                      "unbatched over batched).")
     save_results.save(
-        "serve", "`rivet serve` against MLServer 1.7.1 (onnxruntime), perf_analyzer over gRPC (release)",
+        "serve", "`rivet serve` against MLServer 1.7.1 (onnxruntime), perf_analyzer over gRPC",
         "make bench-serve",
         ["model", "batching", "concurrency", "Rivet infer/s", "MLServer infer/s", "ratio", "Rivet p50 / p99 µs",
          "MLServer p50 / p99 µs", "Rivet server CPU µs per request"], rows, notes)

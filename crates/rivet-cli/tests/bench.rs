@@ -109,8 +109,12 @@ fn bench_reports_every_backend_batch_and_concurrency_with_consistent_figures() {
     ]);
     let stdout = success(&out);
     assert!(stdout.contains("p99 ms") && stdout.contains(&format!("chart: {}", svg.display())), "{stdout}");
+    // The table names the build that measured: this test runs the dev profile's binary.
+    let build = "dev profile (dependencies, backends and CLI optimised as in release)";
+    assert!(stdout.contains(&format!("\nbuild: {build}\n")), "{stdout}");
 
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["build"], build);
     assert_eq!(report["settings"]["stop"]["iterations"], 60);
     assert_eq!(report["models"][0]["model"], "mlp");
     assert!(report["models"][0]["reference"].as_str().unwrap().contains("PyTorch eager"));
@@ -149,6 +153,10 @@ fn bench_reports_every_backend_batch_and_concurrency_with_consistent_figures() {
 
     let markdown = std::fs::read_to_string(&md).unwrap();
     assert!(markdown.contains("| model | backend | batch | clients |"), "{markdown}");
+    assert!(
+        markdown.starts_with(&format!("Rivet {} ({build}) `rivet bench`", env!("CARGO_PKG_VERSION"))),
+        "{markdown}"
+    );
     assert_eq!(markdown.lines().filter(|l| l.starts_with("| mlp |")).count(), 12, "{markdown}");
     let chart = std::fs::read_to_string(&svg).unwrap();
     assert!(chart.starts_with("<svg") && chart.contains("Latency percentiles"), "{}", &chart[..100]);

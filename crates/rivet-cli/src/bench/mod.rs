@@ -227,6 +227,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
 
     let report = Report {
         rivet_version: env!("CARGO_PKG_VERSION").into(),
+        build: rows::BUILD.into(),
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         settings: serde_json::json!({
             "batch": args.batch, "concurrency": args.concurrency, "warmup": args.warmup,

@@ -78,13 +78,15 @@ fn cells(row: &Row) -> [String; 16] {
     ]
 }
 
-/// The notes under a table: each model's inputs and reference, then each row's error.
+/// The notes under a table: the build, each model's inputs and reference, then each row's error.
 fn notes(report: &Report) -> Vec<String> {
-    let mut notes: Vec<String> = report
-        .models
-        .iter()
-        .map(|m| format!("{}: inputs: {}; parity against: {}", m.model, m.inputs, m.reference))
-        .collect();
+    let mut notes = vec![format!("build: {}", report.build)];
+    notes.extend(
+        report
+            .models
+            .iter()
+            .map(|m| format!("{}: inputs: {}; parity against: {}", m.model, m.inputs, m.reference)),
+    );
     for row in &report.results {
         if let Some(e) = &row.error {
             notes.push(format!("{} on {} (batch {}): {e}", row.backend, row.model, row.batch));
@@ -119,8 +121,9 @@ pub fn markdown(report: &Report) -> String {
     let threads = report.settings.get("threads").and_then(|t| t.as_u64());
     let _ = writeln!(
         out,
-        "Rivet {} `rivet bench` on {} CPUs, {} thread(s) per operator; latency in ms.\n",
+        "Rivet {} ({}) `rivet bench` on {} CPUs, {} thread(s) per operator; latency in ms.\n",
         report.rivet_version,
+        report.build,
         report.cpus,
         threads.map_or("default".into(), |t| t.to_string())
     );

@@ -130,11 +130,23 @@ pub struct ModelInfo {
     pub reference: String,
 }
 
+/// The build of this binary, as the report names it. The dev profile (what `make test` builds
+/// and `make demo` runs) compiles the dependencies, the backends and this CLI as release does,
+/// so its figures are release's within noise.
+pub const BUILD: &str = match env!("RIVET_BUILD_PROFILE").as_bytes() {
+    b"release" => "release",
+    b"debug" => "dev profile (dependencies, backends and CLI optimised as in release)",
+    _ => "unknown profile",
+};
+
 /// The whole report, as written by `--json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     /// Rivet's version.
     pub rivet_version: String,
+    /// Which build of Rivet measured: `release`, or the dev profile (see [`BUILD`]).
+    #[serde(default)]
+    pub build: String,
     /// CPUs the machine offers.
     pub cpus: usize,
     /// The settings used.
