@@ -163,6 +163,9 @@ fn c_filter() -> Option<&'static str> {
         .as_deref()
 }
 
+/// The pause before each block of calls in [`side_by_side`] (followed by one untimed call).
+const BLOCK_PAUSE: Duration = Duration::from_millis(20);
+
 /// The ratios side by side, which unlike criterion's separate timings share the machine's
 /// drift: per round, one block of calls (about 5 ms) of each contender, in an order that
 /// rotates from round to round; per round the ratios of the times per call; printed, the
@@ -199,6 +202,13 @@ fn side_by_side(filter: Option<&str>, rounds: usize) {
         for round in 0..rounds {
             for i in 0..contenders.len() {
                 let which = (i + round) % contenders.len();
+                // A pause between blocks, so that the pool threads the last block woke (ORT's
+                // spin before they sleep, rayon's yield) are idle again, as they would be for a
+                // backend running alone, and do not take the cores from this one.
+                std::thread::sleep(BLOCK_PAUSE);
+                // One untimed call wakes them, as a backend serving back-to-back requests has
+                // them awake.
+                contenders[which]();
                 let start = Instant::now();
                 for _ in 0..calls[which] {
                     contenders[which]();
@@ -242,7 +252,7 @@ fn side_by_side(filter: Option<&str>, rounds: usize) {
                     "ORT µs, 1 thread", "Candle µs, 1 thread", "ORT µs, 2 threads", "Candle µs, 2 threads",
                     "Candle µs, default"],
         "rows": rows,
-        "notes": [format!("{rounds} rounds of one block of calls (about 5 ms) per contender in rotating order; \
+        "notes": [format!("{rounds} rounds of one block of calls (about 5 ms, after a 20 ms pause and one untimed call) per contender in rotating order; \
                            each ratio is the median of the per-round ratios, quartiles in brackets; times are \
                            medians per call. Threads are intra-op threads, the same count on both backends; \
                            Candle's default is no count given (its rayon pool, {} threads here).",
