@@ -150,17 +150,10 @@ bench-report:
 ## and batch sizes; prints the speedup per model x backend x batch. Rivet's table
 ## (target/bench/rivet.md) also has Candle beside ONNX Runtime (it has no Python twin). Exports the compute-bound
 ## ResNet-18 first if it is missing. Results under target/bench/.
-ifeq ($(SMOKE),)
-COMPARE_MODELS ?= models/mlp models/cnn models/encoder models/resnet18
-COMPARE_BATCH ?= 1,8,64
-COMPARE_DURATION ?= 3
-COMPARE_WARMUP ?= 5
-else
-COMPARE_MODELS ?= models/mlp
-COMPARE_BATCH ?= 1
-COMPARE_DURATION ?= 0.2
-COMPARE_WARMUP ?= 1
-endif
+COMPARE_MODELS ?= $(if $(SMOKE),models/mlp,models/mlp models/cnn models/encoder models/resnet18)
+COMPARE_BATCH ?= $(if $(SMOKE),1,1$(,)8$(,)64)
+COMPARE_DURATION ?= $(if $(SMOKE),0.2,3)
+COMPARE_WARMUP ?= $(if $(SMOKE),1,5)
 COMPARE_THREADS ?= 1
 bench-compare: setup
 	$(if $(filter models/resnet18,$(COMPARE_MODELS)),test -f models/resnet18/resnet18.onnx || .venv/bin/python models/export.py resnet18)

@@ -180,11 +180,13 @@ pub(crate) fn conv_images<T: ConvElem>(
                     bail!("Conv operands do not hold their shapes' elements");
                 }
                 let dst_all = &mut out.spare_capacity_mut()[..len];
+                // One group's product for one image, serial: with several threads, the split is
+                // over images or channel blocks (below), never inside a product.
                 let product = |col: &[T], out_img: &mut [std::mem::MaybeUninit<T>], g: usize| {
                     let (lhs, rhs) =
                         (&ws[g * mg * ck..(g + 1) * mg * ck], &col[g * ck * p..(g + 1) * ck * p]);
                     let dst = &mut out_img[g * mg * p..(g + 1) * mg * p];
-                    row_major_product(mg, p, ck, dst, lhs, rhs, par);
+                    row_major_product(mg, p, ck, dst, lhs, rhs, gemm::Parallelism::None);
                 };
                 // Once every group's product has written `out_img`: bias and Relu.
                 let finish = |out_img: &mut [std::mem::MaybeUninit<T>]| {
@@ -205,22 +207,12 @@ pub(crate) fn conv_images<T: ConvElem>(
                     // Images over threads, each image's products serial on its thread.
                     xs.par_chunks_exact(c * plane).zip(dst_all.par_chunks_exact_mut(m * p)).for_each(
                         |(img, out_img)| {
-                            let serial = |col: &[T], out_img: &mut [std::mem::MaybeUninit<T>]| {
-                                for g in 0..group {
-                                    let (lhs, rhs) = (
-                                        &ws[g * mg * ck..(g + 1) * mg * ck],
-                                        &col[g * ck * p..(g + 1) * ck * p],
-                                    );
-                                    let dst = &mut out_img[g * mg * p..(g + 1) * mg * p];
-                                    row_major_product(mg, p, ck, dst, lhs, rhs, gemm::Parallelism::None);
-                                }
-                            };
                             if direct {
-                                serial(img, out_img);
+                                (0..group).for_each(|g| product(img, out_img, g));
                             } else {
                                 T::with_scratch(c * k * p, |col| {
                                     im2col(img, geo, c, plane, col, p);
-                                    serial(col, out_img);
+                                    (0..group).for_each(|g| product(col, out_img, g));
                                 });
                             }
                             finish(out_img);
