@@ -12,7 +12,7 @@ PROFILE ?= release
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 PKG := crates/rivet-capi/pkg
 
-.PHONY: setup build demo test bench bench-candle bench-compare bench-startup bench-serve bench-prep bench-report bench-smoke lint models install test-c fuzz fuzz-cmin
+.PHONY: setup build python demo test bench bench-candle bench-compare bench-startup bench-serve bench-prep bench-report bench-smoke lint models install test-c fuzz fuzz-cmin
 
 setup:
 	./bootstrap.sh
@@ -21,6 +21,16 @@ setup:
 ## (librivet_tch.so); `make test` starts with the same command, so it reuses this build.
 build: setup
 	$(CARGO) build --workspace
+
+## The Python package (crates/rivet-py): maturin builds the abi3 wheel from the dev build that
+## `make build` made (only the extension module itself is compiled again), with the tch backend
+## library beside the module, and installs it into the project venv. target/wheels/ keeps it.
+python: build
+	cp target/debug/librivet_tch.so crates/rivet-py/python/rivet/librivet_tch.so
+	.venv/bin/maturin build --profile dev --manifest-path crates/rivet-py/Cargo.toml \
+	  --interpreter .venv/bin/python --compatibility linux --out target/wheels
+	.venv/bin/python -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps \
+	  target/wheels/rivet-$(VERSION)-*.whl
 
 ## Runs `rivet bench` over every bundled model on every backend that can load it: the table,
 ## then where the JSON, Markdown and chart are. It runs the dev build that `make build` made,

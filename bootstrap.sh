@@ -112,6 +112,10 @@ LIBTORCH_CXX11_ABI = "1"
 RIVET_ORT_DYLIB_PATH = "$ort_lib"
 RIVET_PYTHON = "$venv/bin/python"
 RIVET_PERF_ANALYZER = "$tools/perf_analyzer"
+# The Python extension module (crates/rivet-py): built against the venv's interpreter and
+# linking no libpython, the same in \`cargo build\` as under maturin, so neither rebuilds it.
+PYO3_PYTHON = "$venv/bin/python"
+PYO3_BUILD_EXTENSION_MODULE = "1"
 
 # Binaries and test executables find libtorch without LD_LIBRARY_PATH.
 [target.x86_64-unknown-linux-gnu]

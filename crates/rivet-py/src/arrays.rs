@@ -1,0 +1,202 @@
+//! NumPy in and out, through the array interface (the stable ABI has no buffer protocol before
+//! Python 3.11, and the array interface needs nothing of NumPy's C API).
+//!
+//! In: a NumPy array is used as it is; anything with `__dlpack__` (a torch tensor) becomes one
+//! through `numpy.from_dlpack`, and anything else through `numpy.asarray`, both without a copy
+//! where the producer allows. A C-contiguous, aligned, little-endian array is then read in place
+//! for the run; any other is copied once (`numpy.ascontiguousarray`, or `astype` to swap bytes).
+//!
+//! Out: each output tensor is wrapped in an [`OutputBuffer`] that exposes its bytes through
+//! `__array_interface__`, and `numpy.asarray` over it is an array whose `base` keeps the tensor
+//! alive: no copy, and the memory is freed when the last array over it goes.
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyTuple};
+use rivet::{DType, StorageKind, Tensor, TensorView};
+
+use crate::errors;
+
+static NUMPY: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+static NDARRAY: PyOnceLock<Py<pyo3::types::PyType>> = PyOnceLock::new();
+
+/// The `numpy` module.
+pub(crate) fn numpy(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    NUMPY.get_or_try_init(py, || Ok::<_, PyErr>(py.import("numpy")?.unbind())).map(|m| m.bind(py))
+}
+
+/// Rivet's dtype for a NumPy type string (`<f4`, `|b1`...), and whether its bytes need swapping.
+fn dtype_of(typestr: &str) -> Option<(DType, bool)> {
+    let mut chars = typestr.chars();
+    let order = chars.next()?;
+    let rest: String = chars.collect();
+    let dtype = match rest.as_str() {
+        "f2" => DType::F16,
+        "f4" => DType::F32,
+        "f8" => DType::F64,
+        "i1" => DType::I8,
+        "i2" => DType::I16,
+        "i4" => DType::I32,
+        "i8" => DType::I64,
+        "u1" => DType::U8,
+        "b1" => DType::Bool,
+        _ => return None,
+    };
+    Some((dtype, order == '>' && dtype.size() > 1))
+}
+
+/// NumPy's type string for a dtype Rivet hands out (bf16 is widened first: NumPy has none).
+fn typestr(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F16 => "<f2",
+        DType::BF16 | DType::F32 => "<f4",
+        DType::F64 => "<f8",
+        DType::I8 => "|i1",
+        DType::I16 => "<i2",
+        DType::I32 => "<i4",
+        DType::I64 => "<i8",
+        DType::U8 => "|u1",
+        DType::Bool => "|b1",
+    }
+}
+
+/// The NumPy dtype Rivet hands `dtype` out as (bf16 as float32).
+pub(crate) fn numpy_dtype(py: Python<'_>, dtype: DType) -> PyResult<Bound<'_, PyAny>> {
+    numpy(py)?.call_method1("dtype", (typestr(dtype),))
+}
+
+/// An input array held for one run: the array (kept alive, so its memory is) and where its
+/// bytes are.
+pub(crate) struct InputArray {
+    _array: Py<PyAny>,
+    dtype: DType,
+    shape: Vec<usize>,
+    data: *const u8,
+    len: usize,
+}
+
+impl InputArray {
+    /// A view of the array's bytes, valid while `self` (and so the array) lives.
+    pub(crate) fn view(&self) -> rivet::Result<TensorView<'_>> {
+        let bytes: &[u8] = if self.len == 0 {
+            &[]
+        } else {
+            // SAFETY: `data` points to `len` bytes of the array `self` keeps alive, C-contiguous
+            // (checked in `input_array`); NumPy does not move an array's data while it lives.
+            unsafe { std::slice::from_raw_parts(self.data, self.len) }
+        };
+        TensorView::new(self.dtype, &self.shape, bytes)
+    }
+}
+
+/// Where an array's bytes are, from its `__array_interface__`: `None` when they cannot be read
+/// in place (strided, misaligned or byte-swapped), so the caller copies once.
+fn in_place(array: &Bound<'_, PyAny>, what: &str) -> PyResult<Option<InputArray>> {
+    let py = array.py();
+    let interface = array.getattr(pyo3::intern!(py, "__array_interface__"))?;
+    let typestr: String = interface.get_item("typestr")?.extract()?;
+    let Some((dtype, swapped)) = dtype_of(&typestr) else {
+        let name: String = array.getattr("dtype")?.str()?.extract()?;
+        return Err(errors::rivet(
+            py,
+            rivet::Error::InvalidInput {
+                input: None,
+                message: format!(
+                    "{what}: NumPy dtype {name} has no Rivet dtype (Rivet runs float16, float32, float64, \
+                     int8, int16, int32, int64, uint8 and bool)"
+                ),
+            },
+        ));
+    };
+    let shape: Vec<usize> = interface.get_item("shape")?.extract()?;
+    let (address, _readonly): (usize, bool) = interface.get_item("data")?.extract()?;
+    let strides = interface.get_item("strides")?;
+    let contiguous = strides.is_none();
+    let aligned = address % dtype.size() == 0;
+    if swapped || !contiguous || !aligned {
+        return Ok(None);
+    }
+    let len = shape.iter().product::<usize>() * dtype.size();
+    Ok(Some(InputArray { _array: array.clone().unbind(), dtype, shape, data: address as *const u8, len }))
+}
+
+/// Reads one input (`what` names it in messages): see the module's documentation.
+pub(crate) fn input_array(value: &Bound<'_, PyAny>, what: &str) -> PyResult<InputArray> {
+    let py = value.py();
+    let np = numpy(py)?;
+    let ndarray = NDARRAY.import(py, "numpy", "ndarray")?;
+    let array = if value.is_instance(ndarray)? {
+        value.clone()
+    } else if value.hasattr(pyo3::intern!(py, "__dlpack__"))? {
+        np.call_method1("from_dlpack", (value,)).map_err(|e| {
+            errors::rivet(
+                py,
+                rivet::Error::InvalidInput {
+                    input: None,
+                    message: format!("{what}: cannot be read through __dlpack__: {e}"),
+                },
+            )
+        })?
+    } else {
+        np.call_method1("asarray", (value,)).map_err(|e| {
+            errors::rivet(
+                py,
+                rivet::Error::InvalidInput { input: None, message: format!("{what}: not an array: {e}") },
+            )
+        })?
+    };
+    if let Some(found) = in_place(&array, what)? {
+        return Ok(found);
+    }
+    // One copy, into a C-contiguous, aligned array in the machine's byte order.
+    let dtype = array.getattr("dtype")?.call_method1("newbyteorder", ("<",))?;
+    let copy = np.call_method1("ascontiguousarray", (array, dtype))?;
+    in_place(&copy, what)?.ok_or_else(|| errors::argument(py, format!("{what}: cannot be made contiguous")))
+}
+
+/// An output tensor, exposed to NumPy through `__array_interface__` (see the module's
+/// documentation). Not made directly: `Model.run` returns NumPy arrays over these.
+#[pyclass(frozen, module = "rivet._rivet")]
+pub struct OutputBuffer {
+    tensor: Tensor,
+    writable: bool,
+}
+
+#[pymethods]
+impl OutputBuffer {
+    /// The array interface (version 3) over the tensor's bytes.
+    #[getter]
+    fn __array_interface__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        dict.set_item("version", 3)?;
+        dict.set_item("shape", PyTuple::new(py, self.tensor.shape())?)?;
+        dict.set_item("typestr", typestr(self.tensor.dtype()))?;
+        dict.set_item("data", (self.tensor.as_bytes().as_ptr() as usize, !self.writable))?;
+        Ok(dict)
+    }
+}
+
+/// A NumPy array over `tensor`'s bytes, without copying (bf16, which NumPy lacks, is widened
+/// to float32 exactly; an empty tensor becomes a new empty array).
+pub(crate) fn to_numpy(py: Python<'_>, tensor: Tensor) -> PyResult<Bound<'_, PyAny>> {
+    let np = numpy(py)?;
+    let tensor = if tensor.dtype() == DType::BF16 {
+        let wide: Vec<f32> = tensor
+            .as_slice::<half::bf16>()
+            .map_err(|e| errors::rivet(py, e))?
+            .iter()
+            .map(|v| v.to_f32())
+            .collect();
+        Tensor::from_slice(tensor.shape(), &wide).map_err(|e| errors::rivet(py, e))?
+    } else {
+        tensor
+    };
+    if tensor.is_empty() {
+        let shape = PyTuple::new(py, tensor.shape())?;
+        return np.call_method1("empty", (shape, typestr(tensor.dtype())));
+    }
+    // Writable only when no other tensor shares the bytes.
+    let writable = tensor.storage_kind() == StorageKind::Owned;
+    let buffer = Bound::new(py, OutputBuffer { tensor, writable })?;
+    np.call_method1("asarray", (buffer,))
+}
