@@ -4,7 +4,7 @@
 //! In: a NumPy array is used as it is; anything with `__dlpack__` (a torch tensor) becomes one
 //! through `numpy.from_dlpack`, and anything else through `numpy.asarray`, both without a copy
 //! where the producer allows. A C-contiguous, aligned, little-endian array is then read in place
-//! for the run; any other is copied once (`numpy.ascontiguousarray`, or `astype` to swap bytes).
+//! for the run; any other is copied once (`numpy.array(..., order="C", copy=True)`, little-endian).
 //!
 //! Out: each output tensor is wrapped in an [`OutputBuffer`] that exposes its bytes through
 //! `__array_interface__`, and `numpy.asarray` over it is an array whose `base` keeps the tensor
@@ -148,15 +148,18 @@ pub(crate) fn input_array(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Inpu
     if let Some(found) = in_place(&array, what)? {
         return Ok(found);
     }
-    // One copy, into a C-contiguous, aligned array in the machine's byte order.
-    let dtype = array.getattr("dtype")?.call_method1("newbyteorder", ("<",))?;
-    let copy = np.call_method1("ascontiguousarray", (array, dtype))?;
+    // One copy, into a new C-contiguous (so aligned) little-endian array.
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("dtype", array.getattr("dtype")?.call_method1("newbyteorder", ("<",))?)?;
+    kwargs.set_item("order", "C")?;
+    kwargs.set_item("copy", true)?;
+    let copy = np.call_method("array", (array,), Some(&kwargs))?;
     in_place(&copy, what)?.ok_or_else(|| errors::argument(py, format!("{what}: cannot be made contiguous")))
 }
 
 /// An output tensor, exposed to NumPy through `__array_interface__` (see the module's
 /// documentation). Not made directly: `Model.run` returns NumPy arrays over these.
-#[pyclass(frozen, module = "rivet._rivet")]
+#[pyclass(frozen, weakref, module = "rivet._rivet")]
 pub struct OutputBuffer {
     tensor: Tensor,
     writable: bool,
