@@ -12,7 +12,7 @@ PROFILE ?= release
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 PKG := crates/rivet-capi/pkg
 
-.PHONY: setup build python demo test bench bench-candle bench-compare bench-startup bench-serve bench-prep bench-report bench-smoke lint models install test-c fuzz fuzz-cmin
+.PHONY: setup build python test-python demo test bench bench-candle bench-compare bench-startup bench-serve bench-prep bench-report bench-smoke lint models install test-c fuzz fuzz-cmin
 
 setup:
 	./bootstrap.sh
@@ -31,6 +31,10 @@ python: build
 	  --interpreter .venv/bin/python --compatibility linux --out target/wheels
 	.venv/bin/python -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps \
 	  target/wheels/rivet-$(VERSION)-*.whl
+
+## The Python package's tests (pytest, crates/rivet-py/tests) on the wheel `make python` installs.
+test-python: python
+	.venv/bin/python -m pytest crates/rivet-py/tests -p no:cacheprovider -q -rfEs
 
 ## Runs `rivet bench` over every bundled model on every backend that can load it: the table,
 ## then where the JSON, Markdown and chart are. It runs the dev build that `make build` made,
@@ -90,22 +94,24 @@ test-c: setup
 
 ## Every test: the workspace's cargo tests (after the same `cargo build --workspace` as `make
 ## build`, which also builds librivet_tch.so for them; --no-fail-fast, so every test binary runs),
-## then the C/C++ suite (test-c), which runs even when cargo tests failed. tests/summary.py then
+## then the C/C++ suite (test-c) and the Python package's (test-python), which run even when cargo
+## tests failed. tests/summary.py then
 ## prints one line per kind (cargo tests, C/C++ suite tests, examples, memcheck runs), every
 ## failure by name (a crashed suite included), and "total: N passed, N failed", each test
 ## counted once however many checks it makes.
 test: setup
 	@mkdir -p target
-	@rm -f target/test-cargo.log target/test-c.log
+	@rm -f target/test-cargo.log target/test-c.log target/test-python.log
 	set -o pipefail; $(CARGO) build --workspace 2>&1 | tee target/test.log; build=$$?; \
 	cargo=; c=; \
 	if [ $$build -eq 0 ]; then \
 	  $(CARGO) test --workspace --no-fail-fast 2>&1 | tee target/test-cargo.log; cargo=$$?; \
 	  $(MAKE) --no-print-directory test-c 2>&1 | tee target/test-c.log; c=$$?; \
-	  cat target/test-cargo.log target/test-c.log >> target/test.log; \
+	  $(MAKE) --no-print-directory test-python 2>&1 | tee target/test-python.log; py=$$?; \
+	  cat target/test-cargo.log target/test-c.log target/test-python.log >> target/test.log; \
 	fi; \
 	python3 tests/summary.py --build-status $$build --cargo-log target/test-cargo.log $${cargo:+--cargo-status $$cargo} \
-	  --c-log target/test-c.log $${c:+--c-status $$c}
+	  --c-log target/test-c.log $${c:+--c-status $$c} --python-log target/test-python.log $${py:+--python-status $$py}
 
 ## SMOKE=1 runs a bench-* target to prove that it works, not to measure: on the dev build that
 ## `make test` made (no release build), with one model and a few iterations; its results go

@@ -11,12 +11,15 @@ Every test counts once, however many checks it makes:
   it (it must exit 0 and print its result: cpp-examples/tests/expect_output.sh);
 - a memcheck run (`SUITE_memcheck`) is one test: the suite again under valgrind, passed when
   valgrind found no error and no definite leak;
-- programs run outside ctest print `example NAME: ok` or `example NAME: FAILED`.
+- programs run outside ctest print `example NAME: ok` or `example NAME: FAILED`;
+- a Python test (pytest, the Python package's) is one test, each parametrized case one; a pytest
+  run that printed no final count (it crashed) counts as one failed test more.
 
 A stage that did not run (the build failed, cargo failed to compile a test, CMake failed) is
 reported as such and fails the total. Exits 0 only when everything ran and passed.
 
 usage: summary.py --build-status N --cargo-log FILE --cargo-status N --c-log FILE --c-status N
+                  --python-log FILE --python-status N
 """
 
 import argparse
@@ -30,6 +33,8 @@ CTEST_STATUS = re.compile(r"^\s*\d+/\d+ Test\s+#(\d+): (\S+) \.*\s*(\S.*?)\s+[\d
 SUITE_SUMMARY = re.compile(r"^(?:\d+: )?([A-Za-z_][\w]*): (\d+) passed, (\d+) failed\b")
 EXAMPLE_LINE = re.compile(r"^example (\S+): (ok|FAILED)\s*$")
 CTEST_TOTAL = re.compile(r"tests passed, (\d+) tests failed out of (\d+)")
+PYTEST_TOTAL = re.compile(r"^=*\s*(?=.*\bin [\d.]+s\b)((?:\d+ \w+,? ?)+) in [\d.]+s")
+PYTEST_FAILED = re.compile(r"^(?:FAILED|ERROR) (\S+)")
 
 
 @dataclass
@@ -129,6 +134,24 @@ def count_c(lines: list, suites: Kind, examples: Kind, memcheck: Kind) -> tuple:
     return seen, total
 
 
+def count_python(lines: list, kind: Kind) -> bool:
+    """Adds pytest's tests to `kind`; returns whether pytest printed its final count."""
+    counts = None
+    for line in lines:
+        m = PYTEST_TOTAL.match(line.strip())
+        if m:
+            counts = dict((word, int(n)) for n, word in re.findall(r"(\d+) (\w+)", m.group(1)))
+    if counts is None:
+        return False
+    kind.passed += counts.get("passed", 0)
+    kind.failed += counts.get("failed", 0) + counts.get("errors", 0) + counts.get("error", 0)
+    for line in lines:
+        m = PYTEST_FAILED.match(line)
+        if m:
+            kind.failures.append(m.group(1))
+    return True
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--build-status", type=int, required=True)
@@ -136,6 +159,8 @@ def main() -> int:
     ap.add_argument("--cargo-status", type=int)
     ap.add_argument("--c-log", required=True)
     ap.add_argument("--c-status", type=int)
+    ap.add_argument("--python-log", required=True)
+    ap.add_argument("--python-status", type=int)
     args = ap.parse_args()
 
     problems = []
@@ -162,17 +187,28 @@ def main() -> int:
     elif args.c_status != 0 and suites.failed + examples.failed + memcheck.failed == 0:
         problems.append(f"make test-c exited {args.c_status} with no failed test")
 
+    python = Kind("Python tests")
+    finished = count_python(read(args.python_log), python)
+    if args.python_status is None:
+        problems.append("the Python tests did not run")
+    elif not finished:
+        python.fail("pytest (crashed, or the package did not build: no final count; see target/test-python.log)")
+    elif args.python_status != 0 and python.failed == 0:
+        problems.append(f"make test-python exited {args.python_status} with no failed test")
+
     print(f"{cargo.name}: {cargo.passed} passed, {cargo.failed} failed ({blocks} test binaries and doc-test runs)")
     print(f"{suites.name}: {suites.passed} passed, {suites.failed} failed")
     print(f"{examples.name}: {examples.passed} passed, {examples.failed} failed")
     print(f"{memcheck.name}: {memcheck.passed} passed, {memcheck.failed} failed (suites again under valgrind)")
-    for kind in (cargo, suites, examples, memcheck):
+    print(f"{python.name}: {python.passed} passed, {python.failed} failed")
+    for kind in (cargo, suites, examples, memcheck, python):
         for what in kind.failures:
             print(f"FAILED ({kind.name}): {what}")
     for what in problems:
         print(f"FAILED: {what}")
-    passed = cargo.passed + suites.passed + examples.passed + memcheck.passed
-    failed = cargo.failed + suites.failed + examples.failed + memcheck.failed + len(problems)
+    kinds = (cargo, suites, examples, memcheck, python)
+    passed = sum(k.passed for k in kinds)
+    failed = sum(k.failed for k in kinds) + len(problems)
     print(f"total: {passed} passed, {failed} failed")
     return 0 if failed == 0 else 1
 

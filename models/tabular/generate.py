@@ -6,7 +6,7 @@ tenure_months, num_products (1 to 4), region and plan (categories), and, with --
 (0/1, drawn from the other columns). --unseen adds regions the training table never has.
 
 usage: .venv/bin/python models/tabular/generate.py --rows N --out FILE.csv|FILE.parquet
-           [--seed S] [--label] [--unseen]
+           [--seed S] [--label] [--unseen] [--first-id N]
 """
 
 import argparse
@@ -20,7 +20,7 @@ UNSEEN_REGIONS = ["islands", "overseas"]
 PLANS = ["basic", "plus", "premium"]
 
 
-def generate(rows: int, seed: int, label: bool = False, unseen: bool = False) -> pd.DataFrame:
+def generate(rows: int, seed: int, label: bool = False, unseen: bool = False, first_id: int = 100_000) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     start = np.datetime64("2019-01-01T00:00:00")
     seconds = rng.integers(0, 6 * 365 * 86400, rows)
@@ -41,7 +41,7 @@ def generate(rows: int, seed: int, label: bool = False, unseen: bool = False) ->
     region = rng.choice(regions, rows, p=weights / weights.sum())
     plan = rng.choice(PLANS, rows, p=[0.6, 0.3, 0.1])
     df = pd.DataFrame({
-        "customer_id": np.arange(100_000, 100_000 + rows),
+        "customer_id": np.arange(first_id, first_id + rows),
         "signup_ts": pd.Series(signup).dt.strftime("%Y-%m-%d %H:%M:%S"),
         "age": age,
         "income": income,
@@ -74,8 +74,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--label", action="store_true")
     parser.add_argument("--unseen", action="store_true")
+    parser.add_argument("--first-id", type=int, default=100_000, help="the first customer_id")
     args = parser.parse_args()
-    df = generate(args.rows, args.seed, args.label, args.unseen)
+    df = generate(args.rows, args.seed, args.label, args.unseen, args.first_id)
     if args.out.suffix in (".parquet", ".pq"):
         df.to_parquet(args.out, index=False)
     else:
