@@ -41,13 +41,15 @@ test-python: python
 ## whose dependencies, backends and CLI are compiled as in release (Cargo.toml's profiles), and
 ## its table says so. Then scores a generated 100,000-row customer
 ## table with the tabular example (`rivet predict`: pipeline and churn model) into
-## target/demo/churn.parquet.
-demo: build
+## target/demo/churn.parquet. Last, the Python package (`make python`) runs
+## examples/python/quickstart.py: each backend from Python against PyTorch itself.
+demo: python
 	./target/debug/rivet bench $(DEMO_MODELS) --concurrency 1,2 \
 	  --json target/demo/bench.json --markdown target/demo/bench.md --plot target/demo/bench.svg
 	.venv/bin/python models/tabular/generate.py --rows 100000 --seed 42 --unseen --out target/demo/customers.csv
 	./target/debug/rivet predict --model models/tabular/tabular.onnx --data target/demo/customers.csv \
 	  --id-column customer_id --out target/demo/churn.parquet
+	.venv/bin/python examples/python/quickstart.py
 
 ## librivet (the C ABI and the C++ API) and the tch backend library it loads on demand
 ## (librivet_tch.so, beside it), with headers (rivet.h, rivet.hpp, rivet/cxx.hpp and what it

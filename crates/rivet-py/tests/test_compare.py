@@ -17,6 +17,8 @@ def test_backends_against_the_case_reference():
         assert result.max_abs_diff[backend] == want and want < 1e-5, backend
     assert result.pairwise[("ort", "candle")] == np.abs(result.outputs["ort"]["logits"] - result.outputs["candle"]["logits"]).max()
     assert "ort vs candle" in repr(result)
+    # By default, the backends that read the format.
+    assert set(rivet.compare(MODELS / "mlp" / "mlp.onnx").outputs) == {"ort", "candle"}
 
 
 def test_generated_inputs_and_the_first_backend_as_reference(tmp_path):

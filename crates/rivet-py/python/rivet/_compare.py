@@ -116,16 +116,16 @@ def compare(
     inputs: "Optional[Mapping[str, Any] | Sequence[Any]]" = None,
     **options: Any,
 ) -> Comparison:
-    """Runs the model at ``path`` on each of ``backends`` (default: every backend Rivet has) with
-    the same inputs, and compares the outputs.
+    """Runs the model at ``path`` on each of ``backends`` (default: every backend that reads its
+    format) with the same inputs, and compares the outputs.
 
     ``inputs`` as ``Model.run`` takes them; by default, the inputs of the model folder's first
     case (``cases/*/input.NAME.npy``, whose ``output.NAME.npy`` are then the reference, as in
     ``rivet compare``), else random inputs from the signature (NumPy, seed 0). ``options`` are
     ``rivet.load``'s. A backend that cannot load or run the model is listed in ``errors``.
     """
-    from . import backends as all_backends
     from . import load
+    from ._rivet import backends_for
 
     path = Path(os.fspath(path))
     result = Comparison()
@@ -137,7 +137,7 @@ def compare(
             feed, expected = _read_case(case)
             result.reference = f"the PyTorch outputs in {case}" if expected else ""
             reference = expected or None
-    for backend in list(backends) if backends is not None else all_backends():
+    for backend in list(backends) if backends is not None else backends_for(path):
         try:
             model = load(path, backend, **options)
             if feed is None:
