@@ -12,7 +12,7 @@ PROFILE ?= release
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 PKG := crates/rivet-capi/pkg
 
-.PHONY: setup build python test-python demo test bench bench-candle bench-compare bench-startup bench-serve bench-prep bench-report bench-smoke lint models install test-c fuzz fuzz-cmin
+.PHONY: setup build python test-python demo test bench bench-candle bench-compare bench-startup bench-serve bench-prep bench-python bench-report bench-smoke lint models install test-c fuzz fuzz-cmin
 
 setup:
 	./bootstrap.sh
@@ -226,9 +226,24 @@ bench-prep: setup
 	.venv/bin/python benches/python/prep_bench.py --rivet $(BUILD_DIR)/rivet --rows $(PREP_ROWS) \
 	  --wide-rows $(PREP_WIDE_ROWS) --repeat $(PREP_REPEAT) --json $(BENCH_OUT)/prep.json
 
+## The Python package (the wheel `make python` builds from the dev profile, whose Rivet crates are
+## optimised as in release) against onnxruntime's and torch's own Python bindings per call, its
+## scaling over Python threads, `import rivet` against `import onnxruntime`, and batch scoring on
+## a local 2-CPU Ray cluster against the same job in pandas + scikit-learn + onnxruntime
+## (PY_RAY_ROWS rows of the tabular example, generated once under target/bench/python/).
+PY_ROUNDS ?= $(if $(SMOKE),2,30)
+PY_CALLS ?= $(if $(SMOKE),20,2000)
+PY_SECONDS ?= $(if $(SMOKE),0.2,2)
+PY_IMPORT_REPEAT ?= $(if $(SMOKE),1,7)
+PY_RAY_ROWS ?= $(if $(SMOKE),4000,1000000)
+bench-python: python
+	RIVET_BENCH_BUILD=dev .venv/bin/python benches/python/python_bench.py --rounds $(PY_ROUNDS) --calls $(PY_CALLS) \
+	  --seconds $(PY_SECONDS) --import-repeat $(PY_IMPORT_REPEAT) --ray-rows $(PY_RAY_ROWS) --work $(BENCH_OUT)/python \
+	  --command "make bench-python$(if $(SMOKE), SMOKE=1,)"
+
 ## Every bench-* target with SMOKE=1, each to the end however the others fared, one line each;
 ## fails when any does.
-BENCH_TARGETS := bench bench-candle bench-compare bench-startup bench-serve bench-prep bench-report
+BENCH_TARGETS := bench bench-candle bench-compare bench-startup bench-serve bench-prep bench-python bench-report
 bench-smoke: setup
 	@status=0; for t in $(BENCH_TARGETS); do \
 	  if $(MAKE) --no-print-directory $$t SMOKE=1 BENCH="$(BENCH) threads sessions"; then echo "== $$t (smoke): ok"; \

@@ -5,16 +5,19 @@ from __future__ import annotations
 import itertools
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ._errors import RivetError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _max_diff(actual: np.ndarray, expected: np.ndarray) -> Tuple[float, float]:
     """The largest absolute and relative difference (relative only where |expected| > 1e-6), as
     ``rivet compare`` computes them."""
+    import numpy as np
+
     if actual.shape != expected.shape:
         raise ValueError(f"shape {list(actual.shape)} against {list(expected.shape)}")
     if actual.size == 0:
@@ -45,6 +48,8 @@ def _first_case(path: Path) -> Optional[Path]:
 
 
 def _read_case(folder: Path) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
+    import numpy as np
+
     inputs, outputs = {}, {}
     for file in sorted(folder.glob("*.npy")):
         stem = file.stem
@@ -58,6 +63,8 @@ def _read_case(folder: Path) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarra
 def _generate(model: Any, seed: int) -> Dict[str, np.ndarray]:
     """Random inputs from the signature: dynamic dims 1, floats in [-2, 2), integers in [0, 10),
     random bools (NumPy's generator with ``seed``)."""
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     inputs = {}
     for spec in model.inputs:
