@@ -28,7 +28,7 @@ build: setup
 python: build
 	cp target/debug/librivet_tch.so crates/rivet-py/python/rivet/librivet_tch.so
 	.venv/bin/maturin build --profile dev --manifest-path crates/rivet-py/Cargo.toml \
-	  --interpreter .venv/bin/python --compatibility linux --out target/wheels
+	  --interpreter .venv/bin/python --compatibility linux --strip --out target/wheels
 	.venv/bin/python -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps \
 	  target/wheels/rivet-$(VERSION)-*.whl
 

@@ -7,7 +7,8 @@ side by side (`make bench-python`):
    of a block's time per call, and each ratio the median of the per-round ratios;
 2. threads: calls per second of 2 Python threads on one ort model (2 instances) against 1;
 3. `import rivet` against `import onnxruntime` in a fresh interpreter: wall time and peak RSS;
-4. Ray Data on a local 2-CPU cluster: a Parquet folder of the tabular example scored by
+4. the wheel's size;
+5. Ray Data on a local 2-CPU cluster: a Parquet folder of the tabular example scored by
    `rivet.ray.Predictor` against the same job written with pandas, scikit-learn and onnxruntime
    in `map_batches`: rows per second, and peak RSS summed over the map workers.
 
@@ -278,6 +279,21 @@ def ray_section(rows: int, folder: Path) -> tuple:
     return ["job (2 workers, local 2-CPU cluster)", "rows/s", "peak RSS MiB, workers summed"], table
 
 
+def wheel_section() -> tuple:
+    import zipfile
+
+    wheels = sorted((ROOT / "target" / "wheels").glob("rivet-*.whl"), key=lambda p: p.stat().st_mtime)
+    if not wheels:
+        return ["file", "MB"], [["no wheel in target/wheels (make python builds it)", "-"]]
+    wheel = wheels[-1]
+    rows = [[f"{wheel.name} (compressed)", f"{wheel.stat().st_size / 1e6:.1f}"]]
+    with zipfile.ZipFile(wheel) as z:
+        for info in z.infolist():
+            if info.filename.endswith(".so"):
+                rows.append([f"{info.filename} (installed)", f"{info.file_size / 1e6:.1f}"])
+    return ["file", "MB"], rows
+
+
 def markdown(columns: list, rows: list) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -305,6 +321,8 @@ def main() -> None:
          f"of {args.seconds} s each."),
         ("import", "import rivet against import onnxruntime", import_section(args.import_repeat),
          f"A fresh interpreter importing the module, median of {args.import_repeat}; numpy alone for scale."),
+        ("wheel", "the wheel", wheel_section(),
+         "The wheel `make python` builds (symbols stripped); libtorch and ONNX Runtime are not in it."),
         ("ray", f"batch scoring on Ray Data, {args.ray_rows:,} rows", ray_section(args.ray_rows, args.work),
          "The tabular example's Parquet folder (4 files) scored by 2 map workers; the same table, "
          "pipeline and model on both sides."),
