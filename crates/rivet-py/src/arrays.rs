@@ -23,6 +23,7 @@ use crate::errors;
 
 static NUMPY: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 static NDARRAY: PyOnceLock<Py<pyo3::types::PyType>> = PyOnceLock::new();
+static ASARRAY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// The `numpy` module.
 pub(crate) fn numpy(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
@@ -192,15 +193,20 @@ fn in_place_struct(array: &Bound<'_, PyAny>) -> PyResult<Option<InputArray>> {
     Ok(Some(InputArray { _array: array.clone().unbind(), dtype, shape, data: interface.data.cast(), len }))
 }
 
-/// Reads one input (`what` names it in messages): see the module's documentation.
-pub(crate) fn input_array(value: &Bound<'_, PyAny>, what: &str) -> PyResult<InputArray> {
+/// Reads one input (`what` names it in messages, made only when one is needed): see the module's
+/// documentation.
+pub(crate) fn input_array(value: &Bound<'_, PyAny>, what: impl Fn() -> String) -> PyResult<InputArray> {
     let py = value.py();
-    let np = numpy(py)?;
     let ndarray = NDARRAY.import(py, "numpy", "ndarray")?;
-    let array = if value.is_instance(ndarray)? {
+    if value.is_instance(ndarray)? {
         if let Some(found) = in_place_struct(value)? {
             return Ok(found);
         }
+    }
+    let what = what();
+    let what = what.as_str();
+    let np = numpy(py)?;
+    let array = if value.is_instance(ndarray)? {
         value.clone()
     } else if value.hasattr(pyo3::intern!(py, "__dlpack__"))? {
         np.call_method1("from_dlpack", (value,)).map_err(|e| {
@@ -334,5 +340,5 @@ pub(crate) fn to_numpy(py: Python<'_>, tensor: Tensor) -> PyResult<Bound<'_, PyA
     // Writable only when no other tensor shares the bytes.
     let writable = tensor.storage_kind() == StorageKind::Owned;
     let buffer = Bound::new(py, OutputBuffer { tensor, writable })?;
-    np.call_method1("asarray", (buffer,))
+    ASARRAY.import(py, "numpy", "asarray")?.call1((buffer,))
 }

@@ -199,18 +199,18 @@ impl Model {
                 let name: String = key.extract().map_err(|_| {
                     errors::argument(py, format!("input names must be strings, got {}", type_name(&key)))
                 })?;
-                arrays.push(arrays::input_array(&value, &format!("input \"{name}\""))?);
+                arrays.push(arrays::input_array(&value, || format!("input \"{name}\""))?);
                 names.push(name);
             }
             true
         } else if inputs.is_instance_of::<PyList>() || inputs.is_instance_of::<PyTuple>() {
             for (index, value) in inputs.try_iter()?.enumerate() {
                 let value = value?;
-                let what = match signature.inputs.get(index) {
+                let what = || match signature.inputs.get(index) {
                     Some(spec) => format!("input \"{}\"", spec.name),
                     None => format!("input {index}"),
                 };
-                arrays.push(arrays::input_array(&value, &what)?);
+                arrays.push(arrays::input_array(&value, what)?);
             }
             false
         } else {
