@@ -206,6 +206,15 @@ class RssWatch:
         return sum(self.peaks.values()) / 1024
 
 
+class IdOnly:
+    """A map that does no work, for Ray Data's own cost: the id column back."""
+
+    def __call__(self, batch):
+        import pyarrow as pa
+
+        return pa.table({"customer_id": batch.column("customer_id")})
+
+
 class SklearnPredictor:
     """The same job without Rivet: pandas, the fitted scikit-learn twin of the pipeline, and
     onnxruntime, one instance per worker."""
@@ -257,25 +266,35 @@ def ray_section(rows: int, folder: Path) -> tuple:
     jobs = {
         "rivet.ray.Predictor": (rivet.ray.Predictor, {"model": model, "id_column": "customer_id", "threads": 1}),
         "pandas + scikit-learn + onnxruntime": (SklearnPredictor, {"fitted": fitted, "model": model}),
+        "Ray Data alone (a map that returns the id column)": (IdOnly, {}),
     }
-    figures = {}
+    def run(predictor, kwargs) -> tuple:
+        with RssWatch() as watch:
+            started = time.perf_counter()
+            # Two blocks per worker to start with, and large batches: Ray's own cost per block and
+            # per batch is the same on every side.
+            count = ray.data.read_parquet(str(data), override_num_blocks=2 * files).map_batches(
+                predictor, fn_constructor_kwargs=kwargs, batch_format="pyarrow", batch_size=65536,
+                compute=ray.data.ActorPoolStrategy(size=2), num_cpus=0.5,
+            ).count()
+            elapsed = time.perf_counter() - started
+        assert count == rows, (predictor, count)
+        return rows / elapsed, watch.total_mib()
+
+    figures = {name: [] for name in jobs}
     try:
-        for name, (predictor, kwargs) in jobs.items():
-            with RssWatch() as watch:
-                started = time.perf_counter()
-                count = ray.data.read_parquet(str(data)).map_batches(
-                    predictor, fn_constructor_kwargs=kwargs, batch_format="pyarrow", batch_size=8192,
-                    compute=ray.data.ActorPoolStrategy(size=2), num_cpus=0.5,
-                ).count()
-                elapsed = time.perf_counter() - started
-            assert count == rows, (name, count)
-            figures[name] = (rows / elapsed, watch.total_mib())
+        run(IdOnly, {})  # the cluster's first job starts its worker processes: not measured
+        for _ in range(2):
+            for name, (predictor, kwargs) in jobs.items():
+                figures[name].append(run(predictor, kwargs))
     finally:
         ray.shutdown()
+    # The faster of each job's two runs (a cluster's noise only slows a run down).
+    figures = {name: max(runs) for name, runs in figures.items()}
     rivet_rate, rivet_mib = figures["rivet.ray.Predictor"]
     base_rate, base_mib = figures["pandas + scikit-learn + onnxruntime"]
     table = [[name, f"{rate:,.0f}", f"{mib:.0f}"] for name, (rate, mib) in figures.items()]
-    table.append(["rivet ÷ the other", f"{rivet_rate / base_rate:.2f}", f"{rivet_mib / base_mib:.2f}"])
+    table.append(["rivet ÷ pandas + scikit-learn + onnxruntime", f"{rivet_rate / base_rate:.2f}", f"{rivet_mib / base_mib:.2f}"])
     return ["job (2 workers, local 2-CPU cluster)", "rows/s", "peak RSS MiB, workers summed"], table
 
 
@@ -324,8 +343,10 @@ def main() -> None:
         ("wheel", "the wheel", wheel_section(),
          "The wheel `make python` builds (symbols stripped); libtorch and ONNX Runtime are not in it."),
         ("ray", f"batch scoring on Ray Data, {args.ray_rows:,} rows", ray_section(args.ray_rows, args.work),
-         "The tabular example's Parquet folder (4 files) scored by 2 map workers; the same table, "
-         "pipeline and model on both sides."),
+         "The tabular example's Parquet folder (4 files, read as 8 blocks, batches of 65,536 rows) "
+         "scored by 2 map workers; the same table, pipeline and model on both sides; the faster of two "
+         "runs each, taking turns, after a warm-up job. The Ray Data alone job's map does no work: "
+         "its rate bounds what any predictor reaches on this cluster."),
     ]
     for key, title, (columns, rows), note in sections:
         print(f"\n{title}\n{markdown(columns, rows)}\n{note}")
