@@ -183,7 +183,7 @@ def test_every_dtype_round_trips_through_identity():
 def test_the_gil_is_released_while_a_model_runs():
     model = rivet.load(MODELS / "cnn" / "cnn.onnx", backend="ort", threads=1)
     [image] = model.inputs
-    # About a second of work on one thread (20,000 images of the CNN).
+    # One run of a second or more on one thread (20,000 images of the CNN: about 2 s here).
     x = np.random.default_rng(5).standard_normal((20000, *image.shape[1:]), dtype=np.float32)
     count = [0]
     stop = threading.Event()
