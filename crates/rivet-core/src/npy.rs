@@ -7,7 +7,9 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::{element_count, Tensor};
 
-fn npy_type(dtype: DType) -> Option<&'static str> {
+/// NumPy's type string for `dtype` (`<f4`, `|b1`...), as `.npy` headers and the array interface
+/// write it; `None` for bf16, which NumPy lacks.
+pub fn npy_type(dtype: DType) -> Option<&'static str> {
     Some(match dtype {
         DType::F16 => "<f2",
         DType::F32 => "<f4",

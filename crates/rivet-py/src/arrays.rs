@@ -52,17 +52,7 @@ fn dtype_of(typestr: &str) -> Option<(DType, bool)> {
 
 /// NumPy's type string for a dtype Rivet hands out (bf16 is widened first: NumPy has none).
 fn typestr(dtype: DType) -> &'static str {
-    match dtype {
-        DType::F16 => "<f2",
-        DType::BF16 | DType::F32 => "<f4",
-        DType::F64 => "<f8",
-        DType::I8 => "|i1",
-        DType::I16 => "<i2",
-        DType::I32 => "<i4",
-        DType::I64 => "<i8",
-        DType::U8 => "|u1",
-        DType::Bool => "|b1",
-    }
+    rivet::npy::npy_type(dtype).unwrap_or("<f4")
 }
 
 /// The NumPy dtype Rivet hands `dtype` out as (bf16 as float32).

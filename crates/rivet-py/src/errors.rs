@@ -5,7 +5,7 @@
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyType;
+use pyo3::types::{PyDict, PyType};
 
 /// The C ABI's code for an argument of the wrong kind (not a Rivet error kind of its own).
 pub(crate) const INVALID_ARGUMENT: u32 = 1;
@@ -16,32 +16,20 @@ pub(crate) const PREPROCESS: u32 = 10;
 /// The C ABI's code for an I/O error.
 const IO: u32 = 7;
 
-/// The exception class of each code, by index (code - 1), as `rivet._errors` names them.
-const CLASSES: [&str; 10] = [
-    "InvalidArgument",
-    "InvalidInput",
-    "InvalidTensor",
-    "ModelLoad",
-    "Unsupported",
-    "Backend",
-    "Io",
-    "Panic",
-    "InvalidOption",
-    "Preprocess",
-];
+/// `rivet._errors.BY_CODE`: each exception class by its code.
+static BY_CODE: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
 
-static TYPES: [PyOnceLock<Py<PyType>>; 10] = [const { PyOnceLock::new() }; 10];
-
-/// The exception for `code` with `message`.
+/// The exception for `code` with `message`: the class `rivet._errors` gives that code.
 pub(crate) fn raise(py: Python<'_>, code: u32, message: impl Into<String>) -> PyErr {
     let message = message.into();
-    let index = (code as usize).wrapping_sub(1);
-    match CLASSES.get(index) {
-        Some(name) => match TYPES[index].import(py, "rivet._errors", name) {
-            Ok(class) => PyErr::from_type(class.clone(), message),
-            Err(e) => e,
-        },
-        None => PyRuntimeError::new_err(format!("Rivet error {code}: {message}")),
+    let class = BY_CODE
+        .import(py, "rivet._errors", "BY_CODE")
+        .and_then(|classes| classes.get_item(code))
+        .and_then(|class| class.map(|c| c.cast_into::<PyType>().map_err(PyErr::from)).transpose());
+    match class {
+        Ok(Some(class)) => PyErr::from_type(class, message),
+        Ok(None) => PyRuntimeError::new_err(format!("Rivet error {code}: {message}")),
+        Err(e) => e,
     }
 }
 

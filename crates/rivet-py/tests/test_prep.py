@@ -90,18 +90,24 @@ def test_the_same_scores_as_rivet_predict(scorer, tmp_path):
     np.testing.assert_array_equal(got["churn_probability"][:, 0], cli.column("churn_probability").to_numpy())
 
 
+def predict_stderr(table, tmp_path) -> str:
+    """What `rivet predict` prints when it fails on `table` (written as Parquet)."""
+    import pyarrow.parquet as pq
+
+    pq.write_table(table, tmp_path / "table.parquet")
+    done = subprocess.run([str(CLI), "predict", "--model", str(TABULAR / "tabular.onnx"), "--data",
+                           str(tmp_path / "table.parquet"), "--out", str(tmp_path / "out.parquet")],
+                          capture_output=True, text=True)
+    assert done.returncode != 0, done.stdout
+    return done.stderr
+
+
 def test_a_table_that_does_not_fit_fails_as_rivet_predict(scorer, tmp_path):
     table = customers().drop_columns(["income"])
     with pytest.raises(rivet.Preprocess) as raised:
         scorer.predict(table)
-    import pyarrow.parquet as pq
-
-    pq.write_table(table, tmp_path / "bad.parquet")
-    done = subprocess.run([str(CLI), "predict", "--model", str(TABULAR / "tabular.onnx"), "--data",
-                           str(tmp_path / "bad.parquet"), "--out", str(tmp_path / "out.parquet")],
-                          capture_output=True, text=True)
-    assert done.returncode != 0
-    assert f"error: {raised.value}" in done.stderr, (str(raised.value), done.stderr)
+    stderr = predict_stderr(table, tmp_path)
+    assert f"error: {raised.value}" in stderr, (str(raised.value), stderr)
     assert "income" in str(raised.value) and raised.value.code == 10 and isinstance(raised.value, ValueError)
 
 
@@ -110,13 +116,8 @@ def test_an_unseen_plan_fails_as_rivet_predict(scorer, tmp_path):
     table = pa.Table.from_pandas(pd.DataFrame(rows), preserve_index=False)
     with pytest.raises(rivet.Preprocess) as raised:
         scorer.predict(table)
-    import pyarrow.parquet as pq
-
-    pq.write_table(table, tmp_path / "unseen.parquet")
-    done = subprocess.run([str(CLI), "predict", "--model", str(TABULAR / "tabular.onnx"), "--data",
-                           str(tmp_path / "unseen.parquet"), "--out", str(tmp_path / "out.parquet")],
-                          capture_output=True, text=True)
-    assert f"error: {raised.value}" in done.stderr, (str(raised.value), done.stderr)
+    stderr = predict_stderr(table, tmp_path)
+    assert f"error: {raised.value}" in stderr, (str(raised.value), stderr)
     assert "gold" in str(raised.value)
     # The scorer keeps working after.
     assert scorer.predict(customers())["churn_probability"].shape == (6, 1)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from . import _libs
+from . import _errors, _libs
 from ._compare import Comparison, compare
 from ._errors import (
     Backend,
@@ -67,15 +67,5 @@ __all__ = [
     "TensorInfo",
     "Pipeline",
     "Scorer",
-    "RivetError",
-    "InvalidArgument",
-    "InvalidInput",
-    "InvalidTensor",
-    "ModelLoad",
-    "Unsupported",
-    "Backend",
-    "Io",
-    "Panic",
-    "InvalidOption",
-    "Preprocess",
+    *_errors.__all__,
 ]

@@ -77,6 +77,9 @@ class Preprocess(RivetError, ValueError):
     code = 10
 
 
+# Each class by its code: how the extension module picks the class of an error it raises.
+BY_CODE = {cls.code: cls for cls in RivetError.__subclasses__()}
+
 __all__ = [
     "RivetError",
     "InvalidArgument",
