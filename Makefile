@@ -97,9 +97,8 @@ test-c: setup
 ## Every test: the workspace's cargo tests (after the same `cargo build --workspace` as `make
 ## build`, which also builds librivet_tch.so for them; --no-fail-fast, so every test binary runs),
 ## then the C/C++ suite (test-c) and the Python package's (test-python), which run even when cargo
-## tests failed. tests/summary.py then
-## prints one line per kind (cargo tests, C/C++ suite tests, examples, memcheck runs), every
-## failure by name (a crashed suite included), and "total: N passed, N failed", each test
+## tests failed. tests/summary.py then prints one line per kind (cargo tests, C/C++ suite tests,
+## examples, memcheck runs, Python tests), every failure by name (a crashed suite included), and "total: N passed, N failed", each test
 ## counted once however many checks it makes.
 test: setup
 	@mkdir -p target
