@@ -12,7 +12,7 @@ PROFILE ?= release
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 PKG := crates/rivet-capi/pkg
 
-.PHONY: setup build python test-python demo test bench bench-candle bench-compare bench-startup bench-serve bench-prep bench-python bench-report bench-smoke lint models install test-c fuzz fuzz-cmin
+.PHONY: setup build python test-python wasm test-wasm bench-wasm demo test bench bench-candle bench-compare bench-startup bench-serve bench-prep bench-python bench-report bench-smoke lint models install test-c fuzz fuzz-cmin
 
 setup:
 	./bootstrap.sh
@@ -35,6 +35,36 @@ python: build
 ## The Python package's tests (pytest, crates/rivet-py/tests) on the wheel `make python` installs.
 test-python: python
 	.venv/bin/python -m pytest crates/rivet-py/tests -p no:cacheprovider -q -rfEs
+
+## Rivet for WebAssembly (crates/rivet-wasm): the Candle executor built for wasm32-unknown-unknown
+## twice, with SIMD (+simd128) and without, each optimised by wasm-opt when Debian's binaryen is
+## there (before wasm-bindgen: binaryen 108 cannot read the reference-type instructions that
+## wasm-bindgen adds), then through the wasm-bindgen-cli release equal to the wasm-bindgen
+## crate's (installed under target/tools on first use), into an npm package in target/wasm/pkg/
+## (index.js picks the build the engine can run). The scalar build has a target directory of its own.
+WASM_BINDGEN_VERSION := $(shell sed -n 's/^wasm-bindgen = "=\([^"]*\)".*/\1/p' crates/rivet-wasm/Cargo.toml)
+WASM_BINDGEN := target/tools/bin/wasm-bindgen
+WASM_PKG := target/wasm/pkg
+WASM_BUILD := $(CARGO) build -p rivet-wasm --target wasm32-unknown-unknown --profile wasm
+WASM_OPT_FEATURES := --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+  --enable-mutable-globals --enable-reference-types --enable-multivalue
+wasm: setup
+	@rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown || \
+	  { echo "wasm: rustup could not fetch the wasm32-unknown-unknown target: run 'rustup target add wasm32-unknown-unknown' where the network allows, then again"; exit 1; }
+	@test "$$($(WASM_BINDGEN) --version 2>/dev/null)" = "wasm-bindgen $(WASM_BINDGEN_VERSION)" || \
+	  $(CARGO) install --quiet --root target/tools wasm-bindgen-cli --version =$(WASM_BINDGEN_VERSION)
+	RUSTFLAGS="-C target-feature=+simd128" $(WASM_BUILD)
+	$(WASM_BUILD) --target-dir target/wasm-scalar
+	rm -rf $(WASM_PKG) && mkdir -p $(WASM_PKG)
+	@for build in rivet:target rivet_scalar:target/wasm-scalar; do name=$${build%%:*}; dir=$${build#*:}; \
+	  raw=$$dir/wasm32-unknown-unknown/wasm/rivet_wasm.wasm; \
+	  if command -v wasm-opt >/dev/null; then echo "wasm-opt -O3 $$raw"; \
+	    wasm-opt -O3 $(WASM_OPT_FEATURES) $$raw -o target/wasm/$$name.wasm || exit 1; \
+	  else echo "wasm: wasm-opt not found (Debian package binaryen): $$name is not post-optimised"; cp $$raw target/wasm/$$name.wasm; fi; \
+	  $(WASM_BINDGEN) --target web --out-dir $(WASM_PKG) --out-name $$name target/wasm/$$name.wasm || exit 1; done
+	cp crates/rivet-wasm/js/index.js crates/rivet-wasm/js/index.d.ts $(WASM_PKG)/
+	python3 crates/rivet-wasm/js/package.py $(VERSION) $(WASM_PKG)
+	@ls -l $(WASM_PKG)/*.wasm
 
 ## Runs `rivet bench` over every bundled model on every backend that can load it: the table,
 ## then where the JSON, Markdown and chart are. It runs the dev build that `make build` made,

@@ -6,7 +6,9 @@
 //! `RUST_BACKTRACE=1`. [`catch_quietly`] catches like `catch_unwind` and keeps such panics off
 //! stderr: the first call installs a hook that stays silent while the panicking thread is
 //! inside a `catch_quietly`, and otherwise hands the panic to the hook that was installed
-//! before it (so panics elsewhere in a Rust host print as they always did).
+//! before it (so panics elsewhere in a Rust host print as they always did). Where panics abort
+//! (`panic = "abort"`, as on WebAssembly) nothing can be caught, and every panic goes to the
+//! hook installed before.
 
 use std::any::Any;
 use std::cell::Cell;
@@ -24,7 +26,8 @@ fn install_hook() {
     INSTALL.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if QUIET.with(Cell::get) == 0 {
+            // Where panics abort (WebAssembly), nothing catches them: the host hears of each.
+            if QUIET.with(Cell::get) == 0 || cfg!(panic = "abort") {
                 previous(info);
             }
         }));
