@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use prost::Message;
 use rivet::{Backend, DType, ErrorKind, LoadOptions, Tensor};
 
 fn root() -> PathBuf {
@@ -41,44 +40,6 @@ fn write_suite() -> PathBuf {
         assert!(status.success(), "models/onnx_node_tests.py failed");
     }
     dir
-}
-
-/// A serialized TensorProto (as numpy_helper writes it: raw little-endian data) as a Rivet
-/// tensor, or `None` for an element type Rivet tensors do not carry.
-fn read_tensor(path: &Path) -> Option<Tensor> {
-    let bytes = std::fs::read(path).unwrap();
-    let proto = candle_onnx::onnx::TensorProto::decode(bytes.as_slice()).unwrap();
-    let dtype = match proto.data_type {
-        1 => DType::F32,
-        2 => DType::U8,
-        3 => DType::I8,
-        5 => DType::I16,
-        6 => DType::I32,
-        7 => DType::I64,
-        9 => DType::Bool,
-        10 => DType::F16,
-        11 => DType::F64,
-        16 => DType::BF16,
-        _ => return None,
-    };
-    let shape: Vec<usize> = proto.dims.iter().map(|&d| d as usize).collect();
-    let count: usize = shape.iter().product();
-    if count == 0 || !proto.raw_data.is_empty() {
-        return Some(Tensor::from_bytes(dtype, &shape, &proto.raw_data).unwrap());
-    }
-    // Typed fields (make_tensor without raw data): re-encode little-endian.
-    let mut bytes = Vec::new();
-    match dtype {
-        DType::F32 => proto.float_data.iter().for_each(|v| bytes.extend(v.to_le_bytes())),
-        DType::F64 => proto.double_data.iter().for_each(|v| bytes.extend(v.to_le_bytes())),
-        DType::I64 => proto.int64_data.iter().for_each(|v| bytes.extend(v.to_le_bytes())),
-        DType::I32 => proto.int32_data.iter().for_each(|v| bytes.extend(v.to_le_bytes())),
-        DType::I16 | DType::F16 | DType::BF16 => {
-            proto.int32_data.iter().for_each(|&v| bytes.extend((v as u16).to_le_bytes()))
-        }
-        DType::U8 | DType::I8 | DType::Bool => proto.int32_data.iter().for_each(|&v| bytes.push(v as u8)),
-    }
-    Tensor::from_bytes(dtype, &shape, &bytes).ok()
 }
 
 fn as_f64(t: &Tensor) -> Vec<f64> {
@@ -180,7 +141,7 @@ fn run_case(dir: &Path, sets: usize, rtol: f64, atol: f64, backend: &Backend) ->
                 if !p.exists() {
                     break;
                 }
-                v.push(read_tensor(&p)?);
+                v.push(rivet_testkit::onnx::read_tensor(&p)?);
             }
             Some(v)
         };
@@ -319,8 +280,8 @@ fn legacy_opsets_load_on_candle_under_auto() {
     assert_eq!(loaded.skipped[0].0, Backend::ORT, "{skipped:?}");
     assert!(skipped[0].contains("Could not find an implementation for Add(6)"), "{skipped:?}");
     let data = case.join("test_data_set_0");
-    let input = read_tensor(&data.join("input_0.pb")).unwrap();
-    let expected = read_tensor(&data.join("output_0.pb")).unwrap();
+    let input = rivet_testkit::onnx::read_tensor(&data.join("input_0.pb")).unwrap();
+    let expected = rivet_testkit::onnx::read_tensor(&data.join("output_0.pb")).unwrap();
     let outputs = loaded.model.run(&[&input]).unwrap();
     compare(outputs.get(0).unwrap(), &expected, 1e-5, 1e-7).unwrap();
 
