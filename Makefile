@@ -66,6 +66,16 @@ wasm: setup
 	python3 crates/rivet-wasm/js/package.py $(VERSION) $(WASM_PKG)
 	@ls -l $(WASM_PKG)/*.wasm
 
+## The WebAssembly package's tests under Node (`node --test`, crates/rivet-wasm/tests): the
+## bundled models on both builds, the JavaScript API, a sample of the ONNX node suite against
+## the native executor (whose side native_fixtures writes first), and examples/web/ in headless
+## Chromium over the DevTools protocol (a screenshot lands in target/wasm/web.png).
+test-wasm: wasm
+	test -f target/onnx-node-tests/manifest.json || .venv/bin/python models/onnx_node_tests.py target/onnx-node-tests
+	$(CARGO) build --workspace --examples --quiet
+	./target/debug/examples/native_fixtures target/onnx-node-tests crates/rivet-wasm/tests/node_suite.sample target/wasm/node-suite
+	node --experimental-websocket --no-warnings --test crates/rivet-wasm/tests/*.test.mjs
+
 ## Runs `rivet bench` over every bundled model on every backend that can load it: the table,
 ## then where the JSON, Markdown and chart are. It runs the dev build that `make build` made,
 ## whose dependencies, backends and CLI are compiled as in release (Cargo.toml's profiles), and
@@ -132,17 +142,19 @@ test-c: setup
 ## counted once however many checks it makes.
 test: setup
 	@mkdir -p target
-	@rm -f target/test-cargo.log target/test-c.log target/test-python.log
+	@rm -f target/test-cargo.log target/test-c.log target/test-python.log target/test-wasm.log
 	set -o pipefail; $(CARGO) build --workspace 2>&1 | tee target/test.log; build=$$?; \
-	cargo=; c=; \
+	cargo=; c=; py=; wasm=; \
 	if [ $$build -eq 0 ]; then \
 	  $(CARGO) test --workspace --no-fail-fast 2>&1 | tee target/test-cargo.log; cargo=$$?; \
 	  $(MAKE) --no-print-directory test-c 2>&1 | tee target/test-c.log; c=$$?; \
 	  $(MAKE) --no-print-directory test-python 2>&1 | tee target/test-python.log; py=$$?; \
-	  cat target/test-cargo.log target/test-c.log target/test-python.log >> target/test.log; \
+	  $(MAKE) --no-print-directory test-wasm 2>&1 | tee target/test-wasm.log; wasm=$$?; \
+	  cat target/test-cargo.log target/test-c.log target/test-python.log target/test-wasm.log >> target/test.log; \
 	fi; \
 	python3 tests/summary.py --build-status $$build --cargo-log target/test-cargo.log $${cargo:+--cargo-status $$cargo} \
-	  --c-log target/test-c.log $${c:+--c-status $$c} --python-log target/test-python.log $${py:+--python-status $$py}
+	  --c-log target/test-c.log $${c:+--c-status $$c} --python-log target/test-python.log $${py:+--python-status $$py} \
+	  --wasm-log target/test-wasm.log $${wasm:+--wasm-status $$wasm}
 
 ## SMOKE=1 runs a bench-* target to prove that it works, not to measure: on the dev build that
 ## `make test` made (no release build), with one model and a few iterations; its results go

@@ -21,7 +21,8 @@ say() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 # 1. Debian packages: protoc (candle-onnx), cmake and a C/C++ compiler (the C/C++ examples and
 #    tests), valgrind (their memcheck run), pkg-config (the pkg-config consumer check), libb64
-#    (perf_analyzer, which `rivet serve`'s tests run).
+#    (perf_analyzer, which `rivet serve`'s tests run); for WebAssembly, Node.js (its tests),
+#    chromium (the browser test) and binaryen (wasm-opt).
 missing=()
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
@@ -29,6 +30,9 @@ command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 ldconfig -p 2>/dev/null | grep -q 'libb64\.so\.0d' || missing+=(libb64-0d)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v wasm-opt >/dev/null 2>&1 || missing+=(binaryen)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo -n"; else
         say "missing ${missing[*]} and not root: install them with apt-get and run again"; exit 1
@@ -100,6 +104,14 @@ if [ -n "$clippy_driver" ]; then
     wrapper="$(printf '\n[build]\nrustc-workspace-wrapper = "%s"' "$clippy_driver")"
 else
     say "clippy is not installed (rustup component add clippy): builds are not linted and make lint fails"
+fi
+
+# 5b. The WebAssembly target (`make wasm`), through rustup. Only the WebAssembly package needs
+#     it, so a failure here is reported and does not stop the rest.
+if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+    say "adding the wasm32-unknown-unknown target (rustup)"
+    rustup target add wasm32-unknown-unknown >/dev/null 2>&1 ||
+        say "rustup could not fetch wasm32-unknown-unknown: make wasm needs it (rustup target add wasm32-unknown-unknown)"
 fi
 
 # 6. Cargo's environment for this checkout (not committed: it holds absolute paths).

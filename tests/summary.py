@@ -13,13 +13,16 @@ Every test counts once, however many checks it makes:
   valgrind found no error and no definite leak;
 - programs run outside ctest print `example NAME: ok` or `example NAME: FAILED`;
 - a Python test (pytest, the Python package's) is one test, each parametrized case one; a pytest
-  run that printed no final count (it crashed) counts as one failed test more.
+  run that printed no final count (it crashed) counts as one failed test more;
+- a WebAssembly test (`node --test`, the WebAssembly package's) is one test; a skipped one
+  (ResNet-18 not exported) is listed as skipped, and a run that printed no final count (it
+  crashed, or the package did not build) counts as one failed test more.
 
 A stage that did not run (the build failed, cargo failed to compile a test, CMake failed) is
 reported as such and fails the total. Exits 0 only when everything ran and passed.
 
 usage: summary.py --build-status N --cargo-log FILE --cargo-status N --c-log FILE --c-status N
-                  --python-log FILE --python-status N
+                  --python-log FILE --python-status N --wasm-log FILE --wasm-status N
 """
 
 import argparse
@@ -35,6 +38,8 @@ EXAMPLE_LINE = re.compile(r"^example (\S+): (ok|FAILED)\s*$")
 CTEST_TOTAL = re.compile(r"tests passed, (\d+) tests failed out of (\d+)")
 PYTEST_TOTAL = re.compile(r"^=*\s*(?=.*\bin [\d.]+s\b)((?:\d+ \w+,? ?)+) in [\d.]+s")
 PYTEST_FAILED = re.compile(r"^(?:FAILED|ERROR) (\S+)")
+NODE_COUNT = re.compile(r"^# (tests|pass|fail|skipped|cancelled) (\d+)$")
+NODE_FAILED = re.compile(r"^not ok \d+ - (.+)$")
 
 
 @dataclass
@@ -152,6 +157,25 @@ def count_python(lines: list, kind: Kind) -> bool:
     return True
 
 
+def count_node(lines: list, kind: Kind) -> int | None:
+    """Adds node --test's top-level tests to `kind`; returns how many it skipped, or None when it
+    printed no final count."""
+    counts = {}
+    for line in lines:
+        m = NODE_COUNT.match(line)
+        if m:
+            counts[m.group(1)] = int(m.group(2))
+    if "tests" not in counts:
+        return None
+    kind.passed += counts.get("pass", 0)
+    kind.failed += counts.get("fail", 0) + counts.get("cancelled", 0)
+    for line in lines:
+        m = NODE_FAILED.match(line)
+        if m:
+            kind.failures.append(m.group(1))
+    return counts.get("skipped", 0)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--build-status", type=int, required=True)
@@ -161,6 +185,8 @@ def main() -> int:
     ap.add_argument("--c-status", type=int)
     ap.add_argument("--python-log", required=True)
     ap.add_argument("--python-status", type=int)
+    ap.add_argument("--wasm-log", required=True)
+    ap.add_argument("--wasm-status", type=int)
     args = ap.parse_args()
 
     problems = []
@@ -196,17 +222,27 @@ def main() -> int:
     elif args.python_status != 0 and python.failed == 0:
         problems.append(f"make test-python exited {args.python_status} with no failed test")
 
+    wasm = Kind("WebAssembly tests")
+    skipped = count_node(read(args.wasm_log), wasm)
+    if args.wasm_status is None:
+        problems.append("the WebAssembly tests did not run")
+    elif skipped is None:
+        wasm.fail("node --test (crashed, or the package did not build: no final count; see target/test-wasm.log)")
+    elif args.wasm_status != 0 and wasm.failed == 0:
+        problems.append(f"make test-wasm exited {args.wasm_status} with no failed test")
+
     print(f"{cargo.name}: {cargo.passed} passed, {cargo.failed} failed ({blocks} test binaries and doc-test runs)")
     print(f"{suites.name}: {suites.passed} passed, {suites.failed} failed")
     print(f"{examples.name}: {examples.passed} passed, {examples.failed} failed")
     print(f"{memcheck.name}: {memcheck.passed} passed, {memcheck.failed} failed (suites again under valgrind)")
     print(f"{python.name}: {python.passed} passed, {python.failed} failed")
-    for kind in (cargo, suites, examples, memcheck, python):
+    print(f"{wasm.name}: {wasm.passed} passed, {wasm.failed} failed" + (f", {skipped} skipped" if skipped else ""))
+    for kind in (cargo, suites, examples, memcheck, python, wasm):
         for what in kind.failures:
             print(f"FAILED ({kind.name}): {what}")
     for what in problems:
         print(f"FAILED: {what}")
-    kinds = (cargo, suites, examples, memcheck, python)
+    kinds = (cargo, suites, examples, memcheck, python, wasm)
     passed = sum(k.passed for k in kinds)
     failed = sum(k.failed for k in kinds) + len(problems)
     print(f"total: {passed} passed, {failed} failed")
