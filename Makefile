@@ -282,9 +282,34 @@ bench-python: python
 	  --seconds $(PY_SECONDS) --import-repeat $(PY_IMPORT_REPEAT) --ray-rows $(PY_RAY_ROWS) --work $(BENCH_OUT)/python \
 	  --command "make bench-python$(if $(SMOKE), SMOKE=1,)"
 
+## Rivet's WebAssembly package (make wasm) against onnxruntime-web ORT_WEB_VERSION (npm, its wasm
+## backend at one thread, installed under target/wasm/bench on first use): per-run time on
+## WASM_MODELS at batch 1 and 8 side by side in one Node process and in one headless Chromium
+## page, cold start, the .wasm bytes raw and gzipped, and native Rivet (Candle and ORT, `rivet
+## bench --threads 1` on the very same inputs) for the cost of WebAssembly itself.
+ORT_WEB_VERSION := 1.31.1
+WASM_MODELS ?= $(if $(SMOKE),mlp,mlp$(,)cnn$(,)encoder$(,)resnet18)
+WASM_BATCHES ?= $(if $(SMOKE),1,1$(,)8)
+WASM_SECONDS ?= $(if $(SMOKE),0.2,2)
+WASM_ROUNDS ?= $(if $(SMOKE),2,5)
+WASM_COLD_REPEAT ?= $(if $(SMOKE),1,3)
+bench-wasm: wasm
+	$(if $(SMOKE),,test -f models/resnet18/resnet18.onnx || .venv/bin/python models/export.py resnet18)
+	$(CARGO) build $(BUILD_FLAGS) --workspace
+	test -f target/wasm/bench/node_modules/onnxruntime-web/package.json && \
+	  grep -q '"version": "$(ORT_WEB_VERSION)"' target/wasm/bench/node_modules/onnxruntime-web/package.json || \
+	  npm install --prefix target/wasm/bench --no-save --silent onnxruntime-web@$(ORT_WEB_VERSION)
+	node --experimental-websocket --no-warnings benches/wasm/wasm_bench.mjs --rivet $(BUILD_DIR)/rivet \
+	  --ort target/wasm/bench/node_modules/onnxruntime-web --work $(BENCH_OUT)/wasm --models $(WASM_MODELS) \
+	  --batches $(WASM_BATCHES) --seconds $(WASM_SECONDS) --rounds $(WASM_ROUNDS) --cold-repeat $(WASM_COLD_REPEAT)
+	python3 benches/python/results.py table wasm-run "WebAssembly: Rivet against onnxruntime-web, per run" \
+	  "make bench-wasm" $(BENCH_OUT)/wasm/wasm-run.json
+	python3 benches/python/results.py table wasm-cold "WebAssembly: cold start" "make bench-wasm" $(BENCH_OUT)/wasm/wasm-cold.json
+	python3 benches/python/results.py table wasm-size "WebAssembly: the .wasm files" "make bench-wasm" $(BENCH_OUT)/wasm/wasm-size.json
+
 ## Every bench-* target with SMOKE=1, each to the end however the others fared, one line each;
 ## fails when any does.
-BENCH_TARGETS := bench bench-candle bench-compare bench-startup bench-serve bench-prep bench-python bench-report
+BENCH_TARGETS := bench bench-candle bench-compare bench-startup bench-serve bench-prep bench-python bench-wasm bench-report
 bench-smoke: setup
 	@status=0; for t in $(BENCH_TARGETS); do \
 	  if $(MAKE) --no-print-directory $$t SMOKE=1 BENCH="$(BENCH) threads sessions"; then echo "== $$t (smoke): ok"; \

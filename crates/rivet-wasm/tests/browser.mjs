@@ -24,7 +24,7 @@ export async function openPage(url, { width = 1100, height = 900 } = {}) {
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     `--user-data-dir=${profile}`, "--remote-debugging-port=0", `--window-size=${width},${height}`, "about:blank",
-  ], { stdio: ["ignore", "ignore", "pipe"] });
+  ], { stdio: ["ignore", "ignore", "pipe"], detached: true });
   let stderr = "";
   browser.stderr.on("data", (d) => { stderr += d; });
   const portFile = path.join(profile, "DevToolsActivePort");
@@ -94,9 +94,15 @@ export async function openPage(url, { width = 1100, height = 900 } = {}) {
     },
     async close() {
       socket.close();
-      browser.kill();
-      await new Promise((resolve) => (browser.exitCode !== null ? resolve() : browser.once("exit", resolve)));
-      rmSync(profile, { recursive: true, force: true });
+      const exited = new Promise((resolve) => (browser.exitCode !== null ? resolve() : browser.once("exit", resolve)));
+      // The whole process group: the renderers and helpers too, not only the browser process.
+      try {
+        process.kill(-browser.pid, "SIGTERM");
+      } catch {
+        browser.kill();
+      }
+      await exited;
+      rmSync(profile, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 });
     },
   };
 }
