@@ -58,7 +58,8 @@ wasm: setup
 	rm -rf $(WASM_PKG) && mkdir -p $(WASM_PKG)
 	@for build in rivet:target rivet_scalar:target/wasm-scalar; do name=$${build%%:*}; dir=$${build#*:}; \
 	  raw=$$dir/wasm32-unknown-unknown/wasm/rivet_wasm.wasm; \
-	  if command -v wasm-opt >/dev/null; then echo "wasm-opt -O3 $$raw"; \
+	  if [ target/wasm/$$name.wasm -nt $$raw ]; then :; \
+	  elif command -v wasm-opt >/dev/null; then echo "wasm-opt -O3 $$raw"; \
 	    wasm-opt -O3 $(WASM_OPT_FEATURES) $$raw -o target/wasm/$$name.wasm || exit 1; \
 	  else echo "wasm: wasm-opt not found (Debian package binaryen): $$name is not post-optimised"; cp $$raw target/wasm/$$name.wasm; fi; \
 	  $(WASM_BINDGEN) --target web --out-dir $(WASM_PKG) --out-name $$name target/wasm/$$name.wasm || exit 1; done

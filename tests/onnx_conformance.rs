@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use prost::Message;
 use rivet::{Backend, DType, ErrorKind, LoadOptions, Tensor};
 
 fn root() -> PathBuf {

@@ -86,6 +86,9 @@ pub(crate) trait WideKernel {
 /// with FMA, else the build's baseline, SSE2 on x86-64): the executor's own loops (softmax,
 /// pooling) otherwise handle 4 floats at a time. The answer is the same bit for bit whichever
 /// runs: Rust neither reorders nor fuses floating-point operations, whatever the width.
+///
+/// WebAssembly has no run-time choice: the build decides. Built with `+simd128` (`make wasm`'s
+/// SIMD build) the loop compiles to 128-bit SIMD; without it, to scalar code.
 #[inline(always)]
 pub(crate) fn wide<K: WideKernel>(kernel: K) -> K::Output {
     #[cfg(target_arch = "x86_64")]

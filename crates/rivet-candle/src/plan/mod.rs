@@ -20,8 +20,12 @@ use crate::ty::Ty;
 mod control;
 mod passes;
 
-/// Whether `RIVET_CANDLE_PROFILE` is set: each step's time is then printed to stderr.
+/// Whether `RIVET_CANDLE_PROFILE` is set: each step's time is then printed to stderr. Never on
+/// WebAssembly, which has neither the environment nor a clock.
 fn profiling() -> bool {
+    if cfg!(target_arch = "wasm32") {
+        return false;
+    }
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| std::env::var_os("RIVET_CANDLE_PROFILE").is_some_and(|v| !v.is_empty()))
 }
