@@ -70,8 +70,13 @@ wasm: setup
 ## The WebAssembly package's tests under Node (`node --test`, crates/rivet-wasm/tests): the
 ## bundled models on both builds, the JavaScript API, a sample of the ONNX node suite against
 ## the native executor (whose side native_fixtures writes first), and examples/web/ in headless
-## Chromium over the DevTools protocol (a screenshot lands in target/wasm/web.png).
+## Chromium over the DevTools protocol (a screenshot lands in target/wasm/web.png), and the
+## TypeScript declarations under tsc (TypeScript from npm, under target/wasm/tools).
+TYPESCRIPT_VERSION := 5.9.3
 test-wasm: wasm
+	test -f target/wasm/tools/node_modules/typescript/package.json && \
+	  grep -q '"version": "$(TYPESCRIPT_VERSION)"' target/wasm/tools/node_modules/typescript/package.json || \
+	  npm install --prefix target/wasm/tools --no-save --silent typescript@$(TYPESCRIPT_VERSION)
 	test -f target/onnx-node-tests/manifest.json || .venv/bin/python models/onnx_node_tests.py target/onnx-node-tests
 	$(CARGO) build --workspace --examples --quiet
 	./target/debug/examples/native_fixtures target/onnx-node-tests crates/rivet-wasm/tests/node_suite.sample target/wasm/node-suite
