@@ -24,11 +24,13 @@
 
 pub mod plugin;
 mod registry;
+pub mod shadow;
 
 pub use registry::{
     backend, backends, backends_for, check_backend_name, load, load_explained, register_backend, Loaded,
 };
 pub use rivet_core::*;
+pub use shadow::{Shadow, ShadowOptions};
 
 #[cfg(feature = "candle")]
 pub use rivet_candle as candle;

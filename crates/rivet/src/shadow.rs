@@ -1,0 +1,668 @@
+//! Shadow mode: a candidate model runs beside the model it would replace, on the same inputs,
+//! and every disagreement is counted and can be captured, while callers get the primary's
+//! answers only.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use rivet::shadow::{Shadow, ShadowOptions};
+//! # fn main() -> rivet::Result<()> {
+//! let primary = rivet::load("models/mlp/mlp.onnx", &rivet::LoadOptions::with_backend("ort".parse()?))?;
+//! let candidate = rivet::load("models/mlp/mlp.pt", &rivet::LoadOptions::default())?;
+//! let shadow = Arc::new(Shadow::new(primary, candidate, ShadowOptions::default())?);
+//! // `shadow` is a model: run it wherever the primary ran. Later:
+//! let stats = shadow.stats();
+//! println!("{} compared, {} diverged", stats.compared, stats.diverged);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The primary runs on the caller's thread and its outputs are returned as they are. The inputs
+//! (copied) and the primary's outputs (shared, not copied) then go through a bounded queue to a
+//! worker thread of the shadow's own, which runs the candidate and compares. The primary never
+//! waits for the candidate: when the queue is full the comparison is dropped and counted. A
+//! candidate's error or panic is counted and never reaches the caller.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use rivet_core::panics::{catch_quietly, panic_text};
+use rivet_core::{npy, Backend, DType, Error, Model, Result, Signature, Tensor, TensorView};
+
+/// How a shadow samples, compares and captures.
+#[derive(Debug, Clone)]
+pub struct ShadowOptions {
+    /// Absolute tolerance: an element matches when `|candidate − primary| ≤ atol + rtol·|primary|`.
+    pub atol: f64,
+    /// Relative tolerance (see `atol`).
+    pub rtol: f64,
+    /// The share of requests compared, from 0 to 1, spread evenly (0.25: every fourth).
+    pub sample: f64,
+    /// Requests that may wait for the candidate; beyond it comparisons are dropped.
+    pub queue: usize,
+    /// Where divergent requests are captured, if anywhere.
+    pub capture: Option<CaptureOptions>,
+}
+
+impl Default for ShadowOptions {
+    fn default() -> Self {
+        ShadowOptions { atol: 1e-5, rtol: 1e-5, sample: 1.0, queue: 64, capture: None }
+    }
+}
+
+/// Where and how much a shadow captures.
+#[derive(Debug, Clone)]
+pub struct CaptureOptions {
+    /// The capture directory: one folder per divergent request.
+    pub dir: PathBuf,
+    /// The most captures kept; the oldest go first.
+    pub max_count: usize,
+    /// The most bytes the captures may take; the oldest go first.
+    pub max_bytes: u64,
+}
+
+impl CaptureOptions {
+    /// Captures into `dir`, keeping at most 100 requests and 256 MiB.
+    pub fn new(dir: impl Into<PathBuf>) -> CaptureOptions {
+        CaptureOptions { dir: dir.into(), max_count: 100, max_bytes: 256 << 20 }
+    }
+}
+
+/// How one output of one request compared.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OutputComparison {
+    /// The output's name.
+    pub name: String,
+    /// The largest `|candidate − primary|`.
+    pub max_abs_diff: f64,
+    /// The largest `|candidate − primary| / |primary|` over elements where the primary is not 0.
+    pub max_rel_diff: f64,
+    /// Elements outside `atol + rtol·|primary|` (NaN matches only NaN).
+    pub outside: u64,
+    /// For a float output of shape [N, C]: the share of rows whose largest element differs.
+    pub argmax_mismatch: Option<f64>,
+    /// Why the output could not be compared element by element (dtype or shape differ).
+    pub mismatch: Option<String>,
+}
+
+impl OutputComparison {
+    /// Whether the output diverged.
+    pub fn diverged(&self) -> bool {
+        self.outside > 0 || self.mismatch.is_some()
+    }
+}
+
+/// Latency percentiles, in milliseconds, over the most recent runs (up to 4,096).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Latency {
+    /// Runs measured (all of them, not only the recent ones).
+    pub count: u64,
+    /// Median.
+    pub p50_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+}
+
+/// What a shadow has done so far.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ShadowStats {
+    /// Requests the primary answered.
+    pub requests: u64,
+    /// Requests left out by sampling.
+    pub skipped: u64,
+    /// Comparisons dropped because the queue was full.
+    pub dropped: u64,
+    /// Requests the candidate ran and that were compared.
+    pub compared: u64,
+    /// Compared requests whose every output matched.
+    pub matched: u64,
+    /// Compared requests with at least one output outside the tolerance.
+    pub diverged: u64,
+    /// Requests on which the candidate failed or panicked.
+    pub candidate_errors: u64,
+    /// The last candidate failure's message.
+    pub last_candidate_error: Option<String>,
+    /// Divergent requests written to the capture directory.
+    pub captured: u64,
+    /// Captures that could not be written, and why the last one failed.
+    pub capture_errors: u64,
+    /// The last capture failure's message.
+    pub last_capture_error: Option<String>,
+    /// The primary's run time.
+    pub primary_latency: Latency,
+    /// The candidate's run time.
+    pub candidate_latency: Latency,
+}
+
+/// A primary model shadowed by a candidate: itself a [`Model`] answering with the primary.
+pub struct Shadow {
+    primary: Arc<dyn Model>,
+    candidate_backend: Backend,
+    sample: f64,
+    sender: Option<SyncSender<Job>>,
+    worker: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
+}
+
+/// One request on its way to the candidate.
+struct Job {
+    inputs: Vec<Tensor>,
+    primary: Vec<Tensor>,
+}
+
+/// What the callers and the worker share.
+struct Shared {
+    requests: AtomicU64,
+    skipped: AtomicU64,
+    dropped: AtomicU64,
+    state: Mutex<State>,
+    /// Signalled when the worker finishes a job.
+    idle: Condvar,
+}
+
+/// What the worker updates under the lock.
+#[derive(Default)]
+struct State {
+    pending: u64,
+    stats: ShadowStats,
+    primary_times: VecDeque<f64>,
+    candidate_times: VecDeque<f64>,
+}
+
+const LATENCY_WINDOW: usize = 4096;
+
+fn push_time(times: &mut VecDeque<f64>, ms: f64) {
+    if times.len() == LATENCY_WINDOW {
+        times.pop_front();
+    }
+    times.push_back(ms);
+}
+
+fn percentiles(times: &VecDeque<f64>, count: u64) -> Latency {
+    if times.is_empty() {
+        return Latency { count, ..Latency::default() };
+    }
+    let mut sorted: Vec<f64> = times.iter().copied().collect();
+    sorted.sort_by(f64::total_cmp);
+    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+    Latency { count, p50_ms: at(0.5), p90_ms: at(0.9), p99_ms: at(0.99) }
+}
+
+/// Checks that `candidate` can stand in for `primary`: the same inputs (names, order, dtypes,
+/// ranks where both say) and the same outputs (count and names where both declare them, dtypes).
+fn check_signatures(primary: &Signature, candidate: &Signature) -> Result<()> {
+    let fail = |what: String| {
+        Err(Error::InvalidInput { input: None, message: format!("shadow: the candidate {what}") })
+    };
+    let names = |specs: &[rivet_core::TensorSpec]| specs.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
+    if names(&primary.inputs) != names(&candidate.inputs) {
+        return fail(format!(
+            "takes inputs {:?} where the primary takes {:?}",
+            names(&candidate.inputs),
+            names(&primary.inputs)
+        ));
+    }
+    for (p, c) in primary.inputs.iter().zip(&candidate.inputs) {
+        if let (Some(pd), Some(cd)) = (p.dtype, c.dtype) {
+            if pd != cd {
+                return fail(format!("takes input \"{}\" as {cd} where the primary takes {pd}", p.name));
+            }
+        }
+        if let (Some(ps), Some(cs)) = (&p.shape, &c.shape) {
+            if ps.len() != cs.len() {
+                return fail(format!(
+                    "takes input \"{}\" of rank {} where the primary takes rank {}",
+                    p.name,
+                    cs.len(),
+                    ps.len()
+                ));
+            }
+        }
+    }
+    if !primary.outputs.is_empty() && !candidate.outputs.is_empty() {
+        if names(&primary.outputs) != names(&candidate.outputs) {
+            return fail(format!(
+                "returns outputs {:?} where the primary returns {:?}",
+                names(&candidate.outputs),
+                names(&primary.outputs)
+            ));
+        }
+        for (p, c) in primary.outputs.iter().zip(&candidate.outputs) {
+            if let (Some(pd), Some(cd)) = (p.dtype, c.dtype) {
+                if pd != cd {
+                    return fail(format!(
+                        "returns output \"{}\" as {cd} where the primary returns {pd}",
+                        p.name
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Shadow {
+    /// Shadows `primary` with `candidate`. Fails when their signatures differ, an option is
+    /// out of range, or the capture directory cannot be made.
+    pub fn new(primary: Arc<dyn Model>, candidate: Arc<dyn Model>, options: ShadowOptions) -> Result<Shadow> {
+        check_signatures(primary.signature(), candidate.signature())?;
+        let bad =
+            |key: &str, message: String| Error::InvalidOption { backend: None, key: key.into(), message };
+        if !(0.0..=1.0).contains(&options.sample) {
+            return Err(bad("sample", format!("{} is not between 0 and 1", options.sample)));
+        }
+        if options.queue == 0 {
+            return Err(bad("queue", "must hold at least 1 request".into()));
+        }
+        if !(options.atol >= 0.0 && options.rtol >= 0.0) {
+            return Err(bad("atol", "atol and rtol must be 0 or more".into()));
+        }
+        let captures = match &options.capture {
+            Some(c) => Some(Captures::open(c)?),
+            None => None,
+        };
+        let shared = Arc::new(Shared {
+            requests: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            state: Mutex::new(State::default()),
+            idle: Condvar::new(),
+        });
+        let (sender, receiver) = sync_channel(options.queue);
+        let worker = {
+            let shared = shared.clone();
+            let candidate = candidate.clone();
+            let names = primary.output_names(primary.signature().outputs.len().max(1));
+            let (atol, rtol) = (options.atol, options.rtol);
+            std::thread::Builder::new()
+                .name("rivet-shadow".into())
+                .spawn(move || work(receiver, candidate, shared, captures, atol, rtol, names))
+                .map_err(|e| Error::backend("shadow", format!("cannot start the shadow's thread: {e}")))?
+        };
+        Ok(Shadow {
+            primary,
+            candidate_backend: candidate.backend(),
+            sample: options.sample,
+            sender: Some(sender),
+            worker: Some(worker),
+            shared,
+        })
+    }
+
+    /// The counts and latencies so far.
+    pub fn stats(&self) -> ShadowStats {
+        let state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stats = state.stats.clone();
+        stats.requests = self.shared.requests.load(Ordering::Relaxed);
+        stats.skipped = self.shared.skipped.load(Ordering::Relaxed);
+        stats.dropped = self.shared.dropped.load(Ordering::Relaxed);
+        stats.primary_latency = percentiles(&state.primary_times, stats.requests);
+        stats.candidate_latency =
+            percentiles(&state.candidate_times, stats.compared + stats.candidate_errors);
+        stats
+    }
+
+    /// Waits until every queued comparison is done.
+    pub fn flush(&self) {
+        let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        while state.pending > 0 {
+            state = self.shared.idle.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// The candidate's backend.
+    pub fn candidate_backend(&self) -> &Backend {
+        &self.candidate_backend
+    }
+
+    /// Whether request number `n` (from 0) is compared: `sample` of them, evenly spread.
+    fn sampled(&self, n: u64) -> bool {
+        self.sample >= 1.0 || ((n + 1) as f64 * self.sample).floor() > (n as f64 * self.sample).floor()
+    }
+}
+
+impl Drop for Shadow {
+    fn drop(&mut self) {
+        self.sender.take();
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+impl Model for Shadow {
+    fn signature(&self) -> &Signature {
+        self.primary.signature()
+    }
+
+    fn backend(&self) -> Backend {
+        self.primary.backend()
+    }
+
+    fn output_names(&self, count: usize) -> Arc<[String]> {
+        self.primary.output_names(count)
+    }
+
+    fn execute(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>> {
+        let started = Instant::now();
+        let outputs = self.primary.execute(inputs)?;
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        let n = self.shared.requests.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            push_time(&mut state.primary_times, ms);
+        }
+        if !self.sampled(n) {
+            self.shared.skipped.fetch_add(1, Ordering::Relaxed);
+            return Ok(outputs);
+        }
+        let job =
+            Job { inputs: inputs.iter().map(TensorView::to_tensor).collect(), primary: outputs.clone() };
+        if let Some(sender) = &self.sender {
+            self.shared.state.lock().unwrap_or_else(|e| e.into_inner()).pending += 1;
+            if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = sender.try_send(job) {
+                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                self.shared.state.lock().unwrap_or_else(|e| e.into_inner()).pending -= 1;
+                self.shared.idle.notify_all();
+            }
+        }
+        Ok(outputs)
+    }
+}
+
+/// The worker: runs the candidate on each job, compares, records, captures.
+fn work(
+    receiver: Receiver<Job>,
+    candidate: Arc<dyn Model>,
+    shared: Arc<Shared>,
+    mut captures: Option<Captures>,
+    atol: f64,
+    rtol: f64,
+    names: Arc<[String]>,
+) {
+    for job in receiver {
+        let views: Vec<TensorView<'_>> = job.inputs.iter().map(Tensor::view).collect();
+        let started = Instant::now();
+        let result = catch_quietly(|| candidate.execute(&views));
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        let outcome = match result {
+            Ok(Ok(outputs)) => {
+                Ok(compare_all(&job.primary, &outputs, &names, atol, rtol).map(|c| (c, outputs)))
+            }
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(payload) => Err(format!("the candidate panicked: {}", panic_text(&*payload))),
+        };
+        let mut capture = None;
+        {
+            let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            push_time(&mut state.candidate_times, ms);
+            match outcome {
+                Err(message) | Ok(Err(message)) => {
+                    state.stats.candidate_errors += 1;
+                    state.stats.last_candidate_error = Some(message);
+                }
+                Ok(Ok((comparisons, outputs))) => {
+                    state.stats.compared += 1;
+                    if comparisons.iter().any(OutputComparison::diverged) {
+                        state.stats.diverged += 1;
+                        capture = Some((comparisons, outputs));
+                    } else {
+                        state.stats.matched += 1;
+                    }
+                }
+            }
+        }
+        if let (Some(captures), Some((comparisons, outputs))) = (captures.as_mut(), capture) {
+            let written = captures.write(&job, &outputs, &names, &comparisons);
+            let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            match written {
+                Ok(()) => state.stats.captured += 1,
+                Err(e) => {
+                    state.stats.capture_errors += 1;
+                    state.stats.last_capture_error = Some(e.to_string());
+                }
+            }
+        }
+        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.pending -= 1;
+        drop(state);
+        shared.idle.notify_all();
+    }
+}
+
+/// Compares every output; an error when the candidate returned a different number of them.
+fn compare_all(
+    primary: &[Tensor],
+    candidate: &[Tensor],
+    names: &[String],
+    atol: f64,
+    rtol: f64,
+) -> std::result::Result<Vec<OutputComparison>, String> {
+    if primary.len() != candidate.len() {
+        return Err(format!(
+            "the candidate returned {} outputs where the primary returned {}",
+            candidate.len(),
+            primary.len()
+        ));
+    }
+    Ok(primary
+        .iter()
+        .zip(candidate)
+        .enumerate()
+        .map(|(i, (p, c))| {
+            let name = names.get(i).cloned().unwrap_or_else(|| format!("output_{i}"));
+            compare(name, p, c, atol, rtol)
+        })
+        .collect())
+}
+
+/// A tensor's values as f64 (half floats widened, integers converted).
+fn values(t: &Tensor) -> Vec<f64> {
+    let b = t.as_bytes();
+    let chunks = |n: usize| b.chunks_exact(n);
+    match t.dtype() {
+        DType::F32 => {
+            chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap_or_default()) as f64).collect()
+        }
+        DType::F64 => chunks(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or_default())).collect(),
+        DType::F16 => chunks(2)
+            .map(|c| rivet_core::half::f16::from_le_bytes(c.try_into().unwrap_or_default()).to_f64())
+            .collect(),
+        DType::BF16 => chunks(2)
+            .map(|c| rivet_core::half::bf16::from_le_bytes(c.try_into().unwrap_or_default()).to_f64())
+            .collect(),
+        DType::I8 => b.iter().map(|&v| v as i8 as f64).collect(),
+        DType::U8 | DType::Bool => b.iter().map(|&v| v as f64).collect(),
+        DType::I16 => {
+            chunks(2).map(|c| i16::from_le_bytes(c.try_into().unwrap_or_default()) as f64).collect()
+        }
+        DType::I32 => {
+            chunks(4).map(|c| i32::from_le_bytes(c.try_into().unwrap_or_default()) as f64).collect()
+        }
+        DType::I64 => {
+            chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or_default()) as f64).collect()
+        }
+    }
+}
+
+/// One output's comparison (see [`OutputComparison`]).
+pub fn compare(name: String, primary: &Tensor, candidate: &Tensor, atol: f64, rtol: f64) -> OutputComparison {
+    let mut result = OutputComparison {
+        name,
+        max_abs_diff: 0.0,
+        max_rel_diff: 0.0,
+        outside: 0,
+        argmax_mismatch: None,
+        mismatch: None,
+    };
+    if primary.dtype() != candidate.dtype() || primary.shape() != candidate.shape() {
+        result.mismatch = Some(format!(
+            "the candidate returned {} {:?} where the primary returned {} {:?}",
+            candidate.dtype(),
+            candidate.shape(),
+            primary.dtype(),
+            primary.shape()
+        ));
+        return result;
+    }
+    let (p, c) = (values(primary), values(candidate));
+    for (&pv, &cv) in p.iter().zip(&c) {
+        if pv.is_nan() || cv.is_nan() {
+            if pv.is_nan() != cv.is_nan() {
+                result.outside += 1;
+                result.max_abs_diff = f64::INFINITY;
+            }
+            continue;
+        }
+        let diff = if pv == cv { 0.0 } else { (cv - pv).abs() };
+        result.max_abs_diff = result.max_abs_diff.max(diff);
+        if pv != 0.0 {
+            result.max_rel_diff = result.max_rel_diff.max(diff / pv.abs());
+        }
+        if diff > atol + rtol * pv.abs() {
+            result.outside += 1;
+        }
+    }
+    let float = matches!(primary.dtype(), DType::F16 | DType::BF16 | DType::F32 | DType::F64);
+    if let (true, [rows, cols]) = (float, primary.shape()) {
+        if *rows > 0 && *cols > 1 {
+            let argmax = |v: &[f64]| {
+                v.iter()
+                    .enumerate()
+                    .fold((0, f64::NEG_INFINITY), |best, (i, &x)| if x > best.1 { (i, x) } else { best })
+                    .0
+            };
+            let differ = p.chunks(*cols).zip(c.chunks(*cols)).filter(|(a, b)| argmax(a) != argmax(b)).count();
+            result.argmax_mismatch = Some(differ as f64 / *rows as f64);
+        }
+    }
+    result
+}
+
+/// The capture directory: one folder per divergent request, named by a sequence number.
+struct Captures {
+    options: CaptureOptions,
+    /// The folders kept, oldest first, with their bytes.
+    kept: VecDeque<(PathBuf, u64)>,
+    bytes: u64,
+    next: u64,
+}
+
+/// One capture's record (`record.json` in its folder).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CaptureRecord {
+    /// The capture's sequence number (its folder's name).
+    pub seq: u64,
+    /// When the candidate's answer was compared, in milliseconds since the Unix epoch.
+    pub time_unix_ms: u64,
+    /// The request's id, where the caller gave one.
+    pub request_id: Option<String>,
+    /// Each output's figures.
+    pub outputs: Vec<OutputComparison>,
+    /// Tensors left out of the capture (bf16 has no .npy form), with why.
+    pub missing: Vec<String>,
+}
+
+impl Captures {
+    fn open(options: &CaptureOptions) -> Result<Captures> {
+        let dir = &options.dir;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::file(dir, format!("cannot make the capture directory: {e}")))?;
+        let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+            .map_err(|e| Error::file(dir, e))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with(".tmp-") {
+                    // A capture a kill interrupted: never completed, so never counted.
+                    let _ = std::fs::remove_dir_all(e.path());
+                    return None;
+                }
+                name.parse::<u64>().ok().map(|n| (n, e.path()))
+            })
+            .collect();
+        found.sort();
+        let mut captures = Captures {
+            options: options.clone(),
+            kept: VecDeque::new(),
+            bytes: 0,
+            next: found.last().map_or(0, |f| f.0 + 1),
+        };
+        for (_, path) in found {
+            let size = dir_bytes(&path);
+            captures.bytes += size;
+            captures.kept.push_back((path, size));
+        }
+        captures.evict();
+        Ok(captures)
+    }
+
+    /// Writes one capture into a temporary folder, then renames it into place: a capture is
+    /// complete or absent, whenever the process stops.
+    fn write(
+        &mut self,
+        job: &Job,
+        candidate: &[Tensor],
+        names: &[String],
+        outputs: &[OutputComparison],
+    ) -> Result<()> {
+        let seq = self.next;
+        self.next += 1;
+        let tmp = self.options.dir.join(format!(".tmp-{seq:08}"));
+        let done = self.options.dir.join(format!("{seq:08}"));
+        std::fs::create_dir_all(&tmp).map_err(|e| Error::file(&tmp, e))?;
+        let mut missing = Vec::new();
+        let mut put = |file: String, t: &Tensor| {
+            if let Err(e) = npy::write_npy(&tmp.join(&file), t) {
+                missing.push(format!("{file}: {e}"));
+            }
+        };
+        for (i, t) in job.inputs.iter().enumerate() {
+            put(format!("input_{i}.npy"), t);
+        }
+        for (i, (p, c)) in job.primary.iter().zip(candidate).enumerate() {
+            let name = names.get(i).cloned().unwrap_or_else(|| format!("output_{i}"));
+            put(format!("primary.{name}.npy"), p);
+            put(format!("candidate.{name}.npy"), c);
+        }
+        let record = CaptureRecord {
+            seq,
+            time_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+            request_id: None,
+            outputs: outputs.to_vec(),
+            missing,
+        };
+        let line = serde_json::to_string(&record).map_err(|e| Error::file(&tmp, e))?;
+        std::fs::write(tmp.join("record.json"), line + "\n").map_err(|e| Error::file(&tmp, e))?;
+        std::fs::rename(&tmp, &done).map_err(|e| Error::file(&done, e))?;
+        let size = dir_bytes(&done);
+        self.bytes += size;
+        self.kept.push_back((done, size));
+        self.evict();
+        Ok(())
+    }
+
+    /// Removes the oldest captures until both limits hold.
+    fn evict(&mut self) {
+        while self.kept.len() > self.options.max_count
+            || (self.bytes > self.options.max_bytes && !self.kept.is_empty())
+        {
+            if let Some((path, size)) = self.kept.pop_front() {
+                let _ = std::fs::remove_dir_all(&path);
+                self.bytes -= size;
+            }
+        }
+    }
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum())
+        .unwrap_or(0)
+}
