@@ -59,6 +59,11 @@ typedef struct rivet_outputs_t rivet_outputs_t;
 // at once. Freed with `rivet_pipeline_free`.
 typedef struct rivet_pipeline_t rivet_pipeline_t;
 
+// How a shadow samples, compares and captures. Created by `rivet_shadow_options_new` (tolerances
+// 1e-5, every request, a queue of 64, no capture), freed by `rivet_shadow_options_free`. Not for
+// concurrent modification.
+typedef struct rivet_shadow_options_t rivet_shadow_options_t;
+
 // A tensor handle: a Rivet [`Tensor`], whose bytes are Rivet's own, shared with other handles
 // (outputs, clones), or foreign (a caller's view, a DLPack import) with one release path.
 // Created by `rivet_tensor_new`, `rivet_tensor_new_view`, `rivet_tensor_from_dlpack` or
@@ -87,6 +92,37 @@ typedef struct rivet_tensor_info_t {
 
 // Where a model runs (`RIVET_DEVICE_*`).
 typedef uint32_t rivet_device_t;
+
+// What a shadow has done so far (`rivet_shadow_stats`). Latencies are in milliseconds over the
+// most recent runs; 0 before any.
+typedef struct rivet_shadow_stats_t {
+  // Requests the primary answered.
+  uint64_t requests;
+  // Requests left out by sampling.
+  uint64_t skipped;
+  // Comparisons dropped because the queue was full.
+  uint64_t dropped;
+  // Requests compared.
+  uint64_t compared;
+  // Compared requests whose every output matched.
+  uint64_t matched;
+  // Compared requests with an output outside the tolerance.
+  uint64_t diverged;
+  // Requests on which the candidate failed or panicked.
+  uint64_t candidate_errors;
+  // Divergent requests captured.
+  uint64_t captured;
+  // Captures that could not be written.
+  uint64_t capture_errors;
+  // The primary's median run time.
+  double primary_p50_ms;
+  // The primary's 99th-percentile run time.
+  double primary_p99_ms;
+  // The candidate's median run time.
+  double candidate_p50_ms;
+  // The candidate's 99th-percentile run time.
+  double candidate_p99_ms;
+} rivet_shadow_stats_t;
 
 // A NULL pointer, an out-of-range enum value, a bad UTF-8 string or a too-small buffer.
 #define RIVET_ERROR_INVALID_ARGUMENT 1
@@ -471,6 +507,71 @@ const char *rivet_outputs_name(const struct rivet_outputs_t *outputs, size_t ind
 // # Safety
 // `outputs` NULL or live; `name` NULL or NUL-terminated; `out` NULL or writable.
 struct rivet_error_t *rivet_outputs_by_name(const struct rivet_outputs_t *outputs, const char *name, const struct rivet_tensor_t **out);
+
+// Creates shadow options with the defaults. `*out` receives options the caller frees with
+// `rivet_shadow_options_free`; untouched on failure.
+//
+// # Safety
+// `out` must be NULL or writable.
+struct rivet_error_t *rivet_shadow_options_new(struct rivet_shadow_options_t **out);
+
+// Frees shadow options. NULL is ignored.
+//
+// # Safety
+// Handle arguments must be NULL or live handles created by Rivet.
+void rivet_shadow_options_free(struct rivet_shadow_options_t *options);
+
+// Sets the tolerances: an element matches when `|candidate − primary| ≤ atol + rtol·|primary|`.
+// `RIVET_ERROR_INVALID_OPTION` when either is negative or not a number.
+//
+// # Safety
+// `options` must be NULL or a live handle.
+struct rivet_error_t *rivet_shadow_options_set_tolerance(struct rivet_shadow_options_t *options, double atol, double rtol);
+
+// Sets the share of requests compared, from 0 to 1, spread evenly (0.25: every fourth).
+//
+// # Safety
+// `options` must be NULL or a live handle.
+struct rivet_error_t *rivet_shadow_options_set_sample(struct rivet_shadow_options_t *options, double sample);
+
+// Sets how many requests may wait for the candidate (at least 1); beyond it comparisons are
+// dropped and counted.
+//
+// # Safety
+// `options` must be NULL or a live handle.
+struct rivet_error_t *rivet_shadow_options_set_queue(struct rivet_shadow_options_t *options, size_t queue);
+
+// Captures divergent requests into `dir` (NUL-terminated path, created when missing), keeping
+// at most `max_count` of them and `max_bytes` bytes, the oldest going first.
+//
+// # Safety
+// `options` must be NULL or a live handle; `dir` NULL or NUL-terminated.
+struct rivet_error_t *rivet_shadow_options_set_capture(struct rivet_shadow_options_t *options, const char *dir, size_t max_count, uint64_t max_bytes);
+
+// Wraps `primary` and `candidate` into one model that answers with the primary and runs the
+// candidate on the same inputs on a thread of its own. Both are borrowed: the shadow keeps its
+// own references, so either may be freed afterwards. `options` may be NULL for the defaults.
+// `*out` receives a model usable with every `rivet_model_*` call, freed with
+// `rivet_model_free` (which waits for the comparison in progress); untouched on failure
+// (`RIVET_ERROR_INVALID_INPUT` when the two signatures differ, naming how).
+//
+// # Safety
+// `primary`, `candidate` and `options` must be NULL or live handles; `out` NULL or writable.
+struct rivet_error_t *rivet_shadow_new(const struct rivet_model_t *primary, const struct rivet_model_t *candidate, const struct rivet_shadow_options_t *options, struct rivet_model_t **out);
+
+// Writes the shadow's counts and latencies to `*out`. `RIVET_ERROR_INVALID_ARGUMENT` when
+// `model` is not a shadow. Thread-safe.
+//
+// # Safety
+// `model` must be NULL or a live handle; `out` NULL or writable.
+struct rivet_error_t *rivet_shadow_stats(const struct rivet_model_t *model, struct rivet_shadow_stats_t *out);
+
+// Waits until every queued comparison is done. `RIVET_ERROR_INVALID_ARGUMENT` when `model` is
+// not a shadow.
+//
+// # Safety
+// `model` must be NULL or a live handle.
+struct rivet_error_t *rivet_shadow_flush(const struct rivet_model_t *model);
 
 // Creates a tensor holding a copy of `byte_len` bytes at `data`, row-major.
 //

@@ -1,5 +1,5 @@
 /* The C ABI's test suite: dtypes, zero-copy views, DLPack, outputs owned by Rivet, backends and
- * their options by name, every bad-input case by code and message, PyTorch parity, and 16 threads
+ * their options by name, every bad-input case by code and message, PyTorch parity, shadow mode, and 16 threads
  * sharing one model. Ends with "capi_tests: N passed, N failed" counting tests (check.h). */
 #define _POSIX_C_SOURCE 200809L /* mkstemp, dup, fileno */
 #include <rivet.h>
@@ -255,6 +255,68 @@ static void test_parity(void) {
     rivet_tensor_free(t);
     rivet_model_free(model);
   }
+  npy_free(&x);
+  npy_free(&y);
+}
+
+/* Shadow mode: ORT answers, tch is compared on every request; the result is a model like any
+ * other, its stats count every request and no divergence; options and misuse are checked. */
+static void test_shadow(void) {
+  npy_array x, y;
+  CHECK(npy_read(RIVET_MODELS "/mlp/cases/b8/input.features.npy", &x) == 0, "read input");
+  CHECK(npy_read(RIVET_MODELS "/mlp/cases/b8/output.logits.npy", &y) == 0, "read reference");
+  rivet_model_t *primary = load(RIVET_MODELS "/mlp/mlp.onnx", "ort");
+  rivet_model_t *candidate = load(RIVET_MODELS "/mlp/mlp.pt", "tch");
+  rivet_shadow_options_t *options = NULL;
+  expect_ok(rivet_shadow_options_new(&options), "shadow options");
+  expect_ok(rivet_shadow_options_set_tolerance(options, 1e-5, 1e-5), "tolerance");
+  expect_ok(rivet_shadow_options_set_queue(options, 32), "queue (more than the requests: none is dropped)");
+  expect_error(rivet_shadow_options_set_sample(options, 1.5), RIVET_ERROR_INVALID_OPTION,
+               "sample 1.5 is not between 0 and 1", "sample out of range");
+  expect_error(rivet_shadow_options_set_queue(options, 0), RIVET_ERROR_INVALID_OPTION,
+               "the queue must hold at least 1 request", "empty queue");
+  rivet_model_t *shadow = NULL;
+  expect_ok(rivet_shadow_new(primary, candidate, options, &shadow), "shadow");
+  rivet_shadow_options_free(options);
+  /* The shadow keeps its own references: the caller's handles may go. */
+  rivet_model_free(candidate);
+  CHECK(strcmp(rivet_model_backend(shadow), "ort") == 0, "the shadow answers as the primary's backend");
+  rivet_tensor_t *t = NULL;
+  expect_ok(rivet_tensor_new_view(RIVET_DTYPE_F32, x.shape, x.rank, x.data, x.byte_len, &t), "input");
+  const rivet_tensor_t *in[1] = {t};
+  const char *names[1] = {"features"};
+  for (int i = 0; i < 20; i++) {
+    rivet_outputs_t *outputs = NULL;
+    expect_ok(rivet_model_run(shadow, names, in, 1, &outputs), "run the shadow");
+    const rivet_tensor_t *logits = rivet_outputs_get(outputs, 0);
+    CHECK(logits && close_to(rivet_tensor_data(logits), y.data, y.byte_len / 4), "the shadow's answer is PyTorch's");
+    rivet_outputs_free(outputs);
+  }
+  expect_ok(rivet_shadow_flush(shadow), "flush");
+  rivet_shadow_stats_t stats;
+  expect_ok(rivet_shadow_stats(shadow, &stats), "stats");
+  CHECK(stats.requests == 20 && stats.compared == 20 && stats.matched == 20 && stats.diverged == 0 &&
+            stats.candidate_errors == 0 && stats.dropped == 0 && stats.skipped == 0,
+        "stats: %llu requests, %llu compared, %llu matched, %llu diverged, %llu errors, %llu dropped",
+        (unsigned long long)stats.requests, (unsigned long long)stats.compared, (unsigned long long)stats.matched,
+        (unsigned long long)stats.diverged, (unsigned long long)stats.candidate_errors,
+        (unsigned long long)stats.dropped);
+  CHECK(stats.candidate_p50_ms > 0 && stats.candidate_p99_ms >= stats.candidate_p50_ms, "candidate latency");
+  /* Misuse: stats of a plain model, signatures that differ, NULL arguments. */
+  expect_error(rivet_shadow_stats(primary, &stats), RIVET_ERROR_INVALID_ARGUMENT, "model is not a shadow",
+               "stats of a plain model");
+  rivet_model_t *cnn = load(RIVET_MODELS "/cnn/cnn.onnx", "ort");
+  rivet_model_t *none = (rivet_model_t *)0x1;
+  expect_error(rivet_shadow_new(primary, cnn, NULL, &none), RIVET_ERROR_INVALID_INPUT,
+               "shadow: the candidate takes inputs [\"image\"] where the primary takes [\"features\"]",
+               "mismatched signatures");
+  CHECK(none == (rivet_model_t *)0x1, "out untouched on failure");
+  expect_error(rivet_shadow_new(primary, NULL, NULL, &none), RIVET_ERROR_INVALID_ARGUMENT, "candidate is NULL",
+               "NULL candidate");
+  rivet_model_free(cnn);
+  rivet_tensor_free(t);
+  rivet_model_free(shadow);
+  rivet_model_free(primary);
   npy_free(&x);
   npy_free(&y);
 }
@@ -622,6 +684,7 @@ int main(int argc, char **argv) {
   RUN_TEST(test_views_do_not_copy);
   RUN_TEST(test_dlpack);
   RUN_TEST(test_parity);
+  RUN_TEST(test_shadow);
   RUN_TEST(test_bad_inputs);
   RUN_TEST(test_backend_library_by_name);
   RUN_TEST(test_threads);

@@ -18,6 +18,7 @@ mod model;
 mod options;
 mod prep;
 mod run;
+mod shadow;
 mod tensor;
 
 use std::ffi::c_char;
@@ -27,6 +28,7 @@ pub use model::*;
 pub use options::*;
 pub use prep::*;
 pub use run::*;
+pub use shadow::*;
 pub use tensor::*;
 
 /// The ABI version this header describes. Compare with `rivet_abi_version()` at run time: a

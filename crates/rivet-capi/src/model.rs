@@ -69,9 +69,21 @@ pub struct rivet_model_t {
     pub(crate) outputs: Vec<Info>,
     /// The declared output names, shared with every `rivet_outputs_t` of the model.
     pub(crate) output_names: Arc<[CString]>,
+    /// The shadow behind the model, when `rivet_shadow_new` made it.
+    pub(crate) shadow: Option<Arc<rivet::Shadow>>,
 }
 
 impl rivet_model_t {
+    /// The handle of `model` (and of the shadow it is, if it is one).
+    pub(crate) fn new(model: Arc<dyn Model>, shadow: Option<Arc<rivet::Shadow>>) -> rivet_model_t {
+        let signature = model.signature();
+        let inputs = signature.inputs.iter().map(Info::new).collect();
+        let outputs = signature.outputs.iter().map(Info::new).collect();
+        let output_names = signature.outputs.iter().map(|s| c_string(&s.name)).collect();
+        let backend = c_string(model.backend().name());
+        rivet_model_t { model, backend, inputs, outputs, output_names, shadow }
+    }
+
     /// The Rust model behind the handle (for benchmarks comparing the two APIs).
     pub fn model(&self) -> &dyn Model {
         &*self.model
@@ -110,13 +122,7 @@ pub unsafe extern "C" fn rivet_model_load(
         // SAFETY: the caller's contract.
         let defaults = LoadOptions::default();
         let options = unsafe { options.as_ref() }.map_or(&defaults, |o| &o.inner);
-        let model = rivet::load(path, options)?;
-        let signature = model.signature();
-        let inputs = signature.inputs.iter().map(Info::new).collect();
-        let outputs = signature.outputs.iter().map(Info::new).collect();
-        let output_names = signature.outputs.iter().map(|s| c_string(&s.name)).collect();
-        let backend = c_string(model.backend().name());
-        let handle = rivet_model_t { model, backend, inputs, outputs, output_names };
+        let handle = rivet_model_t::new(rivet::load(path, options)?, None);
         // SAFETY: checked non-NULL; writable by the caller's contract.
         unsafe { handle.write_to(out) };
         Ok(())
