@@ -201,6 +201,42 @@ class LoadOptions {
   rivet_load_options_t* raw_ = nullptr;
 };
 
+/// How a shadow samples, compares and captures (rivet_shadow_options_t); setters chain.
+class ShadowOptions {
+ public:
+  ShadowOptions() { detail::check(rivet_shadow_options_new(&raw_)); }
+  ~ShadowOptions() { rivet_shadow_options_free(raw_); }
+  ShadowOptions(ShadowOptions&& other) noexcept : raw_(std::exchange(other.raw_, nullptr)) {}
+  ShadowOptions& operator=(ShadowOptions&& other) noexcept {
+    if (this != &other) {
+      rivet_shadow_options_free(raw_);
+      raw_ = std::exchange(other.raw_, nullptr);
+    }
+    return *this;
+  }
+  ShadowOptions(const ShadowOptions&) = delete;
+  ShadowOptions& operator=(const ShadowOptions&) = delete;
+
+  /// An element matches when |candidate - primary| <= atol + rtol * |primary| (default 1e-5 each).
+  ShadowOptions& tolerance(double atol, double rtol) { return set(rivet_shadow_options_set_tolerance(raw_, atol, rtol)); }
+  /// The share of requests compared, 0 to 1, spread evenly (default 1).
+  ShadowOptions& sample(double share) { return set(rivet_shadow_options_set_sample(raw_, share)); }
+  /// Requests that may wait for the candidate (default 64); beyond it comparisons are dropped.
+  ShadowOptions& queue(std::size_t requests) { return set(rivet_shadow_options_set_queue(raw_, requests)); }
+  /// Captures divergent requests into `dir`, keeping at most `max_count` and `max_bytes`.
+  ShadowOptions& capture(const std::string& dir, std::size_t max_count = 100, std::uint64_t max_bytes = 256u << 20) {
+    return set(rivet_shadow_options_set_capture(raw_, dir.c_str(), max_count, max_bytes));
+  }
+  const rivet_shadow_options_t* get() const noexcept { return raw_; }
+
+ private:
+  ShadowOptions& set(rivet_error_t* error) {
+    detail::check(error);
+    return *this;
+  }
+  rivet_shadow_options_t* raw_ = nullptr;
+};
+
 /// One input or output of a model.
 struct TensorInfo {
   std::string name;
@@ -221,6 +257,25 @@ class Model {
     return Model(raw);
   }
   static Model load(const std::string& path, const LoadOptions& options) { return load(path, &options); }
+
+  /// A shadow (rivet_shadow_new): answers with `primary` and compares `candidate` on the same
+  /// inputs on a thread of its own. Both stay usable (and may be destroyed) afterwards.
+  static Model shadow(const Model& primary, const Model& candidate, const ShadowOptions* options = nullptr) {
+    rivet_model_t* raw = nullptr;
+    detail::check(rivet_shadow_new(primary.raw_, candidate.raw_, options ? options->get() : nullptr, &raw));
+    return Model(raw);
+  }
+  static Model shadow(const Model& primary, const Model& candidate, const ShadowOptions& options) {
+    return shadow(primary, candidate, &options);
+  }
+  /// A shadow's counts and latencies; throws for a model that is not a shadow.
+  rivet_shadow_stats_t shadow_stats() const {
+    rivet_shadow_stats_t stats{};
+    detail::check(rivet_shadow_stats(raw_, &stats));
+    return stats;
+  }
+  /// Waits until a shadow's queued comparisons are done.
+  void shadow_flush() const { detail::check(rivet_shadow_flush(raw_)); }
 
   ~Model() { rivet_model_free(raw_); }
   Model(Model&& other) noexcept : raw_(std::exchange(other.raw_, nullptr)) {}

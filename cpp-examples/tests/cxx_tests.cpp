@@ -237,6 +237,50 @@ void test_legacy_scorer_matches_pytorch() {
         "bad weight file: %s", what.c_str());
 }
 
+// Shadow mode through the C++ API, with the legacy C++ scorer on either side of ONNX Runtime.
+void test_shadow_either_side() {
+  rivet::register_scorer_backend("legacy_mlp_shadow", std::make_unique<legacy::MlpBackend>());
+  auto legacy = rivet::load(kModels + "/mlp/mlp.weights", "legacy_mlp_shadow");
+  auto ort = rivet::load(kModels + "/mlp/mlp.onnx", "ort");
+  auto config = rivet::default_shadow_config();
+  CHECK(config.atol == 1e-5 && config.rtol == 1e-5 && config.sample == 1.0 && config.queue == 64 &&
+            config.capture_dir.empty(),
+        "shadow defaults");
+  // The scorer and ORT agree within 1e-4 (each is within 1e-5 of PyTorch).
+  config.atol = 1e-4;
+  config.rtol = 1e-4;
+  for (int side = 0; side < 2; ++side) {
+    const auto& primary = side == 0 ? legacy : ort;
+    const auto& candidate = side == 0 ? ort : legacy;
+    auto shadow = rivet::shadow(*primary, *candidate, config);
+    CHECK(std::string(shadow->backend()) == std::string(primary->backend()), "the shadow answers as its primary");
+    for (const char* name : {"b1", "b8", "b1", "b8"}) {
+      Case c = read_case(name);
+      auto out = shadow->run(rivet::inputs({rivet::tensor("features", c.features, c.shape)}));
+      CHECK(max_abs_diff(out->f32s(0), c.logits) < 1e-5, "side %d: the shadow's answer is PyTorch's", side);
+    }
+    shadow->shadow_flush();
+    auto stats = shadow->shadow_stats();
+    CHECK(stats.requests == 4 && stats.compared == 4 && stats.matched == 4 && stats.diverged == 0 &&
+              stats.candidate_errors == 0 && stats.dropped == 0,
+          "side %d: %llu requests, %llu compared, %llu matched", side, (unsigned long long)stats.requests,
+          (unsigned long long)stats.compared, (unsigned long long)stats.matched);
+  }
+  rivet::ErrorCode code{};
+  std::string what = thrown([&] { ort->shadow_stats(); }, &code);
+  CHECK(code == rivet::ErrorCode::InvalidArgument && contains(what, "the model is not a shadow"),
+        "stats of a plain model: %s", what.c_str());
+  auto cnn = rivet::load(kModels + "/cnn/cnn.onnx", "ort");
+  what = thrown([&] { rivet::shadow(*ort, *cnn, config); }, &code);
+  CHECK(code == rivet::ErrorCode::InvalidInput &&
+            contains(what, "shadow: the candidate takes inputs [\"image\"] where the primary takes [\"features\"]"),
+        "mismatched signatures: %s", what.c_str());
+  config.sample = 2;
+  what = thrown([&] { rivet::shadow(*ort, *legacy, config); }, &code);
+  CHECK(code == rivet::ErrorCode::InvalidOption && contains(what, "sample: 2 is not between 0 and 1"),
+        "sample out of range: %s", what.c_str());
+}
+
 void test_errors_reach_cpp() {
   rivet::ErrorCode code{};
   std::string what = thrown([] { rivet::load(kModels + "/mlp/missing.onnx", "ort"); }, &code);
@@ -380,6 +424,7 @@ int main(int argc, char** argv) {
   RUN_TEST(test_signature);
   RUN_TEST(test_zero_copy_both_ways);
   RUN_TEST(test_legacy_scorer_matches_pytorch);
+  RUN_TEST(test_shadow_either_side);
   RUN_TEST(test_errors_reach_cpp);
   RUN_TEST(test_scorer_exceptions_become_errors);
   RUN_TEST(test_threads);

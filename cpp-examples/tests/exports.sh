@@ -25,7 +25,7 @@ begin
 for want in 'rivet::load(' 'rivet::load_with(' 'rivet::new_load_config()' 'rivet::register_scorer_backend(' \
             'rivet::wrap_scorer(' 'rivet::backends()' 'rivet::error_code(' 'rivet::error_message(' \
             'rivet::LoadedModel::run(' 'rivet::LoadedModel::inputs()' 'rivet::ModelOutputs::f32s(' \
-            'rivet::LoadConfig::set_option(' 'rust::cxxbridge1::String::String(' 'typeinfo for rust::cxxbridge1::Error'; do
+            'rivet::LoadConfig::set_option(' 'rivet::shadow(' 'rivet::default_shadow_config()' 'rivet::LoadedModel::shadow_stats()' 'rust::cxxbridge1::String::String(' 'typeinfo for rust::cxxbridge1::Error'; do
   grep -qF -- "$want" <<<"$demangled" && check "$want" "" || check "$want" "not exported"
 done
 end cxx_api_exported
@@ -40,6 +40,7 @@ unexpected=$(paste -d'\t' <(echo "$defined") <(echo "$demangled") | while IFS=$'
       case "$name" in
         rivet::load\(* | rivet::load_with\(* | rivet::new_load_config\(* | rivet::register_scorer_backend\(* | \
         rivet::wrap_scorer\(* | rivet::backends\(* | rivet::error_code\(* | rivet::error_message\(* | \
+        rivet::shadow\(* | rivet::default_shadow_config\(* | \
         rivet::LoadConfig::* | rivet::LoadedModel::* | rivet::ModelOutputs::*) ;;
         *rust::cxxbridge1::*) ;;  # cxx's C++ runtime and its template instances
         *) echo "$name" ;;

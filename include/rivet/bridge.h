@@ -953,10 +953,18 @@ std::size_t align_of() {
 } // namespace cxxbridge1
 } // namespace rust
 
+#if __cplusplus >= 201402L
+#define CXX_DEFAULT_VALUE(value) = value
+#else
+#define CXX_DEFAULT_VALUE(value)
+#endif
+
 namespace rivet {
   enum class ErrorCode : ::std::uint32_t;
   struct TensorSpec;
   struct TensorRef;
+  struct ShadowConfig;
+  struct ShadowStats;
   struct BackendOption;
   struct LoadedModel;
   struct LoadConfig;
@@ -1046,6 +1054,65 @@ struct TensorRef final {
 };
 #endif // CXXBRIDGE1_STRUCT_rivet$TensorRef
 
+#ifndef CXXBRIDGE1_STRUCT_rivet$ShadowConfig
+#define CXXBRIDGE1_STRUCT_rivet$ShadowConfig
+// How a shadow samples, compares and captures (`rivet::shadow`): start from
+// `default_shadow_config()`.
+struct ShadowConfig final {
+  // Absolute tolerance: an element matches when |candidate − primary| ≤ atol + rtol·|primary|.
+  double atol CXX_DEFAULT_VALUE(0);
+  // Relative tolerance.
+  double rtol CXX_DEFAULT_VALUE(0);
+  // The share of requests compared, 0 to 1, spread evenly.
+  double sample CXX_DEFAULT_VALUE(0);
+  // Requests that may wait for the candidate; beyond it comparisons are dropped.
+  ::std::size_t queue CXX_DEFAULT_VALUE(0);
+  // Where divergent requests are captured; empty for nowhere.
+  ::rust::String capture_dir;
+  // The most captures kept, the oldest going first.
+  ::std::size_t capture_max_count CXX_DEFAULT_VALUE(0);
+  // The most bytes the captures may take, the oldest going first.
+  ::std::uint64_t capture_max_bytes CXX_DEFAULT_VALUE(0);
+
+  using IsRelocatable = ::std::true_type;
+};
+#endif // CXXBRIDGE1_STRUCT_rivet$ShadowConfig
+
+#ifndef CXXBRIDGE1_STRUCT_rivet$ShadowStats
+#define CXXBRIDGE1_STRUCT_rivet$ShadowStats
+// What a shadow has done so far; latencies in milliseconds, 0 before any.
+struct ShadowStats final {
+  // Requests the primary answered.
+  ::std::uint64_t requests CXX_DEFAULT_VALUE(0);
+  // Requests left out by sampling.
+  ::std::uint64_t skipped CXX_DEFAULT_VALUE(0);
+  // Comparisons dropped because the queue was full.
+  ::std::uint64_t dropped CXX_DEFAULT_VALUE(0);
+  // Requests compared.
+  ::std::uint64_t compared CXX_DEFAULT_VALUE(0);
+  // Compared requests whose every output matched.
+  ::std::uint64_t matched CXX_DEFAULT_VALUE(0);
+  // Compared requests with an output outside the tolerance.
+  ::std::uint64_t diverged CXX_DEFAULT_VALUE(0);
+  // Requests on which the candidate failed or panicked.
+  ::std::uint64_t candidate_errors CXX_DEFAULT_VALUE(0);
+  // Divergent requests captured.
+  ::std::uint64_t captured CXX_DEFAULT_VALUE(0);
+  // Captures that could not be written.
+  ::std::uint64_t capture_errors CXX_DEFAULT_VALUE(0);
+  // The primary's median run time.
+  double primary_p50_ms CXX_DEFAULT_VALUE(0);
+  // The primary's 99th-percentile run time.
+  double primary_p99_ms CXX_DEFAULT_VALUE(0);
+  // The candidate's median run time.
+  double candidate_p50_ms CXX_DEFAULT_VALUE(0);
+  // The candidate's 99th-percentile run time.
+  double candidate_p99_ms CXX_DEFAULT_VALUE(0);
+
+  using IsRelocatable = ::std::true_type;
+};
+#endif // CXXBRIDGE1_STRUCT_rivet$ShadowStats
+
 #ifndef CXXBRIDGE1_STRUCT_rivet$BackendOption
 #define CXXBRIDGE1_STRUCT_rivet$BackendOption
 // One key=value option handed to a `ScorerBackend`'s `load`.
@@ -1063,6 +1130,13 @@ struct BackendOption final {
 #define CXXBRIDGE1_STRUCT_rivet$LoadedModel
 // A loaded model, shared by every thread that runs it.
 struct LoadedModel final : public ::rust::Opaque {
+  // The shadow's counts and latencies; throws `RIVET_ERROR_INVALID_ARGUMENT` for a model
+  // that is not a shadow.
+  ::rivet::ShadowStats shadow_stats() const;
+
+  // Waits until every queued comparison is done (a shadow only, as `shadow_stats`).
+  void shadow_flush() const;
+
   // The name of the backend that runs the model.
   ::rust::String backend() const noexcept;
 
@@ -1160,6 +1234,16 @@ private:
   };
 };
 #endif // CXXBRIDGE1_STRUCT_rivet$ModelOutputs
+
+// Shadow mode's defaults: tolerances 1e-5, every request, a queue of 64, no capture
+// (then 100 captures and 256 MiB once `capture_dir` is set).
+::rivet::ShadowConfig default_shadow_config() noexcept;
+
+// Wraps `primary` and `candidate` into one model that answers with the primary and
+// compares the candidate on the same inputs on a thread of its own. Throws
+// `RIVET_ERROR_INVALID_INPUT` when their signatures differ, `RIVET_ERROR_INVALID_OPTION`
+// for a value out of range.
+::rust::Box<::rivet::LoadedModel> shadow(::rivet::LoadedModel const &primary, ::rivet::LoadedModel const &candidate, ::rivet::ShadowConfig const &config);
 
 // Loads the model at `path` on the backend named `backend` (`auto`, `tch`, `ort`,
 // `candle`, or a registered or library backend). Throws `RIVET_ERROR_MODEL_LOAD`

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rivet::{Backend, Element, Error, Inputs, LoadOptions, Model, Outputs, TensorView};
 
 use crate::convert::{from_dtype, to_dtype, to_spec};
-use crate::ffi::{self, ErrorCode, TensorRef, TensorSpec};
+use crate::ffi::{self, ErrorCode, ShadowConfig, ShadowStats, TensorRef, TensorSpec};
 use crate::scorer::{ScorerBackendAdapter, ScorerModel};
 
 /// The error C++ receives as `rust::Error`: its `what()` is `CODE_NAME: message`.
@@ -104,12 +104,91 @@ pub(crate) fn views_of<'a>(
 /// A loaded model, shared by every thread that runs it.
 pub struct LoadedModel {
     model: Arc<dyn Model>,
+    /// The shadow behind the model, when `shadow` made it.
+    shadow: Option<Arc<rivet::Shadow>>,
+}
+
+/// Shadow mode's defaults (see `rivet::ShadowOptions`), capture off.
+pub fn default_shadow_config() -> ShadowConfig {
+    let defaults = rivet::ShadowOptions::default();
+    let capture = rivet::shadow::CaptureOptions::new("");
+    ShadowConfig {
+        atol: defaults.atol,
+        rtol: defaults.rtol,
+        sample: defaults.sample,
+        queue: defaults.queue,
+        capture_dir: String::new(),
+        capture_max_count: capture.max_count,
+        capture_max_bytes: capture.max_bytes,
+    }
+}
+
+/// Wraps `primary` and `candidate` into a shadow answering with the primary.
+pub fn shadow(
+    primary: &LoadedModel,
+    candidate: &LoadedModel,
+    config: &ShadowConfig,
+) -> BridgeResult<Box<LoadedModel>> {
+    fenced("rivet::shadow", || {
+        let options = rivet::ShadowOptions {
+            atol: config.atol,
+            rtol: config.rtol,
+            sample: config.sample,
+            queue: config.queue,
+            capture: (!config.capture_dir.is_empty()).then(|| rivet::shadow::CaptureOptions {
+                dir: config.capture_dir.clone().into(),
+                max_count: config.capture_max_count,
+                max_bytes: config.capture_max_bytes,
+            }),
+        };
+        let shadow = Arc::new(rivet::Shadow::new(primary.model.clone(), candidate.model.clone(), options)?);
+        Ok(Box::new(LoadedModel { model: shadow.clone(), shadow: Some(shadow) }))
+    })
 }
 
 impl LoadedModel {
     /// Wraps a model loaded or made elsewhere.
     pub fn new(model: Arc<dyn Model>) -> LoadedModel {
-        LoadedModel { model }
+        LoadedModel { model, shadow: None }
+    }
+
+    fn as_shadow(&self) -> BridgeResult<&rivet::Shadow> {
+        self.shadow.as_deref().ok_or_else(|| {
+            BridgeError::new(
+                ErrorCode::InvalidArgument,
+                "the model is not a shadow (make one with rivet::shadow)",
+            )
+        })
+    }
+
+    /// The shadow's counts and latencies.
+    pub fn shadow_stats(&self) -> BridgeResult<ShadowStats> {
+        fenced("LoadedModel::shadow_stats", || {
+            let s = self.as_shadow()?.stats();
+            Ok(ShadowStats {
+                requests: s.requests,
+                skipped: s.skipped,
+                dropped: s.dropped,
+                compared: s.compared,
+                matched: s.matched,
+                diverged: s.diverged,
+                candidate_errors: s.candidate_errors,
+                captured: s.captured,
+                capture_errors: s.capture_errors,
+                primary_p50_ms: s.primary_latency.p50_ms,
+                primary_p99_ms: s.primary_latency.p99_ms,
+                candidate_p50_ms: s.candidate_latency.p50_ms,
+                candidate_p99_ms: s.candidate_latency.p99_ms,
+            })
+        })
+    }
+
+    /// Waits until the shadow's queued comparisons are done.
+    pub fn shadow_flush(&self) -> BridgeResult<()> {
+        fenced("LoadedModel::shadow_flush", || {
+            self.as_shadow()?.flush();
+            Ok(())
+        })
     }
 
     /// The model.

@@ -26,8 +26,8 @@ mod convert;
 mod scorer;
 
 pub use api::{
-    backends, error_code, error_message, load, load_with, new_load_config, register_scorer_backend,
-    wrap_scorer, BridgeError, LoadConfig, LoadedModel, ModelOutputs,
+    backends, default_shadow_config, error_code, error_message, load, load_with, new_load_config,
+    register_scorer_backend, shadow, wrap_scorer, BridgeError, LoadConfig, LoadedModel, ModelOutputs,
 };
 pub use cxx;
 #[doc(hidden)]
@@ -119,6 +119,57 @@ pub mod ffi {
         data: &'a [u8],
     }
 
+    /// How a shadow samples, compares and captures (`rivet::shadow`): start from
+    /// `default_shadow_config()`.
+    #[derive(Debug, Clone)]
+    struct ShadowConfig {
+        /// Absolute tolerance: an element matches when |candidate − primary| ≤ atol + rtol·|primary|.
+        atol: f64,
+        /// Relative tolerance.
+        rtol: f64,
+        /// The share of requests compared, 0 to 1, spread evenly.
+        sample: f64,
+        /// Requests that may wait for the candidate; beyond it comparisons are dropped.
+        queue: usize,
+        /// Where divergent requests are captured; empty for nowhere.
+        capture_dir: String,
+        /// The most captures kept, the oldest going first.
+        capture_max_count: usize,
+        /// The most bytes the captures may take, the oldest going first.
+        capture_max_bytes: u64,
+    }
+
+    /// What a shadow has done so far; latencies in milliseconds, 0 before any.
+    #[derive(Debug, Clone, Copy)]
+    struct ShadowStats {
+        /// Requests the primary answered.
+        requests: u64,
+        /// Requests left out by sampling.
+        skipped: u64,
+        /// Comparisons dropped because the queue was full.
+        dropped: u64,
+        /// Requests compared.
+        compared: u64,
+        /// Compared requests whose every output matched.
+        matched: u64,
+        /// Compared requests with an output outside the tolerance.
+        diverged: u64,
+        /// Requests on which the candidate failed or panicked.
+        candidate_errors: u64,
+        /// Divergent requests captured.
+        captured: u64,
+        /// Captures that could not be written.
+        capture_errors: u64,
+        /// The primary's median run time.
+        primary_p50_ms: f64,
+        /// The primary's 99th-percentile run time.
+        primary_p99_ms: f64,
+        /// The candidate's median run time.
+        candidate_p50_ms: f64,
+        /// The candidate's 99th-percentile run time.
+        candidate_p99_ms: f64,
+    }
+
     /// One key=value option handed to a `ScorerBackend`'s `load`.
     #[derive(Debug, Clone)]
     struct BackendOption {
@@ -131,6 +182,24 @@ pub mod ffi {
     extern "Rust" {
         /// A loaded model, shared by every thread that runs it.
         type LoadedModel;
+
+        /// Shadow mode's defaults: tolerances 1e-5, every request, a queue of 64, no capture
+        /// (then 100 captures and 256 MiB once `capture_dir` is set).
+        fn default_shadow_config() -> ShadowConfig;
+        /// Wraps `primary` and `candidate` into one model that answers with the primary and
+        /// compares the candidate on the same inputs on a thread of its own. Throws
+        /// `RIVET_ERROR_INVALID_INPUT` when their signatures differ, `RIVET_ERROR_INVALID_OPTION`
+        /// for a value out of range.
+        fn shadow(
+            primary: &LoadedModel,
+            candidate: &LoadedModel,
+            config: &ShadowConfig,
+        ) -> Result<Box<LoadedModel>>;
+        /// The shadow's counts and latencies; throws `RIVET_ERROR_INVALID_ARGUMENT` for a model
+        /// that is not a shadow.
+        fn shadow_stats(self: &LoadedModel) -> Result<ShadowStats>;
+        /// Waits until every queued comparison is done (a shadow only, as `shadow_stats`).
+        fn shadow_flush(self: &LoadedModel) -> Result<()>;
         /// How to load a model: backend, backend options, threads.
         type LoadConfig;
         /// The outputs of one run, owned by Rivet.
