@@ -118,8 +118,11 @@ fn a_perturbed_twin_diverges_and_each_capture_reproduces_its_figures() {
     let n = run_all(&shadow, &*primary) as u64;
     let stats = shadow.stats();
     assert_eq!((stats.compared, stats.diverged, stats.matched, stats.captured), (n, n, 0, n), "{stats:?}");
-    let mut folders: Vec<PathBuf> =
-        std::fs::read_dir(&captures).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(&captures)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().parse::<u64>().is_ok())
+        .collect();
     folders.sort();
     assert_eq!(folders.len() as u64, n);
     for folder in folders {
@@ -137,6 +140,11 @@ fn a_perturbed_twin_diverges_and_each_capture_reproduces_its_figures() {
         assert!(figures.outside > 0 && figures.max_abs_diff > 1e-5, "{figures:?}");
         assert!(figures.argmax_mismatch.is_some());
     }
+    // The directory keeps the counts, last written when the shadow goes.
+    drop(shadow);
+    let kept: rivet::shadow::ShadowStats =
+        serde_json::from_str(&std::fs::read_to_string(captures.join("stats.json")).unwrap()).unwrap();
+    assert_eq!((kept.requests, kept.compared, kept.diverged, kept.captured), (n, n, n, n));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -156,6 +164,7 @@ fn captures_keep_the_newest_within_their_limits_and_drop_unfinished_ones() {
     let mut names: Vec<String> = std::fs::read_dir(&captures)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name != "stats.json")
         .collect();
     names.sort();
     let newest: Vec<String> = (n - 3..n).map(|i| format!("{i:08}")).collect();

@@ -97,7 +97,7 @@ impl OutputComparison {
 }
 
 /// Latency percentiles, in milliseconds, over the most recent runs (up to 4,096).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Latency {
     /// Runs measured (all of them, not only the recent ones).
     pub count: u64,
@@ -109,8 +109,9 @@ pub struct Latency {
     pub p99_ms: f64,
 }
 
-/// What a shadow has done so far.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// What a shadow has done so far. A capture directory holds the latest as `stats.json`, written
+/// after each capture and when the shadow is dropped.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ShadowStats {
     /// Requests the primary answered.
     pub requests: u64,
@@ -164,6 +165,21 @@ struct Shared {
     state: Mutex<State>,
     /// Signalled when the worker finishes a job.
     idle: Condvar,
+}
+
+impl Shared {
+    /// The counts and latencies now.
+    fn snapshot(&self) -> ShadowStats {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stats = state.stats.clone();
+        stats.requests = self.requests.load(Ordering::Relaxed);
+        stats.skipped = self.skipped.load(Ordering::Relaxed);
+        stats.dropped = self.dropped.load(Ordering::Relaxed);
+        stats.primary_latency = percentiles(&state.primary_times, stats.requests);
+        stats.candidate_latency =
+            percentiles(&state.candidate_times, stats.compared + stats.candidate_errors);
+        stats
+    }
 }
 
 /// What the worker updates under the lock.
@@ -297,15 +313,7 @@ impl Shadow {
 
     /// The counts and latencies so far.
     pub fn stats(&self) -> ShadowStats {
-        let state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
-        let mut stats = state.stats.clone();
-        stats.requests = self.shared.requests.load(Ordering::Relaxed);
-        stats.skipped = self.shared.skipped.load(Ordering::Relaxed);
-        stats.dropped = self.shared.dropped.load(Ordering::Relaxed);
-        stats.primary_latency = percentiles(&state.primary_times, stats.requests);
-        stats.candidate_latency =
-            percentiles(&state.candidate_times, stats.compared + stats.candidate_errors);
-        stats
+        self.shared.snapshot()
     }
 
     /// Waits until every queued comparison is done.
@@ -420,19 +428,26 @@ fn work(
         }
         if let (Some(captures), Some((comparisons, outputs))) = (captures.as_mut(), capture) {
             let written = captures.write(&job, &outputs, &names, &comparisons);
-            let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-            match written {
-                Ok(()) => state.stats.captured += 1,
-                Err(e) => {
-                    state.stats.capture_errors += 1;
-                    state.stats.last_capture_error = Some(e.to_string());
+            {
+                let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+                match written {
+                    Ok(()) => state.stats.captured += 1,
+                    Err(e) => {
+                        state.stats.capture_errors += 1;
+                        state.stats.last_capture_error = Some(e.to_string());
+                    }
                 }
             }
+            captures.write_stats(&shared.snapshot());
         }
         let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
         state.pending -= 1;
         drop(state);
         shared.idle.notify_all();
+    }
+    // The shadow is gone: the capture directory keeps its final counts.
+    if let Some(captures) = captures.as_ref() {
+        captures.write_stats(&shared.snapshot());
     }
 }
 
@@ -545,7 +560,8 @@ pub fn compare(name: String, primary: &Tensor, candidate: &Tensor, atol: f64, rt
     result
 }
 
-/// The capture directory: one folder per divergent request, named by a sequence number.
+/// The capture directory: one folder per divergent request, named by a sequence number, and
+/// `stats.json`.
 struct Captures {
     options: CaptureOptions,
     /// The folders kept, oldest first, with their bytes.
@@ -646,6 +662,17 @@ impl Captures {
         self.kept.push_back((done, size));
         self.evict();
         Ok(())
+    }
+
+    /// Writes `stats` as `stats.json`, through a temporary file renamed into place. Best
+    /// effort: the counts stay readable through [`Shadow::stats`] whatever happens here.
+    fn write_stats(&self, stats: &ShadowStats) {
+        let tmp = self.options.dir.join(".stats.json.tmp");
+        if let Ok(text) = serde_json::to_string_pretty(stats) {
+            if std::fs::write(&tmp, text + "\n").is_ok() {
+                let _ = std::fs::rename(&tmp, self.options.dir.join("stats.json"));
+            }
+        }
     }
 
     /// Removes the oldest captures until both limits hold.
