@@ -8,6 +8,7 @@ mod load;
 mod models;
 #[cfg(feature = "serve")]
 mod serve;
+mod shadow;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -98,6 +99,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+    /// Shadow mode's captures: `rivet shadow report DIR` summarises a capture directory.
+    #[command(subcommand)]
+    Shadow(shadow::ShadowCommand),
     /// Internal: one measurement of `rivet bench`, a job as JSON on stdin, its result on stdout.
     #[command(hide = true)]
     BenchWorker,
@@ -108,7 +112,7 @@ fn main() -> ExitCode {
     let threads = match &cli.command {
         Command::Inspect { load, .. } | Command::Run { load, .. } => load.threads,
         Command::Compare(args) => args.load.threads,
-        Command::Predict { .. } | Command::Prep { .. } => None,
+        Command::Predict { .. } | Command::Prep { .. } | Command::Shadow(_) => None,
         // The workers get RAYON_NUM_THREADS from `rivet bench`.
         Command::Bench(_) | Command::BenchWorker => None,
         #[cfg(feature = "serve")]
@@ -126,6 +130,7 @@ fn main() -> ExitCode {
             run(&model, &inputs, &out, backend, json, &load)
         }
         Command::Compare(args) => compare::compare(&args),
+        Command::Shadow(command) => shadow::shadow(&command).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => bench::bench(&args),
         Command::BenchWorker => return bench::worker::main(),
         Command::Prep { args } => return tabular("prep", &args),

@@ -7,7 +7,7 @@
 mod args;
 mod child;
 mod parity;
-mod plot;
+pub(crate) mod plot;
 mod report;
 mod rows;
 pub mod runner;

@@ -22,7 +22,7 @@ pub fn check_path(path: &Path) -> Result<()> {
     }
 }
 
-fn register_font() {
+pub(crate) fn register_font() {
     static FONT: Once = Once::new();
     FONT.call_once(|| {
         // The embedded font parses; if it ever did not, text would be missing, not the chart.
