@@ -10,6 +10,9 @@ For the MLP, `mlp.weights` also holds its Linear layers in a plain binary layout
 C++ scorer (cpp-examples/legacy_scorer): "RVTW0001", u32 layer count, then per layer u32 out,
 u32 in, out*in f32 weights (row-major, PyTorch's [out, in]) and out f32 biases, little-endian.
 `--weights-from models/mlp/mlp.pt` rewrites it from a saved TorchScript MLP without re-exporting.
+`mlp/shadow/mlp_perturbed.onnx` is the MLP's ONNX file with one weight changed (the first bias of
+its last layer, by +0.05, so every answer's first logit moves): the candidate that shadow mode's
+tests must catch diverging. `mlp_perturbed` rewrites it alone from the exported `mlp.onnx`.
 
 Run: .venv/bin/python models/export.py [--out models] [MODEL...]
 `resnet18` (ResNet-18 with random weights, 45 MB per file) is exported only when named; it is
@@ -24,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 import torch
 from torch import nn
 
@@ -218,6 +222,21 @@ MODELS = {
 ON_DEMAND = {"resnet18"}
 
 
+def export_perturbed_mlp(out: Path) -> None:
+    """The MLP's ONNX twin with the first bias of its last Gemm moved by +0.05."""
+    model = onnx.load(str(out / "mlp" / "mlp.onnx"))
+    gemms = [n for n in model.graph.node if n.op_type == "Gemm"]
+    bias_name = gemms[-1].input[2]
+    bias = next(t for t in model.graph.initializer if t.name == bias_name)
+    values = numpy_helper.to_array(bias).copy()
+    values[0] += np.float32(0.05)
+    bias.CopyFrom(numpy_helper.from_array(values, bias_name))
+    folder = out / "mlp" / "shadow"
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(folder / "mlp_perturbed.onnx"))
+    print(f"exported {folder / 'mlp_perturbed.onnx'} ({bias_name}[0] + 0.05)")
+
+
 def write_dense_weights(state: dict, path: Path) -> None:
     """Writes the Linear layers of `state` (a state dict, in layer order) as `mlp.weights`."""
     layers = []
@@ -383,8 +402,12 @@ def main() -> None:
     for name in args.models:
         if name == "identity":
             export_identity(args.out)
+        elif name == "mlp_perturbed":
+            export_perturbed_mlp(args.out)
         else:
             export(name, MODELS[name], args.out)
+            if name == "mlp":
+                export_perturbed_mlp(args.out)
 
 
 if __name__ == "__main__":

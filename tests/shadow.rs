@@ -4,11 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 
 use common::*;
-use prost::Message;
 use rivet::shadow::{CaptureOptions, CaptureRecord, Shadow, ShadowOptions};
 use rivet::{Backend, Error, Model, Result, Signature, Tensor, TensorView};
 
@@ -39,21 +38,9 @@ fn requests() -> Vec<Tensor> {
     all
 }
 
-/// The MLP's ONNX file with one weight changed by `delta`, written under `dir`.
-fn perturbed_mlp(dir: &Path, delta: f32) -> PathBuf {
-    let bytes = std::fs::read(model_files("mlp").1).unwrap();
-    let mut model = candle_onnx::onnx::ModelProto::decode(bytes.as_slice()).unwrap();
-    let graph = model.graph.as_mut().unwrap();
-    let weight = graph.initializer.iter_mut().find(|t| t.data_type == 1 && t.dims.len() == 2).unwrap();
-    if weight.raw_data.is_empty() {
-        weight.float_data[0] += delta;
-    } else {
-        let first = f32::from_le_bytes(weight.raw_data[..4].try_into().unwrap()) + delta;
-        weight.raw_data[..4].copy_from_slice(&first.to_le_bytes());
-    }
-    let path = dir.join("mlp_perturbed.onnx");
-    std::fs::write(&path, model.encode_to_vec()).unwrap();
-    path
+/// The MLP's ONNX twin with one weight changed (models/export.py writes it).
+fn perturbed_mlp() -> PathBuf {
+    models_dir().join("mlp/shadow/mlp_perturbed.onnx")
 }
 
 /// A candidate with the MLP's signature that does what `behave` says.
@@ -111,7 +98,7 @@ fn twins_agree_on_every_request() {
 fn a_perturbed_twin_diverges_and_each_capture_reproduces_its_figures() {
     let dir = scratch("perturbed");
     let primary = ort_mlp();
-    let candidate = load(&perturbed_mlp(&dir, 0.5), Backend::CANDLE);
+    let candidate = load(&perturbed_mlp(), Backend::CANDLE);
     let captures = dir.join("captures");
     let options = ShadowOptions { capture: Some(CaptureOptions::new(&captures)), ..ShadowOptions::default() };
     let shadow = Shadow::new(primary.clone(), candidate, options).unwrap();
@@ -154,7 +141,7 @@ fn captures_keep_the_newest_within_their_limits_and_drop_unfinished_ones() {
     let captures = dir.join("captures");
     std::fs::create_dir_all(captures.join(".tmp-00000099")).unwrap();
     let primary = ort_mlp();
-    let candidate = load(&perturbed_mlp(&dir, 0.5), Backend::CANDLE);
+    let candidate = load(&perturbed_mlp(), Backend::CANDLE);
     let options = ShadowOptions {
         capture: Some(CaptureOptions { dir: captures.clone(), max_count: 3, max_bytes: u64::MAX }),
         ..ShadowOptions::default()
