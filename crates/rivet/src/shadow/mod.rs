@@ -23,15 +23,22 @@
 //! candidate's error or panic is counted and never reaches the caller.
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use rivet_core::panics::{catch_quietly, panic_text};
-use rivet_core::{npy, Backend, DType, Error, Model, Result, Signature, Tensor, TensorView};
+use rivet_core::{Backend, Error, Model, Result, Signature, Tensor, TensorView};
+
+mod capture;
+mod compare;
+
+use capture::Captures;
+pub use capture::{CaptureOptions, CaptureRecord};
+use compare::compare_all;
+pub use compare::{compare, OutputComparison};
 
 /// How a shadow samples, compares and captures.
 #[derive(Debug, Clone)]
@@ -51,48 +58,6 @@ pub struct ShadowOptions {
 impl Default for ShadowOptions {
     fn default() -> Self {
         ShadowOptions { atol: 1e-5, rtol: 1e-5, sample: 1.0, queue: 64, capture: None }
-    }
-}
-
-/// Where and how much a shadow captures.
-#[derive(Debug, Clone)]
-pub struct CaptureOptions {
-    /// The capture directory: one folder per divergent request.
-    pub dir: PathBuf,
-    /// The most captures kept; the oldest go first.
-    pub max_count: usize,
-    /// The most bytes the captures may take; the oldest go first.
-    pub max_bytes: u64,
-}
-
-impl CaptureOptions {
-    /// Captures into `dir`, keeping at most 100 requests and 256 MiB.
-    pub fn new(dir: impl Into<PathBuf>) -> CaptureOptions {
-        CaptureOptions { dir: dir.into(), max_count: 100, max_bytes: 256 << 20 }
-    }
-}
-
-/// How one output of one request compared.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct OutputComparison {
-    /// The output's name.
-    pub name: String,
-    /// The largest `|candidate − primary|`.
-    pub max_abs_diff: f64,
-    /// The largest `|candidate − primary| / |primary|` over elements where the primary is not 0.
-    pub max_rel_diff: f64,
-    /// Elements outside `atol + rtol·|primary|` (NaN matches only NaN).
-    pub outside: u64,
-    /// For a float output of shape [N, C]: the share of rows whose largest element differs.
-    pub argmax_mismatch: Option<f64>,
-    /// Why the output could not be compared element by element (dtype or shape differ).
-    pub mismatch: Option<String>,
-}
-
-impl OutputComparison {
-    /// Whether the output diverged.
-    pub fn diverged(&self) -> bool {
-        self.outside > 0 || self.mismatch.is_some()
     }
 }
 
@@ -449,247 +414,4 @@ fn work(
     if let Some(captures) = captures.as_ref() {
         captures.write_stats(&shared.snapshot());
     }
-}
-
-/// Compares every output; an error when the candidate returned a different number of them.
-fn compare_all(
-    primary: &[Tensor],
-    candidate: &[Tensor],
-    names: &[String],
-    atol: f64,
-    rtol: f64,
-) -> std::result::Result<Vec<OutputComparison>, String> {
-    if primary.len() != candidate.len() {
-        return Err(format!(
-            "the candidate returned {} outputs where the primary returned {}",
-            candidate.len(),
-            primary.len()
-        ));
-    }
-    Ok(primary
-        .iter()
-        .zip(candidate)
-        .enumerate()
-        .map(|(i, (p, c))| {
-            let name = names.get(i).cloned().unwrap_or_else(|| format!("output_{i}"));
-            compare(name, p, c, atol, rtol)
-        })
-        .collect())
-}
-
-/// A tensor's values as f64 (half floats widened, integers converted).
-fn values(t: &Tensor) -> Vec<f64> {
-    let b = t.as_bytes();
-    let chunks = |n: usize| b.chunks_exact(n);
-    match t.dtype() {
-        DType::F32 => {
-            chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap_or_default()) as f64).collect()
-        }
-        DType::F64 => chunks(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or_default())).collect(),
-        DType::F16 => chunks(2)
-            .map(|c| rivet_core::half::f16::from_le_bytes(c.try_into().unwrap_or_default()).to_f64())
-            .collect(),
-        DType::BF16 => chunks(2)
-            .map(|c| rivet_core::half::bf16::from_le_bytes(c.try_into().unwrap_or_default()).to_f64())
-            .collect(),
-        DType::I8 => b.iter().map(|&v| v as i8 as f64).collect(),
-        DType::U8 | DType::Bool => b.iter().map(|&v| v as f64).collect(),
-        DType::I16 => {
-            chunks(2).map(|c| i16::from_le_bytes(c.try_into().unwrap_or_default()) as f64).collect()
-        }
-        DType::I32 => {
-            chunks(4).map(|c| i32::from_le_bytes(c.try_into().unwrap_or_default()) as f64).collect()
-        }
-        DType::I64 => {
-            chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or_default()) as f64).collect()
-        }
-    }
-}
-
-/// One output's comparison (see [`OutputComparison`]).
-pub fn compare(name: String, primary: &Tensor, candidate: &Tensor, atol: f64, rtol: f64) -> OutputComparison {
-    let mut result = OutputComparison {
-        name,
-        max_abs_diff: 0.0,
-        max_rel_diff: 0.0,
-        outside: 0,
-        argmax_mismatch: None,
-        mismatch: None,
-    };
-    if primary.dtype() != candidate.dtype() || primary.shape() != candidate.shape() {
-        result.mismatch = Some(format!(
-            "the candidate returned {} {:?} where the primary returned {} {:?}",
-            candidate.dtype(),
-            candidate.shape(),
-            primary.dtype(),
-            primary.shape()
-        ));
-        return result;
-    }
-    let (p, c) = (values(primary), values(candidate));
-    for (&pv, &cv) in p.iter().zip(&c) {
-        if pv.is_nan() || cv.is_nan() {
-            if pv.is_nan() != cv.is_nan() {
-                result.outside += 1;
-                result.max_abs_diff = f64::INFINITY;
-            }
-            continue;
-        }
-        let diff = if pv == cv { 0.0 } else { (cv - pv).abs() };
-        result.max_abs_diff = result.max_abs_diff.max(diff);
-        if pv != 0.0 {
-            result.max_rel_diff = result.max_rel_diff.max(diff / pv.abs());
-        }
-        if diff > atol + rtol * pv.abs() {
-            result.outside += 1;
-        }
-    }
-    let float = matches!(primary.dtype(), DType::F16 | DType::BF16 | DType::F32 | DType::F64);
-    if let (true, [rows, cols]) = (float, primary.shape()) {
-        if *rows > 0 && *cols > 1 {
-            let argmax = |v: &[f64]| {
-                v.iter()
-                    .enumerate()
-                    .fold((0, f64::NEG_INFINITY), |best, (i, &x)| if x > best.1 { (i, x) } else { best })
-                    .0
-            };
-            let differ = p.chunks(*cols).zip(c.chunks(*cols)).filter(|(a, b)| argmax(a) != argmax(b)).count();
-            result.argmax_mismatch = Some(differ as f64 / *rows as f64);
-        }
-    }
-    result
-}
-
-/// The capture directory: one folder per divergent request, named by a sequence number, and
-/// `stats.json`.
-struct Captures {
-    options: CaptureOptions,
-    /// The folders kept, oldest first, with their bytes.
-    kept: VecDeque<(PathBuf, u64)>,
-    bytes: u64,
-    next: u64,
-}
-
-/// One capture's record (`record.json` in its folder).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct CaptureRecord {
-    /// The capture's sequence number (its folder's name).
-    pub seq: u64,
-    /// When the candidate's answer was compared, in milliseconds since the Unix epoch.
-    pub time_unix_ms: u64,
-    /// The request's id, where the caller gave one.
-    pub request_id: Option<String>,
-    /// Each output's figures.
-    pub outputs: Vec<OutputComparison>,
-    /// Tensors left out of the capture (bf16 has no .npy form), with why.
-    pub missing: Vec<String>,
-}
-
-impl Captures {
-    fn open(options: &CaptureOptions) -> Result<Captures> {
-        let dir = &options.dir;
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::file(dir, format!("cannot make the capture directory: {e}")))?;
-        let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
-            .map_err(|e| Error::file(dir, e))?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if name.starts_with(".tmp-") {
-                    // A capture a kill interrupted: never completed, so never counted.
-                    let _ = std::fs::remove_dir_all(e.path());
-                    return None;
-                }
-                name.parse::<u64>().ok().map(|n| (n, e.path()))
-            })
-            .collect();
-        found.sort();
-        let mut captures = Captures {
-            options: options.clone(),
-            kept: VecDeque::new(),
-            bytes: 0,
-            next: found.last().map_or(0, |f| f.0 + 1),
-        };
-        for (_, path) in found {
-            let size = dir_bytes(&path);
-            captures.bytes += size;
-            captures.kept.push_back((path, size));
-        }
-        captures.evict();
-        Ok(captures)
-    }
-
-    /// Writes one capture into a temporary folder, then renames it into place: a capture is
-    /// complete or absent, whenever the process stops.
-    fn write(
-        &mut self,
-        job: &Job,
-        candidate: &[Tensor],
-        names: &[String],
-        outputs: &[OutputComparison],
-    ) -> Result<()> {
-        let seq = self.next;
-        self.next += 1;
-        let tmp = self.options.dir.join(format!(".tmp-{seq:08}"));
-        let done = self.options.dir.join(format!("{seq:08}"));
-        std::fs::create_dir_all(&tmp).map_err(|e| Error::file(&tmp, e))?;
-        let mut missing = Vec::new();
-        let mut put = |file: String, t: &Tensor| {
-            if let Err(e) = npy::write_npy(&tmp.join(&file), t) {
-                missing.push(format!("{file}: {e}"));
-            }
-        };
-        for (i, t) in job.inputs.iter().enumerate() {
-            put(format!("input_{i}.npy"), t);
-        }
-        for (i, (p, c)) in job.primary.iter().zip(candidate).enumerate() {
-            let name = names.get(i).cloned().unwrap_or_else(|| format!("output_{i}"));
-            put(format!("primary.{name}.npy"), p);
-            put(format!("candidate.{name}.npy"), c);
-        }
-        let record = CaptureRecord {
-            seq,
-            time_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
-            request_id: None,
-            outputs: outputs.to_vec(),
-            missing,
-        };
-        let line = serde_json::to_string(&record).map_err(|e| Error::file(&tmp, e))?;
-        std::fs::write(tmp.join("record.json"), line + "\n").map_err(|e| Error::file(&tmp, e))?;
-        std::fs::rename(&tmp, &done).map_err(|e| Error::file(&done, e))?;
-        let size = dir_bytes(&done);
-        self.bytes += size;
-        self.kept.push_back((done, size));
-        self.evict();
-        Ok(())
-    }
-
-    /// Writes `stats` as `stats.json`, through a temporary file renamed into place. Best
-    /// effort: the counts stay readable through [`Shadow::stats`] whatever happens here.
-    fn write_stats(&self, stats: &ShadowStats) {
-        let tmp = self.options.dir.join(".stats.json.tmp");
-        if let Ok(text) = serde_json::to_string_pretty(stats) {
-            if std::fs::write(&tmp, text + "\n").is_ok() {
-                let _ = std::fs::rename(&tmp, self.options.dir.join("stats.json"));
-            }
-        }
-    }
-
-    /// Removes the oldest captures until both limits hold.
-    fn evict(&mut self) {
-        while self.kept.len() > self.options.max_count
-            || (self.bytes > self.options.max_bytes && !self.kept.is_empty())
-        {
-            if let Some((path, size)) = self.kept.pop_front() {
-                let _ = std::fs::remove_dir_all(&path);
-                self.bytes -= size;
-            }
-        }
-    }
-}
-
-fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| entries.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum())
-        .unwrap_or(0)
 }
