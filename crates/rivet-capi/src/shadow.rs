@@ -55,6 +55,17 @@ pub struct rivet_shadow_stats_t {
     pub candidate_p99_ms: f64,
 }
 
+/// The options a setter changes, or an error when they are NULL.
+///
+/// # Safety
+/// `options` must be NULL or a live handle that nothing else uses during the call.
+unsafe fn options_arg<'a>(
+    options: *mut rivet_shadow_options_t,
+) -> Result<&'a mut rivet_shadow_options_t, Box<rivet_error_t>> {
+    // SAFETY: the caller's contract.
+    unsafe { options.as_mut() }.ok_or_else(|| rivet_error_t::invalid_argument("options is NULL"))
+}
+
 fn invalid_option(message: String) -> Box<rivet_error_t> {
     rivet_error_t::new(RIVET_ERROR_INVALID_OPTION, message)
 }
@@ -99,8 +110,7 @@ pub unsafe extern "C" fn rivet_shadow_options_set_tolerance(
 ) -> *mut rivet_error_t {
     ffi_boundary(|| {
         // SAFETY: the caller's contract.
-        let options =
-            unsafe { options.as_mut() }.ok_or_else(|| rivet_error_t::invalid_argument("options is NULL"))?;
+        let options = unsafe { options_arg(options) }?;
         if !(atol >= 0.0 && rtol >= 0.0) {
             return Err(invalid_option(format!(
                 "tolerances must be 0 or more, got atol {atol} and rtol {rtol}"
@@ -123,8 +133,7 @@ pub unsafe extern "C" fn rivet_shadow_options_set_sample(
 ) -> *mut rivet_error_t {
     ffi_boundary(|| {
         // SAFETY: the caller's contract.
-        let options =
-            unsafe { options.as_mut() }.ok_or_else(|| rivet_error_t::invalid_argument("options is NULL"))?;
+        let options = unsafe { options_arg(options) }?;
         if !(0.0..=1.0).contains(&sample) {
             return Err(invalid_option(format!("sample {sample} is not between 0 and 1")));
         }
@@ -145,8 +154,7 @@ pub unsafe extern "C" fn rivet_shadow_options_set_queue(
 ) -> *mut rivet_error_t {
     ffi_boundary(|| {
         // SAFETY: the caller's contract.
-        let options =
-            unsafe { options.as_mut() }.ok_or_else(|| rivet_error_t::invalid_argument("options is NULL"))?;
+        let options = unsafe { options_arg(options) }?;
         if queue == 0 {
             return Err(invalid_option("the queue must hold at least 1 request".into()));
         }
@@ -169,8 +177,7 @@ pub unsafe extern "C" fn rivet_shadow_options_set_capture(
 ) -> *mut rivet_error_t {
     ffi_boundary(|| {
         // SAFETY: the caller's contract.
-        let options =
-            unsafe { options.as_mut() }.ok_or_else(|| rivet_error_t::invalid_argument("options is NULL"))?;
+        let options = unsafe { options_arg(options) }?;
         // SAFETY: the caller's contract.
         let dir = unsafe { path_arg(dir, "dir") }?;
         options.inner.capture = Some(CaptureOptions { dir, max_count, max_bytes });

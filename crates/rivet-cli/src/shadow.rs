@@ -95,6 +95,17 @@ fn read_captures(dir: &Path) -> Result<Vec<CaptureRecord>> {
         .collect()
 }
 
+/// The outputs the captures name, in the order they first appear.
+fn output_names(records: &[CaptureRecord]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for output in records.iter().flat_map(|r| &r.outputs) {
+        if !names.contains(&output.name) {
+            names.push(output.name.clone());
+        }
+    }
+    names
+}
+
 fn summarise(dir: &Path, top: usize) -> Result<Report> {
     let records = read_captures(dir)?;
     let stats_path = dir.join("stats.json");
@@ -105,14 +116,7 @@ fn summarise(dir: &Path, top: usize) -> Result<Report> {
         ),
         Err(_) => None,
     };
-    let mut names: Vec<String> = Vec::new();
-    for record in &records {
-        for output in &record.outputs {
-            if !names.contains(&output.name) {
-                names.push(output.name.clone());
-            }
-        }
-    }
+    let names = output_names(&records);
     let outputs = names
         .iter()
         .map(|name| {
@@ -256,14 +260,7 @@ fn paint<DB: DrawingBackend>(
 ) -> std::result::Result<(), String> {
     let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     root.fill(&WHITE).map_err(e)?;
-    let mut names: Vec<String> = Vec::new();
-    for r in records {
-        for o in &r.outputs {
-            if !names.contains(&o.name) {
-                names.push(o.name.clone());
-            }
-        }
-    }
+    let names = output_names(records);
     // Bins a quarter of a decade wide over the differences seen (0 and infinity left out).
     let logs = |name: &str| -> Vec<f64> {
         records
