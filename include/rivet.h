@@ -534,8 +534,8 @@ struct rivet_error_t *rivet_shadow_options_set_tolerance(struct rivet_shadow_opt
 // `options` must be NULL or a live handle.
 struct rivet_error_t *rivet_shadow_options_set_sample(struct rivet_shadow_options_t *options, double sample);
 
-// Sets how many requests may wait for the candidate (at least 1); beyond it comparisons are
-// dropped and counted.
+// Sets how many comparisons may be pending at once, the one the candidate is running included
+// (at least 1); beyond it comparisons are dropped and counted.
 //
 // # Safety
 // `options` must be NULL or a live handle.

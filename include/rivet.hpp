@@ -221,7 +221,8 @@ class ShadowOptions {
   ShadowOptions& tolerance(double atol, double rtol) { return set(rivet_shadow_options_set_tolerance(raw_, atol, rtol)); }
   /// The share of requests compared, 0 to 1, spread evenly (default 1).
   ShadowOptions& sample(double share) { return set(rivet_shadow_options_set_sample(raw_, share)); }
-  /// Requests that may wait for the candidate (default 64); beyond it comparisons are dropped.
+  /// Comparisons pending at once, the running one included (default 64); beyond it they are
+  /// dropped.
   ShadowOptions& queue(std::size_t requests) { return set(rivet_shadow_options_set_queue(raw_, requests)); }
   /// Captures divergent requests into `dir`, keeping at most `max_count` and `max_bytes`.
   ShadowOptions& capture(const std::string& dir, std::size_t max_count = 100, std::uint64_t max_bytes = 256u << 20) {

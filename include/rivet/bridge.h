@@ -1065,7 +1065,7 @@ struct ShadowConfig final {
   double rtol CXX_DEFAULT_VALUE(0);
   // The share of requests compared, 0 to 1, spread evenly.
   double sample CXX_DEFAULT_VALUE(0);
-  // Requests that may wait for the candidate; beyond it comparisons are dropped.
+  // Comparisons pending at once, the running one included; beyond it they are dropped.
   ::std::size_t queue CXX_DEFAULT_VALUE(0);
   // Where divergent requests are captured; empty for nowhere.
   ::rust::String capture_dir;

@@ -142,8 +142,8 @@ pub unsafe extern "C" fn rivet_shadow_options_set_sample(
     })
 }
 
-/// Sets how many requests may wait for the candidate (at least 1); beyond it comparisons are
-/// dropped and counted.
+/// Sets how many comparisons may be pending at once, the one the candidate is running included
+/// (at least 1); beyond it comparisons are dropped and counted.
 ///
 /// # Safety
 /// `options` must be NULL or a live handle.

@@ -77,11 +77,12 @@ pub(crate) fn serve(args: &ServeArgs) -> ExitCode {
         for entry in server.state().repository.models() {
             match &entry.state {
                 Ok(served) => say(format!(
-                    "model {} (version {}): ready on {} ({})",
+                    "model {} (version {}): ready on {} ({}){}",
                     entry.name,
                     entry.config.version,
                     served.model.backend(),
-                    served.file.display()
+                    served.file.display(),
+                    entry.shadow().map(|s| format!(", shadowed by {}", s.name)).unwrap_or_default()
                 )),
                 Err(reason) => say(format!(
                     "model {} (version {}): NOT READY: {reason}",

@@ -153,6 +153,41 @@ fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
     (status, body)
 }
 
+/// Runs `serve/SCRIPT` against `served` with `extra` arguments; every check it prints must pass,
+/// and there must be at least `least` of them.
+fn run_checks(served: &Served, script: &str, extra: &[std::ffi::OsString], least: usize) {
+    let python = option_env!("RIVET_PYTHON").map_or_else(|| root().join(".venv/bin/python"), PathBuf::from);
+    let out = Command::new(&python)
+        .arg(root().join("crates/rivet-cli/tests/serve").join(script))
+        .args(["--http", &served.http, "--grpc", &served.grpc, "--metrics", &served.metrics])
+        .arg("--models")
+        .arg(root().join("models"))
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut checks = 0;
+    for line in stdout.lines() {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        if value.get("check").is_some() {
+            checks += 1;
+            println!(
+                "{}: {} ({})",
+                if value["ok"] == true { "ok" } else { "FAILED" },
+                value["check"],
+                value["detail"]
+            );
+        }
+    }
+    let failed: Vec<&str> = stdout.lines().filter(|l| l.contains("\"ok\": false")).collect();
+    assert!(
+        out.status.success() && failed.is_empty() && checks >= least,
+        "{checks} checks, failed: {failed:#?}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn triton_clients_and_perf_analyzer_against_rivet_serve_then_sigterm_finishes_in_flight_work() {
     let repo = repository();
@@ -234,41 +269,16 @@ fn triton_clients_and_perf_analyzer_against_rivet_serve_then_sigterm_finishes_in
         "{response}"
     );
 
-    let python = option_env!("RIVET_PYTHON").map_or_else(|| root().join(".venv/bin/python"), PathBuf::from);
     let perf_analyzer = option_env!("RIVET_PERF_ANALYZER")
         .map_or_else(|| root().join(".venv/perf_analyzer/perf_analyzer"), PathBuf::from);
     assert!(perf_analyzer.exists(), "{} is missing: run ./bootstrap.sh", perf_analyzer.display());
-    let out = Command::new(&python)
-        .arg(root().join("crates/rivet-cli/tests/serve/clients.py"))
-        .args(["--http", &served.http, "--grpc", &served.grpc, "--metrics", &served.metrics])
-        .arg("--models")
-        .arg(root().join("models"))
-        .arg("--perf-analyzer")
-        .arg(&perf_analyzer)
-        .args(["--batch-delay-us", &BATCH_DELAY_US.to_string()])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let mut checks = 0;
-    for line in stdout.lines() {
-        let value: serde_json::Value =
-            serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
-        if value.get("check").is_some() {
-            checks += 1;
-            println!(
-                "{}: {} ({})",
-                if value["ok"] == true { "ok" } else { "FAILED" },
-                value["check"],
-                value["detail"]
-            );
-        }
-    }
-    let failed: Vec<&str> = stdout.lines().filter(|l| l.contains("\"ok\": false")).collect();
-    assert!(
-        out.status.success() && failed.is_empty() && checks >= 60,
-        "{checks} checks, failed: {failed:#?}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let extra = [
+        "--perf-analyzer".into(),
+        perf_analyzer.into_os_string(),
+        "--batch-delay-us".into(),
+        BATCH_DELAY_US.to_string().into(),
+    ];
+    run_checks(&served, "clients.py", &extra, 60);
 
     // SIGTERM while a request waits in `slow`'s queue: it is still answered, then the server exits 0.
     let features = rivet::npy::read_npy(&root().join("models/mlp/cases/b1/input.features.npy")).unwrap();
@@ -338,4 +348,67 @@ fn every_request_gets_a_json_access_line_in_its_span() {
     let line = served.log_line("for r-43", |l| l["span"]["id"] == "r-43");
     assert_eq!(line["fields"]["status"], "bad_request", "{line}");
     assert!(line["fields"].get("queue_us").is_none_or(|v| v.is_null()), "{line}");
+}
+
+#[test]
+fn shadows_compare_every_request_through_triton_clients_and_never_touch_the_answers() {
+    let repo = tempfile::tempdir().unwrap();
+    let captures = tempfile::tempdir().unwrap();
+    let r = repo.path();
+    let shadowed = |shadow: &str, extra: &str| {
+        format!("backend = \"ort\"\n{extra}[shadow]\nmodel = \"{shadow}\"\natol = 1e-5\nrtol = 0.0\n")
+    };
+    let batched = |backend: &str| {
+        format!(
+            "backend = \"{backend}\"\nmax_batch_size = 8\n[dynamic_batching]\nmax_queue_delay_us = 5000\n"
+        )
+    };
+    model(r, "mlp", &["mlp/mlp.onnx"], &shadowed("mlp_tch", ""));
+    model(r, "mlp_tch", &["mlp/mlp.pt", "mlp/mlp.spec.json"], "backend = \"tch\"\n");
+    model(
+        r,
+        "mlp_main",
+        &["mlp/mlp.onnx"],
+        &format!("{}capture_dir = \"{}\"\n", shadowed("mlp_perturbed", ""), captures.path().display()),
+    );
+    model(r, "mlp_perturbed", &["mlp/shadow/mlp_perturbed.onnx"], "backend = \"ort\"\n");
+    model(r, "mlp_err", &["mlp/mlp.onnx"], &shadowed("mlp_b1", ""));
+    model(r, "mlp_b1", &["mlp/mlp.onnx"], "backend = \"ort\"\nmax_batch_size = 1\n");
+    model(r, "mlp_fast", &["mlp/mlp.onnx"], &format!("{}queue = 1\n", shadowed("mlp_slow", "")));
+    model(
+        r,
+        "mlp_slow",
+        &["mlp/mlp.onnx"],
+        "backend = \"ort\"\nmax_batch_size = 8\n[dynamic_batching]\nmax_queue_delay_us = 3000000\n",
+    );
+    let primary_batched =
+        format!("{}[shadow]\nmodel = \"mlp_tch_batched\"\natol = 1e-5\nrtol = 0.0\n", batched("ort"));
+    model(r, "mlp_batched", &["mlp/mlp.onnx"], &primary_batched);
+    model(r, "mlp_tch_batched", &["mlp/mlp.pt", "mlp/mlp.spec.json"], &batched("tch"));
+    // Shadows that cannot be attached keep their primary from serving, saying why.
+    model(r, "orphan", &["mlp/mlp.onnx"], &shadowed("nope", ""));
+    model(r, "mismatch", &["mlp/mlp.onnx"], &shadowed("cnn", ""));
+    model(r, "cnn", &["cnn/cnn.onnx"], "backend = \"ort\"\n");
+
+    let served = start(repo.path());
+    let status: Vec<&str> = served.lines.iter().map(String::as_str).collect();
+    assert!(
+        status
+            .iter()
+            .any(|l| l.starts_with("model mlp (version 1): ready on ort")
+                && l.ends_with(", shadowed by mlp_tch")),
+        "{status:#?}"
+    );
+    let not_ready = |name: &str, reason: &str| {
+        status
+            .iter()
+            .any(|l| l.starts_with(&format!("model {name} (version 1): NOT READY: ")) && l.contains(reason))
+    };
+    assert!(not_ready("orphan", "[shadow] model \"nope\" is not in the repository"), "{status:#?}");
+    assert!(
+        not_ready("mismatch", "[shadow] model \"cnn\": the candidate takes inputs [\"image\"] where the primary takes [\"features\"]"),
+        "{status:#?}"
+    );
+    let extra = ["--captures".into(), captures.path().as_os_str().to_owned()];
+    run_checks(&served, "shadow.py", &extra, 16);
 }

@@ -129,7 +129,7 @@ pub mod ffi {
         rtol: f64,
         /// The share of requests compared, 0 to 1, spread evenly.
         sample: f64,
-        /// Requests that may wait for the candidate; beyond it comparisons are dropped.
+        /// Comparisons pending at once, the running one included; beyond it they are dropped.
         queue: usize,
         /// Where divergent requests are captured; empty for nowhere.
         capture_dir: String,

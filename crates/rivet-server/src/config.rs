@@ -30,6 +30,9 @@ pub struct ModelConfig {
     pub max_queue_size: usize,
     /// The version this model is served as.
     pub version: String,
+    /// Present: another model of the repository runs beside this one on its requests, and
+    /// where it disagrees is counted and captured; clients get this model's answers only.
+    pub shadow: Option<ShadowConfig>,
 }
 
 impl Default for ModelConfig {
@@ -44,6 +47,63 @@ impl Default for ModelConfig {
             dynamic_batching: None,
             max_queue_size: 1024,
             version: "1".into(),
+            shadow: None,
+        }
+    }
+}
+
+/// A model's `[shadow]` table: the candidate model shadowing it and how they are compared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShadowConfig {
+    /// The candidate: another model of the repository, with the same inputs and outputs.
+    pub model: String,
+    /// The share of requests compared, from 0 to 1, evenly spread.
+    pub sample: f64,
+    /// Absolute tolerance: an element matches when `|candidate − primary| ≤ atol + rtol·|primary|`.
+    pub atol: f64,
+    /// Relative tolerance (see `atol`).
+    pub rtol: f64,
+    /// Comparisons that may be pending at once; beyond it they are dropped, never waited for.
+    pub queue: usize,
+    /// Where divergent requests are captured (relative to the model's folder), if anywhere.
+    pub capture_dir: Option<PathBuf>,
+    /// The most captures kept; the oldest go first.
+    pub capture_max_count: usize,
+    /// The most bytes the captures may take; the oldest go first.
+    pub capture_max_bytes: u64,
+}
+
+impl Default for ShadowConfig {
+    fn default() -> Self {
+        let defaults = rivet::ShadowOptions::default();
+        let capture = rivet::shadow::CaptureOptions::new("");
+        ShadowConfig {
+            model: String::new(),
+            sample: defaults.sample,
+            atol: defaults.atol,
+            rtol: defaults.rtol,
+            queue: defaults.queue,
+            capture_dir: None,
+            capture_max_count: capture.max_count,
+            capture_max_bytes: capture.max_bytes,
+        }
+    }
+}
+
+impl ShadowConfig {
+    /// The in-process shadow's options, with a relative capture directory under `dir`.
+    pub fn options(&self, dir: &Path) -> rivet::ShadowOptions {
+        rivet::ShadowOptions {
+            atol: self.atol,
+            rtol: self.rtol,
+            sample: self.sample,
+            queue: self.queue,
+            capture: self.capture_dir.as_ref().map(|d| rivet::shadow::CaptureOptions {
+                dir: dir.join(d),
+                max_count: self.capture_max_count,
+                max_bytes: self.capture_max_bytes,
+            }),
         }
     }
 }
@@ -106,6 +166,11 @@ impl ModelConfig {
         }
         if self.version.is_empty() || self.version.contains('/') {
             return Err(InvalidConfig(format!("version \"{}\" is not a valid version name", self.version)));
+        }
+        if let Some(shadow) = &self.shadow {
+            if shadow.model.is_empty() {
+                return Err(InvalidConfig("[shadow] needs model = \"NAME\", the candidate model".into()));
+            }
         }
         if let Some(batching) = &self.dynamic_batching {
             if self.max_batch_size == 0 {

@@ -19,6 +19,27 @@ pub struct Metrics {
     compute_us: IntCounterVec,
     latency: HistogramVec,
     batch_size: HistogramVec,
+    shadow_comparisons: IntCounterVec,
+    shadow_max_abs_diff: HistogramVec,
+    shadow_latency: HistogramVec,
+}
+
+/// The metrics of one model's shadow (the labels `model` and `shadow` already applied).
+pub struct ShadowMetrics {
+    /// Comparisons whose every output matched.
+    pub matched: IntCounter,
+    /// Comparisons with an output outside the tolerance.
+    pub diverged: IntCounter,
+    /// Requests on which the candidate failed.
+    pub error: IntCounter,
+    /// Comparisons dropped because too many were pending.
+    pub dropped: IntCounter,
+    /// The largest absolute difference of each comparison.
+    pub max_abs_diff: Histogram,
+    /// The primary's request latency, arrival to answer, in seconds.
+    pub primary_latency: Histogram,
+    /// The candidate's latency on the same requests, in seconds.
+    pub candidate_latency: Histogram,
 }
 
 /// One model's metrics (the labels `model` and `version` already applied).
@@ -51,8 +72,18 @@ fn counter(registry: &Registry, name: &str, help: &str) -> IntCounterVec {
 }
 
 fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> HistogramVec {
-    let vec = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), &["model", "version"])
-        .expect("valid metric");
+    labelled_histogram(registry, name, help, buckets, &["model", "version"])
+}
+
+fn labelled_histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    buckets: Vec<f64>,
+    labels: &[&str],
+) -> HistogramVec {
+    let vec =
+        HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).expect("valid metric");
     registry.register(Box::new(vec.clone())).expect("metric names are unique");
     vec
 }
@@ -104,6 +135,32 @@ impl Default for Metrics {
                 "Rows per model execution",
                 prometheus::exponential_buckets(1.0, 2.0, 11).expect("valid buckets"),
             ),
+            shadow_comparisons: {
+                let vec = IntCounterVec::new(
+                    Opts::new(
+                        "rivet_shadow_comparisons_total",
+                        "Requests a shadow model was compared on, by outcome (match, diverged, error, dropped)",
+                    ),
+                    &["model", "shadow", "outcome"],
+                )
+                .expect("valid metric");
+                registry.register(Box::new(vec.clone())).expect("metric names are unique");
+                vec
+            },
+            shadow_max_abs_diff: labelled_histogram(
+                &registry,
+                "rivet_shadow_max_abs_diff",
+                "The largest absolute difference between the shadow's outputs and the primary's, per comparison",
+                vec![1e-9, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0],
+                &["model", "shadow"],
+            ),
+            shadow_latency: labelled_histogram(
+                &registry,
+                "rivet_shadow_request_duration_seconds",
+                "Latency of the primary and of its shadow on the same requests, in seconds",
+                prometheus::exponential_buckets(5e-5, 2.0, 18).expect("valid buckets"),
+                &["model", "shadow", "side"],
+            ),
             registry,
         }
     }
@@ -124,6 +181,21 @@ impl Metrics {
             latency: self.latency.with_label_values(&labels),
             batch_size: self.batch_size.with_label_values(&labels),
             last_inference_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// The metrics of model `name` shadowed by model `shadow`.
+    pub fn for_shadow(&self, name: &str, shadow: &str) -> ShadowMetrics {
+        let outcome = |o: &str| self.shadow_comparisons.with_label_values(&[name, shadow, o]);
+        let side = |s: &str| self.shadow_latency.with_label_values(&[name, shadow, s]);
+        ShadowMetrics {
+            matched: outcome("match"),
+            diverged: outcome("diverged"),
+            error: outcome("error"),
+            dropped: outcome("dropped"),
+            max_abs_diff: self.shadow_max_abs_diff.with_label_values(&[name, shadow]),
+            primary_latency: side("primary"),
+            candidate_latency: side("candidate"),
         }
     }
 

@@ -3,16 +3,17 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use rivet::shadow::{Admission, Outcome, Recorder};
 use rivet::{Backend, DType, Dim, Inputs, LoadOptions, Model, ModelFormat, Tensor, TensorSpec};
 use tokio::sync::oneshot;
 
 use crate::batcher::{BatchPolicy, Job, Queue};
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, ShadowConfig};
 use crate::error::{ServeError, StartError};
-use crate::metrics::{Metrics, ModelMetrics};
+use crate::metrics::{Metrics, ModelMetrics, ShadowMetrics};
 
 /// Every model of the repository, by name.
 pub struct Repository {
@@ -26,7 +27,7 @@ pub struct ModelEntry {
     /// The folder's configuration.
     pub config: ModelConfig,
     /// Serving, or why not.
-    pub state: Result<Served, StartError>,
+    pub state: Result<Arc<Served>, StartError>,
 }
 
 /// A loaded model and its queue.
@@ -40,6 +41,19 @@ pub struct Served {
     /// Its metrics.
     pub metrics: Arc<ModelMetrics>,
     queue: Queue,
+    shadow: OnceLock<Arc<Shadowing>>,
+}
+
+/// A model's shadow: the candidate model of the repository its requests also go to, and what
+/// the comparisons found.
+pub struct Shadowing {
+    /// The candidate's name.
+    pub name: String,
+    candidate: Arc<Served>,
+    config: ModelConfig,
+    /// The counts, latencies and captures.
+    pub recorder: Recorder,
+    metrics: ShadowMetrics,
 }
 
 /// A tensor's name, dtype and shape as metadata reports them (-1 for a dynamic size).
@@ -83,13 +97,25 @@ impl Repository {
             .filter(|(name, _)| !name.starts_with('.'))
             .collect();
         folders.sort();
-        let models = folders
-            .into_iter()
-            .map(|(name, path)| {
-                let entry = ModelEntry::load(&name, &path, metrics);
-                (name, entry)
-            })
+        let mut models: BTreeMap<String, ModelEntry> = folders
+            .iter()
+            .map(|(name, path)| (name.clone(), ModelEntry::load(name, path, metrics)))
             .collect();
+        // Shadows name other models, so they are attached once every model has loaded. A
+        // shadow that cannot be attached keeps its primary from serving, with the reason.
+        for (name, path) in &folders {
+            let Some(config) = models[name].config.shadow.clone() else { continue };
+            let Ok(primary) = &models[name].state else { continue };
+            match Shadowing::attach(&models, name, primary, &config, path, metrics) {
+                Ok(shadowing) => {
+                    let _ = primary.shadow.set(Arc::new(shadowing));
+                }
+                Err(message) => {
+                    let entry = models.get_mut(name).expect("a loaded model");
+                    entry.state = Err(StartError::Config { path: path.clone(), message });
+                }
+            }
+        }
         Ok(Repository { models })
     }
 
@@ -131,13 +157,13 @@ impl ModelEntry {
                 }
             }
         };
-        let state = Served::load(name, dir, &config, metrics);
+        let state = Served::load(name, dir, &config, metrics).map(Arc::new);
         ModelEntry { name: name.to_owned(), config, state }
     }
 
     /// The loaded model, or 503 saying why it is not ready.
     pub fn served(&self) -> Result<&Served, ServeError> {
-        self.state.as_ref().map_err(|reason| {
+        self.state.as_deref().map_err(|reason| {
             ServeError::Unavailable(format!("model \"{}\" is not ready: {reason}", self.name))
         })
     }
@@ -162,8 +188,16 @@ impl ModelEntry {
         );
         let (result, queued, compute) = match self.served() {
             Ok(served) => {
+                let shadow = served.shadow.get();
+                // Tensors share their data: keeping the inputs for the shadow copies none.
+                let kept = shadow.map(|_| inputs.clone());
                 let (result, queued, compute) = served.infer(&self.name, &self.config, inputs, &span).await;
-                served.metrics.request_done(result.is_ok(), start.elapsed());
+                let took = start.elapsed();
+                served.metrics.request_done(result.is_ok(), took);
+                if let (Some(shadow), Some(inputs), Ok(outputs)) = (shadow, kept, &result) {
+                    let primary = outputs.iter().map(|(_, t)| t.clone()).collect();
+                    shadow.submit(id, served.model.signature(), inputs, primary, took);
+                }
                 (result, queued, compute)
             }
             Err(e) => (Err(e), None, None),
@@ -222,6 +256,11 @@ impl ModelEntry {
             Ok(served) => served.model.backend().to_string(),
             Err(_) => self.config.backend.clone(),
         }
+    }
+
+    /// The model shadowing this one, if any.
+    pub fn shadow(&self) -> Option<&Shadowing> {
+        self.state.as_ref().ok()?.shadow.get().map(|s| &**s)
     }
 
     /// The statistics extension's numbers.
@@ -288,7 +327,7 @@ impl Served {
             Arc::clone(&metrics),
         )
         .map_err(|source| StartError::Threads { what: "the model's threads", source })?;
-        Ok(Served { model, file, format, metrics, queue })
+        Ok(Served { model, file, format, metrics, queue, shadow: OnceLock::new() })
     }
 
     /// Checks, queues and answers one request; with the time it waited in the queue and the
@@ -331,16 +370,7 @@ impl Served {
         let signature = self.model.signature();
         // The one validation point: names, dtypes, ranks and fixed sizes.
         signature.bind(Inputs::Named(inputs.iter().map(|(n, t)| (n.as_str(), t.view())).collect()))?;
-        let mut inputs = inputs;
-        if !signature.inputs.is_empty() {
-            let mut ordered = Vec::with_capacity(inputs.len());
-            for spec in &signature.inputs {
-                if let Some(at) = inputs.iter().position(|(n, _)| *n == spec.name) {
-                    ordered.push(inputs.swap_remove(at));
-                }
-            }
-            inputs = ordered;
-        }
+        let inputs = in_signature_order(signature, inputs);
         let rows = if config.max_batch_size > 0 { batch_rows(&inputs, config.max_batch_size)? } else { 1 };
         Ok(Job {
             inputs: inputs.into_iter().map(|(_, t)| t).collect(),
@@ -348,6 +378,126 @@ impl Served {
             enqueued: Instant::now(),
             reply,
         })
+    }
+}
+
+/// `inputs` in the order `signature` declares them (as they are when it declares none).
+fn in_signature_order(
+    signature: &rivet::Signature,
+    mut inputs: Vec<(String, Tensor)>,
+) -> Vec<(String, Tensor)> {
+    if signature.inputs.is_empty() {
+        return inputs;
+    }
+    let mut ordered = Vec::with_capacity(inputs.len());
+    for spec in &signature.inputs {
+        if let Some(at) = inputs.iter().position(|(n, _)| *n == spec.name) {
+            ordered.push(inputs.swap_remove(at));
+        }
+    }
+    ordered
+}
+
+impl Shadowing {
+    /// The shadow `config` of model `name` (folder `dir`), its candidate looked up in `models`.
+    fn attach(
+        models: &BTreeMap<String, ModelEntry>,
+        name: &str,
+        primary: &Served,
+        config: &ShadowConfig,
+        dir: &Path,
+        metrics: &Metrics,
+    ) -> Result<Shadowing, String> {
+        let candidate = &config.model;
+        if candidate == name {
+            return Err(format!("[shadow] model \"{candidate}\" is this model: a shadow is another model"));
+        }
+        let entry = models
+            .get(candidate)
+            .ok_or_else(|| format!("[shadow] model \"{candidate}\" is not in the repository"))?;
+        let served = entry
+            .state
+            .as_ref()
+            .map_err(|reason| format!("[shadow] model \"{candidate}\" is not ready: {reason}"))?;
+        let prefix = |e: String| format!("[shadow] model \"{candidate}\": {e}");
+        rivet::shadow::check_signatures(primary.model.signature(), served.model.signature())
+            .map_err(prefix)?;
+        let names = primary.model.output_names(primary.model.signature().outputs.len().max(1));
+        let recorder =
+            Recorder::new(names, &config.options(dir)).map_err(|e| prefix(e.message_with_causes()))?;
+        Ok(Shadowing {
+            name: candidate.clone(),
+            candidate: Arc::clone(served),
+            config: entry.config.clone(),
+            recorder,
+            metrics: metrics.for_shadow(name, candidate),
+        })
+    }
+
+    /// Sends a request the primary answered (in `took`, with `primary`) to the candidate, unless
+    /// sampling leaves it out or too many comparisons are pending; records the comparison when
+    /// the candidate answers. Never waits.
+    fn submit(
+        self: &Arc<Self>,
+        id: &str,
+        signature: &rivet::Signature,
+        inputs: Vec<(String, Tensor)>,
+        primary: Vec<Tensor>,
+        took: Duration,
+    ) {
+        self.metrics.primary_latency.observe(took.as_secs_f64());
+        let ticket = match self.recorder.admit(took) {
+            Admission::Skipped => return,
+            Admission::Dropped => {
+                self.metrics.dropped.inc();
+                return;
+            }
+            Admission::Compare(ticket) => ticket,
+        };
+        let inputs = in_signature_order(signature, inputs);
+        let kept: Vec<Tensor> = inputs.iter().map(|(_, t)| t.clone()).collect();
+        let id = (!id.is_empty()).then(|| id.to_owned());
+        let shadow = Arc::clone(self);
+        tokio::spawn(async move {
+            let span = tracing::debug_span!("shadow", model = %shadow.name);
+            let start = Instant::now();
+            let (result, _, _) = shadow.candidate.infer(&shadow.name, &shadow.config, inputs, &span).await;
+            let took = start.elapsed();
+            shadow.candidate.metrics.request_done(result.is_ok(), took);
+            let result = match result {
+                Ok(outputs) => Ok(outputs.into_iter().map(|(_, t)| t).collect()),
+                // The candidate's queue is full or it is stopping: not compared, as when the
+                // shadow's own queue is full.
+                Err(ServeError::Unavailable(_)) => {
+                    ticket.dropped();
+                    shadow.metrics.dropped.inc();
+                    return;
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            shadow.metrics.candidate_latency.observe(took.as_secs_f64());
+            // Comparing walks every element and a capture writes files: off the async threads.
+            let recorded = tokio::task::spawn_blocking(move || {
+                ticket.record(&kept, &primary, result, took, id.as_deref())
+            })
+            .await;
+            let m = &shadow.metrics;
+            match recorded {
+                Ok(Outcome::Matched { max_abs_diff }) => {
+                    m.matched.inc();
+                    m.max_abs_diff.observe(max_abs_diff);
+                }
+                Ok(Outcome::Diverged { max_abs_diff }) => {
+                    m.diverged.inc();
+                    m.max_abs_diff.observe(max_abs_diff);
+                }
+                Ok(Outcome::Error(message)) => {
+                    m.error.inc();
+                    tracing::debug!(parent: &span, %message, "shadow failed");
+                }
+                Err(_) => m.error.inc(),
+            }
+        });
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rivet_core::{npy, Error, Result, Tensor};
 
-use super::{Job, OutputComparison, ShadowStats};
+use super::{OutputComparison, ShadowStats};
 
 /// Where and how much a shadow captures.
 #[derive(Debug, Clone)]
@@ -89,10 +89,12 @@ impl Captures {
     /// complete or absent, whenever the process stops.
     pub(super) fn write(
         &mut self,
-        job: &Job,
+        inputs: &[Tensor],
+        primary: &[Tensor],
         candidate: &[Tensor],
         names: &[String],
         outputs: &[OutputComparison],
+        request_id: Option<&str>,
     ) -> Result<()> {
         let seq = self.next;
         self.next += 1;
@@ -105,10 +107,10 @@ impl Captures {
                 missing.push(format!("{file}: {e}"));
             }
         };
-        for (i, t) in job.inputs.iter().enumerate() {
+        for (i, t) in inputs.iter().enumerate() {
             put(format!("input_{i}.npy"), t);
         }
-        for (i, (p, c)) in job.primary.iter().zip(candidate).enumerate() {
+        for (i, (p, c)) in primary.iter().zip(candidate).enumerate() {
             let name = names.get(i).cloned().unwrap_or_else(|| format!("output_{i}"));
             put(format!("primary.{name}.npy"), p);
             put(format!("candidate.{name}.npy"), c);
@@ -116,7 +118,7 @@ impl Captures {
         let record = CaptureRecord {
             seq,
             time_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
-            request_id: None,
+            request_id: request_id.map(str::to_owned),
             outputs: outputs.to_vec(),
             missing,
         };

@@ -22,10 +22,8 @@
 //! waits for the candidate: when the queue is full the comparison is dropped and counted. A
 //! candidate's error or panic is counted and never reaches the caller.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -34,11 +32,11 @@ use rivet_core::{Backend, Error, Model, Result, Signature, Tensor, TensorView};
 
 mod capture;
 mod compare;
+mod recorder;
 
-use capture::Captures;
 pub use capture::{CaptureOptions, CaptureRecord};
-use compare::compare_all;
 pub use compare::{compare, OutputComparison};
+pub use recorder::{Admission, Outcome, Recorder, Ticket};
 
 /// How a shadow samples, compares and captures.
 #[derive(Debug, Clone)]
@@ -49,7 +47,8 @@ pub struct ShadowOptions {
     pub rtol: f64,
     /// The share of requests compared, from 0 to 1, spread evenly (0.25: every fourth).
     pub sample: f64,
-    /// Requests that may wait for the candidate; beyond it comparisons are dropped.
+    /// Comparisons that may be pending at once, the one the candidate is running included;
+    /// beyond it they are dropped.
     pub queue: usize,
     /// Where divergent requests are captured, if anywhere.
     pub capture: Option<CaptureOptions>,
@@ -110,77 +109,23 @@ pub struct ShadowStats {
 pub struct Shadow {
     primary: Arc<dyn Model>,
     candidate_backend: Backend,
-    sample: f64,
-    sender: Option<SyncSender<Job>>,
+    recorder: Recorder,
+    sender: Option<Sender<Job>>,
     worker: Option<JoinHandle<()>>,
-    shared: Arc<Shared>,
 }
 
 /// One request on its way to the candidate.
 struct Job {
+    ticket: Ticket,
     inputs: Vec<Tensor>,
     primary: Vec<Tensor>,
 }
 
-/// What the callers and the worker share.
-struct Shared {
-    requests: AtomicU64,
-    skipped: AtomicU64,
-    dropped: AtomicU64,
-    state: Mutex<State>,
-    /// Signalled when the worker finishes a job.
-    idle: Condvar,
-}
-
-impl Shared {
-    /// The counts and latencies now.
-    fn snapshot(&self) -> ShadowStats {
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let mut stats = state.stats.clone();
-        stats.requests = self.requests.load(Ordering::Relaxed);
-        stats.skipped = self.skipped.load(Ordering::Relaxed);
-        stats.dropped = self.dropped.load(Ordering::Relaxed);
-        stats.primary_latency = percentiles(&state.primary_times, stats.requests);
-        stats.candidate_latency =
-            percentiles(&state.candidate_times, stats.compared + stats.candidate_errors);
-        stats
-    }
-}
-
-/// What the worker updates under the lock.
-#[derive(Default)]
-struct State {
-    pending: u64,
-    stats: ShadowStats,
-    primary_times: VecDeque<f64>,
-    candidate_times: VecDeque<f64>,
-}
-
-const LATENCY_WINDOW: usize = 4096;
-
-fn push_time(times: &mut VecDeque<f64>, ms: f64) {
-    if times.len() == LATENCY_WINDOW {
-        times.pop_front();
-    }
-    times.push_back(ms);
-}
-
-fn percentiles(times: &VecDeque<f64>, count: u64) -> Latency {
-    if times.is_empty() {
-        return Latency { count, ..Latency::default() };
-    }
-    let mut sorted: Vec<f64> = times.iter().copied().collect();
-    sorted.sort_by(f64::total_cmp);
-    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
-    Latency { count, p50_ms: at(0.5), p90_ms: at(0.9), p99_ms: at(0.99) }
-}
-
 /// Checks that `candidate` can stand in for `primary`: the same inputs (names, order, dtypes,
 /// ranks where both say) and the same outputs (count and names where both declare them, dtypes).
-fn check_signatures(primary: &Signature, candidate: &Signature) -> Result<()> {
-    let fail = |what: String| {
-        Err(Error::InvalidInput { input: None, message: format!("shadow: the candidate {what}") })
-    };
+/// The error says how the candidate differs: "the candidate takes inputs … where the primary …".
+pub fn check_signatures(primary: &Signature, candidate: &Signature) -> std::result::Result<(), String> {
+    let fail = |what: String| Err(format!("the candidate {what}"));
     let names = |specs: &[rivet_core::TensorSpec]| specs.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
     if names(&primary.inputs) != names(&candidate.inputs) {
         return fail(format!(
@@ -232,71 +177,41 @@ impl Shadow {
     /// Shadows `primary` with `candidate`. Fails when their signatures differ, an option is
     /// out of range, or the capture directory cannot be made.
     pub fn new(primary: Arc<dyn Model>, candidate: Arc<dyn Model>, options: ShadowOptions) -> Result<Shadow> {
-        check_signatures(primary.signature(), candidate.signature())?;
-        let bad =
-            |key: &str, message: String| Error::InvalidOption { backend: None, key: key.into(), message };
-        if !(0.0..=1.0).contains(&options.sample) {
-            return Err(bad("sample", format!("{} is not between 0 and 1", options.sample)));
-        }
-        if options.queue == 0 {
-            return Err(bad("queue", "must hold at least 1 request".into()));
-        }
-        if !(options.atol >= 0.0 && options.rtol >= 0.0) {
-            return Err(bad("atol", "atol and rtol must be 0 or more".into()));
-        }
-        let captures = match &options.capture {
-            Some(c) => Some(Captures::open(c)?),
-            None => None,
-        };
-        let shared = Arc::new(Shared {
-            requests: AtomicU64::new(0),
-            skipped: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-            state: Mutex::new(State::default()),
-            idle: Condvar::new(),
-        });
-        let (sender, receiver) = sync_channel(options.queue);
+        check_signatures(primary.signature(), candidate.signature())
+            .map_err(|message| Error::InvalidInput { input: None, message: format!("shadow: {message}") })?;
+        let names = primary.output_names(primary.signature().outputs.len().max(1));
+        let recorder = Recorder::new(names, &options)?;
+        // Unbounded: the recorder admits at most `options.queue` jobs at a time.
+        let (sender, receiver) = channel();
         let worker = {
-            let shared = shared.clone();
             let candidate = candidate.clone();
-            let names = primary.output_names(primary.signature().outputs.len().max(1));
-            let (atol, rtol) = (options.atol, options.rtol);
             std::thread::Builder::new()
                 .name("rivet-shadow".into())
-                .spawn(move || work(receiver, candidate, shared, captures, atol, rtol, names))
+                .spawn(move || work(receiver, candidate))
                 .map_err(|e| Error::backend("shadow", format!("cannot start the shadow's thread: {e}")))?
         };
         Ok(Shadow {
             primary,
             candidate_backend: candidate.backend(),
-            sample: options.sample,
+            recorder,
             sender: Some(sender),
             worker: Some(worker),
-            shared,
         })
     }
 
     /// The counts and latencies so far.
     pub fn stats(&self) -> ShadowStats {
-        self.shared.snapshot()
+        self.recorder.stats()
     }
 
     /// Waits until every queued comparison is done.
     pub fn flush(&self) {
-        let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
-        while state.pending > 0 {
-            state = self.shared.idle.wait(state).unwrap_or_else(|e| e.into_inner());
-        }
+        self.recorder.flush()
     }
 
     /// The candidate's backend.
     pub fn candidate_backend(&self) -> &Backend {
         &self.candidate_backend
-    }
-
-    /// Whether request number `n` (from 0) is compared: `sample` of them, evenly spread.
-    fn sampled(&self, n: u64) -> bool {
-        self.sample >= 1.0 || ((n + 1) as f64 * self.sample).floor() > (n as f64 * self.sample).floor()
     }
 }
 
@@ -325,93 +240,31 @@ impl Model for Shadow {
     fn execute(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>> {
         let started = Instant::now();
         let outputs = self.primary.execute(inputs)?;
-        let ms = started.elapsed().as_secs_f64() * 1e3;
-        let n = self.shared.requests.fetch_add(1, Ordering::Relaxed);
-        {
-            let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
-            push_time(&mut state.primary_times, ms);
-        }
-        if !self.sampled(n) {
-            self.shared.skipped.fetch_add(1, Ordering::Relaxed);
-            return Ok(outputs);
-        }
-        let job =
-            Job { inputs: inputs.iter().map(TensorView::to_tensor).collect(), primary: outputs.clone() };
-        if let Some(sender) = &self.sender {
-            self.shared.state.lock().unwrap_or_else(|e| e.into_inner()).pending += 1;
-            if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = sender.try_send(job) {
-                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-                self.shared.state.lock().unwrap_or_else(|e| e.into_inner()).pending -= 1;
-                self.shared.idle.notify_all();
+        if let Admission::Compare(ticket) = self.recorder.admit(started.elapsed()) {
+            let job = Job {
+                ticket,
+                inputs: inputs.iter().map(TensorView::to_tensor).collect(),
+                primary: outputs.clone(),
+            };
+            if let Some(sender) = &self.sender {
+                // Only fails once the worker is gone; the ticket then records itself as lost.
+                let _ = sender.send(job);
             }
         }
         Ok(outputs)
     }
 }
 
-/// The worker: runs the candidate on each job, compares, records, captures.
-fn work(
-    receiver: Receiver<Job>,
-    candidate: Arc<dyn Model>,
-    shared: Arc<Shared>,
-    mut captures: Option<Captures>,
-    atol: f64,
-    rtol: f64,
-    names: Arc<[String]>,
-) {
+/// The worker: runs the candidate on each job and records the comparison.
+fn work(receiver: Receiver<Job>, candidate: Arc<dyn Model>) {
     for job in receiver {
         let views: Vec<TensorView<'_>> = job.inputs.iter().map(Tensor::view).collect();
         let started = Instant::now();
-        let result = catch_quietly(|| candidate.execute(&views));
-        let ms = started.elapsed().as_secs_f64() * 1e3;
-        let outcome = match result {
-            Ok(Ok(outputs)) => {
-                Ok(compare_all(&job.primary, &outputs, &names, atol, rtol).map(|c| (c, outputs)))
-            }
+        let result = match catch_quietly(|| candidate.execute(&views)) {
+            Ok(Ok(outputs)) => Ok(outputs),
             Ok(Err(e)) => Err(e.to_string()),
             Err(payload) => Err(format!("the candidate panicked: {}", panic_text(&*payload))),
         };
-        let mut capture = None;
-        {
-            let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-            push_time(&mut state.candidate_times, ms);
-            match outcome {
-                Err(message) | Ok(Err(message)) => {
-                    state.stats.candidate_errors += 1;
-                    state.stats.last_candidate_error = Some(message);
-                }
-                Ok(Ok((comparisons, outputs))) => {
-                    state.stats.compared += 1;
-                    if comparisons.iter().any(OutputComparison::diverged) {
-                        state.stats.diverged += 1;
-                        capture = Some((comparisons, outputs));
-                    } else {
-                        state.stats.matched += 1;
-                    }
-                }
-            }
-        }
-        if let (Some(captures), Some((comparisons, outputs))) = (captures.as_mut(), capture) {
-            let written = captures.write(&job, &outputs, &names, &comparisons);
-            {
-                let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-                match written {
-                    Ok(()) => state.stats.captured += 1,
-                    Err(e) => {
-                        state.stats.capture_errors += 1;
-                        state.stats.last_capture_error = Some(e.to_string());
-                    }
-                }
-            }
-            captures.write_stats(&shared.snapshot());
-        }
-        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.pending -= 1;
-        drop(state);
-        shared.idle.notify_all();
-    }
-    // The shadow is gone: the capture directory keeps its final counts.
-    if let Some(captures) = captures.as_ref() {
-        captures.write_stats(&shared.snapshot());
+        let _ = job.ticket.record(&job.inputs, &job.primary, result, started.elapsed(), None);
     }
 }
