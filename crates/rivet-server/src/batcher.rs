@@ -65,6 +65,10 @@ pub struct BatchPolicy {
     pub target_rows: usize,
     /// How long the oldest request of a forming batch waits for more.
     pub max_delay: Duration,
+    /// When no execution of the model is running, a batch runs at once with what waits, and a
+    /// forming batch closes as soon as the running execution ends: batches form only under
+    /// load (the next one while the current one runs), and a lone request never waits.
+    pub idle_first: bool,
 }
 
 /// What the workers and the submitting side share.
@@ -83,6 +87,8 @@ struct State {
     waiting: Waiting,
     /// Whether a worker is forming a batch (one at a time, as Triton's batcher forms one).
     forming: bool,
+    /// Executions running now.
+    running: usize,
     /// Rows the forming batch still takes before it closes: an arrival wakes its worker only
     /// once this many rows wait, so a batch of N requests costs one wake-up, not N.
     needed: usize,
@@ -145,6 +151,7 @@ impl Queue {
             state: Mutex::new(State {
                 waiting: Waiting::default(),
                 forming: false,
+                running: 0,
                 needed: 0,
                 #[cfg(test)]
                 early_wakes: 0,
@@ -159,7 +166,16 @@ impl Queue {
                 (Arc::clone(&model), Arc::clone(&metrics), Arc::clone(&shared), policy.clone());
             std::thread::Builder::new().name(format!("rivet-model-{i}")).spawn(move || {
                 while let Some(batch) = next_batch(&shared, &policy) {
-                    batch.run(model.as_ref(), &metrics);
+                    // Every client of the batch may have gone away while it formed.
+                    if !batch.jobs.is_empty() {
+                        batch.run(model.as_ref(), &metrics);
+                    }
+                    let mut state = shared.lock();
+                    state.running -= 1;
+                    if policy.idle_first && state.running == 0 && state.forming {
+                        // The model is idle: the forming batch runs now.
+                        shared.arrived.notify_one();
+                    }
                 }
             })?;
         }
@@ -227,7 +243,7 @@ fn next_batch(shared: &Shared, policy: &BatchPolicy) -> Option<Batch> {
         // What queued while every instance was busy joins at once, up to the maximum; then
         // the batch waits for more until its target or its deadline.
         batch.take_fitting(&mut state.waiting, policy, policy.max_rows);
-        while batch.rows < policy.target_rows && !state.closed {
+        while batch.rows < policy.target_rows && !state.closed && !(policy.idle_first && state.running == 0) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -244,6 +260,7 @@ fn next_batch(shared: &Shared, policy: &BatchPolicy) -> Option<Batch> {
         }
         state.forming = false;
     }
+    state.running += 1;
     // Another idle worker may start the next batch with what is left.
     if !state.waiting.jobs.is_empty() {
         shared.idle.notify_one();
@@ -393,10 +410,75 @@ mod tests {
     }
 
     fn start(model: &Arc<Doubler>, max_rows: usize, delay_ms: u64, capacity: usize) -> Queue {
-        let policy =
-            BatchPolicy { max_rows, target_rows: max_rows, max_delay: Duration::from_millis(delay_ms) };
+        start_with(model, max_rows, delay_ms, capacity, 1, false)
+    }
+
+    fn start_with(
+        model: &Arc<Doubler>,
+        max_rows: usize,
+        delay_ms: u64,
+        capacity: usize,
+        instances: usize,
+        idle_first: bool,
+    ) -> Queue {
+        let policy = BatchPolicy {
+            max_rows,
+            target_rows: max_rows,
+            max_delay: Duration::from_millis(delay_ms),
+            idle_first,
+        };
         let metrics = Arc::new(crate::metrics::Metrics::default().for_model("m", "1"));
-        Queue::start(Arc::clone(model) as Arc<dyn Model>, policy, capacity, 1, metrics).unwrap()
+        Queue::start(Arc::clone(model) as Arc<dyn Model>, policy, capacity, instances, metrics).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_first_runs_a_lone_request_at_once_and_batches_what_queues_behind_a_run() {
+        let model = Doubler::new(true);
+        // A 10 s delay: under idle-first no batch may wait for it.
+        let queue = start_with(&model, 4, 10_000, 64, 1, true);
+        let started = Instant::now();
+        let (a, a_answer) = job(1, 1.0);
+        queue.submit(a, "m").unwrap();
+        model.entered.notified().await; // a runs at once: the model was idle
+        let mut answers = Vec::new();
+        for i in 2..5 {
+            let (job, answer) = job(1, i as f32);
+            queue.submit(job, "m").unwrap(); // queued behind a
+            answers.push((i, answer));
+        }
+        model.closed.store(false, Ordering::SeqCst);
+        assert_eq!(a_answer.await.unwrap().outputs.unwrap()[0].as_slice::<f32>().unwrap(), &[2.0, 2.0]);
+        for (i, answer) in answers {
+            let outputs = answer.await.unwrap().outputs.unwrap();
+            assert_eq!(outputs[0].as_slice::<f32>().unwrap(), &[2.0 * i as f32; 2]);
+        }
+        // The three that queued ran as one batch of 3 (under the target of 4) as soon as a ended.
+        assert_eq!(*model.batches.lock().unwrap(), vec![1, 3]);
+        assert!(started.elapsed() < Duration::from_secs(5), "waited for the delay: {:?}", started.elapsed());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_first_closes_a_forming_batch_when_the_running_one_ends() {
+        let model = Doubler::new(true);
+        let queue = start_with(&model, 4, 10_000, 64, 2, true);
+        let started = Instant::now();
+        let (a, a_answer) = job(1, 1.0);
+        queue.submit(a, "m").unwrap();
+        model.entered.notified().await; // instance 1 runs a
+        let (b, b_answer) = job(1, 2.0);
+        queue.submit(b, "m").unwrap();
+        // Instance 2 forms a batch with b: the model is busy, so it waits for more.
+        while !queue.shared.lock().forming {
+            tokio::task::yield_now().await;
+        }
+        let (c, c_answer) = job(1, 3.0);
+        queue.submit(c, "m").unwrap();
+        model.closed.store(false, Ordering::SeqCst); // a ends: the model is idle, b and c run
+        for (answer, v) in [(a_answer, 2.0), (b_answer, 4.0), (c_answer, 6.0)] {
+            assert_eq!(answer.await.unwrap().outputs.unwrap()[0].as_slice::<f32>().unwrap(), &[v, v]);
+        }
+        assert_eq!(*model.batches.lock().unwrap(), vec![1, 2]);
+        assert!(started.elapsed() < Duration::from_secs(5), "waited for the delay: {:?}", started.elapsed());
     }
 
     #[test]

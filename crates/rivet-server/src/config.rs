@@ -116,6 +116,23 @@ pub struct DynamicBatching {
     pub max_queue_delay_us: u64,
     /// Batch sizes to stop collecting at before `max_batch_size` (reported in the config).
     pub preferred_batch_size: Vec<usize>,
+    /// When a batch runs: after its delay (Triton's policy), or at once while the model is idle.
+    pub policy: BatchingPolicy,
+}
+
+/// When a forming batch runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchingPolicy {
+    /// Triton's: a batch runs once it holds the preferred rows or its first request has waited
+    /// `max_queue_delay_us`.
+    #[default]
+    WaitForDelay,
+    /// A batch runs at once, with whatever waits, when no execution of the model is running;
+    /// while one runs, the next batch forms and runs as soon as it ends (or at its preferred
+    /// rows or its delay, as under `wait_for_delay`). A lone request never waits; batches form
+    /// only under load.
+    IdleFirst,
 }
 
 /// Values of a configuration that parse but cannot work together.

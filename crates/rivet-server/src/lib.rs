@@ -26,7 +26,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use config::{DynamicBatching, ModelConfig};
+pub use config::{BatchingPolicy, DynamicBatching, ModelConfig, ShadowConfig};
 pub use error::{ServeError, StartError};
 use metrics::Metrics;
 use repository::Repository;

@@ -318,6 +318,10 @@ impl Served {
             max_delay: Duration::from_micros(
                 config.dynamic_batching.as_ref().map_or(0, |b| b.max_queue_delay_us),
             ),
+            idle_first: config
+                .dynamic_batching
+                .as_ref()
+                .is_some_and(|b| b.policy == crate::config::BatchingPolicy::IdleFirst),
         };
         let queue = Queue::start(
             Arc::clone(&model),
