@@ -252,6 +252,7 @@ MLSERVER_VENV := target/mlserver-venv
 SERVE_MODELS ?= $(if $(SMOKE),mlp,mlp$(,)cnn)
 SERVE_CONCURRENCY ?= $(if $(SMOKE),1,1$(,)4$(,)16)
 SERVE_SECONDS ?= $(if $(SMOKE),0.5,2)
+SERVE_MODES_CONCURRENCY ?= $(if $(SMOKE),1,1$(,)16)
 bench-serve: setup
 	$(CARGO) build $(BUILD_FLAGS) --workspace
 	test -x $(MLSERVER_VENV)/bin/mlserver || { python3 -m venv $(MLSERVER_VENV) && \
@@ -260,6 +261,9 @@ bench-serve: setup
 	  --mlserver-venv $(MLSERVER_VENV) --perf-analyzer .venv/perf_analyzer/perf_analyzer \
 	  --models $(SERVE_MODELS) --concurrency $(SERVE_CONCURRENCY) --seconds $(SERVE_SECONDS) \
 	  --json $(BENCH_OUT)/serve.json
+	.venv/bin/python benches/python/serve_modes.py --rivet $(BUILD_DIR)/rivet \
+	  --perf-analyzer .venv/perf_analyzer/perf_analyzer --models $(SERVE_MODELS) \
+	  --concurrency $(SERVE_MODES_CONCURRENCY) --seconds $(SERVE_SECONDS) --json $(BENCH_OUT)/serve-modes.json
 
 ## Preprocessing and batch scoring (release build) against pandas + scikit-learn (+ onnxruntime)
 ## on a generated PREP_ROWS-row table as CSV and as Parquet, and on a wide 63-column table of

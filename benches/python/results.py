@@ -34,7 +34,7 @@ BUILD = os.environ.get("RIVET_BENCH_BUILD", "release")
 PAGE = ROOT / "docs" / "benchmarks.md"
 
 # The order of the page's sections; results of other names follow, by name.
-ORDER = ["compare", "candle", "startup", "serve", "prep", "criterion"]
+ORDER = ["compare", "candle", "startup", "serve", "serve-modes", "prep", "criterion"]
 
 
 def machine() -> dict:

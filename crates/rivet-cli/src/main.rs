@@ -77,7 +77,7 @@ enum Command {
     /// Measure load time, first-inference time, latency percentiles, throughput, peak memory
     /// and output parity of every backend that loads a model, at each batch size and
     /// concurrency. Each measurement runs in its own child process.
-    Bench(bench::BenchArgs),
+    Bench(Box<bench::BenchArgs>),
     /// Serve a model repository over the Open Inference Protocol (KServe v2, Triton's
     /// protocol): HTTP/REST, gRPC and Prometheus metrics, until SIGTERM or Ctrl-C.
     #[cfg(feature = "serve")]

@@ -313,3 +313,38 @@ fn bad_arguments_exit_non_zero_with_a_clear_line() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("models/nowhere"));
 }
+
+#[test]
+fn a_shadowed_row_beside_each_backend_accounts_for_every_request() {
+    let dir = scratch("shadow");
+    let json = dir.join("s.json");
+    let out = rivet(&[
+        "bench",
+        "models/mlp/mlp.onnx",
+        "--backend",
+        "ort",
+        "--shadow",
+        "candle",
+        "--iterations",
+        "100",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    success(&out);
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rows = report["results"].as_array().unwrap();
+    let backends: Vec<&str> = rows.iter().map(|r| r["backend"].as_str().unwrap()).collect();
+    assert_eq!(backends, ["ort", "ort+shadow:candle"]);
+    assert!(rows[0].get("shadow").is_none(), "{}", rows[0]);
+    let row = &rows[1];
+    check_row(row);
+    // The shadow answers with ORT's outputs: the same parity against PyTorch's.
+    assert_eq!(row["parity"]["max_abs_diff"], rows[0]["parity"]["max_abs_diff"], "{row}");
+    let s = &row["shadow"];
+    let n = |k: &str| s[k].as_u64().unwrap_or_else(|| panic!("{k} in {s}"));
+    // The first run, the warm-up runs and the measured ones all went through the shadow.
+    assert!(n("requests") >= 100, "{s}");
+    assert_eq!(n("requests"), n("compared") + n("dropped") + n("skipped") + n("candidate_errors"), "{s}");
+    assert!(n("compared") >= 1 && n("matched") == n("compared") && n("candidate_errors") == 0, "{s}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -139,13 +139,15 @@ pub struct Queue {
 
 impl Queue {
     /// Starts `instances` worker threads of `model`: `capacity` requests may wait, `instances`
-    /// executions run at once.
+    /// executions run at once. `background` threads run at the lowest scheduling priority (a
+    /// shadow's).
     pub fn start(
         model: Arc<dyn Model>,
         policy: BatchPolicy,
         capacity: usize,
         instances: usize,
         metrics: Arc<ModelMetrics>,
+        background: bool,
     ) -> std::io::Result<Queue> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -164,7 +166,11 @@ impl Queue {
         for i in 0..instances.max(1) {
             let (model, metrics, shared, policy) =
                 (Arc::clone(&model), Arc::clone(&metrics), Arc::clone(&shared), policy.clone());
-            std::thread::Builder::new().name(format!("rivet-model-{i}")).spawn(move || {
+            let name = if background { format!("rivet-shadow-{i}") } else { format!("rivet-model-{i}") };
+            std::thread::Builder::new().name(name).spawn(move || {
+                if background {
+                    rivet::shadow::background_thread();
+                }
                 while let Some(batch) = next_batch(&shared, &policy) {
                     // Every client of the batch may have gone away while it formed.
                     if !batch.jobs.is_empty() {
@@ -428,7 +434,8 @@ mod tests {
             idle_first,
         };
         let metrics = Arc::new(crate::metrics::Metrics::default().for_model("m", "1"));
-        Queue::start(Arc::clone(model) as Arc<dyn Model>, policy, capacity, instances, metrics).unwrap()
+        Queue::start(Arc::clone(model) as Arc<dyn Model>, policy, capacity, instances, metrics, false)
+            .unwrap()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -51,6 +51,10 @@ pub struct Shadowing {
     pub name: String,
     candidate: Arc<Served>,
     config: ModelConfig,
+    /// The candidate's queue for this shadow's requests alone (batched as the candidate's
+    /// config says), on threads of the lowest priority: the shadow takes CPU time the primary
+    /// leaves, and its requests never queue ahead of the candidate's own clients.
+    lane: Queue,
     /// The counts, latencies and captures.
     pub recorder: Recorder,
     metrics: ShadowMetrics,
@@ -308,27 +312,13 @@ impl Served {
             check_batch_dimension(model.signature(), config.max_batch_size)?;
         }
         let metrics = Arc::new(metrics.for_model(name, &config.version));
-        let policy = BatchPolicy {
-            max_rows: if config.dynamic_batching.is_some() { config.max_batch_size } else { 0 },
-            target_rows: config
-                .dynamic_batching
-                .as_ref()
-                .and_then(|b| b.preferred_batch_size.iter().copied().max())
-                .unwrap_or(config.max_batch_size),
-            max_delay: Duration::from_micros(
-                config.dynamic_batching.as_ref().map_or(0, |b| b.max_queue_delay_us),
-            ),
-            idle_first: config
-                .dynamic_batching
-                .as_ref()
-                .is_some_and(|b| b.policy == crate::config::BatchingPolicy::IdleFirst),
-        };
         let queue = Queue::start(
             Arc::clone(&model),
-            policy,
+            batch_policy(config),
             config.max_queue_size,
             config.instances,
             Arc::clone(&metrics),
+            false,
         )
         .map_err(|source| StartError::Threads { what: "the model's threads", source })?;
         Ok(Served { model, file, format, metrics, queue, shadow: OnceLock::new() })
@@ -385,6 +375,19 @@ impl Served {
     }
 }
 
+/// How `config` batches.
+fn batch_policy(config: &ModelConfig) -> BatchPolicy {
+    let batching = config.dynamic_batching.as_ref();
+    BatchPolicy {
+        max_rows: if batching.is_some() { config.max_batch_size } else { 0 },
+        target_rows: batching
+            .and_then(|b| b.preferred_batch_size.iter().copied().max())
+            .unwrap_or(config.max_batch_size),
+        max_delay: Duration::from_micros(batching.map_or(0, |b| b.max_queue_delay_us)),
+        idle_first: batching.is_some_and(|b| b.policy == crate::config::BatchingPolicy::IdleFirst),
+    }
+}
+
 /// `inputs` in the order `signature` declares them (as they are when it declares none).
 fn in_signature_order(
     signature: &rivet::Signature,
@@ -427,15 +430,38 @@ impl Shadowing {
         rivet::shadow::check_signatures(primary.model.signature(), served.model.signature())
             .map_err(prefix)?;
         let names = primary.model.output_names(primary.model.signature().outputs.len().max(1));
-        let recorder =
-            Recorder::new(names, &config.options(dir)).map_err(|e| prefix(e.message_with_causes()))?;
+        let options = config.options(dir);
+        let recorder = Recorder::new(names, &options).map_err(|e| prefix(e.message_with_causes()))?;
+        let lane = Queue::start(
+            Arc::clone(&served.model),
+            batch_policy(&entry.config),
+            options.queue,
+            1,
+            Arc::clone(&served.metrics),
+            true,
+        )
+        .map_err(|e| prefix(format!("cannot start the shadow's thread: {e}")))?;
         Ok(Shadowing {
             name: candidate.clone(),
             candidate: Arc::clone(served),
             config: entry.config.clone(),
+            lane,
             recorder,
             metrics: metrics.for_shadow(name, candidate),
         })
+    }
+
+    /// Runs the candidate on one request through the shadow's lane.
+    async fn run(&self, inputs: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>, ServeError> {
+        let (reply, answer) = oneshot::channel();
+        let job = self.candidate.job(&self.config, inputs, reply)?;
+        self.lane.submit(job, &self.name)?;
+        let answered = answer.await.map_err(|_| {
+            ServeError::Internal(format!("model \"{}\": the run ended without an answer", self.name))
+        })?;
+        let outputs = answered.outputs?;
+        let names = self.candidate.model.output_names(outputs.len());
+        Ok(names.iter().cloned().zip(outputs).collect())
     }
 
     /// Sends a request the primary answered (in `took`, with `primary`) to the candidate, unless
@@ -465,7 +491,8 @@ impl Shadowing {
         tokio::spawn(async move {
             let span = tracing::debug_span!("shadow", model = %shadow.name);
             let start = Instant::now();
-            let (result, _, _) = shadow.candidate.infer(&shadow.name, &shadow.config, inputs, &span).await;
+            let result = shadow.run(inputs).await;
+            span.in_scope(|| tracing::debug!("shadow answered"));
             let took = start.elapsed();
             shadow.candidate.metrics.request_done(result.is_ok(), took);
             let result = match result {

@@ -81,6 +81,11 @@ pub struct BenchArgs {
     /// such as benches/python, to run the very same tensors).
     #[arg(long, value_name = "DIR")]
     pub(super) save_inputs: Option<PathBuf>,
+    /// Also measure each backend shadowed by this one (the same file, compared on every
+    /// request on a thread of the shadow's own), in rows named BACKEND+shadow:SHADOW: what
+    /// shadow mode costs the primary.
+    #[arg(long, value_name = "BACKEND")]
+    pub(super) shadow: Option<String>,
     #[command(flatten)]
     pub(crate) load: LoadArgs,
 }

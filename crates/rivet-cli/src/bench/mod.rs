@@ -95,10 +95,21 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
                 pairs.push((file.clone(), backend));
             }
         }
+        let shadows: Vec<Option<&str>> =
+            std::iter::once(None).chain(args.shadow.as_deref().map(Some)).collect();
         for &batch in &args.batch {
             for (file, backend) in &pairs {
-                for &concurrency in &args.concurrency {
-                    planned.push((models.len(), batch, file.clone(), backend.clone(), concurrency));
+                for &shadow in &shadows {
+                    for &concurrency in &args.concurrency {
+                        planned.push((
+                            models.len(),
+                            batch,
+                            file.clone(),
+                            backend.clone(),
+                            shadow,
+                            concurrency,
+                        ));
+                    }
                 }
             }
         }
@@ -115,14 +126,18 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
     let mut rows = Vec::new();
     let mut first_outputs: HashMap<(usize, usize), Reference> = HashMap::new();
     let mut unsupported: Vec<(PathBuf, Backend)> = Vec::new();
-    for (index, (model, batch, file, backend, concurrency)) in planned.into_iter().enumerate() {
+    for (index, (model, batch, file, backend, shadow, concurrency)) in planned.into_iter().enumerate() {
         let (info, src) = &models[model];
         if unsupported.contains(&(file.clone(), backend.clone())) {
             // Said once per model and backend: other batches and concurrencies cannot change it.
             progress.inc(1);
             continue;
         }
-        progress.set_message(format!("{} {backend} batch {batch} concurrency {concurrency}", info.model));
+        let label = match shadow {
+            Some(s) => format!("{}+shadow:{s}", backend.name()),
+            None => backend.name().to_owned(),
+        };
+        progress.set_message(format!("{} {label} batch {batch} concurrency {concurrency}", info.model));
         let job = Job {
             file: file.clone(),
             backend: backend.name().to_owned(),
@@ -142,11 +157,12 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
             source: src.inputs.clone(),
             outputs_dir: work.path().join(format!("job{index}")),
             save_inputs: args.save_inputs.as_ref().map(|d| d.join(&info.model).join(format!("b{batch}"))),
+            shadow: shadow.map(str::to_owned),
         };
         let mut row = Row {
             model: info.model.clone(),
             file,
-            backend: backend.name().to_owned(),
+            backend: label,
             batch,
             concurrency,
             rate: args.rate,
@@ -163,6 +179,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
             samples_per_s: None,
             peak_rss_mib: None,
             parity: None,
+            shadow: None,
         };
         match run_child(&job, args.load.threads) {
             Err(e) => {
@@ -180,6 +197,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
                 row.inferences_per_s = result.inferences_per_s;
                 row.samples_per_s = result.inferences_per_s.map(|r| r * batch as f64);
                 row.peak_rss_mib = result.peak_rss_mib;
+                row.shadow = result.shadow.clone();
                 let mut is_reference = false;
                 if !result.outputs.is_empty() {
                     let found = parity(args, src, &mut first_outputs, (model, batch), &row, &job, &result);

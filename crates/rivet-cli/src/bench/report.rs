@@ -96,6 +96,23 @@ fn notes(report: &Report) -> Vec<String> {
                 row.backend, row.model, row.batch
             ));
         }
+        if let Some(s) = &row.shadow {
+            notes.push(format!(
+                "{} on {} (batch {}, {} clients): {} requests, {} compared ({} matched, {} diverged), \
+                 {} dropped (the shadow was busy), {} shadow errors; shadow p50 {:.4} ms",
+                row.backend,
+                row.model,
+                row.batch,
+                row.concurrency,
+                s.requests,
+                s.compared,
+                s.matched,
+                s.diverged,
+                s.dropped,
+                s.candidate_errors,
+                s.candidate_latency.p50_ms
+            ));
+        }
     }
     notes
 }

@@ -112,6 +112,9 @@ pub struct Row {
     pub peak_rss_mib: Option<f64>,
     /// Output parity.
     pub parity: Option<Parity>,
+    /// With `--shadow`: what the shadow compared, matched and dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<rivet::shadow::ShadowStats>,
 }
 
 /// Reference outputs for parity: where they came from and the tensors (named when known).

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use rivet::{Backend, Device, Error, ErrorKind, LoadOptions, Model, Result, Signature, Tensor};
@@ -56,6 +57,9 @@ pub struct Job {
     pub outputs_dir: PathBuf,
     /// Also write the inputs fed (`input.NAME.npy`) here, when set.
     pub save_inputs: Option<PathBuf>,
+    /// Shadow the model with the same file on this backend (`rivet::Shadow`, default options).
+    #[serde(default)]
+    pub shadow: Option<String>,
 }
 
 /// What a job measured.
@@ -83,6 +87,8 @@ pub struct JobResult {
     pub error: Option<(String, String)>,
     /// Where it stopped: "load", "inputs" or "run".
     pub stage: Option<String>,
+    /// With a shadow: what it compared, matched and dropped over the job.
+    pub shadow: Option<rivet::shadow::ShadowStats>,
 }
 
 /// Entry point of `rivet bench-worker`: one job from stdin, one result on stdout.
@@ -125,8 +131,16 @@ fn run_job(job: &Job) -> JobResult {
             ..LoadOptions::default()
         };
         let started = Instant::now();
-        let model = rivet::load(&job.file, &options)?;
+        let mut model = rivet::load(&job.file, &options)?;
         result.load_ms = Some(ms(started));
+        let mut shadow = None;
+        if let Some(name) = &job.shadow {
+            let options = LoadOptions { backend: name.parse()?, ..options.clone() };
+            let candidate = rivet::load(&job.file, &options)?;
+            let wrapped = Arc::new(rivet::Shadow::new(model, candidate, rivet::ShadowOptions::default())?);
+            shadow = Some(Arc::clone(&wrapped));
+            model = wrapped;
+        }
 
         stage = "inputs";
         let feed = job_inputs(job, model.signature())?;
@@ -152,7 +166,12 @@ fn run_job(job: &Job) -> JobResult {
         for _ in 0..job.warmup {
             crate::run_model(&*model, &feed)?;
         }
-        measure(job, &*model, &feed, &mut result)
+        measure(job, &*model, &feed, &mut result)?;
+        if let Some(shadow) = shadow {
+            shadow.flush();
+            result.shadow = Some(shadow.stats());
+        }
+        Ok(())
     })();
     if let Err(err) = outcome {
         result.error = Some((format!("{:?}", err.kind()), err.to_string()));

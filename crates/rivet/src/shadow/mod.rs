@@ -20,7 +20,9 @@
 //! (copied) and the primary's outputs (shared, not copied) then go through a bounded queue to a
 //! worker thread of the shadow's own, which runs the candidate and compares. The primary never
 //! waits for the candidate: when the queue is full the comparison is dropped and counted. A
-//! candidate's error or panic is counted and never reaches the caller.
+//! candidate's error or panic is counted and never reaches the caller. The worker runs at the
+//! lowest scheduling priority, so that where cores are scarce the candidate gets what the
+//! primary leaves.
 
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
@@ -255,8 +257,21 @@ impl Model for Shadow {
     }
 }
 
+/// Lowers the calling thread to the lowest scheduling priority (nice 19 on Linux; elsewhere it
+/// does nothing), so that a shadow's work takes only CPU time the primary and its callers leave.
+/// Shadow threads call it when they start.
+pub fn background_thread() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority only reads its arguments; on Linux, PRIO_PROCESS with 0 names the
+    // calling thread. Failure leaves the priority as it was, which is harmless.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 19);
+    }
+}
+
 /// The worker: runs the candidate on each job and records the comparison.
 fn work(receiver: Receiver<Job>, candidate: Arc<dyn Model>) {
+    background_thread();
     for job in receiver {
         let views: Vec<TensorView<'_>> = job.inputs.iter().map(Tensor::view).collect();
         let started = Instant::now();
