@@ -32,6 +32,28 @@ pub(crate) struct ServeArgs {
     /// for a line per request).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// How models are loaded and unloaded while serving: none (all at start, never again),
+    /// explicit (by the repository API's load and unload), poll (the repository rescanned every
+    /// --repository-poll-secs: new, changed and removed folders load, reload and unload).
+    #[arg(long, value_enum, default_value_t = ControlMode::None)]
+    model_control_mode: ControlMode,
+    /// In poll mode, seconds between rescans of the repository.
+    #[arg(long, default_value_t = 15.0)]
+    repository_poll_secs: f64,
+    /// In explicit mode, a model to load at start (repeat for more; `*` loads them all).
+    #[arg(long, value_name = "NAME")]
+    load_model: Vec<String>,
+}
+
+/// `--model-control-mode`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ControlMode {
+    /// Every model loads at start; load and unload are refused.
+    None,
+    /// Models load at start only with --load-model, then by request.
+    Explicit,
+    /// Every model loads at start; the repository is rescanned for changes.
+    Poll,
 }
 
 /// The log's format.
@@ -59,6 +81,10 @@ fn init_logging(format: LogFormat) {
 /// Runs the server until SIGTERM or Ctrl-C, printing each model's state and the ports.
 pub(crate) fn serve(args: &ServeArgs) -> ExitCode {
     init_logging(args.log_format);
+    if !(args.repository_poll_secs.is_finite() && args.repository_poll_secs >= 0.05) {
+        eprintln!("error: --repository-poll-secs: expected 0.05 or more, got {}", args.repository_poll_secs);
+        return ExitCode::from(2);
+    }
     let options = rivet_server::ServeOptions {
         repository: args.model_repository.clone(),
         host: args.host,
@@ -66,7 +92,20 @@ pub(crate) fn serve(args: &ServeArgs) -> ExitCode {
         grpc_port: args.grpc_port,
         metrics_port: args.metrics_port,
         max_request_bytes: args.max_request_mib.saturating_mul(1 << 20),
+        control_mode: match args.model_control_mode {
+            ControlMode::None => rivet_server::ControlMode::None,
+            ControlMode::Explicit => rivet_server::ControlMode::Explicit,
+            ControlMode::Poll => rivet_server::ControlMode::Poll,
+        },
+        load_models: args.load_model.clone(),
+        poll_interval: std::time::Duration::from_secs_f64(args.repository_poll_secs),
     };
+    if !args.load_model.is_empty() && args.model_control_mode != ControlMode::Explicit {
+        eprintln!(
+            "error: --load-model needs --model-control-mode explicit (the other modes load every model)"
+        );
+        return ExitCode::from(2);
+    }
     // Status lines go to stdout; a closed stdout must not stop the server.
     use std::io::Write;
     let say = |line: String| {
@@ -74,7 +113,11 @@ pub(crate) fn serve(args: &ServeArgs) -> ExitCode {
         let _ = writeln!(out, "{line}").and_then(|()| out.flush());
     };
     let result = rivet_server::serve_until_signal(&options, |server| {
-        for entry in server.state().repository.models() {
+        let repository = &server.state().repository;
+        for line in repository.index(false).iter().filter(|e| e.version.is_empty()) {
+            say(format!("model {}: not loaded ({})", line.name, line.reason));
+        }
+        for entry in repository.models() {
             match &entry.state {
                 Ok(served) => say(format!(
                     "model {} (version {}): ready on {} ({}){}",

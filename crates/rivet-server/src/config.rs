@@ -28,8 +28,11 @@ pub struct ModelConfig {
     pub dynamic_batching: Option<DynamicBatching>,
     /// Requests allowed to wait for this model; one more is refused with 503 / UNAVAILABLE.
     pub max_queue_size: usize,
-    /// The version this model is served as.
+    /// The version this model is served as, when its folder holds the model file itself
+    /// (in a folder of numbered version folders, each is served as its number).
     pub version: String,
+    /// Which numbered version folders are served.
+    pub version_policy: VersionPolicy,
     /// Present: another model of the repository runs beside this one on its requests, and
     /// where it disagrees is counted and captured; clients get this model's answers only.
     pub shadow: Option<ShadowConfig>,
@@ -47,7 +50,49 @@ impl Default for ModelConfig {
             dynamic_batching: None,
             max_queue_size: 1024,
             version: "1".into(),
+            version_policy: VersionPolicy::default(),
             shadow: None,
+        }
+    }
+}
+
+/// Which numbered version folders (`NAME/1/`, `NAME/2/`, …) a model serves, as Triton's
+/// `version_policy`: `{ latest = N }` (default 1), `"all"` or `{ specific = [1, 3] }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum VersionPolicy {
+    /// The N highest version numbers.
+    Latest(usize),
+    /// Every version folder.
+    All,
+    /// These versions.
+    Specific(Vec<u64>),
+}
+
+impl Default for VersionPolicy {
+    fn default() -> Self {
+        VersionPolicy::Latest(1)
+    }
+}
+
+impl VersionPolicy {
+    /// The versions of `found` (sorted ascending) this policy serves, ascending; a specific
+    /// version that is not there is named in the error.
+    pub fn select(&self, found: &[u64]) -> Result<Vec<u64>, InvalidConfig> {
+        match self {
+            VersionPolicy::Latest(n) => Ok(found[found.len().saturating_sub(*n)..].to_vec()),
+            VersionPolicy::All => Ok(found.to_vec()),
+            VersionPolicy::Specific(wanted) => {
+                if let Some(missing) = wanted.iter().find(|v| !found.contains(v)) {
+                    return Err(InvalidConfig(format!(
+                        "version_policy names version {missing}, but there is no folder {missing}/ (found: {found:?})"
+                    )));
+                }
+                let mut chosen = wanted.clone();
+                chosen.sort_unstable();
+                chosen.dedup();
+                Ok(chosen)
+            }
         }
     }
 }
@@ -183,6 +228,9 @@ impl ModelConfig {
         }
         if self.version.is_empty() || self.version.contains('/') {
             return Err(InvalidConfig(format!("version \"{}\" is not a valid version name", self.version)));
+        }
+        if self.version_policy == VersionPolicy::Latest(0) {
+            return Err(InvalidConfig("version_policy latest must be 1 or more".into()));
         }
         if let Some(shadow) = &self.shadow {
             if shadow.model.is_empty() {

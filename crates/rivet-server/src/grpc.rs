@@ -34,7 +34,7 @@ impl Service {
             .max_encoding_message_size(limit)
     }
 
-    fn entry(&self, name: &str, version: &str) -> Result<&ModelEntry, Status> {
+    fn entry(&self, name: &str, version: &str) -> Result<Arc<ModelEntry>, Status> {
         self.state.repository.get(name, Some(version)).map_err(|e| e.grpc_status())
     }
 }
@@ -202,7 +202,7 @@ impl GrpcInferenceService for Service {
         let (inputs, outputs) = entry.metadata().map_err(|e| e.grpc_status())?;
         Ok(Response::new(ModelMetadataResponse {
             name: entry.name.clone(),
-            versions: vec![entry.config.version.clone()],
+            versions: self.state.repository.versions(&entry.name),
             platform: entry.platform().into(),
             inputs: tensor_metadata(inputs),
             outputs: tensor_metadata(outputs),
@@ -288,10 +288,65 @@ impl GrpcInferenceService for Service {
     ) -> Result<Response<ModelStatisticsResponse>, Status> {
         let request = request.into_inner();
         let model_stats = if request.name.is_empty() {
-            self.state.repository.models().map(statistics).collect()
+            self.state.repository.models().iter().map(|e| statistics(e)).collect()
         } else {
-            vec![statistics(self.entry(&request.name, &request.version)?)]
+            vec![statistics(&*self.entry(&request.name, &request.version)?)]
         };
         Ok(Response::new(ModelStatisticsResponse { model_stats }))
+    }
+
+    async fn repository_index(
+        &self,
+        request: Request<RepositoryIndexRequest>,
+    ) -> Result<Response<RepositoryIndexResponse>, Status> {
+        let request = request.into_inner();
+        let models = self
+            .state
+            .repository
+            .index(request.ready)
+            .into_iter()
+            .map(|e| repository_index_response::ModelIndex {
+                name: e.name,
+                version: e.version,
+                state: e.state.into(),
+                reason: e.reason,
+            })
+            .collect();
+        Ok(Response::new(RepositoryIndexResponse { models }))
+    }
+
+    async fn repository_model_load(
+        &self,
+        request: Request<RepositoryModelLoadRequest>,
+    ) -> Result<Response<RepositoryModelLoadResponse>, Status> {
+        let request = request.into_inner();
+        check_parameters(request.parameters.keys())?;
+        let state = Arc::clone(&self.state);
+        // Loading reads files and may compile models: off the async threads.
+        tokio::task::spawn_blocking(move || state.repository.load(&request.model_name))
+            .await
+            .map_err(|e| Status::internal(format!("the load stopped: {e}")))?
+            .map_err(|e| e.grpc_status())?;
+        Ok(Response::new(RepositoryModelLoadResponse {}))
+    }
+
+    async fn repository_model_unload(
+        &self,
+        request: Request<RepositoryModelUnloadRequest>,
+    ) -> Result<Response<RepositoryModelUnloadResponse>, Status> {
+        let request = request.into_inner();
+        check_parameters(request.parameters.keys())?;
+        self.state.repository.unload(&request.model_name).map_err(|e| e.grpc_status())?;
+        Ok(Response::new(RepositoryModelUnloadResponse {}))
+    }
+}
+
+/// Triton's load overrides (a config or files sent with the request) are not taken.
+fn check_parameters<'a>(mut keys: impl Iterator<Item = &'a String>) -> Result<(), Status> {
+    match keys.find(|k| k.as_str() != "unload_dependents") {
+        Some(key) => Err(Status::invalid_argument(format!(
+            "parameter \"{key}\" is not supported: rivet serve loads models from the repository's files"
+        ))),
+        None => Ok(()),
     }
 }

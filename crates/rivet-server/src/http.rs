@@ -52,6 +52,9 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/v2/health/live", get(|| async { StatusCode::OK }))
         .route("/v2/health/ready", get(server_ready))
         .route("/v2/models/stats", get(all_stats))
+        .route("/v2/repository/index", post(repository_index))
+        .route("/v2/repository/models/{name}/load", post(load_model))
+        .route("/v2/repository/models/{name}/unload", post(unload_model))
         .merge(model_routes("/v2/models/{name}"))
         .merge(model_routes("/v2/models/{name}/versions/{version}"))
         .fallback(|| async { ServeError::NotFound("no such route".into()) })
@@ -86,7 +89,7 @@ async fn server_ready(State(state): State<Arc<ServerState>>) -> StatusCode {
     }
 }
 
-fn entry<'a>(state: &'a ServerState, path: &ModelPath) -> Result<&'a ModelEntry, ServeError> {
+fn entry(state: &ServerState, path: &ModelPath) -> Result<Arc<ModelEntry>, ServeError> {
     state.repository.get(&path.name, path.version.as_deref())
 }
 
@@ -107,7 +110,7 @@ async fn model_metadata(State(state): State<Arc<ServerState>>, Path(path): Path<
     let (inputs, outputs) = entry.metadata()?;
     Ok(Json(json!({
         "name": entry.name,
-        "versions": [entry.config.version],
+        "versions": state.repository.versions(&entry.name),
         "platform": entry.platform(),
         "inputs": tensor_meta(&inputs),
         "outputs": tensor_meta(&outputs),
@@ -178,11 +181,74 @@ fn stats_json(entry: &ModelEntry) -> Value {
 
 async fn model_stats(State(state): State<Arc<ServerState>>, Path(path): Path<ModelPath>) -> Answer {
     let entry = entry(&state, &path)?;
-    Ok(Json(json!({ "model_stats": [stats_json(entry)] })).into_response())
+    Ok(Json(json!({ "model_stats": [stats_json(&entry)] })).into_response())
 }
 
 async fn all_stats(State(state): State<Arc<ServerState>>) -> Json<Value> {
-    Json(json!({ "model_stats": state.repository.models().map(stats_json).collect::<Vec<_>>() }))
+    Json(
+        json!({ "model_stats": state.repository.models().iter().map(|e| stats_json(e)).collect::<Vec<_>>() }),
+    )
+}
+
+/// The body of a repository request: optional, `{"ready": bool}` for the index and
+/// `{"parameters": {...}}` for load and unload.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RepositoryRequest {
+    #[serde(default)]
+    ready: bool,
+    #[serde(default)]
+    parameters: Map<String, Value>,
+}
+
+fn repository_request(body: &[u8]) -> Result<RepositoryRequest, ServeError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(RepositoryRequest::default());
+    }
+    let request: RepositoryRequest =
+        serde_json::from_slice(body).map_err(|e| ServeError::bad(format!("request JSON: {e}")))?;
+    // Triton's overrides (a config or files sent with the load) are not taken.
+    if let Some(key) = request.parameters.keys().find(|k| k.as_str() != "unload_dependents") {
+        return Err(ServeError::bad(format!(
+            "parameter \"{key}\" is not supported: rivet serve loads models from the repository's files"
+        )));
+    }
+    Ok(request)
+}
+
+async fn repository_index(State(state): State<Arc<ServerState>>, body: axum::body::Bytes) -> Answer {
+    let request = repository_request(&body)?;
+    let index: Vec<Value> = state
+        .repository
+        .index(request.ready)
+        .into_iter()
+        .map(|e| json!({ "name": e.name, "version": e.version, "state": e.state, "reason": e.reason }))
+        .collect();
+    Ok(Json(Value::Array(index)).into_response())
+}
+
+async fn load_model(
+    State(state): State<Arc<ServerState>>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Answer {
+    repository_request(&body)?;
+    let repository = Arc::clone(&state);
+    // Loading reads files and may compile models: off the async threads.
+    tokio::task::spawn_blocking(move || repository.repository.load(&name))
+        .await
+        .map_err(|e| ServeError::Internal(format!("the load stopped: {e}")))??;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn unload_model(
+    State(state): State<Arc<ServerState>>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Answer {
+    repository_request(&body)?;
+    state.repository.unload(&name)?;
+    Ok(StatusCode::OK.into_response())
 }
 
 /// An infer request's JSON part.

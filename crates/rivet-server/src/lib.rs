@@ -15,6 +15,7 @@
 mod batcher;
 pub mod codec;
 pub mod config;
+pub mod control;
 mod error;
 pub mod grpc;
 pub mod http;
@@ -26,17 +27,18 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use config::{BatchingPolicy, DynamicBatching, ModelConfig, ShadowConfig};
+pub use config::{BatchingPolicy, DynamicBatching, ModelConfig, ShadowConfig, VersionPolicy};
+pub use control::{ControlMode, Repository};
 pub use error::{ServeError, StartError};
 use metrics::Metrics;
-use repository::Repository;
 use tokio::net::TcpListener;
 
 /// The name the server reports in its metadata.
 pub const SERVER_NAME: &str = "rivet";
 
 /// The protocol extensions it implements.
-pub const EXTENSIONS: [&str; 4] = ["binary_tensor_data", "model_configuration", "statistics", "metrics"];
+pub const EXTENSIONS: [&str; 5] =
+    ["binary_tensor_data", "model_configuration", "model_repository", "statistics", "metrics"];
 
 /// Where and how to serve.
 #[derive(Debug, Clone)]
@@ -53,6 +55,12 @@ pub struct ServeOptions {
     pub metrics_port: u16,
     /// The largest request body (HTTP) or message (gRPC) accepted, in bytes.
     pub max_request_bytes: usize,
+    /// How models are loaded and unloaded while serving.
+    pub control_mode: ControlMode,
+    /// In explicit mode, the models loaded at start (`*`: all of them).
+    pub load_models: Vec<String>,
+    /// In poll mode, how often the repository is rescanned.
+    pub poll_interval: std::time::Duration,
 }
 
 impl ServeOptions {
@@ -65,6 +73,9 @@ impl ServeOptions {
             grpc_port: 8001,
             metrics_port: 8002,
             max_request_bytes: 256 << 20,
+            control_mode: ControlMode::None,
+            load_models: Vec::new(),
+            poll_interval: std::time::Duration::from_secs(15),
         }
     }
 }
@@ -77,6 +88,8 @@ pub struct ServerState {
     pub metrics: Arc<Metrics>,
     /// The request size limit.
     pub max_request_bytes: usize,
+    /// In poll mode, how often the repository is rescanned.
+    pub poll_interval: std::time::Duration,
 }
 
 /// A server with its models loaded and its ports bound, not yet serving.
@@ -95,8 +108,9 @@ impl Server {
         let metrics = Arc::new(Metrics::default());
         let dir = options.repository.clone();
         let loader = Arc::clone(&metrics);
+        let (mode, load) = (options.control_mode, options.load_models.clone());
         // Loading reads files and may compile models: off the async threads.
-        let repository = tokio::task::spawn_blocking(move || Repository::load(&dir, &loader))
+        let repository = tokio::task::spawn_blocking(move || Repository::open(&dir, mode, &load, loader))
             .await
             .map_err(|e| StartError::Loading(e.to_string()))??;
         let bind = |port: u16, what: &'static str| {
@@ -108,6 +122,7 @@ impl Server {
                 repository,
                 metrics,
                 max_request_bytes: options.max_request_bytes,
+                poll_interval: options.poll_interval,
             }),
             http: bind(options.http_port, "HTTP").await?,
             grpc: bind(options.grpc_port, "gRPC").await?,
@@ -148,6 +163,25 @@ impl Server {
         let grpc = tonic::transport::Server::builder()
             .add_service(grpc::Service::server(Arc::clone(&self.state)))
             .serve_with_incoming_shutdown(incoming, wait());
+        if self.state.repository.mode() == ControlMode::Poll {
+            let state = Arc::clone(&self.state);
+            let stopped = wait();
+            tokio::spawn(async move {
+                tokio::pin!(stopped);
+                let mut ticks = tokio::time::interval(state.poll_interval);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                ticks.tick().await; // the first tick is now: the models have just loaded
+                loop {
+                    tokio::select! {
+                        _ = ticks.tick() => {}
+                        _ = &mut stopped => return,
+                    }
+                    let state = Arc::clone(&state);
+                    // Loading reads files and may compile models: off the async threads.
+                    let _ = tokio::task::spawn_blocking(move || state.repository.poll()).await;
+                }
+            });
+        }
         tokio::spawn(async move {
             shutdown.await;
             let _ = stop.send(true);

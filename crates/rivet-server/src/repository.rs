@@ -1,9 +1,8 @@
 //! The model repository: one folder per model, loaded at start; each loaded model's queue,
 //! metrics and the protocol-neutral answers (metadata, config, statistics) built from it.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use rivet::shadow::{Admission, Outcome, Recorder};
@@ -15,12 +14,7 @@ use crate::config::{ModelConfig, ShadowConfig};
 use crate::error::{ServeError, StartError};
 use crate::metrics::{Metrics, ModelMetrics, ShadowMetrics};
 
-/// Every model of the repository, by name.
-pub struct Repository {
-    models: BTreeMap<String, ModelEntry>,
-}
-
-/// One model folder: its config and whether it loaded.
+/// One version of a model: its config and whether it loaded.
 pub struct ModelEntry {
     /// The folder's name, which is the model's.
     pub name: String,
@@ -41,7 +35,7 @@ pub struct Served {
     /// Its metrics.
     pub metrics: Arc<ModelMetrics>,
     queue: Queue,
-    shadow: OnceLock<Arc<Shadowing>>,
+    shadow: RwLock<Option<Arc<Shadowing>>>,
 }
 
 /// A model's shadow: the candidate model of the repository its requests also go to, and what
@@ -88,81 +82,16 @@ pub struct Statistics {
     pub compute_ns: u64,
 }
 
-impl Repository {
-    /// Loads every model folder under `dir` (call inside a Tokio runtime: queues start on it).
-    /// A model that fails to load is kept with its reason; only an unreadable `dir` is an error.
-    pub fn load(dir: &Path, metrics: &Metrics) -> Result<Repository, StartError> {
-        let entries = std::fs::read_dir(dir)
-            .map_err(|source| StartError::Repository { path: dir.to_path_buf(), source })?;
-        let mut folders: Vec<(String, PathBuf)> = entries
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().is_dir())
-            .filter_map(|e| Some((e.file_name().to_str()?.to_owned(), e.path())))
-            .filter(|(name, _)| !name.starts_with('.'))
-            .collect();
-        folders.sort();
-        let mut models: BTreeMap<String, ModelEntry> = folders
-            .iter()
-            .map(|(name, path)| (name.clone(), ModelEntry::load(name, path, metrics)))
-            .collect();
-        // Shadows name other models, so they are attached once every model has loaded. A
-        // shadow that cannot be attached keeps its primary from serving, with the reason.
-        for (name, path) in &folders {
-            let Some(config) = models[name].config.shadow.clone() else { continue };
-            let Ok(primary) = &models[name].state else { continue };
-            match Shadowing::attach(&models, name, primary, &config, path, metrics) {
-                Ok(shadowing) => {
-                    let _ = primary.shadow.set(Arc::new(shadowing));
-                }
-                Err(message) => {
-                    let entry = models.get_mut(name).expect("a loaded model");
-                    entry.state = Err(StartError::Config { path: path.clone(), message });
-                }
-            }
-        }
-        Ok(Repository { models })
-    }
-
-    /// The models, by name.
-    pub fn models(&self) -> impl Iterator<Item = &ModelEntry> {
-        self.models.values()
-    }
-
-    /// Whether every model is ready (Triton's strict readiness).
-    pub fn all_ready(&self) -> bool {
-        self.models.values().all(|m| m.state.is_ok())
-    }
-
-    /// The model `name`; with a version, only when it is served as that version.
-    pub fn get(&self, name: &str, version: Option<&str>) -> Result<&ModelEntry, ServeError> {
-        let entry = self
-            .models
-            .get(name)
-            .ok_or_else(|| ServeError::NotFound(format!("model \"{name}\" is not in the repository")))?;
-        match version {
-            Some(v) if !v.is_empty() && v != entry.config.version => Err(ServeError::NotFound(format!(
-                "model \"{name}\" has no version \"{v}\" (served: \"{}\")",
-                entry.config.version
-            ))),
-            _ => Ok(entry),
-        }
-    }
-}
-
 impl ModelEntry {
-    fn load(name: &str, dir: &Path, metrics: &Metrics) -> ModelEntry {
-        let config = match ModelConfig::read(dir) {
-            Ok(config) => config,
-            Err(reason) => {
-                return ModelEntry {
-                    name: name.to_owned(),
-                    config: ModelConfig::default(),
-                    state: Err(reason),
-                }
-            }
-        };
+    /// Loads version `config.version` of model `name` from the model file in `dir`.
+    pub(crate) fn load(name: &str, dir: &Path, config: ModelConfig, metrics: &Metrics) -> ModelEntry {
         let state = Served::load(name, dir, &config, metrics).map(Arc::new);
         ModelEntry { name: name.to_owned(), config, state }
+    }
+
+    /// A model that could not be read at all (its config), with why.
+    pub(crate) fn failed(name: &str, reason: StartError) -> ModelEntry {
+        ModelEntry { name: name.to_owned(), config: ModelConfig::default(), state: Err(reason) }
     }
 
     /// The loaded model, or 503 saying why it is not ready.
@@ -192,13 +121,13 @@ impl ModelEntry {
         );
         let (result, queued, compute) = match self.served() {
             Ok(served) => {
-                let shadow = served.shadow.get();
+                let shadow = served.shadow();
                 // Tensors share their data: keeping the inputs for the shadow copies none.
-                let kept = shadow.map(|_| inputs.clone());
+                let kept = shadow.as_ref().map(|_| inputs.clone());
                 let (result, queued, compute) = served.infer(&self.name, &self.config, inputs, &span).await;
                 let took = start.elapsed();
                 served.metrics.request_done(result.is_ok(), took);
-                if let (Some(shadow), Some(inputs), Ok(outputs)) = (shadow, kept, &result) {
+                if let (Some(shadow), Some(inputs), Ok(outputs)) = (&shadow, kept, &result) {
                     let primary = outputs.iter().map(|(_, t)| t.clone()).collect();
                     shadow.submit(id, served.model.signature(), inputs, primary, took);
                 }
@@ -263,8 +192,8 @@ impl ModelEntry {
     }
 
     /// The model shadowing this one, if any.
-    pub fn shadow(&self) -> Option<&Shadowing> {
-        self.state.as_ref().ok()?.shadow.get().map(|s| &**s)
+    pub fn shadow(&self) -> Option<Arc<Shadowing>> {
+        self.state.as_ref().ok()?.shadow()
     }
 
     /// The statistics extension's numbers.
@@ -295,6 +224,16 @@ impl ModelEntry {
 }
 
 impl Served {
+    /// The model shadowing this one, if any.
+    pub fn shadow(&self) -> Option<Arc<Shadowing>> {
+        self.shadow.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Attaches `shadow` (or detaches with `None`).
+    pub(crate) fn set_shadow(&self, shadow: Option<Shadowing>) {
+        *self.shadow.write().unwrap_or_else(|e| e.into_inner()) = shadow.map(Arc::new);
+    }
+
     fn load(name: &str, dir: &Path, config: &ModelConfig, metrics: &Metrics) -> Result<Served, StartError> {
         let file = config.model_path(dir)?;
         let backend: Backend = config.backend.parse()?;
@@ -321,7 +260,7 @@ impl Served {
             false,
         )
         .map_err(|source| StartError::Threads { what: "the model's threads", source })?;
-        Ok(Served { model, file, format, metrics, queue, shadow: OnceLock::new() })
+        Ok(Served { model, file, format, metrics, queue, shadow: RwLock::new(None) })
     }
 
     /// Checks, queues and answers one request; with the time it waited in the queue and the
@@ -406,22 +345,22 @@ fn in_signature_order(
 }
 
 impl Shadowing {
-    /// The shadow `config` of model `name` (folder `dir`), its candidate looked up in `models`.
-    fn attach(
-        models: &BTreeMap<String, ModelEntry>,
+    /// The shadow `config` of model `name` (folder `dir`) on `primary`, with `entry` the
+    /// candidate's served version (`None` when the repository does not serve it).
+    pub(crate) fn attach(
         name: &str,
         primary: &Served,
         config: &ShadowConfig,
         dir: &Path,
+        entry: Option<&ModelEntry>,
         metrics: &Metrics,
     ) -> Result<Shadowing, String> {
         let candidate = &config.model;
         if candidate == name {
             return Err(format!("[shadow] model \"{candidate}\" is this model: a shadow is another model"));
         }
-        let entry = models
-            .get(candidate)
-            .ok_or_else(|| format!("[shadow] model \"{candidate}\" is not in the repository"))?;
+        let entry =
+            entry.ok_or_else(|| format!("[shadow] model \"{candidate}\" is not in the repository"))?;
         let served = entry
             .state
             .as_ref()
