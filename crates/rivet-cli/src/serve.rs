@@ -115,7 +115,7 @@ pub(crate) fn serve(args: &ServeArgs) -> ExitCode {
     let result = rivet_server::serve_until_signal(&options, |server| {
         let repository = &server.state().repository;
         for line in repository.index(false).iter().filter(|e| e.version.is_empty()) {
-            say(format!("model {}: not loaded ({})", line.name, line.reason));
+            say(format!("model {}: {}", line.name, line.reason));
         }
         for entry in repository.models() {
             match &entry.state {

@@ -85,9 +85,15 @@ impl Drop for Served {
 }
 
 fn start(repo: &Path) -> Served {
+    start_with(repo, &[])
+}
+
+/// `rivet serve` on `repo` with `extra` arguments.
+fn start_with(repo: &Path, extra: &[&str]) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rivet"))
         .args(["serve", "--model-repository"])
         .arg(repo)
+        .args(extra)
         .args(["--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"])
         .args(["--log-format", "json"])
         // Every request's access line, and the batcher's "queued" events.
@@ -411,4 +417,114 @@ fn shadows_compare_every_request_through_triton_clients_and_never_touch_the_answ
     );
     let extra = ["--captures".into(), captures.path().as_os_str().to_owned()];
     run_checks(&served, "shadow.py", &extra, 16);
+}
+
+/// A copy of models/`file` at `repo`/`name`/model.onnx (a copy, not a link: the tests change it).
+fn copied(repo: &Path, name: &str, file: &str, config: &str) {
+    let dir = repo.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(root().join("models").join(file), dir.join("model.onnx")).unwrap();
+    std::fs::write(dir.join("config.toml"), config).unwrap();
+}
+
+#[test]
+fn models_load_unload_and_reload_while_serving_and_versions_are_addressed() {
+    let perf_analyzer = option_env!("RIVET_PERF_ANALYZER")
+        .map_or_else(|| root().join(".venv/perf_analyzer/perf_analyzer"), PathBuf::from);
+
+    // Explicit mode: only mlp loads at start; the rest by request.
+    let repo = tempfile::tempdir().unwrap();
+    let r = repo.path();
+    model(r, "mlp", &["mlp/mlp.onnx"], "backend = \"ort\"\n");
+    model(r, "cnn", &["cnn/cnn.onnx"], "backend = \"ort\"\n");
+    model(r, "versioned", &[], "backend = \"ort\"\nversion_policy = \"all\"\n");
+    model(&r.join("versioned"), "1", &["mlp/mlp.onnx"], "");
+    model(&r.join("versioned"), "2", &["mlp/shadow/mlp_perturbed.onnx"], "");
+    copied(r, "swap", "mlp/mlp.onnx", "backend = \"ort\"\n");
+    copied(
+        r,
+        "queued",
+        "mlp/mlp.onnx",
+        "backend = \"ort\"\nmax_batch_size = 8\n[dynamic_batching]\nmax_queue_delay_us = 30000000\n",
+    );
+    let served =
+        start_with(r, &["--model-control-mode", "explicit", "--load-model", "mlp", "--load-model", "queued"]);
+    assert!(served.lines.iter().any(|l| l == "model cnn: not loaded"), "{:#?}", served.lines);
+    let extra = [
+        "--repository".into(),
+        r.as_os_str().to_owned(),
+        "--perf-analyzer".into(),
+        perf_analyzer.clone().into_os_string(),
+        "--phase".into(),
+        "explicit".into(),
+    ];
+    run_checks(&served, "control.py", &extra, 19);
+
+    // Unload while requests wait in the queue (its 30 s delay holds them): each is answered,
+    // and a request after the unload gets 503.
+    let features = rivet::npy::read_npy(&root().join("models/mlp/cases/b1/input.features.npy")).unwrap();
+    let body = serde_json::json!({"inputs": [{
+        "name": "features", "shape": features.shape(), "datatype": "FP32",
+        "data": features.as_slice::<f32>().unwrap(),
+    }]})
+    .to_string();
+    let waiting: Vec<_> = (0..3)
+        .map(|_| {
+            let (addr, body) = (served.http.clone(), body.clone());
+            std::thread::spawn(move || http(&addr, "POST", "/v2/models/queued/infer", &body))
+        })
+        .collect();
+    for _ in 0..3 {
+        served.log_line("for a queued request", |l| {
+            l["fields"]["message"] == "queued" && l["span"]["model"] == "queued"
+        });
+    }
+    let (code, answer) = http(&served.http, "POST", "/v2/repository/models/queued/unload", "");
+    assert_eq!(code, 200, "{answer}");
+    let (code, answer) = http(&served.http, "POST", "/v2/models/queued/infer", &body);
+    assert_eq!(
+        (code, answer.as_str()),
+        (503, "{\"error\":\"model \\\"queued\\\" is unavailable: unloaded\"}")
+    );
+    let expected = rivet::npy::read_npy(&root().join("models/mlp/cases/b1/output.logits.npy")).unwrap();
+    for request in waiting {
+        let (code, answer) = request.join().unwrap();
+        assert_eq!(code, 200, "{answer}");
+        let response: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        let got: Vec<f32> = serde_json::from_value(response["outputs"][0]["data"].clone()).unwrap();
+        for (g, w) in got.iter().zip(expected.as_slice::<f32>().unwrap()) {
+            assert!((g - w).abs() <= 1e-4 + 1e-4 * w.abs(), "{got:?}");
+        }
+    }
+    // Mode none refuses load and unload, saying how to allow them.
+    let plain = tempfile::tempdir().unwrap();
+    model(plain.path(), "mlp", &["mlp/mlp.onnx"], "backend = \"ort\"\n");
+    let fixed = start(plain.path());
+    let (code, answer) = http(&fixed.http, "POST", "/v2/repository/models/mlp/unload", "");
+    assert_eq!(code, 400, "{answer}");
+    assert!(
+        answer
+            .contains("the model control mode is none; start rivet serve with --model-control-mode explicit"),
+        "{answer}"
+    );
+    let (code, answer) = http(&fixed.http, "POST", "/v2/repository/index", "{\"ready\": true}");
+    assert_eq!(
+        (code, answer.as_str()),
+        (200, "[{\"name\":\"mlp\",\"reason\":\"\",\"state\":\"READY\",\"version\":\"1\"}]")
+    );
+
+    // Poll mode: files replaced under a running perf_analyzer.
+    let repo = tempfile::tempdir().unwrap();
+    let models = repo.path().join("repository");
+    copied(&models, "live", "mlp/mlp.onnx", "backend = \"ort\"\n");
+    let served = start_with(&models, &["--model-control-mode", "poll", "--repository-poll-secs", "0.2"]);
+    let extra = [
+        "--repository".into(),
+        models.as_os_str().to_owned(),
+        "--perf-analyzer".into(),
+        perf_analyzer.into_os_string(),
+        "--phase".into(),
+        "poll".into(),
+    ];
+    run_checks(&served, "control.py", &extra, 7);
 }
