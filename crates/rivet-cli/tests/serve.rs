@@ -441,14 +441,27 @@ fn models_load_unload_and_reload_while_serving_and_versions_are_addressed() {
     model(&r.join("versioned"), "1", &["mlp/mlp.onnx"], "");
     model(&r.join("versioned"), "2", &["mlp/shadow/mlp_perturbed.onnx"], "");
     copied(r, "swap", "mlp/mlp.onnx", "backend = \"ort\"\n");
+    model(r, "front", &["mlp/mlp.onnx"], "backend = \"ort\"\n[shadow]\nmodel = \"twin\"\natol = 1e-4\n");
+    model(r, "twin", &["mlp/mlp.onnx"], "backend = \"candle\"\n");
     copied(
         r,
         "queued",
         "mlp/mlp.onnx",
         "backend = \"ort\"\nmax_batch_size = 8\n[dynamic_batching]\nmax_queue_delay_us = 30000000\n",
     );
-    let served =
-        start_with(r, &["--model-control-mode", "explicit", "--load-model", "mlp", "--load-model", "queued"]);
+    let served = start_with(
+        r,
+        &[
+            "--model-control-mode",
+            "explicit",
+            "--load-model",
+            "mlp",
+            "--load-model",
+            "queued",
+            "--load-model",
+            "front",
+        ],
+    );
     assert!(served.lines.iter().any(|l| l == "model cnn: not loaded"), "{:#?}", served.lines);
     let extra = [
         "--repository".into(),
@@ -458,7 +471,7 @@ fn models_load_unload_and_reload_while_serving_and_versions_are_addressed() {
         "--phase".into(),
         "explicit".into(),
     ];
-    run_checks(&served, "control.py", &extra, 19);
+    run_checks(&served, "control.py", &extra, 22);
 
     // Unload while requests wait in the queue (its 30 s delay holds them): each is answered,
     // and a request after the unload gets 503.

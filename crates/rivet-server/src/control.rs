@@ -121,14 +121,20 @@ impl Repository {
             };
             slots.insert(name.clone(), slot);
         }
-        // Shadows name other models, so they attach once every model has loaded. At start, a
-        // shadow that cannot attach keeps its primary from serving, with the reason.
+        // Shadows name other models, so they attach once every model has loaded. With mode
+        // none the repository never changes: a shadow that cannot attach keeps its primary
+        // from serving, with the reason. In the other modes its candidate may load later: the
+        // primary serves without it until then.
         for name in &folders {
             let Some(slot) = slots.get(name) else { continue };
             let mut failed = Vec::new();
             for entry in &slot.versions {
                 if let Err(message) = repository.attach(&slots, entry) {
-                    failed.push((entry.config.version.clone(), message));
+                    if mode == ControlMode::None {
+                        failed.push((entry.config.version.clone(), message));
+                    } else {
+                        tracing::warn!(model = %entry.name, %message, "serving without its shadow");
+                    }
                 }
             }
             if let Some(slot) = slots.get_mut(name) {

@@ -122,6 +122,23 @@ def main():
             run_check(f"{proto}: a version not served", lambda: raises(
                 lambda: answer("versioned", client, module, "3"), 'has no version "3" (served: "1", "2")'))
 
+        # A shadow follows its candidate: absent at start (front serves alone), attached once the
+        # candidate loads, detached when it unloads.
+        def comparisons():
+            return sum(v for (name, labels), v in metrics(args.metrics).items()
+                       if name == "rivet_shadow_comparisons_total" and ("model", "front") in labels)
+        run_check("shadow: front serves while its candidate is not loaded", lambda: close(answer("front"), want))
+        before = comparisons()
+        http.load_model("twin")
+        for _ in range(3):
+            answer("front")
+        run_check("shadow: attached once the candidate loads", lambda: (
+            until(lambda: comparisons() - before == 3, "3 comparisons") is True, f"{comparisons() - before:.0f} compared"))
+        grpc.unload_model("twin")
+        after = comparisons()
+        run_check("shadow: detached when the candidate unloads, front still answers", lambda: (
+            close(answer("front"), want)[0] and comparisons() == after, f"{comparisons() - after:.0f} compared"))
+
         # A broken replacement: the load fails with the reason, the old model keeps serving.
         http.load_model("swap")
         (args.repository / "swap" / "model.onnx").unlink()
