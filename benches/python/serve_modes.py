@@ -23,7 +23,8 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import results as save_results  # noqa: E402
-from serve_bench import ROOT, cpu_seconds, free_ports, input_data, perf, spec, stop, wait_ready  # noqa: E402
+from serve_bench import (ROOT, children_cpu_seconds, cpu_seconds, free_ports, input_data, perf, spec,  # noqa: E402
+                         stop, wait_ready)
 
 MAX_BATCH = 16
 DELAY_US = 500
@@ -94,10 +95,12 @@ def main():
                     for mode, (proc, port, metrics_port) in servers.items():
                         # A batched model declares its batch dimension: perf_analyzer sends batch 1.
                         shape = [] if mode.startswith("batched") else [a for s in single for a in ("--shape", s)]
-                        wall, cpu = time.time(), cpu_seconds(proc.pid)
+                        wall, cpu, client = time.time(), cpu_seconds(proc.pid), children_cpu_seconds()
                         r = perf(perf_analyzer, model, port, c, shape, args.seconds, data)
                         wall = time.time() - wall
-                        r["server_cpu_us"] = (cpu_seconds(proc.pid) - cpu) / wall / r["throughput"] * 1e6
+                        per_request = lambda seconds: seconds / wall / r["throughput"] * 1e6  # noqa: E731
+                        r["server_cpu_us"] = per_request(cpu_seconds(proc.pid) - cpu)
+                        r["perf_analyzer_cpu_us"] = per_request(children_cpu_seconds() - client)
                         if mode.startswith("shadow"):
                             r["shadow"] = shadow_counts(metrics_port, model)
                         r.update(model=model, mode=mode, concurrency=c)
@@ -118,10 +121,14 @@ def main():
         for policy in ("wait for delay", "idle first"):
             for c in concurrency:
                 r = get(model, f"batched, {policy}", c)
+                both = lambda x: x["server_cpu_us"] + x["perf_analyzer_cpu_us"]  # noqa: E731
                 summary[f"{model}/batched, {policy}/c={c}"] = {
                     "throughput_ratio": r["throughput"] / base[c]["throughput"],
                     "p50_ratio": r["p50_us"] / base[c]["p50_us"],
                     "cpu_ratio": r["server_cpu_us"] / base[c]["server_cpu_us"],
+                    # Server and client share the cores: throughput is bounded by the cores over
+                    # their CPU per request together, so batching can gain at most this.
+                    "bound_ratio": both(base[c]) / both(r),
                 }
         for sample in ("1.0", "0.1"):
             for c in concurrency:
@@ -146,6 +153,8 @@ def main():
     notes.append(f"perf_analyzer over gRPC on the same machine; ORT, one instance, one intra-op thread; batching: "
                  f"max batch {MAX_BATCH}, {DELAY_US} µs delay; the shadow is the same ONNX file on Candle "
                  "(one thread), unbatched.")
+    notes.append("bound: the throughput gain this machine allows a setting, the CPU per request of server and "
+                 "perf_analyzer together, unbatched over this setting (they share the cores).")
     notes.append("Ratios are against the unbatched server at the same concurrency, measured in the same run: "
                  "throughput, p50 and p99 latency, and server CPU per request (its CPU seconds per second "
                  "over the throughput).")

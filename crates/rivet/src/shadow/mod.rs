@@ -257,15 +257,20 @@ impl Model for Shadow {
     }
 }
 
-/// Lowers the calling thread to the lowest scheduling priority (nice 19 on Linux; elsewhere it
-/// does nothing), so that a shadow's work takes only CPU time the primary and its callers leave.
-/// Shadow threads call it when they start.
+/// Lowers the calling thread to the lowest scheduling priority, so that a shadow's work takes
+/// only CPU time the primary and its callers leave: Linux's `SCHED_IDLE` policy (a thread of
+/// any other policy that wakes up preempts it at once), or nice 19 where that is refused;
+/// elsewhere it does nothing. Shadow threads call it when they start.
 pub fn background_thread() {
     #[cfg(target_os = "linux")]
-    // SAFETY: setpriority only reads its arguments; on Linux, PRIO_PROCESS with 0 names the
-    // calling thread. Failure leaves the priority as it was, which is harmless.
+    // SAFETY: both calls only read their arguments; on Linux, pid 0 (sched_setscheduler) and
+    // PRIO_PROCESS with 0 (setpriority) name the calling thread. A failure leaves the priority
+    // as it was, which is harmless.
     unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, 19);
+        let param = libc::sched_param { sched_priority: 0 };
+        if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
+            libc::setpriority(libc::PRIO_PROCESS, 0, 19);
+        }
     }
 }
 
