@@ -385,7 +385,7 @@ fn shadows_compare_every_request_through_triton_clients_and_never_touch_the_answ
         r,
         "mlp_slow",
         &["mlp/mlp.onnx"],
-        "backend = \"ort\"\nmax_batch_size = 8\n[dynamic_batching]\nmax_queue_delay_us = 3000000\n",
+        "backend = \"ort\"\nmax_batch_size = 8\n[dynamic_batching]\nmax_queue_delay_us = 10000000\n",
     );
     let primary_batched =
         format!("{}[shadow]\nmodel = \"mlp_tch_batched\"\natol = 1e-5\nrtol = 0.0\n", batched("ort"));

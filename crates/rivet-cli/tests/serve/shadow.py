@@ -6,7 +6,7 @@ repository (see `shadow_repository` there):
 - mlp_main (ORT) shadowed by mlp_perturbed (one bias moved by 0.05): every request diverges and
   is captured under --captures;
 - mlp_err shadowed by mlp_b1 (max_batch_size 1): the shadow fails on a batch of 2;
-- mlp_fast shadowed by mlp_slow (a 3 s queue delay) with a shadow queue of 1: the first
+- mlp_fast shadowed by mlp_slow (a 10 s queue delay) with a shadow queue of 1: the first
   comparison waits, the rest are dropped;
 - mlp_batched shadowed by mlp_tch_batched, dynamic batching on both sides.
 
@@ -143,12 +143,12 @@ def main():
 
     # A slow shadow with room for one comparison: the first waits out its queue delay, every
     # later request is dropped, and the callers are answered at once all the same.
-    started = time.monotonic()
     run_check("slow shadow: callers get the primary's answers", lambda: answers_are_the_primarys("mlp_fast"))
-    took = time.monotonic() - started
     dropped = outcomes(args.metrics, "mlp_fast", "mlp_slow")
+    # Had a caller waited for the shadow, its comparison would have finished and made room for
+    # the next: eleven drops mean none did.
     report("slow shadow: 11 of 12 dropped while the first waits, callers not held up",
-           dropped["dropped"] == 11 and took < 3.0, f"{dropped}, 12 answers in {took:.2f} s")
+           dropped["dropped"] == 11 and dropped["match"] == 0, dropped)
     counts = settled(args.metrics, "mlp_fast", "mlp_slow", len(requests))
     report("slow shadow: the one admitted is compared once it runs",
            counts["match"] == 1 and counts["dropped"] == 11, counts)
