@@ -136,7 +136,15 @@ fn main() -> ExitCode {
         Command::Prep { args } => return tabular("prep", &args),
         Command::Predict { args } => return tabular("predict", &args),
         #[cfg(feature = "serve")]
-        Command::Serve(args) => return serve::serve(&args),
+        Command::Serve(args) => {
+            // Raw rows need the pipelines, which live with Polars in rivet-tabular.
+            if serve::holds_a_pipeline(&args) {
+                let rest: Vec<std::ffi::OsString> =
+                    std::env::args_os().skip_while(|a| a != "serve").skip(1).collect();
+                return tabular("serve", &rest);
+            }
+            return serve::serve(&args, None);
+        }
     };
     match result {
         Ok(code) => code,

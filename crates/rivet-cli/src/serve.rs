@@ -78,8 +78,30 @@ fn init_logging(format: LogFormat) {
     };
 }
 
-/// Runs the server until SIGTERM or Ctrl-C, printing each model's state and the ports.
-pub(crate) fn serve(args: &ServeArgs) -> ExitCode {
+/// Whether a model folder of the repository (or one of its version folders) holds a
+/// preprocessing pipeline (`NAME.pipeline.json`).
+#[allow(dead_code)] // rivet-tabular serves them itself
+pub(crate) fn holds_a_pipeline(args: &ServeArgs) -> bool {
+    let has =
+        |dir: &std::path::Path| {
+            std::fs::read_dir(dir).into_iter().flatten().filter_map(|e| e.ok()).any(|e| {
+                e.file_name().to_str().is_some_and(|n| n.ends_with(rivet_server::rows::PIPELINE_SUFFIX))
+            })
+        };
+    std::fs::read_dir(&args.model_repository).into_iter().flatten().filter_map(|e| e.ok()).any(|model| {
+        let dir = model.path();
+        has(&dir)
+            || std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok())
+                .any(|v| v.file_name().to_str().is_some_and(|n| n.parse::<u64>().is_ok()) && has(&v.path()))
+    })
+}
+
+/// Runs the server until SIGTERM or Ctrl-C, printing each model's state and the ports. Models
+/// with a preprocessing pipeline load it through `pipelines`.
+pub(crate) fn serve(args: &ServeArgs, pipelines: Option<rivet_server::rows::PipelineFinder>) -> ExitCode {
     init_logging(args.log_format);
     if !(args.repository_poll_secs.is_finite() && args.repository_poll_secs >= 0.05) {
         eprintln!("error: --repository-poll-secs: expected 0.05 or more, got {}", args.repository_poll_secs);
@@ -99,6 +121,7 @@ pub(crate) fn serve(args: &ServeArgs) -> ExitCode {
         },
         load_models: args.load_model.clone(),
         poll_interval: std::time::Duration::from_secs_f64(args.repository_poll_secs),
+        pipelines,
     };
     if !args.load_model.is_empty() && args.model_control_mode != ControlMode::Explicit {
         eprintln!(

@@ -3,6 +3,10 @@
 
 mod load;
 mod prep;
+#[cfg(feature = "serve")]
+mod rows;
+#[cfg(feature = "serve")]
+mod serve;
 
 use std::process::ExitCode;
 
@@ -28,6 +32,10 @@ enum Command {
     /// Score a table: stream it through a fitted pipeline and a model in batches and write
     /// the predictions (CSV or Parquet) beside an id column.
     Predict(prep::PredictArgs),
+    /// `rivet serve` for a repository whose models take raw rows through their pipelines
+    /// (`rivet serve` runs this when the repository holds a pipeline).
+    #[cfg(feature = "serve")]
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,5 +49,7 @@ fn main() -> ExitCode {
             }
             prep::predict(args)
         }
+        #[cfg(feature = "serve")]
+        Command::Serve(args) => serve::serve(args, Some(rows::finder())),
     }
 }

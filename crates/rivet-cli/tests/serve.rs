@@ -541,3 +541,50 @@ fn models_load_unload_and_reload_while_serving_and_versions_are_addressed() {
     ];
     run_checks(&served, "control.py", &extra, 7);
 }
+
+#[test]
+fn raw_rows_through_the_pipeline_answer_as_rivet_predict() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let rows = w.join("rows.csv");
+    let python = option_env!("RIVET_PYTHON").map_or_else(|| root().join(".venv/bin/python"), PathBuf::from);
+    let generated = Command::new(&python)
+        .arg(root().join("models/tabular/generate.py"))
+        .args(["--rows", "200", "--seed", "11", "--out"])
+        .arg(&rows)
+        .status()
+        .unwrap();
+    assert!(generated.success());
+    let predictions = w.join("predictions.csv");
+    let predicted = Command::new(env!("CARGO_BIN_EXE_rivet"))
+        .arg("predict")
+        .arg("--model")
+        .arg(root().join("models/tabular/tabular.onnx"))
+        .arg("--data")
+        .arg(&rows)
+        .arg("--out")
+        .arg(&predictions)
+        .args(["--backend", "ort"])
+        .output()
+        .unwrap();
+    assert!(predicted.status.success(), "{}", String::from_utf8_lossy(&predicted.stderr));
+
+    // The model with its pipeline beside it, batched; `rivet serve` hands the repository to
+    // rivet-tabular, which loads pipelines.
+    let repo = w.join("repository");
+    model(
+        &repo,
+        "churn",
+        &["tabular/tabular.onnx", "tabular/tabular.pipeline.json"],
+        "backend = \"ort\"\nmax_batch_size = 256\n[dynamic_batching]\npolicy = \"idle_first\"\n",
+    );
+    let served = start(&repo);
+    assert!(
+        served.lines.iter().any(|l| l.starts_with("model churn (version 1): ready on ort")),
+        "{:#?}",
+        served.lines
+    );
+    let extra =
+        ["--rows".into(), rows.into_os_string(), "--predictions".into(), predictions.into_os_string()];
+    run_checks(&served, "rows.py", &extra, 11);
+}

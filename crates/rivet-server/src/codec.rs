@@ -40,6 +40,101 @@ pub fn requested_outputs<'a, 'n>(
         .collect()
 }
 
+/// A `BYTES` input: its elements as text (`None` for a JSON `null`), row-major, and its shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextInput {
+    /// The input's name.
+    pub name: String,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Its elements.
+    pub values: Vec<Option<String>>,
+}
+
+/// A request's inputs: tensors, and `BYTES` inputs as text (the raw columns of a model served
+/// with a pipeline; other models refuse them).
+#[derive(Debug, Default)]
+pub struct RequestInputs {
+    /// The tensors, in request order.
+    pub tensors: Vec<(String, Tensor)>,
+    /// The `BYTES` inputs, in request order.
+    pub texts: Vec<TextInput>,
+}
+
+impl From<Vec<(String, Tensor)>> for RequestInputs {
+    fn from(tensors: Vec<(String, Tensor)>) -> RequestInputs {
+        RequestInputs { tensors, texts: Vec::new() }
+    }
+}
+
+/// The protocol's datatype for text.
+pub const BYTES: &str = "BYTES";
+
+/// A `BYTES` input from a JSON `data` array (strings or `null`, flat or nested).
+pub fn text_from_json(input: &str, shape: &[usize], data: &Value) -> Result<TextInput, ServeError> {
+    let count = rivet::element_count(shape)
+        .map_err(|_| ServeError::bad(format!("input \"{input}\": shape {shape:?} is too large")))?;
+    let mut values = Vec::with_capacity(count.min(1 << 16));
+    let mut stack = vec![data];
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::Array(items) => stack.extend(items.iter().rev()),
+            Value::String(text) => values.push(Some(text.clone())),
+            Value::Null => values.push(None),
+            other => {
+                return Err(ServeError::bad(format!(
+                    "input \"{input}\": element {}: expected a string (BYTES), got {other}",
+                    values.len()
+                )))
+            }
+        }
+        if values.len() > count {
+            break;
+        }
+    }
+    if values.len() != count {
+        let found =
+            if values.len() > count { format!("more than {count}") } else { values.len().to_string() };
+        return Err(ServeError::bad(format!(
+            "input \"{input}\": shape {shape:?} needs {count} elements, data has {found}"
+        )));
+    }
+    Ok(TextInput { name: input.to_owned(), shape: shape.to_vec(), values })
+}
+
+/// A `BYTES` input from the protocol's binary form: each element a 4-byte little-endian length,
+/// then that many bytes of UTF-8.
+pub fn text_from_raw(input: &str, shape: &[usize], mut bytes: &[u8]) -> Result<TextInput, ServeError> {
+    let count = rivet::element_count(shape)
+        .map_err(|_| ServeError::bad(format!("input \"{input}\": shape {shape:?} is too large")))?;
+    let mut values = Vec::with_capacity(count.min(1 << 16));
+    while !bytes.is_empty() {
+        let bad =
+            |what: String| ServeError::bad(format!("input \"{input}\": element {}: {what}", values.len()));
+        let Some((length, rest)) = bytes.split_first_chunk::<4>() else {
+            return Err(bad("a length needs 4 bytes".into()));
+        };
+        let length = u32::from_le_bytes(*length) as usize;
+        if length > rest.len() {
+            return Err(bad(format!(
+                "length {length} runs past the end of the data ({} bytes left)",
+                rest.len()
+            )));
+        }
+        let (text, rest) = rest.split_at(length);
+        let text = std::str::from_utf8(text).map_err(|e| bad(format!("not UTF-8 text: {e}")))?;
+        values.push(Some(text.to_owned()));
+        bytes = rest;
+    }
+    if values.len() != count {
+        return Err(ServeError::bad(format!(
+            "input \"{input}\": shape {shape:?} needs {count} elements, data has {}",
+            values.len()
+        )));
+    }
+    Ok(TextInput { name: input.to_owned(), shape: shape.to_vec(), values })
+}
+
 /// The protocol's name for a dtype (`FP32`, `INT64`, `BOOL`...).
 pub fn datatype_name(dtype: DType) -> &'static str {
     match dtype {
@@ -177,8 +272,10 @@ fn push_json_element(out: &mut Vec<u8>, dtype: DType, value: &Value) -> Result<(
             _ => Err(ServeError::bad(format!("expected an integer ({name}), got {value}"))),
         }
     }
-    let float = |value: &Value| {
-        value.as_f64().ok_or_else(|| ServeError::bad(format!("expected a number, got {value}")))
+    // JSON has no NaN: `null` stands for it, as in answers.
+    let float = |value: &Value| match value {
+        Value::Null => Ok(f64::NAN),
+        _ => value.as_f64().ok_or_else(|| ServeError::bad(format!("expected a number, got {value}"))),
     };
     match dtype {
         DType::F32 => out.extend_from_slice(&(float(value)? as f32).to_le_bytes()),
@@ -270,6 +367,48 @@ mod tests {
             message(tensor_from_json("x", DType::F32, &[1 << 40], &json!([1]))),
             "input \"x\": shape [1099511627776] needs 1099511627776 elements, data has 1"
         );
+    }
+
+    #[test]
+    fn text_from_json_or_length_prefixed_bytes_and_every_mismatch_named() {
+        let text = text_from_json("c", &[3, 1], &json!([["a"], [null], ["é"]])).unwrap();
+        assert_eq!(text.values, [Some("a".to_owned()), None, Some("é".to_owned())]);
+        assert_eq!(text.shape, [3, 1]);
+        let mut raw = Vec::new();
+        for s in ["ab", "", "é"] {
+            raw.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            raw.extend_from_slice(s.as_bytes());
+        }
+        let text = text_from_raw("c", &[3], &raw).unwrap();
+        assert_eq!(text.values, [Some("ab".to_owned()), Some(String::new()), Some("é".to_owned())]);
+        assert_eq!(
+            text_from_json("c", &[2], &json!(["a", 1])).unwrap_err().to_string(),
+            "input \"c\": element 1: expected a string (BYTES), got 1"
+        );
+        assert_eq!(
+            text_from_json("c", &[2], &json!(["a", "b", "c"])).unwrap_err().to_string(),
+            "input \"c\": shape [2] needs 2 elements, data has more than 2"
+        );
+        assert_eq!(
+            text_from_raw("c", &[4], &raw).unwrap_err().to_string(),
+            "input \"c\": shape [4] needs 4 elements, data has 3"
+        );
+        assert_eq!(
+            text_from_raw("c", &[1], &[9, 0, 0, 0, b'x']).unwrap_err().to_string(),
+            "input \"c\": element 0: length 9 runs past the end of the data (1 bytes left)"
+        );
+        assert_eq!(
+            text_from_raw("c", &[1], &[1, 0, 0, 0, 0xff]).unwrap_err().to_string(),
+            "input \"c\": element 0: not UTF-8 text: invalid utf-8 sequence of 1 bytes from index 0"
+        );
+        assert_eq!(
+            text_from_raw("c", &[1], &[1, 0]).unwrap_err().to_string(),
+            "input \"c\": element 0: a length needs 4 bytes"
+        );
+        // JSON has no NaN: null stands for it in float inputs.
+        let floats = tensor_from_json("x", DType::F64, &[2], &json!([1.5, null])).unwrap();
+        let values = floats.as_slice::<f64>().unwrap();
+        assert!(values[0] == 1.5 && values[1].is_nan());
     }
 
     #[test]

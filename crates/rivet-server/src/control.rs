@@ -19,6 +19,7 @@ use crate::config::ModelConfig;
 use crate::error::{ServeError, StartError};
 use crate::metrics::Metrics;
 use crate::repository::{ModelEntry, Shadowing};
+use crate::rows::PipelineFinder;
 
 /// How models are loaded and unloaded while the server runs (`--model-control-mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -80,6 +81,7 @@ pub struct Repository {
     dir: PathBuf,
     mode: ControlMode,
     metrics: Arc<Metrics>,
+    pipelines: Option<PipelineFinder>,
     slots: RwLock<BTreeMap<String, Slot>>,
     /// Loads and unloads, one at a time.
     control: Mutex<()>,
@@ -88,17 +90,20 @@ pub struct Repository {
 impl Repository {
     /// Reads the repository `dir` and loads its models (in explicit mode, those `load` names;
     /// `*` names them all). A model that fails to load is kept with its reason; an unreadable
-    /// `dir`, or a `load` name without a folder, is an error.
+    /// `dir`, or a `load` name without a folder, is an error. Models with a preprocessing
+    /// pipeline beside their file load it through `pipelines`.
     pub fn open(
         dir: &Path,
         mode: ControlMode,
         load: &[String],
         metrics: Arc<Metrics>,
+        pipelines: Option<PipelineFinder>,
     ) -> Result<Repository, StartError> {
         let repository = Repository {
             dir: dir.to_path_buf(),
             mode,
             metrics,
+            pipelines,
             slots: RwLock::new(BTreeMap::new()),
             control: Mutex::new(()),
         };
@@ -196,7 +201,7 @@ impl Repository {
         let mut reasons = Vec::new();
         for (version, folder) in versions {
             let config = ModelConfig { version: version.clone(), ..config.clone() };
-            let entry = ModelEntry::load(name, &folder, config, &self.metrics);
+            let entry = ModelEntry::load(name, &folder, config, &self.metrics, self.pipelines.as_ref());
             match (&entry.state, previous.and_then(|p| ready_version(p, &version))) {
                 (Err(reason), Some(old)) => {
                     reasons.push(format!(

@@ -42,8 +42,8 @@ impl Service {
 fn tensor_metadata(list: Vec<TensorMeta>) -> Vec<model_metadata_response::TensorMetadata> {
     list.into_iter()
         .map(|t| model_metadata_response::TensorMetadata {
+            datatype: t.datatype().to_owned(),
             name: t.name,
-            datatype: t.dtype.map_or("", codec::datatype_name).to_owned(),
             shape: t.shape,
         })
         .collect()
@@ -102,7 +102,7 @@ fn tensor_from_contents(
 
 /// Reads a ModelInfer request's inputs (typed `contents` or `raw_input_contents`), taking them
 /// out of `request`; every malformed part is a [`ServeError::BadRequest`] naming the input.
-pub fn decode_infer_inputs(request: &mut ModelInferRequest) -> Result<Vec<(String, Tensor)>, ServeError> {
+pub fn decode_infer_inputs(request: &mut ModelInferRequest) -> Result<codec::RequestInputs, ServeError> {
     let raw = std::mem::take(&mut request.raw_input_contents);
     if !raw.is_empty() && raw.len() != request.inputs.len() {
         return Err(ServeError::bad(format!(
@@ -111,14 +111,37 @@ pub fn decode_infer_inputs(request: &mut ModelInferRequest) -> Result<Vec<(Strin
             request.inputs.len()
         )));
     }
-    let mut tensors = Vec::with_capacity(request.inputs.len());
+    let mut decoded = codec::RequestInputs::default();
     for (i, input) in std::mem::take(&mut request.inputs).into_iter().enumerate() {
         codec::refuse_parameters(
             &format!("input \"{}\"", input.name),
             input.parameters.keys().map(String::as_str),
         )?;
-        let dtype = codec::parse_datatype(&input.name, &input.datatype)?;
         let shape = codec::parse_shape(&input.name, &input.shape)?;
+        if input.datatype == codec::BYTES {
+            let text = match (raw.get(i), input.contents) {
+                (Some(_), Some(_)) => {
+                    return Err(ServeError::bad(format!(
+                        "input \"{}\" has both contents and raw_input_contents",
+                        input.name
+                    )))
+                }
+                (Some(bytes), None) => codec::text_from_raw(&input.name, &shape, bytes)?,
+                (None, contents) => {
+                    let mut joined = Vec::new();
+                    for element in contents.unwrap_or_default().bytes_contents {
+                        joined.extend_from_slice(
+                            &u32::try_from(element.len()).unwrap_or(u32::MAX).to_le_bytes(),
+                        );
+                        joined.extend_from_slice(&element);
+                    }
+                    codec::text_from_raw(&input.name, &shape, &joined)?
+                }
+            };
+            decoded.texts.push(text);
+            continue;
+        }
+        let dtype = codec::parse_datatype(&input.name, &input.datatype)?;
         let tensor = match raw.get(i) {
             Some(bytes) => {
                 if input.contents.is_some() {
@@ -131,9 +154,9 @@ pub fn decode_infer_inputs(request: &mut ModelInferRequest) -> Result<Vec<(Strin
             }
             None => tensor_from_contents(&input.name, dtype, &shape, input.contents)?,
         };
-        tensors.push((input.name, tensor));
+        decoded.tensors.push((input.name, tensor));
     }
-    Ok(tensors)
+    Ok(decoded)
 }
 
 fn statistics(entry: &ModelEntry) -> ModelStatistics {
@@ -246,7 +269,7 @@ impl GrpcInferenceService for Service {
         let entry = self.entry(&request.name, &request.version)?;
         let (inputs, outputs) = entry.metadata().map_err(|e| e.grpc_status())?;
         let skip = usize::from(entry.config.max_batch_size > 0);
-        let data_type = |t: &TensorMeta| t.dtype.map_or(0, codec::config_type);
+        let data_type = |t: &TensorMeta| t.config_type();
         Ok(Response::new(ModelConfigResponse {
             config: Some(ModelConfig {
                 name: entry.name.clone(),

@@ -98,7 +98,7 @@ fn tensor_meta(list: &[TensorMeta]) -> Value {
         .map(|t| {
             json!({
                 "name": t.name,
-                "datatype": t.dtype.map_or("", codec::datatype_name),
+                "datatype": t.datatype(),
                 "shape": t.shape,
             })
         })
@@ -134,7 +134,7 @@ async fn model_config(State(state): State<Arc<ServerState>>, Path(path): Path<Mo
             .map(|t| {
                 json!({
                     "name": t.name,
-                    "data_type": t.dtype.map_or("TYPE_INVALID".to_owned(), codec::config_type_name),
+                    "data_type": t.config_type_name(),
                     "dims": dims(t),
                 })
             })
@@ -327,8 +327,8 @@ fn split_body<'a>(header_length: Option<&[u8]>, body: &'a [u8]) -> Result<(&'a [
 pub struct InferBody {
     /// The request's `id`, echoed in the answer.
     pub id: Option<String>,
-    /// The inputs in request order, by name.
-    pub inputs: Vec<(String, Tensor)>,
+    /// The inputs, by name.
+    pub inputs: codec::RequestInputs,
     /// The outputs asked for, in order, each with whether it goes back as binary data; empty
     /// asks for every output.
     pub outputs: Vec<(String, bool)>,
@@ -359,12 +359,14 @@ pub fn decode_infer_body(header_length: Option<&[u8]>, body: &[u8]) -> Result<In
 }
 
 /// Decodes the request's inputs, taking binary inputs from `binary` in order.
-fn decode_inputs(inputs: Vec<InferInput>, mut binary: &[u8]) -> Result<Vec<(String, Tensor)>, ServeError> {
-    let mut tensors = Vec::with_capacity(inputs.len());
+fn decode_inputs(inputs: Vec<InferInput>, mut binary: &[u8]) -> Result<codec::RequestInputs, ServeError> {
+    let mut decoded = codec::RequestInputs::default();
     for input in inputs {
         let what = format!("input \"{}\"", input.name);
         refuse_parameters(&what, &input.parameters)?;
-        let dtype = codec::parse_datatype(&input.name, &input.datatype)?;
+        let text = input.datatype == codec::BYTES;
+        let dtype =
+            if text { rivet::DType::U8 } else { codec::parse_datatype(&input.name, &input.datatype)? };
         let shape = codec::parse_shape(&input.name, &input.shape)?;
         let tensor = match input.parameters.get("binary_data_size") {
             Some(size) => {
@@ -382,16 +384,24 @@ fn decode_inputs(inputs: Vec<InferInput>, mut binary: &[u8]) -> Result<Vec<(Stri
                 }
                 let (bytes, rest) = binary.split_at(size);
                 binary = rest;
+                if text {
+                    decoded.texts.push(codec::text_from_raw(&input.name, &shape, bytes)?);
+                    continue;
+                }
                 codec::tensor_from_raw(&input.name, dtype, &shape, bytes)?
             }
             None => {
                 let data = input.data.as_ref().ok_or_else(|| {
                     ServeError::bad(format!("{what} has neither data nor binary_data_size"))
                 })?;
+                if text {
+                    decoded.texts.push(codec::text_from_json(&input.name, &shape, data)?);
+                    continue;
+                }
                 codec::tensor_from_json(&input.name, dtype, &shape, data)?
             }
         };
-        tensors.push((input.name, tensor));
+        decoded.tensors.push((input.name, tensor));
     }
     if !binary.is_empty() {
         return Err(ServeError::bad(format!(
@@ -399,7 +409,7 @@ fn decode_inputs(inputs: Vec<InferInput>, mut binary: &[u8]) -> Result<Vec<(Stri
             binary.len()
         )));
     }
-    Ok(tensors)
+    Ok(decoded)
 }
 
 async fn infer(
@@ -500,7 +510,7 @@ mod tests {
             data: None,
         };
         let decoded = decode_inputs(vec![input("a", 2), input("b", 2)], &[1, 2, 3, 4]).unwrap();
-        assert_eq!(decoded[1].1.as_bytes(), &[3, 4]);
+        assert_eq!(decoded.tensors[1].1.as_bytes(), &[3, 4]);
         assert_eq!(
             decode_inputs(vec![input("a", 2), input("b", 3)], &[1, 2, 3, 4]).unwrap_err().to_string(),
             "input \"b\": binary_data_size 3 runs past the end of the body (2 bytes left)"
@@ -519,7 +529,7 @@ mod tests {
         let length = header.len().to_string();
         let request = decode_infer_body(Some(length.as_bytes()), &body).unwrap();
         assert_eq!(request.id.as_deref(), Some("r7"));
-        assert_eq!(request.inputs[0].1.as_slice::<i8>().unwrap(), &[-1, 7]);
+        assert_eq!(request.inputs.tensors[0].1.as_slice::<i8>().unwrap(), &[-1, 7]);
         assert_eq!(request.outputs, [("y".to_owned(), true), ("z".to_owned(), false)]);
         assert!(request.binary_default);
         // A bad output parameter is refused with the rest of the request, before inference.

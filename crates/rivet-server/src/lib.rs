@@ -21,6 +21,7 @@ pub mod grpc;
 pub mod http;
 pub mod metrics;
 pub mod repository;
+pub mod rows;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -41,7 +42,7 @@ pub const EXTENSIONS: [&str; 5] =
     ["binary_tensor_data", "model_configuration", "model_repository", "statistics", "metrics"];
 
 /// Where and how to serve.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeOptions {
     /// The model repository: one folder per model.
     pub repository: PathBuf,
@@ -61,6 +62,9 @@ pub struct ServeOptions {
     pub load_models: Vec<String>,
     /// In poll mode, how often the repository is rescanned.
     pub poll_interval: std::time::Duration,
+    /// Loads the preprocessing pipeline beside a model file, for models that take raw rows
+    /// (`None`: a model with a pipeline does not load, saying what serves it).
+    pub pipelines: Option<rows::PipelineFinder>,
 }
 
 impl ServeOptions {
@@ -76,6 +80,7 @@ impl ServeOptions {
             control_mode: ControlMode::None,
             load_models: Vec::new(),
             poll_interval: std::time::Duration::from_secs(15),
+            pipelines: None,
         }
     }
 }
@@ -108,11 +113,13 @@ impl Server {
         let metrics = Arc::new(Metrics::default());
         let dir = options.repository.clone();
         let loader = Arc::clone(&metrics);
-        let (mode, load) = (options.control_mode, options.load_models.clone());
+        let (mode, load, pipelines) =
+            (options.control_mode, options.load_models.clone(), options.pipelines.clone());
         // Loading reads files and may compile models: off the async threads.
-        let repository = tokio::task::spawn_blocking(move || Repository::open(&dir, mode, &load, loader))
-            .await
-            .map_err(|e| StartError::Loading(e.to_string()))??;
+        let repository =
+            tokio::task::spawn_blocking(move || Repository::open(&dir, mode, &load, loader, pipelines))
+                .await
+                .map_err(|e| StartError::Loading(e.to_string()))??;
         let bind = |port: u16, what: &'static str| {
             let addr = SocketAddr::new(options.host, port);
             async move { TcpListener::bind(addr).await.map_err(|source| StartError::Bind { what, addr, source }) }

@@ -10,9 +10,11 @@ use rivet::{Backend, DType, Dim, Inputs, LoadOptions, Model, ModelFormat, Tensor
 use tokio::sync::oneshot;
 
 use crate::batcher::{BatchPolicy, Job, Queue};
+use crate::codec::RequestInputs;
 use crate::config::{ModelConfig, ShadowConfig};
 use crate::error::{ServeError, StartError};
 use crate::metrics::{Metrics, ModelMetrics, ShadowMetrics};
+use crate::rows::{ColumnKind, ColumnValues, PipelineFinder, RowPipeline};
 
 /// One version of a model: its config and whether it loaded.
 pub struct ModelEntry {
@@ -36,6 +38,8 @@ pub struct Served {
     pub metrics: Arc<ModelMetrics>,
     queue: Queue,
     shadow: RwLock<Option<Arc<Shadowing>>>,
+    /// The preprocessing pipeline its raw columns go through, for a model served with one.
+    pub pipeline: Option<Arc<dyn RowPipeline>>,
 }
 
 /// A model's shadow: the candidate model of the repository its requests also go to, and what
@@ -62,6 +66,37 @@ pub struct TensorMeta {
     pub dtype: Option<DType>,
     /// The dimensions (empty when the model does not declare them).
     pub shape: Vec<i64>,
+    /// For a raw column of a model served with a pipeline: what it holds (`dtype` is `None`).
+    pub column: Option<ColumnKind>,
+}
+
+impl TensorMeta {
+    /// The protocol datatype (empty when the model does not declare it).
+    pub fn datatype(&self) -> &'static str {
+        match (self.column, self.dtype) {
+            (Some(kind), _) => kind.datatype(),
+            (None, Some(dtype)) => crate::codec::datatype_name(dtype),
+            (None, None) => "",
+        }
+    }
+
+    /// The model config's type number (0, `TYPE_INVALID`, when undeclared).
+    pub fn config_type(&self) -> i32 {
+        match (self.column, self.dtype) {
+            (Some(kind), _) => kind.config_type(),
+            (None, Some(dtype)) => crate::codec::config_type(dtype),
+            (None, None) => 0,
+        }
+    }
+
+    /// The model config's type name.
+    pub fn config_type_name(&self) -> String {
+        match (self.column, self.dtype) {
+            (Some(kind), _) => kind.config_type_name().to_owned(),
+            (None, Some(dtype)) => crate::codec::config_type_name(dtype),
+            (None, None) => "TYPE_INVALID".to_owned(),
+        }
+    }
 }
 
 /// A model's statistics, as Triton's statistics extension reports them.
@@ -84,8 +119,14 @@ pub struct Statistics {
 
 impl ModelEntry {
     /// Loads version `config.version` of model `name` from the model file in `dir`.
-    pub(crate) fn load(name: &str, dir: &Path, config: ModelConfig, metrics: &Metrics) -> ModelEntry {
-        let state = Served::load(name, dir, &config, metrics).map(Arc::new);
+    pub(crate) fn load(
+        name: &str,
+        dir: &Path,
+        config: ModelConfig,
+        metrics: &Metrics,
+        pipelines: Option<&PipelineFinder>,
+    ) -> ModelEntry {
+        let state = Served::load(name, dir, &config, metrics, pipelines).map(Arc::new);
         ModelEntry { name: name.to_owned(), config, state }
     }
 
@@ -109,8 +150,9 @@ impl ModelEntry {
         &self,
         protocol: &'static str,
         id: &str,
-        inputs: Vec<(String, Tensor)>,
+        inputs: impl Into<RequestInputs>,
     ) -> Result<Vec<(String, Tensor)>, ServeError> {
+        let inputs = inputs.into();
         let start = Instant::now();
         let span = tracing::info_span!(
             "request",
@@ -121,6 +163,13 @@ impl ModelEntry {
         );
         let (result, queued, compute) = match self.served() {
             Ok(served) => {
+                let inputs = match served.tensors(&self.name, inputs).await {
+                    Ok(inputs) => inputs,
+                    Err(e) => {
+                        served.metrics.request_done(false, start.elapsed());
+                        return self.answered(&span, start, Err(e), None, None);
+                    }
+                };
                 let shadow = served.shadow();
                 // Tensors share their data: keeping the inputs for the shadow copies none.
                 let kept = shadow.as_ref().map(|_| inputs.clone());
@@ -135,6 +184,18 @@ impl ModelEntry {
             }
             Err(e) => (Err(e), None, None),
         };
+        self.answered(&span, start, result, queued, compute)
+    }
+
+    /// Logs a request's access line and passes its result on.
+    fn answered(
+        &self,
+        span: &tracing::Span,
+        start: Instant,
+        result: Result<Vec<(String, Tensor)>, ServeError>,
+        queued: Option<Duration>,
+        compute: Option<Duration>,
+    ) -> Result<Vec<(String, Tensor)>, ServeError> {
         let micros = |d: Option<Duration>| d.map(|d| d.as_micros() as u64);
         let status = match &result {
             Ok(_) => "ok",
@@ -167,11 +228,25 @@ impl ModelEntry {
                             *first = -1;
                         }
                     }
-                    TensorMeta { name: spec.name.clone(), dtype: spec.dtype, shape }
+                    TensorMeta { name: spec.name.clone(), dtype: spec.dtype, shape, column: None }
                 })
                 .collect()
         };
-        Ok((meta(&signature.inputs), meta(&signature.outputs)))
+        let inputs = match &self.served()?.pipeline {
+            // One dimension, the rows (batched or not).
+            Some(pipeline) => pipeline
+                .columns()
+                .iter()
+                .map(|c| TensorMeta {
+                    name: c.name.clone(),
+                    dtype: None,
+                    shape: vec![-1],
+                    column: Some(c.kind),
+                })
+                .collect(),
+            None => meta(&signature.inputs),
+        };
+        Ok((inputs, meta(&signature.outputs)))
     }
 
     /// The platform name Triton gives this format.
@@ -229,13 +304,59 @@ impl Served {
         self.shadow.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// The model's input tensors for a request: its tensors as they are, or, for a model served
+    /// with a pipeline, the features the pipeline makes of its raw columns (each of shape
+    /// `[rows]`, or `[rows, 1]` as pandas' codec sends them). `BYTES` inputs only a pipeline
+    /// takes.
+    async fn tensors(&self, model: &str, inputs: RequestInputs) -> Result<Vec<(String, Tensor)>, ServeError> {
+        let Some(pipeline) = &self.pipeline else {
+            if let Some(text) = inputs.texts.first() {
+                return Err(ServeError::bad(format!(
+                    "input \"{}\": datatype \"BYTES\" is not supported by model \"{model}\" (BYTES inputs \
+                     are the text columns of a model served with a preprocessing pipeline)",
+                    text.name
+                )));
+            }
+            return Ok(inputs.tensors);
+        };
+        let columns = raw_columns(pipeline.as_ref(), inputs)?;
+        let pipeline = Arc::clone(pipeline);
+        // The pipeline's work is the CPU's: off the async threads.
+        let features = tokio::task::spawn_blocking(move || pipeline.features(columns))
+            .await
+            .map_err(|e| ServeError::Internal(format!("the pipeline stopped: {e}")))?
+            .map_err(ServeError::BadRequest)?;
+        let name =
+            self.model.signature().inputs.first().map_or_else(|| "features".to_owned(), |s| s.name.clone());
+        Ok(vec![(name, features)])
+    }
+
     /// Attaches `shadow` (or detaches with `None`).
     pub(crate) fn set_shadow(&self, shadow: Option<Shadowing>) {
         *self.shadow.write().unwrap_or_else(|e| e.into_inner()) = shadow.map(Arc::new);
     }
 
-    fn load(name: &str, dir: &Path, config: &ModelConfig, metrics: &Metrics) -> Result<Served, StartError> {
+    fn load(
+        name: &str,
+        dir: &Path,
+        config: &ModelConfig,
+        metrics: &Metrics,
+        pipelines: Option<&PipelineFinder>,
+    ) -> Result<Served, StartError> {
         let file = config.model_path(dir)?;
+        let pipeline = match (crate::rows::pipeline_beside(&file), pipelines) {
+            (None, _) => None,
+            (Some(_), Some(find)) => find(&file).map_err(StartError::ModelFile)?,
+            (Some(path), None) => {
+                return Err(StartError::ModelFile(format!(
+                    "{} has a preprocessing pipeline ({}): a server that takes raw rows is \
+                     rivet-tabular's (`rivet serve` runs it when the repository holds a pipeline \
+                     at start)",
+                    file.display(),
+                    path.display()
+                )))
+            }
+        };
         let backend: Backend = config.backend.parse()?;
         let mut options = LoadOptions {
             backend: backend.clone(),
@@ -250,6 +371,13 @@ impl Served {
         if config.max_batch_size > 0 {
             check_batch_dimension(model.signature(), config.max_batch_size)?;
         }
+        if pipeline.is_some() && model.signature().inputs.len() != 1 {
+            return Err(StartError::ModelFile(format!(
+                "{} takes {} inputs; a pipeline feeds a model with one [rows, features] input",
+                file.display(),
+                model.signature().inputs.len()
+            )));
+        }
         let metrics = Arc::new(metrics.for_model(name, &config.version));
         let queue = Queue::start(
             Arc::clone(&model),
@@ -260,7 +388,7 @@ impl Served {
             false,
         )
         .map_err(|source| StartError::Threads { what: "the model's threads", source })?;
-        Ok(Served { model, file, format, metrics, queue, shadow: RwLock::new(None) })
+        Ok(Served { model, file, format, metrics, queue, shadow: RwLock::new(None), pipeline })
     }
 
     /// Checks, queues and answers one request; with the time it waited in the queue and the
@@ -325,6 +453,102 @@ fn batch_policy(config: &ModelConfig) -> BatchPolicy {
         max_delay: Duration::from_micros(batching.map_or(0, |b| b.max_queue_delay_us)),
         idle_first: batching.is_some_and(|b| b.policy == crate::config::BatchingPolicy::IdleFirst),
     }
+}
+
+/// A request's raw columns in `pipeline`'s order, each checked for its name, kind and rows.
+fn raw_columns(
+    pipeline: &dyn RowPipeline,
+    mut inputs: RequestInputs,
+) -> Result<Vec<(String, ColumnValues)>, ServeError> {
+    let expected = pipeline.columns();
+    let names = || expected.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ");
+    let known = |name: &str| expected.iter().any(|c| c.name == name);
+    if let Some(name) =
+        inputs.tensors.iter().map(|(n, _)| n).chain(inputs.texts.iter().map(|t| &t.name)).find(|n| !known(n))
+    {
+        return Err(ServeError::bad(format!("unknown column \"{name}\" (the pipeline takes: {})", names())));
+    }
+    let mut rows: Option<(usize, String)> = None;
+    let mut columns = Vec::with_capacity(expected.len());
+    for column in expected {
+        let name = &column.name;
+        let (shape, values) = if let Some(at) = inputs.texts.iter().position(|t| &t.name == name) {
+            let text = inputs.texts.swap_remove(at);
+            (text.shape, ColumnValues::Text(text.values))
+        } else if let Some(at) = inputs.tensors.iter().position(|(n, _)| n == name) {
+            let (_, tensor) = inputs.tensors.swap_remove(at);
+            (tensor.shape().to_vec(), column_values(name, column.kind, &tensor)?)
+        } else {
+            return Err(ServeError::bad(format!(
+                "missing column \"{name}\" (the pipeline takes: {})",
+                names()
+            )));
+        };
+        if values.kind() != column.kind {
+            return Err(ServeError::bad(format!(
+                "column \"{name}\": expected {}, got {}",
+                column.kind.datatype(),
+                values.kind().datatype()
+            )));
+        }
+        let n = match shape.as_slice() {
+            [n] | [n, 1] => *n,
+            other => {
+                return Err(ServeError::bad(format!(
+                    "column \"{name}\": shape {other:?} is not [rows] or [rows, 1]"
+                )))
+            }
+        };
+        match &rows {
+            None => rows = Some((n, name.clone())),
+            Some((m, first)) if *m != n => {
+                return Err(ServeError::bad(format!(
+                    "columns \"{first}\" and \"{name}\" have {m} and {n} rows: they must agree"
+                )))
+            }
+            Some(_) => {}
+        }
+        columns.push((name.clone(), values));
+    }
+    Ok(columns)
+}
+
+/// A tensor column's values as `kind` wants them: integers widen to INT64, and to FP64 for a
+/// number column (pandas sends a float column without missing values as integers).
+fn column_values(name: &str, kind: ColumnKind, tensor: &Tensor) -> Result<ColumnValues, ServeError> {
+    let bad = |e: rivet::Error| ServeError::bad(format!("column \"{name}\": {e}"));
+    let ints = || -> Result<Option<Vec<i64>>, ServeError> {
+        Ok(match tensor.dtype() {
+            DType::I64 => Some(tensor.as_slice::<i64>().map_err(bad)?.to_vec()),
+            DType::I32 => {
+                Some(tensor.as_slice::<i32>().map_err(bad)?.iter().map(|&v| i64::from(v)).collect())
+            }
+            _ => None,
+        })
+    };
+    let values = match (kind, tensor.dtype()) {
+        (ColumnKind::Float, DType::F64) => {
+            ColumnValues::Float(tensor.as_slice::<f64>().map_err(bad)?.to_vec())
+        }
+        (ColumnKind::Float, DType::F32) => ColumnValues::Float(
+            tensor.as_slice::<f32>().map_err(bad)?.iter().map(|&v| f64::from(v)).collect(),
+        ),
+        (ColumnKind::Float, _) if ints()?.is_some() => {
+            ColumnValues::Float(ints()?.unwrap_or_default().into_iter().map(|v| v as f64).collect())
+        }
+        (ColumnKind::Int, _) if ints()?.is_some() => ColumnValues::Int(ints()?.unwrap_or_default()),
+        (ColumnKind::Bool, DType::Bool) => {
+            ColumnValues::Bool(tensor.as_bytes().iter().map(|&b| b != 0).collect())
+        }
+        (_, dtype) => {
+            return Err(ServeError::bad(format!(
+                "column \"{name}\": expected {}, got {}",
+                kind.datatype(),
+                crate::codec::datatype_name(dtype)
+            )))
+        }
+    };
+    Ok(values)
 }
 
 /// `inputs` in the order `signature` declares them (as they are when it declares none).
