@@ -1,5 +1,6 @@
-//! The model repository: one folder per model, loaded at start; each loaded model's queue,
-//! metrics and the protocol-neutral answers (metadata, config, statistics) built from it.
+//! One served version of a model: its queue, metrics, shadow and pipeline, how a request runs
+//! through them, and the protocol-neutral answers (metadata, config, statistics) built from it.
+//! The repository that holds them, and loads and unloads them, is [`crate::control`].
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
