@@ -107,16 +107,10 @@ impl InferenceBackend for CandleBackend {
         }
         let budget = match options.intra_op_threads {
             Some(0) => return Err(Error::unsupported(NAME, "intra_op_threads=0: give at least 1")),
-            Some(n) => Some(kernels::threads::Budget {
-                threads: n,
-                pool: Arc::new(
-                    rayon::ThreadPoolBuilder::new()
-                        .num_threads(n)
-                        .thread_name(|i| format!("rivet-candle-{i}"))
-                        .build()
-                        .map_err(|e| Error::backend(NAME, format!("cannot start {n} threads: {e}")))?,
-                ),
-            }),
+            Some(n) => Some(
+                kernels::threads::Budget::new(n)
+                    .map_err(|e| Error::backend(NAME, format!("cannot start {n} threads: {e}")))?,
+            ),
             None => None,
         };
         let model = candle_onnx::read_file(path).map_err(|e| Error::load(NAME, path, one_line(e)))?;

@@ -1,32 +1,48 @@
 //! Convolutions: im2col into a per-thread scratch matrix and one product per group, images
 //! side by side for small planes, bias and Relu in one pass; transposed convolution.
 //!
-//! With several threads, a convolution forks once and each thread runs serial products: over
-//! images when there are as many as threads, else over blocks of output channels (the
-//! im2col matrix split by input channel first). That keeps each product's register tiles as
-//! full as on one thread, where splitting inside the gemm crate leaves them half empty and
-//! wakes the threads once per product. Every output element is the same sum in the same order
+//! With several threads, a convolution splits once (over the model's team, see
+//! [`super::team`], or the rayon pool) and each task runs serial products: over images when
+//! there are as many as threads, else over blocks of output channels (the im2col matrix split
+//! by input channel first). That keeps each product's register tiles as full as on one thread,
+//! where splitting inside the gemm crate leaves them half empty and hands off work once per
+//! product. Every output element is the same sum in the same order
 //! either way (the gemm crate's depth blocking depends on the depth alone), so the results are
 //! bit for bit those of one thread.
 
 use super::gemm::*;
+use super::threads::{self, Chunks, Split};
 use super::window::*;
-use super::{threads, with_values};
+use super::with_values;
 use candle_core::{bail, DType as CDType, Device, Result as CResult, Tensor as CTensor};
-use rayon::prelude::*;
-
-/// How many threads `par` grants (1 for none).
-fn threads_of(par: gemm::Parallelism) -> usize {
-    match par {
-        gemm::Parallelism::Rayon(t) => t.max(1),
-        _ => 1,
-    }
-}
 
 /// Rows of output channels per task when `rows` of them are split over `threads`: whole
 /// multiples of 8 (the gemm crate's tile across channels is 6 or 8 wide), at least 8.
 fn rows_per_task(rows: usize, threads: usize) -> usize {
     rows.div_ceil(threads).next_multiple_of(8).min(rows).max(1)
+}
+
+/// Columns of output positions per task when `cols` of them are split over `threads`: whole
+/// multiples of 16 (the gemm crate's widest register tile), at least 16.
+fn cols_per_task(cols: usize, threads: usize) -> usize {
+    cols.div_ceil(threads).next_multiple_of(16).min(cols).max(1)
+}
+
+/// A pointer to one output matrix that a split's tasks share, each writing its own columns.
+#[derive(Clone, Copy)]
+struct SharedOut<T>(*mut T);
+
+// SAFETY: the tasks that share it write disjoint elements (see its uses), as they would through
+// `chunks_mut`; `T` values may move between threads.
+unsafe impl<T: Send> Send for SharedOut<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for SharedOut<T> {}
+
+impl<T> SharedOut<T> {
+    /// The pointer (a method, so that a closure captures the whole `SharedOut`).
+    fn at(&self, offset: usize) -> *mut T {
+        self.0.wrapping_add(offset)
+    }
 }
 
 /// `dst = lhs · rhs` for row-major `lhs` (m×k), `rhs` (k×n) and `dst` (m×n), every element of
@@ -173,7 +189,7 @@ pub(crate) fn conv_images<T: ConvElem>(
     let mut out: Vec<T> = Vec::with_capacity(len);
     // A 1×1 window over every position in order reads the image itself.
     let direct = k == 1 && p == plane && geo.runs[0].as_slice() == [(0, 0, p, 1)];
-    threads::products(n * mg * group * p * ck, |par| {
+    threads::split(n * mg * group * p * ck, |split| {
         with_values(x, |xs: &[T]| {
             with_values(wt, |ws: &[T]| -> CResult<()> {
                 if xs.len() != n * c * plane || ws.len() != m * ck {
@@ -199,33 +215,98 @@ pub(crate) fn conv_images<T: ConvElem>(
                     if p < BATCH_PLANE && !direct { (BATCH_COLUMNS / p).clamp(1, n) } else { 1 };
                 if side_by_side > 1 {
                     let dims = (c, m, group, plane);
-                    conv_side_by_side(xs, ws, dst_all, bias.as_deref(), geo, dims, side_by_side, par, relu);
+                    conv_side_by_side(
+                        xs,
+                        ws,
+                        dst_all,
+                        bias.as_deref(),
+                        geo,
+                        dims,
+                        side_by_side,
+                        &split,
+                        relu,
+                    );
                     return Ok(());
                 }
-                let threads = threads_of(par);
+                let threads = split.threads();
+                // Blocks of output positions over threads (one group): each task's columns of
+                // the output, from the same columns of `col` and all of the weights.
+                let by_positions = |col: &[T], out_img: &mut [std::mem::MaybeUninit<T>]| {
+                    let cols = cols_per_task(p, threads);
+                    let out = SharedOut(out_img.as_mut_ptr().cast::<T>());
+                    split.run(p.div_ceil(cols), |i| {
+                        let (j, width) = (i * cols, cols.min(p - i * cols));
+                        // SAFETY: `ws` holds m×ck weights (checked above), `col` ck×p values and
+                        // `out_img` m×p elements, all row-major; this task reads columns
+                        // j..j + width of `col` and writes the same columns of every row of
+                        // `out_img` (row stride p), which no other task touches. With
+                        // `read_dst` false, gemm writes every element of its block and reads none.
+                        unsafe {
+                            gemm::gemm(
+                                m,
+                                width,
+                                ck,
+                                out.at(j),
+                                1,
+                                p as isize,
+                                false,
+                                ws.as_ptr(),
+                                1,
+                                ck as isize,
+                                col.as_ptr().add(j),
+                                1,
+                                p as isize,
+                                T::zero(),
+                                T::from_f64(1.0),
+                                false,
+                                false,
+                                false,
+                                gemm::Parallelism::None,
+                            );
+                        }
+                        for r in 0..m {
+                            // SAFETY: the product above wrote these `width` elements of row r,
+                            // this task's alone.
+                            let row = unsafe { std::slice::from_raw_parts_mut(out.at(r * p + j), width) };
+                            bias_relu(row, bias.as_deref().map(|b| &b[r..r + 1]), width, relu);
+                        }
+                    });
+                };
                 if threads > 1 && n >= threads {
                     // Images over threads, each image's products serial on its thread.
-                    xs.par_chunks_exact(c * plane).zip(dst_all.par_chunks_exact_mut(m * p)).for_each(
-                        |(img, out_img)| {
-                            if direct {
-                                (0..group).for_each(|g| product(img, out_img, g));
-                            } else {
-                                T::with_scratch(c * k * p, |col| {
-                                    im2col(img, geo, c, plane, col, p);
-                                    (0..group).for_each(|g| product(col, out_img, g));
-                                });
-                            }
-                            finish(out_img);
-                        },
-                    );
+                    let outs = Chunks::new(dst_all, m * p);
+                    split.run(n, |i| {
+                        let img = &xs[i * c * plane..][..c * plane];
+                        // SAFETY: task `i` alone takes chunk `i`.
+                        let out_img = unsafe { outs.take(i) };
+                        if direct {
+                            (0..group).for_each(|g| product(img, out_img, g));
+                        } else {
+                            T::with_scratch(c * k * p, |col| {
+                                im2col(img, geo, c, plane, col, p);
+                                (0..group).for_each(|g| product(col, out_img, g));
+                            });
+                        }
+                        finish(out_img);
+                    });
                     return Ok(());
                 }
                 let images = xs.chunks_exact(c * plane).zip(dst_all.chunks_exact_mut(m * p));
                 if threads > 1 {
                     // Fewer images than threads: blocks of output channels over threads.
-                    let split = |col: &[T], out_img: &mut [std::mem::MaybeUninit<T>]| {
+                    let by_channels = |col: &[T], out_img: &mut [std::mem::MaybeUninit<T>]| {
+                        if group == 1 && p > mg {
+                            // More positions than channels (an early layer's large planes):
+                            // blocks of positions, so that each thread reads only its part of
+                            // the im2col matrix, the larger operand, and the weights whole.
+                            by_positions(col, out_img);
+                            return;
+                        }
                         let rows = if group == 1 { rows_per_task(mg, threads) } else { mg };
-                        out_img.par_chunks_mut(rows * p).enumerate().for_each(|(i, dst)| {
+                        let blocks = Chunks::new(out_img, rows * p);
+                        split.run(blocks.count(), |i| {
+                            // SAFETY: task `i` alone takes chunk `i`.
+                            let dst = unsafe { blocks.take(i) };
                             let (row, count) = (i * rows, dst.len() / p);
                             let g = row / mg;
                             let (lhs, rhs) =
@@ -237,12 +318,12 @@ pub(crate) fn conv_images<T: ConvElem>(
                         });
                     };
                     if direct {
-                        images.for_each(|(img, out_img)| split(img, out_img));
+                        images.for_each(|(img, out_img)| by_channels(img, out_img));
                     } else {
                         T::with_scratch(c * k * p, |col| {
                             for (img, out_img) in images {
-                                im2col_parallel(img, geo, c, plane, col, p);
-                                split(col, out_img);
+                                im2col_parallel(img, geo, c, plane, col, p, &split);
+                                by_channels(col, out_img);
                             }
                         });
                     }
@@ -341,7 +422,7 @@ pub(crate) fn conv_side_by_side<T: ConvElem>(
     geo: &Geometry,
     (c, m, group, plane): (usize, usize, usize, usize),
     per: usize,
-    par: gemm::Parallelism,
+    split: &Split<'_>,
     relu: bool,
 ) {
     let (p, k) = (geo.p, geo.k);
@@ -361,17 +442,20 @@ pub(crate) fn conv_side_by_side<T: ConvElem>(
                 let dst = &mut t[..mg * cols];
                 // SAFETY: a `T` is a valid `MaybeUninit<T>`, and only `T` values are written.
                 let dst = unsafe { &mut *(dst as *mut [T] as *mut [std::mem::MaybeUninit<T>]) };
-                let threads = threads_of(par);
+                let threads = split.threads();
                 if threads > 1 {
                     // Blocks of output channels over threads, each product serial.
                     let rows = rows_per_task(mg, threads);
-                    dst.par_chunks_mut(rows * cols).enumerate().for_each(|(i, dst)| {
+                    let blocks = Chunks::new(dst, rows * cols);
+                    split.run(blocks.count(), |i| {
+                        // SAFETY: task `i` alone takes chunk `i`.
+                        let dst = unsafe { blocks.take(i) };
                         let count = dst.len() / cols;
                         let lhs = &lhs[i * rows * ck..(i * rows + count) * ck];
                         row_major_product(count, cols, ck, dst, lhs, rhs, gemm::Parallelism::None);
                     });
                 } else {
-                    row_major_product(mg, cols, ck, dst, lhs, rhs, par);
+                    row_major_product(mg, cols, ck, dst, lhs, rhs, gemm::Parallelism::None);
                 }
                 for (b, out_img) in outs.chunks_exact_mut(m * p).enumerate() {
                     for i in 0..mg {
@@ -390,8 +474,8 @@ pub(crate) fn conv_side_by_side<T: ConvElem>(
     });
 }
 
-/// [`im2col`] with its input channels split over the current rayon pool (each channel's `k`
-/// rows are its own).
+/// [`im2col`] with its input channels split over `split`'s threads (each channel's `k` rows
+/// are its own).
 fn im2col_parallel<T: candle_core::WithDType>(
     src: &[T],
     geo: &Geometry,
@@ -399,13 +483,17 @@ fn im2col_parallel<T: candle_core::WithDType>(
     plane: usize,
     col: &mut [T],
     p: usize,
+    split: &Split<'_>,
 ) {
     let k = geo.k;
-    let per = c.div_ceil(rayon::current_num_threads().max(1) * 4).max(1);
-    col[..c * k * p]
-        .par_chunks_mut(per * k * p)
-        .zip(src[..c * plane].par_chunks(per * plane))
-        .for_each(|(col, src)| im2col(src, geo, src.len() / plane, plane, col, p));
+    let per = c.div_ceil(split.threads() * 4).max(1);
+    let cols = Chunks::new(&mut col[..c * k * p], per * k * p);
+    split.run(cols.count(), |i| {
+        // SAFETY: task `i` alone takes chunk `i`.
+        let col = unsafe { cols.take(i) };
+        let src = &src[i * per * plane..][..col.len() / (k * p) * plane];
+        im2col(src, geo, src.len() / plane, plane, col, p);
+    });
 }
 
 /// The im2col matrix `[c * k, p]` of one image `src` (`c` planes) for the windows of `geo`:

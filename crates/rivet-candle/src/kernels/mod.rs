@@ -7,6 +7,7 @@ pub(crate) mod gemm;
 pub(crate) mod norm;
 pub(crate) mod pool;
 pub(crate) mod softmax;
+pub(crate) mod team;
 pub(crate) mod threads;
 pub(crate) mod window;
 

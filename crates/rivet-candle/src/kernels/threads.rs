@@ -1,23 +1,55 @@
 //! Where a model's products run under an explicit intra-op thread count: small ones on the
 //! calling thread, large ones (more than [`SERIAL_GEMM_MACS`] multiply-adds, the one rule for
-//! every kernel family) on the model's pool of that many threads.
+//! every kernel family) split over that many threads: a convolution over the model's
+//! [`Team`], the calling thread among them; a matrix product over a rayon pool of the model's,
+//! started on first use.
 //!
 //! A run sets its model's [`Budget`] for the calling thread; the kernels ask it through
-//! [`products`]. Without a budget (no thread count given), large products run on the current
-//! rayon pool, with as many threads as it has.
+//! [`split`], [`products`] and [`candle_product`]. Without a budget (no thread count given),
+//! large products run on the current rayon pool, with as many threads as it has.
 
 use std::cell::RefCell;
-use std::sync::Arc;
+use std::marker::PhantomData;
+use std::sync::{Arc, OnceLock};
 
 use gemm::Parallelism;
+use rayon::prelude::*;
 
 use super::gemm::SERIAL_GEMM_MACS;
+use super::team::Team;
 
-/// A model's intra-op threads and the pool that holds them.
+/// A model's intra-op threads: the team its convolutions split over, and the rayon pool its
+/// matrix products split over (started when one first needs it).
 #[derive(Clone)]
 pub(crate) struct Budget {
     pub(crate) threads: usize,
-    pub(crate) pool: Arc<rayon::ThreadPool>,
+    team: Arc<Team>,
+    pool: Arc<OnceLock<Option<rayon::ThreadPool>>>,
+}
+
+impl Budget {
+    /// A budget of `threads` (at least 1), its threads named `rivet-candle-N`.
+    pub(crate) fn new(threads: usize) -> std::io::Result<Budget> {
+        Ok(Budget {
+            threads,
+            team: Arc::new(Team::new(threads, "rivet-candle")?),
+            pool: Arc::new(OnceLock::new()),
+        })
+    }
+
+    /// The rayon pool of `threads` threads, or `None` when it cannot start (the product then
+    /// runs on the calling thread).
+    fn pool(&self) -> Option<&rayon::ThreadPool> {
+        self.pool
+            .get_or_init(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(self.threads)
+                    .thread_name(|i| format!("rivet-candle-mm-{i}"))
+                    .build()
+                    .ok()
+            })
+            .as_ref()
+    }
 }
 
 thread_local! {
@@ -58,9 +90,10 @@ unsafe impl<T> Send for Handoff<T> {}
 pub(crate) fn products<R>(macs: usize, f: impl FnOnce(Parallelism) -> R) -> R {
     match budget() {
         None => f(parallelism(macs)),
-        Some(Budget { threads, pool }) if threads > 1 && macs > SERIAL_GEMM_MACS => {
-            on_pool(&pool, move || f(Parallelism::Rayon(threads)))
-        }
+        Some(b) if b.threads > 1 && macs > SERIAL_GEMM_MACS => match b.pool() {
+            Some(pool) => on_pool(pool, move || f(Parallelism::Rayon(b.threads))),
+            None => f(Parallelism::None),
+        },
         Some(_) => f(Parallelism::None),
     }
 }
@@ -69,8 +102,96 @@ pub(crate) fn products<R>(macs: usize, f: impl FnOnce(Parallelism) -> R) -> R {
 /// whatever pool it runs in: a large one runs on the budget's pool, at one thread too.
 pub(crate) fn candle_product<R>(macs: usize, f: impl FnOnce() -> R) -> R {
     match budget() {
-        Some(Budget { pool, .. }) if macs > SERIAL_GEMM_MACS => on_pool(&pool, f),
+        Some(b) if macs > SERIAL_GEMM_MACS => match b.pool() {
+            Some(pool) => on_pool(pool, f),
+            None => f(),
+        },
         _ => f(),
+    }
+}
+
+/// Runs `f`, a kernel of `macs` multiply-adds that splits its work into tasks itself, with the
+/// [`Split`] it may use: the calling thread alone when small or when the budget is one thread,
+/// the budget's team when large, and without a budget, as [`parallelism`] says.
+pub(crate) fn split<R>(macs: usize, f: impl FnOnce(Split<'_>) -> R) -> R {
+    match budget() {
+        None => match parallelism(macs) {
+            Parallelism::Rayon(t) => f(Split::Rayon(t)),
+            _ => f(Split::Serial),
+        },
+        Some(b) if b.threads > 1 && macs > SERIAL_GEMM_MACS => f(Split::Team(&b.team)),
+        Some(_) => f(Split::Serial),
+    }
+}
+
+/// Where a kernel's tasks run.
+pub(crate) enum Split<'a> {
+    /// One after another on the calling thread.
+    Serial,
+    /// On the current rayon pool, of this many threads.
+    Rayon(usize),
+    /// On a model's team.
+    Team(&'a Team),
+}
+
+impl Split<'_> {
+    /// How many threads the tasks may share.
+    pub(crate) fn threads(&self) -> usize {
+        match self {
+            Split::Serial => 1,
+            Split::Rayon(t) => (*t).max(1),
+            Split::Team(team) => team.threads(),
+        }
+    }
+
+    /// Runs `f(0)`, ..., `f(tasks - 1)`, each once, and returns when all have.
+    pub(crate) fn run(&self, tasks: usize, f: impl Fn(usize) + Sync + Send) {
+        match self {
+            Split::Serial => (0..tasks).for_each(f),
+            Split::Rayon(_) => (0..tasks).into_par_iter().for_each(f),
+            Split::Team(team) => team.split(tasks, &f),
+        }
+    }
+}
+
+/// A mutable slice cut into chunks of `size` (the last may be shorter) that a split's tasks
+/// take by index, each its own.
+pub(crate) struct Chunks<'a, T> {
+    ptr: *mut T,
+    len: usize,
+    size: usize,
+    _slice: PhantomData<&'a mut [T]>,
+}
+
+// SAFETY: a `Chunks` hands out disjoint parts of a slice it borrows mutably, like
+// `chunks_mut`, whose chunks may move to other threads when `T` is `Send`.
+unsafe impl<T: Send> Send for Chunks<'_, T> {}
+// SAFETY: as above: `take`'s contract keeps two threads off the same chunk.
+unsafe impl<T: Send> Sync for Chunks<'_, T> {}
+
+impl<'a, T> Chunks<'a, T> {
+    /// `data` in chunks of `size` (at least 1).
+    pub(crate) fn new(data: &'a mut [T], size: usize) -> Self {
+        Chunks { ptr: data.as_mut_ptr(), len: data.len(), size: size.max(1), _slice: PhantomData }
+    }
+
+    /// How many chunks there are.
+    pub(crate) fn count(&self) -> usize {
+        self.len.div_ceil(self.size)
+    }
+
+    /// Chunk `i`.
+    ///
+    /// # Safety
+    /// Each chunk is taken at most once while the `Chunks` lives (as a split's task `i` takes
+    /// chunk `i`).
+    pub(crate) unsafe fn take(&self, i: usize) -> &'a mut [T] {
+        assert!(i < self.count(), "chunk {i} of {}", self.count());
+        let start = i * self.size;
+        let len = self.size.min(self.len - start);
+        // SAFETY: `start..start + len` lies inside the borrowed slice, and (by the contract)
+        // no other reference to it exists.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
     }
 }
 
