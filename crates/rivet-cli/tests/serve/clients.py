@@ -40,6 +40,17 @@ def run_check(check, fn):
     report(check, ok, detail)
 
 
+def raises(fn, *needles):
+    """Calls fn: (True, message) when it raised the server's error with every needle in its
+    message, else (False, what happened)."""
+    try:
+        fn()
+    except InferenceServerException as e:
+        text = str(e)
+        return all(n in text for n in needles), text
+    return False, "no exception"
+
+
 def close(got, want):
     if got.shape != want.shape or got.dtype != want.dtype:
         return False, f"got {got.dtype}{list(got.shape)}, expected {want.dtype}{list(want.shape)}"
@@ -167,13 +178,6 @@ def main():
             infer(client, module, "mlp", {"features": big}, True).as_numpy("logits"), big_want))
 
     # Errors: the server's message reaches the client's exception.
-    def raises(fn, *needles):
-        try:
-            fn()
-        except InferenceServerException as e:
-            text = str(e)
-            return all(n in text for n in needles), text
-        return False, "no exception"
     x = np.zeros((1, 15), np.float32)
     for proto, client, module in (("http", http, httpclient), ("grpc", grpc, grpcclient)):
         run_check(f"{proto}: unknown model", lambda: raises(

@@ -21,18 +21,8 @@ import onnxruntime
 import torch
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from tritonclient.utils import InferenceServerException
 
-from clients import close, infer, metrics, report, run_check
-
-
-def raises(fn, *needles):
-    try:
-        fn()
-    except InferenceServerException as e:
-        text = str(e)
-        return all(n in text for n in needles), text
-    return False, "no exception"
+from clients import close, infer, metrics, raises, report, run_check
 
 
 def index_of(client, module):

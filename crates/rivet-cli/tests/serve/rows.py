@@ -14,9 +14,8 @@ import numpy as np
 import pandas as pd
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from tritonclient.utils import InferenceServerException
 
-from clients import report, run_check
+from clients import raises, report, run_check
 
 COLUMNS = ["signup_ts", "age", "income", "balance", "tenure_months", "num_products", "region", "plan"]
 DATATYPES = {"signup_ts": "BYTES", "age": "FP64", "income": "FP64", "balance": "FP64", "tenure_months": "INT64",
@@ -119,13 +118,6 @@ def main():
         return agree(body["outputs"][0]["data"], want)
     run_check("content type pd (MLServer's pandas codec) gives the same", pandas)
 
-    def raises(fn, *needles):
-        try:
-            fn()
-        except InferenceServerException as e:
-            text = str(e)
-            return all(n in text for n in needles), text
-        return False, "no exception"
 
     unseen = table.head(3).copy()
     unseen.loc[1, "plan"] = "platinum"
