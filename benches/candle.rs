@@ -9,7 +9,8 @@
 //! none), which the machine's drift does not skew: Candle ÷ ORT at 1 and at 2 intra-op threads
 //! (each backend with the same count), and Candle at 1 and 2 threads ÷ Candle with no thread
 //! count (its default). They are written to `candle_side_by_side.json` under `target/bench/`
-//! (or `RIVET_BENCH_DIR`), which `make bench-candle` puts on the benchmark page.
+//! (or `RIVET_BENCH_DIR`), which `make bench-candle` puts on the benchmark page. Like the
+//! `rivet` binaries, it keeps freed memory in the process ([`rivet::memory`]).
 
 mod common;
 
@@ -278,6 +279,8 @@ criterion_group! {
 }
 
 fn main() {
+    // As the `rivet` binaries do: each run reuses the memory the last one freed.
+    rivet::memory::keep_freed_memory();
     benches();
     Criterion::default().configure_from_args().final_summary();
     // The filter criterion's benchmarks take picks the side-by-side ones too;

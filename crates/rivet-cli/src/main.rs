@@ -108,6 +108,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Runs (and bench workers, and the server's batches) reuse the memory the previous run freed.
+    rivet::memory::keep_freed_memory();
     let cli = Cli::parse();
     let threads = match &cli.command {
         Command::Inspect { load, .. } | Command::Run { load, .. } => load.threads,

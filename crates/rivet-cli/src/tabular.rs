@@ -39,6 +39,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Batches reuse the memory the previous batch freed.
+    rivet::memory::keep_freed_memory();
     let cli = Cli::parse();
     match &cli.command {
         Command::Prep(command) => prep::prep(command),

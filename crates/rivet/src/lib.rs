@@ -22,6 +22,7 @@
 
 #![warn(missing_docs)]
 
+pub mod memory;
 pub mod plugin;
 mod registry;
 pub mod shadow;

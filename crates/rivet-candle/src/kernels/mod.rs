@@ -2,6 +2,7 @@
 //! matrix products, convolutions and their window geometry, pooling, softmax, normalization,
 //! and running a loop compiled for the CPU's widest vectors.
 
+pub(crate) mod binary;
 pub(crate) mod conv;
 pub(crate) mod gemm;
 pub(crate) mod norm;

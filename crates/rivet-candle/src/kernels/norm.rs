@@ -42,3 +42,81 @@ pub(crate) fn normalize_rows<T: candle_core::WithDType>(
     }
     (v, means, invs)
 }
+
+/// LayerNormalization of float rows in one kernel: each `inner`-long row of `x` normalized as
+/// [`normalize_rows`] does (statistics in f64, the normalized value rounded to f32), then
+/// times `scale` and plus `bias` in f32, one rounding each: the same values as normalizing,
+/// multiplying and adding in three passes, without the two intermediate tensors.
+pub(crate) fn layer_norm_f32(
+    x: &[f32],
+    inner: usize,
+    scale: &[f32],
+    bias: Option<&[f32]>,
+    eps: f64,
+) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    if inner > 0 {
+        crate::kernels::wide(LayerNormRows { x, out: &mut out, inner, scale, bias, eps });
+    }
+    out
+}
+
+/// [`layer_norm_f32`]'s loop, to run through [`crate::kernels::wide`].
+struct LayerNormRows<'a> {
+    x: &'a [f32],
+    out: &'a mut [f32],
+    inner: usize,
+    scale: &'a [f32],
+    bias: Option<&'a [f32]>,
+    eps: f64,
+}
+
+/// Independent partial sums per row: enough to fill two AVX2 registers of f64.
+const NORM_LANES: usize = 8;
+
+impl crate::kernels::WideKernel for LayerNormRows<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let LayerNormRows { x, out, inner, scale, bias, eps } = self;
+        let n = inner as f64;
+        for (row, dst) in x.chunks_exact(inner).zip(out.chunks_exact_mut(inner)) {
+            let mut lanes = [0f64; NORM_LANES];
+            let mut chunks = row.chunks_exact(NORM_LANES);
+            for chunk in &mut chunks {
+                for (l, &v) in lanes.iter_mut().zip(chunk) {
+                    *l += v as f64;
+                }
+            }
+            for (l, &v) in lanes.iter_mut().zip(chunks.remainder()) {
+                *l += v as f64;
+            }
+            let mean = lanes.iter().sum::<f64>() / n;
+            let mut lanes = [0f64; NORM_LANES];
+            let mut chunks = row.chunks_exact(NORM_LANES);
+            for chunk in &mut chunks {
+                for (l, &v) in lanes.iter_mut().zip(chunk) {
+                    let d = v as f64 - mean;
+                    *l += d * d;
+                }
+            }
+            for (l, &v) in lanes.iter_mut().zip(chunks.remainder()) {
+                let d = v as f64 - mean;
+                *l += d * d;
+            }
+            let inv = 1.0 / (lanes.iter().sum::<f64>() / n + eps).sqrt();
+            match bias {
+                Some(b) => {
+                    for (((d, &v), &s), &b) in dst.iter_mut().zip(row).zip(scale).zip(b) {
+                        *d = ((v as f64 - mean) * inv) as f32 * s + b;
+                    }
+                }
+                None => {
+                    for ((d, &v), &s) in dst.iter_mut().zip(row).zip(scale) {
+                        *d = ((v as f64 - mean) * inv) as f32 * s;
+                    }
+                }
+            }
+        }
+    }
+}

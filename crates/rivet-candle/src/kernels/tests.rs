@@ -1,11 +1,14 @@
 //! The kernels against plain references: small products against a plain sum, im2col and images
 //! side by side against the loops they replace, the 2×2 max pool against the general loop, the
-//! vectorizable `exp` within one ulp.
+//! vectorizable `exp` within one ulp, broadcasting arithmetic and the one-pass layer norm against
+//! Candle's operators.
 
 use candle_core::{DType as CDType, Device, Tensor as CTensor};
 
+use super::binary::*;
 use super::conv::*;
 use super::gemm::*;
+use super::norm::*;
 use super::pool::*;
 use super::softmax::*;
 use super::window::*;
@@ -294,4 +297,92 @@ fn the_vectorizable_exp_stays_within_one_ulp() {
     assert_eq!(exp_f32(f32::INFINITY), f32::INFINITY);
     assert_eq!(exp_f32(89.0), f32::INFINITY);
     assert!(exp_f32(f32::NAN).is_nan());
+}
+
+/// Values without NaNs, of every sign and many magnitudes, distinct per index.
+fn spread(n: usize, seed: usize) -> Vec<f32> {
+    (0..n).map(|i| (((i + seed) * 7919 % 1009) as f32 - 504.0) / 37.0).collect()
+}
+
+#[test]
+fn broadcasting_arithmetic_equals_candles_bit_for_bit() {
+    let shapes: &[(&[usize], &[usize])] = &[
+        (&[2, 3, 4, 5], &[2, 3, 4, 5]),
+        (&[2, 3, 4, 5], &[]),
+        (&[], &[2, 3, 4, 5]),
+        (&[2, 3, 4, 5], &[5]),
+        (&[2, 3, 4, 5], &[2, 1, 1, 5]),
+        (&[2, 3, 4, 5], &[1, 3, 1, 1]),
+        (&[2, 3, 4, 5], &[2, 3, 4, 1]),
+        (&[3, 1], &[1, 4]),
+        (&[1, 4], &[3, 1]),
+        (&[4, 1, 6], &[5, 1]),
+        (&[1], &[7]),
+        (&[2, 0, 3], &[3]),
+    ];
+    let ops: [(Arith, fn(&CTensor, &CTensor) -> candle_core::Result<CTensor>); 4] = [
+        (Arith::Add, CTensor::broadcast_add),
+        (Arith::Sub, CTensor::broadcast_sub),
+        (Arith::Mul, CTensor::broadcast_mul),
+        (Arith::Div, CTensor::broadcast_div),
+    ];
+    for &(sa, sb) in shapes {
+        let na: usize = sa.iter().product();
+        let nb: usize = sb.iter().product();
+        let a = CTensor::from_vec(spread(na, 1), sa, &Device::Cpu).unwrap();
+        let b =
+            CTensor::from_vec(spread(nb, 2).iter().map(|v| v + 0.25).collect::<Vec<_>>(), sb, &Device::Cpu)
+                .unwrap();
+        for (op, candle) in ops {
+            for dtype in [CDType::F32, CDType::F64] {
+                let (a, b) = (a.to_dtype(dtype).unwrap(), b.to_dtype(dtype).unwrap());
+                let ours = broadcast_arith(&a, &b, op).unwrap().expect("float operands");
+                let theirs = candle(&a, &b).unwrap();
+                assert_eq!(ours.dims(), theirs.dims(), "{op:?} {sa:?} {sb:?}");
+                let bits = |t: &CTensor| -> Vec<u64> {
+                    t.to_dtype(CDType::F64)
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1::<f64>()
+                        .unwrap()
+                        .into_iter()
+                        .map(f64::to_bits)
+                        .collect()
+                };
+                assert_eq!(bits(&ours), bits(&theirs), "{op:?} {sa:?} {sb:?} {dtype:?}");
+            }
+        }
+    }
+    // Shapes that do not broadcast are left to the general path, and so are the half types.
+    let a = CTensor::zeros((2, 3), CDType::F32, &Device::Cpu).unwrap();
+    let b = CTensor::zeros((4,), CDType::F32, &Device::Cpu).unwrap();
+    assert!(broadcast_arith(&a, &b, Arith::Add).unwrap().is_none());
+    let h = a.to_dtype(CDType::F16).unwrap();
+    assert!(broadcast_arith(&h, &h, Arith::Add).unwrap().is_none());
+    // Runs merge across dims the operands share, and the broadcast dims keep stride 0.
+    let (out, w) = walk(&[2, 3, 4, 5], &[2, 1, 1, 5]).unwrap();
+    assert_eq!(out, [2, 3, 4, 5]);
+    assert_eq!(w, Walk { dims: vec![2, 12, 5], a: vec![60, 5, 1], b: vec![5, 0, 1] });
+}
+
+#[test]
+fn the_one_pass_layer_norm_equals_normalize_scale_and_bias() {
+    let (rows, inner) = (7, 37);
+    let x = spread(rows * inner, 3);
+    let scale = spread(inner, 4);
+    let bias = spread(inner, 5);
+    let (y, _, _) = normalize_rows::<f32>(x.clone(), rows, inner, 1e-5);
+    let three_pass: Vec<f32> =
+        y.chunks(inner).flat_map(|r| r.iter().zip(&scale).zip(&bias).map(|((v, s), b)| v * s + b)).collect();
+    let one_pass = layer_norm_f32(&x, inner, &scale, Some(&bias), 1e-5);
+    // Statistics summed in a different order (f64 lanes) may move a value by an ulp of f32.
+    for (i, (a, b)) in one_pass.iter().zip(&three_pass).enumerate() {
+        assert!((a - b).abs() <= 2.0 * f32::EPSILON * b.abs().max(1.0), "element {i}: {a} against {b}");
+    }
+    let no_bias = layer_norm_f32(&x, inner, &scale, None, 1e-5);
+    for (i, (a, b)) in no_bias.iter().zip(one_pass.iter().zip(&bias)).enumerate() {
+        assert!((a - (b.0 - b.1)).abs() <= 4.0 * f32::EPSILON * a.abs().max(1.0), "element {i}");
+    }
+    assert!(layer_norm_f32(&[], 0, &[], None, 1e-5).is_empty());
 }

@@ -5,6 +5,7 @@ use candle_core::{bail, DType as CDType, Result as CResult, Tensor as CTensor};
 
 use super::registry::{OpDef, Registry, RegistryError};
 use super::{broadcast_shape, floats, make, req, scalar_f64, values, Built, Kernel, NodeCtx, Refusal};
+use crate::kernels::binary::{broadcast_arith, Arith};
 use crate::ty::Ty;
 
 /// Broadcasts every tensor to the common shape.
@@ -333,10 +334,10 @@ fn legacy_broadcast(a: &[usize], b: &CTensor, broadcast: bool, start: Option<usi
 /// The kernel of `Add`, `Sub`, `Mul` or `Div` on type `t`, broadcasting as numpy does.
 fn arithmetic(op: &str, t: Ty) -> Kernel {
     match (op, t.is_float()) {
-        ("Add", true) => kernel2(|a, b| a.broadcast_add(b)),
-        ("Sub", true) => kernel2(|a, b| a.broadcast_sub(b)),
-        ("Mul", true) => kernel2(|a, b| a.broadcast_mul(b)),
-        ("Div", true) => kernel2(|a, b| a.broadcast_div(b)),
+        ("Add", true) => float_arith(Arith::Add, CTensor::broadcast_add),
+        ("Sub", true) => float_arith(Arith::Sub, CTensor::broadcast_sub),
+        ("Mul", true) => float_arith(Arith::Mul, CTensor::broadcast_mul),
+        ("Div", true) => float_arith(Arith::Div, CTensor::broadcast_div),
         ("Add", false) => kernel2(move |a, b| zip_i64(a, b, |x, y| Ok(wrap(x.wrapping_add(y), t)))),
         ("Sub", false) => kernel2(move |a, b| zip_i64(a, b, |x, y| Ok(wrap(x.wrapping_sub(y), t)))),
         ("Mul", false) => kernel2(move |a, b| zip_i64(a, b, |x, y| Ok(wrap(x.wrapping_mul(y), t)))),
@@ -347,6 +348,15 @@ fn arithmetic(op: &str, t: Ty) -> Kernel {
             })
         }),
     }
+}
+
+/// A float operator: Rivet's broadcasting loop for float32 and float64, Candle's `general` for
+/// the half types.
+fn float_arith(op: Arith, general: fn(&CTensor, &CTensor) -> CResult<CTensor>) -> Kernel {
+    kernel2(move |a, b| match broadcast_arith(a, b, op)? {
+        Some(y) => Ok(y),
+        None => general(a, b),
+    })
 }
 
 /// Builds `Pow`.

@@ -114,6 +114,11 @@ fn build_layer_normalization(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
     let k: Kernel = Box::new(move |x| {
         let a = req(x, 0)?;
         let from = axis(ax, a.rank())?;
+        if n_out == 1 && a.dtype() == CDType::F32 {
+            if let Some(y) = layer_norm_one_pass(a, from, req(x, 1)?, x.get(2).copied().flatten(), eps)? {
+                return Ok(vec![y]);
+            }
+        }
         let (y, mean, inv) = normalize(a, from, eps)?;
         let mut y = y.broadcast_mul(&req(x, 1)?.to_dtype(y.dtype())?)?;
         if let Some(b) = x.get(2).copied().flatten() {
@@ -133,6 +138,31 @@ fn build_layer_normalization(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
     let mut tys = vec![t];
     tys.extend(std::iter::repeat_n(Ty::F32, n_out - 1));
     Ok((k, tys))
+}
+
+/// LayerNormalization of a float `a` over its dims from `from` in one pass ([`layer_norm_f32`]),
+/// when `scale` and `bias` hold one value per normalized element in its order; `None` when they
+/// broadcast otherwise.
+fn layer_norm_one_pass(
+    a: &CTensor,
+    from: usize,
+    scale: &CTensor,
+    bias: Option<&CTensor>,
+    eps: f64,
+) -> CResult<Option<CTensor>> {
+    let tail = &a.dims()[from..];
+    let inner: usize = tail.iter().product();
+    let trimmed = |d: &[usize]| d.iter().skip_while(|&&v| v == 1).copied().collect::<Vec<_>>();
+    let fits = |t: &CTensor| t.elem_count() == inner && trimmed(t.dims()) == trimmed(tail);
+    if !fits(scale) || bias.is_some_and(|b| !fits(b)) {
+        return Ok(None);
+    }
+    let scale: Vec<f32> = crate::kernels::values(&scale.to_dtype(CDType::F32)?)?;
+    let bias: Option<Vec<f32>> =
+        bias.map(|b| crate::kernels::values(&b.to_dtype(CDType::F32)?)).transpose()?;
+    let y =
+        crate::kernels::with_values(a, |v: &[f32]| layer_norm_f32(v, inner, &scale, bias.as_deref(), eps))?;
+    Ok(Some(crate::kernels::make(y, a.dims())?))
 }
 
 /// Builds `GroupNormalization`.
