@@ -30,7 +30,7 @@ fn cols_per_task(cols: usize, threads: usize) -> usize {
 
 /// A pointer to one output matrix that a split's tasks share, each writing its own columns.
 #[derive(Clone, Copy)]
-struct SharedOut<T>(*mut T);
+pub(crate) struct SharedOut<T>(*mut T);
 
 // SAFETY: the tasks that share it write disjoint elements (see its uses), as they would through
 // `chunks_mut`; `T` values may move between threads.
@@ -39,8 +39,13 @@ unsafe impl<T: Send> Send for SharedOut<T> {}
 unsafe impl<T: Send> Sync for SharedOut<T> {}
 
 impl<T> SharedOut<T> {
+    /// The start of `out`, which its tasks then share.
+    pub(crate) fn new(out: &mut [std::mem::MaybeUninit<T>]) -> Self {
+        SharedOut(out.as_mut_ptr().cast::<T>())
+    }
+
     /// The pointer (a method, so that a closure captures the whole `SharedOut`).
-    fn at(&self, offset: usize) -> *mut T {
+    pub(crate) fn at(&self, offset: usize) -> *mut T {
         self.0.wrapping_add(offset)
     }
 }
@@ -151,11 +156,57 @@ pub(crate) fn conv_general(
     let mut dims = vec![n, m];
     dims.extend_from_slice(&geo.out);
     super::check_size(&dims, x.dtype().size_in_bytes())?;
+    let (kh, kw) = match wt.dims() {
+        [_, _, kh, kw] => (*kh, *kw),
+        _ => (0, 0),
+    };
+    let unit = |v: &[usize]| v.iter().all(|&s| s == 1);
+    if x.dtype() == CDType::F32
+        && group == 1
+        && unit(&w.strides)
+        && unit(&w.dilations)
+        && super::direct::fits(c, spatial, kh, kw, &geo)
+    {
+        return conv_direct(x, wt, bias, &geo, dims, relu);
+    }
     match x.dtype() {
         CDType::F32 => conv_images::<f32>(x, wt, bias, &geo, group, dims, relu),
         CDType::F64 => conv_images::<f64>(x, wt, bias, &geo, group, dims, relu),
         other => bail!("Conv on {other:?}"),
     }
+}
+
+/// [`super::direct`]'s convolution of float32 `x` (one group, stride 1, no dilation).
+fn conv_direct(
+    x: &CTensor,
+    wt: &CTensor,
+    bias: Option<&CTensor>,
+    geo: &Geometry,
+    dims: Vec<usize>,
+    relu: bool,
+) -> CResult<CTensor> {
+    let (n, c, h, w) = (x.dims()[0], x.dims()[1], x.dims()[2], x.dims()[3]);
+    let (m, kh, kw) = (wt.dims()[0], wt.dims()[2], wt.dims()[3]);
+    let bias: Option<Vec<f32>> = bias.map(|b| super::values(&b.to_dtype(CDType::F32)?)).transpose()?;
+    let len = n * m * geo.p;
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    let shape = super::direct::Shape { c, h, w, m, kh, kw };
+    threads::split(n * m * geo.p * c * kh * kw, |split| {
+        with_values(x, |xs: &[f32]| {
+            with_values(wt, |ws: &[f32]| -> CResult<()> {
+                if xs.len() != n * c * h * w || ws.len() != m * c * kh * kw {
+                    bail!("Conv operands do not hold their shapes' elements");
+                }
+                let dst = &mut out.spare_capacity_mut()[..len];
+                super::direct::conv(xs, ws, bias.as_deref(), shape, geo, dst, &split, relu);
+                Ok(())
+            })
+        })??
+    })?;
+    // SAFETY: `direct::conv` wrote every one of the `len` elements; an error returned before
+    // this line drops `out` at length 0.
+    unsafe { out.set_len(len) };
+    CTensor::from_vec(out, dims, &Device::Cpu)
 }
 
 pub(crate) fn conv_images<T: ConvElem>(
@@ -233,7 +284,7 @@ pub(crate) fn conv_images<T: ConvElem>(
                 // the output, from the same columns of `col` and all of the weights.
                 let by_positions = |col: &[T], out_img: &mut [std::mem::MaybeUninit<T>]| {
                     let cols = cols_per_task(p, threads);
-                    let out = SharedOut(out_img.as_mut_ptr().cast::<T>());
+                    let out = SharedOut::new(out_img);
                     split.run(p.div_ceil(cols), |i| {
                         let (j, width) = (i * cols, cols.min(p - i * cols));
                         // SAFETY: `ws` holds m×ck weights (checked above), `col` ck×p values and

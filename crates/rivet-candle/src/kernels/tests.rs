@@ -7,10 +7,12 @@ use candle_core::{DType as CDType, Device, Tensor as CTensor};
 
 use super::binary::*;
 use super::conv::*;
+use super::direct;
 use super::gemm::*;
 use super::norm::*;
 use super::pool::*;
 use super::softmax::*;
+use super::threads;
 use super::window::*;
 
 fn window(kernel: &[usize], strides: &[usize], dilations: &[usize], pads: &[usize]) -> Window {
@@ -385,4 +387,92 @@ fn the_one_pass_layer_norm_equals_normalize_scale_and_bias() {
         assert!((a - (b.0 - b.1)).abs() <= 4.0 * f32::EPSILON * a.abs().max(1.0), "element {i}");
     }
     assert!(layer_norm_f32(&[], 0, &[], None, 1e-5).is_empty());
+}
+
+#[test]
+fn the_direct_convolution_equals_a_plain_sum_at_every_thread_count() {
+    if !direct::available() {
+        return;
+    }
+    // (n, c, h, w, m, kh, kw, pads [top, left, bottom, right])
+    let cases: &[(usize, usize, usize, usize, usize, usize, usize, [usize; 4])] = &[
+        (1, 3, 32, 32, 16, 3, 3, [1, 1, 1, 1]),
+        (2, 16, 16, 16, 32, 3, 3, [1, 1, 1, 1]),
+        (3, 5, 8, 8, 6, 3, 3, [1, 1, 1, 1]),
+        (1, 2, 7, 13, 5, 3, 5, [0, 2, 1, 0]),
+        (1, 4, 9, 9, 7, 2, 2, [0, 0, 0, 0]),
+        (2, 1, 5, 11, 3, 1, 3, [0, 1, 0, 1]),
+        (1, 3, 12, 10, 9, 5, 1, [2, 0, 2, 0]),
+    ];
+    for &(n, c, h, w, m, kh, kw, pads) in cases {
+        let win = window(&[kh, kw], &[1, 1], &[1, 1], &[pads[0], pads[1], pads[2], pads[3]]);
+        let geo = geometry(&win, &[h, w]).unwrap();
+        assert!(direct::fits(c, &[h, w], kh, kw, &geo), "case {n} {c} {h} {w} {m} {kh} {kw}");
+        let mut xs = spread(n * c * h * w, 7);
+        xs[3] = f32::NAN;
+        let ws = spread(m * c * kh * kw, 8).iter().map(|v| v / 16.0).collect::<Vec<_>>();
+        let bias = spread(m, 9);
+        let (oh, ow) = (geo.out[0], geo.out[1]);
+        let shape = direct::Shape { c, h, w, m, kh, kw };
+        for relu in [false, true] {
+            let run = |split: &threads::Split<'_>| {
+                let mut out = vec![std::mem::MaybeUninit::new(f32::INFINITY); n * m * oh * ow];
+                direct::conv(&xs, &ws, Some(&bias), shape, &geo, &mut out, split, relu);
+                // SAFETY: every element was initialized above (and `conv` writes each again).
+                out.into_iter().map(|v| unsafe { v.assume_init() }).collect::<Vec<f32>>()
+            };
+            let serial = run(&threads::Split::Serial);
+            // The same bits on two threads, split by image or by blocks of channels.
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&serial), bits(&run(&threads::Split::Rayon(2))));
+            for b in 0..n {
+                for o in 0..m {
+                    for y in 0..oh {
+                        for x in 0..ow {
+                            let mut sum = f64::from(bias[o]);
+                            let mut scale = sum.abs();
+                            for ch in 0..c {
+                                for i in 0..kh {
+                                    for j in 0..kw {
+                                        let (iy, ix) = (
+                                            (y + i) as isize - pads[0] as isize,
+                                            (x + j) as isize - pads[1] as isize,
+                                        );
+                                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                            continue;
+                                        }
+                                        let v = xs[((b * c + ch) * h + iy as usize) * w + ix as usize];
+                                        let term =
+                                            f64::from(v) * f64::from(ws[((o * c + ch) * kh + i) * kw + j]);
+                                        sum += term;
+                                        scale += term.abs();
+                                    }
+                                }
+                            }
+                            if relu && sum < 0.0 {
+                                sum = 0.0;
+                            }
+                            let got = serial[((b * m + o) * oh + y) * ow + x];
+                            let at = (n, c, h, w, m, kh, kw, b, o, y, x, relu);
+                            if sum.is_nan() {
+                                assert!(got.is_nan(), "{at:?}: {got} for NaN");
+                            } else {
+                                assert!(
+                                    // f32 sums of `c·kh·kw` terms: within a few ulps of the
+                                    // terms' magnitude.
+                                    (f64::from(got) - sum).abs() <= 1e-6 * scale.max(1.0),
+                                    "{at:?}: {got} against {sum}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // A 1×1 window, rows under 8 positions and strided windows are not the direct kernel's.
+    let geo = geometry(&window(&[1, 1], &[1, 1], &[1, 1], &[0, 0, 0, 0]), &[8, 8]).unwrap();
+    assert!(!direct::fits(4, &[8, 8], 1, 1, &geo));
+    let geo = geometry(&window(&[3, 3], &[1, 1], &[1, 1], &[1, 1, 1, 1]), &[7, 7]).unwrap();
+    assert!(!direct::fits(4, &[7, 7], 3, 3, &geo));
 }

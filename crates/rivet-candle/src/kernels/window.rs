@@ -139,6 +139,10 @@ pub(crate) struct Geometry {
     pub(crate) inside: Vec<usize>,
     /// Per output position, the window positions inside the input plus its explicit padding.
     pub(crate) padded: Vec<usize>,
+    /// Padding before each spatial dim's first position.
+    pub(crate) begin: Vec<usize>,
+    /// Padding after each spatial dim's last position.
+    pub(crate) end: Vec<usize>,
 }
 
 pub(crate) fn geometry(w: &Window, input: &[usize]) -> CResult<Geometry> {
@@ -234,7 +238,7 @@ pub(crate) fn geometry(w: &Window, input: &[usize]) -> CResult<Geometry> {
         })
         .collect();
     let shifted = (0..k).map(|kk| Shifted::find(&by_k[kk * p..(kk + 1) * p], plane)).collect();
-    Ok(Geometry { out, p, k, by_k, runs, shifted, inside, padded })
+    Ok(Geometry { out, p, k, by_k, runs, shifted, inside, padded, begin, end })
 }
 
 /// The geometries a kernel has computed, by input shape (the last few kept).

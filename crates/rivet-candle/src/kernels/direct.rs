@@ -1,0 +1,411 @@
+//! Direct convolution of float32 images for stride-1, undilated 2-D windows on AVX2 with FMA:
+//! no im2col matrix and no matrix product. Each image is copied once into a zero-bordered plane
+//! per channel; an output vector of 8 positions along a row then reads, for every (channel,
+//! kernel row, kernel column), 8 consecutive values of that padded plane at a fixed offset.
+//! The weights are packed in blocks of 4 output channels (`[block][c·kh·kw][4]`), so one
+//! register tile is 4 channels × 3 vectors (24 positions): 12 accumulators, 3 loads and 4
+//! broadcasts per multiply-add step, whatever the channel count (a multiple of 4 in most
+//! networks, where gemm's 6-wide tiles leave 16 and 32 channels with part-empty edge tiles).
+//!
+//! A row's last vector starts at `ow - 8` when the row is not a multiple of 8 wide, so it
+//! recomputes a few of the previous vector's positions, with the same sums. Every output is the
+//! sum over (channel, kernel row, kernel column) in that order, one fused multiply-add each,
+//! plus the bias, whatever the thread count or the way positions group into tiles: the
+//! results are the same bit for bit at every thread setting.
+
+use super::conv::{ConvElem, SharedOut};
+use super::threads::Split;
+use super::window::Geometry;
+
+/// Output channels per register tile.
+const MR: usize = 4;
+/// Positions per vector.
+const LANES: usize = 8;
+/// Vectors per register tile.
+const NV: usize = 3;
+
+/// Whether this CPU runs the direct kernel (x86-64 with AVX2 and FMA).
+pub(crate) fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *HAS.get_or_init(|| std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether the direct kernel takes a convolution of `c` input channels of spatial size
+/// `input` with a `kh`×`kw` window and geometry `geo` (stride 1, dilation 1 and one group are
+/// the caller's to check): a 2-D window larger than 1×1 (a 1×1 one reads the image as it is,
+/// for gemm), output rows of at least 8 positions, an output that spans the padded input, at
+/// most [`MAX_DEPTH`] multiply-adds per output and a padded image of at most [`MAX_PADDED`]
+/// values.
+pub(crate) fn fits(c: usize, input: &[usize], kh: usize, kw: usize, geo: &Geometry) -> bool {
+    available()
+        && input.len() == 2
+        && geo.out.len() == 2
+        && geo.begin.len() == 2
+        && geo.end.len() == 2
+        && kh * kw > 1
+        && geo.out[1] >= LANES
+        && geo.out[0] + kh - 1 == input[0] + geo.begin[0] + geo.end[0]
+        && geo.out[1] + kw - 1 == input[1] + geo.begin[1] + geo.end[1]
+        && c * kh * kw <= MAX_DEPTH
+        && c * (geo.out[0] + kh - 1) * (geo.out[1] + kw - 1) <= MAX_PADDED
+}
+
+/// The most multiply-adds per output (channels × window) the direct kernel takes: beyond it,
+/// gemm's blocking of the depth wins (a ResNet's deeper layers).
+pub(crate) const MAX_DEPTH: usize = 576;
+
+/// The largest padded image the direct kernel takes, in values: 64 Ki (256 KiB), which stays
+/// in a core's L2 cache while every block of channels reads it. A ResNet's first layers (64
+/// channels of 58×58 padded) are larger and run faster as im2col and gemm.
+pub(crate) const MAX_PADDED: usize = 1 << 16;
+
+/// A convolution's shape, as the direct kernel reads it.
+#[derive(Clone, Copy)]
+pub(crate) struct Shape {
+    pub(crate) c: usize,
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    pub(crate) m: usize,
+    pub(crate) kh: usize,
+    pub(crate) kw: usize,
+}
+
+/// The convolution of `n` images `xs` (`[n, c, h, w]`) with weights `ws` (`[m, c, kh, kw]`) into
+/// `out` (`[n, m, oh, ow]`, every element written), plus `bias` and, with `relu`, clamped at
+/// zero. [`fits`] must hold.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv(
+    xs: &[f32],
+    ws: &[f32],
+    bias: Option<&[f32]>,
+    s: Shape,
+    geo: &Geometry,
+    out: &mut [std::mem::MaybeUninit<f32>],
+    split: &Split<'_>,
+    relu: bool,
+) {
+    assert!(available(), "the direct kernel needs AVX2 and FMA");
+    let Shape { c, h, w, m, kh, kw } = s;
+    let (oh, ow) = (geo.out[0], geo.out[1]);
+    let (hp, wp) = (oh + kh - 1, ow + kw - 1);
+    let (top, left) = (geo.begin[0], geo.begin[1]);
+    let (plane, padded, p) = (h * w, hp * wp, oh * ow);
+    let ck = c * kh * kw;
+    let n = xs.len() / (c * plane);
+    assert!(xs.len() == n * c * plane && ws.len() == m * ck && out.len() == n * m * p, "direct conv extents");
+    assert!(ow >= LANES && hp >= top + h && wp >= left + w, "direct conv geometry");
+    // Where each multiply-add step reads in the padded image, in the weights' order.
+    let mut offsets = Vec::with_capacity(ck);
+    for ch in 0..c {
+        for i in 0..kh {
+            for j in 0..kw {
+                offsets.push(ch * padded + i * wp + j);
+            }
+        }
+    }
+    // The weights in blocks of 4 channels, a block's missing channels zero.
+    let blocks = m.div_ceil(MR);
+    let mut packed = vec![0f32; blocks * ck * MR];
+    for (ch, row) in ws.chunks_exact(ck).enumerate() {
+        let (b, r) = (ch / MR, ch % MR);
+        for (t, &v) in row.iter().enumerate() {
+            packed[(b * ck + t) * MR + r] = v;
+        }
+    }
+    let bias: Vec<f32> =
+        (0..blocks * MR).map(|ch| bias.map_or(0.0, |b| b.get(ch).copied().unwrap_or(0.0))).collect();
+    // The vectors of an output plane: (read offset in the padded plane, write offset).
+    let per_row = ow.div_ceil(LANES);
+    let mut vectors = Vec::with_capacity(oh * per_row);
+    for y in 0..oh {
+        for v in 0..per_row {
+            let x = (v * LANES).min(ow - LANES);
+            vectors.push((y * wp + x, y * ow + x));
+        }
+    }
+    let kernel =
+        Kernel { offsets: &offsets, packed: &packed, bias: &bias, vectors: &vectors, ck, m, p, relu };
+    let pad = |img: &[f32], dst: &mut [f32]| {
+        dst.fill(0.0);
+        for ch in 0..c {
+            for y in 0..h {
+                let row = &img[ch * plane + y * w..][..w];
+                dst[ch * padded + (y + top) * wp + left..][..w].copy_from_slice(row);
+            }
+        }
+    };
+    let threads = split.threads();
+    let outs = SharedOut::new(out);
+    if threads > 1 && n >= threads {
+        // Images over threads, each image whole on its thread.
+        split.run(n, |i| {
+            f32::with_scratch(c * padded, |xp| {
+                pad(&xs[i * c * plane..][..c * plane], xp);
+                // SAFETY: task `i` alone writes image i's `m * p` outputs.
+                unsafe { kernel.run(xp, outs.at(i * m * p), 0..blocks) };
+            });
+        });
+        return;
+    }
+    // Images in turn, each padded on the caller and its channel blocks over the threads.
+    let per_task = blocks.div_ceil(threads);
+    f32::with_scratch(c * padded, |xp| {
+        for i in 0..n {
+            pad(&xs[i * c * plane..][..c * plane], xp);
+            let xp: &[f32] = xp;
+            split.run(blocks.div_ceil(per_task), |t| {
+                let range = t * per_task..((t + 1) * per_task).min(blocks);
+                // SAFETY: task `t` alone writes the channels of its blocks in image i.
+                unsafe { kernel.run(xp, outs.at(i * m * p), range) };
+            });
+        }
+    });
+}
+
+/// What every register tile of one convolution reads.
+struct Kernel<'a> {
+    offsets: &'a [usize],
+    packed: &'a [f32],
+    bias: &'a [f32],
+    vectors: &'a [(usize, usize)],
+    ck: usize,
+    m: usize,
+    p: usize,
+    relu: bool,
+}
+
+impl Kernel<'_> {
+    /// One image's outputs for the channel blocks `blocks`, from its padded planes `xp`, into
+    /// the image's output at `out`.
+    ///
+    /// # Safety
+    /// `out` points at the image's `m * p` outputs, and nothing else reads or writes the
+    /// channels of `blocks` there meanwhile; `xp` holds the padded image the offsets and
+    /// vectors were made for.
+    unsafe fn run(&self, xp: &[f32], out: *mut f32, blocks: std::ops::Range<usize>) {
+        let last = self.offsets.iter().copied().max().unwrap_or(0);
+        let reach = self.vectors.iter().map(|v| v.0).max().unwrap_or(0) + last + LANES;
+        assert!(reach <= xp.len(), "the padded image holds every read");
+        for b in blocks {
+            let rows = MR.min(self.m - b * MR);
+            let weights = &self.packed[b * self.ck * MR..(b + 1) * self.ck * MR];
+            let bias = &self.bias[b * MR..(b + 1) * MR];
+            // SAFETY: channels b·4 .. b·4 + rows of this image are the caller's alone.
+            let dst = unsafe { out.add(b * MR * self.p) };
+            let mut tiles = self.vectors.chunks_exact(NV);
+            for tile in &mut tiles {
+                // SAFETY: every read is within `xp` (asserted above), the weights hold ck·4
+                // values, and each write lands in one of `rows` rows of this block's output
+                // (row stride p), at a vector that lies within the row.
+                unsafe {
+                    x86::tile::<NV>(
+                        xp.as_ptr(),
+                        self.offsets,
+                        weights.as_ptr(),
+                        tile,
+                        dst,
+                        self.p,
+                        rows,
+                        bias,
+                        self.relu,
+                    )
+                };
+            }
+            let rest = tiles.remainder();
+            // SAFETY: as above.
+            unsafe {
+                match rest.len() {
+                    2 => x86::tile::<2>(
+                        xp.as_ptr(),
+                        self.offsets,
+                        weights.as_ptr(),
+                        rest,
+                        dst,
+                        self.p,
+                        rows,
+                        bias,
+                        self.relu,
+                    ),
+                    1 => x86::tile::<1>(
+                        xp.as_ptr(),
+                        self.offsets,
+                        weights.as_ptr(),
+                        rest,
+                        dst,
+                        self.p,
+                        rows,
+                        bias,
+                        self.relu,
+                    ),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::MR;
+    use std::arch::x86_64::*;
+
+    /// One register tile: `channels` (at most 4) output channels × `V` vectors of 8 positions,
+    /// each sum plus its channel's bias, clamped at zero with `relu`.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA. For every vector `(src, dst)` of `tile` and offset `o` of
+    /// `offsets`, `xp[src + o .. src + o + 8]` is readable; `weights` holds `offsets.len() * 4`
+    /// values; for each channel `r < channels`,
+    /// `out[r * p + dst .. r * p + dst + 8]` is writable.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn tile<const V: usize>(
+        xp: *const f32,
+        offsets: &[usize],
+        weights: *const f32,
+        tile: &[(usize, usize)],
+        out: *mut f32,
+        p: usize,
+        channels: usize,
+        bias: &[f32],
+        relu: bool,
+    ) {
+        // SAFETY (all blocks below): the reads and writes are the ones the contract covers.
+        let src: [*const f32; V] = std::array::from_fn(|v| unsafe { xp.add(tile[v].0) });
+        let mut acc = [[_mm256_setzero_ps(); V]; MR];
+        if V == 3 && !offsets.is_empty() {
+            acc3(src, offsets, weights, &mut acc);
+            store(&acc, tile, out, p, channels, bias, relu);
+            return;
+        }
+        for (t, &o) in offsets.iter().enumerate() {
+            let x: [__m256; V] = std::array::from_fn(|v| unsafe { _mm256_loadu_ps(src[v].add(o)) });
+            let w = unsafe { weights.add(t * MR) };
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let wr = unsafe { _mm256_broadcast_ss(&*w.add(r)) };
+                for (a, x) in acc.iter_mut().zip(&x) {
+                    *a = _mm256_fmadd_ps(wr, *x, *a);
+                }
+            }
+        }
+        store(&acc, tile, out, p, channels, bias, relu);
+    }
+
+    /// The 4 × 3 tile's sums, its 12 accumulators, 3 input vectors and one broadcast weight in
+    /// the 16 vector registers (compiled, the loop keeps a second weight live and shuffles
+    /// the accumulators between registers on every step).
+    ///
+    /// # Safety
+    /// As [`tile`]'s, with `V` = 3 and `offsets` not empty.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn acc3<const V: usize>(
+        src: [*const f32; V],
+        offsets: &[usize],
+        weights: *const f32,
+        acc: &mut [[__m256; V]; MR],
+    ) {
+        let z = _mm256_setzero_ps();
+        let (mut a0, mut a1, mut a2, mut a3, mut a4, mut a5) = (z, z, z, z, z, z);
+        let (mut a6, mut a7, mut a8, mut a9, mut a10, mut a11) = (z, z, z, z, z, z);
+        // SAFETY: the caller's contract covers every read; the loop runs `offsets.len()` (at
+        // least 1) times, reading one offset and four weights each time.
+        unsafe {
+            std::arch::asm!(
+                "2:",
+                "mov {o}, qword ptr [{offs}]",
+                "vmovups ymm12, ymmword ptr [{s0} + 4*{o}]",
+                "vmovups ymm13, ymmword ptr [{s1} + 4*{o}]",
+                "vmovups ymm14, ymmword ptr [{s2} + 4*{o}]",
+                "vbroadcastss ymm15, dword ptr [{w}]",
+                "vfmadd231ps ymm0, ymm15, ymm12",
+                "vfmadd231ps ymm1, ymm15, ymm13",
+                "vfmadd231ps ymm2, ymm15, ymm14",
+                "vbroadcastss ymm15, dword ptr [{w} + 4]",
+                "vfmadd231ps ymm3, ymm15, ymm12",
+                "vfmadd231ps ymm4, ymm15, ymm13",
+                "vfmadd231ps ymm5, ymm15, ymm14",
+                "vbroadcastss ymm15, dword ptr [{w} + 8]",
+                "vfmadd231ps ymm6, ymm15, ymm12",
+                "vfmadd231ps ymm7, ymm15, ymm13",
+                "vfmadd231ps ymm8, ymm15, ymm14",
+                "vbroadcastss ymm15, dword ptr [{w} + 12]",
+                "vfmadd231ps ymm9, ymm15, ymm12",
+                "vfmadd231ps ymm10, ymm15, ymm13",
+                "vfmadd231ps ymm11, ymm15, ymm14",
+                "add {offs}, 8",
+                "add {w}, 16",
+                "dec {n}",
+                "jnz 2b",
+                offs = inout(reg) offsets.as_ptr() => _,
+                n = inout(reg) offsets.len() => _,
+                w = inout(reg) weights => _,
+                o = out(reg) _,
+                s0 = in(reg) src[0],
+                s1 = in(reg) src[1],
+                s2 = in(reg) src[2],
+                inout("ymm0") a0, inout("ymm1") a1, inout("ymm2") a2,
+                inout("ymm3") a3, inout("ymm4") a4, inout("ymm5") a5,
+                inout("ymm6") a6, inout("ymm7") a7, inout("ymm8") a8,
+                inout("ymm9") a9, inout("ymm10") a10, inout("ymm11") a11,
+                out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
+                options(nostack, readonly),
+            );
+        }
+        let all = [[a0, a1, a2], [a3, a4, a5], [a6, a7, a8], [a9, a10, a11]];
+        for (acc, row) in acc.iter_mut().zip(all) {
+            acc.copy_from_slice(&row[..V]);
+        }
+    }
+
+    /// A tile's outputs: each sum plus its channel's bias, clamped at zero with `relu`.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn store<const V: usize>(
+        acc: &[[__m256; V]; MR],
+        tile: &[(usize, usize)],
+        out: *mut f32,
+        p: usize,
+        channels: usize,
+        bias: &[f32],
+        relu: bool,
+    ) {
+        let zero = _mm256_setzero_ps();
+        for (r, acc) in acc.iter().enumerate().take(channels) {
+            let b = _mm256_set1_ps(bias[r]);
+            for (a, &(_, at)) in acc.iter().zip(tile) {
+                let mut y = _mm256_add_ps(*a, b);
+                if relu {
+                    // max(0, y) returns y when y is NaN (the second operand wins when
+                    // unordered), as the scalar `if y < 0 { 0 } else { y }` does.
+                    y = _mm256_max_ps(zero, y);
+                }
+                unsafe { _mm256_storeu_ps(out.add(r * p + at), y) };
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod x86 {
+    /// Not reached: [`super::available`] is false off x86-64.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn tile<const V: usize>(
+        _: *const f32,
+        _: &[usize],
+        _: *const f32,
+        _: &[(usize, usize)],
+        _: *mut f32,
+        _: usize,
+        _: usize,
+        _: &[f32],
+        _: bool,
+    ) {
+        unreachable!("the direct kernel runs on x86-64 only")
+    }
+}
