@@ -167,7 +167,7 @@ pub(crate) fn conv_general(
         && unit(&w.dilations)
         && super::direct::fits(c, spatial, kh, kw, &geo)
     {
-        return conv_direct(x, wt, bias, &geo, dims, relu);
+        return conv_direct(x, wt, bias, &geo, cache, dims, relu);
     }
     match x.dtype() {
         CDType::F32 => conv_images::<f32>(x, wt, bias, &geo, group, dims, relu),
@@ -182,6 +182,7 @@ fn conv_direct(
     wt: &CTensor,
     bias: Option<&CTensor>,
     geo: &Geometry,
+    cache: &GeometryCache,
     dims: Vec<usize>,
     relu: bool,
 ) -> CResult<CTensor> {
@@ -198,7 +199,8 @@ fn conv_direct(
                     bail!("Conv operands do not hold their shapes' elements");
                 }
                 let dst = &mut out.spare_capacity_mut()[..len];
-                super::direct::conv(xs, ws, bias.as_deref(), shape, geo, dst, &split, relu);
+                let packed = cache.packed(wt.id(), || super::direct::pack(ws, m));
+                super::direct::conv(xs, &packed, bias.as_deref(), shape, geo, dst, &split, relu);
                 Ok(())
             })
         })??

@@ -77,13 +77,27 @@ pub(crate) struct Shape {
     pub(crate) kw: usize,
 }
 
-/// The convolution of `n` images `xs` (`[n, c, h, w]`) with weights `ws` (`[m, c, kh, kw]`) into
-/// `out` (`[n, m, oh, ow]`, every element written), plus `bias` and, with `relu`, clamped at
-/// zero. [`fits`] must hold.
+/// Weights `ws` (`[m, c·kh·kw]`) in blocks of 4 output channels, `[block][c·kh·kw][4]`, a
+/// block's missing channels zero: what [`conv`] reads.
+pub(crate) fn pack(ws: &[f32], m: usize) -> Vec<f32> {
+    let ck = ws.len() / m.max(1);
+    let mut packed = vec![0f32; m.div_ceil(MR) * ck * MR];
+    for (ch, row) in ws.chunks_exact(ck.max(1)).enumerate() {
+        let (b, r) = (ch / MR, ch % MR);
+        for (t, &v) in row.iter().enumerate() {
+            packed[(b * ck + t) * MR + r] = v;
+        }
+    }
+    packed
+}
+
+/// The convolution of `n` images `xs` (`[n, c, h, w]`) with weights `packed` ([`pack`]'s form of
+/// `[m, c, kh, kw]`) into `out` (`[n, m, oh, ow]`, every element written), plus `bias` and, with
+/// `relu`, clamped at zero. [`fits`] must hold.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv(
     xs: &[f32],
-    ws: &[f32],
+    packed: &[f32],
     bias: Option<&[f32]>,
     s: Shape,
     geo: &Geometry,
@@ -99,7 +113,10 @@ pub(crate) fn conv(
     let (plane, padded, p) = (h * w, hp * wp, oh * ow);
     let ck = c * kh * kw;
     let n = xs.len() / (c * plane);
-    assert!(xs.len() == n * c * plane && ws.len() == m * ck && out.len() == n * m * p, "direct conv extents");
+    assert!(
+        xs.len() == n * c * plane && packed.len() == m.div_ceil(MR) * ck * MR && out.len() == n * m * p,
+        "direct conv extents"
+    );
     assert!(ow >= LANES && hp >= top + h && wp >= left + w, "direct conv geometry");
     // Where each multiply-add step reads in the padded image, in the weights' order.
     let mut offsets = Vec::with_capacity(ck);
@@ -110,15 +127,7 @@ pub(crate) fn conv(
             }
         }
     }
-    // The weights in blocks of 4 channels, a block's missing channels zero.
     let blocks = m.div_ceil(MR);
-    let mut packed = vec![0f32; blocks * ck * MR];
-    for (ch, row) in ws.chunks_exact(ck).enumerate() {
-        let (b, r) = (ch / MR, ch % MR);
-        for (t, &v) in row.iter().enumerate() {
-            packed[(b * ck + t) * MR + r] = v;
-        }
-    }
     let bias: Vec<f32> =
         (0..blocks * MR).map(|ch| bias.map_or(0.0, |b| b.get(ch).copied().unwrap_or(0.0))).collect();
     // The vectors of an output plane: (read offset in the padded plane, write offset).
@@ -130,8 +139,7 @@ pub(crate) fn conv(
             vectors.push((y * wp + x, y * ow + x));
         }
     }
-    let kernel =
-        Kernel { offsets: &offsets, packed: &packed, bias: &bias, vectors: &vectors, ck, m, p, relu };
+    let kernel = Kernel { offsets: &offsets, packed, bias: &bias, vectors: &vectors, ck, m, p, relu };
     let pad = |img: &[f32], dst: &mut [f32]| {
         dst.fill(0.0);
         for ch in 0..c {

@@ -417,7 +417,7 @@ fn the_direct_convolution_equals_a_plain_sum_at_every_thread_count() {
         for relu in [false, true] {
             let run = |split: &threads::Split<'_>| {
                 let mut out = vec![std::mem::MaybeUninit::new(f32::INFINITY); n * m * oh * ow];
-                direct::conv(&xs, &ws, Some(&bias), shape, &geo, &mut out, split, relu);
+                direct::conv(&xs, &direct::pack(&ws, m), Some(&bias), shape, &geo, &mut out, split, relu);
                 // SAFETY: every element was initialized above (and `conv` writes each again).
                 out.into_iter().map(|v| unsafe { v.assume_init() }).collect::<Vec<f32>>()
             };

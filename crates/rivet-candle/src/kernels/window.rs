@@ -241,9 +241,13 @@ pub(crate) fn geometry(w: &Window, input: &[usize]) -> CResult<Geometry> {
     Ok(Geometry { out, p, k, by_k, runs, shifted, inside, padded, begin, end })
 }
 
-/// The geometries a kernel has computed, by input shape (the last few kept).
+/// The geometries a kernel has computed, by input shape (the last few kept), and, for a
+/// convolution on [`super::direct`]'s kernel, the last weights it packed.
 #[derive(Default)]
-pub(crate) struct GeometryCache(std::sync::Mutex<Vec<(Vec<usize>, std::sync::Arc<Geometry>)>>);
+pub(crate) struct GeometryCache(
+    std::sync::Mutex<Vec<(Vec<usize>, std::sync::Arc<Geometry>)>>,
+    std::sync::Mutex<Option<(candle_core::TensorId, std::sync::Arc<Vec<f32>>)>>,
+);
 
 impl GeometryCache {
     pub(crate) fn get(&self, w: &Window, input: &[usize]) -> CResult<std::sync::Arc<Geometry>> {
@@ -262,5 +266,24 @@ impl GeometryCache {
             cache.push((key, g.clone()));
         }
         Ok(g)
+    }
+
+    /// The weights tensor `id`'s packed form: the one kept when it is that tensor's (a model's
+    /// constant weights are the same tensor every run), else `pack()`'s, which is then kept.
+    pub(crate) fn packed(
+        &self,
+        id: candle_core::TensorId,
+        pack: impl FnOnce() -> Vec<f32>,
+    ) -> std::sync::Arc<Vec<f32>> {
+        if let Ok(kept) = self.1.lock() {
+            if let Some((_, packed)) = kept.as_ref().filter(|(k, _)| *k == id) {
+                return packed.clone();
+            }
+        }
+        let packed = std::sync::Arc::new(pack());
+        if let Ok(mut kept) = self.1.lock() {
+            *kept = Some((id, packed.clone()));
+        }
+        packed
     }
 }
