@@ -6,7 +6,8 @@
 //! Criterion times each at one thread (`simple_eval` inside a one-thread rayon pool, the pool
 //! Candle's own operators split over). After criterion's timings it prints ratios measured side
 //! by side (alternating blocks of calls, 40 rounds; `RIVET_SIDE_BY_SIDE_ROUNDS` sets how many, 0
-//! none), which the machine's drift does not skew: Candle ÷ ORT at 1 and at 2 intra-op threads
+//! none; each block loads its model and drops it after, so that no other model's threads share
+//! the cores), which the machine's drift does not skew: Candle ÷ ORT at 1 and at 2 intra-op threads
 //! (each backend with the same count), and Candle at 1 and 2 threads ÷ Candle with no thread
 //! count (its default). They are written to `candle_side_by_side.json` under `target/bench/`
 //! (or `RIVET_BENCH_DIR`), which `make bench-candle` puts on the benchmark page. Like the
@@ -60,6 +61,8 @@ fn load(
 /// that can run it.
 struct Fixture {
     label: String,
+    /// The model file.
+    path: std::path::PathBuf,
     /// `(backend, threads, model)`.
     models: Vec<(Backend, Option<usize>, std::sync::Arc<dyn rivet::Model>)>,
     inputs: Vec<(String, Tensor)>,
@@ -105,7 +108,7 @@ fn fixtures(filter: Option<&str>) -> Vec<Fixture> {
             let inputs =
                 case_inputs(network, case).into_iter().map(|(n, t)| (n, batch_of(&t, batch))).collect();
             let proto = simple_eval.then(|| candle_onnx::read_file(&path).unwrap());
-            all.push(Fixture { label, models, inputs, proto });
+            all.push(Fixture { label, path: path.clone(), models, inputs, proto });
         }
     }
     all
@@ -179,46 +182,50 @@ fn side_by_side(filter: Option<&str>, rounds: usize) {
     };
     println!("\nside by side, {rounds} rounds (median ratio, quartiles in brackets):");
     let mut rows = Vec::new();
-    for fixture in fixtures(filter) {
+    for mut fixture in fixtures(filter) {
+        // Each block loads its contender and drops it after: only the model being timed is in
+        // the process, so no other backend's threads (ORT's spinning workers above all) share
+        // the cores with it, as none would for a backend running alone.
+        let contenders: Vec<(Backend, Option<usize>)> =
+            fixture.models.drain(..).map(|(backend, threads, _)| (backend, threads)).collect();
         let named = fixture.named();
-        let contenders: Vec<Box<dyn Fn() + '_>> = fixture
-            .models
-            .iter()
-            .map(|(_, _, model)| {
-                let named = &named;
-                Box::new(move || drop(std::hint::black_box(model.run_named(named).unwrap()))) as Box<dyn Fn()>
-            })
-            .collect();
-        // Calls per block: about 5 ms each, from a first timing after a warm-up call.
-        let calls: Vec<u32> = contenders
-            .iter()
-            .map(|f| {
-                f();
+        let block = |which: usize, calls: Option<u32>| -> (u32, f64) {
+            let (backend, threads) = &contenders[which];
+            let model = load(&fixture.path, backend.clone(), *threads);
+            let call = || drop(std::hint::black_box(model.run_named(&named).unwrap()));
+            // The first run's one-off work, untimed.
+            call();
+            // Calls per block: about 5 ms, from one timed call when not given.
+            let calls = calls.unwrap_or_else(|| {
                 let start = Instant::now();
-                f();
+                call();
                 (0.005 / start.elapsed().as_secs_f64().max(1e-9)).clamp(1.0, 100_000.0) as u32
-            })
-            .collect();
+            });
+            // As many untimed calls as timed ones: the backend's threads awake and its memory
+            // in use, as for a backend serving back-to-back requests.
+            for _ in 0..calls {
+                call();
+            }
+            let start = Instant::now();
+            for _ in 0..calls {
+                call();
+            }
+            (calls, start.elapsed().as_secs_f64() / f64::from(calls))
+        };
+        let calls: Vec<u32> = (0..contenders.len()).map(|i| block(i, None).0).collect();
         let mut per_call = vec![Vec::with_capacity(rounds); contenders.len()];
         for round in 0..rounds {
             for i in 0..contenders.len() {
                 let which = (i + round) % contenders.len();
-                // A pause between blocks, so that the pool threads the last block woke (ORT's
-                // spin before they sleep, rayon's yield) are idle again, as they would be for a
-                // backend running alone, and do not take the cores from this one.
+                // A pause between blocks, so that the pool threads the last block woke
+                // (rayon's global pool, which Candle's default setting uses, yields before it
+                // sleeps) are idle again.
                 std::thread::sleep(BLOCK_PAUSE);
-                // One untimed call wakes them, as a backend serving back-to-back requests has
-                // them awake.
-                contenders[which]();
-                let start = Instant::now();
-                for _ in 0..calls[which] {
-                    contenders[which]();
-                }
-                per_call[which].push(start.elapsed().as_secs_f64() / f64::from(calls[which]));
+                per_call[which].push(block(which, Some(calls[which])).1);
             }
         }
         let at = |backend: &Backend, threads: Option<usize>| {
-            fixture.models.iter().position(|(b, t, _)| b == backend && *t == threads).expect("loaded above")
+            contenders.iter().position(|(b, t)| b == backend && *t == threads).expect("a contender")
         };
         let ratio = |a: usize, b: usize| {
             let (q1, m, q3) = quartiles(per_call[a].iter().zip(&per_call[b]).map(|(x, y)| x / y).collect());
@@ -253,7 +260,7 @@ fn side_by_side(filter: Option<&str>, rounds: usize) {
                     "ORT µs, 1 thread", "Candle µs, 1 thread", "ORT µs, 2 threads", "Candle µs, 2 threads",
                     "Candle µs, default"],
         "rows": rows,
-        "notes": [format!("{rounds} rounds of one block of calls (about 5 ms, after a 20 ms pause and one untimed call) per contender in rotating order; \
+        "notes": [format!("{rounds} rounds of one block of calls (about 5 ms, after a 20 ms pause, loading the contender and as many untimed calls; it is dropped after the block, so no other model's threads are in the process) per contender in rotating order; \
                            each ratio is the median of the per-round ratios, quartiles in brackets; times are \
                            medians per call. Threads are intra-op threads, the same count on both backends; \
                            Candle's default is no count given (its rayon pool, {} threads here).",

@@ -162,6 +162,7 @@ pub(crate) fn conv_general(
     };
     let unit = |v: &[usize]| v.iter().all(|&s| s == 1);
     if x.dtype() == CDType::F32
+        && wt.dtype() == CDType::F32
         && group == 1
         && unit(&w.strides)
         && unit(&w.dilations)
