@@ -6,7 +6,8 @@
 //!
 //! A run sets its model's [`Budget`] for the calling thread; the kernels ask it through
 //! [`split`], [`products`] and [`candle_product`]. Without a budget (no thread count given),
-//! large products run on the current rayon pool, with as many threads as it has.
+//! large matrix products run on the current rayon pool, with as many threads as it has, and
+//! large convolutions on a team of the process's, as many threads as that pool.
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
@@ -112,16 +113,32 @@ pub(crate) fn candle_product<R>(macs: usize, f: impl FnOnce() -> R) -> R {
 
 /// Runs `f`, a kernel of `macs` multiply-adds that splits its work into tasks itself, with the
 /// [`Split`] it may use: the calling thread alone when small or when the budget is one thread,
-/// the budget's team when large, and without a budget, as [`parallelism`] says.
+/// the budget's team when large. Without a budget, a large one splits over the process's
+/// [`default_team`] (as many threads as the global rayon pool), or over the current rayon pool
+/// when it runs inside one.
 pub(crate) fn split<R>(macs: usize, f: impl FnOnce(Split<'_>) -> R) -> R {
     match budget() {
         None => match parallelism(macs) {
+            Parallelism::Rayon(t) if rayon::current_thread_index().is_none() => match default_team() {
+                Some(team) => f(Split::Team(team)),
+                None => f(Split::Rayon(t)),
+            },
             Parallelism::Rayon(t) => f(Split::Rayon(t)),
             _ => f(Split::Serial),
         },
         Some(b) if b.threads > 1 && macs > SERIAL_GEMM_MACS => f(Split::Team(&b.team)),
         Some(_) => f(Split::Serial),
     }
+}
+
+/// The team that models without an intra-op thread count split their convolutions over: one
+/// per process, of as many threads as the global rayon pool (`RAYON_NUM_THREADS`, else the
+/// cores), started when a convolution first splits; `None` when its threads cannot start. Its
+/// caller works on its own tasks as a model's team's does, so a split costs no hand-off to a
+/// pool and back; a second caller while it is busy runs its tasks on its own thread.
+fn default_team() -> Option<&'static Team> {
+    static TEAM: OnceLock<Option<Team>> = OnceLock::new();
+    TEAM.get_or_init(|| Team::new(rayon::current_num_threads(), "rivet-candle-default").ok()).as_ref()
 }
 
 /// Where a kernel's tasks run.
