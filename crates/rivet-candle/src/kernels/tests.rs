@@ -322,7 +322,8 @@ fn broadcasting_arithmetic_equals_candles_bit_for_bit() {
         (&[1], &[7]),
         (&[2, 0, 3], &[3]),
     ];
-    let ops: [(Arith, fn(&CTensor, &CTensor) -> candle_core::Result<CTensor>); 4] = [
+    type CandleOp = fn(&CTensor, &CTensor) -> candle_core::Result<CTensor>;
+    let ops: [(Arith, CandleOp); 4] = [
         (Arith::Add, CTensor::broadcast_add),
         (Arith::Sub, CTensor::broadcast_sub),
         (Arith::Mul, CTensor::broadcast_mul),
@@ -395,7 +396,8 @@ fn the_direct_convolution_equals_a_plain_sum_at_every_thread_count() {
         return;
     }
     // (n, c, h, w, m, kh, kw, pads [top, left, bottom, right])
-    let cases: &[(usize, usize, usize, usize, usize, usize, usize, [usize; 4])] = &[
+    type Case = (usize, usize, usize, usize, usize, usize, usize, [usize; 4]);
+    let cases: &[Case] = &[
         (1, 3, 32, 32, 16, 3, 3, [1, 1, 1, 1]),
         (2, 16, 16, 16, 32, 3, 3, [1, 1, 1, 1]),
         (3, 5, 8, 8, 6, 3, 3, [1, 1, 1, 1]),
