@@ -463,8 +463,7 @@ pub(crate) const BATCH_COLUMNS: usize = 256;
 
 /// A convolution's images `per` at a time: their im2col matrices side by side as one
 /// `[c * k, per * p]` matrix, one product per group into a scratch `[mg, per * p]`, whose
-/// columns are then copied to each image's output, which the bias (and a fused Relu) then
-/// go over in one pass. For a deep layer's small planes (a ResNet's 7×7 and 4×4),
+/// columns are then copied to each image's output with the bias (and a fused Relu) added. For a deep layer's small planes (a ResNet's 7×7 and 4×4),
 /// one image's product is too narrow for the gemm crate's register tiles; several side by side
 /// fill them.
 #[allow(clippy::too_many_arguments)]
@@ -482,13 +481,29 @@ pub(crate) fn conv_side_by_side<T: ConvElem>(
     let (p, k) = (geo.p, geo.k);
     let (cg, mg) = (c / group, m / group);
     let ck = cg * k;
+    let threads = split.threads();
+    // With several threads, im2col splits by input channels and each product by blocks of
+    // output channels, which its task then copies out (with the bias and Relu): nothing but
+    // the splits' hand-offs stays serial.
+    let (chans, rows) =
+        if threads > 1 { (c.div_ceil(threads * 4), rows_per_task(mg, threads)) } else { (c, mg) };
     T::with_scratch(c * k * per * p, |col| {
         let mut t = vec![T::zero(); mg * per * p];
         for (imgs, outs) in xs.chunks(per * c * plane).zip(out.chunks_mut(per * m * p)) {
-            let cols = imgs.len() / (c * plane) * p;
-            for (b, img) in imgs.chunks_exact(c * plane).enumerate() {
-                im2col(img, geo, c, plane, &mut col[b * p..], cols);
-            }
+            let images = imgs.len() / (c * plane);
+            let cols = images * p;
+            let parts = Chunks::new(&mut col[..c * k * cols], chans * k * cols);
+            split.run(parts.count(), |i| {
+                // SAFETY: task `i` alone takes chunk `i`: the rows of channels i·chans onward.
+                let part = unsafe { parts.take(i) };
+                let count = part.len() / (k * cols);
+                for b in 0..images {
+                    let src = &imgs[b * c * plane + i * chans * plane..][..count * plane];
+                    im2col(src, geo, count, plane, &mut part[b * p..], cols);
+                }
+            });
+            let col: &[T] = col;
+            let outs = SharedOut::new(outs);
             for g in 0..group {
                 let (lhs, rhs) =
                     (&ws[g * mg * ck..(g + 1) * mg * ck], &col[g * ck * cols..(g + 1) * ck * cols]);
@@ -496,36 +511,52 @@ pub(crate) fn conv_side_by_side<T: ConvElem>(
                 let dst = &mut t[..mg * cols];
                 // SAFETY: a `T` is a valid `MaybeUninit<T>`, and only `T` values are written.
                 let dst = unsafe { &mut *(dst as *mut [T] as *mut [std::mem::MaybeUninit<T>]) };
-                let threads = split.threads();
-                if threads > 1 {
-                    // Blocks of output channels over threads, each product serial.
-                    let rows = rows_per_task(mg, threads);
-                    let blocks = Chunks::new(dst, rows * cols);
-                    split.run(blocks.count(), |i| {
-                        // SAFETY: task `i` alone takes chunk `i`.
-                        let dst = unsafe { blocks.take(i) };
-                        let count = dst.len() / cols;
-                        let lhs = &lhs[i * rows * ck..(i * rows + count) * ck];
-                        row_major_product(count, cols, ck, dst, lhs, rhs, gemm::Parallelism::None);
-                    });
-                } else {
-                    row_major_product(mg, cols, ck, dst, lhs, rhs, gemm::Parallelism::None);
-                }
-                for (b, out_img) in outs.chunks_exact_mut(m * p).enumerate() {
-                    for i in 0..mg {
-                        let src = &t[i * cols + b * p..][..p];
-                        for (d, &v) in out_img[(g * mg + i) * p..][..p].iter_mut().zip(src) {
-                            d.write(v);
+                let blocks = Chunks::new(dst, rows * cols);
+                split.run(blocks.count(), |i| {
+                    // SAFETY: task `i` alone takes chunk `i`.
+                    let dst = unsafe { blocks.take(i) };
+                    let count = dst.len() / cols;
+                    let lhs = &lhs[i * rows * ck..(i * rows + count) * ck];
+                    row_major_product(count, cols, ck, dst, lhs, rhs, gemm::Parallelism::None);
+                    // SAFETY: the product wrote every element of `dst`.
+                    let done: &[T] = unsafe { &*(dst as *const [std::mem::MaybeUninit<T>] as *const [T]) };
+                    for r in 0..count {
+                        let ch = g * mg + i * rows + r;
+                        let bias = bias.map(|b| b[ch]);
+                        for b in 0..images {
+                            // SAFETY: image b's plane of channel `ch` lies within `outs`, and
+                            // only this task writes this block's channels.
+                            let plane = unsafe {
+                                std::slice::from_raw_parts_mut(
+                                    outs.at((b * m + ch) * p).cast::<std::mem::MaybeUninit<T>>(),
+                                    p,
+                                )
+                            };
+                            copy_bias_relu(&done[r * cols + b * p..][..p], plane, bias, relu);
                         }
                     }
-                }
+                });
             }
-            // SAFETY: the groups' copies above wrote every element of `outs` (each image's
-            // `m` planes of `p`), so it holds initialized values.
-            let done = unsafe { &mut *(outs as *mut [std::mem::MaybeUninit<T>] as *mut [T]) };
-            bias_relu(done, bias, p, relu);
         }
     });
+}
+
+/// `dst = src + bias`, clamped at zero with `relu`: the arithmetic of [`bias_relu`] (no
+/// addition without a bias, NaN kept), applied while copying a product's row out.
+fn copy_bias_relu<T: candle_core::WithDType>(
+    src: &[T],
+    dst: &mut [std::mem::MaybeUninit<T>],
+    bias: Option<T>,
+    relu: bool,
+) {
+    let zero = T::zero();
+    for (d, &v) in dst.iter_mut().zip(src) {
+        let y = match bias {
+            Some(b) => v + b,
+            None => v,
+        };
+        d.write(if relu && y < zero { zero } else { y });
+    }
 }
 
 /// [`im2col`] with its input channels split over `split`'s threads (each channel's `k` rows

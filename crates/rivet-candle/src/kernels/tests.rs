@@ -178,6 +178,56 @@ fn images_side_by_side_equal_images_one_at_a_time() {
 }
 
 #[test]
+fn images_side_by_side_give_the_same_bits_on_two_threads_as_on_one() {
+    // 7×7 planes: five images per product, so eight images go in chunks of 5 and 3; large
+    // enough (over SERIAL_GEMM_MACS) for a budget of two threads to split im2col and each
+    // product over the team. One group and two, with and without the bias and Relu, NaN in.
+    let (n, c, m) = (8, 64, 64);
+    let finite = |len: usize| -> Vec<f32> {
+        values(len).into_iter().map(|v| if v.is_nan() { 0.5 } else { v / 50.0 }).collect()
+    };
+    let mut xs = finite(n * c * 49);
+    xs[6 * c * 49 + 3 * 49 + 24] = f32::NAN;
+    let x = CTensor::from_vec(xs, (n, c, 7, 7), &Device::Cpu).unwrap();
+    let b =
+        CTensor::from_vec((0..m).map(|i| i as f32 - 30.0).collect::<Vec<f32>>(), m, &Device::Cpu).unwrap();
+    let win = window(&[3, 3], &[1, 1], &[1, 1], &[1, 1, 1, 1]);
+    assert_eq!((BATCH_COLUMNS / 49).clamp(1, n), 5, "the case puts five images side by side");
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    let one = threads::Budget::new(1).unwrap();
+    let two = threads::Budget::new(2).unwrap();
+    for g in [1, 2] {
+        let w = CTensor::from_vec(finite(m * (c / g) * 9), (m, c / g, 3, 3), &Device::Cpu).unwrap();
+        assert!(n * m * 49 * (c / g) * 9 > SERIAL_GEMM_MACS, "the case splits over threads");
+        let cache = GeometryCache::default();
+        for (bias, relu) in [(Some(&b), true), (Some(&b), false), (None, true), (None, false)] {
+            let run = |budget: &threads::Budget| -> Vec<f32> {
+                let y =
+                    threads::with_budget(Some(budget), || conv_general(&x, &w, bias, &win, g, &cache, relu));
+                y.unwrap().flatten_all().unwrap().to_vec1().unwrap()
+            };
+            let (serial, split) = (run(&one), run(&two));
+            let nan = serial.iter().filter(|v| v.is_nan()).count();
+            assert!(nan > 0 && nan < 49 * m, "a NaN reaches its windows' outputs alone: {nan}");
+            assert!(serial.iter().any(|&v| v > 0.0), "positive outputs occur");
+            assert_eq!(bits(&serial), bits(&split), "{g} group(s), bias {}, relu {relu}", bias.is_some());
+            // And the same as each image alone.
+            for i in [0, 5, 6, 7] {
+                let y = threads::with_budget(Some(&one), || {
+                    conv_general(&x.narrow(0, i, 1).unwrap(), &w, bias, &win, g, &cache, relu)
+                });
+                let y: Vec<f32> = y.unwrap().flatten_all().unwrap().to_vec1().unwrap();
+                let part = &split[i * m * 49..(i + 1) * m * 49];
+                for (j, (a, o)) in part.iter().zip(&y).enumerate() {
+                    let same = (a.is_nan() && o.is_nan()) || (a - o).abs() <= 1e-4 * (1.0 + o.abs());
+                    assert!(same, "image {i}, element {j}: {a} vs {o}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn a_convolution_over_no_input_channels_is_its_bias() {
     let x = CTensor::zeros((2, 0, 4, 4), CDType::F32, &Device::Cpu).unwrap();
     let w = CTensor::zeros((3, 0, 3, 3), CDType::F32, &Device::Cpu).unwrap();
