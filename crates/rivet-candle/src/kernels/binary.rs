@@ -94,10 +94,19 @@ fn broadcast_typed<T: ArithElem>(a: &CTensor, b: &CTensor, op: Arith) -> CResult
     let len: usize = out_dims.iter().product();
     let out = super::with_values(a, |xs: &[T]| {
         super::with_values(b, |ys: &[T]| {
-            let mut out = vec![T::zero(); len];
+            // Written in full below before it is read: not zeroed first.
+            let mut out: Vec<T> = Vec::with_capacity(len);
             if len > 0 {
-                super::wide(Runs { xs, ys, out: &mut out, walk: &w, op });
+                let dst = &mut out.spare_capacity_mut()[..len];
+                match op {
+                    Arith::Add => super::wide(Runs { xs, ys, out: dst, walk: &w, f: |p: T, q: T| p + q }),
+                    Arith::Sub => super::wide(Runs { xs, ys, out: dst, walk: &w, f: |p: T, q: T| p - q }),
+                    Arith::Mul => super::wide(Runs { xs, ys, out: dst, walk: &w, f: |p: T, q: T| p * q }),
+                    Arith::Div => super::wide(Runs { xs, ys, out: dst, walk: &w, f: |p: T, q: T| p / q }),
+                }
             }
+            // SAFETY: `Runs` wrote each of the `len` elements (its runs tile the output).
+            unsafe { out.set_len(len) };
             out
         })
     })??;
@@ -105,35 +114,30 @@ fn broadcast_typed<T: ArithElem>(a: &CTensor, b: &CTensor, op: Arith) -> CResult
 }
 
 /// [`broadcast_typed`]'s loop, to run through [`super::wide`].
-struct Runs<'a, T> {
+struct Runs<'a, T, F> {
     xs: &'a [T],
     ys: &'a [T],
-    out: &'a mut [T],
+    out: &'a mut [std::mem::MaybeUninit<T>],
     walk: &'a Walk,
-    op: Arith,
+    f: F,
 }
 
-impl<T: ArithElem> super::WideKernel for Runs<'_, T> {
+impl<T: ArithElem, F: Fn(T, T) -> T> super::WideKernel for Runs<'_, T, F> {
     type Output = ();
     #[inline(always)]
     fn run(self) {
-        let Runs { xs, ys, out, walk, op } = self;
-        // The innermost dim is the run; the dims above it are walked as an odometer.
-        let (run, ra, rb) = match walk.dims.len() {
-            0 => (1, 0, 0),
-            n => (walk.dims[n - 1], walk.a[n - 1], walk.b[n - 1]),
-        };
-        let outer = walk.dims.len().saturating_sub(1);
+        let Runs { xs, ys, out, walk, f } = self;
+        // The innermost dim is the run, the one above it a row of runs walked with fixed
+        // steps, and the dims above those an odometer.
+        let n = walk.dims.len();
+        let (run, ra, rb) = if n == 0 { (1, 0, 0) } else { (walk.dims[n - 1], walk.a[n - 1], walk.b[n - 1]) };
+        let (row, sa, sb) = if n < 2 { (1, 0, 0) } else { (walk.dims[n - 2], walk.a[n - 2], walk.b[n - 2]) };
+        let outer = n.saturating_sub(2);
         let mut index = vec![0usize; outer];
         let (mut oa, mut ob) = (0usize, 0usize);
-        for dst in out.chunks_exact_mut(run) {
-            let x = &xs[oa..];
-            let y = &ys[ob..];
-            match op {
-                Arith::Add => apply(dst, x, y, ra, rb, |p, q| p + q),
-                Arith::Sub => apply(dst, x, y, ra, rb, |p, q| p - q),
-                Arith::Mul => apply(dst, x, y, ra, rb, |p, q| p * q),
-                Arith::Div => apply(dst, x, y, ra, rb, |p, q| p / q),
+        for block in out.chunks_exact_mut(run * row) {
+            for (r, dst) in block.chunks_exact_mut(run).enumerate() {
+                apply(dst, &xs[oa + r * sa..], &ys[ob + r * sb..], ra, rb, &f);
             }
             for d in (0..outer).rev() {
                 index[d] += 1;
@@ -152,25 +156,37 @@ impl<T: ArithElem> super::WideKernel for Runs<'_, T> {
 
 /// One run: `dst[i] = f(x[i * ra], y[i * rb])`, each stride 1 or 0 (a broadcast value).
 #[inline(always)]
-fn apply<T: Copy>(dst: &mut [T], x: &[T], y: &[T], ra: usize, rb: usize, f: impl Fn(T, T) -> T) {
+fn apply<T: Copy>(
+    dst: &mut [std::mem::MaybeUninit<T>],
+    x: &[T],
+    y: &[T],
+    ra: usize,
+    rb: usize,
+    f: &impl Fn(T, T) -> T,
+) {
     let n = dst.len();
     match (ra, rb) {
-        (0, 0) => dst.fill(f(x[0], y[0])),
+        (0, 0) => {
+            let v = f(x[0], y[0]);
+            for d in dst.iter_mut() {
+                d.write(v);
+            }
+        }
         (0, _) => {
             let p = x[0];
             for (d, &q) in dst.iter_mut().zip(&y[..n]) {
-                *d = f(p, q);
+                d.write(f(p, q));
             }
         }
         (_, 0) => {
             let q = y[0];
             for (d, &p) in dst.iter_mut().zip(&x[..n]) {
-                *d = f(p, q);
+                d.write(f(p, q));
             }
         }
         _ => {
             for ((d, &p), &q) in dst.iter_mut().zip(&x[..n]).zip(&y[..n]) {
-                *d = f(p, q);
+                d.write(f(p, q));
             }
         }
     }

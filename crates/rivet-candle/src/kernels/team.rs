@@ -179,7 +179,9 @@ impl Drop for Team {
 
 /// A worker: waits for a split (polling for [`SPIN`], then parked), takes its tasks, repeats.
 fn worker(shared: &Shared) {
-    let mut seen = shared.posted.load(Ordering::SeqCst);
+    // `posted` starts at 0 when the team does, so a split posted before this thread first runs
+    // is still this worker's to join.
+    let mut seen = 0;
     loop {
         let since = Instant::now();
         let mut spins = 0u32;
