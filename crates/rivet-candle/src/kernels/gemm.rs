@@ -96,10 +96,15 @@ pub(crate) fn serial_gemm<T: candle_core::WithDType>(
     shared_b: bool,
     dims: &[usize],
 ) -> CResult<CTensor> {
-    let mut c = vec![T::zero(); batches * m * n];
+    let len = batches * m * n;
+    let mut c: Vec<T> = Vec::with_capacity(len);
     with_strided(a, |av: Strided<'_, T>| {
-        with_strided(b, |bv: Strided<'_, T>| gemm_batches(av, bv, &mut c, batches, m, k, n, shared_b))
+        with_strided(b, |bv: Strided<'_, T>| {
+            gemm_batches(av, bv, &mut c.spare_capacity_mut()[..len], batches, m, k, n, shared_b)
+        })
     })???;
+    // SAFETY: `gemm_batches` returned Ok, so it wrote every element of the `len` it was given.
+    unsafe { c.set_len(len) };
     CTensor::from_vec(c, dims, &Device::Cpu)
 }
 
@@ -137,12 +142,13 @@ pub(crate) fn with_strided<T: candle_core::WithDType, R>(
 }
 
 /// `c[i] = a[i] @ b[i]` (or `@ b` when `shared_b`) for each of `batches` matrices, read in
-/// place through their strides; `c` is row-major.
+/// place through their strides; `c` is row-major, and every element of it is written (none is
+/// read first) when this returns Ok.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm_batches<T: candle_core::WithDType>(
     a: Strided<'_, T>,
     b: Strided<'_, T>,
-    c: &mut [T],
+    c: &mut [std::mem::MaybeUninit<T>],
     batches: usize,
     m: usize,
     k: usize,
@@ -154,8 +160,15 @@ pub(crate) fn gemm_batches<T: candle_core::WithDType>(
         bail!("matrix product operands do not have their expected shapes");
     }
     if m * n * k == 0 {
+        // Products over nothing are zero.
+        c.iter_mut().for_each(|v| {
+            v.write(T::zero());
+        });
         return Ok(());
     }
+    // `small_gemm` adds to its output, so its batches start from zero; the gemm crate's
+    // (`read_dst` false) write every element without reading it.
+    let small = small_enough(m, k, n) && (n <= 1 || b.strides[rb - 1] == 1);
     // The offset of batch `i` (row-major over the batch dims) in a view.
     let offset = |v: &Strided<'_, T>, mut i: usize| {
         let r = v.dims.len();
@@ -169,19 +182,27 @@ pub(crate) fn gemm_batches<T: candle_core::WithDType>(
     for i in 0..batches {
         let (ao, bo) = (offset(&a, i), if shared_b { b.start } else { offset(&b, i) });
         let dst = &mut c[i * m * n..(i + 1) * m * n];
-        if small_gemm(a, b, ao, bo, dst, (m, k, n), T::one(), Epilogue::PLAIN) {
-            continue;
+        if small {
+            dst.iter_mut().for_each(|v| {
+                v.write(T::zero());
+            });
+            // SAFETY: every element was just written.
+            let dst = unsafe { &mut *(dst as *mut [std::mem::MaybeUninit<T>] as *mut [T]) };
+            if small_gemm(a, b, ao, bo, dst, (m, k, n), T::one(), Epilogue::PLAIN) {
+                continue;
+            }
         }
         // SAFETY: `with_strided` checked that every element of both views lies inside its
         // storage; gemm reads a's m×k elements at `ao + r * a_rs + col * a_cs` and b's k×n at
         // `bo + r * b_rs + col * b_cs`, which are elements of batch `i` of those views, and
-        // writes the m×n row-major `dst`, which overlaps neither.
+        // writes (with `read_dst` false, without reading) the m×n row-major `dst`, which
+        // overlaps neither.
         unsafe {
             gemm::gemm(
                 m,
                 n,
                 k,
-                dst.as_mut_ptr(),
+                dst.as_mut_ptr().cast::<T>(),
                 1,
                 n as isize,
                 false,

@@ -132,6 +132,63 @@ fn small_products_equal_a_plain_sum() {
 }
 
 #[test]
+fn serial_products_write_every_element_on_both_paths() {
+    // Batched [m, k] @ [k, n] on the calling thread: small products (added to a zeroed
+    // output), the gemm crate's (which write theirs unread), a shared `b`, a transposed `a`,
+    // and a one-column output, against a plain sum in f64.
+    let cases: [(usize, usize, usize, usize, bool); 5] = [
+        (2, 3, 5, 4, false),
+        (3, 24, 8, 24, false),
+        (2, 24, 8, 24, true),
+        (1, 16, 12, 9, false),
+        (4, 10, 6, 1, false),
+    ];
+    for (batches, m, k, n, shared) in cases {
+        let a = CTensor::from_vec(
+            values(batches * m * k)
+                .iter()
+                .map(|v| if v.is_nan() { 0.5 } else { v.rem_euclid(7.0) })
+                .collect::<Vec<f32>>(),
+            (batches, m, k),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let a = if m == 16 { a.reshape((batches, k, m)).unwrap().transpose(1, 2).unwrap() } else { a };
+        let bb = if shared { 1 } else { batches };
+        let b = CTensor::from_vec(
+            values(bb * k * n)
+                .iter()
+                .map(|v| if v.is_nan() { 0.5 } else { v.rem_euclid(5.0) - 2.0 })
+                .collect::<Vec<f32>>(),
+            (bb, k, n),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let b = if shared { b.squeeze(0).unwrap() } else { b };
+        let got = serial_matmul(&a, &b).unwrap().expect("a small product runs on the calling thread");
+        assert_eq!(got.dims(), &[batches, m, n]);
+        let got: Vec<f32> = got.flatten_all().unwrap().to_vec1().unwrap();
+        let av: Vec<Vec<Vec<f32>>> = a.to_vec3().unwrap();
+        let bv: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
+        for i in 0..batches {
+            let bo = if shared { 0 } else { i * k * n };
+            for r in 0..m {
+                for c in 0..n {
+                    let want: f64 = (0..k).map(|p| av[i][r][p] as f64 * bv[bo + p * n + c] as f64).sum();
+                    let at = (i * m + r) * n + c;
+                    assert!(
+                        (got[at] as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                        "{:?} [{i},{r},{c}]: {} vs {want}",
+                        (batches, m, k, n),
+                        got[at]
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn images_side_by_side_equal_images_one_at_a_time() {
     // 10×10 planes (100 positions): two images per product, so five images go in chunks
     // of 2, 2 and 1; two groups and a bias.
