@@ -57,9 +57,11 @@ pub(crate) fn fits(c: usize, input: &[usize], kh: usize, kw: usize, geo: &Geomet
         && c * (geo.out[0] + kh - 1) * (geo.out[1] + kw - 1) <= MAX_PADDED
 }
 
-/// The most multiply-adds per output (channels × window) the direct kernel takes: beyond it,
-/// gemm's blocking of the depth wins (a ResNet's deeper layers).
-pub(crate) const MAX_DEPTH: usize = 576;
+/// The most multiply-adds per output (channels × window) the direct kernel takes: ResNet-18's
+/// 128-channel 3×3 layers (1,152) ran 1–3% faster on it than as im2col and gemm on one thread
+/// (`RIVET_CANDLE_PROFILE`, batch 1 and 8). Deeper layers stay with gemm, whose blocking of the
+/// depth keeps its operands in cache.
+pub(crate) const MAX_DEPTH: usize = 1152;
 
 /// The largest padded image the direct kernel takes, in values: 64 Ki (256 KiB), which stays
 /// in a core's L2 cache while every block of channels reads it. A ResNet's first layers (64

@@ -512,6 +512,8 @@ fn the_direct_convolution_equals_a_plain_sum_at_every_thread_count() {
         (1, 4, 9, 9, 7, 2, 2, [0, 0, 0, 0]),
         (2, 1, 5, 11, 3, 1, 3, [0, 1, 0, 1]),
         (1, 3, 12, 10, 9, 5, 1, [2, 0, 2, 0]),
+        // At the depth limit: 128 channels × 3×3 (ResNet-18's 14×14 layers).
+        (1, 128, 14, 14, 8, 3, 3, [1, 1, 1, 1]),
     ];
     for &(n, c, h, w, m, kh, kw, pads) in cases {
         let win = window(&[kh, kw], &[1, 1], &[1, 1], &[pads[0], pads[1], pads[2], pads[3]]);
@@ -584,4 +586,8 @@ fn the_direct_convolution_equals_a_plain_sum_at_every_thread_count() {
     assert!(!direct::fits(4, &[8, 8], 1, 1, &geo));
     let geo = geometry(&window(&[3, 3], &[1, 1], &[1, 1], &[1, 1, 1, 1]), &[7, 7]).unwrap();
     assert!(!direct::fits(4, &[7, 7], 3, 3, &geo));
+    // Nor is a deeper one.
+    let geo = geometry(&window(&[3, 3], &[1, 1], &[1, 1], &[1, 1, 1, 1]), &[14, 14]).unwrap();
+    assert!(direct::fits(direct::MAX_DEPTH / 9, &[14, 14], 3, 3, &geo));
+    assert!(!direct::fits(direct::MAX_DEPTH / 9 + 1, &[14, 14], 3, 3, &geo));
 }
