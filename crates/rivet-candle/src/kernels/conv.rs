@@ -622,6 +622,13 @@ pub(crate) fn im2col<T: candle_core::WithDType>(
             for &(d, s, len, step) in runs {
                 if step == 1 {
                     row[d..d + len].copy_from_slice(&plane_src[s..s + len]);
+                } else if step == 2 && s + 2 * len <= plane_src.len() {
+                    // Every other value, read as pairs: a loop the compiler turns into vector
+                    // loads and shuffles (a stepped iterator stays one value at a time).
+                    for (v, pair) in row[d..d + len].iter_mut().zip(plane_src[s..s + 2 * len].chunks_exact(2))
+                    {
+                        *v = pair[0];
+                    }
                 } else {
                     for (v, &x) in row[d..d + len].iter_mut().zip(plane_src[s..].iter().step_by(step)) {
                         *v = x;
