@@ -458,8 +458,9 @@ impl<T: candle_core::WithDType> crate::kernels::WideKernel for BiasRelu<'_, T> {
 /// Output planes smaller than this many positions are computed several images at a time (see
 /// [`conv_side_by_side`]).
 pub(crate) const BATCH_PLANE: usize = 128;
-/// How many output positions [`conv_side_by_side`] puts side by side in one product.
-pub(crate) const BATCH_COLUMNS: usize = 256;
+/// How many output positions [`conv_side_by_side`] puts side by side in one product: ResNet-18's
+/// 7×7 layers at batch 8 ran 3% faster as one product of 392 columns than as 245 and 147.
+pub(crate) const BATCH_COLUMNS: usize = 512;
 
 /// A convolution's images `per` at a time: their im2col matrices side by side as one
 /// `[c * k, per * p]` matrix, one product per group into a scratch `[mg, per * p]`, whose

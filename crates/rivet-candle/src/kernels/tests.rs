@@ -190,9 +190,9 @@ fn serial_products_write_every_element_on_both_paths() {
 
 #[test]
 fn images_side_by_side_equal_images_one_at_a_time() {
-    // 10×10 planes (100 positions): two images per product, so five images go in chunks
-    // of 2, 2 and 1; two groups and a bias.
-    let (n, c, m, g) = (5, 4, 6, 2);
+    // 10×10 planes (100 positions): five images per product, so seven images go in chunks
+    // of 5 and 2; two groups and a bias.
+    let (n, c, m, g) = (7, 4, 6, 2);
     let finite = |len: usize| -> Vec<f32> {
         values(len).into_iter().map(|v| if v.is_nan() { 0.5 } else { v / 50.0 }).collect()
     };
@@ -201,7 +201,7 @@ fn images_side_by_side_equal_images_one_at_a_time() {
     let b = CTensor::from_vec((0..m).map(|i| i as f32).collect::<Vec<f32>>(), m, &Device::Cpu).unwrap();
     let win = window(&[3, 3], &[1, 1], &[1, 1], &[1, 1, 1, 1]);
     let cache = GeometryCache::default();
-    assert_eq!((BATCH_COLUMNS / 100).clamp(1, n), 2, "the case puts two images side by side");
+    assert_eq!((BATCH_COLUMNS / 100).clamp(1, n), 5, "the case puts five images side by side");
     let run = |x: &CTensor, bias: Option<&CTensor>, relu: bool| -> Vec<f32> {
         let y = conv_general(x, &w, bias, &win, g, &cache, relu).unwrap();
         y.flatten_all().unwrap().to_vec1().unwrap()
@@ -236,20 +236,20 @@ fn images_side_by_side_equal_images_one_at_a_time() {
 
 #[test]
 fn images_side_by_side_give_the_same_bits_on_two_threads_as_on_one() {
-    // 7×7 planes: five images per product, so eight images go in chunks of 5 and 3; large
+    // 7×7 planes: ten images per product, so twelve images go in chunks of 10 and 2; large
     // enough (over SERIAL_GEMM_MACS) for a budget of two threads to split im2col and each
     // product over the team. One group and two, with and without the bias and Relu, NaN in.
-    let (n, c, m) = (8, 64, 64);
+    let (n, c, m) = (12, 64, 64);
     let finite = |len: usize| -> Vec<f32> {
         values(len).into_iter().map(|v| if v.is_nan() { 0.5 } else { v / 50.0 }).collect()
     };
     let mut xs = finite(n * c * 49);
-    xs[6 * c * 49 + 3 * 49 + 24] = f32::NAN;
+    xs[10 * c * 49 + 3 * 49 + 24] = f32::NAN;
     let x = CTensor::from_vec(xs, (n, c, 7, 7), &Device::Cpu).unwrap();
     let b =
         CTensor::from_vec((0..m).map(|i| i as f32 - 30.0).collect::<Vec<f32>>(), m, &Device::Cpu).unwrap();
     let win = window(&[3, 3], &[1, 1], &[1, 1], &[1, 1, 1, 1]);
-    assert_eq!((BATCH_COLUMNS / 49).clamp(1, n), 5, "the case puts five images side by side");
+    assert_eq!((BATCH_COLUMNS / 49).clamp(1, n), 10, "the case puts ten images side by side");
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
     let one = threads::Budget::new(1).unwrap();
     let two = threads::Budget::new(2).unwrap();
@@ -269,7 +269,7 @@ fn images_side_by_side_give_the_same_bits_on_two_threads_as_on_one() {
             assert!(serial.iter().any(|&v| v > 0.0), "positive outputs occur");
             assert_eq!(bits(&serial), bits(&split), "{g} group(s), bias {}, relu {relu}", bias.is_some());
             // And the same as each image alone.
-            for i in [0, 5, 6, 7] {
+            for i in [0, 9, 10, 11] {
                 let y = threads::with_budget(Some(&one), || {
                     conv_general(&x.narrow(0, i, 1).unwrap(), &w, bias, &win, g, &cache, relu)
                 });
