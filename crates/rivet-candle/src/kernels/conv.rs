@@ -489,7 +489,8 @@ pub(crate) fn conv_side_by_side<T: ConvElem>(
     let (chans, rows) =
         if threads > 1 { (c.div_ceil(threads * 4), rows_per_task(mg, threads)) } else { (c, mg) };
     T::with_scratch(c * k * per * p, |col| {
-        let mut t = vec![T::zero(); mg * per * p];
+        // The products' scratch, each block written in full by its product before it is read.
+        let mut t: Vec<T> = Vec::with_capacity(mg * per * p);
         for (imgs, outs) in xs.chunks(per * c * plane).zip(out.chunks_mut(per * m * p)) {
             let images = imgs.len() / (c * plane);
             let cols = images * p;
@@ -508,10 +509,8 @@ pub(crate) fn conv_side_by_side<T: ConvElem>(
             for g in 0..group {
                 let (lhs, rhs) =
                     (&ws[g * mg * ck..(g + 1) * mg * ck], &col[g * ck * cols..(g + 1) * ck * cols]);
-                // `t` holds at least mg×cols elements; the product overwrites the first mg×cols.
-                let dst = &mut t[..mg * cols];
-                // SAFETY: a `T` is a valid `MaybeUninit<T>`, and only `T` values are written.
-                let dst = unsafe { &mut *(dst as *mut [T] as *mut [std::mem::MaybeUninit<T>]) };
+                // `t` has room for mg×cols elements; the products write the first mg×cols.
+                let dst = &mut t.spare_capacity_mut()[..mg * cols];
                 let blocks = Chunks::new(dst, rows * cols);
                 split.run(blocks.count(), |i| {
                     // SAFETY: task `i` alone takes chunk `i`.
