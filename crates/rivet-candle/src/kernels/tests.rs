@@ -170,11 +170,12 @@ fn serial_products_write_every_element_on_both_paths() {
         let got: Vec<f32> = got.flatten_all().unwrap().to_vec1().unwrap();
         let av: Vec<Vec<Vec<f32>>> = a.to_vec3().unwrap();
         let bv: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
-        for i in 0..batches {
+        for (i, rows) in av.iter().enumerate() {
             let bo = if shared { 0 } else { i * k * n };
-            for r in 0..m {
+            for (r, row) in rows.iter().enumerate() {
                 for c in 0..n {
-                    let want: f64 = (0..k).map(|p| av[i][r][p] as f64 * bv[bo + p * n + c] as f64).sum();
+                    let want: f64 =
+                        row.iter().enumerate().map(|(p, &x)| x as f64 * bv[bo + p * n + c] as f64).sum();
                     let at = (i * m + r) * n + c;
                     assert!(
                         (got[at] as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()),
