@@ -464,9 +464,9 @@ pub(crate) const BATCH_COLUMNS: usize = 512;
 
 /// A convolution's images `per` at a time: their im2col matrices side by side as one
 /// `[c * k, per * p]` matrix, one product per group into a scratch `[mg, per * p]`, whose
-/// columns are then copied to each image's output with the bias (and a fused Relu) added. For a deep layer's small planes (a ResNet's 7×7 and 4×4),
-/// one image's product is too narrow for the gemm crate's register tiles; several side by side
-/// fill them.
+/// columns are then copied to each image's output with the bias (and a fused Relu) added. For
+/// a deep layer's small planes (a ResNet's 7×7 and 4×4), one image's product is too narrow for
+/// the gemm crate's register tiles; several side by side fill them.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv_side_by_side<T: ConvElem>(
     xs: &[T],
@@ -623,11 +623,8 @@ pub(crate) fn im2col<T: candle_core::WithDType>(
                 if step == 1 {
                     row[d..d + len].copy_from_slice(&plane_src[s..s + len]);
                 } else if step == 2 && s + 2 * len <= plane_src.len() {
-                    // Every other value, read as pairs: a loop the compiler turns into vector
-                    // loads and shuffles (a stepped iterator stays one value at a time).
-                    for (v, pair) in row[d..d + len].iter_mut().zip(plane_src[s..s + 2 * len].chunks_exact(2))
-                    {
-                        *v = pair[0];
+                    for (v, &x) in row[d..d + len].iter_mut().zip(super::evens(&plane_src[s..s + 2 * len])) {
+                        *v = x;
                     }
                 } else {
                     for (v, &x) in row[d..d + len].iter_mut().zip(plane_src[s..].iter().step_by(step)) {

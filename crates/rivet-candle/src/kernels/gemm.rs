@@ -168,7 +168,7 @@ pub(crate) fn gemm_batches<T: candle_core::WithDType>(
     }
     // `small_gemm` adds to its output, so its batches start from zero; the gemm crate's
     // (`read_dst` false) write every element without reading it.
-    let small = small_enough(m, k, n) && (n <= 1 || b.strides[rb - 1] == 1);
+    let small = small_takes(m, k, n, b.strides[rb - 1]);
     // The offset of batch `i` (row-major over the batch dims) in a view.
     let offset = |v: &Strided<'_, T>, mut i: usize| {
         let r = v.dims.len();
@@ -249,8 +249,7 @@ pub(crate) fn small_gemm<T: candle_core::WithDType>(
     epilogue: Epilogue<'_, T>,
 ) -> bool {
     let (ra, rb) = (a.dims.len(), b.dims.len());
-    if !small_enough(m, k, n)
-        || (n > 1 && b.strides[rb - 1] != 1)
+    if !small_takes(m, k, n, b.strides[rb - 1])
         || c.len() != m * n
         || epilogue.start.is_some_and(|r| r.len() != n)
     {
@@ -272,6 +271,12 @@ pub(crate) fn small_gemm<T: candle_core::WithDType>(
     };
     crate::kernels::wide(kernel);
     true
+}
+
+/// Whether [`small_gemm`] takes an `[m, k] @ [k, n]` product whose `b` steps `b_col_step`
+/// elements between columns: small enough, and `b`'s rows contiguous.
+fn small_takes(m: usize, k: usize, n: usize, b_col_step: usize) -> bool {
+    small_enough(m, k, n) && (n <= 1 || b_col_step == 1)
 }
 
 /// Whether an `[m, k] @ [k, n]` product is small enough for [`small_gemm`] (which also needs

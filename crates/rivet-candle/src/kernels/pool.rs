@@ -120,9 +120,8 @@ pub(crate) fn max_pool_2d<T: candle_core::WithDType>(
                 // Iterators, not indexing: no bounds check per element in this, the hot loop.
                 let from = range.start * sx + kx - bx;
                 if sx == 2 && from + 2 * range.len() <= wd {
-                    // Every other value, read as pairs: vector loads and shuffles.
-                    let pairs = down[from..from + 2 * range.len()].chunks_exact(2);
-                    acc[range.clone()].iter_mut().zip(pairs).for_each(|(a, v)| nan_max(a, v[0]));
+                    let column = super::evens(&down[from..from + 2 * range.len()]);
+                    acc[range.clone()].iter_mut().zip(column).for_each(|(a, &v)| nan_max(a, v));
                     continue;
                 }
                 let column = down[from..].iter().step_by(sx);
