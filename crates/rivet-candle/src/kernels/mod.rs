@@ -5,6 +5,7 @@
 pub(crate) mod binary;
 pub(crate) mod conv;
 pub(crate) mod direct;
+pub(crate) mod direct_channels;
 pub(crate) mod gemm;
 pub(crate) mod norm;
 pub(crate) mod pool;

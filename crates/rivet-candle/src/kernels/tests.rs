@@ -592,3 +592,172 @@ fn the_direct_convolution_equals_a_plain_sum_at_every_thread_count() {
     assert!(direct::fits(direct::MAX_DEPTH / 9, &[14, 14], 3, 3, &geo));
     assert!(!direct::fits(direct::MAX_DEPTH / 9 + 1, &[14, 14], 3, 3, &geo));
 }
+
+
+/// A 2-D convolution's output `[b, o, y, x]` as an f64 sum in the kernels' order, plus the
+/// magnitude of its terms: `(sum, scale)`.
+#[allow(clippy::too_many_arguments)]
+fn conv_reference(
+    xs: &[f32],
+    ws: &[f32],
+    bias: f32,
+    [c, h, w]: [usize; 3],
+    [kh, kw]: [usize; 2],
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    [top, left]: [usize; 2],
+    [b, o, y, x]: [usize; 4],
+) -> (f64, f64) {
+    let mut sum = f64::from(bias);
+    let mut scale = sum.abs();
+    for ch in 0..c {
+        for i in 0..kh {
+            for j in 0..kw {
+                let iy = (y * stride[0] + i * dilation[0]) as isize - top as isize;
+                let ix = (x * stride[1] + j * dilation[1]) as isize - left as isize;
+                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                    continue;
+                }
+                let v = xs[((b * c + ch) * h + iy as usize) * w + ix as usize];
+                let term = f64::from(v) * f64::from(ws[((o * c + ch) * kh + i) * kw + j]);
+                sum += term;
+                scale += term.abs();
+            }
+        }
+    }
+    (sum, scale)
+}
+
+#[test]
+fn the_channel_direct_convolution_equals_a_plain_sum_and_the_row_kernel_bit_for_bit() {
+    use super::direct_channels as dc;
+    if !dc::available() {
+        return;
+    }
+    // (n, c, h, w, m, [kh, kw], stride, dilation, pads [top, left, bottom, right])
+    type Case = (usize, usize, usize, usize, usize, [usize; 2], [usize; 2], [usize; 2], [usize; 4]);
+    let cases: &[Case] = &[
+        // 20 channels (a part-empty block), 100 positions (a part-empty tile); the row kernel
+        // takes it too.
+        (2, 16, 10, 10, 20, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
+        // A ResNet stem in small: 7×7, stride 2, padding 3.
+        (1, 3, 23, 23, 16, [7, 7], [2, 2], [1, 1], [3, 3, 3, 3]),
+        // Stride 2 on odd sizes, three images.
+        (3, 16, 15, 13, 17, [3, 3], [2, 2], [1, 1], [1, 1, 1, 1]),
+        // Dilation 2.
+        (1, 16, 12, 12, 8, [3, 3], [1, 1], [2, 2], [2, 2, 2, 2]),
+        // Uneven strides and padding, a 3×5 window.
+        (1, 32, 9, 15, 16, [3, 5], [1, 2], [1, 1], [0, 2, 1, 0]),
+        // At the depth limit (ResNet-18's 256-channel layers), two blocks of channels.
+        (1, dc::MAX_DEPTH / 9, 7, 7, 32, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
+    ];
+    for &(n, c, h, w, m, [kh, kw], stride, dilation, pads) in cases {
+        let win = window(&[kh, kw], &stride, &dilation, &pads);
+        let geo = geometry(&win, &[h, w]).unwrap();
+        let shape = dc::Shape { c, h, w, m, kh, kw, stride, dilation };
+        let case = (n, c, h, w, m, kh, kw, stride, dilation);
+        assert!(dc::fits(&shape, &geo), "{case:?}");
+        let mut xs = spread(n * c * h * w, 7);
+        xs[5] = f32::NAN;
+        let ws = spread(m * c * kh * kw, 8).iter().map(|v| v / 16.0).collect::<Vec<_>>();
+        let bias = spread(m, 9);
+        let (oh, ow) = (geo.out[0], geo.out[1]);
+        // The first element whose bits differ, if any.
+        let differ = |a: &[f32], b: &[f32]| a.iter().zip(b).position(|(x, y)| x.to_bits() != y.to_bits());
+        for relu in [false, true] {
+            let run = |split: &threads::Split<'_>| {
+                let mut out = vec![std::mem::MaybeUninit::new(f32::INFINITY); n * m * oh * ow];
+                dc::conv(&xs, &dc::pack(&ws, m), Some(&bias), shape, &geo, &mut out, split, relu);
+                // SAFETY: every element was initialized above (and `conv` writes each again).
+                out.into_iter().map(|v| unsafe { v.assume_init() }).collect::<Vec<f32>>()
+            };
+            let serial = run(&threads::Split::Serial);
+            // The same bits on two threads, split by image or by blocks of channels.
+            assert_eq!(differ(&serial, &run(&threads::Split::Rayon(2))), None, "{case:?}");
+            // And the row kernel's bits where it takes the convolution too.
+            if stride == [1, 1] && dilation == [1, 1] && direct::fits(c, &[h, w], kh, kw, &geo) {
+                let mut rows = vec![std::mem::MaybeUninit::new(f32::INFINITY); n * m * oh * ow];
+                let row_shape = direct::Shape { c, h, w, m, kh, kw };
+                let split = threads::Split::Serial;
+                direct::conv(&xs, &direct::pack(&ws, m), Some(&bias), row_shape, &geo, &mut rows, &split, relu);
+                // SAFETY: as above.
+                let rows: Vec<f32> = rows.into_iter().map(|v| unsafe { v.assume_init() }).collect();
+                assert_eq!(differ(&serial, &rows), None, "{case:?}");
+            }
+            for b in 0..n {
+                for o in 0..m {
+                    for y in 0..oh {
+                        for x in 0..ow {
+                            let (mut sum, scale) = conv_reference(
+                                &xs,
+                                &ws,
+                                bias[o],
+                                [c, h, w],
+                                [kh, kw],
+                                stride,
+                                dilation,
+                                [pads[0], pads[1]],
+                                [b, o, y, x],
+                            );
+                            if relu && sum < 0.0 {
+                                sum = 0.0;
+                            }
+                            let got = serial[((b * m + o) * oh + y) * ow + x];
+                            let at = (case, b, o, y, x, relu);
+                            if sum.is_nan() {
+                                assert!(got.is_nan(), "{at:?}: {got} for NaN");
+                            } else {
+                                assert!((f64::from(got) - sum).abs() <= 1e-6 * scale.max(1.0), "{at:?}: {got} against {sum}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Refused: a 1×1 window, fewer than 49 outputs, a deeper window, a padded image past the
+    // limit.
+    let refused = |s: dc::Shape, pads: [usize; 4]| {
+        let geo = geometry(&window(&[s.kh, s.kw], &s.stride, &s.dilation, &pads), &[s.h, s.w]).unwrap();
+        !dc::fits(&s, &geo)
+    };
+    let shape = |c, h, w, k| dc::Shape { c, h, w, m: 16, kh: k, kw: k, stride: [1, 1], dilation: [1, 1] };
+    assert!(refused(shape(16, 8, 8, 1), [0; 4]));
+    assert!(refused(shape(16, 6, 8, 3), [1; 4]));
+    assert!(!refused(shape(16, 7, 7, 3), [1; 4]));
+    assert!(refused(shape(dc::MAX_DEPTH / 9 + 1, 7, 7, 3), [1; 4]));
+    assert!(refused(shape(64, 40, 40, 3), [1; 4]));
+}
+
+#[test]
+fn each_convolution_goes_to_the_kernel_measured_fastest_for_it() {
+    use super::direct_channels as dc;
+    if !dc::available() {
+        return;
+    }
+    // (c, h, w, m, k, stride, pads) and the kernel.
+    let cases: &[((usize, usize, usize, usize, usize, usize, usize), Option<Direct>)] = &[
+        // The bundled CNN: rows 32, 16 and 8 wide.
+        ((3, 32, 32, 16, 3, 1, 1), Some(Direct::Rows)),
+        ((16, 16, 16, 32, 3, 1, 1), Some(Direct::Rows)),
+        ((32, 8, 8, 32, 3, 1, 1), Some(Direct::Rows)),
+        // ResNet-18 at 112×112: the stem, the 28-, 14- and 7-wide 3×3 layers, the stride-2
+        // ones, and the 512-channel layers on 4×4 (gemm).
+        ((3, 112, 112, 64, 7, 2, 3), Some(Direct::Channels)),
+        ((64, 28, 28, 64, 3, 1, 1), Some(Direct::Channels)),
+        ((128, 14, 14, 128, 3, 1, 1), Some(Direct::Channels)),
+        ((256, 7, 7, 256, 3, 1, 1), Some(Direct::Channels)),
+        ((64, 28, 28, 128, 3, 2, 1), Some(Direct::Channels)),
+        ((256, 7, 7, 512, 3, 2, 1), None),
+        ((512, 4, 4, 512, 3, 1, 1), None),
+        // A shallow window on rows that are not a multiple of 8: the row kernel.
+        ((4, 10, 10, 8, 3, 1, 1), Some(Direct::Rows)),
+        // 1×1: gemm.
+        ((64, 28, 28, 64, 1, 1, 0), None),
+    ];
+    for &((c, h, w, m, k, s, pad), ref want) in cases {
+        let geo = geometry(&window(&[k, k], &[s, s], &[1, 1], &[pad; 4]), &[h, w]).unwrap();
+        let shape = dc::Shape { c, h, w, m, kh: k, kw: k, stride: [s, s], dilation: [1, 1] };
+        assert_eq!(&direct_kernel(&shape, &geo), want, "{:?}", (c, h, w, m, k, s));
+    }
+}

@@ -242,11 +242,12 @@ pub(crate) fn geometry(w: &Window, input: &[usize]) -> CResult<Geometry> {
 }
 
 /// The geometries a kernel has computed, by input shape (the last few kept), and, for a
-/// convolution on [`super::direct`]'s kernel, the last weights it packed.
+/// convolution on one of the direct kernels, the last weights it packed and for which kernel.
 #[derive(Default)]
 pub(crate) struct GeometryCache(
     std::sync::Mutex<Vec<(Vec<usize>, std::sync::Arc<Geometry>)>>,
-    std::sync::Mutex<Option<(candle_core::TensorId, std::sync::Arc<Vec<f32>>)>>,
+    #[allow(clippy::type_complexity)]
+    std::sync::Mutex<Option<(candle_core::TensorId, &'static str, std::sync::Arc<Vec<f32>>)>>,
 );
 
 impl GeometryCache {
@@ -268,21 +269,25 @@ impl GeometryCache {
         Ok(g)
     }
 
-    /// The weights tensor `id`'s packed form: the one kept when it is that tensor's (a model's
-    /// constant weights are the same tensor every run), else `pack()`'s, which is then kept.
+    /// The weights tensor `id`'s packed form for the kernel `layout` names: the one kept when
+    /// it is that tensor's in that layout (a model's constant weights are the same tensor every
+    /// run), else `pack()`'s, which is then kept. The layout is part of the key because the
+    /// kernel a convolution takes depends on its input's size, which can change from run to
+    /// run.
     pub(crate) fn packed(
         &self,
         id: candle_core::TensorId,
+        layout: &'static str,
         pack: impl FnOnce() -> Vec<f32>,
     ) -> std::sync::Arc<Vec<f32>> {
         if let Ok(kept) = self.1.lock() {
-            if let Some((_, packed)) = kept.as_ref().filter(|(k, _)| *k == id) {
+            if let Some((_, _, packed)) = kept.as_ref().filter(|(k, l, _)| *k == id && *l == layout) {
                 return packed.clone();
             }
         }
         let packed = std::sync::Arc::new(pack());
         if let Ok(mut kept) = self.1.lock() {
-            *kept = Some((id, packed.clone()));
+            *kept = Some((id, layout, packed.clone()));
         }
         packed
     }

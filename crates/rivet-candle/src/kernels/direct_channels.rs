@@ -1,0 +1,496 @@
+//! Direct convolution of float32 images with output channels in the vectors, on AVX2 with FMA:
+//! any stride and dilation of a 2-D window, no im2col matrix and no matrix product.
+//!
+//! Each image is copied once into a zero-bordered plane per channel. A register tile is 16
+//! output channels (two vectors) × 6 output positions: every multiply-add step (one input
+//! channel, kernel row and kernel column) loads the 16 channels' weights as two aligned
+//! vectors and broadcasts one input value per position, read at the position's own place in
+//! the padded plane plus the step's offset. Positions therefore need not be neighbours: a tile
+//! takes the next 6 positions in output order, across rows, and a strided window costs what an
+//! unstrided one does. No position is computed twice and no load splits a cache line, which
+//! is what [`super::direct`]'s kernel (positions in the vectors) pays on rows that are not a
+//! multiple of 8 wide.
+//!
+//! Every output is the sum over (channel, kernel row, kernel column) in that order, one fused
+//! multiply-add each, plus the bias, whatever the thread count or the tile a position falls
+//! in: the same arithmetic as [`super::direct`]'s kernel, so the results are the same bit for
+//! bit whichever kernel runs and at every thread setting.
+
+use super::conv::{ConvElem, SharedOut};
+use super::threads::Split;
+use super::window::Geometry;
+
+/// Output channels per register tile.
+const MR: usize = 16;
+/// Positions per register tile.
+const NP: usize = 6;
+/// The packed weights' alignment, in values: one cache line.
+const ALIGN: usize = 16;
+
+/// Whether this CPU runs the kernel (x86-64 with AVX2 and FMA).
+pub(crate) fn available() -> bool {
+    super::direct::available()
+}
+
+/// A convolution as the kernel reads it: `c` input channels of `h`×`w`, `m` output channels,
+/// a `kh`×`kw` window with strides `stride` and dilations `dilation`.
+#[derive(Clone, Copy)]
+pub(crate) struct Shape {
+    pub(crate) c: usize,
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    pub(crate) m: usize,
+    pub(crate) kh: usize,
+    pub(crate) kw: usize,
+    pub(crate) stride: [usize; 2],
+    pub(crate) dilation: [usize; 2],
+}
+
+impl Shape {
+    /// The padded plane's rows and columns under `geo`'s padding.
+    fn padded(&self, geo: &Geometry) -> (usize, usize) {
+        (self.h + geo.begin[0] + geo.end[0], self.w + geo.begin[1] + geo.end[1])
+    }
+}
+
+/// The most multiply-adds per output (channels × window) the kernel takes: ResNet-18's
+/// 256-channel 3×3 layers (2,304) ran 5–9% faster on it than as im2col and gemm on one thread
+/// (`RIVET_CANDLE_PROFILE`, batch 1 and 8); its 512-channel ones (4,608, on 4×4 images) ran
+/// 20–45% slower and stay with gemm.
+pub(crate) const MAX_DEPTH: usize = 2304;
+
+/// The fewest output positions per image the kernel takes: each 16 channels' weights are read
+/// once per tile of 6 positions, and on ResNet-18's 4×4 outputs (16 positions) that cost more
+/// than the product saved (a 2,304-deep stride-2 layer: 559 against 842 µs at batch 1), while
+/// its 7×7 ones (49) gained.
+pub(crate) const MIN_POSITIONS: usize = 49;
+
+/// Whether the kernel takes `s` under `geo` (one group is the caller's to check): a 2-D
+/// window larger than 1×1 whose every read lies in the padded image, at least
+/// [`MIN_POSITIONS`] outputs, at most [`MAX_DEPTH`] multiply-adds per output and a padded
+/// image of at most [`super::direct::MAX_PADDED`] values.
+pub(crate) fn fits(s: &Shape, geo: &Geometry) -> bool {
+    if !available() || geo.out.len() != 2 || geo.begin.len() != 2 || geo.end.len() != 2 {
+        return false;
+    }
+    let (hp, wp) = s.padded(geo);
+    // Rows (or columns) the window's reads span, for outputs already checked not empty.
+    let reach = |out: usize, stride: usize, k: usize, dilation: usize| {
+        (out - 1).saturating_mul(stride).saturating_add((k - 1).saturating_mul(dilation)).saturating_add(1)
+    };
+    s.kh * s.kw > 1
+        && geo.out[0] * geo.out[1] >= MIN_POSITIONS
+        && s.stride.iter().chain(&s.dilation).all(|&v| v > 0)
+        && reach(geo.out[0], s.stride[0], s.kh, s.dilation[0]) <= hp
+        && reach(geo.out[1], s.stride[1], s.kw, s.dilation[1]) <= wp
+        && s.c.saturating_mul(s.kh * s.kw) <= MAX_DEPTH
+        && s.c.saturating_mul(hp).saturating_mul(wp) <= super::direct::MAX_PADDED
+}
+
+/// Where the packed weights start in `packed`: the first value aligned to a cache line.
+fn start(packed: &[f32]) -> usize {
+    packed.as_ptr().align_offset(ALIGN * 4).min(ALIGN)
+}
+
+/// Weights `ws` (`[m, c·kh·kw]`) in blocks of 16 output channels, `[block][c·kh·kw][16]`, a
+/// block's missing channels zero, from the first cache line boundary of the returned vector
+/// on: what [`conv`] reads.
+pub(crate) fn pack(ws: &[f32], m: usize) -> Vec<f32> {
+    let ck = ws.len() / m.max(1);
+    let mut packed = vec![0f32; m.div_ceil(MR) * ck * MR + ALIGN];
+    let at = start(&packed);
+    for (ch, row) in ws.chunks_exact(ck.max(1)).enumerate() {
+        let (b, r) = (ch / MR, ch % MR);
+        for (t, &v) in row.iter().enumerate() {
+            packed[at + (b * ck + t) * MR + r] = v;
+        }
+    }
+    packed
+}
+
+/// The convolution of `n` images `xs` (`[n, c, h, w]`) with weights `packed` ([`pack`]'s form
+/// of `[m, c, kh, kw]`) into `out` (`[n, m, oh, ow]`, every element written), plus `bias` and,
+/// with `relu`, clamped at zero. [`fits`] must hold.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv(
+    xs: &[f32],
+    packed: &[f32],
+    bias: Option<&[f32]>,
+    s: Shape,
+    geo: &Geometry,
+    out: &mut [std::mem::MaybeUninit<f32>],
+    split: &Split<'_>,
+    relu: bool,
+) {
+    assert!(fits(&s, geo), "the channel-vector direct kernel does not take this convolution");
+    let Shape { c, h, w, m, kh, kw, stride, dilation } = s;
+    let (ow, p) = (geo.out[1], geo.p);
+    let (hp, wp) = s.padded(geo);
+    let (top, left) = (geo.begin[0], geo.begin[1]);
+    let (plane, padded) = (h * w, hp * wp);
+    let ck = c * kh * kw;
+    let n = xs.len() / (c * plane);
+    let blocks = m.div_ceil(MR);
+    let at = start(packed);
+    assert!(
+        xs.len() == n * c * plane && packed.len() == blocks * ck * MR + ALIGN && out.len() == n * m * p,
+        "direct conv extents"
+    );
+    let packed = &packed[at..at + blocks * ck * MR];
+    // Where each multiply-add step reads, from a position's corner, in the weights' order.
+    let mut offsets = Vec::with_capacity(ck);
+    for ch in 0..c {
+        for i in 0..kh {
+            for j in 0..kw {
+                offsets.push(ch * padded + i * dilation[0] * wp + j * dilation[1]);
+            }
+        }
+    }
+    // Each output position's corner in the padded plane.
+    let corners: Vec<usize> = (0..p).map(|q| (q / ow) * stride[0] * wp + (q % ow) * stride[1]).collect();
+    let bias: Vec<f32> =
+        (0..blocks * MR).map(|ch| bias.map_or(0.0, |b| b.get(ch).copied().unwrap_or(0.0))).collect();
+    let kernel = Kernel { offsets: &offsets, packed, bias: &bias, corners: &corners, ck, k3: kw == 3 && dilation[1] == 1, m, p, relu };
+    let pad = |img: &[f32], dst: &mut [f32]| {
+        dst.fill(0.0);
+        for ch in 0..c {
+            for y in 0..h {
+                let row = &img[ch * plane + y * w..][..w];
+                dst[ch * padded + (y + top) * wp + left..][..w].copy_from_slice(row);
+            }
+        }
+    };
+    let threads = split.threads();
+    let outs = SharedOut::new(out);
+    if threads > 1 && n >= threads {
+        // Images over threads, each image whole on its thread.
+        split.run(n, |i| {
+            f32::with_scratch(c * padded, |xp| {
+                pad(&xs[i * c * plane..][..c * plane], xp);
+                // SAFETY: task `i` alone writes image i's `m * p` outputs.
+                unsafe { kernel.run(xp, outs.at(i * m * p), 0..blocks) };
+            });
+        });
+        return;
+    }
+    // Images in turn, each padded on the caller and its channel blocks over the threads.
+    let per_task = blocks.div_ceil(threads);
+    f32::with_scratch(c * padded, |xp| {
+        for i in 0..n {
+            pad(&xs[i * c * plane..][..c * plane], xp);
+            let xp: &[f32] = xp;
+            split.run(blocks.div_ceil(per_task), |t| {
+                let range = t * per_task..((t + 1) * per_task).min(blocks);
+                // SAFETY: task `t` alone writes the channels of its blocks in image i.
+                unsafe { kernel.run(xp, outs.at(i * m * p), range) };
+            });
+        }
+    });
+}
+
+/// What every register tile of one convolution reads.
+struct Kernel<'a> {
+    offsets: &'a [usize],
+    packed: &'a [f32],
+    bias: &'a [f32],
+    corners: &'a [usize],
+    ck: usize,
+    /// Whether the window is 3 wide and reads consecutive columns: three steps per offset.
+    k3: bool,
+    m: usize,
+    p: usize,
+    relu: bool,
+}
+
+impl Kernel<'_> {
+    /// One image's outputs for the channel blocks `blocks`, from its padded planes `xp`, into
+    /// the image's output at `out`.
+    ///
+    /// # Safety
+    /// `out` points at the image's `m * p` outputs, and nothing else reads or writes the
+    /// channels of `blocks` there meanwhile; `xp` holds the padded image the offsets and
+    /// corners were made for.
+    unsafe fn run(&self, xp: &[f32], out: *mut f32, blocks: std::ops::Range<usize>) {
+        let last = self.offsets.iter().copied().max().unwrap_or(0);
+        let reach = self.corners.iter().copied().max().unwrap_or(0) + last + 1;
+        assert!(reach <= xp.len(), "the padded image holds every read");
+        assert!(!self.offsets.is_empty(), "a window reads at least one value");
+        for b in blocks {
+            let rows = MR.min(self.m - b * MR);
+            let weights = &self.packed[b * self.ck * MR..(b + 1) * self.ck * MR];
+            let bias = &self.bias[b * MR..(b + 1) * MR];
+            // SAFETY: channels b·16 .. b·16 + rows of this image are the caller's alone.
+            let dst = unsafe { out.add(b * MR * self.p) };
+            for (i, tile) in self.corners.chunks(NP).enumerate() {
+                // SAFETY: every read is within `xp` (asserted above), the weights hold ck·16
+                // values from a cache line boundary, and each write lands in one of `rows`
+                // rows of this block's output (row stride p) at the tile's positions.
+                unsafe {
+                    x86::tile(
+                        xp.as_ptr(),
+                        self.offsets,
+                        weights.as_ptr(),
+                        tile,
+                        dst.add(i * NP),
+                        Out { p: self.p, channels: rows, bias, relu: self.relu },
+                        self.k3,
+                    )
+                };
+            }
+        }
+    }
+}
+
+/// Where a tile's sums go: `channels` rows `p` apart, each plus its `bias` and clamped at zero
+/// with `relu`.
+struct Out<'a> {
+    p: usize,
+    channels: usize,
+    bias: &'a [f32],
+    relu: bool,
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{Out, MR, NP};
+    use std::arch::x86_64::*;
+
+    /// One register tile: `to.channels` (at most 16) output channels × the positions whose
+    /// corners are `tile` (at most 6), each sum plus its channel's bias, clamped at zero with
+    /// `to.relu`, written to `out[r * to.p + q]` for channel `r` and the tile's `q`th position.
+    /// With `k3`, `offsets` comes in threes `o, o + 1, o + 2` (a window row 3 wide).
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA. For every corner `k` of `tile` and offset `o` of `offsets`
+    /// (not empty), `xp[k + o]` is readable; `weights` holds `offsets.len() * 16` values from
+    /// a 32-byte boundary; `to.bias` holds 16 values; for each channel `r < to.channels` and
+    /// `q < tile.len()`, `out[r * to.p + q]` is writable.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn tile(
+        xp: *const f32,
+        offsets: &[usize],
+        weights: *const f32,
+        tile: &[usize],
+        out: *mut f32,
+        to: Out<'_>,
+        k3: bool,
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); 2]; NP];
+        // SAFETY (all blocks below): the reads and writes are the ones the contract covers.
+        if tile.len() == NP {
+            let src: [*const f32; NP] = std::array::from_fn(|q| unsafe { xp.add(tile[q]) });
+            if k3 {
+                unsafe { acc6_k3(src, offsets, weights, &mut acc) };
+            } else {
+                unsafe { acc6(src, offsets, weights, &mut acc) };
+            }
+        } else {
+            for (t, &o) in offsets.iter().enumerate() {
+                let w0 = unsafe { _mm256_load_ps(weights.add(t * MR)) };
+                let w1 = unsafe { _mm256_load_ps(weights.add(t * MR + 8)) };
+                for (acc, &k) in acc.iter_mut().zip(tile) {
+                    let x = unsafe { _mm256_broadcast_ss(&*xp.add(k + o)) };
+                    acc[0] = _mm256_fmadd_ps(w0, x, acc[0]);
+                    acc[1] = _mm256_fmadd_ps(w1, x, acc[1]);
+                }
+            }
+        }
+        let zero = _mm256_setzero_ps();
+        let b = unsafe { [_mm256_loadu_ps(to.bias.as_ptr()), _mm256_loadu_ps(to.bias.as_ptr().add(8))] };
+        // The tile's sums by position, then written out by channel.
+        let mut sums = [[0f32; MR]; NP];
+        for (acc, sums) in acc.iter().zip(&mut sums).take(tile.len()) {
+            for v in 0..2 {
+                let mut y = _mm256_add_ps(acc[v], b[v]);
+                if to.relu {
+                    // max(0, y) returns y when y is NaN (the second operand wins when
+                    // unordered), as the scalar `if y < 0 { 0 } else { y }` does.
+                    y = _mm256_max_ps(zero, y);
+                }
+                unsafe { _mm256_storeu_ps(sums.as_mut_ptr().add(v * 8), y) };
+            }
+        }
+        for r in 0..to.channels {
+            let row = unsafe { out.add(r * to.p) };
+            for (q, sums) in sums.iter().enumerate().take(tile.len()) {
+                unsafe { row.add(q).write(sums[r]) };
+            }
+        }
+    }
+
+    /// Adds the 16 × 6 tile's products to `acc`: 12 accumulators, the step's two weight vectors
+    /// and two broadcast inputs in the 16 vector registers.
+    ///
+    /// # Safety
+    /// As [`tile`]'s, with 6 corners.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn acc6(src: [*const f32; NP], offsets: &[usize], weights: *const f32, acc: &mut [[__m256; 2]; NP]) {
+        let [[mut a0, mut a1], [mut a2, mut a3], [mut a4, mut a5], [mut a6, mut a7], [mut a8, mut a9], [mut a10, mut a11]] =
+            *acc;
+        // SAFETY: the caller's contract covers every read; the loop runs `offsets.len()` (at
+        // least 1) times, reading one offset and sixteen weights each time.
+        unsafe {
+            std::arch::asm!(
+                "2:",
+                "mov {o}, qword ptr [{offs}]",
+                "vmovaps ymm12, ymmword ptr [{w}]",
+                "vmovaps ymm13, ymmword ptr [{w} + 32]",
+                "vbroadcastss ymm14, dword ptr [{s0} + 4*{o}]",
+                "vfmadd231ps ymm0, ymm12, ymm14",
+                "vfmadd231ps ymm1, ymm13, ymm14",
+                "vbroadcastss ymm15, dword ptr [{s1} + 4*{o}]",
+                "vfmadd231ps ymm2, ymm12, ymm15",
+                "vfmadd231ps ymm3, ymm13, ymm15",
+                "vbroadcastss ymm14, dword ptr [{s2} + 4*{o}]",
+                "vfmadd231ps ymm4, ymm12, ymm14",
+                "vfmadd231ps ymm5, ymm13, ymm14",
+                "vbroadcastss ymm15, dword ptr [{s3} + 4*{o}]",
+                "vfmadd231ps ymm6, ymm12, ymm15",
+                "vfmadd231ps ymm7, ymm13, ymm15",
+                "vbroadcastss ymm14, dword ptr [{s4} + 4*{o}]",
+                "vfmadd231ps ymm8, ymm12, ymm14",
+                "vfmadd231ps ymm9, ymm13, ymm14",
+                "vbroadcastss ymm15, dword ptr [{s5} + 4*{o}]",
+                "vfmadd231ps ymm10, ymm12, ymm15",
+                "vfmadd231ps ymm11, ymm13, ymm15",
+                "add {offs}, 8",
+                "add {w}, 64",
+                "dec {n}",
+                "jnz 2b",
+                offs = inout(reg) offsets.as_ptr() => _,
+                n = inout(reg) offsets.len() => _,
+                w = inout(reg) weights => _,
+                o = out(reg) _,
+                s0 = in(reg) src[0],
+                s1 = in(reg) src[1],
+                s2 = in(reg) src[2],
+                s3 = in(reg) src[3],
+                s4 = in(reg) src[4],
+                s5 = in(reg) src[5],
+                inout("ymm0") a0, inout("ymm1") a1, inout("ymm2") a2,
+                inout("ymm3") a3, inout("ymm4") a4, inout("ymm5") a5,
+                inout("ymm6") a6, inout("ymm7") a7, inout("ymm8") a8,
+                inout("ymm9") a9, inout("ymm10") a10, inout("ymm11") a11,
+                out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
+                options(nostack, readonly),
+            );
+        }
+        *acc = [[a0, a1], [a2, a3], [a4, a5], [a6, a7], [a8, a9], [a10, a11]];
+    }
+
+    /// [`acc6`] for a window row 3 wide at consecutive columns: one offset read per three
+    /// steps (the first of each three), the other two at the next two values.
+    ///
+    /// # Safety
+    /// As [`tile`]'s, with 6 corners and `offsets` in threes `o, o + 1, o + 2`.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn acc6_k3(src: [*const f32; NP], offsets: &[usize], weights: *const f32, acc: &mut [[__m256; 2]; NP]) {
+        let [[mut a0, mut a1], [mut a2, mut a3], [mut a4, mut a5], [mut a6, mut a7], [mut a8, mut a9], [mut a10, mut a11]] =
+            *acc;
+        // SAFETY: the caller's contract covers every read; the loop runs `offsets.len()` (at
+        // least 1) times, reading one offset and sixteen weights each time.
+        unsafe {
+            std::arch::asm!(
+                "2:",
+                "mov {o}, qword ptr [{offs}]",
+                "vmovaps ymm12, ymmword ptr [{w} + 0]",
+                "vmovaps ymm13, ymmword ptr [{w} + 32]",
+                "vbroadcastss ymm14, dword ptr [{s0} + 4*{o}]",
+                "vfmadd231ps ymm0, ymm12, ymm14",
+                "vfmadd231ps ymm1, ymm13, ymm14",
+                "vbroadcastss ymm15, dword ptr [{s1} + 4*{o}]",
+                "vfmadd231ps ymm2, ymm12, ymm15",
+                "vfmadd231ps ymm3, ymm13, ymm15",
+                "vbroadcastss ymm14, dword ptr [{s2} + 4*{o}]",
+                "vfmadd231ps ymm4, ymm12, ymm14",
+                "vfmadd231ps ymm5, ymm13, ymm14",
+                "vbroadcastss ymm15, dword ptr [{s3} + 4*{o}]",
+                "vfmadd231ps ymm6, ymm12, ymm15",
+                "vfmadd231ps ymm7, ymm13, ymm15",
+                "vbroadcastss ymm14, dword ptr [{s4} + 4*{o}]",
+                "vfmadd231ps ymm8, ymm12, ymm14",
+                "vfmadd231ps ymm9, ymm13, ymm14",
+                "vbroadcastss ymm15, dword ptr [{s5} + 4*{o}]",
+                "vfmadd231ps ymm10, ymm12, ymm15",
+                "vfmadd231ps ymm11, ymm13, ymm15",
+                "vmovaps ymm12, ymmword ptr [{w} + 64]",
+                "vmovaps ymm13, ymmword ptr [{w} + 96]",
+                "vbroadcastss ymm14, dword ptr [{s0} + 4*{o} + 4]",
+                "vfmadd231ps ymm0, ymm12, ymm14",
+                "vfmadd231ps ymm1, ymm13, ymm14",
+                "vbroadcastss ymm15, dword ptr [{s1} + 4*{o} + 4]",
+                "vfmadd231ps ymm2, ymm12, ymm15",
+                "vfmadd231ps ymm3, ymm13, ymm15",
+                "vbroadcastss ymm14, dword ptr [{s2} + 4*{o} + 4]",
+                "vfmadd231ps ymm4, ymm12, ymm14",
+                "vfmadd231ps ymm5, ymm13, ymm14",
+                "vbroadcastss ymm15, dword ptr [{s3} + 4*{o} + 4]",
+                "vfmadd231ps ymm6, ymm12, ymm15",
+                "vfmadd231ps ymm7, ymm13, ymm15",
+                "vbroadcastss ymm14, dword ptr [{s4} + 4*{o} + 4]",
+                "vfmadd231ps ymm8, ymm12, ymm14",
+                "vfmadd231ps ymm9, ymm13, ymm14",
+                "vbroadcastss ymm15, dword ptr [{s5} + 4*{o} + 4]",
+                "vfmadd231ps ymm10, ymm12, ymm15",
+                "vfmadd231ps ymm11, ymm13, ymm15",
+                "vmovaps ymm12, ymmword ptr [{w} + 128]",
+                "vmovaps ymm13, ymmword ptr [{w} + 160]",
+                "vbroadcastss ymm14, dword ptr [{s0} + 4*{o} + 8]",
+                "vfmadd231ps ymm0, ymm12, ymm14",
+                "vfmadd231ps ymm1, ymm13, ymm14",
+                "vbroadcastss ymm15, dword ptr [{s1} + 4*{o} + 8]",
+                "vfmadd231ps ymm2, ymm12, ymm15",
+                "vfmadd231ps ymm3, ymm13, ymm15",
+                "vbroadcastss ymm14, dword ptr [{s2} + 4*{o} + 8]",
+                "vfmadd231ps ymm4, ymm12, ymm14",
+                "vfmadd231ps ymm5, ymm13, ymm14",
+                "vbroadcastss ymm15, dword ptr [{s3} + 4*{o} + 8]",
+                "vfmadd231ps ymm6, ymm12, ymm15",
+                "vfmadd231ps ymm7, ymm13, ymm15",
+                "vbroadcastss ymm14, dword ptr [{s4} + 4*{o} + 8]",
+                "vfmadd231ps ymm8, ymm12, ymm14",
+                "vfmadd231ps ymm9, ymm13, ymm14",
+                "vbroadcastss ymm15, dword ptr [{s5} + 4*{o} + 8]",
+                "vfmadd231ps ymm10, ymm12, ymm15",
+                "vfmadd231ps ymm11, ymm13, ymm15",
+                "add {offs}, 24",
+                "add {w}, 192",
+                "dec {n}",
+                "jnz 2b",
+                offs = inout(reg) offsets.as_ptr() => _,
+                n = inout(reg) offsets.len() / 3 => _,
+                w = inout(reg) weights => _,
+                o = out(reg) _,
+                s0 = in(reg) src[0],
+                s1 = in(reg) src[1],
+                s2 = in(reg) src[2],
+                s3 = in(reg) src[3],
+                s4 = in(reg) src[4],
+                s5 = in(reg) src[5],
+                inout("ymm0") a0, inout("ymm1") a1, inout("ymm2") a2,
+                inout("ymm3") a3, inout("ymm4") a4, inout("ymm5") a5,
+                inout("ymm6") a6, inout("ymm7") a7, inout("ymm8") a8,
+                inout("ymm9") a9, inout("ymm10") a10, inout("ymm11") a11,
+                out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
+                options(nostack, readonly),
+            );
+        }
+        *acc = [[a0, a1], [a2, a3], [a4, a5], [a6, a7], [a8, a9], [a10, a11]];
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod x86 {
+    /// Not reached: [`super::available`] is false off x86-64.
+    pub(super) unsafe fn tile(
+        _: *const f32,
+        _: &[usize],
+        _: *const f32,
+        _: &[usize],
+        _: *mut f32,
+        _: super::Out<'_>,
+        _: bool,
+    ) {
+        unreachable!("the direct kernel runs on x86-64 only")
+    }
+}
