@@ -174,7 +174,9 @@ pub(crate) fn conv_general(
         };
         match direct_kernel(&shape, &geo) {
             Some(Direct::Rows) => return conv_direct(x, wt, bias, &geo, cache, dims, relu),
-            Some(Direct::Channels) => return conv_direct_channels(x, wt, bias, &geo, cache, dims, relu, shape),
+            Some(Direct::Channels) => {
+                return conv_direct_channels(x, wt, bias, &geo, cache, dims, relu, shape)
+            }
             None => {}
         }
     }
@@ -496,6 +498,47 @@ pub(crate) fn conv_images<T: ConvElem>(
 pub(crate) fn bias_relu<T: candle_core::WithDType>(out: &mut [T], bias: Option<&[T]>, p: usize, relu: bool) {
     if bias.is_some() || relu {
         crate::kernels::wide(BiasRelu { out, bias, p, relu })
+    }
+}
+
+/// `max(x, 0)` of float32 or float64 `x` on the calling thread, a NaN staying NaN (as ONNX's
+/// `Relu`, PyTorch's and the fused Relu of a convolution give it); `None` for other types.
+///
+/// Candle's own `relu` maps NaN to 0 and, on 64 Ki values or more, runs on Candle's process-wide
+/// pool of workers, whatever the model's thread count.
+pub(crate) fn relu(x: &CTensor) -> CResult<Option<CTensor>> {
+    fn typed<T: candle_core::WithDType>(x: &CTensor) -> CResult<CTensor> {
+        let out: Vec<T> = with_values(x, |v: &[T]| {
+            let mut out = Vec::with_capacity(v.len());
+            crate::kernels::wide(ReluInto { src: v, dst: &mut out.spare_capacity_mut()[..v.len()] });
+            // SAFETY: `ReluInto` wrote all `v.len()` elements.
+            unsafe { out.set_len(v.len()) };
+            out
+        })?;
+        CTensor::from_vec(out, x.dims(), &Device::Cpu)
+    }
+    match x.dtype() {
+        CDType::F32 => typed::<f32>(x).map(Some),
+        CDType::F64 => typed::<f64>(x).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// [`relu`]'s loop, to run through [`crate::kernels::wide`]: `dst[i] = max(src[i], 0)`, every
+/// element of `dst` written.
+struct ReluInto<'a, T> {
+    src: &'a [T],
+    dst: &'a mut [std::mem::MaybeUninit<T>],
+}
+
+impl<T: candle_core::WithDType> crate::kernels::WideKernel for ReluInto<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let zero = T::zero();
+        for (d, &v) in self.dst.iter_mut().zip(self.src) {
+            d.write(if v < zero { zero } else { v });
+        }
     }
 }
 

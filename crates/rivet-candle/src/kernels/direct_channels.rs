@@ -150,7 +150,17 @@ pub(crate) fn conv(
     let corners: Vec<usize> = (0..p).map(|q| (q / ow) * stride[0] * wp + (q % ow) * stride[1]).collect();
     let bias: Vec<f32> =
         (0..blocks * MR).map(|ch| bias.map_or(0.0, |b| b.get(ch).copied().unwrap_or(0.0))).collect();
-    let kernel = Kernel { offsets: &offsets, packed, bias: &bias, corners: &corners, ck, k3: kw == 3 && dilation[1] == 1, m, p, relu };
+    let kernel = Kernel {
+        offsets: &offsets,
+        packed,
+        bias: &bias,
+        corners: &corners,
+        ck,
+        k3: kw == 3 && dilation[1] == 1,
+        m,
+        p,
+        relu,
+    };
     let pad = |img: &[f32], dst: &mut [f32]| {
         dst.fill(0.0);
         for ch in 0..c {
@@ -324,7 +334,12 @@ mod x86 {
     /// # Safety
     /// As [`tile`]'s, with 6 corners.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn acc6(src: [*const f32; NP], offsets: &[usize], weights: *const f32, acc: &mut [[__m256; 2]; NP]) {
+    unsafe fn acc6(
+        src: [*const f32; NP],
+        offsets: &[usize],
+        weights: *const f32,
+        acc: &mut [[__m256; 2]; NP],
+    ) {
         let [[mut a0, mut a1], [mut a2, mut a3], [mut a4, mut a5], [mut a6, mut a7], [mut a8, mut a9], [mut a10, mut a11]] =
             *acc;
         // SAFETY: the caller's contract covers every read; the loop runs `offsets.len()` (at
@@ -384,7 +399,12 @@ mod x86 {
     /// # Safety
     /// As [`tile`]'s, with 6 corners and `offsets` in threes `o, o + 1, o + 2`.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn acc6_k3(src: [*const f32; NP], offsets: &[usize], weights: *const f32, acc: &mut [[__m256; 2]; NP]) {
+    unsafe fn acc6_k3(
+        src: [*const f32; NP],
+        offsets: &[usize],
+        weights: *const f32,
+        acc: &mut [[__m256; 2]; NP],
+    ) {
         let [[mut a0, mut a1], [mut a2, mut a3], [mut a4, mut a5], [mut a6, mut a7], [mut a8, mut a9], [mut a10, mut a11]] =
             *acc;
         // SAFETY: the caller's contract covers every read; the loop runs `offsets.len()` (at

@@ -391,6 +391,51 @@ fn the_2x2_max_pool_equals_the_general_loop() {
 }
 
 #[test]
+fn the_f32_max_pool_equals_the_general_loop_bit_for_bit() {
+    // (input, out, kernel, strides, begin)
+    type Case = ([usize; 2], [usize; 2], [usize; 2], [usize; 2], [usize; 2]);
+    let cases: &[Case] = &[
+        // ResNet's 3×3 stride-2 pool with padding 1, and odd sizes of it.
+        ([56, 56], [28, 28], [3, 3], [2, 2], [1, 1]),
+        ([13, 21], [7, 11], [3, 3], [2, 2], [1, 1]),
+        // Stride 1, same size.
+        ([9, 19], [9, 19], [3, 3], [1, 1], [1, 1]),
+        // Stride 2 one way, 1 the other; a 1×5 and a 4×2 window.
+        ([10, 17], [10, 7], [1, 5], [1, 2], [0, 0]),
+        ([10, 17], [4, 16], [4, 2], [2, 1], [1, 0]),
+        // A last window past the input (as ceil mode makes), rows and columns under 8.
+        ([5, 5], [3, 3], [2, 2], [2, 2], [0, 0]),
+        ([7, 3], [4, 2], [3, 3], [2, 2], [1, 1]),
+        // Windows wholly in the padding, and a column stride the fast loop leaves alone.
+        ([4, 12], [4, 9], [2, 2], [3, 2], [0, 3]),
+        ([12, 30], [4, 10], [3, 3], [3, 3], [0, 0]),
+        // 2×2 stride 2: the direct 2×2 loop.
+        ([8, 8], [4, 4], [2, 2], [2, 2], [0, 0]),
+    ];
+    for &(input, out, kernel, strides, begin) in cases {
+        let planes = 3;
+        // NaNs and ties, both zeros, and a last plane of negatives only.
+        let mut src = values(planes * input[0] * input[1]);
+        let plane = input[0] * input[1];
+        for (i, v) in src.iter_mut().enumerate() {
+            if i % 11 == 3 {
+                *v = -0.0;
+            } else if i % 13 == 4 {
+                *v = 0.0;
+            } else if i >= 2 * plane && !v.is_nan() {
+                *v = -v.abs() - 1.0;
+            }
+        }
+        let shape = Pool2d { input, out, kernel, strides, begin };
+        let general = max_pool_2d(&src, &shape, planes).unwrap();
+        let fast = max_pool_2d_f32(&src, &shape, planes).unwrap();
+        assert_eq!(general.len(), planes * out[0] * out[1]);
+        let differ = general.iter().zip(&fast).position(|(a, b)| a.to_bits() != b.to_bits());
+        assert_eq!(differ, None, "{input:?} -> {out:?} k{kernel:?} s{strides:?} b{begin:?}");
+    }
+}
+
+#[test]
 fn the_vectorizable_exp_stays_within_one_ulp() {
     let mut worst = 0f64;
     let mut x = -86.9f32;
@@ -593,7 +638,6 @@ fn the_direct_convolution_equals_a_plain_sum_at_every_thread_count() {
     assert!(!direct::fits(direct::MAX_DEPTH / 9 + 1, &[14, 14], 3, 3, &geo));
 }
 
-
 /// A 2-D convolution's output `[b, o, y, x]` as an f64 sum in the kernels' order, plus the
 /// magnitude of its terms: `(sum, scale)`.
 #[allow(clippy::too_many_arguments)]
@@ -679,7 +723,16 @@ fn the_channel_direct_convolution_equals_a_plain_sum_and_the_row_kernel_bit_for_
                 let mut rows = vec![std::mem::MaybeUninit::new(f32::INFINITY); n * m * oh * ow];
                 let row_shape = direct::Shape { c, h, w, m, kh, kw };
                 let split = threads::Split::Serial;
-                direct::conv(&xs, &direct::pack(&ws, m), Some(&bias), row_shape, &geo, &mut rows, &split, relu);
+                direct::conv(
+                    &xs,
+                    &direct::pack(&ws, m),
+                    Some(&bias),
+                    row_shape,
+                    &geo,
+                    &mut rows,
+                    &split,
+                    relu,
+                );
                 // SAFETY: as above.
                 let rows: Vec<f32> = rows.into_iter().map(|v| unsafe { v.assume_init() }).collect();
                 assert_eq!(differ(&serial, &rows), None, "{case:?}");
@@ -707,7 +760,10 @@ fn the_channel_direct_convolution_equals_a_plain_sum_and_the_row_kernel_bit_for_
                             if sum.is_nan() {
                                 assert!(got.is_nan(), "{at:?}: {got} for NaN");
                             } else {
-                                assert!((f64::from(got) - sum).abs() <= 1e-6 * scale.max(1.0), "{at:?}: {got} against {sum}");
+                                assert!(
+                                    (f64::from(got) - sum).abs() <= 1e-6 * scale.max(1.0),
+                                    "{at:?}: {got} against {sum}"
+                                );
                             }
                         }
                     }
@@ -760,4 +816,28 @@ fn each_convolution_goes_to_the_kernel_measured_fastest_for_it() {
         let shape = dc::Shape { c, h, w, m, kh: k, kw: k, stride: [s, s], dilation: [1, 1] };
         assert_eq!(&direct_kernel(&shape, &geo), want, "{:?}", (c, h, w, m, k, s));
     }
+}
+
+#[test]
+fn relu_keeps_nan_and_matches_the_fused_relu_bit_for_bit() {
+    // More than 64 Ki values (where Candle's own relu hands the work to its pool), with NaNs,
+    // both zeros and negatives.
+    let mut xs = values(70_000);
+    xs[1] = -0.0;
+    xs[2] = 0.0;
+    let x = CTensor::from_vec(xs.clone(), (7, 10_000), &Device::Cpu).unwrap();
+    let y: Vec<f32> = relu(&x).unwrap().expect("float32").flatten_all().unwrap().to_vec1().unwrap();
+    let mut fused = xs.clone();
+    bias_relu(&mut fused, None, xs.len(), true);
+    let differ = y.iter().zip(&fused).position(|(a, b)| a.to_bits() != b.to_bits());
+    assert_eq!(differ, None);
+    assert!(y[5].is_nan() && xs[5].is_nan(), "NaN stays NaN");
+    assert_eq!(y.iter().filter(|v| **v < 0.0).count(), 0);
+    assert_eq!((y[1].to_bits(), y[2].to_bits()), ((-0f32).to_bits(), 0f32.to_bits()));
+    // Float64 too; other types are Candle's.
+    let x64 = CTensor::from_vec(vec![-1.5f64, f64::NAN, 2.0], 3, &Device::Cpu).unwrap();
+    let y64: Vec<f64> = relu(&x64).unwrap().expect("float64").to_vec1().unwrap();
+    assert!(y64[0] == 0.0 && y64[1].is_nan() && y64[2] == 2.0);
+    let half = x64.to_dtype(CDType::F16).unwrap();
+    assert!(relu(&half).unwrap().is_none());
 }

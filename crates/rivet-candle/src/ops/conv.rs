@@ -83,7 +83,7 @@ fn conv_half_steps(product: Kernel, relu: bool) -> Kernel {
             }
             y = y.broadcast_add(&b.reshape(shape)?)?;
         }
-        Ok(vec![if relu { y.relu()? } else { y }])
+        Ok(vec![if relu { super::elementwise::relu(&y)? } else { y }])
     })
 }
 

@@ -684,12 +684,21 @@ fn build_abs_neg_sign(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
     Ok((k, vec![t]))
 }
 
+/// `max(x, 0)` of a float tensor: the executor's own loop for float32 and float64 (NaN stays
+/// NaN, on the calling thread), Candle's for half types.
+pub(crate) fn relu(x: &CTensor) -> CResult<CTensor> {
+    match crate::kernels::conv::relu(x)? {
+        Some(y) => Ok(y),
+        None => x.relu(),
+    }
+}
+
 /// Builds `Relu`.
 fn build_relu(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
     let _floats = |t: Ty| t.is_float();
     ctx.known(&[])?;
     let t = ctx.ty_where(0, float_or_signed, "floats and signed integers")?;
-    let k = if t.is_float() { kernel1(|a| a.relu()) } else { kernel1(|a| map_i64(a, |v| v.max(0))) };
+    let k = if t.is_float() { kernel1(relu) } else { kernel1(|a| map_i64(a, |v| v.max(0))) };
     Ok((k, vec![t]))
 }
 

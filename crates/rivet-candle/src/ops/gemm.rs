@@ -44,7 +44,7 @@ fn gemm_half_steps(product: Kernel, alpha: f64, beta: f64, relu: bool) -> Kernel
             let c = if beta != 1.0 { c.affine(beta, 0.0)? } else { c.clone() };
             y = y.broadcast_add(&c)?;
         }
-        Ok(vec![if relu { y.relu()? } else { y }])
+        Ok(vec![if relu { super::elementwise::relu(&y)? } else { y }])
     })
 }
 
