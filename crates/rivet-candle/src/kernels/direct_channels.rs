@@ -111,6 +111,12 @@ pub(crate) fn pack(ws: &[f32], m: usize) -> Vec<f32> {
 /// The convolution of `n` images `xs` (`[n, c, h, w]`) with weights `packed` ([`pack`]'s form
 /// of `[m, c, kh, kw]`) into `out` (`[n, m, oh, ow]`, every element written), plus `bias` and,
 /// with `relu`, clamped at zero. [`fits`] must hold.
+///
+/// With several threads, images go to threads whole when there are as many as threads. Else,
+/// where an image has at least [`BAND_TILES`] tiles per thread, its output positions are cut
+/// into one band per thread, and each thread pads only the input rows its band reads, into its
+/// own scratch: a thread then reads about its share of the image, not all of it from the core
+/// that padded it, as splitting the channels costs. Smaller images split their channels.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv(
     xs: &[f32],
@@ -123,11 +129,9 @@ pub(crate) fn conv(
     relu: bool,
 ) {
     assert!(fits(&s, geo), "the channel-vector direct kernel does not take this convolution");
-    let Shape { c, h, w, m, kh, kw, stride, dilation } = s;
-    let (ow, p) = (geo.out[1], geo.p);
-    let (hp, wp) = s.padded(geo);
-    let (top, left) = (geo.begin[0], geo.begin[1]);
-    let (plane, padded) = (h * w, hp * wp);
+    let Shape { c, h, w, m, kh, kw, dilation, .. } = s;
+    let p = geo.p;
+    let plane = h * w;
     let ck = c * kh * kw;
     let n = xs.len() / (c * plane);
     let blocks = m.div_ceil(MR);
@@ -137,73 +141,112 @@ pub(crate) fn conv(
         "direct conv extents"
     );
     let packed = &packed[at..at + blocks * ck * MR];
-    // Where each multiply-add step reads, from a position's corner, in the weights' order.
-    let mut offsets = Vec::with_capacity(ck);
-    for ch in 0..c {
-        for i in 0..kh {
-            for j in 0..kw {
-                offsets.push(ch * padded + i * dilation[0] * wp + j * dilation[1]);
-            }
-        }
-    }
-    // Each output position's corner in the padded plane.
-    let corners: Vec<usize> = (0..p).map(|q| (q / ow) * stride[0] * wp + (q % ow) * stride[1]).collect();
     let bias: Vec<f32> =
         (0..blocks * MR).map(|ch| bias.map_or(0.0, |b| b.get(ch).copied().unwrap_or(0.0))).collect();
-    let kernel = Kernel {
-        offsets: &offsets,
-        packed,
-        bias: &bias,
-        corners: &corners,
-        ck,
-        k3: kw == 3 && dilation[1] == 1,
-        m,
-        p,
-        relu,
-    };
-    let pad = |img: &[f32], dst: &mut [f32]| {
-        dst.fill(0.0);
-        for ch in 0..c {
-            for y in 0..h {
-                let row = &img[ch * plane + y * w..][..w];
-                dst[ch * padded + (y + top) * wp + left..][..w].copy_from_slice(row);
-            }
-        }
-    };
+    let kernel = Kernel { packed, bias: &bias, ck, k3: kw == 3 && dilation[1] == 1, m, p, relu };
     let threads = split.threads();
     let outs = SharedOut::new(out);
-    if threads > 1 && n >= threads {
-        // Images over threads, each image whole on its thread.
-        split.run(n, |i| {
-            f32::with_scratch(c * padded, |xp| {
-                pad(&xs[i * c * plane..][..c * plane], xp);
-                // SAFETY: task `i` alone writes image i's `m * p` outputs.
-                unsafe { kernel.run(xp, outs.at(i * m * p), 0..blocks) };
-            });
+    // Image `i`'s outputs at `positions` in the channel blocks `blocks`, padded and computed
+    // on the calling thread.
+    let band = |i: usize, blocks: std::ops::Range<usize>, positions: std::ops::Range<usize>| {
+        let band = Band::new(&s, geo, positions.clone());
+        f32::with_scratch(c * band.plane, |xp| {
+            band.pad(&s, geo, &xs[i * c * plane..][..c * plane], xp);
+            // SAFETY: the caller gives each (image, positions) to one task, which alone writes
+            // those positions of every channel.
+            unsafe { kernel.run(xp, &band, outs.at(i * m * p + positions.start), blocks) };
         });
+    };
+    if threads == 1 || n >= threads {
+        // Images in turn, or over the threads, each whole on its thread.
+        split.run(n, |i| band(i, 0..blocks, 0..p));
+        return;
+    }
+    if p.div_ceil(NP) >= BAND_TILES * threads {
+        // Images in turn, each in bands of whole tiles over the threads.
+        let per_task = p.div_ceil(NP).div_ceil(threads) * NP;
+        for i in 0..n {
+            split
+                .run(p.div_ceil(per_task), |t| band(i, 0..blocks, t * per_task..((t + 1) * per_task).min(p)));
+        }
         return;
     }
     // Images in turn, each padded on the caller and its channel blocks over the threads.
+    let whole = Band::new(&s, geo, 0..p);
     let per_task = blocks.div_ceil(threads);
-    f32::with_scratch(c * padded, |xp| {
+    f32::with_scratch(c * whole.plane, |xp| {
         for i in 0..n {
-            pad(&xs[i * c * plane..][..c * plane], xp);
+            whole.pad(&s, geo, &xs[i * c * plane..][..c * plane], xp);
             let xp: &[f32] = xp;
             split.run(blocks.div_ceil(per_task), |t| {
                 let range = t * per_task..((t + 1) * per_task).min(blocks);
                 // SAFETY: task `t` alone writes the channels of its blocks in image i.
-                unsafe { kernel.run(xp, outs.at(i * m * p), range) };
+                unsafe { kernel.run(xp, &whole, outs.at(i * m * p), range) };
             });
         }
     });
 }
 
+/// The fewest tiles of output positions per thread for which an image splits into bands of
+/// positions rather than blocks of channels. On two threads, ResNet-18's 28- and 14-wide
+/// layers (131 and 33 tiles) ran 1.55–1.69 times as fast as on one in bands against 1.37–1.56
+/// by channels; its 7-wide ones (9 tiles) 1.27–1.35 against 1.73–1.76 (batch 1,
+/// `RIVET_CANDLE_PROFILE`).
+const BAND_TILES: usize = 16;
+
+/// The input rows a band of output positions reads, and where it reads them.
+struct Band {
+    /// The band's first padded input row.
+    first: usize,
+    /// Values per channel of the band's padded rows.
+    plane: usize,
+    /// Where each multiply-add step reads, from a position's corner, in the weights' order.
+    offsets: Vec<usize>,
+    /// Each position's corner in the band's padded rows.
+    corners: Vec<usize>,
+}
+
+impl Band {
+    /// The band of output positions `positions` (not empty) of a convolution [`fits`] takes.
+    fn new(s: &Shape, geo: &Geometry, positions: std::ops::Range<usize>) -> Band {
+        let (ow, wp) = (geo.out[1], s.padded(geo).1);
+        let (first_row, last_row) = (positions.start / ow, (positions.end - 1) / ow);
+        let first = first_row * s.stride[0];
+        let rows = last_row * s.stride[0] + (s.kh - 1) * s.dilation[0] + 1 - first;
+        let plane = rows * wp;
+        let mut offsets = Vec::with_capacity(s.c * s.kh * s.kw);
+        for ch in 0..s.c {
+            for i in 0..s.kh {
+                for j in 0..s.kw {
+                    offsets.push(ch * plane + i * s.dilation[0] * wp + j * s.dilation[1]);
+                }
+            }
+        }
+        let corners =
+            positions.map(|q| ((q / ow) * s.stride[0] - first) * wp + (q % ow) * s.stride[1]).collect();
+        Band { first, plane, offsets, corners }
+    }
+
+    /// The band's rows of the zero-bordered image `img` (`[c, h, w]`) into `dst`.
+    fn pad(&self, s: &Shape, geo: &Geometry, img: &[f32], dst: &mut [f32]) {
+        let (top, left, wp) = (geo.begin[0], geo.begin[1], s.padded(geo).1);
+        let rows = self.plane / wp;
+        dst.fill(0.0);
+        for ch in 0..s.c {
+            for r in 0..rows {
+                // Padded row first + r holds input row first + r - top, where there is one.
+                let Some(y) = (self.first + r).checked_sub(top).filter(|&y| y < s.h) else { continue };
+                let row = &img[(ch * s.h + y) * s.w..][..s.w];
+                dst[ch * self.plane + r * wp + left..][..s.w].copy_from_slice(row);
+            }
+        }
+    }
+}
+
 /// What every register tile of one convolution reads.
 struct Kernel<'a> {
-    offsets: &'a [usize],
     packed: &'a [f32],
     bias: &'a [f32],
-    corners: &'a [usize],
     ck: usize,
     /// Whether the window is 3 wide and reads consecutive columns: three steps per offset.
     k3: bool,
@@ -213,32 +256,33 @@ struct Kernel<'a> {
 }
 
 impl Kernel<'_> {
-    /// One image's outputs for the channel blocks `blocks`, from its padded planes `xp`, into
-    /// the image's output at `out`.
+    /// One image's outputs at `band`'s positions for the channel blocks `blocks`, from the
+    /// band's padded rows `xp`, into the image's output from the band's first position on at
+    /// `out`.
     ///
     /// # Safety
-    /// `out` points at the image's `m * p` outputs, and nothing else reads or writes the
-    /// channels of `blocks` there meanwhile; `xp` holds the padded image the offsets and
-    /// corners were made for.
-    unsafe fn run(&self, xp: &[f32], out: *mut f32, blocks: std::ops::Range<usize>) {
-        let last = self.offsets.iter().copied().max().unwrap_or(0);
-        let reach = self.corners.iter().copied().max().unwrap_or(0) + last + 1;
-        assert!(reach <= xp.len(), "the padded image holds every read");
-        assert!(!self.offsets.is_empty(), "a window reads at least one value");
+    /// `out` points at the band's first position of channel 0 in the image's `m * p` outputs,
+    /// and nothing else reads or writes the band's positions of the blocks' channels
+    /// meanwhile; `xp` holds the band's padded rows.
+    unsafe fn run(&self, xp: &[f32], band: &Band, out: *mut f32, blocks: std::ops::Range<usize>) {
+        let last = band.offsets.iter().copied().max().unwrap_or(0);
+        let reach = band.corners.iter().copied().max().unwrap_or(0) + last + 1;
+        assert!(reach <= xp.len(), "the padded rows hold every read");
+        assert!(!band.offsets.is_empty(), "a window reads at least one value");
         for b in blocks {
             let rows = MR.min(self.m - b * MR);
             let weights = &self.packed[b * self.ck * MR..(b + 1) * self.ck * MR];
             let bias = &self.bias[b * MR..(b + 1) * MR];
-            // SAFETY: channels b·16 .. b·16 + rows of this image are the caller's alone.
+            // SAFETY: the band's positions of channels b·16 .. b·16 + rows are the caller's.
             let dst = unsafe { out.add(b * MR * self.p) };
-            for (i, tile) in self.corners.chunks(NP).enumerate() {
+            for (i, tile) in band.corners.chunks(NP).enumerate() {
                 // SAFETY: every read is within `xp` (asserted above), the weights hold ck·16
                 // values from a cache line boundary, and each write lands in one of `rows`
                 // rows of this block's output (row stride p) at the tile's positions.
                 unsafe {
                     x86::tile(
                         xp.as_ptr(),
-                        self.offsets,
+                        &band.offsets,
                         weights.as_ptr(),
                         tile,
                         dst.add(i * NP),

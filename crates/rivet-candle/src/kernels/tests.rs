@@ -718,6 +718,7 @@ fn the_channel_direct_convolution_equals_a_plain_sum_and_the_row_kernel_bit_for_
             let serial = run(&threads::Split::Serial);
             // The same bits on two threads, split by image or by blocks of channels.
             assert_eq!(differ(&serial, &run(&threads::Split::Rayon(2))), None, "{case:?}");
+            assert_eq!(differ(&serial, &run(&threads::Split::Rayon(3))), None, "{case:?}");
             // And the row kernel's bits where it takes the convolution too.
             if stride == [1, 1] && dilation == [1, 1] && direct::fits(c, &[h, w], kh, kw, &geo) {
                 let mut rows = vec![std::mem::MaybeUninit::new(f32::INFINITY); n * m * oh * ow];
@@ -840,4 +841,48 @@ fn relu_keeps_nan_and_matches_the_fused_relu_bit_for_bit() {
     assert!(y64[0] == 0.0 && y64[1].is_nan() && y64[2] == 2.0);
     let half = x64.to_dtype(CDType::F16).unwrap();
     assert!(relu(&half).unwrap().is_none());
+}
+
+#[test]
+fn candle_maps_under_a_thread_count_stay_below_candles_pool_and_give_the_same_bits() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let n = 3 * 44_000;
+    assert!(n > 2 * threads::CANDLE_POOLED_VALUES);
+    let xs: Vec<f32> = (0..n).map(|i| (i % 1000) as f32 / 100.0 - 5.0).collect();
+    let x = CTensor::from_vec(xs, (3, n / 3), &Device::Cpu).unwrap();
+    let whole = x.exp().unwrap();
+    let bits = |t: &CTensor| {
+        t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    };
+    for threads in [1, 2] {
+        let budget = threads::Budget::new(threads).unwrap();
+        let largest = AtomicUsize::new(0);
+        let calls = AtomicUsize::new(0);
+        let y = threads::with_budget(Some(&budget), || {
+            threads::candle_map(&x, |v| {
+                largest.fetch_max(v.elem_count(), Ordering::Relaxed);
+                calls.fetch_add(1, Ordering::Relaxed);
+                v.exp()
+            })
+        })
+        .unwrap();
+        assert!(largest.load(Ordering::Relaxed) < threads::CANDLE_POOLED_VALUES, "{threads} threads");
+        assert!(calls.load(Ordering::Relaxed) > 2);
+        assert_eq!(y.dims(), x.dims());
+        assert_eq!(bits(&y), bits(&whole), "{threads} threads");
+    }
+    // Without a thread count the map takes the tensor whole; a small one is whole either way.
+    let calls = AtomicUsize::new(0);
+    let y = threads::candle_map(&x, |v| {
+        calls.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(v.elem_count(), n);
+        v.exp()
+    })
+    .unwrap();
+    assert_eq!((calls.load(Ordering::Relaxed), bits(&y) == bits(&whole)), (1, true));
+    // An error inside a slice comes back as the map's error.
+    let budget = threads::Budget::new(1).unwrap();
+    let err =
+        threads::with_budget(Some(&budget), || threads::candle_map(&x, |v| v.reshape((7, 7)))).unwrap_err();
+    assert!(err.to_string().contains("shape mismatch") || err.to_string().contains("reshape"), "{err}");
 }

@@ -212,6 +212,49 @@ impl<'a, T> Chunks<'a, T> {
     }
 }
 
+/// Candle runs an element-wise map of this many values or more on workers of its own, one
+/// pool per process sized by `CANDLE_NUM_THREADS` (else the cores), whatever a model's thread
+/// count: `candle_core::cpu_backend::utils`' `PAR_ELEMWISE_MIN`.
+pub(crate) const CANDLE_POOLED_VALUES: usize = 64 * 1024;
+
+/// Values per slice when [`candle_map`] cuts a tensor.
+const MAP_SLICE: usize = 32 * 1024;
+
+/// `f(x)` for `f`, an element-wise map made of Candle's operators, within the model's thread
+/// count: with a budget and [`CANDLE_POOLED_VALUES`] values or more, `x` goes through `f` in
+/// slices small enough for Candle to run on the calling thread, the slices split over the
+/// budget's team when there are enough values to gain (the same rule as every kernel), and
+/// the results are joined. Without a budget, `f(x)` as it is.
+pub(crate) fn candle_map(
+    x: &candle_core::Tensor,
+    f: impl Fn(&candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> + Sync,
+) -> candle_core::Result<candle_core::Tensor> {
+    let n = x.elem_count();
+    if budget().is_none() || n < CANDLE_POOLED_VALUES {
+        return f(x);
+    }
+    let flat = x.flatten_all()?;
+    let slices = n.div_ceil(MAP_SLICE);
+    let parts: Vec<std::sync::Mutex<Option<candle_core::Result<candle_core::Tensor>>>> =
+        (0..slices).map(|_| std::sync::Mutex::new(None)).collect();
+    split(n, |s| {
+        s.run(slices, |i| {
+            let start = i * MAP_SLICE;
+            let part = flat.narrow(0, start, MAP_SLICE.min(n - start)).and_then(|v| f(&v));
+            *parts[i].lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(part);
+        })
+    });
+    let parts = parts
+        .into_iter()
+        .map(|p| {
+            p.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner).unwrap_or_else(|| {
+                Err(candle_core::Error::Msg("a slice of an element-wise map did not run".into()))
+            })
+        })
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    candle_core::Tensor::cat(&parts, 0)?.reshape(x.dims())
+}
+
 fn budget() -> Option<Budget> {
     BUDGET.with(|b| b.borrow().clone())
 }

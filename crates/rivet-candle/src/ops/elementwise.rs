@@ -52,6 +52,12 @@ fn kernel1(f: impl Fn(&CTensor) -> CResult<CTensor> + Send + Sync + 'static) -> 
     Box::new(move |x| Ok(vec![f(req(x, 0)?)?]))
 }
 
+/// [`kernel1`] for an element-wise map made of Candle's operators, kept to the model's thread
+/// count ([`crate::kernels::threads::candle_map`]).
+fn map1(f: impl Fn(&CTensor) -> CResult<CTensor> + Send + Sync + 'static) -> Kernel {
+    kernel1(move |a| crate::kernels::threads::candle_map(a, &f))
+}
+
 fn kernel2(f: impl Fn(&CTensor, &CTensor) -> CResult<CTensor> + Send + Sync + 'static) -> Kernel {
     Box::new(move |x| Ok(vec![f(req(x, 0)?, req(x, 1)?)?]))
 }
@@ -664,8 +670,8 @@ fn build_abs_neg_sign(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
     ctx.known(&[])?;
     let t = ctx.ty_where(0, if op == "Neg" { float_or_signed } else { Ty::is_numeric }, "numbers")?;
     let k = match (op, t.is_float()) {
-        ("Abs", true) => kernel1(|a| a.abs()),
-        ("Neg", true) => kernel1(|a| a.neg()),
+        ("Abs", true) => map1(|a| a.abs()),
+        ("Neg", true) => map1(|a| a.neg()),
         ("Sign", true) => kernel1(|a| {
             map_f64(a, |v| {
                 if v > 0.0 {
@@ -708,10 +714,10 @@ fn build_unary_float(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
     ctx.known(&[])?;
     let t = ctx.ty_where(0, floats, "floats")?;
     let k = match op {
-        "Exp" => kernel1(|a| a.exp()),
-        "Tanh" => kernel1(|a| a.tanh()),
-        "Reciprocal" => kernel1(|a| a.recip()),
-        _ => kernel1(|a| {
+        "Exp" => map1(|a| a.exp()),
+        "Tanh" => map1(|a| a.tanh()),
+        "Reciprocal" => map1(|a| a.recip()),
+        _ => map1(|a| {
             if a.dtype() == CDType::F32 {
                 a.neg()?.exp()?.affine(1.0, 1.0)?.recip()
             } else {
@@ -727,7 +733,7 @@ fn build_gelu(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
     ctx.known(&["approximate"])?;
     let t = ctx.ty_where(0, floats, "floats")?;
     let k = match ctx.string("approximate")?.as_deref() {
-        None | Some("none") => kernel1(|a| a.gelu_erf()),
+        None | Some("none") => map1(|a| a.gelu_erf()),
         Some("tanh") => kernel1(|a| {
             map_f64(a, |x| {
                 0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh())
@@ -892,8 +898,8 @@ fn build_float_math(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
     ctx.known(&[])?;
     let t = ctx.ty_where(0, floats, "floats")?;
     let k = match op {
-        "Sqrt" => kernel1(|a| if a.dtype() == CDType::F32 { a.sqrt() } else { map_f64(a, f64::sqrt) }),
-        "Log" => kernel1(|a| if a.dtype() == CDType::F32 { a.log() } else { map_f64(a, f64::ln) }),
+        "Sqrt" => map1(|a| if a.dtype() == CDType::F32 { a.sqrt() } else { map_f64(a, f64::sqrt) }),
+        "Log" => map1(|a| if a.dtype() == CDType::F32 { a.log() } else { map_f64(a, f64::ln) }),
         "Erf" => kernel1(|a| {
             if a.dtype() == CDType::F32 {
                 let mut v: Vec<f32> = values(a)?;
