@@ -793,7 +793,8 @@ fn each_convolution_goes_to_the_kernel_measured_fastest_for_it() {
         return;
     }
     // (c, h, w, m, k, stride, pads) and the kernel.
-    let cases: &[((usize, usize, usize, usize, usize, usize, usize), Option<Direct>)] = &[
+    type Layer = (usize, usize, usize, usize, usize, usize, usize);
+    let cases: &[(Layer, Option<Direct>)] = &[
         // The bundled CNN: rows 32, 16 and 8 wide.
         ((3, 32, 32, 16, 3, 1, 1), Some(Direct::Rows)),
         ((16, 16, 16, 32, 3, 1, 1), Some(Direct::Rows)),
