@@ -96,7 +96,35 @@ fn broadcast_typed<T: ArithElem>(a: &CTensor, b: &CTensor, op: Arith) -> CResult
         super::with_values(b, |ys: &[T]| {
             // Written in full below before it is read: not zeroed first.
             let mut out: Vec<T> = Vec::with_capacity(len);
-            if len > 0 {
+            if len > 0 && a.dims() == b.dims() {
+                // The same shapes: one run per image's values, split by images when large.
+                let out_ptr = super::conv::SharedOut::new(&mut out.spare_capacity_mut()[..len]);
+                super::threads::elementwise_by_images(a.dims().first().copied().unwrap_or(1), len, |r| {
+                    let Some((_, walk)) = walk(&[r.len()], &[r.len()]) else { return };
+                    // SAFETY: each range of values is one task's alone, within the output.
+                    let dst = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            out_ptr.at(r.start) as *mut std::mem::MaybeUninit<T>,
+                            r.len(),
+                        )
+                    };
+                    let (xs, ys) = (&xs[r.clone()], &ys[r]);
+                    match op {
+                        Arith::Add => {
+                            super::wide(Runs { xs, ys, out: dst, walk: &walk, f: |p: T, q: T| p + q })
+                        }
+                        Arith::Sub => {
+                            super::wide(Runs { xs, ys, out: dst, walk: &walk, f: |p: T, q: T| p - q })
+                        }
+                        Arith::Mul => {
+                            super::wide(Runs { xs, ys, out: dst, walk: &walk, f: |p: T, q: T| p * q })
+                        }
+                        Arith::Div => {
+                            super::wide(Runs { xs, ys, out: dst, walk: &walk, f: |p: T, q: T| p / q })
+                        }
+                    }
+                });
+            } else if len > 0 {
                 let dst = &mut out.spare_capacity_mut()[..len];
                 match op {
                     Arith::Add => super::wide(Runs { xs, ys, out: dst, walk: &w, f: |p: T, q: T| p + q }),

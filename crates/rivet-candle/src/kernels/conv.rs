@@ -242,7 +242,7 @@ fn conv_direct(
     let len = n * m * geo.p;
     let mut out: Vec<f32> = Vec::with_capacity(len);
     let shape = super::direct::Shape { c, h, w, m, kh, kw };
-    threads::split(n * m * geo.p * c * kh * kw, |split| {
+    threads::split_batch(n, n * m * geo.p * c * kh * kw, |split| {
         with_values(x, |xs: &[f32]| {
             with_values(wt, |ws: &[f32]| -> CResult<()> {
                 if xs.len() != n * c * h * w || ws.len() != m * c * kh * kw {
@@ -278,7 +278,7 @@ fn conv_direct_channels(
     let bias: Option<Vec<f32>> = bias.map(|b| super::values(&b.to_dtype(CDType::F32)?)).transpose()?;
     let len = n * m * geo.p;
     let mut out: Vec<f32> = Vec::with_capacity(len);
-    threads::split(n * m * geo.p * c * kh * kw, |split| {
+    threads::split_batch(n, n * m * geo.p * c * kh * kw, |split| {
         with_values(x, |xs: &[f32]| {
             with_values(wt, |ws: &[f32]| -> CResult<()> {
                 if xs.len() != n * c * h * w || ws.len() != m * c * kh * kw {
@@ -328,7 +328,7 @@ pub(crate) fn conv_images<T: ConvElem>(
     let mut out: Vec<T> = Vec::with_capacity(len);
     // A 1×1 window over every position in order reads the image itself.
     let direct = k == 1 && p == plane && geo.runs[0].as_slice() == [(0, 0, p, 1)];
-    threads::split(n * mg * group * p * ck, |split| {
+    threads::split_batch(n, n * mg * group * p * ck, |split| {
         with_values(x, |xs: &[T]| {
             with_values(wt, |ws: &[T]| -> CResult<()> {
                 if xs.len() != n * c * plane || ws.len() != m * ck {
@@ -414,7 +414,7 @@ pub(crate) fn conv_images<T: ConvElem>(
                 if threads > 1 && n >= threads {
                     // Images over threads, each image's products serial on its thread.
                     let outs = Chunks::new(dst_all, m * p);
-                    split.run(n, |i| {
+                    split.run_ranges(n, |i| {
                         let img = &xs[i * c * plane..][..c * plane];
                         // SAFETY: task `i` alone takes chunk `i`.
                         let out_img = unsafe { outs.take(i) };
@@ -508,10 +508,21 @@ pub(crate) fn bias_relu<T: candle_core::WithDType>(out: &mut [T], bias: Option<&
 /// pool of workers, whatever the model's thread count.
 pub(crate) fn relu(x: &CTensor) -> CResult<Option<CTensor>> {
     fn typed<T: candle_core::WithDType>(x: &CTensor) -> CResult<CTensor> {
+        let images = x.dims().first().copied().unwrap_or(1);
         let out: Vec<T> = with_values(x, |v: &[T]| {
-            let mut out = Vec::with_capacity(v.len());
-            crate::kernels::wide(ReluInto { src: v, dst: &mut out.spare_capacity_mut()[..v.len()] });
-            // SAFETY: `ReluInto` wrote all `v.len()` elements.
+            let mut out: Vec<T> = Vec::with_capacity(v.len());
+            let dst = SharedOut::new(&mut out.spare_capacity_mut()[..v.len()]);
+            threads::elementwise_by_images(images, v.len(), |r| {
+                // SAFETY: each range of values is one task's alone, within the output.
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        dst.at(r.start).cast::<std::mem::MaybeUninit<T>>(),
+                        r.len(),
+                    )
+                };
+                crate::kernels::wide(ReluInto { src: &v[r], dst });
+            });
+            // SAFETY: `ReluInto` wrote all `v.len()` elements, range by range.
             unsafe { out.set_len(v.len()) };
             out
         })?;

@@ -155,7 +155,7 @@ pub(crate) fn conv(
     let outs = SharedOut::new(out);
     if threads > 1 && n >= threads {
         // Images over threads, each image whole on its thread.
-        split.run(n, |i| {
+        split.run_ranges(n, |i| {
             f32::with_scratch(c * padded, |xp| {
                 pad(&xs[i * c * plane..][..c * plane], xp);
                 // SAFETY: task `i` alone writes image i's `m * p` outputs.

@@ -159,7 +159,7 @@ pub(crate) fn conv(
     };
     if threads == 1 || n >= threads {
         // Images in turn, or over the threads, each whole on its thread.
-        split.run(n, |i| band(i, 0..blocks, 0..p));
+        split.run_ranges(n, |i| band(i, 0..blocks, 0..p));
         return;
     }
     if p.div_ceil(NP) >= BAND_TILES * threads {

@@ -35,7 +35,7 @@ pub(crate) fn pool(x: &CTensor, w: &Window, kind: PoolKind, cache: &GeometryCach
         };
         return match dt {
             CDType::F32 => CTensor::from_vec(
-                with_values(x, |v: &[f32]| max_pool_2d_f32(v, &shape, n * c))??,
+                with_values(x, |v: &[f32]| max_pool_2d_f32(v, &shape, n, c))??,
                 dims,
                 &Device::Cpu,
             ),
@@ -132,52 +132,61 @@ pub(crate) fn max_pool_2d<T: candle_core::WithDType>(
     Ok(out)
 }
 
-/// [`max_pool_2d`] on float32, with the same results bit for bit: with AVX2 and a column stride
-/// of 1 or 2 (every window but the 2×2 one [`max_pool_2x2`] reads), eight outputs at a time.
-/// Per output row, the maximum down the window's rows goes into a row bordered with −∞ (so
-/// every window reads its full width), then each window column's values, every other one for
-/// stride 2, are compared eight at a time. ResNet's 3×3 stride-2 pool takes a fifth of the
-/// general loop's time.
-pub(crate) fn max_pool_2d_f32(src: &[f32], w: &Pool2d, planes: usize) -> CResult<Vec<f32>> {
+/// [`max_pool_2d`] of `images` images of `channels` planes on float32, with the same results
+/// bit for bit, split by images ([`super::threads::split_batch`]). With AVX2 and a column
+/// stride of 1 or 2, eight outputs at a time: per output row, the maximum down the window's
+/// rows goes into a row bordered with −∞ (so every window reads its full width), then each
+/// window column's values, every other one for stride 2, are compared eight at a time.
+/// ResNet's 3×3 stride-2 pool takes half the general loop's time.
+pub(crate) fn max_pool_2d_f32(src: &[f32], w: &Pool2d, images: usize, channels: usize) -> CResult<Vec<f32>> {
+    let planes = images * channels;
     let ([h, wd], [oh, ow]) = (w.input, w.out);
     let [kh, kw] = w.kernel;
     let [sy, sx] = w.strides;
     let [by, bx] = w.begin;
+    if src.len() != planes * h * wd || planes * oh * ow == 0 || h * wd == 0 || kw == 0 {
+        return max_pool_2d(src, w, planes);
+    }
     let two_by_two =
         w.kernel == [2, 2] && w.strides == [2, 2] && w.begin == [0, 0] && [oh, ow] == [h / 2, wd / 2];
-    if two_by_two
-        || !x86::available()
-        || !(sx == 1 || sx == 2)
-        || src.len() != planes * h * wd
-        || planes * oh * ow == 0
-        || h * wd == 0
-        || kw == 0
-    {
+    if !two_by_two && !(x86::available() && (sx == 1 || sx == 2)) {
         return max_pool_2d(src, w, planes);
     }
     // The bordered row: input column x at bx + x, −∞ elsewhere, and room for the last block of
     // eight outputs to read its full width (sixteen values past its first for stride 2).
     let len = (bx + wd).max(ow.div_ceil(8) * 8 * sx + kw + 16);
-    let mut down = vec![f32::NEG_INFINITY; len];
     let mut out = vec![0f32; planes * oh * ow];
-    for (plane_src, plane_out) in src.chunks_exact(h * wd).zip(out.chunks_exact_mut(oh * ow)) {
-        for (oy, acc) in plane_out.chunks_exact_mut(ow).enumerate() {
-            // Window rows oy * sy + ky - by inside [0, h).
-            let top = oy * sy;
-            let (ky_lo, ky_hi) = (by.saturating_sub(top), kh.min((h + by).saturating_sub(top)));
-            let row = |ky: usize| &plane_src[(top + ky - by) * wd..(top + ky - by + 1) * wd];
-            let dst = &mut down[bx..bx + wd];
-            if ky_lo < ky_hi {
-                dst.copy_from_slice(row(ky_lo));
-                for ky in ky_lo + 1..ky_hi {
-                    x86::max_into(dst, row(ky));
-                }
-            } else {
-                dst.fill(f32::NEG_INFINITY);
+    let outs = super::threads::Chunks::new(&mut out, channels * oh * ow);
+    super::threads::split_batch(images, 0, |split| {
+        split.run_ranges(images, |i| {
+            let src = &src[i * channels * h * wd..(i + 1) * channels * h * wd];
+            // SAFETY: image i is one item of the split, which takes chunk i once.
+            let out = unsafe { outs.take(i) };
+            if two_by_two {
+                crate::kernels::wide(MaxPool2x2 { src, out, h, wd });
+                return;
             }
-            x86::columns(&down, kw, sx, acc);
-        }
-    }
+            let mut down = vec![f32::NEG_INFINITY; len];
+            for (plane_src, plane_out) in src.chunks_exact(h * wd).zip(out.chunks_exact_mut(oh * ow)) {
+                for (oy, acc) in plane_out.chunks_exact_mut(ow).enumerate() {
+                    // Window rows oy * sy + ky - by inside [0, h).
+                    let top = oy * sy;
+                    let (ky_lo, ky_hi) = (by.saturating_sub(top), kh.min((h + by).saturating_sub(top)));
+                    let row = |ky: usize| &plane_src[(top + ky - by) * wd..(top + ky - by + 1) * wd];
+                    let dst = &mut down[bx..bx + wd];
+                    if ky_lo < ky_hi {
+                        dst.copy_from_slice(row(ky_lo));
+                        for ky in ky_lo + 1..ky_hi {
+                            x86::max_into(dst, row(ky));
+                        }
+                    } else {
+                        dst.fill(f32::NEG_INFINITY);
+                    }
+                    x86::columns(&down, kw, sx, acc);
+                }
+            }
+        })
+    });
     Ok(out)
 }
 

@@ -428,10 +428,19 @@ fn the_f32_max_pool_equals_the_general_loop_bit_for_bit() {
         }
         let shape = Pool2d { input, out, kernel, strides, begin };
         let general = max_pool_2d(&src, &shape, planes).unwrap();
-        let fast = max_pool_2d_f32(&src, &shape, planes).unwrap();
         assert_eq!(general.len(), planes * out[0] * out[1]);
-        let differ = general.iter().zip(&fast).position(|(a, b)| a.to_bits() != b.to_bits());
-        assert_eq!(differ, None, "{input:?} -> {out:?} k{kernel:?} s{strides:?} b{begin:?}");
+        // One image of three planes, and three images of one split over two threads.
+        let budget = threads::Budget::new(2).unwrap();
+        for (images, channels) in [(1, planes), (planes, 1)] {
+            let fast =
+                threads::with_budget(Some(&budget), || max_pool_2d_f32(&src, &shape, images, channels))
+                    .unwrap();
+            let differ = general.iter().zip(&fast).position(|(a, b)| a.to_bits() != b.to_bits());
+            assert_eq!(
+                differ, None,
+                "{input:?} -> {out:?} k{kernel:?} s{strides:?} b{begin:?}, {images} images"
+            );
+        }
     }
 }
 
@@ -833,6 +842,11 @@ fn relu_keeps_nan_and_matches_the_fused_relu_bit_for_bit() {
     bias_relu(&mut fused, None, xs.len(), true);
     let differ = y.iter().zip(&fused).position(|(a, b)| a.to_bits() != b.to_bits());
     assert_eq!(differ, None);
+    // Split by images over two threads: the same bits.
+    let budget = threads::Budget::new(2).unwrap();
+    let split = threads::with_budget(Some(&budget), || relu(&x)).unwrap().expect("float32");
+    let split: Vec<f32> = split.flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!(split.iter().zip(&y).position(|(a, b)| a.to_bits() != b.to_bits()), None);
     assert!(y[5].is_nan() && xs[5].is_nan(), "NaN stays NaN");
     assert_eq!(y.iter().filter(|v| **v < 0.0).count(), 0);
     assert_eq!((y[1].to_bits(), y[2].to_bits()), ((-0f32).to_bits(), 0f32.to_bits()));
@@ -886,4 +900,28 @@ fn candle_maps_under_a_thread_count_stay_below_candles_pool_and_give_the_same_bi
     let err =
         threads::with_budget(Some(&budget), || threads::candle_map(&x, |v| v.reshape((7, 7)))).unwrap_err();
     assert!(err.to_string().contains("shape mismatch") || err.to_string().contains("reshape"), "{err}");
+}
+
+#[test]
+fn same_shape_arithmetic_split_by_images_equals_candles_bit_for_bit() {
+    // Five images of 30,000 values (past the size where the images split over threads).
+    let (xs, ys) = (values(150_000), spread(150_000, 3));
+    let a = CTensor::from_vec(xs, (5, 100, 300), &Device::Cpu).unwrap();
+    let b = CTensor::from_vec(ys, (5, 100, 300), &Device::Cpu).unwrap();
+    let bits = |t: &CTensor| {
+        t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    };
+    let budget = threads::Budget::new(2).unwrap();
+    for (op, want) in [
+        (Arith::Add, (&a + &b).unwrap()),
+        (Arith::Sub, (&a - &b).unwrap()),
+        (Arith::Mul, (&a * &b).unwrap()),
+        (Arith::Div, (&a / &b).unwrap()),
+    ] {
+        for budget in [None, Some(&budget)] {
+            let got = threads::with_budget(budget, || broadcast_arith(&a, &b, op)).unwrap().expect("float32");
+            assert_eq!(got.dims(), want.dims());
+            assert!(bits(&got) == bits(&want), "{op:?}, {} threads", budget.map_or(0, |b| b.threads));
+        }
+    }
 }

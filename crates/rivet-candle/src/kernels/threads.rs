@@ -131,6 +131,48 @@ pub(crate) fn split<R>(macs: usize, f: impl FnOnce(Split<'_>) -> R) -> R {
     }
 }
 
+/// [`split`] for a kernel over a batch of `images` images (a convolution, a pooling): with at
+/// least as many images as threads it splits whatever its size, the images in one range per
+/// thread ([`Split::run_ranges`]). Each image then stays on one core from one layer to the
+/// next, where a kernel left on the calling thread pulls every image back to it: on the
+/// bundled CNN at batch 8 and two threads, splitting its first convolution (3.5 million
+/// multiply-adds) and its 2×2 max pools alone made a run slower (0.39 to 0.43–0.44 ms), and
+/// both together faster (0.29 ms). Fewer images than threads follow [`split`]'s rule.
+pub(crate) fn split_batch<R>(images: usize, macs: usize, f: impl FnOnce(Split<'_>) -> R) -> R {
+    match budget() {
+        None => {
+            let threads = rayon::current_num_threads();
+            if threads > 1 && images >= threads && rayon::current_thread_index().is_none() {
+                if let Some(team) = default_team() {
+                    return f(Split::Team(team));
+                }
+            }
+            split(macs, f)
+        }
+        Some(b) if b.threads > 1 && images >= b.threads => f(Split::Team(&b.team)),
+        Some(_) => split(macs, f),
+    }
+}
+
+/// Runs `f(range)` over `len` values of a batch of `images` images (each image's values
+/// consecutive) for an element-wise kernel: split by images as [`split_batch`] does from
+/// [`CANDLE_POOLED_VALUES`] values up (where Candle itself splits element-wise work), each
+/// task given the values of its images; below that, `f(0..len)` on the calling thread.
+pub(crate) fn elementwise_by_images(
+    images: usize,
+    len: usize,
+    f: impl Fn(std::ops::Range<usize>) + Sync + Send,
+) {
+    if images == 0 || len < CANDLE_POOLED_VALUES || !len.is_multiple_of(images) {
+        return f(0..len);
+    }
+    let per = len / images;
+    split_batch(images, 0, |split| {
+        let tasks = split.threads().min(images);
+        split.run(tasks, |t| f(t * images / tasks * per..(t + 1) * images / tasks * per))
+    })
+}
+
 /// The team that models without an intra-op thread count split their convolutions over: one
 /// per process, of as many threads as the global rayon pool (`RAYON_NUM_THREADS`, else the
 /// cores), started when a convolution first splits; `None` when its threads cannot start. Its
@@ -159,6 +201,15 @@ impl Split<'_> {
             Split::Rayon(t) => (*t).max(1),
             Split::Team(team) => team.threads(),
         }
+    }
+
+    /// Runs `f(0)`, ..., `f(items - 1)`, each once, as one task per thread of consecutive
+    /// items (the first on the calling thread, which claims its task first), and returns when
+    /// all have. Kernels that split a batch this way keep an image on the same thread from
+    /// one layer to the next, where one task per image goes to whichever thread claims it.
+    pub(crate) fn run_ranges(&self, items: usize, f: impl Fn(usize) + Sync + Send) {
+        let tasks = self.threads().min(items).max(1);
+        self.run(tasks, |t| (t * items / tasks..(t + 1) * items / tasks).for_each(&f));
     }
 
     /// Runs `f(0)`, ..., `f(tasks - 1)`, each once, and returns when all have.
