@@ -4,6 +4,10 @@
 //! [`Team`], the calling thread among them; a matrix product over a rayon pool of the model's,
 //! started on first use.
 //!
+//! A batch of at least as many images as threads is the exception: its convolutions and max
+//! pooling, and its Relu and same-shape arithmetic from 64 Ki values, split by image ranges
+//! whatever their size ([`split_batch`]), so that each image stays on one core.
+//!
 //! A run sets its model's [`Budget`] for the calling thread; the kernels ask it through
 //! [`split`], [`products`] and [`candle_product`]. Without a budget (no thread count given),
 //! large matrix products run on the current rayon pool, with as many threads as it has, and
