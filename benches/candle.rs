@@ -174,6 +174,9 @@ const BLOCK_PAUSE: Duration = Duration::from_millis(20);
 /// drift: per round, one block of calls (about 5 ms) of each contender, in an order that
 /// rotates from round to round; per round the ratios of the times per call; printed, the
 /// median over the rounds and the quartiles.
+/// The least untimed time before a block's timed calls.
+const WARM: Duration = Duration::from_millis(20);
+
 fn side_by_side(filter: Option<&str>, rounds: usize) {
     let quartiles = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -201,10 +204,15 @@ fn side_by_side(filter: Option<&str>, rounds: usize) {
                 call();
                 (0.005 / start.elapsed().as_secs_f64().max(1e-9)).clamp(1.0, 100_000.0) as u32
             });
-            // As many untimed calls as timed ones: the backend's threads awake and its memory
-            // in use, as for a backend serving back-to-back requests.
-            for _ in 0..calls {
+            // Untimed calls, as many as timed ones and for at least WARM: the backend's threads
+            // awake, placed on their own cores by the scheduler (a thread the model just
+            // started can share the loading thread's core for milliseconds), and its memory in
+            // use, as for a backend serving back-to-back requests.
+            let warm = Instant::now();
+            let mut warmed = 0;
+            while warmed < calls || warm.elapsed() < WARM {
                 call();
+                warmed += 1;
             }
             let start = Instant::now();
             for _ in 0..calls {
@@ -260,7 +268,7 @@ fn side_by_side(filter: Option<&str>, rounds: usize) {
                     "ORT µs, 1 thread", "Candle µs, 1 thread", "ORT µs, 2 threads", "Candle µs, 2 threads",
                     "Candle µs, default"],
         "rows": rows,
-        "notes": [format!("{rounds} rounds of one block of calls (about 5 ms, after a 20 ms pause, loading the contender and as many untimed calls; it is dropped after the block, so no other model's threads are in the process) per contender in rotating order; \
+        "notes": [format!("{rounds} rounds of one block of calls (about 5 ms, after a 20 ms pause, loading the contender, then as many untimed calls and for at least 20 ms, so that the threads it starts are on their own cores; it is dropped after the block, so no other model's threads are in the process) per contender in rotating order; \
                            each ratio is the median of the per-round ratios, quartiles in brackets; times are \
                            medians per call. Threads are intra-op threads, the same count on both backends; \
                            Candle's default is no count given (its rayon pool, {} threads here).",
