@@ -172,12 +172,8 @@ pub(crate) fn conv_general(
             stride: [w.strides[0], w.strides[1]],
             dilation: [w.dilations[0], w.dilations[1]],
         };
-        match direct_kernel(&shape, &geo) {
-            Some(Direct::Rows) => return conv_direct(x, wt, bias, &geo, cache, dims, relu),
-            Some(Direct::Channels) => {
-                return conv_direct_channels(x, wt, bias, &geo, cache, dims, relu, shape)
-            }
-            None => {}
+        if let Some(kernel) = direct_kernel(&shape, &geo) {
+            return conv_direct(x, wt, bias, &geo, cache, dims, relu, shape, kernel);
         }
     }
     match x.dtype() {
@@ -226,7 +222,9 @@ pub(crate) fn direct_kernel(s: &super::direct_channels::Shape, geo: &Geometry) -
     }
 }
 
-/// [`super::direct`]'s convolution of float32 `x` (one group, stride 1, no dilation).
+/// A direct kernel's convolution of float32 `x` (one group): `kernel`, which
+/// [`direct_kernel`] chose for `shape`, with its packing of `wt` from `cache`.
+#[allow(clippy::too_many_arguments)]
 fn conv_direct(
     x: &CTensor,
     wt: &CTensor,
@@ -235,43 +233,8 @@ fn conv_direct(
     cache: &GeometryCache,
     dims: Vec<usize>,
     relu: bool,
-) -> CResult<CTensor> {
-    let (n, c, h, w) = (x.dims()[0], x.dims()[1], x.dims()[2], x.dims()[3]);
-    let (m, kh, kw) = (wt.dims()[0], wt.dims()[2], wt.dims()[3]);
-    let bias: Option<Vec<f32>> = bias.map(|b| super::values(&b.to_dtype(CDType::F32)?)).transpose()?;
-    let len = n * m * geo.p;
-    let mut out: Vec<f32> = Vec::with_capacity(len);
-    let shape = super::direct::Shape { c, h, w, m, kh, kw };
-    threads::split_batch(n, n * m * geo.p * c * kh * kw, |split| {
-        with_values(x, |xs: &[f32]| {
-            with_values(wt, |ws: &[f32]| -> CResult<()> {
-                if xs.len() != n * c * h * w || ws.len() != m * c * kh * kw {
-                    bail!("Conv operands do not hold their shapes' elements");
-                }
-                let dst = &mut out.spare_capacity_mut()[..len];
-                let packed = cache.packed(wt.id(), "rows", || super::direct::pack(ws, m));
-                super::direct::conv(xs, &packed, bias.as_deref(), shape, geo, dst, &split, relu);
-                Ok(())
-            })
-        })??
-    })?;
-    // SAFETY: `direct::conv` wrote every one of the `len` elements; an error returned before
-    // this line drops `out` at length 0.
-    unsafe { out.set_len(len) };
-    CTensor::from_vec(out, dims, &Device::Cpu)
-}
-
-/// [`super::direct_channels`]'s convolution of float32 `x` (one group).
-#[allow(clippy::too_many_arguments)]
-fn conv_direct_channels(
-    x: &CTensor,
-    wt: &CTensor,
-    bias: Option<&CTensor>,
-    geo: &Geometry,
-    cache: &GeometryCache,
-    dims: Vec<usize>,
-    relu: bool,
     shape: super::direct_channels::Shape,
+    kernel: Direct,
 ) -> CResult<CTensor> {
     let super::direct_channels::Shape { c, h, w, m, kh, kw, .. } = shape;
     let n = x.dims()[0];
@@ -285,14 +248,25 @@ fn conv_direct_channels(
                     bail!("Conv operands do not hold their shapes' elements");
                 }
                 let dst = &mut out.spare_capacity_mut()[..len];
-                let packed = cache.packed(wt.id(), "channels", || super::direct_channels::pack(ws, m));
-                super::direct_channels::conv(xs, &packed, bias.as_deref(), shape, geo, dst, &split, relu);
+                let bias = bias.as_deref();
+                match kernel {
+                    Direct::Rows => {
+                        let packed = cache.packed(wt.id(), "rows", || super::direct::pack(ws, m));
+                        let rows = super::direct::Shape { c, h, w, m, kh, kw };
+                        super::direct::conv(xs, &packed, bias, rows, geo, dst, &split, relu);
+                    }
+                    Direct::Channels => {
+                        let packed =
+                            cache.packed(wt.id(), "channels", || super::direct_channels::pack(ws, m));
+                        super::direct_channels::conv(xs, &packed, bias, shape, geo, dst, &split, relu);
+                    }
+                }
                 Ok(())
             })
         })??
     })?;
-    // SAFETY: `direct_channels::conv` wrote every one of the `len` elements; an error returned
-    // before this line drops `out` at length 0.
+    // SAFETY: the kernel wrote every one of the `len` elements; an error returned before this
+    // line drops `out` at length 0.
     unsafe { out.set_len(len) };
     CTensor::from_vec(out, dims, &Device::Cpu)
 }

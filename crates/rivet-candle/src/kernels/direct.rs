@@ -84,13 +84,50 @@ pub(crate) struct Shape {
 pub(crate) fn pack(ws: &[f32], m: usize) -> Vec<f32> {
     let ck = ws.len() / m.max(1);
     let mut packed = vec![0f32; m.div_ceil(MR) * ck * MR];
+    pack_blocks(ws, m, MR, &mut packed);
+    packed
+}
+
+/// Weights `ws` (`[m, c·kh·kw]`) into `dst` (zeros, `[block][c·kh·kw][mr]`) in blocks of `mr`
+/// output channels: the direct kernels' packing, `mr` their register tile's channels.
+pub(super) fn pack_blocks(ws: &[f32], m: usize, mr: usize, dst: &mut [f32]) {
+    let ck = ws.len() / m.max(1);
     for (ch, row) in ws.chunks_exact(ck.max(1)).enumerate() {
-        let (b, r) = (ch / MR, ch % MR);
+        let (b, r) = (ch / mr, ch % mr);
         for (t, &v) in row.iter().enumerate() {
-            packed[(b * ck + t) * MR + r] = v;
+            dst[(b * ck + t) * mr + r] = v;
         }
     }
-    packed
+}
+
+/// `bias` (or zeros) for `channels` output channels, zero past its end: a whole number of
+/// channel blocks' biases.
+pub(super) fn block_bias(bias: Option<&[f32]>, channels: usize) -> Vec<f32> {
+    (0..channels).map(|ch| bias.map_or(0.0, |b| b.get(ch).copied().unwrap_or(0.0))).collect()
+}
+
+/// `n` images in turn, each padded by `pad` on the calling thread into a scratch of
+/// `scratch` values, then its `blocks` channel blocks split over `split`'s threads, `run`
+/// computing image `i`'s blocks in a range from the padded image: the direct kernels' split of
+/// a batch smaller than the thread count.
+pub(super) fn channel_blocks_in_turn(
+    n: usize,
+    blocks: usize,
+    scratch: usize,
+    split: &Split<'_>,
+    pad: impl Fn(usize, &mut [f32]),
+    run: impl Fn(&[f32], usize, std::ops::Range<usize>) + Sync + Send,
+) {
+    let per_task = blocks.div_ceil(split.threads());
+    f32::with_scratch(scratch, |xp| {
+        for i in 0..n {
+            pad(i, xp);
+            let xp: &[f32] = xp;
+            split.run(blocks.div_ceil(per_task), |t| {
+                run(xp, i, t * per_task..((t + 1) * per_task).min(blocks));
+            });
+        }
+    });
 }
 
 /// The convolution of `n` images `xs` (`[n, c, h, w]`) with weights `packed` ([`pack`]'s form of
@@ -130,8 +167,7 @@ pub(crate) fn conv(
         }
     }
     let blocks = m.div_ceil(MR);
-    let bias: Vec<f32> =
-        (0..blocks * MR).map(|ch| bias.map_or(0.0, |b| b.get(ch).copied().unwrap_or(0.0))).collect();
+    let bias = block_bias(bias, blocks * MR);
     // The vectors of an output plane: (read offset in the padded plane, write offset).
     let per_row = ow.div_ceil(LANES);
     let mut vectors = Vec::with_capacity(oh * per_row);
@@ -165,17 +201,10 @@ pub(crate) fn conv(
         return;
     }
     // Images in turn, each padded on the caller and its channel blocks over the threads.
-    let per_task = blocks.div_ceil(threads);
-    f32::with_scratch(c * padded, |xp| {
-        for i in 0..n {
-            pad(&xs[i * c * plane..][..c * plane], xp);
-            let xp: &[f32] = xp;
-            split.run(blocks.div_ceil(per_task), |t| {
-                let range = t * per_task..((t + 1) * per_task).min(blocks);
-                // SAFETY: task `t` alone writes the channels of its blocks in image i.
-                unsafe { kernel.run(xp, outs.at(i * m * p), range) };
-            });
-        }
+    let pad_image = |i: usize, xp: &mut [f32]| pad(&xs[i * c * plane..][..c * plane], xp);
+    channel_blocks_in_turn(n, blocks, c * padded, split, pad_image, |xp, i, range| {
+        // SAFETY: each task alone writes the channels of its blocks in image i.
+        unsafe { kernel.run(xp, outs.at(i * m * p), range) };
     });
 }
 

@@ -99,12 +99,7 @@ pub(crate) fn pack(ws: &[f32], m: usize) -> Vec<f32> {
     let ck = ws.len() / m.max(1);
     let mut packed = vec![0f32; m.div_ceil(MR) * ck * MR + ALIGN];
     let at = start(&packed);
-    for (ch, row) in ws.chunks_exact(ck.max(1)).enumerate() {
-        let (b, r) = (ch / MR, ch % MR);
-        for (t, &v) in row.iter().enumerate() {
-            packed[at + (b * ck + t) * MR + r] = v;
-        }
-    }
+    super::direct::pack_blocks(ws, m, MR, &mut packed[at..]);
     packed
 }
 
@@ -141,8 +136,7 @@ pub(crate) fn conv(
         "direct conv extents"
     );
     let packed = &packed[at..at + blocks * ck * MR];
-    let bias: Vec<f32> =
-        (0..blocks * MR).map(|ch| bias.map_or(0.0, |b| b.get(ch).copied().unwrap_or(0.0))).collect();
+    let bias = super::direct::block_bias(bias, blocks * MR);
     let kernel = Kernel { packed, bias: &bias, ck, k3: kw == 3 && dilation[1] == 1, m, p, relu };
     let threads = split.threads();
     let outs = SharedOut::new(out);
@@ -173,17 +167,10 @@ pub(crate) fn conv(
     }
     // Images in turn, each padded on the caller and its channel blocks over the threads.
     let whole = Band::new(&s, geo, 0..p);
-    let per_task = blocks.div_ceil(threads);
-    f32::with_scratch(c * whole.plane, |xp| {
-        for i in 0..n {
-            whole.pad(&s, geo, &xs[i * c * plane..][..c * plane], xp);
-            let xp: &[f32] = xp;
-            split.run(blocks.div_ceil(per_task), |t| {
-                let range = t * per_task..((t + 1) * per_task).min(blocks);
-                // SAFETY: task `t` alone writes the channels of its blocks in image i.
-                unsafe { kernel.run(xp, &whole, outs.at(i * m * p), range) };
-            });
-        }
+    let pad = |i: usize, xp: &mut [f32]| whole.pad(&s, geo, &xs[i * c * plane..][..c * plane], xp);
+    super::direct::channel_blocks_in_turn(n, blocks, c * whole.plane, split, pad, |xp, i, range| {
+        // SAFETY: each task alone writes the channels of its blocks in image i.
+        unsafe { kernel.run(xp, &whole, outs.at(i * m * p), range) };
     });
 }
 
@@ -373,8 +360,91 @@ mod x86 {
         }
     }
 
-    /// Adds the 16 × 6 tile's products to `acc`: 12 accumulators, the step's two weight vectors
-    /// and two broadcast inputs in the 16 vector registers.
+    /// One multiply-add step of the 16 × 6 tile, as assembly text: the 16 weights `$w` bytes
+    /// past `{w}` times, for each of the 6 corners `{s0}`–`{s5}`, the input `$x` bytes past
+    /// the corner's offset `{o}`, added to accumulators ymm0–ymm11.
+    macro_rules! step {
+        ($w:literal, $x:literal) => {
+            concat!(
+                "vmovaps ymm12, ymmword ptr [{w} + ",
+                $w,
+                "]\n",
+                "vmovaps ymm13, ymmword ptr [{w} + ",
+                $w,
+                " + 32]\n",
+                "vbroadcastss ymm14, dword ptr [{s0} + 4*{o} + ",
+                $x,
+                "]\n",
+                "vfmadd231ps ymm0, ymm12, ymm14\n",
+                "vfmadd231ps ymm1, ymm13, ymm14\n",
+                "vbroadcastss ymm15, dword ptr [{s1} + 4*{o} + ",
+                $x,
+                "]\n",
+                "vfmadd231ps ymm2, ymm12, ymm15\n",
+                "vfmadd231ps ymm3, ymm13, ymm15\n",
+                "vbroadcastss ymm14, dword ptr [{s2} + 4*{o} + ",
+                $x,
+                "]\n",
+                "vfmadd231ps ymm4, ymm12, ymm14\n",
+                "vfmadd231ps ymm5, ymm13, ymm14\n",
+                "vbroadcastss ymm15, dword ptr [{s3} + 4*{o} + ",
+                $x,
+                "]\n",
+                "vfmadd231ps ymm6, ymm12, ymm15\n",
+                "vfmadd231ps ymm7, ymm13, ymm15\n",
+                "vbroadcastss ymm14, dword ptr [{s4} + 4*{o} + ",
+                $x,
+                "]\n",
+                "vfmadd231ps ymm8, ymm12, ymm14\n",
+                "vfmadd231ps ymm9, ymm13, ymm14\n",
+                "vbroadcastss ymm15, dword ptr [{s5} + 4*{o} + ",
+                $x,
+                "]\n",
+                "vfmadd231ps ymm10, ymm12, ymm15\n",
+                "vfmadd231ps ymm11, ymm13, ymm15",
+            )
+        };
+    }
+
+    /// The 16 × 6 tile's loop: `$count` times, read an offset at `{offs}`, run the `$body`
+    /// steps and advances, adding to `$acc`'s 12 accumulators (held in ymm0–ymm11; the step's
+    /// two weight vectors and two broadcast inputs take ymm12–ymm15).
+    macro_rules! tile_loop {
+        ($src:ident, $offsets:ident, $count:expr, $weights:ident, $acc:ident; $($body:tt)*) => {{
+            let [[mut a0, mut a1], [mut a2, mut a3], [mut a4, mut a5], [mut a6, mut a7], [mut a8, mut a9], [mut a10, mut a11]] =
+                *$acc;
+            // SAFETY: the caller's contract covers every read; the loop runs `$count` (at least
+            // 1) times, reading one offset and the weights of its steps each time.
+            unsafe {
+                std::arch::asm!(
+                    "2:",
+                    "mov {o}, qword ptr [{offs}]",
+                    $($body)*
+                    "dec {n}",
+                    "jnz 2b",
+                    offs = inout(reg) $offsets.as_ptr() => _,
+                    n = inout(reg) $count => _,
+                    w = inout(reg) $weights => _,
+                    o = out(reg) _,
+                    s0 = in(reg) $src[0],
+                    s1 = in(reg) $src[1],
+                    s2 = in(reg) $src[2],
+                    s3 = in(reg) $src[3],
+                    s4 = in(reg) $src[4],
+                    s5 = in(reg) $src[5],
+                    inout("ymm0") a0, inout("ymm1") a1, inout("ymm2") a2,
+                    inout("ymm3") a3, inout("ymm4") a4, inout("ymm5") a5,
+                    inout("ymm6") a6, inout("ymm7") a7, inout("ymm8") a8,
+                    inout("ymm9") a9, inout("ymm10") a10, inout("ymm11") a11,
+                    out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
+                    options(nostack, readonly),
+                );
+            }
+            *$acc = [[a0, a1], [a2, a3], [a4, a5], [a6, a7], [a8, a9], [a10, a11]];
+        }};
+    }
+
+    /// Adds the 16 × 6 tile's products to `acc`: one step per offset.
     ///
     /// # Safety
     /// As [`tile`]'s, with 6 corners.
@@ -385,57 +455,7 @@ mod x86 {
         weights: *const f32,
         acc: &mut [[__m256; 2]; NP],
     ) {
-        let [[mut a0, mut a1], [mut a2, mut a3], [mut a4, mut a5], [mut a6, mut a7], [mut a8, mut a9], [mut a10, mut a11]] =
-            *acc;
-        // SAFETY: the caller's contract covers every read; the loop runs `offsets.len()` (at
-        // least 1) times, reading one offset and sixteen weights each time.
-        unsafe {
-            std::arch::asm!(
-                "2:",
-                "mov {o}, qword ptr [{offs}]",
-                "vmovaps ymm12, ymmword ptr [{w}]",
-                "vmovaps ymm13, ymmword ptr [{w} + 32]",
-                "vbroadcastss ymm14, dword ptr [{s0} + 4*{o}]",
-                "vfmadd231ps ymm0, ymm12, ymm14",
-                "vfmadd231ps ymm1, ymm13, ymm14",
-                "vbroadcastss ymm15, dword ptr [{s1} + 4*{o}]",
-                "vfmadd231ps ymm2, ymm12, ymm15",
-                "vfmadd231ps ymm3, ymm13, ymm15",
-                "vbroadcastss ymm14, dword ptr [{s2} + 4*{o}]",
-                "vfmadd231ps ymm4, ymm12, ymm14",
-                "vfmadd231ps ymm5, ymm13, ymm14",
-                "vbroadcastss ymm15, dword ptr [{s3} + 4*{o}]",
-                "vfmadd231ps ymm6, ymm12, ymm15",
-                "vfmadd231ps ymm7, ymm13, ymm15",
-                "vbroadcastss ymm14, dword ptr [{s4} + 4*{o}]",
-                "vfmadd231ps ymm8, ymm12, ymm14",
-                "vfmadd231ps ymm9, ymm13, ymm14",
-                "vbroadcastss ymm15, dword ptr [{s5} + 4*{o}]",
-                "vfmadd231ps ymm10, ymm12, ymm15",
-                "vfmadd231ps ymm11, ymm13, ymm15",
-                "add {offs}, 8",
-                "add {w}, 64",
-                "dec {n}",
-                "jnz 2b",
-                offs = inout(reg) offsets.as_ptr() => _,
-                n = inout(reg) offsets.len() => _,
-                w = inout(reg) weights => _,
-                o = out(reg) _,
-                s0 = in(reg) src[0],
-                s1 = in(reg) src[1],
-                s2 = in(reg) src[2],
-                s3 = in(reg) src[3],
-                s4 = in(reg) src[4],
-                s5 = in(reg) src[5],
-                inout("ymm0") a0, inout("ymm1") a1, inout("ymm2") a2,
-                inout("ymm3") a3, inout("ymm4") a4, inout("ymm5") a5,
-                inout("ymm6") a6, inout("ymm7") a7, inout("ymm8") a8,
-                inout("ymm9") a9, inout("ymm10") a10, inout("ymm11") a11,
-                out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
-                options(nostack, readonly),
-            );
-        }
-        *acc = [[a0, a1], [a2, a3], [a4, a5], [a6, a7], [a8, a9], [a10, a11]];
+        tile_loop!(src, offsets, offsets.len(), weights, acc; step!(0, 0), "add {offs}, 8", "add {w}, 64",);
     }
 
     /// [`acc6`] for a window row 3 wide at consecutive columns: one offset read per three
@@ -450,97 +470,8 @@ mod x86 {
         weights: *const f32,
         acc: &mut [[__m256; 2]; NP],
     ) {
-        let [[mut a0, mut a1], [mut a2, mut a3], [mut a4, mut a5], [mut a6, mut a7], [mut a8, mut a9], [mut a10, mut a11]] =
-            *acc;
-        // SAFETY: the caller's contract covers every read; the loop runs `offsets.len()` (at
-        // least 1) times, reading one offset and sixteen weights each time.
-        unsafe {
-            std::arch::asm!(
-                "2:",
-                "mov {o}, qword ptr [{offs}]",
-                "vmovaps ymm12, ymmword ptr [{w} + 0]",
-                "vmovaps ymm13, ymmword ptr [{w} + 32]",
-                "vbroadcastss ymm14, dword ptr [{s0} + 4*{o}]",
-                "vfmadd231ps ymm0, ymm12, ymm14",
-                "vfmadd231ps ymm1, ymm13, ymm14",
-                "vbroadcastss ymm15, dword ptr [{s1} + 4*{o}]",
-                "vfmadd231ps ymm2, ymm12, ymm15",
-                "vfmadd231ps ymm3, ymm13, ymm15",
-                "vbroadcastss ymm14, dword ptr [{s2} + 4*{o}]",
-                "vfmadd231ps ymm4, ymm12, ymm14",
-                "vfmadd231ps ymm5, ymm13, ymm14",
-                "vbroadcastss ymm15, dword ptr [{s3} + 4*{o}]",
-                "vfmadd231ps ymm6, ymm12, ymm15",
-                "vfmadd231ps ymm7, ymm13, ymm15",
-                "vbroadcastss ymm14, dword ptr [{s4} + 4*{o}]",
-                "vfmadd231ps ymm8, ymm12, ymm14",
-                "vfmadd231ps ymm9, ymm13, ymm14",
-                "vbroadcastss ymm15, dword ptr [{s5} + 4*{o}]",
-                "vfmadd231ps ymm10, ymm12, ymm15",
-                "vfmadd231ps ymm11, ymm13, ymm15",
-                "vmovaps ymm12, ymmword ptr [{w} + 64]",
-                "vmovaps ymm13, ymmword ptr [{w} + 96]",
-                "vbroadcastss ymm14, dword ptr [{s0} + 4*{o} + 4]",
-                "vfmadd231ps ymm0, ymm12, ymm14",
-                "vfmadd231ps ymm1, ymm13, ymm14",
-                "vbroadcastss ymm15, dword ptr [{s1} + 4*{o} + 4]",
-                "vfmadd231ps ymm2, ymm12, ymm15",
-                "vfmadd231ps ymm3, ymm13, ymm15",
-                "vbroadcastss ymm14, dword ptr [{s2} + 4*{o} + 4]",
-                "vfmadd231ps ymm4, ymm12, ymm14",
-                "vfmadd231ps ymm5, ymm13, ymm14",
-                "vbroadcastss ymm15, dword ptr [{s3} + 4*{o} + 4]",
-                "vfmadd231ps ymm6, ymm12, ymm15",
-                "vfmadd231ps ymm7, ymm13, ymm15",
-                "vbroadcastss ymm14, dword ptr [{s4} + 4*{o} + 4]",
-                "vfmadd231ps ymm8, ymm12, ymm14",
-                "vfmadd231ps ymm9, ymm13, ymm14",
-                "vbroadcastss ymm15, dword ptr [{s5} + 4*{o} + 4]",
-                "vfmadd231ps ymm10, ymm12, ymm15",
-                "vfmadd231ps ymm11, ymm13, ymm15",
-                "vmovaps ymm12, ymmword ptr [{w} + 128]",
-                "vmovaps ymm13, ymmword ptr [{w} + 160]",
-                "vbroadcastss ymm14, dword ptr [{s0} + 4*{o} + 8]",
-                "vfmadd231ps ymm0, ymm12, ymm14",
-                "vfmadd231ps ymm1, ymm13, ymm14",
-                "vbroadcastss ymm15, dword ptr [{s1} + 4*{o} + 8]",
-                "vfmadd231ps ymm2, ymm12, ymm15",
-                "vfmadd231ps ymm3, ymm13, ymm15",
-                "vbroadcastss ymm14, dword ptr [{s2} + 4*{o} + 8]",
-                "vfmadd231ps ymm4, ymm12, ymm14",
-                "vfmadd231ps ymm5, ymm13, ymm14",
-                "vbroadcastss ymm15, dword ptr [{s3} + 4*{o} + 8]",
-                "vfmadd231ps ymm6, ymm12, ymm15",
-                "vfmadd231ps ymm7, ymm13, ymm15",
-                "vbroadcastss ymm14, dword ptr [{s4} + 4*{o} + 8]",
-                "vfmadd231ps ymm8, ymm12, ymm14",
-                "vfmadd231ps ymm9, ymm13, ymm14",
-                "vbroadcastss ymm15, dword ptr [{s5} + 4*{o} + 8]",
-                "vfmadd231ps ymm10, ymm12, ymm15",
-                "vfmadd231ps ymm11, ymm13, ymm15",
-                "add {offs}, 24",
-                "add {w}, 192",
-                "dec {n}",
-                "jnz 2b",
-                offs = inout(reg) offsets.as_ptr() => _,
-                n = inout(reg) offsets.len() / 3 => _,
-                w = inout(reg) weights => _,
-                o = out(reg) _,
-                s0 = in(reg) src[0],
-                s1 = in(reg) src[1],
-                s2 = in(reg) src[2],
-                s3 = in(reg) src[3],
-                s4 = in(reg) src[4],
-                s5 = in(reg) src[5],
-                inout("ymm0") a0, inout("ymm1") a1, inout("ymm2") a2,
-                inout("ymm3") a3, inout("ymm4") a4, inout("ymm5") a5,
-                inout("ymm6") a6, inout("ymm7") a7, inout("ymm8") a8,
-                inout("ymm9") a9, inout("ymm10") a10, inout("ymm11") a11,
-                out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
-                options(nostack, readonly),
-            );
-        }
-        *acc = [[a0, a1], [a2, a3], [a4, a5], [a6, a7], [a8, a9], [a10, a11]];
+        tile_loop!(src, offsets, offsets.len() / 3, weights, acc;
+            step!(0, 0), step!(64, 4), step!(128, 8), "add {offs}, 24", "add {w}, 192",);
     }
 }
 

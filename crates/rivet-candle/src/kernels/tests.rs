@@ -582,58 +582,16 @@ fn the_direct_convolution_equals_a_plain_sum_at_every_thread_count() {
         let shape = direct::Shape { c, h, w, m, kh, kw };
         for relu in [false, true] {
             let run = |split: &threads::Split<'_>| {
-                let mut out = vec![std::mem::MaybeUninit::new(f32::INFINITY); n * m * oh * ow];
-                direct::conv(&xs, &direct::pack(&ws, m), Some(&bias), shape, &geo, &mut out, split, relu);
-                // SAFETY: every element was initialized above (and `conv` writes each again).
-                out.into_iter().map(|v| unsafe { v.assume_init() }).collect::<Vec<f32>>()
+                filled(n * m * oh * ow, |out| {
+                    direct::conv(&xs, &direct::pack(&ws, m), Some(&bias), shape, &geo, out, split, relu)
+                })
             };
             let serial = run(&threads::Split::Serial);
             // The same bits on two threads, split by image or by blocks of channels.
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&serial), bits(&run(&threads::Split::Rayon(2))));
-            for b in 0..n {
-                for o in 0..m {
-                    for y in 0..oh {
-                        for x in 0..ow {
-                            let mut sum = f64::from(bias[o]);
-                            let mut scale = sum.abs();
-                            for ch in 0..c {
-                                for i in 0..kh {
-                                    for j in 0..kw {
-                                        let (iy, ix) = (
-                                            (y + i) as isize - pads[0] as isize,
-                                            (x + j) as isize - pads[1] as isize,
-                                        );
-                                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                                            continue;
-                                        }
-                                        let v = xs[((b * c + ch) * h + iy as usize) * w + ix as usize];
-                                        let term =
-                                            f64::from(v) * f64::from(ws[((o * c + ch) * kh + i) * kw + j]);
-                                        sum += term;
-                                        scale += term.abs();
-                                    }
-                                }
-                            }
-                            if relu && sum < 0.0 {
-                                sum = 0.0;
-                            }
-                            let got = serial[((b * m + o) * oh + y) * ow + x];
-                            let at = (n, c, h, w, m, kh, kw, b, o, y, x, relu);
-                            if sum.is_nan() {
-                                assert!(got.is_nan(), "{at:?}: {got} for NaN");
-                            } else {
-                                assert!(
-                                    // f32 sums of `c·kh·kw` terms: within a few ulps of the
-                                    // terms' magnitude.
-                                    (f64::from(got) - sum).abs() <= 1e-6 * scale.max(1.0),
-                                    "{at:?}: {got} against {sum}"
-                                );
-                            }
-                        }
-                    }
-                }
-            }
+            let conv = ConvCase { xs: &xs, ws: &ws, bias: &bias, n, m, chw: [c, h, w], window: [kh, kw] };
+            conv.check(&serial, [1, 1], [1, 1], [pads[0], pads[1]], [oh, ow], relu, &(n, c, h, w, m, kh, kw));
         }
     }
     // A 1×1 window, rows under 8 positions and strided windows are not the direct kernel's.
@@ -681,6 +639,77 @@ fn conv_reference(
     (sum, scale)
 }
 
+/// A convolution's operands, for [`ConvCase::check`].
+struct ConvCase<'a> {
+    xs: &'a [f32],
+    ws: &'a [f32],
+    bias: &'a [f32],
+    n: usize,
+    m: usize,
+    chw: [usize; 3],
+    window: [usize; 2],
+}
+
+impl ConvCase<'_> {
+    /// Asserts that `got` (`[n, m, oh, ow]`) is the convolution [`conv_reference`] sums,
+    /// clamped at zero with `relu`: each output within a few ulps of its terms' magnitude (f32
+    /// sums of `c·kh·kw` terms), NaN where the sum is NaN.
+    #[allow(clippy::too_many_arguments)]
+    fn check(
+        &self,
+        got: &[f32],
+        stride: [usize; 2],
+        dilation: [usize; 2],
+        corner: [usize; 2],
+        [oh, ow]: [usize; 2],
+        relu: bool,
+        case: &dyn std::fmt::Debug,
+    ) {
+        let m = self.m;
+        for b in 0..self.n {
+            for o in 0..m {
+                for y in 0..oh {
+                    for x in 0..ow {
+                        let (mut sum, scale) = conv_reference(
+                            self.xs,
+                            self.ws,
+                            self.bias[o],
+                            self.chw,
+                            self.window,
+                            stride,
+                            dilation,
+                            corner,
+                            [b, o, y, x],
+                        );
+                        if relu && sum < 0.0 {
+                            sum = 0.0;
+                        }
+                        let got = got[((b * m + o) * oh + y) * ow + x];
+                        let at = (case, b, o, y, x, relu);
+                        if sum.is_nan() {
+                            assert!(got.is_nan(), "{at:?}: {got} for NaN");
+                        } else {
+                            assert!(
+                                (f64::from(got) - sum).abs() <= 1e-6 * scale.max(1.0),
+                                "{at:?}: {got} against {sum}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The `len` values a kernel writes through `write` into an output that starts as infinities
+/// (so that an element it skips shows).
+fn filled(len: usize, write: impl FnOnce(&mut [std::mem::MaybeUninit<f32>])) -> Vec<f32> {
+    let mut out = vec![std::mem::MaybeUninit::new(f32::INFINITY); len];
+    write(&mut out);
+    // SAFETY: every element was initialized above.
+    out.into_iter().map(|v| unsafe { v.assume_init() }).collect()
+}
+
 #[test]
 fn the_channel_direct_convolution_equals_a_plain_sum_and_the_row_kernel_bit_for_bit() {
     use super::direct_channels as dc;
@@ -719,10 +748,9 @@ fn the_channel_direct_convolution_equals_a_plain_sum_and_the_row_kernel_bit_for_
         let differ = |a: &[f32], b: &[f32]| a.iter().zip(b).position(|(x, y)| x.to_bits() != y.to_bits());
         for relu in [false, true] {
             let run = |split: &threads::Split<'_>| {
-                let mut out = vec![std::mem::MaybeUninit::new(f32::INFINITY); n * m * oh * ow];
-                dc::conv(&xs, &dc::pack(&ws, m), Some(&bias), shape, &geo, &mut out, split, relu);
-                // SAFETY: every element was initialized above (and `conv` writes each again).
-                out.into_iter().map(|v| unsafe { v.assume_init() }).collect::<Vec<f32>>()
+                filled(n * m * oh * ow, |out| {
+                    dc::conv(&xs, &dc::pack(&ws, m), Some(&bias), shape, &geo, out, split, relu)
+                })
             };
             let serial = run(&threads::Split::Serial);
             // The same bits on two threads, split by image or by blocks of channels.
@@ -730,55 +758,15 @@ fn the_channel_direct_convolution_equals_a_plain_sum_and_the_row_kernel_bit_for_
             assert_eq!(differ(&serial, &run(&threads::Split::Rayon(3))), None, "{case:?}");
             // And the row kernel's bits where it takes the convolution too.
             if stride == [1, 1] && dilation == [1, 1] && direct::fits(c, &[h, w], kh, kw, &geo) {
-                let mut rows = vec![std::mem::MaybeUninit::new(f32::INFINITY); n * m * oh * ow];
                 let row_shape = direct::Shape { c, h, w, m, kh, kw };
                 let split = threads::Split::Serial;
-                direct::conv(
-                    &xs,
-                    &direct::pack(&ws, m),
-                    Some(&bias),
-                    row_shape,
-                    &geo,
-                    &mut rows,
-                    &split,
-                    relu,
-                );
-                // SAFETY: as above.
-                let rows: Vec<f32> = rows.into_iter().map(|v| unsafe { v.assume_init() }).collect();
+                let rows = filled(n * m * oh * ow, |out| {
+                    direct::conv(&xs, &direct::pack(&ws, m), Some(&bias), row_shape, &geo, out, &split, relu)
+                });
                 assert_eq!(differ(&serial, &rows), None, "{case:?}");
             }
-            for b in 0..n {
-                for o in 0..m {
-                    for y in 0..oh {
-                        for x in 0..ow {
-                            let (mut sum, scale) = conv_reference(
-                                &xs,
-                                &ws,
-                                bias[o],
-                                [c, h, w],
-                                [kh, kw],
-                                stride,
-                                dilation,
-                                [pads[0], pads[1]],
-                                [b, o, y, x],
-                            );
-                            if relu && sum < 0.0 {
-                                sum = 0.0;
-                            }
-                            let got = serial[((b * m + o) * oh + y) * ow + x];
-                            let at = (case, b, o, y, x, relu);
-                            if sum.is_nan() {
-                                assert!(got.is_nan(), "{at:?}: {got} for NaN");
-                            } else {
-                                assert!(
-                                    (f64::from(got) - sum).abs() <= 1e-6 * scale.max(1.0),
-                                    "{at:?}: {got} against {sum}"
-                                );
-                            }
-                        }
-                    }
-                }
-            }
+            let conv = ConvCase { xs: &xs, ws: &ws, bias: &bias, n, m, chw: [c, h, w], window: [kh, kw] };
+            conv.check(&serial, stride, dilation, [pads[0], pads[1]], [oh, ow], relu, &case);
         }
     }
     // Refused: a 1×1 window, fewer than 49 outputs, a deeper window, a padded image past the
