@@ -155,13 +155,19 @@ pub(crate) fn max_pool_2d_f32(src: &[f32], w: &Pool2d, images: usize, channels: 
     // The bordered row: input column x at bx + x, −∞ elsewhere, and room for the last block of
     // eight outputs to read its full width (sixteen values past its first for stride 2).
     let len = (bx + wd).max(ow.div_ceil(8) * 8 * sx + kw + 16);
-    let mut out = vec![0f32; planes * oh * ow];
-    let outs = super::threads::Chunks::new(&mut out, channels * oh * ow);
+    let len_out = planes * oh * ow;
+    let mut out: Vec<f32> = Vec::with_capacity(len_out);
+    let outs = super::threads::Chunks::new(&mut out.spare_capacity_mut()[..len_out], channels * oh * ow);
     super::threads::split_batch(images, 0, |split| {
         split.run_ranges(images, |i| {
             let src = &src[i * channels * h * wd..(i + 1) * channels * h * wd];
             // SAFETY: image i is one item of the split, which takes chunk i once.
             let out = unsafe { outs.take(i) };
+            // Initialized by the thread that writes it: zeroed on the caller, the other
+            // threads' images would first move from its cache to theirs.
+            out.fill(std::mem::MaybeUninit::new(0.0));
+            // SAFETY: every element was just initialized.
+            let out = unsafe { &mut *(out as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
             if two_by_two {
                 crate::kernels::wide(MaxPool2x2 { src, out, h, wd });
                 return;
@@ -187,6 +193,9 @@ pub(crate) fn max_pool_2d_f32(src: &[f32], w: &Pool2d, images: usize, channels: 
             }
         })
     });
+    // SAFETY: the split ran every image's task, each of which initialized its chunk; a panic
+    // in one resumes on this thread before here, and `out` is dropped at length 0.
+    unsafe { out.set_len(len_out) };
     Ok(out)
 }
 

@@ -1,9 +1,12 @@
 //! A model's team of intra-op threads: the calling thread and `threads - 1` workers that
 //! share one split of a kernel's work at a time.
 //!
-//! A split hands out its tasks through one atomic counter; the caller takes tasks as the workers
-//! do, so it never waits for a worker to wake before work starts, and a split is never slower
-//! than running its tasks on the caller alone by more than the cost of posting it. After a
+//! In a split, thread `t` (the caller 0, worker `i` thread `i`) first takes task `t`, then any
+//! task still left, in order: the same task goes to the same thread from one split to the next
+//! whenever that thread is free, so data a task wrote stays in its core's cache for the next
+//! split's task of the same index. The caller works as the workers do, so it never waits for a
+//! worker to wake before work starts, and a split is never slower than running its tasks on
+//! the caller alone by more than the cost of posting it. After a
 //! split a worker keeps polling for the next one for [`SPIN`] before it parks: a run's
 //! convolutions come one after another, a few microseconds apart, and a parked thread takes
 //! tens of microseconds to wake on a busy machine, which is what a pool that parks between
@@ -44,12 +47,15 @@ struct Shared {
     stop: AtomicBool,
 }
 
-/// One split: `tasks` calls of `run`, handed out through `next`.
+/// One split: `tasks` calls of `run`. Thread `t` of the team (the caller 0, worker `i` thread
+/// `i`) first takes task `t`, then any left, in order through `next`; `claimed` makes each
+/// task run once.
 struct Job {
     /// The split's task function, its lifetime erased: see [`Team::split`] for why it is only
     /// called while the function lives.
     run: *const (dyn Fn(usize) + Sync),
     tasks: usize,
+    claimed: Box<[AtomicBool]>,
     next: AtomicUsize,
     done: AtomicUsize,
     panic: Mutex<Option<Box<dyn Any + Send>>>,
@@ -62,21 +68,32 @@ unsafe impl Send for Job {}
 unsafe impl Sync for Job {}
 
 impl Job {
-    /// Claims and runs tasks until none is left.
-    fn work(&self) {
+    /// Claims and runs tasks, thread `me`'s own first, until none is left.
+    fn work(&self, me: usize) {
+        if me < self.tasks {
+            self.try_run(me);
+        }
         loop {
             let i = self.next.fetch_add(1, Ordering::Relaxed);
             if i >= self.tasks {
                 return;
             }
-            // SAFETY: a task was claimed, so `done` has not reached `tasks`, and `split` keeps
-            // the function alive until it has.
-            let run = unsafe { &*self.run };
-            if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(i))) {
-                lock(&self.panic).get_or_insert(p);
-            }
-            self.done.fetch_add(1, Ordering::Release);
+            self.try_run(i);
         }
+    }
+
+    /// Runs task `i` unless another thread has claimed it.
+    fn try_run(&self, i: usize) {
+        if self.claimed[i].swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // SAFETY: a task was claimed, so `done` has not reached `tasks`, and `split` keeps the
+        // function alive until it has.
+        let run = unsafe { &*self.run };
+        if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(i))) {
+            lock(&self.panic).get_or_insert(p);
+        }
+        self.done.fetch_add(1, Ordering::Release);
     }
 }
 
@@ -100,7 +117,7 @@ impl Team {
             let shared = team.shared.clone();
             // On an error the workers started so far are stopped by `team`'s drop.
             team.workers.push(
-                std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || worker(&shared))?,
+                std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || worker(&shared, i))?,
             );
         }
         Ok(team)
@@ -135,6 +152,7 @@ impl Team {
         let job = Arc::new(Job {
             run,
             tasks,
+            claimed: (0..tasks).map(|_| AtomicBool::new(false)).collect(),
             next: AtomicUsize::new(0),
             done: AtomicUsize::new(0),
             panic: Mutex::new(None),
@@ -145,7 +163,7 @@ impl Team {
             let _g = lock(&self.shared.park);
             self.shared.wake.notify_all();
         }
-        job.work();
+        job.work(0);
         let mut spins = 0u32;
         while job.done.load(Ordering::Acquire) < tasks {
             spins += 1;
@@ -178,7 +196,7 @@ impl Drop for Team {
 }
 
 /// A worker: waits for a split (polling for [`SPIN`], then parked), takes its tasks, repeats.
-fn worker(shared: &Shared) {
+fn worker(shared: &Shared, me: usize) {
     // `posted` starts at 0 when the team does, so a split posted before this thread first runs
     // is still this worker's to join.
     let mut seen = 0;
@@ -214,7 +232,7 @@ fn worker(shared: &Shared) {
         }
         let job = lock(&shared.job).clone();
         if let Some(job) = job {
-            job.work();
+            job.work(me);
         }
     }
 }
@@ -222,6 +240,26 @@ fn worker(shared: &Shared) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_thread_takes_the_task_of_its_own_index_first() {
+        let team = Team::new(3, "test-own").unwrap();
+        let caller = std::thread::current().name().map(str::to_string);
+        for _ in 0..50 {
+            // Each task waits until all three have started: no thread can run two of them, so
+            // the split completes only with one task per thread, and the names say which.
+            let barrier = std::sync::Barrier::new(3);
+            let ran: Vec<Mutex<Option<Option<String>>>> = (0..3).map(|_| Mutex::new(None)).collect();
+            team.split(3, &|t| {
+                *lock(&ran[t]) = Some(std::thread::current().name().map(str::to_string));
+                barrier.wait();
+            });
+            let names: Vec<Option<String>> =
+                ran.iter().map(|r| lock(r).clone().expect("every task ran")).collect();
+            let want = [caller.clone(), Some("test-own-1".to_string()), Some("test-own-2".to_string())];
+            assert_eq!(names, want);
+        }
+    }
 
     #[test]
     fn every_task_runs_once_on_whichever_thread_and_panics_reach_the_caller() {

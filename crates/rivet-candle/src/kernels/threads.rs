@@ -208,9 +208,10 @@ impl Split<'_> {
     }
 
     /// Runs `f(0)`, ..., `f(items - 1)`, each once, as one task per thread of consecutive
-    /// items (the first on the calling thread, which claims its task first), and returns when
-    /// all have. Kernels that split a batch this way keep an image on the same thread from
-    /// one layer to the next, where one task per image goes to whichever thread claims it.
+    /// items (on a team, task `t` on thread `t` when it is free, the first on the calling
+    /// thread), and returns when all have. Kernels that split a batch this way keep an image on
+    /// the same thread from one layer to the next, where one task per image goes to whichever
+    /// thread claims it.
     pub(crate) fn run_ranges(&self, items: usize, f: impl Fn(usize) + Sync + Send) {
         let tasks = self.threads().min(items).max(1);
         self.run(tasks, |t| (t * items / tasks..(t + 1) * items / tasks).for_each(&f));
