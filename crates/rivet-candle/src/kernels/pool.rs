@@ -132,6 +132,35 @@ pub(crate) fn max_pool_2d<T: candle_core::WithDType>(
     Ok(out)
 }
 
+/// The mean of each of the `images × channels` planes of `plane` values in `src` (float32),
+/// summed in f64 in order and times `1 / plane`, as Candle's mean of float64 values computes
+/// it, then rounded to f32. Split by images ([`super::threads::split_batch`]), each thread
+/// reading the images the layer before left in its cache.
+pub(crate) fn global_average_f32(src: &[f32], images: usize, channels: usize, plane: usize) -> Vec<f32> {
+    let planes = images * channels;
+    let mut out: Vec<f32> = Vec::with_capacity(planes);
+    if planes == 0 || src.len() != planes * plane {
+        return out;
+    }
+    let scale = 1.0 / plane as f64;
+    let outs = super::threads::Chunks::new(&mut out.spare_capacity_mut()[..planes], channels);
+    super::threads::split_batch(images, 0, |split| {
+        split.run_ranges(images, |i| {
+            // SAFETY: image i is one item of the split, which takes chunk i once.
+            let out = unsafe { outs.take(i) };
+            let src = &src[i * channels * plane..(i + 1) * channels * plane];
+            for (o, values) in out.iter_mut().zip(src.chunks_exact(plane)) {
+                let sum = values.iter().fold(0f64, |s, &v| s + f64::from(v));
+                o.write((sum * scale) as f32);
+            }
+        })
+    });
+    // SAFETY: the split ran every image's task, each of which wrote its chunk; a panic in one
+    // resumes on this thread before here, and `out` is dropped at length 0.
+    unsafe { out.set_len(planes) };
+    out
+}
+
 /// [`max_pool_2d`] of `images` images of `channels` planes on float32, with the same results
 /// bit for bit, split by images ([`super::threads::split_batch`]). With AVX2 and a column
 /// stride of 1 or 2, eight outputs at a time: per output row, the maximum down the window's

@@ -913,3 +913,81 @@ fn same_shape_arithmetic_split_by_images_equals_candles_bit_for_bit() {
         }
     }
 }
+
+#[test]
+fn global_average_pooling_is_the_f64_mean_at_every_thread_count() {
+    let (images, channels, plane) = (5, 3, 7 * 7);
+    let mut src = spread(images * channels * plane, 3);
+    src[plane + 4] = f32::NAN;
+    // Each plane's mean: the f64 sum in order, times 1 / plane, rounded to f32.
+    let want: Vec<f32> = src
+        .chunks_exact(plane)
+        .map(|p| (p.iter().fold(0f64, |s, &v| s + f64::from(v)) * (1.0 / plane as f64)) as f32)
+        .collect();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for threads in [1, 2, 3] {
+        let budget = threads::Budget::new(threads).unwrap();
+        let got = threads::with_budget(Some(&budget), || global_average_f32(&src, images, channels, plane));
+        assert_eq!(bits(&got), bits(&want), "{threads} thread(s)");
+    }
+    assert!(want[1].is_nan() && !want[0].is_nan());
+    // Candle's mean of the values as f64 agrees.
+    let x = CTensor::from_vec(src.clone(), (images, channels, plane), &Device::Cpu).unwrap();
+    let candle = x.to_dtype(CDType::F64).unwrap().mean_keepdim(2).unwrap().to_dtype(CDType::F32).unwrap();
+    let candle: Vec<f32> = candle.flatten_all().unwrap().to_vec1().unwrap();
+    for (i, (a, b)) in candle.iter().zip(&want).enumerate() {
+        assert!(
+            a.to_bits() == b.to_bits() || (a - b).abs() <= f32::EPSILON * b.abs(),
+            "plane {i}: {a} against {b}"
+        );
+    }
+    // Nothing to pool: an empty result, not a panic.
+    assert!(global_average_f32(&[], 0, 3, plane).is_empty());
+}
+
+#[test]
+fn a_large_gemm_in_column_blocks_gives_the_same_bits_at_every_thread_count() {
+    // ResNet-18's classifier at batch 8: 4.1 million multiply-adds, four blocks of 250 columns.
+    let (m, k, n) = (8, 512, 1000);
+    assert!(m * k * n > SERIAL_GEMM_MACS);
+    let a = CTensor::from_vec(spread(m * k, 1), (m, k), &Device::Cpu).unwrap();
+    let b_values: Vec<f32> = spread(k * n, 2).iter().map(|v| v / 64.0).collect();
+    // B transposed in storage, as a Gemm with transB reads it.
+    let b = CTensor::from_vec(b_values.clone(), (n, k), &Device::Cpu).unwrap().t().unwrap();
+    let c = CTensor::from_vec(spread(n, 5), n, &Device::Cpu).unwrap();
+    let bits = |t: &CTensor| -> Vec<u32> {
+        t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect()
+    };
+    for relu in [false, true] {
+        let run = |threads: Option<usize>| {
+            let budget = threads.map(|t| threads::Budget::new(t).unwrap());
+            threads::with_budget(budget.as_ref(), || gemm_op::<f32>(&a, &b, Some(&c), 1.0, 1.0, relu))
+                .unwrap()
+        };
+        let one = run(Some(1));
+        for threads in [Some(2), Some(3), None] {
+            assert_eq!(bits(&one), bits(&run(threads)), "{threads:?} threads, relu {relu}");
+        }
+        // Against a plain f64 sum.
+        let (av, bias) = (spread(m * k, 1), spread(n, 5));
+        let got: Vec<f32> = one.flatten_all().unwrap().to_vec1().unwrap();
+        for i in 0..m {
+            for j in 0..n {
+                let mut sum = f64::from(bias[j]);
+                let mut scale = sum.abs();
+                for p in 0..k {
+                    let term = f64::from(av[i * k + p]) * f64::from(b_values[j * k + p]);
+                    sum += term;
+                    scale += term.abs();
+                }
+                if relu && sum < 0.0 {
+                    sum = 0.0;
+                }
+                // An f32 sum of k terms: within k ulps of the terms' magnitude.
+                let g = f64::from(got[i * n + j]);
+                let bound = k as f64 * f64::from(f32::EPSILON) * scale.max(1.0);
+                assert!((g - sum).abs() <= bound, "[{i}, {j}]: {g} against {sum}");
+            }
+        }
+    }
+}

@@ -1,17 +1,17 @@
 //! Where a model's products run under an explicit intra-op thread count: small ones on the
 //! calling thread, large ones (more than [`SERIAL_GEMM_MACS`] multiply-adds, the one rule for
-//! every kernel family) split over that many threads: a convolution over the model's
-//! [`Team`], the calling thread among them; a matrix product over a rayon pool of the model's,
-//! started on first use.
+//! every kernel family) split over that many threads: a convolution or a Gemm over the
+//! model's [`Team`], the calling thread among them; a MatMul that Candle computes over a rayon
+//! pool of the model's, started on first use.
 //!
-//! A batch of at least as many images as threads is the exception: its convolutions and max
-//! pooling, and its Relu and same-shape arithmetic from 64 Ki values, split by image ranges
-//! whatever their size ([`split_batch`]), so that each image stays on one core.
+//! A batch of at least as many images as threads is the exception: its convolutions, max and
+//! global average pooling, and its Relu and same-shape arithmetic from 64 Ki values, split by
+//! image ranges whatever their size ([`split_batch`]), so that each image stays on one core.
 //!
 //! A run sets its model's [`Budget`] for the calling thread; the kernels ask it through
-//! [`split`], [`products`] and [`candle_product`]. Without a budget (no thread count given),
-//! large matrix products run on the current rayon pool, with as many threads as it has, and
-//! large convolutions on a team of the process's, as many threads as that pool.
+//! [`split`], [`split_batch`] and [`candle_product`]. Without a budget (no thread count given),
+//! large MatMuls run on the current rayon pool, with as many threads as it has, and large
+//! convolutions and Gemms on a team of the process's, as many threads as that pool.
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
@@ -88,20 +88,6 @@ impl<T> Handoff<T> {
 // SAFETY: see above: the caller waits in `install` while a pool thread runs the closure, so the
 // value (and what it borrows) is used by one thread at a time, as on the caller alone.
 unsafe impl<T> Send for Handoff<T> {}
-
-/// Runs `f`, the products of one of Rivet's kernels (`macs` multiply-adds in all), with the
-/// parallelism they may use: on the calling thread when small or when the budget is one thread,
-/// else split over the budget's pool; without a budget, as [`parallelism`] says.
-pub(crate) fn products<R>(macs: usize, f: impl FnOnce(Parallelism) -> R) -> R {
-    match budget() {
-        None => f(parallelism(macs)),
-        Some(b) if b.threads > 1 && macs > SERIAL_GEMM_MACS => match b.pool() {
-            Some(pool) => on_pool(pool, move || f(Parallelism::Rayon(b.threads))),
-            None => f(Parallelism::None),
-        },
-        Some(_) => f(Parallelism::None),
-    }
-}
 
 /// Runs `f`, a product of Candle's own (`macs` multiply-adds), which splits its work over
 /// whatever pool it runs in: a large one runs on the budget's pool, at one thread too.

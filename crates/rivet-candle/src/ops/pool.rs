@@ -87,6 +87,16 @@ fn build_global_pool(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
         for d in dims.iter_mut().skip(2) {
             *d = 1;
         }
+        if !max && a.dtype() == CDType::F32 && a.rank() >= 3 && a.dims()[0] > 0 {
+            let (images, channels) = (a.dims()[0], a.dims()[1]);
+            let plane: usize = a.dims()[2..].iter().product();
+            if plane > 0 {
+                let means = crate::kernels::with_values(a, |xs: &[f32]| {
+                    global_average_f32(xs, images, channels, plane)
+                })?;
+                return Ok(vec![candle_core::Tensor::from_vec(means, dims, &candle_core::Device::Cpu)?]);
+            }
+        }
         let flat = a.flatten_from(2)?;
         let y = if max {
             flat.max_keepdim(2)?
