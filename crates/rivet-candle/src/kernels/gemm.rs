@@ -61,9 +61,30 @@ pub(crate) fn matmul(a: &CTensor, b: &CTensor) -> CResult<CTensor> {
 /// split over two).
 pub(crate) const SERIAL_GEMM_MACS: usize = 1 << 21;
 
+/// `a @ b + bias` for float32 `a` and `b` of at least two dims that [`serial_matmul`] takes
+/// and a `bias` of one value per output column: each output element is the product's sum plus
+/// its column's bias, one addition, the bits an Add of the product and the bias gives. `None`
+/// where those do not hold.
+pub(crate) fn matmul_bias_f32(a: &CTensor, b: &CTensor, bias: &CTensor) -> CResult<Option<CTensor>> {
+    let f32s = [a.dtype(), b.dtype(), bias.dtype()].iter().all(|&d| d == CDType::F32);
+    if !f32s || a.rank() < 2 || b.rank() < 2 || bias.dims() != [b.dims()[b.rank() - 1]] {
+        return Ok(None);
+    }
+    with_values(bias, |bias: &[f32]| serial_matmul_with(a, b, Some(bias)))?
+}
+
 /// `a @ b` (f32 or f64, `b` a matrix or a batch matching `a`'s) by one `gemm` call per batch
 /// on the calling thread, when small; `None` otherwise (Candle's product runs it, on its pool).
 pub(crate) fn serial_matmul(a: &CTensor, b: &CTensor) -> CResult<Option<CTensor>> {
+    serial_matmul_with::<f32>(a, b, None)
+}
+
+/// [`serial_matmul`], plus `bias` (of `T`, one value per column) added to every row.
+fn serial_matmul_with<B: candle_core::WithDType>(
+    a: &CTensor,
+    b: &CTensor,
+    bias: Option<&[B]>,
+) -> CResult<Option<CTensor>> {
     let (ra, rb) = (a.rank(), b.rank());
     if ra < 2 || rb < 2 || a.dtype() != b.dtype() {
         return Ok(None);
@@ -79,9 +100,14 @@ pub(crate) fn serial_matmul(a: &CTensor, b: &CTensor) -> CResult<Option<CTensor>
     }
     let mut dims = batch_a.to_vec();
     dims.extend([m, n]);
-    match a.dtype() {
-        CDType::F32 => Ok(Some(serial_gemm::<f32>(a, b, batches, m, k, n, batch_b.is_empty(), &dims)?)),
-        CDType::F64 => Ok(Some(serial_gemm::<f64>(a, b, batches, m, k, n, batch_b.is_empty(), &dims)?)),
+    let shared_b = batch_b.is_empty();
+    match (a.dtype(), bias) {
+        (_, Some(bias)) if bias.len() == n && B::DTYPE == a.dtype() => {
+            Ok(Some(serial_gemm::<B>(a, b, batches, m, k, n, shared_b, &dims, Some(bias))?))
+        }
+        (_, Some(_)) => Ok(None),
+        (CDType::F32, None) => Ok(Some(serial_gemm::<f32>(a, b, batches, m, k, n, shared_b, &dims, None)?)),
+        (CDType::F64, None) => Ok(Some(serial_gemm::<f64>(a, b, batches, m, k, n, shared_b, &dims, None)?)),
         _ => Ok(None),
     }
 }
@@ -96,6 +122,7 @@ pub(crate) fn serial_gemm<T: candle_core::WithDType>(
     n: usize,
     shared_b: bool,
     dims: &[usize],
+    bias: Option<&[T]>,
 ) -> CResult<CTensor> {
     let len = batches * m * n;
     let mut c: Vec<T> = Vec::with_capacity(len);
@@ -106,6 +133,13 @@ pub(crate) fn serial_gemm<T: candle_core::WithDType>(
     })???;
     // SAFETY: `gemm_batches` returned Ok, so it wrote every element of the `len` it was given.
     unsafe { c.set_len(len) };
+    if let Some(bias) = bias.filter(|b| b.len() == n && n > 0) {
+        for row in c.chunks_exact_mut(n) {
+            for (v, &b) in row.iter_mut().zip(bias) {
+                *v += b;
+            }
+        }
+    }
     CTensor::from_vec(c, dims, &Device::Cpu)
 }
 

@@ -338,7 +338,7 @@ fn legacy_broadcast(a: &[usize], b: &CTensor, broadcast: bool, start: Option<usi
 }
 
 /// The kernel of `Add`, `Sub`, `Mul` or `Div` on type `t`, broadcasting as numpy does.
-fn arithmetic(op: &str, t: Ty) -> Kernel {
+pub(super) fn arithmetic(op: &str, t: Ty) -> Kernel {
     match (op, t.is_float()) {
         ("Add", true) => float_arith(Arith::Add, CTensor::broadcast_add),
         ("Sub", true) => float_arith(Arith::Sub, CTensor::broadcast_sub),

@@ -48,13 +48,36 @@ fn gemm_half_steps(product: Kernel, alpha: f64, beta: f64, relu: bool) -> Kernel
     })
 }
 
-/// Builds `MatMul`.
+/// Builds `MatMul`, and with a fused bias (see [`NodeCtx::fuse_bias`]) the Add after it: the
+/// answer is the Add's, bit for bit. A float32 product the serial path takes, with a bias of
+/// one value per output column, adds it to each row while the product is in cache (one
+/// addition per element, as the Add makes); anything else runs the product and then the Add's
+/// own kernel.
 fn build_matmul(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
     ctx.known(&[])?;
     let t = ctx.ty_where(0, product_floats, PRODUCT_FLOATS)?;
     ctx.ty(1)?;
     ctx.same(&[0, 1], t)?;
-    Ok((via_f32(Box::new(|x| Ok(vec![matmul(req(x, 0)?, req(x, 1)?)?])), t), vec![t]))
+    let product: Kernel = via_f32(Box::new(|x| Ok(vec![matmul(req(x, 0)?, req(x, 1)?)?])), t);
+    let Some(bias_first) = ctx.fuse_bias else {
+        return Ok((product, vec![t]));
+    };
+    let add = super::elementwise::arithmetic("Add", t);
+    let k: Kernel = Box::new(move |x| {
+        let (a, b, bias) = (req(x, 0)?, req(x, 1)?, req(x, 2)?);
+        if let Some(y) = matmul_bias_f32(a, b, bias)? {
+            return Ok(vec![y]);
+        }
+        let y = product(&[Some(a), Some(b)])?
+            .pop()
+            .ok_or_else(|| candle_core::Error::Msg("MatMul gave no output".into()))?;
+        if bias_first {
+            add(&[Some(bias), Some(&y)])
+        } else {
+            add(&[Some(&y), Some(bias)])
+        }
+    });
+    Ok((k, vec![t]))
 }
 
 /// Builds `Gemm`.

@@ -110,6 +110,10 @@ pub struct NodeCtx<'a> {
     /// Whether the node's kernel also applies the Relu that was its output's only reader: the
     /// plan's fusion pass folds such a Relu into an operator registered with `fuses_relu`.
     pub fuse_relu: bool,
+    /// For a MatMul, `Some(first)` when its kernel also adds the bias vector of the Add that
+    /// was its output's only reader (the plan's fusion pass folds such an Add into it): the
+    /// bias is the kernel's input 2, and `first` says it was the Add's first operand.
+    pub fuse_bias: Option<bool>,
 }
 
 /// Why the executor will not build a node: the reason as users read it, after the operator,

@@ -116,18 +116,25 @@ pub(super) fn import<'g>(
     Ok(slots)
 }
 
-/// A node as the plan builds it: the graph's node, the names its outputs take, and whether its
-/// kernel applies the Relu that was fused into it.
+/// A node as the plan builds it: the graph's node, the names its outputs take, whether its
+/// kernel applies the Relu that was fused into it, and the bias vector of an Add fused into it
+/// (the name it is read from, and whether it was the Add's first operand).
 pub(super) struct PlanNode<'g> {
     proto: &'g NodeProto,
     outputs: Vec<&'g str>,
     fuse_relu: bool,
+    fuse_bias: Option<(&'g str, bool)>,
 }
 
 /// Pass 2: the node list with each Relu that is the only reader of a fusing operator's output
 /// (registered with `fuses_relu`: Gemm, Conv) folded into that operator: the Relu node is gone,
 /// and its producer writes the Relu's output and applies it. The Relu must read nothing else,
 /// and its input must not be read by any other node, subgraph or graph output.
+///
+/// Likewise, from opset 7, each Add of a MatMul's output and a vector initializer of the type of
+/// the MatMul's weights (an initializer too: a bias, as `nn.Linear` on a sequence exports) that
+/// is the only reader of that output: the MatMul writes
+/// the Add's output, the vector read as its third input (see `ops::gemm`'s `build_matmul`).
 pub(super) fn fuse(graph: &GraphProto, opset: i64) -> Vec<PlanNode<'_>> {
     let default = |n: &NodeProto| n.domain.is_empty() || n.domain == "ai.onnx";
     let mut producer: HashMap<&str, usize> = HashMap::new();
@@ -175,20 +182,59 @@ pub(super) fn fuse(graph: &GraphProto, opset: i64) -> Vec<PlanNode<'_>> {
             fused.insert(p, j);
         }
     }
-    let relus: HashSet<usize> = fused.values().copied().collect();
+    // MatMul → (the Add of its bias, the bias's name, whether the bias is the Add's first input).
+    // Initializers' element types; the bias must have its product's weights' (else the Add
+    // stays, to refuse the mix itself).
+    let elem: HashMap<&str, i32> = graph.initializer.iter().map(|t| (t.name.as_str(), t.data_type)).collect();
+    let vectors: HashSet<&str> =
+        graph.initializer.iter().filter(|t| t.dims.len() == 1).map(|t| t.name.as_str()).collect();
+    let mut biased: HashMap<usize, (usize, &str, bool)> = HashMap::new();
+    for (j, node) in graph.node.iter().enumerate() {
+        let plain = node.op_type == "Add" && default(node) && opset >= 7 && node.attribute.is_empty();
+        if !plain || node.input.len() != 2 || node.output.len() != 1 {
+            continue;
+        }
+        for (x, first) in [(0, false), (1, true)] {
+            let (product, bias) = (node.input[x].as_str(), node.input[1 - x].as_str());
+            let Some(&p) = producer.get(product) else { continue };
+            let prod = &graph.node[p];
+            let fusable = prod.op_type == "MatMul"
+                && default(prod)
+                && prod.output.len() == 1
+                && readers.get(product) == Some(&1)
+                && vectors.contains(bias)
+                && prod.input.get(1).and_then(|w| elem.get(w.as_str())) == elem.get(bias)
+                && !biased.contains_key(&p);
+            if fusable {
+                biased.insert(p, (j, bias, first));
+                break;
+            }
+        }
+    }
+    let gone: HashSet<usize> = fused.values().chain(biased.values().map(|(j, _, _)| j)).copied().collect();
     graph
         .node
         .iter()
         .enumerate()
-        .filter(|(i, _)| !relus.contains(i))
-        .map(|(i, node)| match fused.get(&i) {
-            Some(&j) => {
-                PlanNode { proto: node, outputs: vec![graph.node[j].output[0].as_str()], fuse_relu: true }
-            }
-            None => PlanNode {
+        .filter(|(i, _)| !gone.contains(i))
+        .map(|(i, node)| match (fused.get(&i), biased.get(&i)) {
+            (Some(&j), _) => PlanNode {
+                proto: node,
+                outputs: vec![graph.node[j].output[0].as_str()],
+                fuse_relu: true,
+                fuse_bias: None,
+            },
+            (None, Some(&(j, bias, first))) => PlanNode {
+                proto: node,
+                outputs: vec![graph.node[j].output[0].as_str()],
+                fuse_relu: false,
+                fuse_bias: Some((bias, first)),
+            },
+            (None, None) => PlanNode {
                 proto: node,
                 outputs: node.output.iter().map(String::as_str).collect(),
                 fuse_relu: false,
+                fuse_bias: None,
             },
         })
         .collect()
@@ -292,6 +338,7 @@ fn build_node(node: &PlanNode<'_>, def: &OpDef, opset: i64, slots: &Slots<'_>) -
                 node: proto,
                 opset,
                 fuse_relu: node.fuse_relu,
+                fuse_bias: node.fuse_bias.map(|(_, first)| first),
                 tys: kinds.iter().map(|k| k.map(|(t, _)| t)).collect(),
                 consts: proto
                     .input
@@ -308,7 +355,7 @@ fn build_node(node: &PlanNode<'_>, def: &OpDef, opset: i64, slots: &Slots<'_>) -
                 exec: Exec::Tensor(kernel),
                 outputs: tys.into_iter().map(|t| (t, false)).collect(),
                 consts: ctx.consts,
-                extra: vec![],
+                extra: node.fuse_bias.map(|(bias, _)| vec![bias.to_string()]).unwrap_or_default(),
             })
         }
     }
@@ -347,8 +394,10 @@ pub(super) fn build<'g>(
                 continue;
             }
         };
+        // A fused bias is an extra input the constant arguments below do not hold.
         let foldable = def.foldable
             && matches!(def.builder, Builder::Tensor(_))
+            && built.extra.is_empty()
             && proto.input.iter().enumerate().all(|(j, n)| n.is_empty() || built.consts[j].is_some());
         let folded = match &built.exec {
             Exec::Tensor(kernel) if foldable => {
