@@ -12,9 +12,10 @@
 //!
 //! Concurrency: a loaded model is immutable, so any number of threads may run it at once, with
 //! no lock. Threads: a run stays on the calling thread; only matrix products and convolutions
-//! of more than 2^21 multiply-adds split their work over a pool, that of `intra_op_threads`
-//! threads (one thread: no split), or without it the global pool (sized by
-//! `RAYON_NUM_THREADS`, else the CPU count). Outputs are the same bits at every thread count.
+//! of more than 2^21 multiply-adds, and a batch of at least as many images as threads, split
+//! their work over `intra_op_threads` threads (one thread: no split), or without it over as
+//! many as the global rayon pool has (sized by `RAYON_NUM_THREADS`, else the CPU count).
+//! Outputs are the same bits at every thread count.
 //! `inter_op_threads` must be 1 or unset: nodes run one after another.
 
 #![warn(missing_docs)]
