@@ -137,7 +137,8 @@ pub(crate) fn conv(
     );
     let packed = &packed[at..at + blocks * ck * MR];
     let bias = super::direct::block_bias(bias, blocks * MR);
-    let kernel = Kernel { packed, bias: &bias, ck, k3: kw == 3 && dilation[1] == 1, m, p, relu };
+    let run = if dilation[1] == 1 && (kw == 3 || kw == 7) { kw } else { 1 };
+    let kernel = Kernel { packed, bias: &bias, ck, run, m, p, relu };
     let threads = split.threads();
     let outs = SharedOut::new(out);
     // Image `i`'s outputs at `positions` in the channel blocks `blocks`, padded and computed
@@ -224,7 +225,7 @@ impl Band {
                 // Padded row first + r holds input row first + r - top, where there is one.
                 let Some(y) = (self.first + r).checked_sub(top).filter(|&y| y < s.h) else { continue };
                 let row = &img[(ch * s.h + y) * s.w..][..s.w];
-                dst[ch * self.plane + r * wp + left..][..s.w].copy_from_slice(row);
+                super::direct::copy_row(&mut dst[ch * self.plane + r * wp + left..][..s.w], row);
             }
         }
     }
@@ -235,8 +236,9 @@ struct Kernel<'a> {
     packed: &'a [f32],
     bias: &'a [f32],
     ck: usize,
-    /// Whether the window is 3 wide and reads consecutive columns: three steps per offset.
-    k3: bool,
+    /// How many consecutive columns each window row reads as one run of steps (one offset
+    /// read per run): 3 or 7 for windows that wide and undilated, else 1.
+    run: usize,
     m: usize,
     p: usize,
     relu: bool,
@@ -274,7 +276,7 @@ impl Kernel<'_> {
                         tile,
                         dst.add(i * NP),
                         Out { p: self.p, channels: rows, bias, relu: self.relu },
-                        self.k3,
+                        self.run,
                     )
                 };
             }
@@ -300,7 +302,8 @@ mod x86 {
     /// One register tile: `to.channels` (at most 16) output channels × the positions whose
     /// corners are `tile` (at most 6), each sum plus its channel's bias, clamped at zero with
     /// `to.relu`, written to `out[r * to.p + q]` for channel `r` and the tile's `q`th position.
-    /// With `k3`, `offsets` comes in threes `o, o + 1, o + 2` (a window row 3 wide).
+    /// With `run` 3 or 7, `offsets` comes in runs `o, o + 1, ..., o + run - 1` (a window
+    /// row that wide).
     ///
     /// # Safety
     /// The CPU has AVX2 and FMA. For every corner `k` of `tile` and offset `o` of `offsets`
@@ -315,14 +318,16 @@ mod x86 {
         tile: &[usize],
         out: *mut f32,
         to: Out<'_>,
-        k3: bool,
+        run: usize,
     ) {
         let mut acc = [[_mm256_setzero_ps(); 2]; NP];
         // SAFETY (all blocks below): the reads and writes are the ones the contract covers.
         if tile.len() == NP {
             let src: [*const f32; NP] = std::array::from_fn(|q| unsafe { xp.add(tile[q]) });
-            if k3 {
+            if run == 3 && offsets.len().is_multiple_of(3) {
                 unsafe { acc6_k3(src, offsets, weights, &mut acc) };
+            } else if run == 7 && offsets.len().is_multiple_of(7) {
+                unsafe { acc6_k7(src, offsets, weights, &mut acc) };
             } else {
                 unsafe { acc6(src, offsets, weights, &mut acc) };
             }
@@ -473,6 +478,22 @@ mod x86 {
         tile_loop!(src, offsets, offsets.len() / 3, weights, acc;
             step!(0, 0), step!(64, 4), step!(128, 8), "add {offs}, 24", "add {w}, 192",);
     }
+
+    /// [`acc6_k3`] for a window row 7 wide (a ResNet's stem): one offset read per seven steps.
+    ///
+    /// # Safety
+    /// As [`tile`]'s, with 6 corners and `offsets` in sevens `o, ..., o + 6`.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn acc6_k7(
+        src: [*const f32; NP],
+        offsets: &[usize],
+        weights: *const f32,
+        acc: &mut [[__m256; 2]; NP],
+    ) {
+        tile_loop!(src, offsets, offsets.len() / 7, weights, acc;
+            step!(0, 0), step!(64, 4), step!(128, 8), step!(192, 12), step!(256, 16), step!(320, 20),
+            step!(384, 24), "add {offs}, 56", "add {w}, 448",);
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -485,7 +506,7 @@ mod x86 {
         _: &[usize],
         _: *mut f32,
         _: super::Out<'_>,
-        _: bool,
+        _: usize,
     ) {
         unreachable!("the direct kernel runs on x86-64 only")
     }

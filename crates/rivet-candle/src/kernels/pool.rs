@@ -165,14 +165,15 @@ pub(crate) fn global_average_f32(src: &[f32], images: usize, channels: usize, pl
 /// bit for bit, split by images ([`super::threads::split_batch`]). With AVX2 and a column
 /// stride of 1 or 2, eight outputs at a time: per output row, the maximum down the window's
 /// rows goes into a row bordered with −∞ (so every window reads its full width), then each
-/// window column's values, every other one for stride 2, are compared eight at a time.
-/// ResNet's 3×3 stride-2 pool takes half the general loop's time.
+/// window column's values, every other one for stride 2, are compared eight at a time. A
+/// plane runs in one function compiled for AVX2, with the 3-row maximum and the 3-wide
+/// stride-2 columns (ResNet's pool) written out, and each output is written once, by the
+/// thread that computes it, without zeroing first: ResNet-18's pool at batch 8 on one thread
+/// took 0.71 ms with a call per row and step and 0.38 ms this way (ONNX Runtime: 0.36).
 pub(crate) fn max_pool_2d_f32(src: &[f32], w: &Pool2d, images: usize, channels: usize) -> CResult<Vec<f32>> {
     let planes = images * channels;
     let ([h, wd], [oh, ow]) = (w.input, w.out);
-    let [kh, kw] = w.kernel;
-    let [sy, sx] = w.strides;
-    let [by, bx] = w.begin;
+    let (kw, sx, bx) = (w.kernel[1], w.strides[1], w.begin[1]);
     if src.len() != planes * h * wd || planes * oh * ow == 0 || h * wd == 0 || kw == 0 {
         return max_pool_2d(src, w, planes);
     }
@@ -192,38 +193,24 @@ pub(crate) fn max_pool_2d_f32(src: &[f32], w: &Pool2d, images: usize, channels: 
             let src = &src[i * channels * h * wd..(i + 1) * channels * h * wd];
             // SAFETY: image i is one item of the split, which takes chunk i once.
             let out = unsafe { outs.take(i) };
-            // Initialized by the thread that writes it: zeroed on the caller, the other
-            // threads' images would first move from its cache to theirs.
-            out.fill(std::mem::MaybeUninit::new(0.0));
-            // SAFETY: every element was just initialized.
-            let out = unsafe { &mut *(out as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
             if two_by_two {
+                // Initialized by the thread that writes it: zeroed on the caller, the other
+                // threads' images would first move from its cache to theirs.
+                out.fill(std::mem::MaybeUninit::new(0.0));
+                // SAFETY: every element was just initialized.
+                let out = unsafe { &mut *(out as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
                 crate::kernels::wide(MaxPool2x2 { src, out, h, wd });
                 return;
             }
             let mut down = vec![f32::NEG_INFINITY; len];
             for (plane_src, plane_out) in src.chunks_exact(h * wd).zip(out.chunks_exact_mut(oh * ow)) {
-                for (oy, acc) in plane_out.chunks_exact_mut(ow).enumerate() {
-                    // Window rows oy * sy + ky - by inside [0, h).
-                    let top = oy * sy;
-                    let (ky_lo, ky_hi) = (by.saturating_sub(top), kh.min((h + by).saturating_sub(top)));
-                    let row = |ky: usize| &plane_src[(top + ky - by) * wd..(top + ky - by + 1) * wd];
-                    let dst = &mut down[bx..bx + wd];
-                    if ky_lo < ky_hi {
-                        dst.copy_from_slice(row(ky_lo));
-                        for ky in ky_lo + 1..ky_hi {
-                            x86::max_into(dst, row(ky));
-                        }
-                    } else {
-                        dst.fill(f32::NEG_INFINITY);
-                    }
-                    x86::columns(&down, kw, sx, acc);
-                }
+                x86::plane(plane_src, w, &mut down, plane_out);
             }
         })
     });
-    // SAFETY: the split ran every image's task, each of which initialized its chunk; a panic
-    // in one resumes on this thread before here, and `out` is dropped at length 0.
+    // SAFETY: the split ran every image's task, each of which wrote every element of its
+    // chunk; a panic in one resumes on this thread before here, and `out` is dropped at
+    // length 0.
     unsafe { out.set_len(len_out) };
     Ok(out)
 }
@@ -232,71 +219,152 @@ pub(crate) fn max_pool_2d_f32(src: &[f32], w: &Pool2d, images: usize, channels: 
 mod x86 {
     #[cfg(target_arch = "x86_64")]
     use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
 
     /// Whether this CPU has AVX2.
     pub(super) fn available() -> bool {
         super::super::direct::available()
     }
 
-    /// `dst[i] = nan_max(dst[i], row[i])` for every `i`. [`available`] must hold.
-    pub(super) fn max_into(dst: &mut [f32], row: &[f32]) {
-        assert!(available() && dst.len() == row.len(), "max_into operands");
-        // SAFETY: the CPU has AVX2 (asserted); the loop stays within both slices.
+    /// One plane of [`super::max_pool_2d_f32`]: `src` (`w.input`) into `out` (`w.out`), row
+    /// by row: the maximum down the window's rows into `down`, the bordered row (−∞ outside
+    /// the input's columns, at least the output's columns rounded up to 8, times the column
+    /// stride, plus the window's width and 16 long), then across the window's columns.
+    /// [`available`] must hold, and the column stride be 1 or 2.
+    pub(super) fn plane(src: &[f32], w: &super::Pool2d, down: &mut [f32], out: &mut [MaybeUninit<f32>]) {
+        let ([h, wd], [oh, ow]) = (w.input, w.out);
+        assert!(
+            available()
+                && (w.strides[1] == 1 || w.strides[1] == 2)
+                && src.len() == h * wd
+                && out.len() == oh * ow
+                && down.len() >= (w.begin[1] + wd).max(ow.div_ceil(8) * 8 * w.strides[1] + w.kernel[1] + 16),
+            "max pool plane"
+        );
+        // SAFETY: the CPU has AVX2, and the extents are as the loops need (asserted).
         #[cfg(target_arch = "x86_64")]
         unsafe {
-            max_into_avx2(dst, row)
+            plane_avx2(src, w, down, out)
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn max_into_avx2(dst: &mut [f32], row: &[f32]) {
-        let n = dst.len() / 8 * 8;
-        for i in (0..n).step_by(8) {
-            // SAFETY: i + 8 <= n <= both lengths.
-            unsafe {
-                let a = _mm256_loadu_ps(dst.as_ptr().add(i));
-                let v = _mm256_loadu_ps(row.as_ptr().add(i));
-                _mm256_storeu_ps(dst.as_mut_ptr().add(i), larger(a, v));
+    fn plane_avx2(src: &[f32], w: &super::Pool2d, down: &mut [f32], out: &mut [MaybeUninit<f32>]) {
+        let ([h, wd], [_, ow]) = (w.input, w.out);
+        let ([kh, kw], [sy, sx], [by, bx]) = (w.kernel, w.strides, w.begin);
+        for (oy, acc) in out.chunks_exact_mut(ow).enumerate() {
+            // Window rows oy * sy + ky - by inside [0, h).
+            let top = oy * sy;
+            let (ky_lo, ky_hi) = (by.saturating_sub(top), kh.min((h + by).saturating_sub(top)));
+            let dst = &mut down[bx..bx + wd];
+            if ky_lo < ky_hi {
+                rows_max(dst, &src[(top + ky_lo - by) * wd..(top + ky_hi - by) * wd]);
+            } else {
+                dst.fill(f32::NEG_INFINITY);
+            }
+            if kw == 3 && sx == 2 && ow >= 8 {
+                columns_3_by_2(down, acc);
+            } else {
+                columns(down, kw, sx, acc);
             }
         }
-        for (d, &v) in dst[n..].iter_mut().zip(&row[n..]) {
-            super::nan_max(d, v);
+    }
+
+    /// `dst[i]` = the nan_max, in row order, of `rows[r * dst.len() + i]` over the whole rows
+    /// of `rows` (at least one).
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn rows_max(dst: &mut [f32], rows: &[f32]) {
+        let (wd, count) = (dst.len(), rows.len() / dst.len());
+        assert!(count >= 1 && rows.len() == count * wd, "max pool rows");
+        let n = wd / 8 * 8;
+        let r = rows.as_ptr();
+        for i in (0..n).step_by(8) {
+            // SAFETY: i + 8 <= n <= wd, and row k's values lie at k * wd .. (k + 1) * wd for k
+            // below count (asserted).
+            unsafe {
+                let mut m = _mm256_loadu_ps(r.add(i));
+                if count == 3 {
+                    // The commonest window, its two steps unrolled.
+                    m = larger(m, _mm256_loadu_ps(r.add(wd + i)));
+                    m = larger(m, _mm256_loadu_ps(r.add(2 * wd + i)));
+                } else {
+                    for k in 1..count {
+                        m = larger(m, _mm256_loadu_ps(r.add(k * wd + i)));
+                    }
+                }
+                _mm256_storeu_ps(dst.as_mut_ptr().add(i), m);
+            }
+        }
+        for (i, d) in dst.iter_mut().enumerate().skip(n) {
+            *d = rows[i];
+            for k in 1..count {
+                super::nan_max(d, rows[k * wd + i]);
+            }
+        }
+    }
+
+    /// The evens of the 16 values from `at` (with `ODD`, the odds): per 128-bit lane
+    /// `[a0 a2 b0 b2 | a4 a6 b4 b6]`, then the 64-bit pairs reordered to
+    /// `[a0 a2 a4 a6 b0 b2 b4 b6]`.
+    ///
+    /// # Safety
+    /// `at[0..16]` is readable.
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn every_other<const ODD: bool>(at: *const f32) -> __m256 {
+        // SAFETY: the caller's.
+        let (a, b) = unsafe { (_mm256_loadu_ps(at), _mm256_loadu_ps(at.add(8))) };
+        let pairs = if ODD {
+            _mm256_shuffle_ps::<0b11_01_11_01>(a, b)
+        } else {
+            _mm256_shuffle_ps::<0b10_00_10_00>(a, b)
+        };
+        _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(pairs)))
+    }
+
+    /// [`columns`] for a window 3 wide at stride 2 and at least 8 outputs: per 8 outputs from
+    /// `o`, the evens and odds of `down[2o..]` and the evens of `down[2o + 2..]`. The last
+    /// block starts at `acc.len() - 8`, recomputing a few outputs with the same values, where
+    /// [`columns`] finishes one value at a time.
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn columns_3_by_2(down: &[f32], acc: &mut [MaybeUninit<f32>]) {
+        let ow = acc.len();
+        assert!(ow >= 8 && down.len() >= 2 * ow + 2, "max pool columns");
+        let d = down.as_ptr();
+        for o in (0..ow.div_ceil(8)).map(|b| (b * 8).min(ow - 8)) {
+            // SAFETY: 2o + 2 + 16 <= 2 * ow + 2 <= down.len(), and o + 8 <= ow.
+            unsafe {
+                // larger(−∞, v) is v, so the window's first column starts the maximum.
+                let m = larger(every_other::<false>(d.add(2 * o)), every_other::<true>(d.add(2 * o)));
+                let m = larger(m, every_other::<false>(d.add(2 * o + 2)));
+                _mm256_storeu_ps(acc.as_mut_ptr().add(o).cast(), m);
+            }
         }
     }
 
     /// `acc[o]` = the nan_max, in window order from −∞, of `down[o * sx + kx]` for kx in
-    /// 0..kw. [`available`] must hold, `sx` is 1 or 2, and `down` holds
-    /// `acc.len().div_ceil(8) * 8 * sx + kw + 16` values.
-    pub(super) fn columns(down: &[f32], kw: usize, sx: usize, acc: &mut [f32]) {
-        assert!(
-            available() && (sx == 1 || sx == 2) && down.len() >= acc.len().div_ceil(8) * 8 * sx + kw + 16,
-            "max pool columns"
-        );
-        // SAFETY: the CPU has AVX2, and every read lies within `down` (asserted).
-        #[cfg(target_arch = "x86_64")]
-        unsafe {
-            columns_avx2(down, kw, sx, acc)
-        }
-    }
-
+    /// 0..kw, `sx` 1 or 2, `down` holding `acc.len().div_ceil(8) * 8 * sx + kw + 16` values.
     #[cfg(target_arch = "x86_64")]
+    #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn columns_avx2(down: &[f32], kw: usize, sx: usize, acc: &mut [f32]) {
+    fn columns(down: &[f32], kw: usize, sx: usize, acc: &mut [MaybeUninit<f32>]) {
+        assert!(down.len() >= acc.len().div_ceil(8) * 8 * sx + kw + 16, "max pool columns");
         let n = acc.len() / 8 * 8;
         let d = down.as_ptr();
         for o in (0..n).step_by(8) {
             let mut m = _mm256_set1_ps(f32::NEG_INFINITY);
             for kx in 0..kw {
                 let at = o * sx + kx;
-                // SAFETY: at + 16 <= n * sx + kw + 16 <= down.len() (the caller's check).
+                // SAFETY: at + 16 <= n * sx + kw + 16 <= down.len() (asserted).
                 let v = unsafe {
                     if sx == 2 {
-                        // The evens of 16 values: per 128-bit lane [a0 a2 b0 b2 | a4 a6 b4 b6],
-                        // then the 64-bit pairs reordered to [a0 a2 a4 a6 b0 b2 b4 b6].
-                        let (a, b) = (_mm256_loadu_ps(d.add(at)), _mm256_loadu_ps(d.add(at + 8)));
-                        let pairs = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
-                        _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(pairs)))
+                        every_other::<false>(d.add(at))
                     } else {
                         _mm256_loadu_ps(d.add(at))
                     }
@@ -304,14 +372,14 @@ mod x86 {
                 m = larger(m, v);
             }
             // SAFETY: o + 8 <= n <= acc.len().
-            unsafe { _mm256_storeu_ps(acc.as_mut_ptr().add(o), m) };
+            unsafe { _mm256_storeu_ps(acc.as_mut_ptr().add(o).cast(), m) };
         }
         for (o, a) in acc.iter_mut().enumerate().skip(n) {
             let mut m = f32::NEG_INFINITY;
             for kx in 0..kw {
                 super::nan_max(&mut m, down[o * sx + kx]);
             }
-            *a = m;
+            a.write(m);
         }
     }
 

@@ -398,6 +398,8 @@ fn the_f32_max_pool_equals_the_general_loop_bit_for_bit() {
         // ResNet's 3×3 stride-2 pool with padding 1, and odd sizes of it.
         ([56, 56], [28, 28], [3, 3], [2, 2], [1, 1]),
         ([13, 21], [7, 11], [3, 3], [2, 2], [1, 1]),
+        // Its last window column past the input's last (as ceil mode makes), 9 outputs wide.
+        ([16, 17], [9, 9], [3, 3], [2, 2], [1, 1]),
         // Stride 1, same size.
         ([9, 19], [9, 19], [3, 3], [1, 1], [1, 1]),
         // Stride 2 one way, 1 the other; a 1×5 and a 4×2 window.
