@@ -111,3 +111,146 @@ fn a_bias_that_only_broadcasts_or_a_wider_type_takes_the_adds_own_path() {
     assert_eq!(err.kind(), ErrorKind::Unsupported);
     assert!(err.to_string().contains("Add (opset 17): node \"y\""), "{err}");
 }
+
+/// A residual block's end: `y = Relu(Add(Conv(x, w[, b]), r))` (the Relu with `relu`, the
+/// residual first with `residual_first`), for `x` of `[2, 16, hw, hw]`, 16 output channels, a
+/// `k`×`k` window padded to keep the size, and `r` of `r_dims` in element type `r_elem`. With
+/// `expose`, the convolution's output is a graph output too, so no fusion applies.
+struct Block {
+    hw: i64,
+    k: i64,
+    bias: bool,
+    residual_first: bool,
+    relu: bool,
+    expose: bool,
+    r_dims: Vec<i64>,
+    r_elem: i32,
+}
+
+impl Block {
+    fn new(hw: i64, k: i64) -> Block {
+        Block {
+            hw,
+            k,
+            bias: true,
+            residual_first: false,
+            relu: true,
+            expose: false,
+            r_dims: vec![2, 16, hw, hw],
+            r_elem: 1,
+        }
+    }
+
+    fn model(&self) -> Vec<u8> {
+        let (c, m, k) = (16i64, 16i64, self.k);
+        let w: Vec<f32> = (0..m * c * k * k).map(|i| ((i * 7) % 23) as f32 / 40.0 - 0.27).collect();
+        let b: Vec<f32> = (0..m).map(|i| (i % 5) as f32 / 4.0 - 0.5).collect();
+        let mut conv = node("Conv", if self.bias { &["x", "w", "b"] } else { &["x", "w"] }, "c");
+        let ints = |name: &str, v: Vec<i64>| onnx::AttributeProto {
+            name: name.into(),
+            r#type: onnx::attribute_proto::AttributeType::Ints as i32,
+            ints: v,
+            ..Default::default()
+        };
+        conv.attribute = vec![ints("kernel_shape", vec![k, k]), ints("pads", vec![k / 2; 4])];
+        let add =
+            if self.residual_first { node("Add", &["r", "c"], "s") } else { node("Add", &["c", "r"], "s") };
+        let mut nodes = vec![conv, add];
+        let mut output = vec![value("s", 1, &[])];
+        if self.relu {
+            nodes.push(node("Relu", &["s"], "y"));
+            output = vec![value("y", 1, &[])];
+        }
+        if self.expose {
+            output.push(value("c", 1, &[]));
+        }
+        let mut inits = vec![initializer("w", 1, &[m, c, k, k], &w)];
+        if self.bias {
+            inits.push(initializer("b", 1, &[m], &b));
+        }
+        model_of(onnx::GraphProto {
+            name: "block".into(),
+            node: nodes,
+            initializer: inits,
+            input: vec![value("x", 1, &[2, c, self.hw, self.hw]), value("r", self.r_elem, &self.r_dims)],
+            output,
+            ..Default::default()
+        })
+        .encode_to_vec()
+    }
+}
+
+/// The first output's bits for `x` and `r`.
+fn run2(model: &CandleModel, x: &Tensor, r: &Tensor) -> Vec<u32> {
+    let out = model.run(&[x, r]).unwrap();
+    out.get(0).unwrap().as_slice::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
+}
+
+#[test]
+fn a_conv_the_add_of_a_residual_and_a_relu_run_as_one_step_with_the_same_bits() {
+    // 8 wide: the row kernel; 7 wide: the channel kernel; a 1×1 window: im2col and gemm, which
+    // answer through the Add's and the Relu's own kernels.
+    for (hw, k) in [(8, 3), (7, 3), (6, 1)] {
+        let len = (2 * 16 * hw * hw) as usize;
+        let mut xs: Vec<f32> = (0..len).map(|i| ((i * 13) % 17) as f32 / 7.0 - 1.2).collect();
+        xs[5] = f32::NAN;
+        let mut rs: Vec<f32> = (0..len).map(|i| ((i * 5) % 19) as f32 / 6.0 - 1.6).collect();
+        rs[len - 1] = f32::INFINITY;
+        rs[len / 2] = -0.0;
+        let x = Tensor::from_slice(&[2, 16, hw as usize, hw as usize], &xs).unwrap();
+        let r = Tensor::from_slice(&[2, 16, hw as usize, hw as usize], &rs).unwrap();
+        for bias in [true, false] {
+            for relu in [true, false] {
+                let block = Block { bias, relu, ..Block::new(hw, k) };
+                let unfused = load(&Block { expose: true, ..block }.model());
+                assert_eq!(unfused.steps(), 2 + usize::from(relu));
+                let want = run2(&unfused, &x, &r);
+                for residual_first in [false, true] {
+                    let case = format!("{hw}×{hw}, k {k}, bias {bias}, relu {relu}, first {residual_first}");
+                    let fused = load(&Block { residual_first, bias, relu, ..Block::new(hw, k) }.model());
+                    assert_eq!(fused.steps(), 1, "{case}");
+                    let got = run2(&fused, &x, &r);
+                    assert_eq!(got.len(), want.len(), "{case}");
+                    let differ = got.iter().zip(&want).position(|(a, b)| a != b);
+                    assert_eq!(differ, None, "{case}: the first output that differs");
+                }
+            }
+        }
+        // Against plain arithmetic at one output: channel 3 of image 1 at the centre.
+        let got = run2(&load(&Block::new(hw, k).model()), &x, &r);
+        let w = |i: i64| ((i * 7) % 23) as f32 / 40.0 - 0.27;
+        let (ch, img, y0) = (3i64, 1i64, hw / 2);
+        let mut sum = 0f64;
+        for c in 0..16 {
+            for i in 0..k {
+                for j in 0..k {
+                    let (yy, xx) = (y0 + i - k / 2, y0 + j - k / 2);
+                    let xv = xs[(((img * 16 + c) * hw + yy) * hw + xx) as usize];
+                    sum += f64::from(xv) * f64::from(w(((ch * 16 + c) * k + i) * k + j));
+                }
+            }
+        }
+        let at = (((img * 16 + ch) * hw + y0) * hw + y0) as usize;
+        let want = (sum + f64::from((ch % 5) as f32 / 4.0 - 0.5) + f64::from(rs[at])).max(0.0);
+        let g = f64::from(f32::from_bits(got[at]));
+        assert!((g - want).abs() <= 1e-5 * want.abs().max(1.0), "{hw}×{hw}: {g} against {want}");
+    }
+}
+
+#[test]
+fn a_residual_that_broadcasts_takes_the_adds_path_and_a_mixed_type_is_refused() {
+    let xs: Vec<f32> = (0..2 * 16 * 64).map(|i| (i % 9) as f32 / 4.0 - 1.0).collect();
+    let x = Tensor::from_slice(&[2, 16, 8, 8], &xs).unwrap();
+    // One value per channel: fused into one step, answered by the Add's broadcasting.
+    let per_channel = Block { r_dims: vec![1, 16, 1, 1], ..Block::new(8, 3) };
+    let r = Tensor::from_slice(&[1, 16, 1, 1], &(0..16).map(|i| i as f32 - 8.0).collect::<Vec<_>>()).unwrap();
+    let fused = load(&per_channel.model());
+    assert_eq!(fused.steps(), 1);
+    let unfused = load(&Block { expose: true, r_dims: vec![1, 16, 1, 1], ..Block::new(8, 3) }.model());
+    assert_eq!(run2(&fused, &x, &r), run2(&unfused, &x, &r));
+    // A float64 residual for a float32 convolution: refused at load, naming both types.
+    let wide = Block { r_elem: 11, ..Block::new(8, 3) };
+    let err = CandleModel::from_bytes(&wide.model(), Path::new("block.onnx")).err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    assert!(err.to_string().contains("adds double \"r\" to its float output"), "{err}");
+}

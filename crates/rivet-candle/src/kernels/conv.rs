@@ -131,7 +131,10 @@ conv_elem!(f64, SCRATCH_F64);
 
 /// General N-D convolution, image by image: im2col into a per-thread scratch matrix (skipped
 /// for a 1×1 convolution that reads every input position), then one matrix product per group
-/// written straight into the output, which starts as the bias.
+/// written straight into the output, which starts as the bias; a float32 2-D convolution that
+/// a direct kernel takes runs there instead. With a `residual`, only a direct kernel runs it
+/// (adding the residual to each output before the Relu), and `None` says none took it.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn conv_general(
     x: &CTensor,
     wt: &CTensor,
@@ -140,7 +143,8 @@ pub(crate) fn conv_general(
     group: usize,
     cache: &GeometryCache,
     relu: bool,
-) -> CResult<CTensor> {
+    residual: Option<&CTensor>,
+) -> CResult<Option<CTensor>> {
     let (n, c) = (x.dims()[0], x.dims()[1]);
     let m = wt.dims()[0];
     let spatial = &x.dims()[2..];
@@ -172,15 +176,29 @@ pub(crate) fn conv_general(
             stride: [w.strides[0], w.strides[1]],
             dilation: [w.dilations[0], w.dilations[1]],
         };
-        if let Some(kernel) = direct_kernel(&shape, &geo) {
-            return conv_direct(x, wt, bias, &geo, cache, dims, relu, shape, kernel);
+        let fits = |r: &CTensor| r.dtype() == CDType::F32 && r.dims() == dims;
+        if let Some(kernel) = direct_kernel(&shape, &geo).filter(|_| residual.is_none_or(fits)) {
+            return conv_direct(x, wt, bias, &geo, cache, dims, relu, residual, shape, kernel).map(Some);
         }
     }
+    if residual.is_some() {
+        return Ok(None);
+    }
     match x.dtype() {
-        CDType::F32 => conv_images::<f32>(x, wt, bias, &geo, group, dims, relu),
-        CDType::F64 => conv_images::<f64>(x, wt, bias, &geo, group, dims, relu),
+        CDType::F32 => conv_images::<f32>(x, wt, bias, &geo, group, dims, relu).map(Some),
+        CDType::F64 => conv_images::<f64>(x, wt, bias, &geo, group, dims, relu).map(Some),
         other => bail!("Conv on {other:?}"),
     }
+}
+
+/// What a direct kernel does to each output after adding its channel's bias: with `residual`
+/// (a tensor of the output's shape), adds the value at the same place, as the Add that a
+/// residual block puts after its convolution does (addition commutes, so the Add's operand
+/// order does not matter); then, with `relu`, clamps at zero.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Finish<'a> {
+    pub(crate) residual: Option<&'a [f32]>,
+    pub(crate) relu: bool,
 }
 
 /// The direct kernels.
@@ -233,6 +251,7 @@ fn conv_direct(
     cache: &GeometryCache,
     dims: Vec<usize>,
     relu: bool,
+    residual: Option<&CTensor>,
     shape: super::direct_channels::Shape,
     kernel: Direct,
 ) -> CResult<CTensor> {
@@ -242,28 +261,35 @@ fn conv_direct(
     let len = n * m * geo.p;
     let mut out: Vec<f32> = Vec::with_capacity(len);
     threads::split_batch(n, n * m * geo.p * c * kh * kw, |split| {
-        with_values(x, |xs: &[f32]| {
-            with_values(wt, |ws: &[f32]| -> CResult<()> {
-                if xs.len() != n * c * h * w || ws.len() != m * c * kh * kw {
-                    bail!("Conv operands do not hold their shapes' elements");
-                }
-                let dst = &mut out.spare_capacity_mut()[..len];
-                let bias = bias.as_deref();
-                match kernel {
-                    Direct::Rows => {
-                        let packed = cache.packed(wt.id(), "rows", || super::direct::pack(ws, m));
-                        let rows = super::direct::Shape { c, h, w, m, kh, kw };
-                        super::direct::conv(xs, &packed, bias, rows, geo, dst, &split, relu);
+        // The residual's values, if any, borrowed for the kernel's finish.
+        let with_residual = |f: &mut dyn FnMut(Finish<'_>) -> CResult<()>| match residual {
+            Some(r) => with_values(r, |rs: &[f32]| f(Finish { residual: Some(rs), relu }))?,
+            None => f(Finish { residual: None, relu }),
+        };
+        with_residual(&mut |finish| {
+            with_values(x, |xs: &[f32]| {
+                with_values(wt, |ws: &[f32]| -> CResult<()> {
+                    if xs.len() != n * c * h * w || ws.len() != m * c * kh * kw {
+                        bail!("Conv operands do not hold their shapes' elements");
                     }
-                    Direct::Channels => {
-                        let packed =
-                            cache.packed(wt.id(), "channels", || super::direct_channels::pack(ws, m));
-                        super::direct_channels::conv(xs, &packed, bias, shape, geo, dst, &split, relu);
+                    let dst = &mut out.spare_capacity_mut()[..len];
+                    let bias = bias.as_deref();
+                    match kernel {
+                        Direct::Rows => {
+                            let packed = cache.packed(wt.id(), "rows", || super::direct::pack(ws, m));
+                            let rows = super::direct::Shape { c, h, w, m, kh, kw };
+                            super::direct::conv(xs, &packed, bias, rows, geo, dst, &split, finish);
+                        }
+                        Direct::Channels => {
+                            let packed =
+                                cache.packed(wt.id(), "channels", || super::direct_channels::pack(ws, m));
+                            super::direct_channels::conv(xs, &packed, bias, shape, geo, dst, &split, finish);
+                        }
                     }
-                }
-                Ok(())
-            })
-        })??
+                    Ok(())
+                })
+            })??
+        })
     })?;
     // SAFETY: the kernel wrote every one of the `len` elements; an error returned before this
     // line drops `out` at length 0.
@@ -762,6 +788,33 @@ impl ConvSpec {
     /// im2col plus matrix products, measured faster here than Candle's conv2d, and covering
     /// every rank, asymmetric padding, strides and dilations.
     pub(crate) fn run(&self, x: &CTensor, wt: &CTensor, bias: Option<&CTensor>) -> CResult<CTensor> {
+        self.run_with(x, wt, bias, None, self.relu)?
+            .ok_or_else(|| candle_core::Error::Msg("Conv gave no output".into()))
+    }
+
+    /// [`ConvSpec::run`] without its own Relu, then the Add of `residual` (a tensor of the
+    /// output's shape) and, with `relu`, a Relu, in the same pass, where a direct kernel takes
+    /// the convolution and the residual is float32 of the output's shape; else `None`, for the
+    /// caller to run the steps one by one.
+    pub(crate) fn run_residual(
+        &self,
+        x: &CTensor,
+        wt: &CTensor,
+        bias: Option<&CTensor>,
+        residual: &CTensor,
+        relu: bool,
+    ) -> CResult<Option<CTensor>> {
+        self.run_with(x, wt, bias, Some(residual), relu)
+    }
+
+    fn run_with(
+        &self,
+        x: &CTensor,
+        wt: &CTensor,
+        bias: Option<&CTensor>,
+        residual: Option<&CTensor>,
+        relu: bool,
+    ) -> CResult<Option<CTensor>> {
         if x.rank() < 3 || wt.rank() != x.rank() {
             bail!("Conv of {:?} with weights {:?}", x.dims(), wt.dims());
         }
@@ -775,7 +828,7 @@ impl ConvSpec {
         if w.kernel != wt.dims()[2..] {
             bail!("kernel_shape {:?} disagrees with weights {:?}", w.kernel, wt.dims());
         }
-        conv_general(x, wt, bias, &w, self.group, &self.cache, self.relu)
+        conv_general(x, wt, bias, &w, self.group, &self.cache, relu, residual)
     }
 }
 

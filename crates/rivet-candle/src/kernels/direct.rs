@@ -13,7 +13,7 @@
 //! plus the bias, whatever the thread count or the way positions group into tiles: the
 //! results are the same bit for bit at every thread setting.
 
-use super::conv::{ConvElem, SharedOut};
+use super::conv::{ConvElem, Finish, SharedOut};
 use super::threads::Split;
 use super::window::Geometry;
 
@@ -120,6 +120,22 @@ pub(super) fn copy_row(dst: &mut [f32], src: &[f32]) {
     }
 }
 
+/// `out[i] = out[i] + residual[i]`, then with `relu` clamped at zero (`0` where `0 > y`, so
+/// NaN and −0 stay, as the vector Relu of the kernels' stores), for each of `residual`'s
+/// values: a direct kernel's finish for a residual it adds after its transposing store.
+///
+/// # Safety
+/// `out` points at `residual.len()` initialized values that nothing else reads or writes
+/// meanwhile.
+pub(super) unsafe fn add_residual(out: *mut f32, residual: &[f32], relu: bool) {
+    // SAFETY: the caller's.
+    let out = unsafe { std::slice::from_raw_parts_mut(out, residual.len()) };
+    for (y, &v) in out.iter_mut().zip(residual) {
+        let s = *y + v;
+        *y = if relu && 0.0 > s { 0.0 } else { s };
+    }
+}
+
 /// `bias` (or zeros) for `channels` output channels, zero past its end: a whole number of
 /// channel blocks' biases.
 pub(super) fn block_bias(bias: Option<&[f32]>, channels: usize) -> Vec<f32> {
@@ -151,8 +167,8 @@ pub(super) fn channel_blocks_in_turn(
 }
 
 /// The convolution of `n` images `xs` (`[n, c, h, w]`) with weights `packed` ([`pack`]'s form of
-/// `[m, c, kh, kw]`) into `out` (`[n, m, oh, ow]`, every element written), plus `bias` and, with
-/// `relu`, clamped at zero. [`fits`] must hold.
+/// `[m, c, kh, kw]`) into `out` (`[n, m, oh, ow]`, every element written), plus `bias`, then
+/// `finish`'s residual and Relu. [`fits`] must hold.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv(
     xs: &[f32],
@@ -162,7 +178,7 @@ pub(crate) fn conv(
     geo: &Geometry,
     out: &mut [std::mem::MaybeUninit<f32>],
     split: &Split<'_>,
-    relu: bool,
+    finish: Finish<'_>,
 ) {
     assert!(available(), "the direct kernel needs AVX2 and FMA");
     let Shape { c, h, w, m, kh, kw } = s;
@@ -177,6 +193,7 @@ pub(crate) fn conv(
         "direct conv extents"
     );
     assert!(ow >= LANES && hp >= top + h && wp >= left + w, "direct conv geometry");
+    assert!(finish.residual.is_none_or(|r| r.len() == out.len()), "direct conv residual");
     // Where each multiply-add step reads in the padded image, in the weights' order.
     let mut offsets = Vec::with_capacity(ck);
     for ch in 0..c {
@@ -198,7 +215,7 @@ pub(crate) fn conv(
         }
     }
     let kernel =
-        Kernel { offsets: &offsets, packed, bias: &bias, vectors: &vectors, ck, m, p, relu, k3: kw == 3 };
+        Kernel { offsets: &offsets, packed, bias: &bias, vectors: &vectors, ck, m, p, finish, k3: kw == 3 };
     let pad = |img: &[f32], dst: &mut [f32]| {
         dst.fill(0.0);
         for ch in 0..c {
@@ -216,7 +233,7 @@ pub(crate) fn conv(
             f32::with_scratch(c * padded, |xp| {
                 pad(&xs[i * c * plane..][..c * plane], xp);
                 // SAFETY: task `i` alone writes image i's `m * p` outputs.
-                unsafe { kernel.run(xp, outs.at(i * m * p), 0..blocks) };
+                unsafe { kernel.run(xp, outs.at(i * m * p), i * m * p, 0..blocks) };
             });
         });
         return;
@@ -225,7 +242,7 @@ pub(crate) fn conv(
     let pad_image = |i: usize, xp: &mut [f32]| pad(&xs[i * c * plane..][..c * plane], xp);
     channel_blocks_in_turn(n, blocks, c * padded, split, pad_image, |xp, i, range| {
         // SAFETY: each task alone writes the channels of its blocks in image i.
-        unsafe { kernel.run(xp, outs.at(i * m * p), range) };
+        unsafe { kernel.run(xp, outs.at(i * m * p), i * m * p, range) };
     });
 }
 
@@ -238,77 +255,50 @@ struct Kernel<'a> {
     ck: usize,
     m: usize,
     p: usize,
-    relu: bool,
+    finish: Finish<'a>,
     /// Whether the window is 3 wide: the offsets come in threes `o, o + 1, o + 2`.
     k3: bool,
 }
 
 impl Kernel<'_> {
     /// One image's outputs for the channel blocks `blocks`, from its padded planes `xp`, into
-    /// the image's output at `out`.
+    /// the image's output at `out`, which starts at element `at` of the whole output (and of
+    /// the residual, if any).
     ///
     /// # Safety
     /// `out` points at the image's `m * p` outputs, and nothing else reads or writes the
     /// channels of `blocks` there meanwhile; `xp` holds the padded image the offsets and
     /// vectors were made for.
-    unsafe fn run(&self, xp: &[f32], out: *mut f32, blocks: std::ops::Range<usize>) {
+    unsafe fn run(&self, xp: &[f32], out: *mut f32, at: usize, blocks: std::ops::Range<usize>) {
         let last = self.offsets.iter().copied().max().unwrap_or(0);
         let reach = self.vectors.iter().map(|v| v.0).max().unwrap_or(0) + last + LANES;
         assert!(reach <= xp.len(), "the padded image holds every read");
+        let residual = self.finish.residual.map(|r| &r[at..at + self.m * self.p]);
         for b in blocks {
             let rows = MR.min(self.m - b * MR);
             let weights = &self.packed[b * self.ck * MR..(b + 1) * self.ck * MR];
-            let bias = &self.bias[b * MR..(b + 1) * MR];
-            // SAFETY: channels b·4 .. b·4 + rows of this image are the caller's alone.
-            let dst = unsafe { out.add(b * MR * self.p) };
+            let to = x86::To {
+                // SAFETY: channels b·4 .. b·4 + rows of this image are the caller's alone.
+                out: unsafe { out.add(b * MR * self.p) },
+                residual: residual.map(|r| r[b * MR * self.p..].as_ptr()),
+                p: self.p,
+                channels: rows,
+                bias: &self.bias[b * MR..(b + 1) * MR],
+                relu: self.finish.relu,
+            };
             let mut tiles = self.vectors.chunks_exact(NV);
+            // SAFETY: every read is within `xp` (asserted above), the weights hold ck·4 values,
+            // and each write lands in one of `rows` rows of this block's output (row stride p),
+            // at a vector that lies within the row; the residual has the output's shape.
             for tile in &mut tiles {
-                // SAFETY: every read is within `xp` (asserted above), the weights hold ck·4
-                // values, and each write lands in one of `rows` rows of this block's output
-                // (row stride p), at a vector that lies within the row.
-                unsafe {
-                    x86::tile::<NV>(
-                        xp.as_ptr(),
-                        self.offsets,
-                        weights.as_ptr(),
-                        tile,
-                        dst,
-                        self.p,
-                        rows,
-                        bias,
-                        self.relu,
-                        self.k3,
-                    )
-                };
+                unsafe { x86::tile::<NV>(xp.as_ptr(), self.offsets, weights.as_ptr(), tile, &to, self.k3) };
             }
             let rest = tiles.remainder();
             // SAFETY: as above.
             unsafe {
                 match rest.len() {
-                    2 => x86::tile::<2>(
-                        xp.as_ptr(),
-                        self.offsets,
-                        weights.as_ptr(),
-                        rest,
-                        dst,
-                        self.p,
-                        rows,
-                        bias,
-                        self.relu,
-                        self.k3,
-                    ),
-                    1 => x86::tile::<1>(
-                        xp.as_ptr(),
-                        self.offsets,
-                        weights.as_ptr(),
-                        rest,
-                        dst,
-                        self.p,
-                        rows,
-                        bias,
-                        self.relu,
-                        self.k3,
-                    ),
+                    2 => x86::tile::<2>(xp.as_ptr(), self.offsets, weights.as_ptr(), rest, &to, self.k3),
+                    1 => x86::tile::<1>(xp.as_ptr(), self.offsets, weights.as_ptr(), rest, &to, self.k3),
                     _ => {}
                 }
             }
@@ -321,26 +311,32 @@ mod x86 {
     use super::MR;
     use std::arch::x86_64::*;
 
-    /// One register tile: `channels` (at most 4) output channels × `V` vectors of 8 positions,
-    /// each sum plus its channel's bias, clamped at zero with `relu`.
+    /// Where a tile's sums go: `channels` rows `p` apart from `out`, each plus its `bias`, then
+    /// with `residual` the value at the same place there, then clamped at zero with `relu`.
+    pub(super) struct To<'a> {
+        pub(super) out: *mut f32,
+        pub(super) residual: Option<*const f32>,
+        pub(super) p: usize,
+        pub(super) channels: usize,
+        pub(super) bias: &'a [f32],
+        pub(super) relu: bool,
+    }
+
+    /// One register tile: `to.channels` (at most 4) output channels × `V` vectors of 8
+    /// positions, finished as [`To`] says.
     ///
     /// # Safety
     /// The CPU has AVX2 and FMA. For every vector `(src, dst)` of `tile` and offset `o` of
     /// `offsets`, `xp[src + o .. src + o + 8]` is readable; `weights` holds `offsets.len() * 4`
-    /// values; for each channel `r < channels`,
-    /// `out[r * p + dst .. r * p + dst + 8]` is writable.
+    /// values; for each channel `r < to.channels`, `to.out[r * to.p + dst ..][..8]` is
+    /// writable and, with a residual, `residual[r * to.p + dst ..][..8]` readable.
     #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn tile<const V: usize>(
         xp: *const f32,
         offsets: &[usize],
         weights: *const f32,
         tile: &[(usize, usize)],
-        out: *mut f32,
-        p: usize,
-        channels: usize,
-        bias: &[f32],
-        relu: bool,
+        to: &To<'_>,
         k3: bool,
     ) {
         // SAFETY (all blocks below): the reads and writes are the ones the contract covers.
@@ -352,7 +348,7 @@ mod x86 {
             } else {
                 acc2(src, offsets, weights, &mut acc, k3);
             }
-            store(&acc, tile, out, p, channels, bias, relu);
+            store(&acc, tile, to);
             return;
         }
         for (t, &o) in offsets.iter().enumerate() {
@@ -365,7 +361,7 @@ mod x86 {
                 }
             }
         }
-        store(&acc, tile, out, p, channels, bias, relu);
+        store(&acc, tile, to);
     }
 
     /// One multiply-add step of the 4 × 3 tile, as assembly text: the 3 input vectors `$x`
@@ -540,28 +536,24 @@ mod x86 {
         }
     }
 
-    /// A tile's outputs: each sum plus its channel's bias, clamped at zero with `relu`.
+    /// A tile's outputs, finished as `to` says.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn store<const V: usize>(
-        acc: &[[__m256; V]; MR],
-        tile: &[(usize, usize)],
-        out: *mut f32,
-        p: usize,
-        channels: usize,
-        bias: &[f32],
-        relu: bool,
-    ) {
+    unsafe fn store<const V: usize>(acc: &[[__m256; V]; MR], tile: &[(usize, usize)], to: &To<'_>) {
         let zero = _mm256_setzero_ps();
-        for (r, acc) in acc.iter().enumerate().take(channels) {
-            let b = _mm256_set1_ps(bias[r]);
+        for (r, acc) in acc.iter().enumerate().take(to.channels) {
+            let b = _mm256_set1_ps(to.bias[r]);
             for (a, &(_, at)) in acc.iter().zip(tile) {
                 let mut y = _mm256_add_ps(*a, b);
-                if relu {
+                if let Some(res) = to.residual {
+                    let v = unsafe { _mm256_loadu_ps(res.add(r * to.p + at)) };
+                    y = _mm256_add_ps(y, v);
+                }
+                if to.relu {
                     // max(0, y) returns y when y is NaN (the second operand wins when
                     // unordered), as the scalar `if y < 0 { 0 } else { y }` does.
                     y = _mm256_max_ps(zero, y);
                 }
-                unsafe { _mm256_storeu_ps(out.add(r * p + at), y) };
+                unsafe { _mm256_storeu_ps(to.out.add(r * to.p + at), y) };
             }
         }
     }
@@ -569,18 +561,24 @@ mod x86 {
 
 #[cfg(not(target_arch = "x86_64"))]
 mod x86 {
+    /// Where a tile's sums go (see the x86-64 module's).
+    #[allow(dead_code)]
+    pub(super) struct To<'a> {
+        pub(super) out: *mut f32,
+        pub(super) residual: Option<*const f32>,
+        pub(super) p: usize,
+        pub(super) channels: usize,
+        pub(super) bias: &'a [f32],
+        pub(super) relu: bool,
+    }
+
     /// Not reached: [`super::available`] is false off x86-64.
-    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn tile<const V: usize>(
         _: *const f32,
         _: &[usize],
         _: *const f32,
         _: &[(usize, usize)],
-        _: *mut f32,
-        _: usize,
-        _: usize,
-        _: &[f32],
-        _: bool,
+        _: &To<'_>,
         _: bool,
     ) {
         unreachable!("the direct kernel runs on x86-64 only")

@@ -16,7 +16,7 @@
 //! in: the same arithmetic as [`super::direct`]'s kernel, so the results are the same bit for
 //! bit whichever kernel runs and at every thread setting.
 
-use super::conv::{ConvElem, SharedOut};
+use super::conv::{ConvElem, Finish, SharedOut};
 use super::threads::Split;
 use super::window::Geometry;
 
@@ -104,8 +104,8 @@ pub(crate) fn pack(ws: &[f32], m: usize) -> Vec<f32> {
 }
 
 /// The convolution of `n` images `xs` (`[n, c, h, w]`) with weights `packed` ([`pack`]'s form
-/// of `[m, c, kh, kw]`) into `out` (`[n, m, oh, ow]`, every element written), plus `bias` and,
-/// with `relu`, clamped at zero. [`fits`] must hold.
+/// of `[m, c, kh, kw]`) into `out` (`[n, m, oh, ow]`, every element written), plus `bias`,
+/// then `finish`'s residual and Relu. [`fits`] must hold.
 ///
 /// With several threads, images go to threads whole when there are as many as threads. Else,
 /// where an image has at least [`BAND_TILES`] tiles per thread, its output positions are cut
@@ -121,7 +121,7 @@ pub(crate) fn conv(
     geo: &Geometry,
     out: &mut [std::mem::MaybeUninit<f32>],
     split: &Split<'_>,
-    relu: bool,
+    finish: Finish<'_>,
 ) {
     assert!(fits(&s, geo), "the channel-vector direct kernel does not take this convolution");
     let Shape { c, h, w, m, kh, kw, dilation, .. } = s;
@@ -138,7 +138,8 @@ pub(crate) fn conv(
     let packed = &packed[at..at + blocks * ck * MR];
     let bias = super::direct::block_bias(bias, blocks * MR);
     let run = if dilation[1] == 1 && (kw == 3 || kw == 7) { kw } else { 1 };
-    let kernel = Kernel { packed, bias: &bias, ck, run, m, p, relu };
+    assert!(finish.residual.is_none_or(|r| r.len() == out.len()), "direct conv residual");
+    let kernel = Kernel { packed, bias: &bias, ck, run, m, p, finish };
     let threads = split.threads();
     let outs = SharedOut::new(out);
     // Image `i`'s outputs at `positions` in the channel blocks `blocks`, padded and computed
@@ -149,7 +150,15 @@ pub(crate) fn conv(
             band.pad(&s, geo, &xs[i * c * plane..][..c * plane], xp);
             // SAFETY: the caller gives each (image, positions) to one task, which alone writes
             // those positions of every channel.
-            unsafe { kernel.run(xp, &band, outs.at(i * m * p + positions.start), blocks) };
+            unsafe {
+                kernel.run(
+                    xp,
+                    &band,
+                    outs.at(i * m * p + positions.start),
+                    i * m * p + positions.start,
+                    blocks,
+                )
+            };
         });
     };
     if threads == 1 || n >= threads {
@@ -171,7 +180,7 @@ pub(crate) fn conv(
     let pad = |i: usize, xp: &mut [f32]| whole.pad(&s, geo, &xs[i * c * plane..][..c * plane], xp);
     super::direct::channel_blocks_in_turn(n, blocks, c * whole.plane, split, pad, |xp, i, range| {
         // SAFETY: each task alone writes the channels of its blocks in image i.
-        unsafe { kernel.run(xp, &whole, outs.at(i * m * p), range) };
+        unsafe { kernel.run(xp, &whole, outs.at(i * m * p), i * m * p, range) };
     });
 }
 
@@ -241,7 +250,7 @@ struct Kernel<'a> {
     run: usize,
     m: usize,
     p: usize,
-    relu: bool,
+    finish: Finish<'a>,
 }
 
 impl Kernel<'_> {
@@ -253,11 +262,15 @@ impl Kernel<'_> {
     /// `out` points at the band's first position of channel 0 in the image's `m * p` outputs,
     /// and nothing else reads or writes the band's positions of the blocks' channels
     /// meanwhile; `xp` holds the band's padded rows.
-    unsafe fn run(&self, xp: &[f32], band: &Band, out: *mut f32, blocks: std::ops::Range<usize>) {
+    unsafe fn run(&self, xp: &[f32], band: &Band, out: *mut f32, at: usize, blocks: std::ops::Range<usize>) {
         let last = band.offsets.iter().copied().max().unwrap_or(0);
         let reach = band.corners.iter().copied().max().unwrap_or(0) + last + 1;
         assert!(reach <= xp.len(), "the padded rows hold every read");
         assert!(!band.offsets.is_empty(), "a window reads at least one value");
+        // The residual from the band's first position of channel 0 on, as far as its last
+        // channel's last position.
+        let span = band.corners.len() + (self.m - 1) * self.p;
+        let residual = self.finish.residual.map(|r| &r[at..at + span]);
         for b in blocks {
             let rows = MR.min(self.m - b * MR);
             let weights = &self.packed[b * self.ck * MR..(b + 1) * self.ck * MR];
@@ -275,10 +288,27 @@ impl Kernel<'_> {
                         weights.as_ptr(),
                         tile,
                         dst.add(i * NP),
-                        Out { p: self.p, channels: rows, bias, relu: self.relu },
+                        Out { p: self.p, channels: rows, bias, relu: self.finish.relu && residual.is_none() },
                         self.run,
                     )
                 };
+            }
+            if let Some(residual) = residual {
+                // The residual and the Relu over the block's rows of the band, vector by
+                // vector, while they are in cache: the transposing store above writes 6
+                // positions per channel, too few for vectors.
+                for r in 0..rows {
+                    let at = (b * MR + r) * self.p;
+                    // SAFETY: the band's positions of this channel are the caller's alone, and
+                    // the residual holds them.
+                    unsafe {
+                        super::direct::add_residual(
+                            out.add(at),
+                            &residual[at..at + band.corners.len()],
+                            self.finish.relu,
+                        )
+                    };
+                }
             }
         }
     }
@@ -300,8 +330,8 @@ mod x86 {
     use std::arch::x86_64::*;
 
     /// One register tile: `to.channels` (at most 16) output channels × the positions whose
-    /// corners are `tile` (at most 6), each sum plus its channel's bias, clamped at zero with
-    /// `to.relu`, written to `out[r * to.p + q]` for channel `r` and the tile's `q`th position.
+    /// corners are `tile` (at most 6), finished as [`Out`] says, written to `out[r * to.p + q]`
+    /// for channel `r` and the tile's `q`th position.
     /// With `run` 3 or 7, `offsets` comes in runs `o, o + 1, ..., o + run - 1` (a window
     /// row that wide).
     ///

@@ -204,7 +204,7 @@ fn images_side_by_side_equal_images_one_at_a_time() {
     let cache = GeometryCache::default();
     assert_eq!((BATCH_COLUMNS / 100).clamp(1, n), 5, "the case puts five images side by side");
     let run = |x: &CTensor, bias: Option<&CTensor>, relu: bool| -> Vec<f32> {
-        let y = conv_general(x, &w, bias, &win, g, &cache, relu).unwrap();
+        let y = conv_plain(x, &w, bias, &win, g, &cache, relu).unwrap();
         y.flatten_all().unwrap().to_vec1().unwrap()
     };
     let per = m * 100;
@@ -261,7 +261,7 @@ fn images_side_by_side_give_the_same_bits_on_two_threads_as_on_one() {
         for (bias, relu) in [(Some(&b), true), (Some(&b), false), (None, true), (None, false)] {
             let run = |budget: &threads::Budget| -> Vec<f32> {
                 let y =
-                    threads::with_budget(Some(budget), || conv_general(&x, &w, bias, &win, g, &cache, relu));
+                    threads::with_budget(Some(budget), || conv_plain(&x, &w, bias, &win, g, &cache, relu));
                 y.unwrap().flatten_all().unwrap().to_vec1().unwrap()
             };
             let (serial, split) = (run(&one), run(&two));
@@ -272,7 +272,7 @@ fn images_side_by_side_give_the_same_bits_on_two_threads_as_on_one() {
             // And the same as each image alone.
             for i in [0, 9, 10, 11] {
                 let y = threads::with_budget(Some(&one), || {
-                    conv_general(&x.narrow(0, i, 1).unwrap(), &w, bias, &win, g, &cache, relu)
+                    conv_plain(&x.narrow(0, i, 1).unwrap(), &w, bias, &win, g, &cache, relu)
                 });
                 let y: Vec<f32> = y.unwrap().flatten_all().unwrap().to_vec1().unwrap();
                 let part = &split[i * m * 49..(i + 1) * m * 49];
@@ -293,7 +293,7 @@ fn a_convolution_over_no_input_channels_is_its_bias() {
     let win = window(&[3, 3], &[1, 1], &[1, 1], &[1, 1, 1, 1]);
     let cache = GeometryCache::default();
     for relu in [false, true] {
-        let y = conv_general(&x, &w, Some(&b), &win, 1, &cache, relu).unwrap();
+        let y = conv_plain(&x, &w, Some(&b), &win, 1, &cache, relu).unwrap();
         assert_eq!(y.dims(), &[2, 3, 4, 4]);
         let got: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
         let want: Vec<f32> = (0..2 * 3 * 16)
@@ -302,7 +302,7 @@ fn a_convolution_over_no_input_channels_is_its_bias() {
             .collect();
         assert_eq!(got, want);
     }
-    let y = conv_general(&x, &w, None, &win, 1, &cache, false).unwrap();
+    let y = conv_plain(&x, &w, None, &win, 1, &cache, false).unwrap();
     assert!(y.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().all(|&v| v == 0.0));
 }
 
@@ -585,7 +585,16 @@ fn the_direct_convolution_equals_a_plain_sum_at_every_thread_count() {
         for relu in [false, true] {
             let run = |split: &threads::Split<'_>| {
                 filled(n * m * oh * ow, |out| {
-                    direct::conv(&xs, &direct::pack(&ws, m), Some(&bias), shape, &geo, out, split, relu)
+                    direct::conv(
+                        &xs,
+                        &direct::pack(&ws, m),
+                        Some(&bias),
+                        shape,
+                        &geo,
+                        out,
+                        split,
+                        finish(relu),
+                    )
                 })
             };
             let serial = run(&threads::Split::Serial);
@@ -751,7 +760,7 @@ fn the_channel_direct_convolution_equals_a_plain_sum_and_the_row_kernel_bit_for_
         for relu in [false, true] {
             let run = |split: &threads::Split<'_>| {
                 filled(n * m * oh * ow, |out| {
-                    dc::conv(&xs, &dc::pack(&ws, m), Some(&bias), shape, &geo, out, split, relu)
+                    dc::conv(&xs, &dc::pack(&ws, m), Some(&bias), shape, &geo, out, split, finish(relu))
                 })
             };
             let serial = run(&threads::Split::Serial);
@@ -763,7 +772,16 @@ fn the_channel_direct_convolution_equals_a_plain_sum_and_the_row_kernel_bit_for_
                 let row_shape = direct::Shape { c, h, w, m, kh, kw };
                 let split = threads::Split::Serial;
                 let rows = filled(n * m * oh * ow, |out| {
-                    direct::conv(&xs, &direct::pack(&ws, m), Some(&bias), row_shape, &geo, out, &split, relu)
+                    direct::conv(
+                        &xs,
+                        &direct::pack(&ws, m),
+                        Some(&bias),
+                        row_shape,
+                        &geo,
+                        out,
+                        &split,
+                        finish(relu),
+                    )
                 });
                 assert_eq!(differ(&serial, &rows), None, "{case:?}");
             }
@@ -992,4 +1010,23 @@ fn a_large_gemm_in_column_blocks_gives_the_same_bits_at_every_thread_count() {
             }
         }
     }
+}
+
+/// [`conv_general`] without a residual, which always gives an output.
+#[allow(clippy::too_many_arguments)]
+fn conv_plain(
+    x: &CTensor,
+    w: &CTensor,
+    bias: Option<&CTensor>,
+    win: &Window,
+    group: usize,
+    cache: &GeometryCache,
+    relu: bool,
+) -> candle_core::Result<CTensor> {
+    conv_general(x, w, bias, win, group, cache, relu, None).map(|y| y.expect("an output"))
+}
+
+/// A direct kernel's finish: the Relu alone.
+fn finish(relu: bool) -> super::conv::Finish<'static> {
+    super::conv::Finish { relu, ..Default::default() }
 }

@@ -87,7 +87,11 @@ fn conv_half_steps(product: Kernel, relu: bool) -> Kernel {
     })
 }
 
-/// Builds `Conv`.
+/// Builds `Conv`, and with a fused Add (see [`NodeCtx::fuse_add`]) the Add of a residual after
+/// it and the Relu after that, if fused too: the answer is those nodes', bit for bit. Where a
+/// direct float32 kernel takes the convolution and the residual has the output's shape, each
+/// output gets the residual and the Relu as it is written (one addition, as the Add makes);
+/// anything else runs the convolution, then the Add's and the Relu's own kernels.
 fn build_conv(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
     ctx.known(&["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"])?;
     let t = ctx.ty_where(0, product_floats, PRODUCT_FLOATS)?;
@@ -97,12 +101,37 @@ fn build_conv(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
     // In float16 and bfloat16 the bias and a fused Relu follow the rounded convolution
     // in the type, as in ONNX's reference (see `conv_half_steps`).
     let half = matches!(t, Ty::F16 | Ty::BF16);
-    spec.relu = ctx.fuse_relu && !half;
+    // With a fused Add, the Relu comes after it.
+    let relu = ctx.fuse_relu && ctx.fuse_add.is_none();
+    spec.relu = relu && !half;
+    let spec = std::sync::Arc::new(spec);
+    let conv = spec.clone();
     let k: Kernel = Box::new(move |x| {
         let bias = if half { None } else { x.get(2).copied().flatten() };
-        Ok(vec![spec.run(req(x, 0)?, req(x, 1)?, bias)?])
+        Ok(vec![conv.run(req(x, 0)?, req(x, 1)?, bias)?])
     });
-    let k = if half { conv_half_steps(via_f32(k, t), ctx.fuse_relu) } else { k };
+    let k = if half { conv_half_steps(via_f32(k, t), relu) } else { k };
+    let Some(first) = ctx.fuse_add else {
+        return Ok((k, vec![t]));
+    };
+    // The Conv's own inputs; the Add's other operand follows them.
+    let own = ctx.node.input.len();
+    let add = super::elementwise::arithmetic("Add", t);
+    let relu = ctx.fuse_relu;
+    let k: Kernel = Box::new(move |x| {
+        let (conv_inputs, residual) = (&x[..own.min(x.len())], req(x, own)?);
+        if t == Ty::F32 {
+            let bias = conv_inputs.get(2).copied().flatten();
+            if let Some(y) = spec.run_residual(req(x, 0)?, req(x, 1)?, bias, residual, relu)? {
+                return Ok(vec![y]);
+            }
+        }
+        let y = k(conv_inputs)?.pop().ok_or_else(|| candle_core::Error::Msg("Conv gave no output".into()))?;
+        let mut sum =
+            if first { add(&[Some(residual), Some(&y)])? } else { add(&[Some(&y), Some(residual)])? };
+        let sum = sum.pop().ok_or_else(|| candle_core::Error::Msg("Add gave no output".into()))?;
+        Ok(vec![if relu { super::elementwise::relu(&sum)? } else { sum }])
+    });
     Ok((k, vec![t]))
 }
 

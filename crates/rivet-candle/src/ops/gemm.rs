@@ -48,7 +48,7 @@ fn gemm_half_steps(product: Kernel, alpha: f64, beta: f64, relu: bool) -> Kernel
     })
 }
 
-/// Builds `MatMul`, and with a fused bias (see [`NodeCtx::fuse_bias`]) the Add after it: the
+/// Builds `MatMul`, and with a fused bias (see [`NodeCtx::fuse_add`]) the Add after it: the
 /// answer is the Add's, bit for bit. A float32 product the serial path takes, with a bias of
 /// one value per output column, adds it to each row while the product is in cache (one
 /// addition per element, as the Add makes); anything else runs the product and then the Add's
@@ -59,7 +59,7 @@ fn build_matmul(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
     ctx.ty(1)?;
     ctx.same(&[0, 1], t)?;
     let product: Kernel = via_f32(Box::new(|x| Ok(vec![matmul(req(x, 0)?, req(x, 1)?)?])), t);
-    let Some(bias_first) = ctx.fuse_bias else {
+    let Some(bias_first) = ctx.fuse_add else {
         return Ok((product, vec![t]));
     };
     let add = super::elementwise::arithmetic("Add", t);

@@ -110,10 +110,13 @@ pub struct NodeCtx<'a> {
     /// Whether the node's kernel also applies the Relu that was its output's only reader: the
     /// plan's fusion pass folds such a Relu into an operator registered with `fuses_relu`.
     pub fuse_relu: bool,
-    /// For a MatMul, `Some(first)` when its kernel also adds the bias vector of the Add that
-    /// was its output's only reader (the plan's fusion pass folds such an Add into it): the
-    /// bias is the kernel's input 2, and `first` says it was the Add's first operand.
-    pub fuse_bias: Option<bool>,
+    /// For a MatMul or a Conv, `Some(first)` when its kernel also adds the other operand of the
+    /// Add that was its output's only reader (the plan's fusion pass folds such an Add into
+    /// it: a MatMul's bias vector, a Conv's residual). That operand is the kernel's input after
+    /// the node's own (2 for a MatMul; 2 or 3 for a Conv, after its bias if it has one), and
+    /// `first` says it was the Add's first operand. A Conv's `fuse_relu` then applies after
+    /// the Add.
+    pub fuse_add: Option<bool>,
 }
 
 /// Why the executor will not build a node: the reason as users read it, after the operator,

@@ -117,13 +117,13 @@ pub(super) fn import<'g>(
 }
 
 /// A node as the plan builds it: the graph's node, the names its outputs take, whether its
-/// kernel applies the Relu that was fused into it, and the bias vector of an Add fused into it
-/// (the name it is read from, and whether it was the Add's first operand).
+/// kernel applies the Relu that was fused into it, and the other operand of an Add fused into
+/// it (the name it is read from, and whether it was the Add's first operand).
 pub(super) struct PlanNode<'g> {
     proto: &'g NodeProto,
     outputs: Vec<&'g str>,
     fuse_relu: bool,
-    fuse_bias: Option<(&'g str, bool)>,
+    fuse_add: Option<(&'g str, bool)>,
 }
 
 /// Pass 2: the node list with each Relu that is the only reader of a fusing operator's output
@@ -135,6 +135,10 @@ pub(super) struct PlanNode<'g> {
 /// the MatMul's weights (an initializer too: a bias, as `nn.Linear` on a sequence exports) that
 /// is the only reader of that output: the MatMul writes
 /// the Add's output, the vector read as its third input (see `ops::gemm`'s `build_matmul`).
+/// And each such Add of a Conv's output and any other value (a residual block's shortcut): the
+/// Conv writes the Add's output, the other operand read after the Conv's own inputs (see
+/// `ops::conv`'s `build_conv`), and a Relu that is the only reader of the Add's output is
+/// folded in after it.
 pub(super) fn fuse(graph: &GraphProto, opset: i64) -> Vec<PlanNode<'_>> {
     let default = |n: &NodeProto| n.domain.is_empty() || n.domain == "ai.onnx";
     let mut producer: HashMap<&str, usize> = HashMap::new();
@@ -182,9 +186,10 @@ pub(super) fn fuse(graph: &GraphProto, opset: i64) -> Vec<PlanNode<'_>> {
             fused.insert(p, j);
         }
     }
-    // MatMul → (the Add of its bias, the bias's name, whether the bias is the Add's first input).
-    // Initializers' element types; the bias must have its product's weights' (else the Add
-    // stays, to refuse the mix itself).
+    // MatMul or Conv → (the Add after it, the Add's other operand, whether that operand is the
+    // Add's first input). Initializers' element types; a MatMul's bias must have its weights'
+    // (else the Add stays, to refuse the mix itself). A Conv's operand is checked when the
+    // node is built, when its type is known.
     let elem: HashMap<&str, i32> = graph.initializer.iter().map(|t| (t.name.as_str(), t.data_type)).collect();
     let vectors: HashSet<&str> =
         graph.initializer.iter().filter(|t| t.dims.len() == 1).map(|t| t.name.as_str()).collect();
@@ -196,19 +201,36 @@ pub(super) fn fuse(graph: &GraphProto, opset: i64) -> Vec<PlanNode<'_>> {
         }
         for (x, first) in [(0, false), (1, true)] {
             let (product, bias) = (node.input[x].as_str(), node.input[1 - x].as_str());
-            let Some(&p) = producer.get(product) else { continue };
+            let Some(&p) = producer.get(product).filter(|_| !bias.is_empty()) else { continue };
             let prod = &graph.node[p];
-            let fusable = prod.op_type == "MatMul"
-                && default(prod)
+            let sole = default(prod)
                 && prod.output.len() == 1
                 && readers.get(product) == Some(&1)
+                && !biased.contains_key(&p)
+                && !fused.contains_key(&p);
+            let bias_of_product = prod.op_type == "MatMul"
                 && vectors.contains(bias)
-                && prod.input.get(1).and_then(|w| elem.get(w.as_str())) == elem.get(bias)
-                && !biased.contains_key(&p);
+                && prod.input.get(1).and_then(|w| elem.get(w.as_str())) == elem.get(bias);
+            let fusable = sole && (bias_of_product || prod.op_type == "Conv");
             if fusable {
                 biased.insert(p, (j, bias, first));
                 break;
             }
+        }
+    }
+    // A Conv's fused Add → the Relu after it, the only reader of the Add's output.
+    let add_of: HashMap<&str, usize> = biased
+        .iter()
+        .filter(|(&p, _)| graph.node[p].op_type == "Conv")
+        .map(|(&p, &(j, _, _))| (graph.node[j].output[0].as_str(), p))
+        .collect();
+    for (k, node) in graph.node.iter().enumerate() {
+        if node.op_type != "Relu" || !default(node) || node.input.len() != 1 || node.output.len() != 1 {
+            continue;
+        }
+        let x = node.input[0].as_str();
+        if let Some(&p) = add_of.get(x).filter(|_| readers.get(x) == Some(&1)) {
+            fused.insert(p, k);
         }
     }
     let gone: HashSet<usize> = fused.values().chain(biased.values().map(|(j, _, _)| j)).copied().collect();
@@ -218,23 +240,29 @@ pub(super) fn fuse(graph: &GraphProto, opset: i64) -> Vec<PlanNode<'_>> {
         .enumerate()
         .filter(|(i, _)| !gone.contains(i))
         .map(|(i, node)| match (fused.get(&i), biased.get(&i)) {
-            (Some(&j), _) => PlanNode {
+            (Some(&j), Some(&(_, other, first))) => PlanNode {
                 proto: node,
                 outputs: vec![graph.node[j].output[0].as_str()],
                 fuse_relu: true,
-                fuse_bias: None,
+                fuse_add: Some((other, first)),
+            },
+            (Some(&j), None) => PlanNode {
+                proto: node,
+                outputs: vec![graph.node[j].output[0].as_str()],
+                fuse_relu: true,
+                fuse_add: None,
             },
             (None, Some(&(j, bias, first))) => PlanNode {
                 proto: node,
                 outputs: vec![graph.node[j].output[0].as_str()],
                 fuse_relu: false,
-                fuse_bias: Some((bias, first)),
+                fuse_add: Some((bias, first)),
             },
             (None, None) => PlanNode {
                 proto: node,
                 outputs: node.output.iter().map(String::as_str).collect(),
                 fuse_relu: false,
-                fuse_bias: None,
+                fuse_add: None,
             },
         })
         .collect()
@@ -252,6 +280,8 @@ pub(super) fn order(nodes: &[PlanNode<'_>], slots: &Slots<'_>) -> Result<Vec<usi
         .iter()
         .map(|n| {
             let mut names: Vec<String> = n.proto.input.iter().filter(|i| !i.is_empty()).cloned().collect();
+            // A fused Add's other operand is read too.
+            names.extend(n.fuse_add.map(|(other, _)| other.to_string()));
             for a in &n.proto.attribute {
                 if let Some(g) = &a.g {
                     let mut inner = Vec::new();
@@ -334,11 +364,23 @@ fn build_node(node: &PlanNode<'_>, def: &OpDef, opset: i64, slots: &Slots<'_>) -
             if let Some(j) = kinds.iter().position(|k| k.is_some_and(|(_, seq)| seq)) {
                 return Err(refuse!("input {j} is a sequence, which {} does not take", proto.op_type));
             }
+            // A fused Add's other operand: a tensor of the node's input type, as the Add needs.
+            if let Some((other, _)) = node.fuse_add {
+                let own = kinds.first().copied().flatten().map(|(t, _)| t);
+                match slots.slot(other).map(|s| (slots.tys[s], slots.seq[s])) {
+                    Some((_, true)) => return Err(refuse!("the Add after it reads \"{other}\", a sequence")),
+                    Some((t, false)) if own.is_some_and(|o| o != t) => {
+                        let own = own.map(|o| o.to_string()).unwrap_or_default();
+                        return Err(refuse!("the Add after it adds {t} \"{other}\" to its {own} output"));
+                    }
+                    _ => {}
+                }
+            }
             let ctx = NodeCtx {
                 node: proto,
                 opset,
                 fuse_relu: node.fuse_relu,
-                fuse_bias: node.fuse_bias.map(|(_, first)| first),
+                fuse_add: node.fuse_add.map(|(_, first)| first),
                 tys: kinds.iter().map(|k| k.map(|(t, _)| t)).collect(),
                 consts: proto
                     .input
@@ -355,7 +397,7 @@ fn build_node(node: &PlanNode<'_>, def: &OpDef, opset: i64, slots: &Slots<'_>) -
                 exec: Exec::Tensor(kernel),
                 outputs: tys.into_iter().map(|t| (t, false)).collect(),
                 consts: ctx.consts,
-                extra: node.fuse_bias.map(|(bias, _)| vec![bias.to_string()]).unwrap_or_default(),
+                extra: node.fuse_add.map(|(bias, _)| vec![bias.to_string()]).unwrap_or_default(),
             })
         }
     }
