@@ -441,17 +441,43 @@ mod x86 {
         }
         let zero = _mm256_setzero_ps();
         let b = unsafe { [_mm256_loadu_ps(to.bias.as_ptr()), _mm256_loadu_ps(to.bias.as_ptr().add(8))] };
-        // The tile's sums by position, then written out by channel.
-        let mut sums = [[0f32; MR]; NP];
-        for (acc, sums) in acc.iter().zip(&mut sums).take(tile.len()) {
-            for v in 0..2 {
-                let mut y = _mm256_add_ps(acc[v], b[v]);
+        for acc in acc.iter_mut().take(tile.len()) {
+            for (a, b) in acc.iter_mut().zip(b) {
+                *a = _mm256_add_ps(*a, b);
                 if to.relu {
                     // max(0, y) returns y when y is NaN (the second operand wins when
                     // unordered), as the scalar `if y < 0 { 0 } else { y }` does.
-                    y = _mm256_max_ps(zero, y);
+                    *a = _mm256_max_ps(zero, *a);
                 }
-                unsafe { _mm256_storeu_ps(sums.as_mut_ptr().add(v * 8), y) };
+            }
+        }
+        if tile.len() == NP {
+            // By channel, 8 at a time: each channel's 6 outputs as one vector (positions 6
+            // and 7 empty), stored as 4 values and 2.
+            for half in [0, 1] {
+                let rows: [__m256; 8] = std::array::from_fn(|q| if q < NP { acc[q][half] } else { zero });
+                for (c, col) in
+                    transpose8(rows).into_iter().enumerate().take(to.channels.saturating_sub(half * 8))
+                {
+                    // SAFETY: channel half·8 + c of the tile is one of `to.channels`, whose 6
+                    // outputs from `out` on are writable.
+                    unsafe {
+                        let row = out.add((half * 8 + c) * to.p);
+                        _mm_storeu_ps(row, _mm256_castps256_ps128(col));
+                        _mm_storel_epi64(
+                            row.add(4).cast(),
+                            _mm_castps_si128(_mm256_extractf128_ps::<1>(col)),
+                        );
+                    }
+                }
+            }
+            return;
+        }
+        // The tile's sums by position, then written out by channel.
+        let mut sums = [[0f32; MR]; NP];
+        for (acc, sums) in acc.iter().zip(&mut sums).take(tile.len()) {
+            for (v, y) in acc.iter().enumerate() {
+                unsafe { _mm256_storeu_ps(sums.as_mut_ptr().add(v * 8), *y) };
             }
         }
         for r in 0..to.channels {
@@ -460,6 +486,39 @@ mod x86 {
                 unsafe { row.add(q).write(sums[r]) };
             }
         }
+    }
+
+    /// The 8 × 8 matrix whose rows are `rows`, transposed: element `c` of row `q` becomes
+    /// element `q` of row `c`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn transpose8(rows: [__m256; 8]) -> [__m256; 8] {
+        let [r0, r1, r2, r3, r4, r5, r6, r7] = rows;
+        // Pairs of rows interleaved: [a0 b0 a1 b1 | a4 b4 a5 b5] and [a2 b2 a3 b3 | a6 b6 a7 b7].
+        let (t0, t1) = (_mm256_unpacklo_ps(r0, r1), _mm256_unpackhi_ps(r0, r1));
+        let (t2, t3) = (_mm256_unpacklo_ps(r2, r3), _mm256_unpackhi_ps(r2, r3));
+        let (t4, t5) = (_mm256_unpacklo_ps(r4, r5), _mm256_unpackhi_ps(r4, r5));
+        let (t6, t7) = (_mm256_unpacklo_ps(r6, r7), _mm256_unpackhi_ps(r6, r7));
+        // Four rows' element j in each half: [a j, b j, c j, d j | the same for j + 4].
+        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        // The first four rows' half and the last four's.
+        [
+            _mm256_permute2f128_ps::<0x20>(u0, u4),
+            _mm256_permute2f128_ps::<0x20>(u1, u5),
+            _mm256_permute2f128_ps::<0x20>(u2, u6),
+            _mm256_permute2f128_ps::<0x20>(u3, u7),
+            _mm256_permute2f128_ps::<0x31>(u0, u4),
+            _mm256_permute2f128_ps::<0x31>(u1, u5),
+            _mm256_permute2f128_ps::<0x31>(u2, u6),
+            _mm256_permute2f128_ps::<0x31>(u3, u7),
+        ]
     }
 
     /// One multiply-add step of the 16 × 6 tile, as assembly text: the 16 weights `$w` bytes
