@@ -161,6 +161,15 @@ pub(crate) fn global_average_f32(src: &[f32], images: usize, channels: usize, pl
     out
 }
 
+/// The fewest input values (all channels) for which [`max_pool_2d_f32`] splits a single image
+/// into bands of output rows, one per thread: the layer before, a convolution that large, split
+/// its image into bands of rows too, so each thread reads mostly the rows its core wrote.
+/// ResNet-18's pool at batch 1 and two threads (64 channels of 56×56) took 148 µs on the
+/// calling thread, reading the other core's half, against 50 µs on one thread; the bundled
+/// CNN's pools (16 channels of 32×32 and under) follow convolutions that run on the calling
+/// thread.
+const BAND_MIN_VALUES: usize = 1 << 16;
+
 /// [`max_pool_2d`] of `images` images of `channels` planes on float32, with the same results
 /// bit for bit, split by images ([`super::threads::split_batch`]). With AVX2 and a column
 /// stride of 1 or 2, eight outputs at a time: per output row, the maximum down the window's
@@ -187,6 +196,25 @@ pub(crate) fn max_pool_2d_f32(src: &[f32], w: &Pool2d, images: usize, channels: 
     let len = (bx + wd).max(ow.div_ceil(8) * 8 * sx + kw + 16);
     let len_out = planes * oh * ow;
     let mut out: Vec<f32> = Vec::with_capacity(len_out);
+    if !two_by_two && images == 1 && channels * h * wd >= BAND_MIN_VALUES {
+        // One image, in bands of output rows over the team, each band's rows of every plane.
+        let rows = super::threads::Chunks::new(&mut out.spare_capacity_mut()[..len_out], ow);
+        super::threads::split(usize::MAX, |split| {
+            let bands = split.threads().min(oh);
+            split.run(bands, |t| {
+                let band = t * oh / bands..(t + 1) * oh / bands;
+                let mut down = vec![f32::NEG_INFINITY; len];
+                for (c, plane_src) in src.chunks_exact(h * wd).enumerate() {
+                    // SAFETY: band t of plane c is this task's alone.
+                    let out = unsafe { rows.take_range(c * oh + band.start..c * oh + band.end) };
+                    x86::plane(plane_src, w, &mut down, out, band.clone());
+                }
+            })
+        });
+        // SAFETY: the bands cover every output row of every plane, each written whole.
+        unsafe { out.set_len(len_out) };
+        return Ok(out);
+    }
     let outs = super::threads::Chunks::new(&mut out.spare_capacity_mut()[..len_out], channels * oh * ow);
     super::threads::split_batch(images, 0, |split| {
         split.run_ranges(images, |i| {
@@ -204,7 +232,7 @@ pub(crate) fn max_pool_2d_f32(src: &[f32], w: &Pool2d, images: usize, channels: 
             }
             let mut down = vec![f32::NEG_INFINITY; len];
             for (plane_src, plane_out) in src.chunks_exact(h * wd).zip(out.chunks_exact_mut(oh * ow)) {
-                x86::plane(plane_src, w, &mut down, plane_out);
+                x86::plane(plane_src, w, &mut down, plane_out, 0..oh);
             }
         })
     });
@@ -226,36 +254,50 @@ mod x86 {
         super::super::direct::available()
     }
 
-    /// One plane of [`super::max_pool_2d_f32`]: `src` (`w.input`) into `out` (`w.out`), row
-    /// by row: the maximum down the window's rows into `down`, the bordered row (−∞ outside
+    /// Output rows `rows` of one plane of [`super::max_pool_2d_f32`]: `src` (`w.input`) into
+    /// `out` (those rows of `w.out`), row by row: the maximum down the window's rows into `down`, the bordered row (−∞ outside
     /// the input's columns, at least the output's columns rounded up to 8, times the column
     /// stride, plus the window's width and 16 long), then across the window's columns.
     /// [`available`] must hold, and the column stride be 1 or 2.
-    pub(super) fn plane(src: &[f32], w: &super::Pool2d, down: &mut [f32], out: &mut [MaybeUninit<f32>]) {
+    pub(super) fn plane(
+        src: &[f32],
+        w: &super::Pool2d,
+        down: &mut [f32],
+        out: &mut [MaybeUninit<f32>],
+        rows: std::ops::Range<usize>,
+    ) {
         let ([h, wd], [oh, ow]) = (w.input, w.out);
         assert!(
             available()
                 && (w.strides[1] == 1 || w.strides[1] == 2)
                 && src.len() == h * wd
-                && out.len() == oh * ow
+                && rows.start <= rows.end
+                && rows.end <= oh
+                && out.len() == rows.len() * ow
                 && down.len() >= (w.begin[1] + wd).max(ow.div_ceil(8) * 8 * w.strides[1] + w.kernel[1] + 16),
             "max pool plane"
         );
         // SAFETY: the CPU has AVX2, and the extents are as the loops need (asserted).
         #[cfg(target_arch = "x86_64")]
         unsafe {
-            plane_avx2(src, w, down, out)
+            plane_avx2(src, w, down, out, rows.start)
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    fn plane_avx2(src: &[f32], w: &super::Pool2d, down: &mut [f32], out: &mut [MaybeUninit<f32>]) {
+    fn plane_avx2(
+        src: &[f32],
+        w: &super::Pool2d,
+        down: &mut [f32],
+        out: &mut [MaybeUninit<f32>],
+        first: usize,
+    ) {
         let ([h, wd], [_, ow]) = (w.input, w.out);
         let ([kh, kw], [sy, sx], [by, bx]) = (w.kernel, w.strides, w.begin);
         for (oy, acc) in out.chunks_exact_mut(ow).enumerate() {
-            // Window rows oy * sy + ky - by inside [0, h).
-            let top = oy * sy;
+            // Window rows oy * sy + ky - by inside [0, h), for output row oy of the plane.
+            let top = (first + oy) * sy;
             let (ky_lo, ky_hi) = (by.saturating_sub(top), kh.min((h + by).saturating_sub(top)));
             let dst = &mut down[bx..bx + wd];
             if ky_lo < ky_hi {

@@ -444,6 +444,23 @@ fn the_f32_max_pool_equals_the_general_loop_bit_for_bit() {
             );
         }
     }
+    // One image large enough to split into bands of output rows: 24 planes of ResNet's pool,
+    // and an odd size with a last window past the input, at one to three threads.
+    for (input, out) in [([56, 56], [28, 28]), ([45, 61], [23, 31])] {
+        let planes = 24;
+        let mut src = values(planes * input[0] * input[1]);
+        src[input[1] * 7 + 3] = f32::NAN;
+        let shape = Pool2d { input, out, kernel: [3, 3], strides: [2, 2], begin: [1, 1] };
+        let general = max_pool_2d(&src, &shape, planes).unwrap();
+        for threads in 1..=3 {
+            let budget = threads::Budget::new(threads).unwrap();
+            let fast =
+                threads::with_budget(Some(&budget), || max_pool_2d_f32(&src, &shape, 1, planes)).unwrap();
+            let differ = general.iter().zip(&fast).position(|(a, b)| a.to_bits() != b.to_bits());
+            assert_eq!(fast.len(), general.len());
+            assert_eq!(differ, None, "{input:?} -> {out:?} in bands, {threads} threads");
+        }
+    }
 }
 
 #[test]

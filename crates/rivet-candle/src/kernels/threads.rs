@@ -254,6 +254,25 @@ impl<'a, T> Chunks<'a, T> {
     }
 }
 
+impl<'a, T> Chunks<'a, T> {
+    /// Chunks `range`, consecutive, as one slice.
+    ///
+    /// # Safety
+    /// As [`Chunks::take`]'s, for each chunk of the range.
+    pub(crate) unsafe fn take_range(&self, range: std::ops::Range<usize>) -> &'a mut [T] {
+        assert!(
+            range.start <= range.end && range.end <= self.count(),
+            "chunks {range:?} of {}",
+            self.count()
+        );
+        let start = range.start * self.size;
+        let end = (range.end * self.size).min(self.len).max(start);
+        // SAFETY: `start..end` lies inside the borrowed slice, and (by the contract) no other
+        // reference to it exists.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), end - start) }
+    }
+}
+
 /// Candle runs an element-wise map of this many values or more on workers of its own, one
 /// pool per process sized by `CANDLE_NUM_THREADS` (else the cores), whatever a model's thread
 /// count: `candle_core::cpu_backend::utils`' `PAR_ELEMWISE_MIN`.
