@@ -442,34 +442,6 @@ mod x86 {
         };
     }
 
-    /// A tile's loop: `$count` (at least 1) times, read an offset at `{offs}`, run the `$body`
-    /// steps and advances, the named input pointers `$s` and the accumulators `$a` held in the
-    /// registers `$r` (ymm12–ymm15 are the steps' scratch).
-    macro_rules! tile_loop {
-        ($offsets:expr, $count:expr, $weights:expr, [$($s:ident = $src:expr),*],
-         [$($r:tt $a:ident),*]; $($body:tt)*) => {
-            // SAFETY: the caller's contract covers every read; the loop runs `$count` (at least
-            // 1) times, reading one offset and the weights of its steps each time.
-            unsafe {
-                std::arch::asm!(
-                    "2:",
-                    "mov {o}, qword ptr [{offs}]",
-                    $($body)*
-                    "dec {n}",
-                    "jnz 2b",
-                    offs = inout(reg) $offsets.as_ptr() => _,
-                    n = inout(reg) $count => _,
-                    w = inout(reg) $weights => _,
-                    o = out(reg) _,
-                    $($s = in(reg) $src,)*
-                    $(inout($r) $a,)*
-                    out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
-                    options(nostack, readonly),
-                );
-            }
-        };
-    }
-
     /// The 4 × 3 tile's sums, its 12 accumulators, 3 input vectors and one broadcast weight in
     /// the 16 vector registers (compiled, the loop keeps a second weight live and shuffles
     /// the accumulators between registers on every step). With `k3`, `offsets` comes in
@@ -490,12 +462,12 @@ mod x86 {
         let (mut a6, mut a7, mut a8, mut a9, mut a10, mut a11) = (z, z, z, z, z, z);
         let (s0, s1, s2) = (src[0], src[1], src[2]);
         if k3 {
-            tile_loop!(offsets, offsets.len() / 3, weights, [s0 = s0, s1 = s1, s2 = s2],
+            tile_loop_asm!(offsets, offsets.len() / 3, weights, [s0 = s0, s1 = s1, s2 = s2],
                 ["ymm0" a0, "ymm1" a1, "ymm2" a2, "ymm3" a3, "ymm4" a4, "ymm5" a5,
                  "ymm6" a6, "ymm7" a7, "ymm8" a8, "ymm9" a9, "ymm10" a10, "ymm11" a11];
                 step3!(0, 0), step3!(16, 4), step3!(32, 8), "add {offs}, 24", "add {w}, 48",);
         } else {
-            tile_loop!(offsets, offsets.len(), weights, [s0 = s0, s1 = s1, s2 = s2],
+            tile_loop_asm!(offsets, offsets.len(), weights, [s0 = s0, s1 = s1, s2 = s2],
                 ["ymm0" a0, "ymm1" a1, "ymm2" a2, "ymm3" a3, "ymm4" a4, "ymm5" a5,
                  "ymm6" a6, "ymm7" a7, "ymm8" a8, "ymm9" a9, "ymm10" a10, "ymm11" a11];
                 step3!(0, 0), "add {offs}, 8", "add {w}, 16",);
@@ -522,11 +494,11 @@ mod x86 {
         let (mut a0, mut a1, mut a2, mut a3, mut a4, mut a5, mut a6, mut a7) = (z, z, z, z, z, z, z, z);
         let (s0, s1) = (src[0], src[1]);
         if k3 {
-            tile_loop!(offsets, offsets.len() / 3, weights, [s0 = s0, s1 = s1],
+            tile_loop_asm!(offsets, offsets.len() / 3, weights, [s0 = s0, s1 = s1],
                 ["ymm0" a0, "ymm1" a1, "ymm2" a2, "ymm3" a3, "ymm4" a4, "ymm5" a5, "ymm6" a6, "ymm7" a7];
                 step2!(0, 0), step2!(16, 4), step2!(32, 8), "add {offs}, 24", "add {w}, 48",);
         } else {
-            tile_loop!(offsets, offsets.len(), weights, [s0 = s0, s1 = s1],
+            tile_loop_asm!(offsets, offsets.len(), weights, [s0 = s0, s1 = s1],
                 ["ymm0" a0, "ymm1" a1, "ymm2" a2, "ymm3" a3, "ymm4" a4, "ymm5" a5, "ymm6" a6, "ymm7" a7];
                 step2!(0, 0), "add {offs}, 8", "add {w}, 16",);
         }

@@ -574,33 +574,11 @@ mod x86 {
         ($src:ident, $offsets:ident, $count:expr, $weights:ident, $acc:ident; $($body:tt)*) => {{
             let [[mut a0, mut a1], [mut a2, mut a3], [mut a4, mut a5], [mut a6, mut a7], [mut a8, mut a9], [mut a10, mut a11]] =
                 *$acc;
-            // SAFETY: the caller's contract covers every read; the loop runs `$count` (at least
-            // 1) times, reading one offset and the weights of its steps each time.
-            unsafe {
-                std::arch::asm!(
-                    "2:",
-                    "mov {o}, qword ptr [{offs}]",
-                    $($body)*
-                    "dec {n}",
-                    "jnz 2b",
-                    offs = inout(reg) $offsets.as_ptr() => _,
-                    n = inout(reg) $count => _,
-                    w = inout(reg) $weights => _,
-                    o = out(reg) _,
-                    s0 = in(reg) $src[0],
-                    s1 = in(reg) $src[1],
-                    s2 = in(reg) $src[2],
-                    s3 = in(reg) $src[3],
-                    s4 = in(reg) $src[4],
-                    s5 = in(reg) $src[5],
-                    inout("ymm0") a0, inout("ymm1") a1, inout("ymm2") a2,
-                    inout("ymm3") a3, inout("ymm4") a4, inout("ymm5") a5,
-                    inout("ymm6") a6, inout("ymm7") a7, inout("ymm8") a8,
-                    inout("ymm9") a9, inout("ymm10") a10, inout("ymm11") a11,
-                    out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
-                    options(nostack, readonly),
-                );
-            }
+            let [s0, s1, s2, s3, s4, s5] = $src;
+            tile_loop_asm!($offsets, $count, $weights, [s0 = s0, s1 = s1, s2 = s2, s3 = s3, s4 = s4, s5 = s5],
+                ["ymm0" a0, "ymm1" a1, "ymm2" a2, "ymm3" a3, "ymm4" a4, "ymm5" a5,
+                 "ymm6" a6, "ymm7" a7, "ymm8" a8, "ymm9" a9, "ymm10" a10, "ymm11" a11];
+                $($body)*);
             *$acc = [[a0, a1], [a2, a3], [a4, a5], [a6, a7], [a8, a9], [a10, a11]];
         }};
     }

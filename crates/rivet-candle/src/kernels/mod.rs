@@ -2,6 +2,37 @@
 //! matrix products, convolutions and their window geometry, pooling, softmax, normalization,
 //! and running a loop compiled for the CPU's widest vectors.
 
+/// A direct convolution kernel's register-tile loop, as assembly: `$count` (at least 1) times,
+/// read an offset at `{offs}` into `{o}`, run the `$body` steps (assembly text using `{o}`,
+/// `{w}` and the named input pointers `$s`) and its advances, the accumulators `$a` held in the
+/// vector registers `$r`, and ymm12–ymm15 free for the steps. The caller's `unsafe` contract
+/// must cover every read the steps make.
+#[cfg(target_arch = "x86_64")]
+macro_rules! tile_loop_asm {
+    ($offsets:expr, $count:expr, $weights:expr, [$($s:ident = $src:expr),*],
+     [$($r:tt $a:ident),*]; $($body:tt)*) => {
+        // SAFETY: the caller's contract covers every read; the loop runs `$count` (at least
+        // 1) times, reading one offset and the weights of its steps each time.
+        unsafe {
+            std::arch::asm!(
+                "2:",
+                "mov {o}, qword ptr [{offs}]",
+                $($body)*
+                "dec {n}",
+                "jnz 2b",
+                offs = inout(reg) $offsets.as_ptr() => _,
+                n = inout(reg) $count => _,
+                w = inout(reg) $weights => _,
+                o = out(reg) _,
+                $($s = in(reg) $src,)*
+                $(inout($r) $a,)*
+                out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
+                options(nostack, readonly),
+            );
+        }
+    };
+}
+
 pub(crate) mod binary;
 pub(crate) mod conv;
 pub(crate) mod direct;
