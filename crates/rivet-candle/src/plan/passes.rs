@@ -141,6 +141,8 @@ pub(super) struct PlanNode<'g> {
 /// folded in after it.
 pub(super) fn fuse(graph: &GraphProto, opset: i64) -> Vec<PlanNode<'_>> {
     let default = |n: &NodeProto| n.domain.is_empty() || n.domain == "ai.onnx";
+    let plain_relu =
+        |n: &NodeProto| n.op_type == "Relu" && default(n) && n.input.len() == 1 && n.output.len() == 1;
     let mut producer: HashMap<&str, usize> = HashMap::new();
     for (i, node) in graph.node.iter().enumerate() {
         for o in node.output.iter().filter(|o| !o.is_empty()) {
@@ -173,7 +175,7 @@ pub(super) fn fuse(graph: &GraphProto, opset: i64) -> Vec<PlanNode<'_>> {
     // Producer → the Relu it applies.
     let mut fused: HashMap<usize, usize> = HashMap::new();
     for (j, node) in graph.node.iter().enumerate() {
-        if node.op_type != "Relu" || !default(node) || node.input.len() != 1 || node.output.len() != 1 {
+        if !plain_relu(node) {
             continue;
         }
         let x = node.input[0].as_str();
@@ -225,7 +227,7 @@ pub(super) fn fuse(graph: &GraphProto, opset: i64) -> Vec<PlanNode<'_>> {
         .map(|(&p, &(j, _, _))| (graph.node[j].output[0].as_str(), p))
         .collect();
     for (k, node) in graph.node.iter().enumerate() {
-        if node.op_type != "Relu" || !default(node) || node.input.len() != 1 || node.output.len() != 1 {
+        if !plain_relu(node) {
             continue;
         }
         let x = node.input[0].as_str();
@@ -239,31 +241,18 @@ pub(super) fn fuse(graph: &GraphProto, opset: i64) -> Vec<PlanNode<'_>> {
         .iter()
         .enumerate()
         .filter(|(i, _)| !gone.contains(i))
-        .map(|(i, node)| match (fused.get(&i), biased.get(&i)) {
-            (Some(&j), Some(&(_, other, first))) => PlanNode {
+        .map(|(i, node)| {
+            // The node writes the output of the last node fused into it: the Relu, else the Add.
+            let last = fused.get(&i).or(biased.get(&i).map(|(j, _, _)| j));
+            PlanNode {
                 proto: node,
-                outputs: vec![graph.node[j].output[0].as_str()],
-                fuse_relu: true,
-                fuse_add: Some((other, first)),
-            },
-            (Some(&j), None) => PlanNode {
-                proto: node,
-                outputs: vec![graph.node[j].output[0].as_str()],
-                fuse_relu: true,
-                fuse_add: None,
-            },
-            (None, Some(&(j, bias, first))) => PlanNode {
-                proto: node,
-                outputs: vec![graph.node[j].output[0].as_str()],
-                fuse_relu: false,
-                fuse_add: Some((bias, first)),
-            },
-            (None, None) => PlanNode {
-                proto: node,
-                outputs: node.output.iter().map(String::as_str).collect(),
-                fuse_relu: false,
-                fuse_add: None,
-            },
+                outputs: match last {
+                    Some(&j) => vec![graph.node[j].output[0].as_str()],
+                    None => node.output.iter().map(String::as_str).collect(),
+                },
+                fuse_relu: fused.contains_key(&i),
+                fuse_add: biased.get(&i).map(|&(_, other, first)| (other, first)),
+            }
         })
         .collect()
 }
