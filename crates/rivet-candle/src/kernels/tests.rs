@@ -569,6 +569,23 @@ fn the_one_pass_layer_norm_equals_normalize_scale_and_bias() {
         assert!((a - (b.0 - b.1)).abs() <= 4.0 * f32::EPSILON * a.abs().max(1.0), "element {i}");
     }
     assert!(layer_norm_f32(&[], 0, &[], None, 1e-5).is_empty());
+    // Rows go through each step in blocks: every row gets the bits it gets alone, over a partial
+    // block, whole blocks and a partial last one, rows of 1 to 40 values.
+    for (rows, inner) in [(7, 37), (40, 32), (33, 1), (17, 8)] {
+        let x = spread(rows * inner, inner);
+        let (scale, bias) = (spread(inner, 6), spread(inner, 7));
+        for bias in [Some(&bias[..]), None] {
+            let all = layer_norm_f32(&x, inner, &scale, bias, 1e-5);
+            for (r, row) in x.chunks(inner).enumerate() {
+                let alone = layer_norm_f32(row, inner, &scale, bias, 1e-5);
+                let got = &all[r * inner..(r + 1) * inner];
+                assert!(
+                    got.iter().zip(&alone).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{rows} rows of {inner}, row {r}: {got:?} against {alone:?}"
+                );
+            }
+        }
+    }
 }
 
 #[test]
