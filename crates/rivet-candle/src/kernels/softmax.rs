@@ -216,15 +216,7 @@ fn softmax_contiguous<T: SoftmaxElem>(v: &mut [T], d: usize) {
             *m = line_max(line);
         }
         for (&m, line) in per_line.iter().zip(block.chunks_exact_mut(d)) {
-            let mut chunks = line.chunks_exact_mut(LANES);
-            for chunk in &mut chunks {
-                for l in chunk {
-                    *l -= m;
-                }
-            }
-            for l in chunks.into_remainder() {
-                *l -= m;
-            }
+            map_in_lanes(line, |l| l - m);
         }
         for l in block.iter_mut() {
             *l = T::softmax_exp(*l);
@@ -233,16 +225,23 @@ fn softmax_contiguous<T: SoftmaxElem>(v: &mut [T], d: usize) {
             *inv = T::one() / line_sum(line);
         }
         for (&inv, line) in per_line.iter().zip(block.chunks_exact_mut(d)) {
-            let mut chunks = line.chunks_exact_mut(LANES);
-            for chunk in &mut chunks {
-                for l in chunk {
-                    *l *= inv;
-                }
-            }
-            for l in chunks.into_remainder() {
-                *l *= inv;
-            }
+            map_in_lanes(line, |l| l * inv);
         }
+    }
+}
+
+/// `f` on each value of `line`, in place, in chunks of [`LANES`] and then the rest: a short
+/// line's loop runs as whole vectors.
+#[inline(always)]
+fn map_in_lanes<T: Copy>(line: &mut [T], f: impl Fn(T) -> T) {
+    let mut chunks = line.chunks_exact_mut(LANES);
+    for chunk in &mut chunks {
+        for l in chunk {
+            *l = f(*l);
+        }
+    }
+    for l in chunks.into_remainder() {
+        *l = f(*l);
     }
 }
 
