@@ -129,6 +129,52 @@ macro_rules! conv_elem {
 conv_elem!(f32, SCRATCH_F32);
 conv_elem!(f64, SCRATCH_F64);
 
+/// Where a padded image's values go: which kernel's padding it is (its first value), then what
+/// says which of a padded buffer's elements that padding writes (the input's extents, the
+/// padded extents, where the input starts), so that two paddings of the same layout write the
+/// same elements and leave the same ones zero.
+pub(crate) type PadLayout = [usize; 9];
+
+/// The most padded buffers a thread keeps between runs, and the most elements in all of them.
+const PADDED_KEEP: usize = 8;
+const PADDED_KEEP_VALUES: usize = 1 << 22;
+
+thread_local! {
+    static PADDED: std::cell::RefCell<Vec<(PadLayout, Vec<f32>)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with a buffer of `len` values for a padded image of `layout`, in which every
+/// element a padding of that layout does not write is zero: the one this thread last used for
+/// that layout, kept between runs with its borders still zero (a padding writes only the
+/// input's values into it, never zeroing the whole buffer), else a new zeroed one. Up to
+/// [`PADDED_KEEP`] buffers of [`PADDED_KEEP_VALUES`] values in all are kept, the least
+/// recently used dropped first. `f` must write only the elements its layout pads.
+pub(crate) fn with_padded<R>(layout: PadLayout, len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    if len > PADDED_KEEP_VALUES {
+        return f(&mut vec![0.0; len]);
+    }
+    PADDED.with(|kept| {
+        let Ok(mut kept) = kept.try_borrow_mut() else {
+            // Not expected (a padding does not run another inside it), but safe.
+            return f(&mut vec![0.0; len]);
+        };
+        let buf = match kept.iter().position(|(l, b)| *l == layout && b.len() == len) {
+            Some(i) => kept.remove(i).1,
+            None => {
+                while kept.len() >= PADDED_KEEP
+                    || kept.iter().map(|(_, b)| b.len()).sum::<usize>() + len > PADDED_KEEP_VALUES
+                {
+                    kept.remove(0);
+                }
+                vec![0.0; len]
+            }
+        };
+        kept.push((layout, buf));
+        let last = kept.len() - 1;
+        f(&mut kept[last].1)
+    })
+}
+
 /// General N-D convolution, image by image: im2col into a per-thread scratch matrix (skipped
 /// for a 1×1 convolution that reads every input position), then one matrix product per group
 /// written straight into the output, which starts as the bias; a float32 2-D convolution that

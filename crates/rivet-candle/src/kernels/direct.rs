@@ -13,7 +13,7 @@
 //! plus the bias, whatever the thread count or the way positions group into tiles: the
 //! results are the same bit for bit at every thread setting.
 
-use super::conv::{ConvElem, Finish, SharedOut};
+use super::conv::{with_padded, Finish, PadLayout, SharedOut};
 use super::threads::Split;
 use super::window::Geometry;
 
@@ -142,20 +142,20 @@ pub(super) fn block_bias(bias: Option<&[f32]>, channels: usize) -> Vec<f32> {
     (0..channels).map(|ch| bias.map_or(0.0, |b| b.get(ch).copied().unwrap_or(0.0))).collect()
 }
 
-/// `n` images in turn, each padded by `pad` on the calling thread into a scratch of
-/// `scratch` values, then its `blocks` channel blocks split over `split`'s threads, `run`
-/// computing image `i`'s blocks in a range from the padded image: the direct kernels' split of
-/// a batch smaller than the thread count.
+/// `n` images in turn, each padded by `pad` on the calling thread into a buffer of `len`
+/// values for `layout` ([`with_padded`]'s), then its `blocks` channel blocks split over
+/// `split`'s threads, `run` computing image `i`'s blocks in a range from the padded image: the
+/// direct kernels' split of a batch smaller than the thread count.
 pub(super) fn channel_blocks_in_turn(
     n: usize,
     blocks: usize,
-    scratch: usize,
+    (layout, len): (PadLayout, usize),
     split: &Split<'_>,
     pad: impl Fn(usize, &mut [f32]),
     run: impl Fn(&[f32], usize, std::ops::Range<usize>) + Sync + Send,
 ) {
     let per_task = blocks.div_ceil(split.threads());
-    f32::with_scratch(scratch, |xp| {
+    with_padded(layout, len, |xp| {
         for i in 0..n {
             pad(i, xp);
             let xp: &[f32] = xp;
@@ -216,8 +216,9 @@ pub(crate) fn conv(
     }
     let kernel =
         Kernel { offsets: &offsets, packed, bias: &bias, vectors: &vectors, ck, m, p, finish, k3: kw == 3 };
+    // Into a buffer of `with_padded`'s for `layout`, whose borders are zero already.
+    let layout = [0, c, h, w, hp, wp, top, left, 0];
     let pad = |img: &[f32], dst: &mut [f32]| {
-        dst.fill(0.0);
         for ch in 0..c {
             for y in 0..h {
                 let row = &img[ch * plane + y * w..][..w];
@@ -230,7 +231,7 @@ pub(crate) fn conv(
     if threads > 1 && n >= threads {
         // Images over threads, each image whole on its thread.
         split.run_ranges(n, |i| {
-            f32::with_scratch(c * padded, |xp| {
+            with_padded(layout, c * padded, |xp| {
                 pad(&xs[i * c * plane..][..c * plane], xp);
                 // SAFETY: task `i` alone writes image i's `m * p` outputs.
                 unsafe { kernel.run(xp, outs.at(i * m * p), i * m * p, 0..blocks) };
@@ -240,7 +241,7 @@ pub(crate) fn conv(
     }
     // Images in turn, each padded on the caller and its channel blocks over the threads.
     let pad_image = |i: usize, xp: &mut [f32]| pad(&xs[i * c * plane..][..c * plane], xp);
-    channel_blocks_in_turn(n, blocks, c * padded, split, pad_image, |xp, i, range| {
+    channel_blocks_in_turn(n, blocks, (layout, c * padded), split, pad_image, |xp, i, range| {
         // SAFETY: each task alone writes the channels of its blocks in image i.
         unsafe { kernel.run(xp, outs.at(i * m * p), i * m * p, range) };
     });

@@ -16,7 +16,7 @@
 //! in: the same arithmetic as [`super::direct`]'s kernel, so the results are the same bit for
 //! bit whichever kernel runs and at every thread setting.
 
-use super::conv::{ConvElem, Finish, SharedOut};
+use super::conv::{with_padded, Finish, SharedOut};
 use super::threads::Split;
 use super::window::Geometry;
 
@@ -149,7 +149,7 @@ pub(crate) fn conv(
     // on the calling thread.
     let band = |i: usize, blocks: std::ops::Range<usize>, positions: std::ops::Range<usize>| {
         let band = Band::new(&s, geo, positions.clone());
-        f32::with_scratch(c * band.plane, |xp| {
+        with_padded(band.layout(&s, geo), c * band.plane, |xp| {
             band.pad(&s, geo, &xs[i * c * plane..][..c * plane], xp);
             // SAFETY: the caller gives each (image, positions) to one task, which alone writes
             // those positions of every channel.
@@ -181,10 +181,17 @@ pub(crate) fn conv(
     // Images in turn, each padded on the caller and its channel blocks over the threads.
     let whole = Band::new(&s, geo, 0..p);
     let pad = |i: usize, xp: &mut [f32]| whole.pad(&s, geo, &xs[i * c * plane..][..c * plane], xp);
-    super::direct::channel_blocks_in_turn(n, blocks, c * whole.plane, split, pad, |xp, i, range| {
-        // SAFETY: each task alone writes the channels of its blocks in image i.
-        unsafe { kernel.run(xp, &whole, outs.at(i * m * p), i * m * p, range) };
-    });
+    super::direct::channel_blocks_in_turn(
+        n,
+        blocks,
+        (whole.layout(&s, geo), c * whole.plane),
+        split,
+        pad,
+        |xp, i, range| {
+            // SAFETY: each task alone writes the channels of its blocks in image i.
+            unsafe { kernel.run(xp, &whole, outs.at(i * m * p), i * m * p, range) };
+        },
+    );
 }
 
 /// The fewest tiles of output positions per thread for which an image splits into bands of
@@ -227,11 +234,18 @@ impl Band {
         Band { first, plane, offsets, corners }
     }
 
-    /// The band's rows of the zero-bordered image `img` (`[c, h, w]`) into `dst`.
+    /// Which elements [`Band::pad`] writes: the input's extents, the band's first padded row
+    /// and rows, the padded width and where the input starts in it.
+    fn layout(&self, s: &Shape, geo: &Geometry) -> super::conv::PadLayout {
+        let wp = s.padded(geo).1;
+        [1, s.c, s.h, s.w, self.first, self.plane / wp, wp, geo.begin[0], geo.begin[1]]
+    }
+
+    /// The band's rows of the zero-bordered image `img` (`[c, h, w]`) into `dst`, a buffer of
+    /// [`with_padded`]'s for [`Band::layout`], whose other elements are zero already.
     fn pad(&self, s: &Shape, geo: &Geometry, img: &[f32], dst: &mut [f32]) {
         let (top, left, wp) = (geo.begin[0], geo.begin[1], s.padded(geo).1);
         let rows = self.plane / wp;
-        dst.fill(0.0);
         for ch in 0..s.c {
             for r in 0..rows {
                 // Padded row first + r holds input row first + r - top, where there is one.

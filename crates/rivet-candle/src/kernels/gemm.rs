@@ -53,9 +53,10 @@ pub(crate) fn matmul(a: &CTensor, b: &CTensor) -> CResult<CTensor> {
     Ok(y)
 }
 
-/// Up to this many multiply-adds a matrix product or a convolution runs on the calling thread,
-/// whatever the thread settings: below it, handing the product to other threads and splitting
-/// it costs more than the split gains (measured with `rivet bench --threads 1,2` on the bundled
+/// Up to this many multiply-adds a matrix product or a convolution runs on the calling thread
+/// unless its model's runs measure that splitting pays (from
+/// [`MID_MACS`](super::tune::MID_MACS) up, see [`super::tune`]): on most machines, handing
+/// the product to other threads and splitting it costs more than the split gains (measured with `rivet bench --threads 1,2` on the bundled
 /// CNN, whose convolutions are under a million multiply-adds, and ResNet-18, whose are tens of
 /// millions; its classifier at batch 8, 4.1 million, took 398 µs on one thread and 262 µs
 /// split over two).

@@ -43,6 +43,7 @@ pub(crate) mod pool;
 pub(crate) mod softmax;
 pub(crate) mod team;
 pub(crate) mod threads;
+pub(crate) mod tune;
 pub(crate) mod window;
 
 #[cfg(test)]

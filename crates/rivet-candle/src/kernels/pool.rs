@@ -215,6 +215,28 @@ pub(crate) fn max_pool_2d_f32(src: &[f32], w: &Pool2d, images: usize, channels: 
         unsafe { out.set_len(len_out) };
         return Ok(out);
     }
+    if two_by_two && images == 1 {
+        // One image: its planes in one range per thread where the run splits its mid-sized
+        // kernels, as the convolution before it split its channels, so each plane stays on
+        // the thread that computed it; else on the calling thread.
+        let planes = super::threads::Chunks::new(&mut out.spare_capacity_mut()[..len_out], oh * ow);
+        super::threads::split_as_run(|split| {
+            let tasks = split.threads().min(channels);
+            split.run(tasks, |t| {
+                let range = t * channels / tasks..(t + 1) * channels / tasks;
+                // SAFETY: task t alone takes the planes of its range.
+                let out = unsafe { planes.take_range(range.clone()) };
+                out.fill(std::mem::MaybeUninit::new(0.0));
+                // SAFETY: every element was just initialized.
+                let out = unsafe { &mut *(out as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
+                let src = &src[range.start * h * wd..range.end * h * wd];
+                crate::kernels::wide(MaxPool2x2 { src, out, h, wd });
+            })
+        });
+        // SAFETY: the tasks' ranges cover every plane, each written whole.
+        unsafe { out.set_len(len_out) };
+        return Ok(out);
+    }
     let outs = super::threads::Chunks::new(&mut out.spare_capacity_mut()[..len_out], channels * oh * ow);
     super::threads::split_batch(images, 0, |split| {
         split.run_ranges(images, |i| {

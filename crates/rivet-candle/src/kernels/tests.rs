@@ -1109,3 +1109,111 @@ fn softmax_of_contiguous_lines_in_blocks_equals_each_line_alone_bit_for_bit() {
         }
     }
 }
+
+#[test]
+fn padded_images_kept_between_runs_give_the_bits_of_new_ones() {
+    use super::direct_channels as dc;
+    if !direct::available() {
+        return;
+    }
+    // 8-wide images padded to 10 × 10 by one on every side, and by two at the top and left
+    // (the same buffer size, the input at another place), then heights 8 to 17: more layouts
+    // than a thread keeps. Three passes with new values each time, every convolution on this
+    // thread, whose kept buffers were padded before with other values or layouts, against the
+    // same on a new thread, whose buffers are all new.
+    let mut layouts: Vec<(usize, [usize; 4])> = vec![(8, [1, 1, 1, 1]), (8, [2, 2, 0, 0])];
+    layouts.extend((9..18).map(|h| (h, [1, 1, 1, 1])));
+    let (c, w, m) = (3, 8, 5);
+    let ws = spread(m * c * 9, 8).iter().map(|v| v / 16.0).collect::<Vec<_>>();
+    let bias = spread(m, 9);
+    let run = |xs: &[f32], h: usize, pads: [usize; 4], channels: bool| -> Vec<f32> {
+        let geo = geometry(&window(&[3, 3], &[1, 1], &[1, 1], &pads), &[h, w]).unwrap();
+        let len = m * geo.out[0] * geo.out[1];
+        let split = threads::Split::Serial;
+        if channels {
+            let shape = dc::Shape { c, h, w, m, kh: 3, kw: 3, stride: [1, 1], dilation: [1, 1] };
+            assert!(dc::fits(&shape, &geo));
+            filled(len, |out| {
+                dc::conv(xs, &dc::pack(&ws, m), Some(&bias), shape, &geo, out, &split, finish(false))
+            })
+        } else {
+            let shape = direct::Shape { c, h, w, m, kh: 3, kw: 3 };
+            assert!(direct::fits(c, &[h, w], 3, 3, &geo));
+            filled(len, |out| {
+                direct::conv(xs, &direct::pack(&ws, m), Some(&bias), shape, &geo, out, &split, finish(false))
+            })
+        }
+    };
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for pass in 0..3 {
+        for &(h, pads) in &layouts {
+            let xs = spread(c * h * w, 11 + pass * 31 + h);
+            for channels in [false, true] {
+                if channels && h * w < 49 {
+                    continue;
+                }
+                let kept = run(&xs, h, pads, channels);
+                let new = std::thread::scope(|s| s.spawn(|| run(&xs, h, pads, channels)).join().unwrap());
+                assert_eq!(
+                    bits(&kept),
+                    bits(&new),
+                    "pass {pass}, height {h}, pads {pads:?}, channels {channels}"
+                );
+                if pass == 2 {
+                    let conv =
+                        ConvCase { xs: &xs, ws: &ws, bias: &bias, n: 1, m, chw: [c, h, w], window: [3, 3] };
+                    let out = [h + pads[0] + pads[2] - 2, w + pads[1] + pads[3] - 2];
+                    conv.check(&kept, [1, 1], [1, 1], [pads[0], pads[1]], out, false, &(h, pads, channels));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_two_thread_model_times_both_ways_for_mid_sized_kernels_alone_with_the_same_bits() {
+    use super::tune::{Way, MID_MACS, TURN, WARM_RUNS};
+    // The bundled CNN's second convolution (1.2 million multiply-adds, mid-sized) with its Relu
+    // and 2×2 max pool after, and a small convolution (under MID_MACS) with its pool.
+    let conv = |c: usize, hw: usize, m: usize| {
+        let x = CTensor::from_vec(spread(c * hw * hw, 3), (1, c, hw, hw), &Device::Cpu).unwrap();
+        let ws = spread(m * c * 9, 4).iter().map(|v| v / 16.0).collect::<Vec<_>>();
+        let w = CTensor::from_vec(ws, (m, c, 3, 3), &Device::Cpu).unwrap();
+        let b = CTensor::from_vec(spread(m, 5), m, &Device::Cpu).unwrap();
+        (x, w, b, hw, m)
+    };
+    let mid = conv(16, 16, 32);
+    let small = conv(3, 8, 8);
+    const { assert!(16 * 9 * 32 * 256 > MID_MACS && 3 * 9 * 8 * 64 <= MID_MACS) };
+    let win = window(&[3, 3], &[1, 1], &[1, 1], &[1, 1, 1, 1]);
+    let cache = GeometryCache::default();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    let run = |budget: &threads::Budget, (x, w, b, hw, m): &(CTensor, CTensor, CTensor, usize, usize)| {
+        threads::with_budget(Some(budget), || {
+            let y = conv_plain(x, w, Some(b), &win, 1, &cache, true).unwrap();
+            let y: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+            let shape =
+                Pool2d { input: [*hw; 2], out: [hw / 2; 2], kernel: [2, 2], strides: [2, 2], begin: [0, 0] };
+            let pooled = max_pool_2d_f32(&y, &shape, 1, *m).unwrap();
+            (bits(&y), bits(&pooled))
+        })
+    };
+    let one = threads::Budget::new(1).unwrap();
+    let (mid_bits, small_bits) = (run(&one, &mid), run(&one, &small));
+    let two = threads::Budget::new(2).unwrap();
+    // Runs of small kernels alone do not count toward the warm-up.
+    for _ in 0..2 * WARM_RUNS {
+        assert!(run(&two, &small) == small_bits);
+    }
+    assert_eq!(two.settled_way(), Some(Way::Caller));
+    // The warm-up's runs on the calling thread, then a trial of both ways (the pool split by
+    // planes in the split runs), each with the bits of one thread.
+    for _ in 0..WARM_RUNS {
+        assert!(run(&two, &mid) == mid_bits);
+    }
+    assert_eq!(two.settled_way(), None, "a trial after the warm-up");
+    for _ in 0..4 * TURN {
+        assert!(run(&two, &mid) == mid_bits);
+    }
+    assert!(two.settled_way().is_some(), "a way settled after the trial");
+}

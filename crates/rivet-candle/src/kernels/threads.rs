@@ -1,35 +1,44 @@
-//! Where a model's products run under an explicit intra-op thread count: small ones on the
-//! calling thread, large ones (more than [`SERIAL_GEMM_MACS`] multiply-adds, the one rule for
-//! every kernel family) split over that many threads: a convolution or a Gemm over the
+//! Where a model's products run under an explicit intra-op thread count: small ones (at most
+//! [`MID_MACS`] multiply-adds) on the calling thread, large ones (more than
+//! [`SERIAL_GEMM_MACS`]) split over that many threads: a convolution or a Gemm over the
 //! model's [`Team`], the calling thread among them; a MatMul that Candle computes over a rayon
-//! pool of the model's, started on first use.
+//! pool of the model's, started on first use. A convolution, Gemm or sliced element-wise map
+//! in between (mid-sized) splits over the team in the runs whose way the model's
+//! [`Tuner`](super::tune) picked as splitting, and a 2×2 max pool of one image goes the same
+//! way as its run ([`split_as_run`]). The rule is the same for every kernel family but
+//! Candle's MatMul, whose hand-off to a rayon pool costs more: it splits from
+//! [`SERIAL_GEMM_MACS`] alone.
 //!
 //! A batch of at least as many images as threads is the exception: its convolutions, max and
 //! global average pooling, and its Relu and same-shape arithmetic from 64 Ki values, split by
 //! image ranges whatever their size ([`split_batch`]), so that each image stays on one core.
 //!
 //! A run sets its model's [`Budget`] for the calling thread; the kernels ask it through
-//! [`split`], [`split_batch`] and [`candle_product`]. Without a budget (no thread count given),
+//! [`split`], [`split_batch`], [`split_as_run`] and [`candle_product`]. Without a budget (no thread count given),
 //! large MatMuls run on the current rayon pool, with as many threads as it has, and large
 //! convolutions and Gemms on a team of the process's, as many threads as that pool.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::gemm::SERIAL_GEMM_MACS;
 use super::team::Team;
+use super::tune::{Tuner, Way, MID_MACS};
 
-/// A model's intra-op threads: the team its convolutions split over, and the rayon pool its
-/// matrix products split over (started when one first needs it).
+/// A model's intra-op threads: the team its convolutions split over, the rayon pool its
+/// matrix products split over (started when one first needs it), and with two or more threads
+/// the [`Tuner`] that says whether its mid-sized kernels split.
 #[derive(Clone)]
 pub(crate) struct Budget {
     pub(crate) threads: usize,
     team: Arc<Team>,
     pool: Arc<OnceLock<Option<rayon::ThreadPool>>>,
+    tuner: Arc<Mutex<Tuner>>,
 }
 
 impl Budget {
@@ -39,7 +48,14 @@ impl Budget {
             threads,
             team: Arc::new(Team::new(threads, "rivet-candle")?),
             pool: Arc::new(OnceLock::new()),
+            tuner: Arc::new(Mutex::new(Tuner::new())),
         })
+    }
+
+    /// The way the budget's tuner has settled on, if it is not in a trial.
+    #[cfg(test)]
+    pub(crate) fn settled_way(&self) -> Option<Way> {
+        lock(&self.tuner).settled()
     }
 
     /// The rayon pool of `threads` threads, or `None` when it cannot start (the product then
@@ -61,17 +77,39 @@ thread_local! {
     static BUDGET: RefCell<Option<Budget>> = const { RefCell::new(None) };
 }
 
-/// Runs `f` with `budget` as the calling thread's, restoring the one before after.
+thread_local! {
+    /// Where the run in progress on this thread sends its mid-sized kernels, and when its first
+    /// one started; `None` until it has one.
+    static MID: Cell<Option<(Way, Instant)>> = const { Cell::new(None) };
+}
+
+/// Runs `f`, a model's run, with `budget` as the calling thread's, restoring the one before
+/// after. A run with a mid-sized kernel (see [`split`]) tells the budget's tuner how long it
+/// took from that kernel's start; other runs cost the tuner nothing.
 pub(crate) fn with_budget<R>(budget: Option<&Budget>, f: impl FnOnce() -> R) -> R {
     let Some(budget) = budget else { return f() };
+    let before = MID.with(|m| m.replace(None));
+    let out = with_run_budget(budget.clone(), f);
+    if let Some((way, start)) = MID.with(|m| m.replace(before)) {
+        lock(&budget.tuner).record(way, start.elapsed());
+    }
+    out
+}
+
+/// Runs `f` with `budget` as the calling thread's, restoring the one before after.
+fn with_run_budget<R>(budget: Budget, f: impl FnOnce() -> R) -> R {
     struct Restore(Option<Budget>);
     impl Drop for Restore {
         fn drop(&mut self) {
             BUDGET.with(|b| *b.borrow_mut() = self.0.take());
         }
     }
-    let _restore = Restore(BUDGET.with(|b| b.borrow_mut().replace(budget.clone())));
+    let _restore = Restore(BUDGET.with(|b| b.borrow_mut().replace(budget)));
     f()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A value moved to a pool thread and back across [`rayon::ThreadPool::install`], which
@@ -117,7 +155,34 @@ pub(crate) fn split<R>(macs: usize, f: impl FnOnce(Split<'_>) -> R) -> R {
             _ => f(Split::Serial),
         },
         Some(b) if b.threads > 1 && macs > SERIAL_GEMM_MACS => f(Split::Team(&b.team)),
+        Some(b) if b.threads > 1 && macs > MID_MACS => {
+            let way = MID.with(|m| match m.get() {
+                Some((way, _)) => way,
+                None => {
+                    let way = lock(&b.tuner).way();
+                    m.set(Some((way, Instant::now())));
+                    way
+                }
+            });
+            match way {
+                Way::Split => f(Split::Team(&b.team)),
+                Way::Caller => f(Split::Serial),
+            }
+        }
         Some(_) => f(Split::Serial),
+    }
+}
+
+/// Runs `f` with the split of a kernel that goes the way its run does: over the model's team
+/// when the run in progress has split a mid-sized kernel ([`split`]), else on the calling
+/// thread. A kernel between two such (a 2×2 max pool of one image) then keeps each plane on
+/// the thread that computed it, and times no way of its own.
+pub(crate) fn split_as_run<R>(f: impl FnOnce(Split<'_>) -> R) -> R {
+    match budget() {
+        Some(b) if b.threads > 1 && MID.with(|m| m.get()).is_some_and(|(way, _)| way == Way::Split) => {
+            f(Split::Team(&b.team))
+        }
+        _ => f(Split::Serial),
     }
 }
 
