@@ -56,8 +56,8 @@ fn encoder_matches_pytorch_on_every_backend() {
 
 /// `network`'s `cases` on Candle at 1 and 2 intra-op threads give the default thread count's
 /// bits, and PyTorch's outputs within tolerance. At 2 threads each case runs 80 times: the
-/// model splits its mid-sized convolutions for its first 48 runs, then tries them split and
-/// unsplit in turns (see `docs/backends.md`), and every way must give the
+/// model keeps its mid-sized convolutions on the calling thread for its first 48 runs, then
+/// tries them split and unsplit in turns (see `docs/backends.md`), and every way must give the
 /// same bits.
 fn same_bits_at_every_thread_count(network: &str, onnx: &std::path::Path, cases: &[Case]) {
     let default = load(onnx, Backend::CANDLE);

@@ -1205,8 +1205,8 @@ fn a_two_thread_model_times_both_ways_for_mid_sized_kernels_alone_with_the_same_
     for _ in 0..2 * WARM_RUNS {
         assert!(run(&two, &small) == small_bits);
     }
-    assert_eq!(two.settled_way(), Some(Way::Split));
-    // The warm-up's split runs, then a trial of both ways (the pool split by
+    assert_eq!(two.settled_way(), Some(Way::Caller));
+    // The warm-up's runs on the calling thread, then a trial of both ways (the pool split by
     // planes in the split runs), each with the bits of one thread.
     for _ in 0..WARM_RUNS {
         assert!(run(&two, &mid) == mid_bits);

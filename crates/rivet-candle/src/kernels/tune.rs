@@ -16,17 +16,12 @@
 //! Splitting must win by [`MARGIN`] to be taken, since it keeps a second core busy. The way
 //! taken then holds for [`SETTLED_RUNS`] runs, [`GROWTH`] times as many after each trial that
 //! keeps the same way (up to [`SETTLED_RUNS_MOST`]), and a new trial starts. A model's first
-//! [`WARM_RUNS`] runs split and start no trial: they fault in the model's memory, and their
-//! times are not yet those of its later runs; splitting them wakes the second core, which on
-//! a virtual machine runs slower for a while after it has been idle. In the side-by-side
-//! harness's blocks, each after 20 ms idle, trials that followed a warm-up on the calling
-//! thread found splitting the bundled CNN slower (62–85 against 60–70 µs per run), where runs
-//! split from the start took 49–53 µs.
-//!
-//! Only runs with a mid-sized kernel count, each timed from its first one's start: for other
-//! runs, and for what comes before that kernel, the two ways are the same. Which way a run
-//! takes never changes its result: a split's tasks each write their own part of the output
-//! with the same arithmetic as the calling thread alone.
+//! [`WARM_RUNS`] runs take the calling thread and start no trial: they fault in the model's
+//! memory and their times are not yet those of its later runs. Only runs with a mid-sized
+//! kernel count, each timed from its first one's start: for other runs, and for what comes
+//! before that kernel, the two ways are the same. Which way a run takes never changes
+//! its result: a split's tasks each write their own part of the output with the same
+//! arithmetic as the calling thread alone.
 
 use std::time::Duration;
 
@@ -41,8 +36,9 @@ pub(crate) const MID_MACS: usize = 1 << 18;
 /// all but the first run of each turn.
 pub(crate) const TURN: usize = 5;
 
-/// Runs with a mid-sized kernel before a model's first trial, split: on the bundled CNN, runs
-/// took 80 µs on average over the first 50 and 62–64 µs over the next hundreds.
+/// Runs with a mid-sized kernel before a model's first trial, on the calling thread: on the
+/// bundled CNN, runs took 80 µs on average over the first 50 and 62–64 µs over the next
+/// hundreds.
 pub(crate) const WARM_RUNS: u32 = 48;
 
 /// Runs with a mid-sized kernel after a model's first trial and after a trial that changed the
@@ -103,7 +99,7 @@ impl Default for Tuner {
 impl Tuner {
     /// A tuner for a new model, before its first trial.
     pub(crate) fn new() -> Tuner {
-        Tuner { state: State::Settled { way: Way::Split, left: WARM_RUNS }, last: None }
+        Tuner { state: State::Settled { way: Way::Caller, left: WARM_RUNS }, last: None }
     }
 
     /// The way the next run takes.
@@ -212,13 +208,13 @@ mod tests {
         runs
     }
 
-    /// A new model's tuner after its warm-up: [`WARM_RUNS`] split runs, slow ones not making
-    /// it trial anything.
+    /// A new model's tuner after its warm-up: [`WARM_RUNS`] runs on the calling thread, slow
+    /// ones not making it trial anything.
     fn warm() -> Tuner {
         let mut t = Tuner::new();
         for _ in 0..WARM_RUNS {
-            assert_eq!(t.way(), Way::Split);
-            t.record(Way::Split, 1000 * MS);
+            assert_eq!(t.way(), Way::Caller);
+            t.record(Way::Caller, 1000 * MS);
         }
         t
     }
