@@ -52,8 +52,9 @@ pub(crate) const GROWTH: u32 = 4;
 pub(crate) const SETTLED_RUNS_MOST: u32 = 16 * 1024;
 
 /// How much faster splitting must be to be taken: its median time per run at most this share
-/// of the calling thread's.
-pub(crate) const MARGIN: f64 = 0.97;
+/// of the calling thread's. Where it pays on the bundled CNN it takes 0.7–0.8 of that time; a
+/// trial of a few runs on a busy virtual machine can show a few percent either way by chance.
+pub(crate) const MARGIN: f64 = 0.9;
 
 /// Where a run's mid-sized kernels go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -232,9 +233,9 @@ mod tests {
             .collect();
         assert_eq!((ways, way), (turns, Way::Split));
         assert_eq!(trial(&mut warm(), flat(100 * MS, 80 * MS)).1, Way::Caller);
-        // Splitting must win by the margin: 98% of the caller's time is not enough, 96% is.
-        assert_eq!(trial(&mut warm(), flat(98 * MS, 100 * MS)).1, Way::Caller);
-        assert_eq!(trial(&mut warm(), flat(96 * MS, 100 * MS)).1, Way::Split);
+        // Splitting must win by the margin: 91% of the caller's time is not enough, 89% is.
+        assert_eq!(trial(&mut warm(), flat(91 * MS, 100 * MS)).1, Way::Caller);
+        assert_eq!(trial(&mut warm(), flat(89 * MS, 100 * MS)).1, Way::Split);
         // A turn's first run is not counted: slow ones there change nothing.
         let first_slow = |way, n: u32| match (way, n % TURN as u32) {
             (Way::Split, 1) => 1000 * MS,
