@@ -244,14 +244,40 @@ impl Band {
     /// The band's rows of the zero-bordered image `img` (`[c, h, w]`) into `dst`, a buffer of
     /// [`with_padded`]'s for [`Band::layout`], whose other elements are zero already.
     fn pad(&self, s: &Shape, geo: &Geometry, img: &[f32], dst: &mut [f32]) {
-        let (top, left, wp) = (geo.begin[0], geo.begin[1], s.padded(geo).1);
-        let rows = self.plane / wp;
-        for ch in 0..s.c {
-            for r in 0..rows {
-                // Padded row first + r holds input row first + r - top, where there is one.
-                let Some(y) = (self.first + r).checked_sub(top).filter(|&y| y < s.h) else { continue };
-                let row = &img[(ch * s.h + y) * s.w..][..s.w];
-                super::direct::copy_row(&mut dst[ch * self.plane + r * wp + left..][..s.w], row);
+        let (top, wp) = (geo.begin[0], s.padded(geo).1);
+        // Padded row first + r holds input row first + r - top, where there is one.
+        let first = self.first.saturating_sub(top).min(s.h);
+        let last = (self.first + self.plane / wp).saturating_sub(top).min(s.h);
+        if first >= last {
+            return;
+        }
+        // Input row `first` goes to padded row `first + top - self.first`.
+        let at = (first + top - self.first) * wp + geo.begin[1];
+        let rows = img.chunks_exact(s.h * s.w).take(s.c).map(|plane| &plane[first * s.w..last * s.w]);
+        crate::kernels::wide(BandRows { rows, dst, w: s.w, plane: self.plane, wp, at });
+    }
+}
+
+/// A band's input rows into its padded rows: `rows`, each plane's rows the band reads, into
+/// `dst`, planes `plane` values apart and rows `wp` apart from `at`; compiled for the CPU's
+/// widest vectors.
+struct BandRows<'a, I> {
+    rows: I,
+    dst: &'a mut [f32],
+    w: usize,
+    plane: usize,
+    wp: usize,
+    at: usize,
+}
+
+impl<'a, I: Iterator<Item = &'a [f32]>> crate::kernels::WideKernel for BandRows<'_, I> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let BandRows { rows, dst, w, plane, wp, at } = self;
+        for (ch, src) in rows.enumerate() {
+            for (r, row) in src.chunks_exact(w).enumerate() {
+                super::direct::copy_row(&mut dst[ch * plane + at + r * wp..][..w], row);
             }
         }
     }
