@@ -120,29 +120,27 @@ pub(super) fn copy_row(dst: &mut [f32], src: &[f32]) {
     }
 }
 
-/// The rows of `c` planes of `h × w` values from `img` into `dst`, planes `padded` values apart
-/// and rows `wp` apart, the first row's first value at `at`: the copy of a zero-bordered image,
-/// compiled for the CPU's widest vectors (its rows of 8 or 16 values then go in one or two
-/// moves each).
-struct PadRows<'a> {
-    img: &'a [f32],
-    dst: &'a mut [f32],
-    c: usize,
-    h: usize,
-    w: usize,
-    padded: usize,
-    wp: usize,
-    at: usize,
+/// Rows of `w` values into a zero-bordered image: `planes`, each plane's rows to copy, into
+/// `dst`, planes `plane` values apart and rows `wp` apart from `at`; compiled for the CPU's
+/// widest vectors (rows of 8 or 16 values then go in one or two moves each). Both direct
+/// kernels' paddings, of whole images and of bands of rows.
+pub(super) struct PadRows<'a, I> {
+    pub(super) planes: I,
+    pub(super) dst: &'a mut [f32],
+    pub(super) w: usize,
+    pub(super) plane: usize,
+    pub(super) wp: usize,
+    pub(super) at: usize,
 }
 
-impl super::WideKernel for PadRows<'_> {
+impl<'a, I: Iterator<Item = &'a [f32]>> super::WideKernel for PadRows<'_, I> {
     type Output = ();
     #[inline(always)]
     fn run(self) {
-        let PadRows { img, dst, c, h, w, padded, wp, at } = self;
-        for (ch, plane) in img.chunks_exact(h * w).take(c).enumerate() {
-            for (y, row) in plane.chunks_exact(w).enumerate() {
-                copy_row(&mut dst[ch * padded + at + y * wp..][..w], row);
+        let PadRows { planes, dst, w, plane, wp, at } = self;
+        for (ch, rows) in planes.enumerate() {
+            for (r, row) in rows.chunks_exact(w).enumerate() {
+                copy_row(&mut dst[ch * plane + at + r * wp..][..w], row);
             }
         }
     }
@@ -247,7 +245,8 @@ pub(crate) fn conv(
     // Into a buffer of `with_padded`'s for `layout`, whose borders are zero already.
     let layout = [0, c, h, w, hp, wp, top, left, 0];
     let pad = |img: &[f32], dst: &mut [f32]| {
-        super::wide(PadRows { img, dst, c, h, w, padded, wp, at: top * wp + left });
+        let planes = img.chunks_exact(plane).take(c);
+        super::wide(PadRows { planes, dst, w, plane: padded, wp, at: top * wp + left });
     };
     let threads = split.threads();
     let outs = SharedOut::new(out);

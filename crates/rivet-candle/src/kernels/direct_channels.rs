@@ -253,33 +253,8 @@ impl Band {
         }
         // Input row `first` goes to padded row `first + top - self.first`.
         let at = (first + top - self.first) * wp + geo.begin[1];
-        let rows = img.chunks_exact(s.h * s.w).take(s.c).map(|plane| &plane[first * s.w..last * s.w]);
-        crate::kernels::wide(BandRows { rows, dst, w: s.w, plane: self.plane, wp, at });
-    }
-}
-
-/// A band's input rows into its padded rows: `rows`, each plane's rows the band reads, into
-/// `dst`, planes `plane` values apart and rows `wp` apart from `at`; compiled for the CPU's
-/// widest vectors.
-struct BandRows<'a, I> {
-    rows: I,
-    dst: &'a mut [f32],
-    w: usize,
-    plane: usize,
-    wp: usize,
-    at: usize,
-}
-
-impl<'a, I: Iterator<Item = &'a [f32]>> crate::kernels::WideKernel for BandRows<'_, I> {
-    type Output = ();
-    #[inline(always)]
-    fn run(self) {
-        let BandRows { rows, dst, w, plane, wp, at } = self;
-        for (ch, src) in rows.enumerate() {
-            for (r, row) in src.chunks_exact(w).enumerate() {
-                super::direct::copy_row(&mut dst[ch * plane + at + r * wp..][..w], row);
-            }
-        }
+        let planes = img.chunks_exact(s.h * s.w).take(s.c).map(|plane| &plane[first * s.w..last * s.w]);
+        crate::kernels::wide(super::direct::PadRows { planes, dst, w: s.w, plane: self.plane, wp, at });
     }
 }
 
