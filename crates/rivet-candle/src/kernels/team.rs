@@ -10,7 +10,9 @@
 //! split a worker keeps polling for the next one for [`SPIN`] before it parks: a run's
 //! convolutions come one after another, a few microseconds apart, and a parked thread takes
 //! tens of microseconds to wake on a busy machine, which is what a pool that parks between
-//! kernels pays on every one of them.
+//! kernels pays on every one of them. A run that keeps its kernels on the calling thread
+//! tells the workers to park at once ([`Team::rest`]): where the hypervisor places the two
+//! threads on one physical core, a polling worker takes the core's time from the caller.
 //!
 //! Which task runs on which thread never changes a result: each task writes its own part of the
 //! output with the same serial arithmetic.
@@ -42,6 +44,10 @@ struct Shared {
     posted: AtomicUsize,
     /// Workers parked on `wake`.
     parked: AtomicUsize,
+    /// Set by [`Team::rest`], cleared by the next split: polling workers park at once.
+    resting: AtomicBool,
+    /// How long a worker polls after a split before it parks ([`SPIN`] but in tests).
+    spin: Duration,
     park: Mutex<()>,
     wake: Condvar,
     stop: AtomicBool,
@@ -104,10 +110,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Team {
     /// A team of `threads` (the caller and `threads - 1` workers named `name-1`, `name-2`, ...).
     pub(crate) fn new(threads: usize, name: &str) -> std::io::Result<Team> {
+        Team::with_spin(threads, name, SPIN)
+    }
+
+    /// [`Team::new`] with workers that poll for `spin` after a split.
+    fn with_spin(threads: usize, name: &str, spin: Duration) -> std::io::Result<Team> {
         let shared = Arc::new(Shared {
             job: Mutex::new(None),
             posted: AtomicUsize::new(0),
             parked: AtomicUsize::new(0),
+            resting: AtomicBool::new(false),
+            spin,
             park: Mutex::new(()),
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -126,6 +139,21 @@ impl Team {
     /// How many threads the team has, the caller included.
     pub(crate) fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// Tells workers still polling for a split to park now rather than at the end of their
+    /// [`SPIN`]: for a run that keeps its work on the calling thread, since a polling worker
+    /// slows the caller where the hypervisor places the two threads on one physical core.
+    pub(crate) fn rest(&self) {
+        if !self.workers.is_empty() && !self.shared.resting.load(Ordering::Relaxed) {
+            self.shared.resting.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether [`Team::rest`] was called after the last split.
+    #[cfg(test)]
+    pub(crate) fn resting(&self) -> bool {
+        self.shared.resting.load(Ordering::SeqCst)
     }
 
     /// Runs `f(0)`, ..., `f(tasks - 1)` on the team and returns once all have; a panic in a task
@@ -158,6 +186,9 @@ impl Team {
             panic: Mutex::new(None),
         });
         *lock(&self.shared.job) = Some(job.clone());
+        if self.shared.resting.load(Ordering::Relaxed) {
+            self.shared.resting.store(false, Ordering::Relaxed);
+        }
         self.shared.posted.fetch_add(1, Ordering::SeqCst);
         if self.shared.parked.load(Ordering::SeqCst) > 0 {
             let _g = lock(&self.shared.park);
@@ -195,7 +226,8 @@ impl Drop for Team {
     }
 }
 
-/// A worker: waits for a split (polling for [`SPIN`], then parked), takes its tasks, repeats.
+/// A worker: waits for a split (polling for [`SPIN`], or until [`Team::rest`], then parked),
+/// takes its tasks, repeats.
 fn worker(shared: &Shared, me: usize) {
     // `posted` starts at 0 when the team does, so a split posted before this thread first runs
     // is still this worker's to join.
@@ -217,7 +249,7 @@ fn worker(shared: &Shared, me: usize) {
                 std::hint::spin_loop();
                 continue;
             }
-            if since.elapsed() < SPIN {
+            if since.elapsed() < shared.spin && !shared.resting.load(Ordering::Relaxed) {
                 std::thread::yield_now();
                 continue;
             }
@@ -259,6 +291,38 @@ mod tests {
             let want = [caller.clone(), Some("test-own-1".to_string()), Some("test-own-2".to_string())];
             assert_eq!(names, want);
         }
+    }
+
+    #[test]
+    fn resting_workers_park_before_their_polling_ends_and_wake_for_the_next_split() {
+        // Workers that would poll for an hour: only `rest` parks them.
+        let team = Team::with_spin(2, "test-rest", Duration::from_secs(3600)).unwrap();
+        let parked = || team.shared.parked.load(Ordering::SeqCst);
+        let worker_ran = || {
+            let barrier = std::sync::Barrier::new(2);
+            let names: Vec<Mutex<Option<String>>> = (0..2).map(|_| Mutex::new(None)).collect();
+            team.split(2, &|t| {
+                *lock(&names[t]) = std::thread::current().name().map(str::to_string);
+                barrier.wait();
+            });
+            let name = lock(&names[1]).clone();
+            name
+        };
+        for _ in 0..3 {
+            assert_eq!(worker_ran().as_deref(), Some("test-rest-1"));
+            assert_eq!(parked(), 0, "a worker polls after a split");
+            team.rest();
+            // Parks within a poll or two; the bound only keeps a broken `rest` from hanging.
+            let mut polls = 0u64;
+            while parked() == 0 {
+                polls += 1;
+                assert!(polls < 1 << 24, "the worker kept polling after rest");
+                std::thread::yield_now();
+            }
+        }
+        // A split clears the rest: the worker polls again after it.
+        assert_eq!(worker_ran().as_deref(), Some("test-rest-1"));
+        assert!(!team.shared.resting.load(Ordering::SeqCst));
     }
 
     #[test]

@@ -1212,8 +1212,11 @@ fn a_two_thread_model_times_both_ways_for_mid_sized_kernels_alone_with_the_same_
         assert!(run(&two, &mid) == mid_bits);
     }
     assert_eq!(two.settled_way(), None, "a trial after the warm-up");
+    // Runs on the calling thread tell the polling worker to park; a split wakes it.
     for _ in 0..4 * TURN {
+        let (way, _) = two.next_way_and_resting();
         assert!(run(&two, &mid) == mid_bits);
+        assert_eq!(two.next_way_and_resting().1, way == Way::Caller, "resting after a {way:?} run");
     }
     assert!(two.settled_way().is_some(), "a way settled after the trial");
 }

@@ -58,6 +58,13 @@ impl Budget {
         lock(&self.tuner).settled()
     }
 
+    /// The way the budget's next run with a mid-sized kernel takes, and whether its team's
+    /// workers were told to rest since their last split.
+    #[cfg(test)]
+    pub(crate) fn next_way_and_resting(&self) -> (Way, bool) {
+        (lock(&self.tuner).way(), self.team.resting())
+    }
+
     /// The rayon pool of `threads` threads, or `None` when it cannot start (the product then
     /// runs on the calling thread).
     fn pool(&self) -> Option<&rayon::ThreadPool> {
@@ -166,7 +173,10 @@ pub(crate) fn split<R>(macs: usize, f: impl FnOnce(Split<'_>) -> R) -> R {
             });
             match way {
                 Way::Split => f(Split::Team(&b.team)),
-                Way::Caller => f(Split::Serial),
+                Way::Caller => {
+                    b.team.rest();
+                    f(Split::Serial)
+                }
             }
         }
         Some(_) => f(Split::Serial),
