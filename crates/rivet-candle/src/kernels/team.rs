@@ -11,8 +11,8 @@
 //! convolutions come one after another, a few microseconds apart, and a parked thread takes
 //! tens of microseconds to wake on a busy machine, which is what a pool that parks between
 //! kernels pays on every one of them. A run that keeps its kernels on the calling thread
-//! tells the workers to park at once ([`Team::rest`]): where the hypervisor places the two
-//! threads on one physical core, a polling worker takes the core's time from the caller.
+//! tells the workers to park at once ([`Team::rest`]): in some placements of the two cores, a
+//! polling worker slows the caller.
 //!
 //! Which task runs on which thread never changes a result: each task writes its own part of the
 //! output with the same serial arithmetic.
@@ -142,8 +142,8 @@ impl Team {
     }
 
     /// Tells workers still polling for a split to park now rather than at the end of their
-    /// [`SPIN`]: for a run that keeps its work on the calling thread, since a polling worker
-    /// slows the caller where the hypervisor places the two threads on one physical core.
+    /// [`SPIN`]: for a run that keeps its work on the calling thread, since in some placements
+    /// of the cores a polling worker slows the caller.
     pub(crate) fn rest(&self) {
         if !self.workers.is_empty() && !self.shared.resting.load(Ordering::Relaxed) {
             self.shared.resting.store(true, Ordering::Relaxed);

@@ -167,16 +167,16 @@ pub(crate) fn split<R>(macs: usize, f: impl FnOnce(Split<'_>) -> R) -> R {
                 Some((way, _)) => way,
                 None => {
                     let way = lock(&b.tuner).way();
+                    if way == Way::Caller {
+                        b.team.rest();
+                    }
                     m.set(Some((way, Instant::now())));
                     way
                 }
             });
             match way {
                 Way::Split => f(Split::Team(&b.team)),
-                Way::Caller => {
-                    b.team.rest();
-                    f(Split::Serial)
-                }
+                Way::Caller => f(Split::Serial),
             }
         }
         Some(_) => f(Split::Serial),

@@ -14,9 +14,9 @@
 //! the calling thread in turn, and compares the median times of each way's runs (a turn's first
 //! run not counted: it follows the other way's, whose data sits in the other core's cache).
 //! A run on the calling thread first parks the team's polling workers
-//! ([`Team::rest`](super::team::Team::rest)): where the hypervisor places the two threads on one
-//! physical core, a worker still polling after the last split slowed the caller's runs of the
-//! bundled CNN from 48 to 60 µs, so the trial's caller turns measured slower than a settled
+//! ([`Team::rest`](super::team::Team::rest)): in some placements of the two cores, a worker
+//! still polling after the last split slowed the caller's runs of the bundled CNN from 48 to
+//! 60 µs, so the trial's caller turns measured slower than a settled
 //! stretch of them runs, and trials took splitting where it lost.
 //! Splitting must win by [`MARGIN`] to be taken, since it keeps a second core busy. The way
 //! taken then holds for [`SETTLED_RUNS`] runs, [`GROWTH`] times as many after each trial that
