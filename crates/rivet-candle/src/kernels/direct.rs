@@ -220,56 +220,138 @@ pub(crate) fn conv(
     );
     assert!(ow >= LANES && hp >= top + h && wp >= left + w, "direct conv geometry");
     assert!(finish.residual.is_none_or(|r| r.len() == out.len()), "direct conv residual");
-    // Where each multiply-add step reads in the padded image, in the weights' order.
-    let mut offsets = Vec::with_capacity(ck);
-    for ch in 0..c {
-        for i in 0..kh {
-            for j in 0..kw {
-                offsets.push(ch * padded + i * wp + j);
-            }
-        }
-    }
     let blocks = m.div_ceil(MR);
     let bias = block_bias(bias, blocks * MR);
-    // The vectors of an output plane: (read offset in the padded plane, write offset).
-    let per_row = ow.div_ceil(LANES);
-    let mut vectors = Vec::with_capacity(oh * per_row);
-    for y in 0..oh {
-        for v in 0..per_row {
-            let x = (v * LANES).min(ow - LANES);
-            vectors.push((y * wp + x, y * ow + x));
-        }
-    }
-    let kernel =
-        Kernel { offsets: &offsets, packed, bias: &bias, vectors: &vectors, ck, m, p, finish, k3: kw == 3 };
-    // Into a buffer of `with_padded`'s for `layout`, whose borders are zero already.
-    let layout = [0, c, h, w, hp, wp, top, left, 0];
-    let pad = |img: &[f32], dst: &mut [f32]| {
-        let planes = img.chunks_exact(plane).take(c);
-        super::wide(PadRows { planes, dst, w, plane: padded, wp, at: top * wp + left });
+    let kernel = Kernel { offsets: &[], packed, bias: &bias, vectors: &[], ck, m, p, finish, k3: kw == 3 };
+    // Image i's padded input rows that `rows` reads, into a buffer of `with_padded`'s for its
+    // layout (whose other elements are zero already), then `run` with them.
+    let padded_band = |i: usize, rows: &RowBand, run: &mut dyn FnMut(&[f32])| {
+        let layout = [0, c, h, w, rows.first, rows.plane / wp, wp, top, left];
+        with_padded(layout, c * rows.plane, |xp| {
+            pad_band(
+                &xs[i * c * plane..][..c * plane],
+                [c, h, w],
+                [top, left],
+                wp,
+                rows.first,
+                rows.plane,
+                xp,
+            );
+            run(xp);
+        });
     };
     let threads = split.threads();
     let outs = SharedOut::new(out);
-    if threads > 1 && n >= threads {
-        // Images over threads, each image whole on its thread.
+    if threads == 1 || n >= threads {
+        // Images in turn, or over the threads, each image whole on its thread.
+        let whole = RowBand::new(s, geo, 0..oh);
         split.run_ranges(n, |i| {
-            with_padded(layout, c * padded, |xp| {
-                pad(&xs[i * c * plane..][..c * plane], xp);
+            padded_band(i, &whole, &mut |xp| {
                 // SAFETY: task `i` alone writes image i's `m * p` outputs.
-                unsafe { kernel.run(xp, outs.at(i * m * p), i * m * p, 0..blocks) };
+                unsafe { kernel.over(&whole).run(xp, outs.at(i * m * p), i * m * p, 0..blocks) };
             });
         });
         return;
     }
+    if oh >= BAND_ROWS * threads {
+        // Images in turn, each in bands of output rows over the threads, each thread padding
+        // the input rows its band reads.
+        for i in 0..n {
+            split.run(threads, |t| {
+                let rows = RowBand::new(s, geo, t * oh / threads..(t + 1) * oh / threads);
+                padded_band(i, &rows, &mut |xp| {
+                    // SAFETY: task t alone writes its band's rows of image i, in every channel.
+                    unsafe { kernel.over(&rows).run(xp, outs.at(i * m * p), i * m * p, 0..blocks) };
+                });
+            });
+        }
+        return;
+    }
     // Images in turn, each padded on the caller and its channel blocks over the threads.
-    let pad_image = |i: usize, xp: &mut [f32]| pad(&xs[i * c * plane..][..c * plane], xp);
+    let whole = RowBand::new(s, geo, 0..oh);
+    let layout = [0, c, h, w, 0, hp, wp, top, left];
+    let pad_image = |i: usize, xp: &mut [f32]| {
+        pad_band(&xs[i * c * plane..][..c * plane], [c, h, w], [top, left], wp, 0, padded, xp);
+    };
     channel_blocks_in_turn(n, blocks, (layout, c * padded), split, pad_image, |xp, i, range| {
         // SAFETY: each task alone writes the channels of its blocks in image i.
-        unsafe { kernel.run(xp, outs.at(i * m * p), i * m * p, range) };
+        unsafe { kernel.over(&whole).run(xp, outs.at(i * m * p), i * m * p, range) };
     });
 }
 
+/// The fewest output rows per thread for which an image of fewer images than threads splits
+/// into bands of rows rather than blocks of channels. In bands, each thread pads and reads
+/// about its share of the image, and a 2×2 max pool after it (which splits its rows the same
+/// way) reads what the same thread wrote: from one layer to the next only the rows at a band's
+/// edge move between cores, where splitting the channels moves the whole image twice.
+const BAND_ROWS: usize = 4;
+
+/// A band of whole output rows of one image, as the row kernel reads it: from its own padded
+/// rows, `plane` values per channel from padded row `first` on.
+struct RowBand {
+    first: usize,
+    plane: usize,
+    /// Where each multiply-add step reads in the band's padded rows, in the weights' order.
+    offsets: Vec<usize>,
+    /// The band's vectors: (read offset in the band's padded rows, write offset in the plane).
+    vectors: Vec<(usize, usize)>,
+}
+
+impl RowBand {
+    /// Output rows `rows` (not empty) of a convolution [`fits`] takes.
+    fn new(s: Shape, geo: &Geometry, rows: std::ops::Range<usize>) -> RowBand {
+        let ow = geo.out[1];
+        let wp = ow + s.kw - 1;
+        let plane = (rows.len() + s.kh - 1) * wp;
+        let mut offsets = Vec::with_capacity(s.c * s.kh * s.kw);
+        for ch in 0..s.c {
+            for i in 0..s.kh {
+                for j in 0..s.kw {
+                    offsets.push(ch * plane + i * wp + j);
+                }
+            }
+        }
+        let per_row = ow.div_ceil(LANES);
+        let mut vectors = Vec::with_capacity(rows.len() * per_row);
+        for y in rows.clone() {
+            for v in 0..per_row {
+                let x = (v * LANES).min(ow - LANES);
+                vectors.push(((y - rows.start) * wp + x, y * ow + x));
+            }
+        }
+        RowBand { first: rows.start, plane, offsets, vectors }
+    }
+}
+
+/// Rows of the zero-bordered image of `img` (`c` planes of `h`×`w`, placed at row and column
+/// `at` of planes `wp` wide): the padded rows from `first` on that fit in `plane` values per
+/// channel, into `dst` (planes `plane` apart). Elements no input value lands on are not
+/// written: in a buffer of [`with_padded`]'s for the same layout they are zero already. Both
+/// direct kernels' paddings, of whole images and of bands of rows.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn pad_band(
+    img: &[f32],
+    [c, h, w]: [usize; 3],
+    [top, left]: [usize; 2],
+    wp: usize,
+    first: usize,
+    plane: usize,
+    dst: &mut [f32],
+) {
+    // Padded row first + r holds input row first + r - top, where there is one.
+    let from = first.saturating_sub(top).min(h);
+    let to = (first + plane / wp).saturating_sub(top).min(h);
+    if from >= to {
+        return;
+    }
+    // Input row `from` goes to padded row `from + top - first`.
+    let at = (from + top - first) * wp + left;
+    let planes = img.chunks_exact(h * w).take(c).map(|p| &p[from * w..to * w]);
+    super::wide(PadRows { planes, dst, w, plane, wp, at });
+}
+
 /// What every register tile of one convolution reads.
+#[derive(Clone, Copy)]
 struct Kernel<'a> {
     offsets: &'a [usize],
     packed: &'a [f32],
@@ -283,7 +365,15 @@ struct Kernel<'a> {
     k3: bool,
 }
 
-impl Kernel<'_> {
+impl<'a> Kernel<'a> {
+    /// The kernel over the rows of `rows`.
+    fn over<'b>(&self, rows: &'b RowBand) -> Kernel<'b>
+    where
+        'a: 'b,
+    {
+        Kernel { offsets: &rows.offsets, vectors: &rows.vectors, ..*self }
+    }
+
     /// One image's outputs for the channel blocks `blocks`, from its padded planes `xp`, into
     /// the image's output at `out`, which starts at element `at` of the whole output (and of
     /// the residual, if any).

@@ -244,17 +244,8 @@ impl Band {
     /// The band's rows of the zero-bordered image `img` (`[c, h, w]`) into `dst`, a buffer of
     /// [`with_padded`]'s for [`Band::layout`], whose other elements are zero already.
     fn pad(&self, s: &Shape, geo: &Geometry, img: &[f32], dst: &mut [f32]) {
-        let (top, wp) = (geo.begin[0], s.padded(geo).1);
-        // Padded row first + r holds input row first + r - top, where there is one.
-        let first = self.first.saturating_sub(top).min(s.h);
-        let last = (self.first + self.plane / wp).saturating_sub(top).min(s.h);
-        if first >= last {
-            return;
-        }
-        // Input row `first` goes to padded row `first + top - self.first`.
-        let at = (first + top - self.first) * wp + geo.begin[1];
-        let planes = img.chunks_exact(s.h * s.w).take(s.c).map(|plane| &plane[first * s.w..last * s.w]);
-        crate::kernels::wide(super::direct::PadRows { planes, dst, w: s.w, plane: self.plane, wp, at });
+        let at = [geo.begin[0], geo.begin[1]];
+        super::direct::pad_band(img, [s.c, s.h, s.w], at, s.padded(geo).1, self.first, self.plane, dst);
     }
 }
 

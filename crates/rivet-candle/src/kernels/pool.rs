@@ -216,24 +216,27 @@ pub(crate) fn max_pool_2d_f32(src: &[f32], w: &Pool2d, images: usize, channels: 
         return Ok(out);
     }
     if two_by_two && images == 1 {
-        // One image: its planes in one range per thread where the run splits its mid-sized
-        // kernels, as the convolution before it split its channels, so each plane stays on
-        // the thread that computed it; else on the calling thread.
-        let planes = super::threads::Chunks::new(&mut out.spare_capacity_mut()[..len_out], oh * ow);
+        // One image: where the run splits its mid-sized kernels, in bands of output rows over
+        // the threads, each band's rows of every plane, as the direct convolution before it
+        // split its rows (the same share of rows per thread, so each band reads the rows the
+        // same thread computed); else on the calling thread.
+        let rows = super::threads::Chunks::new(&mut out.spare_capacity_mut()[..len_out], ow);
         super::threads::split_as_run(|split| {
-            let tasks = split.threads().min(channels);
-            split.run(tasks, |t| {
-                let range = t * channels / tasks..(t + 1) * channels / tasks;
-                // SAFETY: task t alone takes the planes of its range.
-                let out = unsafe { planes.take_range(range.clone()) };
-                out.fill(std::mem::MaybeUninit::new(0.0));
-                // SAFETY: every element was just initialized.
-                let out = unsafe { &mut *(out as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
-                let src = &src[range.start * h * wd..range.end * h * wd];
-                crate::kernels::wide(MaxPool2x2 { src, out, h, wd });
+            let bands = split.threads().min(oh);
+            split.run(bands, |t| {
+                let band = t * oh / bands..(t + 1) * oh / bands;
+                for (c, plane_src) in src.chunks_exact(h * wd).enumerate() {
+                    // SAFETY: band t of plane c is this task's alone.
+                    let out = unsafe { rows.take_range(c * oh + band.start..c * oh + band.end) };
+                    out.fill(std::mem::MaybeUninit::new(0.0));
+                    // SAFETY: every element was just initialized.
+                    let out = unsafe { &mut *(out as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
+                    let src = &plane_src[2 * band.start * wd..2 * band.end * wd];
+                    crate::kernels::wide(MaxPool2x2 { src, out, h: 2 * band.len(), wd });
+                }
             })
         });
-        // SAFETY: the tasks' ranges cover every plane, each written whole.
+        // SAFETY: the bands cover every output row of every plane, each written whole.
         unsafe { out.set_len(len_out) };
         return Ok(out);
     }

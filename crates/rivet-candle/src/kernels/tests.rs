@@ -600,6 +600,7 @@ fn the_direct_convolution_equals_a_plain_sum_at_every_thread_count() {
         (2, 16, 16, 16, 32, 3, 3, [1, 1, 1, 1]),
         (3, 5, 8, 8, 6, 3, 3, [1, 1, 1, 1]),
         (1, 2, 7, 13, 5, 3, 5, [0, 2, 1, 0]),
+        (1, 2, 11, 13, 5, 3, 5, [0, 2, 1, 0]),
         (1, 4, 9, 9, 7, 2, 2, [0, 0, 0, 0]),
         (2, 1, 5, 11, 3, 1, 3, [0, 1, 0, 1]),
         (1, 3, 12, 10, 9, 5, 1, [2, 0, 2, 0]),
@@ -632,9 +633,11 @@ fn the_direct_convolution_equals_a_plain_sum_at_every_thread_count() {
                 })
             };
             let serial = run(&threads::Split::Serial);
-            // The same bits on two threads, split by image or by blocks of channels.
+            // The same bits on two and three threads, split by image, by bands of rows (of
+            // unequal heights on three) or by blocks of channels.
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&serial), bits(&run(&threads::Split::Rayon(2))));
+            assert_eq!(bits(&serial), bits(&run(&threads::Split::Rayon(3))));
             let conv = ConvCase { xs: &xs, ws: &ws, bias: &bias, n, m, chw: [c, h, w], window: [kh, kw] };
             conv.check(&serial, [1, 1], [1, 1], [pads[0], pads[1]], [oh, ow], relu, &(n, c, h, w, m, kh, kw));
         }
@@ -1206,8 +1209,8 @@ fn a_two_thread_model_times_both_ways_for_mid_sized_kernels_alone_with_the_same_
         assert!(run(&two, &small) == small_bits);
     }
     assert_eq!(two.settled_way(), Some(Way::Caller));
-    // The warm-up's runs on the calling thread, then a trial of both ways (the pool split by
-    // planes in the split runs), each with the bits of one thread.
+    // The warm-up's runs on the calling thread, then a trial of both ways (the convolution and
+    // the pool split by bands of rows in the split runs), each with the bits of one thread.
     for _ in 0..WARM_RUNS {
         assert!(run(&two, &mid) == mid_bits);
     }
