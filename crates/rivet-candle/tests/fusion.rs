@@ -1,6 +1,7 @@
 //! The plan's fusions give the bits of the nodes they replace: a MatMul followed by the Add of a
 //! bias vector (as `nn.Linear` on a sequence exports) runs as one step, and answers as the two
-//! nodes do when the fusion does not apply.
+//! nodes do when the fusion does not apply; so do a Conv, the Add of a residual and a Relu, and
+//! a Conv, a Relu and a 2×2 max pool.
 
 use std::path::Path;
 
@@ -253,4 +254,171 @@ fn a_residual_that_broadcasts_takes_the_adds_path_and_a_mixed_type_is_refused() 
     let err = CandleModel::from_bytes(&wide.model(), Path::new("block.onnx")).err().unwrap();
     assert_eq!(err.kind(), ErrorKind::Unsupported);
     assert!(err.to_string().contains("adds double \"r\" to its float output"), "{err}");
+}
+
+/// `y = MaxPool(Relu(Conv(x, w[, b])))` (the Relu with `relu`) for `x` of `[2, 4, h, w]` in
+/// element type `elem`, 8 output channels, a 3×3 window padded by one, and a MaxPool of a 2×2
+/// window and stride 2, or as `pool_attrs` say, with `pool_attrs` besides. With `expose`, the pool's input is a graph
+/// output too, so the pool is not fused.
+#[derive(Clone)]
+struct Pooled {
+    h: i64,
+    w: i64,
+    elem: i32,
+    bias: bool,
+    relu: bool,
+    expose: bool,
+    pool_attrs: Vec<onnx::AttributeProto>,
+}
+
+fn ints(name: &str, v: Vec<i64>) -> onnx::AttributeProto {
+    onnx::AttributeProto {
+        name: name.into(),
+        r#type: onnx::attribute_proto::AttributeType::Ints as i32,
+        ints: v,
+        ..Default::default()
+    }
+}
+
+fn int(name: &str, v: i64) -> onnx::AttributeProto {
+    onnx::AttributeProto {
+        name: name.into(),
+        r#type: onnx::attribute_proto::AttributeType::Int as i32,
+        i: v,
+        ..Default::default()
+    }
+}
+
+/// The convolution's weight `i` and bias `i` in [`Pooled`]'s models.
+fn pooled_weight(i: i64) -> f32 {
+    ((i * 7) % 23) as f32 / 20.0 - 0.55
+}
+
+fn pooled_bias(i: i64) -> f32 {
+    (i % 5) as f32 / 4.0 - 0.5
+}
+
+impl Pooled {
+    fn new(h: i64, w: i64) -> Pooled {
+        Pooled { h, w, elem: 1, bias: true, relu: true, expose: false, pool_attrs: vec![] }
+    }
+
+    fn model(&self) -> Vec<u8> {
+        let (c, m) = (4i64, 8i64);
+        let ws: Vec<f32> = (0..m * c * 9).map(pooled_weight).collect();
+        let b: Vec<f32> = (0..m).map(pooled_bias).collect();
+        let mut conv = node("Conv", if self.bias { &["x", "w", "b"] } else { &["x", "w"] }, "c");
+        conv.attribute = vec![ints("kernel_shape", vec![3, 3]), ints("pads", vec![1; 4])];
+        let mut nodes = vec![conv];
+        let mut pooled = "c";
+        if self.relu {
+            nodes.push(node("Relu", &["c"], "r"));
+            pooled = "r";
+        }
+        let mut pool = node("MaxPool", &[pooled], "y");
+        pool.attribute = self.pool_attrs.clone();
+        for (name, v) in [("kernel_shape", 2), ("strides", 2)] {
+            if !pool.attribute.iter().any(|a| a.name == name) {
+                pool.attribute.push(ints(name, vec![v, v]));
+            }
+        }
+        nodes.push(pool);
+        let mut output = vec![value("y", self.elem, &[])];
+        if self.expose {
+            output.push(value(pooled, self.elem, &[]));
+        }
+        let mut inits = vec![initializer("w", self.elem, &[m, c, 3, 3], &ws)];
+        if self.bias {
+            inits.push(initializer("b", self.elem, &[m], &b));
+        }
+        model_of(onnx::GraphProto {
+            name: "pooled".into(),
+            node: nodes,
+            initializer: inits,
+            input: vec![value("x", self.elem, &[2, c, self.h, self.w])],
+            output,
+            ..Default::default()
+        })
+        .encode_to_vec()
+    }
+}
+
+/// The first output's values for `x`, as the bits of f64s.
+fn run_any(model: &CandleModel, x: &Tensor) -> Vec<u64> {
+    let out = model.run(&[x]).unwrap();
+    let y = out.get(0).unwrap();
+    match y.as_slice::<f32>() {
+        Ok(v) => v.iter().map(|v| f64::from(*v).to_bits()).collect(),
+        Err(_) => y.as_slice::<f64>().unwrap().iter().map(|v| v.to_bits()).collect(),
+    }
+}
+
+#[test]
+fn a_conv_its_relu_and_a_2x2_max_pool_run_as_one_step_with_the_same_bits() {
+    // 16×16 and 9×11 (an odd last row and column dropped): the row kernel, which pools in its
+    // own pass; 7×7 and float64: the pool's own kernel after the convolution's.
+    for (h, w, elem) in [(16, 16, 1), (9, 11, 1), (7, 7, 1), (16, 16, 11)] {
+        let len = (2 * 4 * h * w) as usize;
+        let mut xs: Vec<f32> = (0..len).map(|i| ((i * 13) % 17) as f32 / 7.0 - 1.2).collect();
+        xs[5] = f32::NAN;
+        xs[len - 3] = -0.0;
+        let dims = [2, 4, h as usize, w as usize];
+        let x = if elem == 11 {
+            Tensor::from_slice(&dims, &xs.iter().map(|&v| f64::from(v)).collect::<Vec<_>>()).unwrap()
+        } else {
+            Tensor::from_slice(&dims, &xs).unwrap()
+        };
+        for bias in [true, false] {
+            for relu in [true, false] {
+                let case = format!("{h}×{w}, elem {elem}, bias {bias}, relu {relu}");
+                let pooled = Pooled { elem, bias, relu, ..Pooled::new(h, w) };
+                let unfused = load(&Pooled { expose: true, ..pooled.clone() }.model());
+                assert_eq!(unfused.steps(), 2, "{case}");
+                let want = run_any(&unfused, &x);
+                let fused = load(&pooled.model());
+                assert_eq!(fused.steps(), 1, "{case}");
+                let got = run_any(&fused, &x);
+                assert_eq!(got.len(), (2 * 8 * (h / 2) * (w / 2)) as usize, "{case}");
+                let differ = got.iter().zip(&want).position(|(a, b)| a != b);
+                assert_eq!(differ, None, "{case}: the first output that differs");
+            }
+        }
+        // Against plain arithmetic at one output: channel 5 of image 1, pooled row 2, column 1.
+        let got = run_any(&load(&Pooled { elem, ..Pooled::new(h, w) }.model()), &x);
+        let (ch, img, py, px) = (5i64, 1i64, 2i64, 1i64);
+        let conv_at = |y0: i64, x0: i64| {
+            let mut sum = f64::from(pooled_bias(ch));
+            for c in 0..4 {
+                for i in 0..3 {
+                    for j in 0..3 {
+                        let (yy, xx) = (y0 + i - 1, x0 + j - 1);
+                        if yy < 0 || xx < 0 || yy >= h || xx >= w {
+                            continue;
+                        }
+                        let xv = xs[(((img * 4 + c) * h + yy) * w + xx) as usize];
+                        sum += f64::from(xv) * f64::from(pooled_weight(((ch * 4 + c) * 3 + i) * 3 + j));
+                    }
+                }
+            }
+            sum.max(0.0)
+        };
+        let want = [(0, 0), (0, 1), (1, 0), (1, 1)]
+            .iter()
+            .map(|&(dy, dx)| conv_at(2 * py + dy, 2 * px + dx))
+            .fold(f64::NEG_INFINITY, f64::max);
+        let at = (((img * 8 + ch) * (h / 2) + py) * (w / 2) + px) as usize;
+        let g = f64::from_bits(got[at]);
+        assert!((g - want).abs() <= 1e-5 * want.abs().max(1.0), "{h}×{w}: {g} against {want}");
+    }
+    // A pool that pads, rounds up, steps by one or has a 3×3 window stays a step of its own;
+    // one with a storage order (which only its indices would show) is fused.
+    let steps = |attrs: Vec<onnx::AttributeProto>| {
+        load(&Pooled { pool_attrs: attrs, ..Pooled::new(8, 8) }.model()).steps()
+    };
+    assert_eq!(steps(vec![ints("pads", vec![0, 0, 1, 1])]), 2);
+    assert_eq!(steps(vec![int("ceil_mode", 1)]), 2);
+    assert_eq!(steps(vec![ints("strides", vec![1, 1])]), 2);
+    assert_eq!(steps(vec![ints("kernel_shape", vec![3, 3])]), 2);
+    assert_eq!(steps(vec![int("storage_order", 0)]), 1);
+    assert_eq!(steps(vec![]), 1);
 }

@@ -179,7 +179,9 @@ pub(crate) fn with_padded<R>(layout: PadLayout, len: usize, f: impl FnOnce(&mut 
 /// for a 1×1 convolution that reads every input position), then one matrix product per group
 /// written straight into the output, which starts as the bias; a float32 2-D convolution that
 /// a direct kernel takes runs there instead. With a `residual`, only a direct kernel runs it
-/// (adding the residual to each output before the Relu), and `None` says none took it.
+/// (adding the residual to each output before the Relu), and `None` says none took it; with
+/// `pool`, only the direct row kernel runs it, followed by a 2×2 max pool of stride 2 in the
+/// same pass (the output is the pool's), and `None` says it did not take it.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv_general(
     x: &CTensor,
@@ -190,6 +192,7 @@ pub(crate) fn conv_general(
     cache: &GeometryCache,
     relu: bool,
     residual: Option<&CTensor>,
+    pool: bool,
 ) -> CResult<Option<CTensor>> {
     let (n, c) = (x.dims()[0], x.dims()[1]);
     let m = wt.dims()[0];
@@ -223,11 +226,14 @@ pub(crate) fn conv_general(
             dilation: [w.dilations[0], w.dilations[1]],
         };
         let fits = |r: &CTensor| r.dtype() == CDType::F32 && r.dims() == dims;
-        if let Some(kernel) = direct_kernel(&shape, &geo).filter(|_| residual.is_none_or(fits)) {
-            return conv_direct(x, wt, bias, &geo, cache, dims, relu, residual, shape, kernel).map(Some);
+        let kernel = direct_kernel(&shape, &geo)
+            .filter(|k| residual.is_none_or(fits) && !(pool && (*k != Direct::Rows || residual.is_some())));
+        if let Some(kernel) = kernel {
+            return conv_direct(x, wt, bias, &geo, cache, dims, relu, residual, shape, (kernel, pool))
+                .map(Some);
         }
     }
-    if residual.is_some() {
+    if residual.is_some() || pool {
         return Ok(None);
     }
     match x.dtype() {
@@ -287,7 +293,8 @@ pub(crate) fn direct_kernel(s: &super::direct_channels::Shape, geo: &Geometry) -
 }
 
 /// A direct kernel's convolution of float32 `x` (one group): `kernel`, which
-/// [`direct_kernel`] chose for `shape`, with its packing of `wt` from `cache`.
+/// [`direct_kernel`] chose for `shape`, with its packing of `wt` from `cache`; with `pool`
+/// (the row kernel's only), followed by a 2×2 max pool of stride 2 in the same pass.
 #[allow(clippy::too_many_arguments)]
 fn conv_direct(
     x: &CTensor,
@@ -295,16 +302,21 @@ fn conv_direct(
     bias: Option<&CTensor>,
     geo: &Geometry,
     cache: &GeometryCache,
-    dims: Vec<usize>,
+    mut dims: Vec<usize>,
     relu: bool,
     residual: Option<&CTensor>,
     shape: super::direct_channels::Shape,
-    kernel: Direct,
+    (kernel, pool): (Direct, bool),
 ) -> CResult<CTensor> {
     let super::direct_channels::Shape { c, h, w, m, kh, kw, .. } = shape;
     let n = x.dims()[0];
     let bias: Option<Vec<f32>> = bias.map(|b| super::values(&b.to_dtype(CDType::F32)?)).transpose()?;
-    let len = n * m * geo.p;
+    if pool {
+        // The 2×2 max pool's output, odd last rows and columns dropped.
+        dims[2] /= 2;
+        dims[3] /= 2;
+    }
+    let len = dims.iter().product();
     let mut out: Vec<f32> = Vec::with_capacity(len);
     threads::split_batch(n, n * m * geo.p * c * kh * kw, |split| {
         // The residual's values, if any, borrowed for the kernel's finish.
@@ -324,7 +336,13 @@ fn conv_direct(
                         Direct::Rows => {
                             let packed = cache.packed(wt.id(), "rows", || super::direct::pack(ws, m));
                             let rows = super::direct::Shape { c, h, w, m, kh, kw };
-                            super::direct::conv(xs, &packed, bias, rows, geo, dst, &split, finish);
+                            if pool {
+                                super::direct::conv_max_pool_2x2(
+                                    xs, &packed, bias, rows, geo, dst, &split, finish,
+                                );
+                            } else {
+                                super::direct::conv(xs, &packed, bias, rows, geo, dst, &split, finish);
+                            }
                         }
                         Direct::Channels => {
                             let packed =
@@ -834,7 +852,7 @@ impl ConvSpec {
     /// im2col plus matrix products, measured faster here than Candle's conv2d, and covering
     /// every rank, asymmetric padding, strides and dilations.
     pub(crate) fn run(&self, x: &CTensor, wt: &CTensor, bias: Option<&CTensor>) -> CResult<CTensor> {
-        self.run_with(x, wt, bias, None, self.relu)?
+        self.run_with(x, wt, bias, None, self.relu, false)?
             .ok_or_else(|| candle_core::Error::Msg("Conv gave no output".into()))
     }
 
@@ -850,7 +868,22 @@ impl ConvSpec {
         residual: &CTensor,
         relu: bool,
     ) -> CResult<Option<CTensor>> {
-        self.run_with(x, wt, bias, Some(residual), relu)
+        self.run_with(x, wt, bias, Some(residual), relu, false)
+    }
+
+    /// [`ConvSpec::run`] followed by a 2×2 max pool of stride 2 without padding (an odd last
+    /// row or column dropped), in one pass, where the direct row kernel takes the convolution;
+    /// else `None`, for the caller to run the two steps. The result is the same bit for bit.
+    pub(crate) fn run_max_pool_2x2(
+        &self,
+        x: &CTensor,
+        wt: &CTensor,
+        bias: Option<&CTensor>,
+    ) -> CResult<Option<CTensor>> {
+        if x.rank() != 4 {
+            return Ok(None);
+        }
+        self.run_with(x, wt, bias, None, self.relu, true)
     }
 
     fn run_with(
@@ -860,6 +893,7 @@ impl ConvSpec {
         bias: Option<&CTensor>,
         residual: Option<&CTensor>,
         relu: bool,
+        pool: bool,
     ) -> CResult<Option<CTensor>> {
         if x.rank() < 3 || wt.rank() != x.rank() {
             bail!("Conv of {:?} with weights {:?}", x.dims(), wt.dims());
@@ -874,7 +908,7 @@ impl ConvSpec {
         if w.kernel != wt.dims()[2..] {
             bail!("kernel_shape {:?} disagrees with weights {:?}", w.kernel, wt.dims());
         }
-        conv_general(x, wt, bias, &w, self.group, &self.cache, relu, residual)
+        conv_general(x, wt, bias, &w, self.group, &self.cache, relu, residual, pool)
     }
 }
 

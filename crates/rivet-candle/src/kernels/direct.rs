@@ -14,6 +14,7 @@
 //! results are the same bit for bit at every thread setting.
 
 use super::conv::{with_padded, Finish, PadLayout, SharedOut};
+use super::pool::max_pool_2x2_planes;
 use super::threads::Split;
 use super::window::Geometry;
 
@@ -206,16 +207,55 @@ pub(crate) fn conv(
     split: &Split<'_>,
     finish: Finish<'_>,
 ) {
+    conv_then(xs, packed, bias, s, geo, out, split, finish, false);
+}
+
+/// [`conv`] followed by a 2×2 max pool of stride 2 (an odd last row or column dropped), with
+/// `out` (`[n, m, oh / 2, ow / 2]`) the pool's: each thread pools the rows it computed while
+/// they are in its cache, from a scratch buffer it keeps, and no full-size output is written.
+/// Each pooled value is [`MaxPool2x2`]'s of the same four sums, so the result is the same bit
+/// for bit as the two steps apart. `finish` takes no residual.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv_max_pool_2x2(
+    xs: &[f32],
+    packed: &[f32],
+    bias: Option<&[f32]>,
+    s: Shape,
+    geo: &Geometry,
+    out: &mut [std::mem::MaybeUninit<f32>],
+    split: &Split<'_>,
+    finish: Finish<'_>,
+) {
+    assert!(finish.residual.is_none(), "a pooled direct conv adds no residual");
+    conv_then(xs, packed, bias, s, geo, out, split, finish, true);
+}
+
+/// [`conv`], then with `pool` [`conv_max_pool_2x2`]'s pooling.
+#[allow(clippy::too_many_arguments)]
+fn conv_then(
+    xs: &[f32],
+    packed: &[f32],
+    bias: Option<&[f32]>,
+    s: Shape,
+    geo: &Geometry,
+    out: &mut [std::mem::MaybeUninit<f32>],
+    split: &Split<'_>,
+    finish: Finish<'_>,
+    pool: bool,
+) {
     assert!(available(), "the direct kernel needs AVX2 and FMA");
     let Shape { c, h, w, m, kh, kw } = s;
     let (oh, ow) = (geo.out[0], geo.out[1]);
     let (hp, wp) = (oh + kh - 1, ow + kw - 1);
     let (top, left) = (geo.begin[0], geo.begin[1]);
-    let (plane, padded, p) = (h * w, hp * wp, oh * ow);
+    let (plane, p) = (h * w, oh * ow);
+    // The pooled plane's rows and columns, and the output's values per channel.
+    let (ph, pw) = (oh / 2, ow / 2);
+    let q = if pool { ph * pw } else { p };
     let ck = c * kh * kw;
     let n = xs.len() / (c * plane);
     assert!(
-        xs.len() == n * c * plane && packed.len() == m.div_ceil(MR) * ck * MR && out.len() == n * m * p,
+        xs.len() == n * c * plane && packed.len() == m.div_ceil(MR) * ck * MR && out.len() == n * m * q,
         "direct conv extents"
     );
     assert!(ow >= LANES && hp >= top + h && wp >= left + w, "direct conv geometry");
@@ -240,16 +280,56 @@ pub(crate) fn conv(
             run(xp);
         });
     };
-    let threads = split.threads();
     let outs = SharedOut::new(out);
+    // Image i's outputs at `rows` in the channel blocks `blocks`, from its padded rows `xp`:
+    // into the output, or with `pool` into this thread's scratch and from there pooled into
+    // the output.
+    //
+    // SAFETY (the caller's): nothing else writes or reads the outputs of those rows and
+    // blocks of image i meanwhile.
+    let emit = |xp: &[f32], i: usize, rows: &RowBand, blocks: std::ops::Range<usize>| {
+        let k = kernel.over(rows);
+        if !pool {
+            // SAFETY: the caller's, above; `xp` holds the rows `rows` reads.
+            unsafe { k.run(xp, outs.at(i * m * p), i * m * p, blocks) };
+            return;
+        }
+        let channels = blocks.start * MR..(blocks.end * MR).min(m);
+        let band = rows.rows.start / 2..rows.rows.end / 2;
+        <f32 as super::conv::ConvElem>::with_scratch(m * p, |scratch| {
+            // SAFETY: the scratch holds `m * p` values, the image's whole output, of which the
+            // kernel writes the rows and channels asked for.
+            unsafe { k.run(xp, scratch.as_mut_ptr(), 0, blocks) };
+            let from = channels.start * p + 2 * band.start * ow;
+            let at = i * m * q + channels.start * q + band.start * pw;
+            // SAFETY: the pooled rows `band` of the channels in image i are (by the caller's
+            // word) this task's alone; the scratch holds each channel's rows at stride p.
+            unsafe {
+                max_pool_2x2_planes(&scratch[from..], p, outs.at(at), q, [channels.len(), band.len(), ow]);
+            }
+        });
+    };
+    if pool && ph * pw == 0 {
+        // No pooled output.
+        return;
+    }
+    let threads = split.threads();
+    // The rows a task computes: with `pool`, whole pairs of rows, as many pairs per thread.
+    let share = |t: usize| {
+        if pool {
+            2 * (t * ph / threads)..2 * ((t + 1) * ph / threads)
+        } else {
+            t * oh / threads..(t + 1) * oh / threads
+        }
+    };
+    // All the rows a task computes for a whole image.
+    let all = if pool { 0..2 * ph } else { 0..oh };
     if threads == 1 || n >= threads {
         // Images in turn, or over the threads, each image whole on its thread.
-        let whole = RowBand::new(s, geo, 0..oh);
+        let whole = RowBand::new(s, geo, all);
         split.run_ranges(n, |i| {
-            padded_band(i, &whole, &mut |xp| {
-                // SAFETY: task `i` alone writes image i's `m * p` outputs.
-                unsafe { kernel.over(&whole).run(xp, outs.at(i * m * p), i * m * p, 0..blocks) };
-            });
+            // Task `i` alone writes image i's outputs.
+            padded_band(i, &whole, &mut |xp| emit(xp, i, &whole, 0..blocks));
         });
         return;
     }
@@ -258,24 +338,22 @@ pub(crate) fn conv(
         // the input rows its band reads.
         for i in 0..n {
             split.run(threads, |t| {
-                let rows = RowBand::new(s, geo, t * oh / threads..(t + 1) * oh / threads);
-                padded_band(i, &rows, &mut |xp| {
-                    // SAFETY: task t alone writes its band's rows of image i, in every channel.
-                    unsafe { kernel.over(&rows).run(xp, outs.at(i * m * p), i * m * p, 0..blocks) };
-                });
+                let rows = RowBand::new(s, geo, share(t));
+                // Task t alone writes its band's rows of image i, in every channel.
+                padded_band(i, &rows, &mut |xp| emit(xp, i, &rows, 0..blocks));
             });
         }
         return;
     }
     // Images in turn, each padded on the caller and its channel blocks over the threads.
-    let whole = RowBand::new(s, geo, 0..oh);
-    let layout = [0, c, h, w, 0, hp, wp, top, left];
+    let whole = RowBand::new(s, geo, all);
+    let layout = [0, c, h, w, whole.first, whole.plane / wp, wp, top, left];
     let pad_image = |i: usize, xp: &mut [f32]| {
-        pad_band(&xs[i * c * plane..][..c * plane], [c, h, w], [top, left], wp, 0, padded, xp);
+        pad_band(&xs[i * c * plane..][..c * plane], [c, h, w], [top, left], wp, 0, whole.plane, xp);
     };
-    channel_blocks_in_turn(n, blocks, (layout, c * padded), split, pad_image, |xp, i, range| {
-        // SAFETY: each task alone writes the channels of its blocks in image i.
-        unsafe { kernel.over(&whole).run(xp, outs.at(i * m * p), i * m * p, range) };
+    channel_blocks_in_turn(n, blocks, (layout, c * whole.plane), split, pad_image, |xp, i, range| {
+        // Each task alone writes the channels of its blocks in image i.
+        emit(xp, i, &whole, range);
     });
 }
 
@@ -289,6 +367,8 @@ const BAND_ROWS: usize = 4;
 /// A band of whole output rows of one image, as the row kernel reads it: from its own padded
 /// rows, `plane` values per channel from padded row `first` on.
 struct RowBand {
+    /// The output rows.
+    rows: std::ops::Range<usize>,
     first: usize,
     plane: usize,
     /// Where each multiply-add step reads in the band's padded rows, in the weights' order.
@@ -319,7 +399,7 @@ impl RowBand {
                 vectors.push(((y - rows.start) * wp + x, y * ow + x));
             }
         }
-        RowBand { first: rows.start, plane, offsets, vectors }
+        RowBand { first: rows.start, plane, offsets, vectors, rows }
     }
 }
 

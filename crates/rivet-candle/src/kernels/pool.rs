@@ -455,6 +455,57 @@ mod x86 {
     /// `max(v, a)` is `v` where `v > a` and `a` otherwise (ties and a NaN `a` included); only a
     /// NaN `v` needs the blend. Written as a blend of `a` and `v` alone, LLVM stores the result
     /// of `max_into` as a masked store, which AMD's cores run many times slower.
+    /// One output row of a 2×2 max pool of stride 2: `top.len() / 2` values to `out`, each the
+    /// larger of its row pairs' larger values (NaN wins, a tie keeps the first), as
+    /// [`super::MaxPool2x2`] compares them, eight at a time: the even and odd columns of 16
+    /// inputs apart, compared, and put back in order.
+    ///
+    /// # Safety
+    /// AVX2 is available; `out` points at `top.len() / 2` values to write; `bottom` is as long
+    /// as `top`.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn pairs(top: &[f32], bottom: &[f32], out: *mut f32) {
+        let ow = top.len() / 2;
+        assert!(bottom.len() == top.len(), "2x2 pool rows");
+        let mut x = 0;
+        while x + 8 <= ow {
+            // Outputs x + [0 1 4 5 | 2 3 6 7], then in order.
+            // SAFETY: 16 values from 2x on lie in each row (x + 8 <= ow).
+            let v = unsafe { larger(half(top, x), half(bottom, x)) };
+            let v = _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(v)));
+            // SAFETY: outputs x .. x + 8 are the caller's to write.
+            unsafe { _mm256_storeu_ps(out.add(x), v) };
+            x += 8;
+        }
+        let one = |mut a: f32, v: f32| {
+            crate::kernels::nan_max(&mut a, v);
+            a
+        };
+        for x in x..ow {
+            let v = one(one(top[2 * x], top[2 * x + 1]), one(bottom[2 * x], bottom[2 * x + 1]));
+            // SAFETY: as above.
+            unsafe { out.add(x).write(v) };
+        }
+    }
+
+    /// The larger of columns 2k and 2k + 1 of the 16 values of `row` from `2 * x` on, for k in
+    /// 0..8, in the order `[0 1 4 5 | 2 3 6 7]`.
+    ///
+    /// # Safety
+    /// AVX2 is available; `row` holds `2 * x + 16` values.
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn half(row: &[f32], x: usize) -> __m256 {
+        // SAFETY: the caller's.
+        let (a, b) = unsafe {
+            (_mm256_loadu_ps(row.as_ptr().add(2 * x)), _mm256_loadu_ps(row.as_ptr().add(2 * x + 8)))
+        };
+        // [a0 a2 b0 b2 | a4 a6 b4 b6] against the odd columns.
+        larger(_mm256_shuffle_ps::<0x88>(a, b), _mm256_shuffle_ps::<0xDD>(a, b))
+    }
+
     #[cfg(target_arch = "x86_64")]
     #[inline]
     #[target_feature(enable = "avx2")]
@@ -503,6 +554,81 @@ impl<T: candle_core::WithDType> crate::kernels::WideKernel for MaxPool2x2<'_, T>
                 let (top, bottom) = rows.split_at(wd);
                 for ((a, t), b) in acc.iter_mut().zip(top.chunks_exact(2)).zip(bottom.chunks_exact(2)) {
                     *a = larger(larger(t[0], t[1]), larger(b[0], b[1]));
+                }
+            }
+        }
+    }
+}
+
+/// [`MaxPool2x2`] over some rows of each of `planes` planes: `rows` pooled rows of each, from
+/// `src` (pairs of input rows `wd` wide, planes `src_plane` values apart) to `out` (`wd / 2`
+/// values per row, planes `out_plane` apart), each output written once and none read; the
+/// same comparisons as [`MaxPool2x2`], so the same bits. Compiled for the CPU's widest
+/// vectors.
+///
+/// # Safety
+/// `out` points at `planes` runs of `rows * (wd / 2)` values, `out_plane` apart, that nothing
+/// else reads or writes meanwhile (the values between them are not touched); `src` holds
+/// `(planes - 1) * src_plane + 2 * rows * wd` values.
+pub(crate) unsafe fn max_pool_2x2_planes(
+    src: &[f32],
+    src_plane: usize,
+    out: *mut f32,
+    out_plane: usize,
+    [planes, rows, wd]: [usize; 3],
+) {
+    if planes * rows * (wd / 2) == 0 {
+        return;
+    }
+    assert!(src.len() >= (planes - 1) * src_plane + 2 * rows * wd, "2x2 pool extents");
+    #[cfg(target_arch = "x86_64")]
+    if x86::available() {
+        let ow = wd / 2;
+        for c in 0..planes {
+            for r in 0..rows {
+                let top = &src[c * src_plane + 2 * r * wd..][..wd];
+                let bottom = &src[c * src_plane + (2 * r + 1) * wd..][..wd];
+                // SAFETY: AVX2 is available; row r of plane c's run holds `ow` values that this
+                // call alone writes (the caller's word).
+                unsafe { x86::pairs(top, bottom, out.add(c * out_plane + r * ow)) };
+            }
+        }
+        return;
+    }
+    crate::kernels::wide(MaxPool2x2Planes { src, src_plane, out, out_plane, planes, rows, wd });
+}
+
+/// [`max_pool_2x2_planes`]'s loop, to run through [`crate::kernels::wide`].
+struct MaxPool2x2Planes<'a> {
+    src: &'a [f32],
+    src_plane: usize,
+    out: *mut f32,
+    out_plane: usize,
+    planes: usize,
+    rows: usize,
+    wd: usize,
+}
+
+impl crate::kernels::WideKernel for MaxPool2x2Planes<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let MaxPool2x2Planes { src, src_plane, out, out_plane, planes, rows, wd } = self;
+        let ow = wd / 2;
+        let larger = |mut a: f32, b: f32| {
+            nan_max(&mut a, b);
+            a
+        };
+        for c in 0..planes {
+            let plane_src = &src[c * src_plane..][..2 * rows * wd];
+            for (r, pair) in plane_src.chunks_exact(2 * wd).enumerate() {
+                let (top, bottom) = pair.split_at(wd);
+                // SAFETY: row r of plane c's run, which `max_pool_2x2_planes`'s caller gives
+                // this call alone; each value is written, never read.
+                let acc = unsafe { out.add(c * out_plane + r * ow) };
+                for (x, (t, b)) in top.chunks_exact(2).zip(bottom.chunks_exact(2)).take(ow).enumerate() {
+                    // SAFETY: as above; x < ow.
+                    unsafe { acc.add(x).write(larger(larger(t[0], t[1]), larger(b[0], b[1]))) };
                 }
             }
         }

@@ -391,6 +391,42 @@ fn the_2x2_max_pool_equals_the_general_loop() {
 }
 
 #[test]
+fn the_2x2_max_pool_of_rows_gives_the_bits_of_the_whole_plane_pool() {
+    // Rows 16, 24 and 34 wide (whole vectors of outputs, then a tail), with NaN, both zeros
+    // in ties and equal values at every place of a window.
+    for wd in [16, 24, 34, 5] {
+        let (planes, h) = (3, 6);
+        let mut src = values(planes * h * wd);
+        for (i, v) in src.iter_mut().enumerate() {
+            *v = match i % 7 {
+                0 => -0.0,
+                1 => 0.0,
+                2 if i % 3 == 0 => f32::NAN,
+                3 => 1.0,
+                4 => 1.0,
+                _ => *v,
+            };
+        }
+        let want = max_pool_2x2(&src, planes, h, wd);
+        // Rows 1 and 2 of each plane's three pooled rows, into an output of the whole planes.
+        let (oh, ow) = (h / 2, wd / 2);
+        let mut got = vec![f32::INFINITY; planes * oh * ow];
+        // SAFETY: rows 1..3 of each plane, `oh * ow` apart, lie in `got`, which nothing else
+        // touches; the source holds every row read.
+        unsafe {
+            max_pool_2x2_planes(&src[2 * wd..], h * wd, got.as_mut_ptr().add(ow), oh * ow, [planes, 2, wd])
+        };
+        for p in 0..planes {
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            let rows = p * oh * ow + ow..(p + 1) * oh * ow;
+            assert_eq!(bits(&got[rows.clone()]), bits(&want[rows]), "{wd} wide, plane {p}");
+            // Row 0 is not written.
+            assert!(got[p * oh * ow..p * oh * ow + ow].iter().all(|v| *v == f32::INFINITY));
+        }
+    }
+}
+
+#[test]
 fn the_f32_max_pool_equals_the_general_loop_bit_for_bit() {
     // (input, out, kernel, strides, begin)
     type Case = ([usize; 2], [usize; 2], [usize; 2], [usize; 2], [usize; 2]);
@@ -651,6 +687,63 @@ fn the_direct_convolution_equals_a_plain_sum_at_every_thread_count() {
     let geo = geometry(&window(&[3, 3], &[1, 1], &[1, 1], &[1, 1, 1, 1]), &[14, 14]).unwrap();
     assert!(direct::fits(direct::MAX_DEPTH / 9, &[14, 14], 3, 3, &geo));
     assert!(!direct::fits(direct::MAX_DEPTH / 9 + 1, &[14, 14], 3, 3, &geo));
+}
+
+#[test]
+fn the_direct_convolution_with_its_2x2_max_pool_gives_the_bits_of_the_two_apart() {
+    if !direct::available() {
+        return;
+    }
+    // (n, c, h, w, m): one image whole, in bands of rows (of pairs of rows, unequal on three
+    // threads) and in blocks of channels; odd rows and columns (the last dropped); several
+    // images over the threads.
+    let cases: &[(usize, usize, usize, usize, usize)] =
+        &[(1, 3, 32, 32, 16), (1, 5, 9, 11, 6), (1, 16, 16, 16, 32), (1, 4, 6, 8, 8), (3, 2, 10, 12, 5)];
+    for &(n, c, h, w, m) in cases {
+        let win = window(&[3, 3], &[1, 1], &[1, 1], &[1, 1, 1, 1]);
+        let geo = geometry(&win, &[h, w]).unwrap();
+        assert!(direct::fits(c, &[h, w], 3, 3, &geo));
+        let mut xs = spread(n * c * h * w, 5);
+        xs[7] = f32::NAN;
+        xs[c * h * w - 2] = -0.0;
+        let ws = spread(m * c * 9, 6).iter().map(|v| v / 16.0).collect::<Vec<_>>();
+        let bias = spread(m, 7);
+        let packed = direct::pack(&ws, m);
+        let shape = direct::Shape { c, h, w, m, kh: 3, kw: 3 };
+        let (oh, ow) = (geo.out[0], geo.out[1]);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for relu in [false, true] {
+            let full = filled(n * m * oh * ow, |out| {
+                direct::conv(
+                    &xs,
+                    &packed,
+                    Some(&bias),
+                    shape,
+                    &geo,
+                    out,
+                    &threads::Split::Serial,
+                    finish(relu),
+                )
+            });
+            let want = max_pool_2x2(&full, n * m, oh, ow);
+            for split in [threads::Split::Serial, threads::Split::Rayon(2), threads::Split::Rayon(3)] {
+                let got = filled(n * m * (oh / 2) * (ow / 2), |out| {
+                    direct::conv_max_pool_2x2(
+                        &xs,
+                        &packed,
+                        Some(&bias),
+                        shape,
+                        &geo,
+                        out,
+                        &split,
+                        finish(relu),
+                    )
+                });
+                let case = (n, c, h, w, m, relu, split.threads());
+                assert_eq!(bits(&got), bits(&want), "{case:?}");
+            }
+        }
+    }
 }
 
 /// A 2-D convolution's output `[b, o, y, x]` as an f64 sum in the kernels' order, plus the
@@ -1063,7 +1156,7 @@ fn conv_plain(
     cache: &GeometryCache,
     relu: bool,
 ) -> candle_core::Result<CTensor> {
-    conv_general(x, w, bias, win, group, cache, relu, None).map(|y| y.expect("an output"))
+    conv_general(x, w, bias, win, group, cache, relu, None, false).map(|y| y.expect("an output"))
 }
 
 /// A direct kernel's finish: the Relu alone.

@@ -111,6 +111,21 @@ fn build_conv(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
         Ok(vec![conv.run(req(x, 0)?, req(x, 1)?, bias)?])
     });
     let k = if half { conv_half_steps(via_f32(k, t), relu) } else { k };
+    if let Some(pool) = ctx.pool_after.clone().filter(|_| ctx.fuse_add.is_none()) {
+        // The fused 2×2 max pool: in the convolution's pass where the direct row kernel takes
+        // it, else the pool's own kernel on the output.
+        let k: Kernel = Box::new(move |x| {
+            if t == Ty::F32 {
+                let bias = x.get(2).copied().flatten();
+                if let Some(y) = spec.run_max_pool_2x2(req(x, 0)?, req(x, 1)?, bias)? {
+                    return Ok(vec![y]);
+                }
+            }
+            let y = k(x)?.pop().ok_or_else(|| candle_core::Error::Msg("Conv gave no output".into()))?;
+            pool(&[Some(&y)])
+        });
+        return Ok((k, vec![t]));
+    }
     let Some(first) = ctx.fuse_add else {
         return Ok((k, vec![t]));
     };

@@ -117,6 +117,11 @@ pub struct NodeCtx<'a> {
     /// `first` says it was the Add's first operand. A Conv's `fuse_relu` then applies after
     /// the Add.
     pub fuse_add: Option<bool>,
+    /// For a Conv, the kernel of the 2×2 MaxPool of stride 2 that was its output's only reader
+    /// (the plan's fusion pass folds it into the Conv, after a fused Relu): the Conv's kernel
+    /// returns the pool's output, pooling in its own pass where it can and else running this
+    /// kernel on its output.
+    pub pool_after: Option<std::sync::Arc<Kernel>>,
 }
 
 /// Why the executor will not build a node: the reason as users read it, after the operator,

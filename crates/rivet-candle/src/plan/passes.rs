@@ -124,6 +124,30 @@ pub(super) struct PlanNode<'g> {
     outputs: Vec<&'g str>,
     fuse_relu: bool,
     fuse_add: Option<(&'g str, bool)>,
+    /// A 2×2 MaxPool that reads the node's output alone (see [`fuse`]).
+    fuse_pool: Option<&'g NodeProto>,
+}
+
+/// Whether `n` is a MaxPool of a 2×2 window, stride 2, no padding or dilation and no ceil mode,
+/// with one output (no indices): the pooling a Conv runs in its own pass when it is the only
+/// reader of the Conv's output. Any attribute it does not know leaves it unfused (for
+/// MaxPool's own builder to refuse).
+fn max_pool_2x2(n: &NodeProto) -> bool {
+    let ints = |name: &str| n.attribute.iter().find(|a| a.name == name).map(|a| a.ints.as_slice());
+    let int = |name: &str| n.attribute.iter().find(|a| a.name == name).map(|a| a.i);
+    let auto_pad = n.attribute.iter().find(|a| a.name == "auto_pad").map(|a| a.s.as_slice());
+    let known = ["kernel_shape", "strides", "pads", "dilations", "ceil_mode", "auto_pad", "storage_order"];
+    n.op_type == "MaxPool"
+        && (n.domain.is_empty() || n.domain == "ai.onnx")
+        && n.input.len() == 1
+        && (n.output.len() == 1 || (n.output.len() == 2 && n.output[1].is_empty()))
+        && n.attribute.iter().all(|a| known.contains(&a.name.as_str()))
+        && ints("kernel_shape") == Some(&[2, 2])
+        && ints("strides") == Some(&[2, 2])
+        && ints("pads").is_none_or(|p| p.len() == 4 && p.iter().all(|&v| v == 0))
+        && ints("dilations").is_none_or(|d| d == [1, 1])
+        && int("ceil_mode").is_none_or(|c| c == 0)
+        && auto_pad.is_none_or(|a| a == b"NOTSET" || a == b"VALID")
 }
 
 /// Pass 2: the node list with each Relu that is the only reader of a fusing operator's output
@@ -139,6 +163,12 @@ pub(super) struct PlanNode<'g> {
 /// Conv writes the Add's output, the other operand read after the Conv's own inputs (see
 /// `ops::conv`'s `build_conv`), and a Relu that is the only reader of the Add's output is
 /// folded in after it.
+///
+/// And each MaxPool of a 2×2 window and stride 2 ([`max_pool_2x2`]) that is the only reader of
+/// a Conv's output (or of the Relu fused into it; a Conv with a fused Add keeps its pool): the
+/// Conv writes the pool's output and runs the pool's kernel, built by MaxPool's own builder,
+/// after its own (see `ops::conv`'s `build_conv`), where its direct kernel does not pool in
+/// the same pass.
 pub(super) fn fuse(graph: &GraphProto, opset: i64) -> Vec<PlanNode<'_>> {
     let default = |n: &NodeProto| n.domain.is_empty() || n.domain == "ai.onnx";
     let plain_relu =
@@ -235,15 +265,37 @@ pub(super) fn fuse(graph: &GraphProto, opset: i64) -> Vec<PlanNode<'_>> {
             fused.insert(p, k);
         }
     }
-    let gone: HashSet<usize> = fused.values().chain(biased.values().map(|(j, _, _)| j)).copied().collect();
+    // A Conv (with its Relu, if fused, but no Add) → the 2×2 MaxPool that alone reads its output.
+    let mut pooled: HashMap<usize, usize> = HashMap::new();
+    for (k, node) in graph.node.iter().enumerate() {
+        if !max_pool_2x2(node) {
+            continue;
+        }
+        let x = node.input[0].as_str();
+        let Some(&q) = producer.get(x) else { continue };
+        // The Conv whose output (or fused Relu's) the pool reads.
+        let conv = fused.iter().find(|(_, &r)| r == q).map_or(q, |(&p, _)| p);
+        let prod = &graph.node[conv];
+        let fusable = prod.op_type == "Conv"
+            && default(prod)
+            && prod.output.len() == 1
+            && !biased.contains_key(&conv)
+            && readers.get(x) == Some(&1);
+        if fusable {
+            pooled.insert(conv, k);
+        }
+    }
+    let gone: HashSet<usize> =
+        fused.values().chain(biased.values().map(|(j, _, _)| j)).chain(pooled.values()).copied().collect();
     graph
         .node
         .iter()
         .enumerate()
         .filter(|(i, _)| !gone.contains(i))
         .map(|(i, node)| {
-            // The node writes the output of the last node fused into it: the Relu, else the Add.
-            let last = fused.get(&i).or(biased.get(&i).map(|(j, _, _)| j));
+            // The node writes the output of the last node fused into it: the pool, else the
+            // Relu, else the Add.
+            let last = pooled.get(&i).or(fused.get(&i)).or(biased.get(&i).map(|(j, _, _)| j));
             PlanNode {
                 proto: node,
                 outputs: match last {
@@ -252,6 +304,7 @@ pub(super) fn fuse(graph: &GraphProto, opset: i64) -> Vec<PlanNode<'_>> {
                 },
                 fuse_relu: fused.contains_key(&i),
                 fuse_add: biased.get(&i).map(|&(_, other, first)| (other, first)),
+                fuse_pool: pooled.get(&i).map(|&k| &graph.node[k]),
             }
         })
         .collect()
@@ -365,11 +418,35 @@ fn build_node(node: &PlanNode<'_>, def: &OpDef, opset: i64, slots: &Slots<'_>) -
                     _ => {}
                 }
             }
+            // A fused MaxPool, built by its own builder for the Conv's output type (the
+            // Conv's input type): refused as it would be alone.
+            let pool_after = match node.fuse_pool {
+                Some(pool) => {
+                    let built =
+                        ops::lookup(&pool.domain, &pool.op_type, opset).and_then(|d| match d.builder {
+                            Builder::Tensor(build) => build(&NodeCtx {
+                                node: pool,
+                                opset,
+                                tys: vec![kinds.first().copied().flatten().map(|(t, _)| t)],
+                                consts: vec![None],
+                                fuse_relu: false,
+                                fuse_add: None,
+                                pool_after: None,
+                            }),
+                            _ => Err(refuse!("not a tensor operator")),
+                        });
+                    let (kernel, _) =
+                        built.map_err(|e| refuse!("the MaxPool \"{}\" after it: {e}", pool.name))?;
+                    Some(std::sync::Arc::new(kernel))
+                }
+                None => None,
+            };
             let ctx = NodeCtx {
                 node: proto,
                 opset,
                 fuse_relu: node.fuse_relu,
                 fuse_add: node.fuse_add.map(|(_, first)| first),
+                pool_after,
                 tys: kinds.iter().map(|k| k.map(|(t, _)| t)).collect(),
                 consts: proto
                     .input
