@@ -213,7 +213,7 @@ pub(crate) fn conv(
 /// [`conv`] followed by a 2×2 max pool of stride 2 (an odd last row or column dropped), with
 /// `out` (`[n, m, oh / 2, ow / 2]`) the pool's: each thread pools the rows it computed while
 /// they are in its cache, from a scratch buffer it keeps, and no full-size output is written.
-/// Each pooled value is [`MaxPool2x2`]'s of the same four sums, so the result is the same bit
+/// Each pooled value is [`super::pool::MaxPool2x2`]'s of the same four sums, so the result is the same bit
 /// for bit as the two steps apart. `finish` takes no residual.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv_max_pool_2x2(
@@ -403,9 +403,9 @@ impl RowBand {
     }
 }
 
-/// Rows of the zero-bordered image of `img` (`c` planes of `h`×`w`, placed at row and column
-/// `at` of planes `wp` wide): the padded rows from `first` on that fit in `plane` values per
-/// channel, into `dst` (planes `plane` apart). Elements no input value lands on are not
+/// Rows of the zero-bordered image of `img` (`c` planes of `h`×`w`, placed at row `top` and
+/// column `left` of planes `wp` wide): the padded rows from `first` on that fit in `plane`
+/// values per channel, into `dst` (planes `plane` apart). Elements no input value lands on are not
 /// written: in a buffer of [`with_padded`]'s for the same layout they are zero already. Both
 /// direct kernels' paddings, of whole images and of bands of rows.
 #[allow(clippy::too_many_arguments)]
