@@ -9,7 +9,9 @@
 //! takes the next 6 positions in output order, across rows, and a strided window costs what an
 //! unstrided one does. No position is computed twice and no load splits a cache line, which
 //! is what [`super::direct`]'s kernel (positions in the vectors) pays on rows that are not a
-//! multiple of 8 wide.
+//! multiple of 8 wide. Where the positions do not come out in sixes, the last tiles take 5
+//! ([`tiles`]); while a block of 16 channels runs, its tiles fetch the next block's weights
+//! toward the core's second-level cache.
 //!
 //! Every output is the sum over (channel, kernel row, kernel column) in that order, one fused
 //! multiply-add each, plus the bias, whatever the thread count or the tile a position falls
@@ -282,6 +284,7 @@ impl Kernel<'_> {
         // channel's last position.
         let span = band.corners.len() + (self.m - 1) * self.p;
         let residual = self.finish.residual.map(|r| &r[at..at + span]);
+        let tiles = tiles(band.corners.len());
         for b in blocks {
             let rows = MR.min(self.m - b * MR);
             let weights = &self.packed[b * self.ck * MR..(b + 1) * self.ck * MR];
@@ -293,13 +296,30 @@ impl Kernel<'_> {
             // a tile's sums carry from one chunk to the next through `partial`, as they are
             // (the same additions in the same order).
             let chunk = self.chunk;
-            let tiles = band.corners.len().div_ceil(NP);
-            let mut partial = if chunk < self.ck { vec![0f32; tiles * NP * MR] } else { Vec::new() };
+            // The next block's weights, a slice per tile toward the second-level cache while
+            // this block's tiles run, so the first tile of the next block does not wait on
+            // memory: a model's weights outgrow the caches, and each block's are read from
+            // memory once per image. ResNet-18's 256-channel 7×7 layers ran in 602–629 µs
+            // against 705–717 with weights not in cache (one thread, batch 1), and its steps
+            // took 11.4 ms against 12.2 in all (`RIVET_CANDLE_PROFILE`).
+            let next = (b + 1) * self.ck * MR;
+            let next = (next < self.packed.len()).then(|| &self.packed[next..next + self.ck * MR]);
+            let mut partial = if chunk < self.ck { vec![0f32; band.corners.len() * MR] } else { Vec::new() };
             for k0 in (0..self.ck).step_by(chunk) {
                 let k1 = (k0 + chunk).min(self.ck);
-                for (i, tile) in band.corners.chunks(NP).enumerate() {
+                let iters = (k1 - k0) / self.run.max(1);
+                for (i, &(first, len)) in tiles.iter().enumerate() {
+                    let tile = &band.corners[first..first + len];
+                    let j = (k0 / chunk) * tiles.len() + i;
+                    let pf = match next {
+                        Some(next) if (j + 1) * iters <= self.ck => {
+                            Prefetch { at: next[j * iters * MR..].as_ptr(), step: 64 }
+                        }
+                        Some(next) => Prefetch { at: next.as_ptr(), step: 0 },
+                        None => Prefetch { at: weights.as_ptr(), step: 0 },
+                    };
                     let held = partial.len();
-                    let carry = &mut partial[(i * NP * MR).min(held)..];
+                    let carry = &mut partial[(first * MR).min(held)..];
                     let carry = Carry {
                         start: (k0 > 0).then_some(carry.as_ptr()),
                         save: (k1 < self.ck).then_some(carry.as_mut_ptr()),
@@ -308,17 +328,18 @@ impl Kernel<'_> {
                     // ck·16 values from a cache line boundary (and a chunk starts at a
                     // multiple of 16 of them), each write lands in one of `rows` rows of this
                     // block's output (row stride p) at the tile's positions, and a carry holds
-                    // a tile's 6 × 16 sums.
+                    // the tile's positions' 16 sums each.
                     unsafe {
                         x86::tile(
                             xp.as_ptr(),
                             &band.offsets[k0..k1],
                             weights[k0 * MR..].as_ptr(),
                             tile,
-                            dst.add(i * NP),
+                            dst.add(first),
                             to(),
                             self.run,
                             carry,
+                            pf,
                         )
                     };
                 }
@@ -344,9 +365,24 @@ impl Kernel<'_> {
     }
 }
 
-/// A tile's sums between chunks of steps: with `start`, the 6 × 16 sums (by position, then
-/// channel) to go on from, else zero; with `save`, where the sums go as they are, instead of
-/// to the output.
+/// Where each register tile of `len` positions in a row starts, and how many it takes: tiles
+/// of [`NP`] and, for a remainder, of 5 (which the kernel runs as fast per position), so that
+/// no tile takes fewer than 5 where `len` allows; else one shorter tile at the end. A tile of
+/// one or two positions waits on each multiply-add before the next: a 256-channel 3×3 layer
+/// on a 7×7 image (49 positions, now 4 × 6 + 5 × 5 rather than 8 × 6 + 1) ran in 525–531 µs
+/// against 543–547 (one thread, batch 1, weights in cache), where its one-position tile took
+/// about three quarters of a 6-position tile's time.
+pub(crate) fn tiles(len: usize) -> Vec<(usize, usize)> {
+    let fives = (NP - len % NP) % NP;
+    let fives = if fives * 5 <= len { fives } else { 0 };
+    let sixes_end = len - fives * 5;
+    let sixes = (0..sixes_end).step_by(NP).map(|at| (at, NP.min(sixes_end - at)));
+    sixes.chain((sixes_end..len).step_by(5).map(|at| (at, 5))).collect()
+}
+
+/// A tile's sums between chunks of steps: with `start`, the sums of each of the tile's
+/// positions (16 channels each, by position) to go on from, else zero; with `save`, where the
+/// sums go as they are, instead of to the output.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 struct Carry {
     start: Option<*const f32>,
@@ -367,6 +403,15 @@ const CHUNK_STEPS: usize = 144;
 /// 1% slower in chunks and its 256-channel 7×7 ones 2% slower, and stay in one pass.
 const CHUNK_MIN_PADDED: usize = 1 << 15;
 
+/// Where a tile's loop prefetches: a line at `at`, then every `step` bytes on, one line per
+/// loop iteration (`step` 0 fetches one line over and over).
+#[derive(Clone, Copy)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+struct Prefetch {
+    at: *const f32,
+    step: usize,
+}
+
 /// Where a tile's sums go: `channels` rows `p` apart, each plus its `bias` and clamped at zero
 /// with `relu`.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -379,7 +424,7 @@ struct Out<'a> {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Carry, Out, MR, NP};
+    use super::{Carry, Out, Prefetch, MR, NP};
     use std::arch::x86_64::*;
 
     /// One register tile: `to.channels` (at most 16) output channels × the positions whose
@@ -404,11 +449,12 @@ mod x86 {
         to: Out<'_>,
         run: usize,
         carry: Carry,
+        pf: Prefetch,
     ) {
         let mut acc = [[_mm256_setzero_ps(); 2]; NP];
         if let Some(start) = carry.start {
-            for (q, acc) in acc.iter_mut().enumerate() {
-                // SAFETY: a carry holds 6 × 16 sums.
+            for (q, acc) in acc.iter_mut().enumerate().take(tile.len()) {
+                // SAFETY: a carry holds the tile's positions' 16 sums each.
                 unsafe {
                     *acc = [_mm256_loadu_ps(start.add(q * MR)), _mm256_loadu_ps(start.add(q * MR + 8))]
                 };
@@ -418,11 +464,21 @@ mod x86 {
         if tile.len() == NP {
             let src: [*const f32; NP] = std::array::from_fn(|q| unsafe { xp.add(tile[q]) });
             if run == 3 && offsets.len().is_multiple_of(3) {
-                unsafe { acc6_k3(src, offsets, weights, &mut acc) };
+                unsafe { acc6_k3(src, offsets, weights, &mut acc, pf) };
             } else if run == 7 && offsets.len().is_multiple_of(7) {
-                unsafe { acc6_k7(src, offsets, weights, &mut acc) };
+                unsafe { acc6_k7(src, offsets, weights, &mut acc, pf) };
             } else {
-                unsafe { acc6(src, offsets, weights, &mut acc) };
+                unsafe { acc6(src, offsets, weights, &mut acc, pf) };
+            }
+        } else if tile.len() == 5 {
+            let src: [*const f32; 5] = std::array::from_fn(|q| unsafe { xp.add(tile[q]) });
+            let five: &mut [[__m256; 2]; 5] = (&mut acc[..5]).try_into().expect("5 of 6");
+            if run == 3 && offsets.len().is_multiple_of(3) {
+                unsafe { acc5_k3(src, offsets, weights, five, pf) };
+            } else if run == 7 && offsets.len().is_multiple_of(7) {
+                unsafe { acc5_k7(src, offsets, weights, five, pf) };
+            } else {
+                unsafe { acc5(src, offsets, weights, five, pf) };
             }
         } else {
             for (t, &o) in offsets.iter().enumerate() {
@@ -436,8 +492,8 @@ mod x86 {
             }
         }
         if let Some(save) = carry.save {
-            for (q, acc) in acc.iter().enumerate() {
-                // SAFETY: a carry holds 6 × 16 sums.
+            for (q, acc) in acc.iter().enumerate().take(tile.len()) {
+                // SAFETY: a carry holds the tile's positions' 16 sums each.
                 unsafe {
                     _mm256_storeu_ps(save.add(q * MR), acc[0]);
                     _mm256_storeu_ps(save.add(q * MR + 8), acc[1]);
@@ -457,23 +513,26 @@ mod x86 {
                 }
             }
         }
-        if tile.len() == NP {
-            // By channel, 8 at a time: each channel's 6 outputs as one vector (positions 6
-            // and 7 empty), stored as 4 values and 2.
+        if tile.len() >= 5 {
+            // By channel, 8 at a time: each channel's 6 (or 5) outputs as one vector
+            // (positions 6 and 7 empty), stored as 4 values and 2 (or 1).
+            let len = tile.len();
             for half in [0, 1] {
-                let rows: [__m256; 8] = std::array::from_fn(|q| if q < NP { acc[q][half] } else { zero });
+                let rows: [__m256; 8] = std::array::from_fn(|q| if q < len { acc[q][half] } else { zero });
                 for (c, col) in
                     transpose8(rows).into_iter().enumerate().take(to.channels.saturating_sub(half * 8))
                 {
-                    // SAFETY: channel half·8 + c of the tile is one of `to.channels`, whose 6
-                    // outputs from `out` on are writable.
+                    // SAFETY: channel half·8 + c of the tile is one of `to.channels`, whose
+                    // `len` outputs from `out` on are writable.
                     unsafe {
                         let row = out.add((half * 8 + c) * to.p);
                         _mm_storeu_ps(row, _mm256_castps256_ps128(col));
-                        _mm_storel_epi64(
-                            row.add(4).cast(),
-                            _mm_castps_si128(_mm256_extractf128_ps::<1>(col)),
-                        );
+                        let high = _mm256_extractf128_ps::<1>(col);
+                        if len == NP {
+                            _mm_storel_epi64(row.add(4).cast(), _mm_castps_si128(high));
+                        } else {
+                            _mm_store_ss(row.add(4), high);
+                        }
                     }
                 }
             }
@@ -527,61 +586,61 @@ mod x86 {
         ]
     }
 
-    /// One multiply-add step of the 16 × 6 tile, as assembly text: the 16 weights `$w` bytes
-    /// past `{w}` times, for each of the 6 corners `{s0}`–`{s5}`, the input `$x` bytes past
-    /// the corner's offset `{o}`, added to accumulators ymm0–ymm11.
+    /// Fetches the line at `{pf}` toward the core's second-level cache and moves `{pf}` on by
+    /// `{pfs}` bytes.
+    macro_rules! prefetch {
+        () => {
+            "prefetcht1 byte ptr [{pf}]\nadd {pf}, {pfs}"
+        };
+    }
+
+    /// One multiply-add step of a 16-channel tile, as assembly text: the 16 weights `$w` bytes
+    /// past `{w}` (into ymm12 and ymm13) times, for each corner register `$s`, the input `$x`
+    /// bytes past the corner's offset `{o}` (broadcast into `$b`), added to the accumulator
+    /// pair `$a0`, `$a1`.
     macro_rules! step {
-        ($w:literal, $x:literal) => {
+        ($w:literal, $x:literal; $($s:literal $b:literal $a0:literal $a1:literal),*) => {
             concat!(
-                "vmovaps ymm12, ymmword ptr [{w} + ",
-                $w,
-                "]\n",
-                "vmovaps ymm13, ymmword ptr [{w} + ",
-                $w,
-                " + 32]\n",
-                "vbroadcastss ymm14, dword ptr [{s0} + 4*{o} + ",
-                $x,
-                "]\n",
-                "vfmadd231ps ymm0, ymm12, ymm14\n",
-                "vfmadd231ps ymm1, ymm13, ymm14\n",
-                "vbroadcastss ymm15, dword ptr [{s1} + 4*{o} + ",
-                $x,
-                "]\n",
-                "vfmadd231ps ymm2, ymm12, ymm15\n",
-                "vfmadd231ps ymm3, ymm13, ymm15\n",
-                "vbroadcastss ymm14, dword ptr [{s2} + 4*{o} + ",
-                $x,
-                "]\n",
-                "vfmadd231ps ymm4, ymm12, ymm14\n",
-                "vfmadd231ps ymm5, ymm13, ymm14\n",
-                "vbroadcastss ymm15, dword ptr [{s3} + 4*{o} + ",
-                $x,
-                "]\n",
-                "vfmadd231ps ymm6, ymm12, ymm15\n",
-                "vfmadd231ps ymm7, ymm13, ymm15\n",
-                "vbroadcastss ymm14, dword ptr [{s4} + 4*{o} + ",
-                $x,
-                "]\n",
-                "vfmadd231ps ymm8, ymm12, ymm14\n",
-                "vfmadd231ps ymm9, ymm13, ymm14\n",
-                "vbroadcastss ymm15, dword ptr [{s5} + 4*{o} + ",
-                $x,
-                "]\n",
-                "vfmadd231ps ymm10, ymm12, ymm15\n",
-                "vfmadd231ps ymm11, ymm13, ymm15",
+                "vmovaps ymm12, ymmword ptr [{w} + ", $w, "]\n",
+                "vmovaps ymm13, ymmword ptr [{w} + ", $w, " + 32]\n",
+                $(
+                    "vbroadcastss ", $b, ", dword ptr [{", $s, "} + 4*{o} + ", $x, "]\n",
+                    "vfmadd231ps ", $a0, ", ymm12, ", $b, "\n",
+                    "vfmadd231ps ", $a1, ", ymm13, ", $b, "\n",
+                )*
             )
+        };
+    }
+
+    /// [`step!`] for the 16 × 6 tile: corners `{s0}`–`{s5}`, accumulators ymm0–ymm11.
+    macro_rules! step6 {
+        ($w:literal, $x:literal) => {
+            step!($w, $x; "s0" "ymm14" "ymm0" "ymm1", "s1" "ymm15" "ymm2" "ymm3",
+                "s2" "ymm14" "ymm4" "ymm5", "s3" "ymm15" "ymm6" "ymm7",
+                "s4" "ymm14" "ymm8" "ymm9", "s5" "ymm15" "ymm10" "ymm11")
+        };
+    }
+
+    /// [`step!`] for the 16 × 5 tile: corners `{s0}`–`{s4}`, accumulators ymm0–ymm9.
+    macro_rules! step5 {
+        ($w:literal, $x:literal) => {
+            step!($w, $x; "s0" "ymm14" "ymm0" "ymm1", "s1" "ymm15" "ymm2" "ymm3",
+                "s2" "ymm14" "ymm4" "ymm5", "s3" "ymm15" "ymm6" "ymm7",
+                "s4" "ymm14" "ymm8" "ymm9")
         };
     }
 
     /// The 16 × 6 tile's loop: `$count` times, read an offset at `{offs}`, run the `$body`
     /// steps and advances, adding to `$acc`'s 12 accumulators (held in ymm0–ymm11; the step's
-    /// two weight vectors and two broadcast inputs take ymm12–ymm15).
-    macro_rules! tile_loop {
-        ($src:ident, $offsets:ident, $count:expr, $weights:ident, $acc:ident; $($body:tt)*) => {{
+    /// two weight vectors and two broadcast inputs take ymm12–ymm15), prefetching as `$pf`
+    /// says.
+    macro_rules! tile_loop6 {
+        ($src:ident, $offsets:ident, $count:expr, $weights:ident, $acc:ident, $pf:ident; $($body:tt)*) => {{
             let [[mut a0, mut a1], [mut a2, mut a3], [mut a4, mut a5], [mut a6, mut a7], [mut a8, mut a9], [mut a10, mut a11]] =
                 *$acc;
             let [s0, s1, s2, s3, s4, s5] = $src;
-            tile_loop_asm!($offsets, $count, $weights, [s0 = s0, s1 = s1, s2 = s2, s3 = s3, s4 = s4, s5 = s5],
+            tile_loop_asm!($offsets, $count, $weights, [s0 = s0, s1 = s1, s2 = s2, s3 = s3, s4 = s4, s5 = s5, pfs = $pf.step],
+                moving [pf = $pf.at];
                 ["ymm0" a0, "ymm1" a1, "ymm2" a2, "ymm3" a3, "ymm4" a4, "ymm5" a5,
                  "ymm6" a6, "ymm7" a7, "ymm8" a8, "ymm9" a9, "ymm10" a10, "ymm11" a11];
                 $($body)*);
@@ -589,51 +648,79 @@ mod x86 {
         }};
     }
 
-    /// Adds the 16 × 6 tile's products to `acc`: one step per offset.
-    ///
-    /// # Safety
-    /// As [`tile`]'s, with 6 corners.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn acc6(
-        src: [*const f32; NP],
-        offsets: &[usize],
-        weights: *const f32,
-        acc: &mut [[__m256; 2]; NP],
-    ) {
-        tile_loop!(src, offsets, offsets.len(), weights, acc; step!(0, 0), "add {offs}, 8", "add {w}, 64",);
+    /// [`tile_loop6!`] for the 16 × 5 tile: 10 accumulators in ymm0–ymm9.
+    macro_rules! tile_loop5 {
+        ($src:ident, $offsets:ident, $count:expr, $weights:ident, $acc:ident, $pf:ident; $($body:tt)*) => {{
+            let [[mut a0, mut a1], [mut a2, mut a3], [mut a4, mut a5], [mut a6, mut a7], [mut a8, mut a9]] = *$acc;
+            let [s0, s1, s2, s3, s4] = $src;
+            tile_loop_asm!($offsets, $count, $weights, [s0 = s0, s1 = s1, s2 = s2, s3 = s3, s4 = s4, pfs = $pf.step],
+                moving [pf = $pf.at];
+                ["ymm0" a0, "ymm1" a1, "ymm2" a2, "ymm3" a3, "ymm4" a4, "ymm5" a5,
+                 "ymm6" a6, "ymm7" a7, "ymm8" a8, "ymm9" a9];
+                $($body)*);
+            *$acc = [[a0, a1], [a2, a3], [a4, a5], [a6, a7], [a8, a9]];
+        }};
     }
 
-    /// [`acc6`] for a window row 3 wide at consecutive columns: one offset read per three
-    /// steps (the first of each three), the other two at the next two values.
-    ///
-    /// # Safety
-    /// As [`tile`]'s, with 6 corners and `offsets` in threes `o, o + 1, o + 2`.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn acc6_k3(
-        src: [*const f32; NP],
-        offsets: &[usize],
-        weights: *const f32,
-        acc: &mut [[__m256; 2]; NP],
-    ) {
-        tile_loop!(src, offsets, offsets.len() / 3, weights, acc;
-            step!(0, 0), step!(64, 4), step!(128, 8), "add {offs}, 24", "add {w}, 192",);
+    /// The multiply-add loops of a tile of `$np` positions, as `$one` (one step per offset),
+    /// `$three` (a window row 3 wide at consecutive columns: one offset read per three steps,
+    /// the other two at the next two values) and `$seven` (a row 7 wide, as a ResNet's stem:
+    /// one offset read per seven).
+    macro_rules! tile_loops {
+        ($np:literal, $step:ident, $loop:ident, $one:ident, $three:ident, $seven:ident) => {
+            /// Adds the tile's products to `acc`: one step per offset.
+            ///
+            /// # Safety
+            /// As [`tile`]'s, with this many corners.
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn $one(
+                src: [*const f32; $np],
+                offsets: &[usize],
+                weights: *const f32,
+                acc: &mut [[__m256; 2]; $np],
+                pf: Prefetch,
+            ) {
+                $loop!(src, offsets, offsets.len(), weights, acc, pf;
+                    $step!(0, 0), prefetch!(), "add {offs}, 8", "add {w}, 64",);
+            }
+
+            /// As the one-step loop, for `offsets` in threes `o, o + 1, o + 2`.
+            ///
+            /// # Safety
+            /// As [`tile`]'s, with this many corners and `offsets` in threes.
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn $three(
+                src: [*const f32; $np],
+                offsets: &[usize],
+                weights: *const f32,
+                acc: &mut [[__m256; 2]; $np],
+                pf: Prefetch,
+            ) {
+                $loop!(src, offsets, offsets.len() / 3, weights, acc, pf;
+                    $step!(0, 0), $step!(64, 4), prefetch!(), $step!(128, 8), "add {offs}, 24", "add {w}, 192",);
+            }
+
+            /// As the one-step loop, for `offsets` in sevens `o, ..., o + 6`.
+            ///
+            /// # Safety
+            /// As [`tile`]'s, with this many corners and `offsets` in sevens.
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn $seven(
+                src: [*const f32; $np],
+                offsets: &[usize],
+                weights: *const f32,
+                acc: &mut [[__m256; 2]; $np],
+                pf: Prefetch,
+            ) {
+                $loop!(src, offsets, offsets.len() / 7, weights, acc, pf;
+                    $step!(0, 0), prefetch!(), $step!(64, 4), $step!(128, 8), $step!(192, 12), $step!(256, 16),
+                    $step!(320, 20), $step!(384, 24), "add {offs}, 56", "add {w}, 448",);
+            }
+        };
     }
 
-    /// [`acc6_k3`] for a window row 7 wide (a ResNet's stem): one offset read per seven steps.
-    ///
-    /// # Safety
-    /// As [`tile`]'s, with 6 corners and `offsets` in sevens `o, ..., o + 6`.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn acc6_k7(
-        src: [*const f32; NP],
-        offsets: &[usize],
-        weights: *const f32,
-        acc: &mut [[__m256; 2]; NP],
-    ) {
-        tile_loop!(src, offsets, offsets.len() / 7, weights, acc;
-            step!(0, 0), step!(64, 4), step!(128, 8), step!(192, 12), step!(256, 16), step!(320, 20),
-            step!(384, 24), "add {offs}, 56", "add {w}, 448",);
-    }
+    tile_loops!(6, step6, tile_loop6, acc6, acc6_k3, acc6_k7);
+    tile_loops!(5, step5, tile_loop5, acc5, acc5_k3, acc5_k7);
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -649,6 +736,7 @@ mod x86 {
         _: super::Out<'_>,
         _: usize,
         _: super::Carry,
+        _: super::Prefetch,
     ) {
         unreachable!("the direct kernel runs on x86-64 only")
     }

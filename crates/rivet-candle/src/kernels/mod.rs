@@ -5,11 +5,16 @@
 /// A direct convolution kernel's register-tile loop, as assembly: `$count` (at least 1) times,
 /// read an offset at `{offs}` into `{o}`, run the `$body` steps (assembly text using `{o}`,
 /// `{w}` and the named input pointers `$s`) and its advances, the accumulators `$a` held in the
-/// vector registers `$r`, and ymm12–ymm15 free for the steps. The caller's `unsafe` contract
-/// must cover every read the steps make.
+/// vector registers `$r`, and ymm12–ymm15 free for the steps. In the `moving` form, the
+/// registers `$io` start at their values and the steps may change them (a prefetch pointer
+/// that moves on). The caller's `unsafe` contract must cover every read the steps make.
 #[cfg(target_arch = "x86_64")]
 macro_rules! tile_loop_asm {
     ($offsets:expr, $count:expr, $weights:expr, [$($s:ident = $src:expr),*],
+     [$($r:tt $a:ident),*]; $($body:tt)*) => {
+        tile_loop_asm!($offsets, $count, $weights, [$($s = $src),*], moving []; [$($r $a),*]; $($body)*)
+    };
+    ($offsets:expr, $count:expr, $weights:expr, [$($s:ident = $src:expr),*], moving [$($io:ident = $iov:expr),*];
      [$($r:tt $a:ident),*]; $($body:tt)*) => {
         // SAFETY: the caller's contract covers every read; the loop runs `$count` (at least
         // 1) times, reading one offset and the weights of its steps each time.
@@ -25,6 +30,7 @@ macro_rules! tile_loop_asm {
                 w = inout(reg) $weights => _,
                 o = out(reg) _,
                 $($s = in(reg) $src,)*
+                $($io = inout(reg) $iov => _,)*
                 $(inout($r) $a,)*
                 out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
                 options(nostack, readonly),

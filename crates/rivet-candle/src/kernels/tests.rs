@@ -937,6 +937,29 @@ fn the_channel_direct_convolution_equals_a_plain_sum_and_the_row_kernel_bit_for_
 }
 
 #[test]
+fn the_channel_kernels_tiles_cover_each_position_once_in_fives_and_sixes_where_they_can() {
+    use super::direct_channels::tiles;
+    for len in 1..200 {
+        let tiles = tiles(len);
+        // In order, each position once.
+        let mut next = 0;
+        for &(at, n) in &tiles {
+            assert_eq!(at, next, "{len}: {tiles:?}");
+            next += n;
+        }
+        assert_eq!(next, len, "{len}: {tiles:?}");
+        let short = tiles.iter().filter(|(_, n)| *n < 5).count();
+        // A tile shorter than 5 only where no mix of fives and sixes makes `len` (below 25:
+        // 1–4, 7–9, 13, 14 and 19), and then only the last.
+        let mixes = (0..=len / 5).any(|fives| (len - 5 * fives) % 6 == 0);
+        assert_eq!(short, usize::from(!mixes), "{len}: {tiles:?}");
+        assert!(tiles[..tiles.len() - 1].iter().all(|(_, n)| *n >= 5), "{len}: {tiles:?}");
+    }
+    assert_eq!(tiles(49), [(0, 6), (6, 6), (12, 6), (18, 6), (24, 5), (29, 5), (34, 5), (39, 5), (44, 5)]);
+    assert_eq!(tiles(7), [(0, 6), (6, 1)]);
+}
+
+#[test]
 fn each_convolution_goes_to_the_kernel_measured_fastest_for_it() {
     use super::direct_channels as dc;
     if !dc::available() {
