@@ -357,6 +357,21 @@ fn conv_then(
     });
 }
 
+/// How many register tiles of three vectors, then of two, the row kernel runs over `vectors`
+/// vectors; one vector is left alone only where `vectors` is 1. Where three would leave
+/// one, the last four go as two and two: a tile of one vector has 4 accumulators, half what
+/// two multiply-add units need in flight, and waits on each multiply-add. One image of the
+/// bundled CNN in bands of 4 rows over two threads left one such vector in each band of its
+/// 8-wide last layer (4 vectors, as 3 + 1): that layer took 13.3–13.5 µs as 2 + 2 against
+/// 14.1–15.0 (batch 1, `RIVET_CANDLE_PROFILE`, the split forced).
+pub(crate) fn tile_counts(vectors: usize) -> (usize, usize) {
+    match vectors % NV {
+        1 if vectors >= 4 => ((vectors - 4) / NV, 2),
+        2 => (vectors / NV, 1),
+        _ => (vectors / NV, 0),
+    }
+}
+
 /// The fewest output rows per thread for which an image of fewer images than threads splits
 /// into bands of rows rather than blocks of channels. In bands, each thread pads and reads
 /// about its share of the image, and a 2×2 max pool after it (which splits its rows the same
@@ -479,21 +494,24 @@ impl<'a> Kernel<'a> {
                 bias: &self.bias[b * MR..(b + 1) * MR],
                 relu: self.finish.relu,
             };
-            let mut tiles = self.vectors.chunks_exact(NV);
+            // Tiles of three vectors, and at the end of two: a lone vector's 4 accumulators
+            // wait on each multiply-add, so four vectors left go as two and two.
+            let (threes, twos) = tile_counts(self.vectors.len());
+            let (full, rest) = self.vectors.split_at(threes * NV);
             // SAFETY: every read is within `xp` (asserted above), the weights hold ck·4 values,
             // and each write lands in one of `rows` rows of this block's output (row stride p),
             // at a vector that lies within the row; the residual has the output's shape.
-            for tile in &mut tiles {
+            for tile in full.chunks_exact(NV) {
                 unsafe { x86::tile::<NV>(xp.as_ptr(), self.offsets, weights.as_ptr(), tile, &to, self.k3) };
             }
-            let rest = tiles.remainder();
-            // SAFETY: as above.
-            unsafe {
-                match rest.len() {
-                    2 => x86::tile::<2>(xp.as_ptr(), self.offsets, weights.as_ptr(), rest, &to, self.k3),
-                    1 => x86::tile::<1>(xp.as_ptr(), self.offsets, weights.as_ptr(), rest, &to, self.k3),
-                    _ => {}
-                }
+            let (pairs, lone) = rest.split_at(twos * 2);
+            for tile in pairs.chunks_exact(2) {
+                // SAFETY: as above.
+                unsafe { x86::tile::<2>(xp.as_ptr(), self.offsets, weights.as_ptr(), tile, &to, self.k3) };
+            }
+            if !lone.is_empty() {
+                // SAFETY: as above.
+                unsafe { x86::tile::<1>(xp.as_ptr(), self.offsets, weights.as_ptr(), lone, &to, self.k3) };
             }
         }
     }

@@ -960,6 +960,18 @@ fn the_channel_kernels_tiles_cover_each_position_once_in_fives_and_sixes_where_t
 }
 
 #[test]
+fn the_row_kernels_tiles_leave_no_vector_alone_but_a_lone_one() {
+    for vectors in 1..100 {
+        let (threes, twos) = direct::tile_counts(vectors);
+        let lone = vectors - 3 * threes - 2 * twos;
+        assert!(lone <= 1 && twos <= 2, "{vectors}: {threes} threes, {twos} twos");
+        assert_eq!(lone == 1, vectors == 1, "{vectors}: {threes} threes, {twos} twos");
+        // As many threes as leave a whole number of twos.
+        assert_eq!(threes, if vectors % 3 == 1 && vectors > 1 { (vectors - 4) / 3 } else { vectors / 3 });
+    }
+}
+
+#[test]
 fn each_convolution_goes_to_the_kernel_measured_fastest_for_it() {
     use super::direct_channels as dc;
     if !dc::available() {
