@@ -450,11 +450,6 @@ mod x86 {
         }
     }
 
-    /// [`super::nan_max`] on eight lanes: `v` where `v > a` or `v` is NaN, else `a`.
-    ///
-    /// `max(v, a)` is `v` where `v > a` and `a` otherwise (ties and a NaN `a` included); only a
-    /// NaN `v` needs the blend. Written as a blend of `a` and `v` alone, LLVM stores the result
-    /// of `max_into` as a masked store, which AMD's cores run many times slower.
     /// One output row of a 2×2 max pool of stride 2: `top.len() / 2` values to `out`, each the
     /// larger of its row pairs' larger values (NaN wins, a tie keeps the first), as
     /// [`super::MaxPool2x2`] compares them, eight at a time: the even and odd columns of 16
@@ -506,6 +501,11 @@ mod x86 {
         larger(_mm256_shuffle_ps::<0x88>(a, b), _mm256_shuffle_ps::<0xDD>(a, b))
     }
 
+    /// [`super::nan_max`] on eight lanes: `v` where `v > a` or `v` is NaN, else `a`.
+    ///
+    /// `max(v, a)` is `v` where `v > a` and `a` otherwise (ties and a NaN `a` included); only a
+    /// NaN `v` needs the blend. Written as a blend of `a` and `v` alone, LLVM stores the result
+    /// of `max_into` as a masked store, which AMD's cores run many times slower.
     #[cfg(target_arch = "x86_64")]
     #[inline]
     #[target_feature(enable = "avx2")]
