@@ -1302,6 +1302,54 @@ fn padded_images_kept_between_runs_give_the_bits_of_new_ones() {
 }
 
 #[test]
+fn row_bands_kept_between_runs_give_the_sums_of_the_shape_they_run() {
+    if !direct::available() {
+        return;
+    }
+    // The row kernel keeps the offsets and vectors of the last bands it built, by channels,
+    // window, output width and rows. Shapes that differ in one of those at a time, more than
+    // a thread keeps, each run twice in turn on this thread against a plain sum.
+    let shapes: &[(usize, usize, usize, usize, usize)] = &[
+        (3, 8, 8, 3, 3),
+        (4, 8, 8, 3, 3),
+        (3, 9, 8, 3, 3),
+        (3, 8, 9, 3, 3),
+        (3, 8, 10, 3, 3),
+        (3, 8, 8, 5, 3),
+        (3, 8, 8, 3, 5),
+        (3, 8, 8, 5, 5),
+        (2, 8, 8, 3, 3),
+        (3, 10, 8, 3, 3),
+    ];
+    let m = 5;
+    for pass in 0..2 {
+        for (at, &(c, h, w, kh, kw)) in shapes.iter().enumerate() {
+            let pads = [kh / 2, kw / 2, kh / 2, kw / 2];
+            let geo = geometry(&window(&[kh, kw], &[1, 1], &[1, 1], &pads), &[h, w]).unwrap();
+            assert!(direct::fits(c, &[h, w], kh, kw, &geo), "{c} {h} {w} {kh} {kw}");
+            let xs = spread(c * h * w, 5 + at + 17 * pass);
+            let ws = spread(m * c * kh * kw, 7 + at).iter().map(|v| v / 16.0).collect::<Vec<_>>();
+            let bias = spread(m, 3);
+            let shape = direct::Shape { c, h, w, m, kh, kw };
+            let out = filled(m * h * w, |out| {
+                direct::conv(
+                    &xs,
+                    &direct::pack(&ws, m),
+                    Some(&bias),
+                    shape,
+                    &geo,
+                    out,
+                    &threads::Split::Serial,
+                    finish(false),
+                )
+            });
+            let conv = ConvCase { xs: &xs, ws: &ws, bias: &bias, n: 1, m, chw: [c, h, w], window: [kh, kw] };
+            conv.check(&out, [1, 1], [1, 1], [pads[0], pads[1]], [h, w], false, &(pass, c, h, w, kh, kw));
+        }
+    }
+}
+
+#[test]
 fn a_two_thread_model_times_both_ways_for_mid_sized_kernels_alone_with_the_same_bits() {
     use super::tune::{Way, MID_MACS, TURN, WARM_RUNS};
     // The bundled CNN's second convolution (1.2 million multiply-adds, mid-sized) with its Relu
