@@ -299,7 +299,8 @@ fn conv_then(
     assert!(finish.residual.is_none_or(|r| r.len() == out.len()), "direct conv residual");
     let blocks = m.div_ceil(MR);
     let bias = block_bias(bias, blocks * MR);
-    let kernel = Kernel { offsets: &[], packed, bias: &bias, vectors: &[], ck, m, p, finish, k3: kw == 3 };
+    let kernel =
+        Kernel { offsets: &[], packed, bias: &bias, vectors: &[], reach: 0, ck, m, p, finish, k3: kw == 3 };
     // Image i's padded input rows that `rows` reads, into a buffer of `with_padded`'s for its
     // layout (whose other elements are zero already), then `run` with them.
     let padded_band = |i: usize, rows: &RowBand, run: &mut dyn FnMut(&[f32])| {
@@ -427,6 +428,8 @@ struct RowBand {
     offsets: Vec<usize>,
     /// The band's vectors: (read offset in the band's padded rows, write offset in the plane).
     vectors: Vec<(usize, usize)>,
+    /// One past the last padded value the band's vectors read.
+    reach: usize,
 }
 
 /// The most row bands a thread keeps between runs ([`RowBand::kept`]).
@@ -481,7 +484,9 @@ impl RowBand {
                 vectors.push(((y - rows.start) * wp + x, y * ow + x));
             }
         }
-        RowBand { first: rows.start, plane, offsets, vectors, rows }
+        let last = offsets.iter().copied().max().unwrap_or(0);
+        let reach = vectors.iter().map(|v| v.0).max().unwrap_or(0) + last + LANES;
+        RowBand { first: rows.start, plane, offsets, vectors, reach, rows }
     }
 }
 
@@ -519,6 +524,8 @@ struct Kernel<'a> {
     packed: &'a [f32],
     bias: &'a [f32],
     vectors: &'a [(usize, usize)],
+    /// One past the last padded value the vectors read.
+    reach: usize,
     ck: usize,
     m: usize,
     p: usize,
@@ -533,7 +540,7 @@ impl<'a> Kernel<'a> {
     where
         'a: 'b,
     {
-        Kernel { offsets: &rows.offsets, vectors: &rows.vectors, ..*self }
+        Kernel { offsets: &rows.offsets, vectors: &rows.vectors, reach: rows.reach, ..*self }
     }
 
     /// One image's outputs for the channel blocks `blocks`, from its padded planes `xp`, into
@@ -545,9 +552,7 @@ impl<'a> Kernel<'a> {
     /// channels of `blocks` there meanwhile; `xp` holds the padded image the offsets and
     /// vectors were made for.
     unsafe fn run(&self, xp: &[f32], out: *mut f32, at: usize, blocks: std::ops::Range<usize>) {
-        let last = self.offsets.iter().copied().max().unwrap_or(0);
-        let reach = self.vectors.iter().map(|v| v.0).max().unwrap_or(0) + last + LANES;
-        assert!(reach <= xp.len(), "the padded image holds every read");
+        assert!(self.reach <= xp.len(), "the padded image holds every read");
         let residual = self.finish.residual.map(|r| &r[at..at + self.m * self.p]);
         for b in blocks {
             let rows = MR.min(self.m - b * MR);
