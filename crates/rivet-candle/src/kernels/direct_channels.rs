@@ -13,6 +13,11 @@
 //! ([`tiles`]); while a block of 16 channels runs, its tiles fetch the next block's weights
 //! toward the core's second-level cache.
 //!
+//! On a CPU with AVX-512, rows a multiple of 7 wide (a ResNet's at 112 or 224 pixels) go in
+//! tiles of 14 positions instead, 16 channels in one 512-bit vector ([`Tiling::Rows`],
+//! [`super::direct_wide`]): one weight load per 14 multiply-adds, and half as many tiles to
+//! start, finish and store.
+//!
 //! Every output is the sum over (channel, kernel row, kernel column) in that order, one fused
 //! multiply-add each, plus the bias, whatever the thread count or the tile a position falls
 //! in: the same arithmetic as [`super::direct`]'s kernel, so the results are the same bit for
@@ -125,7 +130,49 @@ pub(crate) fn conv(
     split: &Split<'_>,
     finish: Finish<'_>,
 ) {
+    conv_tiled(xs, packed, bias, s, geo, out, split, finish, tiling(&s, geo));
+}
+
+/// How the channel kernel groups output positions into register tiles.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Tiling {
+    /// 6 (or 5) positions in output order, across rows, 16 channels in two AVX2 vectors.
+    Sixes,
+    /// 14 positions of one row or two runs of 7, 16 channels in one AVX-512 vector
+    /// ([`super::direct_wide`]): rows a multiple of 7 wide, column stride 1 or 2.
+    Rows,
+}
+
+/// The tiling [`conv`] runs `s` with under `geo`: [`Tiling::Rows`] where the CPU and the rows
+/// take it. ResNet-18 at 112×112 (`RIVET_CANDLE_PROFILE`, one thread, batch 8, two runs each):
+/// its 28-wide layers took 4.2–4.4 ms against 4.5–4.7 in sixes, its 14- and 7-wide ones
+/// 4.1–4.3 against 4.2–4.4, its stem 4.6–4.7 against 5.0, and the whole model 74.2–75.9 ms
+/// against 77.9–78.6.
+pub(crate) fn tiling(s: &Shape, geo: &Geometry) -> Tiling {
+    #[cfg(target_arch = "x86_64")]
+    if geo.out.len() == 2 && super::direct_wide::takes(geo.out[1], s.stride[1]) {
+        return Tiling::Rows;
+    }
+    let _ = (s, geo);
+    Tiling::Sixes
+}
+
+/// [`conv`] with the positions in `tiling`'s tiles ([`Tiling::Rows`] only where [`tiling`]
+/// gives it).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv_tiled(
+    xs: &[f32],
+    packed: &[f32],
+    bias: Option<&[f32]>,
+    s: Shape,
+    geo: &Geometry,
+    out: &mut [std::mem::MaybeUninit<f32>],
+    split: &Split<'_>,
+    finish: Finish<'_>,
+    tiling: Tiling,
+) {
     assert!(fits(&s, geo), "the channel-vector direct kernel does not take this convolution");
+    assert!(tiling == Tiling::Sixes || self::tiling(&s, geo) == Tiling::Rows, "row tiles for these rows");
     let Shape { c, h, w, m, kh, kw, dilation, .. } = s;
     let p = geo.p;
     let plane = h * w;
@@ -142,9 +189,11 @@ pub(crate) fn conv(
     let run = if dilation[1] == 1 && (kw == 3 || kw == 7) { kw } else { 1 };
     assert!(finish.residual.is_none_or(|r| r.len() == out.len()), "direct conv residual");
     let (hp, wp) = s.padded(geo);
-    let chunk =
-        if c * hp * wp > CHUNK_MIN_PADDED { ck.min(CHUNK_STEPS.div_ceil(kh * kw) * kh * kw) } else { ck };
-    let kernel = Kernel { packed, bias: &bias, ck, run, m, p, finish, chunk };
+    let chunked = tiling == Tiling::Sixes && c * hp * wp > CHUNK_MIN_PADDED;
+    let chunk = if chunked { ck.min(CHUNK_STEPS.div_ceil(kh * kw) * kh * kw) } else { ck };
+    let ow = geo.out[1];
+    let rows = (tiling == Tiling::Rows).then_some((ow, s.stride[1]));
+    let kernel = Kernel { packed, bias: &bias, ck, run, m, p, finish, chunk, rows };
     let threads = split.threads();
     let outs = SharedOut::new(out);
     // Image `i`'s outputs at `positions` in the channel blocks `blocks`, padded and computed
@@ -172,8 +221,12 @@ pub(crate) fn conv(
         return;
     }
     if p.div_ceil(NP) >= BAND_TILES * threads {
-        // Images in turn, each in bands of whole tiles over the threads.
-        let per_task = p.div_ceil(NP).div_ceil(threads) * NP;
+        // Images in turn, each in bands of whole tiles (or with the row tiles, whole rows) over
+        // the threads.
+        let per_task = match tiling {
+            Tiling::Sixes => p.div_ceil(NP).div_ceil(threads) * NP,
+            Tiling::Rows => geo.out[0].div_ceil(threads) * ow,
+        };
         for i in 0..n {
             split
                 .run(p.div_ceil(per_task), |t| band(i, 0..blocks, t * per_task..((t + 1) * per_task).min(p)));
@@ -205,6 +258,8 @@ const BAND_TILES: usize = 16;
 
 /// The input rows a band of output positions reads, and where it reads them.
 struct Band {
+    /// The band's first output position.
+    start: usize,
     /// The band's first padded input row.
     first: usize,
     /// Values per channel of the band's padded rows.
@@ -231,9 +286,10 @@ impl Band {
                 }
             }
         }
+        let start = positions.start;
         let corners =
             positions.map(|q| ((q / ow) * s.stride[0] - first) * wp + (q % ow) * s.stride[1]).collect();
-        Band { first, plane, offsets, corners }
+        Band { start, first, plane, offsets, corners }
     }
 
     /// Which elements [`Band::pad`] writes: the input's extents, the band's first padded row
@@ -264,6 +320,8 @@ struct Kernel<'a> {
     finish: Finish<'a>,
     /// The most steps a tile takes in one pass over the image (see [`CHUNK_STEPS`]).
     chunk: usize,
+    /// With [`Tiling::Rows`], the output's width and column stride; else `None`.
+    rows: Option<(usize, usize)>,
 }
 
 impl Kernel<'_> {
@@ -284,7 +342,18 @@ impl Kernel<'_> {
         // channel's last position.
         let span = band.corners.len() + (self.m - 1) * self.p;
         let residual = self.finish.residual.map(|r| &r[at..at + span]);
-        let tiles = tiles(band.corners.len());
+        let tiles = match self.rows {
+            Some((ow, _)) => {
+                assert!(
+                    band.start.is_multiple_of(ow) && band.corners.len().is_multiple_of(ow),
+                    "row tiles take whole rows"
+                );
+                row_tiles(band.corners.len())
+            }
+            None => tiles(band.corners.len()),
+        };
+        // The tiles' sums between chunks of steps, by position (16 channels each).
+        let mut partial = if self.chunk < self.ck { vec![0f32; band.corners.len() * MR] } else { Vec::new() };
         for b in blocks {
             let rows = MR.min(self.m - b * MR);
             let weights = &self.packed[b * self.ck * MR..(b + 1) * self.ck * MR];
@@ -304,7 +373,6 @@ impl Kernel<'_> {
             // took 11.4 ms against 12.2 in all (`RIVET_CANDLE_PROFILE`).
             let next = (b + 1) * self.ck * MR;
             let next = (next < self.packed.len()).then(|| &self.packed[next..next + self.ck * MR]);
-            let mut partial = if chunk < self.ck { vec![0f32; band.corners.len() * MR] } else { Vec::new() };
             for k0 in (0..self.ck).step_by(chunk) {
                 let k1 = (k0 + chunk).min(self.ck);
                 let iters = (k1 - k0) / self.run.max(1);
@@ -329,6 +397,28 @@ impl Kernel<'_> {
                     // multiple of 16 of them), each write lands in one of `rows` rows of this
                     // block's output (row stride p) at the tile's positions, and a carry holds
                     // the tile's positions' 16 sums each.
+                    #[cfg(target_arch = "x86_64")]
+                    if let Some((ow, stride)) = self.rows {
+                        let runs = super::direct_wide::Runs::of(first % ow, len, ow);
+                        let second = if runs == super::direct_wide::Runs::Two { first + 7 } else { first };
+                        let corners = [band.corners[first], band.corners[second]];
+                        // SAFETY: as below; row tiles run only where `tiling` found AVX-512F, and
+                        // a tile's positions are `stride` apart within each run of a row.
+                        unsafe {
+                            super::direct_wide::tile(
+                                xp.as_ptr(),
+                                &band.offsets[k0..k1],
+                                weights[k0 * MR..].as_ptr(),
+                                (corners, runs, stride),
+                                dst.add(first),
+                                to(),
+                                self.run,
+                                carry,
+                                pf,
+                            )
+                        };
+                        continue;
+                    }
                     unsafe {
                         x86::tile(
                             xp.as_ptr(),
@@ -365,6 +455,16 @@ impl Kernel<'_> {
     }
 }
 
+/// Positions per tile of [`Tiling::Rows`].
+pub(super) const ROW_TILE: usize = 14;
+
+/// [`Tiling::Rows`]'s tiles over `len` positions of whole rows (a multiple of 7 wide): 14 at a
+/// time, and a last one of 7 where `len` is an odd multiple of 7. Each is (first position,
+/// positions).
+fn row_tiles(len: usize) -> Vec<(usize, usize)> {
+    (0..len).step_by(ROW_TILE).map(|at| (at, ROW_TILE.min(len - at))).collect()
+}
+
 /// Where each register tile of `len` positions in a row starts, and how many it takes: tiles
 /// of [`NP`] and, for a remainder, of 5 (which the kernel runs as fast per position), so that
 /// no tile takes fewer than 5 where `len` allows; else one shorter tile at the end. A tile of
@@ -384,17 +484,21 @@ pub(crate) fn tiles(len: usize) -> Vec<(usize, usize)> {
 /// positions (16 channels each, by position) to go on from, else zero; with `save`, where the
 /// sums go as they are, instead of to the output.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-struct Carry {
-    start: Option<*const f32>,
-    save: Option<*mut f32>,
+pub(super) struct Carry {
+    pub(super) start: Option<*const f32>,
+    pub(super) save: Option<*mut f32>,
 }
 
-/// The most multiply-add steps a tile takes in one pass over an image whose padded planes hold
-/// more than [`CHUNK_MIN_PADDED`] values, in whole input channels: 16 channels of a 3×3
+/// The most multiply-add steps a tile of [`Tiling::Sixes`] takes in one pass over an image whose
+/// padded planes hold more than [`CHUNK_MIN_PADDED`] values, in whole input channels: 16 channels of a 3×3
 /// window, 9 KiB of weights per block of 16 output channels, which then stay in the core's
 /// first-level cache while every tile of the image uses them. ResNet-18's 64-channel 28×28
 /// layers took 4.96–5.03 ms in chunks of 144 steps against 5.39–5.44 in one pass (batch 8,
 /// one thread, `RIVET_CANDLE_PROFILE`); chunks of 72 took 5.11–5.21, of 288 5.09–5.21.
+///
+/// Tiles of [`Tiling::Rows`] read each weight vector for 14 positions, not 6, and run every
+/// step in one pass: on the same 28×28 layers (one thread, batch 8, weights in cache) they ran
+/// at 111–112 GFLOP/s that way against 106 in chunks of 144.
 const CHUNK_STEPS: usize = 144;
 
 /// The padded image (values, all channels) above which a tile's steps run in chunks of
@@ -407,19 +511,19 @@ const CHUNK_MIN_PADDED: usize = 1 << 15;
 /// loop iteration (`step` 0 fetches one line over and over).
 #[derive(Clone, Copy)]
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-struct Prefetch {
-    at: *const f32,
-    step: usize,
+pub(super) struct Prefetch {
+    pub(super) at: *const f32,
+    pub(super) step: usize,
 }
 
 /// Where a tile's sums go: `channels` rows `p` apart, each plus its `bias` and clamped at zero
 /// with `relu`.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-struct Out<'a> {
-    p: usize,
-    channels: usize,
-    bias: &'a [f32],
-    relu: bool,
+pub(super) struct Out<'a> {
+    pub(super) p: usize,
+    pub(super) channels: usize,
+    pub(super) bias: &'a [f32],
+    pub(super) relu: bool,
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -43,6 +43,8 @@ pub(crate) mod binary;
 pub(crate) mod conv;
 pub(crate) mod direct;
 pub(crate) mod direct_channels;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod direct_wide;
 pub(crate) mod gemm;
 pub(crate) mod norm;
 pub(crate) mod pool;

@@ -852,7 +852,7 @@ fn filled(len: usize, write: impl FnOnce(&mut [std::mem::MaybeUninit<f32>])) -> 
 }
 
 #[test]
-fn the_channel_direct_convolution_equals_a_plain_sum_and_the_row_kernel_bit_for_bit() {
+fn the_channel_direct_convolution_equals_a_plain_sum_and_the_row_kernel_bit_for_bit_in_either_tiling() {
     use super::direct_channels as dc;
     if !dc::available() {
         return;
@@ -874,8 +874,20 @@ fn the_channel_direct_convolution_equals_a_plain_sum_and_the_row_kernel_bit_for_
         (1, 16, 12, 12, 8, [3, 3], [1, 1], [2, 2], [2, 2, 2, 2]),
         // Uneven strides and padding, a 3×5 window.
         (1, 32, 9, 15, 16, [3, 5], [1, 2], [1, 1], [0, 2, 1, 0]),
-        // At the depth limit (ResNet-18's 256-channel layers), two blocks of channels.
+        // At the depth limit (ResNet-18's 256-channel layers), two blocks of channels; rows 7
+        // wide, in tiles of two rows and a last of one.
         (1, dc::MAX_DEPTH / 9, 7, 7, 32, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
+        // Rows a multiple of 7 wide, which the AVX-512 row tiles take: 14 wide, two images, a
+        // part-empty block; the row kernel takes it too.
+        (2, 16, 14, 14, 20, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
+        // 28 wide past the chunk limit: sums carried between chunks of steps.
+        (1, 64, 28, 28, 20, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
+        // A ResNet stem in small, 14 wide at stride 2.
+        (1, 3, 28, 28, 16, [7, 7], [2, 2], [1, 1], [3, 3, 3, 3]),
+        // 7 wide at stride 2: tiles of two rows of 7, the last of one.
+        (3, 16, 14, 14, 17, [3, 3], [2, 2], [1, 1], [1, 1, 1, 1]),
+        // 21 wide with dilation 2: tiles of 14 in a row and of 7 across two rows.
+        (1, 16, 21, 21, 8, [3, 3], [1, 1], [2, 2], [2, 2, 2, 2]),
     ];
     for &(n, c, h, w, m, [kh, kw], stride, dilation, pads) in cases {
         let win = window(&[kh, kw], &stride, &dilation, &pads);
@@ -900,6 +912,22 @@ fn the_channel_direct_convolution_equals_a_plain_sum_and_the_row_kernel_bit_for_
             // The same bits on two threads, split by image or by blocks of channels.
             assert_eq!(differ(&serial, &run(&threads::Split::Rayon(2))), None, "{case:?}");
             assert_eq!(differ(&serial, &run(&threads::Split::Rayon(3))), None, "{case:?}");
+            // Where the CPU and the rows take the AVX-512 row tiles, the same bits as in sixes.
+            let tiling = dc::tiling(&shape, &geo);
+            #[cfg(target_arch = "x86_64")]
+            let avx512 = std::is_x86_feature_detected!("avx512f");
+            #[cfg(not(target_arch = "x86_64"))]
+            let avx512 = false;
+            let wide = avx512 && ow % 7 == 0 && stride[1] <= 2;
+            assert_eq!(tiling == dc::Tiling::Rows, wide, "{case:?}");
+            if tiling == dc::Tiling::Rows {
+                let sixes = filled(n * m * oh * ow, |out| {
+                    let (packed, split) = (dc::pack(&ws, m), threads::Split::Serial);
+                    let tiling = dc::Tiling::Sixes;
+                    dc::conv_tiled(&xs, &packed, Some(&bias), shape, &geo, out, &split, finish(relu), tiling)
+                });
+                assert_eq!(differ(&serial, &sixes), None, "{case:?}");
+            }
             // And the row kernel's bits where it takes the convolution too.
             if stride == [1, 1] && dilation == [1, 1] && direct::fits(c, &[h, w], kh, kw, &geo) {
                 let row_shape = direct::Shape { c, h, w, m, kh, kw };
