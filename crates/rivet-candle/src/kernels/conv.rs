@@ -271,7 +271,8 @@ const CHANNELS_MIN_DEPTH: usize = 144;
 /// Which direct kernel takes a float32 2-D convolution of one group, if one does: the row
 /// kernel where its rows are a multiple of 8 wide (it then computes no position twice) or the
 /// window is too shallow for the channel kernel; else the channel kernel, which also takes
-/// strided and dilated windows; else none (im2col and gemm).
+/// strided and dilated windows, and a strided 1×1 window in its row tiles; else none (im2col
+/// and gemm).
 ///
 /// ResNet-18 (`RIVET_CANDLE_PROFILE`, one thread, batch 1 and 8): the channel kernel took its
 /// 28- and 14-wide layers in 8–19% less time than the row kernel, its stride-2 3×3 layers in
@@ -283,13 +284,24 @@ pub(crate) fn direct_kernel(s: &super::direct_channels::Shape, geo: &Geometry) -
     let rows = unit && super::direct::fits(s.c, &[s.h, s.w], s.kh, s.kw, geo);
     if rows && (geo.out[1].is_multiple_of(8) || depth < CHANNELS_MIN_DEPTH) {
         Some(Direct::Rows)
-    } else if depth >= CHANNELS_MIN_DEPTH && super::direct_channels::fits(s, geo) {
+    } else if (depth >= CHANNELS_MIN_DEPTH || strided_point(s, geo)) && super::direct_channels::fits(s, geo) {
         Some(Direct::Channels)
     } else if rows {
         Some(Direct::Rows)
     } else {
         None
     }
+}
+
+/// Whether `s` is a 1×1 window of stride above 1 that the channel kernel's row tiles take: gemm
+/// reads it through a gathered copy of the positions it reads, where the channel kernel reads
+/// the image in place. ResNet-18's stride-2 shortcuts (64 and 128 channels) took 40–42 µs
+/// against 53–70 as a gather and gemm (batch 1, one thread, `RIVET_CANDLE_PROFILE`; ONNX
+/// Runtime 38–42).
+fn strided_point(s: &super::direct_channels::Shape, geo: &Geometry) -> bool {
+    s.kh * s.kw == 1
+        && s.stride != [1, 1]
+        && super::direct_channels::tiling(s, geo) == super::direct_channels::Tiling::Rows
 }
 
 /// A direct kernel's convolution of float32 `x` (one group): `kernel`, which

@@ -888,6 +888,10 @@ fn the_channel_direct_convolution_equals_a_plain_sum_and_the_row_kernel_bit_for_
         (3, 16, 14, 14, 17, [3, 3], [2, 2], [1, 1], [1, 1, 1, 1]),
         // 21 wide with dilation 2: tiles of 14 in a row and of 7 across two rows.
         (1, 16, 21, 21, 8, [3, 3], [1, 1], [2, 2], [2, 2, 2, 2]),
+        // A ResNet shortcut in small: 1×1 at stride 2, no padding, so the image is read in place.
+        (2, 32, 14, 14, 20, [1, 1], [2, 2], [1, 1], [0, 0, 0, 0]),
+        // No padding on a 3×3 window, 28 wide: read in place, split in bands on two threads.
+        (1, 16, 30, 30, 16, [3, 3], [1, 1], [1, 1], [0, 0, 0, 0]),
     ];
     for &(n, c, h, w, m, [kh, kw], stride, dilation, pads) in cases {
         let win = window(&[kh, kw], &stride, &dilation, &pads);
@@ -950,7 +954,7 @@ fn the_channel_direct_convolution_equals_a_plain_sum_and_the_row_kernel_bit_for_
             conv.check(&serial, stride, dilation, [pads[0], pads[1]], [oh, ow], relu, &case);
         }
     }
-    // Refused: a 1×1 window, fewer than 49 outputs, a deeper window, a padded image past the
+    // Refused: a 1×1 window of stride 1, fewer than 49 outputs, a deeper window, a padded image past the
     // limit.
     let refused = |s: dc::Shape, pads: [usize; 4]| {
         let geo = geometry(&window(&[s.kh, s.kw], &s.stride, &s.dilation, &pads), &[s.h, s.w]).unwrap();
@@ -1026,7 +1030,16 @@ fn each_convolution_goes_to_the_kernel_measured_fastest_for_it() {
         // 1×1: gemm.
         ((64, 28, 28, 64, 1, 1, 0), None),
     ];
-    for &((c, h, w, m, k, s, pad), ref want) in cases {
+    // A 1×1 window of stride 2 (ResNet's shortcuts): the channel kernel's row tiles where the CPU
+    // has them (rows a multiple of 7 wide), else gemm.
+    #[cfg(target_arch = "x86_64")]
+    let wide = std::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    let wide = false;
+    let point = |c, h, m| ((c, h, h, m, 1, 2, 0), wide.then_some(Direct::Channels));
+    // The last one's 4×4 output is neither 49 positions nor a multiple of 7 wide: gemm.
+    let points = [point(64, 28, 128), point(128, 14, 256), ((256, 7, 7, 512, 1, 2, 0), None)];
+    for &((c, h, w, m, k, s, pad), ref want) in cases.iter().chain(&points) {
         let geo = geometry(&window(&[k, k], &[s, s], &[1, 1], &[pad; 4]), &[h, w]).unwrap();
         let shape = dc::Shape { c, h, w, m, kh: k, kw: k, stride: [s, s], dilation: [1, 1] };
         assert_eq!(&direct_kernel(&shape, &geo), want, "{:?}", (c, h, w, m, k, s));
