@@ -258,34 +258,13 @@ macro_rules! step_seven {
     };
 }
 
-/// A tile's loop: `$count` (at least 1) times, read an offset at `{offs}` into `{o}`, run the
-/// `$body` steps and advances, the accumulators `$acc[$i]` held in `$r`, zmm31 free for the
+/// [`tile_loop_asm!`] for a 512-bit tile: the accumulators `$a` in `$r`, zmm31 free for the
 /// weights, prefetching as `$pf` says, positions `{sb}` bytes apart.
-macro_rules! zloop {
+macro_rules! tile_loop {
     ($offsets:expr, $count:expr, $weights:expr, $pf:expr, [$($s:ident = $src:expr),*],
-     $acc:ident [$($r:tt $i:tt),*]; $($body:tt)*) => {
-        // SAFETY: the caller's contract covers every read; the loop runs `$count` (at least
-        // 1) times, reading one offset and the weights of its steps each time.
-        unsafe {
-            std::arch::asm!(
-                "2:",
-                "mov {o}, qword ptr [{offs}]",
-                $($body)*
-                "dec {n}",
-                "jnz 2b",
-                offs = inout(reg) $offsets.as_ptr() => _,
-                n = inout(reg) $count => _,
-                w = inout(reg) $weights => _,
-                o = out(reg) _,
-                pf = inout(reg) $pf.at => _,
-                pfs = in(reg) $pf.step,
-                sb = const 4 * S,
-                $($s = in(reg) $src,)*
-                $(inout($r) $acc[$i],)*
-                out("zmm31") _,
-                options(nostack, readonly),
-            );
-        }
+     [$($r:tt $a:expr),*]; $($body:tt)*) => {
+        tile_loop_asm!($offsets, $count, $weights, [$($s = $src,)* pfs = $pf.step], moving [pf = $pf.at],
+            consts [sb = 4 * S], free ["zmm31"]; [$($r $a),*]; $($body)*)
     };
 }
 
@@ -305,7 +284,7 @@ macro_rules! loops {
             acc: &mut [__m512; NP],
             pf: Prefetch,
         ) {
-            zloop!(offsets, offsets.len(), weights, pf, [$($s = src[$n]),*], acc [$($r $i),*];
+            tile_loop!(offsets, offsets.len(), weights, pf, [$($s = src[$n]),*], [$($r acc[$i]),*];
                 $step!(0, 0), prefetch!(), "add {offs}, 8", "add {w}, 64",);
         }
 
@@ -321,7 +300,7 @@ macro_rules! loops {
             acc: &mut [__m512; NP],
             pf: Prefetch,
         ) {
-            zloop!(offsets, offsets.len() / 3, weights, pf, [$($s = src[$n]),*], acc [$($r $i),*];
+            tile_loop!(offsets, offsets.len() / 3, weights, pf, [$($s = src[$n]),*], [$($r acc[$i]),*];
                 $step!(0, 0), $step!(64, 4), prefetch!(), $step!(128, 8), "add {offs}, 24", "add {w}, 192",);
         }
 
@@ -337,7 +316,7 @@ macro_rules! loops {
             acc: &mut [__m512; NP],
             pf: Prefetch,
         ) {
-            zloop!(offsets, offsets.len() / 7, weights, pf, [$($s = src[$n]),*], acc [$($r $i),*];
+            tile_loop!(offsets, offsets.len() / 7, weights, pf, [$($s = src[$n]),*], [$($r acc[$i]),*];
                 $step!(0, 0), prefetch!(), $step!(64, 4), $step!(128, 8), $step!(192, 12), $step!(256, 16),
                 $step!(320, 20), $step!(384, 24), "add {offs}, 56", "add {w}, 448",);
         }

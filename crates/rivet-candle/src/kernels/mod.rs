@@ -7,15 +7,22 @@
 /// `{w}` and the named input pointers `$s`) and its advances, the accumulators `$a` held in the
 /// vector registers `$r`, and ymm12–ymm15 free for the steps. In the `moving` form, the
 /// registers `$io` start at their values and the steps may change them (a prefetch pointer
-/// that moves on). The caller's `unsafe` contract must cover every read the steps make.
+/// that moves on). The full form also names the assembler constants `$k` the steps use and
+/// the vector registers `$x` free for them (in place of ymm12–ymm15). The caller's `unsafe`
+/// contract must cover every read the steps make.
 #[cfg(target_arch = "x86_64")]
 macro_rules! tile_loop_asm {
     ($offsets:expr, $count:expr, $weights:expr, [$($s:ident = $src:expr),*],
-     [$($r:tt $a:ident),*]; $($body:tt)*) => {
+     [$($r:tt $a:expr),*]; $($body:tt)*) => {
         tile_loop_asm!($offsets, $count, $weights, [$($s = $src),*], moving []; [$($r $a),*]; $($body)*)
     };
     ($offsets:expr, $count:expr, $weights:expr, [$($s:ident = $src:expr),*], moving [$($io:ident = $iov:expr),*];
-     [$($r:tt $a:ident),*]; $($body:tt)*) => {
+     [$($r:tt $a:expr),*]; $($body:tt)*) => {
+        tile_loop_asm!($offsets, $count, $weights, [$($s = $src),*], moving [$($io = $iov),*],
+            consts [], free ["ymm12", "ymm13", "ymm14", "ymm15"]; [$($r $a),*]; $($body)*)
+    };
+    ($offsets:expr, $count:expr, $weights:expr, [$($s:ident = $src:expr),*], moving [$($io:ident = $iov:expr),*],
+     consts [$($k:ident = $kv:expr),*], free [$($x:tt),*]; [$($r:tt $a:expr),*]; $($body:tt)*) => {
         // SAFETY: the caller's contract covers every read; the loop runs `$count` (at least
         // 1) times, reading one offset and the weights of its steps each time.
         unsafe {
@@ -31,8 +38,9 @@ macro_rules! tile_loop_asm {
                 o = out(reg) _,
                 $($s = in(reg) $src,)*
                 $($io = inout(reg) $iov => _,)*
+                $($k = const $kv,)*
                 $(inout($r) $a,)*
-                out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
+                $(out($x) _,)*
                 options(nostack, readonly),
             );
         }
