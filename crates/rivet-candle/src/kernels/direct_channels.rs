@@ -14,9 +14,9 @@
 //! toward the core's second-level cache.
 //!
 //! On a CPU with AVX-512, rows a multiple of 7 wide (a ResNet's at 112 or 224 pixels) go in
-//! tiles of 14 positions instead, 16 channels in one 512-bit vector ([`Tiling::Rows`],
-//! [`super::direct_wide`]): one weight load per 14 multiply-adds, and half as many tiles to
-//! start, finish and store.
+//! tiles of 28 positions instead (four runs of 7), 16 channels in one 512-bit vector
+//! ([`Tiling::Rows`], [`super::direct_wide`]): one weight load per 28 multiply-adds, and fewer
+//! tiles to start, finish and store.
 //!
 //! Every output is the sum over (channel, kernel row, kernel column) in that order, one fused
 //! multiply-add each, plus the bias, whatever the thread count or the tile a position falls
@@ -138,8 +138,9 @@ pub(crate) fn conv(
 pub(crate) enum Tiling {
     /// 6 (or 5) positions in output order, across rows, 16 channels in two AVX2 vectors.
     Sixes,
-    /// 14 positions of one row or two runs of 7, 16 channels in one AVX-512 vector
-    /// ([`super::direct_wide`]): rows a multiple of 7 wide, column stride 1 or 2.
+    /// 28 positions in four runs of 7 (and 14 or 7 for what is left of a band), 16 channels in
+    /// one AVX-512 vector ([`super::direct_wide`]): rows a multiple of 7 wide, column stride 1
+    /// or 2.
     Rows,
 }
 
@@ -428,8 +429,11 @@ impl Kernel<'_> {
                     #[cfg(target_arch = "x86_64")]
                     if let Some((ow, stride)) = self.rows {
                         let runs = super::direct_wide::Runs::of(first % ow, len, ow);
-                        let second = if runs == super::direct_wide::Runs::Two { first + 7 } else { first };
-                        let corners = [band.corners[first], band.corners[second]];
+                        // Each run of 7's first position (the first's where a run is not
+                        // there).
+                        let corners = std::array::from_fn(|j| {
+                            band.corners[if 7 * j < len { first + 7 * j } else { first }]
+                        });
                         // SAFETY: as below; row tiles run only where `tiling` found AVX-512F, and
                         // a tile's positions are `stride` apart within each run of a row.
                         unsafe {
@@ -483,14 +487,21 @@ impl Kernel<'_> {
     }
 }
 
-/// Positions per tile of [`Tiling::Rows`].
-pub(super) const ROW_TILE: usize = 14;
+/// Positions per tile of [`Tiling::Rows`], four runs of 7; what is left of a band goes in
+/// tiles of 14 and 7. Against tiles of 14 and 7 alone, ResNet-18 at batch 1 on one thread
+/// (`RIVET_CANDLE_PROFILE`, four runs each way in turn) took 2,111–2,138 µs in its four 28-wide
+/// layers against 2,145–2,151, 1,585–1,594 in its three 14-wide ones against 1,599–1,614 and
+/// 612–623 in its stem against 621–634 (its 7-wide ones: 1,725–1,763 against 1,732–1,761); at
+/// batch 8 its 28-wide layers took 1.2% less time on average.
+pub(super) const ROW_TILE: usize = 28;
 
-/// [`Tiling::Rows`]'s tiles over `len` positions of whole rows (a multiple of 7 wide): 14 at a
-/// time, and a last one of 7 where `len` is an odd multiple of 7. Each is (first position,
+/// [`Tiling::Rows`]'s tiles over `len` positions of whole rows (a multiple of 7 wide): 28 at a
+/// time, then one of 14 and one of 7 where the rest has them. Each is (first position,
 /// positions).
 fn row_tiles(len: usize) -> Vec<(usize, usize)> {
-    (0..len).step_by(ROW_TILE).map(|at| (at, ROW_TILE.min(len - at))).collect()
+    let full = len - len % ROW_TILE;
+    let rest = (full..len).step_by(14).map(|at| (at, 14.min(len - at)));
+    (0..full).step_by(ROW_TILE).map(|at| (at, ROW_TILE)).chain(rest).collect()
 }
 
 /// Where each register tile of `len` positions in a row starts, and how many it takes: tiles
@@ -524,9 +535,9 @@ pub(super) struct Carry {
 /// layers took 4.96–5.03 ms in chunks of 144 steps against 5.39–5.44 in one pass (batch 8,
 /// one thread, `RIVET_CANDLE_PROFILE`); chunks of 72 took 5.11–5.21, of 288 5.09–5.21.
 ///
-/// Tiles of [`Tiling::Rows`] read each weight vector for 14 positions, not 6, and run every
-/// step in one pass: on the same 28×28 layers (one thread, batch 8, weights in cache) they ran
-/// at 111–112 GFLOP/s that way against 106 in chunks of 144.
+/// Tiles of [`Tiling::Rows`] read each weight vector for 14 positions or more, not 6, and run
+/// every step in one pass: on the same 28×28 layers (one thread, batch 8, weights in cache) 14
+/// positions ran at 111–112 GFLOP/s that way against 106 in chunks of 144.
 const CHUNK_STEPS: usize = 144;
 
 /// The padded image (values, all channels) above which a tile's steps run in chunks of

@@ -1,21 +1,25 @@
 //! The channel kernel's register tiles on AVX-512 ([`super::direct_channels`]): 16 output
-//! channels in one 512-bit vector × 14 output positions, 14 accumulators, and each step's input
-//! value broadcast from memory by the multiply-add itself (one weight load per 14 multiply-adds,
+//! channels in one 512-bit vector × 28 output positions, 28 accumulators, and each step's input
+//! value broadcast from memory by the multiply-add itself (one weight load per 28 multiply-adds,
 //! where the AVX2 tile of 16 channels × 6 positions loads two weight vectors and broadcasts six
 //! inputs per 12).
 //!
-//! A tile's positions are consecutive outputs that lie in one row, or in two rows as two runs
-//! of 7: each run's inputs are read from its first position's corner plus a constant per
-//! position (the stride), so a tile needs two address registers, not fourteen. That takes rows
-//! whose width is a multiple of 7, as a ResNet's are at 112 or 224 pixels (112, 56, 28, 14 and
-//! 7 wide). A tile's sums are added in the same order as the AVX2 tile's, so the results are
-//! the same bit for bit whichever tile runs.
+//! A tile's positions are consecutive outputs in four runs of 7, each run in one row: each
+//! run's inputs are read from its first position's corner plus a constant per position (the
+//! stride), so a tile needs four address registers, not 28. That takes rows whose width is a
+//! multiple of 7, as a ResNet's are at 112 or 224 pixels (112, 56, 28, 14 and 7 wide). What is
+//! left of a band after its tiles of 28 goes in tiles of 14 (one row, or two runs of 7) and 7.
+//! A tile's sums are added in the same order as the AVX2 tile's, so the results are the same
+//! bit for bit whichever tile runs.
 
 use super::direct_channels::{Carry, Out, Prefetch};
 use std::arch::x86_64::*;
 
-/// Positions per tile.
-const NP: usize = super::direct_channels::ROW_TILE;
+/// Positions per tile of four runs of 7, the most a tile takes.
+const NP4: usize = super::direct_channels::ROW_TILE;
+
+/// Positions per tile of one row, or of two runs of 7.
+const NP: usize = 14;
 
 /// Output channels per tile: one vector.
 const MR: usize = 16;
@@ -40,14 +44,17 @@ pub(super) enum Runs {
     Two,
     /// 7 positions of one row.
     Seven,
+    /// 28 positions as four runs of 7, each in one row.
+    Four,
 }
 
 impl Runs {
-    /// The runs of the tile of `len` positions (14 or 7) whose first is `column` of a row `ow`
-    /// wide.
+    /// The runs of the tile of `len` positions (28, 14 or 7) whose first is `column` of a row
+    /// `ow` wide.
     pub(super) fn of(column: usize, len: usize, ow: usize) -> Runs {
         match len {
             7 => Runs::Seven,
+            NP4 => Runs::Four,
             _ if column + NP <= ow => Runs::One,
             _ => Runs::Two,
         }
@@ -57,13 +64,14 @@ impl Runs {
     fn len(self) -> usize {
         match self {
             Runs::Seven => 7,
+            Runs::Four => NP4,
             _ => NP,
         }
     }
 }
 
 /// One register tile: `to.channels` (at most 16) output channels × the positions `runs` lays
-/// out from the corners `corners` (the first position's, and with [`Runs::Two`] the eighth's),
+/// out from the corners `corners` (each run's first position's, as many as `runs` has),
 /// each next position `stride` (1 or 2) values on from the one before in its run; finished as
 /// [`Out`] says into `out[r * to.p + q]` for channel `r` and the tile's `q`th position, or with
 /// `carry.save` its sums kept there. With `run` 3 or 7, `offsets` comes in runs
@@ -80,7 +88,7 @@ pub(super) unsafe fn tile(
     xp: *const f32,
     offsets: &[usize],
     weights: *const f32,
-    (corners, runs, stride): ([usize; 2], Runs, usize),
+    (corners, runs, stride): ([usize; 4], Runs, usize),
     out: *mut f32,
     to: Out<'_>,
     run: usize,
@@ -88,16 +96,16 @@ pub(super) unsafe fn tile(
     pf: Prefetch,
 ) {
     let len = runs.len();
-    let mut acc = [_mm512_setzero_ps(); NP];
+    let mut acc = [_mm512_setzero_ps(); NP4];
     if let Some(start) = carry.start {
         for (q, acc) in acc.iter_mut().enumerate().take(len) {
             // SAFETY: a carry holds the tile's positions' 16 sums each.
             *acc = unsafe { _mm512_loadu_ps(start.add(q * MR)) };
         }
     }
-    // SAFETY: the reads are the ones the contract covers; the second corner is read only by
-    // the loops of two runs.
-    let src = unsafe { [xp.add(corners[0]), xp.add(corners[1])] };
+    // SAFETY: the reads are the ones the contract covers; a run's corner is read only by the
+    // loops of tiles with that run.
+    let src = corners.map(|k| unsafe { xp.add(k) });
     let by = if run == 3 && offsets.len().is_multiple_of(3) {
         3
     } else if run == 7 && offsets.len().is_multiple_of(7) {
@@ -130,13 +138,16 @@ pub(super) unsafe fn tile(
             *acc = _mm512_max_ps(zero, *acc);
         }
     }
-    // By channel: each channel's `len` outputs as one vector, stored under a mask.
-    let rows: [__m512; 16] = std::array::from_fn(|q| if q < len { acc[q] } else { zero });
-    let mask: __mmask16 = (1u16 << len) - 1;
-    for (r, col) in transpose16(rows).into_iter().enumerate().take(to.channels) {
-        // SAFETY: channel r of the tile is one of `to.channels`, whose `len` outputs from `out`
-        // on are writable.
-        unsafe { _mm512_mask_storeu_ps(out.add(r * to.p), mask, col) };
+    // By channel: each channel's outputs 16 at a time as one vector, stored under a mask.
+    for q0 in (0..len).step_by(16) {
+        let n = (len - q0).min(16);
+        let rows: [__m512; 16] = std::array::from_fn(|q| if q < n { acc[q0 + q] } else { zero });
+        let mask: __mmask16 = ((1u32 << n) - 1) as __mmask16;
+        for (r, col) in transpose16(rows).into_iter().enumerate().take(to.channels) {
+            // SAFETY: channel r of the tile is one of `to.channels`, whose `len` outputs from
+            // `out` on are writable.
+            unsafe { _mm512_mask_storeu_ps(out.add(r * to.p + q0), mask, col) };
+        }
     }
 }
 
@@ -148,10 +159,10 @@ pub(super) unsafe fn tile(
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn sums<const S: usize>(
-    src: [*const f32; 2],
+    src: [*const f32; 4],
     offsets: &[usize],
     weights: *const f32,
-    acc: &mut [__m512; NP],
+    acc: &mut [__m512; NP4],
     pf: Prefetch,
     runs: Runs,
     by: usize,
@@ -168,6 +179,9 @@ unsafe fn sums<const S: usize>(
             (Runs::Seven, 3) => seven_k3::<S>(src, offsets, weights, acc, pf),
             (Runs::Seven, 7) => seven_k7::<S>(src, offsets, weights, acc, pf),
             (Runs::Seven, _) => seven_k1::<S>(src, offsets, weights, acc, pf),
+            (Runs::Four, 3) => four_k3::<S>(src, offsets, weights, acc, pf),
+            (Runs::Four, 7) => four_k7::<S>(src, offsets, weights, acc, pf),
+            (Runs::Four, _) => four_k1::<S>(src, offsets, weights, acc, pf),
         }
     }
 }
@@ -250,6 +264,18 @@ macro_rules! step_two {
     };
 }
 
+/// [`zstep!`] for four runs of 7 positions, from `{s0}`, `{s1}`, `{s2}` and `{s3}`.
+macro_rules! step_four {
+    ($w:literal, $x:literal) => {
+        zstep!($w, $x; "s0" 0 "zmm0", "s0" 1 "zmm1", "s0" 2 "zmm2", "s0" 3 "zmm3", "s0" 4 "zmm4",
+            "s0" 5 "zmm5", "s0" 6 "zmm6", "s1" 0 "zmm7", "s1" 1 "zmm8", "s1" 2 "zmm9", "s1" 3 "zmm10",
+            "s1" 4 "zmm11", "s1" 5 "zmm12", "s1" 6 "zmm13", "s2" 0 "zmm14", "s2" 1 "zmm15",
+            "s2" 2 "zmm16", "s2" 3 "zmm17", "s2" 4 "zmm18", "s2" 5 "zmm19", "s2" 6 "zmm20",
+            "s3" 0 "zmm21", "s3" 1 "zmm22", "s3" 2 "zmm23", "s3" 3 "zmm24", "s3" 4 "zmm25",
+            "s3" 5 "zmm26", "s3" 6 "zmm27")
+    };
+}
+
 /// [`zstep!`] for 7 positions from `{s0}`.
 macro_rules! step_seven {
     ($w:literal, $x:literal) => {
@@ -278,10 +304,10 @@ macro_rules! loops {
         /// As [`tile`]'s.
         #[target_feature(enable = "avx512f")]
         unsafe fn $k1<const S: usize>(
-            src: [*const f32; 2],
+            src: [*const f32; 4],
             offsets: &[usize],
             weights: *const f32,
-            acc: &mut [__m512; NP],
+            acc: &mut [__m512; NP4],
             pf: Prefetch,
         ) {
             tile_loop!(offsets, offsets.len(), weights, pf, [$($s = src[$n]),*], [$($r acc[$i]),*];
@@ -294,10 +320,10 @@ macro_rules! loops {
         /// As [`tile`]'s, with `offsets` in threes.
         #[target_feature(enable = "avx512f")]
         unsafe fn $k3<const S: usize>(
-            src: [*const f32; 2],
+            src: [*const f32; 4],
             offsets: &[usize],
             weights: *const f32,
-            acc: &mut [__m512; NP],
+            acc: &mut [__m512; NP4],
             pf: Prefetch,
         ) {
             tile_loop!(offsets, offsets.len() / 3, weights, pf, [$($s = src[$n]),*], [$($r acc[$i]),*];
@@ -310,10 +336,10 @@ macro_rules! loops {
         /// As [`tile`]'s, with `offsets` in sevens.
         #[target_feature(enable = "avx512f")]
         unsafe fn $k7<const S: usize>(
-            src: [*const f32; 2],
+            src: [*const f32; 4],
             offsets: &[usize],
             weights: *const f32,
-            acc: &mut [__m512; NP],
+            acc: &mut [__m512; NP4],
             pf: Prefetch,
         ) {
             tile_loop!(offsets, offsets.len() / 7, weights, pf, [$($s = src[$n]),*], [$($r acc[$i]),*];
@@ -331,3 +357,8 @@ loops!(step_two, two_k1, two_k3, two_k7, [s0 0, s1 1],
      "zmm9" 9, "zmm10" 10, "zmm11" 11, "zmm12" 12, "zmm13" 13]);
 loops!(step_seven, seven_k1, seven_k3, seven_k7, [s0 0],
     ["zmm0" 0, "zmm1" 1, "zmm2" 2, "zmm3" 3, "zmm4" 4, "zmm5" 5, "zmm6" 6]);
+loops!(step_four, four_k1, four_k3, four_k7, [s0 0, s1 1, s2 2, s3 3],
+    ["zmm0" 0, "zmm1" 1, "zmm2" 2, "zmm3" 3, "zmm4" 4, "zmm5" 5, "zmm6" 6, "zmm7" 7, "zmm8" 8,
+     "zmm9" 9, "zmm10" 10, "zmm11" 11, "zmm12" 12, "zmm13" 13, "zmm14" 14, "zmm15" 15,
+     "zmm16" 16, "zmm17" 17, "zmm18" 18, "zmm19" 19, "zmm20" 20, "zmm21" 21, "zmm22" 22,
+     "zmm23" 23, "zmm24" 24, "zmm25" 25, "zmm26" 26, "zmm27" 27]);

@@ -875,7 +875,7 @@ fn the_channel_direct_convolution_equals_a_plain_sum_and_the_row_kernel_bit_for_
         // Uneven strides and padding, a 3×5 window.
         (1, 32, 9, 15, 16, [3, 5], [1, 2], [1, 1], [0, 2, 1, 0]),
         // At the depth limit (ResNet-18's 256-channel layers), two blocks of channels; rows 7
-        // wide, in tiles of two rows and a last of one.
+        // wide, in tiles of four rows, two and one.
         (1, dc::MAX_DEPTH / 9, 7, 7, 32, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
         // Rows a multiple of 7 wide, which the AVX-512 row tiles take: 14 wide, two images, a
         // part-empty block; the row kernel takes it too.
@@ -884,9 +884,10 @@ fn the_channel_direct_convolution_equals_a_plain_sum_and_the_row_kernel_bit_for_
         (1, 64, 28, 28, 20, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
         // A ResNet stem in small, 14 wide at stride 2.
         (1, 3, 28, 28, 16, [7, 7], [2, 2], [1, 1], [3, 3, 3, 3]),
-        // 7 wide at stride 2: tiles of two rows of 7, the last of one.
+        // 7 wide at stride 2: tiles of four rows of 7, two and one.
         (3, 16, 14, 14, 17, [3, 3], [2, 2], [1, 1], [1, 1, 1, 1]),
-        // 21 wide with dilation 2: tiles of 14 in a row and of 7 across two rows.
+        // 21 wide with dilation 2: tiles of four runs of 7 across two rows, then of 14 in one
+        // row and of 7.
         (1, 16, 21, 21, 8, [3, 3], [1, 1], [2, 2], [2, 2, 2, 2]),
         // A ResNet shortcut in small: 1×1 at stride 2, no padding, so the image is read in place.
         (2, 32, 14, 14, 20, [1, 1], [2, 2], [1, 1], [0, 0, 0, 0]),
