@@ -189,9 +189,10 @@ fn run2(model: &CandleModel, x: &Tensor, r: &Tensor) -> Vec<u32> {
 
 #[test]
 fn a_conv_the_add_of_a_residual_and_a_relu_run_as_one_step_with_the_same_bits() {
-    // 8 wide: the row kernel; 7 wide: the channel kernel; a 1×1 window: im2col and gemm, which
-    // answer through the Add's and the Relu's own kernels.
-    for (hw, k) in [(8, 3), (7, 3), (6, 1)] {
+    // 8 wide: the row kernel; 7 and 14 wide: the channel kernel (on AVX-512, its row tiles of
+    // 28, 14 and 7 positions); a 1×1 window: im2col and gemm, which answer through the Add's
+    // and the Relu's own kernels.
+    for (hw, k) in [(8, 3), (7, 3), (14, 3), (6, 1)] {
         let len = (2 * 16 * hw * hw) as usize;
         let mut xs: Vec<f32> = (0..len).map(|i| ((i * 13) % 17) as f32 / 7.0 - 1.2).collect();
         xs[5] = f32::NAN;
