@@ -289,8 +289,13 @@ struct Band {
     plane: usize,
     /// Where each multiply-add step reads, from a position's corner, in the weights' order.
     offsets: Vec<usize>,
-    /// Each position's corner in the band's padded rows.
-    corners: Vec<usize>,
+    /// Output positions in the band.
+    len: usize,
+    /// The output's width, the window's strides and the padded width, from which
+    /// [`Band::corner`] finds each position's corner.
+    ow: usize,
+    stride: [usize; 2],
+    wp: usize,
 }
 
 impl Band {
@@ -315,10 +320,34 @@ impl Band {
                 }
             }
         }
-        let start = positions.start;
-        let corners =
-            positions.map(|q| ((q / ow) * s.stride[0] - first) * wp + (q % ow) * s.stride[1]).collect();
-        Band { start, first, plane, offsets, corners }
+        let (start, len) = (positions.start, positions.len());
+        Band { start, first, plane, offsets, len, ow, stride: s.stride, wp }
+    }
+
+    /// Where the band's `i`th position (from its first) reads its window from, in the band's
+    /// padded rows: its corner. Corners grow with `i`, since a padded row holds every read of
+    /// an output row.
+    fn corner(&self, i: usize) -> usize {
+        self.corners::<1>(i, 0, 1)[0]
+    }
+
+    /// The corners of the band's positions `i`, `i + step`, … (`count` of them, at most `N`;
+    /// the rest of the array holds the first's), found with one division.
+    fn corners<const N: usize>(&self, i: usize, step: usize, count: usize) -> [usize; N] {
+        let q = self.start + i;
+        let (mut row, mut col) = (q / self.ow, q % self.ow);
+        let at =
+            |row: usize, col: usize| (row * self.stride[0] - self.first) * self.wp + col * self.stride[1];
+        let mut corners = [at(row, col); N];
+        for corner in corners.iter_mut().take(count).skip(1) {
+            col += step;
+            while col >= self.ow {
+                col -= self.ow;
+                row += 1;
+            }
+            *corner = at(row, col);
+        }
+        corners
     }
 
     /// Which elements [`Band::pad`] writes: the input's extents, the band's first padded row
@@ -364,25 +393,25 @@ impl Kernel<'_> {
     /// meanwhile; `xp` holds the band's padded rows.
     unsafe fn run(&self, xp: &[f32], band: &Band, out: *mut f32, at: usize, blocks: std::ops::Range<usize>) {
         let last = band.offsets.iter().copied().max().unwrap_or(0);
-        let reach = band.corners.iter().copied().max().unwrap_or(0) + last + 1;
+        let reach = band.corner(band.len - 1) + last + 1;
         assert!(reach <= xp.len(), "the padded rows hold every read");
         assert!(!band.offsets.is_empty(), "a window reads at least one value");
         // The residual from the band's first position of channel 0 on, as far as its last
         // channel's last position.
-        let span = band.corners.len() + (self.m - 1) * self.p;
+        let span = band.len + (self.m - 1) * self.p;
         let residual = self.finish.residual.map(|r| &r[at..at + span]);
         let tiles = match self.rows {
             Some((ow, _)) => {
                 assert!(
-                    band.start.is_multiple_of(ow) && band.corners.len().is_multiple_of(ow),
+                    band.start.is_multiple_of(ow) && band.len.is_multiple_of(ow),
                     "row tiles take whole rows"
                 );
-                row_tiles(band.corners.len())
+                row_tiles(band.len)
             }
-            None => tiles(band.corners.len()),
+            None => tiles(band.len),
         };
         // The tiles' sums between chunks of steps, by position (16 channels each).
-        let mut partial = if self.chunk < self.ck { vec![0f32; band.corners.len() * MR] } else { Vec::new() };
+        let mut partial = if self.chunk < self.ck { vec![0f32; band.len * MR] } else { Vec::new() };
         for b in blocks {
             let rows = MR.min(self.m - b * MR);
             let weights = &self.packed[b * self.ck * MR..(b + 1) * self.ck * MR];
@@ -406,7 +435,6 @@ impl Kernel<'_> {
                 let k1 = (k0 + chunk).min(self.ck);
                 let iters = (k1 - k0) / self.run.max(1);
                 for (i, &(first, len)) in tiles.iter().enumerate() {
-                    let tile = &band.corners[first..first + len];
                     let j = (k0 / chunk) * tiles.len() + i;
                     let pf = match next {
                         Some(next) if (j + 1) * iters <= self.ck => {
@@ -431,10 +459,8 @@ impl Kernel<'_> {
                         let runs = super::direct_wide::Runs::of(first % ow, len, ow);
                         // Each run of 7's first position (the first's where a run is not
                         // there).
-                        let corners = std::array::from_fn(|j| {
-                            band.corners[if 7 * j < len { first + 7 * j } else { first }]
-                        });
-                        // SAFETY: as below; row tiles run only where `tiling` found AVX-512F, and
+                        let corners = band.corners::<4>(first, 7, len.div_ceil(7));
+                        // SAFETY: as above; row tiles run only where `tiling` found AVX-512F, and
                         // a tile's positions are `stride` apart within each run of a row.
                         unsafe {
                             super::direct_wide::tile(
@@ -451,12 +477,14 @@ impl Kernel<'_> {
                         };
                         continue;
                     }
+                    let corners = band.corners::<NP>(first, 1, len);
+                    // SAFETY: as above.
                     unsafe {
                         x86::tile(
                             xp.as_ptr(),
                             &band.offsets[k0..k1],
                             weights[k0 * MR..].as_ptr(),
-                            tile,
+                            &corners[..len],
                             dst.add(first),
                             to(),
                             self.run,
@@ -477,7 +505,7 @@ impl Kernel<'_> {
                     unsafe {
                         super::direct::add_residual(
                             out.add(at),
-                            &residual[at..at + band.corners.len()],
+                            &residual[at..at + band.len],
                             self.finish.relu,
                         )
                     };
