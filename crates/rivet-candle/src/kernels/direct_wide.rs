@@ -106,7 +106,7 @@ pub(super) unsafe fn tile(
 /// turn).
 ///
 /// # Safety
-/// As [`tile`]'s, with `runs.len()` equal to `LEN`.
+/// As [`tile`]'s, with `LEN` the positions `runs` lays out.
 #[inline]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
@@ -180,7 +180,7 @@ unsafe fn tile_of<const LEN: usize>(
 /// or 7) steps, positions `S` values apart within a run.
 ///
 /// # Safety
-/// As [`tile`]'s, with `runs.len()` equal to `LEN`.
+/// As [`tile`]'s, with `LEN` the positions `runs` lays out.
 #[inline]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
