@@ -10,7 +10,8 @@
 //! [`SERIAL_GEMM_MACS`] alone.
 //!
 //! A batch of at least as many images as threads is the exception: its convolutions, max and
-//! global average pooling, and its Relu and same-shape arithmetic from 64 Ki values, split by
+//! global average pooling, float sums and means over other axes than the batch's, and its Relu
+//! and same-shape arithmetic from 64 Ki values, split by
 //! image ranges whatever their size ([`split_batch`]), so that each image stays on one core.
 //!
 //! A run sets its model's [`Budget`] for the calling thread; the kernels ask it through

@@ -90,54 +90,79 @@ fn fold_i64(op: Red, row: &[i64], ty: Ty) -> i64 {
     }
 }
 
-/// The sum (or mean) of each `inner`-long row of `v`, accumulated in f64 like the other
-/// float reductions, in eight interleaved partial sums that run as vectors where one running
-/// sum would wait on each addition; the result is rounded once to `T`.
+/// The sum (or mean) of each `inner`-long row of `v` into `out` (one value per row),
+/// accumulated in f64 like the other float reductions, in eight interleaved partial sums that
+/// run as vectors where one running sum would wait on each addition; each result is rounded
+/// once to `T`.
 struct RowSums<'a, T> {
     v: &'a [T],
     inner: usize,
     mean: bool,
+    out: &'a mut [T],
 }
 
 impl<T: candle_core::WithDType> WideKernel for RowSums<'_, T> {
-    type Output = Vec<T>;
+    type Output = ();
     #[inline(always)]
-    fn run(self) -> Vec<T> {
-        let RowSums { v, inner, mean } = self;
-        v.chunks_exact(inner)
-            .map(|row| {
-                let mut acc = [0.0f64; 8];
-                let mut eights = row.chunks_exact(8);
-                for e in &mut eights {
-                    for (a, x) in acc.iter_mut().zip(e) {
-                        *a += x.to_f64();
-                    }
+    fn run(self) {
+        let RowSums { v, inner, mean, out } = self;
+        for (o, row) in out.iter_mut().zip(v.chunks_exact(inner)) {
+            let mut acc = [0.0f64; 8];
+            let mut eights = row.chunks_exact(8);
+            for e in &mut eights {
+                for (a, x) in acc.iter_mut().zip(e) {
+                    *a += x.to_f64();
                 }
-                let mut sum =
-                    ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
-                for x in eights.remainder() {
-                    sum += x.to_f64();
-                }
-                T::from_f64(if mean { sum / inner as f64 } else { sum })
-            })
-            .collect()
+            }
+            let mut sum = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+            for x in eights.remainder() {
+                sum += x.to_f64();
+            }
+            *o = T::from_f64(if mean { sum / inner as f64 } else { sum });
+        }
     }
+}
+
+/// [`RowSums`] of every `inner`-long row of `v`, whose rows come in `images` equal runs (one per
+/// image of a batch): split by images ([`split_batch`](crate::kernels::threads::split_batch)),
+/// so that each thread reads the images the layer before left in its cache. Each row's sum is
+/// the same whichever thread computes it.
+fn row_sums<T: candle_core::WithDType>(v: &[T], inner: usize, mean: bool, images: usize) -> Vec<T> {
+    let rows = v.len() / inner;
+    let mut out = vec![T::zero(); rows];
+    if images < 2 || rows < images || !rows.is_multiple_of(images) {
+        crate::kernels::wide(RowSums { v, inner, mean, out: &mut out });
+        return out;
+    }
+    let per = rows / images;
+    let outs = crate::kernels::threads::Chunks::new(&mut out, per);
+    crate::kernels::threads::split_batch(images, 0, |split| {
+        split.run_ranges(images, |i| {
+            // SAFETY: image i is one item of the split, which takes chunk i once.
+            let out = unsafe { outs.take(i) };
+            let v = &v[i * per * inner..(i + 1) * per * inner];
+            crate::kernels::wide(RowSums { v, inner, mean, out });
+        })
+    });
+    out
 }
 
 /// Reduces `x` over `axes` (already normalized).
 fn reduce(x: &CTensor, op: Red, ty: Ty, axes: &[usize], keepdims: bool) -> CResult<CTensor> {
     let (moved, outer, inner, out) = rows(x, axes, keepdims)?;
     // Sums and means of float and double rows (a global average pool written as ReduceMean):
-    // read in place, with no copy to f64 first.
+    // read in place, with no copy to f64 first, split by images where the batch axis is kept
+    // (the first of `moved`'s).
     if matches!(op, Red::Sum | Red::Mean) && inner > 0 {
         let mean = op == Red::Mean;
+        let images = if x.rank() > 1 && !axes.contains(&0) { x.dims()[0] } else { 1 };
         match moved.dtype() {
             CDType::F32 => {
-                let o = with_values(&moved, |v: &[f32]| crate::kernels::wide(RowSums { v, inner, mean }))?;
+                let o = with_values(&moved, |v: &[f32]| row_sums(v, inner, mean, images))?;
                 return make(o, &out);
             }
             CDType::F64 => {
-                let o = with_values(&moved, |v: &[f64]| crate::kernels::wide(RowSums { v, inner, mean }))?;
+                let o = with_values(&moved, |v: &[f64]| row_sums(v, inner, mean, images))?;
                 return make(o, &out);
             }
             _ => {}
@@ -297,22 +322,44 @@ mod tests {
                 .collect();
             for mean in [false, true] {
                 let want = in_order(&v, inner, mean);
-                let got = crate::kernels::wide(RowSums { v: &v, inner, mean });
+                let got = row_sums(&v, inner, mean, 1);
                 for (g, w) in got.iter().zip(&want) {
                     assert!((g - w).abs() <= 1e-12 * w.abs().max(1.0), "inner {inner}: {g} vs {w}");
                 }
                 let v32: Vec<f32> = v.iter().map(|&x| x as f32).collect();
                 let want32 = in_order(&v32.iter().map(|&x| f64::from(x)).collect::<Vec<_>>(), inner, mean);
-                let got32 = crate::kernels::wide(RowSums { v: &v32, inner, mean });
+                let got32 = row_sums(&v32, inner, mean, 1);
                 assert_eq!(got32, want32.iter().map(|&w| w as f32).collect::<Vec<_>>(), "inner {inner}, f32");
             }
         }
         // NaN and infinities reach the sum whatever the lane they fall in.
         let v = [1.0f32, f32::INFINITY, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, f32::NEG_INFINITY, 1.0];
-        assert!(crate::kernels::wide(RowSums { v: &v, inner: 10, mean: false })[0].is_nan());
-        assert_eq!(crate::kernels::wide(RowSums { v: &v[..8], inner: 8, mean: false })[0], f32::INFINITY);
+        assert!(row_sums(&v, 10, false, 1)[0].is_nan());
+        assert_eq!(row_sums(&v[..8], 8, false, 1)[0], f32::INFINITY);
         let v = [1.0f64, 2.0, f64::NAN, 3.0];
-        assert!(crate::kernels::wide(RowSums { v: &v, inner: 4, mean: true })[0].is_nan());
+        assert!(row_sums(&v, 4, true, 1)[0].is_nan());
+    }
+
+    #[test]
+    fn row_sums_split_by_images_are_the_same_bits_at_every_thread_count() {
+        use crate::kernels::threads::{with_budget, Budget};
+        // Eight images of 32 rows of 64 (the bundled CNN's ReduceMean at batch 8), an image
+        // count the rows do not divide into (computed whole), and images with no rows.
+        for (images, rows, inner) in [(8, 8 * 32, 64), (3, 3 * 5, 9), (4, 10, 7), (2, 0, 4)] {
+            let v: Vec<f32> = (0..rows * inner).map(|i| ((i * 53 % 97) as f32 - 48.0) / 7.0).collect();
+            let want = row_sums(&v, inner, true, 1);
+            for threads in [1, 2, 3] {
+                let budget = Budget::new(threads).unwrap();
+                let got = with_budget(Some(&budget), || row_sums(&v, inner, true, images));
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "{images} images, {threads} threads");
+            }
+            let exact: Vec<f32> = v
+                .chunks_exact(inner)
+                .map(|r| (r.iter().map(|&x| f64::from(x)).sum::<f64>() / inner as f64) as f32)
+                .collect();
+            assert_eq!(want, exact, "{images} images: the f64 mean of each row");
+        }
     }
 
     #[test]
