@@ -324,6 +324,8 @@ fn conv_then(
         });
     };
     let outs = SharedOut::new(out);
+    // Pooled in the register tiles where they take the rows: no full-size output at all.
+    let pooled_tiles = pool && pooled::takes(ow);
     // Image i's outputs at `rows` in the channel blocks `blocks`, from its padded rows `xp`:
     // into the output, or with `pool` into this thread's scratch and from there pooled into
     // the output.
@@ -339,6 +341,12 @@ fn conv_then(
         }
         let channels = blocks.start * MR..(blocks.end * MR).min(m);
         let band = rows.rows.start / 2..rows.rows.end / 2;
+        if pooled_tiles {
+            // SAFETY: the caller's, above; `xp` holds the rows `rows` reads, and the pooled
+            // rows `band` of the blocks' channels in image i are this task's alone.
+            unsafe { k.run_pooled(xp, rows, outs.at(i * m * q), [q, pw], blocks) };
+            return;
+        }
         <f32 as super::conv::ConvElem>::with_scratch(m * p, |scratch| {
             // SAFETY: the scratch holds `m * p` values, the image's whole output, of which the
             // kernel writes the rows and channels asked for.
@@ -435,6 +443,13 @@ struct RowBand {
     vectors: Vec<(usize, usize)>,
     /// One past the last padded value the band's vectors read.
     reach: usize,
+    /// The padded rows' width.
+    wp: usize,
+    /// The units of [`pooled`]'s tiles, where the band is whole pairs of rows 16 positions wide
+    /// or a multiple (else empty): for each pair of its rows and each 16 positions of them,
+    /// where the top row's 16 start in the band's padded rows and where their 8 pooled values
+    /// go in the pooled plane.
+    pool_units: Vec<(usize, usize)>,
 }
 
 /// The most row bands a thread keeps between runs ([`RowBand::kept`]).
@@ -491,7 +506,17 @@ impl RowBand {
         }
         let last = offsets.iter().copied().max().unwrap_or(0);
         let reach = vectors.iter().map(|v| v.0).max().unwrap_or(0) + last + LANES;
-        RowBand { first: rows.start, plane, offsets, vectors, reach, rows }
+        let mut pool_units = Vec::new();
+        if ow.is_multiple_of(pooled::LANES) && rows.start.is_multiple_of(2) && rows.len().is_multiple_of(2) {
+            let pw = ow / 2;
+            for y in rows.start / 2..rows.end / 2 {
+                let top = (2 * y - rows.start) * wp;
+                for x in (0..ow).step_by(pooled::LANES) {
+                    pool_units.push((top + x, y * pw + x / 2));
+                }
+            }
+        }
+        RowBand { first: rows.start, plane, offsets, vectors, reach, wp, pool_units, rows }
     }
 }
 
@@ -589,6 +614,62 @@ impl<'a> Kernel<'a> {
             if !lone.is_empty() {
                 // SAFETY: as above.
                 unsafe { x86::tile::<1>(xp.as_ptr(), self.offsets, weights.as_ptr(), lone, &to, self.k3) };
+            }
+        }
+    }
+}
+
+impl Kernel<'_> {
+    /// [`Kernel::run`] followed by [`conv_max_pool_2x2`]'s pool, in [`pooled`]'s tiles: each
+    /// tile's sums are pooled in registers and only the pooled values are written, into the
+    /// image's pooled output at `out` (`[m, q]`, `q` values per channel, rows `pw` wide), for
+    /// the rows of `rows` (whole pairs) and the channel blocks `blocks`.
+    ///
+    /// # Safety
+    /// [`pooled::takes`] holds for this kernel; `out` points at the image's `m * q` pooled
+    /// outputs, and nothing else reads or writes the pooled rows of `rows` in the channels of
+    /// `blocks` meanwhile; `xp` holds the padded rows `rows` was made for.
+    unsafe fn run_pooled(
+        &self,
+        xp: &[f32],
+        rows: &RowBand,
+        out: *mut f32,
+        [q, pw]: [usize; 2],
+        blocks: std::ops::Range<usize>,
+    ) {
+        assert!(self.reach <= xp.len(), "the padded image holds every read");
+        assert!(!rows.pool_units.is_empty() && pw > 0, "pooled tiles take the band");
+        let units = &rows.pool_units;
+        for b in blocks {
+            let weights = &self.packed[b * self.ck * MR..(b + 1) * self.ck * MR];
+            let to = pooled::To {
+                // SAFETY: channels b·4 .. b·4 + channels of this image are the caller's alone.
+                out: unsafe { out.add(b * MR * q) },
+                q,
+                channels: MR.min(self.m - b * MR),
+                bias: &self.bias[b * MR..(b + 1) * MR],
+                relu: self.finish.relu,
+                wp: rows.wp,
+            };
+            let mut pairs = units.chunks_exact(2);
+            for two in &mut pairs {
+                // SAFETY: every read is within `xp` (asserted above; the units lie in the
+                // band's rows), the weights hold ck·4 values, and each write lands in one of the
+                // block's channels at a pooled position of the band's rows.
+                unsafe { pooled::tile::<2>(xp.as_ptr(), self.offsets, weights.as_ptr(), two, &to, self.k3) };
+            }
+            if let [one] = pairs.remainder() {
+                // SAFETY: as above.
+                unsafe {
+                    pooled::tile::<1>(
+                        xp.as_ptr(),
+                        self.offsets,
+                        weights.as_ptr(),
+                        std::slice::from_ref(one),
+                        &to,
+                        self.k3,
+                    )
+                };
             }
         }
     }
@@ -842,5 +923,262 @@ mod x86 {
         _: bool,
     ) {
         unreachable!("the direct kernel runs on x86-64 only")
+    }
+}
+
+/// Register tiles that pool as they store, for [`conv_max_pool_2x2`] on AVX-512: 4 output
+/// channels × one or two units, a unit being 16 positions of a pair of rows (one 512-bit vector
+/// per row), so that a tile holds every sum of the 8 pooled values of each unit. The tile adds
+/// its bias, clamps with Relu, pools each unit's two rows of 16 into 8 values in registers and
+/// writes only those: the full-size output never goes through memory. Each sum is the same
+/// chain of multiply-adds as the row kernel's tiles' and each pooled value the same comparisons
+/// as [`super::pool::MaxPool2x2`]'s, so the result is the same bit for bit.
+#[cfg(target_arch = "x86_64")]
+mod pooled {
+    use super::MR;
+    use std::arch::x86_64::*;
+
+    /// Positions of a row per unit: one 512-bit vector.
+    pub(super) const LANES: usize = 16;
+
+    /// Whether the pooled tiles take output rows `ow` wide: a multiple of 16, on a CPU with
+    /// AVX-512F.
+    pub(super) fn takes(ow: usize) -> bool {
+        super::super::direct_wide::available() && ow > 0 && ow.is_multiple_of(LANES)
+    }
+
+    /// Where a pooled tile's values go: `channels` planes `q` apart from `out`, each sum plus its
+    /// `bias`, clamped at zero with `relu`, before pooling; the tile's rows `wp` apart in the
+    /// padded image.
+    pub(super) struct To<'a> {
+        pub(super) out: *mut f32,
+        pub(super) q: usize,
+        pub(super) channels: usize,
+        pub(super) bias: &'a [f32],
+        pub(super) relu: bool,
+        pub(super) wp: usize,
+    }
+
+    /// One pooled tile of `U` (1 or 2) units `units` (each: where its top row's 16 positions
+    /// start in the padded rows `xp`, where its 8 pooled values go in each plane).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F. For every unit `(src, _)`, offset `o` of `offsets` (not empty; with
+    /// `k3` a multiple of 3 long, in threes `o, o + 1, o + 2`) and row `r` of 0 and `to.wp`,
+    /// `xp[src + r + o ..][..16]` is readable; `weights` holds `offsets.len() * 4` values; for
+    /// each channel `c < to.channels` and unit `(_, dst)`, `to.out[c * to.q + dst ..][..8]` is
+    /// writable.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn tile<const U: usize>(
+        xp: *const f32,
+        offsets: &[usize],
+        weights: *const f32,
+        units: &[(usize, usize)],
+        to: &To<'_>,
+        k3: bool,
+    ) {
+        assert!(units.len() == U && (U == 1 || U == 2), "a pooled tile of one or two units");
+        // SAFETY (all blocks below): the reads and writes are the ones the contract covers.
+        let top: [*const f32; U] = std::array::from_fn(|u| unsafe { xp.add(units[u].0) });
+        let bottom: [*const f32; U] = std::array::from_fn(|u| unsafe { top[u].add(to.wp) });
+        let z = _mm512_setzero_ps();
+        let by = if k3 { 3 } else { 1 };
+        // acc[c][2u] and acc[c][2u + 1]: channel c, unit u's top and bottom row.
+        let acc: [[__m512; 4]; MR] = if U == 2 {
+            let (mut a0, mut a1, mut a2, mut a3, mut a4, mut a5, mut a6, mut a7) = (z, z, z, z, z, z, z, z);
+            let (mut a8, mut a9, mut a10, mut a11, mut a12, mut a13, mut a14, mut a15) =
+                (z, z, z, z, z, z, z, z);
+            let (s0, s1, s2, s3) = (top[0], bottom[0], top[U - 1], bottom[U - 1]);
+            if by == 3 {
+                tile_loop_asm!(offsets, offsets.len() / 3, weights, [s0 = s0, s1 = s1, s2 = s2, s3 = s3],
+                    moving [], consts [], free ["zmm16", "zmm17", "zmm18", "zmm19", "zmm20", "zmm21"];
+                    ["zmm0" a0, "zmm1" a1, "zmm2" a2, "zmm3" a3, "zmm4" a4, "zmm5" a5, "zmm6" a6, "zmm7" a7,
+                     "zmm8" a8, "zmm9" a9, "zmm10" a10, "zmm11" a11, "zmm12" a12, "zmm13" a13, "zmm14" a14,
+                     "zmm15" a15];
+                    step_two!(0, 0), step_two!(16, 4), step_two!(32, 8), "add {offs}, 24", "add {w}, 48",);
+            } else {
+                tile_loop_asm!(offsets, offsets.len(), weights, [s0 = s0, s1 = s1, s2 = s2, s3 = s3],
+                    moving [], consts [], free ["zmm16", "zmm17", "zmm18", "zmm19", "zmm20", "zmm21"];
+                    ["zmm0" a0, "zmm1" a1, "zmm2" a2, "zmm3" a3, "zmm4" a4, "zmm5" a5, "zmm6" a6, "zmm7" a7,
+                     "zmm8" a8, "zmm9" a9, "zmm10" a10, "zmm11" a11, "zmm12" a12, "zmm13" a13, "zmm14" a14,
+                     "zmm15" a15];
+                    step_two!(0, 0), "add {offs}, 8", "add {w}, 16",);
+            }
+            [[a0, a1, a2, a3], [a4, a5, a6, a7], [a8, a9, a10, a11], [a12, a13, a14, a15]]
+        } else {
+            let (mut a0, mut a1, mut a2, mut a3, mut a4, mut a5, mut a6, mut a7) = (z, z, z, z, z, z, z, z);
+            let (s0, s1) = (top[0], bottom[0]);
+            if by == 3 {
+                tile_loop_asm!(offsets, offsets.len() / 3, weights, [s0 = s0, s1 = s1],
+                    moving [], consts [], free ["zmm16", "zmm17", "zmm20", "zmm21"];
+                    ["zmm0" a0, "zmm1" a1, "zmm2" a2, "zmm3" a3, "zmm4" a4, "zmm5" a5, "zmm6" a6, "zmm7" a7];
+                    step_one!(0, 0), step_one!(16, 4), step_one!(32, 8), "add {offs}, 24", "add {w}, 48",);
+            } else {
+                tile_loop_asm!(offsets, offsets.len(), weights, [s0 = s0, s1 = s1],
+                    moving [], consts [], free ["zmm16", "zmm17", "zmm20", "zmm21"];
+                    ["zmm0" a0, "zmm1" a1, "zmm2" a2, "zmm3" a3, "zmm4" a4, "zmm5" a5, "zmm6" a6, "zmm7" a7];
+                    step_one!(0, 0), "add {offs}, 8", "add {w}, 16",);
+            }
+            [[a0, a1, z, z], [a2, a3, z, z], [a4, a5, z, z], [a6, a7, z, z]]
+        };
+        // The even and the odd columns of a unit's two rows: [top | bottom] of each.
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        for (c, acc) in acc.iter().enumerate().take(to.channels) {
+            let b = _mm512_set1_ps(to.bias[c]);
+            let finish = |a: __m512| {
+                let y = _mm512_add_ps(a, b);
+                // max(0, y) returns y when y is NaN (the second operand wins when unordered),
+                // as the row kernel's store does.
+                if to.relu {
+                    _mm512_max_ps(z, y)
+                } else {
+                    y
+                }
+            };
+            for (u, &(_, dst)) in units.iter().enumerate() {
+                let (t, bt) = (finish(acc[2 * u]), finish(acc[2 * u + 1]));
+                // Each row's column pairs, then the rows: as the 2×2 pool compares them.
+                let h = larger(_mm512_permutex2var_ps(t, even, bt), _mm512_permutex2var_ps(t, odd, bt));
+                let lo = _mm512_castps512_ps256(h);
+                let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(h)));
+                let v = larger256(lo, hi);
+                unsafe { _mm256_storeu_ps(to.out.add(c * to.q + dst), v) };
+            }
+        }
+    }
+
+    /// [`super::super::pool`]'s `larger` on sixteen lanes: `v` where `v > a` or `v` is NaN,
+    /// else `a`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn larger(a: __m512, v: __m512) -> __m512 {
+        _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v), _mm512_max_ps(v, a), v)
+    }
+
+    /// [`larger`] on eight lanes.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn larger256(a: __m256, v: __m256) -> __m256 {
+        _mm256_blendv_ps(_mm256_max_ps(v, a), v, _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v))
+    }
+
+    /// One multiply-add step of a two-unit tile, as assembly text: the four rows' 16 inputs
+    /// `$x` bytes past `{s0}`–`{s3}` plus the step's offset `{o}`, times each of the 4 weights
+    /// `$w` bytes past `{w}`, added to zmm0–zmm15 (channel by channel, the rows in turn).
+    macro_rules! step_two {
+        ($w:literal, $x:literal) => {
+            concat!(
+                "vmovups zmm16, zmmword ptr [{s0} + 4*{o} + ",
+                $x,
+                "]\n",
+                "vmovups zmm17, zmmword ptr [{s1} + 4*{o} + ",
+                $x,
+                "]\n",
+                "vmovups zmm18, zmmword ptr [{s2} + 4*{o} + ",
+                $x,
+                "]\n",
+                "vmovups zmm19, zmmword ptr [{s3} + 4*{o} + ",
+                $x,
+                "]\n",
+                "vbroadcastss zmm20, dword ptr [{w} + ",
+                $w,
+                "]\n",
+                "vfmadd231ps zmm0, zmm20, zmm16\n",
+                "vfmadd231ps zmm1, zmm20, zmm17\n",
+                "vfmadd231ps zmm2, zmm20, zmm18\n",
+                "vfmadd231ps zmm3, zmm20, zmm19\n",
+                "vbroadcastss zmm21, dword ptr [{w} + ",
+                $w,
+                " + 4]\n",
+                "vfmadd231ps zmm4, zmm21, zmm16\n",
+                "vfmadd231ps zmm5, zmm21, zmm17\n",
+                "vfmadd231ps zmm6, zmm21, zmm18\n",
+                "vfmadd231ps zmm7, zmm21, zmm19\n",
+                "vbroadcastss zmm20, dword ptr [{w} + ",
+                $w,
+                " + 8]\n",
+                "vfmadd231ps zmm8, zmm20, zmm16\n",
+                "vfmadd231ps zmm9, zmm20, zmm17\n",
+                "vfmadd231ps zmm10, zmm20, zmm18\n",
+                "vfmadd231ps zmm11, zmm20, zmm19\n",
+                "vbroadcastss zmm21, dword ptr [{w} + ",
+                $w,
+                " + 12]\n",
+                "vfmadd231ps zmm12, zmm21, zmm16\n",
+                "vfmadd231ps zmm13, zmm21, zmm17\n",
+                "vfmadd231ps zmm14, zmm21, zmm18\n",
+                "vfmadd231ps zmm15, zmm21, zmm19\n",
+            )
+        };
+    }
+
+    /// [`step_two`] for a one-unit tile: two rows from `{s0}` and `{s1}`, zmm0–zmm7.
+    macro_rules! step_one {
+        ($w:literal, $x:literal) => {
+            concat!(
+                "vmovups zmm16, zmmword ptr [{s0} + 4*{o} + ",
+                $x,
+                "]\n",
+                "vmovups zmm17, zmmword ptr [{s1} + 4*{o} + ",
+                $x,
+                "]\n",
+                "vbroadcastss zmm20, dword ptr [{w} + ",
+                $w,
+                "]\n",
+                "vfmadd231ps zmm0, zmm20, zmm16\n",
+                "vfmadd231ps zmm1, zmm20, zmm17\n",
+                "vbroadcastss zmm21, dword ptr [{w} + ",
+                $w,
+                " + 4]\n",
+                "vfmadd231ps zmm2, zmm21, zmm16\n",
+                "vfmadd231ps zmm3, zmm21, zmm17\n",
+                "vbroadcastss zmm20, dword ptr [{w} + ",
+                $w,
+                " + 8]\n",
+                "vfmadd231ps zmm4, zmm20, zmm16\n",
+                "vfmadd231ps zmm5, zmm20, zmm17\n",
+                "vbroadcastss zmm21, dword ptr [{w} + ",
+                $w,
+                " + 12]\n",
+                "vfmadd231ps zmm6, zmm21, zmm16\n",
+                "vfmadd231ps zmm7, zmm21, zmm17\n",
+            )
+        };
+    }
+    use {step_one, step_two};
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod pooled {
+    /// Positions of a row per unit (see the x86-64 module's).
+    pub(super) const LANES: usize = 16;
+
+    /// Never off x86-64.
+    pub(super) fn takes(_: usize) -> bool {
+        false
+    }
+
+    /// Where a pooled tile's values go (see the x86-64 module's).
+    #[allow(dead_code)]
+    pub(super) struct To<'a> {
+        pub(super) out: *mut f32,
+        pub(super) q: usize,
+        pub(super) channels: usize,
+        pub(super) bias: &'a [f32],
+        pub(super) relu: bool,
+        pub(super) wp: usize,
+    }
+
+    /// Not reached: [`takes`] is false off x86-64.
+    pub(super) unsafe fn tile<const U: usize>(
+        _: *const f32,
+        _: &[usize],
+        _: *const f32,
+        _: &[(usize, usize)],
+        _: &To<'_>,
+        _: bool,
+    ) {
+        unreachable!("the pooled tiles run on x86-64 only")
     }
 }

@@ -697,19 +697,30 @@ fn the_direct_convolution_with_its_2x2_max_pool_gives_the_bits_of_the_two_apart(
     // (n, c, h, w, m): one image whole, in bands of rows (of pairs of rows, unequal on three
     // threads) and in blocks of channels; odd rows and columns (the last dropped); several
     // images over the threads.
-    let cases: &[(usize, usize, usize, usize, usize)] =
-        &[(1, 3, 32, 32, 16), (1, 5, 9, 11, 6), (1, 16, 16, 16, 32), (1, 4, 6, 8, 8), (3, 2, 10, 12, 5)];
-    for &(n, c, h, w, m) in cases {
-        let win = window(&[3, 3], &[1, 1], &[1, 1], &[1, 1, 1, 1]);
+    // Rows a multiple of 16 wide pool in AVX-512 tiles where the CPU has them: 16 and 32 wide
+    // (one and two units per pair of rows), 48 wide (three), channels short of a block, a
+    // 5×5 window (a step per offset), and bands of an odd count of pairs on three threads.
+    let cases: &[(usize, usize, usize, usize, usize, usize)] = &[
+        (1, 3, 32, 32, 16, 3),
+        (1, 5, 9, 11, 6, 3),
+        (1, 16, 16, 16, 32, 3),
+        (1, 4, 6, 8, 8, 3),
+        (3, 2, 10, 12, 5, 3),
+        (1, 5, 16, 16, 6, 3),
+        (2, 4, 14, 48, 7, 3),
+        (1, 3, 16, 32, 9, 5),
+    ];
+    for &(n, c, h, w, m, k) in cases {
+        let win = window(&[k, k], &[1, 1], &[1, 1], &[k / 2; 4]);
         let geo = geometry(&win, &[h, w]).unwrap();
-        assert!(direct::fits(c, &[h, w], 3, 3, &geo));
+        assert!(direct::fits(c, &[h, w], k, k, &geo));
         let mut xs = spread(n * c * h * w, 5);
         xs[7] = f32::NAN;
         xs[c * h * w - 2] = -0.0;
-        let ws = spread(m * c * 9, 6).iter().map(|v| v / 16.0).collect::<Vec<_>>();
+        let ws = spread(m * c * k * k, 6).iter().map(|v| v / 16.0).collect::<Vec<_>>();
         let bias = spread(m, 7);
         let packed = direct::pack(&ws, m);
-        let shape = direct::Shape { c, h, w, m, kh: 3, kw: 3 };
+        let shape = direct::Shape { c, h, w, m, kh: k, kw: k };
         let (oh, ow) = (geo.out[0], geo.out[1]);
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         for relu in [false, true] {
@@ -739,7 +750,7 @@ fn the_direct_convolution_with_its_2x2_max_pool_gives_the_bits_of_the_two_apart(
                         finish(relu),
                     )
                 });
-                let case = (n, c, h, w, m, relu, split.threads());
+                let case = (n, c, h, w, m, k, relu, split.threads());
                 assert_eq!(bits(&got), bits(&want), "{case:?}");
             }
         }
