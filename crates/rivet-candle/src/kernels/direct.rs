@@ -375,6 +375,22 @@ fn conv_then(
     };
     // All the rows a task computes for a whole image.
     let all = if pool { 0..2 * ph } else { 0..oh };
+    if !pool && (threads == 1 || n >= threads) && narrow::takes(s, geo) {
+        // Rows 8 wide in AVX-512 tiles of two rows per vector, images in turn or over the
+        // threads, each whole on its thread.
+        let offsets = narrow::offsets(s, geo);
+        let len = narrow::padded_len(s, geo);
+        split.run_ranges(n, |i| {
+            let layout = [1, c, h, w, 0, hp, ow, top, left];
+            with_padded(layout, len, |xp| {
+                narrow::pad(&xs[i * c * plane..][..c * plane], [c, h], hp, top, xp);
+                // SAFETY: task i alone writes image i's outputs; the padding holds every read of
+                // `offsets`.
+                unsafe { narrow::run(&kernel, xp, &offsets, outs.at(i * m * p), i * m * p, oh) };
+            });
+        });
+        return;
+    }
     if threads == 1 || n >= threads {
         // Images in turn, or over the threads, each image whole on its thread.
         let whole = RowBand::kept(s, geo, all);
@@ -1180,5 +1196,275 @@ mod pooled {
         _: bool,
     ) {
         unreachable!("the pooled tiles run on x86-64 only")
+    }
+}
+
+/// Direct convolution of rows 8 wide on AVX-512 (the bundled CNN's last layer): each 512-bit
+/// vector holds two output rows, 16 positions, so a tile of 4 channels × 4 vectors takes an
+/// 8×8 image whole. The padded image has no side columns: its planes are the input's rows, 8
+/// wide and contiguous, between zero rows above and below, and the window's first and last
+/// column read their row's neighbours under a mask that zeroes each row's first (or last)
+/// lane, the value the zero border would give. Each sum is the same chain of multiply-adds, in
+/// the same order, as in the row kernel's other tiles, so the result is the same bit for bit.
+#[cfg(target_arch = "x86_64")]
+mod narrow {
+    use super::{Kernel, Shape, MR};
+    use crate::kernels::window::Geometry;
+    use std::arch::x86_64::*;
+
+    /// Output rows per vector's width: the rows these tiles take.
+    const OW: usize = 8;
+    /// Values before a padded image's first plane: the first step's read of the value left of
+    /// position 0, masked, stays in the buffer.
+    const SLACK: usize = 16;
+    /// Positions per vector.
+    const LANES: usize = 16;
+    /// Vectors per tile.
+    const NV: usize = 4;
+
+    /// Whether these tiles take `s` under `geo`: AVX-512F, rows 8 wide, a 3-wide window with
+    /// one column of padding on each side, and an even number of output rows.
+    pub(super) fn takes(s: Shape, geo: &Geometry) -> bool {
+        super::super::direct_wide::available()
+            && geo.out.len() == 2
+            && geo.out[1] == OW
+            && s.w == OW
+            && s.kw == 3
+            && geo.begin[1] == 1
+            && geo.end[1] == 1
+            && geo.out[0].is_multiple_of(2)
+            && geo.out[0] > 0
+    }
+
+    /// The padded image's length: `c` planes of `hp` rows of 8 and the slack either side.
+    pub(super) fn padded_len(s: Shape, geo: &Geometry) -> usize {
+        2 * SLACK + s.c * (geo.out[0] + s.kh - 1) * OW
+    }
+
+    /// Where each window row's first step reads, from an output position's place in the
+    /// padded image, in the weights' order (channel, then window row; the row's three columns
+    /// are this, and one and two values on): one left of the window's middle column.
+    pub(super) fn offsets(s: Shape, geo: &Geometry) -> Vec<usize> {
+        let hp = geo.out[0] + s.kh - 1;
+        (0..s.c).flat_map(|ch| (0..s.kh).map(move |ky| SLACK - 1 + ch * hp * OW + ky * OW)).collect()
+    }
+
+    /// Image `img` (`c` planes of `h` rows of 8) into `dst`'s planes of `hp` rows from row
+    /// `top` on; the other rows, and the slack, are left as they are (zero in a buffer of
+    /// [`super::with_padded`]'s for this layout).
+    pub(super) fn pad(img: &[f32], [c, h]: [usize; 2], hp: usize, top: usize, dst: &mut [f32]) {
+        for (ch, plane) in img.chunks_exact(h * OW).take(c).enumerate() {
+            dst[SLACK + (ch * hp + top) * OW..][..h * OW].copy_from_slice(plane);
+        }
+    }
+
+    /// One image's outputs in every channel block, from its padded planes `xp` ([`pad`]'s),
+    /// into the image's output at `out`, element `at` of the whole output (and residual).
+    ///
+    /// # Safety
+    /// [`takes`] holds; `out` points at the image's `m * p` outputs, which nothing else reads
+    /// or writes meanwhile; `xp` is [`padded_len`] long and `offsets` is [`offsets`]'s.
+    pub(super) unsafe fn run(
+        kernel: &Kernel<'_>,
+        xp: &[f32],
+        offsets: &[usize],
+        out: *mut f32,
+        at: usize,
+        oh: usize,
+    ) {
+        let p = kernel.p;
+        assert!(p == oh * OW && offsets.len() * 3 == kernel.ck, "narrow tile extents");
+        assert!(offsets.iter().all(|&o| o + 2 + p <= xp.len()), "the padded image holds every read");
+        let residual = kernel.finish.residual.map(|r| &r[at..at + kernel.m * p]);
+        let vectors = p / LANES;
+        for b in 0..kernel.m.div_ceil(MR) {
+            let weights = &kernel.packed[b * kernel.ck * MR..(b + 1) * kernel.ck * MR];
+            let channels = MR.min(kernel.m - b * MR);
+            for v0 in (0..vectors).step_by(NV) {
+                let count = NV.min(vectors - v0);
+                let to = To {
+                    // SAFETY: channels b·4 .. b·4 + channels of this image are the caller's.
+                    out: unsafe { out.add(b * MR * p + v0 * LANES) },
+                    residual: residual.map(|r| r[b * MR * p + v0 * LANES..].as_ptr()),
+                    p,
+                    channels,
+                    count,
+                    bias: &kernel.bias[b * MR..(b + 1) * MR],
+                    relu: kernel.finish.relu,
+                };
+                // SAFETY: reads within `xp` (asserted: a tile's vectors start at v0·16 and the
+                // last read of its last vector ends at its offset + 2 + 16·count ≤ offset + 1 +
+                // p), the weights hold ck·4 values, writes within the block's channels.
+                unsafe { tile(xp.as_ptr().add(v0 * LANES), offsets, weights.as_ptr(), &to) };
+            }
+        }
+    }
+
+    /// Where a tile's sums go: `count` vectors of 16 positions from `out`, in `channels` planes
+    /// `p` apart, each plus its bias, then the residual's value there, then with `relu`
+    /// clamped at zero.
+    struct To<'a> {
+        out: *mut f32,
+        residual: Option<*const f32>,
+        p: usize,
+        channels: usize,
+        count: usize,
+        bias: &'a [f32],
+        relu: bool,
+    }
+
+    /// One tile: 4 channels × 4 vectors from `src` (its first position's place in the padded
+    /// image); vectors past `to.count` are computed from the ones before them's reads and not
+    /// stored.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; for each offset `o`, `src[o .. o + 2 + 16 · to.count]` is
+    /// readable (`src[o + 16 · NV ..]` need not be: those vectors re-read the last one's);
+    /// `weights` holds `offsets.len() * 12` values; the outputs `to` names are writable.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tile(src: *const f32, offsets: &[usize], weights: *const f32, to: &To<'_>) {
+        // SAFETY (all blocks below): the reads and writes are the ones the contract covers.
+        let s: [*const f32; NV] = std::array::from_fn(|v| unsafe { src.add(v.min(to.count - 1) * LANES) });
+        // Each row's first lane (columns 0 and 8 of the 16) zeroed for the window's left
+        // column, its last (7 and 15) for the right.
+        let (left, right): (__mmask16, __mmask16) = (!0x0101, !0x8080);
+        let z = _mm512_setzero_ps();
+        let (mut a0, mut a1, mut a2, mut a3, mut a4, mut a5, mut a6, mut a7) = (z, z, z, z, z, z, z, z);
+        let (mut a8, mut a9, mut a10, mut a11, mut a12, mut a13, mut a14, mut a15) = (z, z, z, z, z, z, z, z);
+        unsafe {
+            std::arch::asm!(
+                "2:",
+                "mov {o}, qword ptr [{offs}]",
+                step!("{{{kl}}}{{z}}", 0, 0),
+                step!("", 16, 4),
+                step!("{{{kr}}}{{z}}", 32, 8),
+                "add {offs}, 8",
+                "add {w}, 48",
+                "dec {n}",
+                "jnz 2b",
+                offs = inout(reg) offsets.as_ptr() => _,
+                n = inout(reg) offsets.len() => _,
+                w = inout(reg) weights => _,
+                o = out(reg) _,
+                s0 = in(reg) s[0],
+                s1 = in(reg) s[1],
+                s2 = in(reg) s[2],
+                s3 = in(reg) s[3],
+                kl = in(kreg) left,
+                kr = in(kreg) right,
+                inout("zmm0") a0, inout("zmm1") a1, inout("zmm2") a2, inout("zmm3") a3,
+                inout("zmm4") a4, inout("zmm5") a5, inout("zmm6") a6, inout("zmm7") a7,
+                inout("zmm8") a8, inout("zmm9") a9, inout("zmm10") a10, inout("zmm11") a11,
+                inout("zmm12") a12, inout("zmm13") a13, inout("zmm14") a14, inout("zmm15") a15,
+                out("zmm16") _, out("zmm17") _, out("zmm18") _, out("zmm19") _,
+                out("zmm20") _, out("zmm21") _,
+                options(nostack, readonly),
+            );
+        }
+        let acc = [[a0, a1, a2, a3], [a4, a5, a6, a7], [a8, a9, a10, a11], [a12, a13, a14, a15]];
+        for (r, acc) in acc.iter().enumerate().take(to.channels) {
+            let b = _mm512_set1_ps(to.bias[r]);
+            for (v, a) in acc.iter().enumerate().take(to.count) {
+                let at = r * to.p + v * LANES;
+                let mut y = _mm512_add_ps(*a, b);
+                if let Some(res) = to.residual {
+                    y = _mm512_add_ps(y, unsafe { _mm512_loadu_ps(res.add(at)) });
+                }
+                if to.relu {
+                    // max(0, y) returns y when y is NaN, as the other tiles' stores.
+                    y = _mm512_max_ps(z, y);
+                }
+                unsafe { _mm512_storeu_ps(to.out.add(at), y) };
+            }
+        }
+    }
+
+    /// One multiply-add step, as assembly text: the 4 vectors' 16 inputs `$x` bytes past
+    /// `{s0}`–`{s3}` plus the step's offset `{o}`, loaded under the mask `$mask` (empty: none),
+    /// times each of the 4 weights `$w` bytes past `{w}`, added to zmm0–zmm15 (channel by
+    /// channel, the vectors in turn).
+    macro_rules! step {
+        ($mask:literal, $w:literal, $x:literal) => {
+            concat!(
+                "vmovups zmm16",
+                $mask,
+                ", zmmword ptr [{s0} + 4*{o} + ",
+                $x,
+                "]\n",
+                "vmovups zmm17",
+                $mask,
+                ", zmmword ptr [{s1} + 4*{o} + ",
+                $x,
+                "]\n",
+                "vmovups zmm18",
+                $mask,
+                ", zmmword ptr [{s2} + 4*{o} + ",
+                $x,
+                "]\n",
+                "vmovups zmm19",
+                $mask,
+                ", zmmword ptr [{s3} + 4*{o} + ",
+                $x,
+                "]\n",
+                "vbroadcastss zmm20, dword ptr [{w} + ",
+                $w,
+                "]\n",
+                "vfmadd231ps zmm0, zmm20, zmm16\n",
+                "vfmadd231ps zmm1, zmm20, zmm17\n",
+                "vfmadd231ps zmm2, zmm20, zmm18\n",
+                "vfmadd231ps zmm3, zmm20, zmm19\n",
+                "vbroadcastss zmm21, dword ptr [{w} + ",
+                $w,
+                " + 4]\n",
+                "vfmadd231ps zmm4, zmm21, zmm16\n",
+                "vfmadd231ps zmm5, zmm21, zmm17\n",
+                "vfmadd231ps zmm6, zmm21, zmm18\n",
+                "vfmadd231ps zmm7, zmm21, zmm19\n",
+                "vbroadcastss zmm20, dword ptr [{w} + ",
+                $w,
+                " + 8]\n",
+                "vfmadd231ps zmm8, zmm20, zmm16\n",
+                "vfmadd231ps zmm9, zmm20, zmm17\n",
+                "vfmadd231ps zmm10, zmm20, zmm18\n",
+                "vfmadd231ps zmm11, zmm20, zmm19\n",
+                "vbroadcastss zmm21, dword ptr [{w} + ",
+                $w,
+                " + 12]\n",
+                "vfmadd231ps zmm12, zmm21, zmm16\n",
+                "vfmadd231ps zmm13, zmm21, zmm17\n",
+                "vfmadd231ps zmm14, zmm21, zmm18\n",
+                "vfmadd231ps zmm15, zmm21, zmm19\n",
+            )
+        };
+    }
+    use step;
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod narrow {
+    use super::{Kernel, Shape};
+    use crate::kernels::window::Geometry;
+
+    /// Never off x86-64.
+    pub(super) fn takes(_: Shape, _: &Geometry) -> bool {
+        false
+    }
+
+    /// Not reached: [`takes`] is false off x86-64.
+    pub(super) fn padded_len(_: Shape, _: &Geometry) -> usize {
+        0
+    }
+
+    /// Not reached: [`takes`] is false off x86-64.
+    pub(super) fn offsets(_: Shape, _: &Geometry) -> Vec<usize> {
+        Vec::new()
+    }
+
+    /// Not reached: [`takes`] is false off x86-64.
+    pub(super) fn pad(_: &[f32], _: [usize; 2], _: usize, _: usize, _: &mut [f32]) {}
+
+    /// Not reached: [`takes`] is false off x86-64.
+    pub(super) unsafe fn run(_: &Kernel<'_>, _: &[f32], _: &[usize], _: *mut f32, _: usize, _: usize) {
+        unreachable!("the narrow tiles run on x86-64 only")
     }
 }

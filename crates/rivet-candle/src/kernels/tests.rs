@@ -635,6 +635,14 @@ fn the_direct_convolution_equals_a_plain_sum_at_every_thread_count() {
         (1, 3, 32, 32, 16, 3, 3, [1, 1, 1, 1]),
         (2, 16, 16, 16, 32, 3, 3, [1, 1, 1, 1]),
         (3, 5, 8, 8, 6, 3, 3, [1, 1, 1, 1]),
+        // Rows 8 wide in AVX-512's tiles of two rows per vector where the CPU has them: one
+        // image (in bands of the other tiles on two threads, bit for bit), 12 rows (a tile of
+        // 4 vectors and one of 2), a 5×3 window over 6 rows (one tile of 3 vectors; blocks of
+        // channels in the other tiles on three threads), and 7 rows (not taken: odd).
+        (1, 5, 8, 8, 6, 3, 3, [1, 1, 1, 1]),
+        (1, 3, 12, 8, 4, 3, 3, [1, 1, 1, 1]),
+        (2, 2, 6, 8, 5, 5, 3, [2, 1, 2, 1]),
+        (1, 2, 7, 8, 4, 3, 3, [1, 1, 1, 1]),
         (1, 2, 7, 13, 5, 3, 5, [0, 2, 1, 0]),
         (1, 2, 11, 13, 5, 3, 5, [0, 2, 1, 0]),
         (1, 4, 9, 9, 7, 2, 2, [0, 0, 0, 0]),
