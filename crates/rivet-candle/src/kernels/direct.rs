@@ -325,7 +325,7 @@ fn conv_then(
     };
     let outs = SharedOut::new(out);
     // Pooled in the register tiles where they take the rows: no full-size output at all.
-    let pooled_tiles = pool && pooled::takes(ow);
+    let pooled_tiles = pool && ck > 0 && pooled::takes(ow);
     // Image i's outputs at `rows` in the channel blocks `blocks`, from its padded rows `xp`:
     // into the output, or with `pool` into this thread's scratch and from there pooled into
     // the output.
@@ -993,7 +993,10 @@ mod pooled {
         to: &To<'_>,
         k3: bool,
     ) {
-        assert!(units.len() == U && (U == 1 || U == 2), "a pooled tile of one or two units");
+        assert!(
+            units.len() == U && (U == 1 || U == 2) && !offsets.is_empty(),
+            "a pooled tile of one or two units"
+        );
         // SAFETY (all blocks below): the reads and writes are the ones the contract covers.
         let top: [*const f32; U] = std::array::from_fn(|u| unsafe { xp.add(units[u].0) });
         let bottom: [*const f32; U] = std::array::from_fn(|u| unsafe { top[u].add(to.wp) });
@@ -1226,6 +1229,7 @@ mod narrow {
     /// one column of padding on each side, and an even number of output rows.
     pub(super) fn takes(s: Shape, geo: &Geometry) -> bool {
         super::super::direct_wide::available()
+            && s.c > 0
             && geo.out.len() == 2
             && geo.out[1] == OW
             && s.w == OW
@@ -1323,6 +1327,7 @@ mod narrow {
     /// `weights` holds `offsets.len() * 12` values; the outputs `to` names are writable.
     #[target_feature(enable = "avx512f")]
     unsafe fn tile(src: *const f32, offsets: &[usize], weights: *const f32, to: &To<'_>) {
+        assert!(!offsets.is_empty() && to.count > 0, "a narrow tile has steps and vectors");
         // SAFETY (all blocks below): the reads and writes are the ones the contract covers.
         let s: [*const f32; NV] = std::array::from_fn(|v| unsafe { src.add(v.min(to.count - 1) * LANES) });
         // Each row's first lane (columns 0 and 8 of the 16) zeroed for the window's left
