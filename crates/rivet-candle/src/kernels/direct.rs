@@ -1215,7 +1215,7 @@ mod narrow {
     use crate::kernels::window::Geometry;
     use std::arch::x86_64::*;
 
-    /// Output rows per vector's width: the rows these tiles take.
+    /// The width of the rows these tiles take: two of them fill a vector.
     const OW: usize = 8;
     /// Values before a padded image's first plane: the first step's read of the value left of
     /// position 0, masked, stays in the buffer.
@@ -1296,9 +1296,9 @@ mod narrow {
                     bias: &kernel.bias[b * MR..(b + 1) * MR],
                     relu: kernel.finish.relu,
                 };
-                // SAFETY: reads within `xp` (asserted: a tile's vectors start at v0·16 and the
-                // last read of its last vector ends at its offset + 2 + 16·count ≤ offset + 1 +
-                // p), the weights hold ck·4 values, writes within the block's channels.
+                // SAFETY: reads within `xp` (asserted: the tile's last vector reads up to
+                // v0·16 + 16·count + offset + 1 ≤ p + offset + 1), the weights hold ck·4
+                // values, writes within the block's channels.
                 unsafe { tile(xp.as_ptr().add(v0 * LANES), offsets, weights.as_ptr(), &to) };
             }
         }
