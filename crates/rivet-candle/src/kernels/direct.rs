@@ -1082,22 +1082,35 @@ mod pooled {
         _mm256_blendv_ps(_mm256_max_ps(v, a), v, _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v))
     }
 
-    /// One multiply-add step of a two-unit tile, as assembly text: the four rows' 16 inputs
-    /// `$x` bytes past `{s0}`–`{s3}` plus the step's offset `{o}`, times each of the 4 weights
-    /// `$w` bytes past `{w}`, added to zmm0–zmm15 (channel by channel, the rows in turn).
+    /// One multiply-add step of a tile of 4 channels × 4 vectors (a two-unit pooled tile, and
+    /// [`super::narrow`]'s), as assembly text: the four vectors' 16 inputs `$x` bytes past
+    /// `{s0}`–`{s3}` plus the step's offset `{o}` (loaded under `$mask` where given, an
+    /// operand suffix such as `{k1}{z}`), times each of the 4 weights `$w` bytes past `{w}`,
+    /// added to zmm0–zmm15 (channel by channel, the vectors in turn).
     macro_rules! step_two {
         ($w:literal, $x:literal) => {
+            step_two!("", $w, $x)
+        };
+        ($mask:literal, $w:literal, $x:literal) => {
             concat!(
-                "vmovups zmm16, zmmword ptr [{s0} + 4*{o} + ",
+                "vmovups zmm16",
+                $mask,
+                ", zmmword ptr [{s0} + 4*{o} + ",
                 $x,
                 "]\n",
-                "vmovups zmm17, zmmword ptr [{s1} + 4*{o} + ",
+                "vmovups zmm17",
+                $mask,
+                ", zmmword ptr [{s1} + 4*{o} + ",
                 $x,
                 "]\n",
-                "vmovups zmm18, zmmword ptr [{s2} + 4*{o} + ",
+                "vmovups zmm18",
+                $mask,
+                ", zmmword ptr [{s2} + 4*{o} + ",
                 $x,
                 "]\n",
-                "vmovups zmm19, zmmword ptr [{s3} + 4*{o} + ",
+                "vmovups zmm19",
+                $mask,
+                ", zmmword ptr [{s3} + 4*{o} + ",
                 $x,
                 "]\n",
                 "vbroadcastss zmm20, dword ptr [{w} + ",
@@ -1165,7 +1178,8 @@ mod pooled {
             )
         };
     }
-    use {step_one, step_two};
+    use step_one;
+    pub(super) use step_two;
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -1211,6 +1225,7 @@ mod pooled {
 /// the same order, as in the row kernel's other tiles, so the result is the same bit for bit.
 #[cfg(target_arch = "x86_64")]
 mod narrow {
+    use super::pooled::step_two;
     use super::{Kernel, Shape, MR};
     use crate::kernels::window::Geometry;
     use std::arch::x86_64::*;
@@ -1340,9 +1355,9 @@ mod narrow {
             std::arch::asm!(
                 "2:",
                 "mov {o}, qword ptr [{offs}]",
-                step!("{{{kl}}}{{z}}", 0, 0),
-                step!("", 16, 4),
-                step!("{{{kr}}}{{z}}", 32, 8),
+                step_two!("{{{kl}}}{{z}}", 0, 0),
+                step_two!(16, 4),
+                step_two!("{{{kr}}}{{z}}", 32, 8),
                 "add {offs}, 8",
                 "add {w}, 48",
                 "dec {n}",
@@ -1383,66 +1398,6 @@ mod narrow {
             }
         }
     }
-
-    /// One multiply-add step, as assembly text: the 4 vectors' 16 inputs `$x` bytes past
-    /// `{s0}`–`{s3}` plus the step's offset `{o}`, loaded under the mask `$mask` (empty: none),
-    /// times each of the 4 weights `$w` bytes past `{w}`, added to zmm0–zmm15 (channel by
-    /// channel, the vectors in turn).
-    macro_rules! step {
-        ($mask:literal, $w:literal, $x:literal) => {
-            concat!(
-                "vmovups zmm16",
-                $mask,
-                ", zmmword ptr [{s0} + 4*{o} + ",
-                $x,
-                "]\n",
-                "vmovups zmm17",
-                $mask,
-                ", zmmword ptr [{s1} + 4*{o} + ",
-                $x,
-                "]\n",
-                "vmovups zmm18",
-                $mask,
-                ", zmmword ptr [{s2} + 4*{o} + ",
-                $x,
-                "]\n",
-                "vmovups zmm19",
-                $mask,
-                ", zmmword ptr [{s3} + 4*{o} + ",
-                $x,
-                "]\n",
-                "vbroadcastss zmm20, dword ptr [{w} + ",
-                $w,
-                "]\n",
-                "vfmadd231ps zmm0, zmm20, zmm16\n",
-                "vfmadd231ps zmm1, zmm20, zmm17\n",
-                "vfmadd231ps zmm2, zmm20, zmm18\n",
-                "vfmadd231ps zmm3, zmm20, zmm19\n",
-                "vbroadcastss zmm21, dword ptr [{w} + ",
-                $w,
-                " + 4]\n",
-                "vfmadd231ps zmm4, zmm21, zmm16\n",
-                "vfmadd231ps zmm5, zmm21, zmm17\n",
-                "vfmadd231ps zmm6, zmm21, zmm18\n",
-                "vfmadd231ps zmm7, zmm21, zmm19\n",
-                "vbroadcastss zmm20, dword ptr [{w} + ",
-                $w,
-                " + 8]\n",
-                "vfmadd231ps zmm8, zmm20, zmm16\n",
-                "vfmadd231ps zmm9, zmm20, zmm17\n",
-                "vfmadd231ps zmm10, zmm20, zmm18\n",
-                "vfmadd231ps zmm11, zmm20, zmm19\n",
-                "vbroadcastss zmm21, dword ptr [{w} + ",
-                $w,
-                " + 12]\n",
-                "vfmadd231ps zmm12, zmm21, zmm16\n",
-                "vfmadd231ps zmm13, zmm21, zmm17\n",
-                "vfmadd231ps zmm14, zmm21, zmm18\n",
-                "vfmadd231ps zmm15, zmm21, zmm19\n",
-            )
-        };
-    }
-    use step;
 }
 
 #[cfg(not(target_arch = "x86_64"))]
