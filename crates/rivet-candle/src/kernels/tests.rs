@@ -1460,3 +1460,56 @@ fn a_two_thread_model_times_both_ways_for_mid_sized_kernels_alone_with_the_same_
     }
     assert!(two.settled_way().is_some(), "a way settled after the trial");
 }
+
+#[test]
+fn runs_that_split_a_large_kernel_after_a_mid_sized_one_leave_the_workers_polling() {
+    use super::gemm::SERIAL_GEMM_MACS;
+    use super::tune::{Way, MID_MACS};
+    let conv = |c: usize, hw: usize, m: usize| {
+        let x = CTensor::from_vec(spread(c * hw * hw, 3), (1, c, hw, hw), &Device::Cpu).unwrap();
+        let ws = spread(m * c * 9, 4).iter().map(|v| v / 16.0).collect::<Vec<_>>();
+        let w = CTensor::from_vec(ws, (m, c, 3, 3), &Device::Cpu).unwrap();
+        let b = CTensor::from_vec(spread(m, 5), m, &Device::Cpu).unwrap();
+        (x, w, b)
+    };
+    // A mid-sized convolution (1.2 million multiply-adds) and a large one (9.4 million).
+    let (mid, large) = (conv(16, 16, 32), conv(32, 32, 32));
+    const {
+        assert!(16 * 9 * 32 * 256 > MID_MACS && 16 * 9 * 32 * 256 <= SERIAL_GEMM_MACS);
+        assert!(32 * 9 * 32 * 1024 > SERIAL_GEMM_MACS);
+    };
+    let win = window(&[3, 3], &[1, 1], &[1, 1], &[1, 1, 1, 1]);
+    let cache = GeometryCache::default();
+    type Case = (CTensor, CTensor, CTensor);
+    let run = |budget: &threads::Budget, kernels: &[&Case]| -> Vec<Vec<u32>> {
+        threads::with_budget(Some(budget), || {
+            kernels
+                .iter()
+                .map(|(x, w, b)| {
+                    let y = conv_plain(x, w, Some(b), &win, 1, &cache, true).unwrap();
+                    y.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
+                })
+                .collect()
+        })
+    };
+    let one = threads::Budget::new(1).unwrap();
+    let (mid_bits, large_bits) = (run(&one, &[&mid]).remove(0), run(&one, &[&large]).remove(0));
+    // The large kernel first and the mid-sized one last, as in the bundled CNN: a run on the
+    // calling thread (every run of the warm-up is) tells the workers to rest at its mid-sized
+    // kernel, since none of its kernels needs them after it.
+    let first_large = threads::Budget::new(2).unwrap();
+    for _ in 0..3 {
+        assert!(run(&first_large, &[&large, &mid]) == [large_bits.clone(), mid_bits.clone()]);
+        assert_eq!(first_large.next_way_and_resting(), (Way::Caller, true));
+    }
+    // A mid-sized kernel before a large one, as ResNet-18's shortcuts come before its 3×3
+    // layers at batch 1: once a run has split after its mid-sized kernel, later runs leave the
+    // workers polling there, the wake-up the large kernel would pay saved.
+    let mid_first = threads::Budget::new(2).unwrap();
+    assert!(run(&mid_first, &[&mid, &large]) == [mid_bits.clone(), large_bits.clone()]);
+    for _ in 0..3 {
+        assert!(run(&mid_first, &[&mid]) == [mid_bits.clone()]);
+        assert_eq!(mid_first.next_way_and_resting(), (Way::Caller, false));
+        assert!(run(&mid_first, &[&mid, &large]) == [mid_bits.clone(), large_bits.clone()]);
+    }
+}

@@ -21,6 +21,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -40,6 +41,10 @@ pub(crate) struct Budget {
     team: Arc<Team>,
     pool: Arc<OnceLock<Option<rayon::ThreadPool>>>,
     tuner: Arc<Mutex<Tuner>>,
+    /// Whether a run of the model has split a kernel over the team after one of its mid-sized
+    /// kernels went to the calling thread: its workers are then wanted again within such runs,
+    /// and a run on the calling thread leaves them polling rather than telling them to rest.
+    needs_workers: Arc<AtomicBool>,
 }
 
 impl Budget {
@@ -50,7 +55,18 @@ impl Budget {
             team: Arc::new(Team::new(threads, "rivet-candle")?),
             pool: Arc::new(OnceLock::new()),
             tuner: Arc::new(Mutex::new(Tuner::new())),
+            needs_workers: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// The team, for a kernel that splits whatever way the run takes: a split after a
+    /// mid-sized kernel that went to the calling thread marks the model as one whose runs need
+    /// the workers again (see [`split`]).
+    fn team_split(&self) -> Split<'_> {
+        if MID.with(|m| m.get()).is_some_and(|(way, _)| way == Way::Caller) {
+            self.needs_workers.store(true, Ordering::Relaxed);
+        }
+        Split::Team(&self.team)
     }
 
     /// The way the budget's tuner has settled on, if it is not in a trial.
@@ -162,13 +178,16 @@ pub(crate) fn split<R>(macs: usize, f: impl FnOnce(Split<'_>) -> R) -> R {
             Parallelism::Rayon(t) => f(Split::Rayon(t)),
             _ => f(Split::Serial),
         },
-        Some(b) if b.threads > 1 && macs > SERIAL_GEMM_MACS => f(Split::Team(&b.team)),
+        Some(b) if b.threads > 1 && macs > SERIAL_GEMM_MACS => f(b.team_split()),
         Some(b) if b.threads > 1 && macs > MID_MACS => {
             let way = MID.with(|m| match m.get() {
                 Some((way, _)) => way,
                 None => {
                     let way = lock(&b.tuner).way();
-                    if way == Way::Caller {
+                    // The workers park now, unless the model's runs split a kernel later on:
+                    // a parked worker takes tens of microseconds to wake for it (ResNet-18's
+                    // stride-2 shortcuts, mid-sized at batch 1, come before its 3×3 layers).
+                    if way == Way::Caller && !b.needs_workers.load(Ordering::Relaxed) {
                         b.team.rest();
                     }
                     m.set(Some((way, Instant::now())));
@@ -215,7 +234,7 @@ pub(crate) fn split_batch<R>(images: usize, macs: usize, f: impl FnOnce(Split<'_
             }
             split(macs, f)
         }
-        Some(b) if b.threads > 1 && images >= b.threads => f(Split::Team(&b.team)),
+        Some(b) if b.threads > 1 && images >= b.threads => f(b.team_split()),
         Some(_) => split(macs, f),
     }
 }

@@ -17,7 +17,10 @@
 //! ([`Team::rest`](super::team::Team::rest)): in some placements of the two cores, a worker
 //! still polling after the last split slowed the caller's runs of the bundled CNN from 48 to
 //! 60 µs, so the trial's caller turns measured slower than a settled
-//! stretch of them runs, and trials took splitting where it lost.
+//! stretch of them runs, and trials took splitting where it lost. A model whose runs split a
+//! large kernel after their first mid-sized one (ResNet-18 at batch 1: its stride-2 shortcuts
+//! come before 3×3 layers) leaves them polling instead, once a run has shown it: a parked
+//! worker joined those layers' splits 20–50 µs late, three times a run.
 //! Splitting must win by [`MARGIN`] to be taken, since it keeps a second core busy. The way
 //! taken then holds for [`SETTLED_RUNS`] runs, [`GROWTH`] times as many after each trial that
 //! keeps the same way (up to [`SETTLED_RUNS_MOST`]), and a new trial starts. A model's first
