@@ -38,16 +38,21 @@ ORDER = ["compare", "candle", "startup", "serve", "serve-modes", "prep", "criter
 
 
 def machine() -> dict:
-    """The machine a figure was measured on: CPU count and model, OS and architecture."""
-    cpu = "unknown CPU"
+    """The machine a figure was measured on: CPU count and model, the widest vector extension
+    Rivet's kernels use on it (AVX-512 or AVX2 on x86-64; the Candle executor's kernels differ
+    between the two), OS and architecture."""
+    cpu, flags = "unknown CPU", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and cpu == "unknown CPU":
                 cpu = line.split(":", 1)[1].strip()
-                break
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return {"cores": os.cpu_count(), "cpu": cpu, "system": f"{platform.system()} {platform.machine()}"}
+    vectors = "AVX-512" if "avx512f" in flags else "AVX2" if {"avx2", "fma"} <= flags else None
+    found = {"cores": os.cpu_count(), "cpu": cpu, "system": f"{platform.system()} {platform.machine()}"}
+    return found | ({"vectors": vectors} if vectors else {})
 
 
 def save(name: str, title: str, command: str, columns: list, rows: list, notes: list = ()) -> Path:
@@ -109,7 +114,8 @@ def render(found: dict) -> str:
         out += [
             f"## {data['title']}",
             "",
-            f"`{data['command']}`, {data['date']}, {m['cores']} cores, {m['cpu']} ({m['system']})",
+            f"`{data['command']}`, {data['date']}, {m['cores']} cores, {m['cpu']}"
+            + (f" with {m['vectors']}" if m.get("vectors") else "") + f" ({m['system']})",
             "",
             "| " + " | ".join(data["columns"]) + " |",
             "|" + "---|" * len(data["columns"]),
