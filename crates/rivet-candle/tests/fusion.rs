@@ -114,12 +114,13 @@ fn a_bias_that_only_broadcasts_or_a_wider_type_takes_the_adds_own_path() {
 }
 
 /// A residual block's end: `y = Relu(Add(Conv(x, w[, b]), r))` (the Relu with `relu`, the
-/// residual first with `residual_first`), for `x` of `[2, 16, hw, hw]`, 16 output channels, a
+/// residual first with `residual_first`), for `x` of `[2, c, hw, hw]`, 16 output channels, a
 /// `k`×`k` window padded to keep the size, and `r` of `r_dims` in element type `r_elem`. With
 /// `expose`, the convolution's output is a graph output too, so no fusion applies.
 struct Block {
     hw: i64,
     k: i64,
+    c: i64,
     bias: bool,
     residual_first: bool,
     relu: bool,
@@ -133,6 +134,7 @@ impl Block {
         Block {
             hw,
             k,
+            c: 16,
             bias: true,
             residual_first: false,
             relu: true,
@@ -143,7 +145,7 @@ impl Block {
     }
 
     fn model(&self) -> Vec<u8> {
-        let (c, m, k) = (16i64, 16i64, self.k);
+        let (c, m, k) = (self.c, 16i64, self.k);
         let w: Vec<f32> = (0..m * c * k * k).map(|i| ((i * 7) % 23) as f32 / 40.0 - 0.27).collect();
         let b: Vec<f32> = (0..m).map(|i| (i % 5) as f32 / 4.0 - 0.5).collect();
         let mut conv = node("Conv", if self.bias { &["x", "w", "b"] } else { &["x", "w"] }, "c");
@@ -190,26 +192,27 @@ fn run2(model: &CandleModel, x: &Tensor, r: &Tensor) -> Vec<u32> {
 #[test]
 fn a_conv_the_add_of_a_residual_and_a_relu_run_as_one_step_with_the_same_bits() {
     // 8 wide: the row kernel; 7 and 14 wide: the channel kernel (on AVX-512, its row tiles of
-    // 28, 14 and 7 positions); a 1×1 window: im2col and gemm, which answer through the Add's
-    // and the Relu's own kernels.
-    for (hw, k) in [(8, 3), (7, 3), (14, 3), (6, 1)] {
+    // 28, 14 and 7 positions); 28 wide with 48 channels: on AVX2, the channel kernel's steps
+    // in chunks; a 1×1 window: im2col and gemm, which answer through the Add's and the Relu's
+    // own kernels.
+    for (hw, k, c) in [(8, 3, 16), (7, 3, 16), (14, 3, 16), (28, 3, 48), (6, 1, 16)] {
         let len = (2 * 16 * hw * hw) as usize;
-        let mut xs: Vec<f32> = (0..len).map(|i| ((i * 13) % 17) as f32 / 7.0 - 1.2).collect();
+        let mut xs: Vec<f32> = (0..2 * c * hw * hw).map(|i| ((i * 13) % 17) as f32 / 7.0 - 1.2).collect();
         xs[5] = f32::NAN;
         let mut rs: Vec<f32> = (0..len).map(|i| ((i * 5) % 19) as f32 / 6.0 - 1.6).collect();
         rs[len - 1] = f32::INFINITY;
         rs[len / 2] = -0.0;
-        let x = Tensor::from_slice(&[2, 16, hw as usize, hw as usize], &xs).unwrap();
+        let x = Tensor::from_slice(&[2, c as usize, hw as usize, hw as usize], &xs).unwrap();
         let r = Tensor::from_slice(&[2, 16, hw as usize, hw as usize], &rs).unwrap();
         for bias in [true, false] {
             for relu in [true, false] {
-                let block = Block { bias, relu, ..Block::new(hw, k) };
+                let block = Block { bias, relu, c, ..Block::new(hw, k) };
                 let unfused = load(&Block { expose: true, ..block }.model());
                 assert_eq!(unfused.steps(), 2 + usize::from(relu));
                 let want = run2(&unfused, &x, &r);
                 for residual_first in [false, true] {
                     let case = format!("{hw}×{hw}, k {k}, bias {bias}, relu {relu}, first {residual_first}");
-                    let fused = load(&Block { residual_first, bias, relu, ..Block::new(hw, k) }.model());
+                    let fused = load(&Block { residual_first, bias, relu, c, ..Block::new(hw, k) }.model());
                     assert_eq!(fused.steps(), 1, "{case}");
                     let got = run2(&fused, &x, &r);
                     assert_eq!(got.len(), want.len(), "{case}");
@@ -219,16 +222,16 @@ fn a_conv_the_add_of_a_residual_and_a_relu_run_as_one_step_with_the_same_bits() 
             }
         }
         // Against plain arithmetic at one output: channel 3 of image 1 at the centre.
-        let got = run2(&load(&Block::new(hw, k).model()), &x, &r);
+        let got = run2(&load(&Block { c, ..Block::new(hw, k) }.model()), &x, &r);
         let w = |i: i64| ((i * 7) % 23) as f32 / 40.0 - 0.27;
         let (ch, img, y0) = (3i64, 1i64, hw / 2);
         let mut sum = 0f64;
-        for c in 0..16 {
+        for ci in 0..c {
             for i in 0..k {
                 for j in 0..k {
                     let (yy, xx) = (y0 + i - k / 2, y0 + j - k / 2);
-                    let xv = xs[(((img * 16 + c) * hw + yy) * hw + xx) as usize];
-                    sum += f64::from(xv) * f64::from(w(((ch * 16 + c) * k + i) * k + j));
+                    let xv = xs[(((img * c + ci) * hw + yy) * hw + xx) as usize];
+                    sum += f64::from(xv) * f64::from(w(((ch * c + ci) * k + i) * k + j));
                 }
             }
         }
