@@ -557,21 +557,26 @@ pub(super) struct Carry {
 }
 
 /// The most multiply-add steps a tile of [`Tiling::Sixes`] takes in one pass over an image whose
-/// padded planes hold more than [`CHUNK_MIN_PADDED`] values, in whole input channels: 16 channels of a 3×3
-/// window, 9 KiB of weights per block of 16 output channels, which then stay in the core's
-/// first-level cache while every tile of the image uses them. ResNet-18's 64-channel 28×28
-/// layers took 4.96–5.03 ms in chunks of 144 steps against 5.39–5.44 in one pass (batch 8,
-/// one thread, `RIVET_CANDLE_PROFILE`); chunks of 72 took 5.11–5.21, of 288 5.09–5.21.
+/// padded planes hold more than [`CHUNK_MIN_PADDED`] values, in whole input channels: 32 channels
+/// of a 3×3 window, 18 KiB of weights per block of 16 output channels, which then stay in the
+/// core's first-level cache (32 KiB) while every tile of the image uses them. On an AMD EPYC
+/// with AVX2, ResNet-18's four 64-channel 28×28 layers and its 64-channel stride-2 layer took
+/// 22.8–23.1 ms in all in chunks of 288 steps, against 23.3–23.8 in chunks of 144, 23.0–23.3
+/// in chunks of 432 and 23.5–23.8 in one pass (batch 8, one thread, `RIVET_CANDLE_PROFILE`,
+/// each layer's fastest of 8 runs, the settings in turn); at batch 1 they took 2.83–2.84 ms
+/// against 2.87–2.88 on one thread and 1.46 against 1.51 on two.
 ///
 /// Tiles of [`Tiling::Rows`] read each weight vector for 14 positions or more, not 6, and run
 /// every step in one pass: on the same 28×28 layers (one thread, batch 8, weights in cache) 14
 /// positions ran at 111–112 GFLOP/s that way against 106 in chunks of 144.
-const CHUNK_STEPS: usize = 144;
+const CHUNK_STEPS: usize = 288;
 
 /// The padded image (values, all channels) above which a tile's steps run in chunks of
 /// [`CHUNK_STEPS`]: ResNet-18's 64-channel 28×28 images (57,600 values) gained, as did its
 /// 64-channel stride-2 layer (2.65 against 2.82 ms); its 128-channel 14×14 layers (32,768) ran
-/// 1% slower in chunks and its 256-channel 7×7 ones 2% slower, and stay in one pass.
+/// 1% slower in chunks and its 256-channel 7×7 ones 2% slower, and stay in one pass. On the AMD
+/// EPYC with AVX2 in chunks of 288, its six 128- and 256-channel layers of stride 1 took
+/// 29.0–30.2 ms in all in one pass against 30.5–30.8 in chunks (batch 8, one thread).
 const CHUNK_MIN_PADDED: usize = 1 << 15;
 
 /// Where a tile's loop prefetches: a line at `at`, then every `step` bytes on, one line per

@@ -883,7 +883,7 @@ fn the_channel_direct_convolution_equals_a_plain_sum_and_the_row_kernel_bit_for_
         // takes it too.
         (2, 16, 10, 10, 20, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
         // A padded image past the chunk limit (ResNet's 64-channel layers in small): the
-        // steps in four chunks, a tile's sums carried between them; the row kernel takes it too.
+        // steps in two chunks, a tile's sums carried between them; the row kernel takes it too.
         (1, 64, 22, 22, 20, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
         // A ResNet stem in small: 7×7, stride 2, padding 3.
         (1, 3, 23, 23, 16, [7, 7], [2, 2], [1, 1], [3, 3, 3, 3]),
