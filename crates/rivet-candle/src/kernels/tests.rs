@@ -1462,9 +1462,9 @@ fn a_two_thread_model_times_both_ways_for_mid_sized_kernels_alone_with_the_same_
 }
 
 #[test]
-fn runs_that_split_a_large_kernel_after_a_mid_sized_one_leave_the_workers_polling() {
+fn runs_that_split_a_large_kernel_after_a_mid_sized_one_split_their_mid_sized_kernels() {
     use super::gemm::SERIAL_GEMM_MACS;
-    use super::tune::{Way, MID_MACS};
+    use super::tune::{Way, MID_MACS, TURN, WARM_RUNS};
     let conv = |c: usize, hw: usize, m: usize| {
         let x = CTensor::from_vec(spread(c * hw * hw, 3), (1, c, hw, hw), &Device::Cpu).unwrap();
         let ws = spread(m * c * 9, 4).iter().map(|v| v / 16.0).collect::<Vec<_>>();
@@ -1477,6 +1477,7 @@ fn runs_that_split_a_large_kernel_after_a_mid_sized_one_leave_the_workers_pollin
     const {
         assert!(16 * 9 * 32 * 256 > MID_MACS && 16 * 9 * 32 * 256 <= SERIAL_GEMM_MACS);
         assert!(32 * 9 * 32 * 1024 > SERIAL_GEMM_MACS);
+        assert!(WARM_RUNS.is_multiple_of(2) && 5 < 4 * TURN);
     };
     let win = window(&[3, 3], &[1, 1], &[1, 1], &[1, 1, 1, 1]);
     let cache = GeometryCache::default();
@@ -1503,13 +1504,18 @@ fn runs_that_split_a_large_kernel_after_a_mid_sized_one_leave_the_workers_pollin
         assert_eq!(first_large.next_way_and_resting(), (Way::Caller, true));
     }
     // A mid-sized kernel before a large one, as ResNet-18's shortcuts come before its 3×3
-    // layers at batch 1: once a run has split after its mid-sized kernel, later runs leave the
-    // workers polling there, the wake-up the large kernel would pay saved.
+    // layers at batch 1: the first run (of the warm-up, on the calling thread) rests the
+    // workers at its mid-sized kernel; once it has split after that kernel, later runs split
+    // their mid-sized kernels too, in the warm-up as after it, and leave the workers polling.
     let mid_first = threads::Budget::new(2).unwrap();
+    assert_eq!(mid_first.next_way_and_resting(), (Way::Caller, false));
     assert!(run(&mid_first, &[&mid, &large]) == [mid_bits.clone(), large_bits.clone()]);
-    for _ in 0..3 {
+    for _ in 0..WARM_RUNS / 2 + 2 {
+        assert_eq!(mid_first.next_way_and_resting(), (Way::Split, false));
         assert!(run(&mid_first, &[&mid]) == [mid_bits.clone()]);
-        assert_eq!(mid_first.next_way_and_resting(), (Way::Caller, false));
         assert!(run(&mid_first, &[&mid, &large]) == [mid_bits.clone(), large_bits.clone()]);
     }
+    // The tuner counted only the first run: it is still in its warm-up, where counting all
+    // (the warm-up's runs and 5 more) would have started a trial.
+    assert_eq!(mid_first.settled_way(), Some(Way::Caller));
 }

@@ -4,8 +4,9 @@
 //! model's [`Team`], the calling thread among them; a MatMul that Candle computes over a rayon
 //! pool of the model's, started on first use. A convolution, Gemm or sliced element-wise map
 //! in between (mid-sized) splits over the team in the runs whose way the model's
-//! [`Tuner`](super::tune) picked as splitting, and a 2×2 max pool of one image goes the same
-//! way as its run ([`split_as_run`]). The rule is the same for every kernel family but
+//! [`Tuner`](super::tune) picked as splitting, and in every run of a model whose runs split a
+//! large kernel after a mid-sized one (`Budget::mid_way`); a 2×2 max pool of one image goes the
+//! same way as its run ([`split_as_run`]). The rule is the same for every kernel family but
 //! Candle's MatMul, whose hand-off to a rayon pool costs more: it splits from
 //! [`SERIAL_GEMM_MACS`] alone.
 //!
@@ -43,7 +44,7 @@ pub(crate) struct Budget {
     tuner: Arc<Mutex<Tuner>>,
     /// Whether a run of the model has split a kernel over the team after one of its mid-sized
     /// kernels went to the calling thread: its workers are then wanted again within such runs,
-    /// and a run on the calling thread leaves them polling rather than telling them to rest.
+    /// and its later runs split their mid-sized kernels too (see [`Budget::mid_way`]).
     needs_workers: Arc<AtomicBool>,
 }
 
@@ -69,6 +70,25 @@ impl Budget {
         Split::Team(&self.team)
     }
 
+    /// Where the mid-sized kernels of a run starting now go: over the team in a model whose
+    /// runs split a large kernel after a mid-sized one, else the way the [`Tuner`] says.
+    ///
+    /// Such a model's large kernels spread each layer's data over the cores whichever way its
+    /// mid-sized kernels go, and keep the workers polling: a mid-sized kernel on the calling
+    /// thread then saves no move of data between the cores, pulls its input from the other
+    /// core and leaves that core idle. On ResNet-18 at batch 1 and two threads (AMD EPYC,
+    /// `RIVET_CANDLE_PROFILE`, each layer's fastest of 60 runs, two runs each way), its
+    /// stride-2 shortcuts took 41–47, 44–45 and 50–52 µs split against 62–65, 68–69 and 86–87
+    /// on the calling thread. Its whole runs gain too little (about 80 µs in 6 ms) for a
+    /// trial's medians to tell from the noise of such a machine.
+    fn mid_way(&self) -> Way {
+        if self.needs_workers.load(Ordering::Relaxed) {
+            Way::Split
+        } else {
+            lock(&self.tuner).way()
+        }
+    }
+
     /// The way the budget's tuner has settled on, if it is not in a trial.
     #[cfg(test)]
     pub(crate) fn settled_way(&self) -> Option<Way> {
@@ -79,7 +99,7 @@ impl Budget {
     /// workers were told to rest since their last split.
     #[cfg(test)]
     pub(crate) fn next_way_and_resting(&self) -> (Way, bool) {
-        (lock(&self.tuner).way(), self.team.resting())
+        (self.mid_way(), self.team.resting())
     }
 
     /// The rayon pool of `threads` threads, or `None` when it cannot start (the product then
@@ -108,14 +128,19 @@ thread_local! {
 }
 
 /// Runs `f`, a model's run, with `budget` as the calling thread's, restoring the one before
-/// after. A run with a mid-sized kernel (see [`split`]) tells the budget's tuner how long it
-/// took from that kernel's start; other runs cost the tuner nothing.
+/// after. A run with a mid-sized kernel (see [`split`]) whose way the budget's tuner gave
+/// tells the tuner how long it took from that kernel's start; other runs cost the tuner
+/// nothing.
 pub(crate) fn with_budget<R>(budget: Option<&Budget>, f: impl FnOnce() -> R) -> R {
     let Some(budget) = budget else { return f() };
     let before = MID.with(|m| m.replace(None));
     let out = with_run_budget(budget.clone(), f);
     if let Some((way, start)) = MID.with(|m| m.replace(before)) {
-        lock(&budget.tuner).record(way, start.elapsed());
+        // A split run of a model that needs its workers took the way without the tuner (only
+        // a run on the calling thread marks a model so): the tuner does not count it.
+        if way == Way::Caller || !budget.needs_workers.load(Ordering::Relaxed) {
+            lock(&budget.tuner).record(way, start.elapsed());
+        }
     }
     out
 }
@@ -183,11 +208,10 @@ pub(crate) fn split<R>(macs: usize, f: impl FnOnce(Split<'_>) -> R) -> R {
             let way = MID.with(|m| match m.get() {
                 Some((way, _)) => way,
                 None => {
-                    let way = lock(&b.tuner).way();
-                    // The workers park now, unless the model's runs split a kernel later on:
-                    // a parked worker takes tens of microseconds to wake for it (ResNet-18's
-                    // stride-2 shortcuts, mid-sized at batch 1, come before its 3×3 layers).
-                    if way == Way::Caller && !b.needs_workers.load(Ordering::Relaxed) {
+                    let way = b.mid_way();
+                    // The workers park now: a run on the calling thread is one whose model
+                    // splits no kernel after this one, or has not shown it yet.
+                    if way == Way::Caller {
                         b.team.rest();
                     }
                     m.set(Some((way, Instant::now())));

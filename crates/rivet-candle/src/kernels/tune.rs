@@ -20,7 +20,8 @@
 //! stretch of them runs, and trials took splitting where it lost. A model whose runs split a
 //! large kernel after their first mid-sized one (ResNet-18 at batch 1: its stride-2 shortcuts
 //! come before 3×3 layers) leaves them polling instead, once a run has shown it: a parked
-//! worker joined those layers' splits 20–50 µs late, three times a run.
+//! worker joined those layers' splits 20–50 µs late, three times a run. Such a model's later
+//! runs split their mid-sized kernels without a trial (`Budget::mid_way` in `threads`).
 //! Splitting must win by [`MARGIN`] to be taken, since it keeps a second core busy. The way
 //! taken then holds for [`SETTLED_RUNS`] runs, [`GROWTH`] times as many after each trial that
 //! keeps the same way (up to [`SETTLED_RUNS_MOST`]), and a new trial starts. A model's first
