@@ -271,7 +271,7 @@ const CHANNELS_MIN_DEPTH: usize = 144;
 /// Which direct kernel takes a float32 2-D convolution of one group, if one does: the row
 /// kernel where its rows are a multiple of 8 wide (it then computes no position twice) or the
 /// window is too shallow for the channel kernel; else the channel kernel, which also takes
-/// strided and dilated windows, and a strided 1×1 window in its row tiles; else none (im2col
+/// strided and dilated windows, and a strided 1×1 window whatever its depth; else none (im2col
 /// and gemm).
 ///
 /// ResNet-18 (`RIVET_CANDLE_PROFILE`, one thread, batch 1 and 8): the channel kernel took its
@@ -284,7 +284,7 @@ pub(crate) fn direct_kernel(s: &super::direct_channels::Shape, geo: &Geometry) -
     let rows = unit && super::direct::fits(s.c, &[s.h, s.w], s.kh, s.kw, geo);
     if rows && (geo.out[1].is_multiple_of(8) || depth < CHANNELS_MIN_DEPTH) {
         Some(Direct::Rows)
-    } else if (depth >= CHANNELS_MIN_DEPTH || strided_point(s, geo)) && super::direct_channels::fits(s, geo) {
+    } else if (depth >= CHANNELS_MIN_DEPTH || strided_point(s)) && super::direct_channels::fits(s, geo) {
         Some(Direct::Channels)
     } else if rows {
         Some(Direct::Rows)
@@ -293,15 +293,26 @@ pub(crate) fn direct_kernel(s: &super::direct_channels::Shape, geo: &Geometry) -
     }
 }
 
-/// Whether `s` is a 1×1 window of stride above 1 that the channel kernel's row tiles take: gemm
-/// reads it through a gathered copy of the positions it reads, where the channel kernel reads
-/// the image in place. ResNet-18's stride-2 shortcuts (64 and 128 channels) took 40–42 µs
-/// against 53–70 as a gather and gemm (batch 1, one thread, `RIVET_CANDLE_PROFILE`; ONNX
-/// Runtime 38–42).
-fn strided_point(s: &super::direct_channels::Shape, geo: &Geometry) -> bool {
-    s.kh * s.kw == 1
-        && s.stride != [1, 1]
-        && super::direct_channels::tiling(s, geo) == super::direct_channels::Tiling::Rows
+/// Whether `s` is a 1×1 window of stride above 1, which the channel kernel takes however
+/// shallow: gemm reads it through a gathered copy of the positions it reads, where the channel
+/// kernel reads the image in place. In its row tiles (AVX-512), ResNet-18's stride-2 shortcuts
+/// (64 and 128 channels) took 40–42 µs against 53–70 as a gather and gemm (batch 1, one thread,
+/// `RIVET_CANDLE_PROFILE`; ONNX Runtime 38–42). In tiles of six (an AMD EPYC with AVX2, one
+/// thread, each case's fastest of at least 160 runs, float32 `[n, c, h, w]` to `m` channels at stride
+/// 2), they took:
+///
+/// | n, c, h × w, m | channel kernel | gather and gemm |
+/// |---|---|---|
+/// | 8, 64, 28 × 28, 128 | 326 µs | 370 µs |
+/// | 1, 64, 28 × 28, 128 | 38.8 | 48.6 |
+/// | 8, 64, 14 × 14, 128 | 85.7 | 107.4 |
+/// | 1, 64, 14 × 14, 128 | 17.3 | 21.9 |
+/// | 8, 128, 28 × 28, 128 | 744 | 755 |
+/// | 1, 128, 28 × 28, 128 | 100.4 | 121.7 |
+/// | 8, 128, 14 × 14, 256 | 341 | 342 |
+/// | 1, 128, 14 × 14, 256 | 63.2 | 59.7 |
+fn strided_point(s: &super::direct_channels::Shape) -> bool {
+    s.kh * s.kw == 1 && s.stride != [1, 1]
 }
 
 /// A direct kernel's convolution of float32 `x` (one group): `kernel`, which
