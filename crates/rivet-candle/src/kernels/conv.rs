@@ -297,9 +297,10 @@ pub(crate) fn direct_kernel(s: &super::direct_channels::Shape, geo: &Geometry) -
 /// shallow: gemm reads it through a gathered copy of the positions it reads, where the channel
 /// kernel reads the image in place. In its row tiles (AVX-512), ResNet-18's stride-2 shortcuts
 /// (64 and 128 channels) took 40–42 µs against 53–70 as a gather and gemm (batch 1, one thread,
-/// `RIVET_CANDLE_PROFILE`; ONNX Runtime 38–42). In tiles of six (an AMD EPYC with AVX2, one
-/// thread, each case's fastest of at least 160 runs, float32 `[n, c, h, w]` to `m` channels at stride
-/// 2), they took:
+/// `RIVET_CANDLE_PROFILE`; ONNX Runtime 38–42). In tiles of six, on an AMD EPYC with AVX2 (one
+/// thread, each case's fastest of at least 160 runs), stride-2 1×1 windows from float32
+/// `[n, c, h, w]` to `m` channels took (ResNet-18's shortcuts are the 28 × 28 to 128 and
+/// 14 × 14 to 256 ones):
 ///
 /// | n, c, h × w, m | channel kernel | gather and gemm |
 /// |---|---|---|

@@ -78,8 +78,8 @@ impl Budget {
     /// thread then saves no move of data between the cores, pulls its input from the other
     /// core and leaves that core idle. On ResNet-18 at batch 1 and two threads (AMD EPYC,
     /// `RIVET_CANDLE_PROFILE`, each layer's fastest of 60 runs, two runs each way), its
-    /// stride-2 shortcuts took 41–47, 44–45 and 50–52 µs split against 62–65, 68–69 and 86–87
-    /// on the calling thread. Its whole runs gain too little (about 80 µs in 6 ms) for a
+    /// stride-2 shortcuts took 28–29, 30 and 45–47 µs split against 48–54, 47–53 and 76–92
+    /// on the calling thread. Its whole runs gain too little (about 70 µs in 6 ms) for a
     /// trial's medians to tell from the noise of such a machine.
     fn mid_way(&self) -> Way {
         if self.needs_workers.load(Ordering::Relaxed) {
