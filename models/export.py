@@ -216,7 +216,7 @@ MODELS = {
         "build": ResNet18,
         "inputs": [("image", "f32", ["batch", 3, 112, 112])],
         "outputs": [("logits", "f32", ["batch", 1000])],
-        "cases": {"b2": lambda g: resnet_case(2, g)},
+        "cases": {"b2": lambda g: resnet_case(2, g), "b4": lambda g: resnet_case(4, g)},
     },
 }
 ON_DEMAND = {"resnet18"}

@@ -194,8 +194,8 @@ fn a_conv_the_add_of_a_residual_and_a_relu_run_as_one_step_with_the_same_bits() 
     // 8 wide: the row kernel; 7 and 14 wide: the channel kernel (on AVX-512, its row tiles of
     // 28, 14 and 7 positions); 28 wide with 48 channels: on AVX2, the channel kernel's steps
     // in chunks; a 1×1 window: im2col and gemm, which answer through the Add's and the Relu's
-    // own kernels.
-    for (hw, k, c) in [(8, 3, 16), (7, 3, 16), (14, 3, 16), (28, 3, 48), (6, 1, 16)] {
+    // own kernels; 5 wide: the channel kernel with both images side by side.
+    for (hw, k, c) in [(8, 3, 16), (7, 3, 16), (14, 3, 16), (28, 3, 48), (6, 1, 16), (5, 3, 16)] {
         let len = (2 * 16 * hw * hw) as usize;
         let mut xs: Vec<f32> = (0..2 * c * hw * hw).map(|i| ((i * 13) % 17) as f32 / 7.0 - 1.2).collect();
         xs[5] = f32::NAN;

@@ -226,7 +226,7 @@ pub(crate) fn conv_general(
             dilation: [w.dilations[0], w.dilations[1]],
         };
         let fits = |r: &CTensor| r.dtype() == CDType::F32 && r.dims() == dims;
-        let kernel = direct_kernel(&shape, &geo)
+        let kernel = direct_kernel(&shape, &geo, n)
             .filter(|k| residual.is_none_or(fits) && !(pool && (*k != Direct::Rows || residual.is_some())));
         if let Some(kernel) = kernel {
             return conv_direct(x, wt, bias, &geo, cache, dims, relu, residual, shape, (kernel, pool))
@@ -278,13 +278,13 @@ const CHANNELS_MIN_DEPTH: usize = 144;
 /// 28- and 14-wide layers in 8–19% less time than the row kernel, its stride-2 3×3 layers in
 /// 10–15% and its 7×7 stride-2 stem in 6–16% less than im2col and gemm. The row kernel stays
 /// faster on the bundled CNN (rows 32, 16 and 8 wide): 13.3 against 27.2 µs on its first layer.
-pub(crate) fn direct_kernel(s: &super::direct_channels::Shape, geo: &Geometry) -> Option<Direct> {
+pub(crate) fn direct_kernel(s: &super::direct_channels::Shape, geo: &Geometry, n: usize) -> Option<Direct> {
     let depth = s.c * s.kh * s.kw;
     let unit = s.stride == [1, 1] && s.dilation == [1, 1];
     let rows = unit && super::direct::fits(s.c, &[s.h, s.w], s.kh, s.kw, geo);
     if rows && (geo.out[1].is_multiple_of(8) || depth < CHANNELS_MIN_DEPTH) {
         Some(Direct::Rows)
-    } else if (depth >= CHANNELS_MIN_DEPTH || strided_point(s)) && super::direct_channels::fits(s, geo) {
+    } else if (depth >= CHANNELS_MIN_DEPTH || strided_point(s)) && super::direct_channels::fits(s, geo, n) {
         Some(Direct::Channels)
     } else if rows {
         Some(Direct::Rows)

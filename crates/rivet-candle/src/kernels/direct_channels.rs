@@ -11,7 +11,8 @@
 //! is what [`super::direct`]'s kernel (positions in the vectors) pays on rows that are not a
 //! multiple of 8 wide. Where the positions do not come out in sixes, the last tiles take 5
 //! ([`tiles`]); while a block of 16 channels runs, its tiles fetch the next block's weights
-//! toward the core's second-level cache.
+//! toward the core's second-level cache. Images with few outputs go side by side, each block's
+//! weights read once for all of them ([`groups`]).
 //!
 //! On a CPU with AVX-512, rows a multiple of 7 wide (a ResNet's at 112 or 224 pixels) go in
 //! tiles of 28 positions instead (four runs of 7), 16 channels in one 512-bit vector
@@ -63,35 +64,56 @@ impl Shape {
 /// The most multiply-adds per output (channels × window) the kernel takes: ResNet-18's
 /// 256-channel 3×3 layers (2,304) ran 5–9% faster on it than as im2col and gemm on one thread
 /// (`RIVET_CANDLE_PROFILE`, batch 1 and 8); its 512-channel ones (4,608, on 4×4 images) ran
-/// 20–45% slower and stay with gemm.
+/// 20–45% slower one image at a time, and take it only side by side (see [`groups`]).
 pub(crate) const MAX_DEPTH: usize = 2304;
 
-/// The fewest output positions per image the kernel takes: each 16 channels' weights are read
-/// once per tile of 6 positions, and on ResNet-18's 4×4 outputs (16 positions) that cost more
-/// than the product saved (a 2,304-deep stride-2 layer: 559 against 842 µs at batch 1), while
-/// its 7×7 ones (49) gained.
+/// The most multiply-adds per output the kernel takes for images side by side ([`groups`]):
+/// ResNet-18's 512-channel 3×3 layers, the deepest measured.
+pub(crate) const GROUPED_MAX_DEPTH: usize = 4608;
+
+/// The fewest output positions per image the kernel takes one image at a time, and per batch
+/// side by side: each 16 channels' weights are read once per tile of 6 positions, and on
+/// ResNet-18's 4×4 outputs (16 positions) that cost more than the product saved (a 2,304-deep
+/// stride-2 layer: 559 against 842 µs at batch 1), while its 7×7 ones (49) gained.
 pub(crate) const MIN_POSITIONS: usize = 49;
 
-/// Whether the kernel takes `s` under `geo` (one group is the caller's to check): a 2-D
-/// window larger than 1×1, or a strided 1×1 one, whose every read lies in the padded image, at least
-/// [`MIN_POSITIONS`] outputs, at most [`MAX_DEPTH`] multiply-adds per output and a padded
-/// image of at most [`super::direct::MAX_PADDED`] values.
-pub(crate) fn fits(s: &Shape, geo: &Geometry) -> bool {
+/// Whether the kernel takes `s` under `geo` for a batch of `n` images (one group is the
+/// caller's to check): a 2-D window larger than 1×1, or a strided 1×1 one, whose every read
+/// lies in the padded image, at least [`MIN_POSITIONS`] outputs per image (or per batch, for
+/// images side by side), at most [`MAX_DEPTH`] multiply-adds per output ([`GROUPED_MAX_DEPTH`]
+/// side by side) and a padded image of at most [`super::direct::MAX_PADDED`] values.
+pub(crate) fn fits(s: &Shape, geo: &Geometry, n: usize) -> bool {
     if !available() || geo.out.len() != 2 || geo.begin.len() != 2 || geo.end.len() != 2 {
         return false;
     }
+    let grouped = groups(s, geo, n);
+    let max_depth = if grouped { GROUPED_MAX_DEPTH } else { MAX_DEPTH };
     let (hp, wp) = s.padded(geo);
     // Rows (or columns) the window's reads span, for outputs already checked not empty.
     let reach = |out: usize, stride: usize, k: usize, dilation: usize| {
         (out - 1).saturating_mul(stride).saturating_add((k - 1).saturating_mul(dilation)).saturating_add(1)
     };
     (s.kh * s.kw > 1 || s.stride != [1, 1])
-        && geo.out[0] * geo.out[1] >= MIN_POSITIONS
+        && (geo.p >= MIN_POSITIONS || (grouped && geo.p.saturating_mul(n) >= MIN_POSITIONS))
         && s.stride.iter().chain(&s.dilation).all(|&v| v > 0)
         && reach(geo.out[0], s.stride[0], s.kh, s.dilation[0]) <= hp
         && reach(geo.out[1], s.stride[1], s.kw, s.dilation[1]) <= wp
-        && s.c.saturating_mul(s.kh * s.kw) <= MAX_DEPTH
+        && s.c.saturating_mul(s.kh * s.kw) <= max_depth
         && s.c.saturating_mul(hp).saturating_mul(wp) <= super::direct::MAX_PADDED
+}
+
+/// Whether [`conv`] computes `n` images of `s` side by side, each thread's images in one pass
+/// over each block's weights ([`Kernel::run_images`]): images of fewer than [`MIN_POSITIONS`]
+/// outputs under a window larger than 1×1, in [`Tiling::Sixes`]. One image's few tiles would
+/// read each block's weights from memory for a handful of positions; side by side, the images'
+/// tiles share each read. ResNet-18's 512-channel 4×4 layers at batch 8 (one thread,
+/// `RIVET_CANDLE_PROFILE`, each layer's fastest of 10 runs, two runs each way) took
+/// 3,209–3,221 µs (its stride-2 one, 2,304 deep) and 6,347–6,484 (4,608 deep) side by side,
+/// against 3,608–3,656 and 7,021–7,136 as im2col and gemm. Its 7×7 layers (49 outputs) ran
+/// the same either way, and its 1×1 shortcuts, read in place, 26–49% slower side by side:
+/// each block's pass then reads every image whole.
+fn groups(s: &Shape, geo: &Geometry, n: usize) -> bool {
+    n > 1 && s.kh * s.kw > 1 && geo.p < MIN_POSITIONS && tiling(s, geo) == Tiling::Sixes
 }
 
 /// Where the packed weights start in `packed`: the first value aligned to a cache line.
@@ -119,6 +141,8 @@ pub(crate) fn pack(ws: &[f32], m: usize) -> Vec<f32> {
 /// into one band per thread, and each thread pads only the input rows its band reads, into its
 /// own scratch: a thread then reads about its share of the image, not all of it from the core
 /// that padded it, as splitting the channels costs. Smaller images split their channels.
+/// Images that [`groups`] puts side by side go to threads in ranges of whole images, each
+/// range in one pass.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv(
     xs: &[f32],
@@ -172,13 +196,13 @@ pub(crate) fn conv_tiled(
     finish: Finish<'_>,
     tiling: Tiling,
 ) {
-    assert!(fits(&s, geo), "the channel-vector direct kernel does not take this convolution");
+    let n = xs.len() / (s.c * s.h * s.w).max(1);
+    assert!(fits(&s, geo, n), "the channel-vector direct kernel does not take this convolution");
     assert!(tiling == Tiling::Sixes || self::tiling(&s, geo) == Tiling::Rows, "row tiles for these rows");
     let Shape { c, h, w, m, kh, kw, dilation, .. } = s;
     let p = geo.p;
     let plane = h * w;
     let ck = c * kh * kw;
-    let n = xs.len() / (c * plane);
     let blocks = m.div_ceil(MR);
     let at = start(packed);
     assert!(
@@ -190,6 +214,7 @@ pub(crate) fn conv_tiled(
     let run = if dilation[1] == 1 && (kw == 3 || kw == 7) { kw } else { 1 };
     assert!(finish.residual.is_none_or(|r| r.len() == out.len()), "direct conv residual");
     let (hp, wp) = s.padded(geo);
+    let grouped = groups(&s, geo, n) && tiling == Tiling::Sixes;
     let chunked = tiling == Tiling::Sixes && c * hp * wp > CHUNK_MIN_PADDED;
     let chunk = if chunked { ck.min(CHUNK_STEPS.div_ceil(kh * kw) * kh * kw) } else { ck };
     let ow = geo.out[1];
@@ -226,6 +251,41 @@ pub(crate) fn conv_tiled(
             };
         });
     };
+    if grouped && (threads == 1 || n >= threads) {
+        // The thread's images side by side, one pass over each chunk of weights for them all.
+        let whole = Band::new(&s, geo, 0..p, in_place);
+        let tasks = threads.min(n);
+        split.run(tasks, |t| {
+            let (first, count) = (t * n / tasks, (t + 1) * n / tasks - t * n / tasks);
+            let at = first * m * p;
+            let images = |stride: usize| Images { count, stride };
+            if in_place {
+                let stride = c * plane;
+                // SAFETY: the task alone writes its images' outputs; they read as they lie.
+                unsafe {
+                    kernel.run_images(
+                        &xs[first * stride..][..count * stride],
+                        &whole,
+                        outs.at(at),
+                        at,
+                        0..blocks,
+                        images(stride),
+                    )
+                };
+                return;
+            }
+            let stride = c * whole.plane;
+            with_padded(whole.layout(&s, geo), count * stride, |xp| {
+                for (k, xp) in xp.chunks_mut(stride).enumerate() {
+                    whole.pad(&s, geo, &xs[(first + k) * c * plane..][..c * plane], xp);
+                }
+                // SAFETY: the task alone writes its images' outputs; `xp` holds their padded
+                // rows, `stride` values apart.
+                unsafe { kernel.run_images(xp, &whole, outs.at(at), at, 0..blocks, images(stride)) };
+            });
+        });
+        return;
+    }
     if threads == 1 || n >= threads {
         // Images in turn, or over the threads, each whole on its thread.
         split.run_ranges(n, |i| band(i, 0..blocks, 0..p));
@@ -382,6 +442,15 @@ struct Kernel<'a> {
     rows: Option<(usize, usize)>,
 }
 
+/// Images whose whole outputs one pass of [`Kernel::run_images`] computes side by side.
+#[derive(Clone, Copy)]
+struct Images {
+    /// How many.
+    count: usize,
+    /// Values from one image's padded rows to the next's.
+    stride: usize,
+}
+
 impl Kernel<'_> {
     /// One image's outputs at `band`'s positions for the channel blocks `blocks`, from the
     /// band's padded rows `xp`, into the image's output from the band's first position on at
@@ -392,13 +461,35 @@ impl Kernel<'_> {
     /// and nothing else reads or writes the band's positions of the blocks' channels
     /// meanwhile; `xp` holds the band's padded rows.
     unsafe fn run(&self, xp: &[f32], band: &Band, out: *mut f32, at: usize, blocks: std::ops::Range<usize>) {
+        // SAFETY: the caller's, for one image.
+        unsafe { self.run_images(xp, band, out, at, blocks, Images { count: 1, stride: xp.len() }) }
+    }
+
+    /// [`Kernel::run`] for `images.count` images side by side, each `band` whole (all its
+    /// positions): image `i`'s padded rows from `xp[i * images.stride]` on, its outputs and
+    /// residual `m · p` values after image `i - 1`'s. Each chunk of steps runs over every
+    /// image's tiles in turn, so that the chunk's weights serve them all while in cache.
+    ///
+    /// # Safety
+    /// As [`Kernel::run`]'s for each image.
+    unsafe fn run_images(
+        &self,
+        xp: &[f32],
+        band: &Band,
+        out: *mut f32,
+        at: usize,
+        blocks: std::ops::Range<usize>,
+        images: Images,
+    ) {
         let last = band.offsets.iter().copied().max().unwrap_or(0);
         let reach = band.corner(band.len - 1) + last + 1;
-        assert!(reach <= xp.len(), "the padded rows hold every read");
+        assert!(images.count > 0 && reach <= images.stride, "the padded rows hold every read");
+        assert!((images.count - 1) * images.stride + reach <= xp.len(), "the padded images hold every read");
+        assert!(images.count == 1 || (band.len == self.p && self.rows.is_none()), "whole images in sixes");
         assert!(!band.offsets.is_empty(), "a window reads at least one value");
         // The residual from the band's first position of channel 0 on, as far as its last
         // channel's last position.
-        let span = band.len + (self.m - 1) * self.p;
+        let span = (images.count - 1) * self.m * self.p + band.len + (self.m - 1) * self.p;
         let residual = self.finish.residual.map(|r| &r[at..at + span]);
         let tiles = match self.rows {
             Some((ow, _)) => {
@@ -411,7 +502,8 @@ impl Kernel<'_> {
             None => tiles(band.len),
         };
         // The tiles' sums between chunks of steps, by position (16 channels each).
-        let mut partial = if self.chunk < self.ck { vec![0f32; band.len * MR] } else { Vec::new() };
+        let mut partial =
+            if self.chunk < self.ck { vec![0f32; images.count * band.len * MR] } else { Vec::new() };
         // Each tile's corners, for every block and chunk (tiles of sixes).
         let corners: Vec<[usize; NP]> = match self.rows {
             Some(_) => Vec::new(),
@@ -487,35 +579,44 @@ impl Kernel<'_> {
                     }
                     continue;
                 }
-                // SAFETY: as above; `corners` holds each tile's corners.
-                unsafe {
-                    x86::tiles(
-                        xp.as_ptr(),
-                        &band.offsets[k0..k1],
-                        weights[k0 * MR..].as_ptr(),
-                        (&tiles, &corners),
-                        dst,
-                        to(),
-                        self.run,
-                        |i, first| (carry(first, k0, k1), pf(first_j + i, iters)),
-                    )
-                };
+                for img in 0..images.count {
+                    // Image `img`'s tiles: its padded rows, its outputs, its tiles' carries
+                    // (after the earlier images') and its slices of the next block's weights.
+                    let (first_j, moved) = (first_j * images.count + img * tiles.len(), img * band.len);
+                    // SAFETY: as above; `corners` holds each tile's corners, image `img`'s
+                    // padded rows start `img · stride` values into `xp` and its outputs
+                    // `img · m · p` values after the first image's.
+                    unsafe {
+                        x86::tiles(
+                            xp.as_ptr().add(img * images.stride),
+                            &band.offsets[k0..k1],
+                            weights[k0 * MR..].as_ptr(),
+                            (&tiles, &corners),
+                            dst.add(img * self.m * self.p),
+                            to(),
+                            self.run,
+                            |i, first| (carry(moved + first, k0, k1), pf(first_j + i, iters)),
+                        )
+                    };
+                }
             }
             if let Some(residual) = residual {
                 // The residual and the Relu over the block's rows of the band, vector by
                 // vector, while they are in cache: the transposing store above writes 6
                 // positions per channel, too few for vectors.
                 for r in 0..rows {
-                    let at = (b * MR + r) * self.p;
-                    // SAFETY: the band's positions of this channel are the caller's alone, and
-                    // the residual holds them.
-                    unsafe {
-                        super::direct::add_residual(
-                            out.add(at),
-                            &residual[at..at + band.len],
-                            self.finish.relu,
-                        )
-                    };
+                    for img in 0..images.count {
+                        let at = img * self.m * self.p + (b * MR + r) * self.p;
+                        // SAFETY: the band's positions of this channel are the caller's alone,
+                        // and the residual holds them.
+                        unsafe {
+                            super::direct::add_residual(
+                                out.add(at),
+                                &residual[at..at + band.len],
+                                self.finish.relu,
+                            )
+                        };
+                    }
                 }
             }
         }

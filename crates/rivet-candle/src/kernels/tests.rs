@@ -912,13 +912,25 @@ fn the_channel_direct_convolution_equals_a_plain_sum_and_the_row_kernel_bit_for_
         (2, 32, 14, 14, 20, [1, 1], [2, 2], [1, 1], [0, 0, 0, 0]),
         // No padding on a 3×3 window, 28 wide: read in place, split in bands on two threads.
         (1, 16, 30, 30, 16, [3, 3], [1, 1], [1, 1], [0, 0, 0, 0]),
+        // ResNet's 4×4 layers in small: 16 outputs per image, so eight images side by side (on
+        // two and three threads, four and two or three each), a part-empty block.
+        (8, 64, 4, 4, 20, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
+        // No padding down to 4×4: four images side by side, each read where it lies.
+        (4, 16, 6, 6, 16, [3, 3], [1, 1], [1, 1], [0, 0, 0, 0]),
+        // Stride 2 down to 4×4, five images side by side.
+        (5, 16, 7, 7, 17, [3, 3], [2, 2], [1, 1], [1, 1, 1, 1]),
+        // At the depth limit side by side (ResNet-18's 512-channel layers), four images.
+        (4, dc::GROUPED_MAX_DEPTH / 9, 4, 4, 16, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
+        // 48 outputs per image past the chunk limit: two images side by side, each tile's sums
+        // carried between chunks of steps.
+        (2, dc::GROUPED_MAX_DEPTH / 9, 6, 8, 16, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
     ];
     for &(n, c, h, w, m, [kh, kw], stride, dilation, pads) in cases {
         let win = window(&[kh, kw], &stride, &dilation, &pads);
         let geo = geometry(&win, &[h, w]).unwrap();
         let shape = dc::Shape { c, h, w, m, kh, kw, stride, dilation };
         let case = (n, c, h, w, m, kh, kw, stride, dilation);
-        assert!(dc::fits(&shape, &geo), "{case:?}");
+        assert!(dc::fits(&shape, &geo, n), "{case:?}");
         let mut xs = spread(n * c * h * w, 7);
         xs[5] = f32::NAN;
         let ws = spread(m * c * kh * kw, 8).iter().map(|v| v / 16.0).collect::<Vec<_>>();
@@ -974,18 +986,29 @@ fn the_channel_direct_convolution_equals_a_plain_sum_and_the_row_kernel_bit_for_
             conv.check(&serial, stride, dilation, [pads[0], pads[1]], [oh, ow], relu, &case);
         }
     }
-    // Refused: a 1×1 window of stride 1, fewer than 49 outputs, a deeper window, a padded image past the
-    // limit.
-    let refused = |s: dc::Shape, pads: [usize; 4]| {
+    // Refused: a 1×1 window of stride 1, fewer than 49 outputs (per batch, side by side), a
+    // deeper window, a padded image past the limit, a strided 1×1 window on small images.
+    let refused_in = |s: dc::Shape, pads: [usize; 4], n: usize| {
         let geo = geometry(&window(&[s.kh, s.kw], &s.stride, &s.dilation, &pads), &[s.h, s.w]).unwrap();
-        !dc::fits(&s, &geo)
+        !dc::fits(&s, &geo, n)
     };
+    let refused = |s: dc::Shape, pads: [usize; 4]| refused_in(s, pads, 1);
     let shape = |c, h, w, k| dc::Shape { c, h, w, m: 16, kh: k, kw: k, stride: [1, 1], dilation: [1, 1] };
     assert!(refused(shape(16, 8, 8, 1), [0; 4]));
     assert!(refused(shape(16, 6, 8, 3), [1; 4]));
     assert!(!refused(shape(16, 7, 7, 3), [1; 4]));
     assert!(refused(shape(dc::MAX_DEPTH / 9 + 1, 7, 7, 3), [1; 4]));
     assert!(refused(shape(64, 40, 40, 3), [1; 4]));
+    // 4×4 images: three (48 outputs) refused, four taken, up to the side-by-side depth limit.
+    assert!(refused_in(shape(16, 4, 4, 3), [1; 4], 3));
+    assert!(!refused_in(shape(16, 4, 4, 3), [1; 4], 4));
+    assert!(!refused_in(shape(dc::GROUPED_MAX_DEPTH / 9, 4, 4, 3), [1; 4], 8));
+    assert!(refused_in(shape(dc::GROUPED_MAX_DEPTH / 9 + 1, 4, 4, 3), [1; 4], 8));
+    // 7×7 images go one at a time, to the one-image depth limit whatever the batch.
+    assert!(refused_in(shape(dc::MAX_DEPTH / 9 + 1, 7, 7, 3), [1; 4], 8));
+    // A 1×1 window of stride 2 onto 4×4 outputs: not side by side, so refused.
+    let point = dc::Shape { stride: [2, 2], ..shape(64, 8, 8, 1) };
+    assert!(refused_in(point, [0; 4], 8));
 }
 
 #[test]
@@ -1036,8 +1059,8 @@ fn each_convolution_goes_to_the_kernel_measured_fastest_for_it() {
         ((3, 32, 32, 16, 3, 1, 1), Some(Direct::Rows)),
         ((16, 16, 16, 32, 3, 1, 1), Some(Direct::Rows)),
         ((32, 8, 8, 32, 3, 1, 1), Some(Direct::Rows)),
-        // ResNet-18 at 112×112: the stem, the 28-, 14- and 7-wide 3×3 layers, the stride-2
-        // ones, and the 512-channel layers on 4×4 (gemm).
+        // ResNet-18 at 112×112, batch 1: the stem, the 28-, 14- and 7-wide 3×3 layers, the
+        // stride-2 ones, and the 512-channel layers on 4×4 (gemm).
         ((3, 112, 112, 64, 7, 2, 3), Some(Direct::Channels)),
         ((64, 28, 28, 64, 3, 1, 1), Some(Direct::Channels)),
         ((128, 14, 14, 128, 3, 1, 1), Some(Direct::Channels)),
@@ -1057,7 +1080,12 @@ fn each_convolution_goes_to_the_kernel_measured_fastest_for_it() {
     for &((c, h, w, m, k, s, pad), ref want) in cases.iter().chain(&points) {
         let geo = geometry(&window(&[k, k], &[s, s], &[1, 1], &[pad; 4]), &[h, w]).unwrap();
         let shape = dc::Shape { c, h, w, m, kh: k, kw: k, stride: [s, s], dilation: [1, 1] };
-        assert_eq!(&direct_kernel(&shape, &geo), want, "{:?}", (c, h, w, m, k, s));
+        assert_eq!(&direct_kernel(&shape, &geo, 1), want, "{:?}", (c, h, w, m, k, s));
+        // At batch 8 the same, but the 3×3 layers on 4×4 go to the channel kernel, images
+        // side by side.
+        let want =
+            if (h, k) == (7, 3) && s == 2 || (h, k) == (4, 3) { &Some(Direct::Channels) } else { want };
+        assert_eq!(&direct_kernel(&shape, &geo, 8), want, "batch 8: {:?}", (c, h, w, m, k, s));
     }
 }
 
@@ -1319,7 +1347,7 @@ fn padded_images_kept_between_runs_give_the_bits_of_new_ones() {
         let split = threads::Split::Serial;
         if channels {
             let shape = dc::Shape { c, h, w, m, kh: 3, kw: 3, stride: [1, 1], dilation: [1, 1] };
-            assert!(dc::fits(&shape, &geo));
+            assert!(dc::fits(&shape, &geo, 1));
             filled(len, |out| {
                 dc::conv(xs, &dc::pack(&ws, m), Some(&bias), shape, &geo, out, &split, finish(false))
             })
