@@ -109,7 +109,10 @@ pub(crate) fn fits(s: &Shape, geo: &Geometry, n: usize) -> bool {
 /// tiles share each read. ResNet-18's 512-channel 4×4 layers at batch 8 (one thread,
 /// `RIVET_CANDLE_PROFILE`, each layer's fastest of 10 runs, two runs each way) took
 /// 3,209–3,221 µs (its stride-2 one, 2,304 deep) and 6,347–6,484 (4,608 deep) side by side,
-/// against 3,608–3,656 and 7,021–7,136 as im2col and gemm. Its 7×7 layers (49 outputs) ran
+/// against 3,608–3,656 and 7,021–7,136 as im2col and gemm. At batch 4 (64 outputs side by
+/// side) the four took 11.2–11.3 ms in all against 12.5 on one thread, and on two threads (two
+/// images each) 6.0–7.1 against 6.3–8.8 in six runs of seven each way (the seventh side by
+/// side: 11.3, on a noisy machine; medians of 16 runs). Its 7×7 layers (49 outputs) ran
 /// the same either way, and its 1×1 shortcuts, read in place, 26–49% slower side by side:
 /// each block's pass then reads every image whole.
 fn groups(s: &Shape, geo: &Geometry, n: usize) -> bool {
