@@ -111,13 +111,19 @@ pub(crate) fn fits(s: &Shape, geo: &Geometry, n: usize) -> bool {
 /// 3,209–3,221 µs (its stride-2 one, 2,304 deep) and 6,347–6,484 (4,608 deep) side by side,
 /// against 3,608–3,656 and 7,021–7,136 as im2col and gemm. At batch 4 (64 outputs side by
 /// side) the four took 11.2–11.3 ms in all against 12.5 on one thread, and on two threads (two
-/// images each) 6.0–7.1 against 6.3–8.8 in six runs of seven each way (the seventh side by
-/// side: 11.3, on a noisy machine; medians of 16 runs). Its 7×7 layers (49 outputs) ran
+/// images each) 6.0–7.1 ms in six runs of seven (11.3 in the seventh) against 6.3–8.8 in all
+/// seven, on a noisy machine (medians of 16 runs). Its 7×7 layers (49 outputs) ran
 /// the same either way, and its 1×1 shortcuts, read in place, 26–49% slower side by side:
 /// each block's pass then reads every image whole.
 fn groups(s: &Shape, geo: &Geometry, n: usize) -> bool {
     n > 1 && s.kh * s.kw > 1 && geo.p < MIN_POSITIONS && tiling(s, geo) == Tiling::Sixes
 }
+
+/// The most images [`conv`] computes side by side in one pass ([`groups`]): a thread's images
+/// beyond it go in further passes, so that the padded images a pass reads stay few (eight of
+/// ResNet-18's 512-channel 4×4 images, 576 KiB, fit a core's L2 cache) and a large batch does
+/// not pad all its images into one buffer.
+const GROUP_IMAGES: usize = 8;
 
 /// Where the packed weights start in `packed`: the first value aligned to a cache line.
 fn start(packed: &[f32]) -> usize {
@@ -258,8 +264,8 @@ pub(crate) fn conv_tiled(
         // The thread's images side by side, one pass over each chunk of weights for them all.
         let whole = Band::new(&s, geo, 0..p, in_place);
         let tasks = threads.min(n);
-        split.run(tasks, |t| {
-            let (first, count) = (t * n / tasks, (t + 1) * n / tasks - t * n / tasks);
+        // Images `first..first + count` side by side.
+        let group = |first: usize, count: usize| {
             let at = first * m * p;
             let images = |stride: usize| Images { count, stride };
             if in_place {
@@ -286,6 +292,15 @@ pub(crate) fn conv_tiled(
                 // rows, `stride` values apart.
                 unsafe { kernel.run_images(xp, &whole, outs.at(at), at, 0..blocks, images(stride)) };
             });
+        };
+        split.run(tasks, |t| {
+            // The task's images, in as few groups of at most `GROUP_IMAGES` as hold them, of
+            // sizes as even as they go.
+            let (first, count) = (t * n / tasks, (t + 1) * n / tasks - t * n / tasks);
+            let passes = count.div_ceil(GROUP_IMAGES);
+            for g in 0..passes {
+                group(first + g * count / passes, (g + 1) * count / passes - g * count / passes);
+            }
         });
         return;
     }

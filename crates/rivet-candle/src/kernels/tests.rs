@@ -917,6 +917,8 @@ fn the_channel_direct_convolution_equals_a_plain_sum_and_the_row_kernel_bit_for_
         (8, 64, 4, 4, 20, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
         // No padding down to 4×4: four images side by side, each read where it lies.
         (4, 16, 6, 6, 16, [3, 3], [1, 1], [1, 1], [0, 0, 0, 0]),
+        // Eleven images: on one thread in two passes (six and five side by side).
+        (11, 16, 4, 4, 16, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
         // Stride 2 down to 4×4, five images side by side.
         (5, 16, 7, 7, 17, [3, 3], [2, 2], [1, 1], [1, 1, 1, 1]),
         // At the depth limit side by side (ResNet-18's 512-channel layers), four images.
