@@ -121,8 +121,8 @@ fn groups(s: &Shape, geo: &Geometry, n: usize) -> bool {
 
 /// The most images [`conv`] computes side by side in one pass ([`groups`]): a thread's images
 /// beyond it go in further passes, so that the padded images a pass reads stay few (eight of
-/// ResNet-18's 512-channel 4×4 images, 576 KiB, fit a core's L2 cache) and a large batch does
-/// not pad all its images into one buffer.
+/// ResNet-18's 512-channel 4×4 images take 576 KiB, about a core's second-level cache) and a
+/// large batch does not pad all its images into one buffer.
 const GROUP_IMAGES: usize = 8;
 
 /// Where the packed weights start in `packed`: the first value aligned to a cache line.
