@@ -58,8 +58,8 @@ pub(crate) fn matmul(a: &CTensor, b: &CTensor) -> CResult<CTensor> {
 /// [`MID_MACS`](super::tune::MID_MACS) up, see [`super::tune`]): on most machines, handing
 /// the product to other threads and splitting it costs more than the split gains (measured with `rivet bench --threads 1,2` on the bundled
 /// CNN, whose convolutions are under a million multiply-adds, and ResNet-18, whose are tens of
-/// millions; its classifier at batch 8, 4.1 million, took 398 µs on one thread and 262 µs
-/// split over two).
+/// millions; the product of its classifier at batch 8, 4.1 million, took 398 µs on one thread
+/// and 262 µs split over two in the gemm crate's column blocks).
 pub(crate) const SERIAL_GEMM_MACS: usize = 1 << 21;
 
 /// `a @ b + bias` for float32 `a` and `b` of at least two dims that [`serial_matmul`] takes
@@ -499,6 +499,7 @@ pub(crate) fn gemm_op<T: candle_core::WithDType>(
     alpha: f64,
     beta: f64,
     relu: bool,
+    panels: Option<&Panels>,
 ) -> CResult<CTensor> {
     let (m, k, n) = (a.dims()[0], a.dims()[1], b.dims()[1]);
     super::check_size(&[m, n], T::DTYPE.size_in_bytes())?;
@@ -570,9 +571,19 @@ pub(crate) fn gemm_op<T: candle_core::WithDType>(
                 ) {
                     return;
                 }
+                let dst = super::conv::SharedOut::new(as_uninit(&mut out));
+                if let Some(panels) = panels.filter(|_| m <= FEW_ROWS).and_then(|p| p.of(b)) {
+                    let done = with_strided(panels, |pv: Strided<'_, T>| {
+                        threads::split(m * n * k, |split| {
+                            few_rows_gemm(av, pv, dst, (m, k, n), T::from_f64(alpha), &split)
+                        })
+                    });
+                    if done.is_ok() {
+                        return;
+                    }
+                }
                 let blocks = column_blocks(m, k, n);
                 let width = n.div_ceil(blocks);
-                let dst = super::conv::SharedOut::new(as_uninit(&mut out));
                 threads::split(m * n * k, |split| {
                     split.run_ranges(blocks, |block| {
                         let j0 = block * width;
@@ -616,12 +627,113 @@ pub(crate) fn gemm_op<T: candle_core::WithDType>(
     CTensor::from_vec(out, (m, n), &Device::Cpu)
 }
 
+/// The most rows of A for which [`gemm_op`] computes a product too large for [`small_gemm`]
+/// with [`few_rows_gemm`] (where B is a constant) rather than the gemm crate.
+const FEW_ROWS: usize = 8;
+
+/// Columns of the output that [`few_rows_gemm`] computes at a time: the width of a panel.
+const PANEL: usize = 32;
+
+/// A constant Gemm B (`[k, n]`) laid out as [`few_rows_gemm`] reads it, `[n / 32, k, 32]`
+/// (the last panel padded with zeros): each panel's `k × 32` values one after another. Made on
+/// the first run of at most [`FEW_ROWS`] rows, so a model whose runs are all larger keeps no
+/// second copy.
+#[derive(Default)]
+pub(crate) struct Panels(std::sync::OnceLock<Option<CTensor>>);
+
+impl Panels {
+    /// The panels of `b`, made on first use; `None` where they cannot be made.
+    fn of(&self, b: &CTensor) -> Option<&CTensor> {
+        self.0
+            .get_or_init(|| {
+                let (k, n) = b.dims2().ok()?;
+                let wide = b.pad_with_zeros(1, 0, n.next_multiple_of(PANEL) - n).ok()?;
+                wide.reshape((k, n.div_ceil(PANEL), PANEL)).ok()?.transpose(0, 1).ok()?.contiguous().ok()
+            })
+            .as_ref()
+    }
+
+    /// Whether the panels were made.
+    #[cfg(test)]
+    pub(crate) fn made(&self) -> bool {
+        self.0.get().is_some_and(Option::is_some)
+    }
+}
+
+/// `c += alpha * a @ b` for a product of at most [`FEW_ROWS`] rows (`a` `[m, k]`; `panels`
+/// B's [`Panels`], `[n / 32, k, 32]`; `c` the row-major `[m, n]` output behind `dst`), one
+/// panel's 32 columns at a time, the panels split over `split`'s threads. Each panel runs
+/// [`small_gemm`]'s loop: all rows over `k × 32` values read in order, B from memory once.
+/// The gemm crate's register tile is 16 rows tall (8 wide in AVX-512 lanes): on fewer rows it
+/// computes the rest for nothing, and its column blocks read B's rows in parts.
+///
+/// ResNet-18's classifier (`[m, 512] @ [512, 1000]`, `RIVET_CANDLE_PROFILE`, the fastest five
+/// of 30 runs, two runs each way, AMD EPYC with AVX2):
+///
+/// | rows, threads | panels | the gemm crate |
+/// |---|---|---|
+/// | 8, one | 252–258 µs | 297–324 µs |
+/// | 8, two | 142–150 | 190–201 |
+/// | 1, one | 120–136 | 113–118 |
+/// | 1, two | 73–77 | 121–130 |
+///
+/// One row on one thread reads B from memory a little slower than the gemm crate's row-major
+/// pass; it takes the same path as on two, where the panels split and one product does not.
+///
+/// A column's sums run over `k` in order, whichever panel and thread computes it: the result
+/// is the same at every thread count.
+fn few_rows_gemm<T: candle_core::WithDType>(
+    a: Strided<'_, T>,
+    b: Strided<'_, T>,
+    dst: super::conv::SharedOut<T>,
+    (m, k, n): (usize, usize, usize),
+    alpha: T,
+    split: &threads::Split<'_>,
+) {
+    assert!(m <= FEW_ROWS, "at most {FEW_ROWS} rows");
+    let blocks = n.div_ceil(PANEL);
+    assert!(b.dims == [blocks, k, PANEL] && b.strides == [k * PANEL, PANEL, 1], "B's panels");
+    let tasks = split.threads().min(blocks);
+    split.run(tasks, |t| {
+        let mut sums = [T::zero(); FEW_ROWS * PANEL];
+        for block in t * blocks / tasks..(t + 1) * blocks / tasks {
+            let j0 = block * PANEL;
+            let w = PANEL.min(n - j0);
+            let sums = &mut sums[..m * w];
+            for (i, row) in sums.chunks_exact_mut(w).enumerate() {
+                // SAFETY: the output holds m×n initialized elements; row i's columns
+                // j0..j0 + w are this block's alone, and only this task computes the block.
+                row.copy_from_slice(unsafe { std::slice::from_raw_parts(dst.at(i * n + j0), w) });
+            }
+            crate::kernels::wide(SmallGemm {
+                a: a.data,
+                a_rs: a.strides[0],
+                a_cs: a.strides[1],
+                b: b.data,
+                b_rs: PANEL,
+                ao: a.start,
+                bo: b.start + block * k * PANEL,
+                c: sums,
+                k,
+                n: w,
+                alpha,
+                epilogue: Epilogue::PLAIN,
+            });
+            for (i, row) in sums.chunks_exact(w).enumerate() {
+                // SAFETY: as above.
+                unsafe { std::slice::from_raw_parts_mut(dst.at(i * n + j0), w) }.copy_from_slice(row);
+            }
+        }
+    });
+}
+
 /// How many blocks of columns [`gemm_op`] computes an `[m, k] @ [k, n]` product in: one up to
 /// [`SERIAL_GEMM_MACS`], else the most of 2, 4 or 8 that leaves at least 128 columns per
 /// block. The blocks split over the threads (from the calling thread's first), and since
 /// their number does not depend on the thread count, each output is the same sum at every
-/// setting. Blocks also helped on one thread: ResNet-18's classifier at batch 8 (`[8, 512] @
-/// [512, 1000]`) took 436 µs as one product and 398 µs as four.
+/// setting. Blocks also helped on one thread: `[8, 512] @ [512, 1000]` (the shape of
+/// ResNet-18's classifier at batch 8, which itself runs on [`Panels`]) took 436 µs as one
+/// product and 398 µs as four.
 fn column_blocks(m: usize, k: usize, n: usize) -> usize {
     if m * k * n <= SERIAL_GEMM_MACS {
         return 1;

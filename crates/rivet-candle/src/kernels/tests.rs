@@ -1220,47 +1220,58 @@ fn global_average_pooling_is_the_f64_mean_at_every_thread_count() {
 }
 
 #[test]
-fn a_large_gemm_in_column_blocks_gives_the_same_bits_at_every_thread_count() {
-    // ResNet-18's classifier at batch 8: 4.1 million multiply-adds, four blocks of 250 columns.
-    let (m, k, n) = (8, 512, 1000);
-    assert!(m * k * n > SERIAL_GEMM_MACS);
-    let a = CTensor::from_vec(spread(m * k, 1), (m, k), &Device::Cpu).unwrap();
-    let b_values: Vec<f32> = spread(k * n, 2).iter().map(|v| v / 64.0).collect();
-    // B transposed in storage, as a Gemm with transB reads it.
-    let b = CTensor::from_vec(b_values.clone(), (n, k), &Device::Cpu).unwrap().t().unwrap();
-    let c = CTensor::from_vec(spread(n, 5), n, &Device::Cpu).unwrap();
-    let bits = |t: &CTensor| -> Vec<u32> {
-        t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect()
-    };
-    for relu in [false, true] {
-        let run = |threads: Option<usize>| {
-            let budget = threads.map(|t| threads::Budget::new(t).unwrap());
-            threads::with_budget(budget.as_ref(), || gemm_op::<f32>(&a, &b, Some(&c), 1.0, 1.0, relu))
-                .unwrap()
+fn a_large_gemm_gives_the_same_bits_at_every_thread_count_in_column_blocks_and_on_panels() {
+    // ResNet-18's classifier at batch 8 (4.1 million multiply-adds: four blocks of 250 columns
+    // on the gemm crate) and at batch 1; a product whose last panel is 5 columns wide; and one
+    // of 9 rows, which no panel takes.
+    for (m, k, n) in [(8, 512, 1000), (1, 512, 1000), (5, 300, 37), (9, 300, 37)] {
+        assert!(m * k * n > SMALL_GEMM_MACS);
+        let a = CTensor::from_vec(spread(m * k, 1), (m, k), &Device::Cpu).unwrap();
+        let b_values: Vec<f32> = spread(k * n, 2).iter().map(|v| v / 64.0).collect();
+        // B transposed in storage, as a Gemm with transB reads it; laid out row by row, as a
+        // constant B is at load, for the panels.
+        let b = CTensor::from_vec(b_values.clone(), (n, k), &Device::Cpu).unwrap().t().unwrap();
+        let b_rows = pad_columns(b.contiguous().unwrap()).unwrap();
+        let c = CTensor::from_vec(spread(n, 5), n, &Device::Cpu).unwrap();
+        let bits = |t: &CTensor| -> Vec<u32> {
+            t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect()
         };
-        let one = run(Some(1));
-        for threads in [Some(2), Some(3), None] {
-            assert_eq!(bits(&one), bits(&run(threads)), "{threads:?} threads, relu {relu}");
-        }
-        // Against a plain f64 sum.
-        let (av, bias) = (spread(m * k, 1), spread(n, 5));
-        let got: Vec<f32> = one.flatten_all().unwrap().to_vec1().unwrap();
-        for i in 0..m {
-            for j in 0..n {
-                let mut sum = f64::from(bias[j]);
-                let mut scale = sum.abs();
-                for p in 0..k {
-                    let term = f64::from(av[i * k + p]) * f64::from(b_values[j * k + p]);
-                    sum += term;
-                    scale += term.abs();
+        for (relu, panels) in [(false, false), (true, false), (false, true), (true, true)] {
+            let made = Panels::default();
+            let (b, panels) = if panels { (&b_rows, Some(&made)) } else { (&b, None) };
+            let run = |threads: Option<usize>| {
+                let budget = threads.map(|t| threads::Budget::new(t).unwrap());
+                threads::with_budget(budget.as_ref(), || {
+                    gemm_op::<f32>(&a, b, Some(&c), 1.0, 1.0, relu, panels)
+                })
+                .unwrap()
+            };
+            let one = run(Some(1));
+            for threads in [Some(2), Some(3), None] {
+                assert_eq!(bits(&one), bits(&run(threads)), "{m}×{k}×{n}: {threads:?} threads, relu {relu}");
+            }
+            let case = format!("{m}×{k}×{n}, panels {}", panels.is_some());
+            assert_eq!(made.made(), panels.is_some() && m <= 8, "{case}: panels made");
+            // Against a plain f64 sum.
+            let (av, bias) = (spread(m * k, 1), spread(n, 5));
+            let got: Vec<f32> = one.flatten_all().unwrap().to_vec1().unwrap();
+            for i in 0..m {
+                for j in 0..n {
+                    let mut sum = f64::from(bias[j]);
+                    let mut scale = sum.abs();
+                    for p in 0..k {
+                        let term = f64::from(av[i * k + p]) * f64::from(b_values[j * k + p]);
+                        sum += term;
+                        scale += term.abs();
+                    }
+                    if relu && sum < 0.0 {
+                        sum = 0.0;
+                    }
+                    // An f32 sum of k terms: within k ulps of the terms' magnitude.
+                    let g = f64::from(got[i * n + j]);
+                    let bound = k as f64 * f64::from(f32::EPSILON) * scale.max(1.0);
+                    assert!((g - sum).abs() <= bound, "{case} [{i}, {j}]: {g} against {sum}");
                 }
-                if relu && sum < 0.0 {
-                    sum = 0.0;
-                }
-                // An f32 sum of k terms: within k ulps of the terms' magnitude.
-                let g = f64::from(got[i * n + j]);
-                let bound = k as f64 * f64::from(f32::EPSILON) * scale.max(1.0);
-                assert!((g - sum).abs() <= bound, "[{i}, {j}]: {g} against {sum}");
             }
         }
     }

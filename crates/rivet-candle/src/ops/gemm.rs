@@ -119,6 +119,7 @@ fn build_gemm(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
         }
         _ => None,
     };
+    let panels = b_fixed.as_ref().map(|_| Panels::default());
     let k: Kernel = Box::new(move |x| {
         let a = req(x, 0)?;
         if a.rank() != 2 {
@@ -153,8 +154,8 @@ fn build_gemm(ctx: &NodeCtx<'_>) -> Result<Built, Refusal> {
         }
         let c = if half { None } else { x.get(2).copied().flatten() };
         Ok(vec![match a.dtype() {
-            CDType::F32 => gemm_op::<f32>(a, b, c, p_alpha, beta, p_relu)?,
-            _ => gemm_op::<f64>(a, b, c, p_alpha, beta, p_relu)?,
+            CDType::F32 => gemm_op::<f32>(a, b, c, p_alpha, beta, p_relu, panels.as_ref())?,
+            _ => gemm_op::<f64>(a, b, c, p_alpha, beta, p_relu, panels.as_ref())?,
         }])
     });
     let k = if half { gemm_half_steps(via_f32(k, t), alpha, beta, relu) } else { k };
