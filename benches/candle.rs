@@ -170,13 +170,18 @@ fn c_filter() -> Option<&'static str> {
 /// The pause before each block of calls in [`side_by_side`] (followed by one untimed call).
 const BLOCK_PAUSE: Duration = Duration::from_millis(20);
 
-/// The ratios side by side, which unlike criterion's separate timings share the machine's
-/// drift: per round, one block of calls (about 5 ms) of each contender, in an order that
-/// rotates from round to round; per round the ratios of the times per call; printed, the
-/// median over the rounds and the quartiles.
 /// The least untimed time before a block's timed calls.
 const WARM: Duration = Duration::from_millis(20);
 
+/// Timed stretches per block, each of about 5 ms of calls (at least one call): the block's time
+/// per call is their median, so that one call the machine slowed (a call of ResNet-18 at
+/// batch 8 fills a stretch alone) does not decide its round's ratios.
+const STRETCHES: usize = 5;
+
+/// The ratios side by side, which unlike criterion's separate timings share the machine's
+/// drift: per round, one block of calls of each contender, in an order that rotates from round
+/// to round; per round the ratios of the times per call; printed, the median over the rounds
+/// and the quartiles.
 fn side_by_side(filter: Option<&str>, rounds: usize) {
     let quartiles = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -198,13 +203,13 @@ fn side_by_side(filter: Option<&str>, rounds: usize) {
             let call = || drop(std::hint::black_box(model.run_named(&named).unwrap()));
             // The first run's one-off work, untimed.
             call();
-            // Calls per block: about 5 ms, from one timed call when not given.
+            // Calls per stretch: about 5 ms, from one timed call when not given.
             let calls = calls.unwrap_or_else(|| {
                 let start = Instant::now();
                 call();
                 (0.005 / start.elapsed().as_secs_f64().max(1e-9)).clamp(1.0, 100_000.0) as u32
             });
-            // Untimed calls, as many as timed ones and for at least WARM: the backend's threads
+            // Untimed calls, as many as a stretch's and for at least WARM: the backend's threads
             // awake, placed on their own cores by the scheduler (a thread the model just
             // started can share the loading thread's core for milliseconds), and its memory in
             // use, as for a backend serving back-to-back requests.
@@ -214,11 +219,16 @@ fn side_by_side(filter: Option<&str>, rounds: usize) {
                 call();
                 warmed += 1;
             }
-            let start = Instant::now();
-            for _ in 0..calls {
-                call();
-            }
-            (calls, start.elapsed().as_secs_f64() / f64::from(calls))
+            let stretches: Vec<f64> = (0..STRETCHES)
+                .map(|_| {
+                    let start = Instant::now();
+                    for _ in 0..calls {
+                        call();
+                    }
+                    start.elapsed().as_secs_f64() / f64::from(calls)
+                })
+                .collect();
+            (calls, quartiles(stretches).1)
         };
         let calls: Vec<u32> = (0..contenders.len()).map(|i| block(i, None).0).collect();
         let mut per_call = vec![Vec::with_capacity(rounds); contenders.len()];
@@ -268,7 +278,7 @@ fn side_by_side(filter: Option<&str>, rounds: usize) {
                     "ORT µs, 1 thread", "Candle µs, 1 thread", "ORT µs, 2 threads", "Candle µs, 2 threads",
                     "Candle µs, default"],
         "rows": rows,
-        "notes": [format!("{rounds} rounds of one block of calls (about 5 ms, after a 20 ms pause, loading the contender, then as many untimed calls and for at least 20 ms, so that the threads it starts are on their own cores; it is dropped after the block, so no other model's threads are in the process) per contender in rotating order; \
+        "notes": [format!("{rounds} rounds of one block of calls per contender in rotating order (after a 20 ms pause, loading the contender, then untimed calls, as many as a stretch has and for at least 20 ms, so that the threads it starts are on their own cores, then {STRETCHES} timed stretches of about 5 ms, at least one call each, the block's time per call their median; it is dropped after the block, so no other model's threads are in the process); \
                            each ratio is the median of the per-round ratios, quartiles in brackets; times are \
                            medians per call. Threads are intra-op threads, the same count on both backends; \
                            Candle's default is no count given (its rayon pool, {} threads here).",
